@@ -1,0 +1,352 @@
+//! `/v1/jobs`: submit, list, show, timeline, stored response, cancel.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ErrorBody;
+use super::{ApiError, AppState};
+use crate::job::{JobError, JobSpec, JobStatus};
+use crate::orchestrator::AcceptError;
+use crate::store::{EventRow, InsertOutcome, JobFilter, JobRow};
+
+/// A job as the API shows it. Times are unix seconds.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    /// Always `job`.
+    pub object: String,
+    pub name: String,
+    pub status: JobStatus,
+    pub model: String,
+    pub response_id: Option<String>,
+    pub created_at: i64,
+    pub submitted_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub output_text: Option<String>,
+    pub error: Option<JobError>,
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<Value>,
+    /// Create calls sent upstream for this job (1 in the normal case).
+    pub attempts: i64,
+    pub cancel_requested: bool,
+    pub idempotency_key: Option<String>,
+    /// When the job's timeout cancels it, if it has one.
+    pub deadline_at: Option<i64>,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+}
+
+impl From<&JobRow> for JobView {
+    fn from(r: &JobRow) -> Self {
+        let secs = |ms: i64| ms.div_euclid(1000);
+        JobView {
+            id: r.id.clone(),
+            object: "job".into(),
+            name: r.name.clone(),
+            status: r.status,
+            model: r.model.clone(),
+            response_id: r.response_id.clone(),
+            created_at: secs(r.created_at),
+            submitted_at: r.submitted_at.map(secs),
+            finished_at: r.finished_at.map(secs),
+            output_text: r.output_text.clone(),
+            error: r.error(),
+            usage: r.usage.clone(),
+            attempts: r.submissions,
+            cancel_requested: r.cancel_requested == 1,
+            idempotency_key: r.idempotency_key.clone(),
+            deadline_at: r.deadline_at.map(secs),
+            metadata: r
+                .spec
+                .request
+                .get("metadata")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({})),
+        }
+    }
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub object: String,
+    pub data: Vec<JobView>,
+    pub has_more: bool,
+    /// Pass as `after` to get the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A job's timeline.
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    pub object: String,
+    pub data: Vec<EventRow>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Only jobs with this status.
+    pub status: Option<String>,
+    /// Only jobs with this name.
+    pub name: Option<String>,
+    /// Only jobs created since: a duration back from now (`7d`, `2h`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("no job with id `{id}`"))
+}
+
+/// Submit a job: a Responses API create body plus respool's keys.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = Object, description = "A job spec"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays return the same job")),
+    responses((status = 201, body = JobView), (status = 200, description = "An idempotent replay", body = JobView),
+              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let mut value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
+    if let Some(key) = headers.get("idempotency-key") {
+        let key = key.to_str().map_err(|_| {
+            ApiError::invalid(
+                "Idempotency-Key must be ASCII",
+                Some("Idempotency-Key".into()),
+            )
+        })?;
+        crate::job::spec::check_idempotency_key(key).map_err(|m| {
+            ApiError::invalid(
+                format!("Idempotency-Key {m}"),
+                Some("Idempotency-Key".into()),
+            )
+        })?;
+        if let Value::Object(m) = &mut value {
+            match m.get("idempotency_key").and_then(Value::as_str) {
+                Some(k) if k != key => {
+                    return Err(ApiError::invalid(
+                        "the Idempotency-Key header and the body's `idempotency_key` differ",
+                        Some("idempotency_key".into()),
+                    ));
+                }
+                _ => {
+                    m.insert("idempotency_key".into(), Value::String(key.to_string()));
+                }
+            }
+        }
+    }
+    let spec = JobSpec::from_value(value, "(request)").map_err(|errs| {
+        let param = errs.first().map(|e| e.field.clone());
+        let message = errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::invalid(message, param)
+    })?;
+    match state.orchestrator.accept(spec, "api").await {
+        Ok(InsertOutcome::Created(row)) => {
+            Ok((StatusCode::CREATED, Json(JobView::from(&row))).into_response())
+        }
+        Ok(InsertOutcome::Existing(row)) => Ok((
+            StatusCode::OK,
+            [("idempotent-replayed", "true")],
+            Json(JobView::from(&row)),
+        )
+            .into_response()),
+        Ok(InsertOutcome::KeyConflict(row)) => Err(ApiError::conflict(
+            format!(
+                "this idempotency key was used for job {} with a different spec",
+                row.id
+            ),
+            Some("idempotency_key".into()),
+        )),
+        Err(e @ AcceptError::UnknownSink { .. }) => {
+            Err(ApiError::invalid(e.to_string(), Some("notify".into())))
+        }
+        Err(AcceptError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = p.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid(
+            "`limit` must be between 1 and 100",
+            Some("limit".into()),
+        ));
+    }
+    let status = p
+        .status
+        .as_deref()
+        .map(str::parse::<JobStatus>)
+        .transpose()
+        .map_err(|m| ApiError::invalid(m, Some("status".into())))?;
+    let now = state.orchestrator.clock().now_ms();
+    let since = p
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, now))
+        .transpose()?;
+    let before = p.after.as_deref().map(decode_cursor).transpose()?;
+    let filter = JobFilter {
+        status,
+        name: p.name,
+        since,
+        before,
+        limit: limit + 1,
+    };
+    let mut rows = state.orchestrator.store().list_jobs(&filter).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if has_more {
+        rows.last().map(|r| encode_cursor(r.created_at, &r.id))
+    } else {
+        None
+    };
+    Ok(Json(JobList {
+        object: "list".into(),
+        data: rows.iter().map(JobView::from).collect(),
+        has_more,
+        next_cursor,
+    }))
+}
+
+/// Parses `since`: a duration back from now, an RFC 3339 time, or unix seconds.
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ApiError> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now_ms - crate::clock::ms(d));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs.saturating_mul(1000));
+    }
+    Err(ApiError::invalid(
+        format!("`since` must be a duration (`7d`), an RFC 3339 time or unix seconds, not `{s}`"),
+        Some("since".into()),
+    ))
+}
+
+fn encode_cursor(created_at: i64, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "`after` is not a cursor from this API",
+            Some("after".into()),
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (at, id) = text.split_once(':').ok_or_else(bad)?;
+    Ok((at.parse().map_err(|_| bad())?, id.to_string()))
+}
+
+/// Show a job.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let row = state
+        .orchestrator
+        .store()
+        .get_job(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(JobView::from(&row)))
+}
+
+/// A job's timeline, oldest first.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
+pub async fn get_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EventList>, ApiError> {
+    let store = state.orchestrator.store();
+    store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
+    Ok(Json(EventList {
+        object: "list".into(),
+        data: store.list_events(&id).await?,
+    }))
+}
+
+/// The stored upstream Response JSON, whole.
+#[utoipa::path(get, path = "/v1/jobs/{id}/response", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn get_response(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.orchestrator.store();
+    store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
+    let resp = store
+        .get_response(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job `{id}` has no stored response yet")))?;
+    Ok(Json(resp))
+}
+
+/// Cancel a job: upstream too if it was submitted.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let row = state
+        .orchestrator
+        .cancel_job(&id)
+        .await?
+        .ok_or_else(|| not_found(&id))?;
+    Ok(Json(JobView::from(&row)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip() {
+        let c = encode_cursor(1234, "job_01ABC");
+        assert_eq!(decode_cursor(&c).unwrap(), (1234, "job_01ABC".to_string()));
+        assert!(decode_cursor("!!").is_err());
+    }
+
+    #[test]
+    fn since_forms() {
+        assert_eq!(
+            parse_since("1h", 10_000_000).unwrap(),
+            10_000_000 - 3_600_000
+        );
+        assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000_000);
+        assert!(parse_since("2026-11-01T00:00:00Z", 0).is_ok());
+        assert!(parse_since("yesterday", 0).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! A small REST client for the CLI's client commands.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::ServerArgs;
+use crate::config::{Config, process_env};
+
+/// Talks to a respool daemon.
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl ApiClient {
+    /// From `--server`/`RESPOOL_SERVER`, else the config's `listen` address.
+    pub fn from_args(config_path: Option<&Path>, args: &ServerArgs) -> anyhow::Result<Self> {
+        let base = match &args.server {
+            Some(s) => s.trim_end_matches('/').to_string(),
+            None => {
+                let source = Config::discover(config_path, &process_env);
+                let listen = Config::load(&source, &process_env)
+                    .map(|c| c.listen)
+                    .unwrap_or_else(|_| Config::default().listen);
+                let host = if listen.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    listen.ip().to_string()
+                };
+                let host = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host
+                };
+                format!("http://{host}:{}", listen.port())
+            }
+        };
+        Ok(Self::new(&base, args.token.clone()))
+    }
+
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = rb
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the respool daemon at {}", self.base))?;
+        let status = resp.status();
+        let body = resp.bytes().await.context("reading the daemon's answer")?;
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .context("the daemon's answer is not the expected JSON");
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let msg = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)");
+        Err(anyhow!("the daemon answered {status}: {msg}"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.req(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        idem: Option<&str>,
+    ) -> anyhow::Result<T> {
+        let mut rb = self.req(reqwest::Method::POST, path);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        if let Some(k) = idem {
+            rb = rb.header("Idempotency-Key", k);
+        }
+        self.send(rb).await
+    }
+}

@@ -1,0 +1,162 @@
+//! `respool serve`, `respool check` and `respool sim`: logging, config loading and signals.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use super::{CheckArgs, LogFormat};
+use crate::app::Application;
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, Source, process_env};
+use crate::job::spec::parse_jobs_file;
+
+/// Logs to stderr; the level from `RESPOOL_LOG` (or `RUST_LOG`), default `info`.
+pub fn init_logging(format: LogFormat) {
+    let filter = std::env::var("RESPOOL_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi_stderr());
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.with_target(false).try_init(),
+    };
+}
+
+/// Colours in the log only when stderr is a terminal and `NO_COLOR` is not set.
+pub fn ansi_stderr() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Cancels the token on SIGTERM or SIGINT; a second signal exits at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_signal().await;
+        tracing::info!("shutting down: stop taking work, let what is in flight finish");
+        t.cancel();
+        wait_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn wait_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Loads the config the way `serve` does, printing located errors.
+pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let source = Config::discover(path, &process_env);
+    if let Source::File(p) = &source {
+        tracing::info!(path = %p.display(), "config file");
+    }
+    Config::load(&source, &process_env)
+}
+
+pub async fn serve(path: Option<&Path>, log: LogFormat) -> anyhow::Result<ExitCode> {
+    init_logging(log);
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if config.upstream.api_key.is_none() {
+        tracing::warn!("no upstream API key (set OPENAI_API_KEY or upstream.api_key)");
+    }
+    if config.webhook.secrets.is_empty() {
+        tracing::warn!("no webhook secret: completion is learned by polling only");
+    }
+    let shutdown = shutdown_on_signals();
+    let app = Application::build(config, Clock::system()).await?;
+    app.run_until_stopped(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let source = Config::discover(path, &process_env);
+    let name = match &source {
+        Source::File(p) => p.display().to_string(),
+        Source::Defaults => "built-in defaults".to_string(),
+    };
+    let config = match Config::load(&source, &process_env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("config OK ({name})");
+    let Some(jobs) = args.jobs.or(config.jobs_file.clone()) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let text = match std::fs::read_to_string(&jobs) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", jobs.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match parse_jobs_file(&jobs.display().to_string(), &text, &process_env) {
+        Ok(specs) => {
+            let unknown: Vec<String> = specs
+                .iter()
+                .flat_map(|s| {
+                    s.sink_names()
+                        .filter(|n| !config.sinks.contains_key(*n))
+                        .map(move |n| (s.name.clone(), n))
+                })
+                .map(|(job, sink)| {
+                    format!(
+                        "{}: job `{job}`: field `notify`: no sink named `{sink}` is configured",
+                        jobs.display()
+                    )
+                })
+                .collect();
+            if !unknown.is_empty() {
+                eprintln!("{}", unknown.join("\n"));
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("jobs file OK ({}: {} jobs)", jobs.display(), specs.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{e}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn sim(args: crate::sim::SimArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
+    init_logging(log);
+    let shutdown = shutdown_on_signals();
+    crate::sim::run(args, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,546 @@
+//! The daemon's configuration: a YAML file with `${VAR}` interpolation, layered as
+//! built-in defaults → file → environment defaults → [`Config::validate`].
+//!
+//! Every field has a default, so an empty file (or none at all) is a working config that
+//! talks to OpenAI with `$OPENAI_API_KEY`. Unknown keys are errors that name the file, line
+//! and column, so a typo never silently falls back to a default.
+
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+pub use yaml::{Located, Pos};
+
+/// Why a config could not be loaded. Each entry names the file and, where known, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Located>),
+}
+
+/// The whole configuration. See `respool.example.yaml` for a commented copy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server (REST API, webhook receiver) listens on.
+    pub listen: SocketAddr,
+    /// SQLite database: a path or a `sqlite://` URL. Default: `respool.db` in the state
+    /// directory (`$STATE_DIRECTORY` under systemd, else the working directory).
+    pub database: Option<String>,
+    /// The public base URL of this daemon (used in links in notifications).
+    pub public_url: Option<String>,
+    /// REST API settings.
+    pub api: ApiConfig,
+    /// The OpenAI (or compatible) upstream.
+    pub upstream: UpstreamConfig,
+    /// The webhook receiver.
+    pub webhook: WebhookConfig,
+    /// The polling safety net.
+    pub polling: PollingConfig,
+    /// Limits on concurrent work.
+    pub limits: LimitsConfig,
+    /// Defaults applied to every job.
+    pub jobs: JobDefaults,
+    /// Notification sinks by name.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Which sinks hear about which jobs.
+    pub notify: NotifyConfig,
+    /// A YAML jobs file loaded at start.
+    pub jobs_file: Option<PathBuf>,
+    /// How long a graceful shutdown may take before in-flight work is abandoned (it resumes on
+    /// the next start).
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_timeout: Duration,
+}
+
+/// REST API settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer tokens accepted by the REST API. When none are set, the API answers only
+    /// requests from loopback addresses.
+    pub tokens: Vec<SecretString>,
+}
+
+/// What to do with a create call whose outcome is unknown (the request may have reached
+/// OpenAI, but no response id came back: a timeout, a 5xx, or a crash mid-call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UncertainCreatePolicy {
+    /// Fail the job with error code `submit_uncertain` (never risks paying twice).
+    Fail,
+    /// Submit again (risks a second, billed run if the first one did start).
+    Resubmit,
+}
+
+/// The OpenAI (or compatible) upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Base URL of the API, including `/v1`.
+    pub base_url: String,
+    /// API key. Default: `$OPENAI_API_KEY`.
+    pub api_key: Option<SecretString>,
+    /// `OpenAI-Organization` header.
+    pub organization: Option<String>,
+    /// `OpenAI-Project` header.
+    pub project: Option<String>,
+    /// TCP+TLS connect timeout.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Timeout of a whole request (create returns at once in background mode).
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Retries of a request that failed with a retryable error (408, 409, 429, 5xx,
+    /// connection errors).
+    pub max_retries: u32,
+    /// The longest server-requested delay (`Retry-After`) we wait inline; longer ones
+    /// reschedule the work instead.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_retry_delay: Duration,
+    /// Policy for a create whose outcome is unknown.
+    pub uncertain_create: UncertainCreatePolicy,
+    /// How long an uncertain create waits for a webhook to reveal the response it started,
+    /// before the policy applies. Only waits when webhook secrets are configured.
+    #[serde(deserialize_with = "de_duration")]
+    pub uncertain_create_wait: Duration,
+}
+
+/// The webhook receiver.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Path the receiver listens on.
+    pub path: String,
+    /// Signing secrets (`whsec_…`); a delivery verified by any of them is accepted, so a
+    /// rotation can keep the old and the new one. Default: `$OPENAI_WEBHOOK_SECRET`.
+    pub secrets: Vec<SecretString>,
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The polling safety net: every non-terminal job is polled between these intervals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollingConfig {
+    /// First (and shortest) interval between polls of a job.
+    #[serde(deserialize_with = "de_duration")]
+    pub min_interval: Duration,
+    /// Longest interval between polls of a job: a lost webhook delays a result by at most
+    /// this much.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_interval: Duration,
+}
+
+/// Limits on concurrent work.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Create calls in flight at once.
+    pub max_concurrent_submissions: usize,
+    /// Jobs submitted upstream and not yet finished; further jobs wait as `pending`.
+    pub max_in_flight: usize,
+    /// Polls (GETs) in flight at once.
+    pub max_concurrent_polls: usize,
+}
+
+/// Defaults applied to every job.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobDefaults {
+    /// Default `timeout` of a job that sets none.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub default_timeout: Option<Duration>,
+    /// A response stuck in `queued` longer than this is cancelled and submitted again
+    /// (OpenAI has a known bug that can leave a response queued for ever).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub max_queued_age: Option<Duration>,
+}
+
+/// A notification sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Writes one line per event to the daemon's log.
+    Console {},
+}
+
+/// Which sinks hear about which jobs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Sinks notified for every job that names none of its own.
+    pub default: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: None,
+            public_url: None,
+            api: ApiConfig::default(),
+            upstream: UpstreamConfig::default(),
+            webhook: WebhookConfig::default(),
+            polling: PollingConfig::default(),
+            limits: LimitsConfig::default(),
+            jobs: JobDefaults::default(),
+            sinks: BTreeMap::new(),
+            notify: NotifyConfig::default(),
+            jobs_file: None,
+            shutdown_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            organization: None,
+            project: None,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_retries: 4,
+            max_retry_delay: Duration::from_secs(60),
+            uncertain_create: UncertainCreatePolicy::Fail,
+            uncertain_create_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            path: "/webhooks/openai".into(),
+            secrets: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        Self {
+            min_interval: Duration::from_secs(2),
+            max_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_submissions: 4,
+            max_in_flight: 64,
+            max_concurrent_polls: 16,
+        }
+    }
+}
+
+/// Where the config came from, for messages.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    Defaults,
+}
+
+impl Config {
+    /// Finds the config file: `explicit`, else `$RESPOOL_CONFIG`, else `./respool.yaml`, else
+    /// `/etc/respool/respool.yaml`, else none (built-in defaults).
+    pub fn discover(explicit: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Source {
+        if let Some(p) = explicit {
+            return Source::File(p.to_path_buf());
+        }
+        if let Some(p) = env("RESPOOL_CONFIG").filter(|p| !p.is_empty()) {
+            return Source::File(PathBuf::from(p));
+        }
+        for candidate in ["respool.yaml", "/etc/respool/respool.yaml"] {
+            if Path::new(candidate).is_file() {
+                return Source::File(PathBuf::from(candidate));
+            }
+        }
+        Source::Defaults
+    }
+
+    /// Loads and validates the config from `source`, reading variables through `env`.
+    pub fn load(
+        source: &Source,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        match source {
+            Source::Defaults => Self::from_yaml("<defaults>", "", env),
+            Source::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let mut cfg = Self::from_yaml(&path.display().to_string(), &text, env)?;
+                // A relative jobs file is relative to the config file.
+                if let (Some(jobs), Some(dir)) = (cfg.jobs_file.as_mut(), path.parent()) {
+                    if jobs.is_relative() {
+                        *jobs = dir.join(&*jobs);
+                    }
+                }
+                Ok(cfg)
+            }
+        }
+    }
+
+    /// Parses YAML text (already read) named `file` in messages.
+    pub fn from_yaml(
+        file: &str,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = yaml::interpolate(file, text, env).map_err(|e| ConfigError::Invalid(vec![e]))?;
+        let mut cfg: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(&text)
+                .map_err(|e| ConfigError::Invalid(vec![yaml::parse_error(file, &e)]))?
+        };
+        cfg.apply_env_defaults(env);
+        let errors = cfg.validate(file, &text);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    fn apply_env_defaults(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if self.upstream.api_key.is_none() {
+            self.upstream.api_key = env("OPENAI_API_KEY")
+                .filter(|k| !k.is_empty())
+                .map(SecretString::from);
+        }
+        if self.webhook.secrets.is_empty() {
+            if let Some(s) = env("OPENAI_WEBHOOK_SECRET").filter(|s| !s.is_empty()) {
+                self.webhook.secrets.push(SecretString::from(s));
+            }
+        }
+    }
+
+    /// Checks what types alone cannot; returns every problem found, each located.
+    pub fn validate(&self, file: &str, text: &str) -> Vec<Located> {
+        let mut errors = Vec::new();
+        let mut err = |path: &[&str], message: String| {
+            errors.push(Located {
+                file: file.to_string(),
+                pos: yaml::locate(text, path),
+                message: format!("`{}`: {message}", path.join(".")),
+            });
+        };
+        match url::Url::parse(&self.upstream.base_url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => err(&["upstream", "base_url"], "must be an http(s) URL".into()),
+        }
+        if let Some(u) = &self.public_url {
+            if url::Url::parse(u).is_err() {
+                err(&["public_url"], "must be a URL".into());
+            }
+        }
+        if !self.webhook.path.starts_with('/') {
+            err(&["webhook", "path"], "must start with `/`".into());
+        }
+        if matches!(
+            self.webhook.path.as_str(),
+            "/" | "/v1" | "/healthz" | "/readyz" | "/metrics"
+        ) || self.webhook.path.starts_with("/v1/")
+        {
+            err(
+                &["webhook", "path"],
+                "collides with a path of the REST API".into(),
+            );
+        }
+        for (i, s) in self.webhook.secrets.iter().enumerate() {
+            if standardwebhooks::Webhook::new(s.expose_secret()).is_err() {
+                let idx = i.to_string();
+                err(
+                    &["webhook", "secrets", &idx],
+                    format!(
+                        "secret #{} is not a valid signing secret (expected `whsec_` followed by base64)",
+                        i + 1
+                    ),
+                );
+            }
+        }
+        if self.webhook.max_body_bytes < 1024 {
+            err(
+                &["webhook", "max_body_bytes"],
+                "must be at least 1024".into(),
+            );
+        }
+        if self.polling.min_interval.is_zero() {
+            err(
+                &["polling", "min_interval"],
+                "must be greater than zero".into(),
+            );
+        }
+        if self.polling.max_interval < self.polling.min_interval {
+            err(
+                &["polling", "max_interval"],
+                "must not be shorter than `polling.min_interval`".into(),
+            );
+        }
+        for (key, v) in [
+            (
+                "max_concurrent_submissions",
+                self.limits.max_concurrent_submissions,
+            ),
+            ("max_in_flight", self.limits.max_in_flight),
+            ("max_concurrent_polls", self.limits.max_concurrent_polls),
+        ] {
+            if v == 0 {
+                err(&["limits", key], "must be at least 1".into());
+            }
+        }
+        if self
+            .api
+            .tokens
+            .iter()
+            .any(|t| t.expose_secret().trim().is_empty())
+        {
+            err(&["api", "tokens"], "a token must not be empty".into());
+        }
+        for (i, name) in self.notify.default.iter().enumerate() {
+            if !self.sinks.contains_key(name) {
+                let idx = i.to_string();
+                err(
+                    &["notify", "default", &idx],
+                    format!("no sink named `{name}` under `sinks`"),
+                );
+            }
+        }
+        errors
+    }
+
+    /// The database URL to open, resolving the default location.
+    pub fn database_url(&self, env: &dyn Fn(&str) -> Option<String>) -> String {
+        match &self.database {
+            Some(d) if d.starts_with("sqlite:") => d.clone(),
+            Some(d) => format!("sqlite://{d}"),
+            None => {
+                let dir = env("STATE_DIRECTORY")
+                    .and_then(|d| d.split(':').next().map(str::to_string))
+                    .filter(|d| !d.is_empty())
+                    .unwrap_or_else(|| ".".into());
+                format!("sqlite://{}", Path::new(&dir).join("respool.db").display())
+            }
+        }
+    }
+
+    /// Every secret in this config, so logs and errors can be checked for leaks in tests.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        let mut out: Vec<&SecretString> = self.api.tokens.iter().collect();
+        out.extend(self.webhook.secrets.iter());
+        out.extend(self.upstream.api_key.iter());
+        out
+    }
+}
+
+/// Reads the process environment; the one place that does.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = Option::<String>::deserialize(d)?;
+    s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Parses a human duration such as `2s`, `5m`, `1h 30m` or `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `1h`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn empty_config_has_defaults() {
+        let cfg = Config::from_yaml("c.yaml", "", &no_env).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.webhook.path, "/webhooks/openai");
+        assert_eq!(cfg.polling.max_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let err = Config::from_yaml(
+            "c.yaml",
+            "listen: 127.0.0.1:1\npolling:\n  min_intervl: 2s\n",
+            &no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("c.yaml:3:"), "{err}");
+        assert!(err.contains("min_intervl"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        let text =
+            "polling:\n  min_interval: 10s\n  max_interval: 2s\nnotify:\n  default: [nope]\n";
+        let err = Config::from_yaml("c.yaml", text, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.yaml:3:3: `polling.max_interval`"), "{err}");
+        assert!(err.contains("no sink named `nope`"), "{err}");
+    }
+
+    #[test]
+    fn env_interpolation_and_defaults() {
+        let env = |k: &str| match k {
+            "PORT" => Some("9999".to_string()),
+            "OPENAI_API_KEY" => Some("sk-abc".to_string()),
+            _ => None,
+        };
+        let cfg = Config::from_yaml("c.yaml", "listen: 127.0.0.1:${PORT}\n", &env).unwrap();
+        assert_eq!(cfg.listen.port(), 9999);
+        assert_eq!(
+            cfg.upstream
+                .api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_string()),
+            Some("sk-abc".into())
+        );
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("sk-abc"), "secret leaked into Debug: {dbg}");
+    }
+
+    #[test]
+    fn bad_duration_is_an_error() {
+        let err = Config::from_yaml("c.yaml", "polling:\n  min_interval: soon\n", &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.yaml:2:"), "{err}");
+        assert!(err.contains("not a duration"), "{err}");
+    }
+}

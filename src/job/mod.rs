@@ -1,0 +1,145 @@
+//! Jobs: the spec a user writes ([`spec`]), the ids ([`JobId`], [`ResponseId`]) and the status
+//! machine ([`JobStatus`]). Everything here is pure: no I/O, no SQL.
+
+pub mod spec;
+mod status;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use spec::{JobSpec, SpecError};
+pub use status::JobStatus;
+
+/// Our id for a job: `job_` and a ULID, so ids sort by creation time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(String);
+
+impl JobId {
+    /// A fresh id.
+    pub fn generate() -> Self {
+        Self(format!("job_{}", ulid::Ulid::new()))
+    }
+
+    /// Parses an id given by a user or read back from the store.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("job_")
+            .ok_or_else(|| format!("`{s}` is not a job id (ids start with `job_`)"))?;
+        ulid::Ulid::from_string(rest).map_err(|_| format!("`{s}` is not a job id"))?;
+        Ok(Self(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An upstream response id (`resp_…`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ResponseId(String);
+
+impl ResponseId {
+    /// Accepts what OpenAI returns: a non-empty id of URL-safe characters, at most 128 long.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(format!("`{s}` is not a response id"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ResponseId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ResponseId> for String {
+    fn from(id: ResponseId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ResponseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The metadata key respool puts on every create so a response can be traced to its job.
+pub const METADATA_JOB_KEY: &str = "respool_job_id";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_round_trip_and_reject_garbage() {
+        let id = JobId::generate();
+        assert!(id.as_str().starts_with("job_"));
+        assert_eq!(JobId::parse(id.as_str()).unwrap(), id);
+        assert!(JobId::parse("job_nope").is_err());
+        assert!(JobId::parse("resp_123").is_err());
+    }
+
+    #[test]
+    fn response_ids() {
+        assert!(ResponseId::parse("resp_abc123").is_ok());
+        assert!(ResponseId::parse("").is_err());
+        assert!(ResponseId::parse("a/b").is_err());
+    }
+}
+
+/// What one look at an upstream response told us, reduced to what the ledger keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub response_id: ResponseId,
+    pub status: JobStatus,
+    /// Every `output_text` part of every `message` item, joined (what the SDKs call
+    /// `output_text`).
+    pub output_text: Option<String>,
+    pub usage: Option<serde_json::Value>,
+    /// `error {code, message}` of a failed response, or `incomplete_details.reason`.
+    pub error: Option<JobError>,
+    /// The whole Response JSON, as received.
+    pub raw: serde_json::Value,
+}
+
+/// Why a job did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}

@@ -1,0 +1,578 @@
+//! Job specs: a Responses API `create` body plus respool's own keys, parsed from a YAML jobs
+//! file or a JSON REST body into one [`JobSpec`].
+//!
+//! Any key respool does not own passes through to OpenAI untouched, so new API parameters work
+//! without a respool release. respool's keys are taken out before the body is sent:
+//! `name`, `notify`, `idempotency_key`, `timeout` (and `metadata`, which is merged with
+//! respool's own tag).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::yaml::{self, Located};
+
+use super::METADATA_JOB_KEY;
+
+/// Keys respool owns; they never reach OpenAI.
+const OWN_KEYS: [&str; 4] = ["name", "notify", "idempotency_key", "timeout"];
+/// Keys later versions of respool will own; refused now so they are not sent to OpenAI.
+const RESERVED_KEYS: [&str; 3] = ["schedule", "attachments", "after"];
+
+/// A terminal outcome a notification route can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    Completed,
+    Failed,
+    Incomplete,
+    Cancelled,
+}
+
+impl NotifyOn {
+    pub const ALL: [NotifyOn; 4] = [
+        Self::Completed,
+        Self::Failed,
+        Self::Incomplete,
+        Self::Cancelled,
+    ];
+}
+
+/// One entry of a job's `notify:` list: a sink and the outcomes it hears about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyRoute {
+    pub sink: String,
+    pub on: Vec<NotifyOn>,
+}
+
+/// A validated job spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// A human name; defaults to the model.
+    pub name: String,
+    /// The `create` body sent upstream, minus respool's keys (respool adds `background`,
+    /// `store` and its metadata tag when it submits).
+    pub request: Map<String, Value>,
+    /// Where to send notifications; `None` means the config's `notify.default`.
+    pub notify: Option<Vec<NotifyRoute>>,
+    /// A client-chosen key: submitting the same key again returns the same job.
+    pub idempotency_key: Option<String>,
+    /// Past this the upstream response is cancelled and the job ends `cancelled` with error
+    /// code `timeout`.
+    #[serde(with = "opt_secs")]
+    pub timeout: Option<Duration>,
+}
+
+/// One problem with a job spec, naming the job and the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// The job's name, or `#N` when it has none.
+    pub job: String,
+    /// The field at fault, as a dotted path (`metadata.owner`).
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "job {}: field `{}`: {}",
+            self.job, self.field, self.message
+        )
+    }
+}
+
+impl JobSpec {
+    /// Parses and validates one job from a JSON value (from REST or one entry of a jobs
+    /// file). `label` names the job in errors when it has no name. Returns every problem found.
+    pub fn from_value(value: Value, label: &str) -> Result<JobSpec, Vec<SpecError>> {
+        let Value::Object(mut body) = value else {
+            return Err(vec![SpecError {
+                job: label.to_string(),
+                field: "(job)".into(),
+                message: "a job must be an object (a map of keys)".into(),
+            }]);
+        };
+        let job_label = match body.get("name") {
+            Some(Value::String(n)) if !n.trim().is_empty() => format!("`{n}`"),
+            _ => label.to_string(),
+        };
+        let mut errors = Vec::new();
+        let mut err = |field: &str, message: String| {
+            errors.push(SpecError {
+                job: job_label.clone(),
+                field: field.to_string(),
+                message,
+            });
+        };
+
+        for key in RESERVED_KEYS {
+            if body.contains_key(key) {
+                err(
+                    key,
+                    "is reserved for a later version of respool and not supported yet".into(),
+                );
+            }
+        }
+
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match body.get("model") {
+            None => err(
+                "model",
+                "is required (e.g. `model: o4-mini-deep-research`)".into(),
+            ),
+            Some(Value::String(m)) if !m.trim().is_empty() => {}
+            Some(_) => err("model", "must be a non-empty string".into()),
+        }
+        match body.get("input") {
+            None => err(
+                "input",
+                "is required: a string or a list of input items".into(),
+            ),
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(Value::Array(a)) if !a.is_empty() => {}
+            Some(_) => err(
+                "input",
+                "must be a non-empty string or a non-empty list of input items".into(),
+            ),
+        }
+
+        let name = match body.remove("name") {
+            None => model.clone().unwrap_or_else(|| "job".into()),
+            Some(Value::String(n)) => {
+                if n.trim().is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control)
+                {
+                    err("name", "must be 1 to 200 printable characters".into());
+                }
+                n
+            }
+            Some(_) => {
+                err("name", "must be a string".into());
+                String::new()
+            }
+        };
+
+        for (key, wanted) in [("background", true), ("store", true), ("stream", false)] {
+            match body.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::Bool(b)) if *b == wanted => {}
+                Some(_) => err(
+                    key,
+                    format!(
+                        "respool always sends `{key}: {wanted}`; leave it out or set it to {wanted}"
+                    ),
+                ),
+            }
+            body.remove(key);
+        }
+
+        match body.get("metadata") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                if m.len() > 15 {
+                    err(
+                        "metadata",
+                        format!(
+                            "has {} keys; at most 15 (OpenAI allows 16 and respool uses one)",
+                            m.len()
+                        ),
+                    );
+                }
+                for (k, v) in m {
+                    if k == METADATA_JOB_KEY {
+                        err(&format!("metadata.{k}"), "is set by respool".into());
+                    }
+                    if k.chars().count() > 64 || k.is_empty() {
+                        err(
+                            &format!("metadata.{k}"),
+                            "keys must be 1 to 64 characters".into(),
+                        );
+                    }
+                    match v {
+                        Value::String(s) if s.chars().count() <= 512 => {}
+                        Value::String(_) => err(
+                            &format!("metadata.{k}"),
+                            "values must be at most 512 characters".into(),
+                        ),
+                        _ => err(&format!("metadata.{k}"), "values must be strings".into()),
+                    }
+                }
+            }
+            Some(_) => err("metadata", "must be a map of strings".into()),
+        }
+
+        match body.get("max_output_tokens") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64() {
+                Some(n) if n >= 16 => {}
+                _ => err(
+                    "max_output_tokens",
+                    "must be an integer of at least 16".into(),
+                ),
+            },
+        }
+        if body
+            .get("previous_response_id")
+            .is_some_and(|v| !v.is_null())
+            && body.get("conversation").is_some_and(|v| !v.is_null())
+        {
+            err(
+                "conversation",
+                "cannot be used together with `previous_response_id`".into(),
+            );
+        }
+
+        let idempotency_key = match body.remove("idempotency_key") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) => {
+                if let Err(m) = check_idempotency_key(&k) {
+                    err("idempotency_key", m);
+                }
+                Some(k)
+            }
+            Some(_) => {
+                err("idempotency_key", "must be a string".into());
+                None
+            }
+        };
+
+        let timeout = match body.remove("timeout") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match crate::config::parse_duration(&s) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    err("timeout", "must be greater than zero".into());
+                    None
+                }
+                Err(m) => {
+                    err("timeout", m);
+                    None
+                }
+            },
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(s) if s > 0 => Some(Duration::from_secs(s)),
+                _ => {
+                    err(
+                        "timeout",
+                        "must be a positive number of seconds or a duration like `30m`".into(),
+                    );
+                    None
+                }
+            },
+            Some(_) => {
+                err(
+                    "timeout",
+                    "must be a duration like `30m` or a number of seconds".into(),
+                );
+                None
+            }
+        };
+
+        let notify = match body.remove("notify") {
+            None | Some(Value::Null) => None,
+            Some(v) => match parse_notify(v) {
+                Ok(routes) => Some(routes),
+                Err((field, m)) => {
+                    err(&field, m);
+                    None
+                }
+            },
+        };
+
+        debug_assert!(OWN_KEYS.iter().all(|k| !body.contains_key(*k)));
+        if errors.is_empty() {
+            Ok(JobSpec {
+                name,
+                request: body,
+                notify,
+                idempotency_key,
+                timeout,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The body to POST upstream for job `job_id`: the request with `background` and `store`
+    /// forced on and the job id merged into `metadata`.
+    pub fn create_body(&self, job_id: &super::JobId) -> Map<String, Value> {
+        let mut body = self.request.clone();
+        body.insert("background".into(), Value::Bool(true));
+        body.insert("store".into(), Value::Bool(true));
+        let mut metadata = match body.remove("metadata") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        metadata.insert(METADATA_JOB_KEY.into(), Value::String(job_id.to_string()));
+        body.insert("metadata".into(), Value::Object(metadata));
+        body
+    }
+
+    /// The model named in the request.
+    pub fn model(&self) -> &str {
+        self.request
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    /// The sinks this job names (for validation against the config).
+    pub fn sink_names(&self) -> impl Iterator<Item = &str> {
+        self.notify.iter().flatten().map(|r| r.sink.as_str())
+    }
+}
+
+/// Checks a client idempotency key: 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(k: &str) -> Result<(), String> {
+    if k.is_empty() || k.len() > 255 || !k.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("must be 1 to 255 visible ASCII characters".into());
+    }
+    Ok(())
+}
+
+fn parse_notify(v: Value) -> Result<Vec<NotifyRoute>, (String, String)> {
+    let Value::Array(items) = v else {
+        return Err((
+            "notify".into(),
+            "must be a list of sink names or `{sink, on}` maps".into(),
+        ));
+    };
+    let mut routes = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Value::String(sink) if !sink.is_empty() => routes.push(NotifyRoute {
+                sink,
+                on: NotifyOn::ALL.to_vec(),
+            }),
+            Value::Object(mut m) => {
+                let sink = match m.remove("sink") {
+                    Some(Value::String(s)) if !s.is_empty() => s,
+                    _ => {
+                        return Err((
+                            format!("notify.{i}.sink"),
+                            "is required: a sink name".into(),
+                        ));
+                    }
+                };
+                let on = match m.remove("on") {
+                    None => NotifyOn::ALL.to_vec(),
+                    Some(v) => serde_json::from_value::<BTreeSet<NotifyOn>>(v)
+                        .map_err(|_| {
+                            (
+                                format!("notify.{i}.on"),
+                                "must be a list of: completed, failed, incomplete, cancelled"
+                                    .into(),
+                            )
+                        })?
+                        .into_iter()
+                        .collect(),
+                };
+                if let Some(k) = m.keys().next() {
+                    return Err((
+                        format!("notify.{i}.{k}"),
+                        "is not a notify key (use `sink` and `on`)".into(),
+                    ));
+                }
+                routes.push(NotifyRoute { sink, on });
+            }
+            _ => {
+                return Err((
+                    format!("notify.{i}"),
+                    "must be a sink name or a `{sink, on}` map".into(),
+                ));
+            }
+        }
+    }
+    Ok(routes)
+}
+
+/// A jobs file: `jobs:` and a list of job specs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsFile {
+    jobs: Vec<Value>,
+}
+
+/// Parses a YAML jobs file. Errors name the file, the line and column, the job and the field.
+/// Names must be unique within a file.
+pub fn parse_jobs_file(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<JobSpec>, Vec<Located>> {
+    let text = yaml::interpolate(file, text, env).map_err(|e| vec![e])?;
+    let parsed: JobsFile =
+        serde_saphyr::from_str(&text).map_err(|e| vec![yaml::parse_error(file, &e)])?;
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, value) in parsed.jobs.into_iter().enumerate() {
+        let idx = i.to_string();
+        let has_name = value.get("name").and_then(Value::as_str).is_some();
+        match JobSpec::from_value(value, &format!("#{}", i + 1)) {
+            Ok(spec) => {
+                if !has_name {
+                    errors.push(Located {
+                        file: file.to_string(),
+                        pos: yaml::locate(&text, &["jobs", &idx]),
+                        message: format!(
+                            "job #{}: field `name`: is required in a jobs file",
+                            i + 1
+                        ),
+                    });
+                } else if !names.insert(spec.name.clone()) {
+                    errors.push(Located {
+                        file: file.to_string(),
+                        pos: yaml::locate(&text, &["jobs", &idx, "name"]),
+                        message: format!(
+                            "job `{}`: field `name`: is used by an earlier job in this file",
+                            spec.name
+                        ),
+                    });
+                }
+                specs.push(spec);
+            }
+            Err(errs) => {
+                for e in errs {
+                    let mut path: Vec<&str> = vec!["jobs", &idx];
+                    path.extend(e.field.split('.'));
+                    let pos =
+                        yaml::locate(&text, &path).or_else(|| yaml::locate(&text, &["jobs", &idx]));
+                    errors.push(Located {
+                        file: file.to_string(),
+                        pos,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(specs)
+    } else {
+        Err(errors)
+    }
+}
+
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.and_then(|s| Duration::try_from_secs_f64(s).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn passes_unknown_keys_through_and_takes_own_keys_out() {
+        let spec = JobSpec::from_value(
+            json!({"name": "r", "model": "o3", "input": "hi", "tools": [{"type": "web_search_preview"}],
+                   "future_param": {"x": 1}, "timeout": "30m", "notify": ["console"],
+                   "metadata": {"team": "a"}}),
+            "#1",
+        )
+        .unwrap();
+        assert_eq!(spec.name, "r");
+        assert_eq!(spec.timeout, Some(Duration::from_secs(1800)));
+        assert!(spec.request.contains_key("future_param"));
+        assert!(!spec.request.contains_key("timeout"));
+        let id = super::super::JobId::generate();
+        let body = spec.create_body(&id);
+        assert_eq!(body["background"], json!(true));
+        assert_eq!(body["store"], json!(true));
+        assert_eq!(body["metadata"]["team"], json!("a"));
+        assert_eq!(body["metadata"][METADATA_JOB_KEY], json!(id.to_string()));
+    }
+
+    #[test]
+    fn errors_name_job_and_field() {
+        let errs = JobSpec::from_value(
+            json!({"name": "bad", "input": "x", "background": false, "max_output_tokens": 3,
+                   "metadata": {"k": 5}}),
+            "#1",
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(
+            text.contains(
+                &"job `bad`: field `model`: is required (e.g. `model: o4-mini-deep-research`)"
+                    .to_string()
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("field `background`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("field `max_output_tokens`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.contains("field `metadata.k`")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn jobs_file_errors_have_lines() {
+        let text = "jobs:\n  - name: ok\n    model: o3\n    input: hi\n  - name: broken\n    model: o3\n    input: hi\n    timeout: soon\n";
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        let msg = errs[0].to_string();
+        assert!(
+            msg.starts_with("jobs.yaml:8:5: job `broken`: field `timeout`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn jobs_file_needs_unique_names() {
+        let text = "jobs:\n  - name: a\n    model: o3\n    input: hi\n  - name: a\n    model: o3\n    input: hi\n";
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        assert!(errs[0].to_string().contains("jobs.yaml:5:"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn notify_routes() {
+        let spec = JobSpec::from_value(
+            json!({"model": "m", "input": "i", "notify": ["a", {"sink": "b", "on": ["failed"]}]}),
+            "#1",
+        )
+        .unwrap();
+        let routes = spec.notify.unwrap();
+        assert_eq!(routes[0].on.len(), 4);
+        assert_eq!(
+            routes[1],
+            NotifyRoute {
+                sink: "b".into(),
+                on: vec![NotifyOn::Failed]
+            }
+        );
+    }
+}

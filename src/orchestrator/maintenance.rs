@@ -1,0 +1,262 @@
+//! Housekeeping each pass: timeouts, cancels of unsubmitted jobs, uncertain creates, and the
+//! hand-off of webhook deliveries to their jobs (adopting responses a job never heard of).
+
+use tokio::task::JoinHandle;
+
+use super::{Orchestrator, chain};
+use crate::config::UncertainCreatePolicy;
+use crate::job::{JobError, JobStatus};
+use crate::notify::routes_for;
+use crate::store::{DeliveryRow, StoreError};
+use crate::upstream::tagged_job_id;
+
+/// Unknown-response deliveries are looked up this many times, then dropped as not ours.
+const MAX_ADOPT_TRIES: u32 = 12;
+
+impl Orchestrator {
+    pub(super) async fn maintain(
+        &self,
+        handles: &mut Vec<JoinHandle<()>>,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let now = self.now();
+        for id in store.due_timeouts(now).await? {
+            tracing::info!(job_id = %id, "timeout reached; cancelling");
+            store.request_cancel(&id, "timeout", now).await?;
+        }
+        for (id, reason) in store.cancellable_unsubmitted().await? {
+            self.finish_cancelled_unsubmitted(&id, reason.as_deref())
+                .await?;
+        }
+        let expired = store
+            .expire_submission_leases(now, now + self.uncertain_wait_ms())
+            .await?;
+        if !expired.is_empty() {
+            tracing::warn!(
+                count = expired.len(),
+                "submissions lost their worker; outcome uncertain"
+            );
+        }
+        for job in store.due_uncertain(now).await? {
+            self.resolve_uncertain(&job.id, job.attempt, job.cancel_requested == 1)
+                .await?;
+        }
+        self.hand_off_deliveries(handles).await
+    }
+
+    /// The wait for an uncertain create is over and no webhook revealed a response.
+    async fn resolve_uncertain(
+        &self,
+        id: &str,
+        attempt: i64,
+        cancel_requested: bool,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let now = self.now();
+        let Some(job) = store.get_job(id).await? else {
+            return Ok(());
+        };
+        let outbox = routes_for(&job.spec, &self.inner.config);
+        if cancel_requested {
+            let error = JobError {
+                code: if job.cancel_reason.as_deref() == Some("timeout") {
+                    "timeout"
+                } else {
+                    "cancelled"
+                }
+                .into(),
+                message: "cancelled while its create outcome was unknown".into(),
+            };
+            store
+                .finish_unsubmitted(id, JobStatus::Cancelled, &error, now, &outbox)
+                .await?;
+            return Ok(());
+        }
+        match self.inner.config.upstream.uncertain_create {
+            UncertainCreatePolicy::Fail => {
+                let error = JobError {
+                    code: "submit_uncertain".into(),
+                    message: "the create call may have reached OpenAI but no response id came back, and no webhook \
+                              revealed one; not resubmitted to avoid paying twice (policy `fail`). Retry the job if it \
+                              did not run."
+                        .into(),
+                };
+                tracing::warn!(
+                    job_id = id,
+                    "uncertain create: failing the job (policy fail)"
+                );
+                store
+                    .finish_unsubmitted(id, JobStatus::Failed, &error, now, &outbox)
+                    .await?;
+            }
+            UncertainCreatePolicy::Resubmit => {
+                tracing::warn!(
+                    job_id = id,
+                    "uncertain create: resubmitting (policy resubmit)"
+                );
+                store
+                    .resubmit_uncertain(
+                        id,
+                        attempt,
+                        now,
+                        "no response was revealed for the uncertain create; submitting again (policy `resubmit`)",
+                    )
+                    .await?;
+                self.wake();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands recorded deliveries to their jobs: a hint to poll now for known responses, an
+    /// adoption lookup for unknown ones, nothing for event types we do not use.
+    async fn hand_off_deliveries(
+        &self,
+        handles: &mut Vec<JoinHandle<()>>,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        for d in store.unhandled_deliveries(64).await? {
+            let now = self.now();
+            let Some(response_id) = d
+                .object_id
+                .as_deref()
+                .filter(|_| d.event_type.starts_with("response."))
+            else {
+                store
+                    .mark_delivery_handled(&d.webhook_id, None, now)
+                    .await?;
+                continue;
+            };
+            if let Some(job) = store.find_job_by_response(response_id).await? {
+                store.hint_response(response_id, now).await?;
+                store
+                    .mark_delivery_handled(&d.webhook_id, Some(&job.id), now)
+                    .await?;
+                let msg = format!("webhook {} ({})", d.event_type, d.webhook_id);
+                store
+                    .record_event(&job.id, now, "webhook", &msg, None)
+                    .await?;
+                continue;
+            }
+            // Unknown response: our create may still be in flight, or it was lost. Look it up,
+            // with growing pauses, a bounded number of times.
+            let due = {
+                let mut tries = self
+                    .inner
+                    .adopt_tries
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let entry = tries.entry(d.webhook_id.clone()).or_insert((0, 0));
+                let backoff = 500 * 2i64.pow(entry.1.min(10));
+                if entry.1 >= MAX_ADOPT_TRIES {
+                    None
+                } else if now - entry.0 >= backoff {
+                    *entry = (now, entry.1 + 1);
+                    Some(true)
+                } else {
+                    Some(false)
+                }
+            };
+            match due {
+                None => {
+                    tracing::info!(webhook_id = %d.webhook_id, response_id, "webhook names a response of no job; ignoring it");
+                    store
+                        .mark_delivery_handled(&d.webhook_id, None, now)
+                        .await?;
+                }
+                Some(false) => {}
+                Some(true) => {
+                    let me = self.clone();
+                    handles.push(self.inner.tracker.spawn(async move {
+                        if let Err(e) = me.try_adopt(d).await {
+                            tracing::error!(error = %chain(&e), "adopting a response failed");
+                        }
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches a response no job knows and, if its metadata names one of our jobs that is
+    /// waiting for its create's outcome, attaches it.
+    async fn try_adopt(&self, d: DeliveryRow) -> Result<(), StoreError> {
+        let Some(response_id) = d.object_id.as_deref() else {
+            return Ok(());
+        };
+        let store = &self.inner.store;
+        let fetched = match self.inner.client.retrieve(response_id).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(error = %e.describe(), response_id, "cannot fetch the response a webhook named");
+                return Ok(());
+            }
+        };
+        let obs = fetched.observation;
+        let Some(job_id) = tagged_job_id(&obs.raw).map(str::to_string) else {
+            store
+                .mark_delivery_handled(&d.webhook_id, None, self.now())
+                .await?;
+            return Ok(());
+        };
+        let Some(job) = store.get_job(&job_id).await? else {
+            store
+                .mark_delivery_handled(&d.webhook_id, None, self.now())
+                .await?;
+            return Ok(());
+        };
+        let now = self.now();
+        match job.response_id.as_deref() {
+            Some(r) if r == response_id => {
+                store.hint_response(response_id, now).await?;
+            }
+            Some(other) => {
+                let msg = format!(
+                    "webhook revealed a second response {response_id} for this job (it has {other}); cancelling the duplicate"
+                );
+                store
+                    .record_event(&job.id, now, "duplicate", &msg, None)
+                    .await?;
+                if !obs.status.is_terminal() {
+                    if let Err(e) = self.inner.client.cancel(response_id).await {
+                        tracing::warn!(error = %e.describe(), "cancelling a duplicate response failed");
+                    }
+                }
+            }
+            None if job.status.is_terminal() => {
+                let msg = format!(
+                    "webhook revealed response {response_id} ({}) for this job after it had ended as {}",
+                    obs.status, job.status
+                );
+                store
+                    .record_event(
+                        &job.id,
+                        now,
+                        "late_response",
+                        &msg,
+                        Some(&serde_json::json!({"response_id": response_id})),
+                    )
+                    .await?;
+            }
+            None => {
+                let how = format!("revealed by webhook {}", d.event_type);
+                if store
+                    .adopt_response(&job.id, response_id, now, &how)
+                    .await?
+                {
+                    tracing::info!(job_id = %job.id, response_id, "adopted a response found by webhook");
+                    self.apply(&job.id, &obs, 0, job.cancel_reason.as_deref(), "webhook")
+                        .await?;
+                } else {
+                    // Not waiting for a create (e.g. already resubmitted and accepted).
+                    return Ok(());
+                }
+            }
+        }
+        store
+            .mark_delivery_handled(&d.webhook_id, Some(&job.id), self.now())
+            .await?;
+        self.wake();
+        Ok(())
+    }
+}

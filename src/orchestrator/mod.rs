@@ -1,0 +1,207 @@
+//! The orchestrator: the workers that submit jobs, poll them, time them out, resolve
+//! uncertain creates, hand webhook hints to jobs and deliver notifications.
+//!
+//! The store is the queue. Every pass reads what is due from the `jobs` table, claims it with a
+//! conditional write and does the work outside any transaction; so a crash at any instant
+//! leaves the ledger saying exactly what is known, and a restart simply carries on. (apalis was
+//! the planned executor; it would have been a second queue to reconcile with the ledger, with
+//! nothing to add that these claims do not already give. See the README's design notes.)
+//!
+//! Work is bounded by semaphores (create calls, polls) and a cap on jobs in flight; every task
+//! is owned by a [`TaskTracker`] and drained on shutdown.
+
+mod intake;
+mod maintenance;
+mod poll;
+pub mod schedule;
+mod submit;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use intake::{AcceptError, spec_hash};
+
+use crate::clock::{Clock, ms};
+use crate::config::Config;
+use crate::notify::Notifier;
+use crate::store::{Store, StoreError};
+use crate::upstream;
+use schedule::WebhookHealth;
+
+/// Drives jobs through their life. Cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    client: upstream::Client,
+    config: Arc<Config>,
+    clock: Clock,
+    wake: Notify,
+    submit_permits: Arc<Semaphore>,
+    poll_permits: Arc<Semaphore>,
+    health: WebhookHealth,
+    notifier: Notifier,
+    tracker: TaskTracker,
+    /// When each unknown-response delivery was last looked up (webhook id → unix ms).
+    adopt_tries: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl Orchestrator {
+    pub fn new(store: Store, client: upstream::Client, config: Arc<Config>, clock: Clock) -> Self {
+        let inner = Inner {
+            submit_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_submissions)),
+            poll_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_polls)),
+            health: WebhookHealth::new(!config.webhook.secrets.is_empty()),
+            notifier: Notifier::new(store.clone(), clock.clone(), &config),
+            wake: Notify::new(),
+            tracker: TaskTracker::new(),
+            adopt_tries: Mutex::new(HashMap::new()),
+            store,
+            client,
+            config,
+            clock,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Asks the workers to look for work now (a new job, a webhook, a cancel).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs until `shutdown` is cancelled, then waits (up to the configured shutdown timeout)
+    /// for the work in flight to write its results.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let now = self.now();
+        match self
+            .inner
+            .store
+            .expire_submission_leases(i64::MAX, now + self.uncertain_wait_ms())
+            .await
+        {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(
+                    count = ids.len(),
+                    "jobs were mid-submit when respool last stopped; their create outcome is uncertain"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %chain(&e), "cannot reconcile interrupted submissions")
+            }
+        }
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::error!(error = %chain(&e), "orchestrator pass failed");
+            }
+            let sleep = self.sleep_hint().await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+        self.inner.tracker.close();
+        let grace = self.inner.config.shutdown_timeout;
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.inner.tracker.len(),
+                "shutdown timeout reached with work in flight; it resumes on the next start"
+            );
+        }
+    }
+
+    /// One pass of every worker, waiting for the work it started. For tests and `demo`.
+    pub async fn run_once(&self) -> Result<(), StoreError> {
+        for handle in self.tick().await? {
+            let _ = handle.await;
+        }
+        Ok(())
+    }
+
+    /// Starts every kind of due work; returns the handles of the tasks it spawned.
+    async fn tick(&self) -> Result<Vec<JoinHandle<()>>, StoreError> {
+        let mut handles = Vec::new();
+        self.maintain(&mut handles).await?;
+        self.start_submissions(&mut handles).await?;
+        self.start_polls(&mut handles).await?;
+        let me = self.clone();
+        handles.push(self.inner.tracker.spawn(async move {
+            if let Err(e) = me.inner.notifier.run_once().await {
+                tracing::error!(error = %chain(&e), "notifier pass failed");
+            }
+        }));
+        Ok(handles)
+    }
+
+    /// How long the loop may sleep: until the next due job, at most a second (the outbox and
+    /// other workers write due times too).
+    async fn sleep_hint(&self) -> Duration {
+        let max = Duration::from_millis(1000);
+        match self.inner.store.next_check_at().await {
+            Ok(Some(at)) => {
+                let wait = at - self.now();
+                if wait <= 0 {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::from_millis(wait as u64).min(max)
+                }
+            }
+            _ => max,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// How long an uncertain create waits for a webhook to reveal its response.
+    fn uncertain_wait_ms(&self) -> i64 {
+        if self.inner.config.webhook.secrets.is_empty() {
+            0
+        } else {
+            ms(self.inner.config.upstream.uncertain_create_wait)
+        }
+    }
+
+    /// The store, for the API.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The config the orchestrator runs with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+}
+
+/// An error and its sources on one line, for logs.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}

@@ -1,0 +1,257 @@
+//! The poll worker: the safety net that runs for every non-terminal job, webhooks or not.
+//! It also carries out cancels (a user's or a timeout's) for jobs that have a response.
+
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::submit::interval_ms;
+use super::{Orchestrator, chain};
+use crate::job::{JobError, JobStatus, Observation};
+use crate::notify::routes_for;
+use crate::store::{ApplyContext, ApplyOutcome, PollClaim, StoreError};
+use crate::upstream::{CancelOutcome, UpstreamError};
+
+impl Orchestrator {
+    /// Claims and starts the polls that are due, as many as there are free poll permits.
+    pub(super) async fn start_polls(
+        &self,
+        handles: &mut Vec<JoinHandle<()>>,
+    ) -> Result<(), StoreError> {
+        let free = self.inner.poll_permits.available_permits();
+        if free == 0 {
+            return Ok(());
+        }
+        let now = self.now();
+        // The lease: if this poll's worker dies, the job is polled again after it.
+        let lease = crate::clock::ms(self.inner.config.upstream.request_timeout) + 30_000;
+        let claims = self
+            .inner
+            .store
+            .claim_polls(now, lease, free as i64)
+            .await?;
+        for claim in claims {
+            let Ok(permit) = self.inner.poll_permits.clone().try_acquire_owned() else {
+                // Another pass took the permit; the claim's lease makes it due again later.
+                self.inner
+                    .store
+                    .reschedule_poll(&claim.id, now, now)
+                    .await?;
+                continue;
+            };
+            let me = self.clone();
+            let span =
+                tracing::info_span!("poll", job_id = %claim.id, response_id = %claim.response_id);
+            handles.push(
+                self.inner.tracker.spawn(
+                    async move {
+                        if let Err(e) = me.poll(claim).await {
+                            tracing::error!(error = %chain(&e), "recording a poll failed");
+                        }
+                        drop(permit);
+                    }
+                    .instrument(span),
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    async fn poll(&self, claim: PollClaim) -> Result<(), StoreError> {
+        let (result, source) = if claim.cancel_requested == 1 {
+            (self.cancel_upstream(&claim.response_id).await, "cancel")
+        } else {
+            (
+                self.inner
+                    .client
+                    .retrieve(&claim.response_id)
+                    .await
+                    .map(|f| f.observation),
+                "poll",
+            )
+        };
+        let now = self.now();
+        match result {
+            Ok(obs) => {
+                self.apply(
+                    &claim.id,
+                    &obs,
+                    claim.poll_interval_ms,
+                    claim.cancel_reason.as_deref(),
+                    source,
+                )
+                .await?;
+            }
+            Err(UpstreamError::Api { status: 404, .. }) => {
+                // The response is gone upstream (deleted, or expired): nothing will ever change.
+                let error = JobError {
+                    code: "response_not_found".into(),
+                    message: format!("upstream no longer knows response {}", claim.response_id),
+                };
+                let obs = Observation {
+                    response_id: crate::job::ResponseId::parse(&claim.response_id)
+                        .map_err(StoreError::Corrupt)?,
+                    status: JobStatus::Failed,
+                    output_text: None,
+                    usage: None,
+                    error: Some(error),
+                    raw: serde_json::Value::Null,
+                };
+                self.apply(&claim.id, &obs, claim.poll_interval_ms, None, source)
+                    .await?;
+            }
+            Err(e) => {
+                let delay = e
+                    .retry_after()
+                    .map(crate::clock::ms)
+                    .unwrap_or_else(|| interval_ms(claim.poll_interval_ms, self, now));
+                tracing::warn!(error = %e.describe(), "poll failed; will retry");
+                let msg = format!("{source} failed: {}", e.describe());
+                self.inner
+                    .store
+                    .record_event(&claim.id, now, "error", &msg, None)
+                    .await?;
+                self.inner
+                    .store
+                    .reschedule_poll(&claim.id, now + delay, now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels a response upstream and returns its state after (fetching it if the cancel
+    /// came too late).
+    pub(super) async fn cancel_upstream(
+        &self,
+        response_id: &str,
+    ) -> Result<Observation, UpstreamError> {
+        match self.inner.client.cancel(response_id).await? {
+            CancelOutcome::Cancelled(f) if f.observation.status.is_terminal() => Ok(f.observation),
+            // Accepted but not yet final, or already finished otherwise: the GET tells.
+            _ => Ok(self.inner.client.retrieve(response_id).await?.observation),
+        }
+    }
+
+    /// Writes an observation with the next poll time, and notices missed webhooks.
+    pub(super) async fn apply(
+        &self,
+        id: &str,
+        obs: &Observation,
+        prev_interval_ms: i64,
+        cancel_reason: Option<&str>,
+        source: &str,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let now = self.now();
+        let store = &self.inner.store;
+        let Some(job) = store.get_job(id).await? else {
+            return Ok(ApplyOutcome::Missing);
+        };
+        let interval = interval_ms(prev_interval_ms, self, now);
+        let outbox = routes_for(&job.spec, &self.inner.config);
+        let outcome = store
+            .apply_observation(
+                id,
+                obs,
+                &ApplyContext {
+                    now,
+                    next_poll_at: now + interval,
+                    poll_interval_ms: interval,
+                    cancel_reason,
+                    outbox: &outbox,
+                    source,
+                },
+            )
+            .await?;
+        if let ApplyOutcome::Applied { from, to } = outcome {
+            if from != to {
+                tracing::info!(job_id = id, %from, %to, source, "status changed");
+                if to.is_terminal() {
+                    self.wake();
+                    if source == "poll"
+                        && !self.inner.config.webhook.secrets.is_empty()
+                        && !store.has_delivery_for(obs.response_id.as_str()).await?
+                    {
+                        tracing::info!(
+                            job_id = id,
+                            "finished job found by polling; no webhook had arrived"
+                        );
+                        self.inner.health.record_miss(now);
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Cancels a job now, for the API: a pending job ends at once; a submitted one is cancelled
+    /// upstream (falling back to the poll worker if that fails). Returns the job after.
+    pub async fn cancel_job(&self, id: &str) -> Result<Option<crate::store::JobRow>, StoreError> {
+        let store = &self.inner.store;
+        let now = self.now();
+        let Some(job) = store.request_cancel(id, "user", now).await? else {
+            return Ok(None);
+        };
+        if job.status.is_terminal() {
+            return Ok(Some(job));
+        }
+        match (&job.response_id, job.status) {
+            (None, JobStatus::Pending) if job.submit_state == crate::store::SubmitState::Ready => {
+                self.finish_cancelled_unsubmitted(id, job.cancel_reason.as_deref())
+                    .await?;
+            }
+            // Submitting or uncertain: resolved when the create's outcome is known.
+            (Some(rid), _) => match self.cancel_upstream(rid).await {
+                Ok(obs) => {
+                    self.apply(
+                        id,
+                        &obs,
+                        job.poll_interval_ms,
+                        job.cancel_reason.as_deref(),
+                        "cancel",
+                    )
+                    .await?;
+                }
+                Err(e) => {
+                    let msg = format!(
+                        "cancel failed: {}; the poll worker will try again",
+                        e.describe()
+                    );
+                    store
+                        .record_event(id, self.now(), "error", &msg, None)
+                        .await?;
+                    self.wake();
+                }
+            },
+            _ => {}
+        }
+        store.get_job(id).await
+    }
+
+    /// Ends a never-submitted job that was asked to cancel.
+    pub(super) async fn finish_cancelled_unsubmitted(
+        &self,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let Some(job) = store.get_job(id).await? else {
+            return Ok(());
+        };
+        let error = if reason == Some("timeout") {
+            JobError {
+                code: "timeout".into(),
+                message: "the job ran past its timeout before it was submitted".into(),
+            }
+        } else {
+            JobError {
+                code: "cancelled".into(),
+                message: "cancelled before it was submitted".into(),
+            }
+        };
+        let outbox = routes_for(&job.spec, &self.inner.config);
+        store
+            .finish_unsubmitted(id, JobStatus::Cancelled, &error, self.now(), &outbox)
+            .await?;
+        Ok(())
+    }
+}

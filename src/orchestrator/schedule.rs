@@ -1,0 +1,104 @@
+//! The adaptive polling schedule and the webhook health it depends on.
+//!
+//! A job is first polled at `min_interval`, then each quiet poll doubles the interval up to a
+//! cap. The cap is `max_interval` while webhooks are healthy (they will tell us sooner), and a
+//! quarter of it (never below `min_interval`) when they are not configured or have been seen to
+//! miss an event. Either way a lost webhook delays a result by at most `max_interval`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The next interval after `prev` (0 for the first poll), before jitter.
+pub fn next_interval(
+    prev: Duration,
+    min: Duration,
+    max: Duration,
+    webhooks_healthy: bool,
+) -> Duration {
+    let cap = if webhooks_healthy {
+        max
+    } else {
+        (max / 4).max(min)
+    };
+    if prev.is_zero() {
+        min
+    } else {
+        (prev * 2).clamp(min, cap)
+    }
+}
+
+/// Spreads polls: ±10% of the interval, never past `max`. `r` in [0, 1).
+pub fn jitter(interval: Duration, max: Duration, r: f64) -> Duration {
+    let factor = 0.9 + 0.2 * r.clamp(0.0, 1.0);
+    interval.mul_f64(factor).min(max)
+}
+
+/// Whether webhooks can be trusted to arrive. Kept in memory: it only changes how fast we
+/// poll, never what is correct.
+#[derive(Debug)]
+pub struct WebhookHealth {
+    configured: bool,
+    /// Unix ms until which webhooks count as unhealthy (a miss was seen).
+    unhealthy_until: Mutex<i64>,
+}
+
+/// How long one missed webhook makes us poll faster.
+const MISS_PENALTY_MS: i64 = 15 * 60 * 1000;
+
+impl WebhookHealth {
+    pub fn new(configured: bool) -> Self {
+        Self {
+            configured,
+            unhealthy_until: Mutex::new(0),
+        }
+    }
+
+    pub fn is_healthy(&self, now: i64) -> bool {
+        self.configured
+            && self
+                .unhealthy_until
+                .lock()
+                .map(|u| *u <= now)
+                .unwrap_or(true)
+    }
+
+    /// A poll found a job finished and no webhook had said so.
+    pub fn record_miss(&self, now: i64) {
+        if let Ok(mut u) = self.unhealthy_until.lock() {
+            *u = now + MISS_PENALTY_MS;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn doubles_up_to_cap() {
+        let (min, max) = (2 * S, 60 * S);
+        assert_eq!(next_interval(Duration::ZERO, min, max, true), min);
+        assert_eq!(next_interval(2 * S, min, max, true), 4 * S);
+        assert_eq!(next_interval(40 * S, min, max, true), max);
+        assert_eq!(next_interval(40 * S, min, max, false), 15 * S);
+        assert_eq!(next_interval(40 * S, 20 * S, 40 * S, false), 20 * S);
+    }
+
+    #[test]
+    fn jitter_never_passes_max() {
+        assert_eq!(jitter(60 * S, 60 * S, 0.99), 60 * S);
+        assert_eq!(jitter(10 * S, 60 * S, 0.0), 9 * S);
+    }
+
+    #[test]
+    fn health() {
+        let h = WebhookHealth::new(true);
+        assert!(h.is_healthy(0));
+        h.record_miss(0);
+        assert!(!h.is_healthy(1000));
+        assert!(h.is_healthy(MISS_PENALTY_MS));
+        assert!(!WebhookHealth::new(false).is_healthy(0));
+    }
+}

@@ -1,0 +1,319 @@
+//! Fault injection: the [`Faults`] knobs (global, changeable at runtime), the per-request
+//! overrides parsed from `metadata.sim` ([`Overrides`]) and the `x-sim-fault` header
+//! ([`HeaderFault`]). This file only *describes* faults and decides them with the simulator's
+//! seeded RNG; `server.rs`, `state.rs` and `webhooks.rs` act on the decisions.
+
+use std::time::Duration;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Every fault the simulator can inject. `Default` means "behave like a healthy OpenAI".
+///
+/// Probabilities are in `0.0..=1.0`; durations (de)serialize as humantime strings (`"250ms"`,
+/// `"2s"`) and also accept an integer number of milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Probability that a webhook delivery is never sent (counted as dropped).
+    pub webhook_drop: f64,
+    /// Probability that a delivered webhook is sent a second time with the same `webhook-id`.
+    pub webhook_duplicate: f64,
+    /// Fixed extra delay before the first delivery attempt of every webhook.
+    #[serde(with = "duration_serde")]
+    pub webhook_delay: Duration,
+    /// Upper bound of a random extra delay per webhook, so events of different responses
+    /// arrive out of order. Zero disables it.
+    #[serde(with = "duration_serde")]
+    pub webhook_reorder: Duration,
+    /// Probability that a response webhook is accompanied by an unexpected event type
+    /// (`batch.completed`, `eval.run.succeeded`, ...) that a receiver must ignore.
+    pub webhook_extra_events: f64,
+    /// Probability that an API request gets 429 `rate_limit_exceeded` with `Retry-After`.
+    pub rate_limit: f64,
+    /// The next N API requests get 429 `rate_limit_exceeded` (deterministic; counts down).
+    pub rate_limit_next: u32,
+    /// The delay advertised by a rate-limit 429 (`Retry-After` in whole seconds, min 1, and
+    /// `retry-after-ms`). Zero means 1 s.
+    #[serde(with = "duration_serde")]
+    pub retry_after: Duration,
+    /// Probability that an API request gets 429 `insufficient_quota` (no `Retry-After`).
+    pub quota_exceeded: f64,
+    /// Probability that an API request gets a 500/502/503, sometimes with `x-should-retry: false`.
+    pub server_error: f64,
+    /// The next N API requests get a retryable 500 (deterministic; counts down).
+    pub server_error_next: u32,
+    /// Delay before a create is processed and answered.
+    #[serde(with = "duration_serde")]
+    pub slow_create: Duration,
+    /// Probability that a create is accepted (the response exists and runs) but the HTTP reply
+    /// is held back for `hang_for`, long enough for a client to time out.
+    pub create_accept_then_hang: f64,
+    /// How long a hung create reply is held back. Zero means 30 s.
+    #[serde(with = "duration_serde")]
+    pub hang_for: Duration,
+    /// Probability that a background response stays `queued` forever.
+    pub stuck_queued: f64,
+    /// Probability that a response ends `failed` with `error.code = server_error`.
+    pub fail: f64,
+    /// Probability that a response ends `incomplete` (`max_output_tokens`).
+    pub incomplete: f64,
+    /// Probability that a live SSE stream is cut after a few events (the work goes on).
+    pub stream_drop: f64,
+    /// Probability that a stream carries an event type no SDK knows (forward compatibility).
+    pub stream_unknown_events: f64,
+    /// Probability that a background stream whose client disconnects while the response is
+    /// still `queued` leaves it `queued` forever (the known OpenAI bug, upstream-api.md §2.6).
+    pub stream_abort_sticks: f64,
+}
+
+impl Faults {
+    /// Checks that every probability is within `0.0..=1.0`.
+    pub fn validate(&self) -> Result<(), String> {
+        let probabilities = [
+            ("webhook_drop", self.webhook_drop),
+            ("webhook_duplicate", self.webhook_duplicate),
+            ("webhook_extra_events", self.webhook_extra_events),
+            ("rate_limit", self.rate_limit),
+            ("quota_exceeded", self.quota_exceeded),
+            ("server_error", self.server_error),
+            ("create_accept_then_hang", self.create_accept_then_hang),
+            ("stuck_queued", self.stuck_queued),
+            ("fail", self.fail),
+            ("incomplete", self.incomplete),
+            ("stream_drop", self.stream_drop),
+            ("stream_unknown_events", self.stream_unknown_events),
+            ("stream_abort_sticks", self.stream_abort_sticks),
+        ];
+        for (name, p) in probabilities {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!(
+                    "fault {name} must be a probability in 0..=1, got {p}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The advertised rate-limit delay, never zero.
+    pub(crate) fn retry_after_or_default(&self) -> Duration {
+        if self.retry_after.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            self.retry_after
+        }
+    }
+
+    /// How long a hung create is held, never zero.
+    pub(crate) fn hang_for_or_default(&self) -> Duration {
+        if self.hang_for.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            self.hang_for
+        }
+    }
+}
+
+/// Rolls a probability with the simulator's RNG; out-of-range values are clamped.
+pub(crate) fn roll(rng: &mut impl Rng, p: f64) -> bool {
+    if p.is_nan() || p <= 0.0 {
+        return false;
+    }
+    rng.random_bool(p.min(1.0))
+}
+
+/// A fault forced on a single API request with the `x-sim-fault` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderFault {
+    /// 429 `rate_limit_exceeded` with `Retry-After`.
+    RateLimit,
+    /// 429 `insufficient_quota`.
+    Quota,
+    /// 500/502/503 with the given status; `retry` false adds `x-should-retry: false`.
+    Server { status: u16, retry: bool },
+    /// Accept the create but hold the reply for `hang_for`.
+    Hang,
+}
+
+impl HeaderFault {
+    /// Parses `429`, `quota`, `500`, `502`, `503`, `500-noretry`, `hang`.
+    pub(crate) fn parse(value: &str) -> Option<Self> {
+        let value = value.trim().to_ascii_lowercase();
+        let (code, retry) = match value.strip_suffix("-noretry") {
+            Some(code) => (code.to_owned(), false),
+            None => (value.clone(), true),
+        };
+        match code.as_str() {
+            "429" | "rate_limit" => Some(Self::RateLimit),
+            "quota" | "insufficient_quota" => Some(Self::Quota),
+            "500" => Some(Self::Server { status: 500, retry }),
+            "502" => Some(Self::Server { status: 502, retry }),
+            "503" => Some(Self::Server { status: 503, retry }),
+            "hang" => Some(Self::Hang),
+            _ => None,
+        }
+    }
+}
+
+/// How a response ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// `completed` with full output and usage.
+    Completed,
+    /// `failed` with `error {code, message}`.
+    Failed { code: String },
+    /// `incomplete` with `incomplete_details.reason`.
+    Incomplete { reason: String },
+}
+
+/// What happens to the webhook(s) of one response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum WebhookMode {
+    /// Roll the global faults.
+    #[default]
+    Normal,
+    /// Never send it.
+    Drop,
+    /// Send it twice with the same `webhook-id`.
+    Duplicate,
+}
+
+/// Per-request overrides parsed from `metadata.sim` (grammar in the module docs of `sim`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Overrides {
+    pub queue: Option<Duration>,
+    pub run: Option<Duration>,
+    pub outcome: Option<Outcome>,
+    pub webhook: WebhookMode,
+    pub webhook_delay: Option<Duration>,
+    pub stuck: bool,
+    pub hang: Option<Duration>,
+}
+
+impl Overrides {
+    /// Parses `queue=1s;run=5s;outcome=failed:vector_store_timeout;webhook=drop;stuck`.
+    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
+        let mut out = Self::default();
+        for directive in spec.split(';').map(str::trim).filter(|d| !d.is_empty()) {
+            let (key, value) = match directive.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (directive, None),
+            };
+            let need = || value.ok_or_else(|| format!("'{key}' needs a value"));
+            let dur = || {
+                let v = need()?;
+                humantime::parse_duration(v)
+                    .map_err(|e| format!("bad duration '{v}' for '{key}': {e}"))
+            };
+            match key {
+                "queue" => out.queue = Some(dur()?),
+                "run" => out.run = Some(dur()?),
+                "outcome" => out.outcome = Some(parse_outcome(need()?)?),
+                "webhook" => {
+                    out.webhook = match need()? {
+                        "drop" => WebhookMode::Drop,
+                        "duplicate" | "dup" => WebhookMode::Duplicate,
+                        "normal" => WebhookMode::Normal,
+                        other => return Err(format!("unknown webhook mode '{other}'")),
+                    }
+                }
+                "webhook_delay" => out.webhook_delay = Some(dur()?),
+                "stuck" => out.stuck = true,
+                "hang" => {
+                    out.hang = Some(if value.is_some() {
+                        dur()?
+                    } else {
+                        Duration::ZERO
+                    })
+                }
+                other => return Err(format!("unknown sim directive '{other}'")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_outcome(value: &str) -> Result<Outcome, String> {
+    let (kind, detail) = match value.split_once(':') {
+        Some((k, d)) => (k, Some(d.to_owned())),
+        None => (value, None),
+    };
+    match kind {
+        "completed" => Ok(Outcome::Completed),
+        "failed" => Ok(Outcome::Failed {
+            code: detail.unwrap_or_else(|| "server_error".to_owned()),
+        }),
+        "incomplete" => {
+            let reason = detail.unwrap_or_else(|| "max_output_tokens".to_owned());
+            if reason != "max_output_tokens" && reason != "content_filter" {
+                return Err(format!("unknown incomplete reason '{reason}'"));
+            }
+            Ok(Outcome::Incomplete { reason })
+        }
+        other => Err(format!("unknown outcome '{other}'")),
+    }
+}
+
+/// Serde for `Duration`: humantime strings out, humantime strings or integer milliseconds in.
+pub(crate) mod duration_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Millis(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+            Raw::Text(text) => humantime::parse_duration(&text).map_err(D::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_full_grammar() {
+        let o = Overrides::parse(
+            "queue=1s; run=5s;outcome=failed:vector_store_timeout;webhook=drop;stuck",
+        )
+        .expect("valid spec");
+        assert_eq!(o.queue, Some(Duration::from_secs(1)));
+        assert_eq!(o.run, Some(Duration::from_secs(5)));
+        assert_eq!(
+            o.outcome,
+            Some(Outcome::Failed {
+                code: "vector_store_timeout".into()
+            })
+        );
+        assert_eq!(o.webhook, WebhookMode::Drop);
+        assert!(o.stuck);
+    }
+
+    #[test]
+    fn rejects_unknown_directives() {
+        assert!(Overrides::parse("queue=fast").is_err());
+        assert!(Overrides::parse("explode").is_err());
+        assert!(Overrides::parse("outcome=incomplete:weird").is_err());
+    }
+
+    #[test]
+    fn faults_roundtrip_through_json() {
+        let json = r#"{"rate_limit":0.5,"retry_after":"250ms","slow_create":100}"#;
+        let f: Faults = serde_json::from_str(json).expect("valid faults");
+        assert_eq!(f.retry_after, Duration::from_millis(250));
+        assert_eq!(f.slow_create, Duration::from_millis(100));
+        assert!(serde_json::from_str::<Faults>(r#"{"nope":1}"#).is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! The upstream simulator: a fault-injectable stand-in for OpenAI's Responses API in
+//! background mode, faithful to `shared/upstream-api.md` (§1–§4, §7). `respool sim` runs it as
+//! a server ([`run`]); tests and `respool demo` start it in process on a loopback port 0
+//! ([`spawn`]) and steer it through the [`SimHandle`] or the `/_sim/*` control API.
+//!
+//! # What it serves
+//! - `POST /v1/responses` (background or not, JSON or SSE), `GET /v1/responses/{id}` (JSON, or
+//!   SSE replay with `stream=true&starting_after=N`), `POST …/cancel`, `DELETE`, `GET
+//!   …/input_items`, with OpenAI's error envelope, bearer auth and rate-limit headers.
+//! - Responses move `queued → in_progress → completed|failed|incomplete` on a clock
+//!   ([`SimConfig::queue_time`], [`SimConfig::run_time`]); output grows while in progress.
+//! - Signed Standard Webhooks for terminal transitions of background responses, with retries.
+//! - Control: `GET /_sim/stats`, `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
+//!   `POST /_sim/webhook` (`{"url": …, "secrets": [...]}`). These need no API key.
+//!
+//! # Per-request overrides: `metadata.sim`
+//! A create whose `metadata.sim` is a string of `;`-separated directives overrides the global
+//! settings for that response only (an unknown directive is a 400 with `param: metadata.sim`):
+//!
+//! ```text
+//! spec       = directive *( ";" directive )
+//! directive  = "queue=" duration            ; time spent queued, e.g. queue=1s
+//!            | "run=" duration              ; time spent in_progress, e.g. run=5s
+//!            | "outcome=" outcome           ; how it ends
+//!            | "webhook=" ("drop" | "duplicate" | "normal")
+//!            | "webhook_delay=" duration    ; extra delay before its webhook
+//!            | "stuck"                      ; stays queued forever
+//!            | "hang" [ "=" duration ]      ; reply held back (default: Faults::hang_for)
+//! outcome    = "completed" | "failed" [ ":" error-code ] | "incomplete" [ ":" reason ]
+//! reason     = "max_output_tokens" | "content_filter"
+//! duration   = humantime, e.g. 250ms, 2s, 1m30s
+//! ```
+//! Example: `queue=1s;run=5s;outcome=failed:vector_store_timeout;webhook=drop`.
+//!
+//! A single request can also carry `x-sim-fault: 429 | quota | 500 | 502 | 503 |
+//! 500-noretry | 502-noretry | 503-noretry | hang` (`hang` only affects creates).
+//!
+//! # Layout
+//! - `args.rs`: [`SimArgs`], the `respool sim` flags. `faults.rs`: [`Faults`] and the
+//!   `metadata.sim` grammar. `validate.rs`: create-body validation. `response.rs`: the Response
+//!   object. `output.rs`: generated output, steps and usage. `state.rs`: store and status
+//!   machine. `stream.rs`: SSE. `webhooks.rs`: signed deliveries. `server.rs`: routes.
+//!   `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope.
+
+mod args;
+mod entry;
+mod error;
+mod faults;
+mod headers;
+mod ids;
+mod output;
+mod response;
+mod server;
+mod state;
+mod stream;
+mod validate;
+mod webhooks;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use args::SimArgs;
+pub use faults::Faults;
+pub use webhooks::USER_AGENT as WEBHOOK_USER_AGENT;
+
+use state::Shared;
+
+/// Every knob of the simulator. `Default` is fast: 300 ms queued, 1.5 s running, no faults.
+#[derive(Clone)]
+pub struct SimConfig {
+    /// Where to listen; `None` binds `127.0.0.1:0`.
+    pub listen: Option<SocketAddr>,
+    /// The only accepted bearer key; `None` accepts any non-empty key.
+    pub api_key: Option<String>,
+    /// Initial webhook target URL.
+    pub webhook_url: Option<String>,
+    /// Initial webhook secrets (`whsec_…`); every delivery is signed with each.
+    pub webhook_secrets: Vec<String>,
+    /// Time a background response spends `queued`.
+    pub queue_time: Duration,
+    /// Time a response spends `in_progress`.
+    pub run_time: Duration,
+    /// Initial faults (changeable at runtime).
+    pub faults: Faults,
+    /// Seed for the RNG behind every random decision; `None` seeds from the OS.
+    pub seed: Option<u64>,
+    /// Age (from creation) after which `GET ?stream=true` answers 400 (OpenAI: 5 minutes).
+    pub stream_resume_window: Duration,
+    /// Cancel clears `output` (the Azure contract) instead of keeping the partial output.
+    pub cancel_clears_output: bool,
+    /// Cancelling a completed response answers 200 with it instead of 400.
+    pub cancel_completed_ok: bool,
+    /// A webhook attempt slower than this counts as failed.
+    pub webhook_timeout: Duration,
+    /// Waits between webhook attempts; its length bounds the number of retries.
+    pub webhook_retry_schedule: Vec<Duration>,
+    /// Webhook HTTP attempts in flight at once.
+    pub webhook_concurrency: usize,
+    /// Deliveries waiting or retrying at once; more are dropped (and counted).
+    pub webhook_max_pending: usize,
+    /// How long finished responses stay retrievable.
+    pub retention: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            api_key: None,
+            webhook_url: None,
+            webhook_secrets: Vec::new(),
+            queue_time: Duration::from_millis(300),
+            run_time: Duration::from_millis(1500),
+            faults: Faults::default(),
+            seed: None,
+            stream_resume_window: Duration::from_secs(300),
+            cancel_clears_output: false,
+            cancel_completed_ok: false,
+            webhook_timeout: Duration::from_secs(5),
+            webhook_retry_schedule: [200, 500, 1000, 2000, 5000]
+                .map(Duration::from_millis)
+                .to_vec(),
+            webhook_concurrency: 8,
+            webhook_max_pending: 1024,
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("listen", &self.listen)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secrets",
+                &format_args!("[{} redacted]", self.webhook_secrets.len()),
+            )
+            .field("queue_time", &self.queue_time)
+            .field("run_time", &self.run_time)
+            .field("faults", &self.faults)
+            .field("seed", &self.seed)
+            .field("stream_resume_window", &self.stream_resume_window)
+            .field("cancel_clears_output", &self.cancel_clears_output)
+            .field("cancel_completed_ok", &self.cancel_completed_ok)
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("webhook_retry_schedule", &self.webhook_retry_schedule)
+            .field("webhook_concurrency", &self.webhook_concurrency)
+            .field("webhook_max_pending", &self.webhook_max_pending)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+/// Counters of what the simulator served (also `GET /_sim/stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// Responses created (accepted creates, whatever their reply).
+    pub creates: u32,
+    /// Accepted creates per `metadata["respool_job_id"]` (double submissions show as > 1).
+    pub creates_by_job_id: HashMap<String, u32>,
+    /// `GET /v1/responses/{id}` requests that reached the handler (JSON and SSE).
+    pub retrieves: u32,
+    /// Cancel requests that reached the handler.
+    pub cancels: u32,
+    /// Delete requests that reached the handler.
+    pub deletes: u32,
+    /// Webhook HTTP attempts.
+    pub webhooks_attempted: u32,
+    /// Webhook attempts answered with a 2xx.
+    pub webhooks_delivered: u32,
+    /// Webhooks never sent (drop fault or overflow).
+    pub webhooks_dropped: u32,
+    /// Webhooks given up after the last retry.
+    pub webhooks_failed: u32,
+    /// 429 replies served.
+    pub served_429: u32,
+    /// 5xx replies served.
+    pub served_5xx: u32,
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A setting is out of range.
+    #[error("invalid simulator setting: {0}")]
+    Config(String),
+    /// A webhook secret is not a valid `whsec_<base64>` secret.
+    #[error("invalid webhook secret")]
+    Secret(#[source] standardwebhooks::WebhookError),
+    /// The webhook HTTP client could not be built.
+    #[error("cannot build the webhook HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// The HTTP server stopped with an error.
+    #[error("simulator server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Checks that each secret is a usable Standard Webhooks secret.
+fn check_secrets(secrets: &[String]) -> Result<(), SimError> {
+    for secret in secrets {
+        if secret.trim_start_matches("whsec_").is_empty() {
+            return Err(SimError::Config("empty webhook secret".into()));
+        }
+        standardwebhooks::Webhook::new(secret).map_err(SimError::Secret)?;
+    }
+    Ok(())
+}
+
+/// Namespace for the simulator's entry points (`Simulator::spawn` = [`spawn`]).
+pub struct Simulator;
+
+impl Simulator {
+    /// See [`spawn`].
+    pub async fn spawn(config: SimConfig) -> Result<SimHandle, SimError> {
+        spawn(config).await
+    }
+}
+
+/// A running simulator. Dropping it stops the server; [`SimHandle::shutdown`] also waits.
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Starts the simulator in process; binds `127.0.0.1:0` unless `config.listen` is set.
+pub async fn spawn(config: SimConfig) -> Result<SimHandle, SimError> {
+    config.faults.validate().map_err(SimError::Config)?;
+    check_secrets(&config.webhook_secrets)?;
+    let addr = config
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| SimError::Bind { addr, source })?;
+
+    let (shared, webhook_rx) = Shared::new(config);
+    let shared = Arc::new(shared);
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let sender = webhooks::Sender::new(shared.clone(), tracker.clone(), cancel.clone())
+        .map_err(SimError::Client)?;
+    tracker.spawn(sender.run(webhook_rx));
+    tracker.spawn(clock(shared.clone(), cancel.clone()));
+    let router = server::router(shared.clone(), cancel.clone());
+    let stop = cancel.clone();
+    tracker.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "simulator server failed");
+        }
+    });
+    tracing::debug!(%addr, "simulator listening");
+    Ok(SimHandle {
+        shared,
+        addr,
+        cancel,
+        tracker,
+    })
+}
+
+/// Runs the simulator for `respool sim` until `shutdown` is cancelled.
+pub async fn run(args: SimArgs, shutdown: CancellationToken) -> Result<(), SimError> {
+    let handle = spawn(args.to_config()?).await?;
+    tracing::info!(url = %handle.base_url(), "simulator listening (OPENAI_BASE_URL)");
+    shutdown.cancelled().await;
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// Moves responses along their plans when deadlines pass, and forgets old ones.
+async fn clock(shared: Arc<Shared>, cancel: CancellationToken) {
+    const IDLE: Duration = Duration::from_secs(10);
+    let mut last_sweep = Instant::now();
+    loop {
+        let now = Instant::now();
+        let next = shared.advance_due(now);
+        if now.duration_since(last_sweep) >= IDLE {
+            shared.sweep(now);
+            last_sweep = now;
+        }
+        let until = next.map_or(now + IDLE, |n| n.min(now + IDLE));
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = shared.wake.notified() => {}
+            () = tokio::time::sleep_until(until) => {}
+        }
+    }
+}
+
+impl SimHandle {
+    /// The API base URL, e.g. `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> SimStats {
+        self.shared.lock().stats.clone()
+    }
+
+    /// Replaces the fault settings.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// The current fault settings (the `*_next` counters count down as they fire).
+    pub fn faults(&self) -> Faults {
+        self.shared.lock().faults.clone()
+    }
+
+    /// Points webhooks at `url` (or nowhere) signed with `secrets`; invalid secrets are skipped
+    /// when signing.
+    pub fn set_webhook_target(&self, url: Option<String>, secrets: Vec<String>) {
+        if let Err(err) = check_secrets(&secrets) {
+            tracing::warn!(error = %err, "webhook target has an invalid secret");
+        }
+        let mut inner = self.shared.lock();
+        inner.webhook.url = url;
+        inner.webhook.secrets = secrets;
+    }
+
+    /// The current snapshot of a stored response (advanced to now), as the API would show it
+    /// with every `include` applied.
+    pub fn response(&self, id: &str) -> Option<serde_json::Value> {
+        self.shared.snapshot(id)
+    }
+
+    /// Stops the server, the clock and every webhook task, and waits for them.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

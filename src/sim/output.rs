@@ -1,0 +1,498 @@
+//! Output generation: deterministic (from the input text) output items, the partial output the
+//! response shows step by step while `in_progress`, the SSE events of each step, and usage.
+//! No network, no model: a markdown "report" that quotes the input, with `url_citation`
+//! annotations whose `start_index`/`end_index` are correct character (code point) offsets.
+
+use rand::Rng;
+use serde_json::{Map, Value, json};
+
+use super::faults::Outcome;
+use super::ids;
+use super::validate::CreateRequest;
+
+/// One stream event before it gets its `sequence_number`: its `type` and the other fields.
+pub(crate) type EventBody = (String, Map<String, Value>);
+
+/// What happens at one step of an in-progress response.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    /// Stream events produced by this step, in order.
+    pub events: Vec<EventBody>,
+    /// The whole `output` array after this step.
+    pub output: Vec<Value>,
+}
+
+/// The full plan for a response's output.
+#[derive(Debug, Clone)]
+pub(crate) struct Generated {
+    /// Steps run while `in_progress` (fewer when the response fails half way).
+    pub steps: Vec<Step>,
+    /// The `output` at the terminal status.
+    pub final_output: Vec<Value>,
+    /// `usage` at the terminal status (`None` for failed responses).
+    pub usage: Option<Value>,
+    /// The outcome, after applying `max_output_tokens`.
+    pub outcome: Outcome,
+}
+
+const FILLER: &[&str] = &[
+    "The available sources broadly agree on the main points, although they differ in emphasis.",
+    "Several recent publications revisit the question with new data and reach similar conclusions.",
+    "Estimates vary with the method used, so the figures below should be read as ranges.",
+    "A closer look at the primary material shows a consistent pattern across regions.",
+    "Practitioners stress that context matters more than any single headline number.",
+    "The evidence is strongest for the short term and thinner for long-term effects.",
+    "Critics point to gaps in the underlying data that later studies have only partly closed.",
+    "Taken together, these findings suggest a cautious but clear answer.",
+];
+const DOMAINS: &[&str] = &[
+    "en.wikipedia.org/wiki",
+    "arxiv.org/abs",
+    "research.example.org/papers",
+    "docs.example.com/guides",
+    "news.example.net/articles",
+];
+
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn topic_of(input: &str) -> String {
+    let first = input
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("your question");
+    let topic: String = first.chars().take(80).collect();
+    topic.trim_end_matches(['.', '?', '!', ':']).to_owned()
+}
+
+fn slug(topic: &str) -> String {
+    let words: Vec<String> = topic
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(5)
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() {
+        "topic".to_owned()
+    } else {
+        words.join("-")
+    }
+}
+
+/// Builds the report text and its `url_citation` annotations.
+fn report(input: &str) -> (String, Vec<Value>, Vec<(String, String)>) {
+    let h = fnv(input);
+    let topic = topic_of(input);
+    let slug = slug(&topic);
+    let quote: String = input
+        .chars()
+        .take(200)
+        .collect::<String>()
+        .replace('\n', " ");
+    let sources: Vec<(String, String)> = (0..3u64)
+        .map(|n| {
+            let domain = DOMAINS[((h >> (n * 8)) % DOMAINS.len() as u64) as usize];
+            (
+                format!("https://{domain}/{slug}-{}", n + 1),
+                format!("{topic}: source {}", n + 1),
+            )
+        })
+        .collect();
+    let filler = |n: u64| FILLER[((h >> (n * 5)) % FILLER.len() as u64) as usize];
+
+    let mut text = String::new();
+    let mut annotations = Vec::new();
+    let mut cite = |text: &mut String, (url, title): &(String, String)| {
+        text.push_str(" (");
+        let start = text.chars().count();
+        text.push_str(&format!("[{title}]({url})"));
+        let end = text.chars().count();
+        text.push(')');
+        annotations.push(json!({
+            "type": "url_citation", "start_index": start, "end_index": end, "url": url, "title": title,
+        }));
+    };
+    text.push_str(&format!("# Report: {topic}\n\n> {quote}\n\n## Summary\n\n"));
+    text.push_str(&format!("This report looks at \"{topic}\". {}", filler(0)));
+    cite(&mut text, &sources[0]);
+    text.push_str(&format!("\n\n## Findings\n\n1. {}", filler(1)));
+    cite(&mut text, &sources[1]);
+    text.push_str(&format!("\n2. {}\n3. {}", filler(2), filler(3)));
+    cite(&mut text, &sources[2]);
+    text.push_str(&format!(
+        "\n\n## Conclusion\n\n{} {}\n",
+        filler(4),
+        filler(5)
+    ));
+    (text, annotations, sources)
+}
+
+fn tokens(chars: usize) -> u64 {
+    chars.div_ceil(4) as u64
+}
+
+fn ev(kind: &str, fields: Value) -> EventBody {
+    let map = match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    (kind.to_owned(), map)
+}
+
+fn obfuscation(rng: &mut impl Rng, on: bool) -> Option<String> {
+    on.then(|| {
+        let n = rng.random_range(4..16);
+        (0..n)
+            .map(|_| char::from(rng.random_range(b'a'..=b'z')))
+            .collect()
+    })
+}
+
+fn with_obfuscation(mut fields: Value, obf: Option<String>) -> Value {
+    if let (Some(o), Some(m)) = (obf, fields.as_object_mut()) {
+        m.insert("obfuscation".into(), json!(o));
+    }
+    fields
+}
+
+/// Splits text into small word-aligned deltas.
+fn chunks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_inclusive([' ', '\n']) {
+        cur.push_str(word);
+        if cur.chars().count() >= 24 {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Plans the output of a response: items, steps, usage and the final outcome.
+pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng) -> Generated {
+    let obf = req.obfuscate;
+    let (full_text, all_annotations, sources) = report(&req.input_text);
+    let topic = topic_of(&req.input_text);
+
+    // Decide how much text is produced.
+    let mut outcome = outcome;
+    let full_tokens = tokens(full_text.chars().count());
+    let mut text_chars = full_text.chars().count();
+    if let Some(max) = req.max_output_tokens.filter(|m| *m < full_tokens) {
+        if outcome == Outcome::Completed {
+            outcome = Outcome::Incomplete {
+                reason: "max_output_tokens".into(),
+            };
+        }
+        text_chars = usize::try_from(max * 4)
+            .unwrap_or(usize::MAX)
+            .min(text_chars);
+    } else if matches!(outcome, Outcome::Incomplete { .. }) {
+        text_chars /= 2;
+    }
+    let text: String = full_text.chars().take(text_chars).collect();
+    let text_len = text.chars().count();
+    let annotations: Vec<Value> = all_annotations
+        .into_iter()
+        .filter(|a| {
+            a.get("end_index")
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX)
+                <= text_len as u64
+        })
+        .collect();
+    let incomplete = matches!(outcome, Outcome::Incomplete { .. });
+
+    let mut steps: Vec<Step> = Vec::new();
+    let mut done: Vec<Value> = Vec::new();
+    let mut reasoning_tokens = 0;
+
+    if req.has_reasoning {
+        let summary = format!(
+            "**Planning the answer**\n\nThe request asks about \"{topic}\". I will gather a few sources, compare them and write a short report with citations."
+        );
+        reasoning_tokens = tokens(summary.chars().count()) * 3;
+        let id = ids::new("rs");
+        let idx = done.len();
+        let encrypted = format!("gAAAAA{}", ulid::Ulid::new());
+        let partial =
+            json!({"id": id, "type": "reasoning", "summary": [], "encrypted_content": encrypted});
+        let full = json!({"id": id, "type": "reasoning", "summary": [{"type": "summary_text", "text": summary}], "encrypted_content": encrypted});
+        let mut out = done.clone();
+        out.push(partial.clone());
+        steps.push(Step {
+            events: vec![ev(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": partial}),
+            )],
+            output: out,
+        });
+        let part = json!({"type": "summary_text", "text": summary});
+        let events = vec![
+            ev(
+                "response.reasoning_summary_part.added",
+                json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+            ),
+            ev(
+                "response.reasoning_summary_text.delta",
+                with_obfuscation(
+                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "delta": summary}),
+                    obfuscation(rng, obf),
+                ),
+            ),
+            ev(
+                "response.reasoning_summary_text.done",
+                json!({"item_id": id, "output_index": idx, "summary_index": 0, "text": summary}),
+            ),
+            ev(
+                "response.reasoning_summary_part.done",
+                json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": part}),
+            ),
+            ev(
+                "response.output_item.done",
+                json!({"output_index": idx, "item": full}),
+            ),
+        ];
+        done.push(full);
+        steps.push(Step {
+            events,
+            output: done.clone(),
+        });
+    }
+
+    if req.is_deep_research() {
+        let max_calls = req
+            .body
+            .get("max_tool_calls")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        let queries = [
+            topic.clone(),
+            format!("{topic} latest research"),
+            format!("{topic} statistics"),
+        ];
+        for query in queries
+            .iter()
+            .take(usize::try_from(max_calls).unwrap_or(usize::MAX))
+        {
+            let id = ids::new("ws");
+            let idx = done.len();
+            let srcs: Vec<Value> = sources
+                .iter()
+                .map(|(url, _)| json!({"type": "url", "url": url}))
+                .collect();
+            let partial = json!({"id": id, "type": "web_search_call", "status": "in_progress", "action": {"type": "search", "query": query}});
+            let full = json!({"id": id, "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": query, "sources": srcs}});
+            let mut out = done.clone();
+            out.push(partial.clone());
+            steps.push(Step {
+                events: vec![
+                    ev(
+                        "response.output_item.added",
+                        json!({"output_index": idx, "item": partial}),
+                    ),
+                    ev(
+                        "response.web_search_call.in_progress",
+                        json!({"output_index": idx, "item_id": id}),
+                    ),
+                    ev(
+                        "response.web_search_call.searching",
+                        json!({"output_index": idx, "item_id": id}),
+                    ),
+                ],
+                output: out,
+            });
+            done.push(full.clone());
+            steps.push(Step {
+                events: vec![
+                    ev(
+                        "response.web_search_call.completed",
+                        json!({"output_index": idx, "item_id": id}),
+                    ),
+                    ev(
+                        "response.output_item.done",
+                        json!({"output_index": idx, "item": full}),
+                    ),
+                ],
+                output: done.clone(),
+            });
+        }
+    }
+
+    // The message: added, text deltas in a few steps, done.
+    let id = ids::new("msg");
+    let idx = done.len();
+    let message = |status: &str, text: &str, annotations: Vec<Value>| {
+        json!({
+            "id": id, "type": "message", "status": status, "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}],
+        })
+    };
+    let empty_item = json!({"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []});
+    let empty_part = json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
+    let mut out = done.clone();
+    out.push(message("in_progress", "", Vec::new()));
+    steps.push(Step {
+        events: vec![
+            ev(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": empty_item}),
+            ),
+            ev(
+                "response.content_part.added",
+                json!({"item_id": id, "output_index": idx, "content_index": 0, "part": empty_part}),
+            ),
+        ],
+        output: out,
+    });
+    let deltas = chunks(&text);
+    let per_step = deltas.len().div_ceil(8).max(1);
+    let mut so_far = String::new();
+    let mut announced = 0;
+    for group in deltas.chunks(per_step) {
+        let mut events = Vec::new();
+        for delta in group {
+            so_far.push_str(delta);
+            let fields = json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": delta, "logprobs": []});
+            events.push(ev(
+                "response.output_text.delta",
+                with_obfuscation(fields, obfuscation(rng, obf)),
+            ));
+            let len = so_far.chars().count() as u64;
+            while let Some(a) = annotations.get(announced) {
+                if a.get("end_index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(u64::MAX)
+                    > len
+                {
+                    break;
+                }
+                events.push(ev(
+                    "response.output_text.annotation.added",
+                    json!({"item_id": id, "output_index": idx, "content_index": 0, "annotation_index": announced, "annotation": a}),
+                ));
+                announced += 1;
+            }
+        }
+        let mut out = done.clone();
+        out.push(message(
+            "in_progress",
+            &so_far,
+            annotations[..announced].to_vec(),
+        ));
+        steps.push(Step {
+            events,
+            output: out,
+        });
+    }
+    let status = if incomplete {
+        "incomplete"
+    } else {
+        "completed"
+    };
+    let final_message = message(status, &text, annotations.clone());
+    let part =
+        json!({"type": "output_text", "text": text, "annotations": annotations, "logprobs": []});
+    done.push(final_message.clone());
+    steps.push(Step {
+        events: vec![
+            ev("response.output_text.done", json!({"item_id": id, "output_index": idx, "content_index": 0, "text": text, "logprobs": []})),
+            ev("response.content_part.done", json!({"item_id": id, "output_index": idx, "content_index": 0, "part": part})),
+            ev("response.output_item.done", json!({"output_index": idx, "item": final_message})),
+        ],
+        output: done.clone(),
+    });
+
+    let (steps, final_output, usage) = match &outcome {
+        Outcome::Failed { .. } => {
+            let keep = steps.len() / 2;
+            let mut steps = steps;
+            steps.truncate(keep);
+            let last = steps.last().map(|s| s.output.clone()).unwrap_or_default();
+            (steps, last, None)
+        }
+        _ => {
+            let input_tokens = tokens(req.input_text.chars().count()).max(1);
+            let output_tokens = match (&outcome, req.max_output_tokens) {
+                (Outcome::Incomplete { reason }, Some(max)) if reason == "max_output_tokens" => max,
+                _ => tokens(text_len) + reasoning_tokens,
+            };
+            let usage = json!({
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": reasoning_tokens.min(output_tokens)},
+                "total_tokens": input_tokens + output_tokens,
+            });
+            (steps, done, Some(usage))
+        }
+    };
+    Generated {
+        steps,
+        final_output,
+        usage,
+        outcome,
+    }
+}
+
+/// Applies `include` to output items: `web_search_call.action.sources` and
+/// `reasoning.encrypted_content` are only shown when asked for.
+pub(crate) fn render_output(output: &[Value], include: &[String]) -> Vec<Value> {
+    let has = |k: &str| include.iter().any(|i| i == k);
+    output
+        .iter()
+        .map(|item| {
+            let mut item = item.clone();
+            match item.get("type").and_then(Value::as_str) {
+                Some("web_search_call") if !has("web_search_call.action.sources") => {
+                    if let Some(action) = item.get_mut("action").and_then(Value::as_object_mut) {
+                        action.remove("sources");
+                    }
+                }
+                Some("reasoning") if !has("reasoning.encrypted_content") => {
+                    if let Some(obj) = item.as_object_mut() {
+                        obj.insert("encrypted_content".into(), Value::Null);
+                    }
+                }
+                _ => {}
+            }
+            item
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_indices_point_at_the_citation() {
+        let (text, annotations, _) =
+            report("What is the boiling point of water at altitude? ünïcode");
+        let chars: Vec<char> = text.chars().collect();
+        assert_eq!(annotations.len(), 3);
+        for a in annotations {
+            let start = a["start_index"].as_u64().expect("start") as usize;
+            let end = a["end_index"].as_u64().expect("end") as usize;
+            let span: String = chars[start..end].iter().collect();
+            let url = a["url"].as_str().expect("url");
+            assert!(
+                span.starts_with('[') && span.ends_with(&format!("({url})")),
+                "{span}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunks_rebuild_the_text() {
+        let text = "one two three four five six seven eight nine ten eleven twelve\nthirteen";
+        assert_eq!(chunks(text).concat(), text);
+    }
+}

@@ -1,0 +1,333 @@
+//! The response store: every [`Entry`] behind one `std::sync::Mutex` (never held across an
+//! `.await`), the deadline heap the clock task works through ([`Shared::advance_due`]), and the
+//! store operations (create, cancel, delete, lookups). Every API access advances the response it
+//! touches first, so what a client sees never lags the clock; terminal transitions go to the
+//! webhook sender through a bounded channel.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+pub(crate) use super::entry::{Entry, Status, WebhookJob};
+use super::error::ApiError;
+use super::faults::{Faults, Outcome, roll};
+use super::output;
+use super::validate::CreateRequest;
+use super::{SimConfig, SimStats, ids, response};
+/// Where webhooks go, changeable at runtime.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WebhookTarget {
+    pub url: Option<String>,
+    pub secrets: Vec<String>,
+}
+
+/// Everything mutable, behind one lock.
+pub(crate) struct Inner {
+    pub entries: HashMap<String, Entry>,
+    schedule: BinaryHeap<Reverse<(Instant, String)>>,
+    pub rng: StdRng,
+    pub faults: Faults,
+    pub stats: SimStats,
+    pub webhook: WebhookTarget,
+}
+
+/// State shared by the server, the clock task, streams and webhook senders.
+pub(crate) struct Shared {
+    pub config: SimConfig,
+    inner: Mutex<Inner>,
+    /// Wakes the clock task when a new deadline exists.
+    pub wake: Notify,
+    /// Bumped whenever any response changes; streams wait on it.
+    pub changes: watch::Sender<u64>,
+    /// Terminal transitions for the webhook sender (bounded; overflow counts as dropped).
+    webhook_tx: mpsc::Sender<WebhookJob>,
+}
+
+impl Shared {
+    /// Builds the state; the receiver feeds the webhook sender.
+    pub fn new(config: SimConfig) -> (Self, mpsc::Receiver<WebhookJob>) {
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let webhook = WebhookTarget {
+            url: config.webhook_url.clone(),
+            secrets: config.webhook_secrets.clone(),
+        };
+        let inner = Inner {
+            entries: HashMap::new(),
+            schedule: BinaryHeap::new(),
+            rng,
+            faults: config.faults.clone(),
+            stats: SimStats::default(),
+            webhook,
+        };
+        let (webhook_tx, rx) = mpsc::channel(config.webhook_max_pending.max(1));
+        let shared = Self {
+            config,
+            inner: Mutex::new(inner),
+            wake: Notify::new(),
+            changes: watch::Sender::new(0),
+            webhook_tx,
+        };
+        (shared, rx)
+    }
+
+    /// Locks the state; a panic elsewhere must not wedge the simulator, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Hands a terminal transition to the webhook sender. Called after the lock is released.
+    fn emit(&self, job: Option<WebhookJob>) {
+        let Some(job) = job else { return };
+        if let Err(err) = self.webhook_tx.try_send(job) {
+            tracing::warn!(error = %err, "webhook queue full or closed, event dropped");
+            self.lock().stats.webhooks_dropped += 1;
+        }
+    }
+
+    /// Creates a response from a validated request; returns its id and first snapshot.
+    pub fn create(&self, req: CreateRequest) -> Result<(String, Value), ApiError> {
+        let now = Instant::now();
+        let id = ids::new("resp");
+        let mut inner = self.lock();
+        if let Some(prev) = &req.previous_response_id {
+            if !inner.entries.get(prev).is_some_and(|e| e.stored) {
+                return Err(ApiError::invalid(
+                    format!("Previous response with id '{prev}' not found."),
+                    Some("previous_response_id"),
+                    Some("previous_response_not_found"),
+                ));
+            }
+        }
+        let o = req.overrides.clone();
+        let faults = inner.faults.clone();
+        let outcome = match o.outcome.clone() {
+            Some(outcome) => outcome,
+            None if roll(&mut inner.rng, faults.fail) => Outcome::Failed {
+                code: "server_error".into(),
+            },
+            None if roll(&mut inner.rng, faults.incomplete) => Outcome::Incomplete {
+                reason: "max_output_tokens".into(),
+            },
+            None => Outcome::Completed,
+        };
+        let stuck = req.background && (o.stuck || roll(&mut inner.rng, faults.stuck_queued));
+        let (queue, run) = if req.background {
+            (
+                o.queue.unwrap_or(self.config.queue_time),
+                o.run.unwrap_or(self.config.run_time),
+            )
+        } else if req.stream {
+            (Duration::ZERO, o.run.unwrap_or(self.config.run_time))
+        } else {
+            (Duration::ZERO, Duration::ZERO)
+        };
+        let generated = output::generate(&req, outcome, &mut inner.rng);
+        let status = if req.background {
+            Status::Queued
+        } else {
+            Status::InProgress
+        };
+        let created_unix = chrono::Utc::now().timestamp();
+        let mut entry = Entry {
+            created: now,
+            created_unix,
+            background: req.background,
+            stored: req.store,
+            streamed: req.stream,
+            status,
+            snapshot: response::initial(&req, &id, created_unix, status.as_str()),
+            input_items: req.input_items.clone(),
+            events: Vec::new(),
+            generated,
+            applied: 0,
+            queue,
+            run,
+            stuck,
+            webhook: o.webhook,
+            webhook_delay: o.webhook_delay,
+            terminal_at: None,
+            unknown_events: req.stream && roll(&mut inner.rng, faults.stream_unknown_events),
+        };
+        entry.push_lifecycle("response.created");
+        if status == Status::Queued {
+            entry.push_lifecycle("response.queued");
+        } else {
+            entry.push_lifecycle("response.in_progress");
+        }
+        let job = entry.advance(&id, now);
+        let snapshot = entry.snapshot.clone();
+        if let Some(deadline) = entry.next_deadline() {
+            inner.schedule.push(Reverse((deadline, id.clone())));
+        }
+        inner.stats.creates += 1;
+        if let Some(job_id) = req.metadata.get("respool_job_id").and_then(Value::as_str) {
+            *inner
+                .stats
+                .creates_by_job_id
+                .entry(job_id.to_owned())
+                .or_default() += 1;
+        }
+        inner.entries.insert(id.clone(), entry);
+        drop(inner);
+        self.wake.notify_one();
+        self.changed();
+        self.emit(job);
+        Ok((id, snapshot))
+    }
+
+    /// Advances every response whose deadline passed; returns the next deadline.
+    pub fn advance_due(&self, now: Instant) -> Option<Instant> {
+        let mut jobs = Vec::new();
+        let mut inner = self.lock();
+        let mut touched = false;
+        while let Some(Reverse((at, _))) = inner.schedule.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, id))) = inner.schedule.pop() else {
+                break;
+            };
+            let Some(entry) = inner.entries.get_mut(&id) else {
+                continue;
+            };
+            touched = true;
+            jobs.extend(entry.advance(&id, now));
+            if let Some(next) = entry.next_deadline() {
+                inner.schedule.push(Reverse((next, id)));
+            }
+        }
+        let next = inner.schedule.peek().map(|Reverse((at, _))| *at);
+        drop(inner);
+        if touched {
+            self.changed();
+        }
+        for job in jobs {
+            self.emit(Some(job));
+        }
+        next
+    }
+
+    /// Forgets responses past their retention (unstored ones after a minute).
+    pub fn sweep(&self, now: Instant) {
+        let retention = self.config.retention;
+        let mut inner = self.lock();
+        inner.entries.retain(|_, e| {
+            let keep_for = if e.stored {
+                retention
+            } else {
+                Duration::from_secs(60)
+            };
+            e.terminal_at
+                .is_none_or(|t| now.saturating_duration_since(t) < keep_for)
+        });
+    }
+
+    /// Runs `f` on a stored response after advancing it to now.
+    pub fn with_entry<T>(&self, id: &str, f: impl FnOnce(&mut Entry) -> T) -> Result<T, ApiError> {
+        let mut inner = self.lock();
+        let entry = inner
+            .entries
+            .get_mut(id)
+            .filter(|e| e.stored)
+            .ok_or_else(|| ApiError::response_not_found(id))?;
+        let job = entry.advance(id, Instant::now());
+        let out = f(entry);
+        drop(inner);
+        if job.is_some() {
+            self.changed();
+        }
+        self.emit(job);
+        Ok(out)
+    }
+
+    /// `POST /cancel`: the cancel matrix of §7.5.
+    pub fn cancel(&self, id: &str) -> Result<Value, ApiError> {
+        let clear = self.config.cancel_clears_output;
+        let completed_ok = self.config.cancel_completed_ok;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.stats.cancels += 1;
+        let entry = inner
+            .entries
+            .get_mut(id)
+            .filter(|e| e.stored)
+            .ok_or_else(|| ApiError::response_not_found(id))?;
+        // A completion that was due before this cancel wins the race, and its webhook still goes.
+        let mut job = entry.advance(id, now);
+        let result = match entry.status {
+            _ if !entry.background => Err(ApiError::invalid(
+                "Cannot cancel a synchronous response.",
+                None,
+                None,
+            )),
+            Status::Queued | Status::InProgress => {
+                if clear {
+                    entry.set("output", json!([]));
+                }
+                entry.set("usage", Value::Null);
+                entry.set_status(Status::Cancelled);
+                entry.terminal_at = Some(now);
+                // OpenAI's stream behaviour on cancel is unconfirmed; like the Azure contract,
+                // end the stream with `response.failed` carrying `status: cancelled`.
+                entry.push_lifecycle("response.failed");
+                job = entry.webhook_job(id, Status::Cancelled, entry.unix_at(now));
+                Ok(entry.snapshot.clone())
+            }
+            Status::Cancelled => Ok(entry.snapshot.clone()),
+            Status::Completed if completed_ok => Ok(entry.snapshot.clone()),
+            Status::Completed => Err(ApiError::invalid(
+                "Cannot cancel a completed response.",
+                None,
+                None,
+            )),
+            Status::Failed => Err(ApiError::invalid(
+                "Cannot cancel a failed response.",
+                None,
+                None,
+            )),
+            Status::Incomplete => Err(ApiError::invalid(
+                "Cannot cancel an incomplete response.",
+                None,
+                None,
+            )),
+        };
+        drop(inner);
+        self.changed();
+        self.emit(job);
+        result
+    }
+
+    /// `DELETE`: forgets a stored response.
+    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        inner.stats.deletes += 1;
+        match inner.entries.get(id) {
+            Some(e) if e.stored => {
+                inner.entries.remove(id);
+                drop(inner);
+                self.changed();
+                Ok(())
+            }
+            _ => Err(ApiError::response_not_found(id)),
+        }
+    }
+
+    /// The current snapshot of a stored response, if any (for `SimHandle::response`).
+    pub fn snapshot(&self, id: &str) -> Option<Value> {
+        self.with_entry(id, |e| e.snapshot.clone()).ok()
+    }
+}

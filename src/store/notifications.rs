@@ -1,0 +1,161 @@
+//! The notification outbox: one row per (job, sink, event), written in the same transaction
+//! as the status change that causes it, then delivered by the notifier with retries.
+
+use serde::Serialize;
+use sqlx::{FromRow, SqliteConnection};
+
+use super::events::add_event;
+use super::{Store, StoreError};
+use crate::job::JobStatus;
+
+/// A sink that should hear about a terminal status.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub sink: String,
+    /// The statuses this sink wants (a job's `notify: [{sink, on}]`).
+    pub on: Vec<JobStatus>,
+}
+
+/// A row of the outbox.
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct NotificationRow {
+    pub id: i64,
+    pub job_id: String,
+    pub sink: String,
+    pub event: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+/// Inserts the outbox rows a terminal status causes, inside the caller's transaction.
+pub(super) async fn insert_outbox(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    status: JobStatus,
+    entries: &[OutboxEntry],
+    now: i64,
+) -> Result<(), StoreError> {
+    let event = format!("job.{status}");
+    for e in entries.iter().filter(|e| e.on.contains(&status)) {
+        sqlx::query(
+            "INSERT INTO notifications (job_id, sink, event, state, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (job_id, sink, event) DO NOTHING",
+        )
+        .bind(job_id)
+        .bind(&e.sink)
+        .bind(&event)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Claims up to `limit` due notifications, leasing them for `lease_ms`.
+    pub async fn claim_notifications(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query_as::<_, NotificationRow>(
+            "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = ? \
+             WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= ? \
+                          ORDER BY next_attempt_at LIMIT ?) \
+             RETURNING id, job_id, sink, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at",
+        )
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Records a delivered notification and notes it in the job's timeline.
+    pub async fn mark_notification_delivered(
+        &self,
+        n: &NotificationRow,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL WHERE id = ?")
+            .bind(now)
+            .bind(n.id)
+            .execute(&mut *tx)
+            .await?;
+        add_event(
+            &mut tx,
+            &n.job_id,
+            now,
+            "notified",
+            &format!("{} sent to sink `{}`", n.event, n.sink),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a failed delivery: retried at `retry_at`, or a dead letter when `None`.
+    pub async fn mark_notification_failed(
+        &self,
+        n: &NotificationRow,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "UPDATE notifications SET state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(if retry_at.is_some() {
+            "pending"
+        } else {
+            "dead"
+        })
+        .bind(retry_at.unwrap_or(now))
+        .bind(error)
+        .bind(n.id)
+        .execute(&mut *tx)
+        .await?;
+        if retry_at.is_none() {
+            add_event(
+                &mut tx,
+                &n.job_id,
+                now,
+                "notify_failed",
+                &format!(
+                    "{} to sink `{}` gave up after {} tries: {error}",
+                    n.event, n.sink, n.attempts
+                ),
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A job's notifications.
+    pub async fn list_notifications(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        Ok(sqlx::query_as::<_, NotificationRow>(
+            "SELECT id, job_id, sink, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at \
+             FROM notifications WHERE job_id = ? ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,166 @@
+//! Upstream errors as types: what went wrong, whether a retry may help, and — for create —
+//! whether the request may have started a (billed) response anyway.
+
+use std::time::Duration;
+
+/// An error from the OpenAI API or from talking to it.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The API answered with an error status and (usually) the error envelope.
+    #[error("upstream answered {status}: {message}")]
+    Api {
+        status: u16,
+        /// `error.type` (e.g. `invalid_request_error`).
+        kind: Option<String>,
+        /// `error.code` (e.g. `rate_limit_exceeded`, `insufficient_quota`).
+        code: Option<String>,
+        param: Option<String>,
+        message: String,
+        request_id: Option<String>,
+        /// `retry-after-ms` or `Retry-After`, when the server sent one.
+        retry_after: Option<Duration>,
+        /// `x-should-retry`, when the server sent one.
+        should_retry: Option<bool>,
+    },
+    /// The connection could not be made: the request never reached the server.
+    #[error("cannot connect to upstream")]
+    Connect(#[source] reqwest::Error),
+    /// The request was sent but no (complete) answer came back in time.
+    #[error("upstream did not answer in time")]
+    Timeout(#[source] reqwest::Error),
+    /// The request failed mid-way (connection reset, broken body).
+    #[error("upstream request failed")]
+    Transport(#[source] reqwest::Error),
+    /// The answer was not what the API promises.
+    #[error("upstream sent an unexpected answer: {0}")]
+    InvalidResponse(String),
+}
+
+impl UpstreamError {
+    /// Whether trying the same request again may succeed (408, 409, 429 other than quota,
+    /// 5xx, connection problems), honouring `x-should-retry`.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api {
+                status,
+                code,
+                should_retry,
+                ..
+            } => {
+                if let Some(s) = should_retry {
+                    return *s;
+                }
+                if *status == 429 && code.as_deref().is_some_and(is_quota_code) {
+                    return false;
+                }
+                matches!(status, 408 | 409 | 429) || *status >= 500
+            }
+            Self::Connect(_) | Self::Timeout(_) | Self::Transport(_) => true,
+            Self::InvalidResponse(_) => false,
+        }
+    }
+
+    /// For a create call: whether the request may have started a response upstream even
+    /// though we got no response id. A refused connection, a rate limit, an overload (503) or
+    /// any 4xx means it did not; a timeout, a broken connection or a 500/502/504 means we
+    /// cannot know.
+    pub fn create_may_have_happened(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status >= 500 && *status != 503,
+            Self::Connect(_) => false,
+            Self::Timeout(_) | Self::Transport(_) => true,
+            Self::InvalidResponse(_) => true,
+        }
+    }
+
+    /// The delay the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short code for the timeline and the job's error (`rate_limit_exceeded`, `http_500`,
+    /// `timeout`, …).
+    pub fn code(&self) -> String {
+        match self {
+            Self::Api { code: Some(c), .. } => c.clone(),
+            Self::Api { status, .. } => format!("http_{status}"),
+            Self::Connect(_) => "connect_error".into(),
+            Self::Timeout(_) => "timeout".into(),
+            Self::Transport(_) => "transport_error".into(),
+            Self::InvalidResponse(_) => "invalid_response".into(),
+        }
+    }
+
+    /// The upstream status code, if the API answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A one-line description including the cause chain (no secrets: we never put the key
+    /// in a URL, and reqwest's errors carry only the URL).
+    pub fn describe(&self) -> String {
+        let mut out = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(s) = src {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            src = s.source();
+        }
+        out
+    }
+}
+
+/// 429 codes that need a human (billing), not a retry.
+fn is_quota_code(code: &str) -> bool {
+    matches!(
+        code,
+        "insufficient_quota"
+            | "credit_balance_exhausted"
+            | "billing_hard_limit_reached"
+            | "organization_usage_limit_exceeded"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: Option<&str>, should_retry: Option<bool>) -> UpstreamError {
+        UpstreamError::Api {
+            status,
+            kind: None,
+            code: code.map(str::to_string),
+            param: None,
+            message: "x".into(),
+            request_id: None,
+            retry_after: None,
+            should_retry,
+        }
+    }
+
+    #[test]
+    fn retryable_by_type_not_text() {
+        assert!(api(429, Some("rate_limit_exceeded"), None).is_retryable());
+        assert!(!api(429, Some("insufficient_quota"), None).is_retryable());
+        assert!(api(500, None, None).is_retryable());
+        assert!(!api(500, None, Some(false)).is_retryable());
+        assert!(api(400, None, Some(true)).is_retryable());
+        assert!(!api(400, None, None).is_retryable());
+        assert!(api(408, None, None).is_retryable());
+    }
+
+    #[test]
+    fn create_uncertainty() {
+        assert!(!api(429, None, None).create_may_have_happened());
+        assert!(!api(503, None, None).create_may_have_happened());
+        assert!(api(500, None, None).create_may_have_happened());
+        assert!(api(502, None, None).create_may_have_happened());
+        assert!(!api(400, None, None).create_may_have_happened());
+    }
+}

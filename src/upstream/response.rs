@@ -1,0 +1,140 @@
+//! Reading a Response object: only what the ledger needs is parsed; the whole JSON is kept.
+//! Unknown output item types, content parts and error codes are tolerated.
+
+use serde_json::Value;
+
+use super::UpstreamError;
+use crate::job::{JobError, JobStatus, Observation, ResponseId};
+
+/// Reduces a Response JSON to an [`Observation`].
+pub fn observe(raw: Value) -> Result<Observation, UpstreamError> {
+    let id = raw
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| UpstreamError::InvalidResponse("a response without `id`".into()))?;
+    let response_id = ResponseId::parse(id).map_err(UpstreamError::InvalidResponse)?;
+    let status_text = raw.get("status").and_then(Value::as_str).unwrap_or("");
+    let status = match status_text {
+        "queued" => JobStatus::Queued,
+        "in_progress" => JobStatus::InProgress,
+        "completed" => JobStatus::Completed,
+        "failed" => JobStatus::Failed,
+        "incomplete" => JobStatus::Incomplete,
+        "cancelled" => JobStatus::Cancelled,
+        other => {
+            return Err(UpstreamError::InvalidResponse(format!(
+                "a response with unknown status `{other}`"
+            )));
+        }
+    };
+    let output_text = output_text(&raw);
+    let usage = raw.get("usage").filter(|u| !u.is_null()).cloned();
+    let error = match status {
+        JobStatus::Failed => Some(match raw.get("error").filter(|e| !e.is_null()) {
+            Some(e) => JobError {
+                code: e
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown_error")
+                    .to_string(),
+                message: e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            },
+            None => JobError {
+                code: "unknown_error".into(),
+                message: "the response failed without an error".into(),
+            },
+        }),
+        JobStatus::Incomplete => {
+            let reason = raw
+                .pointer("/incomplete_details/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string();
+            Some(JobError {
+                message: format!("the response is incomplete ({reason})"),
+                code: reason,
+            })
+        }
+        _ => None,
+    };
+    Ok(Observation {
+        response_id,
+        status,
+        output_text,
+        usage,
+        error,
+        raw,
+    })
+}
+
+/// Every `output_text` part of every `message` item, joined: the SDKs' `output_text`.
+/// `None` when the response has no message yet.
+pub fn output_text(raw: &Value) -> Option<String> {
+    let items = raw.get("output")?.as_array()?;
+    let mut out = String::new();
+    let mut any = false;
+    for item in items
+        .iter()
+        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
+    {
+        for part in item
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if part.get("type").and_then(Value::as_str) == Some("output_text") {
+                if let Some(t) = part.get("text").and_then(Value::as_str) {
+                    out.push_str(t);
+                    any = true;
+                }
+            }
+        }
+    }
+    any.then_some(out)
+}
+
+/// The job id respool tagged a response with, if any.
+pub fn tagged_job_id(raw: &Value) -> Option<&str> {
+    raw.get("metadata")?
+        .get(crate::job::METADATA_JOB_KEY)?
+        .as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn completed_response() {
+        let raw = json!({"id": "resp_1", "status": "completed", "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "some_future_item"},
+            {"type": "message", "content": [{"type": "output_text", "text": "Hello ", "annotations": []},
+                                            {"type": "refusal", "refusal": "no"},
+                                            {"type": "output_text", "text": "world"}]}],
+            "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
+            "metadata": {"respool_job_id": "job_x"}});
+        let obs = observe(raw.clone()).unwrap();
+        assert_eq!(obs.status, JobStatus::Completed);
+        assert_eq!(obs.output_text.as_deref(), Some("Hello world"));
+        assert_eq!(obs.usage.unwrap()["total_tokens"], 5);
+        assert_eq!(tagged_job_id(&raw), Some("job_x"));
+    }
+
+    #[test]
+    fn failed_and_incomplete() {
+        let f = observe(json!({"id": "resp_1", "status": "failed", "error": {"code": "brand_new_code", "message": "m"}})).unwrap();
+        assert_eq!(f.error.unwrap().code, "brand_new_code");
+        let i = observe(json!({"id": "resp_1", "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}})).unwrap();
+        assert_eq!(i.error.unwrap().code, "max_output_tokens");
+        assert!(observe(json!({"id": "resp_1", "status": "weird"})).is_err());
+        assert!(observe(json!({"status": "queued"})).is_err());
+    }
+}

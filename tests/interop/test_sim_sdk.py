@@ -1,0 +1,265 @@
+"""The simulator against the official `openai` Python SDK.
+
+Starts the simulator as a subprocess (``RESPOOL_SIM_CMD``, a shell-style command, or
+``$RESPOOL_BIN sim`` with ``RESPOOL_BIN`` defaulting to ``target/debug/respool``) on a free
+loopback port, then drives it with ``OpenAI(base_url=..., api_key="sk-test")``: background
+create + retrieve, cancel, delete, streaming with resume, 429 retries and ``webhooks.unwrap``.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import shlex
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from openai import BadRequestError, NotFoundError, OpenAI, RateLimitError
+from openai.types.responses import ResponseOutputMessage, ResponseReasoningItem
+from openai.types.responses.response_output_text import AnnotationURLCitation
+from standardwebhooks.webhooks import Webhook
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"completed", "failed", "incomplete", "cancelled"}
+SECRET = "whsec_" + base64.b64encode(b"respool-interop-secret-32-bytes!").decode()
+
+# Never route loopback traffic through a proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sim_argv(port: int) -> list[str]:
+    cmd = os.environ.get("RESPOOL_SIM_CMD")
+    if cmd:
+        argv = shlex.split(cmd)
+    else:
+        binary = os.environ.get("RESPOOL_BIN", str(ROOT / "target" / "debug" / "respool"))
+        argv = [binary, "sim"]
+    return argv + [
+        "--listen", f"127.0.0.1:{port}",
+        "--queue-time", "200ms",
+        "--run-time", "800ms",
+        "--seed", "1",
+        "--webhook-retry-schedule", "100ms,200ms",
+    ]
+
+
+class Sim:
+    def __init__(self, root: str, proc: subprocess.Popen[bytes]) -> None:
+        self.root = root
+        self.base_url = root + "/v1"
+        self.proc = proc
+
+    def control(self, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.root + path, data=data, method="POST" if data else "GET")
+        req.add_header("content-type", "application/json")
+        with _OPENER.open(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict:
+        return self.control("/_sim/stats")
+
+
+@pytest.fixture(scope="module")
+def sim():
+    port = _free_port()
+    log = open(Path(tempfile.gettempdir()) / f"respool-sim-interop-{port}.log", "wb")
+    proc = subprocess.Popen(_sim_argv(port), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    s = Sim(f"http://127.0.0.1:{port}", proc)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"simulator exited with {proc.returncode}; see {log.name}")
+        try:
+            s.stats()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("simulator did not start")
+            time.sleep(0.1)
+    yield s
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def client(sim: Sim):
+    sim.control("/_sim/faults", {})
+    yield OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=2, timeout=20)
+    sim.control("/_sim/faults", {})
+    sim.control("/_sim/webhook", {"url": None, "secrets": []})
+
+
+def _wait_terminal(client: OpenAI, response_id: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.responses.retrieve(response_id)
+        if r.status in TERMINAL or time.monotonic() > deadline:
+            return r
+        time.sleep(0.1)
+
+
+def test_background_create_then_retrieve_until_completed(client: OpenAI, sim: Sim):
+    before = sim.stats()["creates_by_job_id"].get("py-1", 0)
+    r = client.responses.create(
+        model="o3",
+        input="Summarize the history of the bicycle.",
+        background=True,
+        store=True,
+        reasoning={"effort": "low", "summary": "auto"},
+        metadata={"respool_job_id": "py-1"},
+    )
+    assert r.id.startswith("resp_")
+    assert r.status == "queued"
+    assert r.background is True
+    assert r.output == []
+    assert r.usage is None
+    assert r._request_id and r._request_id.startswith("req_")
+
+    done = _wait_terminal(client, r.id)
+    assert done.status == "completed"
+    assert "history of the bicycle" in done.output_text
+    assert done.completed_at is not None
+    assert done.usage is not None
+    assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens
+    assert done.usage.output_tokens_details.reasoning_tokens > 0
+    assert isinstance(done.output[0], ResponseReasoningItem)
+    message = done.output[-1]
+    assert isinstance(message, ResponseOutputMessage)
+    text_part = message.content[0]
+    assert text_part.annotations, "the report cites sources"
+    for a in text_part.annotations:
+        assert isinstance(a, AnnotationURLCitation)
+        assert a.url in text_part.text[a.start_index : a.end_index]
+    assert sim.stats()["creates_by_job_id"]["py-1"] == before + 1
+    items = client.responses.input_items.list(r.id)
+    assert items.data[0].type == "message"
+    assert items.data[0].content[0].text == "Summarize the history of the bicycle."
+
+
+def test_cancel_is_idempotent_and_delete_forgets(client: OpenAI):
+    r = client.responses.create(
+        model="gpt-5", input="slow one", background=True, metadata={"sim": "queue=30s"}
+    )
+    cancelled = client.responses.cancel(r.id)
+    assert cancelled.status == "cancelled"
+    assert client.responses.cancel(r.id).status == "cancelled"
+    assert client.responses.delete(r.id) is None
+    with pytest.raises(NotFoundError) as err:
+        client.responses.retrieve(r.id)
+    assert "Response with id" in err.value.message
+
+
+def test_cancel_completed_is_a_bad_request(client: OpenAI):
+    r = client.responses.create(model="gpt-5", input="quick", background=True, metadata={"sim": "queue=0s;run=50ms"})
+    assert _wait_terminal(client, r.id).status == "completed"
+    with pytest.raises(BadRequestError) as err:
+        client.responses.cancel(r.id)
+    assert "Cannot cancel a completed response." in str(err.value)
+
+
+def test_validation_errors_surface_param(client: OpenAI):
+    with pytest.raises(BadRequestError) as err:
+        client.responses.create(model="gpt-5", input="x", previous_response_id="resp_does_not_exist")
+    assert err.value.code == "previous_response_not_found"
+    assert err.value.param == "previous_response_id"
+    with pytest.raises(BadRequestError) as err:
+        client.responses.create(model="gpt-5", input="x", max_output_tokens=8)
+    assert err.value.param == "max_output_tokens"
+
+
+def test_stream_with_sequence_numbers_and_resume(client: OpenAI):
+    stream = client.responses.create(
+        model="gpt-5", input="Stream me a report", background=True, stream=True
+    )
+    events = list(stream)
+    assert events[0].type == "response.created"
+    assert events[0].response.status == "queued"
+    assert [e.type for e in events[1:3]] == ["response.queued", "response.in_progress"]
+    assert events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    completed = events[-1].response
+    assert "Stream me a report" in completed.output_text
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == completed.output_text
+
+    n = 5
+    resumed = list(client.responses.retrieve(completed.id, stream=True, starting_after=n))
+    assert [e.sequence_number for e in resumed] == list(range(n + 1, len(events)))
+    assert all(e.type != "response.created" for e in resumed)
+    assert resumed[-1].type == "response.completed"
+
+
+def test_rate_limit_is_retried_after_retry_after(client: OpenAI, sim: Sim):
+    before = sim.stats()["served_429"]
+    sim.control("/_sim/faults", {"rate_limit_next": 2, "retry_after": "300ms"})
+    started = time.monotonic()
+    r = client.responses.create(model="gpt-5", input="retry me", background=True)
+    assert r.status == "queued"
+    assert time.monotonic() - started >= 0.55, "the SDK waited retry-after-ms twice"
+    assert sim.stats()["served_429"] == before + 2
+
+    sim.control("/_sim/faults", {"rate_limit_next": 1, "retry_after": "2s"})
+    with pytest.raises(RateLimitError) as err:
+        client.with_options(max_retries=0).responses.create(model="gpt-5", input="x", background=True)
+    assert err.value.code == "rate_limit_exceeded"
+    assert err.value.response.headers["retry-after"] == "2"
+
+
+class _Capture(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self):  # noqa: N802 (http.server naming)
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        type(self).received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):  # keep pytest output quiet
+        pass
+
+
+def test_webhook_unwraps_with_the_sdk(client: OpenAI, sim: Sim):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        sim.control("/_sim/webhook", {"url": url, "secrets": [SECRET]})
+        r = client.responses.create(model="gpt-5", input="notify me", background=True)
+        deadline = time.monotonic() + 20
+        while not any(json.loads(b)["data"]["id"] == r.id for _, b in _Capture.received):
+            assert time.monotonic() < deadline, "no webhook arrived"
+            time.sleep(0.05)
+        headers, body = next((h, b) for h, b in _Capture.received if json.loads(b)["data"]["id"] == r.id)
+
+        event = client.webhooks.unwrap(body, headers, secret=SECRET)
+        assert event.type == "response.completed"
+        assert event.data.id == r.id
+        assert event.id.startswith("evt_")
+        assert headers["webhook-id"].startswith("wh_")
+        assert headers["user-agent"].startswith("OpenAI/1.0")
+        Webhook(SECRET).verify(body, headers)
+        assert client.responses.retrieve(r.id).status == "completed"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -38,8 +38,8 @@
 //! # Layout
 //! - `args.rs`: [`SimArgs`], the `respool sim` flags. `faults.rs`: [`Faults`] and the
 //!   `metadata.sim` grammar. `validate.rs`: create-body validation. `response.rs`: the Response
-//!   object. `output.rs`: generated output, steps and usage. `state.rs`: store and status
-//!   machine. `stream.rs`: SSE. `webhooks.rs`: signed deliveries. `server.rs`: routes.
+//!   object. `output.rs`: generated output, steps and usage. `entry.rs`: one response's
+//!   status machine. `state.rs`: the store and its operations. `stream.rs`: SSE. `webhooks.rs`: signed deliveries. `server.rs`: routes.
 //!   `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope.
 
 mod args;

@@ -1,0 +1,148 @@
+//! Test helpers: start the real daemon on loopback port 0 with a fresh SQLite file, against
+//! the in-process simulator on another port 0, and talk to it over real HTTP.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use base64::Engine;
+use respool::api::JobView;
+use respool::app::Application;
+use respool::clock::Clock;
+use respool::config::Config;
+use respool::orchestrator::Orchestrator;
+use respool::sim::{SimConfig, SimHandle};
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// A running daemon and its simulator.
+pub struct TestApp {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub sim: SimHandle,
+    pub orchestrator: Orchestrator,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    /// The webhook signing secret the daemon and the simulator share.
+    pub secret: String,
+    pub webhook_url: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A fresh `whsec_` secret.
+pub fn new_secret() -> String {
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()))
+}
+
+/// Starts the app with fast polling and webhooks on.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}, SimConfig::default()).await
+}
+
+/// Starts the app; `tweak` adjusts the config after the test defaults are set.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConfig) -> TestApp {
+    let sim = respool::sim::spawn(sim_config).await.expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = new_secret();
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database = Some(dir.path().join("test.db").display().to_string());
+    config.upstream.base_url = sim.base_url();
+    config.upstream.api_key = Some(SecretString::from("sk-test-key"));
+    config.upstream.request_timeout = Duration::from_secs(5);
+    config.upstream.max_retry_delay = Duration::from_secs(5);
+    config.upstream.uncertain_create_wait = Duration::from_secs(3);
+    config.webhook.secrets = vec![SecretString::from(secret.clone())];
+    config.polling.min_interval = Duration::from_millis(200);
+    config.polling.max_interval = Duration::from_secs(2);
+    config.shutdown_timeout = Duration::from_secs(5);
+    tweak(&mut config);
+    let app = Application::build_with_env(config, Clock::system(), &|_| None).await.expect("app builds");
+    let addr = app.addr();
+    let webhook_url = format!("http://{addr}/webhooks/openai");
+    sim.set_webhook_target(Some(webhook_url.clone()), vec![secret.clone()]);
+    let orchestrator = app.orchestrator().clone();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        base: format!("http://{addr}"),
+        addr,
+        sim,
+        orchestrator,
+        dir,
+        http: reqwest::Client::new(),
+        secret,
+        webhook_url,
+        shutdown,
+        server,
+    }
+}
+
+impl TestApp {
+    /// `POST /v1/jobs`; returns the status and the JSON body.
+    pub async fn post_job(&self, body: &Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}/v1/jobs", self.base)).json(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET` a path; returns the status and the JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `POST` a path with no body.
+    pub async fn post(&self, path: &str) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn job(&self, id: &str) -> JobView {
+        let (status, body) = self.get(&format!("/v1/jobs/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Polls the job until `done(job)` or the deadline; panics with the last state.
+    pub async fn wait_for(&self, id: &str, within: Duration, done: impl Fn(&JobView) -> bool) -> JobView {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let j = self.job(id).await;
+            if done(&j) {
+                return j;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let (_, events) = self.get(&format!("/v1/jobs/{id}/events")).await;
+                panic!("job {id} did not reach the expected state in {within:?}: {j:?}\nevents: {events:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for a terminal status.
+    pub async fn wait_terminal(&self, id: &str, within: Duration) -> JobView {
+        self.wait_for(id, within, |j| j.status.is_terminal()).await
+    }
+
+    /// The kinds of a job's timeline events, in order.
+    pub async fn event_kinds(&self, id: &str) -> Vec<String> {
+        let (_, events) = self.get(&format!("/v1/jobs/{id}/events")).await;
+        events["data"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect()
+    }
+
+    /// Stops the daemon and the simulator.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        self.sim.shutdown().await;
+    }
+}
+
+/// A simple job body.
+pub fn job_body(name: &str) -> Value {
+    serde_json::json!({"name": name, "model": "gpt-5", "input": format!("Write about {name}.")})
+}

@@ -42,20 +42,28 @@ pub struct Config {
     /// The public base URL of this daemon (used in links in notifications).
     pub public_url: Option<String>,
     /// REST API settings.
+    #[serde(deserialize_with = "null_as_default")]
     pub api: ApiConfig,
     /// The OpenAI (or compatible) upstream.
+    #[serde(deserialize_with = "null_as_default")]
     pub upstream: UpstreamConfig,
     /// The webhook receiver.
+    #[serde(deserialize_with = "null_as_default")]
     pub webhook: WebhookConfig,
     /// The polling safety net.
+    #[serde(deserialize_with = "null_as_default")]
     pub polling: PollingConfig,
     /// Limits on concurrent work.
+    #[serde(deserialize_with = "null_as_default")]
     pub limits: LimitsConfig,
     /// Defaults applied to every job.
+    #[serde(deserialize_with = "null_as_default")]
     pub jobs: JobDefaults,
     /// Notification sinks by name.
+    #[serde(deserialize_with = "null_as_default")]
     pub sinks: BTreeMap<String, SinkConfig>,
     /// Which sinks hear about which jobs.
+    #[serde(deserialize_with = "null_as_default")]
     pub notify: NotifyConfig,
     /// A YAML jobs file loaded at start.
     pub jobs_file: Option<PathBuf>,
@@ -311,7 +319,7 @@ impl Config {
             Config::default()
         } else {
             serde_saphyr::from_str(&text)
-                .map_err(|e| ConfigError::Invalid(vec![yaml::parse_error(file, &e)]))?
+                .map_err(|e| ConfigError::Invalid(vec![yaml::parse_error(file, &text, &e)]))?
         };
         cfg.apply_env_defaults(env);
         let errors = cfg.validate(file, &text);
@@ -456,6 +464,13 @@ impl Config {
 /// Reads the process environment; the one place that does.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// An empty section (`jobs:` with only comments under it) means its defaults.
+fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

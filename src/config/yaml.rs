@@ -203,21 +203,71 @@ pub fn locate(text: &str, path: &[&str]) -> Option<Pos> {
 }
 
 /// Converts a serde-saphyr error into a located error.
-pub fn parse_error(file: &str, err: &serde_saphyr::Error) -> Located {
+pub fn parse_error(file: &str, source: &str, err: &serde_saphyr::Error) -> Located {
     let pos = err.location().map(|l| Pos {
         line: l.line() as usize,
         col: l.column() as usize,
     });
-    let mut message = err.to_string();
-    // serde-saphyr appends its own location; keep the message short since we prefix ours.
+    // serde-saphyr's message carries its own location and a snippet of the source (which may
+    // hold an interpolated secret): keep only the message itself.
+    let text = err.to_string();
+    let mut message = text.lines().next().unwrap_or("").trim().to_string();
+    if let Some(rest) = message.strip_prefix("error: ") {
+        message = rest.to_string();
+    }
+    if message.starts_with("line ") {
+        if let Some((_, rest)) = message.split_once(": ") {
+            message = rest.to_string();
+        }
+    }
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
+    }
+    if let Some(path) = pos.and_then(|p| key_path_at(source, p.line)) {
+        message = format!("`{path}`: {message}");
     }
     Located {
         file: file.to_string(),
         pos,
         message,
     }
+}
+
+/// The dotted key path of the key written on `line` (1-based) of block-style YAML, found by
+/// walking up to each less-indented parent key.
+pub fn key_path_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key_of = |l: &str| -> Option<(usize, String)> {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return None;
+        }
+        let mut indent = l.len() - trimmed.len();
+        let mut rest = trimmed;
+        while let Some(r) = rest.strip_prefix("- ") {
+            indent += 2;
+            rest = r.trim_start();
+        }
+        let (k, _) = rest.split_once(':')?;
+        let k = k.trim().trim_matches('"').trim_matches('\'');
+        (!k.is_empty() && !k.contains(' ')).then(|| (indent, k.to_string()))
+    };
+    let start = line.checked_sub(1)?;
+    let (mut indent, key) = key_of(lines.get(start)?)?;
+    let mut parts = vec![key];
+    for l in lines[..start].iter().rev() {
+        if indent == 0 {
+            break;
+        }
+        if let Some((ind, k)) = key_of(l) {
+            if ind < indent {
+                parts.push(k);
+                indent = ind;
+            }
+        }
+    }
+    parts.reverse();
+    Some(parts.join("."))
 }
 
 #[cfg(test)]
@@ -249,6 +299,14 @@ mod tests {
             err.to_string()
                 .starts_with("f.yaml:2:5: environment variable `MISSING`")
         );
+    }
+
+    #[test]
+    fn key_path_of_a_line() {
+        let text = "a:\n  b:\n    c: 1\n  d: 2\njobs:\n  - name: x\n    model: 5\n";
+        assert_eq!(key_path_at(text, 3).as_deref(), Some("a.b.c"));
+        assert_eq!(key_path_at(text, 4).as_deref(), Some("a.d"));
+        assert_eq!(key_path_at(text, 7).as_deref(), Some("jobs.model"));
     }
 
     #[test]

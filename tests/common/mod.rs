@@ -1,6 +1,11 @@
 //! Test helpers: start the real daemon on loopback port 0 with a fresh SQLite file, against
 //! the in-process simulator on another port 0, and talk to it over real HTTP.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 use std::time::Duration;
 
@@ -32,7 +37,10 @@ pub struct TestApp {
 
 /// A fresh `whsec_` secret.
 pub fn new_secret() -> String {
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    )
 }
 
 /// Starts the app with fast polling and webhooks on.
@@ -42,7 +50,9 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app; `tweak` adjusts the config after the test defaults are set.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConfig) -> TestApp {
-    let sim = respool::sim::spawn(sim_config).await.expect("simulator starts");
+    let sim = respool::sim::spawn(sim_config)
+        .await
+        .expect("simulator starts");
     let dir = tempfile::tempdir().unwrap();
     let secret = new_secret();
     let mut config = Config::default();
@@ -58,7 +68,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
     config.polling.max_interval = Duration::from_secs(2);
     config.shutdown_timeout = Duration::from_secs(5);
     tweak(&mut config);
-    let app = Application::build_with_env(config, Clock::system(), &|_| None).await.expect("app builds");
+    let app = Application::build_with_env(config, Clock::system(), &|_| None)
+        .await
+        .expect("app builds");
     let addr = app.addr();
     let webhook_url = format!("http://{addr}/webhooks/openai");
     sim.set_webhook_target(Some(webhook_url.clone()), vec![secret.clone()]);
@@ -82,21 +94,37 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
 impl TestApp {
     /// `POST /v1/jobs`; returns the status and the JSON body.
     pub async fn post_job(&self, body: &Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}/v1/jobs", self.base)).json(body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/v1/jobs", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// `GET` a path; returns the status and the JSON body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// `POST` a path with no body.
     pub async fn post(&self, path: &str) -> (u16, Value) {
-        let r = self.http.post(format!("{}{path}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -108,7 +136,12 @@ impl TestApp {
     }
 
     /// Polls the job until `done(job)` or the deadline; panics with the last state.
-    pub async fn wait_for(&self, id: &str, within: Duration, done: impl Fn(&JobView) -> bool) -> JobView {
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        done: impl Fn(&JobView) -> bool,
+    ) -> JobView {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let j = self.job(id).await;
@@ -117,7 +150,9 @@ impl TestApp {
             }
             if tokio::time::Instant::now() > deadline {
                 let (_, events) = self.get(&format!("/v1/jobs/{id}/events")).await;
-                panic!("job {id} did not reach the expected state in {within:?}: {j:?}\nevents: {events:#}");
+                panic!(
+                    "job {id} did not reach the expected state in {within:?}: {j:?}\nevents: {events:#}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -131,7 +166,12 @@ impl TestApp {
     /// The kinds of a job's timeline events, in order.
     pub async fn event_kinds(&self, id: &str) -> Vec<String> {
         let (_, events) = self.get(&format!("/v1/jobs/{id}/events")).await;
-        events["data"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect()
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Stops the daemon and the simulator.
@@ -140,6 +180,144 @@ impl TestApp {
         let _ = self.server.await;
         self.sim.shutdown().await;
     }
+}
+
+impl TestApp {
+    /// A request to a path of the daemon, for anything the shortcuts above do not cover
+    /// (headers, methods, raw bodies).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// A job's whole timeline, oldest first.
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let (status, events) = self.get(&format!("/v1/jobs/{id}/events")).await;
+        assert_eq!(status, 200, "{events}");
+        events["data"].as_array().unwrap().clone()
+    }
+
+    /// How many timeline events of `kind` a job has.
+    pub async fn count_events(&self, id: &str, kind: &str) -> usize {
+        self.event_kinds(id)
+            .await
+            .iter()
+            .filter(|k| *k == kind)
+            .count()
+    }
+
+    /// The value of an unlabelled Prometheus metric from `GET /metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Counts the rows of a table by reading the test database directly, through a separate
+    /// read-only connection (the daemon's own pool is not involved).
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        assert!(
+            table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "table name {table}"
+        );
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.db_path())
+            .read_only(true);
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+            .await
+            .unwrap();
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        let _ = sqlx::Connection::close(conn).await;
+        n
+    }
+
+    /// The test database file.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("test.db")
+    }
+
+    /// POSTs a raw body to the webhook receiver with the given headers; returns the status and
+    /// the JSON body (Null when there is none).
+    pub async fn post_webhook(
+        &self,
+        body: impl Into<reqwest::Body>,
+        headers: &[(String, String)],
+    ) -> (u16, Value) {
+        let mut rb = self
+            .http
+            .post(&self.webhook_url)
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        let r = rb.body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls `cond` until it holds or `within` passes; panics naming `what`.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        mut cond: impl AsyncFnMut() -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !cond().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {within:?} waiting for: {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`) for
+/// `body`, signed with `secret` at unix time `timestamp`.
+pub fn signed_headers(
+    secret: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    let signature = standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .sign(msg_id, timestamp, body)
+        .unwrap();
+    vec![
+        ("webhook-id".into(), msg_id.into()),
+        ("webhook-timestamp".into(), timestamp.to_string()),
+        ("webhook-signature".into(), signature),
+    ]
+}
+
+/// A thin OpenAI webhook event body.
+pub fn event_body(kind: &str, data_id: &str) -> String {
+    serde_json::json!({
+        "object": "event",
+        "id": format!("evt_{}", ulid::Ulid::new()),
+        "type": kind,
+        "created_at": chrono::Utc::now().timestamp(),
+        "data": {"id": data_id},
+    })
+    .to_string()
+}
+
+/// Now, in unix seconds.
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 /// A simple job body.

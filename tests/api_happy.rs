@@ -21,7 +21,12 @@ async fn job_submitted_by_rest_completes_with_output_and_usage() {
     let sim_resp = app.sim.response(&resp_id).unwrap();
     let expected = respool::upstream::output_text(&sim_resp).unwrap();
     assert_eq!(job.output_text.as_deref(), Some(expected.as_str()));
-    assert!(job.usage.as_ref().unwrap()["total_tokens"].as_i64().unwrap() > 0);
+    assert!(
+        job.usage.as_ref().unwrap()["total_tokens"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(job.attempts, 1);
     assert_eq!(app.sim.stats().creates_by_job_id.get(&id), Some(&1));
 

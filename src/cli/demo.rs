@@ -86,10 +86,18 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
             api_key: Some(SecretString::from("sk-demo-not-a-real-key")),
             ..UpstreamConfig::default()
         },
-        webhook: WebhookConfig { secrets: vec![SecretString::from(secret.clone())], ..WebhookConfig::default() },
-        polling: PollingConfig { min_interval: Duration::from_millis(500), max_interval: Duration::from_secs(4) },
+        webhook: WebhookConfig {
+            secrets: vec![SecretString::from(secret.clone())],
+            ..WebhookConfig::default()
+        },
+        polling: PollingConfig {
+            min_interval: Duration::from_millis(500),
+            max_interval: Duration::from_secs(4),
+        },
         sinks: [("console".to_string(), SinkConfig::Console {})].into(),
-        notify: NotifyConfig { default: vec!["console".into()] },
+        notify: NotifyConfig {
+            default: vec!["console".into()],
+        },
         ..Config::default()
     };
     let app = Application::build(config, Clock::system()).await?;

@@ -409,7 +409,7 @@ pub fn parse_jobs_file(
 ) -> Result<Vec<JobSpec>, Vec<Located>> {
     let text = yaml::interpolate(file, text, env).map_err(|e| vec![e])?;
     let parsed: JobsFile =
-        serde_saphyr::from_str(&text).map_err(|e| vec![yaml::parse_error(file, &e)])?;
+        serde_saphyr::from_str(&text).map_err(|e| vec![yaml::parse_error(file, &text, &e)])?;
     let mut specs = Vec::new();
     let mut errors = Vec::new();
     let mut names = BTreeSet::new();

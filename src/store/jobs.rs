@@ -626,7 +626,14 @@ impl Store {
         obs: &Observation,
         ctx: &ApplyContext<'_>,
     ) -> Result<ApplyOutcome, StoreError> {
-        let ApplyContext { now, next_poll_at, poll_interval_ms, cancel_reason, outbox, source } = *ctx;
+        let ApplyContext {
+            now,
+            next_poll_at,
+            poll_interval_ms,
+            cancel_reason,
+            outbox,
+            source,
+        } = *ctx;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(row) = fetch_job(&mut tx, id).await? else {
             return Ok(ApplyOutcome::Missing);

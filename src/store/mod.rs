@@ -19,8 +19,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use events::EventRow;
 pub use jobs::{
-    ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, SubmitClaim, SubmitState,
-    UncertainJob,
+    ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, SubmitClaim,
+    SubmitState, UncertainJob,
 };
 pub use notifications::{NotificationRow, OutboxEntry};
 pub use webhooks::{DeliveryRow, NewDelivery};

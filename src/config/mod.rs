@@ -171,10 +171,6 @@ pub struct JobDefaults {
     /// Default `timeout` of a job that sets none.
     #[serde(deserialize_with = "de_opt_duration")]
     pub default_timeout: Option<Duration>,
-    /// A response stuck in `queued` longer than this is cancelled and submitted again
-    /// (OpenAI has a known bug that can leave a response queued for ever).
-    #[serde(deserialize_with = "de_opt_duration")]
-    pub max_queued_age: Option<Duration>,
 }
 
 /// A notification sink.

@@ -105,6 +105,16 @@ impl Orchestrator {
                     self.handle_lost_claim(id, obs.response_id.as_str()).await?;
                 }
             }
+            Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                // A key or permission problem is the daemon's, not the job's: hold the job
+                // until the config is fixed instead of failing every job in the queue.
+                tracing::error!(error = %e.describe(), "upstream refused our credentials; holding submissions");
+                let reason = format!(
+                    "upstream refused the request ({}): check upstream.api_key; trying again in 1m",
+                    e.describe()
+                );
+                store.reschedule_submission(id, claim.attempt, now + 60_000, now, &reason).await?;
+            }
             Err(e) if !e.create_may_have_happened() && e.is_retryable() => {
                 let delay = e.retry_after().unwrap_or_else(|| {
                     upstream::retry::backoff(claim.submissions.clamp(0, 10) as u32, rand::random())

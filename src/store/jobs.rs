@@ -324,7 +324,7 @@ impl Store {
     pub async fn count_in_flight(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'in_progress') \
-             OR (status = 'pending' AND submit_state IN ('submitting', 'uncertain'))",
+             OR (status = 'pending' AND submit_state <> 'ready')",
         )
         .fetch_one(&self.pool)
         .await?)
@@ -589,8 +589,9 @@ impl Store {
     }
 
     /// Claims up to `limit` jobs due for a poll, moving their next check past a lease so no
-    /// other worker takes them meanwhile. Clears `wake_pending`; the claim reports whether it
-    /// was set.
+    /// other worker takes them meanwhile, and clears `wake_pending`. Any unfinished job with a
+    /// response id is polled, `pending` included: that covers a crash between recording the
+    /// id and recording its first status.
     pub async fn claim_polls(
         &self,
         now: i64,
@@ -600,7 +601,7 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let claims = sqlx::query_as::<_, PollClaim>(
             "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
-             WHERE id IN (SELECT id FROM jobs WHERE status IN ('queued', 'in_progress') \
+             WHERE id IN (SELECT id FROM jobs WHERE status IN ('pending', 'queued', 'in_progress') \
                           AND response_id IS NOT NULL AND next_check_at <= ? \
                           ORDER BY next_check_at LIMIT ?) \
              RETURNING id, response_id, status, poll_interval_ms, polls, cancel_requested, \
@@ -699,7 +700,8 @@ impl Store {
     pub async fn reschedule_poll(&self, id: &str, at: i64, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE jobs SET next_check_at = CASE WHEN wake_pending = 1 THEN ? ELSE ? END, updated_at = ? \
-             WHERE id = ? AND status IN ('queued', 'in_progress')",
+             WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
+             AND response_id IS NOT NULL",
         )
         .bind(now)
         .bind(at)
@@ -719,7 +721,7 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
-             WHERE response_id = ? AND status IN ('queued', 'in_progress') RETURNING id",
+             WHERE response_id = ? AND status IN ('pending', 'queued', 'in_progress') RETURNING id",
         )
         .bind(now)
         .bind(now)

@@ -1,6 +1,20 @@
-//! respool runs long OpenAI Responses API jobs in background mode and sees them through.
+//! respool runs long OpenAI Responses API jobs (deep research, long reasoning, long
+//! generations) in background mode and sees each one through: submitted once, its completion
+//! learned from a signed webhook or, failing that, by polling, its result and every event kept
+//! in SQLite, and the people who care told.
+//!
+//! # Concepts
+//! - A **job** is a Responses API `create` body plus respool's own keys ([`job::JobSpec`]).
+//! - The **ledger** is the `jobs` table ([`store`]): the only source of truth. Every state
+//!   change is committed before it is acted on, so a crash at any instant loses nothing.
+//! - The **orchestrator** ([`orchestrator`]) claims due work from the ledger with conditional
+//!   writes: submissions, polls, cancels, timeouts, uncertain creates, webhook hand-offs.
+//! - A **webhook** ([`webhook`]) is only a hint that makes a job due for a poll now; the
+//!   fetched response is the truth.
 //!
 //! # Layout
+//! - [`app`]: the daemon assembled from a config ([`app::Application`]).
+//! - [`clock`]: the one source of time.
 //! - [`config`]: the YAML config file, `${VAR}` interpolation, defaults, validation.
 //! - [`job`]: job specs (YAML and JSON), ids, and the job status machine.
 //! - [`store`]: the SQLite schema and every query.
@@ -8,7 +22,7 @@
 //! - [`webhook`]: the Standard Webhooks receiver.
 //! - [`orchestrator`]: the workers that submit, poll, time out and reconcile jobs.
 //! - [`notify`]: the notification outbox and sinks.
-//! - [`api`]: the REST API.
+//! - [`api`]: the REST API and its OpenAPI document.
 //! - [`cli`]: the `respool` command.
 //! - [`sim`]: the upstream simulator.
 #![forbid(unsafe_code)]

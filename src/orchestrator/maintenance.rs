@@ -115,7 +115,17 @@ impl Orchestrator {
         handles: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        for d in store.unhandled_deliveries(64).await? {
+        let deliveries = store.unhandled_deliveries(256).await?;
+        {
+            // Forget lookups of deliveries that were handled meanwhile.
+            let mut tries = self
+                .inner
+                .adopt_tries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            tries.retain(|id, _| deliveries.iter().any(|d| &d.webhook_id == id));
+        }
+        for d in deliveries {
             let now = self.now();
             let Some(response_id) = d
                 .object_id

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 use super::{CheckArgs, LogFormat};
 use crate::app::Application;
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, Source, process_env};
+use crate::config::{Config, ConfigError, Located, Source, process_env};
 use crate::job::spec::parse_jobs_file;
 
 /// Logs to stderr; the level from `RESPOOL_LOG` (or `RUST_LOG`), default `info`.
@@ -124,18 +124,27 @@ pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     match parse_jobs_file(&jobs.display().to_string(), &text, &process_env) {
         Ok(specs) => {
+            // On success the specs are the file's `jobs` entries, in order.
             let unknown: Vec<String> = specs
                 .iter()
-                .flat_map(|s| {
+                .enumerate()
+                .flat_map(|(i, s)| {
                     s.sink_names()
                         .filter(|n| !config.sinks.contains_key(*n))
-                        .map(move |n| (s.name.clone(), n))
+                        .map(move |n| (i, s.name.clone(), n))
                 })
-                .map(|(job, sink)| {
-                    format!(
-                        "{}: job `{job}`: field `notify`: no sink named `{sink}` is configured",
-                        jobs.display()
-                    )
+                .map(|(i, job, sink)| {
+                    Located {
+                        file: jobs.display().to_string(),
+                        pos: crate::config::yaml::locate(
+                            &text,
+                            &["jobs", &i.to_string(), "notify"],
+                        ),
+                        message: format!(
+                            "job `{job}`: field `notify`: no sink named `{sink}` is configured"
+                        ),
+                    }
+                    .to_string()
                 })
                 .collect();
             if !unknown.is_empty() {

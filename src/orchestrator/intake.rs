@@ -1,5 +1,6 @@
 //! Taking a job in: check it against the config, give it an id and a deadline, store it.
 
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Orchestrator;
@@ -16,11 +17,30 @@ pub enum AcceptError {
     Store(#[from] StoreError),
 }
 
-/// A stable hash of a spec, to tell an idempotent replay from a reused key.
+/// A stable hash of a spec, to tell an idempotent replay from a reused key. JSON objects are
+/// unordered, so the keys are sorted first: the same job sent with its keys in another order
+/// (another client, another serializer) is a replay, not a conflict.
 pub fn spec_hash(spec: &JobSpec) -> String {
-    let json = serde_json::to_vec(spec).unwrap_or_default();
+    let json = serde_json::to_value(spec)
+        .map(canonical)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_default();
     let digest = Sha256::digest(&json);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `v` with every object's keys in sorted order (arrays keep theirs: it is meaningful).
+fn canonical(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> =
+                m.into_iter().map(|(k, v)| (k, canonical(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
 
 impl Orchestrator {
@@ -49,5 +69,22 @@ impl Orchestrator {
             self.wake();
         }
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn spec_hash_ignores_key_order_but_not_values() {
+        let spec = |v: Value| JobSpec::from_value(v, "#1").unwrap();
+        let a = spec(json!({"model": "m", "input": "i", "metadata": {"a": "1", "b": "2"}}));
+        let b = spec(json!({"metadata": {"b": "2", "a": "1"}, "input": "i", "model": "m"}));
+        let c = spec(json!({"model": "m", "input": "j", "metadata": {"a": "1", "b": "2"}}));
+        assert_eq!(spec_hash(&a), spec_hash(&b));
+        assert_ne!(spec_hash(&a), spec_hash(&c));
     }
 }

@@ -113,7 +113,9 @@ impl Orchestrator {
                     "upstream refused the request ({}): check upstream.api_key; trying again in 1m",
                     e.describe()
                 );
-                store.reschedule_submission(id, claim.attempt, now + 60_000, now, &reason).await?;
+                store
+                    .reschedule_submission(id, claim.attempt, now + 60_000, now, &reason)
+                    .await?;
             }
             Err(e) if !e.create_may_have_happened() && e.is_retryable() => {
                 let delay = e.retry_after().unwrap_or_else(|| {

@@ -9,6 +9,8 @@
 mod events;
 mod jobs;
 mod notifications;
+mod observations;
+mod submissions;
 mod webhooks;
 
 use std::str::FromStr;

@@ -1,0 +1,220 @@
+//! Observation writes: claiming polls, applying what upstream showed (forward moves only,
+//! with the timeline and outbox rows in the same transaction), webhook hints, cancels and
+//! timeouts.
+
+use super::events::add_event;
+use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
+use super::notifications::insert_outbox;
+use super::{Store, StoreError};
+use crate::job::{JobError, JobStatus, Observation};
+
+impl Store {
+    /// Claims up to `limit` jobs due for a poll, moving their next check past a lease so no
+    /// other worker takes them meanwhile, and clears `wake_pending`. Any unfinished job with a
+    /// response id is polled, `pending` included: that covers a crash between recording the
+    /// id and recording its first status.
+    pub async fn claim_polls(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PollClaim>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let claims = sqlx::query_as::<_, PollClaim>(
+            "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
+             WHERE id IN (SELECT id FROM jobs WHERE status IN ('pending', 'queued', 'in_progress') \
+                          AND response_id IS NOT NULL AND next_check_at <= ? \
+                          ORDER BY next_check_at LIMIT ?) \
+             RETURNING id, response_id, status, poll_interval_ms, polls, cancel_requested, \
+                       cancel_reason, deadline_at",
+        )
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claims)
+    }
+
+    /// Applies what a GET (or create, or cancel) of the upstream response showed. The status
+    /// only moves forward; a terminal move records the result, writes the timeline and the
+    /// outbox rows in the same transaction. A non-terminal job gets its next poll at
+    /// `next_poll_at`, or at once if a webhook hint arrived meanwhile.
+    pub async fn apply_observation(
+        &self,
+        id: &str,
+        obs: &Observation,
+        ctx: &ApplyContext<'_>,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let ApplyContext {
+            now,
+            next_poll_at,
+            poll_interval_ms,
+            cancel_reason,
+            outbox,
+            source,
+        } = *ctx;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(row) = fetch_job(&mut tx, id).await? else {
+            return Ok(ApplyOutcome::Missing);
+        };
+        if !row.status.can_move_to(obs.status) {
+            tx.commit().await?;
+            return Ok(ApplyOutcome::Stale {
+                current: row.status,
+                observed: obs.status,
+            });
+        }
+        let terminal = obs.status.is_terminal();
+        // A cancel we asked for because of a timeout ends with code `timeout`.
+        let error = match (obs.status, cancel_reason, &obs.error) {
+            (JobStatus::Cancelled, Some("timeout"), _) => Some(JobError {
+                code: "timeout".into(),
+                message: "the job ran past its timeout and was cancelled".into(),
+            }),
+            (_, _, e) => e.clone(),
+        };
+        let raw = obs.raw.to_string();
+        sqlx::query(
+            "UPDATE jobs SET status = ?, response = ?, output_text = ?, usage = ?, error_code = ?, \
+             error_message = ?, finished_at = ?, \
+             next_check_at = CASE WHEN ? THEN NULL WHEN wake_pending = 1 THEN ? ELSE ? END, \
+             poll_interval_ms = ?, updated_at = ? WHERE id = ? AND status = ?",
+        )
+        .bind(obs.status.as_str())
+        .bind(raw)
+        .bind(&obs.output_text)
+        .bind(obs.usage.as_ref().map(ToString::to_string))
+        .bind(error.as_ref().map(|e| e.code.clone()))
+        .bind(error.as_ref().map(|e| e.message.clone()))
+        .bind(if terminal { Some(now) } else { None })
+        .bind(terminal)
+        .bind(now)
+        .bind(next_poll_at)
+        .bind(poll_interval_ms)
+        .bind(now)
+        .bind(id)
+        .bind(row.status.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if row.status != obs.status {
+            let data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});
+            let mut msg = format!("{} → {} ({source})", row.status, obs.status);
+            if let Some(e) = &error {
+                msg.push_str(&format!(": {}: {}", e.code, e.message));
+            }
+            add_event(&mut tx, id, now, "status", &msg, Some(&data)).await?;
+            if terminal {
+                insert_outbox(&mut tx, id, obs.status, outbox, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(ApplyOutcome::Applied {
+            from: row.status,
+            to: obs.status,
+        })
+    }
+
+    /// Reschedules a claimed poll that failed (upstream error) without changing the status.
+    pub async fn reschedule_poll(&self, id: &str, at: i64, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET next_check_at = CASE WHEN wake_pending = 1 THEN ? ELSE ? END, updated_at = ? \
+             WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
+             AND response_id IS NOT NULL",
+        )
+        .bind(now)
+        .bind(at)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A webhook said something happened to this response: make its job due for a poll at
+    /// once. Returns the job id, or `None` if no job has this response id (yet).
+    pub async fn hint_response(
+        &self,
+        response_id: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
+             WHERE response_id = ? AND status IN ('pending', 'queued', 'in_progress') RETURNING id",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(response_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Asks for a job to be cancelled (`reason`: `user` or `timeout`). Returns the row after.
+    pub async fn request_cancel(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<JobRow>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let changed = sqlx::query(
+            "UPDATE jobs SET cancel_requested = 1, cancel_reason = COALESCE(cancel_reason, ?), \
+             next_check_at = CASE WHEN status IN ('queued', 'in_progress') THEN ? ELSE next_check_at END, \
+             wake_pending = 1, updated_at = ? \
+             WHERE id = ? AND cancel_requested = 0 AND status IN ('pending', 'queued', 'in_progress')",
+        )
+        .bind(reason)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            let msg = if reason == "timeout" {
+                "timeout reached: cancelling"
+            } else {
+                "cancel requested"
+            };
+            add_event(&mut tx, id, now, "cancel_requested", msg, None).await?;
+        }
+        let row = fetch_job(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Jobs past their deadline that are not finished and not yet being cancelled.
+    pub async fn due_timeouts(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE deadline_at <= ? AND cancel_requested = 0 \
+             AND status IN ('pending', 'queued', 'in_progress') LIMIT 100",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Pending jobs asked to be cancelled that were never sent (or whose create was refused).
+    pub async fn cancellable_unsubmitted(
+        &self,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, cancel_reason FROM jobs WHERE status = 'pending' AND cancel_requested = 1 \
+             AND submit_state = 'ready' LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The earliest time any job needs a worker, so workers can sleep until then.
+    pub async fn next_check_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_check_at) FROM jobs WHERE status IN ('pending', 'queued', 'in_progress')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}

@@ -223,8 +223,10 @@ async fn idempotency_key_replays_and_conflicts() {
     let id = first["id"].as_str().unwrap().to_string();
     assert_eq!(first["idempotency_key"], "key-1");
 
+    // A replay answers like the original (201), marked as a replay, with the same job.
     let r = post(body.clone(), "key-1").await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["id"], id.as_str());
 
@@ -233,14 +235,14 @@ async fn idempotency_key_replays_and_conflicts() {
     let r = post(reordered, "key-1").await.unwrap();
     let status = r.status().as_u16();
     let answer: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["id"], id.as_str());
 
     // The key in the body works like the header.
     let mut in_body = body.clone();
     in_body["idempotency_key"] = json!("key-1");
     let (status, answer) = app.post_job(&in_body).await;
-    assert_eq!(status, 200, "{answer}");
+    assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["id"], id.as_str());
 
     let mut different = body.clone();

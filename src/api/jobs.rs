@@ -111,8 +111,7 @@ fn not_found(id: &str) -> ApiError {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(content = Object, description = "A job spec"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays return the same job")),
-    responses((status = 201, body = JobView), (status = 200, description = "An idempotent replay", body = JobView),
-              (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, description = "Created, or an idempotent replay (header `Idempotent-Replayed: true`)", body = JobView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_job(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -160,8 +159,9 @@ pub async fn create_job(
         Ok(InsertOutcome::Created(row)) => {
             Ok((StatusCode::CREATED, Json(JobView::from(&row))).into_response())
         }
+        // A replay answers as the original did, marked as a replay.
         Ok(InsertOutcome::Existing(row)) => Ok((
-            StatusCode::OK,
+            StatusCode::CREATED,
             [("idempotent-replayed", "true")],
             Json(JobView::from(&row)),
         )

@@ -173,9 +173,20 @@ def test_bad_deliveries_are_refused_and_not_recorded(daemon, case):
 
 
 def test_body_over_one_mebibyte_is_refused(daemon):
-    body = b"{" + b" " * (1024 * 1024 + 10) + b"}"
-    msg_id = "wh_big"
-    ts = int(time.time())
-    status = _post(daemon, body, {"webhook-id": msg_id, "webhook-timestamp": str(ts),
-                                  "webhook-signature": _by_hand(SECRET, msg_id, ts, body)})
-    assert status == 413
+    # The daemon answers 413 from the Content-Length alone and may close the connection
+    # before a client has written the body, so send the headers, then read the answer.
+    size = 1024 * 1024 + 10
+    host, port = daemon.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            f"POST /webhooks/openai HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\nwebhook-id: wh_big\r\nwebhook-timestamp: {int(time.time())}\r\n"
+            f"webhook-signature: v1,AAAA\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        try:
+            sock.sendall(b" " * 65536)
+        except OSError:
+            pass  # the server may already have answered and closed
+        answer = sock.recv(4096).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer

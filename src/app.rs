@@ -12,6 +12,7 @@ use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::job::spec::parse_jobs_file;
+use crate::notify::Notifier;
 use crate::orchestrator::{AcceptError, Orchestrator};
 use crate::store::{InsertOutcome, Store, StoreError};
 use crate::upstream::{self, UpstreamError};
@@ -31,6 +32,12 @@ pub enum StartError {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot set up sink `{sink}`")]
+    Sink {
+        sink: String,
+        #[source]
+        source: crate::notify::SinkError,
     },
     #[error("cannot build the upstream client")]
     Upstream(#[source] UpstreamError),
@@ -88,7 +95,9 @@ impl Application {
         let verifier = Arc::new(Verifier::new(&config.webhook.secrets));
         let jobs_file = config.jobs_file.clone();
         let config = Arc::new(config);
-        let orchestrator = Orchestrator::new(store, client, config, clock);
+        let notifier = Notifier::new(store.clone(), clock.clone(), config.clone())
+            .map_err(|(sink, source)| StartError::Sink { sink, source })?;
+        let orchestrator = Orchestrator::new(store, client, config, clock, notifier);
         if let Some(path) = jobs_file {
             load_jobs_file(&orchestrator, &path, env).await?;
         }

@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod health;
 mod jobs;
+mod notifications;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use jobs::{JobList, JobView};
+pub use notifications::NotificationList;
 
 use crate::orchestrator::Orchestrator;
 use crate::webhook::Verifier;
@@ -51,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(jobs::get_events))
         .routes(routes!(jobs::get_response))
         .routes(routes!(jobs::cancel_job))
+        .routes(routes!(notifications::list_notifications))
+        .routes(routes!(notifications::retry_notification))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let v1 = v1

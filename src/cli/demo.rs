@@ -97,6 +97,7 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
         sinks: [("console".to_string(), SinkConfig::Console {})].into(),
         notify: NotifyConfig {
             default: vec!["console".into()],
+            ..NotifyConfig::default()
         },
         ..Config::default()
     };

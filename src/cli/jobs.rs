@@ -115,6 +115,27 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
                 }
                 let list = events["data"].as_array().cloned().unwrap_or_default();
                 println!("\ntimeline:\n{}", output::events_table(&list));
+                let notes: Value = client
+                    .get(&format!("/v1/notifications?job_id={}", enc(&a.id)))
+                    .await?;
+                let notes = notes["data"].as_array().cloned().unwrap_or_default();
+                if !notes.is_empty() {
+                    println!("\nnotifications:");
+                    for n in notes {
+                        let err = n["last_error"]
+                            .as_str()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default();
+                        println!(
+                            "  #{} {} → {}: {} after {} tries{err}",
+                            n["id"],
+                            n["event"].as_str().unwrap_or(""),
+                            n["sink"].as_str().unwrap_or(""),
+                            n["state"].as_str().unwrap_or(""),
+                            n["attempts"]
+                        );
+                    }
+                }
             }
         }
         JobsCommand::Output(a) => {

@@ -5,6 +5,7 @@
 mod client;
 mod demo;
 mod jobs;
+mod notifications;
 mod output;
 mod serve;
 mod submit;
@@ -49,6 +50,12 @@ pub enum Command {
     /// Inspect and manage jobs on a running daemon.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Inspect the notification outbox: list, dead letters, retry.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCommand),
+    /// Notification sinks: send a test message.
+    #[command(subcommand)]
+    Notify(notifications::NotifyCommand),
     /// Validate the config (and a jobs file) and print every problem found.
     Check(CheckArgs),
     /// Run the OpenAI simulator.
@@ -87,5 +94,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::demo(args, cli.log_format).await,
         Command::Submit(args) => submit::submit(cli.config.as_deref(), args).await,
         Command::Jobs(cmd) => jobs::run(cli.config.as_deref(), cmd).await,
+        Command::Notifications(cmd) => notifications::run(cli.config.as_deref(), cmd).await,
+        Command::Notify(notifications::NotifyCommand::Test(a)) => {
+            serve::init_logging(cli.log_format);
+            notifications::test(cli.config.as_deref(), a).await
+        }
     }
 }

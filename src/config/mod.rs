@@ -5,6 +5,7 @@
 //! talks to OpenAI with `$OPENAI_API_KEY`. Unknown keys are errors that name the file, line
 //! and column, so a typo never silently falls back to a default.
 
+pub mod sinks;
 pub mod yaml;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
+pub use sinks::{NotifyConfig, SinkConfig};
 pub use yaml::{Located, Pos};
 
 /// Why a config could not be loaded. Each entry names the file and, where known, the line.
@@ -173,22 +175,6 @@ pub struct JobDefaults {
     pub default_timeout: Option<Duration>,
 }
 
-/// A notification sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// Writes one line per event to the daemon's log.
-    Console {},
-}
-
-/// Which sinks hear about which jobs.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// Sinks notified for every job that names none of its own.
-    pub default: Vec<String>,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -345,7 +331,10 @@ impl Config {
         let mut err = |path: &[&str], message: String| {
             errors.push(Located {
                 file: file.to_string(),
-                pos: yaml::locate(text, path),
+                // The key itself, else the nearest parent written in the file.
+                pos: (1..=path.len())
+                    .rev()
+                    .find_map(|n| yaml::locate(text, &path[..n])),
                 message: format!("`{}`: {message}", path.join(".")),
             });
         };
@@ -421,6 +410,22 @@ impl Config {
         {
             err(&["api", "tokens"], "a token must not be empty".into());
         }
+        for (name, sink) in &self.sinks {
+            for (key, message) in sinks::validate_sink(sink) {
+                let mut path: Vec<&str> = vec!["sinks", name];
+                path.extend(key.split('.'));
+                err(&path, message);
+            }
+        }
+        if self.notify.max_attempts == 0 {
+            err(&["notify", "max_attempts"], "must be at least 1".into());
+        }
+        if self.notify.max_backoff < self.notify.initial_backoff {
+            err(
+                &["notify", "max_backoff"],
+                "must not be shorter than `notify.initial_backoff`".into(),
+            );
+        }
         for (i, name) in self.notify.default.iter().enumerate() {
             if !self.sinks.contains_key(name) {
                 let idx = i.to_string();
@@ -469,12 +474,14 @@ fn null_as_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     let s = Option::<String>::deserialize(d)?;
     s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
         .transpose()

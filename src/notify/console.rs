@@ -1,6 +1,6 @@
-//! The console sink: one log line per finished job. The seam later sinks plug into.
+//! The console sink: one log line per finished job.
 
-use super::{Message, SinkError};
+use super::{Notification, SinkError};
 
 /// Logs each notification at `info`.
 #[derive(Debug)]
@@ -15,23 +15,15 @@ impl ConsoleSink {
         }
     }
 
-    pub fn deliver(&self, msg: &Message<'_>) -> Result<(), SinkError> {
-        let job = msg.job;
-        let excerpt: String = job
-            .output_text
-            .as_deref()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect();
+    pub fn deliver(&self, n: &Notification<'_>) -> Result<(), SinkError> {
         tracing::info!(
             sink = %self.name,
-            event = msg.event,
-            job_id = %job.id,
-            name = %job.name,
-            status = %job.status,
-            error = job.error_code.as_deref().unwrap_or(""),
-            excerpt = %excerpt,
+            event = n.event,
+            job_id = %n.job.id,
+            name = %n.job.name,
+            status = %n.job.status,
+            error = n.job.error_code.as_deref().unwrap_or(""),
+            excerpt = %super::markdown::excerpt(n.job.output_text.as_deref().unwrap_or(""), 200),
             "notification"
         );
         Ok(())

@@ -1,54 +1,149 @@
 //! Notifications: which sinks hear about a job ([`routes_for`]), the outbox worker that
-//! delivers them with retries ([`Notifier`]), and the sinks themselves.
+//! delivers them with retries ([`Notifier`]), the message context and templates, and the sinks.
 //!
 //! Outbox rows are written by the store in the same transaction as the terminal status that
-//! causes them; this module only delivers. A delivery that keeps failing becomes a dead letter,
-//! visible in the job's timeline. Sinks are an enum: a new kind of sink is a new variant.
+//! causes them; this module only delivers. Each row is delivered at least once; sinks that can
+//! dedupe get a stable id per (job, event). A row that keeps failing becomes a dead letter,
+//! visible in `respool notifications list --failed` and in the job's timeline, and can be
+//! retried. Sinks are an enum: a new kind of sink is a new variant and a file.
 
+mod chat;
+mod command;
 mod console;
+pub mod context;
+mod discord;
+mod email;
+mod file;
+mod http;
+pub mod markdown;
+mod ntfy;
+mod sample;
+mod slack;
+pub mod templates;
+mod webhook;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::{Clock, ms};
 use crate::config::{Config, SinkConfig};
 use crate::job::{JobSpec, JobStatus, spec::NotifyOn};
 use crate::store::{JobRow, NotificationRow, OutboxEntry, Store, StoreError};
 
-pub use console::ConsoleSink;
+pub use context::Context;
+pub use templates::{Part, Templates};
 
 /// Why a sink could not deliver.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("sink is unavailable: {0}")]
-    Unavailable(String),
+    /// Worth another try later (the sink is down, rate limited, timed out).
+    #[error("{message}")]
+    Temporary {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Will not work by retrying (refused, not found, bad request): a dead letter at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// The sink's settings or templates are wrong.
+    #[error("sink misconfigured: {0}")]
+    Config(String),
 }
 
-/// What a sink is told: the job as it ended.
-#[derive(Debug, Clone)]
-pub struct Message<'a> {
-    /// `job.completed`, `job.failed`, …
+impl SinkError {
+    pub fn temporary(message: impl Into<String>) -> Self {
+        Self::Temporary {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Maps an HTTP answer of a sink endpoint: 408/429/5xx are temporary (with `Retry-After`),
+    /// other 4xx permanent.
+    pub fn from_http_status(status: u16, retry_after: Option<Duration>, body: &str) -> Self {
+        let snippet: String = body.chars().take(200).collect();
+        let message = format!("the endpoint answered {status}: {snippet}");
+        if status == 408 || status == 429 || status >= 500 {
+            Self::Temporary {
+                message,
+                retry_after,
+            }
+        } else {
+            Self::Permanent(message)
+        }
+    }
+}
+
+/// One notification to deliver.
+#[derive(Debug)]
+pub struct Notification<'a> {
+    /// The outbox row id (0 for `notify test`).
+    pub id: i64,
+    /// `job.completed`, `job.failed`, `job.incomplete`, `job.cancelled`.
     pub event: &'a str,
     pub job: &'a JobRow,
+    /// The whole stored Response JSON, if any.
+    pub response: Option<&'a Value>,
+    /// What templates see.
+    pub ctx: &'a Context,
+}
+
+impl Notification<'_> {
+    /// The JSON event machine sinks carry (stable `id` per job and event).
+    pub fn event_json(&self) -> Value {
+        context::event_json(self.event, self.job, self.response)
+    }
 }
 
 /// A configured sink.
 #[derive(Debug)]
 pub enum Sink {
-    Console(ConsoleSink),
+    Console(console::ConsoleSink),
+    Email(email::EmailSink),
+    Slack(slack::SlackSink),
+    Webhook(webhook::WebhookSink),
+    File(file::FileSink),
+    Discord(discord::DiscordSink),
+    Ntfy(ntfy::NtfySink),
+    Command(command::CommandSink),
 }
 
 impl Sink {
-    pub fn from_config(name: &str, cfg: &SinkConfig) -> Self {
-        match cfg {
-            SinkConfig::Console {} => Sink::Console(ConsoleSink::new(name)),
-        }
+    /// Builds a sink: reads its secret files, compiles its templates, prepares its client.
+    pub fn build(name: &str, cfg: &SinkConfig, http: &reqwest::Client) -> Result<Self, SinkError> {
+        Ok(match cfg {
+            SinkConfig::Console {} => Sink::Console(console::ConsoleSink::new(name)),
+            SinkConfig::Email(c) => Sink::Email(email::EmailSink::new(name, c)?),
+            SinkConfig::Slack(c) => Sink::Slack(slack::SlackSink::new(name, c, http.clone())?),
+            SinkConfig::Webhook(c) => {
+                Sink::Webhook(webhook::WebhookSink::new(name, c, http.clone())?)
+            }
+            SinkConfig::File(c) => Sink::File(file::FileSink::new(name, c)?),
+            SinkConfig::Discord(c) => {
+                Sink::Discord(discord::DiscordSink::new(name, c, http.clone())?)
+            }
+            SinkConfig::Ntfy(c) => Sink::Ntfy(ntfy::NtfySink::new(name, c, http.clone())?),
+            SinkConfig::Command(c) => Sink::Command(command::CommandSink::new(name, c)?),
+        })
     }
 
-    /// Delivers one message.
-    pub async fn deliver(&self, msg: &Message<'_>) -> Result<(), SinkError> {
+    /// Delivers one notification.
+    pub async fn deliver(&self, n: &Notification<'_>) -> Result<(), SinkError> {
         match self {
-            Sink::Console(s) => s.deliver(msg),
+            Sink::Console(s) => s.deliver(n),
+            Sink::Email(s) => s.deliver(n).await,
+            Sink::Slack(s) => s.deliver(n).await,
+            Sink::Webhook(s) => s.deliver(n).await,
+            Sink::File(s) => s.deliver(n).await,
+            Sink::Discord(s) => s.deliver(n).await,
+            Sink::Ntfy(s) => s.deliver(n).await,
+            Sink::Command(s) => s.deliver(n).await,
         }
     }
 }
@@ -82,72 +177,221 @@ pub fn routes_for(spec: &JobSpec, config: &Config) -> Vec<OutboxEntry> {
     }
 }
 
-/// Delivers due outbox rows. Retries with exponential backoff; after `max_attempts` a row
-/// becomes a dead letter.
+/// The delay before try `attempts + 1`: `initial · 2^(attempts−1)`, ±20% jitter, capped; a
+/// sink's `Retry-After` wins when longer (still capped). `r` in [0, 1).
+pub fn retry_delay(
+    attempts: u32,
+    initial: Duration,
+    max: Duration,
+    retry_after: Option<Duration>,
+    r: f64,
+) -> Duration {
+    let exp = initial.saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(20)));
+    let jittered = exp.mul_f64(0.8 + 0.4 * r.clamp(0.0, 1.0)).min(max);
+    match retry_after {
+        Some(ra) if ra > jittered => ra.min(max),
+        _ => jittered,
+    }
+}
+
+/// Delivers due outbox rows, a bounded number at a time.
 pub struct Notifier {
     store: Store,
     clock: Clock,
-    sinks: BTreeMap<String, Sink>,
-    max_attempts: i64,
+    config: Arc<Config>,
+    sinks: Arc<BTreeMap<String, Sink>>,
+    permits: Arc<Semaphore>,
+    /// How long a claimed row is left alone: twice the slowest sink's timeout, plus a margin.
+    /// If the daemon dies mid-delivery, the row is tried again after it.
+    lease_ms: i64,
 }
 
+/// Deliveries in flight at once.
+const MAX_CONCURRENT_DELIVERIES: usize = 8;
+
 impl Notifier {
-    pub fn new(store: Store, clock: Clock, config: &Config) -> Self {
-        let sinks = config
+    /// Builds every configured sink; a sink that cannot be built (a bad template, an unreadable
+    /// secret file) stops the start.
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        config: Arc<Config>,
+    ) -> Result<Self, (String, SinkError)> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("respool/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            // A redirect is an answer, not a delivery: following a 303 would turn a POST into
+            // a GET whose 200 looks like success.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| (String::new(), SinkError::Config(e.to_string())))?;
+        let mut sinks = BTreeMap::new();
+        for (name, cfg) in &config.sinks {
+            let sink = Sink::build(name, cfg, &http).map_err(|e| (name.clone(), e))?;
+            sinks.insert(name.clone(), sink);
+        }
+        let slowest = config
             .sinks
-            .iter()
-            .map(|(n, c)| (n.clone(), Sink::from_config(n, c)))
-            .collect();
-        Self {
+            .values()
+            .map(SinkConfig::timeout)
+            .max()
+            .unwrap_or_default();
+        let lease_ms = 2 * ms(slowest) + 5_000;
+        Ok(Self {
             store,
             clock,
-            sinks,
-            max_attempts: 8,
-        }
+            config,
+            sinks: Arc::new(sinks),
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_DELIVERIES)),
+            lease_ms,
+        })
     }
 
-    /// Delivers every due notification once; returns how many were attempted.
-    pub async fn run_once(&self) -> Result<usize, StoreError> {
+    /// Claims due notifications (as many as there are free delivery slots) and starts them.
+    pub async fn start_due(
+        &self,
+        tracker: &TaskTracker,
+        handles: &mut Vec<JoinHandle<()>>,
+    ) -> Result<(), StoreError> {
+        let free = self.permits.available_permits();
+        if free == 0 {
+            return Ok(());
+        }
         let now = self.clock.now_ms();
-        let rows = self.store.claim_notifications(now, 60_000, 32).await?;
-        for row in &rows {
-            self.deliver(row).await?;
+        for row in self
+            .store
+            .claim_notifications(now, self.lease_ms, free as i64)
+            .await?
+        {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let me = self.clone_parts();
+            handles.push(tracker.spawn(async move {
+                if let Err(e) = me.deliver_row(&row).await {
+                    tracing::error!(error = %crate::orchestrator::chain(&e), notification = row.id, "recording a delivery failed");
+                }
+                drop(permit);
+            }));
         }
-        Ok(rows.len())
+        Ok(())
     }
 
-    async fn deliver(&self, row: &NotificationRow) -> Result<(), StoreError> {
+    fn clone_parts(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            sinks: self.sinks.clone(),
+            permits: self.permits.clone(),
+            lease_ms: self.lease_ms,
+        }
+    }
+
+    async fn deliver_row(&self, row: &NotificationRow) -> Result<(), StoreError> {
         let result = match (
             self.sinks.get(&row.sink),
             self.store.get_job(&row.job_id).await?,
         ) {
             (Some(sink), Some(job)) => {
-                sink.deliver(&Message {
+                let response = self.store.get_response(&job.id).await?;
+                let events = self.store.list_events(&job.id).await?;
+                let ctx =
+                    Context::build(&row.event, &job, response.as_ref(), &events, &self.config);
+                let n = Notification {
+                    id: row.id,
                     event: &row.event,
                     job: &job,
-                })
-                .await
+                    response: response.as_ref(),
+                    ctx: &ctx,
+                };
+                sink.deliver(&n).await
             }
-            (None, _) => Err(SinkError::Unavailable(format!(
+            (None, _) => Err(SinkError::Permanent(format!(
                 "no sink named `{}` is configured",
                 row.sink
             ))),
-            (_, None) => Err(SinkError::Unavailable("the job no longer exists".into())),
+            (_, None) => Err(SinkError::Permanent("the job no longer exists".into())),
         };
         let now = self.clock.now_ms();
         match result {
-            Ok(()) => self.store.mark_notification_delivered(row, now).await,
+            Ok(()) => {
+                tracing::info!(job_id = %row.job_id, sink = %row.sink, event = %row.event, "notification delivered");
+                self.store.mark_notification_delivered(row, now).await
+            }
             Err(e) => {
-                let retry_at = (row.attempts < self.max_attempts).then(|| {
-                    let delay =
-                        Duration::from_secs(2u64.saturating_pow(row.attempts.clamp(0, 12) as u32));
-                    now + ms(delay.min(Duration::from_secs(3600)))
-                });
-                tracing::warn!(job_id = %row.job_id, sink = %row.sink, attempts = row.attempts, error = %e, "notification failed");
+                let cfg = &self.config.notify;
+                let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+                let retry_at = match &e {
+                    SinkError::Temporary { retry_after, .. } if attempts < cfg.max_attempts => {
+                        let d = retry_delay(
+                            attempts,
+                            cfg.initial_backoff,
+                            cfg.max_backoff,
+                            *retry_after,
+                            rand::random(),
+                        );
+                        Some(now + ms(d))
+                    }
+                    _ => None,
+                };
+                tracing::warn!(
+                    job_id = %row.job_id, sink = %row.sink, attempts, error = %e,
+                    dead = retry_at.is_none(), "notification failed"
+                );
                 self.store
                     .mark_notification_failed(row, &e.to_string(), retry_at, now)
                     .await
             }
         }
+    }
+
+    /// Sends a sample notification through a sink now (for `respool notify test`).
+    pub async fn test_sink(&self, name: &str) -> Result<(), SinkError> {
+        let sink = self
+            .sinks
+            .get(name)
+            .ok_or_else(|| SinkError::Config(format!("no sink named `{name}`")))?;
+        sample::send(sink, &self.config).await
+    }
+
+    /// The names of the configured sinks.
+    pub fn sink_names(&self) -> impl Iterator<Item = &str> {
+        self.sinks.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_cap() {
+        assert_eq!(retry_delay(1, 5 * S, 3600 * S, None, 0.5), 5 * S);
+        assert_eq!(retry_delay(2, 5 * S, 3600 * S, None, 0.5), 10 * S);
+        assert_eq!(retry_delay(3, 5 * S, 3600 * S, None, 0.0), 16 * S);
+        assert_eq!(retry_delay(30, 5 * S, 3600 * S, None, 0.99), 3600 * S);
+        assert_eq!(retry_delay(1, 5 * S, 3600 * S, Some(30 * S), 0.5), 30 * S);
+    }
+
+    #[test]
+    fn http_status_mapping() {
+        assert!(matches!(
+            SinkError::from_http_status(503, None, ""),
+            SinkError::Temporary { .. }
+        ));
+        assert!(matches!(
+            SinkError::from_http_status(429, Some(S), ""),
+            SinkError::Temporary {
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            SinkError::from_http_status(404, None, ""),
+            SinkError::Permanent(_)
+        ));
     }
 }

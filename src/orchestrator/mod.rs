@@ -56,12 +56,18 @@ struct Inner {
 }
 
 impl Orchestrator {
-    pub fn new(store: Store, client: upstream::Client, config: Arc<Config>, clock: Clock) -> Self {
+    pub fn new(
+        store: Store,
+        client: upstream::Client,
+        config: Arc<Config>,
+        clock: Clock,
+        notifier: Notifier,
+    ) -> Self {
         let inner = Inner {
             submit_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_submissions)),
             poll_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_polls)),
             health: WebhookHealth::new(!config.webhook.secrets.is_empty()),
-            notifier: Notifier::new(store.clone(), clock.clone(), &config),
+            notifier,
             wake: Notify::new(),
             tracker: TaskTracker::new(),
             adopt_tries: Mutex::new(HashMap::new()),
@@ -139,12 +145,10 @@ impl Orchestrator {
         self.maintain(&mut handles).await?;
         self.start_submissions(&mut handles).await?;
         self.start_polls(&mut handles).await?;
-        let me = self.clone();
-        handles.push(self.inner.tracker.spawn(async move {
-            if let Err(e) = me.inner.notifier.run_once().await {
-                tracing::error!(error = %chain(&e), "notifier pass failed");
-            }
-        }));
+        self.inner
+            .notifier
+            .start_due(&self.inner.tracker, &mut handles)
+            .await?;
         Ok(handles)
     }
 

@@ -16,8 +16,8 @@ pub struct OutboxEntry {
     pub on: Vec<JobStatus>,
 }
 
-/// A row of the outbox.
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// A row of the outbox. `state` is `pending`, `delivered` or `dead`; times are unix ms.
+#[derive(Debug, Clone, FromRow, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct NotificationRow {
     pub id: i64,
     pub job_id: String,
@@ -145,17 +145,56 @@ impl Store {
         Ok(())
     }
 
-    /// A job's notifications.
+    /// Notifications, newest first, by state and/or job.
     pub async fn list_notifications(
         &self,
-        job_id: &str,
+        state: Option<&str>,
+        job_id: Option<&str>,
+        limit: i64,
     ) -> Result<Vec<NotificationRow>, StoreError> {
         Ok(sqlx::query_as::<_, NotificationRow>(
             "SELECT id, job_id, sink, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at \
-             FROM notifications WHERE job_id = ? ORDER BY id",
+             FROM notifications WHERE (? IS NULL OR state = ?) AND (? IS NULL OR job_id = ?) \
+             ORDER BY id DESC LIMIT ?",
         )
+        .bind(state)
+        .bind(state)
         .bind(job_id)
+        .bind(job_id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// Sends a notification again: back to `pending`, tries counted afresh, due now. Returns
+    /// the row after, or `None` if there is no such notification.
+    pub async fn retry_notification(
+        &self,
+        id: i64,
+        now: i64,
+    ) -> Result<Option<NotificationRow>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query_as::<_, NotificationRow>(
+            "UPDATE notifications SET state = 'pending', attempts = 0, next_attempt_at = ?, delivered_at = NULL \
+             WHERE id = ? RETURNING id, job_id, sink, event, state, attempts, next_attempt_at, last_error, \
+             created_at, delivered_at",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(n) = &row {
+            add_event(
+                &mut tx,
+                &n.job_id,
+                now,
+                "notify_retry",
+                &format!("{} to sink `{}` queued again", n.event, n.sink),
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
     }
 }

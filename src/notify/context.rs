@@ -1,0 +1,241 @@
+//! What a notification says: the job as it ended, reduced to the variables templates see, and
+//! the JSON event that machine sinks (webhook, command, file) carry.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::markdown;
+use crate::api::JobView;
+use crate::config::Config;
+use crate::store::{EventRow, JobRow};
+
+/// The variables every template sees. See the README's "Templates" section.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    /// `job.completed`, `job.failed`, `job.incomplete`, `job.cancelled`.
+    pub event: String,
+    /// `completed`, `failed`, …
+    pub status: String,
+    pub job: JobInfo,
+    /// The output text exactly as the model wrote it (usually Markdown).
+    pub output_text: String,
+    /// The output as a Markdown report, with a "Sources" list of the citations appended.
+    pub output_markdown: String,
+    /// The output rendered to sanitized HTML (safe to put in a mail or a page).
+    pub output_html: String,
+    /// The first few hundred characters of the output, cut at a word.
+    pub excerpt: String,
+    pub citations: Vec<markdown::Citation>,
+    /// Reasoning summaries, in order.
+    pub reasoning: Vec<String>,
+    pub usage: Option<Usage>,
+    pub cost: Option<Cost>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub model: String,
+    pub response_id: Option<String>,
+    /// RFC 3339 times.
+    pub created_at: String,
+    pub submitted_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// From submission to end, in seconds, and as `1h 2m`.
+    pub duration_secs: Option<i64>,
+    pub duration: Option<String>,
+    /// Create calls sent for the job.
+    pub attempts: i64,
+    pub error: Option<crate::job::JobError>,
+    pub metadata: Value,
+    /// A link to the job when `public_url` is set.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cached_tokens: i64,
+    pub total_tokens: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cost {
+    pub usd: f64,
+    /// `$0.42`
+    pub display: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub at: String,
+    pub kind: String,
+    pub message: String,
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_default()
+}
+
+/// `3h 2m`, `45s`.
+pub fn human_duration(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
+    }
+}
+
+impl Context {
+    /// Builds the context of `event` for a job, its stored response and its timeline.
+    pub fn build(
+        event: &str,
+        job: &JobRow,
+        response: Option<&Value>,
+        events: &[EventRow],
+        config: &Config,
+    ) -> Self {
+        let output_text = job.output_text.clone().unwrap_or_default();
+        let citations = response.map(markdown::citations).unwrap_or_default();
+        let reasoning = response
+            .map(markdown::reasoning_summaries)
+            .unwrap_or_default();
+        let usage = job.usage.as_ref().map(|u| {
+            let g = |p: &str| u.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+            Usage {
+                input_tokens: g("/input_tokens"),
+                output_tokens: g("/output_tokens"),
+                reasoning_tokens: g("/output_tokens_details/reasoning_tokens"),
+                cached_tokens: g("/input_tokens_details/cached_tokens"),
+                total_tokens: g("/total_tokens"),
+            }
+        });
+        let cost = usage.as_ref().and_then(|u| {
+            let price = config.notify.pricing.get(&job.model).or_else(|| {
+                // `gpt-5-2025-08-07` is priced like `gpt-5`: the longest configured prefix wins.
+                config
+                    .notify
+                    .pricing
+                    .iter()
+                    .filter(|(m, _)| job.model.starts_with(m.as_str()))
+                    .max_by_key(|(m, _)| m.len())
+                    .map(|(_, p)| p)
+            })?;
+            let uncached = (u.input_tokens - u.cached_tokens).max(0) as f64;
+            let usd = (uncached * price.input
+                + u.cached_tokens as f64 * price.cached_input.unwrap_or(price.input)
+                + u.output_tokens as f64 * price.output)
+                / 1_000_000.0;
+            Some(Cost {
+                usd,
+                display: format!("${usd:.2}"),
+            })
+        });
+        let duration_secs = match (job.submitted_at, job.finished_at) {
+            (Some(s), Some(f)) => Some((f - s) / 1000),
+            _ => None,
+        };
+        let url = config
+            .public_url
+            .as_ref()
+            .map(|u| format!("{}/jobs/{}", u.trim_end_matches('/'), job.id));
+        Context {
+            event: event.to_string(),
+            status: job.status.to_string(),
+            job: JobInfo {
+                id: job.id.clone(),
+                name: job.name.clone(),
+                status: job.status.to_string(),
+                model: job.model.clone(),
+                response_id: job.response_id.clone(),
+                created_at: rfc3339_ms(job.created_at),
+                submitted_at: job.submitted_at.map(rfc3339_ms),
+                finished_at: job.finished_at.map(rfc3339_ms),
+                duration_secs,
+                duration: duration_secs.map(human_duration),
+                attempts: job.submissions,
+                error: job.error(),
+                metadata: job
+                    .spec
+                    .request
+                    .get("metadata")
+                    .cloned()
+                    .unwrap_or_else(|| json!({})),
+                url,
+            },
+            output_markdown: markdown::report(&output_text, &citations),
+            output_html: markdown::to_safe_html(&markdown::report(&output_text, &citations)),
+            excerpt: markdown::excerpt(&output_text, 500),
+            output_text,
+            citations,
+            reasoning,
+            usage,
+            cost,
+            timeline: events
+                .iter()
+                .map(|e| TimelineEntry {
+                    at: rfc3339_ms(e.at),
+                    kind: e.kind.clone(),
+                    message: e.message.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The JSON event machine sinks carry: `{type, id, created_at, data: {job, output_text, response}}`.
+/// `id` is stable per (job, event), so receivers can dedupe retries.
+pub fn event_json(event: &str, job: &JobRow, response: Option<&Value>) -> Value {
+    json!({
+        "object": "event",
+        "id": stable_event_id(&job.id, event),
+        "type": event,
+        "created_at": job.finished_at.unwrap_or(job.updated_at) / 1000,
+        "data": {
+            "job": JobView::from(job),
+            "output_text": job.output_text,
+            "response": response,
+        }
+    })
+}
+
+/// `evt_` and a hash of (job id, event): the same for every retry and every sink.
+pub fn stable_event_id(job_id: &str, event: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{job_id}\n{event}").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("evt_{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_ids() {
+        assert_eq!(
+            stable_event_id("job_1", "job.completed"),
+            stable_event_id("job_1", "job.completed")
+        );
+        assert_ne!(
+            stable_event_id("job_1", "job.completed"),
+            stable_event_id("job_1", "job.failed")
+        );
+        assert!(stable_event_id("a", "b").starts_with("evt_"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(59), "59s");
+        assert_eq!(human_duration(61), "1m 1s");
+        assert_eq!(human_duration(7300), "2h 1m");
+    }
+}

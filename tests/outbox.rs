@@ -1,0 +1,238 @@
+//! The outbox's guarantees, seen from a webhook receiver through the real daemon: a sink that
+//! is down for a while still gets the event exactly once; one that stays down gets exactly
+//! `notify.max_attempts` tries and leaves a dead letter; a refusal is final at once; and the
+//! sink's secret never shows in the daemon's answers.
+#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
+
+mod common;
+mod sink_receiver;
+
+use std::time::Duration;
+
+use base64::Engine;
+use respool::config::SinkConfig;
+use respool::config::sinks::WebhookSink;
+use respool::sim::SimConfig;
+use secrecy::SecretString;
+use serde_json::Value;
+use sink_receiver::{Receiver, Reply};
+
+const JOB_DEADLINE: Duration = Duration::from_secs(30);
+const NOTIFY_DEADLINE: Duration = Duration::from_secs(40);
+
+async fn app_with_hook(url: &str, secret: &str, max_attempts: u32) -> common::TestApp {
+    let sink = SinkConfig::Webhook(WebhookSink {
+        url: url.to_string(),
+        secret: Some(SecretString::from(secret.to_string())),
+        secret_file: None,
+        timeout: Duration::from_secs(10),
+    });
+    common::spawn_app_with(
+        move |cfg| {
+            cfg.sinks.insert("hook".into(), sink);
+            cfg.notify.default = vec!["hook".into()];
+            cfg.notify.initial_backoff = Duration::from_millis(200);
+            cfg.notify.max_backoff = Duration::from_secs(1);
+            cfg.notify.max_attempts = max_attempts;
+        },
+        SimConfig::default(),
+    )
+    .await
+}
+
+async fn submit(app: &common::TestApp, name: &str) -> String {
+    let (status, body) = app.post_job(&common::job_body(name)).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_string()
+}
+
+async fn wait_event(app: &common::TestApp, id: &str, kind: &str) {
+    app.wait_until(&format!("{kind} on {id}"), NOTIFY_DEADLINE, async || {
+        app.count_events(id, kind).await > 0
+    })
+    .await;
+}
+
+async fn rows(app: &common::TestApp, id: &str) -> Vec<Value> {
+    sink_receiver::notification_rows(&app.http, &app.base, &app.db_path(), id).await
+}
+
+/// The dead letters, from `GET /v1/notifications?state=dead` when the daemon has it, else
+/// from the database.
+async fn dead_letters(app: &common::TestApp, id: &str) -> Vec<Value> {
+    let (status, body) = app.get("/v1/notifications?state=dead").await;
+    if status == 200 {
+        return body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["job_id"] == id)
+            .cloned()
+            .collect();
+    }
+    rows(app, id)
+        .await
+        .into_iter()
+        .filter(|r| r["state"] == "dead")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sink_down_for_a_while_gets_the_event_exactly_once() {
+    let secret = common::new_secret();
+    let rx = Receiver::start(vec![Reply::Status(503); 4]).await;
+    let app = app_with_hook(&rx.url, &secret, 10).await;
+    let id = submit(&app, "outage").await;
+    app.wait_terminal(&id, JOB_DEADLINE).await;
+    wait_event(&app, &id, "notified").await;
+
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 5, "four refusals, then the delivery");
+    assert_eq!(rx.successes(), 1, "delivered exactly once");
+    assert!(hits.iter().all(|h| h.verify(&secret).is_ok()));
+    assert!(
+        hits.iter()
+            .all(|h| h.header("webhook-id") == hits[0].header("webhook-id")),
+        "one webhook-id for every attempt"
+    );
+    assert_eq!(app.count_events(&id, "notified").await, 1);
+    assert_eq!(app.count_events(&id, "notify_failed").await, 0);
+    let rows = rows(&app, &id).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["state"], "delivered");
+    assert_eq!(rows[0]["attempts"], 5);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sink_down_for_good_is_a_dead_letter_after_max_attempts() {
+    let secret = common::new_secret();
+    let rx = Receiver::start(vec![Reply::Status(503); 100]).await;
+    let app = app_with_hook(&rx.url, &secret, 3).await;
+    let id = submit(&app, "gone").await;
+    app.wait_terminal(&id, JOB_DEADLINE).await;
+    wait_event(&app, &id, "notify_failed").await;
+
+    assert_eq!(rx.hits().len(), 3, "exactly max_attempts tries");
+    assert_eq!(rx.successes(), 0);
+    assert_eq!(app.count_events(&id, "notified").await, 0);
+    let failed = app
+        .events(&id)
+        .await
+        .into_iter()
+        .find(|e| e["kind"] == "notify_failed")
+        .unwrap();
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("503"), "{message}");
+    let dead = dead_letters(&app, &id).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["sink"], "hook");
+    assert_eq!(dead[0]["event"], "job.completed");
+    assert_eq!(dead[0]["attempts"], 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_is_final_at_once() {
+    let secret = common::new_secret();
+    let rx = Receiver::start(vec![Reply::Status(410); 100]).await;
+    let app = app_with_hook(&rx.url, &secret, 5).await;
+    let id = submit(&app, "refused").await;
+    app.wait_terminal(&id, JOB_DEADLINE).await;
+    wait_event(&app, &id, "notify_failed").await;
+    assert_eq!(rx.hits().len(), 1, "a 4xx is not retried");
+    let dead = dead_letters(&app, &id).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["attempts"], 1);
+    app.stop().await;
+}
+
+/// A 303 followed would turn the signed POST into a GET whose 200 would count as delivered:
+/// a redirect is a failed try instead, and the next try POSTs to the configured URL again.
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let secret = common::new_secret();
+    let rx = Receiver::start(vec![Reply::Redirect(303, "/elsewhere")]).await;
+    let app = app_with_hook(&rx.url, &secret, 5).await;
+    let id = submit(&app, "redirected").await;
+    app.wait_terminal(&id, JOB_DEADLINE).await;
+    wait_event(&app, &id, "notified").await;
+    let hits = rx.hits();
+    let seen: Vec<(&str, &str)> = hits
+        .iter()
+        .map(|h| (h.method.as_str(), h.path.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("POST", "/hooks/respool"), ("POST", "/hooks/respool")]
+    );
+    assert_eq!(rows(&app, &id).await[0]["attempts"], 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_sink_is_retried_like_a_down_one() {
+    // A port nobody listens on: connection refused on every try.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook?token=query-token-must-not-leak");
+    let secret = common::new_secret();
+    let app = app_with_hook(&url, &secret, 2).await;
+    let id = submit(&app, "unreachable").await;
+    app.wait_terminal(&id, JOB_DEADLINE).await;
+    wait_event(&app, &id, "notify_failed").await;
+    let dead = dead_letters(&app, &id).await;
+    assert_eq!(dead[0]["attempts"], 2);
+    let error = dead[0]["last_error"].as_str().unwrap();
+    assert!(!error.contains("query-token-must-not-leak"), "{error}");
+    assert!(error.starts_with("POST failed: "), "{error}");
+    eprintln!("unreachable sink: {error}");
+    app.stop().await;
+}
+
+/// The sink's secret (whole, or its key part) is in no answer: jobs, timelines, outbox rows
+/// with errors, metrics, the OpenAPI document.
+#[tokio::test]
+async fn the_webhook_secret_never_appears_in_answers() {
+    let secret = common::new_secret();
+    let key_part = secret.trim_start_matches("whsec_").to_string();
+    let raw_key = base64::engine::general_purpose::STANDARD
+        .decode(&key_part)
+        .unwrap();
+    let raw_hex: String = raw_key.iter().map(|b| format!("{b:02x}")).collect();
+    let rx = Receiver::start(vec![Reply::Status(500)]).await;
+    let app = app_with_hook(&rx.url, &secret, 5).await;
+    let id = submit(&app, "secretive").await;
+    app.wait_terminal(&id, JOB_DEADLINE).await;
+    wait_event(&app, &id, "notified").await;
+
+    let mut answers = Vec::new();
+    for path in [
+        "/v1/jobs".to_string(),
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/events"),
+        format!("/v1/jobs/{id}/response"),
+        "/v1/notifications".to_string(),
+        format!("/v1/notifications?job_id={id}"),
+        "/metrics".to_string(),
+        "/healthz".to_string(),
+        "/readyz".to_string(),
+        "/openapi.json".to_string(),
+    ] {
+        let r = app
+            .request(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        answers.push((path, r.text().await.unwrap()));
+    }
+    for (path, text) in &answers {
+        for needle in [secret.as_str(), key_part.as_str(), raw_hex.as_str()] {
+            assert!(!text.contains(needle), "{path} shows the secret: {text}");
+        }
+    }
+    app.stop().await;
+}

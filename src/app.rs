@@ -131,8 +131,11 @@ impl Application {
             let shutdown = shutdown.clone();
             async move { orch.run(shutdown).await }
         });
+        crate::systemd::ready();
+        let stopping = shutdown.clone();
         let served = api::serve(self.listener, self.router, shutdown.clone()).await;
-        shutdown.cancel();
+        crate::systemd::stopping();
+        stopping.cancel();
         if let Err(e) = workers.await {
             tracing::error!(error = %e, "the orchestrator task failed");
         }

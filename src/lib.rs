@@ -37,5 +37,6 @@ pub mod notify;
 pub mod orchestrator;
 pub mod sim;
 pub mod store;
+pub mod systemd;
 pub mod upstream;
 pub mod webhook;

@@ -108,8 +108,11 @@ impl Orchestrator {
             }
         }
         loop {
-            if let Err(e) = self.tick().await {
-                tracing::error!(error = %chain(&e), "orchestrator pass failed");
+            match self.tick().await {
+                // The watchdog hears from a loop that works: a pass that cannot reach the
+                // database does not ping, so systemd restarts a daemon stuck that way.
+                Ok(_) => crate::systemd::watchdog(),
+                Err(e) => tracing::error!(error = %chain(&e), "orchestrator pass failed"),
             }
             let sleep = self.sleep_hint().await;
             tokio::select! {

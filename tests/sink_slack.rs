@@ -5,276 +5,20 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use respool::config::sinks::{ModelPrice, SlackSink, TemplateFiles};
-use respool::config::{Config, SinkConfig};
-use respool::job::{JobSpec, JobStatus};
-use respool::notify::{Context, Notification, Sink, SinkError};
+use respool::config::SinkConfig;
+use respool::config::sinks::{SlackSink, TemplateFiles};
+use respool::job::JobStatus;
+use respool::notify::{Sink, SinkError};
 use respool::sim::SimConfig;
-use respool::store::{JobRow, SubmitState};
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SECRET_PATH: &str = "/services/T0001/B0002/sEcReTtOkEn1234567890";
-const DEADLINE: Duration = Duration::from_secs(30);
+mod chat_support;
 
-// ---- a recording receiver ------------------------------------------------------------------
-
-/// How the receiver answers one request.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    hang: bool,
-}
-
-impl Reply {
-    fn new(status: u16, body: &str) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: body.to_string(),
-            hang: false,
-        }
-    }
-
-    fn retry_after(status: u16, secs: &str, body: &str) -> Self {
-        Self {
-            headers: vec![("retry-after", secs.to_string())],
-            ..Self::new(status, body)
-        }
-    }
-
-    fn hang() -> Self {
-        Self {
-            hang: true,
-            ..Self::new(200, "")
-        }
-    }
-}
-
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-struct Hit {
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    at: Instant,
-    answered: u16,
-}
-
-impl Hit {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-#[derive(Default)]
-struct Shared {
-    script: Mutex<VecDeque<Reply>>,
-    hits: Mutex<Vec<Hit>>,
-}
-
-/// A loopback server that records requests and answers `script`, then `200 ok`.
-struct Receiver {
-    base: String,
-    shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start(script: Vec<Reply>) -> Self {
-        let shared = Arc::new(Shared {
-            script: Mutex::new(script.into()),
-            hits: Mutex::default(),
-        });
-        let app = axum::Router::new()
-            .fallback(receive)
-            .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            base,
-            shared,
-            server,
-        }
-    }
-
-    /// The webhook URL, with a secret-looking path.
-    fn url(&self) -> String {
-        format!("{}{SECRET_PATH}", self.base)
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.shared.hits.lock().unwrap().clone()
-    }
-
-    async fn wait_hits(&self, n: usize, within: Duration) -> Vec<Hit> {
-        let deadline = Instant::now() + within;
-        loop {
-            let hits = self.hits();
-            if hits.len() >= n {
-                return hits;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "got {} requests within {within:?}, expected {n}",
-                hits.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn receive(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let reply = shared
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or_else(|| Reply::new(200, "ok"));
-    let path = uri
-        .path_and_query()
-        .map(|p| p.to_string())
-        .unwrap_or_default();
-    shared.hits.lock().unwrap().push(Hit {
-        path,
-        headers,
-        body,
-        at: Instant::now(),
-        answered: reply.status,
-    });
-    if reply.hang {
-        return std::future::pending().await;
-    }
-    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
-    for (k, v) in reply.headers {
-        response.headers_mut().insert(k, v.parse().unwrap());
-    }
-    response
-}
-
-// ---- a notification built through the public API ------------------------------------------
-
-struct Sample {
-    job: JobRow,
-    response: Value,
-    ctx: Context,
-}
-
-impl Sample {
-    fn new(status: JobStatus, name: &str, output: &str) -> Self {
-        let now = 1_750_000_000_000;
-        let spec = JobSpec::from_value(
-            json!({"name": "sample", "model": "gpt-5", "input": "Research this."}),
-            "t",
-        )
-        .unwrap();
-        let usage = json!({"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 0},
-                           "output_tokens": 800, "output_tokens_details": {"reasoning_tokens": 300},
-                           "total_tokens": 2000});
-        let failed = status == JobStatus::Failed;
-        let job = JobRow {
-            id: "job_01JTESTSLACK0000000000000".into(),
-            name: name.into(),
-            model: "gpt-5".into(),
-            status,
-            spec,
-            idempotency_key: None,
-            spec_hash: String::new(),
-            response_id: Some("resp_test".into()),
-            attempt: 1,
-            submit_state: SubmitState::Done,
-            submissions: 1,
-            created_at: now - 65_000,
-            updated_at: now,
-            submitted_at: Some(now - 64_000),
-            finished_at: Some(now),
-            deadline_at: None,
-            next_check_at: None,
-            lease_until: None,
-            poll_interval_ms: 0,
-            polls: 2,
-            wake_pending: 0,
-            cancel_requested: 0,
-            cancel_reason: None,
-            output_text: (!output.is_empty()).then(|| output.to_string()),
-            error_code: failed.then(|| "server_error".into()),
-            error_message: failed.then(|| "The model <crashed> & burned".into()),
-            usage: Some(usage.clone()),
-        };
-        let response = json!({"id": "resp_test", "object": "response", "status": status.as_str(), "output": [],
-                              "usage": usage});
-        let ctx = Context::build(
-            &format!("job.{status}"),
-            &job,
-            Some(&response),
-            &[],
-            &sample_config(),
-        );
-        Self { job, response, ctx }
-    }
-
-    /// The same job with another error message.
-    fn with_error(mut self, message: &str) -> Self {
-        self.job.error_message = Some(message.to_string());
-        self.ctx = Context::build(
-            &self.ctx.event,
-            &self.job,
-            Some(&self.response),
-            &[],
-            &sample_config(),
-        );
-        self
-    }
-
-    fn notification(&self) -> Notification<'_> {
-        Notification {
-            id: 1,
-            event: &self.ctx.event,
-            job: &self.job,
-            response: Some(&self.response),
-            ctx: &self.ctx,
-        }
-    }
-}
-
-/// Links to jobs on, and a price for `gpt-5`.
-fn sample_config() -> Config {
-    let mut config = Config::default();
-    config.public_url = Some("https://respool.example".into());
-    config.notify.pricing.insert(
-        "gpt-5".into(),
-        ModelPrice {
-            input: 1.25,
-            output: 10.0,
-            cached_input: None,
-        },
-    );
-    config
-}
+use chat_support::*;
 
 fn slack_config(url: &str, timeout: Duration) -> SinkConfig {
     SinkConfig::Slack(SlackSink {
@@ -314,7 +58,7 @@ async fn the_message_is_block_kit_with_the_jobs_facts_and_the_result() {
     let rx = Receiver::start(vec![]).await;
     let output = "# Findings\n\nThe **answer** is [here](https://example.com/a?b=1&c=2), 3 < 4.\n\n- one\n- two\n";
     let sample = Sample::new(JobStatus::Completed, "market-scan", output);
-    slack(&rx.url())
+    slack(&rx.url_for(SECRET_PATH))
         .deliver(&sample.notification())
         .await
         .unwrap();
@@ -383,7 +127,7 @@ async fn the_message_is_block_kit_with_the_jobs_facts_and_the_result() {
 async fn a_failed_job_shows_its_error_escaped_and_no_empty_section() {
     let rx = Receiver::start(vec![]).await;
     let sample = Sample::new(JobStatus::Failed, "a <b> & c", "");
-    slack(&rx.url())
+    slack(&rx.url_for(SECRET_PATH))
         .deliver(&sample.notification())
         .await
         .unwrap();
@@ -414,7 +158,7 @@ async fn a_custom_text_template_replaces_the_result_excerpt() {
     let text = dir.path().join("text.txt");
     std::fs::write(&text, "Custom for **{{ job.name }}**: {{ excerpt }}").unwrap();
     let cfg = SinkConfig::Slack(SlackSink {
-        url: Some(SecretString::from(rx.url())),
+        url: Some(SecretString::from(rx.url_for(SECRET_PATH))),
         url_file: None,
         timeout: Duration::from_secs(10),
         templates: TemplateFiles {
@@ -458,7 +202,7 @@ async fn a_long_result_keeps_every_slack_limit_and_is_cut_at_a_word() {
     let name = "n".repeat(200);
     let sample =
         Sample::new(JobStatus::Failed, &name, &long_report()).with_error(&"boom ".repeat(1000));
-    slack(&rx.url())
+    slack(&rx.url_for(SECRET_PATH))
         .deliver(&sample.notification())
         .await
         .unwrap();
@@ -546,7 +290,7 @@ async fn a_long_result_keeps_every_slack_limit_and_is_cut_at_a_word() {
 async fn a_429_is_temporary_with_slacks_retry_after() {
     let rx = Receiver::start(vec![Reply::retry_after(429, "1", "rate_limited")]).await;
     let sample = Sample::new(JobStatus::Completed, "busy", "text");
-    let err = slack(&rx.url())
+    let err = slack(&rx.url_for(SECRET_PATH))
         .deliver(&sample.notification())
         .await
         .unwrap_err();
@@ -577,7 +321,7 @@ async fn refusals_are_permanent_outages_temporary_and_the_url_never_shows() {
     .await;
     let sample = Sample::new(JobStatus::Completed, "refused", "text");
     let n = sample.notification();
-    let sink = slack(&rx.url());
+    let sink = slack(&rx.url_for(SECRET_PATH));
     let leaks = |e: &SinkError| {
         let shown = format!("{e} {e:?}");
         shown.contains(SECRET_PATH) || shown.contains("sEcReT")
@@ -611,7 +355,7 @@ async fn refusals_are_permanent_outages_temporary_and_the_url_never_shows() {
     // No answer within the sink's timeout.
     let quick = Sink::build(
         "team",
-        &slack_config(&rx.url(), Duration::from_millis(300)),
+        &slack_config(&rx.url_for(SECRET_PATH), Duration::from_millis(300)),
         &reqwest::Client::new(),
     )
     .unwrap();
@@ -688,7 +432,7 @@ async fn run_job(app: &common::TestApp, name: &str) -> String {
 #[tokio::test]
 async fn a_finished_job_posts_exactly_one_slack_message() {
     let rx = Receiver::start(vec![]).await;
-    let app = app_with_slack(&rx.url()).await;
+    let app = app_with_slack(&rx.url_for(SECRET_PATH)).await;
     let id = run_job(&app, "daily-brief").await;
 
     // Step the workers a few more times: nothing is due, so nothing more is sent.
@@ -729,7 +473,7 @@ async fn slack_rate_limits_are_waited_out_and_the_message_arrives_once() {
         Reply::retry_after(429, "1", "rate_limited"),
     ])
     .await;
-    let app = app_with_slack(&rx.url()).await;
+    let app = app_with_slack(&rx.url_for(SECRET_PATH)).await;
     let id = run_job(&app, "throttled").await;
 
     let hits = rx.wait_hits(3, DEADLINE).await;

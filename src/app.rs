@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::job::spec::parse_jobs_file;
 use crate::notify::Notifier;
 use crate::orchestrator::{AcceptError, Orchestrator};
-use crate::store::{InsertOutcome, Store, StoreError};
+use crate::reload::{JobsFileError, Reloader};
+use crate::store::{Store, StoreError};
 use crate::upstream::{self, UpstreamError};
 use crate::webhook::Verifier;
 
@@ -59,6 +59,7 @@ pub struct Application {
     addr: SocketAddr,
     orchestrator: Orchestrator,
     router: axum::Router,
+    reloader: Reloader,
 }
 
 impl Application {
@@ -82,6 +83,8 @@ impl Application {
                 source,
             })?;
         let client = upstream::Client::new(&config.upstream).map_err(StartError::Upstream)?;
+        // Once per process (tests build many apps): the recorder behind `/metrics`.
+        crate::telemetry::install();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -92,24 +95,51 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let verifier = Arc::new(Verifier::new(&config.webhook.secrets));
+        let verifier = Arc::new(Verifier::new(&config.webhook.secrets).with_clock(clock.clone()));
+        // Secrets of the endpoints respool registered itself (`respool webhook register`).
+        let stored = store
+            .active_webhook_secrets(clock.now_ms())
+            .await
+            .map_err(|source| StartError::Store {
+                url: url.clone(),
+                source,
+            })?;
+        verifier.set_stored(&stored);
         let jobs_file = config.jobs_file.clone();
         let config = Arc::new(config);
         let notifier = Notifier::new(store.clone(), clock.clone(), config.clone())
             .map_err(|(sink, source)| StartError::Sink { sink, source })?;
         let orchestrator = Orchestrator::new(store, client, config, clock, notifier);
-        if let Some(path) = jobs_file {
-            load_jobs_file(&orchestrator, &path, env).await?;
+        orchestrator.set_stored_webhook_secrets(!stored.is_empty());
+        match jobs_file {
+            Some(path) => {
+                load_jobs_file(&orchestrator, &path, env).await?;
+            }
+            // No jobs file: no schedules (those of an earlier jobs file stop).
+            None => {
+                orchestrator
+                    .sync_schedules(&[])
+                    .await
+                    .map_err(|e| StartError::Accept(e.into()))?;
+            }
         }
+        // Reloads read the process environment (the `env` given here may not outlive the build).
+        let reloader = Reloader::new(
+            orchestrator.clone(),
+            verifier.clone(),
+            Arc::new(crate::config::process_env),
+        );
         let router = api::router(AppState {
             orchestrator: orchestrator.clone(),
             verifier,
+            reloader: reloader.clone(),
         });
         Ok(Self {
             listener,
             addr,
             orchestrator,
             router,
+            reloader,
         })
     }
 
@@ -120,6 +150,11 @@ impl Application {
 
     pub fn orchestrator(&self) -> &Orchestrator {
         &self.orchestrator
+    }
+
+    /// Reloads the config file and jobs file (for SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Serves and runs the workers until `shutdown`; then stops taking requests, lets the
@@ -145,40 +180,21 @@ impl Application {
     }
 }
 
-/// Loads a jobs file into the ledger. Each job gets an implicit idempotency key from its name
-/// and spec, so loading the same file again (every start) adds nothing, and editing a job adds
-/// it once more.
+/// Loads a jobs file into the ledger: its schedules replace the stored ones, and its plain jobs
+/// are added. Each job gets an implicit idempotency key from its name and spec, so loading the
+/// same file again (every start) adds nothing, and editing a job adds it once more. Returns the
+/// number of jobs added.
 pub async fn load_jobs_file(
     orch: &Orchestrator,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<usize, StartError> {
-    let text = std::fs::read_to_string(path).map_err(|source| StartError::ReadJobsFile {
-        path: path.display().to_string(),
-        source,
+    let file = crate::reload::read_jobs_file(path, &orch.config(), env).map_err(|e| match e {
+        JobsFileError::Read { path, source } => StartError::ReadJobsFile { path, source },
+        invalid @ JobsFileError::Invalid(_) => StartError::JobsFile(invalid.to_string()),
     })?;
-    let specs = parse_jobs_file(&path.display().to_string(), &text, env).map_err(|errs| {
-        StartError::JobsFile(
-            errs.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
-    let mut created = 0;
-    for mut spec in specs {
-        if spec.idempotency_key.is_none() {
-            let hash = crate::orchestrator::spec_hash(&spec);
-            spec.idempotency_key = Some(format!("jobs-file:{}:{}", spec.name, &hash[..16]));
-        }
-        if let InsertOutcome::Created(_) = orch
-            .accept(spec, "jobs file")
-            .await
-            .map_err(StartError::Accept)?
-        {
-            created += 1;
-        }
-    }
-    tracing::info!(path = %path.display(), created, "jobs file loaded");
-    Ok(created)
+    let report = crate::reload::apply_jobs_file(orch, &file)
+        .await
+        .map_err(StartError::Accept)?;
+    Ok(report.jobs_created)
 }

@@ -11,20 +11,31 @@
 //!   writes: submissions, polls, cancels, timeouts, uncertain creates, webhook hand-offs.
 //! - A **webhook** ([`webhook`]) is only a hint that makes a job due for a poll now; the
 //!   fetched response is the truth.
+//! - A **schedule** ([`job::schedule`]) makes a jobs-file entry a template: each cron tick is
+//!   recorded with the job it creates in one transaction, so no tick runs twice.
 //!
 //! # Layout
 //! - [`app`]: the daemon assembled from a config ([`app::Application`]).
 //! - [`clock`]: the one source of time.
-//! - [`config`]: the YAML config file, `${VAR}` interpolation, defaults, validation.
-//! - [`job`]: job specs (YAML and JSON), ids, and the job status machine.
+//! - [`config`]: the YAML config file, `${VAR}` interpolation, systemd credentials, defaults,
+//!   validation.
+//! - [`job`]: job specs (YAML and JSON), ids, the job status machine, and schedules (cron
+//!   syntax, time zones, catch-up planning).
 //! - [`store`]: the SQLite schema and every query.
-//! - [`upstream`]: the OpenAI client (create, retrieve, cancel) with retries.
-//! - [`webhook`]: the Standard Webhooks receiver.
-//! - [`orchestrator`]: the workers that submit, poll, time out and reconcile jobs.
+//! - [`upstream`]: the OpenAI client (create, retrieve, cancel; webhook endpoints) with
+//!   retries.
+//! - [`webhook`]: the Standard Webhooks receiver and the secrets it accepts (config and
+//!   stored).
+//! - [`orchestrator`]: the workers that submit, poll, time out and reconcile jobs, and the
+//!   scheduler that turns schedule ticks into jobs.
+//! - [`reload`]: loading the jobs file; reloading config and jobs file (SIGHUP, REST).
 //! - [`notify`]: the notification outbox and sinks.
 //! - [`api`]: the REST API and its OpenAPI document.
 //! - [`cli`]: the `respool` command.
 //! - [`sim`]: the upstream simulator.
+//! - [`systemd`]: `sd_notify` (READY, WATCHDOG, RELOADING, STOPPING); the unit itself is
+//!   `systemd/respool.service`.
+//! - [`telemetry`]: the metric names and the Prometheus rendering of `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -35,8 +46,10 @@ pub mod config;
 pub mod job;
 pub mod notify;
 pub mod orchestrator;
+pub mod reload;
 pub mod sim;
 pub mod store;
 pub mod systemd;
+pub mod telemetry;
 pub mod upstream;
 pub mod webhook;

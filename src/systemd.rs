@@ -2,7 +2,8 @@
 //! Every function is a no-op outside systemd (no `$NOTIFY_SOCKET`); failures are logged, never
 //! fatal.
 
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
@@ -17,8 +18,22 @@ pub fn ready() {
     send(&[NotifyState::Ready, NotifyState::Status("serving")]);
 }
 
-/// Sent from the main loop while it is healthy.
+/// Sent from the main loop while it is healthy. Nothing is sent when the watchdog is off, and at
+/// most one ping per half [`watchdog_interval`] otherwise: the loop turns every few milliseconds
+/// while work is due, and systemd needs to hear only about twice per `WatchdogSec`.
 pub fn watchdog() {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let Some(every) = watchdog_interval() else {
+        return;
+    };
+    let now = Instant::now();
+    {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| now.duration_since(t) < every / 2) {
+            return;
+        }
+        *last = Some(now);
+    }
     send(&[NotifyState::Watchdog]);
 }
 

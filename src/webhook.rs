@@ -1,9 +1,15 @@
-//! The webhook receiver: verify (Standard Webhooks, every configured secret), dedupe by
+//! The webhook receiver: verify (Standard Webhooks, every accepted secret), dedupe by
 //! `webhook-id`, record, answer 200, and wake the orchestrator. No business logic: the
 //! webhook is only a hint, the orchestrator fetches the response and decides.
 //!
 //! An unverified request cannot reach the store: [`Verifier::verify`] is the only way to get a
 //! [`Verified`] delivery, and only a `Verified` can be recorded.
+//!
+//! The secrets accepted are those of the config (`webhook.secrets`) plus those respool stored
+//! when it registered or rotated a webhook endpoint itself (the `webhook_secrets` table, see
+//! `api::webhook_admin`); a stored secret kept through a rotation is accepted until it expires.
+
+use std::sync::{PoisonError, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,7 +19,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::api::AppState;
-use crate::store::NewDelivery;
+use crate::clock::Clock;
+use crate::store::{NewDelivery, StoredSecret};
 
 /// Header names of Standard Webhooks.
 pub const HEADER_ID: &str = "webhook-id";
@@ -35,17 +42,49 @@ pub enum VerifyError {
     BadBody(String),
 }
 
-/// Verifies deliveries against every configured secret (several during a rotation).
+/// One accepted secret, and when it stops being accepted (unix ms; `None`: never).
+struct Key {
+    hook: standardwebhooks::Webhook,
+    expires_at: Option<i64>,
+}
+
+impl Key {
+    fn live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// Verifies deliveries against every accepted secret (several during a rotation): the
+/// config's and the stored ones. Both sets can be replaced while requests are verified:
+/// [`Verifier::set_configured`] by a config reload, [`Verifier::set_stored`] after respool
+/// registers or rotates an endpoint. The locks are never held across an `.await`.
 pub struct Verifier {
-    hooks: Vec<standardwebhooks::Webhook>,
+    configured: RwLock<Vec<Key>>,
+    stored: RwLock<Vec<Key>>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count =
+            |keys: &RwLock<Vec<Key>>| keys.read().unwrap_or_else(PoisonError::into_inner).len();
         f.debug_struct("Verifier")
-            .field("secrets", &self.hooks.len())
+            .field("configured", &count(&self.configured))
+            .field("stored", &count(&self.stored))
             .finish()
     }
+}
+
+/// Parses secrets into keys; secrets that do not parse are skipped (config validation reports
+/// them).
+fn keys<'a>(secrets: impl IntoIterator<Item = (&'a SecretString, Option<i64>)>) -> Vec<Key> {
+    secrets
+        .into_iter()
+        .filter_map(|(s, expires_at)| {
+            let hook = standardwebhooks::Webhook::new(s.expose_secret()).ok()?;
+            Some(Key { hook, expires_at })
+        })
+        .collect()
 }
 
 /// A delivery whose signature checked out.
@@ -60,19 +99,52 @@ pub struct Verified {
 }
 
 impl Verifier {
-    /// Builds a verifier; secrets that do not parse are skipped (config validation reports them).
+    /// Builds a verifier from the config's secrets, on the system clock, with no stored
+    /// secrets yet.
     pub fn new(secrets: &[SecretString]) -> Self {
-        let hooks = secrets
-            .iter()
-            .filter_map(|s| standardwebhooks::Webhook::new(s.expose_secret()).ok())
-            .collect();
-        Self { hooks }
+        Self {
+            configured: RwLock::new(keys(secrets.iter().map(|s| (s, None)))),
+            stored: RwLock::new(Vec::new()),
+            clock: Clock::system(),
+        }
     }
 
-    /// Checks headers, timestamp window (300 s) and signature in constant time, then parses
-    /// the event.
+    /// Uses `clock` to tell when a stored secret has expired.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the config's secrets (a reload).
+    pub fn set_configured(&self, secrets: &[SecretString]) {
+        let new = keys(secrets.iter().map(|s| (s, None)));
+        *self
+            .configured
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = new;
+    }
+
+    /// Replaces the stored secrets (after a register or a rotation, and at start).
+    pub fn set_stored(&self, secrets: &[StoredSecret]) {
+        let new = keys(secrets.iter().map(|s| (&s.secret, s.expires_at)));
+        *self.stored.write().unwrap_or_else(PoisonError::into_inner) = new;
+    }
+
+    /// Whether any secret is accepted now, so webhooks can arrive at all.
+    pub fn is_configured(&self) -> bool {
+        let now = self.clock.now_ms();
+        [&self.configured, &self.stored].iter().any(|keys| {
+            keys.read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|k| k.live(now))
+        })
+    }
+
+    /// Checks headers, timestamp window (300 s) and signature in constant time against every
+    /// accepted secret, then parses the event.
     pub fn verify(&self, body: &[u8], headers: &HeaderMap) -> Result<Verified, VerifyError> {
-        if self.hooks.is_empty() {
+        if !self.is_configured() {
             return Err(VerifyError::NotConfigured);
         }
         for h in [HEADER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE] {
@@ -80,27 +152,34 @@ impl Verifier {
                 return Err(VerifyError::MissingHeader(h));
             }
         }
+        let now = self.clock.now_ms();
         let mut last = VerifyError::BadSignature;
         let mut ok = false;
-        for hook in &self.hooks {
-            match hook.verify(body, headers) {
-                Ok(()) => {
-                    ok = true;
-                    break;
-                }
-                Err(e) => {
-                    last = match e {
-                        standardwebhooks::WebhookError::InvalidTimestamp
-                        | standardwebhooks::WebhookError::TimestampTooOldError
-                        | standardwebhooks::WebhookError::FutureTimestampError => {
-                            VerifyError::BadTimestamp
+        for keys in [&self.configured, &self.stored] {
+            let keys = keys.read().unwrap_or_else(PoisonError::into_inner);
+            for key in keys.iter().filter(|k| k.live(now)) {
+                match key.hook.verify(body, headers) {
+                    Ok(()) => {
+                        ok = true;
+                        break;
+                    }
+                    Err(e) => {
+                        last = match e {
+                            standardwebhooks::WebhookError::InvalidTimestamp
+                            | standardwebhooks::WebhookError::TimestampTooOldError
+                            | standardwebhooks::WebhookError::FutureTimestampError => {
+                                VerifyError::BadTimestamp
+                            }
+                            standardwebhooks::WebhookError::InvalidPayload => {
+                                VerifyError::BadBody("the body is not UTF-8".into())
+                            }
+                            _ => VerifyError::BadSignature,
                         }
-                        standardwebhooks::WebhookError::InvalidPayload => {
-                            VerifyError::BadBody("the body is not UTF-8".into())
-                        }
-                        _ => VerifyError::BadSignature,
                     }
                 }
+            }
+            if ok {
+                break;
             }
         }
         if !ok {
@@ -139,6 +218,16 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     let verified = match state.verifier.verify(&body, &headers) {
         Ok(v) => v,
         Err(e) => {
+            crate::telemetry::webhook_delivery(
+                "rejected",
+                Some(match e {
+                    VerifyError::NotConfigured => "not_configured",
+                    VerifyError::MissingHeader(_) => "missing_header",
+                    VerifyError::BadTimestamp => "bad_timestamp",
+                    VerifyError::BadSignature => "bad_signature",
+                    VerifyError::BadBody(_) => "bad_body",
+                }),
+            );
             tracing::warn!(reason = %e, "webhook refused");
             return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": {"message": e.to_string(), "type": "invalid_webhook", "param": null}})))
                 .into_response();
@@ -155,6 +244,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     match state.orchestrator.store().record_delivery(&delivery).await {
         Ok(new) => {
+            crate::telemetry::webhook_delivery(if new { "accepted" } else { "duplicate" }, None);
             tracing::info!(
                 webhook_id = %verified.webhook_id,
                 event_type = %verified.event_type,
@@ -245,6 +335,56 @@ mod tests {
             Verifier::new(&[]).verify(body.as_bytes(), &h).unwrap_err(),
             VerifyError::NotConfigured
         );
+    }
+
+    fn stored(secret: &str, expires_at: Option<i64>) -> StoredSecret {
+        StoredSecret {
+            id: 1,
+            endpoint_id: "we_1".into(),
+            secret: SecretString::from(secret),
+            created_at: 0,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn stored_secrets_verify_until_they_expire() {
+        let old = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        let clock = Clock::system();
+        let v = Verifier::new(&[]).with_clock(clock.clone());
+        assert!(!v.is_configured());
+        let expiry = clock.now_ms() + 60_000;
+        v.set_stored(&[stored(SECRET, None), stored(old, Some(expiry))]);
+        assert!(v.is_configured());
+        let body =
+            r#"{"id":"evt_1","type":"response.completed","created_at":1,"data":{"id":"resp_9"}}"#;
+        assert!(v.verify(body.as_bytes(), &signed(body, now(), old)).is_ok());
+        assert!(
+            v.verify(body.as_bytes(), &signed(body, now(), SECRET))
+                .is_ok()
+        );
+        clock.advance(std::time::Duration::from_secs(61));
+        assert_eq!(
+            v.verify(body.as_bytes(), &signed(body, now(), old))
+                .unwrap_err(),
+            VerifyError::BadSignature
+        );
+        assert!(
+            v.verify(body.as_bytes(), &signed(body, now(), SECRET))
+                .is_ok()
+        );
+        // A reload replaces the config's secrets and leaves the stored ones alone.
+        v.set_configured(&[SecretString::from(old)]);
+        assert!(v.verify(body.as_bytes(), &signed(body, now(), old)).is_ok());
+        v.set_stored(&[]);
+        assert!(
+            v.verify(body.as_bytes(), &signed(body, now(), SECRET))
+                .is_err()
+        );
+        v.set_configured(&[]);
+        assert!(!v.is_configured());
+        let dbg = format!("{v:?}");
+        assert!(!dbg.contains("whsec_") && !dbg.contains("C2FV"), "{dbg}");
     }
 
     #[test]

@@ -272,6 +272,7 @@ async fn secrets_never_reach_logs_or_api_answers() {
             ("RESPOOL_LOG".into(), "debug".into()),
             ("RESPOOL_TEST_UPSTREAM_KEY".into(), api_key.clone()),
         ],
+        ..Opts::default()
     })
     .await;
     let secret = h.secret.clone();

@@ -22,7 +22,8 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let tokens = &state.orchestrator.config().api.tokens;
+    let config = state.orchestrator.config();
+    let tokens = &config.api.tokens;
     if tokens.is_empty() {
         let peer = req
             .extensions()

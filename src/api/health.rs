@@ -1,4 +1,7 @@
-//! `/healthz` (alive), `/readyz` (database writable) and `/metrics` (Prometheus text).
+//! `/healthz` (alive), `/readyz` (database writable and upstream reachable) and `/metrics`
+//! (Prometheus text, rendered by [`crate::telemetry`]).
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -6,43 +9,95 @@ use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
 use crate::job::JobStatus;
+use crate::orchestrator::Orchestrator;
+
+/// Upstream counts as reachable when a call reached it this recently; otherwise `/readyz`
+/// probes it (a free `GET` of a response id that cannot exist, expecting 404).
+pub const UPSTREAM_RECENT: Duration = Duration::from_secs(300);
 
 pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// 200 when the database accepts writes and upstream answered lately (or answers a probe);
+/// else 503 with the reason.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.orchestrator.store().check_writable().await {
+    match readiness(&state.orchestrator).await {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ready"})),
         ),
-        Err(e) => {
-            tracing::error!(error = %crate::orchestrator::chain(&e), "readiness check failed");
+        Err(reason) => {
+            tracing::warn!(reason = %reason, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "database unavailable"})),
+                axum::Json(serde_json::json!({"status": "not ready", "reason": reason})),
             )
         }
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let store = state.orchestrator.store();
-    let counts = store.count_by_status().await?;
-    let mut out = String::from(
-        "# HELP respool_jobs Jobs in the ledger by status.\n# TYPE respool_jobs gauge\n",
-    );
-    for s in JobStatus::ALL {
-        let n = counts
-            .iter()
-            .find(|(k, _)| k == s.as_str())
-            .map_or(0, |(_, n)| *n);
-        out.push_str(&format!("respool_jobs{{status=\"{s}\"}} {n}\n"));
+/// Why the daemon is not ready, if it is not.
+async fn readiness(orch: &Orchestrator) -> Result<(), String> {
+    if let Err(e) = orch.store().check_writable().await {
+        tracing::error!(error = %crate::orchestrator::chain(&e), "readiness: database check failed");
+        return Err("database unavailable: it does not accept writes".into());
     }
-    out.push_str(&format!(
-        "# HELP respool_webhook_deliveries Verified webhook deliveries recorded.\n# TYPE respool_webhook_deliveries gauge\nrespool_webhook_deliveries {}\n",
-        store.count_deliveries().await?
-    ));
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+    let client = orch.client();
+    if client.last_reached().is_some_and(|d| d <= UPSTREAM_RECENT) {
+        return Ok(());
+    }
+    client.probe().await.map_err(|e| match e.status() {
+        Some(401 | 403) => format!(
+            "upstream refuses our credentials ({}): check upstream.api_key",
+            e.describe()
+        ),
+        _ => format!("upstream unreachable: {}", e.describe()),
+    })
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let orch = &state.orchestrator;
+    let store = orch.store();
+    let ledger = store.count_by_status().await?;
+    let summaries = store.count_summaries_by_status().await?;
+    let count = |rows: &[(String, i64)], s: JobStatus| {
+        rows.iter()
+            .find(|(k, _)| k == s.as_str())
+            .map_or(0, |(_, n)| *n)
+    };
+    let q = store.queue_depths(orch.clock().now_ms()).await?;
+    let config = orch.config();
+    let budget = if config.budget.is_set() || !config.prices().is_empty() {
+        let b = orch.budget_status().await?;
+        vec![
+            ("day", b.day.spent_usd, b.day.limit_usd),
+            ("month", b.month.spent_usd, b.month.limit_usd),
+        ]
+    } else {
+        Vec::new()
+    };
+    let state = crate::telemetry::State {
+        jobs_by_status: JobStatus::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str().to_string(),
+                    count(&ledger, *s) + count(&summaries, *s),
+                )
+            })
+            .collect(),
+        webhook_deliveries: store.count_deliveries().await?,
+        queues: vec![
+            ("pending", q.pending),
+            ("held", q.held),
+            ("due_polls", q.due_polls),
+            ("outbox_pending", q.outbox_pending),
+        ],
+        budget,
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render(&state),
+    ))
 }

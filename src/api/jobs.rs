@@ -36,6 +36,9 @@ pub struct JobView {
     pub attempts: i64,
     pub cancel_requested: bool,
     pub idempotency_key: Option<String>,
+    /// Submission order among waiting jobs: higher first.
+    #[serde(default)]
+    pub priority: i64,
     /// When the job's timeout cancels it, if it has one.
     pub deadline_at: Option<i64>,
     #[schema(value_type = Object)]
@@ -61,6 +64,7 @@ impl From<&JobRow> for JobView {
             attempts: r.submissions,
             cancel_requested: r.cancel_requested == 1,
             idempotency_key: r.idempotency_key.clone(),
+            priority: r.spec.priority,
             deadline_at: r.deadline_at.map(secs),
             metadata: r
                 .spec
@@ -155,6 +159,12 @@ pub async fn create_job(
             .join("; ");
         ApiError::invalid(message, param)
     })?;
+    if spec.schedule.is_some() {
+        return Err(ApiError::invalid(
+            "field `schedule`: schedules are read from the daemon's jobs file (`jobs_file`);              send the job without `schedule` to run it once",
+            Some("schedule".into()),
+        ));
+    }
     match state.orchestrator.accept(spec, "api").await {
         Ok(InsertOutcome::Created(row)) => {
             Ok((StatusCode::CREATED, Json(JobView::from(&row))).into_response())

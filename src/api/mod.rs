@@ -1,12 +1,20 @@
-//! The REST API (axum): jobs under `/v1`, health, metrics, the OpenAPI document, and the
-//! webhook receiver's route. One [`ApiError`] maps every failure to
-//! `{"error": {"message", "type", "param"}}`; a 500 says nothing more, the log has the chain.
+//! The REST API (axum): jobs under `/v1`, the webhook endpoints respool manages
+//! (`/v1/webhook`), the schedules (`/v1/schedules`), reload (`/v1/admin/reload`), health,
+//! metrics, the OpenAPI document, and the webhook receiver's route. One [`ApiError`] maps every
+//! failure to `{"error": {"message", "type", "param"}}`; a 500 says nothing more, the log has
+//! the chain.
 
+mod admin;
 mod auth;
+mod budget;
+mod database;
 mod error;
 mod health;
 mod jobs;
 mod notifications;
+mod schedules;
+pub mod webhook_admin;
+pub mod webhook_test;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +31,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use jobs::{JobList, JobView};
 pub use notifications::NotificationList;
+pub use schedules::{ScheduleList, ScheduleRunList, ScheduleRunView, ScheduleView};
 
 use crate::orchestrator::Orchestrator;
 use crate::webhook::Verifier;
@@ -32,6 +41,8 @@ use crate::webhook::Verifier;
 pub struct AppState {
     pub orchestrator: Orchestrator,
     pub verifier: Arc<Verifier>,
+    /// `POST /v1/admin/reload`.
+    pub reloader: crate::reload::Reloader,
 }
 
 #[derive(OpenApi)]
@@ -55,6 +66,16 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::retry_notification))
+        .routes(routes!(schedules::list_schedules))
+        .routes(routes!(schedules::list_runs))
+        .routes(routes!(admin::reload))
+        .routes(routes!(budget::get_budget))
+        .routes(routes!(database::backup))
+        .routes(routes!(database::vacuum))
+        .routes(routes!(webhook_admin::overview))
+        .routes(routes!(webhook_admin::register))
+        .routes(routes!(webhook_admin::rotate))
+        .routes(routes!(webhook_test::test))
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let v1 = v1

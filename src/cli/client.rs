@@ -100,4 +100,50 @@ impl ApiClient {
         }
         self.send(rb).await
     }
+
+    /// `POST` without a body, waiting up to `timeout` for the answer (slow admin work).
+    pub async fn post_slow<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<T> {
+        self.send(self.req(reqwest::Method::POST, path).timeout(timeout))
+            .await
+    }
+
+    /// Streams a `GET` answer into `out`; returns the bytes written. Errors carry the daemon's
+    /// message.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<u64> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let resp = self
+            .req(reqwest::Method::GET, path)
+            .timeout(timeout)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the respool daemon at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            let msg = v
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("(no message)");
+            return Err(anyhow!("the daemon answered {status}: {msg}"));
+        }
+        let mut written = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.context("reading the daemon's answer")?;
+            out.write_all(&chunk).await?;
+            written += chunk.len() as u64;
+        }
+        out.flush().await?;
+        Ok(written)
+    }
 }

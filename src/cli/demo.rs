@@ -13,7 +13,6 @@ use clap::Args;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use super::serve::ansi_stderr;
 use super::{ApiClient, LogFormat, output};
 use crate::api::JobView;
 use crate::app::Application;
@@ -54,7 +53,7 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
             EXAMPLE_JOBS.to_string(),
         ),
     };
-    let specs = parse_jobs_file(&name, &text, &process_env).map_err(|e| {
+    let mut specs = parse_jobs_file(&name, &text, &process_env).map_err(|e| {
         anyhow::anyhow!(
             e.iter()
                 .map(ToString::to_string)
@@ -62,6 +61,8 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
                 .join("\n")
         )
     })?;
+    // Scheduled entries are templates for a daemon's `jobs_file`, not jobs to run now.
+    specs.retain(|s| s.schedule.is_none());
 
     let secret = format!(
         "whsec_{}",
@@ -223,16 +224,5 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
 }
 
 fn init_quiet_logging(format: LogFormat) {
-    let filter = std::env::var("RESPOOL_LOG").unwrap_or_else(|_| "warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi_stderr())
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
+    super::logging::init_logging_with(format, "warn");
 }

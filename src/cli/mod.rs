@@ -1,14 +1,22 @@
 //! The `respool` command: clap definitions and one file per subcommand group. The daemon
 //! commands (`serve`, `demo`, `sim`, `check`) run in process; the client commands (`submit`,
-//! `jobs …`) talk to a daemon over its REST API.
+//! `jobs …`, `webhook …`) talk to a daemon over its REST API; `completions` and `man` print
+//! what clap generates from these definitions.
 
+mod budget;
 mod client;
+mod db;
 mod demo;
 mod jobs;
+mod logging;
+mod manual;
 mod notifications;
 mod output;
+mod reload;
+mod schedules;
 mod serve;
 mod submit;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +33,7 @@ pub struct Cli {
     #[arg(long, short, global = true, env = "RESPOOL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -33,10 +41,14 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
+    /// `journald` when stderr is the journal (`$JOURNAL_STREAM`), else `pretty`.
+    Auto,
     /// Human-readable lines.
     Pretty,
     /// One JSON object per line.
     Json,
+    /// For systemd's journal: `<6>message key=value`, no timestamp, the level as a priority.
+    Journald,
 }
 
 // Parsed once per process: the size of the largest variant does not matter.
@@ -56,12 +68,30 @@ pub enum Command {
     /// Notification sinks: send a test message.
     #[command(subcommand)]
     Notify(notifications::NotifyCommand),
+    /// Webhook endpoints upstream: register this daemon, rotate the secret, send a test event.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
+    /// List the jobs file's schedules: cron, time zone, next and last run, policies.
+    Schedules(schedules::SchedulesArgs),
+    /// Spend today and this month against the budget, and the jobs it holds.
+    Budget(budget::BudgetArgs),
+    /// The daemon's database: an online backup, or a vacuum.
+    #[command(subcommand)]
+    Db(db::DbCommand),
+    /// Make the daemon re-read its config file and jobs file (as SIGHUP does).
+    Reload(reload::ReloadArgs),
     /// Validate the config (and a jobs file) and print every problem found.
     Check(CheckArgs),
     /// Run the OpenAI simulator.
     Sim(crate::sim::SimArgs),
     /// Run the daemon against the built-in simulator with the example jobs, then exit.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script.
+    ///
+    /// For example: `respool completions bash > /etc/bash_completion.d/respool`.
+    Completions(manual::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man(manual::ManArgs),
 }
 
 #[derive(Args, Debug)]
@@ -95,6 +125,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => submit::submit(cli.config.as_deref(), args).await,
         Command::Jobs(cmd) => jobs::run(cli.config.as_deref(), cmd).await,
         Command::Notifications(cmd) => notifications::run(cli.config.as_deref(), cmd).await,
+        Command::Schedules(args) => schedules::run(cli.config.as_deref(), args).await,
+        Command::Reload(args) => reload::run(cli.config.as_deref(), args).await,
+        Command::Budget(args) => budget::run(cli.config.as_deref(), args).await,
+        Command::Db(cmd) => db::run(cli.config.as_deref(), cmd).await,
+        Command::Webhook(cmd) => webhook::run(cli.config.as_deref(), cmd).await,
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
         Command::Notify(notifications::NotifyCommand::Test(a)) => {
             serve::init_logging(cli.log_format);
             notifications::test(cli.config.as_deref(), a).await

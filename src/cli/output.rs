@@ -24,6 +24,7 @@ pub fn status(s: JobStatus) -> String {
         JobStatus::Incomplete | JobStatus::Cancelled => "33",
         JobStatus::Queued | JobStatus::InProgress => "36",
         JobStatus::Pending => "2",
+        JobStatus::Held => "35",
     };
     format!("\x1b[{code}m{s}\x1b[0m")
 }

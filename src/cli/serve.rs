@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use super::{CheckArgs, LogFormat};
 use crate::app::Application;
@@ -12,28 +11,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Located, Source, process_env};
 use crate::job::spec::parse_jobs_file;
 
-/// Logs to stderr; the level from `RESPOOL_LOG` (or `RUST_LOG`), default `info`.
-pub fn init_logging(format: LogFormat) {
-    let filter = std::env::var("RESPOOL_LOG")
-        .ok()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi_stderr());
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.with_target(false).try_init(),
-    };
-}
-
-/// Colours in the log only when stderr is a terminal and `NO_COLOR` is not set.
-pub fn ansi_stderr() -> bool {
-    std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
+pub use super::logging::init_logging;
 
 /// Cancels the token on SIGTERM or SIGINT; a second signal exits at once.
 pub fn shutdown_on_signals() -> CancellationToken {
@@ -79,6 +57,9 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
 
 pub async fn serve(path: Option<&Path>, log: LogFormat) -> anyhow::Result<ExitCode> {
     init_logging(log);
+    // Taken over first: from here a SIGHUP waits for the daemon and reloads it, where the
+    // default action would have ended the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let config = match load_config(path) {
         Ok(c) => c,
         Err(e) => {
@@ -87,15 +68,42 @@ pub async fn serve(path: Option<&Path>, log: LogFormat) -> anyhow::Result<ExitCo
         }
     };
     if config.upstream.api_key.is_none() {
-        tracing::warn!("no upstream API key (set OPENAI_API_KEY or upstream.api_key)");
+        tracing::warn!(
+            "no upstream API key (set upstream.api_key, the openai-api-key credential or OPENAI_API_KEY)"
+        );
     }
     if config.webhook.secrets.is_empty() {
         tracing::warn!("no webhook secret: completion is learned by polling only");
     }
     let shutdown = shutdown_on_signals();
     let app = Application::build(config, Clock::system()).await?;
+    reload_on_hangup(hangups, app.reloader(), shutdown.clone());
     app.run_until_stopped(shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the config file the daemon started with (remembered in its config) and the jobs
+/// file on every SIGHUP, until shutdown. The reload logs its outcome; a refused one changes
+/// nothing.
+fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: crate::reload::Reloader,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        break;
+                    }
+                    tracing::info!("SIGHUP: reloading the config and the jobs file");
+                    let _ = reloader.reload().await;
+                }
+            }
+        }
+    });
 }
 
 pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -151,7 +159,12 @@ pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("{}", unknown.join("\n"));
                 return Ok(ExitCode::FAILURE);
             }
-            println!("jobs file OK ({}: {} jobs)", jobs.display(), specs.len());
+            let scheduled = specs.iter().filter(|s| s.schedule.is_some()).count();
+            println!(
+                "jobs file OK ({}: {} jobs, {scheduled} of them scheduled)",
+                jobs.display(),
+                specs.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errs) => {

@@ -55,6 +55,16 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
                     )
                 },
             )?;
+            // Scheduled entries are templates: they run from the daemon's `jobs_file`.
+            let (templates, specs): (Vec<_>, Vec<_>) =
+                specs.into_iter().partition(|s| s.schedule.is_some());
+            for t in &templates {
+                eprintln!(
+                    "skipping `{}`: it has a schedule (schedules run from the daemon's `jobs_file`; \
+                     see `respool schedules`)",
+                    t.name
+                );
+            }
             specs
                 .into_iter()
                 .map(|s| {

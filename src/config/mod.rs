@@ -5,6 +5,8 @@
 //! talks to OpenAI with `$OPENAI_API_KEY`. Unknown keys are errors that name the file, line
 //! and column, so a typo never silently falls back to a default.
 
+pub mod budget;
+pub mod credentials;
 pub mod sinks;
 pub mod yaml;
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
+pub use budget::{BudgetConfig, ModelPrice, RetentionConfig};
 pub use sinks::{NotifyConfig, SinkConfig};
 pub use yaml::{Located, Pos};
 
@@ -67,12 +70,25 @@ pub struct Config {
     /// Which sinks hear about which jobs.
     #[serde(deserialize_with = "null_as_default")]
     pub notify: NotifyConfig,
+    /// Dollars per million tokens by model (longest prefix match), for costs and budgets.
+    /// `notify.pricing` is the older place for the same table.
+    #[serde(deserialize_with = "null_as_default")]
+    pub pricing: BTreeMap<String, ModelPrice>,
+    /// Spending limits: past them, jobs wait `held`.
+    #[serde(deserialize_with = "null_as_default")]
+    pub budget: BudgetConfig,
+    /// How long finished jobs are kept.
+    #[serde(deserialize_with = "null_as_default")]
+    pub retention: RetentionConfig,
     /// A YAML jobs file loaded at start.
     pub jobs_file: Option<PathBuf>,
     /// How long a graceful shutdown may take before in-flight work is abandoned (it resumes on
     /// the next start).
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
+    /// The file this config was read from (not a key of the file): a reload reads it again.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 /// REST API settings.
@@ -164,6 +180,21 @@ pub struct LimitsConfig {
     pub max_in_flight: usize,
     /// Polls (GETs) in flight at once.
     pub max_concurrent_polls: usize,
+    /// Jobs in flight per model (a model matches its own name or the longest configured
+    /// prefix; all models matching one entry share its limit). 0 holds a model's jobs back.
+    pub per_model: BTreeMap<String, usize>,
+    /// When a create's `x-ratelimit-remaining-requests` is at or below this, further creates
+    /// of that model wait for `x-ratelimit-reset-requests`.
+    pub low_water_requests: u64,
+    /// As `low_water_requests`, for `x-ratelimit-remaining-tokens`.
+    pub low_water_tokens: u64,
+}
+
+impl LimitsConfig {
+    /// The per-model limit that applies to `model`: (the configured key, the limit).
+    pub fn model_limit(&self, model: &str) -> Option<(&str, usize)> {
+        budget::longest_prefix(&self.per_model, model).map(|(k, n)| (k, *n))
+    }
 }
 
 /// Defaults applied to every job.
@@ -189,8 +220,12 @@ impl Default for Config {
             jobs: JobDefaults::default(),
             sinks: BTreeMap::new(),
             notify: NotifyConfig::default(),
+            pricing: BTreeMap::new(),
+            budget: BudgetConfig::default(),
+            retention: RetentionConfig::default(),
             jobs_file: None,
             shutdown_timeout: Duration::from_secs(8),
+            file: None,
         }
     }
 }
@@ -237,6 +272,9 @@ impl Default for LimitsConfig {
             max_concurrent_submissions: 4,
             max_in_flight: 64,
             max_concurrent_polls: 16,
+            per_model: BTreeMap::new(),
+            low_water_requests: 1,
+            low_water_tokens: 0,
         }
     }
 }
@@ -279,6 +317,8 @@ impl Config {
                     source,
                 })?;
                 let mut cfg = Self::from_yaml(&path.display().to_string(), &text, env)?;
+                // Remembered for reloads, absolute: the working directory may change meanwhile.
+                cfg.file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
                 // A relative jobs file is relative to the config file.
                 if let (Some(jobs), Some(dir)) = (cfg.jobs_file.as_mut(), path.parent()) {
                     if jobs.is_relative() {
@@ -303,6 +343,8 @@ impl Config {
             serde_saphyr::from_str(&text)
                 .map_err(|e| ConfigError::Invalid(vec![yaml::parse_error(file, &text, &e)]))?
         };
+        // systemd credentials first: they were given to this service by name.
+        credentials::apply(&mut cfg, env)?;
         cfg.apply_env_defaults(env);
         let errors = cfg.validate(file, &text);
         if errors.is_empty() {
@@ -426,6 +468,29 @@ impl Config {
                 "must not be shorter than `notify.initial_backoff`".into(),
             );
         }
+        if !self.pricing.is_empty() && !self.notify.pricing.is_empty() {
+            err(
+                &["notify", "pricing"],
+                "prices are set twice: keep the top-level `pricing` and remove `notify.pricing`"
+                    .into(),
+            );
+        }
+        let prices_at = if self.pricing.is_empty() {
+            ["notify", "pricing"].as_slice()
+        } else {
+            ["pricing"].as_slice()
+        };
+        for (path, message) in budget::validate(self.prices(), &self.budget, &self.retention) {
+            let mut full: Vec<&str> = Vec::new();
+            if path
+                .first()
+                .is_none_or(|p| p != "budget" && p != "retention")
+            {
+                full.extend(prices_at);
+            }
+            full.extend(path.iter().map(String::as_str));
+            err(&full, message);
+        }
         for (i, name) in self.notify.default.iter().enumerate() {
             if !self.sinks.contains_key(name) {
                 let idx = i.to_string();
@@ -450,6 +515,15 @@ impl Config {
                     .unwrap_or_else(|| ".".into());
                 format!("sqlite://{}", Path::new(&dir).join("respool.db").display())
             }
+        }
+    }
+
+    /// The price table: `pricing`, or the older `notify.pricing` when only that is set.
+    pub fn prices(&self) -> &BTreeMap<String, ModelPrice> {
+        if self.pricing.is_empty() {
+            &self.notify.pricing
+        } else {
+            &self.pricing
         }
     }
 
@@ -551,6 +625,68 @@ mod tests {
         );
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("sk-abc"), "secret leaked into Debug: {dbg}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_all_defaults() {
+        let text = include_str!("../../respool.example.yaml");
+        let cfg = Config::from_yaml("respool.example.yaml", text, &no_env).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            cfg.limits.low_water_requests,
+            defaults.limits.low_water_requests
+        );
+        assert_eq!(
+            cfg.limits.low_water_tokens,
+            defaults.limits.low_water_tokens
+        );
+        assert!(cfg.prices().is_empty() && !cfg.budget.is_set());
+        assert_eq!(cfg.retention.jobs, None);
+    }
+
+    #[test]
+    fn limits_budget_retention_and_pricing() {
+        let text = "limits:\n  per_model: {o3-deep-research: 2, o3: 4}\npricing:\n  o3: {input: 2, output: 8}\nbudget:\n  daily_usd: 20\n  timezone: Europe/Paris\nretention:\n  jobs: 90d\n";
+        let cfg = Config::from_yaml("c.yaml", text, &no_env).unwrap();
+        assert_eq!(
+            cfg.limits.model_limit("o3-deep-research-2025"),
+            Some(("o3-deep-research", 2))
+        );
+        assert_eq!(cfg.limits.model_limit("o3-pro"), Some(("o3", 4)));
+        assert_eq!(cfg.limits.model_limit("gpt-5"), None);
+        assert_eq!(cfg.budget.tz(), chrono_tz::Europe::Paris);
+        assert_eq!(cfg.retention.jobs, Some(Duration::from_secs(90 * 86_400)));
+        assert!(cfg.retention.keep_summary);
+        assert!(cfg.prices().contains_key("o3"));
+
+        // The older place still works.
+        let old = "notify:\n  pricing:\n    o3: {input: 2, output: 8}\n";
+        let cfg = Config::from_yaml("c.yaml", old, &no_env).unwrap();
+        assert!(cfg.prices().contains_key("o3"));
+
+        let both = "pricing:\n  o3: {input: 2, output: 8}\nnotify:\n  pricing:\n    o3: {input: 2, output: 8}\n";
+        let err = Config::from_yaml("c.yaml", both, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.yaml:4:3: `notify.pricing`: prices are set twice"),
+            "{err}"
+        );
+
+        let bad = "budget:\n  daily_usd: 5\n  timezone: Nowhere/Land\n";
+        let err = Config::from_yaml("c.yaml", bad, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.yaml:3:3: `budget.timezone`"), "{err}");
+        assert!(err.contains("`budget`: a budget needs prices"), "{err}");
+        let bad = "pricing:\n  o3: {input: -2, output: 8}\n";
+        let err = Config::from_yaml("c.yaml", bad, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`pricing.o3.input`: must be a non-negative"),
+            "{err}"
+        );
     }
 
     #[test]

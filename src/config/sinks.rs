@@ -219,7 +219,8 @@ pub struct NotifyConfig {
     /// Longest wait between tries.
     #[serde(deserialize_with = "de_duration")]
     pub max_backoff: Duration,
-    /// Price per million tokens by model, for the cost shown in notifications (unset: no cost).
+    /// Price per million tokens by model: the older place of the top-level `pricing` (which
+    /// see), still read when that is not set.
     pub pricing: BTreeMap<String, ModelPrice>,
 }
 

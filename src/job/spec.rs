@@ -3,8 +3,8 @@
 //!
 //! Any key respool does not own passes through to OpenAI untouched, so new API parameters work
 //! without a respool release. respool's keys are taken out before the body is sent:
-//! `name`, `notify`, `idempotency_key`, `timeout` (and `metadata`, which is merged with
-//! respool's own tag).
+//! `name`, `notify`, `idempotency_key`, `timeout`, `schedule`, `priority`, `budget_exempt` (and
+//! `metadata`, which is merged with respool's own tag).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -18,9 +18,13 @@ use crate::config::yaml::{self, Located};
 use super::METADATA_JOB_KEY;
 
 /// Keys respool owns; they never reach OpenAI.
-const OWN_KEYS: [&str; 4] = ["name", "notify", "idempotency_key", "timeout"];
+const OWN_KEYS: [&str; 5] = ["name", "notify", "idempotency_key", "timeout", "schedule"];
+/// respool's keys for scheduling a job among others: they never reach OpenAI either.
+const QUEUE_KEYS: [&str; 2] = ["priority", "budget_exempt"];
+/// The range of `priority`.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
 /// Keys later versions of respool will own; refused now so they are not sent to OpenAI.
-const RESERVED_KEYS: [&str; 3] = ["schedule", "attachments", "after"];
+const RESERVED_KEYS: [&str; 2] = ["attachments", "after"];
 
 /// A terminal outcome a notification route can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,6 +68,22 @@ pub struct JobSpec {
     /// code `timeout`.
     #[serde(with = "opt_secs")]
     pub timeout: Option<Duration>,
+    /// A jobs-file entry with a schedule is a template: each tick of the schedule makes a job
+    /// from it (without the schedule). Skipped when absent, so stored specs and their hashes
+    /// stay as they were before the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<super::schedule::ScheduleSpec>,
+    /// Submission order: higher first, then oldest first. Skipped when 0 so that specs (and
+    /// their hashes, which make a jobs file idempotent) stay as they were before the key.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i64,
+    /// Submitted even when a budget is reached (its cost still counts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub budget_exempt: bool,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// One problem with a job spec, naming the job and the field.
@@ -286,7 +306,52 @@ impl JobSpec {
             },
         };
 
+        let priority = match body.remove("priority") {
+            None | Some(Value::Null) => 0,
+            Some(v) => match v.as_i64() {
+                Some(p) if PRIORITY_RANGE.contains(&p) => p,
+                _ => {
+                    err(
+                        "priority",
+                        format!(
+                            "must be an integer from {} to {} (higher goes first; default 0)",
+                            PRIORITY_RANGE.start(),
+                            PRIORITY_RANGE.end()
+                        ),
+                    );
+                    0
+                }
+            },
+        };
+        let budget_exempt = match body.remove("budget_exempt") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => b,
+            Some(_) => {
+                err("budget_exempt", "must be true or false".into());
+                false
+            }
+        };
+
+        let schedule = match body.remove("schedule") {
+            None | Some(Value::Null) => None,
+            Some(v) => match super::schedule::ScheduleSpec::from_value(&v) {
+                Ok(s) => Some(s),
+                Err((field, m)) => {
+                    err(&field, m);
+                    None
+                }
+            },
+        };
+        if schedule.is_some() && idempotency_key.is_some() {
+            err(
+                "idempotency_key",
+                "cannot be used with `schedule` (each run gets its own key,                  `schedule:<name>:<time>`)"
+                    .into(),
+            );
+        }
+
         debug_assert!(OWN_KEYS.iter().all(|k| !body.contains_key(*k)));
+        debug_assert!(QUEUE_KEYS.iter().all(|k| !body.contains_key(*k)));
         if errors.is_empty() {
             Ok(JobSpec {
                 name,
@@ -294,6 +359,9 @@ impl JobSpec {
                 notify,
                 idempotency_key,
                 timeout,
+                schedule,
+                priority,
+                budget_exempt,
             })
         } else {
             Err(errors)
@@ -556,6 +624,50 @@ mod tests {
         let text = "jobs:\n  - name: a\n    model: o3\n    input: hi\n  - name: a\n    model: o3\n    input: hi\n";
         let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
         assert!(errs[0].to_string().contains("jobs.yaml:5:"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn priority_and_budget_exempt_are_respools_keys() {
+        let spec = JobSpec::from_value(
+            json!({"model": "m", "input": "i", "priority": 5, "budget_exempt": true}),
+            "#1",
+        )
+        .unwrap();
+        assert_eq!(spec.priority, 5);
+        assert!(spec.budget_exempt);
+        let body = spec.create_body(&super::super::JobId::generate());
+        assert!(!body.contains_key("priority") && !body.contains_key("budget_exempt"));
+
+        let plain = JobSpec::from_value(json!({"model": "m", "input": "i"}), "#1").unwrap();
+        assert_eq!(plain.priority, 0);
+        // Defaults are not serialized: stored specs and their hashes stay as before.
+        let stored = serde_json::to_value(&plain).unwrap();
+        assert!(stored.get("priority").is_none() && stored.get("budget_exempt").is_none());
+
+        for bad in [json!(1.5), json!("high"), json!(5000), json!(-1001)] {
+            let errs = JobSpec::from_value(
+                json!({"name": "p", "model": "m", "input": "i", "priority": bad}),
+                "#1",
+            )
+            .unwrap_err();
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(
+                errs[0].to_string().starts_with(
+                    "job `p`: field `priority`: must be an integer from -1000 to 1000"
+                ),
+                "{}",
+                errs[0]
+            );
+        }
+        let errs = JobSpec::from_value(
+            json!({"name": "p", "model": "m", "input": "i", "budget_exempt": "yes"}),
+            "#1",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "job `p`: field `budget_exempt`: must be true or false"
+        );
     }
 
     #[test]

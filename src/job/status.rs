@@ -1,17 +1,21 @@
 //! The job status machine. Statuses only move forward; [`JobStatus::can_move_to`] is the one
 //! place that says which moves are legal, and every status write in the store goes through it.
+//! `pending` and `held` are the two "not yet submitted" statuses: a job moves between them as
+//! its budget allows, and from either to any later status.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Where a job is in its life. `pending` is ours (not yet submitted); the rest mirror
-/// OpenAI's response statuses.
+/// Where a job is in its life. `pending` and `held` are ours (not yet submitted; `held` waits
+/// for budget); the rest mirror OpenAI's response statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Pending,
+    /// Not submitted because a budget is reached; back to `pending` when it allows.
+    Held,
     Queued,
     InProgress,
     Completed,
@@ -21,8 +25,9 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 7] = [
+    pub const ALL: [JobStatus; 8] = [
         Self::Pending,
+        Self::Held,
         Self::Queued,
         Self::InProgress,
         Self::Completed,
@@ -34,6 +39,7 @@ impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Held => "held",
             Self::Queued => "queued",
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
@@ -53,7 +59,8 @@ impl JobStatus {
 
     fn rank(self) -> u8 {
         match self {
-            Self::Pending => 0,
+            // Equal ranks: `pending ↔ held` are both legal, neither is progress.
+            Self::Pending | Self::Held => 0,
             Self::Queued => 1,
             Self::InProgress => 2,
             _ => 3,
@@ -63,7 +70,8 @@ impl JobStatus {
     /// Whether a job may move from `self` to `next`. Staying put is allowed (a repeated
     /// observation); moving backward or out of a terminal status is not. `pending` may jump
     /// straight to any later status (a response can be observed first as `in_progress` or even
-    /// finished, and a job cancelled before submission never leaves us).
+    /// finished, and a job cancelled before submission never leaves us). `pending` and `held`
+    /// may move into each other (a budget reached, then available again).
     pub fn can_move_to(self, next: JobStatus) -> bool {
         if self == next {
             return true;
@@ -71,7 +79,12 @@ impl JobStatus {
         if self.is_terminal() {
             return false;
         }
-        next.rank() > self.rank()
+        next.rank() > self.rank() || (self.rank() == 0 && next.rank() == 0)
+    }
+
+    /// Whether the job was not submitted yet (`pending` or `held`).
+    pub fn is_unsubmitted(self) -> bool {
+        self.rank() == 0
     }
 }
 
@@ -118,6 +131,22 @@ mod tests {
         assert!(!Completed.can_move_to(Failed));
         assert!(!Cancelled.can_move_to(Completed));
         assert!(Completed.can_move_to(Completed));
+    }
+
+    #[test]
+    fn held_is_a_not_yet_submitted_status() {
+        assert!(Pending.can_move_to(Held));
+        assert!(Held.can_move_to(Pending));
+        assert!(Held.can_move_to(Held));
+        assert!(Held.can_move_to(Queued));
+        assert!(Held.can_move_to(Cancelled));
+        assert!(!Held.is_terminal());
+        assert!(Held.is_unsubmitted() && Pending.is_unsubmitted());
+        assert!(!Queued.is_unsubmitted());
+        assert!(!Queued.can_move_to(Held));
+        assert!(!InProgress.can_move_to(Held));
+        assert!(!Cancelled.can_move_to(Held));
+        assert_eq!("held".parse::<JobStatus>().unwrap(), Held);
     }
 
     #[test]

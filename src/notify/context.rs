@@ -119,21 +119,13 @@ impl Context {
             }
         });
         let cost = usage.as_ref().and_then(|u| {
-            let price = config.notify.pricing.get(&job.model).or_else(|| {
-                // `gpt-5-2025-08-07` is priced like `gpt-5`: the longest configured prefix wins.
-                config
-                    .notify
-                    .pricing
-                    .iter()
-                    .filter(|(m, _)| job.model.starts_with(m.as_str()))
-                    .max_by_key(|(m, _)| m.len())
-                    .map(|(_, p)| p)
-            })?;
-            let uncached = (u.input_tokens - u.cached_tokens).max(0) as f64;
-            let usd = (uncached * price.input
-                + u.cached_tokens as f64 * price.cached_input.unwrap_or(price.input)
-                + u.output_tokens as f64 * price.output)
-                / 1_000_000.0;
+            // `gpt-5-2025-08-07` is priced like `gpt-5`: the longest configured prefix wins.
+            let price = crate::config::budget::price_for(config.prices(), &job.model)?;
+            let usd = price.cost_usd(crate::config::budget::Tokens {
+                input: u.input_tokens,
+                cached: u.cached_tokens,
+                output: u.output_tokens,
+            });
             Some(Cost {
                 usd,
                 display: format!("${usd:.2}"),

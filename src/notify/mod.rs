@@ -217,6 +217,31 @@ impl Notifier {
         clock: Clock,
         config: Arc<Config>,
     ) -> Result<Self, (String, SinkError)> {
+        Self::with_permits(
+            store,
+            clock,
+            config,
+            Arc::new(Semaphore::new(MAX_CONCURRENT_DELIVERIES)),
+        )
+    }
+
+    /// A notifier for a reloaded config: every sink built anew from `config`, the store, clock
+    /// and delivery slots shared with this one (deliveries in flight keep their old sink).
+    pub fn reconfigured(&self, config: Arc<Config>) -> Result<Self, (String, SinkError)> {
+        Self::with_permits(
+            self.store.clone(),
+            self.clock.clone(),
+            config,
+            self.permits.clone(),
+        )
+    }
+
+    fn with_permits(
+        store: Store,
+        clock: Clock,
+        config: Arc<Config>,
+        permits: Arc<Semaphore>,
+    ) -> Result<Self, (String, SinkError)> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("respool/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -242,7 +267,7 @@ impl Notifier {
             clock,
             config,
             sinks: Arc::new(sinks),
-            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_DELIVERIES)),
+            permits,
             lease_ms,
         })
     }
@@ -316,6 +341,7 @@ impl Notifier {
         let now = self.clock.now_ms();
         match result {
             Ok(()) => {
+                crate::telemetry::notification(&row.sink, "delivered");
                 tracing::info!(job_id = %row.job_id, sink = %row.sink, event = %row.event, "notification delivered");
                 self.store.mark_notification_delivered(row, now).await
             }
@@ -335,6 +361,10 @@ impl Notifier {
                     }
                     _ => None,
                 };
+                crate::telemetry::notification(
+                    &row.sink,
+                    if retry_at.is_some() { "retry" } else { "dead" },
+                );
                 tracing::warn!(
                     job_id = %row.job_id, sink = %row.sink, attempts, error = %e,
                     dead = retry_at.is_none(), "notification failed"

@@ -25,6 +25,9 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         notify: None,
         idempotency_key: None,
         timeout: None,
+        schedule: None,
+        priority: 0,
+        budget_exempt: false,
     });
     let start = REPORT.find("[cited source]").unwrap_or(0);
     let response = json!({

@@ -46,7 +46,7 @@ fn canonical(v: Value) -> Value {
 impl Orchestrator {
     /// Stores a validated job and wakes the workers. `origin` goes into the timeline.
     pub async fn accept(&self, spec: JobSpec, origin: &str) -> Result<InsertOutcome, AcceptError> {
-        let config = &self.inner.config;
+        let config = self.config();
         if let Some(sink) = spec.sink_names().find(|s| !config.sinks.contains_key(*s)) {
             return Err(AcceptError::UnknownSink {
                 job: spec.name.clone(),

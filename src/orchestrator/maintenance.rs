@@ -56,7 +56,7 @@ impl Orchestrator {
         let Some(job) = store.get_job(id).await? else {
             return Ok(());
         };
-        let outbox = routes_for(&job.spec, &self.inner.config);
+        let outbox = routes_for(&job.spec, &self.config());
         if cancel_requested {
             let error = JobError {
                 code: if job.cancel_reason.as_deref() == Some("timeout") {
@@ -72,7 +72,7 @@ impl Orchestrator {
                 .await?;
             return Ok(());
         }
-        match self.inner.config.upstream.uncertain_create {
+        match self.config().upstream.uncertain_create {
             UncertainCreatePolicy::Fail => {
                 let error = JobError {
                     code: "submit_uncertain".into(),
@@ -195,7 +195,7 @@ impl Orchestrator {
             return Ok(());
         };
         let store = &self.inner.store;
-        let fetched = match self.inner.client.retrieve(response_id).await {
+        let fetched = match self.client().retrieve(response_id).await {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(error = %e.describe(), response_id, "cannot fetch the response a webhook named");
@@ -228,7 +228,7 @@ impl Orchestrator {
                     .record_event(&job.id, now, "duplicate", &msg, None)
                     .await?;
                 if !obs.status.is_terminal() {
-                    if let Err(e) = self.inner.client.cancel(response_id).await {
+                    if let Err(e) = self.client().cancel(response_id).await {
                         tracing::warn!(error = %e.describe(), "cancelling a duplicate response failed");
                     }
                 }

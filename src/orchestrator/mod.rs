@@ -7,25 +7,36 @@
 //! the planned executor; it would have been a second queue to reconcile with the ledger, with
 //! nothing to add that these claims do not already give. See the README's design notes.)
 //!
-//! Work is bounded by semaphores (create calls, polls) and a cap on jobs in flight; every task
-//! is owned by a [`TaskTracker`] and drained on shutdown.
+//! Work is bounded by semaphores (create calls, polls) and caps on jobs in flight (overall and
+//! per model); budgets hold jobs and nearly used-up rate-limit windows defer them (`limits.rs`,
+//! `budget.rs`); retention prunes old records hourly (`retention.rs`). Every task is owned by a
+//! [`TaskTracker`] and drained on shutdown.
 
+mod budget;
 mod intake;
+mod limits;
 mod maintenance;
 mod poll;
+mod reconfigure;
+mod retention;
 pub mod schedule;
+mod schedules;
 mod submit;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use budget::{BudgetStatus, PeriodSpend, period_starts};
 pub use intake::{AcceptError, spec_hash};
+pub use retention::PruneReport;
 
 use crate::clock::{Clock, ms};
 use crate::config::Config;
@@ -42,17 +53,26 @@ pub struct Orchestrator {
 
 struct Inner {
     store: Store,
-    client: upstream::Client,
-    config: Arc<Config>,
+    /// Swapped whole by a reload; readers take a snapshot with [`Orchestrator::client`].
+    client: ArcSwap<upstream::Client>,
+    /// Swapped whole by a reload; readers take a snapshot with [`Orchestrator::config`].
+    config: ArcSwap<Config>,
     clock: Clock,
     wake: Notify,
     submit_permits: Arc<Semaphore>,
     poll_permits: Arc<Semaphore>,
     health: WebhookHealth,
-    notifier: Notifier,
+    /// Whether respool holds stored webhook secrets (endpoints it registered itself), which
+    /// make webhooks configured even with no `webhook.secrets`.
+    stored_webhook_secrets: AtomicBool,
+    /// Swapped by a reload (new sinks); in-flight deliveries keep the one they started with.
+    notifier: ArcSwap<Notifier>,
     tracker: TaskTracker,
     /// When each unknown-response delivery was last looked up (webhook id → unix ms).
     adopt_tries: Mutex<HashMap<String, (i64, u32)>>,
+    /// Rate-limit windows, spend and retention state (see `limits.rs`).
+    governor: limits::Governor,
+    scheduler: schedules::SchedulerState,
 }
 
 impl Orchestrator {
@@ -67,13 +87,16 @@ impl Orchestrator {
             submit_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_submissions)),
             poll_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_polls)),
             health: WebhookHealth::new(!config.webhook.secrets.is_empty()),
-            notifier,
+            stored_webhook_secrets: AtomicBool::new(false),
+            notifier: ArcSwap::from_pointee(notifier),
             wake: Notify::new(),
             tracker: TaskTracker::new(),
             adopt_tries: Mutex::new(HashMap::new()),
+            governor: limits::Governor::new(),
+            scheduler: schedules::SchedulerState::default(),
             store,
-            client,
-            config,
+            client: ArcSwap::from_pointee(client),
+            config: ArcSwap::new(config),
             clock,
         };
         Self {
@@ -122,7 +145,7 @@ impl Orchestrator {
             }
         }
         self.inner.tracker.close();
-        let grace = self.inner.config.shutdown_timeout;
+        let grace = self.config().shutdown_timeout;
         if tokio::time::timeout(grace, self.inner.tracker.wait())
             .await
             .is_err()
@@ -146,10 +169,14 @@ impl Orchestrator {
     async fn tick(&self) -> Result<Vec<JoinHandle<()>>, StoreError> {
         let mut handles = Vec::new();
         self.maintain(&mut handles).await?;
+        self.start_retention(&mut handles);
+        crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
+        self.run_schedules().await?;
         self.start_submissions(&mut handles).await?;
         self.start_polls(&mut handles).await?;
         self.inner
             .notifier
+            .load_full()
             .start_due(&self.inner.tracker, &mut handles)
             .await?;
         Ok(handles)
@@ -159,8 +186,11 @@ impl Orchestrator {
     /// other workers write due times too).
     async fn sleep_hint(&self) -> Duration {
         let max = Duration::from_millis(1000);
-        match self.inner.store.next_check_at().await {
-            Ok(Some(at)) => {
+        let job = self.inner.store.next_check_at().await.ok().flatten();
+        // A schedule's next tick is due work too: wake for it on time, not up to a second late.
+        let tick = self.inner.store.next_schedule_at().await.ok().flatten();
+        match job.into_iter().chain(tick).min() {
+            Some(at) => {
                 let wait = at - self.now();
                 if wait <= 0 {
                     Duration::from_millis(20)
@@ -168,7 +198,7 @@ impl Orchestrator {
                     Duration::from_millis(wait as u64).min(max)
                 }
             }
-            _ => max,
+            None => max,
         }
     }
 
@@ -178,11 +208,27 @@ impl Orchestrator {
 
     /// How long an uncertain create waits for a webhook to reveal its response.
     fn uncertain_wait_ms(&self) -> i64 {
-        if self.inner.config.webhook.secrets.is_empty() {
-            0
+        if self.webhooks_configured() {
+            ms(self.config().upstream.uncertain_create_wait)
         } else {
-            ms(self.inner.config.upstream.uncertain_create_wait)
+            0
         }
+    }
+
+    /// Whether webhooks can arrive at all: a secret in the config, or one stored when respool
+    /// registered an endpoint itself.
+    pub fn webhooks_configured(&self) -> bool {
+        !self.config().webhook.secrets.is_empty()
+            || self.inner.stored_webhook_secrets.load(Ordering::Relaxed)
+    }
+
+    /// Tells the orchestrator whether respool holds stored webhook secrets (at start, and
+    /// after `respool webhook register`).
+    pub fn set_stored_webhook_secrets(&self, any: bool) {
+        self.inner
+            .stored_webhook_secrets
+            .store(any, Ordering::Relaxed);
+        self.inner.health.set_configured(self.webhooks_configured());
     }
 
     /// The store, for the API.
@@ -190,9 +236,15 @@ impl Orchestrator {
         &self.inner.store
     }
 
-    /// The config the orchestrator runs with.
-    pub fn config(&self) -> &Arc<Config> {
-        &self.inner.config
+    /// The config in force now: a snapshot, so hold it for one piece of work and ask again
+    /// for the next (a reload swaps it).
+    pub fn config(&self) -> Arc<Config> {
+        self.inner.config.load_full()
+    }
+
+    /// The upstream client in force now (a reload may replace it).
+    pub fn client(&self) -> Arc<upstream::Client> {
+        self.inner.client.load_full()
     }
 
     /// The clock.

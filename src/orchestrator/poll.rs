@@ -23,7 +23,7 @@ impl Orchestrator {
         }
         let now = self.now();
         // The lease: if this poll's worker dies, the job is polled again after it.
-        let lease = crate::clock::ms(self.inner.config.upstream.request_timeout) + 30_000;
+        let lease = crate::clock::ms(self.config().upstream.request_timeout) + 30_000;
         let claims = self
             .inner
             .store
@@ -58,30 +58,39 @@ impl Orchestrator {
 
     async fn poll(&self, claim: PollClaim) -> Result<(), StoreError> {
         let (result, source) = if claim.cancel_requested == 1 {
-            (self.cancel_upstream(&claim.response_id).await, "cancel")
+            (
+                self.cancel_upstream(&claim.id, &claim.response_id).await,
+                "cancel",
+            )
         } else {
             (
-                self.inner
-                    .client
+                self.client()
                     .retrieve(&claim.response_id)
                     .await
-                    .map(|f| f.observation),
+                    .map(|f| (f.observation, f.request_id)),
                 "poll",
             )
         };
         let now = self.now();
         match result {
-            Ok(obs) => {
-                self.apply(
-                    &claim.id,
-                    &obs,
-                    claim.poll_interval_ms,
-                    claim.cancel_reason.as_deref(),
-                    source,
-                )
-                .await?;
+            Ok((obs, request_id)) => {
+                let outcome = self
+                    .apply_traced(
+                        &claim.id,
+                        &obs,
+                        claim.poll_interval_ms,
+                        claim.cancel_reason.as_deref(),
+                        source,
+                        request_id.as_deref(),
+                    )
+                    .await?;
+                crate::telemetry::poll(match outcome {
+                    ApplyOutcome::Applied { from, to } if from != to => "changed",
+                    _ => "unchanged",
+                });
             }
             Err(UpstreamError::Api { status: 404, .. }) => {
+                crate::telemetry::poll("not_found");
                 // The response is gone upstream (deleted, or expired): nothing will ever change.
                 let error = JobError {
                     code: "response_not_found".into(),
@@ -100,6 +109,7 @@ impl Orchestrator {
                     .await?;
             }
             Err(e) => {
+                crate::telemetry::poll("error");
                 let delay = e
                     .retry_after()
                     .map(crate::clock::ms)
@@ -120,15 +130,35 @@ impl Orchestrator {
     }
 
     /// Cancels a response upstream and returns its state after (fetching it if the cancel
-    /// came too late).
+    /// came too late), with the `x-request-id` of the call that showed it. A cancel accepted
+    /// before the response is final is noted in the job's timeline with its request id.
     pub(super) async fn cancel_upstream(
         &self,
+        job_id: &str,
         response_id: &str,
-    ) -> Result<Observation, UpstreamError> {
-        match self.inner.client.cancel(response_id).await? {
-            CancelOutcome::Cancelled(f) if f.observation.status.is_terminal() => Ok(f.observation),
+    ) -> Result<(Observation, Option<String>), UpstreamError> {
+        match self.client().cancel(response_id).await? {
+            CancelOutcome::Cancelled(f) if f.observation.status.is_terminal() => {
+                Ok((f.observation, f.request_id))
+            }
             // Accepted but not yet final, or already finished otherwise: the GET tells.
-            _ => Ok(self.inner.client.retrieve(response_id).await?.observation),
+            other => {
+                if let CancelOutcome::Cancelled(f) = &other {
+                    let data =
+                        serde_json::json!({"response_id": response_id, "request_id": f.request_id});
+                    let msg = format!("cancel accepted upstream ({})", f.observation.status);
+                    if let Err(e) = self
+                        .inner
+                        .store
+                        .record_event(job_id, self.now(), "cancel_sent", &msg, Some(&data))
+                        .await
+                    {
+                        tracing::error!(error = %chain(&e), "cannot record a cancel");
+                    }
+                }
+                let f = self.client().retrieve(response_id).await?;
+                Ok((f.observation, f.request_id))
+            }
         }
     }
 
@@ -141,13 +171,28 @@ impl Orchestrator {
         cancel_reason: Option<&str>,
         source: &str,
     ) -> Result<ApplyOutcome, StoreError> {
+        self.apply_traced(id, obs, prev_interval_ms, cancel_reason, source, None)
+            .await
+    }
+
+    /// [`Self::apply`], keeping the upstream `x-request-id` that showed the observation in
+    /// the status event.
+    pub(super) async fn apply_traced(
+        &self,
+        id: &str,
+        obs: &Observation,
+        prev_interval_ms: i64,
+        cancel_reason: Option<&str>,
+        source: &str,
+        request_id: Option<&str>,
+    ) -> Result<ApplyOutcome, StoreError> {
         let now = self.now();
         let store = &self.inner.store;
         let Some(job) = store.get_job(id).await? else {
             return Ok(ApplyOutcome::Missing);
         };
         let interval = interval_ms(prev_interval_ms, self, now);
-        let outbox = routes_for(&job.spec, &self.inner.config);
+        let outbox = routes_for(&job.spec, &self.config());
         let outcome = store
             .apply_observation(
                 id,
@@ -159,6 +204,7 @@ impl Orchestrator {
                     cancel_reason,
                     outbox: &outbox,
                     source,
+                    request_id,
                 },
             )
             .await?;
@@ -166,9 +212,10 @@ impl Orchestrator {
             if from != to {
                 tracing::info!(job_id = id, %from, %to, source, "status changed");
                 if to.is_terminal() {
+                    self.inner.governor.spend_changed();
                     self.wake();
                     if source == "poll"
-                        && !self.inner.config.webhook.secrets.is_empty()
+                        && self.webhooks_configured()
                         && !store.has_delivery_for(obs.response_id.as_str()).await?
                     {
                         tracing::info!(
@@ -195,19 +242,22 @@ impl Orchestrator {
             return Ok(Some(job));
         }
         match (&job.response_id, job.status) {
-            (None, JobStatus::Pending) if job.submit_state == crate::store::SubmitState::Ready => {
+            (None, JobStatus::Pending | JobStatus::Held)
+                if job.submit_state == crate::store::SubmitState::Ready =>
+            {
                 self.finish_cancelled_unsubmitted(id, job.cancel_reason.as_deref())
                     .await?;
             }
             // Submitting or uncertain: resolved when the create's outcome is known.
-            (Some(rid), _) => match self.cancel_upstream(rid).await {
-                Ok(obs) => {
-                    self.apply(
+            (Some(rid), _) => match self.cancel_upstream(id, rid).await {
+                Ok((obs, request_id)) => {
+                    self.apply_traced(
                         id,
                         &obs,
                         job.poll_interval_ms,
                         job.cancel_reason.as_deref(),
                         "cancel",
+                        request_id.as_deref(),
                     )
                     .await?;
                 }
@@ -248,7 +298,7 @@ impl Orchestrator {
                 message: "cancelled before it was submitted".into(),
             }
         };
-        let outbox = routes_for(&job.spec, &self.inner.config);
+        let outbox = routes_for(&job.spec, &self.config());
         store
             .finish_unsubmitted(id, JobStatus::Cancelled, &error, self.now(), &outbox)
             .await?;

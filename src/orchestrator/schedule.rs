@@ -6,6 +6,7 @@
 //! miss an event. Either way a lost webhook delays a result by at most `max_interval`.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The next interval after `prev` (0 for the first poll), before jitter.
@@ -37,7 +38,8 @@ pub fn jitter(interval: Duration, max: Duration, r: f64) -> Duration {
 /// poll, never what is correct.
 #[derive(Debug)]
 pub struct WebhookHealth {
-    configured: bool,
+    /// Whether a signing secret is configured (a reload may change it).
+    configured: AtomicBool,
     /// Unix ms until which webhooks count as unhealthy (a miss was seen).
     unhealthy_until: Mutex<i64>,
 }
@@ -48,18 +50,23 @@ const MISS_PENALTY_MS: i64 = 15 * 60 * 1000;
 impl WebhookHealth {
     pub fn new(configured: bool) -> Self {
         Self {
-            configured,
+            configured: AtomicBool::new(configured),
             unhealthy_until: Mutex::new(0),
         }
     }
 
     pub fn is_healthy(&self, now: i64) -> bool {
-        self.configured
+        self.configured.load(Ordering::Relaxed)
             && self
                 .unhealthy_until
                 .lock()
                 .map(|u| *u <= now)
                 .unwrap_or(true)
+    }
+
+    /// A reload added or removed the webhook secrets.
+    pub fn set_configured(&self, configured: bool) {
+        self.configured.store(configured, Ordering::Relaxed);
     }
 
     /// A poll found a job finished and no webhook had said so.

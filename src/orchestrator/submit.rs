@@ -5,6 +5,10 @@
 //! the response id (accepted); a reschedule (surely not received: rate limit, no connection);
 //! a failure (refused: a 4xx); or *uncertain* (it may have started a response we never heard
 //! of). Uncertain creates are never sent again silently; see `maintenance.rs`.
+//!
+//! Before claiming, budgets hold or release jobs (`budget.rs`) and models whose rate-limit
+//! window is nearly used up are deferred to its reset (`limits.rs`); the claim itself takes the
+//! highest priority first and skips models at their `per_model` limit.
 
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -22,9 +26,12 @@ impl Orchestrator {
         &self,
         handles: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), StoreError> {
-        let max_in_flight = self.inner.config.limits.max_in_flight as i64;
+        let config = self.config();
+        let over_budget = self.apply_budget(&config).await?;
+        self.defer_rate_limited(&config).await?;
+        let limits = Self::claim_limits(&config, over_budget);
         loop {
-            if self.inner.store.count_in_flight().await? >= max_in_flight {
+            if self.inner.store.count_in_flight().await? >= limits.max_in_flight {
                 return Ok(());
             }
             let Ok(permit) = self.inner.submit_permits.clone().try_acquire_owned() else {
@@ -34,7 +41,7 @@ impl Orchestrator {
             let Some(claim) = self
                 .inner
                 .store
-                .claim_submission(now, self.submit_lease_ms())
+                .claim_submission(now, self.submit_lease_ms(), &limits)
                 .await?
             else {
                 return Ok(());
@@ -58,7 +65,8 @@ impl Orchestrator {
     /// How long a create call (with its inline retries) may take before the claim counts as
     /// abandoned.
     fn submit_lease_ms(&self) -> i64 {
-        let u = &self.inner.config.upstream;
+        let config = self.config();
+        let u = &config.upstream;
         let retries = i64::from(u.max_retries);
         ms(u.request_timeout) * (retries + 1) + ms(u.max_retry_delay) * retries + 30_000
     }
@@ -67,13 +75,21 @@ impl Orchestrator {
         let id = claim.id.as_str();
         let job_id = crate::job::JobId::parse(id).map_err(StoreError::Corrupt)?;
         let body = claim.spec.create_body(&job_id);
-        let result = self.inner.client.create(&body).await;
+        let result = self.client().create(&body).await;
+        self.record_rate_limits(
+            claim.spec.model(),
+            match &result {
+                Ok(f) => f.rate_limits.as_ref(),
+                Err(e) => e.rate_limits(),
+            },
+        );
         let now = self.now();
         let store = &self.inner.store;
         match result {
             Ok(fetched) => {
+                crate::telemetry::submission("accepted");
                 let obs = &fetched.observation;
-                let interval = self.inner.config.polling.min_interval;
+                let interval = self.config().polling.min_interval;
                 let recorded = store
                     .record_submitted(
                         id,
@@ -86,7 +102,7 @@ impl Orchestrator {
                     .await?;
                 if recorded {
                     tracing::info!(response_id = %obs.response_id, status = %obs.status, "submitted");
-                    let outbox = routes_for(&claim.spec, &self.inner.config);
+                    let outbox = routes_for(&claim.spec, &self.config());
                     store
                         .apply_observation(
                             id,
@@ -98,6 +114,7 @@ impl Orchestrator {
                                 cancel_reason: None,
                                 outbox: &outbox,
                                 source: "create",
+                                request_id: fetched.request_id.as_deref(),
                             },
                         )
                         .await?;
@@ -108,6 +125,7 @@ impl Orchestrator {
             Err(e) if matches!(e.status(), Some(401 | 403)) => {
                 // A key or permission problem is the daemon's, not the job's: hold the job
                 // until the config is fixed instead of failing every job in the queue.
+                crate::telemetry::submission("retried");
                 tracing::error!(error = %e.describe(), "upstream refused our credentials; holding submissions");
                 let reason = format!(
                     "upstream refused the request ({}): check upstream.api_key; trying again in 1m",
@@ -126,15 +144,17 @@ impl Orchestrator {
                     e.describe(),
                     humantime::format_duration(std::time::Duration::from_millis(ms(delay) as u64))
                 );
+                crate::telemetry::submission("retried");
                 tracing::warn!(error = %e.describe(), "create not accepted; will retry");
                 store
                     .reschedule_submission(id, claim.attempt, now + ms(delay), now, &reason)
                     .await?;
             }
             Err(e) if !e.create_may_have_happened() => {
+                crate::telemetry::submission("refused");
                 tracing::warn!(error = %e.describe(), "create refused");
                 let error = refused_error(&e);
-                let outbox = routes_for(&claim.spec, &self.inner.config);
+                let outbox = routes_for(&claim.spec, &self.config());
                 store
                     .finish_unsubmitted(id, JobStatus::Failed, &error, now, &outbox)
                     .await?;
@@ -150,6 +170,7 @@ impl Orchestrator {
                         "applying the uncertain-create policy"
                     }
                 );
+                crate::telemetry::submission("uncertain");
                 tracing::warn!(error = %e.describe(), "create outcome uncertain");
                 store
                     .mark_uncertain(id, claim.attempt, now + wait, now, &reason)
@@ -185,7 +206,7 @@ impl Orchestrator {
                 Some(&serde_json::json!({"response_id": response_id})),
             )
             .await?;
-        if let Err(e) = self.inner.client.cancel(response_id).await {
+        if let Err(e) = self.client().cancel(response_id).await {
             let msg = format!(
                 "cancelling duplicate {response_id} failed: {}",
                 e.describe()
@@ -228,7 +249,8 @@ fn refused_error(e: &UpstreamError) -> JobError {
 
 /// Re-exported for the poll worker.
 pub(super) fn interval_ms(prev: i64, orch: &Orchestrator, now: i64) -> i64 {
-    let cfg = &orch.inner.config.polling;
+    let config = orch.config();
+    let cfg = &config.polling;
     let prev = std::time::Duration::from_millis(prev.max(0) as u64);
     let healthy = orch.inner.health.is_healthy(now);
     let next = schedule::next_interval(prev, cfg.min_interval, cfg.max_interval, healthy);

@@ -57,6 +57,10 @@ pub struct SimArgs {
     /// How long finished responses stay retrievable.
     #[arg(long, default_value = "24h", value_parser = duration)]
     pub retention: Duration,
+    /// How long a webhook endpoint's old secret keeps signing after a rotation that keeps it
+    /// (`keep_old_secret_active_for_24_hours`).
+    #[arg(long, default_value = "24h", value_parser = duration)]
+    pub secret_rotation_overlap: Duration,
 
     /// Probability that a webhook is never sent.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
@@ -138,6 +142,8 @@ impl SimArgs {
             stream_drop: self.stream_drop,
             stream_unknown_events: self.stream_unknown_events,
             stream_abort_sticks: self.stream_abort_sticks,
+            ratelimit_requests: 0,
+            ratelimit_window: std::time::Duration::ZERO,
         };
         faults.validate().map_err(SimError::Config)?;
         check_secrets(&self.webhook_secrets)?;
@@ -156,6 +162,7 @@ impl SimArgs {
             webhook_timeout: self.webhook_timeout,
             webhook_retry_schedule: self.webhook_retry_schedule.clone(),
             retention: self.retention,
+            secret_rotation_overlap: self.secret_rotation_overlap,
             ..SimConfig::default()
         })
     }

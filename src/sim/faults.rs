@@ -65,6 +65,13 @@ pub struct Faults {
     /// Probability that a background stream whose client disconnects while the response is
     /// still `queued` leaves it `queued` forever (the known OpenAI bug, upstream-api.md §2.6).
     pub stream_abort_sticks: f64,
+    /// The request limit the `x-ratelimit-*` headers count down from, per window; a small
+    /// one shows low `remaining` counts (the limit is only reported, never enforced). Zero
+    /// means 10 000.
+    pub ratelimit_requests: u64,
+    /// The window of those headers. Zero means one minute.
+    #[serde(with = "duration_serde")]
+    pub ratelimit_window: Duration,
 }
 
 impl Faults {
@@ -102,6 +109,22 @@ impl Faults {
         } else {
             self.retry_after
         }
+    }
+
+    /// The reported request limit and its window, never zero.
+    pub(crate) fn ratelimit_or_default(&self) -> (u64, Duration) {
+        (
+            if self.ratelimit_requests == 0 {
+                10_000
+            } else {
+                self.ratelimit_requests
+            },
+            if self.ratelimit_window.is_zero() {
+                Duration::from_secs(60)
+            } else {
+                self.ratelimit_window
+            },
+        )
     }
 
     /// How long a hung create is held, never zero.

@@ -1,6 +1,7 @@
 //! Headers every API reply carries: `x-request-id`, `openai-version`, `openai-processing-ms`
 //! and the six `x-ratelimit-*` headers, whose reset values are Go-style durations
-//! (`1s`, `6m0s`, `12ms`, `2s81ms`). The counters follow a one-minute window.
+//! (`1s`, `6m0s`, `12ms`, `2s81ms`). The counters follow a one-minute window of 10 000
+//! requests unless `Faults::ratelimit_requests` / `ratelimit_window` say otherwise.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,10 +11,8 @@ use tokio::time::Instant;
 
 use super::ids;
 
-const LIMIT_REQUESTS: u64 = 10_000;
 const LIMIT_TOKENS: u64 = 30_000_000;
 const TOKENS_PER_REQUEST: u64 = 1_000;
-const WINDOW: Duration = Duration::from_secs(60);
 
 /// Formats a duration like OpenAI's rate-limit reset headers: `12ms`, `1s`, `6m0s`, `2s81ms`.
 pub(crate) fn go_duration(d: Duration) -> String {
@@ -58,25 +57,31 @@ impl RateWindow {
         }
     }
 
-    /// Counts a request and writes every standard header into `headers`.
-    pub fn stamp(&self, headers: &mut HeaderMap, started: Instant) {
+    /// Counts a request and writes every standard header into `headers`, for a request limit
+    /// of `limit` per `window`.
+    pub fn stamp(
+        &self,
+        headers: &mut HeaderMap,
+        started: Instant,
+        (limit, window): (u64, Duration),
+    ) {
         let now = Instant::now();
         let (used, left) = {
             let mut state = self
                 .state
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if now.duration_since(state.0) >= WINDOW {
+            if now.duration_since(state.0) >= window {
                 *state = (now, 0);
             }
             state.1 += 1;
-            (state.1, WINDOW.saturating_sub(now.duration_since(state.0)))
+            (state.1, window.saturating_sub(now.duration_since(state.0)))
         };
-        let remaining_requests = LIMIT_REQUESTS.saturating_sub(used);
+        let remaining_requests = limit.saturating_sub(used);
         let remaining_tokens = LIMIT_TOKENS.saturating_sub(used * TOKENS_PER_REQUEST);
         // Tokens refill proportionally faster than requests: scale the reset accordingly.
         let token_reset = left.mul_f64((used * TOKENS_PER_REQUEST) as f64 / LIMIT_TOKENS as f64);
-        let request_reset = left.mul_f64(used as f64 / LIMIT_REQUESTS as f64);
+        let request_reset = left.mul_f64((used as f64 / limit as f64).min(1.0));
         let values = [
             ("x-request-id", ids::request_id()),
             ("openai-version", "2020-10-01".to_owned()),
@@ -84,7 +89,7 @@ impl RateWindow {
                 "openai-processing-ms",
                 now.duration_since(started).as_millis().to_string(),
             ),
-            ("x-ratelimit-limit-requests", LIMIT_REQUESTS.to_string()),
+            ("x-ratelimit-limit-requests", limit.to_string()),
             ("x-ratelimit-limit-tokens", LIMIT_TOKENS.to_string()),
             (
                 "x-ratelimit-remaining-requests",

@@ -9,7 +9,10 @@
 //!   …/input_items`, with OpenAI's error envelope, bearer auth and rate-limit headers.
 //! - Responses move `queued → in_progress → completed|failed|incomplete` on a clock
 //!   ([`SimConfig::queue_time`], [`SimConfig::run_time`]); output grows while in progress.
-//! - Signed Standard Webhooks for terminal transitions of background responses, with retries.
+//! - Signed Standard Webhooks for terminal transitions of background responses, with retries,
+//!   to the configured target and to every subscribed webhook endpoint.
+//! - `/v1/webhook_endpoints`: create, list, retrieve, update, delete, `rotate_secret` (with the
+//!   old secret kept for [`SimConfig::secret_rotation_overlap`] on request) and `test`.
 //! - Control: `GET /_sim/stats`, `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
 //!   `POST /_sim/webhook` (`{"url": …, "secrets": [...]}`). These need no API key.
 //!
@@ -39,10 +42,14 @@
 //! - `args.rs`: [`SimArgs`], the `respool sim` flags. `faults.rs`: [`Faults`] and the
 //!   `metadata.sim` grammar. `validate.rs`: create-body validation. `response.rs`: the Response
 //!   object. `output.rs`: generated output, steps and usage. `entry.rs`: one response's
-//!   status machine. `state.rs`: the store and its operations. `stream.rs`: SSE. `webhooks.rs`: signed deliveries. `server.rs`: routes.
-//!   `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope.
+//!   status machine. `state.rs`: the store and its operations. `stream.rs`: SSE.
+//!   `webhooks.rs`: signed deliveries. `endpoints.rs`: webhook endpoints and their secrets;
+//!   `endpoint_params.rs`: their request bodies. `server.rs`: routes. `headers.rs`: request id
+//!   and rate-limit headers. `error.rs`: the error envelope.
 
 mod args;
+mod endpoint_params;
+mod endpoints;
 mod entry;
 mod error;
 mod faults;
@@ -107,6 +114,9 @@ pub struct SimConfig {
     pub webhook_max_pending: usize,
     /// How long finished responses stay retrievable.
     pub retention: Duration,
+    /// How long an endpoint's old secret keeps signing after a rotation with
+    /// `keep_old_secret_active_for_24_hours` (OpenAI: 24 hours).
+    pub secret_rotation_overlap: Duration,
 }
 
 impl Default for SimConfig {
@@ -130,6 +140,7 @@ impl Default for SimConfig {
             webhook_concurrency: 8,
             webhook_max_pending: 1024,
             retention: Duration::from_secs(24 * 3600),
+            secret_rotation_overlap: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -156,6 +167,7 @@ impl std::fmt::Debug for SimConfig {
             .field("webhook_concurrency", &self.webhook_concurrency)
             .field("webhook_max_pending", &self.webhook_max_pending)
             .field("retention", &self.retention)
+            .field("secret_rotation_overlap", &self.secret_rotation_overlap)
             .finish()
     }
 }
@@ -260,11 +272,16 @@ pub async fn spawn(config: SimConfig) -> Result<SimHandle, SimError> {
     let shared = Arc::new(shared);
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let sender = webhooks::Sender::new(shared.clone(), tracker.clone(), cancel.clone())
-        .map_err(SimError::Client)?;
+    let hooks = webhooks::client(&shared.config).map_err(SimError::Client)?;
+    let sender = webhooks::Sender::new(
+        shared.clone(),
+        hooks.clone(),
+        tracker.clone(),
+        cancel.clone(),
+    );
     tracker.spawn(sender.run(webhook_rx));
     tracker.spawn(clock(shared.clone(), cancel.clone()));
-    let router = server::router(shared.clone(), cancel.clone());
+    let router = server::router(shared.clone(), hooks, cancel.clone());
     let stop = cancel.clone();
     tracker.spawn(async move {
         let served = axum::serve(listener, router)
@@ -347,6 +364,23 @@ impl SimHandle {
         let mut inner = self.shared.lock();
         inner.webhook.url = url;
         inner.webhook.secrets = secrets;
+    }
+
+    /// Every registered webhook endpoint as `GET /v1/webhook_endpoints/{id}` shows it (no
+    /// secret), oldest first.
+    pub fn webhook_endpoints(&self) -> Vec<serde_json::Value> {
+        self.shared.lock().endpoints.views()
+    }
+
+    /// The secrets that sign an endpoint's deliveries now, newest first (two during a rotation
+    /// overlap); empty for an unknown id. For tests that sign deliveries by hand.
+    pub fn webhook_endpoint_secrets(&self, id: &str) -> Vec<String> {
+        let inner = self.shared.lock();
+        inner
+            .endpoints
+            .get(id)
+            .map(|e| e.live_secrets(Instant::now()))
+            .unwrap_or_default()
     }
 
     /// The current snapshot of a stored response (advanced to now), as the API would show it

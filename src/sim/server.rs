@@ -1,4 +1,5 @@
-//! The HTTP surface: the `/v1/responses` routes, the gate in front of them (bearer auth,
+//! The HTTP surface: the `/v1/responses` routes (and `/v1/webhook_endpoints` from
+//! `endpoints.rs`), the gate in front of them (bearer auth,
 //! API faults, standard headers, 429/5xx counters) and the `/_sim/*` control API
 //! (`GET /_sim/stats`, `GET|POST /_sim/faults`, `POST /_sim/webhook`), which needs no key.
 
@@ -30,14 +31,21 @@ use super::validate::{check_include, parse_create};
 pub(crate) struct App {
     pub shared: Arc<Shared>,
     pub cancel: CancellationToken,
+    /// The webhook HTTP client (for `POST /webhook_endpoints/{id}/test`).
+    pub hooks: reqwest::Client,
     window: Arc<RateWindow>,
 }
 
 /// Builds the simulator's router.
-pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
+pub(crate) fn router(
+    shared: Arc<Shared>,
+    hooks: reqwest::Client,
+    cancel: CancellationToken,
+) -> Router {
     let app = App {
         shared,
         cancel,
+        hooks,
         window: Arc::new(RateWindow::new()),
     };
     let v1 = Router::new()
@@ -45,6 +53,7 @@ pub(crate) fn router(shared: Arc<Shared>, cancel: CancellationToken) -> Router {
         .route("/responses/{id}", get(retrieve).delete(delete))
         .route("/responses/{id}/cancel", post(cancel_response))
         .route("/responses/{id}/input_items", get(input_items))
+        .merge(super::endpoints::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(app.clone(), gate));
     Router::new()
@@ -62,15 +71,16 @@ async fn gate(State(app): State<App>, req: Request, next: Next) -> Response {
         Ok(()) => next.run(req).await,
         Err(err) => err.into_response(),
     };
-    {
+    let ratelimit = {
         let mut inner = app.shared.lock();
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
             inner.stats.served_429 += 1;
         } else if response.status().is_server_error() {
             inner.stats.served_5xx += 1;
         }
-    }
-    app.window.stamp(response.headers_mut(), started);
+        inner.faults.ratelimit_or_default()
+    };
+    app.window.stamp(response.headers_mut(), started, ratelimit);
     response
 }
 

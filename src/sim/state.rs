@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use super::endpoints::Endpoints;
 pub(crate) use super::entry::{Entry, Status, WebhookJob};
 use super::error::ApiError;
 use super::faults::{Faults, Outcome, roll};
@@ -36,6 +37,8 @@ pub(crate) struct Inner {
     pub faults: Faults,
     pub stats: SimStats,
     pub webhook: WebhookTarget,
+    /// Registered webhook endpoints (`/v1/webhook_endpoints`).
+    pub endpoints: Endpoints,
 }
 
 /// State shared by the server, the clock task, streams and webhook senders.
@@ -68,6 +71,7 @@ impl Shared {
             faults: config.faults.clone(),
             stats: SimStats::default(),
             webhook,
+            endpoints: Endpoints::default(),
         };
         let (webhook_tx, rx) = mpsc::channel(config.webhook_max_pending.max(1));
         let shared = Self {

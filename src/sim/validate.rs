@@ -71,7 +71,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn invalid_type(param: &str, expected: &str, got: &Value) -> ApiError {
+pub(crate) fn invalid_type(param: &str, expected: &str, got: &Value) -> ApiError {
     ApiError::invalid(
         format!(
             "Invalid type for '{param}': expected {expected}, but got {} instead.",
@@ -135,7 +135,7 @@ fn enum_value(body: &Map<String, Value>, key: &str, allowed: &[&str]) -> Result<
     }
 }
 
-fn quoted(values: &[&str]) -> String {
+pub(crate) fn quoted(values: &[&str]) -> String {
     values
         .iter()
         .map(|v| format!("'{v}'"))

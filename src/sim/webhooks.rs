@@ -3,6 +3,10 @@
 //! a compressed exponential schedule (same `webhook-id`, fresh timestamp and signature per
 //! attempt), and the webhook faults (drop, duplicate, delay, reorder, extra event types).
 //!
+//! Each event goes to the configured target (`--webhook-url`, every event type) and to every
+//! registered webhook endpoint subscribed to its type (`endpoints.rs`), each with its own
+//! `webhook-id` and signed with that target's live secrets, read afresh at every attempt.
+//!
 //! Every delivery runs in a task owned by the simulator's `TaskTracker`; a `Semaphore` bounds
 //! how many HTTP attempts run at once and another bounds how many deliveries may be pending.
 
@@ -12,12 +16,13 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::faults::{WebhookMode, roll};
-use super::ids;
-use super::state::{Shared, WebhookJob};
+use super::state::{Inner, Shared, WebhookJob};
+use super::{SimConfig, ids};
 
 /// The `user-agent` OpenAI sends with webhooks.
 pub const USER_AGENT: &str = "OpenAI/1.0 (+https://platform.openai.com/docs/webhooks)";
@@ -29,8 +34,18 @@ const EXTRA_EVENTS: &[(&str, &str)] = &[
     ("fine_tuning.job.succeeded", "ftjob"),
 ];
 
-/// One delivery: a body and the `webhook-id` it keeps across attempts.
+/// Where one delivery goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// The configured target (`set_webhook_target`, `--webhook-url`).
+    Configured,
+    /// A registered webhook endpoint, by id.
+    Endpoint(String),
+}
+
+/// One delivery: a target, a body and the `webhook-id` it keeps across attempts.
 struct Delivery {
+    target: Target,
     webhook_id: String,
     body: String,
     delay: Duration,
@@ -47,28 +62,34 @@ pub(crate) struct Sender {
     pending: Arc<Semaphore>,
 }
 
+/// The HTTP client every delivery uses: no redirects (OpenAI follows none), no proxy, the
+/// configured attempt timeout and OpenAI's user agent.
+pub(crate) fn client(config: &SimConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(config.webhook_timeout)
+        .user_agent(USER_AGENT)
+        .build()
+}
+
 impl Sender {
     pub fn new(
         shared: Arc<Shared>,
+        client: reqwest::Client,
         tracker: TaskTracker,
         cancel: CancellationToken,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(shared.config.webhook_timeout)
-            .user_agent(USER_AGENT)
-            .build()?;
+    ) -> Self {
         let attempts = Arc::new(Semaphore::new(shared.config.webhook_concurrency.max(1)));
         let pending = Arc::new(Semaphore::new(shared.config.webhook_max_pending.max(1)));
-        Ok(Self {
+        Self {
             shared,
             client,
             tracker,
             cancel,
             attempts,
             pending,
-        })
+        }
     }
 
     /// Receives terminal transitions until cancelled.
@@ -84,12 +105,13 @@ impl Sender {
         }
     }
 
-    /// Applies the webhook faults to one event and spawns its deliveries.
+    /// Applies the webhook faults to one event and spawns its deliveries, one per target.
     fn dispatch(&self, job: WebhookJob) {
         let mut deliveries = Vec::new();
         {
             let mut inner = self.shared.lock();
-            if inner.webhook.url.is_none() {
+            let main_targets = targets(&inner, &job.event_type);
+            if main_targets.is_empty() {
                 return;
             }
             let faults = inner.faults.clone();
@@ -103,21 +125,30 @@ impl Sender {
                     || roll(&mut inner.rng, faults.webhook_duplicate);
                 let jitter = random_up_to(&mut inner.rng, faults.webhook_reorder);
                 let delay = faults.webhook_delay + job.extra_delay.unwrap_or_default() + jitter;
-                deliveries.push(Delivery {
-                    webhook_id: ids::new("wh"),
-                    body: event_body(&job.event_type, &job.data_id, job.created_at),
-                    delay,
-                    duplicate,
-                });
+                let body = event_body(&job.event_type, &job.data_id, job.created_at);
+                for target in main_targets {
+                    deliveries.push(Delivery {
+                        target,
+                        webhook_id: ids::new("wh"),
+                        body: body.clone(),
+                        delay,
+                        duplicate,
+                    });
+                }
             }
             if roll(&mut inner.rng, faults.webhook_extra_events) {
                 let (kind, prefix) = EXTRA_EVENTS[inner.rng.random_range(0..EXTRA_EVENTS.len())];
-                deliveries.push(Delivery {
-                    webhook_id: ids::new("wh"),
-                    body: event_body(kind, &ids::new(prefix), job.created_at),
-                    delay: random_up_to(&mut inner.rng, faults.webhook_reorder),
-                    duplicate: false,
-                });
+                let body = event_body(kind, &ids::new(prefix), job.created_at);
+                let delay = random_up_to(&mut inner.rng, faults.webhook_reorder);
+                for target in targets(&inner, kind) {
+                    deliveries.push(Delivery {
+                        target,
+                        webhook_id: ids::new("wh"),
+                        body: body.clone(),
+                        delay,
+                        duplicate: false,
+                    });
+                }
             }
         }
         for delivery in deliveries {
@@ -138,6 +169,17 @@ impl Sender {
             });
         }
     }
+}
+
+/// Who gets an event of type `kind`: the configured target (every type), then each endpoint
+/// subscribed to it.
+fn targets(inner: &Inner, kind: &str) -> Vec<Target> {
+    let configured = inner.webhook.url.is_some().then_some(Target::Configured);
+    let endpoints = inner.endpoints.subscribed(kind).into_iter();
+    configured
+        .into_iter()
+        .chain(endpoints.map(Target::Endpoint))
+        .collect()
 }
 
 fn random_up_to(rng: &mut impl Rng, max: Duration) -> Duration {
@@ -226,36 +268,26 @@ impl DeliveryTask {
         let (url, secrets) = {
             let mut inner = self.shared.lock();
             inner.stats.webhooks_attempted += 1;
-            (inner.webhook.url.clone(), inner.webhook.secrets.clone())
+            match &delivery.target {
+                Target::Configured => (inner.webhook.url.clone(), inner.webhook.secrets.clone()),
+                // A deleted endpoint has no URL: the attempt fails, and so do the retries.
+                Target::Endpoint(id) => inner.endpoints.get(id).map_or((None, Vec::new()), |e| {
+                    (Some(e.url.clone()), e.live_secrets(Instant::now()))
+                }),
+            }
         };
         let Some(url) = url else { return false };
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = signature_header(
-            &secrets,
-            &delivery.webhook_id,
-            timestamp,
-            delivery.body.as_bytes(),
-        );
-        let mut request = self
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &delivery.webhook_id)
-            .header("webhook-timestamp", timestamp.to_string());
-        if !signature.is_empty() {
-            request = request.header("webhook-signature", signature);
-        }
         let result = tokio::select! {
             () = self.cancel.cancelled() => return false,
-            r = request.body(delivery.body.clone()).send() => r,
+            r = send_signed(&self.client, &url, &delivery.webhook_id, &delivery.body, &secrets) => r,
         };
         match result {
-            Ok(resp) if resp.status().is_success() => {
+            Ok(status) if status.is_success() => {
                 self.shared.lock().stats.webhooks_delivered += 1;
                 true
             }
-            Ok(resp) => {
-                tracing::debug!(webhook_id = %delivery.webhook_id, status = %resp.status(), "webhook rejected");
+            Ok(status) => {
+                tracing::debug!(webhook_id = %delivery.webhook_id, %status, "webhook rejected");
                 false
             }
             Err(err) => {
@@ -264,4 +296,26 @@ impl DeliveryTask {
             }
         }
     }
+}
+
+/// POSTs `body` to `url` once, with OpenAI's headers and a `webhook-signature` made now with
+/// each of `secrets` (none: no signature header); returns the answer's status.
+pub(crate) async fn send_signed(
+    client: &reqwest::Client,
+    url: &str,
+    webhook_id: &str,
+    body: &str,
+    secrets: &[String],
+) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = signature_header(secrets, webhook_id, timestamp, body.as_bytes());
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", webhook_id)
+        .header("webhook-timestamp", timestamp.to_string());
+    if !signature.is_empty() {
+        request = request.header("webhook-signature", signature);
+    }
+    Ok(request.body(body.to_owned()).send().await?.status())
 }

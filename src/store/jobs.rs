@@ -177,6 +177,8 @@ pub struct ApplyContext<'a> {
     pub outbox: &'a [OutboxEntry],
     /// What produced the observation (`create`, `poll`, `cancel`, `webhook`), for the timeline.
     pub source: &'a str,
+    /// `x-request-id` of the upstream call that showed it, kept in the status event.
+    pub request_id: Option<&'a str>,
 }
 
 /// Filters for listing jobs.
@@ -203,60 +205,73 @@ pub(super) async fn fetch_job(
     .await?)
 }
 
+/// Inserts a validated job inside the caller's transaction (honouring its idempotency key)
+/// and records `accepted`: [`Store::insert_job`], and the scheduler's runs, which are written
+/// with their `schedule_runs` row.
+pub(super) async fn insert_job_in(
+    conn: &mut SqliteConnection,
+    job: &NewJob,
+) -> Result<InsertOutcome, StoreError> {
+    if let Some(key) = &job.spec.idempotency_key {
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some(id) = existing {
+            let row = fetch_job(conn, &id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?;
+            return Ok(if row.spec_hash == job.spec_hash {
+                InsertOutcome::Existing(row)
+            } else {
+                InsertOutcome::KeyConflict(row)
+            });
+        }
+    }
+    let spec_json =
+        serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, created_at, \
+         updated_at, deadline_at, next_check_at, priority, budget_exempt) \
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(job.id.as_str())
+    .bind(&job.spec.name)
+    .bind(job.spec.model())
+    .bind(spec_json)
+    .bind(&job.spec.idempotency_key)
+    .bind(&job.spec_hash)
+    .bind(job.now)
+    .bind(job.now)
+    .bind(job.deadline_at)
+    .bind(job.now)
+    .bind(job.spec.priority)
+    .bind(job.spec.budget_exempt)
+    .execute(&mut *conn)
+    .await?;
+    add_event(
+        conn,
+        job.id.as_str(),
+        job.now,
+        "accepted",
+        &format!("accepted from {}", job.origin),
+        None,
+    )
+    .await?;
+    let row = fetch_job(conn, job.id.as_str())
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))?;
+    Ok(InsertOutcome::Created(row))
+}
+
 impl Store {
     /// Inserts a validated job (honouring its idempotency key) and records `accepted`.
     pub async fn insert_job(&self, job: NewJob) -> Result<InsertOutcome, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(key) = &job.spec.idempotency_key {
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(id) = existing {
-                let row = fetch_job(&mut tx, &id)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?;
-                tx.commit().await?;
-                return Ok(if row.spec_hash == job.spec_hash {
-                    InsertOutcome::Existing(row)
-                } else {
-                    InsertOutcome::KeyConflict(row)
-                });
-            }
-        }
-        let spec_json =
-            serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, created_at, \
-             updated_at, deadline_at, next_check_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(job.id.as_str())
-        .bind(&job.spec.name)
-        .bind(job.spec.model())
-        .bind(spec_json)
-        .bind(&job.spec.idempotency_key)
-        .bind(&job.spec_hash)
-        .bind(job.now)
-        .bind(job.now)
-        .bind(job.deadline_at)
-        .bind(job.now)
-        .execute(&mut *tx)
-        .await?;
-        add_event(
-            &mut tx,
-            job.id.as_str(),
-            job.now,
-            "accepted",
-            &format!("accepted from {}", job.origin),
-            None,
-        )
-        .await?;
-        let row = fetch_job(&mut tx, job.id.as_str())
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))?;
+        let outcome = insert_job_in(&mut tx, &job).await?;
         tx.commit().await?;
-        Ok(InsertOutcome::Created(row))
+        Ok(outcome)
     }
 
     /// Returns the job with this id.

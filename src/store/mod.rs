@@ -6,11 +6,16 @@
 //! follow-up work they cause (timeline events, outbox rows) is written in the same short
 //! transaction. No transaction is ever held across an HTTP call.
 
+mod budget;
 mod events;
 mod jobs;
+mod limits;
 mod notifications;
 mod observations;
+mod retention;
+mod schedules;
 mod submissions;
+mod webhook_secrets;
 mod webhooks;
 
 use std::str::FromStr;
@@ -19,12 +24,19 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+pub use budget::ModelUsage;
 pub use events::EventRow;
 pub use jobs::{
     ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, SubmitClaim,
     SubmitState, UncertainJob,
 };
+pub use limits::{ClaimLimits, RATE_LIMIT_WAIT};
 pub use notifications::{NotificationRow, OutboxEntry};
+pub use retention::{PrunableJob, QueueDepths};
+pub use schedules::{
+    NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,
+};
+pub use webhook_secrets::StoredSecret;
 pub use webhooks::{DeliveryRow, NewDelivery};
 
 /// A store failure. The database error is kept as the source for the log.

@@ -55,6 +55,7 @@ impl Store {
             cancel_reason,
             outbox,
             source,
+            request_id,
         } = *ctx;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(row) = fetch_job(&mut tx, id).await? else {
@@ -100,7 +101,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if row.status != obs.status {
-            let data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});
+            let mut data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});
+            if let (Some(r), Some(o)) = (request_id, data.as_object_mut()) {
+                o.insert("request_id".into(), r.into());
+            }
             let mut msg = format!("{} → {} ({source})", row.status, obs.status);
             if let Some(e) = &error {
                 msg.push_str(&format!(": {}: {}", e.code, e.message));
@@ -163,7 +167,7 @@ impl Store {
             "UPDATE jobs SET cancel_requested = 1, cancel_reason = COALESCE(cancel_reason, ?), \
              next_check_at = CASE WHEN status IN ('queued', 'in_progress') THEN ? ELSE next_check_at END, \
              wake_pending = 1, updated_at = ? \
-             WHERE id = ? AND cancel_requested = 0 AND status IN ('pending', 'queued', 'in_progress')",
+             WHERE id = ? AND cancel_requested = 0 AND status IN ('pending', 'held', 'queued', 'in_progress')",
         )
         .bind(reason)
         .bind(now)
@@ -190,7 +194,7 @@ impl Store {
     pub async fn due_timeouts(&self, now: i64) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM jobs WHERE deadline_at <= ? AND cancel_requested = 0 \
-             AND status IN ('pending', 'queued', 'in_progress') LIMIT 100",
+             AND status IN ('pending', 'held', 'queued', 'in_progress') LIMIT 100",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -202,17 +206,19 @@ impl Store {
         &self,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, cancel_reason FROM jobs WHERE status = 'pending' AND cancel_requested = 1 \
+            "SELECT id, cancel_reason FROM jobs WHERE status IN ('pending', 'held') AND cancel_requested = 1 \
              AND submit_state = 'ready' LIMIT 100",
         )
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// The earliest time any job needs a worker, so workers can sleep until then.
+    /// The earliest time any job needs a worker, so workers can sleep until then. A scheduled
+    /// run waiting for its previous run is not due whatever its time says.
     pub async fn next_check_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(next_check_at) FROM jobs WHERE status IN ('pending', 'queued', 'in_progress')",
+            "SELECT MIN(next_check_at) FROM jobs WHERE status IN ('pending', 'queued', 'in_progress') \
+             AND NOT EXISTS (SELECT 1 FROM schedule_runs r WHERE r.job_id = jobs.id AND r.waiting = 1)",
         )
         .fetch_one(&self.pool)
         .await?)

@@ -1,36 +1,67 @@
 //! Submission writes: claiming a job for its create call, and recording what the call did
 //! (accepted, refused, to retry, uncertain), plus adoption of a response revealed later.
 
+use sqlx::AssertSqlSafe;
+
 use super::events::add_event;
 use super::jobs::{SubmitClaim, UncertainJob};
+use super::limits::{ClaimLimits, models_at_limit};
 use super::notifications::{OutboxEntry, insert_outbox};
 use super::{Store, StoreError};
 use crate::job::{JobError, JobStatus, Observation};
 
 impl Store {
-    /// Claims the oldest pending job that is due for submission: bumps its attempt, counts the
-    /// submission and records it *before* the create call is sent, so a crash mid-call leaves a
-    /// trace. The lease says how long the call may take before the outcome counts as unknown.
+    /// Claims the pending job that is due for submission with the highest priority (then the
+    /// oldest): bumps its attempt, counts the submission and records it *before* the create call
+    /// is sent, so a crash mid-call leaves a trace. The lease says how long the call may take
+    /// before the outcome counts as unknown. A scheduled run waiting for its previous run
+    /// (`overlap: queue`) is left alone.
+    ///
+    /// `limits` are checked in the same transaction (which holds the write lock), so claims
+    /// never overshoot them: nothing is claimed when `max_in_flight` jobs are in flight, and a
+    /// model whose `per_model` limit is reached is skipped while other models go on.
     pub async fn claim_submission(
         &self,
         now: i64,
         lease_ms: i64,
+        limits: &ClaimLimits<'_>,
     ) -> Result<Option<SubmitClaim>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let claim = sqlx::query_as::<_, SubmitClaim>(
+        let Some(skip) = models_at_limit(&mut tx, now, limits).await? else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let placeholders = |n: usize| vec!["?"; n].join(", ");
+        let mut skip_models = String::new();
+        if !skip.models.is_empty() {
+            skip_models += &format!("AND model NOT IN ({}) ", placeholders(skip.models.len()));
+        }
+        if !skip.unless_exempt.is_empty() {
+            skip_models += &format!(
+                "AND (budget_exempt = 1 OR model NOT IN ({})) ",
+                placeholders(skip.unless_exempt.len())
+            );
+        }
+        // Built from fixed fragments and placeholders only; every value is bound.
+        let sql = format!(
             "UPDATE jobs SET submit_state = 'submitting', attempt = attempt + 1, \
              submissions = submissions + 1, lease_until = ?, updated_at = ? \
              WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
                          AND cancel_requested = 0 AND (next_check_at IS NULL OR next_check_at <= ?) \
-                         ORDER BY created_at, id LIMIT 1) \
+                         AND NOT EXISTS (SELECT 1 FROM schedule_runs r WHERE r.job_id = jobs.id AND r.waiting = 1) \
+                         {skip_models}\
+                         ORDER BY priority DESC, created_at, id LIMIT 1) \
              AND submit_state = 'ready' \
-             RETURNING id, attempt, submissions, spec",
-        )
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+             RETURNING id, attempt, submissions, spec"
+        );
+        let mut q = sqlx::query_as::<_, SubmitClaim>(AssertSqlSafe(sql))
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(now);
+        for model in skip.models.iter().chain(&skip.unless_exempt) {
+            q = q.bind(model);
+        }
+        let claim = q.fetch_optional(&mut *tx).await?;
         if let Some(c) = &claim {
             let msg = if c.submissions > 1 {
                 format!("submitting upstream (create call #{})", c.submissions)
@@ -222,7 +253,8 @@ impl Store {
     }
 
     /// Ends a job that never got a response id (refused create, uncertain create under the
-    /// `fail` policy, cancelled before submission): conditional on it still being pending.
+    /// `fail` policy, cancelled before submission): conditional on it still being pending (or
+    /// held).
     pub async fn finish_unsubmitted(
         &self,
         id: &str,
@@ -233,10 +265,16 @@ impl Store {
     ) -> Result<bool, StoreError> {
         debug_assert!(status.is_terminal());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // `pending` or `held`: both were never submitted.
+        let from: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let from = from.unwrap_or_else(|| "pending".into());
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, submit_state = CASE WHEN submit_state = 'submitting' THEN 'done' ELSE submit_state END, \
              finished_at = ?, next_check_at = NULL, lease_until = NULL, error_code = ?, error_message = ?, \
-             updated_at = ? WHERE id = ? AND status = 'pending' AND response_id IS NULL",
+             updated_at = ? WHERE id = ? AND status IN ('pending', 'held') AND response_id IS NULL",
         )
         .bind(status.as_str())
         .bind(now)
@@ -249,14 +287,13 @@ impl Store {
         .rows_affected()
             == 1;
         if done {
-            let data =
-                serde_json::json!({"from": "pending", "to": status.as_str(), "error": error});
+            let data = serde_json::json!({"from": from, "to": status.as_str(), "error": error});
             add_event(
                 &mut tx,
                 id,
                 now,
                 "status",
-                &format!("pending → {status}: {}", error.message),
+                &format!("{from} → {status}: {}", error.message),
                 Some(&data),
             )
             .await?;

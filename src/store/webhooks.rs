@@ -95,4 +95,25 @@ impl Store {
                 .await?;
         Ok(n > 0)
     }
+
+    /// The first verified delivery of `event_type` received at or after `since` that names no
+    /// job's response: how `respool webhook test` learns that its test event arrived. (A real
+    /// event for a response no job knows yet, such as an uncertain create's, arriving in the
+    /// same seconds could be taken for it; the test only reports, it changes nothing.)
+    pub async fn find_test_delivery(
+        &self,
+        event_type: &str,
+        since: i64,
+    ) -> Result<Option<DeliveryRow>, StoreError> {
+        Ok(sqlx::query_as::<_, DeliveryRow>(
+            "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at \
+             FROM webhook_deliveries d WHERE event_type = ? AND received_at >= ? \
+             AND (object_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.response_id = d.object_id)) \
+             ORDER BY received_at LIMIT 1",
+        )
+        .bind(event_type)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
 }

@@ -21,6 +21,8 @@ pub enum UpstreamError {
         retry_after: Option<Duration>,
         /// `x-should-retry`, when the server sent one.
         should_retry: Option<bool>,
+        /// The answer's `x-ratelimit-*` headers (a 429 says what is left, too).
+        rate_limits: Option<super::RateLimits>,
     },
     /// The connection could not be made: the request never reached the server.
     #[error("cannot connect to upstream")]
@@ -70,6 +72,14 @@ impl UpstreamError {
             Self::Connect(_) => false,
             Self::Timeout(_) | Self::Transport(_) => true,
             Self::InvalidResponse(_) => true,
+        }
+    }
+
+    /// The `x-ratelimit-*` headers of the error answer, if any.
+    pub fn rate_limits(&self) -> Option<&super::RateLimits> {
+        match self {
+            Self::Api { rate_limits, .. } => rate_limits.as_ref(),
+            _ => None,
         }
     }
 
@@ -141,6 +151,7 @@ mod tests {
             request_id: None,
             retry_after: None,
             should_retry,
+            rate_limits: None,
         }
     }
 

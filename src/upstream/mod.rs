@@ -1,4 +1,9 @@
-//! The OpenAI client: create, retrieve and cancel background responses, with retries.
+//! The OpenAI client: create, retrieve and cancel background responses, with retries; and
+//! manage webhook endpoints ([`endpoints`]).
+//!
+//! Every answer's `x-ratelimit-*` headers are handed back ([`ratelimit::RateLimits`]) for the
+//! orchestrator's limiter; every call is timed and counted for `/metrics`; and the client
+//! remembers when upstream last answered, for `/readyz`.
 //!
 //! Retries follow the official SDKs (408, 409, 429, 5xx and connection errors; `Retry-After`,
 //! `retry-after-ms` and `x-should-retry` honoured; exponential backoff with jitter), with one
@@ -10,17 +15,21 @@
 // Errors are rare and sit next to an HTTP call: their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod endpoints;
 mod error;
+pub mod ratelimit;
 pub mod response;
 pub mod retry;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 pub use error::UpstreamError;
+pub use ratelimit::{RateLimiter, RateLimits};
 pub use response::{observe, output_text, tagged_job_id};
 
 use crate::config::UpstreamConfig;
@@ -34,6 +43,8 @@ pub struct Fetched {
     pub request_id: Option<String>,
     /// How many retries it took.
     pub retries: u32,
+    /// The answer's `x-ratelimit-*` headers, if it had them.
+    pub rate_limits: Option<RateLimits>,
 }
 
 /// The result of a cancel call.
@@ -53,7 +64,13 @@ pub struct Client {
     api_key: Option<SecretString>,
     max_retries: u32,
     max_retry_delay: Duration,
+    /// When upstream last answered in a way that proves it is reachable and takes our key.
+    reached_at: Arc<Mutex<Option<Instant>>>,
 }
+
+/// The path `/readyz` probes when no call reached upstream lately: a response id that cannot
+/// exist, so the answer is a free 404 that still proves the network path and the key.
+const PROBE_PATH: &str = "/responses/resp_respool_readiness_probe";
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,7 +109,29 @@ impl Client {
             api_key: cfg.api_key.clone(),
             max_retries: cfg.max_retries,
             max_retry_delay: cfg.max_retry_delay,
+            reached_at: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// How long ago upstream last answered a call of this client (any answer but a 401/403, a
+    /// 5xx or no answer at all), if it ever did.
+    pub fn last_reached(&self) -> Option<Duration> {
+        self.reached_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|at| at.elapsed())
+    }
+
+    /// A free request that proves upstream is reachable and accepts our key:
+    /// `GET /responses/<an id that cannot exist>`, expecting 404. Not retried.
+    pub async fn probe(&self) -> Result<(), UpstreamError> {
+        let rb = self
+            .request(reqwest::Method::GET, PROBE_PATH)
+            .timeout(Duration::from_secs(5));
+        match self.send_measured("probe", rb).await {
+            Ok(_) | Err(UpstreamError::Api { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /responses`. Retried only while the request surely did not reach OpenAI; any
@@ -100,6 +139,7 @@ impl Client {
     /// caller whether a response may exist.
     pub async fn create(&self, body: &Map<String, Value>) -> Result<Fetched, UpstreamError> {
         self.send_with_retries(
+            "create",
             || self.request(reqwest::Method::POST, "/responses").json(body),
             |e| !e.create_may_have_happened(),
         )
@@ -109,8 +149,12 @@ impl Client {
     /// `GET /responses/{id}`.
     pub async fn retrieve(&self, response_id: &str) -> Result<Fetched, UpstreamError> {
         let path = format!("/responses/{}", urlencode(response_id));
-        self.send_with_retries(|| self.request(reqwest::Method::GET, &path), |_| true)
-            .await
+        self.send_with_retries(
+            "retrieve",
+            || self.request(reqwest::Method::GET, &path),
+            |_| true,
+        )
+        .await
     }
 
     /// `POST /responses/{id}/cancel`. A 400 saying the response is already finished is
@@ -118,7 +162,11 @@ impl Client {
     pub async fn cancel(&self, response_id: &str) -> Result<CancelOutcome, UpstreamError> {
         let path = format!("/responses/{}/cancel", urlencode(response_id));
         match self
-            .send_with_retries(|| self.request(reqwest::Method::POST, &path), |_| true)
+            .send_with_retries(
+                "cancel",
+                || self.request(reqwest::Method::POST, &path),
+                |_| true,
+            )
             .await
         {
             Ok(f) => Ok(CancelOutcome::Cancelled(Box::new(f))),
@@ -137,20 +185,25 @@ impl Client {
 
     async fn send_with_retries(
         &self,
+        endpoint: &'static str,
         build: impl Fn() -> reqwest::RequestBuilder,
         may_retry: impl Fn(&UpstreamError) -> bool,
     ) -> Result<Fetched, UpstreamError> {
         let mut retries = 0;
         loop {
             let result = self
-                .send_once(build().header("x-stainless-retry-count", retries.to_string()))
+                .send_once(
+                    endpoint,
+                    build().header("x-stainless-retry-count", retries.to_string()),
+                )
                 .await;
             match result {
-                Ok((observation, request_id)) => {
+                Ok((observation, request_id, rate_limits)) => {
                     return Ok(Fetched {
                         observation,
                         request_id,
                         retries,
+                        rate_limits,
                     });
                 }
                 Err(e) => {
@@ -173,18 +226,65 @@ impl Client {
 
     async fn send_once(
         &self,
+        endpoint: &'static str,
         rb: reqwest::RequestBuilder,
-    ) -> Result<(Observation, Option<String>), UpstreamError> {
+    ) -> Result<(Observation, Option<String>, Option<RateLimits>), UpstreamError> {
+        let (raw, request_id, rate_limits) = self.send_measured(endpoint, rb).await?;
+        Ok((observe(raw)?, request_id, rate_limits))
+    }
+
+    /// Sends one request; a 2xx answer's JSON body and `x-request-id`, or the error envelope
+    /// as an [`UpstreamError::Api`].
+    async fn send_json(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<(Value, Option<String>), UpstreamError> {
+        let (raw, request_id, _) = self.send_measured("other", rb).await?;
+        Ok((raw, request_id))
+    }
+
+    /// [`Self::exchange`], timed and counted for `/metrics` under `endpoint`, and noted for
+    /// `/readyz` when upstream answered.
+    async fn send_measured(
+        &self,
+        endpoint: &'static str,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<(Value, Option<String>, Option<RateLimits>), UpstreamError> {
+        let started = Instant::now();
+        let result = self.exchange(rb).await;
+        let error = result.as_ref().err().map(|e| match e.status() {
+            Some(s) => s.to_string(),
+            None => e.code(),
+        });
+        crate::telemetry::upstream_request(endpoint, started.elapsed(), error.as_deref());
+        let reached = match &result {
+            Ok(_) => true,
+            Err(UpstreamError::Api { status, .. }) => !matches!(status, 401 | 403 | 500..),
+            Err(_) => false,
+        };
+        if reached {
+            *self.reached_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
+        result
+    }
+
+    /// One HTTP exchange: the JSON body, `x-request-id` and rate-limit headers of a 2xx, or
+    /// the error envelope as an [`UpstreamError::Api`].
+    async fn exchange(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<(Value, Option<String>, Option<RateLimits>), UpstreamError> {
         let resp = rb.send().await.map_err(classify)?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let request_id = header(&headers, "x-request-id");
+        let rate_limits = RateLimits::from_headers(&headers);
         let bytes = resp.bytes().await.map_err(classify)?;
         if status.is_success() {
             let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 UpstreamError::InvalidResponse(format!("the body is not JSON: {e}"))
             })?;
-            return Ok((observe(raw)?, request_id));
+            return Ok((raw, request_id, rate_limits));
         }
         let envelope: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let err = envelope.get("error");
@@ -210,6 +310,7 @@ impl Client {
                 "false" => Some(false),
                 _ => None,
             }),
+            rate_limits,
         })
     }
 }

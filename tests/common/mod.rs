@@ -31,6 +31,8 @@ pub struct TestApp {
     /// The webhook signing secret the daemon and the simulator share.
     pub secret: String,
     pub webhook_url: String,
+    /// The daemon's clock: advance it to reach deadlines and expiries without sleeping.
+    pub clock: Clock,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -68,7 +70,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
     config.polling.max_interval = Duration::from_secs(2);
     config.shutdown_timeout = Duration::from_secs(5);
     tweak(&mut config);
-    let app = Application::build_with_env(config, Clock::system(), &|_| None)
+    let clock = Clock::system();
+    let app = Application::build_with_env(config, clock.clone(), &|_| None)
         .await
         .expect("app builds");
     let addr = app.addr();
@@ -86,6 +89,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
         http: reqwest::Client::new(),
         secret,
         webhook_url,
+        clock,
         shutdown,
         server,
     }

@@ -3,7 +3,8 @@
 Starts the simulator as a subprocess (``RESPOOL_SIM_CMD``, a shell-style command, or
 ``$RESPOOL_BIN sim`` with ``RESPOOL_BIN`` defaulting to ``target/debug/respool``) on a free
 loopback port, then drives it with ``OpenAI(base_url=..., api_key="sk-test")``: background
-create + retrieve, cancel, delete, streaming with resume, 429 retries and ``webhooks.unwrap``.
+create + retrieve, cancel, delete, streaming with resume, 429 retries, ``webhooks.unwrap`` and
+the webhook endpoints (``client.webhooks.create`` … ``rotate_secret``, ``test``).
 """
 
 from __future__ import annotations
@@ -260,6 +261,51 @@ def test_webhook_unwraps_with_the_sdk(client: OpenAI, sim: Sim):
         assert headers["user-agent"].startswith("OpenAI/1.0")
         Webhook(SECRET).verify(body, headers)
         assert client.responses.retrieve(r.id).status == "completed"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_endpoints_with_the_sdk(client: OpenAI):
+    """`client.webhooks` (create, retrieve, update, list, rotate_secret, test, delete) parses
+    every answer; a test event and a rotation's two signatures verify with the SDK."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/endpoint"
+        created = client.webhooks.create(name="interop", url=url, event_types=["response.completed"])
+        assert created.object == "webhook_endpoint"
+        assert created.id.startswith("we_")
+        assert created.signing_secret.startswith("whsec_")
+        assert created.signing_secret_hint and created.signing_secret[-4:] in created.signing_secret_hint
+        got = client.webhooks.retrieve(created.id)
+        assert got.url == url and not hasattr(got, "signing_secret")
+        updated = client.webhooks.update(created.id, event_types=["response.completed", "response.failed"])
+        assert updated.event_types == ["response.completed", "response.failed"]
+        assert created.id in [e.id for e in client.webhooks.list(limit=100)]
+
+        result = client.webhooks.test(created.id, event_type="response.completed")
+        assert result.object == "webhook_endpoint.test"
+        assert result.status_code == 200 and result.success is True
+        headers, body = _Capture.received[-1]
+        event = client.webhooks.unwrap(body, headers, secret=created.signing_secret)
+        assert event.type == "response.completed"
+
+        rotated = client.webhooks.rotate_secret(created.id, keep_old_secret_active_for_24_hours=True)
+        assert rotated.signing_secret != created.signing_secret
+        client.webhooks.test(created.id, event_type="response.failed")
+        headers, body = _Capture.received[-1]
+        assert len(headers["webhook-signature"].split()) == 2
+        for secret in (created.signing_secret, rotated.signing_secret):
+            client.webhooks.verify_signature(body, headers, secret=secret)
+
+        deleted = client.webhooks.delete(created.id)
+        assert deleted.deleted is True and deleted.object == "webhook_endpoint.deleted"
+        with pytest.raises(NotFoundError):
+            client.webhooks.retrieve(created.id)
+        with pytest.raises(BadRequestError):
+            client.webhooks.create(name="x", url=url, event_types=["response.exploded"])
     finally:
         server.shutdown()
         server.server_close()

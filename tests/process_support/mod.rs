@@ -24,6 +24,12 @@ pub const SCRUBBED_ENV: &[&str] = &[
     "OPENAI_WEBHOOK_SECRET",
     "OPENAI_BASE_URL",
     "STATE_DIRECTORY",
+    // Set when the tests themselves run under systemd; a test that wants them sets them.
+    "CREDENTIALS_DIRECTORY",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
 ];
 
 pub fn binary() -> PathBuf {
@@ -158,6 +164,8 @@ pub struct Opts {
     pub token: Option<String>,
     /// Environment of the daemon.
     pub daemon_env: Vec<(String, String)>,
+    /// Appended to the daemon's config file as is (top-level keys, e.g. `jobs_file: …\n`).
+    pub extra_yaml: String,
 }
 
 impl Default for Opts {
@@ -168,6 +176,7 @@ impl Default for Opts {
             sim_api_key: None,
             token: None,
             daemon_env: Vec::new(),
+            extra_yaml: String::new(),
         }
     }
 }
@@ -228,9 +237,11 @@ impl Harness {
              webhook:\n  secrets: [\"{secret}\"]\n\
              polling:\n  min_interval: 200ms\n  max_interval: 2s\n\
              shutdown_timeout: 5s\n\
-             {tokens}",
+             {tokens}\
+             {extra}",
             db = dir.path().join("respool.db").display(),
             key = opts.api_key_yaml,
+            extra = opts.extra_yaml,
         );
         std::fs::write(&config, yaml).unwrap();
 

@@ -1,0 +1,27 @@
+//! `/v1/admin`: operating the daemon. `POST /v1/admin/reload` re-reads the config file and the
+//! jobs file, as SIGHUP does.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use super::error::ErrorBody;
+use super::{ApiError, AppState};
+use crate::reload::{ReloadError, ReloadReport};
+
+/// Reload the config and the jobs file. A bad file changes nothing: 400 with every problem
+/// (file:line) in `error.message`, one per line.
+#[utoipa::path(post, path = "/v1/admin/reload", tag = "admin",
+    responses((status = 200, body = ReloadReport), (status = 400, body = ErrorBody), (status = 500, body = ErrorBody)))]
+pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadReport>, ApiError> {
+    match state.reloader.reload().await {
+        Ok(report) => Ok(Json(report)),
+        Err(ReloadError::Refused(lines)) => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_config_error",
+            message: lines.join("\n"),
+            param: None,
+        }),
+        Err(ReloadError::Failed(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,120 @@
+//! Budget queries: recorded usage per model in a period (jobs and the summaries of pruned
+//! ones), and the `pending ↔ held` moves of jobs waiting for budget.
+
+use sqlx::AssertSqlSafe;
+
+use super::events::add_event;
+use super::{Store, StoreError};
+
+/// Tokens used by one model's jobs in a period.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ModelUsage {
+    pub model: String,
+    pub input_tokens: i64,
+    pub cached_tokens: i64,
+    pub output_tokens: i64,
+}
+
+impl Store {
+    /// Usage by model of the jobs that finished at or after `since` (unix ms), of those still
+    /// running that already report usage, and of pruned jobs' summaries in the period.
+    ///
+    /// (`json_extract` is SQLite's; on PostgreSQL this is `usage->>'input_tokens'`.)
+    pub async fn usage_since(&self, since: i64) -> Result<Vec<ModelUsage>, StoreError> {
+        Ok(sqlx::query_as::<_, ModelUsage>(
+            "SELECT model, \
+               CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens')), 0) AS INTEGER) AS input_tokens, \
+               CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens_details.cached_tokens')), 0) AS INTEGER) AS cached_tokens, \
+               CAST(COALESCE(SUM(json_extract(usage, '$.output_tokens')), 0) AS INTEGER) AS output_tokens \
+             FROM (SELECT model, usage FROM jobs WHERE usage IS NOT NULL \
+                     AND (finished_at >= ? OR finished_at IS NULL) \
+                   UNION ALL \
+                   SELECT model, usage FROM job_summaries WHERE usage IS NOT NULL AND finished_at >= ?) \
+             GROUP BY model ORDER BY model",
+        )
+        .bind(since)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The distinct models of jobs waiting to be submitted (`pending`, not yet sent).
+    pub async fn pending_models(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT model FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
+             AND cancel_requested = 0 ORDER BY model",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Moves the not yet submitted jobs of `models` (not `budget_exempt`) from `pending` to
+    /// `held`, each with a `held` event saying why. Returns their ids.
+    pub async fn hold_jobs(
+        &self,
+        models: &[String],
+        now: i64,
+        reason: &str,
+        data: &serde_json::Value,
+    ) -> Result<Vec<String>, StoreError> {
+        if models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Built from fixed fragments and placeholders only; every value is bound.
+        let sql = format!(
+            "UPDATE jobs SET status = 'held', updated_at = ? \
+             WHERE status = 'pending' AND submit_state = 'ready' AND cancel_requested = 0 \
+             AND budget_exempt = 0 AND model IN ({}) RETURNING id",
+            vec!["?"; models.len()].join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(now);
+        for m in models {
+            q = q.bind(m);
+        }
+        let ids = q.fetch_all(&mut *tx).await?;
+        let mut data = data.clone();
+        if let Some(o) = data.as_object_mut() {
+            o.insert("from".into(), "pending".into());
+            o.insert("to".into(), "held".into());
+        }
+        for id in &ids {
+            add_event(&mut tx, id, now, "held", reason, Some(&data)).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Moves every `held` job back to `pending`, due now, each with a `released` event.
+    /// Returns their ids.
+    pub async fn release_held_jobs(
+        &self,
+        now: i64,
+        reason: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET status = 'pending', next_check_at = ?, updated_at = ? \
+             WHERE status = 'held' RETURNING id",
+        )
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let data = serde_json::json!({"from": "held", "to": "pending"});
+        for id in &ids {
+            add_event(&mut tx, id, now, "released", reason, Some(&data)).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// How many jobs are `held`.
+    pub async fn count_held(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'held'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}

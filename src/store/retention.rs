@@ -1,0 +1,199 @@
+//! Keeping the database small and safe: pruning finished jobs (keeping a summary of each),
+//! pruning old webhook delivery records, online backups (`VACUUM INTO`) and `VACUUM`, and the
+//! counts `/metrics` shows.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::{AssertSqlSafe, FromRow};
+
+use super::{Store, StoreError};
+
+/// A finished job old enough to prune: what its summary keeps.
+#[derive(Debug, Clone, FromRow)]
+pub struct PrunableJob {
+    pub id: String,
+    pub name: String,
+    pub model: String,
+    pub status: String,
+    pub created_at: i64,
+    pub submitted_at: Option<i64>,
+    pub finished_at: i64,
+    pub usage: Option<String>,
+    pub error_code: Option<String>,
+}
+
+/// Queue depths for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Jobs waiting to be submitted.
+    pub pending: i64,
+    /// Jobs held by a budget.
+    pub held: i64,
+    /// Jobs whose poll is due now.
+    pub due_polls: i64,
+    /// Notifications waiting to be delivered.
+    pub outbox_pending: i64,
+}
+
+const TERMINAL: &str = "('completed', 'failed', 'incomplete', 'cancelled')";
+
+impl Store {
+    /// Up to `limit` finished jobs that ended before `cutoff` (unix ms), oldest first.
+    pub async fn prunable_jobs(
+        &self,
+        cutoff: i64,
+        limit: i64,
+    ) -> Result<Vec<PrunableJob>, StoreError> {
+        Ok(sqlx::query_as::<_, PrunableJob>(AssertSqlSafe(format!(
+            "SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, error_code \
+             FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? ORDER BY finished_at LIMIT ?"
+        )))
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Deletes finished jobs (still finished before `cutoff`) with their timeline,
+    /// notifications and webhook deliveries, in one transaction; with `summaries`, writes a
+    /// summary row of each first (`cost_microusd` given per job). Returns how many were deleted.
+    pub async fn prune_jobs(
+        &self,
+        jobs: &[(PrunableJob, Option<i64>)],
+        summaries: bool,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut deleted = 0;
+        for (job, cost_microusd) in jobs {
+            // Finished jobs never change, but the condition is checked again under the lock.
+            let still: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT id FROM jobs WHERE id = ? AND status IN {TERMINAL} AND finished_at < ?"
+            )))
+            .bind(&job.id)
+            .bind(cutoff)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if still.is_none() {
+                continue;
+            }
+            if summaries {
+                sqlx::query(
+                    "INSERT INTO job_summaries (id, name, model, status, created_at, submitted_at, \
+                     finished_at, usage, cost_microusd, error_code, pruned_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&job.id)
+                .bind(&job.name)
+                .bind(&job.model)
+                .bind(&job.status)
+                .bind(job.created_at)
+                .bind(job.submitted_at)
+                .bind(job.finished_at)
+                .bind(&job.usage)
+                .bind(cost_microusd)
+                .bind(&job.error_code)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for table in ["job_events", "notifications", "webhook_deliveries"] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE job_id = ?"
+                )))
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            deleted += sqlx::query("DELETE FROM jobs WHERE id = ?")
+                .bind(&job.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Deletes webhook delivery records received before `before` (unix ms). Returns how many.
+    pub async fn prune_deliveries(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < ?")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// Summaries of pruned jobs by status.
+    pub async fn count_summaries_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT status, COUNT(*) FROM job_summaries GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// How much work waits, by kind.
+    pub async fn queue_depths(&self, now: i64) -> Result<QueueDepths, StoreError> {
+        let (pending, held, due_polls, outbox_pending): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT \
+               (SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND submit_state = 'ready'), \
+               (SELECT COUNT(*) FROM jobs WHERE status = 'held'), \
+               (SELECT COUNT(*) FROM jobs WHERE status IN ('pending', 'queued', 'in_progress') \
+                  AND response_id IS NOT NULL AND next_check_at <= ?), \
+               (SELECT COUNT(*) FROM notifications WHERE state = 'pending')",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueDepths {
+            pending,
+            held,
+            due_polls,
+            outbox_pending,
+        })
+    }
+
+    /// The database file, if it is one (not in memory).
+    pub async fn database_file(&self) -> Result<Option<PathBuf>, StoreError> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .find(|(_, name, _)| name == "main")
+            .map(|(_, _, file)| file)
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from))
+    }
+
+    /// Writes a consistent copy of the whole database to `target` (which must not exist) while
+    /// the daemon keeps working: `VACUUM INTO` reads one snapshot (WAL mode lets writers go on)
+    /// and writes a compact, self-contained file.
+    pub async fn backup_into(&self, target: &Path) -> Result<(), StoreError> {
+        let target = target
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt("the backup path is not UTF-8".into()))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Rebuilds the database file to reclaim the space of deleted rows, then checkpoints the
+    /// write-ahead log into it (and truncates the log). Writers wait while it runs (up to the
+    /// busy timeout).
+    pub async fn vacuum(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        // Busy readers may keep part of the log: a partial checkpoint is fine.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}

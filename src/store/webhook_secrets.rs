@@ -1,0 +1,115 @@
+//! Signing secrets of the webhook endpoints respool registered upstream itself: the current
+//! secret of each endpoint (no expiry) and old ones kept through a rotation (until their
+//! `expires_at`). The receiver's [`Verifier`](crate::webhook::Verifier) is loaded from
+//! [`Store::active_webhook_secrets`].
+
+use secrecy::SecretString;
+use sqlx::FromRow;
+
+use super::{Store, StoreError};
+
+/// A stored secret. Its `Debug` shows no secret.
+#[derive(Debug, Clone)]
+pub struct StoredSecret {
+    pub id: i64,
+    pub endpoint_id: String,
+    pub secret: SecretString,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(FromRow)]
+struct SecretRow {
+    id: i64,
+    endpoint_id: String,
+    secret: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+}
+
+impl From<SecretRow> for StoredSecret {
+    fn from(r: SecretRow) -> Self {
+        Self {
+            id: r.id,
+            endpoint_id: r.endpoint_id,
+            secret: SecretString::from(r.secret),
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+impl Store {
+    /// Stores the secret of a newly registered endpoint.
+    pub async fn insert_webhook_secret(
+        &self,
+        endpoint_id: &str,
+        secret: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(endpoint_id)
+        .bind(secret)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.last_insert_rowid())
+    }
+
+    /// Records a rotation in one transaction: every active secret of the endpoint is accepted
+    /// until `old_until` at the latest (an earlier expiry stays), and `secret` becomes current.
+    pub async fn rotate_webhook_secret(
+        &self,
+        endpoint_id: &str,
+        secret: &str,
+        now: i64,
+        old_until: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE webhook_secrets SET expires_at = ? \
+             WHERE endpoint_id = ? AND active = 1 AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(old_until)
+        .bind(endpoint_id)
+        .bind(old_until)
+        .execute(&mut *tx)
+        .await?;
+        let res = sqlx::query(
+            "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(endpoint_id)
+        .bind(secret)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(res.last_insert_rowid())
+    }
+
+    /// Retires the secrets whose expiry has passed; returns how many.
+    pub async fn retire_expired_webhook_secrets(&self, now: i64) -> Result<u64, StoreError> {
+        let res = sqlx::query(
+            "UPDATE webhook_secrets SET active = 0 \
+             WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ?",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
+    }
+
+    /// The secrets accepted at `now`, newest first.
+    pub async fn active_webhook_secrets(&self, now: i64) -> Result<Vec<StoredSecret>, StoreError> {
+        let rows = sqlx::query_as::<_, SecretRow>(
+            "SELECT id, endpoint_id, secret, created_at, expires_at FROM webhook_secrets \
+             WHERE active = 1 AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(StoredSecret::from).collect())
+    }
+}

@@ -1,0 +1,214 @@
+//! Submission order and limits against the real daemon and the simulator: jobs in flight per
+//! model, priorities, and creates that wait for a nearly used-up rate-limit window.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use respool::job::JobStatus;
+use respool::sim::{Faults, SimConfig};
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn fast_sim() -> SimConfig {
+    SimConfig {
+        queue_time: Duration::from_millis(100),
+        run_time: Duration::from_millis(600),
+        ..SimConfig::default()
+    }
+}
+
+async fn submit(app: &common::TestApp, body: &Value) -> String {
+    let (status, job) = app.post_job(body).await;
+    assert_eq!(status, 201, "{job}");
+    job["id"].as_str().unwrap().to_string()
+}
+
+/// The time (unix ms) of a job's first event of `kind`, and of its terminal status event.
+async fn span(app: &common::TestApp, id: &str) -> (i64, i64) {
+    let events = app.events(id).await;
+    let first = |pred: &dyn Fn(&Value) -> bool| {
+        events
+            .iter()
+            .find(|e| pred(e))
+            .and_then(|e| e["at"].as_i64())
+            .unwrap_or_else(|| panic!("{id}: {events:#?}"))
+    };
+    let start = first(&|e| e["kind"] == "submitting");
+    let end = first(&|e| {
+        e["kind"] == "status"
+            && e["data"]["to"]
+                .as_str()
+                .is_some_and(|s| s.parse::<JobStatus>().is_ok_and(JobStatus::is_terminal))
+    });
+    (start, end)
+}
+
+#[tokio::test]
+async fn a_model_at_its_limit_waits_while_other_models_go_on() {
+    let app = common::spawn_app_with(
+        |cfg| {
+            cfg.limits.per_model = BTreeMap::from([("o3".to_string(), 1)]);
+            cfg.limits.max_in_flight = 10;
+        },
+        fast_sim(),
+    )
+    .await;
+    let mut limited = Vec::new();
+    let mut free = Vec::new();
+    for i in 0..3 {
+        // `o3-pro` shares the `o3` entry (longest prefix), so all three count as one model.
+        let model = if i == 1 { "o3-pro" } else { "o3" };
+        limited.push(
+            submit(
+                &app,
+                &json!({"name": format!("limited-{i}"), "model": model, "input": "x"}),
+            )
+            .await,
+        );
+        free.push(submit(&app, &common::job_body(&format!("free-{i}"))).await);
+    }
+    for id in limited.iter().chain(&free) {
+        let job = app.wait_terminal(id, DEADLINE).await;
+        assert_eq!(job.status, JobStatus::Completed, "{id}");
+    }
+    // Never two `o3` jobs in flight: each was submitted after the one before it finished.
+    let mut spans = Vec::new();
+    for id in &limited {
+        spans.push(span(&app, id).await);
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two o3 jobs were in flight at once: {spans:?}"
+        );
+    }
+    // The other model was not starved behind them: all of it was submitted while the first
+    // `o3` job still ran.
+    for id in &free {
+        let (start, _) = span(&app, id).await;
+        assert!(
+            start < spans[0].1,
+            "gpt-5 job {id} waited for o3 ({start} ≥ {})",
+            spans[0].1
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn higher_priority_is_submitted_first() {
+    let app = common::spawn_app_with(|cfg| cfg.limits.max_in_flight = 1, fast_sim()).await;
+    // Holds the only slot while the others are queued behind it.
+    let blocker = submit(
+        &app,
+        &json!({"name": "blocker", "model": "gpt-5", "input": "x", "metadata": {"sim": "run=2s"}}),
+    )
+    .await;
+    app.wait_for(&blocker, DEADLINE, |j| j.response_id.is_some())
+        .await;
+    let low = submit(
+        &app,
+        &json!({"name": "low", "model": "gpt-5", "input": "x"}),
+    )
+    .await;
+    // Distinct creation times (milliseconds), so age decides between equal priorities.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let default = submit(&app, &common::job_body("default")).await;
+    let high = submit(
+        &app,
+        &json!({"name": "high", "model": "gpt-5", "input": "x", "priority": 10}),
+    )
+    .await;
+    let below = submit(
+        &app,
+        &json!({"name": "below", "model": "gpt-5", "input": "x", "priority": -5}),
+    )
+    .await;
+    let mut order = Vec::new();
+    for (name, id) in [
+        ("low", &low),
+        ("default", &default),
+        ("high", &high),
+        ("below", &below),
+    ] {
+        let job = app.wait_terminal(id, DEADLINE).await;
+        assert_eq!(job.status, JobStatus::Completed);
+        order.push((span(&app, id).await.0, name));
+    }
+    order.sort();
+    let names: Vec<&str> = order.iter().map(|(_, n)| *n).collect();
+    // Priority first, then age (`low` and `default` both have priority 0).
+    assert_eq!(names, ["high", "low", "default", "below"]);
+
+    let (status, body) = app
+        .post_job(&json!({"model": "gpt-5", "input": "x", "priority": "urgent"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "priority", "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn creates_wait_for_a_nearly_used_up_rate_limit_window() {
+    // The simulator reports a limit of 2 requests per 6 s: after one create, 1 is left, which is
+    // the default low-water mark, so the next create of that model waits for the reset (~3 s).
+    let app = common::spawn_app_with(
+        |_| {},
+        SimConfig {
+            faults: Faults {
+                ratelimit_requests: 2,
+                ratelimit_window: Duration::from_secs(6),
+                ..Faults::default()
+            },
+            ..fast_sim()
+        },
+    )
+    .await;
+    let first = submit(&app, &common::job_body("first")).await;
+    app.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
+        .await;
+    let second = submit(&app, &common::job_body("second")).await;
+    // Another model has a window of its own (none seen yet): it goes at once.
+    let other = submit(
+        &app,
+        &json!({"name": "other", "model": "o4-mini", "input": "x"}),
+    )
+    .await;
+    let job = app.wait_terminal(&second, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(job.attempts, 1, "waiting is not a create call");
+
+    let events = app.events(&second).await;
+    let waits: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "rate_limit_wait")
+        .collect();
+    assert_eq!(waits.len(), 1, "{events:#?}");
+    let msg = waits[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("waiting for rate limit window: 1 requests left for gpt-5; resets in "),
+        "{msg}"
+    );
+    let until = waits[0]["data"]["until"].as_i64().unwrap();
+    let (submitted_at, _) = span(&app, &second).await;
+    assert!(
+        submitted_at >= until,
+        "submitted at {submitted_at}, before the window reset at {until}"
+    );
+    assert!(
+        until - waits[0]["at"].as_i64().unwrap() >= 1000,
+        "{events:#?}"
+    );
+
+    let other = app.wait_terminal(&other, DEADLINE).await;
+    assert_eq!(other.status, JobStatus::Completed);
+    assert_eq!(app.count_events(&other.id, "rate_limit_wait").await, 0);
+    // Nothing was refused along the way: the wait came before any 429.
+    assert_eq!(app.sim.stats().served_429, 0);
+    app.stop().await;
+}

@@ -31,6 +31,7 @@
 //! - [`reload`]: loading the jobs file; reloading config and jobs file (SIGHUP, REST).
 //! - [`notify`]: the notification outbox and sinks.
 //! - [`api`]: the REST API and its OpenAPI document.
+//! - [`web`]: the server-rendered history pages (job list, job page, stats) and their login.
 //! - [`cli`]: the `respool` command.
 //! - [`sim`]: the upstream simulator.
 //! - [`systemd`]: `sd_notify` (READY, WATCHDOG, RELOADING, STOPPING); the unit itself is
@@ -52,4 +53,5 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod upstream;
+pub mod web;
 pub mod webhook;

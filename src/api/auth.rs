@@ -13,7 +13,7 @@ use super::{ApiError, AppState};
 
 /// Compares two strings in time independent of where they differ (hashing first makes the
 /// lengths equal too).
-fn constant_time_eq(a: &str, b: &str) -> bool {
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
     ha.iter()
         .zip(hb.iter())
@@ -21,17 +21,28 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
         == 0
 }
 
+/// The rule when no tokens are configured: only loopback peers are served (the web pages use
+/// it too).
+pub(crate) fn is_loopback_peer(req: &Request) -> bool {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|c| c.0.ip().is_loopback())
+}
+
+/// Whether `given` is one of the configured API tokens.
+pub(crate) fn is_valid_token(tokens: &[secrecy::SecretString], given: &str) -> bool {
+    tokens
+        .iter()
+        .any(|k| constant_time_eq(k.expose_secret(), given))
+}
+
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let config = state.orchestrator.config();
     let tokens = &config.api.tokens;
     if tokens.is_empty() {
-        let peer = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        return match peer {
-            Some(p) if p.ip().is_loopback() => next.run(req).await,
-            _ => ApiError {
+        return match is_loopback_peer(&req) {
+            true => next.run(req).await,
+            false => ApiError {
                 status: axum::http::StatusCode::FORBIDDEN,
                 kind: "permission_error",
                 message: "no API tokens are configured, so the API only serves loopback clients"
@@ -51,13 +62,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         None => {
             ApiError::unauthorized("missing `Authorization: Bearer <token>` header").into_response()
         }
-        Some(t)
-            if tokens
-                .iter()
-                .any(|k| constant_time_eq(k.expose_secret(), t)) =>
-        {
-            next.run(req).await
-        }
+        Some(t) if is_valid_token(tokens, t) => next.run(req).await,
         Some(_) => ApiError::unauthorized("invalid API token").into_response(),
     }
 }

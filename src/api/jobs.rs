@@ -1,7 +1,7 @@
 //! `/v1/jobs`: submit, list, show, timeline, stored response, cancel.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::config::budget::{ModelPrice, usage_cost_usd};
 use crate::job::{JobError, JobSpec, JobStatus};
 use crate::orchestrator::AcceptError;
 use crate::store::{EventRow, InsertOutcome, JobFilter, JobRow};
@@ -43,6 +44,28 @@ pub struct JobView {
     pub deadline_at: Option<i64>,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// What the job's usage cost at the configured prices (`null` without usage or a price).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    /// The job this one retries (`respool jobs retry`), if any.
+    #[serde(default)]
+    pub retry_of: Option<String>,
+}
+
+impl JobView {
+    /// The view with `cost_usd` filled in from these prices.
+    pub fn priced(row: &JobRow, prices: &std::collections::BTreeMap<String, ModelPrice>) -> Self {
+        let mut v = JobView::from(row);
+        v.cost_usd = row
+            .usage
+            .as_ref()
+            .and_then(|u| usage_cost_usd(prices, &row.model, u));
+        v
+    }
+}
+
+fn view(state: &AppState, row: &JobRow) -> JobView {
+    JobView::priced(row, state.orchestrator.config().prices())
 }
 
 impl From<&JobRow> for JobView {
@@ -72,7 +95,36 @@ impl From<&JobRow> for JobView {
                 .get("metadata")
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({})),
+            cost_usd: None,
+            retry_of: r.retry_of.clone(),
         }
+    }
+}
+
+impl ListParams {
+    /// Reads the query string by hand: serde's query decoding cannot collect a repeated
+    /// `metadata` key. Unknown keys are ignored, as they were.
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut p = ListParams::default();
+        for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "status" => p.status = Some(v),
+                "name" => p.name = Some(v),
+                "model" => p.model = Some(v),
+                "search" => p.search = Some(v),
+                "metadata" => p.metadata.push(v),
+                "since" => p.since = Some(v),
+                "after" => p.after = Some(v),
+                "limit" => {
+                    p.limit = Some(v.parse().map_err(|_| {
+                        ApiError::invalid("`limit` must be a number", Some("limit".into()))
+                    })?);
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
     }
 }
 
@@ -93,12 +145,20 @@ pub struct EventList {
     pub data: Vec<EventRow>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 pub struct ListParams {
     /// Only jobs with this status.
     pub status: Option<String>,
     /// Only jobs with this name.
     pub name: Option<String>,
+    /// Only jobs using this model.
+    pub model: Option<String>,
+    /// Full-text search over the job's name, input and output text. Every word must match
+    /// (as a whole token, case-insensitive); quotes and operators are plain text.
+    pub search: Option<String>,
+    /// Only jobs whose metadata has this `key=value` pair; repeat for several (all must match).
+    #[serde(default)]
+    pub metadata: Vec<String>,
     /// Only jobs created since: a duration back from now (`7d`, `2h`) or an RFC 3339 time.
     pub since: Option<String>,
     /// Page size, 1 to 100 (default 20).
@@ -167,13 +227,13 @@ pub async fn create_job(
     }
     match state.orchestrator.accept(spec, "api").await {
         Ok(InsertOutcome::Created(row)) => {
-            Ok((StatusCode::CREATED, Json(JobView::from(&row))).into_response())
+            Ok((StatusCode::CREATED, Json(view(&state, &row))).into_response())
         }
         // A replay answers as the original did, marked as a replay.
         Ok(InsertOutcome::Existing(row)) => Ok((
             StatusCode::CREATED,
             [("idempotent-replayed", "true")],
-            Json(JobView::from(&row)),
+            Json(view(&state, &row)),
         )
             .into_response()),
         Ok(InsertOutcome::KeyConflict(row)) => Err(ApiError::conflict(
@@ -195,8 +255,9 @@ pub async fn create_job(
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
 pub async fn list_jobs(
     State(state): State<AppState>,
-    Query(p): Query<ListParams>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<JobList>, ApiError> {
+    let p = ListParams::parse(raw.as_deref())?;
     let limit = p.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::invalid(
@@ -217,9 +278,26 @@ pub async fn list_jobs(
         .map(|s| parse_since(s, now))
         .transpose()?;
     let before = p.after.as_deref().map(decode_cursor).transpose()?;
+    let metadata = p
+        .metadata
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("`metadata` must be `key=value`, not `{kv}`"),
+                        Some("metadata".into()),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let filter = JobFilter {
         status,
         name: p.name,
+        model: p.model,
+        search: p.search,
+        metadata,
         since,
         before,
         limit: limit + 1,
@@ -234,7 +312,7 @@ pub async fn list_jobs(
     };
     Ok(Json(JobList {
         object: "list".into(),
-        data: rows.iter().map(JobView::from).collect(),
+        data: rows.iter().map(|r| view(&state, r)).collect(),
         has_more,
         next_cursor,
     }))
@@ -257,11 +335,11 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ApiError> {
     ))
 }
 
-fn encode_cursor(created_at: i64, id: &str) -> String {
+pub(crate) fn encode_cursor(created_at: i64, id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
 }
 
-fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
+pub(crate) fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
     let bad = || {
         ApiError::invalid(
             "`after` is not a cursor from this API",
@@ -289,7 +367,7 @@ pub async fn get_job(
         .get_job(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(Json(JobView::from(&row)))
+    Ok(Json(view(&state, &row)))
 }
 
 /// A job's timeline, oldest first.
@@ -335,7 +413,7 @@ pub async fn cancel_job(
         .cancel_job(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(Json(JobView::from(&row)))
+    Ok(Json(view(&state, &row)))
 }
 
 #[cfg(test)]

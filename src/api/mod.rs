@@ -5,12 +5,12 @@
 //! the chain.
 
 mod admin;
-mod auth;
+pub(crate) mod auth;
 mod budget;
 mod database;
 mod error;
 mod health;
-mod jobs;
+pub(crate) mod jobs;
 mod notifications;
 mod schedules;
 pub mod webhook_admin;
@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(v1)
         .merge(webhook)
+        .merge(crate::web::router(state.clone()))
         .route("/healthz", axum::routing::get(health::healthz))
         .route("/readyz", axum::routing::get(health::readyz))
         .route("/metrics", axum::routing::get(health::metrics))

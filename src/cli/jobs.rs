@@ -31,14 +31,34 @@ pub struct ListArgs {
     /// Only jobs with this name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Only jobs using this model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only jobs whose name, input or output contains these words (all of them).
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Only jobs with this metadata `key=value` (repeat for several; all must match).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
     /// Only jobs created since (`7d`, `2h`, or an RFC 3339 time).
     #[arg(long)]
     pub since: Option<String>,
+    /// Output format: `table` (default), `json` (same as `--json`) or `jsonl` (one job a line).
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
     /// How many jobs to show (all pages are fetched as needed).
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// How `respool jobs list` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Jsonl,
 }
 
 #[derive(Args, Debug)]
@@ -61,9 +81,17 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
             let mut cursor: Option<String> = None;
             loop {
                 let mut q = vec![format!("limit={}", (a.limit - jobs.len()).clamp(1, 100))];
+                for kv in &a.metadata {
+                    if !kv.contains('=') {
+                        anyhow::bail!("--metadata takes KEY=VALUE, not `{kv}`");
+                    }
+                    q.push(format!("metadata={}", enc(kv)));
+                }
                 for (k, v) in [
                     ("status", &a.status),
                     ("name", &a.name),
+                    ("model", &a.model),
+                    ("search", &a.search),
                     ("since", &a.since),
                     ("after", &cursor),
                 ] {
@@ -78,8 +106,12 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
                 }
                 cursor = page.next_cursor;
             }
-            if a.server.json {
+            if a.server.json || a.format == ListFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else if a.format == ListFormat::Jsonl {
+                for j in &jobs {
+                    println!("{}", serde_json::to_string(j)?);
+                }
             } else if jobs.is_empty() {
                 println!("no jobs");
             } else {

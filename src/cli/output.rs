@@ -62,6 +62,11 @@ pub fn tokens(usage: &Option<Value>) -> String {
         .map_or("-".into(), |t| t.to_string())
 }
 
+/// `$0.0123`, or `-` without usage or a price.
+pub fn cost(usd: Option<f64>) -> String {
+    usd.map_or("-".into(), |c| format!("${c:.4}"))
+}
+
 fn duration_of(j: &JobView) -> String {
     match (j.submitted_at, j.finished_at) {
         (Some(s), Some(f)) => short_duration(f - s),
@@ -76,7 +81,7 @@ pub fn jobs_table(jobs: &[JobView]) -> String {
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic);
     t.set_header([
-        "ID", "NAME", "STATUS", "MODEL", "CREATED", "DURATION", "TOKENS",
+        "ID", "NAME", "STATUS", "MODEL", "CREATED", "DURATION", "TOKENS", "COST",
     ]);
     for j in jobs {
         t.add_row([
@@ -87,6 +92,7 @@ pub fn jobs_table(jobs: &[JobView]) -> String {
             age(j.created_at, now),
             duration_of(j),
             tokens(&j.usage),
+            cost(j.cost_usd),
         ]);
     }
     t.to_string()
@@ -129,6 +135,12 @@ pub fn job_details(j: &JobView) -> String {
                 g("total_tokens")
             ),
         );
+    }
+    if j.cost_usd.is_some() {
+        line("cost", cost(j.cost_usd));
+    }
+    if let Some(orig) = &j.retry_of {
+        line("retry of", orig.clone());
     }
     if let Some(e) = &j.error {
         line("error", format!("{}: {}", e.code, e.message));

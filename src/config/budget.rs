@@ -79,6 +79,15 @@ pub fn price_for<'a>(
     longest_prefix(prices, model).map(|(_, p)| p)
 }
 
+/// Dollars a job's `usage` cost at these prices; `None` when the model has no price.
+pub fn usage_cost_usd(
+    prices: &BTreeMap<String, ModelPrice>,
+    model: &str,
+    usage: &Value,
+) -> Option<f64> {
+    price_for(prices, model).map(|p| p.cost_usd(Tokens::from_usage(usage)))
+}
+
 /// The entry of `map` whose key is `model` or its longest prefix.
 pub fn longest_prefix<'a, T>(
     map: &'a BTreeMap<String, T>,

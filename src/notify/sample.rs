@@ -69,6 +69,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         error_code: None,
         error_message: None,
         usage: response.get("usage").cloned(),
+        retry_of: None,
     };
     let events = vec![
         EventRow {

@@ -14,7 +14,7 @@ use crate::job::{JobError, JobId, JobSpec, JobStatus};
 const JOB_COLUMNS: &str = "id, name, model, status, spec, idempotency_key, spec_hash, response_id, \
     attempt, submit_state, submissions, created_at, updated_at, submitted_at, finished_at, \
     deadline_at, next_check_at, lease_until, poll_interval_ms, polls, wake_pending, \
-    cancel_requested, cancel_reason, output_text, error_code, error_message, usage";
+    cancel_requested, cancel_reason, output_text, error_code, error_message, usage, retry_of";
 
 /// Where a job's create call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,8 @@ pub struct JobRow {
     pub error_message: Option<String>,
     #[sqlx(json(nullable))]
     pub usage: Option<Value>,
+    /// The job this one retries, if it is a retry.
+    pub retry_of: Option<String>,
 }
 
 impl JobRow {
@@ -186,11 +188,32 @@ pub struct ApplyContext<'a> {
 pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub name: Option<String>,
+    /// Only jobs using this model.
+    pub model: Option<String>,
+    /// Full-text search over name, input and output text: the user's words, each matched as a
+    /// token (all must match); FTS5 syntax in the text is treated as plain words.
+    pub search: Option<String>,
+    /// Only jobs whose spec metadata has every one of these key = value pairs.
+    pub metadata: Vec<(String, String)>,
     /// Only jobs created at or after this time (unix ms).
     pub since: Option<i64>,
     /// Cursor: only jobs that sort before this one (newest first).
     pub before: Option<(i64, String)>,
     pub limit: i64,
+}
+
+/// Turns a user's search text into an FTS5 query that cannot be a syntax error: each
+/// whitespace-separated word becomes a quoted string (inner `"` doubled), and the words are
+/// ANDed. `None` when there is nothing to search for.
+pub fn fts_query(text: &str) -> Option<String> {
+    // Control characters go: SQLite would end the query string at a NUL, leaving an open quote.
+    let terms: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|w| !w.is_empty())
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
 }
 
 pub(super) async fn fetch_job(
@@ -314,6 +337,19 @@ impl Store {
         if f.name.is_some() {
             sql.push_str(" AND name = ?");
         }
+        if f.model.is_some() {
+            sql.push_str(" AND model = ?");
+        }
+        let search = f.search.as_deref().and_then(fts_query);
+        if search.is_some() {
+            sql.push_str(" AND id IN (SELECT job_id FROM jobs_fts WHERE jobs_fts MATCH ?)");
+        }
+        for _ in &f.metadata {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM json_each(spec, '$.request.metadata') \
+                 WHERE key = ? AND value = ?)",
+            );
+        }
         if f.since.is_some() {
             sql.push_str(" AND created_at >= ?");
         }
@@ -328,6 +364,15 @@ impl Store {
         }
         if let Some(n) = &f.name {
             q = q.bind(n);
+        }
+        if let Some(m) = &f.model {
+            q = q.bind(m);
+        }
+        if let Some(s) = search {
+            q = q.bind(s);
+        }
+        for (k, v) in &f.metadata {
+            q = q.bind(k).bind(v);
         }
         if let Some(s) = f.since {
             q = q.bind(s);
@@ -355,5 +400,21 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fts_query;
+
+    #[test]
+    fn search_text_is_quoted_word_by_word() {
+        assert_eq!(
+            fts_query("foo OR -bar:").as_deref(),
+            Some(r#""foo" "OR" "-bar:""#)
+        );
+        assert_eq!(fts_query(r#"say "hi"#).as_deref(), Some(r#""say" """hi""#));
+        assert_eq!(fts_query("a\0b").as_deref(), Some(r#""ab""#));
+        assert_eq!(fts_query("  \0 "), None);
     }
 }

@@ -218,6 +218,7 @@ impl Sample {
             error_code: failed.then(|| "server_error".into()),
             error_message: failed.then(|| "The model <crashed> & burned".into()),
             usage: Some(usage.clone()),
+            retry_of: None,
         };
         let response = json!({"id": "resp_test", "object": "response", "status": status.as_str(), "output": [],
                               "usage": usage});

@@ -1,0 +1,348 @@
+//! The job list, the job page, its downloads and its Cancel form.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use minijinja::{Value as Tpl, context};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::session::{CsrfForm, Session};
+use super::view::{self, JobSummary};
+use super::{PageError, render};
+use crate::api::AppState;
+use crate::api::jobs::{decode_cursor, encode_cursor, parse_since};
+use crate::job::JobStatus;
+use crate::notify::markdown;
+use crate::store::JobFilter;
+
+const PAGE_SIZE: i64 = 25;
+
+/// The list's query string; empty fields count as absent (that is what a form sends).
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    name: Option<String>,
+    model: Option<String>,
+    since: Option<String>,
+    q: Option<String>,
+    after: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, PageError> {
+    let config = state.orchestrator.config();
+    let now = state.orchestrator.clock().now_ms();
+    let status = non_empty(&q.status)
+        .map(|s| s.parse::<JobStatus>())
+        .transpose()
+        .map_err(PageError::BadRequest)?;
+    let since = non_empty(&q.since)
+        .map(|s| parse_since(&s, now))
+        .transpose()
+        .map_err(|e| PageError::BadRequest(e.message))?;
+    let before = non_empty(&q.after)
+        .map(|c| decode_cursor(&c))
+        .transpose()
+        .map_err(|e| PageError::BadRequest(e.message))?;
+    let filter = JobFilter {
+        status,
+        name: non_empty(&q.name),
+        model: non_empty(&q.model),
+        search: non_empty(&q.q),
+        since,
+        before,
+        limit: PAGE_SIZE + 1,
+        ..JobFilter::default()
+    };
+    let mut rows = state.orchestrator.store().list_jobs(&filter).await?;
+    let has_more = rows.len() as i64 > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE as usize);
+    // The next page keeps the filters and moves the cursor.
+    let next_page = has_more
+        .then(|| rows.last().map(|r| encode_cursor(r.created_at, &r.id)))
+        .flatten()
+        .map(|cursor| {
+            let mut s = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [
+                ("status", &q.status),
+                ("name", &q.name),
+                ("model", &q.model),
+                ("since", &q.since),
+                ("q", &q.q),
+            ] {
+                if let Some(v) = non_empty(v) {
+                    s.append_pair(k, &v);
+                }
+            }
+            s.append_pair("after", &cursor);
+            format!("/?{}", s.finish())
+        });
+    let jobs: Vec<JobSummary> = rows
+        .iter()
+        .map(|r| JobSummary::new(r, &config, now))
+        .collect();
+    let filtered = [&q.status, &q.name, &q.model, &q.since, &q.q]
+        .iter()
+        .any(|v| non_empty(v).is_some());
+    render(
+        "list.html",
+        context! {
+            page => "list",
+            session => super::ser(SessionView::from(&session)),
+            jobs => super::ser(jobs),
+            statuses => JobStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            f => context! {
+                status => non_empty(&q.status),
+                name => non_empty(&q.name),
+                model => non_empty(&q.model),
+                since => non_empty(&q.since),
+                q => non_empty(&q.q),
+            },
+            filtered,
+            paged => q.after.is_some(),
+            next_page,
+        },
+    )
+}
+
+/// What the base template needs of the session.
+#[derive(serde::Serialize)]
+pub struct SessionView {
+    csrf: String,
+    can_logout: bool,
+}
+
+impl From<&Session> for SessionView {
+    fn from(s: &Session) -> Self {
+        SessionView {
+            csrf: s.csrf.clone(),
+            can_logout: s.can_logout,
+        }
+    }
+}
+
+pub async fn job(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let store = state.orchestrator.store();
+    let config = state.orchestrator.config();
+    let now = state.orchestrator.clock().now_ms();
+    let row = store
+        .get_job(&id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
+    let response = store.get_response(&id).await?;
+    let events = store.list_events(&id).await?;
+    let notifications = store.list_notifications(None, Some(&id), 50).await?;
+    // Links from model output: http(s) only, so no `javascript:` reaches an href.
+    let citations: Vec<_> = response
+        .as_ref()
+        .map(markdown::citations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| {
+            let url = c.url.filter(|u| {
+                let l = u.to_ascii_lowercase();
+                l.starts_with("https://") || l.starts_with("http://")
+            });
+            context! { title => c.title, url }
+        })
+        .collect();
+    let reasoning = response
+        .as_ref()
+        .map(markdown::reasoning_summaries)
+        .unwrap_or_default();
+    // Model output is untrusted: only ammonia's output is marked safe.
+    let report_html = row
+        .output_text
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| Tpl::from_safe_string(markdown::to_safe_html(t)));
+    let tokens = view::tokens(row.usage.as_ref()).map(|t| {
+        context! {
+            input => view::thousands(t.input),
+            cached => view::thousands(t.cached),
+            output => view::thousands(t.output),
+            reasoning => view::thousands(t.reasoning),
+            total => view::thousands(t.total),
+        }
+    });
+    let error = row.error();
+    let timeline: Vec<_> = events
+        .iter()
+        .map(|e| {
+            context! {
+                at => view::timestamp(e.at),
+                kind => e.kind.clone(),
+                message => e.message.clone(),
+            }
+        })
+        .collect();
+    let notifications: Vec<_> = notifications
+        .iter()
+        .map(|n| {
+            context! {
+                sink => n.sink.clone(),
+                event => n.event.clone(),
+                state => n.state.clone(),
+                attempts => n.attempts,
+                last_error => n.last_error.clone(),
+                at => view::timestamp(n.delivered_at.unwrap_or(n.created_at)),
+            }
+        })
+        .collect();
+    let response_pretty = response
+        .as_ref()
+        .and_then(|r| serde_json::to_string_pretty(r).ok());
+    let metadata = row
+        .spec
+        .request
+        .get("metadata")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    (k.clone(), v)
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    render(
+        "job.html",
+        context! {
+            page => "job",
+            session => super::ser(SessionView::from(&session)),
+            job => super::ser(JobSummary::new(&row, &config, now)),
+            response_id => row.response_id.clone(),
+            submitted => row.submitted_at.map(view::timestamp),
+            finished => row.finished_at.map(view::timestamp),
+            deadline => row.deadline_at.map(view::timestamp),
+            error => error.map(|e| context! { code => e.code, message => e.message }),
+            cancel_reason => row.cancel_reason.clone(),
+            tokens,
+            metadata => super::ser(metadata),
+            report_html,
+            citations,
+            reasoning,
+            timeline,
+            notifications,
+            response_pretty,
+            has_output => row.output_text.as_deref().is_some_and(|t| !t.is_empty()),
+            can_cancel => !row.status.is_terminal() && row.cancel_requested == 0,
+        },
+    )
+}
+
+/// A download name: the job's name made filename-safe, then the id.
+fn filename(name: &str, id: &str, ext: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    format!("{clean}-{id}.{ext}")
+}
+
+pub async fn report_md(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let store = state.orchestrator.store();
+    let row = store
+        .get_job(&id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
+    let response = store.get_response(&id).await?;
+    let citations = response
+        .as_ref()
+        .map(markdown::citations)
+        .unwrap_or_default();
+    let body = markdown::report(row.output_text.as_deref().unwrap_or_default(), &citations);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}\"",
+                    filename(&row.name, &row.id, "md")
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn response_json(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let store = state.orchestrator.store();
+    let row = store
+        .get_job(&id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
+    let response = store
+        .get_response(&id)
+        .await?
+        .ok_or_else(|| PageError::NotFound("This job has no stored response yet.".into()))?;
+    let body = serde_json::to_string_pretty(&response).unwrap_or_default();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}\"",
+                    filename(&row.name, &row.id, "json")
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    let row = state
+        .orchestrator
+        .cancel_job(&id)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
+    tracing::info!(job_id = %row.id, "cancel requested from the web page");
+    Ok(Redirect::to(&format!("/jobs/{}", row.id)).into_response())
+}

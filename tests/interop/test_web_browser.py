@@ -1,0 +1,231 @@
+"""The history pages in a real browser (headless Chromium through chromedriver).
+
+Starts ``$RESPOOL_BIN sim`` and ``$RESPOOL_BIN serve`` (with an API token, so the login is
+exercised), submits jobs over REST (one that runs for a minute), then signs in, loads the job
+list, searches and filters, opens a finished job, and cancels the running one with its Cancel
+button. Screenshots of every step, at desktop and phone width, go to
+``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+TOKEN = "browser-test-token-0123456789"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="needs Debian's chromium and chromium-driver",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited {proc.returncode}: {log.read_text()}")
+        try:
+            with _OPENER.open(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{url} did not come up: {log.read_text()}")
+            time.sleep(0.1)
+
+
+def _rest(base: str, method: str, path: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method)
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {TOKEN}")
+    with _OPENER.open(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    binary = os.environ.get("RESPOOL_BIN", str(ROOT / "target" / "debug" / "respool"))
+    tmp = tempfile.TemporaryDirectory()
+    sim_port, port = _free_port(), _free_port()
+    sim_log = Path(tmp.name) / "sim.log"
+    sim = subprocess.Popen(
+        [binary, "sim", "--listen", f"127.0.0.1:{sim_port}", "--queue-time", "200ms",
+         "--run-time", "800ms", "--seed", "1"],
+        stdout=open(sim_log, "wb"), stderr=subprocess.STDOUT,
+    )
+    _wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", sim, sim_log)
+    cfg = Path(tmp.name) / "respool.yaml"
+    cfg.write_text(
+        f"""
+listen: 127.0.0.1:{port}
+database: {tmp.name}/respool.db
+api:
+  tokens: ["{TOKEN}"]
+upstream:
+  base_url: http://127.0.0.1:{sim_port}/v1
+  api_key: sk-interop
+polling:
+  min_interval: 200ms
+  max_interval: 1s
+"""
+    )
+    log = Path(tmp.name) / "daemon.log"
+    proc = subprocess.Popen([binary, "serve", "--config", str(cfg)],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    _wait_http(base + "/healthz", proc, log)
+    yield base
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0, "SIGTERM must exit 0"
+    sim.terminate()
+    sim.wait(timeout=15)
+    tmp.cleanup()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--window-size=1280,900", "--hide-scrollbars"]:
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def _shot(driver, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    # The whole page, not just the viewport: size the window to the document first.
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(driver.get_window_size()["width"], max(height + 140, 400))
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def _set_width(driver, w: int, h: int) -> None:
+    driver.set_window_size(w, h)
+
+
+def test_list_search_open_and_cancel(daemon: str, browser):
+    if SHOTS.exists():
+        shutil.rmtree(SHOTS)
+    done = []
+    for name, text in [("Quarterly market brief", "the solar market"),
+                       ("Competitor scan <b>bold</b>", "competitors in logistics"),
+                       ("Literature review", "protein folding")]:
+        done.append(_rest(daemon, "POST", "/v1/jobs", {
+            "name": name, "model": "o3-deep-research", "input": f"Write a report on {text}.",
+            "tools": [{"type": "web_search_preview"}], "reasoning": {"summary": "auto"}}))
+    long = _rest(daemon, "POST", "/v1/jobs", {
+        "name": "Deep research: battery supply chain", "model": "o3-deep-research",
+        "input": "Map the supply chain.", "tools": [{"type": "web_search_preview"}],
+        "metadata": {"sim": "run=60s"}})
+    deadline = time.monotonic() + 30
+    while any(_rest(daemon, "GET", f"/v1/jobs/{j['id']}")["status"] != "completed" for j in done):
+        assert time.monotonic() < deadline, "jobs did not complete"
+        time.sleep(0.2)
+    while (j := _rest(daemon, "GET", f"/v1/jobs/{long['id']}"))["status"] != "in_progress":
+        assert time.monotonic() < deadline, f"long job did not start: {j}"
+        time.sleep(0.2)
+
+    wait = WebDriverWait(browser, 15)
+    # Not signed in: the list sends us to the login.
+    _set_width(browser, 1280, 900)
+    browser.get(daemon + "/")
+    wait.until(EC.url_contains("/login"))
+    _shot(browser, "01-login")
+    browser.find_element(By.NAME, "token").send_keys("not-the-token")
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert")))
+    browser.find_element(By.NAME, "token").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.jobs")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")
+    assert len(rows) == 4
+    # The HTML in a job name is shown as text.
+    assert "Competitor scan <b>bold</b>" in browser.find_element(By.CSS_SELECTOR, "table.jobs").text
+    _set_width(browser, 1280, 900)
+    _shot(browser, "02-list")
+
+    # Filter by status, then search.
+    _set_width(browser, 1280, 900)
+    Select(browser.find_element(By.NAME, "status")).select_by_value("in_progress")
+    browser.find_element(By.CSS_SELECTOR, ".filters button[type=submit]").click()
+    wait.until(EC.url_contains("status=in_progress"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")
+    assert len(rows) == 1 and "battery" in rows[0].text
+    _shot(browser, "03-filter-running")
+    browser.get(daemon + "/")
+    box = browser.find_element(By.NAME, "q")
+    box.send_keys("solar")
+    box.submit()
+    wait.until(EC.url_contains("q=solar"))
+    text = browser.find_element(By.ID, "jobs").text
+    assert "Quarterly market brief" in text and "Literature review" not in text, text
+    _shot(browser, "04-search")
+
+    # A finished job's page.
+    _set_width(browser, 1280, 900)
+    browser.get(daemon + f"/jobs/{done[0]['id']}")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".badge.s-completed")))
+    assert browser.find_elements(By.CSS_SELECTOR, "article.prose"), "report rendered"
+    assert not browser.find_elements(By.ID, "cancel")
+    _shot(browser, "05-job-completed")
+
+    # The running one: Cancel, then it shows cancelled.
+    _set_width(browser, 1280, 900)
+    browser.get(daemon + f"/jobs/{long['id']}")
+    wait.until(EC.presence_of_element_located((By.ID, "cancel")))
+    _shot(browser, "06-job-running")
+    browser.find_element(By.ID, "cancel").click()
+    WebDriverWait(browser, 30, poll_frequency=0.5).until(
+        lambda d: (d.refresh() or True) and d.find_elements(By.CSS_SELECTOR, ".badge.s-cancelled"))
+    assert _rest(daemon, "GET", f"/v1/jobs/{long['id']}")["status"] == "cancelled"
+    _shot(browser, "07-job-cancelled")
+
+    _set_width(browser, 1280, 900)
+    browser.get(daemon + "/stats")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".tiles")))
+    _shot(browser, "08-stats")
+
+    # Phone width: the table becomes cards.
+    _set_width(browser, 390, 844)
+    browser.get(daemon + "/")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.jobs")))
+    assert not browser.find_element(By.CSS_SELECTOR, "table.jobs thead").is_displayed()
+    _shot(browser, "09-phone-list")
+    _set_width(browser, 390, 844)
+    browser.get(daemon + f"/jobs/{done[0]['id']}")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".badge")))
+    _shot(browser, "10-phone-job")

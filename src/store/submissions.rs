@@ -11,6 +11,35 @@ use super::{Store, StoreError};
 use crate::job::{JobError, JobStatus, Observation};
 
 impl Store {
+    /// One fenced move of a claimed job: `sql` is an UPDATE binding (next check, now, id,
+    /// attempt) and conditional on the claim; when it matched, the `(kind, reason)` event joins the
+    /// timeline in the same transaction. Returns whether the claim still held.
+    async fn fenced_move(
+        &self,
+        sql: &'static str,
+        next_check_at: i64,
+        now: i64,
+        id: &str,
+        attempt: i64,
+        (kind, reason): (&str, &str),
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query(sql)
+            .bind(next_check_at)
+            .bind(now)
+            .bind(id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if done {
+            add_event(&mut tx, id, now, kind, reason, None).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Claims the pending job that is due for submission with the highest priority (then the
     /// oldest): bumps its attempt, counts the submission and records it *before* the create call
     /// is sent, so a crash mid-call leaves a trace. The lease says how long the call may take
@@ -130,24 +159,10 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET submit_state = 'ready', submissions = submissions - 1, next_check_at = ?, \
-             lease_until = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'",
-        )
-        .bind(at)
-        .bind(now)
-        .bind(id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            add_event(&mut tx, id, now, "submit_retry", reason, None).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        let sql = "UPDATE jobs SET submit_state = 'ready', submissions = submissions - 1, next_check_at = ?, \
+             lease_until = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'";
+        self.fenced_move(sql, at, now, id, attempt, ("submit_retry", reason))
+            .await
     }
 
     /// Marks a claimed create as uncertain: it may have reached OpenAI. Resolved at
@@ -160,24 +175,17 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET submit_state = 'uncertain', next_check_at = ?, lease_until = NULL, \
-             updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'",
+        let sql = "UPDATE jobs SET submit_state = 'uncertain', next_check_at = ?, lease_until = NULL, \
+             updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'";
+        self.fenced_move(
+            sql,
+            resolve_at,
+            now,
+            id,
+            attempt,
+            ("submit_uncertain", reason),
         )
-        .bind(resolve_at)
-        .bind(now)
-        .bind(id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            add_event(&mut tx, id, now, "submit_uncertain", reason, None).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        .await
     }
 
     /// Turns submissions whose lease ran out (their worker died mid-call) into uncertain ones.
@@ -232,24 +240,10 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET submit_state = 'ready', next_check_at = ?, updated_at = ? \
-             WHERE id = ? AND attempt = ? AND submit_state = 'uncertain' AND status = 'pending'",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .bind(attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            add_event(&mut tx, id, now, "resubmit", reason, None).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
+        let sql = "UPDATE jobs SET submit_state = 'ready', next_check_at = ?, updated_at = ? \
+             WHERE id = ? AND attempt = ? AND submit_state = 'uncertain' AND status = 'pending'";
+        self.fenced_move(sql, now, now, id, attempt, ("resubmit", reason))
+            .await
     }
 
     /// Ends a job that never got a response id (refused create, uncertain create under the

@@ -1,8 +1,85 @@
 //! What the chat sinks share about a message's content.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
 use super::SinkError;
 use super::context::Context;
+use super::http;
 use super::templates::{Part, Templates};
+use crate::config::sinks::{Secret, TemplateFiles};
+
+/// A chat service's incoming webhook (Slack, Discord): its URL, the sink's timeout and
+/// templates. The URL holds the webhook's token, so it stays in a `SecretString`, is redacted
+/// from `Debug` and scrubbed from every error. The sinks differ only in the message they post.
+pub struct Hook {
+    url: SecretString,
+    http: reqwest::Client,
+    timeout: Duration,
+    pub templates: Templates,
+    /// A custom `templates.text` replaces the result excerpt as the message body.
+    pub custom_text: bool,
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hook")
+            .field("url", &"[redacted]")
+            .field("timeout", &self.timeout)
+            .field("custom_text", &self.custom_text)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hook {
+    pub fn new(
+        url: Option<&SecretString>,
+        url_file: Option<&PathBuf>,
+        timeout: Duration,
+        templates: &TemplateFiles,
+        http: reqwest::Client,
+    ) -> Result<Self, SinkError> {
+        Ok(Self {
+            url: http::secret_url(Secret {
+                inline: url,
+                file: url_file,
+            })?,
+            http,
+            timeout,
+            templates: Templates::load(templates)?,
+            custom_text: templates.text.is_some(),
+        })
+    }
+
+    /// Posts `payload` as JSON; `amend` may adjust the answer before it is judged (Discord
+    /// also says in the body how long to wait).
+    pub async fn post(
+        &self,
+        payload: &Value,
+        amend: fn(&mut http::Answer),
+    ) -> Result<(), SinkError> {
+        let request = self.http.post(self.url.expose_secret()).json(payload);
+        let result = http::send(request, self.timeout)
+            .await
+            .and_then(|mut answer| {
+                amend(&mut answer);
+                answer.into_result()
+            });
+        result.map_err(|e| http::scrub(e, &http::url_secrets(&self.url)))
+    }
+
+    /// The message body: the custom text template, or else the result as Markdown.
+    pub fn body(&self, ctx: &Context) -> Result<String, SinkError> {
+        Ok(if self.custom_text {
+            self.templates.render(Part::Text, ctx)?
+        } else {
+            ctx.output_markdown.clone()
+        })
+    }
+}
 
 /// The subject template's line, or `name status` when a custom template renders nothing.
 pub fn subject(templates: &Templates, ctx: &Context) -> Result<String, SinkError> {

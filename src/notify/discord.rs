@@ -3,17 +3,13 @@
 //! contain `@everyone` or role mentions, so the message allows no mentions at all. The webhook
 //! URL holds its token: it stays in a `SecretString` and is scrubbed from every error.
 
-use std::time::Duration;
-
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::chat::{self, Limit};
 use super::context::Context;
 use super::http;
-use super::templates::{Part, Templates};
 use super::{Notification, SinkError};
-use crate::config::sinks::{DiscordSink as DiscordConfig, Secret};
+use crate::config::sinks::DiscordSink as DiscordConfig;
 
 /// Discord's message and embed limits (discord.com/developers/docs/resources/message).
 const CONTENT_MAX: usize = 2000;
@@ -31,62 +27,51 @@ const RED: u32 = 0xe0_1e_5a;
 const AMBER: u32 = 0xec_b2_2e;
 const GREY: u32 = 0x95_a5_a6;
 
+/// Discord says how long to wait in a 429's JSON body too, in (fractional) seconds.
+fn retry_after_in_body(answer: &mut http::Answer) {
+    if answer.status == 429 {
+        let in_body = serde_json::from_str::<Value>(&answer.body)
+            .ok()
+            .and_then(|b| b.get("retry_after").and_then(Value::as_f64))
+            .and_then(|s| http::parse_retry_after(&s.to_string()));
+        answer.retry_after = answer.retry_after.max(in_body);
+    }
+}
+
 /// A Discord channel webhook.
 pub struct DiscordSink {
-    url: SecretString,
-    http: reqwest::Client,
-    timeout: Duration,
-    templates: Templates,
-    /// A custom `templates.text` replaces the result excerpt as the embed's description.
-    custom_text: bool,
+    hook: chat::Hook,
 }
 
 impl std::fmt::Debug for DiscordSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiscordSink")
-            .field("url", &"[redacted]")
-            .field("timeout", &self.timeout)
-            .field("custom_text", &self.custom_text)
-            .finish_non_exhaustive()
+            .field("hook", &self.hook)
+            .finish()
     }
 }
 
 impl DiscordSink {
     pub fn new(_name: &str, cfg: &DiscordConfig, http: reqwest::Client) -> Result<Self, SinkError> {
-        let url = http::secret_url(Secret {
-            inline: cfg.url.as_ref(),
-            file: cfg.url_file.as_ref(),
-        })?;
         Ok(Self {
-            url,
-            http,
-            timeout: cfg.timeout,
-            templates: Templates::load(&cfg.templates)?,
-            custom_text: cfg.templates.text.is_some(),
+            hook: chat::Hook::new(
+                cfg.url.as_ref(),
+                cfg.url_file.as_ref(),
+                cfg.timeout,
+                &cfg.templates,
+                http,
+            )?,
         })
     }
 
     pub async fn deliver(&self, n: &Notification<'_>) -> Result<(), SinkError> {
-        let payload = self.payload(n.ctx)?;
-        let request = self.http.post(self.url.expose_secret()).json(&payload);
-        let result = http::send(request, self.timeout)
+        self.hook
+            .post(&self.payload(n.ctx)?, retry_after_in_body)
             .await
-            .and_then(|mut answer| {
-                // Discord says how long to wait in the JSON body too, in (fractional) seconds.
-                if answer.status == 429 {
-                    let in_body = serde_json::from_str::<Value>(&answer.body)
-                        .ok()
-                        .and_then(|b| b.get("retry_after").and_then(Value::as_f64))
-                        .and_then(|s| http::parse_retry_after(&s.to_string()));
-                    answer.retry_after = answer.retry_after.max(in_body);
-                }
-                answer.into_result()
-            });
-        result.map_err(|e| http::scrub(e, &http::url_secrets(&self.url)))
     }
 
     fn payload(&self, ctx: &Context) -> Result<Value, SinkError> {
-        let subject = chat::subject(&self.templates, ctx)?;
+        let subject = chat::subject(&self.hook.templates, ctx)?;
         let title = chat::truncate(&ctx.job.name, TITLE_MAX);
         let footer = chat::truncate(&format!("respool · {}", ctx.job.id), FOOTER_MAX);
         let fields: Vec<Value> = chat::facts(ctx)
@@ -107,11 +92,7 @@ impl DiscordSink {
                 .map(|f| text_len(&f["name"]) + text_len(&f["value"]))
                 .sum::<usize>();
 
-        let body = if self.custom_text {
-            self.templates.render(Part::Text, ctx)?
-        } else {
-            ctx.output_markdown.clone()
-        };
+        let body = self.hook.body(ctx)?;
         let note = match &ctx.job.url {
             Some(u) => format!("*[The full report is in respool.]({u})*"),
             None => "*The full report is in respool.*".to_string(),

@@ -7,16 +7,12 @@
 //! request with the sink's timeout and maps the answer to a [`SinkError`]; [`chat`] renders the
 //! subject, lists the job's facts and fits text into a platform's limit at a word boundary.
 
-use std::time::Duration;
-
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use super::chat;
 use super::context::Context;
-use super::templates::{Part, Templates};
 use super::{Notification, SinkError};
-use super::{chat, http};
-use crate::config::sinks::{Secret, SlackSink as SlackConfig};
+use crate::config::sinks::SlackSink as SlackConfig;
 
 /// Block Kit limits (docs.slack.dev, "Blocks"): a header's text, a section's text, one field.
 const HEADER_MAX: usize = 150;
@@ -27,51 +23,37 @@ const FALLBACK_MAX: usize = 300;
 
 /// A Slack incoming webhook.
 pub struct SlackSink {
-    url: SecretString,
-    http: reqwest::Client,
-    timeout: Duration,
-    templates: Templates,
-    /// A custom `templates.text` replaces the result excerpt as the message body.
-    custom_text: bool,
+    hook: chat::Hook,
 }
 
 impl std::fmt::Debug for SlackSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlackSink")
-            .field("url", &"[redacted]")
-            .field("timeout", &self.timeout)
-            .field("custom_text", &self.custom_text)
-            .finish_non_exhaustive()
+            .field("hook", &self.hook)
+            .finish()
     }
 }
 
 impl SlackSink {
     pub fn new(_name: &str, cfg: &SlackConfig, http: reqwest::Client) -> Result<Self, SinkError> {
-        let url = http::secret_url(Secret {
-            inline: cfg.url.as_ref(),
-            file: cfg.url_file.as_ref(),
-        })?;
         Ok(Self {
-            url,
-            http,
-            timeout: cfg.timeout,
-            templates: Templates::load(&cfg.templates)?,
-            custom_text: cfg.templates.text.is_some(),
+            hook: chat::Hook::new(
+                cfg.url.as_ref(),
+                cfg.url_file.as_ref(),
+                cfg.timeout,
+                &cfg.templates,
+                http,
+            )?,
         })
     }
 
     pub async fn deliver(&self, n: &Notification<'_>) -> Result<(), SinkError> {
-        let payload = self.payload(n.ctx)?;
-        let request = self.http.post(self.url.expose_secret()).json(&payload);
-        let result = http::send(request, self.timeout)
-            .await
-            .and_then(http::Answer::into_result);
-        result.map_err(|e| http::scrub(e, &http::url_secrets(&self.url)))
+        self.hook.post(&self.payload(n.ctx)?, |_| {}).await
     }
 
     /// The Block Kit message: at most four blocks, each within Slack's limits.
     fn payload(&self, ctx: &Context) -> Result<Value, SinkError> {
-        let subject = chat::subject(&self.templates, ctx)?;
+        let subject = chat::subject(&self.hook.templates, ctx)?;
         let mut blocks = vec![json!({
             "type": "header",
             "text": {"type": "plain_text", "text": chat::truncate(&subject, HEADER_MAX), "emoji": true},
@@ -86,11 +68,7 @@ impl SlackSink {
             .collect();
         blocks.push(json!({"type": "section", "fields": fields}));
 
-        let body = if self.custom_text {
-            self.templates.render(Part::Text, ctx)?
-        } else {
-            ctx.output_markdown.clone()
-        };
+        let body = self.hook.body(ctx)?;
         let body = mrkdwn::from_markdown(&body);
         if !body.is_empty() {
             let note = match &ctx.job.url {

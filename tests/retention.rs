@@ -10,18 +10,9 @@ use std::time::Duration;
 
 use respool::config::ModelPrice;
 use respool::job::JobStatus;
-use respool::sim::SimConfig;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-fn fast_sim() -> SimConfig {
-    SimConfig {
-        queue_time: Duration::from_millis(100),
-        run_time: Duration::from_millis(300),
-        ..SimConfig::default()
-    }
-}
 
 async fn finished_job(app: &common::TestApp, name: &str) -> String {
     let (status, job) = app.post_job(&common::job_body(name)).await;
@@ -69,7 +60,7 @@ async fn finished_jobs_past_retention_are_pruned_and_summarized() {
                 },
             )]);
         },
-        fast_sim(),
+        common::fast_sim(),
     )
     .await;
     let old = finished_job(&app, "old").await;
@@ -129,7 +120,7 @@ async fn finished_jobs_past_retention_are_pruned_and_summarized() {
 
 #[tokio::test]
 async fn webhook_deliveries_go_after_seven_days_and_jobs_stay_without_retention() {
-    let app = common::spawn_app_with(|_| {}, fast_sim()).await;
+    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
     let id = finished_job(&app, "kept").await;
     app.wait_until("its webhook is recorded", DEADLINE, async || {
         app.count_rows("webhook_deliveries").await > 0
@@ -151,7 +142,7 @@ async fn webhook_deliveries_go_after_seven_days_and_jobs_stay_without_retention(
 
 #[tokio::test]
 async fn db_backup_writes_a_valid_copy_while_the_daemon_runs() {
-    let app = common::spawn_app_with(|_| {}, fast_sim()).await;
+    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(finished_job(&app, &format!("backed-up-{i}")).await);

@@ -1,5 +1,5 @@
 //! The history pages: rendering, escaping, security headers, the login and its cookie, CSRF,
-//! and cancelling through the page's form.
+//! and cancelling and retrying through the page's forms.
 
 #![allow(clippy::unwrap_used)]
 
@@ -242,6 +242,95 @@ async fn cancel_through_the_form_needs_the_csrf_token_and_same_origin() {
     assert_eq!(r.headers()[LOCATION], format!("/jobs/{id}").as_str());
     let done = app.wait_terminal(&id, Duration::from_secs(20)).await;
     assert_eq!(done.status, JobStatus::Cancelled);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn retry_through_the_form_needs_the_csrf_token_and_links_both_pages() {
+    let app = spawn_app().await;
+    let (status, job) = app
+        .post_job(&json!({"name": "again", "model": "gpt-5", "input": "hi",
+            "metadata": {"sim": "run=100ms"}}))
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let get_page = async |path: &str| {
+        app.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let done = app.wait_terminal(&id, Duration::from_secs(20)).await;
+    assert_eq!(done.status, JobStatus::Completed);
+    let page = get_page(&format!("/jobs/{id}")).await;
+    assert!(
+        page.contains(&format!(r#"action="/jobs/{id}/retry""#)),
+        "{page}"
+    );
+    assert!(!page.contains("Retried by"), "{page}");
+    let csrf = csrf_of(&page);
+    let http = no_redirects();
+    let url = format!("{}/jobs/{id}/retry", app.base);
+
+    // Without the token or with a forged one: refused, and no job is made.
+    for pairs in [&[("x", "y")][..], &[("csrf", "forged")][..]] {
+        let r = http.post(&url).form_body(pairs).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    assert_eq!(app.count_rows("jobs").await, 1);
+    assert_eq!(app.count_events(&id, "retried").await, 0);
+
+    let r = http
+        .post(&url)
+        .header("origin", &app.base)
+        .header("sec-fetch-site", "same-origin")
+        .form_body(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()[LOCATION].to_str().unwrap().to_string();
+    let new_id = location.strip_prefix("/jobs/").unwrap().to_string();
+    assert_ne!(new_id, id);
+    assert_eq!(
+        app.job(&new_id).await.retry_of.as_deref(),
+        Some(id.as_str())
+    );
+
+    // The new page links back; the original links forward.
+    let page = get_page(&location).await;
+    assert!(page.contains("Retry of"), "{page}");
+    assert!(page.contains(&format!(r#"href="/jobs/{id}""#)), "{page}");
+    let page = get_page(&format!("/jobs/{id}")).await;
+    assert!(page.contains("Retried by"), "{page}");
+    assert!(
+        page.contains(&format!(r#"href="/jobs/{new_id}""#)),
+        "{page}"
+    );
+
+    // A job still running has no Retry button, and a forged-up POST is refused.
+    let (status, running) = app
+        .post_job(&json!({"name": "busy", "model": "gpt-5", "input": "hi",
+            "metadata": {"sim": "stuck"}}))
+        .await;
+    assert_eq!(status, 201, "{running}");
+    let running = running["id"].as_str().unwrap().to_string();
+    let page = get_page(&format!("/jobs/{running}")).await;
+    assert!(
+        !page.contains(&format!(r#"action="/jobs/{running}/retry""#)),
+        "{page}"
+    );
+    let r = http
+        .post(format!("{}/jobs/{running}/retry", app.base))
+        .form_body(&[("csrf", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("only a finished job"));
     app.stop().await;
 }
 

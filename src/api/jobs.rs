@@ -1,4 +1,4 @@
-//! `/v1/jobs`: submit, list, show, timeline, stored response, cancel.
+//! `/v1/jobs`: submit, list, show, timeline, stored response, cancel, retry.
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -13,7 +13,7 @@ use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::config::budget::{ModelPrice, usage_cost_usd};
 use crate::job::{JobError, JobSpec, JobStatus};
-use crate::orchestrator::AcceptError;
+use crate::orchestrator::{AcceptError, RetryError};
 use crate::store::{EventRow, InsertOutcome, JobFilter, JobRow};
 
 /// A job as the API shows it. Times are unix seconds.
@@ -50,6 +50,14 @@ pub struct JobView {
     /// The job this one retries (`respool jobs retry`), if any.
     #[serde(default)]
     pub retry_of: Option<String>,
+    /// The job's spec as stored (respool's keys and the create body), with credentials in
+    /// tools (`authorization`, `headers`) redacted. Only on `GET /v1/jobs/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<Value>,
+    /// Ids of the jobs that retry this one, oldest first. Only on `GET /v1/jobs/{id}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried_by: Vec<String>,
 }
 
 impl JobView {
@@ -97,8 +105,37 @@ impl From<&JobRow> for JobView {
                 .unwrap_or_else(|| serde_json::json!({})),
             cost_usd: None,
             retry_of: r.retry_of.clone(),
+            spec: None,
+            retried_by: Vec::new(),
         }
     }
+}
+
+/// What stands in for a credential in a shown spec.
+const REDACTED: &str = "[redacted]";
+
+/// A spec as the API shows it. Specs are user input, but a Responses body can carry
+/// credentials for remote tools (an MCP tool's `authorization`, its `headers`): those values
+/// are replaced, so a reader of the job cannot lift them. The stored spec keeps them (a retry
+/// needs them).
+fn shown_spec(spec: &JobSpec) -> Option<Value> {
+    let mut v = serde_json::to_value(spec).ok()?;
+    if let Some(tools) = v
+        .pointer_mut("/request/tools")
+        .and_then(Value::as_array_mut)
+    {
+        for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
+            if let Some(a) = tool.get_mut("authorization") {
+                *a = Value::String(REDACTED.into());
+            }
+            if let Some(headers) = tool.get_mut("headers").and_then(Value::as_object_mut) {
+                for h in headers.values_mut() {
+                    *h = Value::String(REDACTED.into());
+                }
+            }
+        }
+    }
+    Some(v)
 }
 
 impl ListParams {
@@ -367,7 +404,10 @@ pub async fn get_job(
         .get_job(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
-    Ok(Json(view(&state, &row)))
+    let mut v = view(&state, &row);
+    v.spec = shown_spec(&row.spec);
+    v.retried_by = state.orchestrator.store().retried_by(&row.id).await?;
+    Ok(Json(v))
 }
 
 /// A job's timeline, oldest first.
@@ -416,6 +456,48 @@ pub async fn cancel_job(
     Ok(Json(view(&state, &row)))
 }
 
+/// Retry a finished job: a new job from the same spec (without its idempotency key), linked
+/// by `retry_of`. The original gets a `retried` event.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path)),
+    responses((status = 201, description = "The new job; `Location` names it", body = JobView),
+        (status = 400, description = "The spec names a sink the config no longer has", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The job is not finished (type `not_terminal`)", body = ErrorBody)))]
+pub async fn retry_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.orchestrator.retry_job(&id).await {
+        Ok(Some(row)) => {
+            let location = format!("/v1/jobs/{}", row.id);
+            Ok((
+                StatusCode::CREATED,
+                [(axum::http::header::LOCATION, location)],
+                Json(view(&state, &row)),
+            )
+                .into_response())
+        }
+        Ok(None) => Err(not_found(&id)),
+        Err(e) => Err(retry_error(e)),
+    }
+}
+
+/// The API's answer to a refused retry (the web page has its own).
+fn retry_error(e: RetryError) -> ApiError {
+    match e {
+        e @ RetryError::NotTerminal { .. } => ApiError {
+            status: StatusCode::CONFLICT,
+            kind: "not_terminal",
+            message: e.to_string(),
+            param: None,
+        },
+        e @ RetryError::UnknownSink { .. } => {
+            ApiError::invalid(e.to_string(), Some("notify".into()))
+        }
+        RetryError::Store(e) => e.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,5 +518,32 @@ mod tests {
         assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000_000);
         assert!(parse_since("2026-11-01T00:00:00Z", 0).is_ok());
         assert!(parse_since("yesterday", 0).is_err());
+    }
+
+    #[test]
+    fn shown_spec_redacts_tool_credentials() {
+        let spec = JobSpec::from_value(
+            serde_json::json!({
+                "model": "m",
+                "input": "i",
+                "tools": [
+                    {"type": "mcp", "server_label": "s", "server_url": "https://mcp.example",
+                     "authorization": "sk-secret", "headers": {"X-Key": "k-secret"}},
+                    {"type": "web_search_preview"}
+                ]
+            }),
+            "#1",
+        )
+        .unwrap();
+        let shown = shown_spec(&spec).unwrap();
+        let text = shown.to_string();
+        assert!(
+            !text.contains("sk-secret") && !text.contains("k-secret"),
+            "{text}"
+        );
+        assert_eq!(shown["request"]["tools"][0]["authorization"], REDACTED);
+        assert_eq!(shown["request"]["tools"][0]["headers"]["X-Key"], REDACTED);
+        assert_eq!(shown["request"]["tools"][1]["type"], "web_search_preview");
+        assert_eq!(shown["request"]["input"], "i");
     }
 }

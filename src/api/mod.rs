@@ -1,8 +1,8 @@
 //! The REST API (axum): jobs under `/v1`, the webhook endpoints respool manages
-//! (`/v1/webhook`), the schedules (`/v1/schedules`), reload (`/v1/admin/reload`), health,
-//! metrics, the OpenAPI document, and the webhook receiver's route. One [`ApiError`] maps every
-//! failure to `{"error": {"message", "type", "param"}}`; a 500 says nothing more, the log has
-//! the chain.
+//! (`/v1/webhook`), the schedules (`/v1/schedules`), stats (`/v1/stats`), reload
+//! (`/v1/admin/reload`), health, metrics, the OpenAPI document, and the webhook receiver's
+//! route. One [`ApiError`] maps every failure to `{"error": {"message", "type", "param"}}`; a
+//! 500 says nothing more, the log has the chain.
 
 mod admin;
 pub(crate) mod auth;
@@ -13,6 +13,7 @@ mod health;
 pub(crate) mod jobs;
 mod notifications;
 mod schedules;
+pub mod stats;
 pub mod webhook_admin;
 pub mod webhook_test;
 
@@ -64,12 +65,14 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(jobs::get_events))
         .routes(routes!(jobs::get_response))
         .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::retry_job))
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::retry_notification))
         .routes(routes!(schedules::list_schedules))
         .routes(routes!(schedules::list_runs))
         .routes(routes!(admin::reload))
         .routes(routes!(budget::get_budget))
+        .routes(routes!(stats::get_stats))
         .routes(routes!(database::backup))
         .routes(routes!(database::vacuum))
         .routes(routes!(webhook_admin::overview))

@@ -42,6 +42,11 @@ impl ApiClient {
         Ok(Self::new(&base, args.token.clone()))
     }
 
+    /// The daemon's base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn new(base: &str, token: Option<String>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))

@@ -1,26 +1,35 @@
-//! `respool jobs list|show|output|events|cancel`.
+//! `respool jobs list|show|output|events|cancel|retry`. Long human output (the list table,
+//! `show`, `events`, `output`) goes through the pager ([`super::pager`]); machine formats
+//! (`--json`, `jsonl`, `csv`) never do.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::pager::{self, PagerArgs};
 use super::{ApiClient, ServerArgs, output};
 use crate::api::{JobList, JobView};
+use crate::notify::markdown;
 
 #[derive(Subcommand, Debug)]
 pub enum JobsCommand {
     /// List jobs, newest first.
     List(ListArgs),
-    /// Show a job and its timeline.
-    Show(IdArgs),
-    /// Print a job's output text (`--json`: the whole stored response).
-    Output(IdArgs),
+    /// Show everything about a job: details, spec, retries, output, downloads, timeline,
+    /// notifications.
+    Show(PagedIdArgs),
+    /// Print a job's output: its text, the Markdown report with sources, or the stored
+    /// Response JSON.
+    Output(OutputArgs),
     /// Print a job's timeline.
-    Events(IdArgs),
+    Events(PagedIdArgs),
     /// Cancel a job (upstream too, if it was submitted).
     Cancel(IdArgs),
+    /// Run a finished job again, as a new job with the same spec (linked by `retry_of`).
+    Retry(IdArgs),
 }
 
 #[derive(Args, Debug)]
@@ -43,7 +52,8 @@ pub struct ListArgs {
     /// Only jobs created since (`7d`, `2h`, or an RFC 3339 time).
     #[arg(long)]
     pub since: Option<String>,
-    /// Output format: `table` (default), `json` (same as `--json`) or `jsonl` (one job a line).
+    /// Output format: `table` (default), `json` (same as `--json`), `jsonl` (one job a line)
+    /// or `csv` (a header row, times in RFC 3339 UTC).
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
     pub format: ListFormat,
     /// How many jobs to show (all pages are fetched as needed).
@@ -51,6 +61,8 @@ pub struct ListArgs {
     pub limit: usize,
     #[command(flatten)]
     pub server: ServerArgs,
+    #[command(flatten)]
+    pub pager: PagerArgs,
 }
 
 /// How `respool jobs list` prints.
@@ -59,6 +71,7 @@ pub enum ListFormat {
     Table,
     Json,
     Jsonl,
+    Csv,
 }
 
 #[derive(Args, Debug)]
@@ -69,138 +82,59 @@ pub struct IdArgs {
     pub server: ServerArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct PagedIdArgs {
+    /// The job id (`job_…`).
+    pub id: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub pager: PagerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// The job id (`job_…`).
+    pub id: String,
+    /// `text`: the output text (default); `md`: the Markdown report with its sources, as
+    /// notifications show it; `json`: the whole stored Response (same as `--json`).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub pager: PagerArgs,
+}
+
+/// What `respool jobs output` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Md,
+    Json,
+}
+
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        JobsCommand::List(a) => {
-            let client = ApiClient::from_args(config, &a.server)?;
-            let mut jobs: Vec<JobView> = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut q = vec![format!("limit={}", (a.limit - jobs.len()).clamp(1, 100))];
-                for kv in &a.metadata {
-                    if !kv.contains('=') {
-                        anyhow::bail!("--metadata takes KEY=VALUE, not `{kv}`");
-                    }
-                    q.push(format!("metadata={}", enc(kv)));
-                }
-                for (k, v) in [
-                    ("status", &a.status),
-                    ("name", &a.name),
-                    ("model", &a.model),
-                    ("search", &a.search),
-                    ("since", &a.since),
-                    ("after", &cursor),
-                ] {
-                    if let Some(v) = v {
-                        q.push(format!("{k}={}", enc(v)));
-                    }
-                }
-                let page: JobList = client.get(&format!("/v1/jobs?{}", q.join("&"))).await?;
-                jobs.extend(page.data);
-                if !page.has_more || jobs.len() >= a.limit {
-                    break;
-                }
-                cursor = page.next_cursor;
-            }
-            if a.server.json || a.format == ListFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&jobs)?);
-            } else if a.format == ListFormat::Jsonl {
-                for j in &jobs {
-                    println!("{}", serde_json::to_string(j)?);
-                }
-            } else if jobs.is_empty() {
-                println!("no jobs");
-            } else {
-                println!("{}", output::jobs_table(&jobs));
-            }
-        }
-        JobsCommand::Show(a) => {
-            let client = ApiClient::from_args(config, &a.server)?;
-            let job: JobView = client.get(&format!("/v1/jobs/{}", enc(&a.id))).await?;
-            let events: Value = client
-                .get(&format!("/v1/jobs/{}/events", enc(&a.id)))
-                .await?;
-            if a.server.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"job": job, "events": events["data"]})
-                    )?
-                );
-            } else {
-                print!("{}", output::job_details(&job));
-                if let Some(text) = &job.output_text {
-                    let excerpt: String = text.chars().take(400).collect();
-                    let more = if text.chars().count() > 400 {
-                        "…"
-                    } else {
-                        ""
-                    };
-                    println!(
-                        "\noutput (`respool jobs output {}` for all of it):\n{excerpt}{more}",
-                        job.id
-                    );
-                }
-                let list = events["data"].as_array().cloned().unwrap_or_default();
-                println!("\ntimeline:\n{}", output::events_table(&list));
-                let notes: Value = client
-                    .get(&format!("/v1/notifications?job_id={}", enc(&a.id)))
-                    .await?;
-                let notes = notes["data"].as_array().cloned().unwrap_or_default();
-                if !notes.is_empty() {
-                    println!("\nnotifications:");
-                    for n in notes {
-                        let err = n["last_error"]
-                            .as_str()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default();
-                        println!(
-                            "  #{} {} → {}: {} after {} tries{err}",
-                            n["id"],
-                            n["event"].as_str().unwrap_or(""),
-                            n["sink"].as_str().unwrap_or(""),
-                            n["state"].as_str().unwrap_or(""),
-                            n["attempts"]
-                        );
-                    }
-                }
-            }
-        }
-        JobsCommand::Output(a) => {
-            let client = ApiClient::from_args(config, &a.server)?;
-            if a.server.json {
-                let resp: Value = client
-                    .get(&format!("/v1/jobs/{}/response", enc(&a.id)))
-                    .await?;
-                println!("{}", serde_json::to_string_pretty(&resp)?);
-            } else {
-                let job: JobView = client.get(&format!("/v1/jobs/{}", enc(&a.id))).await?;
-                match job.output_text {
-                    Some(t) => println!("{t}"),
-                    None => {
-                        eprintln!("job {} has no output (status {})", job.id, job.status);
-                        return Ok(ExitCode::FAILURE);
-                    }
-                }
-            }
-        }
+        JobsCommand::List(a) => list(config, a).await,
+        JobsCommand::Show(a) => show(config, a).await,
+        JobsCommand::Output(a) => print_output(config, a).await,
         JobsCommand::Events(a) => {
             let client = ApiClient::from_args(config, &a.server)?;
             let events: Value = client
                 .get(&format!("/v1/jobs/{}/events", enc(&a.id)))
                 .await?;
             if a.server.json {
-                println!("{}", serde_json::to_string_pretty(&events["data"])?);
+                json_out(&events["data"])?;
             } else {
-                println!(
-                    "{}",
-                    output::events_table(events["data"].as_array().map_or(&[][..], |v| v))
-                );
+                let list = events["data"].as_array().map_or(&[][..], |v| v);
+                pager::show(&format!("{}\n", output::events_table(list)), a.pager).await?;
             }
+            Ok(ExitCode::SUCCESS)
         }
         JobsCommand::Cancel(a) => {
             let client = ApiClient::from_args(config, &a.server)?;
@@ -208,11 +142,179 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
                 .post(&format!("/v1/jobs/{}/cancel", enc(&a.id)), None, None)
                 .await?;
             if a.server.json {
-                println!("{}", serde_json::to_string_pretty(&job)?);
+                json_out(&job)?;
             } else {
-                print!("{}", output::job_details(&job));
+                pager::print_direct(&output::job_details(&job))?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCommand::Retry(a) => {
+            let client = ApiClient::from_args(config, &a.server)?;
+            let job: JobView = client
+                .post(&format!("/v1/jobs/{}/retry", enc(&a.id)), None, None)
+                .await?;
+            if a.server.json {
+                json_out(&job)?;
+            } else {
+                let retried = job.retry_of.as_deref().unwrap_or(&a.id);
+                pager::print_direct(&format!(
+                    "retried {retried} as {}\n\n{}",
+                    job.id,
+                    output::job_details(&job)
+                ))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Pretty JSON on stdout, never paged.
+fn json_out(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    pager::print_direct(&format!("{}\n", serde_json::to_string_pretty(v)?))?;
+    Ok(())
+}
+
+async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
+    for kv in &a.metadata {
+        if !kv.contains('=') {
+            anyhow::bail!("--metadata takes KEY=VALUE, not `{kv}`");
+        }
+    }
+    let client = ApiClient::from_args(config, &a.server)?;
+    let mut jobs: Vec<JobView> = Vec::new();
+    let mut cursor: Option<String> = None;
+    while jobs.len() < a.limit {
+        let mut q = vec![format!("limit={}", (a.limit - jobs.len()).clamp(1, 100))];
+        for kv in &a.metadata {
+            q.push(format!("metadata={}", enc(kv)));
+        }
+        for (k, v) in [
+            ("status", &a.status),
+            ("name", &a.name),
+            ("model", &a.model),
+            ("search", &a.search),
+            ("since", &a.since),
+            ("after", &cursor),
+        ] {
+            if let Some(v) = v {
+                q.push(format!("{k}={}", enc(v)));
+            }
+        }
+        let page: JobList = client.get(&format!("/v1/jobs?{}", q.join("&"))).await?;
+        jobs.extend(page.data);
+        if !page.has_more {
+            break;
+        }
+        cursor = page.next_cursor;
+    }
+    jobs.truncate(a.limit);
+    let format = if a.server.json {
+        ListFormat::Json
+    } else {
+        a.format
+    };
+    match format {
+        ListFormat::Json => json_out(&jobs)?,
+        ListFormat::Jsonl => {
+            let mut text = String::new();
+            for j in &jobs {
+                text.push_str(&serde_json::to_string(j)?);
+                text.push('\n');
+            }
+            pager::print_direct(&text)?;
+        }
+        ListFormat::Csv => pager::print_direct(&output::jobs_csv(&jobs)?)?,
+        ListFormat::Table if jobs.is_empty() => pager::print_direct("no jobs\n")?,
+        ListFormat::Table => {
+            pager::show(&format!("{}\n", output::jobs_table(&jobs)), a.pager).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn show(config: Option<&Path>, a: PagedIdArgs) -> anyhow::Result<ExitCode> {
+    let client = ApiClient::from_args(config, &a.server)?;
+    let id = enc(&a.id);
+    let job: JobView = client.get(&format!("/v1/jobs/{id}")).await?;
+    let events: Value = client.get(&format!("/v1/jobs/{id}/events")).await?;
+    let notes: Value = client
+        .get(&format!("/v1/notifications?job_id={id}"))
+        .await?;
+    let events = events["data"].as_array().cloned().unwrap_or_default();
+    let notes = notes["data"].as_array().cloned().unwrap_or_default();
+    let artifacts = output::artifacts(&job, Some(client.base()));
+    if a.server.json {
+        json_out(&json!({
+            "job": job,
+            "events": events,
+            "notifications": notes,
+            "artifacts": artifacts,
+        }))?;
+    } else {
+        let page = output::job_page(&job, &events, &notes, &artifacts);
+        pager::show(&page, a.pager).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code 1 and one line on stderr: the job has nothing to print.
+fn no_output(job: &JobView) -> ExitCode {
+    let why = job
+        .error
+        .as_ref()
+        .map(|e| format!(": {}: {}", e.code, e.message))
+        .unwrap_or_default();
+    eprintln!(
+        "respool: job {} has no output (status {}{why})",
+        job.id, job.status
+    );
+    ExitCode::FAILURE
+}
+
+async fn print_output(config: Option<&Path>, a: OutputArgs) -> anyhow::Result<ExitCode> {
+    let format = match (a.server.json, a.format) {
+        (true, Some(f)) if f != OutputFormat::Json => {
+            anyhow::bail!("--json asks for `--format json`, which contradicts --format {f:?}")
+        }
+        (true, _) => OutputFormat::Json,
+        (false, f) => f.unwrap_or(OutputFormat::Text),
+    };
+    let client = ApiClient::from_args(config, &a.server)?;
+    let id = enc(&a.id);
+    let job: JobView = client.get(&format!("/v1/jobs/{id}")).await?;
+    match format {
+        OutputFormat::Text => {
+            let Some(text) = &job.output_text else {
+                return Ok(no_output(&job));
+            };
+            pager::show(&with_newline(text), a.pager).await?;
+        }
+        OutputFormat::Md => {
+            let Some(text) = &job.output_text else {
+                return Ok(no_output(&job));
+            };
+            let response: Value = client
+                .get(&format!("/v1/jobs/{id}/response"))
+                .await
+                .with_context(|| format!("fetching the stored response of {}", job.id))?;
+            let report = markdown::report(text, &markdown::citations(&response));
+            pager::show(&with_newline(&report), a.pager).await?;
+        }
+        OutputFormat::Json => {
+            if job.response_id.is_none() {
+                return Ok(no_output(&job));
+            }
+            let response: Value = client.get(&format!("/v1/jobs/{id}/response")).await?;
+            json_out(&response)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn with_newline(text: &str) -> String {
+    if text.ends_with('\n') {
+        text.to_string()
+    } else {
+        format!("{text}\n")
+    }
 }

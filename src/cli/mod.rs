@@ -12,9 +12,11 @@ mod logging;
 mod manual;
 mod notifications;
 mod output;
+mod pager;
 mod reload;
 mod schedules;
 mod serve;
+mod stats;
 mod submit;
 mod webhook;
 
@@ -75,6 +77,8 @@ pub enum Command {
     Schedules(schedules::SchedulesArgs),
     /// Spend today and this month against the budget, and the jobs it holds.
     Budget(budget::BudgetArgs),
+    /// Jobs, statuses, tokens and cost since a time, by model, day or name.
+    Stats(stats::StatsArgs),
     /// The daemon's database: an online backup, or a vacuum.
     #[command(subcommand)]
     Db(db::DbCommand),
@@ -128,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules(args) => schedules::run(cli.config.as_deref(), args).await,
         Command::Reload(args) => reload::run(cli.config.as_deref(), args).await,
         Command::Budget(args) => budget::run(cli.config.as_deref(), args).await,
+        Command::Stats(args) => stats::run(cli.config.as_deref(), args).await,
         Command::Db(cmd) => db::run(cli.config.as_deref(), cmd).await,
         Command::Webhook(cmd) => webhook::run(cli.config.as_deref(), cmd).await,
         Command::Completions(args) => manual::completions(args),

@@ -3,7 +3,8 @@
 
 use std::io::IsTerminal;
 
-use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
+use comfy_table::{ColumnConstraint, ContentArrangement, Row, Table, presets::UTF8_BORDERS_ONLY};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::JobView;
@@ -75,16 +76,57 @@ fn duration_of(j: &JobView) -> String {
     }
 }
 
-pub fn jobs_table(jobs: &[JobView]) -> String {
-    let now = now_secs();
+/// A table for people, as wide as `COLUMNS` when that is set, else as the terminal (comfy-table
+/// asks the terminal itself when stdout is one; piped, without `COLUMNS`, rows are not wrapped).
+fn table() -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header([
+    if let Some(w) = columns(&crate::config::process_env) {
+        t.set_width(w);
+    } else if t.width().is_some_and(|w| w < MIN_WIDTH) {
+        // A terminal that says it has (almost) no columns (`script`, some CI ptys) would get
+        // one letter per line: do not wrap at all instead.
+        t.set_width(u16::MAX);
+    }
+    t
+}
+
+/// Only column `i` (free text: a name, a message) gives way to fit the width; ids, statuses,
+/// times and numbers stay whole (a table that cannot fit then overflows rather than print them
+/// a letter per line).
+fn only_wrap(t: &mut Table, i: usize) {
+    for (n, c) in t.column_iter_mut().enumerate() {
+        if n != i {
+            c.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+}
+
+/// Narrower than this, a `COLUMNS` or a terminal width is taken as unknown.
+const MIN_WIDTH: u16 = 20;
+
+/// The width `COLUMNS` asks for, if it is a sensible number.
+fn columns(env: &dyn Fn(&str) -> Option<String>) -> Option<u16> {
+    env("COLUMNS")?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|w| *w >= MIN_WIDTH)
+}
+
+/// One line per job: on a narrow screen the name is cut (`…`) rather than wrapped, and
+/// `respool jobs show` has the rest.
+pub fn jobs_table(jobs: &[JobView]) -> String {
+    let now = now_secs();
+    let mut t = table();
+    t.set_truncation_indicator("…");
+    let mut header = Row::from([
         "ID", "NAME", "STATUS", "MODEL", "CREATED", "DURATION", "TOKENS", "COST",
     ]);
+    t.set_header(header.max_height(1).clone());
     for j in jobs {
-        t.add_row([
+        let mut row = Row::from([
             j.id.clone(),
             j.name.clone(),
             status(j.status),
@@ -94,17 +136,25 @@ pub fn jobs_table(jobs: &[JobView]) -> String {
             tokens(&j.usage),
             cost(j.cost_usd),
         ]);
+        t.add_row(row.max_height(1).clone());
     }
+    only_wrap(&mut t, 1);
     t.to_string()
 }
 
+/// The details block of a job: one `key  value` line each.
 pub fn job_details(j: &JobView) -> String {
-    let fmt_time = |t: Option<i64>| {
-        t.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-            .map_or("-".to_string(), |d| {
-                d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-            })
-    };
+    details(j, true)
+}
+
+fn fmt_time(t: Option<i64>) -> String {
+    t.and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or("-".to_string(), |d| {
+            d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        })
+}
+
+fn details(j: &JobView, with_error: bool) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<13} {v}\n"));
     line("id", j.id.clone());
@@ -142,8 +192,13 @@ pub fn job_details(j: &JobView) -> String {
     if let Some(orig) = &j.retry_of {
         line("retry of", orig.clone());
     }
-    if let Some(e) = &j.error {
-        line("error", format!("{}: {}", e.code, e.message));
+    if !j.retried_by.is_empty() {
+        line("retried by", j.retried_by.join(", "));
+    }
+    if with_error {
+        if let Some(e) = &j.error {
+            line("error", format!("{}: {}", e.code, e.message));
+        }
     }
     if j.cancel_requested && !j.status.is_terminal() {
         line("cancel", "requested".into());
@@ -151,10 +206,252 @@ pub fn job_details(j: &JobView) -> String {
     out
 }
 
+/// Something of a job's to download: the CLI command that prints it and the web UI's URL.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Artifact {
+    /// `report.md` or `response.json`.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub command: String,
+    /// Absolute when the daemon's URL is known (`--server`), else a path on the daemon.
+    pub url: String,
+}
+
+/// What can be downloaded for this job: the Markdown report once it has output, the stored
+/// Response once it has one upstream and has finished.
+pub fn artifacts(j: &JobView, base: Option<&str>) -> Vec<Artifact> {
+    let base = base.unwrap_or("").trim_end_matches('/');
+    let mut out = Vec::new();
+    if j.output_text.is_some() {
+        out.push(Artifact {
+            name: "report.md",
+            description: "the output with its sources, in Markdown",
+            command: format!("respool jobs output {} --format md", j.id),
+            url: format!("{base}/jobs/{}/report.md", j.id),
+        });
+    }
+    if j.response_id.is_some() && j.status.is_terminal() {
+        out.push(Artifact {
+            name: "response.json",
+            description: "the whole stored Response",
+            command: format!("respool jobs output {} --format json", j.id),
+            url: format!("{base}/jobs/{}/response.json", j.id),
+        });
+    }
+    out
+}
+
+/// A spec for reading: long strings cut to `max` characters (`…`), so a prompt does not fill
+/// the screen, and unset (`null`) keys left out.
+fn shorten_strings(v: &Value, max: usize) -> Value {
+    match v {
+        Value::String(s) if s.chars().count() > max => {
+            let cut: String = s.chars().take(max).collect();
+            Value::String(format!("{cut}… ({} characters)", s.chars().count()))
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| shorten_strings(x, max)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.clone(), shorten_strings(x, max)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The start of a job's output: about `max` characters, cut after a paragraph when one ends in
+/// the second half, else at a word.
+fn output_excerpt(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    match cut.rfind("\n\n") {
+        Some(i) if i > cut.len() / 2 => format!("{}\n…", cut[..i].trim_end()),
+        _ => crate::notify::markdown::excerpt(text, max),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("  {l}\n")
+            }
+        })
+        .collect()
+}
+
+fn heading(title: &str) -> String {
+    if colour() {
+        format!("\n\x1b[1m{title}\x1b[0m\n")
+    } else {
+        format!("\n{title}\n")
+    }
+}
+
+/// `respool jobs show`: everything about a job on one screen (a pager's worth).
+pub fn job_page(j: &JobView, events: &[Value], notes: &[Value], artifacts: &[Artifact]) -> String {
+    let mut out = String::new();
+    if let Some(e) = &j.error {
+        let label = if colour() {
+            "\x1b[1;31merror:\x1b[0m"
+        } else {
+            "error:"
+        };
+        out.push_str(&format!("{label} {} ({})\n", e.message, e.code));
+        if j.status.is_terminal() {
+            out.push_str(&format!(
+                "       `respool jobs retry {}` runs it again.\n",
+                j.id
+            ));
+        }
+        out.push('\n');
+    }
+    out.push_str(&details(j, false));
+    if let Some(spec) = &j.spec {
+        let pretty = serde_json::to_string_pretty(&shorten_strings(spec, 200)).unwrap_or_default();
+        out.push_str(&heading("spec:"));
+        out.push_str(&indent(&pretty));
+    }
+    if let Some(text) = &j.output_text {
+        let partial = if j.status == JobStatus::Completed {
+            ""
+        } else {
+            "partial "
+        };
+        out.push_str(&heading(&format!(
+            "{partial}output ({} characters; `respool jobs output {}` for all of it):",
+            text.chars().count(),
+            j.id
+        )));
+        out.push_str(&indent(&output_excerpt(text, 400)));
+    }
+    if !artifacts.is_empty() {
+        out.push_str(&heading("downloads:"));
+        for a in artifacts {
+            out.push_str(&format!(
+                "  {:<14} {}\n  {:<14} {}\n  {:<14} {}\n",
+                a.name, a.description, "", a.command, "", a.url
+            ));
+        }
+    }
+    out.push_str(&heading("timeline:"));
+    out.push_str(&events_table(events));
+    out.push('\n');
+    if !notes.is_empty() {
+        out.push_str(&heading("notifications:"));
+        for n in notes {
+            let err = n["last_error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  #{} {} → {}: {} after {} tries{err}\n",
+                n["id"],
+                n["event"].as_str().unwrap_or(""),
+                n["sink"].as_str().unwrap_or(""),
+                n["state"].as_str().unwrap_or(""),
+                n["attempts"]
+            ));
+        }
+    }
+    out
+}
+
+/// One job as a row of `respool jobs list --format csv`: times in RFC 3339 UTC, absent values
+/// as empty cells.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CsvRow {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub model: String,
+    pub created_at: String,
+    pub submitted_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_s: Option<i64>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub cost_usd: Option<String>,
+    pub response_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub retry_of: Option<String>,
+}
+
+fn rfc3339(secs: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+impl From<&JobView> for CsvRow {
+    fn from(j: &JobView) -> Self {
+        let usage = |k: &str| j.usage.as_ref()?.get(k)?.as_i64();
+        CsvRow {
+            id: j.id.clone(),
+            name: j.name.clone(),
+            status: j.status.to_string(),
+            model: j.model.clone(),
+            created_at: rfc3339(j.created_at).unwrap_or_default(),
+            submitted_at: j.submitted_at.and_then(rfc3339),
+            finished_at: j.finished_at.and_then(rfc3339),
+            duration_s: j.submitted_at.zip(j.finished_at).map(|(s, f)| f - s),
+            input_tokens: usage("input_tokens"),
+            output_tokens: usage("output_tokens"),
+            total_tokens: usage("total_tokens"),
+            cost_usd: j.cost_usd.map(|c| format!("{c:.6}")),
+            response_id: j.response_id.clone(),
+            error_code: j.error.as_ref().map(|e| e.code.clone()),
+            error_message: j.error.as_ref().map(|e| e.message.clone()),
+            retry_of: j.retry_of.clone(),
+        }
+    }
+}
+
+/// Jobs as CSV with a header row (quoted as RFC 4180 says where needed).
+pub fn jobs_csv(jobs: &[JobView]) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    if jobs.is_empty() {
+        // `serialize` writes the header with the first row; an empty list still gets one.
+        w.write_record(CSV_HEADER)?;
+    }
+    for j in jobs {
+        w.serialize(CsvRow::from(j))?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The CSV columns, in order (the field names of [`CsvRow`]).
+pub const CSV_HEADER: [&str; 16] = [
+    "id",
+    "name",
+    "status",
+    "model",
+    "created_at",
+    "submitted_at",
+    "finished_at",
+    "duration_s",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "response_id",
+    "error_code",
+    "error_message",
+    "retry_of",
+];
+
 pub fn events_table(events: &[Value]) -> String {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    let mut t = table();
     t.set_header(["TIME", "EVENT", "DETAILS"]);
     for e in events {
         let at = e.get("at").and_then(Value::as_i64).unwrap_or(0);
@@ -165,12 +462,141 @@ pub fn events_table(events: &[Value]) -> String {
         let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
         t.add_row([time, kind.to_string(), msg.to_string()]);
     }
+    only_wrap(&mut t, 2);
     t.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(status: JobStatus) -> JobView {
+        serde_json::from_value(serde_json::json!({
+            "id": "job_01JAAAAAAAAAAAAAAAAAAAAAAA",
+            "object": "job",
+            "name": "weekly, \"quoted\" report",
+            "status": status,
+            "model": "gpt-5",
+            "response_id": "resp_123",
+            "created_at": 1_764_000_000,
+            "submitted_at": 1_764_000_002,
+            "finished_at": 1_764_000_062,
+            "output_text": null,
+            "error": null,
+            "usage": null,
+            "attempts": 1,
+            "cancel_requested": false,
+            "idempotency_key": null,
+            "deadline_at": null,
+            "metadata": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn csv_row_of_a_completed_job() {
+        let mut j = job(JobStatus::Completed);
+        j.usage =
+            Some(serde_json::json!({"input_tokens": 10, "output_tokens": 32, "total_tokens": 42}));
+        j.cost_usd = Some(0.000_123_4);
+        j.retry_of = Some("job_01JBBBBBBBBBBBBBBBBBBBBBBB".into());
+        let csv = jobs_csv(&[j]).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some(CSV_HEADER.join(",").as_str()));
+        assert_eq!(
+            lines.next(),
+            Some(
+                "job_01JAAAAAAAAAAAAAAAAAAAAAAA,\"weekly, \"\"quoted\"\" report\",completed,gpt-5,\
+                 2025-11-24T16:00:00Z,2025-11-24T16:00:02Z,2025-11-24T16:01:02Z,60,10,32,42,\
+                 0.000123,resp_123,,,job_01JBBBBBBBBBBBBBBBBBBBBBBB"
+            )
+        );
+        assert_eq!(lines.next(), None);
+    }
+
+    #[test]
+    fn csv_row_of_a_failed_job_has_the_error_and_empty_cells() {
+        let mut j = job(JobStatus::Failed);
+        j.finished_at = None;
+        j.error = Some(crate::job::JobError {
+            code: "server_error".into(),
+            message: "line one\nline two".into(),
+        });
+        let row = CsvRow::from(&j);
+        assert_eq!(row.finished_at, None);
+        assert_eq!(row.duration_s, None);
+        assert_eq!(row.total_tokens, None);
+        assert_eq!(row.cost_usd, None);
+        assert_eq!(row.error_code.as_deref(), Some("server_error"));
+        let csv = jobs_csv(&[j]).unwrap();
+        // A newline inside a cell is quoted, so the file still reads back as one row.
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][6], "");
+        assert_eq!(&rows[0][13], "server_error");
+        assert_eq!(&rows[0][14], "line one\nline two");
+    }
+
+    #[test]
+    fn csv_of_no_jobs_is_the_header() {
+        assert_eq!(
+            jobs_csv(&[]).unwrap(),
+            format!("{}\n", CSV_HEADER.join(","))
+        );
+    }
+
+    #[test]
+    fn columns_from_env() {
+        let env = |v: &'static str| move |k: &str| (k == "COLUMNS").then(|| v.to_string());
+        assert_eq!(columns(&env("120")), Some(120));
+        assert_eq!(columns(&env(" 80 ")), Some(80));
+        assert_eq!(columns(&env("wide")), None);
+        assert_eq!(columns(&env("3")), None);
+        assert_eq!(columns(&|_| None), None);
+    }
+
+    #[test]
+    fn artifacts_follow_what_the_job_has() {
+        let mut j = job(JobStatus::InProgress);
+        assert!(artifacts(&j, None).is_empty());
+        j.status = JobStatus::Completed;
+        j.output_text = Some("hello".into());
+        let a = artifacts(&j, Some("http://127.0.0.1:8080/"));
+        let names: Vec<_> = a.iter().map(|a| a.name).collect();
+        assert_eq!(names, ["report.md", "response.json"]);
+        assert_eq!(
+            a[0].url,
+            "http://127.0.0.1:8080/jobs/job_01JAAAAAAAAAAAAAAAAAAAAAAA/report.md"
+        );
+        assert_eq!(
+            a[1].command,
+            "respool jobs output job_01JAAAAAAAAAAAAAAAAAAAAAAA --format json"
+        );
+        assert_eq!(
+            artifacts(&j, None)[1].url,
+            "/jobs/job_01JAAAAAAAAAAAAAAAAAAAAAAA/response.json"
+        );
+    }
+
+    #[test]
+    fn long_spec_strings_are_cut_and_nulls_left_out() {
+        let v = serde_json::json!({"input": "x".repeat(300), "n": [1, "short"], "timeout": null});
+        let short = shorten_strings(&v, 10);
+        assert_eq!(
+            short,
+            serde_json::json!({"input": "xxxxxxxxxx… (300 characters)", "n": [1, "short"]})
+        );
+    }
+
+    #[test]
+    fn excerpts_end_after_a_paragraph_when_they_can() {
+        assert_eq!(output_excerpt("short", 10), "short");
+        let text = format!("{}\n\n{}", "a".repeat(30), "b ".repeat(30));
+        assert_eq!(output_excerpt(&text, 40), format!("{}\n…", "a".repeat(30)));
+        let text = "one two three four five six";
+        assert_eq!(output_excerpt(text, 12), "one two…");
+    }
 
     #[test]
     fn durations() {

@@ -46,6 +46,21 @@ fn canonical(v: Value) -> Value {
 impl Orchestrator {
     /// Stores a validated job and wakes the workers. `origin` goes into the timeline.
     pub async fn accept(&self, spec: JobSpec, origin: &str) -> Result<InsertOutcome, AcceptError> {
+        let job = self.new_job(spec, origin)?;
+        let outcome = self.inner.store.insert_job(job).await?;
+        if let InsertOutcome::Created(row) = &outcome {
+            tracing::info!(job_id = %row.id, name = %row.name, model = %row.model, origin, "job accepted");
+            self.wake();
+        }
+        Ok(outcome)
+    }
+}
+
+impl Orchestrator {
+    /// A new job row for `spec` under the current config: every sink it names must exist (a
+    /// retried spec is checked again: a reload may have removed one), and its deadline runs
+    /// from now.
+    pub(super) fn new_job(&self, spec: JobSpec, origin: &str) -> Result<NewJob, AcceptError> {
         let config = self.config();
         if let Some(sink) = spec.sink_names().find(|s| !config.sinks.contains_key(*s)) {
             return Err(AcceptError::UnknownSink {
@@ -55,20 +70,14 @@ impl Orchestrator {
         }
         let now = self.now();
         let timeout = spec.timeout.or(config.jobs.default_timeout);
-        let job = NewJob {
+        Ok(NewJob {
             id: JobId::generate(),
             spec_hash: spec_hash(&spec),
             deadline_at: timeout.map(|t| now + ms(t)),
             spec,
             now,
             origin: origin.to_string(),
-        };
-        let outcome = self.inner.store.insert_job(job).await?;
-        if let InsertOutcome::Created(row) = &outcome {
-            tracing::info!(job_id = %row.id, name = %row.name, model = %row.model, origin, "job accepted");
-            self.wake();
-        }
-        Ok(outcome)
+        })
     }
 }
 

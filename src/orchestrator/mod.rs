@@ -19,6 +19,7 @@ mod maintenance;
 mod poll;
 mod reconfigure;
 mod retention;
+mod retry;
 pub mod schedule;
 mod schedules;
 mod submit;
@@ -37,6 +38,7 @@ use tokio_util::task::TaskTracker;
 pub use budget::{BudgetStatus, PeriodSpend, period_starts};
 pub use intake::{AcceptError, spec_hash};
 pub use retention::PruneReport;
+pub use retry::RetryError;
 
 use crate::clock::{Clock, ms};
 use crate::config::Config;

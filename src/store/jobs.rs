@@ -120,6 +120,16 @@ pub enum InsertOutcome {
     KeyConflict(JobRow),
 }
 
+/// What inserting a retry did.
+pub enum RetryOutcome {
+    /// The new job, linked to the original (boxed: a row is large, the other answers small).
+    Created(Box<JobRow>),
+    /// No job has the original's id (never was, or pruned meanwhile).
+    Missing,
+    /// The original is not finished: only a terminal job can be retried.
+    NotTerminal(JobStatus),
+}
+
 /// A claimed submission: the worker holds `attempt` and must write back with it.
 #[derive(Debug, Clone, FromRow)]
 pub struct SubmitClaim {
@@ -252,27 +262,7 @@ pub(super) async fn insert_job_in(
             });
         }
     }
-    let spec_json =
-        serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, created_at, \
-         updated_at, deadline_at, next_check_at, priority, budget_exempt) \
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(job.id.as_str())
-    .bind(&job.spec.name)
-    .bind(job.spec.model())
-    .bind(spec_json)
-    .bind(&job.spec.idempotency_key)
-    .bind(&job.spec_hash)
-    .bind(job.now)
-    .bind(job.now)
-    .bind(job.deadline_at)
-    .bind(job.now)
-    .bind(job.spec.priority)
-    .bind(job.spec.budget_exempt)
-    .execute(&mut *conn)
-    .await?;
+    insert_row(&mut *conn, job, None).await?;
     add_event(
         conn,
         job.id.as_str(),
@@ -288,6 +278,37 @@ pub(super) async fn insert_job_in(
     Ok(InsertOutcome::Created(row))
 }
 
+/// Writes a new `pending` job row (no events), `retry_of` naming the job it retries, if any.
+async fn insert_row(
+    conn: &mut SqliteConnection,
+    job: &NewJob,
+    retry_of: Option<&str>,
+) -> Result<(), StoreError> {
+    let spec_json =
+        serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, created_at, \
+         updated_at, deadline_at, next_check_at, priority, budget_exempt, retry_of) \
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(job.id.as_str())
+    .bind(&job.spec.name)
+    .bind(job.spec.model())
+    .bind(spec_json)
+    .bind(&job.spec.idempotency_key)
+    .bind(&job.spec_hash)
+    .bind(job.now)
+    .bind(job.now)
+    .bind(job.deadline_at)
+    .bind(job.now)
+    .bind(job.spec.priority)
+    .bind(job.spec.budget_exempt)
+    .bind(retry_of)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Inserts a validated job (honouring its idempotency key) and records `accepted`.
     pub async fn insert_job(&self, job: NewJob) -> Result<InsertOutcome, StoreError> {
@@ -295,6 +316,64 @@ impl Store {
         let outcome = insert_job_in(&mut tx, &job).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Inserts `job` as a retry of `original`, in one transaction with the timeline on both:
+    /// `accepted` on the new job (data `retry_of`) and `retried` on the original (data
+    /// `retried_by`). The original must exist and be terminal, checked inside the transaction.
+    /// The retry carries no idempotency key, so it is always a new job.
+    pub async fn insert_retry(
+        &self,
+        job: NewJob,
+        original: &str,
+    ) -> Result<RetryOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(orig) = fetch_job(&mut tx, original).await? else {
+            return Ok(RetryOutcome::Missing);
+        };
+        if !orig.status.is_terminal() {
+            return Ok(RetryOutcome::NotTerminal(orig.status));
+        }
+        if job.spec.idempotency_key.is_some() {
+            return Err(StoreError::Corrupt(format!(
+                "a retry of {original} must not carry an idempotency key"
+            )));
+        }
+        let new_id = job.id.as_str();
+        insert_row(&mut tx, &job, Some(original)).await?;
+        add_event(
+            &mut tx,
+            new_id,
+            job.now,
+            "accepted",
+            &format!("accepted as a retry of {original}"),
+            Some(&serde_json::json!({ "retry_of": original })),
+        )
+        .await?;
+        add_event(
+            &mut tx,
+            original,
+            job.now,
+            "retried",
+            &format!("retried as {new_id}"),
+            Some(&serde_json::json!({ "retried_by": new_id })),
+        )
+        .await?;
+        let row = fetch_job(&mut tx, new_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))?;
+        tx.commit().await?;
+        Ok(RetryOutcome::Created(Box::new(row)))
+    }
+
+    /// Ids of the jobs that retry this one, oldest first.
+    pub async fn retried_by(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM jobs WHERE retry_of = ? ORDER BY created_at, id")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Returns the job with this id.

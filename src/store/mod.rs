@@ -14,6 +14,7 @@ mod notifications;
 mod observations;
 mod retention;
 mod schedules;
+mod stats;
 mod submissions;
 mod webhook_secrets;
 mod webhooks;
@@ -27,8 +28,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use budget::ModelUsage;
 pub use events::EventRow;
 pub use jobs::{
-    ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, SubmitClaim,
-    SubmitState, UncertainJob,
+    ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, RetryOutcome,
+    SubmitClaim, SubmitState, UncertainJob,
 };
 pub use limits::{ClaimLimits, RATE_LIMIT_WAIT};
 pub use notifications::{NotificationRow, OutboxEntry};
@@ -36,6 +37,7 @@ pub use retention::{PrunableJob, QueueDepths};
 pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,
 };
+pub use stats::{STATS_BUCKET_MS, StatsRow};
 pub use webhook_secrets::StoredSecret;
 pub use webhooks::{DeliveryRow, NewDelivery};
 

@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}/report.md", get(pages::report_md))
         .route("/jobs/{id}/response.json", get(pages::response_json))
         .route("/jobs/{id}/cancel", post(pages::cancel))
+        .route("/jobs/{id}/retry", post(pages::retry))
         .route("/stats", get(stats::stats))
         .route("/logout", post(session::logout))
         .route_layer(from_fn_with_state(state, session::require_session))

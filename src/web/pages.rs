@@ -1,4 +1,4 @@
-//! The job list, the job page, its downloads and its Cancel form.
+//! The job list, the job page, its downloads and its Cancel and Retry forms.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -15,6 +15,7 @@ use crate::api::AppState;
 use crate::api::jobs::{decode_cursor, encode_cursor, parse_since};
 use crate::job::JobStatus;
 use crate::notify::markdown;
+use crate::orchestrator::RetryError;
 use crate::store::JobFilter;
 
 const PAGE_SIZE: i64 = 25;
@@ -27,6 +28,8 @@ pub struct ListQuery {
     model: Option<String>,
     since: Option<String>,
     q: Option<String>,
+    /// One `key=value` pair the job's metadata must have (the API's `metadata` filter).
+    metadata: Option<String>,
     after: Option<String>,
 }
 
@@ -56,15 +59,25 @@ pub async fn list(
         .map(|c| decode_cursor(&c))
         .transpose()
         .map_err(|e| PageError::BadRequest(e.message))?;
+    let metadata = non_empty(&q.metadata)
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(PageError::BadRequest(format!(
+                "The metadata filter must be `key=value`, not `{kv}`."
+            ))),
+        })
+        .transpose()?;
     let filter = JobFilter {
         status,
         name: non_empty(&q.name),
         model: non_empty(&q.model),
         search: non_empty(&q.q),
+        metadata: metadata.into_iter().collect(),
         since,
         before,
         limit: PAGE_SIZE + 1,
-        ..JobFilter::default()
     };
     let mut rows = state.orchestrator.store().list_jobs(&filter).await?;
     let has_more = rows.len() as i64 > PAGE_SIZE;
@@ -81,6 +94,7 @@ pub async fn list(
                 ("model", &q.model),
                 ("since", &q.since),
                 ("q", &q.q),
+                ("metadata", &q.metadata),
             ] {
                 if let Some(v) = non_empty(v) {
                     s.append_pair(k, &v);
@@ -93,7 +107,7 @@ pub async fn list(
         .iter()
         .map(|r| JobSummary::new(r, &config, now))
         .collect();
-    let filtered = [&q.status, &q.name, &q.model, &q.since, &q.q]
+    let filtered = [&q.status, &q.name, &q.model, &q.since, &q.q, &q.metadata]
         .iter()
         .any(|v| non_empty(v).is_some());
     render(
@@ -109,6 +123,7 @@ pub async fn list(
                 model => non_empty(&q.model),
                 since => non_empty(&q.since),
                 q => non_empty(&q.q),
+                metadata => non_empty(&q.metadata),
             },
             filtered,
             paged => q.after.is_some(),
@@ -147,6 +162,7 @@ pub async fn job(
         .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
     let response = store.get_response(&id).await?;
     let events = store.list_events(&id).await?;
+    let retried_by = store.retried_by(&id).await?;
     let notifications = store.list_notifications(None, Some(&id), 50).await?;
     // Links from model output: http(s) only, so no `javascript:` reaches an href.
     let citations: Vec<_> = response
@@ -247,6 +263,9 @@ pub async fn job(
             response_pretty,
             has_output => row.output_text.as_deref().is_some_and(|t| !t.is_empty()),
             can_cancel => !row.status.is_terminal() && row.cancel_requested == 0,
+            can_retry => row.status.is_terminal(),
+            retry_of => row.retry_of.clone(),
+            retried_by,
         },
     )
 }
@@ -344,5 +363,27 @@ pub async fn cancel(
         .await?
         .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
     tracing::info!(job_id = %row.id, "cancel requested from the web page");
+    Ok(Redirect::to(&format!("/jobs/{}", row.id)).into_response())
+}
+
+/// The Retry form: a new job from this one's spec, then its page (303).
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    let row = match state.orchestrator.retry_job(&id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            return Err(PageError::NotFound(format!(
+                "There is no job with id {id}."
+            )));
+        }
+        Err(RetryError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(PageError::BadRequest(e.to_string())),
+    };
+    tracing::info!(job_id = %row.id, retry_of = %id, "retry requested from the web page");
     Ok(Redirect::to(&format!("/jobs/{}", row.id)).into_response())
 }

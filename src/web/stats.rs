@@ -1,12 +1,16 @@
-//! `/stats`: jobs by status and totals (tokens, cost) over the last 7 and 30 days, by model.
-//! Computed from pages of `list_jobs`, bounded to [`MAX_JOBS`] jobs; the page says when the
-//! bound was reached.
+//! `/stats`: jobs by status, tokens and cost by model over the last 7 and 30 days, and a
+//! by-day table with a bar per day. One store query ([`Store::stats_since`]) over jobs and the
+//! summaries of pruned ones, folded like `GET /v1/stats` does ([`crate::api::stats::fold`]).
+//! Days are local days in `budget.timezone`; the windows are whole days, today included.
+//!
+//! [`Store::stats_since`]: crate::store::Store::stats_since
 
 use std::collections::BTreeMap;
 
 use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
+use chrono_tz::Tz;
 use minijinja::context;
 use serde::Serialize;
 
@@ -15,31 +19,28 @@ use super::session::Session;
 use super::view;
 use super::{PageError, render};
 use crate::api::AppState;
+use crate::api::stats::{GroupBy, Tally, days_back_start, fold, local_day};
+use crate::config::ModelPrice;
 use crate::job::JobStatus;
-use crate::store::{JobFilter, JobRow};
+use crate::store::StatsRow;
 
-/// The most jobs read for one stats page.
-const MAX_JOBS: usize = 5_000;
-const DAY_MS: i64 = 86_400_000;
-
-#[derive(Default)]
-struct Acc {
-    jobs: i64,
-    by_status: BTreeMap<String, i64>,
-    tokens: i64,
-    cost: f64,
-    priced: bool,
-    by_model: BTreeMap<String, (i64, i64, f64)>,
-}
+/// The width steps of the day bars, in percent: the CSP forbids inline styles, so a bar's
+/// width is one of the `.w-N` classes of the stylesheet.
+const BAR_STEP: i64 = 5;
 
 #[derive(Serialize)]
 struct WindowView {
     label: &'static str,
+    /// The first day counted (`2026-11-19`).
+    from: String,
+    /// The list's `since` for the status links.
+    since: &'static str,
     jobs: String,
     tokens: String,
     cost: String,
     statuses: Vec<(String, i64)>,
     models: Vec<ModelView>,
+    unpriced: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -48,62 +49,135 @@ struct ModelView {
     /// The job list filtered to this model.
     href: String,
     jobs: String,
+    failed: i64,
     tokens: String,
     cost: String,
 }
 
-impl Acc {
-    fn add(&mut self, row: &JobRow, config: &crate::config::Config) {
-        self.jobs += 1;
-        *self.by_status.entry(row.status.to_string()).or_default() += 1;
-        let t = view::tokens(row.usage.as_ref());
-        let tokens = t.as_ref().map_or(0, |t| t.total);
-        let cost = t
-            .as_ref()
-            .and_then(|t| view::cost_usd(config, &row.model, t));
-        self.tokens += tokens;
-        self.cost += cost.unwrap_or(0.0);
-        self.priced |= cost.is_some();
-        let m = self.by_model.entry(row.model.clone()).or_default();
-        m.0 += 1;
-        m.1 += tokens;
-        m.2 += cost.unwrap_or(0.0);
-    }
+#[derive(Serialize)]
+struct DayView {
+    date: String,
+    weekday: String,
+    jobs: i64,
+    completed: i64,
+    failed: i64,
+    other: i64,
+    tokens: String,
+    cost: String,
+    /// Bar segments (completed, failed, other) as `.w-N` widths.
+    bar: [i64; 3],
+}
 
-    fn view(self, label: &'static str) -> WindowView {
-        let money = |c: f64, priced: bool| if priced { view::money(c) } else { "—".into() };
-        let statuses = JobStatus::ALL
-            .iter()
-            .map(|s| {
-                let n = self.by_status.get(s.as_str()).copied().unwrap_or(0);
-                (s.as_str().to_string(), n)
+fn money(cost: Option<f64>) -> String {
+    cost.map_or_else(|| "—".into(), view::money)
+}
+
+fn statuses(t: &Tally) -> Vec<(String, i64)> {
+    JobStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = t.by_status.get(s.as_str()).copied().unwrap_or(0);
+            (s.as_str().to_string(), n)
+        })
+        .collect()
+}
+
+fn window(
+    label: &'static str,
+    since: &'static str,
+    from: i64,
+    rows: &[StatsRow],
+    tz: Tz,
+    prices: &BTreeMap<String, ModelPrice>,
+) -> WindowView {
+    let rows: Vec<StatsRow> = rows.iter().filter(|r| r.bucket >= from).cloned().collect();
+    let (totals, groups) = fold(&rows, GroupBy::Model, tz, prices);
+    WindowView {
+        label,
+        from: local_day(from, tz).map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string()),
+        since,
+        jobs: view::thousands(totals.jobs),
+        tokens: view::thousands(totals.tokens.total),
+        cost: money(totals.cost_usd),
+        statuses: statuses(&totals),
+        unpriced: totals.unpriced_models.clone(),
+        models: groups
+            .into_iter()
+            .map(|g| ModelView {
+                href: format!(
+                    "/?{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("model", &g.key)
+                        .append_pair("since", since)
+                        .finish()
+                ),
+                model: g.key,
+                jobs: view::thousands(g.tally.jobs),
+                failed: g.tally.by_status.get("failed").copied().unwrap_or(0),
+                tokens: view::thousands(g.tally.tokens.total),
+                cost: money(g.tally.cost_usd),
             })
-            .collect();
-        let mut models: Vec<_> = self.by_model.into_iter().collect();
-        models.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
-        WindowView {
-            label,
-            jobs: view::thousands(self.jobs),
-            tokens: view::thousands(self.tokens),
-            cost: money(self.cost, self.priced),
-            statuses,
-            models: models
-                .into_iter()
-                .map(|(model, (jobs, tokens, cost))| ModelView {
-                    href: format!(
-                        "/?{}",
-                        url::form_urlencoded::Serializer::new(String::new())
-                            .append_pair("model", &model)
-                            .finish()
-                    ),
-                    model,
-                    jobs: view::thousands(jobs),
-                    tokens: view::thousands(tokens),
-                    cost: money(cost, self.priced),
-                })
-                .collect(),
-        }
+            .collect(),
     }
+}
+
+/// Each of the 30 days, oldest first, days without jobs included.
+fn days(
+    from: i64,
+    now: i64,
+    rows: &[StatsRow],
+    tz: Tz,
+    prices: &BTreeMap<String, ModelPrice>,
+) -> Vec<DayView> {
+    let (_, groups) = fold(rows, GroupBy::Day, tz, prices);
+    let by_day: BTreeMap<String, Tally> = groups.into_iter().map(|g| (g.key, g.tally)).collect();
+    let max = by_day.values().map(|t| t.jobs).max().unwrap_or(0).max(1);
+    let step = |pct: i64| (pct + BAR_STEP / 2) / BAR_STEP * BAR_STEP;
+    let (Some(first), Some(today)) = (local_day(from, tz), local_day(now, tz)) else {
+        return Vec::new();
+    };
+    first
+        .iter_days()
+        .take_while(|d| *d <= today)
+        .map(|d| {
+            let date = d.format("%Y-%m-%d").to_string();
+            let empty = Tally::default();
+            let t = by_day.get(&date).unwrap_or(&empty);
+            let n = |s: &str| t.by_status.get(s).copied().unwrap_or(0);
+            let (completed, failed) = (n("completed"), n("failed"));
+            let other = t.jobs - completed - failed;
+            // A day with jobs gets at least one step; the segments split its bar by the
+            // cumulative counts, so they add up to it.
+            let bar = if t.jobs > 0 {
+                step(t.jobs * 100 / max).max(BAR_STEP)
+            } else {
+                0
+            };
+            let seg = |n: i64| {
+                if t.jobs > 0 {
+                    step(n * bar / t.jobs)
+                } else {
+                    0
+                }
+            };
+            let (a, b) = (seg(completed), seg(completed + failed));
+            DayView {
+                weekday: d.format("%a").to_string(),
+                date,
+                jobs: t.jobs,
+                completed,
+                failed,
+                other,
+                tokens: view::thousands(t.tokens.total),
+                cost: if t.jobs == 0 {
+                    "—".into()
+                } else {
+                    money(t.cost_usd)
+                },
+                bar: [a, b - a, bar - b],
+            }
+        })
+        .collect()
 }
 
 pub async fn stats(
@@ -113,34 +187,16 @@ pub async fn stats(
     let store = state.orchestrator.store();
     let config = state.orchestrator.config();
     let now = state.orchestrator.clock().now_ms();
-    let (mut week, mut month) = (Acc::default(), Acc::default());
-    let mut filter = JobFilter {
-        since: Some(now - 30 * DAY_MS),
-        limit: 200,
-        ..JobFilter::default()
-    };
-    let mut seen = 0usize;
-    let mut truncated = false;
-    loop {
-        let rows = store.list_jobs(&filter).await?;
-        for row in &rows {
-            month.add(row, &config);
-            if row.created_at >= now - 7 * DAY_MS {
-                week.add(row, &config);
-            }
-        }
-        seen += rows.len();
-        match rows.last() {
-            Some(last) if rows.len() as i64 == filter.limit => {
-                if seen >= MAX_JOBS {
-                    truncated = true;
-                    break;
-                }
-                filter.before = Some((last.created_at, last.id.clone()));
-            }
-            _ => break,
-        }
-    }
+    let tz = config.budget.tz();
+    let prices = config.prices();
+    let month_start = days_back_start(now, 29, tz);
+    let week_start = days_back_start(now, 6, tz);
+    let rows = store.stats_since(month_start).await?;
+    let windows = vec![
+        window("Last 7 days", "7d", week_start, &rows, tz, prices),
+        window("Last 30 days", "30d", month_start, &rows, tz, prices),
+    ];
+    let days = days(month_start, now, &rows, tz, prices);
     let counts = store.count_by_status().await?;
     // In the status machine's order, like the windows above.
     let all_time: Vec<(String, i64)> = JobStatus::ALL
@@ -152,10 +208,56 @@ pub async fn stats(
         context! {
             page => "stats",
             session => super::ser(SessionView::from(&session)),
-            windows => super::ser(vec![week.view("Last 7 days"), month.view("Last 30 days")]),
+            windows => super::ser(windows),
+            days => super::ser(days),
+            timezone => tz.name(),
             all_time => super::ser(all_time),
-            truncated,
-            max_jobs => view::thousands(MAX_JOBS as i64),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str, bucket: i64, jobs: i64) -> StatsRow {
+        StatsRow {
+            status: status.into(),
+            model: "gpt-5".into(),
+            name: "n".into(),
+            bucket,
+            jobs,
+            input_tokens: 0,
+            cached_tokens: 0,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            total_tokens: 0,
+        }
+    }
+
+    #[test]
+    fn every_day_has_a_row_and_bars_add_up() {
+        const DAY: i64 = 86_400_000;
+        // 2026-11-25 00:00 UTC, and three days on.
+        let from = 1_795_564_800_000;
+        let now = from + 3 * DAY + 1000;
+        let rows = [
+            row("completed", from, 30),
+            row("failed", from, 9),
+            row("queued", from, 1),
+            row("completed", from + 2 * DAY, 1),
+        ];
+        let days = days(from, now, &rows, chrono_tz::UTC, &BTreeMap::new());
+        let dates: Vec<_> = days.iter().map(|d| d.date.as_str()).collect();
+        assert_eq!(
+            dates,
+            ["2026-11-25", "2026-11-26", "2026-11-27", "2026-11-28"]
+        );
+        assert_eq!((days[0].jobs, days[0].failed, days[0].other), (40, 9, 1));
+        assert_eq!(days[0].bar, [75, 20, 5]);
+        assert_eq!(days[1].bar, [0, 0, 0]);
+        assert_eq!(days[1].cost, "—");
+        // One job of forty still shows.
+        assert_eq!(days[2].bar, [5, 0, 0]);
+    }
 }

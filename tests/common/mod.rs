@@ -45,6 +45,15 @@ pub fn new_secret() -> String {
     )
 }
 
+/// A simulator whose jobs queue for 100 ms and run for 300 ms.
+pub fn fast_sim() -> SimConfig {
+    SimConfig {
+        queue_time: Duration::from_millis(100),
+        run_time: Duration::from_millis(300),
+        ..SimConfig::default()
+    }
+}
+
 /// Starts the app with fast polling and webhooks on.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}, SimConfig::default()).await
@@ -165,6 +174,16 @@ impl TestApp {
     /// Waits for a terminal status.
     pub async fn wait_terminal(&self, id: &str, within: Duration) -> JobView {
         self.wait_for(id, within, |j| j.status.is_terminal()).await
+    }
+
+    /// Submits `body`, waits for the job to end, checks it ended `status`; the job as JSON.
+    pub async fn finished(&self, body: &Value, status: respool::job::JobStatus) -> Value {
+        let (code, job) = self.post_job(body).await;
+        assert_eq!(code, 201, "{job}");
+        let id = job["id"].as_str().unwrap().to_string();
+        let job = self.wait_terminal(&id, Duration::from_secs(60)).await;
+        assert_eq!(job.status, status, "{job:?}");
+        serde_json::to_value(&job).unwrap()
     }
 
     /// The kinds of a job's timeline events, in order.

@@ -2,8 +2,8 @@
 
 Starts ``$RESPOOL_BIN sim`` and ``$RESPOOL_BIN serve`` (with an API token, so the login is
 exercised), submits jobs over REST (one that runs for a minute), then signs in, loads the job
-list, searches and filters, opens a finished job, and cancels the running one with its Cancel
-button. Screenshots of every step, at desktop and phone width, go to
+list, searches and filters, opens a finished job, cancels the running one with its Cancel
+button and retries it with its Retry button. Screenshots of every step, at desktop and phone width, go to
 ``test-artifacts/screenshots/``.
 """
 
@@ -214,18 +214,37 @@ def test_list_search_open_and_cancel(daemon: str, browser):
     assert _rest(daemon, "GET", f"/v1/jobs/{long['id']}")["status"] == "cancelled"
     _shot(browser, "07-job-cancelled")
 
+    # The cancelled one is finished: Retry makes a new job and lands on its page, which links
+    # back; the original then links forward.
+    old_url = browser.current_url
+    browser.find_element(By.ID, "retry").click()
+    wait.until(lambda d: d.current_url != old_url and "/jobs/job_" in d.current_url)
+    retry_id = browser.current_url.rstrip("/").rsplit("/", 1)[-1]
+    assert retry_id != long["id"]
+    lineage = browser.find_element(By.CSS_SELECTOR, ".lineage")
+    assert "Retry of" in lineage.text and long["id"] in lineage.text, lineage.text
+    assert _rest(daemon, "GET", f"/v1/jobs/{retry_id}")["retry_of"] == long["id"]
+    assert not browser.find_elements(By.ID, "retry"), "a running retry has no Retry button"
+    _shot(browser, "08-job-retry")
+    browser.find_element(By.CSS_SELECTOR, ".lineage a").click()
+    wait.until(EC.url_contains(f"/jobs/{long['id']}"))
+    assert "Retried by" in browser.find_element(By.CSS_SELECTOR, ".job-title").text
+    assert _rest(daemon, "GET", f"/v1/jobs/{long['id']}")["retried_by"] == [retry_id]
+    # The retry runs for a minute like its original: cancel it so the rest sees a quiet daemon.
+    _rest(daemon, "POST", f"/v1/jobs/{retry_id}/cancel")
+
     _set_width(browser, 1280, 900)
     browser.get(daemon + "/stats")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".tiles")))
-    _shot(browser, "08-stats")
+    _shot(browser, "09-stats")
 
     # Phone width: the table becomes cards.
     _set_width(browser, 390, 844)
     browser.get(daemon + "/")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.jobs")))
     assert not browser.find_element(By.CSS_SELECTOR, "table.jobs thead").is_displayed()
-    _shot(browser, "09-phone-list")
+    _shot(browser, "10-phone-list")
     _set_width(browser, 390, 844)
     browser.get(daemon + f"/jobs/{done[0]['id']}")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".badge")))
-    _shot(browser, "10-phone-job")
+    _shot(browser, "11-phone-job")

@@ -114,10 +114,15 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
             .to_string()
     };
     let days = section(&html, "By day");
+    // The table starts at the first day with a job (the pruned one's), quiet days after it
+    // included, and ends today.
+    let date = |j: &Value| chrono::NaiveDate::parse_from_str(&day(j), "%Y-%m-%d").unwrap();
+    let spanned = (date(&a) - date(&old)).num_days() + 1;
+    assert!(spanned >= 3, "{spanned}");
     assert_eq!(
-        days.matches("<tr").count(),
-        31,
-        "a header and 30 days: {days}"
+        days.matches("<tr").count() as i64,
+        1 + spanned,
+        "a header and a row per day since the first job: {days}"
     );
     let row = |date: &str| -> &str {
         let at = days

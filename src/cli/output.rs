@@ -115,18 +115,47 @@ fn columns(env: &dyn Fn(&str) -> Option<String>) -> Option<u16> {
         .filter(|w| *w >= MIN_WIDTH)
 }
 
-/// One line per job: on a narrow screen the name is cut (`…`) rather than wrapped, and
-/// `respool jobs show` has the rest.
+/// One line per job. On a narrow screen the name is cut (`…`, down to [`NAME_MIN`] characters)
+/// rather than wrapped, then whole columns give way in [`DROP_ORDER`]; `respool jobs show` has
+/// the rest.
 pub fn jobs_table(jobs: &[JobView]) -> String {
+    let mut hidden: Vec<&str> = Vec::new();
+    loop {
+        let (text, fits) = jobs_table_without(jobs, &hidden);
+        if fits || hidden.len() == DROP_ORDER.len() {
+            return text;
+        }
+        hidden.push(DROP_ORDER[hidden.len()]);
+    }
+}
+
+/// The job list's columns that give way, in this order, when the table is too wide.
+const DROP_ORDER: [&str; 4] = ["TOKENS", "DURATION", "MODEL", "COST"];
+/// The fewest characters of a name the job list shows before dropping a column instead.
+const NAME_MIN: u16 = 12;
+
+/// The job list without the `hidden` columns, and whether it fits the width.
+fn jobs_table_without(jobs: &[JobView], hidden: &[&str]) -> (String, bool) {
+    const HEADER: [&str; 8] = [
+        "ID", "NAME", "STATUS", "MODEL", "CREATED", "DURATION", "TOKENS", "COST",
+    ];
+    let keep: Vec<bool> = HEADER.iter().map(|h| !hidden.contains(h)).collect();
+    let shown = |cells: [String; 8]| -> Row {
+        let mut row = Row::from(
+            cells
+                .into_iter()
+                .zip(&keep)
+                .filter_map(|(c, k)| k.then_some(c)),
+        );
+        row.max_height(1);
+        row
+    };
     let now = now_secs();
     let mut t = table();
     t.set_truncation_indicator("…");
-    let mut header = Row::from([
-        "ID", "NAME", "STATUS", "MODEL", "CREATED", "DURATION", "TOKENS", "COST",
-    ]);
-    t.set_header(header.max_height(1).clone());
+    t.set_header(shown(HEADER.map(String::from)));
     for j in jobs {
-        let mut row = Row::from([
+        t.add_row(shown([
             j.id.clone(),
             j.name.clone(),
             status(j.status),
@@ -135,11 +164,43 @@ pub fn jobs_table(jobs: &[JobView]) -> String {
             duration_of(j),
             tokens(&j.usage),
             cost(j.cost_usd),
-        ]);
-        t.add_row(row.max_height(1).clone());
+        ]));
     }
     only_wrap(&mut t, 1);
-    t.to_string()
+    let longest_name = jobs
+        .iter()
+        .map(|j| j.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let name_min = NAME_MIN.min(u16::try_from(longest_name).unwrap_or(NAME_MIN).max(4));
+    if let Some(c) = t.column_mut(1) {
+        c.set_constraint(ColumnConstraint::LowerBoundary(comfy_table::Width::Fixed(
+            name_min,
+        )));
+    }
+    let text = t.to_string();
+    let fits = t
+        .width()
+        .is_none_or(|w| text.lines().all(|l| visible_width(l) <= usize::from(w)));
+    (text, fits)
+}
+
+/// Characters on screen: ANSI colour sequences (`ESC [ … m`) take no room.
+fn visible_width(line: &str) -> usize {
+    let mut n = 0;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// The details block of a job: one `key  value` line each.
@@ -554,6 +615,24 @@ mod tests {
         assert_eq!(columns(&env("wide")), None);
         assert_eq!(columns(&env("3")), None);
         assert_eq!(columns(&|_| None), None);
+    }
+
+    #[test]
+    fn narrow_job_lists_drop_columns_instead_of_overflowing() {
+        let mut j = job(JobStatus::Completed);
+        j.name = "a rather long job name for a narrow screen".into();
+        let jobs = [j];
+        let (wide, fits) = jobs_table_without(&jobs, &[]);
+        assert!(wide.contains("TOKENS") && wide.contains("DURATION"));
+        // A table with an explicit width reports whether everything fitted.
+        let widest = wide.lines().map(visible_width).max().unwrap_or(0);
+        assert!(fits || widest > 0);
+        let (narrow, _) = jobs_table_without(&jobs, &DROP_ORDER);
+        for gone in DROP_ORDER {
+            assert!(!narrow.contains(gone), "{gone} still in\n{narrow}");
+        }
+        assert!(narrow.contains("ID") && narrow.contains("STATUS") && narrow.contains("CREATED"));
+        assert_eq!(visible_width("\x1b[31mfailed\x1b[0m"), 6);
     }
 
     #[test]

@@ -196,7 +196,14 @@ pub async fn stats(
         window("Last 7 days", "7d", week_start, &rows, tz, prices),
         window("Last 30 days", "30d", month_start, &rows, tz, prices),
     ];
-    let days = days(month_start, now, &rows, tz, prices);
+    let mut days = days(month_start, now, &rows, tz, prices);
+    // The empty days before the first with any job say nothing: the table starts there (a new
+    // install shows today only). Empty days after it stay: a quiet day is worth seeing.
+    let first = days
+        .iter()
+        .position(|d| d.jobs > 0)
+        .unwrap_or(days.len().saturating_sub(1));
+    days.drain(..first);
     let counts = store.count_by_status().await?;
     // In the status machine's order, like the windows above.
     let all_time: Vec<(String, i64)> = JobStatus::ALL

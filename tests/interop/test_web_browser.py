@@ -96,6 +96,8 @@ upstream:
 polling:
   min_interval: 200ms
   max_interval: 1s
+pricing:
+  o3-deep-research: {{input: 10.0, output: 40.0, cached_input: 2.5}}
 """
     )
     log = Path(tmp.name) / "daemon.log"
@@ -147,6 +149,10 @@ def test_list_search_open_and_cancel(daemon: str, browser):
         done.append(_rest(daemon, "POST", "/v1/jobs", {
             "name": name, "model": "o3-deep-research", "input": f"Write a report on {text}.",
             "tools": [{"type": "web_search_preview"}], "reasoning": {"summary": "auto"}}))
+    failed = _rest(daemon, "POST", "/v1/jobs", {
+        "name": "Weekly pricing digest", "model": "o3-deep-research",
+        "input": "Summarize this week's price changes.", "tools": [{"type": "web_search_preview"}],
+        "metadata": {"sim": "outcome=failed:server_error"}})
     long = _rest(daemon, "POST", "/v1/jobs", {
         "name": "Deep research: battery supply chain", "model": "o3-deep-research",
         "input": "Map the supply chain.", "tools": [{"type": "web_search_preview"}],
@@ -154,6 +160,9 @@ def test_list_search_open_and_cancel(daemon: str, browser):
     deadline = time.monotonic() + 30
     while any(_rest(daemon, "GET", f"/v1/jobs/{j['id']}")["status"] != "completed" for j in done):
         assert time.monotonic() < deadline, "jobs did not complete"
+        time.sleep(0.2)
+    while _rest(daemon, "GET", f"/v1/jobs/{failed['id']}")["status"] != "failed":
+        assert time.monotonic() < deadline, "the failing job did not fail"
         time.sleep(0.2)
     while (j := _rest(daemon, "GET", f"/v1/jobs/{long['id']}"))["status"] != "in_progress":
         assert time.monotonic() < deadline, f"long job did not start: {j}"
@@ -172,7 +181,7 @@ def test_list_search_open_and_cancel(daemon: str, browser):
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.jobs")))
     rows = browser.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")
-    assert len(rows) == 4
+    assert len(rows) == 5
     # The HTML in a job name is shown as text.
     assert "Competitor scan <b>bold</b>" in browser.find_element(By.CSS_SELECTOR, "table.jobs").text
     _set_width(browser, 1280, 900)
@@ -194,6 +203,23 @@ def test_list_search_open_and_cancel(daemon: str, browser):
     text = browser.find_element(By.ID, "jobs").text
     assert "Quarterly market brief" in text and "Literature review" not in text, text
     _shot(browser, "04-search")
+
+    # Last week's failures, and why: filter by status and time, open the one failed job.
+    browser.get(daemon + "/")
+    Select(browser.find_element(By.NAME, "status")).select_by_value("failed")
+    Select(browser.find_element(By.NAME, "since")).select_by_value("7d")
+    browser.find_element(By.CSS_SELECTOR, ".filters button[type=submit]").click()
+    wait.until(EC.url_contains("status=failed"))
+    assert "since=7d" in browser.current_url
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.jobs tbody tr")
+    assert len(rows) == 1 and "Weekly pricing digest" in rows[0].text, [r.text for r in rows]
+    _shot(browser, "12-failed-last-week")
+    rows[0].find_element(By.CSS_SELECTOR, "a.job-name").click()
+    wait.until(EC.url_contains(f"/jobs/{failed['id']}"))
+    alert = browser.find_element(By.CSS_SELECTOR, ".alert")
+    assert "server_error" in alert.text, alert.text
+    assert browser.find_elements(By.ID, "retry"), "a failed job can be retried"
+    _shot(browser, "13-job-failed")
 
     # A finished job's page.
     _set_width(browser, 1280, 900)

@@ -308,3 +308,207 @@ async fn a_retry_is_held_like_any_new_job_when_the_budget_is_reached() {
     assert_eq!(app.count_events(new_id, "held").await, 1);
     app.stop().await;
 }
+
+/// `POST /v1/jobs/{id}/retry` under an `Idempotency-Key`: status, the replay header, the body.
+async fn retry_with_key(app: &common::TestApp, id: &str, key: &str) -> (u16, bool, Value) {
+    let r = app
+        .request(Method::POST, &format!("/v1/jobs/{id}/retry"))
+        .header("Idempotency-Key", key)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let replayed = r
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    (status, replayed, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_repeated_retry_under_one_key_makes_one_job() {
+    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let mut body = common::job_body("once");
+    // A key on the original too: the retry's own key must not meet it.
+    body["idempotency_key"] = json!("k1");
+    let original = submit(&app, &body).await;
+    app.wait_terminal(&original, DEADLINE).await;
+
+    let (status, replayed, first) = retry_with_key(&app, &original, "k1").await;
+    assert_eq!(status, 201, "{first}");
+    assert!(!replayed);
+    let new_id = first["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, original);
+    assert_eq!(first["retry_of"], original.as_str());
+
+    // The same key again: the same job, marked as a replay, nothing new written.
+    let (status, replayed, again) = retry_with_key(&app, &original, "k1").await;
+    assert_eq!(status, 201, "{again}");
+    assert!(replayed, "the repeat is marked Idempotent-Replayed");
+    assert_eq!(again["id"], new_id.as_str());
+    assert_eq!(app.count_rows("jobs").await, 2);
+    assert_eq!(app.count_events(&original, "retried").await, 1);
+    assert_eq!(app.count_events(&new_id, "accepted").await, 1);
+    assert_eq!(app.job(&original).await.retried_by, vec![new_id.clone()]);
+
+    // Another key is another retry.
+    let (status, replayed, other) = retry_with_key(&app, &original, "k2").await;
+    assert_eq!(status, 201, "{other}");
+    assert!(!replayed);
+    let other_id = other["id"].as_str().unwrap().to_string();
+    assert_ne!(other_id, new_id);
+    assert_eq!(app.count_rows("jobs").await, 3);
+    assert_eq!(
+        app.job(&original).await.retried_by,
+        vec![new_id.clone(), other_id]
+    );
+
+    // The same key on a different original (the first retry) is a new retry of that one, and a
+    // retry of a retry does not inherit its key.
+    let done = app.wait_terminal(&new_id, DEADLINE).await;
+    assert!(done.status.is_terminal());
+    let (status, replayed, nested) = retry_with_key(&app, &new_id, "k1").await;
+    assert_eq!(status, 201, "{nested}");
+    assert!(!replayed);
+    assert_eq!(nested["retry_of"], new_id.as_str());
+    assert_eq!(app.count_rows("jobs").await, 4);
+
+    // `POST /v1/jobs` keys live apart: the original's own key still replays the original.
+    let (status, replay) = app.post_job(&body).await;
+    assert_eq!(status, 201, "{replay}");
+    assert_eq!(replay["id"], original.as_str());
+    assert_eq!(app.count_rows("jobs").await, 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_retry_key_is_400_naming_the_header() {
+    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let original = submit(&app, &common::job_body("picky")).await;
+    app.wait_terminal(&original, DEADLINE).await;
+    let too_long = "k".repeat(256);
+    for bad in ["has space", too_long.as_str()] {
+        let (status, _, answer) = retry_with_key(&app, &original, bad).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["param"], "Idempotency-Key", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Idempotency-Key"),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.count_rows("jobs").await, 1);
+    assert_eq!(app.count_events(&original, "retried").await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_retries_under_one_key_make_one_job() {
+    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let original = submit(&app, &common::job_body("racy")).await;
+    app.wait_terminal(&original, DEADLINE).await;
+
+    let (a, b) = tokio::join!(
+        retry_with_key(&app, &original, "same-key"),
+        retry_with_key(&app, &original, "same-key"),
+    );
+    assert_eq!(a.0, 201, "{}", a.2);
+    assert_eq!(b.0, 201, "{}", b.2);
+    assert_eq!(a.2["id"], b.2["id"]);
+    // Exactly one of them made the job; the other replayed it.
+    assert!(a.1 ^ b.1, "one replay: {} {}", a.1, b.1);
+    assert_eq!(app.count_rows("jobs").await, 2);
+    assert_eq!(app.count_events(&original, "retried").await, 1);
+    assert_eq!(app.job(&original).await.retried_by.len(), 1);
+    app.stop().await;
+}
+
+/// A proxy in front of the daemon that forwards the first request but drops the connection as
+/// soon as the daemon starts answering (an answer lost on the way back), then passes every
+/// later connection through. Returns its base URL.
+async fn answer_losing_proxy(app: &common::TestApp) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = app.base.strip_prefix("http://").unwrap().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let mut upstream = tokio::net::TcpStream::connect(&target).await.unwrap();
+            if std::mem::take(&mut first) {
+                // The retry has no body: the request ends with its headers.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = client.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the client hung up mid-request");
+                    request.extend_from_slice(&buf[..n]);
+                }
+                upstream.write_all(&request).await.unwrap();
+                // The daemon answering means it has acted; the client never hears it.
+                let n = upstream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the daemon did not answer");
+                drop(client);
+            } else {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        }
+    });
+    (base, task)
+}
+
+#[tokio::test]
+async fn the_cli_resends_a_lost_retry_under_the_same_key_and_makes_one_job() {
+    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let original = submit(&app, &common::job_body("lost-answer")).await;
+    app.wait_terminal(&original, DEADLINE).await;
+    let (proxy, task) = answer_losing_proxy(&app).await;
+
+    let args = [
+        "jobs",
+        "retry",
+        original.as_str(),
+        "--server",
+        proxy.as_str(),
+    ];
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        assert_cmd::Command::cargo_bin("respool")
+            .unwrap()
+            .args(&args)
+            .env_remove("RESPOOL_CONFIG")
+            .env_remove("RESPOOL_TOKEN")
+            .env_remove("RESPOOL_PAGER")
+            .env("NO_COLOR", "1")
+            .env("PAGER", "false")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    task.abort();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    // The first try made the job; the second, under the same key, answered it.
+    assert_eq!(app.count_rows("jobs").await, 2);
+    assert_eq!(app.count_events(&original, "retried").await, 1);
+    let retried_by = app.job(&original).await.retried_by;
+    assert_eq!(retried_by.len(), 1);
+    let new_id = &retried_by[0];
+    assert!(
+        stdout.starts_with(&format!("retried {original} as {new_id}\n")),
+        "{stdout}"
+    );
+    let key = app.job(new_id).await.idempotency_key.unwrap();
+    assert!(key.starts_with(&format!("retry:{original}:")), "{key}");
+    app.stop().await;
+}

@@ -78,6 +78,7 @@ async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
     .await;
 
     // A job three days old, then pruned: only its summary is left.
+    app.advance_to_noon_utc();
     let old = app
         .finished(&body("old", "gpt-5"), JobStatus::Completed)
         .await;

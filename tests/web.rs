@@ -39,6 +39,15 @@ impl FormBody for reqwest::RequestBuilder {
     }
 }
 
+/// The value of the Retry form's `key` field on a page.
+fn retry_key_of(html: &str) -> String {
+    let at = html
+        .find(r#"name="key" value=""#)
+        .expect("page has a Retry key field");
+    let rest = &html[at + r#"name="key" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
 /// The value of the first `name="csrf"` field on a page.
 fn csrf_of(html: &str) -> String {
     let at = html
@@ -283,22 +292,54 @@ async fn retry_through_the_form_needs_the_csrf_token_and_links_both_pages() {
     assert_eq!(app.count_rows("jobs").await, 1);
     assert_eq!(app.count_events(&id, "retried").await, 0);
 
-    let r = http
-        .post(&url)
-        .header("origin", &app.base)
-        .header("sec-fetch-site", "same-origin")
-        .form_body(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let location = r.headers()[LOCATION].to_str().unwrap().to_string();
+    // Each render carries its own key: a fresh nonce, hex.
+    let key = retry_key_of(&page);
+    assert_eq!(key.len(), 32, "{key}");
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    assert_ne!(key, retry_key_of(&get_page(&format!("/jobs/{id}")).await));
+
+    // A missing or malformed key is a 400 page, and no job is made.
+    for bad in [
+        "",
+        "not-hex-at-all-not-hex-at-all!!",
+        "abc",
+        &"a".repeat(65),
+    ] {
+        let r = http
+            .post(&url)
+            .form_body(&[("csrf", csrf.as_str()), ("key", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(r.text().await.unwrap().contains("key"), "{bad}");
+    }
+    assert_eq!(app.count_rows("jobs").await, 1);
+
+    // The same rendered form submitted twice (a double click): both land on one new job.
+    let mut locations = Vec::new();
+    for _ in 0..2 {
+        let r = http
+            .post(&url)
+            .header("origin", &app.base)
+            .header("sec-fetch-site", "same-origin")
+            .form_body(&[("csrf", csrf.as_str()), ("key", key.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        locations.push(r.headers()[LOCATION].to_str().unwrap().to_string());
+    }
+    assert_eq!(locations[0], locations[1]);
+    let location = locations.remove(0);
     let new_id = location.strip_prefix("/jobs/").unwrap().to_string();
     assert_ne!(new_id, id);
     assert_eq!(
         app.job(&new_id).await.retry_of.as_deref(),
         Some(id.as_str())
     );
+    assert_eq!(app.count_rows("jobs").await, 2);
+    assert_eq!(app.count_events(&id, "retried").await, 1);
 
     // The new page links back; the original links forward.
     let page = get_page(&location).await;
@@ -325,7 +366,7 @@ async fn retry_through_the_form_needs_the_csrf_token_and_links_both_pages() {
     );
     let r = http
         .post(format!("{}/jobs/{running}/retry", app.base))
-        .form_body(&[("csrf", csrf_of(&page).as_str())])
+        .form_body(&[("csrf", csrf_of(&page).as_str()), ("key", key.as_str())])
         .send()
         .await
         .unwrap();

@@ -56,6 +56,7 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
     )
     .await;
     let body = |name: &str, model: &str| json!({"name": name, "model": model, "input": "hi"});
+    app.advance_to_noon_utc();
     let old = app
         .finished(&body("old", "gpt-5"), JobStatus::Completed)
         .await;
@@ -106,6 +107,25 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
         assert!(w.contains("<code>o4-mini</code>"), "{w}");
         assert!(w.contains("No price in"), "unpriced models are named: {w}");
     }
+    // The failed count links to a list of exactly the jobs it counts, `since` its window.
+    let week = section(&html, "Last 7 days");
+    let at = week
+        .find("href=\"/?status=failed")
+        .expect("a link for failed");
+    let href = &week[at + 6..];
+    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    assert!(
+        href.contains("since=20"),
+        "the window's start, not a rolling 7d: {href}"
+    );
+    let (code, list) = page(&app, &href).await;
+    assert_eq!(code, 200, "{list}");
+    assert!(list.contains(f["id"].as_str().unwrap()), "{list}");
+    assert!(!list.contains(a["id"].as_str().unwrap()), "{list}");
+    assert!(
+        list.contains("selected>Since 20"),
+        "the since filter shows: {list}"
+    );
     // The by-day table: today's row, then the pruned job's day.
     let day = |j: &Value| {
         chrono::DateTime::from_timestamp(j["created_at"].as_i64().unwrap(), 0)

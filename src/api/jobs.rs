@@ -51,7 +51,8 @@ pub struct JobView {
     #[serde(default)]
     pub retry_of: Option<String>,
     /// The job's spec as stored (respool's keys and the create body), with credentials in
-    /// tools (`authorization`, `headers`) redacted. Only on `GET /v1/jobs/{id}`.
+    /// tools (`authorization`, `headers`, userinfo and query of `server_url`) redacted. Only on
+    /// `GET /v1/jobs/{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub spec: Option<Value>,
@@ -111,30 +112,13 @@ impl From<&JobRow> for JobView {
     }
 }
 
-/// What stands in for a credential in a shown spec.
-const REDACTED: &str = "[redacted]";
-
 /// A spec as the API shows it. Specs are user input, but a Responses body can carry
-/// credentials for remote tools (an MCP tool's `authorization`, its `headers`): those values
-/// are replaced, so a reader of the job cannot lift them. The stored spec keeps them (a retry
-/// needs them).
+/// credentials for remote tools (an MCP tool's `authorization`, its `headers`, a secret in its
+/// `server_url`): those are redacted ([`crate::job::redact`]), so a reader of the job cannot
+/// lift them. The stored spec keeps them (a retry needs them).
 fn shown_spec(spec: &JobSpec) -> Option<Value> {
     let mut v = serde_json::to_value(spec).ok()?;
-    if let Some(tools) = v
-        .pointer_mut("/request/tools")
-        .and_then(Value::as_array_mut)
-    {
-        for tool in tools.iter_mut().filter_map(Value::as_object_mut) {
-            if let Some(a) = tool.get_mut("authorization") {
-                *a = Value::String(REDACTED.into());
-            }
-            if let Some(headers) = tool.get_mut("headers").and_then(Value::as_object_mut) {
-                for h in headers.values_mut() {
-                    *h = Value::String(REDACTED.into());
-                }
-            }
-        }
-    }
+    crate::job::redact::redact_spec(&mut v);
     Some(v)
 }
 
@@ -319,14 +303,12 @@ pub async fn list_jobs(
         .metadata
         .iter()
         .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        format!("`metadata` must be `key=value`, not `{kv}`"),
-                        Some("metadata".into()),
-                    )
-                })
+            parse_metadata_pair(kv).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("`metadata` must be `key=value`, not `{kv}`"),
+                    Some("metadata".into()),
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let filter = JobFilter {
@@ -356,6 +338,14 @@ pub async fn list_jobs(
 }
 
 /// Parses `since`: a duration back from now, an RFC 3339 time, or unix seconds.
+/// A metadata filter `key=value`, the API's and the web list's alike: spaces around the key
+/// and the value are not part of them; the key must not be empty (the value may).
+pub fn parse_metadata_pair(kv: &str) -> Option<(String, String)> {
+    let (k, v) = kv.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty()).then(|| (k.to_string(), v.trim().to_string()))
+}
+
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ApiError> {
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(now_ms - crate::clock::ms(d));
@@ -425,7 +415,7 @@ pub async fn get_events(
     }))
 }
 
-/// The stored upstream Response JSON, whole.
+/// The stored upstream Response JSON, whole but for credentials in its echoed `tools`.
 #[utoipa::path(get, path = "/v1/jobs/{id}/response", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn get_response(
@@ -434,10 +424,11 @@ pub async fn get_response(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.orchestrator.store();
     store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
-    let resp = store
+    let mut resp = store
         .get_response(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job `{id}` has no stored response yet")))?;
+    crate::job::redact::redact_response(&mut resp);
     Ok(Json(resp))
 }
 
@@ -457,25 +448,55 @@ pub async fn cancel_job(
 }
 
 /// Retry a finished job: a new job from the same spec (without its idempotency key), linked
-/// by `retry_of`. The original gets a `retried` event.
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 201, description = "The new job; `Location` names it", body = JobView),
-        (status = 400, description = "The spec names a sink the config no longer has", body = ErrorBody),
+/// by `retry_of`. The original gets a `retried` event. With an `Idempotency-Key`, a repeat for
+/// the same job answers the retry made the first time (header `Idempotent-Replayed: true`).
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Repeats for the same job return the same retry")),
+    responses((status = 201, description = "The new job, or an idempotent replay (header `Idempotent-Replayed: true`); `Location` names it", body = JobView),
+        (status = 400, description = "A bad `Idempotency-Key`, or the spec names a sink the config no longer has", body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "The job is not finished (type `not_terminal`)", body = ErrorBody)))]
+        (status = 409, description = "The job is not finished (type `not_terminal`), or the key is held by another job", body = ErrorBody)))]
 pub async fn retry_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match state.orchestrator.retry_job(&id).await {
-        Ok(Some(row)) => {
+    let key = match headers.get("idempotency-key") {
+        Some(k) => {
+            let k = k.to_str().map_err(|_| {
+                ApiError::invalid(
+                    "Idempotency-Key must be ASCII",
+                    Some("Idempotency-Key".into()),
+                )
+            })?;
+            crate::job::spec::check_idempotency_key(k).map_err(|m| {
+                ApiError::invalid(
+                    format!("Idempotency-Key {m}"),
+                    Some("Idempotency-Key".into()),
+                )
+            })?;
+            Some(k)
+        }
+        None => None,
+    };
+    match state.orchestrator.retry_job(&id, key).await {
+        Ok(Some((row, replayed))) => {
             let location = format!("/v1/jobs/{}", row.id);
-            Ok((
+            let mut resp = (
                 StatusCode::CREATED,
                 [(axum::http::header::LOCATION, location)],
                 Json(view(&state, &row)),
             )
-                .into_response())
+                .into_response();
+            // A replay answers as the original did, marked as a replay (as `create_job`).
+            if replayed {
+                resp.headers_mut().insert(
+                    "idempotent-replayed",
+                    axum::http::HeaderValue::from_static("true"),
+                );
+            }
+            Ok(resp)
         }
         Ok(None) => Err(not_found(&id)),
         Err(e) => Err(retry_error(e)),
@@ -494,6 +515,9 @@ fn retry_error(e: RetryError) -> ApiError {
         e @ RetryError::UnknownSink { .. } => {
             ApiError::invalid(e.to_string(), Some("notify".into()))
         }
+        e @ RetryError::KeyConflict { .. } => {
+            ApiError::conflict(e.to_string(), Some("Idempotency-Key".into()))
+        }
         RetryError::Store(e) => e.into(),
     }
 }
@@ -507,6 +531,17 @@ mod tests {
         let c = encode_cursor(1234, "job_01ABC");
         assert_eq!(decode_cursor(&c).unwrap(), (1234, "job_01ABC".to_string()));
         assert!(decode_cursor("!!").is_err());
+    }
+
+    #[test]
+    fn metadata_pairs() {
+        let pair = |k: &str, v: &str| Some((k.to_string(), v.to_string()));
+        assert_eq!(parse_metadata_pair("team=ops"), pair("team", "ops"));
+        assert_eq!(parse_metadata_pair(" team = ops "), pair("team", "ops"));
+        assert_eq!(parse_metadata_pair("url=a=b"), pair("url", "a=b"));
+        assert_eq!(parse_metadata_pair("team="), pair("team", ""));
+        assert_eq!(parse_metadata_pair("=ops"), None);
+        assert_eq!(parse_metadata_pair("team"), None);
     }
 
     #[test]
@@ -541,8 +576,9 @@ mod tests {
             !text.contains("sk-secret") && !text.contains("k-secret"),
             "{text}"
         );
-        assert_eq!(shown["request"]["tools"][0]["authorization"], REDACTED);
-        assert_eq!(shown["request"]["tools"][0]["headers"]["X-Key"], REDACTED);
+        let redacted = crate::job::redact::REDACTED;
+        assert_eq!(shown["request"]["tools"][0]["authorization"], redacted);
+        assert_eq!(shown["request"]["tools"][0]["headers"]["X-Key"], redacted);
         assert_eq!(shown["request"]["tools"][1]["type"], "web_search_preview");
         assert_eq!(shown["request"]["input"], "i");
     }

@@ -72,6 +72,11 @@ impl ApiClient {
             .send()
             .await
             .with_context(|| format!("cannot reach the respool daemon at {}", self.base))?;
+        self.answer(resp).await
+    }
+
+    /// The daemon's answer as `T`, or an error carrying its message.
+    async fn answer<T: DeserializeOwned>(&self, resp: reqwest::Response) -> anyhow::Result<T> {
         let status = resp.status();
         let body = resp.bytes().await.context("reading the daemon's answer")?;
         if status.is_success() {
@@ -104,6 +109,36 @@ impl ApiClient {
             rb = rb.header("Idempotency-Key", k);
         }
         self.send(rb).await
+    }
+
+    /// `POST` under the idempotency key `key`, sent once more with the same key if the first
+    /// try could not connect, lost its connection before the answer, or timed out: the daemon
+    /// may have acted on it, and the key makes the second try answer what the first did
+    /// instead of acting again. An answer from the daemon, even an error, is never re-sent.
+    pub async fn post_idempotent<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        key: &str,
+    ) -> anyhow::Result<T> {
+        let build = || {
+            let rb = self
+                .req(reqwest::Method::POST, path)
+                .header("Idempotency-Key", key);
+            match body {
+                Some(b) => rb.json(b),
+                None => rb,
+            }
+        };
+        let resp = match build().send().await {
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                tracing::debug!(error = %e, "retrying once under the same idempotency key");
+                build().send().await
+            }
+            other => other,
+        }
+        .with_context(|| format!("cannot reach the respool daemon at {}", self.base))?;
+        self.answer(resp).await
     }
 
     /// `POST` without a body, waiting up to `timeout` for the answer (slow admin work).

@@ -150,8 +150,14 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
         }
         JobsCommand::Retry(a) => {
             let client = ApiClient::from_args(config, &a.server)?;
+            // One key for both tries: if the first request made the job but its answer was
+            // lost, the second answers that job instead of making another.
+            let key: String = rand::random::<[u8; 16]>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let job: JobView = client
-                .post(&format!("/v1/jobs/{}/retry", enc(&a.id)), None, None)
+                .post_idempotent(&format!("/v1/jobs/{}/retry", enc(&a.id)), None, &key)
                 .await?;
             if a.server.json {
                 json_out(&job)?;

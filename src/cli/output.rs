@@ -119,9 +119,14 @@ fn columns(env: &dyn Fn(&str) -> Option<String>) -> Option<u16> {
 /// rather than wrapped, then whole columns give way in [`DROP_ORDER`]; `respool jobs show` has
 /// the rest.
 pub fn jobs_table(jobs: &[JobView]) -> String {
+    jobs_table_at(jobs, None)
+}
+
+/// [`jobs_table`] at `width` columns (`None`: `COLUMNS`, else the terminal's).
+fn jobs_table_at(jobs: &[JobView], width: Option<u16>) -> String {
     let mut hidden: Vec<&str> = Vec::new();
     loop {
-        let (text, fits) = jobs_table_without(jobs, &hidden);
+        let (text, fits) = jobs_table_without(jobs, &hidden, width);
         if fits || hidden.len() == DROP_ORDER.len() {
             return text;
         }
@@ -135,7 +140,7 @@ const DROP_ORDER: [&str; 4] = ["TOKENS", "DURATION", "MODEL", "COST"];
 const NAME_MIN: u16 = 12;
 
 /// The job list without the `hidden` columns, and whether it fits the width.
-fn jobs_table_without(jobs: &[JobView], hidden: &[&str]) -> (String, bool) {
+fn jobs_table_without(jobs: &[JobView], hidden: &[&str], width: Option<u16>) -> (String, bool) {
     const HEADER: [&str; 8] = [
         "ID", "NAME", "STATUS", "MODEL", "CREATED", "DURATION", "TOKENS", "COST",
     ];
@@ -152,6 +157,9 @@ fn jobs_table_without(jobs: &[JobView], hidden: &[&str]) -> (String, bool) {
     };
     let now = now_secs();
     let mut t = table();
+    if let Some(w) = width {
+        t.set_width(w);
+    }
     t.set_truncation_indicator("…");
     t.set_header(shown(HEADER.map(String::from)));
     for j in jobs {
@@ -446,6 +454,18 @@ pub struct CsvRow {
     pub retry_of: Option<String>,
 }
 
+/// A free-text cell made safe to open in a spreadsheet: text starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return would run as a formula (OWASP "CSV injection"), so it gets a
+/// leading `'`, which spreadsheets show as text and hide. Job names are anyone's input and
+/// error messages come from upstream.
+fn spreadsheet_safe(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
 fn rfc3339(secs: i64) -> Option<String> {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -456,9 +476,9 @@ impl From<&JobView> for CsvRow {
         let usage = |k: &str| j.usage.as_ref()?.get(k)?.as_i64();
         CsvRow {
             id: j.id.clone(),
-            name: j.name.clone(),
+            name: spreadsheet_safe(j.name.clone()),
             status: j.status.to_string(),
-            model: j.model.clone(),
+            model: spreadsheet_safe(j.model.clone()),
             created_at: rfc3339(j.created_at).unwrap_or_default(),
             submitted_at: j.submitted_at.and_then(rfc3339),
             finished_at: j.finished_at.and_then(rfc3339),
@@ -468,8 +488,11 @@ impl From<&JobView> for CsvRow {
             total_tokens: usage("total_tokens"),
             cost_usd: j.cost_usd.map(|c| format!("{c:.6}")),
             response_id: j.response_id.clone(),
-            error_code: j.error.as_ref().map(|e| e.code.clone()),
-            error_message: j.error.as_ref().map(|e| e.message.clone()),
+            error_code: j.error.as_ref().map(|e| spreadsheet_safe(e.code.clone())),
+            error_message: j
+                .error
+                .as_ref()
+                .map(|e| spreadsheet_safe(e.message.clone())),
             retry_of: j.retry_of.clone(),
         }
     }
@@ -600,6 +623,24 @@ mod tests {
     }
 
     #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_text() {
+        let mut j = job(JobStatus::Failed);
+        j.name = "=HYPERLINK(\"http://x\",\"y\")".into();
+        j.error = Some(crate::job::JobError {
+            code: "server_error".into(),
+            message: "@SUM(1+1)".into(),
+        });
+        let csv = jobs_csv(&[j]).unwrap();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let row = r.records().next().unwrap().unwrap();
+        assert_eq!(&row[1], "'=HYPERLINK(\"http://x\",\"y\")");
+        assert_eq!(&row[13], "server_error");
+        assert_eq!(&row[14], "'@SUM(1+1)");
+        assert_eq!(spreadsheet_safe("plain -dash".into()), "plain -dash");
+        assert_eq!(spreadsheet_safe("-1".into()), "'-1");
+    }
+
+    #[test]
     fn csv_of_no_jobs_is_the_header() {
         assert_eq!(
             jobs_csv(&[]).unwrap(),
@@ -622,16 +663,48 @@ mod tests {
         let mut j = job(JobStatus::Completed);
         j.name = "a rather long job name for a narrow screen".into();
         let jobs = [j];
-        let (wide, fits) = jobs_table_without(&jobs, &[]);
-        assert!(wide.contains("TOKENS") && wide.contains("DURATION"));
-        // A table with an explicit width reports whether everything fitted.
-        let widest = wide.lines().map(visible_width).max().unwrap_or(0);
-        assert!(fits || widest > 0);
-        let (narrow, _) = jobs_table_without(&jobs, &DROP_ORDER);
-        for gone in DROP_ORDER {
-            assert!(!narrow.contains(gone), "{gone} still in\n{narrow}");
+        let widest = |t: &str| t.lines().map(visible_width).max().unwrap_or(0);
+        let header = |t: &str| t.lines().nth(1).unwrap_or("").to_string();
+
+        let wide = jobs_table_at(&jobs, Some(200));
+        for col in [
+            "ID", "NAME", "STATUS", "MODEL", "CREATED", "DURATION", "TOKENS", "COST",
+        ] {
+            assert!(header(&wide).contains(col), "{col} at 200 columns:\n{wide}");
         }
-        assert!(narrow.contains("ID") && narrow.contains("STATUS") && narrow.contains("CREATED"));
+        assert!(
+            wide.contains("a rather long job name for a narrow screen"),
+            "{wide}"
+        );
+
+        // Narrower: the name gives way, then TOKENS and DURATION go (at least).
+        let narrow = jobs_table_at(&jobs, Some(80));
+        assert!(widest(&narrow) <= 80, "fits 80:\n{narrow}");
+        let h = header(&narrow);
+        assert!(!h.contains("TOKENS") && !h.contains("DURATION"), "{narrow}");
+        assert!(
+            h.contains("ID") && h.contains("STATUS") && h.contains("CREATED"),
+            "{narrow}"
+        );
+        assert!(narrow.contains('…'), "the name is cut: {narrow}");
+
+        // At every width, the columns gone are the first few of DROP_ORDER, and the table
+        // fits whenever dropping all of them makes it fit.
+        let (minimal, _) = jobs_table_without(&jobs, &DROP_ORDER, Some(u16::MAX));
+        let least = widest(&minimal);
+        for w in 40..=200u16 {
+            let t = jobs_table_at(&jobs, Some(w));
+            let h = header(&t);
+            let gone = DROP_ORDER.iter().take_while(|c| !h.contains(*c)).count();
+            assert!(
+                DROP_ORDER[gone..].iter().all(|c| h.contains(c)),
+                "at {w}, columns went out of order:\n{t}"
+            );
+            if usize::from(w) >= least {
+                assert!(widest(&t) <= usize::from(w), "fits {w}:\n{t}");
+            }
+        }
+
         assert_eq!(visible_width("\x1b[31mfailed\x1b[0m"), 6);
     }
 

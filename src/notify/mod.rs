@@ -319,7 +319,12 @@ impl Notifier {
             self.store.get_job(&row.job_id).await?,
         ) {
             (Some(sink), Some(job)) => {
-                let response = self.store.get_response(&job.id).await?;
+                let mut response = self.store.get_response(&job.id).await?;
+                // Sinks forward the response (webhook, file, command, email): never the
+                // credentials of the tools it echoes.
+                if let Some(r) = response.as_mut() {
+                    crate::job::redact::redact_response(r);
+                }
                 let events = self.store.list_events(&job.id).await?;
                 let ctx =
                     Context::build(&row.event, &job, response.as_ref(), &events, &self.config);

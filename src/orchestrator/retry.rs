@@ -3,8 +3,11 @@
 //!
 //! The retry is an ordinary new job from then on: it starts `pending`, so in-flight limits,
 //! budget holds and rate-limit deferrals apply to it at claim time exactly as to any other.
-//! It gets a fresh deadline from its timeout and no idempotency key (the original's key names
-//! the original; a retry under it would be an idempotent replay, not a new job).
+//! It gets a fresh deadline from its timeout and does not inherit the original's idempotency
+//! key (that key names the original; a retry under it would be an idempotent replay, not a new
+//! job). The caller may give the retry a key of its own, so a re-sent request or a double click
+//! lands on the retry made the first time: it is stored namespaced as
+//! `retry:{original}:{key}`, so it cannot meet a `POST /v1/jobs` key or another original's.
 
 use super::Orchestrator;
 use super::intake::AcceptError;
@@ -22,14 +25,33 @@ pub enum RetryError {
     /// The spec names a sink the config no longer has (a reload removed it).
     #[error("job `{job}`: field `notify`: no sink named `{sink}` is configured")]
     UnknownSink { job: String, sink: String },
+    /// The namespaced key is held by a job that is not a retry of this one (someone sent a
+    /// `POST /v1/jobs` key spelled `retry:…`).
+    #[error("idempotency key `{key}` is already used by job {job}, which is not a retry of {id}")]
+    KeyConflict {
+        id: String,
+        key: String,
+        job: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+/// The idempotency key a retry of `original` under the caller's `key` is stored with.
+pub fn retry_key(original: &str, key: &str) -> String {
+    format!("retry:{original}:{key}")
+}
+
 impl Orchestrator {
-    /// Retries a terminal job: inserts a new job with the same spec (minus the idempotency
-    /// key) and wakes the submit worker. `None` when there is no job with this id.
-    pub async fn retry_job(&self, id: &str) -> Result<Option<JobRow>, RetryError> {
+    /// Retries a terminal job: inserts a new job with the same spec (minus the original's
+    /// idempotency key) and wakes the submit worker. With `key`, a retry of this job made
+    /// earlier under the same key is returned instead and nothing is written. Answers the job
+    /// and whether it is such a replay; `None` when there is no job with this id.
+    pub async fn retry_job(
+        &self,
+        id: &str,
+        key: Option<&str>,
+    ) -> Result<Option<(JobRow, bool)>, RetryError> {
         let store = &self.inner.store;
         let Some(original) = store.get_job(id).await? else {
             return Ok(None);
@@ -41,7 +63,8 @@ impl Orchestrator {
             });
         }
         let mut spec = original.spec;
-        spec.idempotency_key = None;
+        // A retry of a retry must not inherit the first retry's key either.
+        spec.idempotency_key = key.map(|k| retry_key(id, k));
         let job = self.new_job(spec, "retry").map_err(|e| match e {
             AcceptError::UnknownSink { job, sink } => RetryError::UnknownSink { job, sink },
             AcceptError::Store(e) => RetryError::Store(e),
@@ -52,8 +75,17 @@ impl Orchestrator {
             RetryOutcome::Created(row) => {
                 tracing::info!(job_id = %row.id, retry_of = %id, name = %row.name, model = %row.model, "job retried");
                 self.wake();
-                Ok(Some(*row))
+                Ok(Some((*row, false)))
             }
+            RetryOutcome::Existing(row) => {
+                tracing::info!(job_id = %row.id, retry_of = %id, "retry replayed under its idempotency key");
+                Ok(Some((*row, true)))
+            }
+            RetryOutcome::KeyConflict(row) => Err(RetryError::KeyConflict {
+                id: id.to_string(),
+                key: key.unwrap_or_default().to_string(),
+                job: row.id,
+            }),
             RetryOutcome::Missing => Ok(None),
             RetryOutcome::NotTerminal(status) => Err(RetryError::NotTerminal {
                 id: id.to_string(),

@@ -128,6 +128,11 @@ pub enum RetryOutcome {
     Missing,
     /// The original is not finished: only a terminal job can be retried.
     NotTerminal(JobStatus),
+    /// The retry's idempotency key was seen before for this original: the retry made then.
+    Existing(Box<JobRow>),
+    /// The retry's idempotency key names a job that is not a retry of this original (a
+    /// `POST /v1/jobs` key spelled like a namespaced retry key).
+    KeyConflict(Box<JobRow>),
 }
 
 /// A claimed submission: the worker holds `attempt` and must write back with it.
@@ -321,23 +326,39 @@ impl Store {
     /// Inserts `job` as a retry of `original`, in one transaction with the timeline on both:
     /// `accepted` on the new job (data `retry_of`) and `retried` on the original (data
     /// `retried_by`). The original must exist and be terminal, checked inside the transaction.
-    /// The retry carries no idempotency key, so it is always a new job.
+    /// If the retry carries an idempotency key (namespaced by the caller, so it cannot meet a
+    /// `POST /v1/jobs` key by accident) and a job already has it, nothing is written and that
+    /// job is the answer: the lookup is inside the same `BEGIN IMMEDIATE` transaction as the
+    /// insert, so two concurrent retries under one key make one job. The replay is checked
+    /// before the original, so it answers even if retention pruned the original meanwhile.
     pub async fn insert_retry(
         &self,
         job: NewJob,
         original: &str,
     ) -> Result<RetryOutcome, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(key) = &job.spec.idempotency_key {
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(id) = existing {
+                let row = fetch_job(&mut tx, &id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished")))?;
+                return Ok(if row.retry_of.as_deref() == Some(original) {
+                    RetryOutcome::Existing(Box::new(row))
+                } else {
+                    RetryOutcome::KeyConflict(Box::new(row))
+                });
+            }
+        }
         let Some(orig) = fetch_job(&mut tx, original).await? else {
             return Ok(RetryOutcome::Missing);
         };
         if !orig.status.is_terminal() {
             return Ok(RetryOutcome::NotTerminal(orig.status));
-        }
-        if job.spec.idempotency_key.is_some() {
-            return Err(StoreError::Corrupt(format!(
-                "a retry of {original} must not carry an idempotency key"
-            )));
         }
         let new_id = job.id.as_str();
         insert_row(&mut tx, &job, Some(original)).await?;

@@ -12,7 +12,7 @@ use super::session::{CsrfForm, Session};
 use super::view::{self, JobSummary};
 use super::{PageError, render};
 use crate::api::AppState;
-use crate::api::jobs::{decode_cursor, encode_cursor, parse_since};
+use crate::api::jobs::{decode_cursor, encode_cursor, parse_metadata_pair, parse_since};
 use crate::job::JobStatus;
 use crate::notify::markdown;
 use crate::orchestrator::RetryError;
@@ -60,13 +60,12 @@ pub async fn list(
         .transpose()
         .map_err(|e| PageError::BadRequest(e.message))?;
     let metadata = non_empty(&q.metadata)
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                Ok((k.trim().to_string(), v.trim().to_string()))
-            }
-            _ => Err(PageError::BadRequest(format!(
-                "The metadata filter must be `key=value`, not `{kv}`."
-            ))),
+        .map(|kv| {
+            parse_metadata_pair(&kv).ok_or_else(|| {
+                PageError::BadRequest(format!(
+                    "The metadata filter must be `key=value`, not `{kv}`."
+                ))
+            })
         })
         .transpose()?;
     let filter = JobFilter {
@@ -160,7 +159,10 @@ pub async fn job(
         .get_job(&id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
-    let response = store.get_response(&id).await?;
+    let mut response = store.get_response(&id).await?;
+    if let Some(r) = response.as_mut() {
+        crate::job::redact::redact_response(r);
+    }
     let events = store.list_events(&id).await?;
     let retried_by = store.retried_by(&id).await?;
     let notifications = store.list_notifications(None, Some(&id), 50).await?;
@@ -264,10 +266,30 @@ pub async fn job(
             has_output => row.output_text.as_deref().is_some_and(|t| !t.is_empty()),
             can_cancel => !row.status.is_terminal() && row.cancel_requested == 0,
             can_retry => row.status.is_terminal(),
+            retry_key => row.status.is_terminal().then(retry_nonce),
             retry_of => row.retry_of.clone(),
             retried_by,
         },
     )
+}
+
+/// A fresh Retry form key: 16 random bytes as hex. Each render of the job page gets its own,
+/// so a double submit of one rendered form replays the first retry instead of making another.
+fn retry_nonce() -> String {
+    rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The Retry form's fields.
+#[derive(Debug, Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    csrf: String,
+    /// The page's [`retry_nonce`].
+    #[serde(default)]
+    key: String,
 }
 
 /// A download name: the job's name made filename-safe, then the id.
@@ -329,10 +351,11 @@ pub async fn response_json(
         .get_job(&id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
-    let response = store
+    let mut response = store
         .get_response(&id)
         .await?
         .ok_or_else(|| PageError::NotFound("This job has no stored response yet.".into()))?;
+    crate::job::redact::redact_response(&mut response);
     let body = serde_json::to_string_pretty(&response).unwrap_or_default();
     Ok((
         [
@@ -371,11 +394,18 @@ pub async fn retry(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
+    Form(f): Form<RetryForm>,
 ) -> Result<Response, PageError> {
     session.check_csrf(&f.csrf)?;
-    let row = match state.orchestrator.retry_job(&id).await {
-        Ok(Some(row)) => row,
+    let nonce_ok = (16..=64).contains(&f.key.len()) && f.key.bytes().all(|b| b.is_ascii_hexdigit());
+    if !nonce_ok {
+        return Err(PageError::BadRequest(
+            "The Retry form's `key` is missing or malformed; reload the job page and try again."
+                .into(),
+        ));
+    }
+    let row = match state.orchestrator.retry_job(&id, Some(&f.key)).await {
+        Ok(Some((row, _replayed))) => row,
         Ok(None) => {
             return Err(PageError::NotFound(format!(
                 "There is no job with id {id}."

@@ -33,8 +33,9 @@ struct WindowView {
     label: &'static str,
     /// The first day counted (`2026-11-19`).
     from: String,
-    /// The list's `since` for the status links.
-    since: &'static str,
+    /// The list's `since` for the status links: the window's first instant (RFC 3339), so
+    /// the list shows exactly the jobs counted.
+    since: String,
     jobs: String,
     tokens: String,
     cost: String,
@@ -84,7 +85,6 @@ fn statuses(t: &Tally) -> Vec<(String, i64)> {
 
 fn window(
     label: &'static str,
-    since: &'static str,
     from: i64,
     rows: &[StatsRow],
     tz: Tz,
@@ -92,10 +92,13 @@ fn window(
 ) -> WindowView {
     let rows: Vec<StatsRow> = rows.iter().filter(|r| r.bucket >= from).cloned().collect();
     let (totals, groups) = fold(&rows, GroupBy::Model, tz, prices);
+    let since = chrono::DateTime::from_timestamp_millis(from)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
     WindowView {
         label,
         from: local_day(from, tz).map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string()),
-        since,
+        since: since.clone(),
         jobs: view::thousands(totals.jobs),
         tokens: view::thousands(totals.tokens.total),
         cost: money(totals.cost_usd),
@@ -108,7 +111,7 @@ fn window(
                     "/?{}",
                     url::form_urlencoded::Serializer::new(String::new())
                         .append_pair("model", &g.key)
-                        .append_pair("since", since)
+                        .append_pair("since", &since)
                         .finish()
                 ),
                 model: g.key,
@@ -193,8 +196,8 @@ pub async fn stats(
     let week_start = days_back_start(now, 6, tz);
     let rows = store.stats_since(month_start).await?;
     let windows = vec![
-        window("Last 7 days", "7d", week_start, &rows, tz, prices),
-        window("Last 30 days", "30d", month_start, &rows, tz, prices),
+        window("Last 7 days", week_start, &rows, tz, prices),
+        window("Last 30 days", month_start, &rows, tz, prices),
     ];
     let mut days = days(month_start, now, &rows, tz, prices);
     // The empty days before the first with any job say nothing: the table starts there (a new

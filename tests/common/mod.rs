@@ -176,6 +176,16 @@ impl TestApp {
         self.wait_for(id, within, |j| j.status.is_terminal()).await
     }
 
+    /// Moves the daemon's clock on to the next 12:00 UTC, so a test that counts jobs by day
+    /// cannot straddle a midnight.
+    pub fn advance_to_noon_utc(&self) {
+        const DAY_MS: i64 = 86_400_000;
+        let into_day = self.clock.now_ms().rem_euclid(DAY_MS);
+        let by = (DAY_MS / 2 - into_day).rem_euclid(DAY_MS);
+        self.clock
+            .advance(Duration::from_millis(u64::try_from(by).unwrap()));
+    }
+
     /// Submits `body`, waits for the job to end, checks it ended `status`; the job as JSON.
     pub async fn finished(&self, body: &Value, status: respool::job::JobStatus) -> Value {
         let (code, job) = self.post_job(body).await;

@@ -174,3 +174,112 @@ async fn the_openapi_document_lists_the_new_filters() {
         assert!(params.contains(&want), "{params:?}");
     }
 }
+
+#[tokio::test]
+async fn a_pruned_job_leaves_the_search_index() {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    let app = common::spawn_app_with(
+        |cfg| cfg.retention.jobs = Some(30 * DAY),
+        common::fast_sim(),
+    )
+    .await;
+    let old = submit(
+        &app,
+        &json!({"name": "old", "model": "gpt-5", "input": "About the axolotl."}),
+    )
+    .await;
+    app.wait_terminal(&old, DEADLINE).await;
+    assert_eq!(ids(&app, "search=axolotl").await, vec![old]);
+    app.clock.advance(31 * DAY);
+    let new = submit(
+        &app,
+        &json!({"name": "new", "model": "gpt-5", "input": "Also the axolotl."}),
+    )
+    .await;
+    app.wait_terminal(&new, DEADLINE).await;
+    // The maintenance loop may have pruned the old job already; now it surely has.
+    app.orchestrator.prune_now().await.unwrap();
+    assert_eq!(ids(&app, "search=axolotl").await, vec![new]);
+    // Nothing of the pruned job is left in the index: one key and one row per job.
+    assert_eq!(app.count_rows("jobs").await, 1);
+    assert_eq!(app.count_rows("jobs_fts_keys").await, 1);
+    assert_eq!(app.count_rows("jobs_fts").await, 1);
+}
+
+/// A database made before search was keyed by integer (migrations up to 20261125000005) keeps
+/// every job findable after the upgrade, by name, input and output.
+#[tokio::test]
+async fn an_older_database_is_searchable_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_migrations = dir.path().join("migrations");
+    std::fs::create_dir(&old_migrations).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.as_str() <= "20261125000005_search.sql" {
+            std::fs::copy(&path, old_migrations.join(&name)).unwrap();
+        }
+    }
+    let db = dir.path().join("old.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let migrator = sqlx::migrate::Migrator::new(old_migrations.as_path())
+            .await
+            .unwrap();
+        migrator.run(&pool).await.unwrap();
+        for (id, name, input, output) in [
+            (
+                "job_01OLDAAAAAAAAAAAAAAAAAAAAA",
+                "capybara-brief",
+                "hello",
+                None,
+            ),
+            (
+                "job_01OLDBBBBBBBBBBBBBBBBBBBBB",
+                "other",
+                "Tell me about the quokka.",
+                Some("The marmot is the answer."),
+            ),
+        ] {
+            let spec = respool::job::JobSpec::from_value(
+                json!({"name": name, "model": "gpt-5", "input": input}),
+                "#1",
+            )
+            .unwrap();
+            let spec = serde_json::to_value(&spec).unwrap();
+            sqlx::query(
+                "INSERT INTO jobs (id, name, model, status, spec, spec_hash, created_at, \
+                 updated_at, next_check_at, output_text) \
+                 VALUES (?, ?, 'gpt-5', 'completed', ?, 'h', 1, 1, 1, ?)",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(spec.to_string())
+            .bind(output)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+
+    let store = respool::store::Store::connect(&url).await.unwrap();
+    let found = |words: &str| {
+        let store = store.clone();
+        let words = words.to_string();
+        async move {
+            let filter = respool::store::JobFilter {
+                search: Some(words),
+                limit: 10,
+                ..respool::store::JobFilter::default()
+            };
+            let rows = store.list_jobs(&filter).await.unwrap();
+            rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("capybara").await, ["job_01OLDAAAAAAAAAAAAAAAAAAAAA"]);
+    assert_eq!(found("quokka").await, ["job_01OLDBBBBBBBBBBBBBBBBBBBBB"]);
+    assert_eq!(found("marmot").await, ["job_01OLDBBBBBBBBBBBBBBBBBBBBB"]);
+    store.close().await;
+}

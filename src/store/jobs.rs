@@ -430,7 +430,10 @@ impl Store {
 
     /// Lists jobs newest first, filtered, one page at a time.
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
-        let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+        // The page's ids first, then their rows: the filters and the sort read only what they
+        // need, so a search matching most jobs does not load and sort every matching row.
+        let mut sql =
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM jobs WHERE 1 = 1");
         if f.status.is_some() {
             sql.push_str(" AND status = ?");
         }
@@ -442,7 +445,10 @@ impl Store {
         }
         let search = f.search.as_deref().and_then(fts_query);
         if search.is_some() {
-            sql.push_str(" AND id IN (SELECT job_id FROM jobs_fts WHERE jobs_fts MATCH ?)");
+            sql.push_str(
+                " AND id IN (SELECT job_id FROM jobs_fts_keys WHERE fts_id IN \
+                 (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ?))",
+            );
         }
         for _ in &f.metadata {
             sql.push_str(
@@ -456,7 +462,9 @@ impl Store {
         if f.before.is_some() {
             sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
         }
-        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+        sql.push_str(
+            " ORDER BY created_at DESC, id DESC LIMIT ?) ORDER BY created_at DESC, id DESC",
+        );
         // Built only from the fixed fragments above; every value is bound.
         let mut q = sqlx::query_as::<_, JobRow>(AssertSqlSafe(sql));
         if let Some(s) = f.status {

@@ -6,6 +6,8 @@
 //! follow-up work they cause (timeline events, outbox rows) is written in the same short
 //! transaction. No transaction is ever held across an HTTP call.
 
+#[doc(hidden)]
+pub mod bench;
 mod budget;
 mod events;
 mod jobs;

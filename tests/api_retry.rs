@@ -6,11 +6,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::Method;
-use respool::config::ModelPrice;
 use respool::job::JobStatus;
 use respool::sim::{Faults, SimConfig};
 use secrecy::SecretString;
@@ -282,14 +280,7 @@ async fn a_retry_is_held_like_any_new_job_when_the_budget_is_reached() {
     let app = common::spawn_app_with(
         |cfg| {
             // A dollar per token: one simulated job spends more than the limit.
-            cfg.pricing = BTreeMap::from([(
-                "gpt-5".to_string(),
-                ModelPrice {
-                    input: 1_000_000.0,
-                    output: 1_000_000.0,
-                    cached_input: None,
-                },
-            )]);
+            cfg.pricing = common::gpt5_priced(1_000_000.0, 1_000_000.0);
             cfg.budget.daily_usd = Some(1.0);
             cfg.budget.monthly_usd = Some(1_000_000.0);
         },

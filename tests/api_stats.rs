@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use respool::config::ModelPrice;
 use respool::job::JobStatus;
 use serde_json::{Value, json};
 
@@ -64,14 +63,7 @@ async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
     let app = common::spawn_app_with(
         |cfg| {
             cfg.retention.jobs = Some(2 * DAY);
-            cfg.pricing = BTreeMap::from([(
-                "gpt-5".to_string(),
-                ModelPrice {
-                    input: 2.0,
-                    output: 8.0,
-                    cached_input: None,
-                },
-            )]);
+            cfg.pricing = common::gpt5_priced(2.0, 8.0);
         },
         common::fast_sim(),
     )

@@ -25,14 +25,7 @@ fn fast_sim() -> SimConfig {
 
 /// A dollar per token: one simulated job costs more than any small limit.
 fn dollar_per_token() -> BTreeMap<String, ModelPrice> {
-    BTreeMap::from([(
-        "gpt-5".to_string(),
-        ModelPrice {
-            input: 1_000_000.0,
-            output: 1_000_000.0,
-            cached_input: None,
-        },
-    )])
+    common::gpt5_priced(1_000_000.0, 1_000_000.0)
 }
 
 async fn submit(app: &common::TestApp, body: &Value) -> String {

@@ -8,7 +8,6 @@ mod common;
 
 use std::time::Duration;
 
-use respool::config::ModelPrice;
 use respool::job::JobStatus;
 use serde_json::{Value, json};
 
@@ -181,14 +180,7 @@ async fn jobs_commands_print_for_people() {
             // Webhooks only (the first poll is far off), so each timeline has one order.
             cfg.polling.min_interval = Duration::from_secs(600);
             cfg.polling.max_interval = Duration::from_secs(600);
-            cfg.pricing.insert(
-                "gpt-5".into(),
-                ModelPrice {
-                    input: 1.25,
-                    output: 10.0,
-                    cached_input: None,
-                },
-            );
+            cfg.pricing = common::gpt5_priced(1.25, 10.0);
         },
         common::fast_sim(),
     )

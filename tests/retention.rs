@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use respool::config::ModelPrice;
 use respool::job::JobStatus;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -51,14 +49,7 @@ async fn finished_jobs_past_retention_are_pruned_and_summarized() {
     let app = common::spawn_app_with(
         |cfg| {
             cfg.retention.jobs = Some(90 * DAY);
-            cfg.pricing = BTreeMap::from([(
-                "gpt-5".to_string(),
-                ModelPrice {
-                    input: 2.0,
-                    output: 8.0,
-                    cached_input: None,
-                },
-            )]);
+            cfg.pricing = common::gpt5_priced(2.0, 8.0);
         },
         common::fast_sim(),
     )

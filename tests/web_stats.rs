@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use respool::config::ModelPrice;
 use respool::job::JobStatus;
 use serde_json::{Value, json};
 
@@ -43,14 +41,7 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
         |cfg| {
             cfg.retention.jobs = Some(2 * DAY);
             // A dollar per token, so the costs show in cents.
-            cfg.pricing = BTreeMap::from([(
-                "gpt-5".to_string(),
-                ModelPrice {
-                    input: 1_000_000.0,
-                    output: 1_000_000.0,
-                    cached_input: None,
-                },
-            )]);
+            cfg.pricing = common::gpt5_priced(1_000_000.0, 1_000_000.0);
         },
         common::fast_sim(),
     )

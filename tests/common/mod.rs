@@ -45,6 +45,21 @@ pub fn new_secret() -> String {
     )
 }
 
+/// Prices with only `gpt-5` in them: dollars per million input and output tokens.
+pub fn gpt5_priced(
+    input: f64,
+    output: f64,
+) -> std::collections::BTreeMap<String, respool::config::ModelPrice> {
+    std::collections::BTreeMap::from([(
+        "gpt-5".to_string(),
+        respool::config::ModelPrice {
+            input,
+            output,
+            cached_input: None,
+        },
+    )])
+}
+
 /// A simulator whose jobs queue for 100 ms and run for 300 ms.
 pub fn fast_sim() -> SimConfig {
     SimConfig {

@@ -3,9 +3,10 @@
 //! mrkdwn, and a link to the job. The webhook URL is a secret (anyone holding it can post), so
 //! it stays in a `SecretString` and is scrubbed from every error.
 //!
-//! This file also holds what the chat sinks (Slack, Discord, ntfy) share: [`http`] sends a
+//! What the chat sinks (Slack, Discord, ntfy) share lives beside it: [`super::http`] sends a
 //! request with the sink's timeout and maps the answer to a [`SinkError`]; [`chat`] renders the
-//! subject, lists the job's facts and fits text into a platform's limit at a word boundary.
+//! subject, lists the job's facts, fits text into a platform's limit at a word boundary, and
+//! holds the [`chat::Hook`] (secret URL, timeout, templates) Slack and Discord post through.
 
 use serde_json::{Value, json};
 

@@ -424,11 +424,10 @@ pub async fn get_response(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.orchestrator.store();
     store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
-    let mut resp = store
+    let resp = store
         .get_response(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job `{id}` has no stored response yet")))?;
-    crate::job::redact::redact_response(&mut resp);
     Ok(Json(resp))
 }
 

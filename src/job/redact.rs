@@ -3,9 +3,9 @@
 //! A remote tool (an MCP server, a connector) can carry credentials: an `authorization`
 //! token, `headers` values, and a `server_url` with a password in its userinfo or a token in
 //! its query. The spec a user submitted keeps them (a retry needs them), and the upstream
-//! Response echoes its `tools` back, so the stored response holds them too. Every place that
-//! shows either (the API, the web pages and downloads, notification payloads) passes its copy
-//! through [`redact_spec`] or [`redact_response`] first; the stored data stays intact.
+//! Response echoes its `tools` back, so the stored response holds them too. The store hands
+//! out responses through [`redact_response`] (`Store::get_response`: every reader serves it
+//! onwards), and the API shows a spec through [`redact_spec`]; the stored data stays intact.
 
 use serde_json::Value;
 

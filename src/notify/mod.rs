@@ -319,12 +319,7 @@ impl Notifier {
             self.store.get_job(&row.job_id).await?,
         ) {
             (Some(sink), Some(job)) => {
-                let mut response = self.store.get_response(&job.id).await?;
-                // Sinks forward the response (webhook, file, command, email): never the
-                // credentials of the tools it echoes.
-                if let Some(r) = response.as_mut() {
-                    crate::job::redact::redact_response(r);
-                }
+                let response = self.store.get_response(&job.id).await?;
                 let events = self.store.list_events(&job.id).await?;
                 let ctx =
                     Context::build(&row.event, &job, response.as_ref(), &events, &self.config);

@@ -416,16 +416,23 @@ impl Store {
         .await?)
     }
 
-    /// Returns the stored upstream Response JSON of a job, whole.
+    /// Returns the stored upstream Response JSON of a job, whole but for the credentials of
+    /// the tools it echoes ([`crate::job::redact::redact_response`]): every reader serves it
+    /// onwards (the API, the web pages, notification payloads), and none needs them.
     pub async fn get_response(&self, id: &str) -> Result<Option<Value>, StoreError> {
         let raw: Option<Option<String>> =
             sqlx::query_scalar("SELECT response FROM jobs WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        raw.flatten()
+        let mut response = raw
+            .flatten()
             .map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+            .transpose()?;
+        if let Some(r) = response.as_mut() {
+            crate::job::redact::redact_response(r);
+        }
+        Ok(response)
     }
 
     /// Lists jobs newest first, filtered, one page at a time.

@@ -159,10 +159,7 @@ pub async fn job(
         .get_job(&id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
-    let mut response = store.get_response(&id).await?;
-    if let Some(r) = response.as_mut() {
-        crate::job::redact::redact_response(r);
-    }
+    let response = store.get_response(&id).await?;
     let events = store.list_events(&id).await?;
     let retried_by = store.retried_by(&id).await?;
     let notifications = store.list_notifications(None, Some(&id), 50).await?;
@@ -351,11 +348,10 @@ pub async fn response_json(
         .get_job(&id)
         .await?
         .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
-    let mut response = store
+    let response = store
         .get_response(&id)
         .await?
         .ok_or_else(|| PageError::NotFound("This job has no stored response yet.".into()))?;
-    crate::job::redact::redact_response(&mut response);
     let body = serde_json::to_string_pretty(&response).unwrap_or_default();
     Ok((
         [

@@ -152,10 +152,7 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
             let client = ApiClient::from_args(config, &a.server)?;
             // One key for both tries: if the first request made the job but its answer was
             // lost, the second answers that job instead of making another.
-            let key: String = rand::random::<[u8; 16]>()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let key = crate::job::spec::random_idempotency_key();
             let job: JobView = client
                 .post_idempotent(&format!("/v1/jobs/{}/retry", enc(&a.id)), None, &key)
                 .await?;
@@ -182,8 +179,8 @@ fn json_out(v: &impl serde::Serialize) -> anyhow::Result<()> {
 
 async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
     for kv in &a.metadata {
-        if !kv.contains('=') {
-            anyhow::bail!("--metadata takes KEY=VALUE, not `{kv}`");
+        if crate::api::jobs::parse_metadata_pair(kv).is_none() {
+            anyhow::bail!("--metadata takes KEY=VALUE (a non-empty key), not `{kv}`");
         }
     }
     let client = ApiClient::from_args(config, &a.server)?;

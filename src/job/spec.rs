@@ -405,6 +405,15 @@ pub fn check_idempotency_key(k: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A fresh idempotency key: 16 random bytes as 32 hex characters (what the CLI sends with a
+/// retry, and what each rendering of the web page's Retry form carries).
+pub fn random_idempotency_key() -> String {
+    rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn parse_notify(v: Value) -> Result<Vec<NotifyRoute>, (String, String)> {
     let Value::Array(items) = v else {
         return Err((

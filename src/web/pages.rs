@@ -273,10 +273,7 @@ pub async fn job(
 /// A fresh Retry form key: 16 random bytes as hex. Each render of the job page gets its own,
 /// so a double submit of one rendered form replays the first retry instead of making another.
 fn retry_nonce() -> String {
-    rand::random::<[u8; 16]>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::job::spec::random_idempotency_key()
 }
 
 /// The Retry form's fields.

@@ -23,7 +23,7 @@ use crate::store::StatsRow;
 const DAY_MS: i64 = 86_400_000;
 
 /// What the groups are keyed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupBy {
     /// The job's model.

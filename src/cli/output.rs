@@ -78,7 +78,7 @@ fn duration_of(j: &JobView) -> String {
 
 /// A table for people, as wide as `COLUMNS` when that is set, else as the terminal (comfy-table
 /// asks the terminal itself when stdout is one; piped, without `COLUMNS`, rows are not wrapped).
-fn table() -> Table {
+pub(super) fn table() -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic);

@@ -4,32 +4,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
-use comfy_table::{CellAlignment, ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
+use clap::Args;
+use comfy_table::CellAlignment;
 
-use super::output::{colour, cost};
+use super::output::{colour, cost, table};
+use super::pager::print_direct;
 use super::{ApiClient, ServerArgs};
-use crate::api::stats::{StatsReport, Tally};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum By {
-    /// One row per model.
-    Model,
-    /// One row per day (in the daemon's `budget.timezone`).
-    Day,
-    /// One row per job name.
-    Name,
-}
-
-impl By {
-    fn as_str(self) -> &'static str {
-        match self {
-            By::Model => "model",
-            By::Day => "day",
-            By::Name => "name",
-        }
-    }
-}
+use crate::api::stats::{GroupBy, StatsReport, Tally};
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {
@@ -38,8 +19,8 @@ pub struct StatsArgs {
     #[arg(long, default_value = "30d")]
     pub since: String,
     /// What each row is.
-    #[arg(long, value_enum, default_value_t = By::Model)]
-    pub by: By,
+    #[arg(long, value_enum, default_value_t = GroupBy::Model)]
+    pub by: GroupBy,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -52,9 +33,9 @@ pub async fn run(config: Option<&Path>, a: StatsArgs) -> anyhow::Result<ExitCode
         .finish();
     let report: StatsReport = client.get(&format!("/v1/stats?{query}")).await?;
     if a.server.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        print_direct(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print!("{}", render(&report, colour()));
+        print_direct(&render(&report, colour()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -65,13 +46,11 @@ pub fn render(r: &StatsReport, colour: bool) -> String {
     let since = chrono::DateTime::from_timestamp(r.since, 0)
         .map_or_else(String::new, |d| d.format("%Y-%m-%d %H:%M UTC").to_string());
     let mut out = format!("jobs created since {since}, by {}", r.by.as_str());
-    if matches!(r.by, crate::api::stats::GroupBy::Day) {
+    if r.by == GroupBy::Day {
         out.push_str(&format!(" ({})", r.timezone));
     }
     out.push('\n');
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+    let mut t = table();
     t.set_header([
         r.by.as_str().to_uppercase().as_str(),
         "JOBS",

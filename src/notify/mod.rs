@@ -7,7 +7,7 @@
 //! visible in `respool notifications list --failed` and in the job's timeline, and can be
 //! retried. Sinks are an enum: a new kind of sink is a new variant and a file.
 
-mod chat;
+pub(crate) mod chat;
 mod command;
 mod console;
 pub mod context;

@@ -66,18 +66,8 @@ pub fn money(usd: f64) -> String {
     }
 }
 
-/// `12,345`
-pub fn thousands(n: i64) -> String {
-    let s = n.unsigned_abs().to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
+/// `12,345`: the notifications' formatting, so a page and a message agree.
+pub use crate::notify::chat::thousands;
 
 /// `2026-11-25 21:30:04 UTC`
 pub fn timestamp(ms: i64) -> String {

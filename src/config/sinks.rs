@@ -127,10 +127,10 @@ fn default_sink_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// `type: slack`.
+/// `type: slack` and `type: discord`: a chat service's incoming webhook.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SlackSink {
+pub struct ChatWebhookSink {
     /// The incoming-webhook URL (a secret: anyone with it can post).
     pub url: Option<SecretString>,
     pub url_file: Option<PathBuf>,
@@ -162,17 +162,11 @@ pub struct FileSink {
     pub templates: TemplateFiles,
 }
 
+/// `type: slack`.
+pub type SlackSink = ChatWebhookSink;
+
 /// `type: discord`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscordSink {
-    pub url: Option<SecretString>,
-    pub url_file: Option<PathBuf>,
-    #[serde(default = "default_sink_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-    #[serde(default)]
-    pub templates: TemplateFiles,
-}
+pub type DiscordSink = ChatWebhookSink;
 
 /// `type: ntfy`.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,5 @@
 //! What the chat sinks share about a message's content.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -10,7 +9,7 @@ use super::SinkError;
 use super::context::Context;
 use super::http;
 use super::templates::{Part, Templates};
-use crate::config::sinks::{Secret, TemplateFiles};
+use crate::config::sinks::{ChatWebhookSink, Secret};
 
 /// A chat service's incoming webhook (Slack, Discord): its URL, the sink's timeout and
 /// templates. The URL holds the webhook's token, so it stays in a `SecretString`, is redacted
@@ -35,22 +34,16 @@ impl std::fmt::Debug for Hook {
 }
 
 impl Hook {
-    pub fn new(
-        url: Option<&SecretString>,
-        url_file: Option<&PathBuf>,
-        timeout: Duration,
-        templates: &TemplateFiles,
-        http: reqwest::Client,
-    ) -> Result<Self, SinkError> {
+    pub fn new(cfg: &ChatWebhookSink, http: reqwest::Client) -> Result<Self, SinkError> {
         Ok(Self {
             url: http::secret_url(Secret {
-                inline: url,
-                file: url_file,
+                inline: cfg.url.as_ref(),
+                file: cfg.url_file.as_ref(),
             })?,
             http,
-            timeout,
-            templates: Templates::load(templates)?,
-            custom_text: templates.text.is_some(),
+            timeout: cfg.timeout,
+            templates: Templates::load(&cfg.templates)?,
+            custom_text: cfg.templates.text.is_some(),
         })
     }
 

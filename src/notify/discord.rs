@@ -39,28 +39,16 @@ fn retry_after_in_body(answer: &mut http::Answer) {
 }
 
 /// A Discord channel webhook.
+/// (`Debug` shows no URL: the hook redacts it.)
+#[derive(Debug)]
 pub struct DiscordSink {
     hook: chat::Hook,
-}
-
-impl std::fmt::Debug for DiscordSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiscordSink")
-            .field("hook", &self.hook)
-            .finish()
-    }
 }
 
 impl DiscordSink {
     pub fn new(_name: &str, cfg: &DiscordConfig, http: reqwest::Client) -> Result<Self, SinkError> {
         Ok(Self {
-            hook: chat::Hook::new(
-                cfg.url.as_ref(),
-                cfg.url_file.as_ref(),
-                cfg.timeout,
-                &cfg.templates,
-                http,
-            )?,
+            hook: chat::Hook::new(cfg, http)?,
         })
     }
 

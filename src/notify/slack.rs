@@ -23,28 +23,16 @@ const FIELD_MAX: usize = 2000;
 const FALLBACK_MAX: usize = 300;
 
 /// A Slack incoming webhook.
+/// (`Debug` shows no URL: the hook redacts it.)
+#[derive(Debug)]
 pub struct SlackSink {
     hook: chat::Hook,
-}
-
-impl std::fmt::Debug for SlackSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackSink")
-            .field("hook", &self.hook)
-            .finish()
-    }
 }
 
 impl SlackSink {
     pub fn new(_name: &str, cfg: &SlackConfig, http: reqwest::Client) -> Result<Self, SinkError> {
         Ok(Self {
-            hook: chat::Hook::new(
-                cfg.url.as_ref(),
-                cfg.url_file.as_ref(),
-                cfg.timeout,
-                &cfg.templates,
-                http,
-            )?,
+            hook: chat::Hook::new(cfg, http)?,
         })
     }
 

@@ -19,7 +19,7 @@ use crate::store::{JobRow, RetryOutcome, StoreError};
 pub enum RetryError {
     /// The job is still going: cancel it first, or wait.
     #[error(
-        "job {id} is {status}; only a finished job (completed, failed, incomplete or cancelled) can be retried"
+        "job {id} is {status}; only a finished job (completed, failed, incomplete or cancelled) can be retried: wait for it to end, or cancel it first (`respool jobs cancel {id}`)"
     )]
     NotTerminal { id: String, status: JobStatus },
     /// The spec names a sink the config no longer has (a reload removed it).

@@ -192,6 +192,20 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no job with id `{id}`"))
 }
 
+/// The request's `Idempotency-Key` header, if it has one, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let param = || Some("Idempotency-Key".to_string());
+    let key = key
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key must be ASCII", param()))?;
+    crate::job::spec::check_idempotency_key(key)
+        .map_err(|m| ApiError::invalid(format!("Idempotency-Key {m}"), param()))?;
+    Ok(Some(key))
+}
+
 /// Submit a job: a Responses API create body plus respool's keys.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(content = Object, description = "A job spec"),
@@ -204,19 +218,7 @@ pub async fn create_job(
 ) -> Result<Response, ApiError> {
     let mut value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
-    if let Some(key) = headers.get("idempotency-key") {
-        let key = key.to_str().map_err(|_| {
-            ApiError::invalid(
-                "Idempotency-Key must be ASCII",
-                Some("Idempotency-Key".into()),
-            )
-        })?;
-        crate::job::spec::check_idempotency_key(key).map_err(|m| {
-            ApiError::invalid(
-                format!("Idempotency-Key {m}"),
-                Some("Idempotency-Key".into()),
-            )
-        })?;
+    if let Some(key) = idempotency_key(&headers)? {
         if let Value::Object(m) = &mut value {
             match m.get("idempotency_key").and_then(Value::as_str) {
                 Some(k) if k != key => {
@@ -461,24 +463,7 @@ pub async fn retry_job(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = match headers.get("idempotency-key") {
-        Some(k) => {
-            let k = k.to_str().map_err(|_| {
-                ApiError::invalid(
-                    "Idempotency-Key must be ASCII",
-                    Some("Idempotency-Key".into()),
-                )
-            })?;
-            crate::job::spec::check_idempotency_key(k).map_err(|m| {
-                ApiError::invalid(
-                    format!("Idempotency-Key {m}"),
-                    Some("Idempotency-Key".into()),
-                )
-            })?;
-            Some(k)
-        }
-        None => None,
-    };
+    let key = idempotency_key(&headers)?;
     match state.orchestrator.retry_job(&id, key).await {
         Ok(Some((row, replayed))) => {
             let location = format!("/v1/jobs/{}", row.id);

@@ -8,7 +8,7 @@
 //!
 //! The bulk of the jobs is written by `Store::bench_insert_finished` (finished rows in batched
 //! transactions; see `src/store/bench.rs` for why); a sample goes through the daemon's real
-//! path (`insert_job`, `claim_submission`, `record_submitted`, `apply_observation`) on the
+//! path (`insert_job`, `claim_submission`, `attach_response`, `apply_observation`) on the
 //! empty database and again on the full one, so the cost of a job's writes at size N shows.
 //! Nothing here is asserted: it prints numbers.
 
@@ -26,7 +26,7 @@ use respool::config::ModelPrice;
 use respool::job::{JobError, JobId, JobSpec, JobStatus, Observation, ResponseId};
 use respool::orchestrator::spec_hash;
 use respool::store::bench::BenchJob;
-use respool::store::{ApplyContext, ClaimLimits, JobFilter, NewJob, Store};
+use respool::store::{ApplyContext, AttachContext, ClaimLimits, JobFilter, NewJob, Store};
 
 const DAY_MS: i64 = 86_400_000;
 const MODELS: [&str; 5] = [
@@ -276,23 +276,23 @@ async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std
     let claim = store
         .claim_submission(b.submitted_at, 60_000, &limits)
         .await?
+        .claim
         .ok_or("nothing to claim")?;
     if claim.id != id {
         return Err(format!("claimed {} instead of {id}", claim.id).into());
     }
-    let mut accepted = b.obs.clone();
-    accepted.status = JobStatus::Queued;
-    accepted.output_text = None;
-    accepted.usage = None;
-    accepted.error = None;
     store
-        .record_submitted(
+        .attach_response(
             &id,
-            &accepted,
-            b.submitted_at,
-            b.submitted_at + 5_000,
-            5_000,
-            None,
+            b.obs.response_id.as_str(),
+            &AttachContext {
+                now: b.submitted_at,
+                first_poll_at: b.submitted_at + 5_000,
+                poll_interval_ms: 5_000,
+                kind: "submitted",
+                how: "create",
+                request_id: None,
+            },
         )
         .await?;
     store

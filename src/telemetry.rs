@@ -24,6 +24,8 @@ const POLLS: &str = "respool_polls_total";
 const UPSTREAM_DURATION: &str = "respool_upstream_request_duration_seconds";
 const UPSTREAM_ERRORS: &str = "respool_upstream_errors_total";
 const NOTIFICATIONS: &str = "respool_notifications_total";
+const DUPLICATES: &str = "respool_duplicate_responses_total";
+const QUARANTINED: &str = "respool_quarantined_jobs_total";
 
 /// Buckets of the upstream latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -82,6 +84,14 @@ fn describe_events() {
         NOTIFICATIONS,
         "Notification delivery attempts by sink and result: delivered, retry, dead."
     );
+    describe_counter!(
+        DUPLICATES,
+        "Looks at duplicate responses (a second run of a job: cancelled and kept as paid) by how they were found."
+    );
+    describe_counter!(
+        QUARANTINED,
+        "Jobs set aside because their stored row does not decode, by the worker that found them."
+    );
 }
 
 /// Drains histogram samples into their buckets now and then (the recorder keeps raw samples
@@ -109,6 +119,17 @@ pub fn webhook_delivery(result: &'static str, reason: Option<&'static str>) {
         }
         None => counter!(WEBHOOK_DELIVERIES, "result" => result).increment(1),
     }
+}
+
+/// A duplicate response looked at (cancelled or recorded), by how it was found (`create`,
+/// `webhook`, `journal`).
+pub fn duplicate(found_by: &str) {
+    counter!(DUPLICATES, "found_by" => found_by.to_string()).increment(1);
+}
+
+/// A job set aside because its row does not decode, by the worker that found it.
+pub fn quarantined(worker: &'static str) {
+    counter!(QUARANTINED, "worker" => worker).increment(1);
 }
 
 /// A poll: `changed`, `unchanged`, `not_found` or `error`.

@@ -312,7 +312,7 @@ async fn a_webhook_reveals_the_response_of_an_uncertain_create() {
             cfg.upstream.request_timeout = Duration::from_secs(1);
             cfg.upstream.max_retries = 0;
             // Long enough that only the webhook can resolve the job.
-            cfg.upstream.uncertain_create_wait = Duration::from_secs(120);
+            cfg.upstream.uncertain_create_wait = Some(Duration::from_secs(120));
         },
         SimConfig {
             faults: Faults {
@@ -392,12 +392,14 @@ async fn any_configured_secret_verifies_during_a_rotation() {
 }
 
 #[tokio::test]
-async fn a_late_webhook_does_not_revive_a_job_failed_as_uncertain() {
+async fn a_late_webhook_reopens_a_job_failed_as_uncertain_with_its_result() {
+    // Regression: the job ended `failed` by the uncertain-create policy and the response it
+    // had started (and that was paid for) was only noted as a `late_response` event.
     let app = common::spawn_app_with(
         |cfg| {
             cfg.upstream.request_timeout = Duration::from_secs(1);
             cfg.upstream.max_retries = 0;
-            cfg.upstream.uncertain_create_wait = Duration::from_millis(200);
+            cfg.upstream.uncertain_create_wait = Some(Duration::from_millis(200));
         },
         SimConfig {
             faults: Faults {
@@ -418,14 +420,95 @@ async fn a_late_webhook_does_not_revive_a_job_failed_as_uncertain() {
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(job.error.as_ref().unwrap().code, "submit_uncertain");
 
-    app.wait_until("the late webhook is looked at", DEADLINE, async || {
-        app.count_events(&id, "late_response").await == 1
-    })
-    .await;
-    let job = app.job(&id).await;
-    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
-    assert!(job.response_id.is_none());
+    // The webhook reveals the response: the job takes its outcome and its result.
+    let job = app
+        .wait_for(&id, DEADLINE, |j| j.status == JobStatus::Completed)
+        .await;
+    assert!(job.error.is_none(), "{job:?}");
+    assert!(job.output_text.as_deref().is_some_and(|t| !t.is_empty()));
+    let resp_id = job.response_id.clone().unwrap();
+    assert_eq!(
+        app.sim.response(&resp_id).unwrap()["metadata"]["respool_job_id"],
+        id.as_str()
+    );
     assert_eq!(job.attempts, 1);
     assert_eq!(app.sim.stats().creates_by_job_id.get(&id), Some(&1));
+    let kinds = app.event_kinds(&id).await;
+    let pos = |k: &str| kinds.iter().position(|x| x == k);
+    assert!(pos("reopened") > pos("submit_uncertain"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "late_response"), "{kinds:?}");
+    // Both ends are in the timeline: failed, then completed once the response was revealed.
+    let events = app.events(&id).await;
+    let ends: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "status")
+        .filter_map(|e| e["data"]["to"].as_str())
+        .collect();
+    assert_eq!(ends, vec!["failed", "completed"], "{events:#?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_resubmitted_jobs_first_response_is_cancelled_and_kept_as_a_paid_duplicate() {
+    // Regression: with `resubmit`, the first run was neither adopted nor cancelled.
+    let app = common::spawn_app_with(
+        |cfg| {
+            cfg.upstream.request_timeout = Duration::from_secs(1);
+            cfg.upstream.max_retries = 0;
+            cfg.upstream.uncertain_create = respool::config::UncertainCreatePolicy::Resubmit;
+            cfg.upstream.uncertain_create_wait = Some(Duration::from_millis(100));
+        },
+        SimConfig {
+            queue_time: Duration::from_millis(300),
+            run_time: Duration::from_secs(4),
+            faults: Faults {
+                create_accept_then_hang: 1.0,
+                hang_for: Duration::from_secs(10),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let (status, created) = app.post_job(&common::job_body("resubmitted")).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    app.wait_until("the create is uncertain", DEADLINE, async || {
+        app.count_events(&id, "submit_uncertain").await == 1
+    })
+    .await;
+    app.sim.set_faults(Faults::default());
+    let job = app.wait_terminal(&id, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(app.sim.stats().creates_by_job_id.get(&id), Some(&2));
+    // The first run's webhook reveals it: it is a duplicate, cancelled and recorded.
+    app.wait_until("the duplicate is recorded", DEADLINE, async || {
+        app.count_rows("duplicate_responses").await == 1
+    })
+    .await;
+    let held = job.response_id.clone().unwrap();
+    let (status, view) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(status, 200);
+    let dups = view["duplicates"].as_array().cloned().unwrap_or_default();
+    assert_eq!(dups.len(), 1, "{view:#}");
+    let dup_id = dups[0]["response_id"].as_str().unwrap();
+    assert_ne!(dup_id, held);
+    // A webhook comes when a run has ended: this one completed, and what it used is kept so
+    // its cost shows next to the job's own.
+    assert_eq!(dups[0]["status"], "completed", "{view:#}");
+    assert!(
+        dups[0]["usage"]["total_tokens"].as_i64().unwrap() > 0,
+        "{view:#}"
+    );
+    assert_eq!(dups[0]["found_by"], "webhook");
+    assert_eq!(
+        app.sim.response(dup_id).unwrap()["metadata"]["respool_job_id"],
+        id.as_str()
+    );
+    assert_eq!(app.count_events(&id, "duplicate").await, 1);
+    // The job kept its own response and result.
+    let after = app.job(&id).await;
+    assert_eq!(after.response_id.as_deref(), Some(held.as_str()));
+    assert_eq!(after.status, JobStatus::Completed);
     app.stop().await;
 }

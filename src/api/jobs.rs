@@ -59,6 +59,48 @@ pub struct JobView {
     /// Ids of the jobs that retry this one, oldest first. Only on `GET /v1/jobs/{id}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retried_by: Vec<String>,
+    /// Responses created for this job besides the one it holds (a create sent again after
+    /// its answer was lost, a run revealed later): cancelled while they ran, paid for all the
+    /// same. Only on `GET /v1/jobs/{id}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<DuplicateView>,
+}
+
+/// A paid duplicate response of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DuplicateView {
+    pub response_id: String,
+    /// Its last known upstream status (`cancelled` once respool stopped it), or `unknown`.
+    pub status: String,
+    #[schema(value_type = Option<Object>)]
+    pub usage: Option<Value>,
+    /// What its usage cost at the configured prices (`null` without usage or a price).
+    pub cost_usd: Option<f64>,
+    /// How it was found: `create`, `webhook` or `journal`.
+    pub found_by: String,
+    /// When it was found (unix seconds).
+    pub found_at: i64,
+}
+
+impl DuplicateView {
+    /// The view of a stored duplicate of a job using `model`.
+    pub fn priced(
+        d: &crate::store::DuplicateRow,
+        model: &str,
+        prices: &std::collections::BTreeMap<String, ModelPrice>,
+    ) -> Self {
+        Self {
+            response_id: d.response_id.clone(),
+            status: d.status.clone(),
+            usage: d.usage.clone(),
+            cost_usd: d
+                .usage
+                .as_ref()
+                .and_then(|u| usage_cost_usd(prices, model, u)),
+            found_by: d.found_by.clone(),
+            found_at: d.found_at.div_euclid(1000),
+        }
+    }
 }
 
 impl JobView {
@@ -108,6 +150,7 @@ impl From<&JobRow> for JobView {
             retry_of: r.retry_of.clone(),
             spec: None,
             retried_by: Vec::new(),
+            duplicates: Vec::new(),
         }
     }
 }
@@ -399,6 +442,15 @@ pub async fn get_job(
     let mut v = view(&state, &row);
     v.spec = shown_spec(&row.spec);
     v.retried_by = state.orchestrator.store().retried_by(&row.id).await?;
+    let config = state.orchestrator.config();
+    v.duplicates = state
+        .orchestrator
+        .store()
+        .duplicates_of(&row.id)
+        .await?
+        .iter()
+        .map(|d| DuplicateView::priced(d, &row.model, config.prices()))
+        .collect();
     Ok(Json(v))
 }
 

@@ -30,7 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
-pub use jobs::{JobList, JobView};
+pub use jobs::{DuplicateView, JobList, JobView};
 pub use notifications::NotificationList;
 pub use schedules::{ScheduleList, ScheduleRunList, ScheduleRunView, ScheduleView};
 

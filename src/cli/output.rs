@@ -264,6 +264,19 @@ fn details(j: &JobView, with_error: bool) -> String {
     if !j.retried_by.is_empty() {
         line("retried by", j.retried_by.join(", "));
     }
+    for d in &j.duplicates {
+        let paid = match d.cost_usd {
+            Some(_) => format!(", {}", cost(d.cost_usd)),
+            None => String::new(),
+        };
+        line(
+            "paid duplicate",
+            format!(
+                "{} ({}{paid}; found by {})",
+                d.response_id, d.status, d.found_by
+            ),
+        );
+    }
     if with_error {
         if let Some(e) = &j.error {
             line("error", format!("{}: {}", e.code, e.message));

@@ -139,9 +139,11 @@ pub struct UpstreamConfig {
     /// Policy for a create whose outcome is unknown.
     pub uncertain_create: UncertainCreatePolicy,
     /// How long an uncertain create waits for a webhook to reveal the response it started,
-    /// before the policy applies. Only waits when webhook secrets are configured.
-    #[serde(deserialize_with = "de_duration")]
-    pub uncertain_create_wait: Duration,
+    /// before the policy applies. Unset (the default): until the job's `timeout`, or 2 hours
+    /// for a job without one, which covers how long a response can really run. Only waits
+    /// when webhooks are configured. A response revealed after the wait is still adopted.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub uncertain_create_wait: Option<Duration>,
 }
 
 /// The webhook receiver.
@@ -242,7 +244,7 @@ impl Default for UpstreamConfig {
             max_retries: 4,
             max_retry_delay: Duration::from_secs(60),
             uncertain_create: UncertainCreatePolicy::Fail,
-            uncertain_create_wait: Duration::from_secs(600),
+            uncertain_create_wait: None,
         }
     }
 }

@@ -29,7 +29,7 @@ impl Orchestrator {
                 .await?;
         }
         let expired = store
-            .expire_submission_leases(now, now + self.uncertain_wait_ms())
+            .expire_submission_leases(now, self.uncertain_wait(now))
             .await?;
         if !expired.is_empty() {
             tracing::warn!(
@@ -38,10 +38,35 @@ impl Orchestrator {
             );
         }
         for job in store.due_uncertain(now).await? {
-            self.resolve_uncertain(&job.id, job.attempt, job.cancel_requested == 1)
-                .await?;
+            let r = self
+                .resolve_uncertain(&job.id, job.attempt, job.cancel_requested == 1)
+                .await;
+            self.per_job(&job.id, "uncertain", r).await?;
         }
         self.hand_off_deliveries(handles).await
+    }
+
+    /// The result of work on one job: a row that does not decode quarantines that job (an
+    /// event, a metric, a log line) and the pass goes on; any other error stops the pass.
+    pub(super) async fn per_job(
+        &self,
+        id: &str,
+        worker: &'static str,
+        r: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match r {
+            Err(e) if e.is_decode() => {
+                let reason = format!("its row does not decode: {}", chain(&e));
+                tracing::error!(job_id = id, worker, %reason, "job quarantined");
+                crate::telemetry::quarantined(worker);
+                self.inner
+                    .store
+                    .quarantine_job(id, &reason, self.now())
+                    .await?;
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// The wait for an uncertain create is over and no webhook revealed a response.
@@ -68,7 +93,7 @@ impl Orchestrator {
                 message: "cancelled while its create outcome was unknown".into(),
             };
             store
-                .finish_unsubmitted(id, JobStatus::Cancelled, &error, now, &outbox)
+                .finish_unsubmitted(id, attempt, JobStatus::Cancelled, &error, now, &outbox)
                 .await?;
             return Ok(());
         }
@@ -77,8 +102,8 @@ impl Orchestrator {
                 let error = JobError {
                     code: "submit_uncertain".into(),
                     message: "the create call may have reached OpenAI but no response id came back, and no webhook \
-                              revealed one; not resubmitted to avoid paying twice (policy `fail`). Retry the job if it \
-                              did not run."
+                              revealed one in time; not resubmitted to avoid paying twice (policy `fail`). If the \
+                              response shows up later, this job takes its outcome. Retry the job if it did not run."
                         .into(),
                 };
                 tracing::warn!(
@@ -86,7 +111,7 @@ impl Orchestrator {
                     "uncertain create: failing the job (policy fail)"
                 );
                 store
-                    .finish_unsubmitted(id, JobStatus::Failed, &error, now, &outbox)
+                    .finish_unsubmitted(id, attempt, JobStatus::Failed, &error, now, &outbox)
                     .await?;
             }
             UncertainCreatePolicy::Resubmit => {
@@ -188,8 +213,11 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Fetches a response no job knows and, if its metadata names one of our jobs that is
-    /// waiting for its create's outcome, attaches it.
+    /// Fetches a response no job knows and, if its metadata names one of our jobs, hands it
+    /// to that job whatever the job's state (see [`Store::attach_response`]): the job takes
+    /// it, or it is a duplicate to cancel and record.
+    ///
+    /// [`Store::attach_response`]: crate::store::Store::attach_response
     async fn try_adopt(&self, d: DeliveryRow) -> Result<(), StoreError> {
         let Some(response_id) = d.object_id.as_deref() else {
             return Ok(());
@@ -209,62 +237,24 @@ impl Orchestrator {
                 .await?;
             return Ok(());
         };
-        let Some(job) = store.get_job(&job_id).await? else {
+        if store.get_job(&job_id).await?.is_none() {
             store
                 .mark_delivery_handled(&d.webhook_id, None, self.now())
                 .await?;
             return Ok(());
-        };
-        let now = self.now();
-        match job.response_id.as_deref() {
-            Some(r) if r == response_id => {
-                store.hint_response(response_id, now).await?;
-            }
-            Some(other) => {
-                let msg = format!(
-                    "webhook revealed a second response {response_id} for this job (it has {other}); cancelling the duplicate"
-                );
-                store
-                    .record_event(&job.id, now, "duplicate", &msg, None)
-                    .await?;
-                if !obs.status.is_terminal() {
-                    if let Err(e) = self.client().cancel(response_id).await {
-                        tracing::warn!(error = %e.describe(), "cancelling a duplicate response failed");
-                    }
-                }
-            }
-            None if job.status.is_terminal() => {
-                let msg = format!(
-                    "webhook revealed response {response_id} ({}) for this job after it had ended as {}",
-                    obs.status, job.status
-                );
-                store
-                    .record_event(
-                        &job.id,
-                        now,
-                        "late_response",
-                        &msg,
-                        Some(&serde_json::json!({"response_id": response_id})),
-                    )
-                    .await?;
-            }
-            None => {
-                let how = format!("revealed by webhook {}", d.event_type);
-                if store
-                    .adopt_response(&job.id, response_id, now, &how)
-                    .await?
-                {
-                    tracing::info!(job_id = %job.id, response_id, "adopted a response found by webhook");
-                    self.apply(&job.id, &obs, 0, job.cancel_reason.as_deref(), "webhook")
-                        .await?;
-                } else {
-                    // Not waiting for a create (e.g. already resubmitted and accepted).
-                    return Ok(());
-                }
-            }
         }
+        let how = format!("revealed by webhook {}", d.event_type);
+        let rid = obs.response_id.clone();
+        self.record_response(
+            &job_id,
+            &rid,
+            Some(&obs),
+            fetched.request_id.as_deref(),
+            &how,
+        )
+        .await?;
         store
-            .mark_delivery_handled(&d.webhook_id, Some(&job.id), self.now())
+            .mark_delivery_handled(&d.webhook_id, Some(&job_id), self.now())
             .await?;
         self.wake();
         Ok(())

@@ -14,6 +14,7 @@
 
 mod budget;
 mod intake;
+pub mod journal;
 mod limits;
 mod maintenance;
 mod poll;
@@ -43,9 +44,14 @@ pub use retry::RetryError;
 use crate::clock::{Clock, ms};
 use crate::config::Config;
 use crate::notify::Notifier;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, UncertainWait};
 use crate::upstream;
 use schedule::WebhookHealth;
+
+/// How long an uncertain create of a job without a `timeout` waits for a webhook to reveal
+/// its response, unless `upstream.uncertain_create_wait` says otherwise: long enough for a
+/// deep research run to finish and its webhook to arrive.
+pub const DEFAULT_UNCERTAIN_WAIT: Duration = Duration::from_secs(2 * 3600);
 
 /// Drives jobs through their life. Cheap to clone.
 #[derive(Clone)]
@@ -75,6 +81,12 @@ struct Inner {
     /// Rate-limit windows, spend and retention state (see `limits.rs`).
     governor: limits::Governor,
     scheduler: schedules::SchedulerState,
+    /// This daemon's create journal (none for an in-memory database, or before [`run`]).
+    ///
+    /// [`run`]: Orchestrator::run
+    journal: std::sync::OnceLock<journal::Journal>,
+    /// Response ids whose ledger write failed (with how they were found): retried each pass.
+    unrecorded: Mutex<Vec<(journal::Entry, String)>>,
 }
 
 impl Orchestrator {
@@ -96,6 +108,8 @@ impl Orchestrator {
             adopt_tries: Mutex::new(HashMap::new()),
             governor: limits::Governor::new(),
             scheduler: schedules::SchedulerState::default(),
+            journal: std::sync::OnceLock::new(),
+            unrecorded: Mutex::new(Vec::new()),
             store,
             client: ArcSwap::from_pointee(client),
             config: ArcSwap::new(config),
@@ -114,23 +128,11 @@ impl Orchestrator {
     /// Runs until `shutdown` is cancelled, then waits (up to the configured shutdown timeout)
     /// for the work in flight to write its results.
     pub async fn run(&self, shutdown: CancellationToken) {
-        let now = self.now();
-        match self
-            .inner
-            .store
-            .expire_submission_leases(i64::MAX, now + self.uncertain_wait_ms())
-            .await
-        {
-            Ok(ids) if !ids.is_empty() => {
-                tracing::warn!(
-                    count = ids.len(),
-                    "jobs were mid-submit when respool last stopped; their create outcome is uncertain"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %chain(&e), "cannot reconcile interrupted submissions")
-            }
+        if let Err(e) = self.open_journal().await {
+            tracing::error!(error = %chain(&e), "cannot open the create journal");
+        }
+        if let Err(e) = self.replay_journals().await {
+            tracing::error!(error = %chain(&e), "cannot replay the create journals of stopped daemons");
         }
         loop {
             match self.tick().await {
@@ -157,6 +159,75 @@ impl Orchestrator {
                 "shutdown timeout reached with work in flight; it resumes on the next start"
             );
         }
+        if let Some(j) = self.journal() {
+            if let Err(e) = tokio::task::spawn_blocking(move || j.close()).await {
+                tracing::warn!(error = %e, "cannot close the create journal");
+            }
+        }
+    }
+
+    /// Opens this daemon's create journal next to the database file (none in memory).
+    pub async fn open_journal(&self) -> Result<(), StoreError> {
+        if self.inner.journal.get().is_some() {
+            return Ok(());
+        }
+        let Some(db) = self.inner.store.database_file().await? else {
+            return Ok(());
+        };
+        let dir = journal::dir_for(&db);
+        let opened = tokio::task::spawn_blocking(move || journal::Journal::open(&dir))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("journal task failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("cannot open the create journal: {e}")))?;
+        let _ = self.inner.journal.set(opened);
+        Ok(())
+    }
+
+    fn journal(&self) -> Option<journal::Journal> {
+        self.inner.journal.get().cloned()
+    }
+
+    /// Replays the journals of daemons that stopped (crashed or not) into the ledger: every
+    /// response id they received and may not have recorded is attached now.
+    pub async fn replay_journals(&self) -> Result<usize, StoreError> {
+        let Some(j) = self.journal() else {
+            return Ok(0);
+        };
+        let orphans = tokio::task::spawn_blocking(move || j.orphans())
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("journal task failed: {e}")))?
+            .map_err(|e| StoreError::Corrupt(format!("cannot read the create journals: {e}")))?;
+        let mut replayed = 0;
+        for orphan in orphans {
+            let mut ok = true;
+            for entry in &orphan.entries {
+                let Ok(rid) = crate::job::ResponseId::parse(&entry.response_id) else {
+                    continue;
+                };
+                match self
+                    .record_response(
+                        &entry.job_id,
+                        &rid,
+                        None,
+                        None,
+                        "journal: recorded by a daemon that stopped before writing it",
+                    )
+                    .await
+                {
+                    Ok(()) => replayed += 1,
+                    Err(e) => {
+                        ok = false;
+                        tracing::error!(error = %chain(&e), job_id = %entry.job_id, "cannot replay a journal entry");
+                    }
+                }
+            }
+            if ok {
+                if let Err(e) = tokio::task::spawn_blocking(move || orphan.remove()).await {
+                    tracing::warn!(error = %e, "cannot remove a replayed journal");
+                }
+            }
+        }
+        Ok(replayed)
     }
 
     /// One pass of every worker, waiting for the work it started. For tests and `demo`.
@@ -167,21 +238,43 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Starts every kind of due work; returns the handles of the tasks it spawned.
+    /// Starts every kind of due work; returns the handles of the tasks it spawned. Each
+    /// worker runs whatever the others did: a failing one (a row that does not decode, a
+    /// query that fails) is logged and the pass goes on, and the first error is returned so
+    /// the watchdog hears about a pass that did not work.
     async fn tick(&self) -> Result<Vec<JoinHandle<()>>, StoreError> {
         let mut handles = Vec::new();
-        self.maintain(&mut handles).await?;
+        let mut first: Option<StoreError> = None;
+        let mut note = |stage: &str, r: Result<(), StoreError>| {
+            if let Err(e) = r {
+                tracing::error!(stage, error = %chain(&e), "an orchestrator worker failed this pass");
+                first.get_or_insert(e);
+            }
+        };
+        self.retry_unrecorded().await;
+        note("maintenance", self.maintain(&mut handles).await);
+        note("duplicates", self.check_duplicates().await);
         self.start_retention(&mut handles);
         crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
-        self.run_schedules().await?;
-        self.start_submissions(&mut handles).await?;
-        self.start_polls(&mut handles).await?;
-        self.inner
-            .notifier
-            .load_full()
-            .start_due(&self.inner.tracker, &mut handles)
-            .await?;
-        Ok(handles)
+        note("schedules", self.run_schedules().await);
+        note("submissions", self.start_submissions(&mut handles).await);
+        note("polls", self.start_polls(&mut handles).await);
+        note(
+            "notifications",
+            self.inner
+                .notifier
+                .load_full()
+                .start_due(&self.inner.tracker, &mut handles)
+                .await,
+        );
+        match first {
+            Some(e) => {
+                // The tasks started this pass still run (the tracker owns them).
+                drop(handles);
+                Err(e)
+            }
+            None => Ok(handles),
+        }
     }
 
     /// How long the loop may sleep: until the next due job, at most a second (the outbox and
@@ -208,12 +301,20 @@ impl Orchestrator {
         self.inner.clock.now_ms()
     }
 
-    /// How long an uncertain create waits for a webhook to reveal its response.
-    fn uncertain_wait_ms(&self) -> i64 {
-        if self.webhooks_configured() {
-            ms(self.config().upstream.uncertain_create_wait)
-        } else {
-            0
+    /// How long an uncertain create waits for a webhook to reveal its response: the
+    /// configured `upstream.uncertain_create_wait`, else until the job's deadline (its
+    /// `timeout`), else [`DEFAULT_UNCERTAIN_WAIT`]; no wait when no webhook can arrive.
+    pub(crate) fn uncertain_wait(&self, now: i64) -> UncertainWait {
+        if !self.webhooks_configured() {
+            return UncertainWait::none(now);
+        }
+        UncertainWait {
+            fixed: self
+                .config()
+                .upstream
+                .uncertain_create_wait
+                .map(|w| now.saturating_add(ms(w))),
+            fallback: now.saturating_add(ms(DEFAULT_UNCERTAIN_WAIT)),
         }
     }
 

@@ -11,6 +11,11 @@ use crate::notify::routes_for;
 use crate::store::{ApplyContext, ApplyOutcome, PollClaim, StoreError};
 use crate::upstream::{CancelOutcome, UpstreamError};
 
+/// Polls in a row that must answer 404 before a job fails with `response_not_found`.
+const NOT_FOUND_CONFIRMATIONS: i64 = 3;
+/// The wait before asking again after a 404.
+const NOT_FOUND_RETRY_MS: i64 = 5_000;
+
 impl Orchestrator {
     /// Claims and starts the polls that are due, as many as there are free poll permits.
     pub(super) async fn start_polls(
@@ -34,7 +39,7 @@ impl Orchestrator {
                 // Another pass took the permit; the claim's lease makes it due again later.
                 self.inner
                     .store
-                    .reschedule_poll(&claim.id, now, now)
+                    .reschedule_poll(&claim.id, now, now, None)
                     .await?;
                 continue;
             };
@@ -44,7 +49,9 @@ impl Orchestrator {
             handles.push(
                 self.inner.tracker.spawn(
                     async move {
-                        if let Err(e) = me.poll(claim).await {
+                        let id = claim.id.clone();
+                        let r = me.poll(claim).await;
+                        if let Err(e) = me.per_job(&id, "poll", r).await {
                             tracing::error!(error = %chain(&e), "recording a poll failed");
                         }
                         drop(permit);
@@ -91,41 +98,72 @@ impl Orchestrator {
             }
             Err(UpstreamError::Api { status: 404, .. }) => {
                 crate::telemetry::poll("not_found");
-                // The response is gone upstream (deleted, or expired): nothing will ever change.
-                let error = JobError {
-                    code: "response_not_found".into(),
-                    message: format!("upstream no longer knows response {}", claim.response_id),
-                };
-                let obs = Observation {
-                    response_id: crate::job::ResponseId::parse(&claim.response_id)
-                        .map_err(StoreError::Corrupt)?,
-                    status: JobStatus::Failed,
-                    output_text: None,
-                    usage: None,
-                    error: Some(error),
-                    raw: serde_json::Value::Null,
-                };
-                self.apply(&claim.id, &obs, claim.poll_interval_ms, None, source)
-                    .await?;
+                self.not_found(&claim, source, now).await?;
             }
             Err(e) => {
                 crate::telemetry::poll("error");
+                // A server's Retry-After is honoured up to `polling.max_interval`: a lost
+                // webhook must never delay a result by more than that.
+                let max = crate::clock::ms(self.config().polling.max_interval);
                 let delay = e
                     .retry_after()
                     .map(crate::clock::ms)
+                    .map(|d| d.min(max))
                     .unwrap_or_else(|| interval_ms(claim.poll_interval_ms, self, now));
                 tracing::warn!(error = %e.describe(), "poll failed; will retry");
                 let msg = format!("{source} failed: {}", e.describe());
                 self.inner
                     .store
-                    .record_event(&claim.id, now, "error", &msg, None)
-                    .await?;
-                self.inner
-                    .store
-                    .reschedule_poll(&claim.id, now + delay, now)
+                    .reschedule_poll(&claim.id, now + delay, now, Some(&msg))
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Upstream answered 404 for the job's response. One answer is not proof (a GET can lag
+    /// a create, a proxy can misroute): the job is polled again a few times, and only then
+    /// fails with `response_not_found`, after a cancel in case the response still runs
+    /// somewhere and bills.
+    async fn not_found(&self, claim: &PollClaim, source: &str, now: i64) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let n = store
+            .record_poll_not_found(&claim.id, now + NOT_FOUND_RETRY_MS, now)
+            .await?;
+        if n < NOT_FOUND_CONFIRMATIONS {
+            let msg = format!(
+                "{source}: upstream answered 404 for {} ({n} of {NOT_FOUND_CONFIRMATIONS} before the job fails); asking again",
+                claim.response_id
+            );
+            tracing::warn!(response_id = %claim.response_id, n, "poll answered 404; confirming");
+            store
+                .record_event(&claim.id, now, "poll_not_found", &msg, None)
+                .await?;
+            return Ok(());
+        }
+        let cancel = match self.client().cancel(&claim.response_id).await {
+            Ok(_) => "a cancel was accepted",
+            Err(UpstreamError::Api { status: 404, .. }) => "a cancel found nothing either",
+            Err(_) => "a cancel could not be sent",
+        };
+        let error = JobError {
+            code: "response_not_found".into(),
+            message: format!(
+                "upstream answered 404 for response {} to {n} polls in a row ({cancel}): it was deleted or expired upstream",
+                claim.response_id
+            ),
+        };
+        let obs = Observation {
+            response_id: crate::job::ResponseId::parse(&claim.response_id)
+                .map_err(StoreError::Corrupt)?,
+            status: JobStatus::Failed,
+            output_text: None,
+            usage: None,
+            error: Some(error),
+            raw: serde_json::Value::Null,
+        };
+        self.apply(&claim.id, &obs, claim.poll_interval_ms, None, source)
+            .await?;
         Ok(())
     }
 
@@ -300,7 +338,14 @@ impl Orchestrator {
         };
         let outbox = routes_for(&job.spec, &self.config());
         store
-            .finish_unsubmitted(id, JobStatus::Cancelled, &error, self.now(), &outbox)
+            .finish_unsubmitted(
+                id,
+                job.attempt,
+                JobStatus::Cancelled,
+                &error,
+                self.now(),
+                &outbox,
+            )
             .await?;
         Ok(())
     }

@@ -13,11 +13,12 @@
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::journal::Entry;
 use super::{Orchestrator, chain, schedule};
 use crate::clock::ms;
-use crate::job::{JobError, JobStatus};
+use crate::job::{JobError, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{ApplyContext, StoreError, SubmitClaim};
+use crate::store::{Attach, AttachContext, NewDuplicate, StoreError, SubmitClaim};
 use crate::upstream::{self, UpstreamError};
 
 impl Orchestrator {
@@ -38,12 +39,16 @@ impl Orchestrator {
                 return Ok(());
             };
             let now = self.now();
-            let Some(claim) = self
+            let claimed = self
                 .inner
                 .store
                 .claim_submission(now, self.submit_lease_ms(), &limits)
-                .await?
-            else {
+                .await?;
+            for (job_id, reason) in &claimed.quarantined {
+                crate::telemetry::quarantined("submit");
+                tracing::error!(job_id = %job_id, %reason, "job quarantined: its row does not decode");
+            }
+            let Some(claim) = claimed.claim else {
                 return Ok(());
             };
             let me = self.clone();
@@ -88,49 +93,50 @@ impl Orchestrator {
         match result {
             Ok(fetched) => {
                 crate::telemetry::submission("accepted");
-                let obs = &fetched.observation;
-                let interval = self.config().polling.min_interval;
-                let recorded = store
-                    .record_submitted(
-                        id,
-                        obs,
-                        now,
-                        now + ms(interval),
-                        ms(interval),
-                        fetched.request_id.as_deref(),
-                    )
-                    .await?;
-                if recorded {
-                    tracing::info!(response_id = %obs.response_id, status = %obs.status, "submitted");
-                    let outbox = routes_for(&claim.spec, &self.config());
-                    store
-                        .apply_observation(
-                            id,
-                            obs,
-                            &ApplyContext {
-                                now,
-                                next_poll_at: now + ms(interval),
-                                poll_interval_ms: ms(interval),
-                                cancel_reason: None,
-                                outbox: &outbox,
-                                source: "create",
-                                request_id: fetched.request_id.as_deref(),
-                            },
-                        )
-                        .await?;
-                } else {
-                    self.handle_lost_claim(id, obs.response_id.as_str()).await?;
-                }
+                let rid = fetched.observation.response_id.clone();
+                self.record_response(
+                    id,
+                    &rid,
+                    Some(&fetched.observation),
+                    fetched.request_id.as_deref(),
+                    "create",
+                )
+                .await?;
             }
-            Err(e) if matches!(e.status(), Some(401 | 403)) => {
-                // A key or permission problem is the daemon's, not the job's: hold the job
-                // until the config is fixed instead of failing every job in the queue.
+            // The create surely reached OpenAI and its answer named the response, but the rest
+            // of it could not be read: the id is what matters, a poll reads the rest.
+            Err(UpstreamError::Unreadable {
+                response_id: Some(rid),
+                detail,
+                request_id,
+            }) => {
+                crate::telemetry::submission("accepted");
+                tracing::warn!(response_id = %rid, %detail, "create accepted with an unreadable answer; keeping its id");
+                self.record_response(
+                    id,
+                    &rid,
+                    None,
+                    request_id.as_deref(),
+                    "create (answer unreadable)",
+                )
+                .await?;
+            }
+            Err(e) if matches!(e.status(), Some(401 | 403)) || e.is_redirect() => {
+                // A key, permission or address problem is the daemon's, not the job's: hold
+                // the job until the config is fixed instead of failing every job in the queue.
                 crate::telemetry::submission("retried");
-                tracing::error!(error = %e.describe(), "upstream refused our credentials; holding submissions");
-                let reason = format!(
-                    "upstream refused the request ({}): check upstream.api_key; trying again in 1m",
-                    e.describe()
-                );
+                tracing::error!(error = %e.describe(), "upstream refused or redirected our request; holding submissions");
+                let reason = if e.is_redirect() {
+                    format!(
+                        "upstream answered with a redirect ({}), which respool never follows for a create: check upstream.base_url; trying again in 1m",
+                        e.describe()
+                    )
+                } else {
+                    format!(
+                        "upstream refused the request ({}): check upstream.api_key; trying again in 1m",
+                        e.describe()
+                    )
+                };
                 store
                     .reschedule_submission(id, claim.attempt, now + 60_000, now, &reason)
                     .await?;
@@ -140,7 +146,7 @@ impl Orchestrator {
                     upstream::retry::backoff(claim.submissions.clamp(0, 10) as u32, rand::random())
                 });
                 let reason = format!(
-                    "create refused for now ({}); trying again in {}",
+                    "create refused for now ({}); nothing was created, trying again in {}",
                     e.describe(),
                     humantime::format_duration(std::time::Duration::from_millis(ms(delay) as u64))
                 );
@@ -156,66 +162,287 @@ impl Orchestrator {
                 let error = refused_error(&e);
                 let outbox = routes_for(&claim.spec, &self.config());
                 store
-                    .finish_unsubmitted(id, JobStatus::Failed, &error, now, &outbox)
+                    .finish_unsubmitted(id, claim.attempt, JobStatus::Failed, &error, now, &outbox)
                     .await?;
             }
             Err(e) => {
-                let wait = self.uncertain_wait_ms();
+                let wait = self.uncertain_wait(now);
                 let reason = format!(
                     "create outcome unknown ({}): it may have started a response; {}",
                     e.describe(),
-                    if wait > 0 {
-                        "waiting for a webhook to reveal it before applying the uncertain-create policy"
+                    if wait.fixed == Some(now) {
+                        "no webhook can reveal it, applying the uncertain-create policy"
                     } else {
-                        "applying the uncertain-create policy"
+                        "waiting for a webhook to reveal it before applying the uncertain-create policy"
                     }
                 );
                 crate::telemetry::submission("uncertain");
                 tracing::warn!(error = %e.describe(), "create outcome uncertain");
                 store
-                    .mark_uncertain(id, claim.attempt, now + wait, now, &reason)
+                    .mark_uncertain(id, claim.attempt, wait, now, &reason)
                     .await?;
             }
         }
         Ok(())
     }
 
-    /// Our create succeeded but the job no longer expected it (it was adopted from a webhook,
-    /// resubmitted, or finished meanwhile). If the job holds a different response, ours is a
-    /// duplicate run: cancel it so it costs as little as possible.
-    async fn handle_lost_claim(&self, id: &str, response_id: &str) -> Result<(), StoreError> {
-        let store = &self.inner.store;
-        let job = store.get_job(id).await?;
-        if job.as_ref().and_then(|j| j.response_id.as_deref()) == Some(response_id) {
-            return Ok(());
+    /// A response exists upstream for job `id` (our create's answer, or one revealed later):
+    /// write its id to the journal, then to the ledger (with retries: a database that is busy
+    /// for a while must not lose it), then act on what the ledger says: the job took it, had
+    /// it already, or holds another one (then this one is a paid duplicate to cancel).
+    pub(super) async fn record_response(
+        &self,
+        id: &str,
+        response_id: &ResponseId,
+        obs: Option<&Observation>,
+        request_id: Option<&str>,
+        how: &str,
+    ) -> Result<(), StoreError> {
+        let entry = Entry {
+            job_id: id.to_string(),
+            response_id: response_id.as_str().to_string(),
+            at: self.now(),
+        };
+        self.journal_append(&entry).await;
+        let attach = match self.attach_with_retries(&entry, request_id, how).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(
+                    error = %chain(&e), job_id = id, response_id = %response_id,
+                    "cannot record a response id in the ledger; kept in the journal and retried every pass"
+                );
+                self.inner
+                    .unrecorded
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((entry, how.to_string()));
+                return Err(e);
+            }
+        };
+        self.after_attach(id, response_id, obs, request_id, how, attach)
+            .await
+    }
+
+    /// Acts on what attaching a response did.
+    pub(super) async fn after_attach(
+        &self,
+        id: &str,
+        response_id: &ResponseId,
+        obs: Option<&Observation>,
+        request_id: Option<&str>,
+        how: &str,
+        attach: Attach,
+    ) -> Result<(), StoreError> {
+        match attach {
+            Attach::Attached { reopened_from } => {
+                self.journal_confirm(id).await;
+                if let Some(from) = reopened_from {
+                    tracing::warn!(job_id = id, response_id = %response_id, %from, "a response was revealed for a job that had ended without one; the job takes its outcome");
+                } else {
+                    tracing::info!(job_id = id, response_id = %response_id, how, "response recorded");
+                }
+                match obs {
+                    Some(obs) => {
+                        self.apply_traced(id, obs, 0, None, source_of(how), request_id)
+                            .await?;
+                    }
+                    None => self.wake(),
+                }
+            }
+            Attach::Already => self.journal_confirm(id).await,
+            Attach::Duplicate { held } => {
+                self.journal_confirm(id).await;
+                tracing::warn!(job_id = id, response_id = %response_id, held = %held, "duplicate response; cancelling it");
+                self.handle_duplicate(id, response_id.as_str(), obs, source_of(how))
+                    .await?;
+            }
+            Attach::Missing => {
+                self.journal_confirm(id).await;
+                // No job owns it (deleted meanwhile): stop it billing.
+                tracing::warn!(job_id = id, response_id = %response_id, "a response exists for a job that is gone; cancelling it");
+                if let Err(e) = self.client().cancel(response_id.as_str()).await {
+                    tracing::warn!(error = %e.describe(), "cancelling an orphan response failed");
+                }
+            }
         }
-        let now = self.now();
-        let msg =
-            format!("a second response {response_id} was started for this job; cancelling it");
-        tracing::warn!(
-            job_id = id,
-            response_id,
-            "duplicate response; cancelling it"
-        );
-        store
-            .record_event(
-                id,
+        Ok(())
+    }
+
+    /// Writes a response id to the ledger, retrying for about two minutes while the database
+    /// refuses (busy, locked, pool exhausted). A row that does not decode is not retried.
+    async fn attach_with_retries(
+        &self,
+        entry: &Entry,
+        request_id: Option<&str>,
+        how: &str,
+    ) -> Result<Attach, StoreError> {
+        let interval = ms(self.config().polling.min_interval);
+        let mut tries = 0u32;
+        loop {
+            let now = self.now();
+            let ctx = AttachContext {
                 now,
-                "duplicate",
-                &msg,
-                Some(&serde_json::json!({"response_id": response_id})),
-            )
+                first_poll_at: now + interval,
+                poll_interval_ms: interval,
+                kind: if how.starts_with("create") {
+                    "submitted"
+                } else {
+                    "adopted"
+                },
+                how,
+                request_id,
+            };
+            match self
+                .inner
+                .store
+                .attach_response(&entry.job_id, &entry.response_id, &ctx)
+                .await
+            {
+                Ok(a) => return Ok(a),
+                Err(e) if e.is_decode() || tries >= ATTACH_TRIES => return Err(e),
+                Err(e) => {
+                    tries += 1;
+                    tracing::warn!(error = %chain(&e), tries, "recording a response id failed; trying again");
+                    let delay = upstream::retry::backoff(tries, rand::random());
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Retries the response ids whose ledger write failed earlier in this process.
+    pub(super) async fn retry_unrecorded(&self) {
+        let pending: Vec<(Entry, String)> = std::mem::take(
+            &mut *self
+                .inner
+                .unrecorded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (entry, how) in pending {
+            let Ok(rid) = ResponseId::parse(&entry.response_id) else {
+                continue;
+            };
+            if let Err(e) = self
+                .record_response(&entry.job_id, &rid, None, None, &how)
+                .await
+            {
+                tracing::warn!(error = %chain(&e), job_id = %entry.job_id, "a response id is still not recorded");
+            }
+        }
+    }
+
+    async fn journal_append(&self, entry: &Entry) {
+        let Some(journal) = self.journal() else {
+            return;
+        };
+        let entry = entry.clone();
+        match tokio::task::spawn_blocking(move || journal.append(&entry)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot write the create journal"),
+            Err(e) => tracing::error!(error = %e, "the create journal task failed"),
+        }
+    }
+
+    async fn journal_confirm(&self, job_id: &str) {
+        let Some(journal) = self.journal() else {
+            return;
+        };
+        let job_id = job_id.to_string();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || journal.confirm(&job_id)).await {
+            tracing::error!(error = %e, "cannot compact the create journal");
+        }
+    }
+
+    /// A second response exists for a job that holds another one: cancel it if it may still
+    /// run, and record it (status, usage) as a paid duplicate. What cannot be learnt now (the
+    /// cancel failed, the final usage is not known yet) is looked at again by
+    /// [`Self::check_duplicates`].
+    pub(super) async fn handle_duplicate(
+        &self,
+        job_id: &str,
+        response_id: &str,
+        seen: Option<&Observation>,
+        found_by: &str,
+    ) -> Result<(), StoreError> {
+        let looked = match seen {
+            Some(o) if o.status.is_terminal() => Ok(o.clone()),
+            _ => self
+                .cancel_upstream(job_id, response_id)
+                .await
+                .map(|(o, _)| o),
+        };
+        let now = self.now();
+        let (status, obs) = match &looked {
+            Ok(o) => (o.status.as_str(), Some(o)),
+            Err(e) => {
+                tracing::warn!(error = %e.describe(), response_id, "cancelling a duplicate response failed; trying again later");
+                (seen.map_or("unknown", |o| o.status.as_str()), seen)
+            }
+        };
+        let done = obs.is_some_and(|o| o.status.is_terminal());
+        self.inner
+            .store
+            .record_duplicate(&NewDuplicate {
+                job_id,
+                response_id,
+                status,
+                usage: obs.and_then(|o| o.usage.as_ref()),
+                raw: obs.map(|o| &o.raw).filter(|r| !r.is_null()),
+                found_by,
+                now,
+                next_check_at: (!done).then_some(now + DUPLICATE_RECHECK_MS),
+            })
             .await?;
-        if let Err(e) = self.client().cancel(response_id).await {
-            let msg = format!(
-                "cancelling duplicate {response_id} failed: {}",
-                e.describe()
-            );
-            store
-                .record_event(id, self.now(), "error", &msg, None)
+        crate::telemetry::duplicate(found_by);
+        Ok(())
+    }
+
+    /// Looks again at duplicates that were still running or whose cancel failed.
+    pub(super) async fn check_duplicates(&self) -> Result<(), StoreError> {
+        let now = self.now();
+        for d in self.inner.store.due_duplicates(now, 32).await? {
+            let seen = if d.checks >= DUPLICATE_MAX_CHECKS {
+                // Stop trying; what is known stays recorded.
+                self.inner
+                    .store
+                    .record_duplicate(&NewDuplicate {
+                        job_id: &d.job_id,
+                        response_id: &d.response_id,
+                        status: &d.status,
+                        usage: None,
+                        raw: None,
+                        found_by: &d.found_by,
+                        now,
+                        next_check_at: None,
+                    })
+                    .await?;
+                continue;
+            } else {
+                None
+            };
+            self.handle_duplicate(&d.job_id, &d.response_id, seen, &d.found_by)
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Tries to write a response id to the ledger before giving up to the journal.
+const ATTACH_TRIES: u32 = 8;
+/// A duplicate that still runs (or could not be cancelled) is looked at again after this.
+const DUPLICATE_RECHECK_MS: i64 = 30_000;
+/// Looks at a duplicate before its record is left as it is.
+const DUPLICATE_MAX_CHECKS: i64 = 20;
+
+/// The timeline source of a response found `how`.
+fn source_of(how: &str) -> &'static str {
+    if how.starts_with("create") {
+        "create"
+    } else if how.starts_with("journal") {
+        "journal"
+    } else {
+        "webhook"
     }
 }
 

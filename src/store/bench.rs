@@ -1,7 +1,7 @@
 //! Bulk writes for `examples/history_bench.rs` only: finished jobs written in one
 //! transaction per batch, each row inserted already finished.
 //!
-//! Why not the public path (`insert_job`, `claim_submission`, `record_submitted`,
+//! Why not the public path (`insert_job`, `claim_submission`, `attach_response`,
 //! `apply_observation`): four fsynced transactions per job would make filling 100,000 jobs
 //! take most of an hour. Inserting the finished row directly lets the insert trigger
 //! index the output once. The timeline gets the same four events the real path writes, so the

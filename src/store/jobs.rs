@@ -150,8 +150,6 @@ pub struct SubmitClaim {
 pub struct PollClaim {
     pub id: String,
     pub response_id: String,
-    #[sqlx(try_from = "String")]
-    pub status: JobStatus,
     pub poll_interval_ms: i64,
     pub polls: i64,
     pub cancel_requested: i64,
@@ -177,6 +175,8 @@ pub enum ApplyOutcome {
         current: JobStatus,
         observed: JobStatus,
     },
+    /// The job had already ended: nothing is ever rewritten once terminal.
+    Final(JobStatus),
     /// No such job.
     Missing,
 }

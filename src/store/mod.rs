@@ -9,6 +9,7 @@
 #[doc(hidden)]
 pub mod bench;
 mod budget;
+mod duplicates;
 mod events;
 mod jobs;
 mod limits;
@@ -28,6 +29,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use budget::ModelUsage;
+pub use duplicates::{DuplicateRow, NewDuplicate};
 pub use events::EventRow;
 pub use jobs::{
     ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, RetryOutcome,
@@ -40,6 +42,7 @@ pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,
 };
 pub use stats::{STATS_BUCKET_MS, StatsRow};
+pub use submissions::{Attach, AttachContext, Claimed, UncertainWait};
 pub use webhook_secrets::StoredSecret;
 pub use webhooks::{DeliveryRow, NewDelivery};
 
@@ -52,6 +55,17 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether a row could not be decoded (a status, spec or JSON column that no longer
+    /// parses): a problem of that row, not of the database, so the rest of the work goes on.
+    pub fn is_decode(&self) -> bool {
+        matches!(
+            self,
+            Self::Corrupt(_) | Self::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))
+        )
+    }
 }
 
 /// A handle on the database; cheap to clone.

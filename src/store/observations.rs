@@ -23,9 +23,9 @@ impl Store {
         let claims = sqlx::query_as::<_, PollClaim>(
             "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
              WHERE id IN (SELECT id FROM jobs WHERE status IN ('pending', 'queued', 'in_progress') \
-                          AND response_id IS NOT NULL AND next_check_at <= ? \
+                          AND response_id IS NOT NULL AND quarantine IS NULL AND next_check_at <= ? \
                           ORDER BY next_check_at LIMIT ?) \
-             RETURNING id, response_id, status, poll_interval_ms, polls, cancel_requested, \
+             RETURNING id, response_id, poll_interval_ms, polls, cancel_requested, \
                        cancel_reason, deadline_at",
         )
         .bind(now + lease_ms)
@@ -61,6 +61,12 @@ impl Store {
         let Some(row) = fetch_job(&mut tx, id).await? else {
             return Ok(ApplyOutcome::Missing);
         };
+        // A terminal job is final: seeing its status again rewrites nothing (not the result,
+        // not `finished_at`, which budgets and retention count from).
+        if row.status.is_terminal() {
+            tx.commit().await?;
+            return Ok(ApplyOutcome::Final(row.status));
+        }
         if !row.status.can_move_to(obs.status) {
             tx.commit().await?;
             return Ok(ApplyOutcome::Stale {
@@ -77,12 +83,14 @@ impl Store {
             }),
             (_, _, e) => e.clone(),
         };
-        let raw = obs.raw.to_string();
+        // An observation without a body (a 404 confirmed) keeps what was last seen.
+        let raw = (!obs.raw.is_null()).then(|| obs.raw.to_string());
         sqlx::query(
-            "UPDATE jobs SET status = ?, response = ?, output_text = ?, usage = ?, error_code = ?, \
+            "UPDATE jobs SET status = ?, response = COALESCE(?, response), \
+             output_text = COALESCE(?, output_text), usage = COALESCE(?, usage), error_code = ?, \
              error_message = ?, finished_at = ?, \
              next_check_at = CASE WHEN ? THEN NULL WHEN wake_pending = 1 THEN ? ELSE ? END, \
-             poll_interval_ms = ?, updated_at = ? WHERE id = ? AND status = ?",
+             poll_interval_ms = ?, polls_not_found = 0, poll_errors = 0, updated_at = ? WHERE id = ? AND status = ?",
         )
         .bind(obs.status.as_str())
         .bind(raw)
@@ -121,20 +129,65 @@ impl Store {
         })
     }
 
-    /// Reschedules a claimed poll that failed (upstream error) without changing the status.
-    pub async fn reschedule_poll(&self, id: &str, at: i64, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET next_check_at = CASE WHEN wake_pending = 1 THEN ? ELSE ? END, updated_at = ? \
+    /// Reschedules a claimed poll that failed (upstream error) without changing the status,
+    /// counting the failures in a row. The timeline gets `message` as an `error` event on the
+    /// 1st, 10th, 100th… failure in a row only, so an outage does not grow it without bound.
+    /// Returns the count.
+    pub async fn reschedule_poll(
+        &self,
+        id: &str,
+        at: i64,
+        now: i64,
+        message: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET next_check_at = CASE WHEN wake_pending = 1 THEN ? ELSE ? END, updated_at = ?, \
+             poll_errors = poll_errors + CASE WHEN ? THEN 1 ELSE 0 END \
              WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
-             AND response_id IS NOT NULL",
+             AND response_id IS NOT NULL RETURNING poll_errors",
         )
         .bind(now)
         .bind(at)
         .bind(now)
+        .bind(message.is_some())
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(())
+        let n = n.unwrap_or(0);
+        if let Some(msg) = message {
+            if is_power_of_ten(n) {
+                let text = if n > 1 {
+                    format!("{msg} ({n} failures in a row)")
+                } else {
+                    msg.to_string()
+                };
+                add_event(&mut tx, id, now, "error", &text, None).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Counts a poll that found no response upstream (404) and makes the job due again at
+    /// `at`. Returns how many polls in a row have answered 404 (a successful observation
+    /// resets the count).
+    pub async fn record_poll_not_found(
+        &self,
+        id: &str,
+        at: i64,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar(
+            "UPDATE jobs SET polls_not_found = polls_not_found + 1, next_check_at = ?, updated_at = ? \
+             WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') RETURNING polls_not_found",
+        )
+        .bind(at)
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// A webhook said something happened to this response: make its job due for a poll at
@@ -222,5 +275,25 @@ impl Store {
         )
         .fetch_one(&self.pool)
         .await?)
+    }
+}
+
+/// 1, 10, 100, …
+fn is_power_of_ten(mut n: i64) -> bool {
+    if n < 1 {
+        return false;
+    }
+    while n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn powers_of_ten() {
+        let hits: Vec<i64> = (0..=1000).filter(|n| super::is_power_of_ten(*n)).collect();
+        assert_eq!(hits, vec![1, 10, 100, 1000]);
     }
 }

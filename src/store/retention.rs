@@ -98,7 +98,12 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            for table in ["job_events", "notifications", "webhook_deliveries"] {
+            for table in [
+                "job_events",
+                "notifications",
+                "webhook_deliveries",
+                "duplicate_responses",
+            ] {
                 sqlx::query(AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE job_id = ?"
                 )))

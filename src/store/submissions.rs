@@ -3,12 +3,109 @@
 
 use sqlx::AssertSqlSafe;
 
+use sqlx::SqliteConnection;
+
 use super::events::add_event;
 use super::jobs::{SubmitClaim, UncertainJob};
 use super::limits::{ClaimLimits, models_at_limit};
 use super::notifications::{OutboxEntry, insert_outbox};
 use super::{Store, StoreError};
-use crate::job::{JobError, JobStatus, Observation};
+use crate::job::{JobError, JobSpec, JobStatus};
+
+/// What a submit claim found: the claim, if any, and the rows quarantined on the way.
+#[derive(Debug)]
+pub struct Claimed {
+    pub claim: Option<SubmitClaim>,
+    /// `(job id, reason)` of each row set aside because it did not decode.
+    pub quarantined: Vec<(String, String)>,
+}
+
+enum RawClaim {
+    None,
+    Some(Box<SubmitClaim>),
+    Quarantined(String, String),
+}
+
+/// How long an uncertain create waits before its policy applies: `fixed` (unix ms) when the
+/// config sets `upstream.uncertain_create_wait`; otherwise until the job's deadline (its
+/// `timeout`: a response cannot usefully run longer), or `fallback` for a job without one.
+#[derive(Debug, Clone, Copy)]
+pub struct UncertainWait {
+    pub fixed: Option<i64>,
+    pub fallback: i64,
+}
+
+impl UncertainWait {
+    /// No wait at all (nothing can reveal the response: no webhooks).
+    pub fn none(now: i64) -> Self {
+        Self {
+            fixed: Some(now),
+            fallback: now,
+        }
+    }
+}
+
+/// What attaching a response did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    /// The job took it; `reopened_from` is the terminal status it had ended in without one.
+    Attached { reopened_from: Option<JobStatus> },
+    /// The job already holds it.
+    Already,
+    /// The job holds another response: this one is a duplicate.
+    Duplicate { held: String },
+    /// No such job.
+    Missing,
+}
+
+/// What goes with a response being attached.
+#[derive(Debug, Clone, Copy)]
+pub struct AttachContext<'a> {
+    pub now: i64,
+    pub first_poll_at: i64,
+    pub poll_interval_ms: i64,
+    /// The timeline event: `submitted` (our create's answer) or `adopted` (found later).
+    pub kind: &'a str,
+    /// How it was found, for the timeline (`create`, `webhook response.completed`, …).
+    pub how: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// Sets a job aside inside the caller's transaction (see [`Store::quarantine_job`]).
+async fn quarantine_in(
+    conn: &mut SqliteConnection,
+    id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE jobs SET quarantine = ?, next_check_at = NULL, lease_until = NULL, \
+         submit_state = CASE WHEN submit_state = 'submitting' AND response_id IS NULL THEN 'uncertain' \
+                             ELSE submit_state END, updated_at = ? \
+         WHERE id = ? AND quarantine IS NULL",
+    )
+    .bind(reason)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if done {
+        add_event(
+            conn,
+            id,
+            now,
+            "quarantined",
+            &format!(
+                "set aside: {reason}; respool no longer works on this job (fix or delete its row)"
+            ),
+            None,
+        )
+        .await?;
+    }
+    Ok(done)
+}
 
 impl Store {
     /// One fenced move of a claimed job: `sql` is an UPDATE binding (next check, now, id,
@@ -49,16 +146,46 @@ impl Store {
     /// `limits` are checked in the same transaction (which holds the write lock), so claims
     /// never overshoot them: nothing is claimed when `max_in_flight` jobs are in flight, and a
     /// model whose `per_model` limit is reached is skipped while other models go on.
+    ///
+    /// A claimed row whose spec no longer decodes is quarantined in the same transaction (an
+    /// event on the job; it is never claimed again) and the next one is tried; its id and the
+    /// reason come back in [`Claimed::quarantined`] so the caller can log and count it.
     pub async fn claim_submission(
         &self,
         now: i64,
         lease_ms: i64,
         limits: &ClaimLimits<'_>,
-    ) -> Result<Option<SubmitClaim>, StoreError> {
+    ) -> Result<Claimed, StoreError> {
+        let mut quarantined = Vec::new();
+        loop {
+            match self.claim_one_submission(now, lease_ms, limits).await? {
+                RawClaim::None => {
+                    return Ok(Claimed {
+                        claim: None,
+                        quarantined,
+                    });
+                }
+                RawClaim::Some(claim) => {
+                    return Ok(Claimed {
+                        claim: Some(*claim),
+                        quarantined,
+                    });
+                }
+                RawClaim::Quarantined(id, reason) => quarantined.push((id, reason)),
+            }
+        }
+    }
+
+    async fn claim_one_submission(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limits: &ClaimLimits<'_>,
+    ) -> Result<RawClaim, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(skip) = models_at_limit(&mut tx, now, limits).await? else {
             tx.commit().await?;
-            return Ok(None);
+            return Ok(RawClaim::None);
         };
         let placeholders = |n: usize| vec!["?"; n].join(", ");
         let mut skip_models = String::new();
@@ -76,77 +203,168 @@ impl Store {
             "UPDATE jobs SET submit_state = 'submitting', attempt = attempt + 1, \
              submissions = submissions + 1, lease_until = ?, updated_at = ? \
              WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
-                         AND cancel_requested = 0 AND (next_check_at IS NULL OR next_check_at <= ?) \
+                         AND cancel_requested = 0 AND quarantine IS NULL AND (next_check_at IS NULL OR next_check_at <= ?) \
                          AND NOT EXISTS (SELECT 1 FROM schedule_runs r WHERE r.job_id = jobs.id AND r.waiting = 1) \
                          {skip_models}\
                          ORDER BY priority DESC, created_at, id LIMIT 1) \
              AND submit_state = 'ready' \
              RETURNING id, attempt, submissions, spec"
         );
-        let mut q = sqlx::query_as::<_, SubmitClaim>(AssertSqlSafe(sql))
+        let mut q = sqlx::query_as::<_, (String, i64, i64, String)>(AssertSqlSafe(sql))
             .bind(now + lease_ms)
             .bind(now)
             .bind(now);
         for model in skip.models.iter().chain(&skip.unless_exempt) {
             q = q.bind(model);
         }
-        let claim = q.fetch_optional(&mut *tx).await?;
-        if let Some(c) = &claim {
-            let msg = if c.submissions > 1 {
-                format!("submitting upstream (create call #{})", c.submissions)
-            } else {
-                "submitting upstream".to_string()
-            };
-            add_event(&mut tx, &c.id, now, "submitting", &msg, None).await?;
-        }
+        let Some((id, attempt, submissions, spec)) = q.fetch_optional(&mut *tx).await? else {
+            tx.commit().await?;
+            return Ok(RawClaim::None);
+        };
+        let spec = match serde_json::from_str::<JobSpec>(&spec) {
+            Ok(spec) => spec,
+            Err(e) => {
+                // Nothing was sent: undo the claim, then set the row aside.
+                tx.rollback().await?;
+                let reason = format!("its stored spec does not decode: {e}");
+                self.quarantine_job(&id, &reason, now).await?;
+                return Ok(RawClaim::Quarantined(id, reason));
+            }
+        };
+        let msg = if submissions > 1 {
+            format!("submitting upstream (create call #{submissions})")
+        } else {
+            "submitting upstream".to_string()
+        };
+        add_event(&mut tx, &id, now, "submitting", &msg, None).await?;
         tx.commit().await?;
-        Ok(claim)
+        Ok(RawClaim::Some(Box::new(SubmitClaim {
+            id,
+            attempt,
+            submissions,
+            spec,
+        })))
     }
 
-    /// Records an accepted create: the response id. Written whatever the claim's attempt, as
-    /// long as the job has no response yet: a response that exists must be attached, even if
-    /// its worker's lease ran out meanwhile. Returns false when the job already has one (then
-    /// ours is a duplicate) or was finished.
-    pub async fn record_submitted(
+    /// Sets a job aside whose row cannot be decoded: never claimed again (submit, poll,
+    /// uncertain), an event on its timeline says why. Returns whether it was not already.
+    pub async fn quarantine_job(
         &self,
         id: &str,
-        obs: &Observation,
+        reason: &str,
         now: i64,
-        first_poll_at: i64,
-        poll_interval_ms: i64,
-        request_id: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET submit_state = 'done', response_id = ?, submitted_at = ?, \
-             lease_until = NULL, next_check_at = ?, poll_interval_ms = ?, updated_at = ? \
-             WHERE id = ? AND response_id IS NULL AND status = 'pending' \
-             AND submit_state IN ('submitting', 'uncertain')",
+        let done = quarantine_in(&mut tx, id, reason, now).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Attaches a response that exists upstream for this job (our create's answer, a webhook
+    /// that revealed it, the create journal after a crash). Whatever the job's state:
+    ///
+    /// - it has no response: it takes this one. A job still waiting to be (re)submitted, being
+    ///   submitted or uncertain stops there (nothing is sent again); a job the uncertain-create
+    ///   policy, a cancel or a timeout already ended *without* a response is reopened (the one
+    ///   exception to "statuses only move forward": a paid result is never thrown away) and
+    ///   takes the response's outcome when it is observed;
+    /// - it has this one already: nothing to do;
+    /// - it has another one: this one is a duplicate ([`Attach::Duplicate`]).
+    ///
+    /// The claim's attempt is bumped, so a worker still holding the old one changes nothing.
+    pub async fn attach_response(
+        &self,
+        id: &str,
+        response_id: &str,
+        at: &AttachContext<'_>,
+    ) -> Result<Attach, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, response_id FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((status, held)) = row else {
+            tx.commit().await?;
+            return Ok(Attach::Missing);
+        };
+        match held {
+            Some(h) if h == response_id => {
+                tx.commit().await?;
+                return Ok(Attach::Already);
+            }
+            Some(h) => {
+                tx.commit().await?;
+                return Ok(Attach::Duplicate { held: h });
+            }
+            None => {}
+        }
+        let status = JobStatus::try_from(status).map_err(StoreError::Corrupt)?;
+        let reopened = status.is_terminal();
+        // A reopened job waits for the response's outcome as `pending` (with its response id,
+        // so it is polled at once); its old end (finished_at, error) is cleared.
+        sqlx::query(
+            "UPDATE jobs SET response_id = ?, submit_state = 'done', \
+             submitted_at = COALESCE(submitted_at, ?), attempt = attempt + 1, lease_until = NULL, \
+             next_check_at = ?, poll_interval_ms = ?, polls_not_found = 0, updated_at = ?, \
+             status = CASE WHEN ? OR status = 'held' THEN 'pending' ELSE status END, \
+             finished_at = CASE WHEN ? THEN NULL ELSE finished_at END, \
+             error_code = CASE WHEN ? THEN NULL ELSE error_code END, \
+             error_message = CASE WHEN ? THEN NULL ELSE error_message END \
+             WHERE id = ? AND response_id IS NULL",
         )
-        .bind(obs.response_id.as_str())
-        .bind(now)
-        .bind(first_poll_at)
-        .bind(poll_interval_ms)
-        .bind(now)
+        .bind(response_id)
+        .bind(at.now)
+        .bind(at.first_poll_at)
+        .bind(at.poll_interval_ms)
+        .bind(at.now)
+        .bind(reopened)
+        .bind(reopened)
+        .bind(reopened)
+        .bind(reopened)
         .bind(id)
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            let data = serde_json::json!({"response_id": obs.response_id.as_str(), "request_id": request_id});
+        .await?;
+        let mut data = serde_json::json!({"response_id": response_id, "request_id": at.request_id});
+        if reopened {
+            if let Some(o) = data.as_object_mut() {
+                o.insert("reopened_from".into(), status.as_str().into());
+            }
             add_event(
                 &mut tx,
                 id,
-                now,
-                "submitted",
-                &format!("submitted as {}", obs.response_id),
+                at.now,
+                "reopened",
+                &format!(
+                    "{status} → pending: response {response_id} was revealed ({}) after the job had ended without one; it takes that response's outcome",
+                    at.how
+                ),
+                Some(&data),
+            )
+            .await?;
+        } else {
+            add_event(
+                &mut tx,
+                id,
+                at.now,
+                at.kind,
+                &format!(
+                    "{} {response_id} ({})",
+                    if at.kind == "submitted" {
+                        "submitted as"
+                    } else {
+                        "found response"
+                    },
+                    at.how
+                ),
                 Some(&data),
             )
             .await?;
         }
         tx.commit().await?;
-        Ok(done)
+        Ok(Attach::Attached {
+            reopened_from: reopened.then_some(status),
+        })
     }
 
     /// Puts a claimed job back to be submitted again at `at` (the create surely did not
@@ -165,43 +383,62 @@ impl Store {
             .await
     }
 
-    /// Marks a claimed create as uncertain: it may have reached OpenAI. Resolved at
-    /// `resolve_at` by adoption (a webhook reveals the response) or by the configured policy.
+    /// Marks a claimed create as uncertain: it may have reached OpenAI. Resolved when the
+    /// wait is over (by adoption, if a webhook reveals the response, else by the configured
+    /// policy).
     pub async fn mark_uncertain(
         &self,
         id: &str,
         attempt: i64,
-        resolve_at: i64,
+        wait: UncertainWait,
         now: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let sql = "UPDATE jobs SET submit_state = 'uncertain', next_check_at = ?, lease_until = NULL, \
-             updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'";
-        self.fenced_move(
-            sql,
-            resolve_at,
-            now,
-            id,
-            attempt,
-            ("submit_uncertain", reason),
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, \
+             next_check_at = CASE WHEN ? IS NOT NULL THEN ? \
+                                  WHEN deadline_at IS NOT NULL THEN MAX(deadline_at, ?) ELSE ? END, \
+             updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'",
         )
-        .await
+        .bind(wait.fixed)
+        .bind(wait.fixed)
+        .bind(now)
+        .bind(wait.fallback)
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            add_event(&mut tx, id, now, "submit_uncertain", reason, None).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
     }
 
-    /// Turns submissions whose lease ran out (their worker died mid-call) into uncertain ones.
-    /// Returns the ids.
+    /// Turns submissions whose lease ran out (their worker died mid-call, in this process or
+    /// another one) into uncertain ones; a lease still running is left alone, whoever holds
+    /// it. Returns the ids.
     pub async fn expire_submission_leases(
         &self,
         now: i64,
-        resolve_at: i64,
+        wait: UncertainWait,
     ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET submit_state = 'uncertain', next_check_at = ?, lease_until = NULL, \
+            "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, \
+             next_check_at = CASE WHEN ? IS NOT NULL THEN ? \
+                                  WHEN deadline_at IS NOT NULL THEN MAX(deadline_at, ?) ELSE ? END, \
              attempt = attempt + 1, updated_at = ? \
              WHERE status = 'pending' AND submit_state = 'submitting' AND lease_until < ? RETURNING id",
         )
-        .bind(resolve_at)
+        .bind(wait.fixed)
+        .bind(wait.fixed)
+        .bind(now)
+        .bind(wait.fallback)
         .bind(now)
         .bind(now)
         .fetch_all(&mut *tx)
@@ -225,7 +462,8 @@ impl Store {
     pub async fn due_uncertain(&self, now: i64) -> Result<Vec<UncertainJob>, StoreError> {
         Ok(sqlx::query_as::<_, UncertainJob>(
             "SELECT id, attempt, cancel_requested FROM jobs WHERE status = 'pending' \
-             AND submit_state = 'uncertain' AND next_check_at <= ? ORDER BY next_check_at LIMIT 100",
+             AND submit_state = 'uncertain' AND quarantine IS NULL AND next_check_at <= ? \
+             ORDER BY next_check_at LIMIT 100",
         )
         .bind(now)
         .fetch_all(&self.pool)
@@ -248,10 +486,12 @@ impl Store {
 
     /// Ends a job that never got a response id (refused create, uncertain create under the
     /// `fail` policy, cancelled before submission): conditional on it still being pending (or
-    /// held).
+    /// held), without a response, and on `attempt` (the claim this write closes), so a stale
+    /// worker cannot end a job whose newer attempt is in flight.
     pub async fn finish_unsubmitted(
         &self,
         id: &str,
+        attempt: i64,
         status: JobStatus,
         error: &JobError,
         now: i64,
@@ -268,7 +508,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, submit_state = CASE WHEN submit_state = 'submitting' THEN 'done' ELSE submit_state END, \
              finished_at = ?, next_check_at = NULL, lease_until = NULL, error_code = ?, error_message = ?, \
-             updated_at = ? WHERE id = ? AND status IN ('pending', 'held') AND response_id IS NULL",
+             updated_at = ? WHERE id = ? AND attempt = ? AND status IN ('pending', 'held') \
+             AND response_id IS NULL",
         )
         .bind(status.as_str())
         .bind(now)
@@ -276,6 +517,7 @@ impl Store {
         .bind(&error.message)
         .bind(now)
         .bind(id)
+        .bind(attempt)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -292,47 +534,6 @@ impl Store {
             )
             .await?;
             insert_outbox(&mut tx, id, status, outbox, now).await?;
-        }
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    /// Attaches a response found through its metadata tag to a job whose create outcome was
-    /// unknown (or still in flight). Returns true if the job took it.
-    pub async fn adopt_response(
-        &self,
-        id: &str,
-        response_id: &str,
-        now: i64,
-        how: &str,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET response_id = ?, submit_state = 'done', submitted_at = COALESCE(submitted_at, ?), \
-             attempt = attempt + 1, next_check_at = ?, wake_pending = 1, lease_until = NULL, updated_at = ? \
-             WHERE id = ? AND response_id IS NULL AND submit_state IN ('submitting', 'uncertain') \
-             AND status = 'pending'",
-        )
-        .bind(response_id)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if done {
-            let data = serde_json::json!({"response_id": response_id});
-            add_event(
-                &mut tx,
-                id,
-                now,
-                "adopted",
-                &format!("found response {response_id} ({how})"),
-                Some(&data),
-            )
-            .await?;
         }
         tx.commit().await?;
         Ok(done)

@@ -23,6 +23,11 @@ pub enum UpstreamError {
         should_retry: Option<bool>,
         /// The answer's `x-ratelimit-*` headers (a 429 says what is left, too).
         rate_limits: Option<super::RateLimits>,
+        /// Whether the API itself answered: OpenAI's error envelope (`error.message`) *and* an
+        /// `x-request-id`. A proxy or load balancer in front of it (a CDN's 502 page, a gateway
+        /// timeout) sends neither. For a create this is the evidence that the request was
+        /// handled, and refused, by the API rather than lost on the way.
+        from_api: bool,
     },
     /// The connection could not be made: the request never reached the server.
     #[error("cannot connect to upstream")]
@@ -36,6 +41,15 @@ pub enum UpstreamError {
     /// The answer was not what the API promises.
     #[error("upstream sent an unexpected answer: {0}")]
     InvalidResponse(String),
+    /// A 2xx answer whose body could not be read as a Response. For a create the request
+    /// surely reached the API; when the body still named the response (`"id": "resp_…"`) the
+    /// id is kept, so the response is recorded rather than lost.
+    #[error("upstream accepted the request but its answer could not be read: {detail}")]
+    Unreadable {
+        response_id: Option<crate::job::ResponseId>,
+        detail: String,
+        request_id: Option<String>,
+    },
 }
 
 impl UpstreamError {
@@ -58,21 +72,43 @@ impl UpstreamError {
                 matches!(status, 408 | 409 | 429) || *status >= 500
             }
             Self::Connect(_) | Self::Timeout(_) | Self::Transport(_) => true,
-            Self::InvalidResponse(_) => false,
+            Self::InvalidResponse(_) | Self::Unreadable { .. } => false,
         }
     }
 
     /// For a create call: whether the request may have started a response upstream even
-    /// though we got no response id. A refused connection, a rate limit, an overload (503) or
-    /// any 4xx means it did not; a timeout, a broken connection or a 500/502/504 means we
-    /// cannot know.
+    /// though we got no response id. Decided by evidence (the table is in the README, "How a
+    /// failed create is classified"):
+    ///
+    /// - no connection (refused, DNS, TLS handshake, connect timeout): it never left us;
+    /// - any answer below 500 (a 4xx refusal, a 429, a 3xx we never follow): the server
+    ///   handled the request and did not create anything;
+    /// - a 5xx *from the API* (its error envelope and an `x-request-id`): the API handled the
+    ///   request and failed it before creating; the SDKs retry it for the same reason;
+    /// - a 5xx without them (a proxy or gateway answered: the API may have created the
+    ///   response and its answer was lost behind it), a timeout after the request was sent, a
+    ///   reset mid-way, a 2xx we cannot read: unknown.
     pub fn create_may_have_happened(&self) -> bool {
         match self {
-            Self::Api { status, .. } => *status >= 500 && *status != 503,
+            Self::Api {
+                status, from_api, ..
+            } => *status >= 500 && !from_api,
             Self::Connect(_) => false,
             Self::Timeout(_) | Self::Transport(_) => true,
-            Self::InvalidResponse(_) => true,
+            Self::InvalidResponse(_) | Self::Unreadable { .. } => true,
         }
+    }
+
+    /// Whether the request was surely never answered by OpenAI's API but by something that
+    /// sends us elsewhere (a 3xx: respool never follows a redirect, so `base_url` is wrong).
+    pub fn is_redirect(&self) -> bool {
+        matches!(
+            self,
+            Self::Api {
+                status: 300..=399,
+                ..
+            }
+        )
     }
 
     /// The `x-ratelimit-*` headers of the error answer, if any.
@@ -100,7 +136,7 @@ impl UpstreamError {
             Self::Connect(_) => "connect_error".into(),
             Self::Timeout(_) => "timeout".into(),
             Self::Transport(_) => "transport_error".into(),
-            Self::InvalidResponse(_) => "invalid_response".into(),
+            Self::InvalidResponse(_) | Self::Unreadable { .. } => "invalid_response".into(),
         }
     }
 
@@ -142,7 +178,17 @@ mod tests {
     use super::*;
 
     fn api(status: u16, code: Option<&str>, should_retry: Option<bool>) -> UpstreamError {
+        api_from(status, code, should_retry, true)
+    }
+
+    fn api_from(
+        status: u16,
+        code: Option<&str>,
+        should_retry: Option<bool>,
+        from_api: bool,
+    ) -> UpstreamError {
         UpstreamError::Api {
+            from_api,
             status,
             kind: None,
             code: code.map(str::to_string),
@@ -167,11 +213,33 @@ mod tests {
     }
 
     #[test]
-    fn create_uncertainty() {
-        assert!(!api(429, None, None).create_may_have_happened());
-        assert!(!api(503, None, None).create_may_have_happened());
-        assert!(api(500, None, None).create_may_have_happened());
-        assert!(api(502, None, None).create_may_have_happened());
-        assert!(!api(400, None, None).create_may_have_happened());
+    fn create_uncertainty_by_evidence() {
+        // Answered by the API itself (envelope + x-request-id): nothing was created.
+        for status in [400, 404, 409, 429, 500, 502, 503, 504] {
+            assert!(
+                !api(status, None, None).create_may_have_happened(),
+                "{status} from the API"
+            );
+        }
+        // A 5xx from something in front of the API: the create may have happened behind it.
+        for status in [500, 502, 503, 504] {
+            assert!(
+                api_from(status, None, None, false).create_may_have_happened(),
+                "{status} from a proxy"
+            );
+        }
+        // Below 500 nobody processed a create, whoever answered.
+        for status in [307, 308, 400, 429] {
+            assert!(!api_from(status, None, None, false).create_may_have_happened());
+        }
+        assert!(api_from(307, None, None, false).is_redirect());
+        assert!(!api(500, None, None).is_redirect());
+        let unreadable = UpstreamError::Unreadable {
+            response_id: None,
+            detail: "x".into(),
+            request_id: None,
+        };
+        assert!(unreadable.create_may_have_happened());
+        assert!(!unreadable.is_retryable());
     }
 }

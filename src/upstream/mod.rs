@@ -101,6 +101,9 @@ impl Client {
             .default_headers(headers)
             .connect_timeout(cfg.connect_timeout)
             .timeout(cfg.request_timeout)
+            // Never follow a redirect: a 307/308 would send a create a second time, to
+            // wherever the answer points. A 3xx comes back as an error (`base_url` is wrong).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(UpstreamError::Connect)?;
         Ok(Self {
@@ -230,7 +233,18 @@ impl Client {
         rb: reqwest::RequestBuilder,
     ) -> Result<(Observation, Option<String>, Option<RateLimits>), UpstreamError> {
         let (raw, request_id, rate_limits) = self.send_measured(endpoint, rb).await?;
-        Ok((observe(raw)?, request_id, rate_limits))
+        match observe(raw.clone()) {
+            Ok(obs) => Ok((obs, request_id, rate_limits)),
+            // A 2xx that is JSON but not a Response we understand: keep the id if it has one.
+            Err(e) => Err(UpstreamError::Unreadable {
+                response_id: raw
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|id| crate::job::ResponseId::parse(id).ok()),
+                detail: e.to_string(),
+                request_id,
+            }),
+        }
     }
 
     /// Sends one request; a 2xx answer's JSON body and `x-request-id`, or the error envelope
@@ -281,19 +295,27 @@ impl Client {
         let rate_limits = RateLimits::from_headers(&headers);
         let bytes = resp.bytes().await.map_err(classify)?;
         if status.is_success() {
-            let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                UpstreamError::InvalidResponse(format!("the body is not JSON: {e}"))
-            })?;
+            let raw: Value =
+                serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Unreadable {
+                    response_id: response::salvage_response_id(&bytes),
+                    detail: format!("the body is not JSON: {e}"),
+                    request_id: request_id.clone(),
+                })?;
             return Ok((raw, request_id, rate_limits));
         }
         let envelope: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let err = envelope.get("error");
+        let from_api = request_id.is_some()
+            && err
+                .and_then(|e| e.get("message"))
+                .is_some_and(Value::is_string);
         let field = |k: &str| {
             err.and_then(|e| e.get(k))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
         Err(UpstreamError::Api {
+            from_api,
             status: status.as_u16(),
             kind: field("type"),
             code: field("code"),

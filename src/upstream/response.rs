@@ -98,6 +98,34 @@ pub fn output_text(raw: &Value) -> Option<String> {
     any.then_some(out)
 }
 
+/// The response id in a body that is not valid JSON (cut short, or with garbage after it):
+/// the first `"id": "resp_…"` in it. Only for a 2xx answer to our own request, where the
+/// first `id` key is the response's (it precedes `output` in every Response OpenAI sends).
+pub fn salvage_response_id(body: &[u8]) -> Option<ResponseId> {
+    let text = String::from_utf8_lossy(body);
+    let mut rest: &str = &text;
+    while let Some(at) = rest.find("\"id\"") {
+        rest = &rest[at + 4..];
+        let after = rest.trim_start();
+        let Some(after) = after.strip_prefix(':') else {
+            continue;
+        };
+        let after = after.trim_start();
+        let Some(value) = after.strip_prefix('"') else {
+            continue;
+        };
+        let id: String = value
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        if id.starts_with("resp_") && value[id.len()..].starts_with('"') {
+            return ResponseId::parse(&id).ok();
+        }
+        return None;
+    }
+    None
+}
+
 /// The job id respool tagged a response with, if any.
 pub fn tagged_job_id(raw: &Value) -> Option<&str> {
     raw.get("metadata")?
@@ -126,6 +154,23 @@ mod tests {
         assert_eq!(obs.output_text.as_deref(), Some("Hello world"));
         assert_eq!(obs.usage.unwrap()["total_tokens"], 5);
         assert_eq!(tagged_job_id(&raw), Some("job_x"));
+    }
+
+    #[test]
+    fn salvages_the_id_of_a_body_cut_short() {
+        let body =
+            br#"{"id": "resp_abc123", "object": "response", "status": "queued", "output": [{"#;
+        assert_eq!(
+            salvage_response_id(body).map(|r| r.as_str().to_string()),
+            Some("resp_abc123".into())
+        );
+        assert!(salvage_response_id(b"<html>502 Bad Gateway</html>").is_none());
+        assert!(salvage_response_id(br#"{"id": "msg_1"}"#).is_none());
+        assert!(
+            salvage_response_id(br#"{"id": "resp_1"#).is_none(),
+            "an id cut short is no id"
+        );
+        assert!(salvage_response_id(b"").is_none());
     }
 
     #[test]

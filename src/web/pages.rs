@@ -162,6 +162,20 @@ pub async fn job(
     let response = store.get_response(&id).await?;
     let events = store.list_events(&id).await?;
     let retried_by = store.retried_by(&id).await?;
+    let duplicates: Vec<_> = store
+        .duplicates_of(&id)
+        .await?
+        .iter()
+        .map(|d| {
+            let v = crate::api::DuplicateView::priced(d, &row.model, config.prices());
+            context! {
+                response_id => v.response_id,
+                status => v.status,
+                cost => v.cost_usd.map(view::money),
+                found_by => v.found_by,
+            }
+        })
+        .collect();
     let notifications = store.list_notifications(None, Some(&id), 50).await?;
     // Links from model output: http(s) only, so no `javascript:` reaches an href.
     let citations: Vec<_> = response
@@ -266,6 +280,7 @@ pub async fn job(
             retry_key => row.status.is_terminal().then(retry_nonce),
             retry_of => row.retry_of.clone(),
             retried_by,
+            duplicates,
         },
     )
 }

@@ -88,7 +88,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
     config.upstream.api_key = Some(SecretString::from("sk-test-key"));
     config.upstream.request_timeout = Duration::from_secs(5);
     config.upstream.max_retry_delay = Duration::from_secs(5);
-    config.upstream.uncertain_create_wait = Duration::from_secs(3);
+    config.upstream.uncertain_create_wait = Some(Duration::from_secs(3));
     config.webhook.secrets = vec![SecretString::from(secret.clone())];
     config.polling.min_interval = Duration::from_millis(200);
     config.polling.max_interval = Duration::from_secs(2);

@@ -1,0 +1,141 @@
+//! Duplicate responses: runs created for a job that already holds another response (a create
+//! sent again after its answer was lost, a run a webhook revealed later). Each is cancelled
+//! while it runs and kept here with its status and usage, so what was paid for twice is
+//! visible (`jobs show`, the job page, stats) instead of silently billed.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::FromRow;
+
+use super::events::add_event;
+use super::{Store, StoreError};
+
+/// A duplicate response of a job.
+#[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
+pub struct DuplicateRow {
+    pub response_id: String,
+    pub job_id: String,
+    /// Its last known upstream status, or `unknown`.
+    pub status: String,
+    /// The upstream usage object, once known.
+    #[sqlx(json(nullable))]
+    pub usage: Option<Value>,
+    /// How it was found: `create`, `webhook`, `journal`.
+    pub found_by: String,
+    pub found_at: i64,
+    pub updated_at: i64,
+    /// When respool looks at it again (to cancel it or learn its usage); `None` once final.
+    pub next_check_at: Option<i64>,
+    pub checks: i64,
+}
+
+/// A duplicate to record, or what a later look found.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDuplicate<'a> {
+    pub job_id: &'a str,
+    pub response_id: &'a str,
+    pub status: &'a str,
+    pub usage: Option<&'a Value>,
+    pub raw: Option<&'a Value>,
+    pub found_by: &'a str,
+    pub now: i64,
+    pub next_check_at: Option<i64>,
+}
+
+const COLUMNS: &str =
+    "response_id, job_id, status, usage, found_by, found_at, updated_at, next_check_at, checks";
+
+impl Store {
+    /// Records a duplicate response, or updates what is known of it (status, usage, the next
+    /// look). The first time, a `duplicate` event joins the job's timeline in the same
+    /// transaction. Returns whether it was new.
+    pub async fn record_duplicate(&self, d: &NewDuplicate<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT response_id FROM duplicate_responses WHERE response_id = ?")
+                .bind(d.response_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        sqlx::query(
+            "INSERT INTO duplicate_responses (response_id, job_id, status, usage, response, found_by, \
+             found_at, updated_at, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (response_id) DO UPDATE SET status = excluded.status, \
+             usage = COALESCE(excluded.usage, duplicate_responses.usage), \
+             response = COALESCE(excluded.response, duplicate_responses.response), \
+             updated_at = excluded.updated_at, next_check_at = excluded.next_check_at, \
+             checks = duplicate_responses.checks + 1",
+        )
+        .bind(d.response_id)
+        .bind(d.job_id)
+        .bind(d.status)
+        .bind(d.usage.map(ToString::to_string))
+        .bind(d.raw.map(ToString::to_string))
+        .bind(d.found_by)
+        .bind(d.now)
+        .bind(d.now)
+        .bind(d.next_check_at)
+        .execute(&mut *tx)
+        .await?;
+        let new = known.is_none();
+        if new {
+            let data = serde_json::json!({"response_id": d.response_id, "status": d.status});
+            add_event(
+                &mut tx,
+                d.job_id,
+                d.now,
+                "duplicate",
+                &format!(
+                    "a second response {} ({}) exists for this job (found by {}); it is cancelled if it still runs and kept as a paid duplicate",
+                    d.response_id, d.status, d.found_by
+                ),
+                Some(&data),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// The duplicate responses of a job, oldest first.
+    pub async fn duplicates_of(&self, job_id: &str) -> Result<Vec<DuplicateRow>, StoreError> {
+        Ok(sqlx::query_as::<_, DuplicateRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM duplicate_responses WHERE job_id = ? ORDER BY found_at, response_id"
+        )))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Duplicates due for another look (still running, or their usage not known yet).
+    pub async fn due_duplicates(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<DuplicateRow>, StoreError> {
+        Ok(
+            sqlx::query_as::<_, DuplicateRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM duplicate_responses WHERE next_check_at <= ? \
+             ORDER BY next_check_at LIMIT ?"
+            )))
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    /// Every duplicate whose job was created since `since` (unix ms), with the job's model,
+    /// for stats: `(model, status, usage)`.
+    pub async fn duplicates_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT j.model, d.status, d.usage FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id \
+             WHERE j.created_at >= ?",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

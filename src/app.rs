@@ -95,16 +95,20 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let verifier = Arc::new(Verifier::new(&config.webhook.secrets).with_clock(clock.clone()));
-        // Secrets of the endpoints respool registered itself (`respool webhook register`).
-        let stored = store
-            .active_webhook_secrets(clock.now_ms())
+        // Secrets of the endpoints respool registered itself (`respool webhook register`), from
+        // the database: whichever daemon on it stored them.
+        let verifier = Arc::new(
+            Verifier::new(&config.webhook.secrets)
+                .with_clock(clock.clone())
+                .with_store(store.clone()),
+        );
+        let stored = verifier
+            .reload_stored()
             .await
             .map_err(|source| StartError::Store {
                 url: url.clone(),
                 source,
             })?;
-        verifier.set_stored(&stored);
         let jobs_file = config.jobs_file.clone();
         let config = Arc::new(config);
         let notifier = Notifier::new(store.clone(), clock.clone(), config.clone())

@@ -8,8 +8,16 @@
 //! The secrets accepted are those of the config (`webhook.secrets`) plus those respool stored
 //! when it registered or rotated a webhook endpoint itself (the `webhook_secrets` table, see
 //! `api::webhook_admin`); a stored secret kept through a rotation is accepted until it expires.
+//!
+//! The stored secrets come from the database, not from whichever daemon served the register
+//! or rotate call: several daemons on one database accept the same deliveries. The verifier
+//! keeps them in memory and reads them again when they are [`STORED_MAX_AGE`] old, or when a
+//! delivery does not verify with them (at most every [`RELOAD_ON_MISS_GAP`], so forged
+//! requests cannot turn into a stream of database reads). A reload only reads; nothing of an
+//! unverified request is written.
 
 use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,17 +27,28 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::api::AppState;
-use crate::clock::Clock;
-use crate::store::{NewDelivery, StoredSecret};
+use crate::clock::{Clock, ms};
+use crate::store::{NewDelivery, Store, StoreError, StoredSecret};
+
+/// How old the stored secrets may be when a delivery verifies with them: a rotation or an
+/// expiry recorded by another daemon takes effect here within this long.
+pub const STORED_MAX_AGE: Duration = Duration::from_secs(10);
+/// A delivery that does not verify with the stored secrets held makes them be read again,
+/// unless they were read less than this long ago: a secret just registered through another
+/// daemon verifies its first delivery here (or, within this gap, the sender's retry).
+pub const RELOAD_ON_MISS_GAP: Duration = Duration::from_secs(1);
 
 /// Header names of Standard Webhooks.
 pub const HEADER_ID: &str = "webhook-id";
 pub const HEADER_TIMESTAMP: &str = "webhook-timestamp";
 pub const HEADER_SIGNATURE: &str = "webhook-signature";
 
-/// Why a delivery was refused. Every variant answers 400; none is written.
+/// Why a delivery was refused. Every variant answers 400 but `SecretsUnavailable` (503, so the
+/// sender retries); none is written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
+    #[error("the stored webhook secrets cannot be read; try again")]
+    SecretsUnavailable,
     #[error("no webhook signing secret is configured")]
     NotConfigured,
     #[error("missing header `{0}`")]
@@ -56,11 +75,18 @@ impl Key {
 
 /// Verifies deliveries against every accepted secret (several during a rotation): the
 /// config's and the stored ones. Both sets can be replaced while requests are verified:
-/// [`Verifier::set_configured`] by a config reload, [`Verifier::set_stored`] after respool
-/// registers or rotates an endpoint. The locks are never held across an `.await`.
+/// [`Verifier::set_configured`] by a config reload, the stored ones by
+/// [`Verifier::reload_stored`] from the database (at start, after a register or a rotation,
+/// and as [`Verifier::verify_current`] needs). The `RwLock`s are never held across an `.await`.
 pub struct Verifier {
     configured: RwLock<Vec<Key>>,
     stored: RwLock<Vec<Key>>,
+    /// Where the stored secrets come from; `None`: only [`Verifier::set_stored`] sets them.
+    store: Option<Store>,
+    /// When the stored secrets were last read (unix ms on `clock`; `i64::MIN`: never). Held
+    /// across a reload's read, so reloads run one at a time and a slower, older read cannot
+    /// replace a newer one.
+    loaded_at: tokio::sync::Mutex<i64>,
     clock: Clock,
 }
 
@@ -105,8 +131,16 @@ impl Verifier {
         Self {
             configured: RwLock::new(keys(secrets.iter().map(|s| (s, None)))),
             stored: RwLock::new(Vec::new()),
+            store: None,
+            loaded_at: tokio::sync::Mutex::new(i64::MIN),
             clock: Clock::system(),
         }
+    }
+
+    /// Reads the stored secrets from `store` (see [`Verifier::reload_stored`]).
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Uses `clock` to tell when a stored secret has expired.
@@ -124,10 +158,72 @@ impl Verifier {
             .unwrap_or_else(PoisonError::into_inner) = new;
     }
 
-    /// Replaces the stored secrets (after a register or a rotation, and at start).
+    /// Replaces the stored secrets (for a verifier with no store).
     pub fn set_stored(&self, secrets: &[StoredSecret]) {
         let new = keys(secrets.iter().map(|s| (&s.secret, s.expires_at)));
         *self.stored.write().unwrap_or_else(PoisonError::into_inner) = new;
+    }
+
+    /// Reads the stored secrets accepted now from the database and installs them; returns
+    /// them (empty with no store).
+    pub async fn reload_stored(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        let mut loaded_at = self.loaded_at.lock().await;
+        self.reload_locked(&mut loaded_at).await
+    }
+
+    async fn reload_locked(&self, loaded_at: &mut i64) -> Result<Vec<StoredSecret>, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(Vec::new());
+        };
+        let now = self.clock.now_ms();
+        let stored = store.active_webhook_secrets(now).await?;
+        self.set_stored(&stored);
+        *loaded_at = now;
+        Ok(stored)
+    }
+
+    /// Reloads the stored secrets if they were read more than `max_age` ago (or never).
+    /// Concurrent callers wait for one read rather than each making their own.
+    async fn reload_if_older(&self, max_age: Duration) -> Result<(), StoreError> {
+        if self.store.is_none() {
+            return Ok(());
+        }
+        let mut loaded_at = self.loaded_at.lock().await;
+        if self.clock.now_ms().saturating_sub(*loaded_at) < ms(max_age) {
+            return Ok(());
+        }
+        self.reload_locked(&mut loaded_at).await.map(|_| ())
+    }
+
+    /// [`Verifier::verify`] with the stored secrets as the database holds them: read again
+    /// first when they are [`STORED_MAX_AGE`] old, and once more when the delivery does not
+    /// verify with those held (unless read in the last [`RELOAD_ON_MISS_GAP`]). A delivery
+    /// that fails only because the secrets could not be read is `SecretsUnavailable`.
+    pub async fn verify_current(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+    ) -> Result<Verified, VerifyError> {
+        let mut unavailable = false;
+        if let Err(e) = self.reload_if_older(STORED_MAX_AGE).await {
+            tracing::warn!(error = %crate::orchestrator::chain(&e), "cannot read the stored webhook secrets");
+            unavailable = true;
+        }
+        match self.verify(body, headers) {
+            Err(VerifyError::BadSignature | VerifyError::NotConfigured) if self.store.is_some() => {
+                if let Err(e) = self.reload_if_older(RELOAD_ON_MISS_GAP).await {
+                    tracing::warn!(error = %crate::orchestrator::chain(&e), "cannot read the stored webhook secrets");
+                    unavailable = true;
+                }
+                match self.verify(body, headers) {
+                    Err(VerifyError::BadSignature | VerifyError::NotConfigured) if unavailable => {
+                        Err(VerifyError::SecretsUnavailable)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Whether any secret is accepted now, so webhooks can arrive at all.
@@ -215,12 +311,19 @@ impl Verifier {
 
 /// `POST {webhook.path}`.
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let verified = match state.verifier.verify(&body, &headers) {
+    let verified = match state.verifier.verify_current(&body, &headers).await {
         Ok(v) => v,
+        Err(VerifyError::SecretsUnavailable) => {
+            crate::telemetry::webhook_delivery("rejected", Some("secrets_unavailable"));
+            let e = VerifyError::SecretsUnavailable;
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"error": {"message": e.to_string(), "type": "server_error", "param": null}})))
+                .into_response();
+        }
         Err(e) => {
             crate::telemetry::webhook_delivery(
                 "rejected",
                 Some(match e {
+                    VerifyError::SecretsUnavailable => "secrets_unavailable",
                     VerifyError::NotConfigured => "not_configured",
                     VerifyError::MissingHeader(_) => "missing_header",
                     VerifyError::BadTimestamp => "bad_timestamp",
@@ -385,6 +488,80 @@ mod tests {
         assert!(!v.is_configured());
         let dbg = format!("{v:?}");
         assert!(!dbg.contains("whsec_") && !dbg.contains("C2FV"), "{dbg}");
+    }
+
+    /// Two verifiers on one database (two daemons): a secret stored through one verifies at
+    /// the other, which reads the table again on a miss, at most once per gap; a rotation
+    /// recorded elsewhere shortens an old secret's life here once the held copy is old.
+    #[tokio::test]
+    async fn stored_secrets_come_from_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("v.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let clock = Clock::system();
+        let verifier = |store: &Store| {
+            Verifier::new(&[])
+                .with_clock(clock.clone())
+                .with_store(store.clone())
+        };
+        let (a, b) = (verifier(&store), verifier(&store));
+        assert!(b.reload_stored().await.unwrap().is_empty());
+        let body =
+            r#"{"id":"evt_1","type":"response.completed","created_at":1,"data":{"id":"resp_9"}}"#;
+
+        // Stored through A: B held no secret and reads the table again (its read is older
+        // than the gap).
+        store
+            .insert_webhook_secret("we_1", SECRET, clock.now_ms())
+            .await
+            .unwrap();
+        assert_eq!(a.reload_stored().await.unwrap().len(), 1);
+        clock.advance(RELOAD_ON_MISS_GAP);
+        let h = signed(body, now(), SECRET);
+        assert_eq!(
+            b.verify(body.as_bytes(), &h).unwrap_err(),
+            VerifyError::NotConfigured
+        );
+        assert!(b.verify_current(body.as_bytes(), &h).await.is_ok());
+
+        // A forged delivery just after a read does not read again: a second secret stored
+        // meanwhile waits for the gap (or the sender's retry).
+        let other = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+        store
+            .insert_webhook_secret("we_2", other, clock.now_ms())
+            .await
+            .unwrap();
+        let h2 = signed(body, now(), other);
+        assert_eq!(
+            b.verify_current(body.as_bytes(), &h2).await.unwrap_err(),
+            VerifyError::BadSignature
+        );
+        clock.advance(RELOAD_ON_MISS_GAP);
+        assert!(b.verify_current(body.as_bytes(), &h2).await.is_ok());
+
+        // A rotation of we_1 recorded through A: B's held copy still says "never expires", and
+        // is read again once it is STORED_MAX_AGE old; the old secret then lasts until its
+        // expiry, like at A.
+        let rotated = "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40g=";
+        let t = clock.now_ms();
+        store
+            .rotate_webhook_secret("we_1", rotated, t, t + 60_000)
+            .await
+            .unwrap();
+        clock.advance(STORED_MAX_AGE);
+        clock.advance(std::time::Duration::from_secs(60));
+        assert_eq!(
+            b.verify_current(body.as_bytes(), &signed(body, now(), SECRET))
+                .await
+                .unwrap_err(),
+            VerifyError::BadSignature
+        );
+        assert!(
+            b.verify_current(body.as_bytes(), &signed(body, now(), rotated))
+                .await
+                .is_ok()
+        );
+        store.close().await;
     }
 
     #[test]

@@ -212,3 +212,94 @@ async fn creates_wait_for_a_nearly_used_up_rate_limit_window() {
     assert_eq!(app.sim.stats().served_429, 0);
     app.stop().await;
 }
+
+/// Several daemons on one database: the rate-limit window of a create made by one daemon holds
+/// back the creates of another daemon on the same database (the windows live in the store,
+/// not in a daemon's memory).
+#[tokio::test]
+async fn a_rate_limit_window_seen_by_one_daemon_holds_back_another() {
+    // 2 requests per 12 s: after one create, 1 is left (the low-water mark), for ~6 s.
+    let a = common::spawn_app_with(
+        |_| {},
+        SimConfig {
+            faults: Faults {
+                ratelimit_requests: 2,
+                ratelimit_window: Duration::from_secs(12),
+                ..Faults::default()
+            },
+            ..fast_sim()
+        },
+    )
+    .await;
+    let first = submit(&a, &common::job_body("first")).await;
+    a.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
+        .await;
+    let db = a.db_path();
+    let upstream = a.sim.base_url();
+    // Daemon A stops (its writes done); daemon B starts on the same file and upstream, with no
+    // window of its own in memory.
+    let (sim, dir) = a.stop_daemon().await;
+    let b = common::spawn_app_with(
+        move |c| {
+            c.database = Some(db.display().to_string());
+            c.upstream.base_url = upstream;
+        },
+        fast_sim(),
+    )
+    .await;
+    let second = submit(&b, &common::job_body("second")).await;
+    let job = b.wait_terminal(&second, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    let events = b.events(&second).await;
+    let waits: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "rate_limit_wait")
+        .collect();
+    assert_eq!(waits.len(), 1, "B waited for A's window: {events:#?}");
+    let msg = waits[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("waiting for rate limit window: 1 requests left for gpt-5; resets in "),
+        "{msg}"
+    );
+    assert_eq!(sim.stats().served_429, 0);
+    b.stop().await;
+    sim.shutdown().await;
+    drop(dir);
+}
+
+/// The store keeps the newest observation of a model's window, whichever order the writes
+/// come in (two daemons' creates answered close together).
+#[tokio::test]
+async fn the_newest_rate_limit_window_wins() {
+    use respool::upstream::{RateLimits, RateWindow};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("w.db").display());
+    let (one, two) = (
+        respool::store::Store::connect(&url).await.unwrap(),
+        respool::store::Store::connect(&url).await.unwrap(),
+    );
+    let limits = |left: u64| RateLimits {
+        remaining_requests: Some(left),
+        remaining_tokens: Some(100_000),
+        reset_requests: Some(Duration::from_secs(5)),
+        reset_tokens: Some(Duration::from_secs(5)),
+    };
+    let newer = RateWindow::observed("o3", &limits(0), 2_000);
+    let older = RateWindow::observed("o3", &limits(7), 1_000);
+    one.record_rate_window(&newer).await.unwrap();
+    two.record_rate_window(&older).await.unwrap();
+    assert_eq!(
+        one.live_rate_windows(2_000).await.unwrap(),
+        vec![newer.clone()]
+    );
+    let newest = RateWindow::observed("o3", &limits(9), 3_000);
+    two.record_rate_window(&newest).await.unwrap();
+    assert_eq!(one.live_rate_windows(3_000).await.unwrap(), vec![newest]);
+    // Another model has a row of its own; a window past both resets is not read.
+    let gpt = RateWindow::observed("gpt-5", &limits(1), 3_000);
+    one.record_rate_window(&gpt).await.unwrap();
+    assert_eq!(two.live_rate_windows(3_000).await.unwrap().len(), 2);
+    assert!(two.live_rate_windows(8_000).await.unwrap().is_empty());
+    one.close().await;
+    two.close().await;
+}

@@ -5,7 +5,9 @@
 //! The daemon makes the upstream calls with its own API key (which must be allowed to manage
 //! the project's webhooks), stores each signing secret it receives in the `webhook_secrets`
 //! table and reloads the receiver's [`Verifier`](crate::webhook::Verifier) from it, so a
-//! delivery signed with the new secret verifies as soon as the call returns. A rotation keeps
+//! delivery signed with the new secret verifies here as soon as the call returns (and at the
+//! other daemons on the same database when their verifier reads the table again: see
+//! `webhook.rs`). A rotation keeps
 //! the old secret, upstream and here, for [`ROTATION_OVERLAP`]. Answers show secrets by their
 //! last four characters only.
 
@@ -196,18 +198,16 @@ pub(super) fn upstream_error(action: &str, e: &UpstreamError) -> ApiError {
     }
 }
 
-/// Serializes [`refresh`]: two refreshes racing could otherwise install an older read after a
-/// newer one, dropping a secret just stored. (Process-wide; refreshes are rare and short.)
-static REFRESH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Reloads the verifier's stored secrets (retiring expired ones first).
+/// Reloads the verifier's stored secrets from the database (retiring expired ones first), and
+/// tells the orchestrator whether there are any.
 pub(super) async fn refresh(state: &AppState) -> Result<Vec<StoredSecret>, ApiError> {
-    let _one_at_a_time = REFRESH.lock().await;
     let now = state.orchestrator.clock().now_ms();
-    let store = state.orchestrator.store();
-    store.retire_expired_webhook_secrets(now).await?;
-    let stored = store.active_webhook_secrets(now).await?;
-    state.verifier.set_stored(&stored);
+    state
+        .orchestrator
+        .store()
+        .retire_expired_webhook_secrets(now)
+        .await?;
+    let stored = state.verifier.reload_stored().await?;
     state
         .orchestrator
         .set_stored_webhook_secrets(!stored.is_empty());

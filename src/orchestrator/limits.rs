@@ -2,7 +2,9 @@
 //! model, enforced inside the claim's transaction), upstream rate-limit windows (a model whose
 //! `x-ratelimit-remaining-*` hit the low-water mark waits for the reset), and budgets
 //! (`budget.rs`). The [`Governor`] keeps the little state this needs between passes; the
-//! ledger stays the only source of truth for jobs.
+//! ledger stays the only source of truth for jobs. Rate-limit windows are not kept here but in
+//! the store (`rate_limit_windows`), because every daemon on the database must see the newest
+//! one, whichever daemon's create brought it.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -10,16 +12,15 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::Orchestrator;
 use super::budget::SpendCache;
+use super::chain;
 use crate::config::Config;
 use crate::store::{ClaimLimits, StoreError};
-use crate::upstream::ratelimit::{LowWater, RateLimiter, RateLimits};
+use crate::upstream::ratelimit::{self, LowWater, RateLimits, RateWindow};
 
-/// State kept between passes by the submission limits, budgets and retention.
+/// State kept between passes by budgets and retention: each a per-process optimisation that
+/// may differ between daemons (see the README's "Several daemons on one database").
 #[derive(Debug)]
 pub(super) struct Governor {
-    /// The latest rate-limit window per model, from create answers. Lives here, not in the
-    /// client, so a reload (which builds a new client) keeps it.
-    pub rate_limits: RateLimiter,
     /// The last computed spend, reused for a moment (see `budget.rs`).
     pub spend: Mutex<Option<SpendCache>>,
     /// Bumped whenever a job finishes, so the cached spend is recomputed.
@@ -33,7 +34,6 @@ pub(super) struct Governor {
 impl Governor {
     pub fn new() -> Self {
         Self {
-            rate_limits: RateLimiter::new(),
             spend: Mutex::new(None),
             spend_generation: AtomicU64::new(0),
             unpriced_logged: Mutex::new(HashSet::new()),
@@ -65,23 +65,29 @@ impl Orchestrator {
         }
     }
 
-    /// Notes what a create's answer said about `model`'s rate-limit window.
+    /// Notes what a create's answer said about `model`'s rate-limit window, in the store.
+    ///
+    /// Written by a task of its own, off the create's path: the answer (its response id above
+    /// all) is recorded without waiting for this hint, whose write may meet a busy database.
+    /// Two writes racing are harmless: the store keeps the newer observation.
     pub(super) fn record_rate_limits(&self, model: &str, limits: Option<&RateLimits>) {
-        if let Some(l) = limits {
-            self.inner.governor.rate_limits.record(model, l, self.now());
-        }
+        let Some(l) = limits else { return };
+        let window = RateWindow::observed(model, l, self.now());
+        let store = self.inner.store.clone();
+        self.inner.tracker.spawn(async move {
+            if let Err(e) = store.record_rate_window(&window).await {
+                tracing::warn!(model = %window.model, error = %chain(&e), "cannot record a rate-limit window");
+            }
+        });
     }
 
-    /// Makes the due jobs of every model whose rate-limit window is nearly used up wait for its
-    /// reset, with a "waiting for rate limit window" event on each.
+    /// Makes the due jobs of every model whose rate-limit window (as the store holds it, from
+    /// any daemon's creates) is nearly used up wait for its reset, with a "waiting for rate
+    /// limit window" event on each.
     pub(super) async fn defer_rate_limited(&self, config: &Config) -> Result<(), StoreError> {
         let now = self.now();
-        for (model, wait) in self
-            .inner
-            .governor
-            .rate_limits
-            .waits(now, low_water(config))
-        {
+        let windows = self.inner.store.live_rate_windows(now).await?;
+        for (model, wait) in ratelimit::waits(&windows, now, low_water(config)) {
             let ids = self
                 .inner
                 .store

@@ -251,6 +251,7 @@ impl Orchestrator {
                 first.get_or_insert(e);
             }
         };
+        self.sync_stored_webhook_secrets().await;
         self.retry_unrecorded().await;
         note("maintenance", self.maintain(&mut handles).await);
         note("duplicates", self.check_duplicates().await);
@@ -325,8 +326,22 @@ impl Orchestrator {
             || self.inner.stored_webhook_secrets.load(Ordering::Relaxed)
     }
 
-    /// Tells the orchestrator whether respool holds stored webhook secrets (at start, and
-    /// after `respool webhook register`).
+    /// Reads whether the database holds accepted webhook secrets (registered through any
+    /// daemon on it), each pass; on a read error the last answer stands.
+    async fn sync_stored_webhook_secrets(&self) {
+        match self
+            .inner
+            .store
+            .has_active_webhook_secrets(self.now())
+            .await
+        {
+            Ok(any) => self.set_stored_webhook_secrets(any),
+            Err(e) => tracing::warn!(error = %chain(&e), "cannot read the stored webhook secrets"),
+        }
+    }
+
+    /// Tells the orchestrator whether respool holds stored webhook secrets (at start, after
+    /// `respool webhook register`, and each pass from the database).
     pub fn set_stored_webhook_secrets(&self, any: bool) {
         self.inner
             .stored_webhook_secrets

@@ -15,6 +15,7 @@ mod jobs;
 mod limits;
 mod notifications;
 mod observations;
+mod rate_limits;
 mod retention;
 mod schedules;
 mod stats;

@@ -1,7 +1,8 @@
 //! Signing secrets of the webhook endpoints respool registered upstream itself: the current
 //! secret of each endpoint (no expiry) and old ones kept through a rotation (until their
 //! `expires_at`). The receiver's [`Verifier`](crate::webhook::Verifier) is loaded from
-//! [`Store::active_webhook_secrets`].
+//! [`Store::active_webhook_secrets`], by every daemon on the database, and each orchestrator
+//! pass asks [`Store::has_active_webhook_secrets`].
 
 use secrecy::SecretString;
 use sqlx::FromRow;
@@ -99,6 +100,18 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected())
+    }
+
+    /// Whether any stored secret is accepted at `now` (so webhooks can arrive at all).
+    pub async fn has_active_webhook_secrets(&self, now: i64) -> Result<bool, StoreError> {
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_secrets \
+             WHERE active = 1 AND (expires_at IS NULL OR expires_at > ?) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(any.is_some())
     }
 
     /// The secrets accepted at `now`, newest first.

@@ -29,7 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 pub use error::UpstreamError;
-pub use ratelimit::{RateLimiter, RateLimits};
+pub use ratelimit::{RateLimits, RateWindow};
 pub use response::{observe, output_text, tagged_job_id};
 
 use crate::config::UpstreamConfig;

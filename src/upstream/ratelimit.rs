@@ -1,14 +1,14 @@
-//! OpenAI's `x-ratelimit-*` headers, and a small limiter that keeps the latest of them per model
-//! so that creates slow down *before* OpenAI answers 429.
+//! OpenAI's `x-ratelimit-*` headers, the window they describe, and the pure decision whether
+//! creates of a model wait for that window to reset, so that they slow down *before* OpenAI
+//! answers 429. The windows themselves live in the store (`rate_limit_windows`), shared by every
+//! daemon on the database; see `orchestrator/limits.rs`.
 //!
 //! `x-ratelimit-remaining-{requests,tokens}` count what is left in the current window;
 //! `x-ratelimit-reset-{requests,tokens}` say, as Go-style durations (`1s`, `6m0s`, `12ms`,
 //! `2s81ms`), how long until the limit is back to full. Limits are per organization and model,
-//! so the limiter is keyed by the model a create named. The numbers are a hint, never a
+//! so windows are keyed by the model a create named. The numbers are a hint, never a
 //! correctness rule: a create that still meets a 429 is rescheduled as before.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -104,13 +104,70 @@ impl RateLimits {
     }
 }
 
-/// The latest window seen for one model, in absolute (unix ms) times.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    remaining_requests: Option<u64>,
-    remaining_tokens: Option<u64>,
-    requests_reset_at: i64,
-    tokens_reset_at: i64,
+/// The latest window seen for one model, in absolute (unix ms) times: what the store keeps
+/// (table `rate_limit_windows`, one row per model), so that every daemon on a database
+/// decides from the same, newest observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateWindow {
+    pub model: String,
+    pub remaining_requests: Option<u64>,
+    pub remaining_tokens: Option<u64>,
+    pub requests_reset_at: i64,
+    pub tokens_reset_at: i64,
+    /// When the answer that said this arrived (unix ms): a newer observation replaces an
+    /// older one, never the other way round.
+    pub observed_at: i64,
+}
+
+impl RateWindow {
+    /// What an answer to a request for `model`, received at `now` (unix ms), says of its
+    /// window. A missing reset counts as [`DEFAULT_RESET`], a huge one as [`MAX_RESET`].
+    pub fn observed(model: &str, limits: &RateLimits, now: i64) -> Self {
+        let at =
+            |d: Option<Duration>| now + crate::clock::ms(d.unwrap_or(DEFAULT_RESET).min(MAX_RESET));
+        Self {
+            model: model.to_string(),
+            remaining_requests: limits.remaining_requests,
+            remaining_tokens: limits.remaining_tokens,
+            requests_reset_at: at(limits.reset_requests),
+            tokens_reset_at: at(limits.reset_tokens),
+            observed_at: now,
+        }
+    }
+
+    /// Whether the window says nothing any more at `now` (both limits are back to full).
+    pub fn is_over(&self, now: i64) -> bool {
+        self.requests_reset_at.max(self.tokens_reset_at) <= now
+    }
+
+    /// Whether creates of this model should wait at `now`, and until when.
+    pub fn wait(&self, now: i64, low: LowWater) -> Option<RateWait> {
+        let mut until = None::<i64>;
+        let mut why = Vec::new();
+        if let Some(left) = self.remaining_requests {
+            if left <= low.requests && self.requests_reset_at > now {
+                until = Some(until.unwrap_or(0).max(self.requests_reset_at));
+                why.push(format!("{left} requests left"));
+            }
+        }
+        if let Some(left) = self.remaining_tokens {
+            if left <= low.tokens && self.tokens_reset_at > now {
+                until = Some(until.unwrap_or(0).max(self.tokens_reset_at));
+                why.push(format!("{left} tokens left"));
+            }
+        }
+        let until = until?;
+        let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+        Some(RateWait {
+            until,
+            reason: format!(
+                "waiting for rate limit window: {} for {}; resets in {}",
+                why.join(", "),
+                self.model,
+                humantime::format_duration(wait)
+            ),
+        })
+    }
 }
 
 /// Why creates of a model wait, and until when (unix ms).
@@ -127,80 +184,15 @@ pub struct LowWater {
     pub tokens: u64,
 }
 
-/// The latest rate-limit window per model. Shared by every submit worker of a daemon; each
-/// daemon keeps its own (several daemons on one key each see their own answers, which is
-/// still a good hint).
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    windows: Mutex<HashMap<String, Window>>,
-}
-
-impl RateLimiter {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Records what an answer to a request for `model` said, at `now` (unix ms).
-    pub fn record(&self, model: &str, limits: &RateLimits, now: i64) {
-        let at =
-            |d: Option<Duration>| now + crate::clock::ms(d.unwrap_or(DEFAULT_RESET).min(MAX_RESET));
-        let window = Window {
-            remaining_requests: limits.remaining_requests,
-            remaining_tokens: limits.remaining_tokens,
-            requests_reset_at: at(limits.reset_requests),
-            tokens_reset_at: at(limits.reset_tokens),
-        };
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget windows that are over, so the map holds only models in recent use.
-        windows.retain(|_, w| w.requests_reset_at.max(w.tokens_reset_at) > now);
-        windows.insert(model.to_string(), window);
-    }
-
-    /// Whether creates of `model` should wait at `now`, and until when.
-    pub fn wait_for(&self, model: &str, now: i64, low: LowWater) -> Option<RateWait> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        windows
-            .get(model)
-            .and_then(|w| Self::wait_of(model, w, now, low))
-    }
-
-    /// Every model whose creates should wait at `now`.
-    pub fn waits(&self, now: i64, low: LowWater) -> Vec<(String, RateWait)> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<(String, RateWait)> = windows
-            .iter()
-            .filter_map(|(m, w)| Self::wait_of(m, w, now, low).map(|r| (m.clone(), r)))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
-    }
-
-    fn wait_of(model: &str, w: &Window, now: i64, low: LowWater) -> Option<RateWait> {
-        let mut until = None::<i64>;
-        let mut why = Vec::new();
-        if let Some(left) = w.remaining_requests {
-            if left <= low.requests && w.requests_reset_at > now {
-                until = Some(until.unwrap_or(0).max(w.requests_reset_at));
-                why.push(format!("{left} requests left"));
-            }
-        }
-        if let Some(left) = w.remaining_tokens {
-            if left <= low.tokens && w.tokens_reset_at > now {
-                until = Some(until.unwrap_or(0).max(w.tokens_reset_at));
-                why.push(format!("{left} tokens left"));
-            }
-        }
-        let until = until?;
-        let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
-        Some(RateWait {
-            until,
-            reason: format!(
-                "waiting for rate limit window: {} for {model}; resets in {}",
-                why.join(", "),
-                humantime::format_duration(wait)
-            ),
-        })
-    }
+/// Every model whose creates should wait at `now`, by model name, given the latest window of
+/// each model (as the store holds them: one per model).
+pub fn waits(windows: &[RateWindow], now: i64, low: LowWater) -> Vec<(String, RateWait)> {
+    let mut out: Vec<(String, RateWait)> = windows
+        .iter()
+        .filter_map(|w| w.wait(now, low).map(|r| (w.model.clone(), r)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 #[cfg(test)]
@@ -280,60 +272,70 @@ mod tests {
         }
     }
 
+    fn window(requests: u64, tokens: u64, reset_ms: u64, now: i64) -> RateWindow {
+        RateWindow::observed("o3", &limits(requests, tokens, reset_ms), now)
+    }
+
     #[test]
     fn waits_at_the_low_water_mark_until_the_reset() {
-        let l = RateLimiter::new();
-        l.record("o3", &limits(5, 50_000, 1000), 10_000);
-        assert_eq!(l.wait_for("o3", 10_000, LOW), None);
+        assert_eq!(window(5, 50_000, 1000, 10_000).wait(10_000, LOW), None);
 
-        l.record("o3", &limits(1, 50_000, 1500), 10_000);
-        let w = l.wait_for("o3", 10_100, LOW).unwrap();
-        assert_eq!(w.until, 11_500);
+        let w = window(1, 50_000, 1500, 10_000);
+        assert_eq!(w.observed_at, 10_000);
+        let wait = w.wait(10_100, LOW).unwrap();
+        assert_eq!(wait.until, 11_500);
         assert!(
-            w.reason
+            wait.reason
                 .starts_with("waiting for rate limit window: 1 requests left for o3"),
             "{}",
-            w.reason
+            wait.reason
         );
-        // Other models go on.
-        assert_eq!(l.wait_for("gpt-5", 10_100, LOW), None);
         // Past the reset, the numbers are stale: no wait.
-        assert_eq!(l.wait_for("o3", 11_500, LOW), None);
+        assert_eq!(w.wait(11_500, LOW), None);
 
         // Tokens low: the token reset counts.
-        l.record("o3", &limits(100, 10, 1000), 20_000);
-        assert_eq!(l.wait_for("o3", 20_000, LOW).unwrap().until, 22_000);
-        // Both low: the later reset.
-        l.record("o3", &limits(0, 0, 1000), 30_000);
-        let w = l.wait_for("o3", 30_000, LOW).unwrap();
-        assert_eq!(w.until, 32_000);
-        assert!(
-            w.reason.contains("0 requests left, 0 tokens left"),
-            "{}",
-            w.reason
+        assert_eq!(
+            window(100, 10, 1000, 20_000)
+                .wait(20_000, LOW)
+                .unwrap()
+                .until,
+            22_000
         );
-        assert_eq!(l.waits(30_000, LOW).len(), 1);
+        // Both low: the later reset.
+        let both = window(0, 0, 1000, 30_000);
+        let wait = both.wait(30_000, LOW).unwrap();
+        assert_eq!(wait.until, 32_000);
+        assert!(
+            wait.reason.contains("0 requests left, 0 tokens left"),
+            "{}",
+            wait.reason
+        );
+        assert!(!both.is_over(31_999));
+        assert!(both.is_over(32_000));
 
-        // A newer answer with room again lifts the wait at once.
-        l.record("o3", &limits(50, 50_000, 1000), 30_500);
-        assert_eq!(l.wait_for("o3", 30_500, LOW), None);
+        // Every model is decided on its own window; others go on.
+        let gpt = RateWindow::observed("gpt-5", &limits(50, 50_000, 1000), 30_000);
+        let got = waits(&[gpt.clone(), both.clone()], 30_000, LOW);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "o3");
+        assert!(waits(&[gpt], 30_000, LOW).is_empty());
+        assert!(waits(&[], 30_000, LOW).is_empty());
     }
 
     #[test]
     fn missing_or_huge_resets_are_bounded() {
-        let l = RateLimiter::new();
         let no_reset = RateLimits {
             remaining_requests: Some(0),
             ..Default::default()
         };
-        l.record("m", &no_reset, 0);
-        assert_eq!(l.wait_for("m", 0, LOW).unwrap().until, 1000);
+        let w = RateWindow::observed("m", &no_reset, 0);
+        assert_eq!(w.wait(0, LOW).unwrap().until, 1000);
         let huge = RateLimits {
             remaining_requests: Some(0),
             reset_requests: Some(Duration::from_secs(10 * 24 * 3600)),
             ..Default::default()
         };
-        l.record("m", &huge, 0);
-        assert_eq!(l.wait_for("m", 0, LOW).unwrap().until, 24 * 3600 * 1000);
+        let w = RateWindow::observed("m", &huge, 0);
+        assert_eq!(w.wait(0, LOW).unwrap().until, 24 * 3600 * 1000);
     }
 }

@@ -222,6 +222,14 @@ impl TestApp {
             .collect()
     }
 
+    /// Stops the daemon (its work in flight written) and hands back what outlives it: the
+    /// simulator and the directory holding the database, for another daemon to use.
+    pub async fn stop_daemon(self) -> (SimHandle, tempfile::TempDir) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        (self.sim, self.dir)
+    }
+
     /// Stops the daemon and the simulator.
     pub async fn stop(self) {
         self.shutdown.cancel();

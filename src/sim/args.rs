@@ -89,6 +89,25 @@ pub struct SimArgs {
     /// Probability that a request gets a 500/502/503.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
     pub server_error: f64,
+    /// Share of --server-error answers that carry `x-should-retry: false`.
+    #[arg(long, default_value_t = 0.5, help_heading = "Faults")]
+    pub server_error_noretry: f64,
+    /// Probability that a create is accepted, then its connection closed with no answer.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub create_then_drop: f64,
+    /// Probability that a create is accepted, then answered by a proxy 502/504 (HTML, no
+    /// x-request-id).
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub create_then_gateway_error: f64,
+    /// Probability that a create's connection is closed with no answer, nothing created.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub drop_before_create: f64,
+    /// Probability that a create gets a proxy 502/504 (HTML, no x-request-id), nothing created.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub gateway_error_before_create: f64,
+    /// Never drop (--webhook-drop) the webhook of a response whose create answer was lost.
+    #[arg(long, help_heading = "Faults")]
+    pub webhook_drop_spares_lost_answers: bool,
     /// Delay before a create is answered.
     #[arg(long, default_value = "0s", value_parser = duration, help_heading = "Faults")]
     pub slow_create: Duration,
@@ -133,6 +152,12 @@ impl SimArgs {
             quota_exceeded: self.quota_exceeded,
             server_error: self.server_error,
             server_error_next: 0,
+            server_error_noretry: Some(self.server_error_noretry),
+            create_then_drop: self.create_then_drop,
+            create_then_gateway_error: self.create_then_gateway_error,
+            drop_before_create: self.drop_before_create,
+            gateway_error_before_create: self.gateway_error_before_create,
+            webhook_drop_spares_lost_answers: self.webhook_drop_spares_lost_answers,
             slow_create: self.slow_create,
             create_accept_then_hang: self.accept_then_hang,
             hang_for: self.hang_for,

@@ -48,6 +48,8 @@ pub(crate) struct WebhookJob {
     pub created_at: i64,
     pub mode: WebhookMode,
     pub extra_delay: Option<Duration>,
+    /// The create's answer was lost (see `Faults::webhook_drop_spares_lost_answers`).
+    pub answer_lost: bool,
 }
 
 /// One stored response and its plan.
@@ -73,6 +75,13 @@ pub(crate) struct Entry {
     pub(crate) terminal_at: Option<Instant>,
     /// Whether the stream log gets an event type clients must ignore.
     pub(crate) unknown_events: bool,
+    /// Wall-clock creation time in Unix milliseconds (for `/_sim/responses`).
+    pub(crate) created_ms: i64,
+    /// `metadata.respool_job_id` of the create, if any.
+    pub(crate) job_id: Option<String>,
+    /// How the create's answer was lost (`hang`, `create_then_drop`,
+    /// `create_then_gateway_error`), if it was.
+    pub(crate) answer_lost: Option<&'static str>,
 }
 
 impl Entry {
@@ -200,6 +209,7 @@ impl Entry {
             created_at: at_unix,
             mode: self.webhook,
             extra_delay: self.webhook_delay,
+            answer_lost: self.answer_lost.is_some(),
         })
     }
 }

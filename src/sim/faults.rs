@@ -39,8 +39,14 @@ pub struct Faults {
     pub retry_after: Duration,
     /// Probability that an API request gets 429 `insufficient_quota` (no `Retry-After`).
     pub quota_exceeded: f64,
-    /// Probability that an API request gets a 500/502/503, sometimes with `x-should-retry: false`.
+    /// Probability that an API request gets a 500/502/503 answered *by the API*: OpenAI's error
+    /// envelope (`{"error": {…, "type": "server_error"}}`), `x-request-id` and the other standard
+    /// headers, and nothing created (the gate answers before any handler runs). Half of them
+    /// carry `x-should-retry: false` unless `server_error_noretry` says otherwise.
     pub server_error: f64,
+    /// The share of `server_error` answers that carry `x-should-retry: false`; unset: 0.5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_error_noretry: Option<f64>,
     /// The next N API requests get a retryable 500 (deterministic; counts down).
     pub server_error_next: u32,
     /// Delay before a create is processed and answered.
@@ -49,6 +55,28 @@ pub struct Faults {
     /// Probability that a create is accepted (the response exists and runs) but the HTTP reply
     /// is held back for `hang_for`, long enough for a client to time out.
     pub create_accept_then_hang: f64,
+    /// Probability that a create is accepted (the response exists and runs) and then the
+    /// connection is closed with no HTTP answer at all: the client sees a transport error
+    /// (connection closed before a message completed), and the answer is lost.
+    pub create_then_drop: f64,
+    /// Probability that a create is accepted and then answered by a "proxy" with a 502 or 504
+    /// carrying an HTML page (a CDN's error page): no OpenAI envelope, no `x-request-id`, no
+    /// `openai-*` or `x-ratelimit-*` headers. The response exists and runs.
+    pub create_then_gateway_error: f64,
+    /// Probability that a create's connection is closed with no HTTP answer *before* anything
+    /// is created. A client cannot tell this from `create_then_drop`; that is the point.
+    pub drop_before_create: f64,
+    /// Probability that a create is answered by a "proxy" 502/504 (HTML, no envelope, no
+    /// `x-request-id`) *before* anything is created. Indistinguishable from
+    /// `create_then_gateway_error` for a client.
+    pub gateway_error_before_create: f64,
+    /// When set, `webhook_drop` never drops the webhook of a response whose create answer was
+    /// lost (hung past the client's timeout, dropped, or a gateway error after creating). The
+    /// real service retries a webhook for 72 hours, so such a response is revealed eventually;
+    /// dropping its webhook too models a loss no client can recover from (no list endpoint),
+    /// which a test of a client's promises must leave out. Per-response `webhook=drop` still
+    /// drops.
+    pub webhook_drop_spares_lost_answers: bool,
     /// How long a hung create reply is held back. Zero means 30 s.
     #[serde(with = "duration_serde")]
     pub hang_for: Duration,
@@ -84,6 +112,17 @@ impl Faults {
             ("rate_limit", self.rate_limit),
             ("quota_exceeded", self.quota_exceeded),
             ("server_error", self.server_error),
+            (
+                "server_error_noretry",
+                self.server_error_noretry.unwrap_or(0.5),
+            ),
+            ("create_then_drop", self.create_then_drop),
+            ("create_then_gateway_error", self.create_then_gateway_error),
+            ("drop_before_create", self.drop_before_create),
+            (
+                "gateway_error_before_create",
+                self.gateway_error_before_create,
+            ),
             ("create_accept_then_hang", self.create_accept_then_hang),
             ("stuck_queued", self.stuck_queued),
             ("fail", self.fail),
@@ -156,10 +195,57 @@ pub(crate) enum HeaderFault {
     Server { status: u16, retry: bool },
     /// Accept the create but hold the reply for `hang_for`.
     Hang,
+    /// A create fault decided in the handler: close the connection or answer like a proxy,
+    /// before or after creating.
+    Create(CreateFault),
+}
+
+/// What happens to a create's answer, beyond the API's own error answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreateFault {
+    /// Close the connection without answering, nothing created.
+    DropBefore,
+    /// Answer a proxy 502/504 (HTML, no `x-request-id`), nothing created.
+    GatewayBefore,
+    /// Create the response, then close the connection without answering.
+    DropAfter,
+    /// Create the response, then answer a proxy 502/504.
+    GatewayAfter,
+}
+
+impl CreateFault {
+    /// Whether the response is created before the answer goes wrong.
+    pub(crate) fn creates(self) -> bool {
+        matches!(self, Self::DropAfter | Self::GatewayAfter)
+    }
+
+    /// The name used in `x-sim-fault` and in `/_sim/responses`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::DropBefore => "drop_before_create",
+            Self::GatewayBefore => "gateway_error_before_create",
+            Self::DropAfter => "create_then_drop",
+            Self::GatewayAfter => "create_then_gateway_error",
+        }
+    }
+
+    /// Rolls the four create faults (in a fixed order, so a seed replays them).
+    pub(crate) fn roll(rng: &mut impl Rng, faults: &Faults) -> Option<Self> {
+        [
+            (faults.drop_before_create, Self::DropBefore),
+            (faults.gateway_error_before_create, Self::GatewayBefore),
+            (faults.create_then_drop, Self::DropAfter),
+            (faults.create_then_gateway_error, Self::GatewayAfter),
+        ]
+        .into_iter()
+        .find_map(|(p, fault)| roll(rng, p).then_some(fault))
+    }
 }
 
 impl HeaderFault {
-    /// Parses `429`, `quota`, `500`, `502`, `503`, `500-noretry`, `hang`.
+    /// Parses `429`, `quota`, `500`, `502`, `503`, `500-noretry`, `hang`, and the create
+    /// faults by name (`drop_before_create`, `gateway_error_before_create`,
+    /// `create_then_drop`, `create_then_gateway_error`).
     pub(crate) fn parse(value: &str) -> Option<Self> {
         let value = value.trim().to_ascii_lowercase();
         let (code, retry) = match value.strip_suffix("-noretry") {
@@ -173,6 +259,10 @@ impl HeaderFault {
             "502" => Some(Self::Server { status: 502, retry }),
             "503" => Some(Self::Server { status: 503, retry }),
             "hang" => Some(Self::Hang),
+            "drop_before_create" => Some(Self::Create(CreateFault::DropBefore)),
+            "gateway_error_before_create" => Some(Self::Create(CreateFault::GatewayBefore)),
+            "create_then_drop" => Some(Self::Create(CreateFault::DropAfter)),
+            "create_then_gateway_error" => Some(Self::Create(CreateFault::GatewayAfter)),
             _ => None,
         }
     }

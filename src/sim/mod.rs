@@ -13,8 +13,23 @@
 //!   to the configured target and to every subscribed webhook endpoint.
 //! - `/v1/webhook_endpoints`: create, list, retrieve, update, delete, `rotate_secret` (with the
 //!   old secret kept for [`SimConfig::secret_rotation_overlap`] on request) and `test`.
-//! - Control: `GET /_sim/stats`, `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
+//! - Control: `GET /_sim/stats`, `GET /_sim/responses[?job_id=…]` (every response created,
+//!   per `metadata.respool_job_id`: status, output text, whether its answer was lost; see
+//!   [`SimResponse`]), `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
 //!   `POST /_sim/webhook` (`{"url": …, "secrets": [...]}`). These need no API key.
+//!
+//! # How a create can fail
+//! Each case looks to a client the way the real service's would (upstream-api.md §3, §7):
+//!
+//! | fault | created? | what the client gets |
+//! | --- | --- | --- |
+//! | `rate_limit`, `quota_exceeded` | no | 429, OpenAI envelope, `x-request-id` (`Retry-After` on a rate limit) |
+//! | `server_error` | no | 500/502/503, OpenAI envelope, `x-request-id`, maybe `x-should-retry: false` |
+//! | `gateway_error_before_create` | no | proxy 502/504, HTML, no `x-request-id` |
+//! | `drop_before_create` | no | connection closed, no answer |
+//! | `create_then_gateway_error` | yes | proxy 502/504, HTML, no `x-request-id` |
+//! | `create_then_drop` | yes | connection closed, no answer |
+//! | `create_accept_then_hang` | yes | no answer before its timeout |
 //!
 //! # Per-request overrides: `metadata.sim`
 //! A create whose `metadata.sim` is a string of `;`-separated directives overrides the global
@@ -36,7 +51,9 @@
 //! Example: `queue=1s;run=5s;outcome=failed:vector_store_timeout;webhook=drop`.
 //!
 //! A single request can also carry `x-sim-fault: 429 | quota | 500 | 502 | 503 |
-//! 500-noretry | 502-noretry | 503-noretry | hang` (`hang` only affects creates).
+//! 500-noretry | 502-noretry | 503-noretry | hang | drop_before_create |
+//! gateway_error_before_create | create_then_drop | create_then_gateway_error` (the last
+//! five only affect creates).
 //!
 //! # Layout
 //! - `args.rs`: [`SimArgs`], the `respool sim` flags. `faults.rs`: [`Faults`] and the
@@ -45,9 +62,11 @@
 //!   status machine. `state.rs`: the store and its operations. `stream.rs`: SSE.
 //!   `webhooks.rs`: signed deliveries. `endpoints.rs`: webhook endpoints and their secrets;
 //!   `endpoint_params.rs`: their request bodies. `server.rs`: routes. `headers.rs`: request id
-//!   and rate-limit headers. `error.rs`: the error envelope.
+//!   and rate-limit headers. `error.rs`: the error envelope. `broken.rs`: answers that are not
+//!   the API's (dropped connections, proxy pages). `ledger.rs`: what was created, per job.
 
 mod args;
+mod broken;
 mod endpoint_params;
 mod endpoints;
 mod entry;
@@ -55,6 +74,7 @@ mod error;
 mod faults;
 mod headers;
 mod ids;
+mod ledger;
 mod output;
 mod response;
 mod server;
@@ -75,6 +95,7 @@ use tokio_util::task::TaskTracker;
 
 pub use args::SimArgs;
 pub use faults::Faults;
+pub use ledger::SimResponse;
 pub use webhooks::USER_AGENT as WEBHOOK_USER_AGENT;
 
 use state::Shared;
@@ -195,8 +216,16 @@ pub struct SimStats {
     pub webhooks_failed: u32,
     /// 429 replies served.
     pub served_429: u32,
-    /// 5xx replies served.
+    /// 5xx replies served by the API (with its envelope and `x-request-id`).
     pub served_5xx: u32,
+    /// Proxy-style 502/504 pages served (`gateway_error_before_create`,
+    /// `create_then_gateway_error`).
+    #[serde(default)]
+    pub gateway_errors: u32,
+    /// Create connections closed without an answer (`drop_before_create`,
+    /// `create_then_drop`).
+    #[serde(default)]
+    pub dropped_connections: u32,
 }
 
 /// Why the simulator could not start.
@@ -381,6 +410,12 @@ impl SimHandle {
             .get(id)
             .map(|e| e.live_secrets(Instant::now()))
             .unwrap_or_default()
+    }
+
+    /// Every response created for `job_id` (every response, if `None`), oldest first, as it
+    /// stands now: what `GET /_sim/responses?job_id=…` answers.
+    pub fn responses(&self, job_id: Option<&str>) -> Vec<SimResponse> {
+        self.shared.responses(job_id)
     }
 
     /// The current snapshot of a stored response (advanced to now), as the API would show it

@@ -1,7 +1,8 @@
 //! The HTTP surface: the `/v1/responses` routes (and `/v1/webhook_endpoints` from
 //! `endpoints.rs`), the gate in front of them (bearer auth,
 //! API faults, standard headers, 429/5xx counters) and the `/_sim/*` control API
-//! (`GET /_sim/stats`, `GET|POST /_sim/faults`, `POST /_sim/webhook`), which needs no key.
+//! (`GET /_sim/stats`, `GET /_sim/responses`, `GET|POST /_sim/faults`, `POST /_sim/webhook`),
+//! which needs no key.
 
 use std::sync::Arc;
 
@@ -18,8 +19,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::broken::{NotTheApi, dropped_connection, proxy_error};
 use super::error::ApiError;
-use super::faults::{Faults, HeaderFault, roll};
+use super::faults::{CreateFault, Faults, HeaderFault, roll};
 use super::headers::RateWindow;
 use super::output::render_output;
 use super::state::Shared;
@@ -59,6 +61,7 @@ pub(crate) fn router(
     Router::new()
         .nest("/v1", v1)
         .route("/_sim/stats", get(stats))
+        .route("/_sim/responses", get(responses))
         .route("/_sim/faults", get(get_faults).post(set_faults))
         .route("/_sim/webhook", post(set_webhook))
         .with_state(app)
@@ -71,6 +74,10 @@ async fn gate(State(app): State<App>, req: Request, next: Next) -> Response {
         Ok(()) => next.run(req).await,
         Err(err) => err.into_response(),
     };
+    if response.extensions().get::<NotTheApi>().is_some() {
+        // A proxy's page or a dropped connection: none of the API's headers.
+        return response;
+    }
     let ratelimit = {
         let mut inner = app.shared.lock();
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
@@ -125,7 +132,8 @@ fn admit(app: &App, req: &Request) -> Result<(), ApiError> {
     let mut inner = app.shared.lock();
     let faults = inner.faults.clone();
     let fault = match forced {
-        Some(HeaderFault::Hang) => None,
+        // Decided by the create handler.
+        Some(HeaderFault::Hang | HeaderFault::Create(_)) => None,
         Some(f) => Some(f),
         None if faults.rate_limit_next > 0 => {
             inner.faults.rate_limit_next -= 1;
@@ -142,9 +150,10 @@ fn admit(app: &App, req: &Request) -> Result<(), ApiError> {
         None if roll(&mut inner.rng, faults.quota_exceeded) => Some(HeaderFault::Quota),
         None if roll(&mut inner.rng, faults.server_error) => {
             let status = [500, 502, 503][inner.rng.random_range(0..3)];
+            let noretry = faults.server_error_noretry.unwrap_or(0.5).clamp(0.0, 1.0);
             Some(HeaderFault::Server {
                 status,
-                retry: inner.rng.random_bool(0.5),
+                retry: inner.rng.random_bool(1.0 - noretry),
             })
         }
         None => None,
@@ -202,7 +211,7 @@ fn fault_error(fault: HeaderFault, faults: &Faults) -> ApiError {
                 err.with_header("x-should-retry", "false")
             }
         }
-        HeaderFault::Hang => plain(
+        HeaderFault::Hang | HeaderFault::Create(_) => plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             "hang",
             "server_error",
@@ -250,20 +259,52 @@ async fn create(
         req.include.clone(),
         req.overrides.hang,
     );
-    let header_hang = headers
+    let forced = headers
         .get("x-sim-fault")
         .and_then(|v| v.to_str().ok())
-        .and_then(HeaderFault::parse)
-        == Some(HeaderFault::Hang);
-    let (id, snapshot) = app.shared.create(req)?;
-    let (rolled_hang, cut_after, sticks) = {
+        .and_then(HeaderFault::parse);
+    // Every fault of this create is decided before the response exists, so the response
+    // knows whether its answer will be lost (see `Faults::webhook_drop_spares_lost_answers`).
+    let (broken, rolled_hang, cut_after, sticks, gateway) = {
         let mut inner = app.shared.lock();
+        let broken = match forced {
+            Some(HeaderFault::Create(f)) => Some(f),
+            _ if stream => None,
+            _ => CreateFault::roll(&mut inner.rng, &faults),
+        };
         let hang = roll(&mut inner.rng, faults.create_accept_then_hang);
         let cut = (stream && roll(&mut inner.rng, faults.stream_drop))
             .then(|| inner.rng.random_range(2..8));
         let sticks = stream && background && roll(&mut inner.rng, faults.stream_abort_sticks);
-        (hang, cut, sticks)
+        let gateway = if inner.rng.random_bool(0.5) {
+            StatusCode::BAD_GATEWAY
+        } else {
+            StatusCode::GATEWAY_TIMEOUT
+        };
+        (broken, hang, cut, sticks, gateway)
     };
+    let hang = match sim_hang {
+        _ if stream || broken.is_some() => None,
+        Some(d) if !d.is_zero() => Some(d),
+        Some(_) => Some(faults.hang_for_or_default()),
+        None if forced == Some(HeaderFault::Hang) || rolled_hang => {
+            Some(faults.hang_for_or_default())
+        }
+        None => None,
+    };
+    if let Some(fault) = broken.filter(|f| !f.creates()) {
+        tracing::debug!(fault = fault.as_str(), "create not processed");
+        return Ok(broken_answer(&app, fault, gateway));
+    }
+    let answer_lost = match broken {
+        Some(fault) => Some(fault.as_str()),
+        None => hang.map(|_| "hang"),
+    };
+    let (id, snapshot) = app.shared.create(req, answer_lost)?;
+    if let Some(fault) = broken {
+        tracing::debug!(response_id = %id, fault = fault.as_str(), "create accepted, answer lost");
+        return Ok(broken_answer(&app, fault, gateway));
+    }
     if stream {
         return Ok(sse(
             app.shared.clone(),
@@ -274,17 +315,26 @@ async fn create(
             app.cancel.clone(),
         ));
     }
-    let hang = match sim_hang {
-        Some(d) if !d.is_zero() => Some(d),
-        Some(_) => Some(faults.hang_for_or_default()),
-        None if header_hang || rolled_hang => Some(faults.hang_for_or_default()),
-        None => None,
-    };
     if let Some(d) = hang {
         tracing::debug!(response_id = %id, hang = ?d, "create accepted, reply held back");
         pause(&app.cancel, d).await;
     }
     Ok(axum::Json(render(&snapshot, &include)).into_response())
+}
+
+/// A dropped connection or a proxy's page, counted.
+fn broken_answer(app: &App, fault: CreateFault, gateway: StatusCode) -> Response {
+    let mut inner = app.shared.lock();
+    match fault {
+        CreateFault::DropBefore | CreateFault::DropAfter => {
+            inner.stats.dropped_connections += 1;
+            dropped_connection()
+        }
+        CreateFault::GatewayBefore | CreateFault::GatewayAfter => {
+            inner.stats.gateway_errors += 1;
+            proxy_error(gateway)
+        }
+    }
 }
 
 /// Query parameters of `GET /v1/responses/{id}` (`include[]` bracket syntax or `include`).
@@ -448,6 +498,20 @@ async fn unknown_route(req: Request) -> ApiError {
 
 async fn stats(State(app): State<App>) -> Response {
     axum::Json(app.shared.lock().stats.clone()).into_response()
+}
+
+#[derive(Deserialize)]
+struct ResponsesQuery {
+    job_id: Option<String>,
+}
+
+/// Every response created (for one `job_id`, if given), oldest first.
+async fn responses(
+    State(app): State<App>,
+    axum::extract::Query(q): axum::extract::Query<ResponsesQuery>,
+) -> Response {
+    let data = app.shared.responses(q.job_id.as_deref());
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
 async fn get_faults(State(app): State<App>) -> Response {

@@ -39,6 +39,9 @@ pub(crate) struct Inner {
     pub webhook: WebhookTarget,
     /// Registered webhook endpoints (`/v1/webhook_endpoints`).
     pub endpoints: Endpoints,
+    /// Every response created, oldest first, as (`metadata.respool_job_id`, response id):
+    /// what `/_sim/responses` reports, also after a response is deleted or swept.
+    pub created: Vec<(Option<String>, String)>,
 }
 
 /// State shared by the server, the clock task, streams and webhook senders.
@@ -72,6 +75,7 @@ impl Shared {
             stats: SimStats::default(),
             webhook,
             endpoints: Endpoints::default(),
+            created: Vec::new(),
         };
         let (webhook_tx, rx) = mpsc::channel(config.webhook_max_pending.max(1));
         let shared = Self {
@@ -103,7 +107,13 @@ impl Shared {
     }
 
     /// Creates a response from a validated request; returns its id and first snapshot.
-    pub fn create(&self, req: CreateRequest) -> Result<(String, Value), ApiError> {
+    /// `answer_lost` names the fault that will keep the create's answer from the client, if
+    /// one will.
+    pub fn create(
+        &self,
+        req: CreateRequest,
+        answer_lost: Option<&'static str>,
+    ) -> Result<(String, Value), ApiError> {
         let now = Instant::now();
         let id = ids::new("resp");
         let mut inner = self.lock();
@@ -165,6 +175,13 @@ impl Shared {
             webhook_delay: o.webhook_delay,
             terminal_at: None,
             unknown_events: req.stream && roll(&mut inner.rng, faults.stream_unknown_events),
+            created_ms: chrono::Utc::now().timestamp_millis(),
+            job_id: req
+                .metadata
+                .get("respool_job_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            answer_lost,
         };
         entry.push_lifecycle("response.created");
         if status == Status::Queued {
@@ -185,6 +202,7 @@ impl Shared {
                 .entry(job_id.to_owned())
                 .or_default() += 1;
         }
+        inner.created.push((entry.job_id.clone(), id.clone()));
         inner.entries.insert(id.clone(), entry);
         drop(inner);
         self.wake.notify_one();
@@ -256,6 +274,21 @@ impl Shared {
         }
         self.emit(job);
         Ok(out)
+    }
+
+    /// Runs `f` on any response, stored or not, after advancing it to now (for the control
+    /// API, which also reports `store: false` responses); `None` once it is gone.
+    pub fn with_any_entry<T>(&self, id: &str, f: impl FnOnce(&Entry) -> T) -> Option<T> {
+        let mut inner = self.lock();
+        let entry = inner.entries.get_mut(id)?;
+        let job = entry.advance(id, Instant::now());
+        let out = f(entry);
+        drop(inner);
+        if job.is_some() {
+            self.changed();
+        }
+        self.emit(job);
+        Some(out)
     }
 
     /// `POST /cancel`: the cancel matrix of §7.5.

@@ -115,8 +115,9 @@ impl Sender {
                 return;
             }
             let faults = inner.faults.clone();
-            let dropped =
-                job.mode == WebhookMode::Drop || roll(&mut inner.rng, faults.webhook_drop);
+            let spared = job.answer_lost && faults.webhook_drop_spares_lost_answers;
+            let dropped = job.mode == WebhookMode::Drop
+                || (!spared && roll(&mut inner.rng, faults.webhook_drop));
             if dropped {
                 inner.stats.webhooks_dropped += 1;
                 tracing::debug!(response_id = %job.data_id, "webhook dropped by fault");

@@ -1,0 +1,310 @@
+//! The chaos run's verdict: from the daemon's view of each job, what the simulator created for
+//! it and what the receiver got, the counts of the summary line. Pure functions of that
+//! evidence (no clock, no network), so the same evidence always gives the same verdict.
+//!
+//! - **lost**: the job is not terminal; or it differs (status, output text, response id) from
+//!   the response the simulator says it ran: its one response not cancelled (when several
+//!   were not cancelled, the one the job names); or it has no such response at all (none
+//!   created, or all cancelled); or it is `completed` with no output text.
+//! - **paid twice**: the simulator created more than one response for the job that was not
+//!   cancelled before it finished. Responses created and then cancelled are counted apart.
+//! - **notified twice**: one (job, event) reached the receiver (answered 2xx) under two
+//!   `webhook-id`s, or was delivered again after the receiver had answered 2xx *and* the
+//!   daemon had recorded the delivery (`delivered_at` earlier than the later arrival). A
+//!   redelivery before the record (a kill between the 2xx and the record) is at-least-once,
+//!   dedupable by `webhook-id`, and counted apart as "redelivered (deduped by id)".
+//! - **unnotified** (reported apart, and failing the run too): a terminal job whose final
+//!   event (`job.<status>`) never got a 2xx from the receiver.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use respool::sim::SimResponse;
+use serde_json::Value;
+
+use super::receiver::Hit;
+
+/// The daemon's view of one job at the end.
+#[derive(Debug, Clone)]
+pub struct JobEnd {
+    pub id: String,
+    pub status: String,
+    pub output_text: Option<String>,
+    pub response_id: Option<String>,
+    /// `delivered_at` (Unix ms) of the job's notification rows, by event.
+    pub delivered_at: BTreeMap<String, i64>,
+}
+
+impl JobEnd {
+    pub fn from_view(view: &Value, notifications: &[Value]) -> Self {
+        let text = |k: &str| view[k].as_str().map(str::to_string);
+        let delivered_at = notifications
+            .iter()
+            .filter_map(|n| {
+                Some((
+                    n["event"].as_str()?.to_string(),
+                    n["delivered_at"].as_i64()?,
+                ))
+            })
+            .collect();
+        Self {
+            id: text("id").unwrap_or_default(),
+            status: text("status").unwrap_or_else(|| "?".into()),
+            output_text: text("output_text"),
+            response_id: text("response_id"),
+            delivered_at,
+        }
+    }
+
+    fn terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "completed" | "failed" | "incomplete" | "cancelled"
+        )
+    }
+}
+
+/// Counts and, per broken job, why.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub jobs: usize,
+    pub completed: usize,
+    pub lost: BTreeMap<String, String>,
+    pub paid_twice: BTreeMap<String, String>,
+    pub cancelled_extras: usize,
+    pub notified_twice: BTreeMap<String, String>,
+    pub redelivered_deduped: usize,
+    pub unnotified: BTreeMap<String, String>,
+}
+
+impl Verdict {
+    /// The one summary line.
+    pub fn line(&self) -> String {
+        format!(
+            "jobs {}, completed {}, lost {}, paid twice {}, notified twice {}",
+            self.jobs,
+            self.completed,
+            self.lost.len(),
+            self.paid_twice.len(),
+            self.notified_twice.len()
+        )
+    }
+
+    /// The counts reported apart from the summary line.
+    pub fn extras(&self) -> String {
+        format!(
+            "extra responses created then cancelled {}, redelivered (deduped by id) {}, unnotified {}",
+            self.cancelled_extras,
+            self.redelivered_deduped,
+            self.unnotified.len()
+        )
+    }
+
+    pub fn passed(&self, submitted: usize) -> bool {
+        self.jobs == submitted
+            && self.lost.is_empty()
+            && self.paid_twice.is_empty()
+            && self.notified_twice.is_empty()
+            && self.unnotified.is_empty()
+    }
+
+    /// Every job id the verdict has something to say about.
+    pub fn broken_jobs(&self) -> BTreeSet<String> {
+        [
+            &self.lost,
+            &self.paid_twice,
+            &self.notified_twice,
+            &self.unnotified,
+        ]
+        .iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect()
+    }
+}
+
+fn describe(r: &SimResponse) -> String {
+    format!("{} {} (answer {})", r.id, r.status, r.answer)
+}
+
+/// Judges every job.
+pub fn judge(jobs: &[JobEnd], responses: &[SimResponse], hits: &[Hit]) -> Verdict {
+    let mut v = Verdict {
+        jobs: jobs.len(),
+        ..Verdict::default()
+    };
+    for job in jobs {
+        let mine: Vec<&SimResponse> = responses
+            .iter()
+            .filter(|r| r.job_id.as_deref() == Some(job.id.as_str()))
+            .collect();
+        let live: Vec<&SimResponse> = mine
+            .iter()
+            .copied()
+            .filter(|r| r.status != "cancelled")
+            .collect();
+        v.cancelled_extras += mine.len() - live.len();
+        if job.status == "completed" {
+            v.completed += 1;
+        }
+        if live.len() > 1 {
+            let list: Vec<String> = live.iter().map(|r| describe(r)).collect();
+            v.paid_twice.insert(
+                job.id.clone(),
+                format!(
+                    "{} responses not cancelled: {}",
+                    live.len(),
+                    list.join(", ")
+                ),
+            );
+        }
+        let reference = live
+            .iter()
+            .find(|r| Some(&r.id) == job.response_id.as_ref())
+            .or(live.first());
+        let lost = if !job.terminal() {
+            Some(format!("not terminal at the end ({})", job.status))
+        } else if let Some(r) = reference {
+            if job.status != r.status {
+                Some(format!(
+                    "ended {} but its response {} ended {}",
+                    job.status,
+                    describe(r),
+                    r.status
+                ))
+            } else if job.output_text != r.output_text {
+                Some(format!("its output differs from its response {}'s", r.id))
+            } else if job.response_id.as_deref() != Some(r.id.as_str()) {
+                Some(format!(
+                    "names response {:?}, but the one that ran is {}",
+                    job.response_id,
+                    describe(r)
+                ))
+            } else if job.status == "completed"
+                && job.output_text.as_deref().unwrap_or("").is_empty()
+            {
+                Some("completed without output".into())
+            } else {
+                None
+            }
+        } else if mine.is_empty() {
+            Some(format!(
+                "ended {} and no response was ever created for it",
+                job.status
+            ))
+        } else {
+            Some(format!(
+                "ended {} and every response created for it was cancelled",
+                job.status
+            ))
+        };
+        if let Some(why) = lost {
+            v.lost.insert(job.id.clone(), why);
+        }
+
+        // Notifications.
+        let mut by_event: BTreeMap<&str, Vec<&Hit>> = BTreeMap::new();
+        for h in hits.iter().filter(|h| h.job_id == job.id && h.ok()) {
+            by_event.entry(h.event.as_str()).or_default().push(h);
+        }
+        for (event, delivered) in &by_event {
+            let ids: BTreeSet<&str> = delivered.iter().map(|h| h.webhook_id.as_str()).collect();
+            if ids.len() > 1 {
+                v.notified_twice.insert(
+                    job.id.clone(),
+                    format!("{event} delivered under {} webhook-ids: {ids:?}", ids.len()),
+                );
+                continue;
+            }
+            let recorded = job.delivered_at.get(*event).copied();
+            for again in delivered.iter().skip(1) {
+                match recorded {
+                    Some(at) if at < again.at_ms => {
+                        v.notified_twice.insert(
+                            job.id.clone(),
+                            format!(
+                                "{event} delivered again at {} after the daemon recorded it at {at}",
+                                again.at_ms
+                            ),
+                        );
+                    }
+                    _ => v.redelivered_deduped += 1,
+                }
+            }
+        }
+        if job.terminal() {
+            let last = format!("job.{}", job.status);
+            if !by_event.contains_key(last.as_str()) {
+                v.unnotified
+                    .insert(job.id.clone(), format!("{last} never reached the receiver"));
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: &str, text: Option<&str>, resp: Option<&str>) -> JobEnd {
+        JobEnd {
+            id: "job_1".into(),
+            status: status.into(),
+            output_text: text.map(str::to_string),
+            response_id: resp.map(str::to_string),
+            delivered_at: BTreeMap::from([("job.completed".to_string(), 1_000)]),
+        }
+    }
+
+    fn resp(id: &str, status: &str, text: Option<&str>) -> SimResponse {
+        SimResponse {
+            id: id.into(),
+            job_id: Some("job_1".into()),
+            status: status.into(),
+            output_text: text.map(str::to_string),
+            error_code: None,
+            created_ms: 0,
+            finished_ms: Some(1),
+            answer: "ok".into(),
+        }
+    }
+
+    fn hit(at_ms: i64, webhook_id: &str) -> Hit {
+        Hit {
+            at_ms,
+            webhook_id: webhook_id.into(),
+            job_id: "job_1".into(),
+            event: "job.completed".into(),
+            answered: Some(200),
+        }
+    }
+
+    #[test]
+    fn the_definitions() {
+        let ok = [job("completed", Some("hi"), Some("resp_a"))];
+        let a = [resp("resp_a", "completed", Some("hi"))];
+        let v = judge(&ok, &a, &[hit(900, "msg_1")]);
+        assert!(v.passed(1), "{v:?}");
+        // Lost: a different status, no response at all, or none delivered.
+        let v = judge(&[job("failed", None, None)], &a, &[]);
+        assert_eq!((v.lost.len(), v.unnotified.len()), (1, 1), "{v:?}");
+        assert_eq!(judge(&ok, &[], &[hit(900, "msg_1")]).lost.len(), 1);
+        // Paid twice only when the second one was not cancelled.
+        let b = resp("resp_b", "completed", Some("other"));
+        assert_eq!(
+            judge(&ok, &[a[0].clone(), b], &[hit(900, "msg_1")])
+                .paid_twice
+                .len(),
+            1
+        );
+        let c = resp("resp_c", "cancelled", None);
+        let v = judge(&ok, &[a[0].clone(), c], &[hit(900, "msg_1")]);
+        assert_eq!((v.paid_twice.len(), v.cancelled_extras), (0, 1));
+        // Notified twice: two ids, or the same id after the record (at 1 000 ms).
+        let v = judge(&ok, &a, &[hit(900, "msg_1"), hit(950, "msg_2")]);
+        assert_eq!(v.notified_twice.len(), 1);
+        let v = judge(&ok, &a, &[hit(900, "msg_1"), hit(990, "msg_1")]);
+        assert_eq!((v.notified_twice.len(), v.redelivered_deduped), (0, 1));
+        let v = judge(&ok, &a, &[hit(900, "msg_1"), hit(1_500, "msg_1")]);
+        assert_eq!(v.notified_twice.len(), 1);
+    }
+}

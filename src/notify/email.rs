@@ -3,7 +3,9 @@
 //! The message is a `multipart/alternative` (the plain-text and the HTML rendering of the
 //! templates) followed by two attachments: the Markdown report and the whole response as JSON.
 //! Its `Message-ID` is derived from (job, event, sink), so a retry after a lost answer is the
-//! same message to the reader's client instead of a new thread.
+//! same message to the reader's client instead of a new thread. Every part is sent 7-bit with
+//! CRLF line ends and short lines (see [`text_part`] and [`attachment`]): servers refuse bare
+//! LFs and lines over 998 octets, and a model's answer may hold both.
 //!
 //! Failures are sorted by cause: no connection, a timeout, a TLS failure or a 4xx reply is
 //! [`SinkError::Temporary`]; a 5xx reply (a refused mailbox, failed authentication) and a
@@ -415,8 +417,8 @@ fn text_encoding(text: &str) -> ContentTransferEncoding {
     }
 }
 
-/// `bytes` encoded by lettre. Only `7bit` and `8bit` can be refused (non-ASCII or long
-/// lines), and only those are never asked for here.
+/// `bytes` encoded by lettre. It refuses only `7bit` and `8bit` for data they cannot carry;
+/// neither is asked for here, so the error is a safeguard rather than a path.
 fn encoded(bytes: Vec<u8>, encoding: ContentTransferEncoding) -> Result<Body, SinkError> {
     Body::new_with_encoding(bytes, encoding)
         .map_err(|_| SinkError::Permanent(format!("cannot encode a message part as {encoding}")))

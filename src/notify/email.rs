@@ -4,7 +4,7 @@
 //! templates) followed by two attachments: the Markdown report and the whole response as JSON.
 //! Its `Message-ID` is derived from (job, event, sink), so a retry after a lost answer is the
 //! same message to the reader's client instead of a new thread. Every part is sent 7-bit with
-//! CRLF line ends and short lines (see [`text_part`] and [`attachment`]): servers refuse bare
+//! CRLF line ends and short lines (see `text_part` and `attachment`): servers refuse bare
 //! LFs and lines over 998 octets, and a model's answer may hold both.
 //!
 //! Failures are sorted by cause: no connection, a timeout, a TLS failure or a 4xx reply is

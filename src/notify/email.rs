@@ -3,7 +3,9 @@
 //! The message is a `multipart/alternative` (the plain-text and the HTML rendering of the
 //! templates) followed by two attachments: the Markdown report and the whole response as JSON.
 //! Its `Message-ID` is derived from (job, event, sink), so a retry after a lost answer is the
-//! same message to the reader's client instead of a new thread.
+//! same message to the reader's client instead of a new thread. Every part is sent 7-bit with
+//! CRLF line ends and short lines (see `text_part` and `attachment`): servers refuse bare
+//! LFs and lines over 998 octets, and a model's answer may hold both.
 //!
 //! Failures are sorted by cause: no connection, a timeout, a TLS failure or a 4xx reply is
 //! [`SinkError::Temporary`]; a 5xx reply (a refused mailbox, failed authentication) and a
@@ -15,8 +17,10 @@ use std::fmt;
 use std::time::Duration;
 
 use base64::Engine as _;
-use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
+};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -191,7 +195,11 @@ impl EmailSink {
 
         let stem = file_stem(&n.job.name, &n.job.id);
         let body = MultiPart::mixed()
-            .multipart(MultiPart::alternative_plain_html(text, html))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(text_part(ContentType::TEXT_PLAIN, &text)?)
+                    .singlepart(text_part(ContentType::TEXT_HTML, &html)?),
+            )
             .singlepart(attachment(
                 &format!("{stem}.md"),
                 "text/markdown; charset=utf-8",
@@ -368,17 +376,70 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// An attachment part. `file_name` must come from [`file_stem`] (plain ASCII, no quotes).
-/// The body goes as bytes, so lettre encodes it in base64 and the saved file is exactly what
-/// was rendered (a `String` would be sent with its line ends turned into CRLF).
+/// The body goes in base64, byte for byte: the saved file is exactly what was rendered, and
+/// every line on the wire is 76 characters and CRLF, whatever the content (lettre would send
+/// ASCII with short lines as `7bit`, keeping its bare LFs, which SMTP servers refuse).
 fn attachment(file_name: &str, mime: &str, body: String) -> Result<SinglePart, SinkError> {
     // `name=` too: older clients look for the name in the Content-Type only.
     let content_type = format!("{mime}; name=\"{file_name}\"");
     let content_type = ContentType::parse(&content_type)
         .map_err(|e| SinkError::Config(format!("content type {content_type}: {e}")))?;
+    let body = encoded(body.into_bytes(), ContentTransferEncoding::Base64)?;
     Ok(SinglePart::builder()
         .header(content_type)
         .header(AttachedFile(file_name.to_string()))
-        .body(body.into_bytes()))
+        .body(body))
+}
+
+/// A text body (the plain-text or the HTML alternative) in its canonical form, CRLF line
+/// ends (a model's answer may hold bare CRs and LFs), encoded so that no line on the wire is
+/// longer than 76 characters: a model's answer can be one 50 KB line.
+fn text_part(content_type: ContentType, text: &str) -> Result<SinglePart, SinkError> {
+    let text = crlf(text);
+    let encoding = text_encoding(&text);
+    Ok(SinglePart::builder()
+        .header(content_type)
+        .body(encoded(text.into_bytes(), encoding)?))
+}
+
+/// Quoted-printable while it is no larger than base64 (it keeps mostly-ASCII text readable
+/// in the raw message), base64 for text that is mostly non-ASCII. QP spends three octets on
+/// each octet it escapes, base64 four on every three: they break even at one escape in six.
+fn text_encoding(text: &str) -> ContentTransferEncoding {
+    let escaped = text
+        .bytes()
+        .filter(|b| !matches!(b, b'\t' | b'\r' | b'\n' | b' '..=b'<' | b'>'..=b'~'))
+        .count();
+    if escaped <= text.len() / 6 {
+        ContentTransferEncoding::QuotedPrintable
+    } else {
+        ContentTransferEncoding::Base64
+    }
+}
+
+/// `bytes` encoded by lettre. It refuses only `7bit` and `8bit` for data they cannot carry;
+/// neither is asked for here, so the error is a safeguard rather than a path.
+fn encoded(bytes: Vec<u8>, encoding: ContentTransferEncoding) -> Result<Body, SinkError> {
+    Body::new_with_encoding(bytes, encoding)
+        .map_err(|_| SinkError::Permanent(format!("cannot encode a message part as {encoding}")))
+}
+
+/// `text` with every line end (`\r\n`, a lone `\n`, a lone `\r`) made `\r\n`: the canonical
+/// form of a text part (RFC 2046 §4.1.1) and the only line end SMTP allows (RFC 5321 §2.3.8).
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 32);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.push_str("\r\n");
+            }
+            '\n' => out.push_str("\r\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `Content-Disposition: attachment; filename="…"`. lettre's own header always writes the
@@ -503,6 +564,208 @@ mod tests {
         };
         let id = message_id(&n, &sink.name, sink.from.email.domain());
         String::from_utf8(sink.message(&n, &id).unwrap().formatted()).unwrap()
+    }
+
+    /// The sample job with `text` as its whole output (no citations: their offsets would not
+    /// fit), its message as sent, and what each part must decode to.
+    fn formatted_with_output(text: &str) -> (Vec<u8>, [(&'static str, Vec<u8>); 4]) {
+        let sink = EmailSink::new("mail", &cfg()).unwrap();
+        let (mut job, mut response, events) = sample_job(1_700_000_000_000);
+        job.output_text = Some(text.to_string());
+        let mut message = response["output"][1].take();
+        message["content"][0]["text"] = text.into();
+        message["content"][0]["annotations"] = serde_json::json!([]);
+        response["output"] = serde_json::json!([message]);
+        let config = crate::config::Config::default();
+        let ctx = Context::build("job.completed", &job, Some(&response), &events, &config);
+        let n = Notification {
+            id: 7,
+            event: "job.completed",
+            job: &job,
+            response: Some(&response),
+            ctx: &ctx,
+        };
+        let raw = sink.message(&n, "<x@example.com>").unwrap().formatted();
+        let render = |part| sink.templates.render(part, &ctx).unwrap();
+        // Text bodies travel in the canonical form (CRLF line ends); attachments byte for byte.
+        let expected = [
+            ("text/plain", crlf(&render(Part::Text)).into_bytes()),
+            ("text/html", crlf(&render(Part::Html)).into_bytes()),
+            ("text/markdown", render(Part::Markdown).into_bytes()),
+            (
+                "application/json",
+                serde_json::to_string_pretty(&response)
+                    .unwrap()
+                    .into_bytes(),
+            ),
+        ];
+        (raw, expected)
+    }
+
+    /// What RFC 5321 and 5322 ask of every line: CRLF only, at most 998 octets, 7-bit.
+    fn assert_wire_safe(raw: &[u8]) {
+        assert!(
+            raw.is_ascii(),
+            "8-bit data in a message sent without 8BITMIME"
+        );
+        for (i, b) in raw.iter().enumerate() {
+            match b {
+                b'\n' => assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at octet {i}"),
+                b'\r' => assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at octet {i}"),
+                _ => {}
+            }
+        }
+        let longest = raw
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
+            .max()
+            .unwrap_or(0);
+        assert!(longest <= 998, "a line of {longest} octets");
+    }
+
+    /// The leaf parts of a MIME entity, each as (content type, decoded body).
+    fn leaves(entity: &[u8], out: &mut Vec<(String, Vec<u8>)>) {
+        let entity = std::str::from_utf8(entity).expect("the message is ASCII");
+        let (head, body) = entity.split_once("\r\n\r\n").unwrap_or((entity, ""));
+        let head = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+        let header = |name: &str| {
+            head.split("\r\n").find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        };
+        let content_type = header("Content-Type").unwrap_or_else(|| "text/plain".into());
+        if content_type.starts_with("multipart/") {
+            let boundary = content_type
+                .split_once("boundary=")
+                .map(|(_, b)| b.split(';').next().unwrap().trim_matches('"'))
+                .expect("a multipart has a boundary");
+            let body = format!("\r\n{body}");
+            let delimiter = format!("\r\n--{boundary}");
+            for chunk in body.split(&delimiter).skip(1) {
+                if chunk.starts_with("--") {
+                    return;
+                }
+                leaves(chunk.strip_prefix("\r\n").unwrap().as_bytes(), out);
+            }
+            panic!("multipart without its closing boundary");
+        }
+        let decoded = match header("Content-Transfer-Encoding").as_deref() {
+            Some("base64") => base64::engine::general_purpose::STANDARD
+                .decode(body.replace("\r\n", ""))
+                .expect("valid base64"),
+            Some("quoted-printable") => {
+                quoted_printable::decode(body, quoted_printable::ParseMode::Strict)
+                    .expect("valid quoted-printable")
+            }
+            // Identity encodings: `assert_wire_safe` has checked their lines.
+            Some("7bit") | None => body.as_bytes().to_vec(),
+            other => panic!("{content_type}: unexpected transfer encoding {other:?}"),
+        };
+        let mime = content_type.split(';').next().unwrap().trim().to_string();
+        out.push((mime, decoded));
+    }
+
+    /// Formats the message of a job whose output is `text` and checks it on the wire and
+    /// part by part.
+    fn assert_round_trip(text: &str) {
+        let (raw, expected) = formatted_with_output(text);
+        assert_wire_safe(&raw);
+        let mut parts = Vec::new();
+        leaves(&raw, &mut parts);
+        let types: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(types, expected.iter().map(|(t, _)| *t).collect::<Vec<_>>());
+        for ((mime, got), (_, want)) in parts.iter().zip(&expected) {
+            assert!(
+                got == want,
+                "{mime} does not decode to what was rendered ({} vs {} bytes)",
+                got.len(),
+                want.len()
+            );
+        }
+    }
+
+    #[test]
+    fn crlf_makes_every_line_end_crlf() {
+        assert_eq!(
+            crlf("a\nb\r\nc\rd\n\re\r\r\n"),
+            "a\r\nb\r\nc\r\nd\r\n\r\ne\r\n\r\n"
+        );
+        assert_eq!(crlf(""), "");
+        assert_eq!(crlf("no line end"), "no line end");
+    }
+
+    #[test]
+    fn text_is_quoted_printable_unless_mostly_non_ascii() {
+        use ContentTransferEncoding::{Base64, QuotedPrintable};
+        assert_eq!(text_encoding(""), QuotedPrintable);
+        assert_eq!(text_encoding("plain words\r\n"), QuotedPrintable);
+        assert_eq!(
+            text_encoding("The café on the corner has a résumé of the news."),
+            QuotedPrintable
+        );
+        assert_eq!(text_encoding("東京の天気は晴れです"), Base64);
+        assert_eq!(text_encoding("Привет, мир!"), Base64);
+    }
+
+    #[test]
+    fn ascii_output_is_sent_crlf_clean() {
+        // Short enough that every line of the JSON is short too: lettre alone sent that `7bit`,
+        // bare LFs and all.
+        assert_round_trip("The answer is 42.\n");
+        assert_round_trip(
+            "# Findings\n\nAll ASCII, short lines.\n\n- one\n- two\n- three\n\nDone.\n",
+        );
+    }
+
+    #[test]
+    fn non_ascii_output_is_sent_crlf_clean() {
+        assert_round_trip("# Résumé\n\nÜber café — 東京 ✅\nПривет, мир!\n");
+    }
+
+    #[test]
+    fn empty_output_is_sent_crlf_clean() {
+        assert_round_trip("");
+    }
+
+    #[test]
+    fn huge_output_is_sent_crlf_clean() {
+        let mut text = String::new();
+        let mut n = 0;
+        while text.len() <= 1_100_000 {
+            n += 1;
+            text.push_str(&format!(
+                "Line {n}: the quick brown fox jumps over the lazy dog.\n"
+            ));
+            if n % 1000 == 0 {
+                text.push_str(&"x".repeat(5_000));
+                text.push('\n');
+            }
+        }
+        assert_round_trip(&text);
+    }
+
+    #[test]
+    fn a_line_longer_than_1000_characters_is_wrapped() {
+        assert_round_trip(&format!("{}\nend\n", "word ".repeat(400)));
+        // A model answer can be one 50 KB line.
+        assert_round_trip(&"a".repeat(50_000));
+    }
+
+    #[test]
+    fn many_short_lines_are_sent_crlf_clean() {
+        let text: String = (0..2_000).map(|i| format!("{i}\n")).collect();
+        assert_round_trip(&text);
+    }
+
+    #[test]
+    fn bare_cr_and_lf_mixes_are_sent_crlf_clean() {
+        assert_round_trip("one\rtwo\nthree\r\nfour\n\rfive\r\r\nsix\r");
+    }
+
+    #[test]
+    fn lines_starting_with_a_dot_survive() {
+        assert_round_trip(".\n.hidden\n..\nnot a dot\n.\n");
     }
 
     #[test]

@@ -291,6 +291,24 @@ pub(crate) enum WebhookMode {
     Duplicate,
 }
 
+/// The most characters `output=line:N` and `output=lines:N` may ask for: the simulator keeps
+/// every response in memory.
+pub(crate) const MAX_SHAPED_OUTPUT_CHARS: usize = 4_000_000;
+
+/// The text of a response's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum OutputShape {
+    /// The generated report that quotes the input, with its citations (the default).
+    #[default]
+    Report,
+    /// Exactly this text, no citations (`output=empty` is the empty text).
+    Text(String),
+    /// This many short ASCII lines, each ended by `\n`.
+    Lines(usize),
+    /// One ASCII line of this many characters, without a line end.
+    Line(usize),
+}
+
 /// Per-request overrides parsed from `metadata.sim` (grammar in the module docs of `sim`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Overrides {
@@ -301,6 +319,7 @@ pub(crate) struct Overrides {
     pub webhook_delay: Option<Duration>,
     pub stuck: bool,
     pub hang: Option<Duration>,
+    pub output: OutputShape,
 }
 
 impl Overrides {
@@ -339,10 +358,29 @@ impl Overrides {
                         Duration::ZERO
                     })
                 }
+                "output" => out.output = parse_output(need()?)?,
                 other => return Err(format!("unknown sim directive '{other}'")),
             }
         }
         Ok(out)
+    }
+}
+
+/// Parses `report`, `empty`, `text:LITERAL` (`\n` in it is a line break), `lines:N`, `line:N`.
+fn parse_output(value: &str) -> Result<OutputShape, String> {
+    let count = |n: &str| {
+        n.parse::<usize>()
+            .ok()
+            .filter(|n| *n <= MAX_SHAPED_OUTPUT_CHARS)
+            .ok_or_else(|| format!("bad output size '{n}' (0..={MAX_SHAPED_OUTPUT_CHARS})"))
+    };
+    match value.split_once(':') {
+        None if value == "report" => Ok(OutputShape::Report),
+        None if value == "empty" => Ok(OutputShape::Text(String::new())),
+        Some(("text", text)) => Ok(OutputShape::Text(text.replace("\\n", "\n"))),
+        Some(("lines", n)) => count(n).map(OutputShape::Lines),
+        Some(("line", n)) => count(n).map(OutputShape::Line),
+        _ => Err(format!("unknown output shape '{value}'")),
     }
 }
 
@@ -412,6 +450,24 @@ mod tests {
         );
         assert_eq!(o.webhook, WebhookMode::Drop);
         assert!(o.stuck);
+    }
+
+    #[test]
+    fn parses_output_shapes() {
+        let shape = |spec: &str| Overrides::parse(spec).map(|o| o.output);
+        assert_eq!(shape("run=1s"), Ok(OutputShape::Report));
+        assert_eq!(shape("output=report"), Ok(OutputShape::Report));
+        assert_eq!(shape("output=empty"), Ok(OutputShape::Text(String::new())));
+        assert_eq!(
+            shape("output=text:The answer is 42.\\nThat is all."),
+            Ok(OutputShape::Text("The answer is 42.\nThat is all.".into()))
+        );
+        assert_eq!(shape("output=lines:3"), Ok(OutputShape::Lines(3)));
+        assert_eq!(shape("output=line:1500"), Ok(OutputShape::Line(1500)));
+        assert!(shape("output=line:-1").is_err());
+        assert!(shape("output=line:99999999").is_err());
+        assert!(shape("output=poem").is_err());
+        assert!(shape("output").is_err());
     }
 
     #[test]

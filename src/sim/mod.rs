@@ -44,8 +44,15 @@
 //!            | "webhook_delay=" duration    ; extra delay before its webhook
 //!            | "stuck"                      ; stays queued forever
 //!            | "hang" [ "=" duration ]      ; reply held back (default: Faults::hang_for)
+//!            | "output=" output             ; the answer's text (default: the report)
 //! outcome    = "completed" | "failed" [ ":" error-code ] | "incomplete" [ ":" reason ]
 //! reason     = "max_output_tokens" | "content_filter"
+//! output     = "report"                     ; a report quoting the input, with citations
+//!            | "empty"                      ; no text at all
+//!            | "text:" literal              ; this text, `\n` standing for a line break
+//!            | "lines:" count               ; that many short ASCII lines
+//!            | "line:" count                ; one ASCII line of that many characters
+//! count      = 0 to 4000000
 //! duration   = humantime, e.g. 250ms, 2s, 1m30s
 //! ```
 //! Example: `queue=1s;run=5s;outcome=failed:vector_store_timeout;webhook=drop`.

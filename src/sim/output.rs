@@ -6,7 +6,7 @@
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use super::faults::Outcome;
+use super::faults::{Outcome, OutputShape};
 use super::ids;
 use super::validate::CreateRequest;
 
@@ -131,6 +131,17 @@ fn report(input: &str) -> (String, Vec<Value>, Vec<(String, String)>) {
     (text, annotations, sources)
 }
 
+/// The answer `output=` asks for instead of the report, if any (no citations).
+fn shaped_text(shape: &OutputShape) -> Option<String> {
+    const WORDS: &str = "All work and no play makes a dull report. ";
+    match shape {
+        OutputShape::Report => None,
+        OutputShape::Text(text) => Some(text.clone()),
+        OutputShape::Lines(n) => Some((1..=*n).map(|i| format!("Line {i} of {n}.\n")).collect()),
+        OutputShape::Line(n) => Some(WORDS.chars().cycle().take(*n).collect()),
+    }
+}
+
 fn tokens(chars: usize) -> u64 {
     chars.div_ceil(4) as u64
 }
@@ -178,7 +189,11 @@ fn chunks(text: &str) -> Vec<String> {
 /// Plans the output of a response: items, steps, usage and the final outcome.
 pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng) -> Generated {
     let obf = req.obfuscate;
-    let (full_text, all_annotations, sources) = report(&req.input_text);
+    let (report_text, report_annotations, sources) = report(&req.input_text);
+    let (full_text, all_annotations) = match shaped_text(&req.overrides.output) {
+        Some(text) => (text, Vec::new()),
+        None => (report_text, report_annotations),
+    };
     let topic = topic_of(&req.input_text);
 
     // Decide how much text is produced.
@@ -488,6 +503,23 @@ mod tests {
                 "{span}"
             );
         }
+    }
+
+    #[test]
+    fn output_shapes_give_the_text_asked_for() {
+        assert_eq!(shaped_text(&OutputShape::Report), None);
+        assert_eq!(
+            shaped_text(&OutputShape::Text("Paris.".into())).as_deref(),
+            Some("Paris.")
+        );
+        assert_eq!(
+            shaped_text(&OutputShape::Lines(2)).as_deref(),
+            Some("Line 1 of 2.\nLine 2 of 2.\n")
+        );
+        let line = shaped_text(&OutputShape::Line(1500)).expect("a line");
+        assert_eq!(line.len(), 1500);
+        assert!(line.is_ascii() && !line.contains('\n'));
+        assert_eq!(shaped_text(&OutputShape::Line(0)).as_deref(), Some(""));
     }
 
     #[test]

@@ -12,6 +12,10 @@ PEM is given to respool as ``ca_file``). The respool binary (``$RESPOOL_BIN``, d
 Each message is parsed with Python's ``email`` package (``policy.default``) and checked part
 by part: headers, envelope (Bcc), the text and HTML alternatives, the two attachments. Failure
 cases check the exit code, the message, and that the password never shows up anywhere.
+
+Answers of every shape (pure ASCII, non-ASCII, one line over 1,000 characters, empty; shaped
+with the simulator's ``metadata.sim`` ``output=`` directive) must reach a server that keeps
+aiosmtpd's line-length check, arrive CRLF-clean, and decode back to the stored response.
 """
 
 from __future__ import annotations
@@ -533,3 +537,174 @@ def test_full_flow_job_completion_is_mailed(plain_smtp: Smtp, starttls_smtp: Smt
     _assert_no_secret(log.read_text())
     assert starttls_smtp.auth is not None
     assert [(login, pw) for _, login, pw in starttls_smtp.auth.attempts] == [(USER, PASSWORD)]
+
+
+# --- what every server takes: CRLF-clean parts, short lines --------------------------------
+#
+# aiosmtpd keeps its default line-length check (RFC 5321: 1,000 octets with the CRLF) and
+# reads lines up to CRLF, so a part sent `7bit` with bare LFs arrives as one over-long line
+# and is refused with `500 Line too long`, as Postfix 3.9+ refuses bare LFs. The simulator's
+# `output=` directive shapes each job's answer.
+
+NON_ASCII_INPUT = "Résumé of café prices in 東京 — naïve über-estimates, ✅ or ❌?"
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    input: str
+    sim: str | None
+
+
+SHAPES = [
+    # Short: every line of the JSON is short too, which lettre alone sent `7bit`.
+    Shape("ascii", "What is the answer?", "output=text:The answer is 42.\\nThat is all."),
+    Shape("non-ascii", NON_ASCII_INPUT, None),
+    Shape("long-line", "One long line, please", "output=line:1500"),
+    Shape("empty", "Say nothing", "output=empty"),
+]
+
+
+@pytest.fixture(scope="module")
+def shaped_mail(tmp_path_factory):
+    """One simulator and one daemon; a completed job per shape, mailed to a plain server.
+
+    Returns, per shape name: the notification row, the message received (or None), the stored
+    response and the job id.
+    """
+    tmp = tmp_path_factory.mktemp("shapes")
+    recorder = Recorder()
+    smtp_port = _free_port()
+    # Default settings only: aiosmtpd's line-length check must stay on.
+    controller = Controller(recorder, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    procs: list[subprocess.Popen] = []
+    try:
+        sim_port, port = _free_port(), _free_port()
+        sim_log = tmp / "sim.log"
+        with open(sim_log, "wb") as f:
+            procs.append(subprocess.Popen([BIN, "sim", "--listen", f"127.0.0.1:{sim_port}", "--run-time", "300ms"],
+                                          stdout=f, stderr=subprocess.STDOUT))
+        _wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", procs[0], sim_log)
+        cfg = _config(tmp, {"mail": _sink(smtp_port, "none")}, listen_port=port,
+                      upstream=f"http://127.0.0.1:{sim_port}/v1", default=["mail"])
+        log = tmp / "daemon.log"
+        with open(log, "wb") as f:
+            procs.append(subprocess.Popen([BIN, "serve", "--config", str(cfg)], stdout=f, stderr=f,
+                                          env=dict(os.environ, RESPOOL_LOG="debug", NO_COLOR="1")))
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(base + "/healthz", procs[1], log)
+
+        jobs = {}
+        for shape in SHAPES:
+            body: dict = {"name": f"shape-{shape.name}", "model": "gpt-5", "input": shape.input}
+            if shape.sim:
+                body["metadata"] = {"sim": shape.sim}
+            jobs[shape.name] = _http("POST", base + "/v1/jobs", body)["id"]
+
+        # Delivered or dead (a 5xx from the server is permanent): either way, settled.
+        deadline = time.monotonic() + 30
+        rows: dict[str, dict] = {}
+        while True:
+            rows = {}
+            for name, job_id in jobs.items():
+                data = _http("GET", f"{base}/v1/notifications?job_id={job_id}")["data"]
+                if data and data[0]["state"] in ("delivered", "dead"):
+                    rows[name] = data[0]
+            if len(rows) == len(jobs):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"notifications not settled: {rows}\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+        with recorder.lock:
+            by_job = {email.message_from_bytes(m.data, policy=email.policy.default)["x-respool-job-id"]: m
+                      for m in recorder.messages}
+        yield {
+            name: {
+                "row": rows[name],
+                "got": by_job.get(job_id),
+                "response": _http("GET", f"{base}/v1/jobs/{job_id}/response"),
+                "job_id": job_id,
+            }
+            for name, job_id in jobs.items()
+        }
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        controller.stop()
+
+
+def _output_text(response: dict) -> str:
+    (message,) = [item for item in response["output"] if item["type"] == "message"]
+    return "".join(c["text"] for c in message["content"] if c["type"] == "output_text")
+
+
+def _assert_wire_safe(data: bytes) -> None:
+    """CRLF only, at most 998 octets a line, 7-bit: what RFC 5321 and 5322 ask of a message."""
+    assert data.isascii(), "8-bit data in a message sent without 8BITMIME"
+    assert b"\n" not in data.replace(b"\r\n", b""), "a bare LF"
+    assert b"\r" not in data.replace(b"\r\n", b""), "a bare CR"
+    longest = max(len(line) for line in data.split(b"\r\n"))
+    assert longest <= 998, f"a line of {longest} octets"
+
+
+@pytest.mark.parametrize("shape", [s.name for s in SHAPES])
+def test_every_output_shape_is_accepted_and_decodes_back(shaped_mail, shape: str):
+    case = shaped_mail[shape]
+    row, got, stored, job_id = case["row"], case["got"], case["response"], case["job_id"]
+    assert row["state"] == "delivered", f"the server refused the message: {row.get('last_error')}"
+    assert got is not None, "delivered, but no message arrived"
+    _assert_wire_safe(got.data)
+
+    expected = _output_text(stored)
+    match shape:
+        case "ascii":
+            assert expected == "The answer is 42.\nThat is all."
+        case "non-ascii":
+            assert not expected.isascii() and NON_ASCII_INPUT in expected
+        case "long-line":
+            assert len(expected) == 1500 and expected.isascii() and "\n" not in expected
+        case "empty":
+            assert expected == ""
+
+    msg = got.message
+    assert msg["x-respool-job-id"] == job_id
+    assert msg.get_content_type() == "multipart/mixed"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["multipart/alternative", "text/markdown", "application/json"]
+    for part in msg.walk():
+        if not part.is_multipart():
+            cte = part["content-transfer-encoding"]
+            assert cte in ("base64", "quoted-printable", "7bit"), f"{part.get_content_type()}: {cte}"
+
+    # Text bodies travel with CRLF line ends; compare with LF ones.
+    text = msg.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    html = msg.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
+    assert f"shape-{shape}" in text and job_id in text
+    assert "</html>" in html
+    md, js = msg.iter_attachments()
+    report = md.get_payload(decode=True).decode("utf-8")
+    assert report.startswith(f"# shape-{shape}\n")
+    assert json.loads(js.get_payload(decode=True)) == stored, "the .json attachment is the stored response"
+
+    # The answer reaches every part intact: a long line is not broken, non-ASCII not mangled.
+    lines = [line for line in expected.splitlines() if line.strip()]
+    if shape == "non-ascii":
+        # The report quotes the input; its citations are rendered, so look at that line.
+        lines = [line for line in lines if NON_ASCII_INPUT in line]
+        assert lines
+    for line in lines:
+        assert line in text, f"text/plain lacks {line[:60]!r}"
+        assert line in report, f"the Markdown report lacks {line[:60]!r}"
+    if shape == "long-line":
+        assert expected.strip() in html
+    if shape == "non-ascii":
+        assert "東京" in html and "Résumé" in html
+    if shape == "empty":
+        assert "---" not in report, "no output section for an empty answer"

@@ -36,9 +36,14 @@ pub struct QueueDepths {
 }
 
 const TERMINAL: &str = "('completed', 'failed', 'incomplete', 'cancelled')";
+/// SQL: the job (`jobs` row in scope) has no notification still to deliver. A job is pruned
+/// only once each of its notifications is delivered or dead, so retention never drops one.
+const NOTHING_TO_DELIVER: &str =
+    "NOT EXISTS (SELECT 1 FROM notifications n WHERE n.job_id = jobs.id AND n.state = 'pending')";
 
 impl Store {
-    /// Up to `limit` finished jobs that ended before `cutoff` (unix ms), oldest first.
+    /// Up to `limit` finished jobs that ended before `cutoff` (unix ms) and have no
+    /// notification left to deliver, oldest first.
     pub async fn prunable_jobs(
         &self,
         cutoff: i64,
@@ -46,7 +51,8 @@ impl Store {
     ) -> Result<Vec<PrunableJob>, StoreError> {
         Ok(sqlx::query_as::<_, PrunableJob>(AssertSqlSafe(format!(
             "SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, error_code \
-             FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? ORDER BY finished_at LIMIT ?"
+             FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? AND {NOTHING_TO_DELIVER} \
+             ORDER BY finished_at LIMIT ?"
         )))
         .bind(cutoff)
         .bind(limit)
@@ -54,7 +60,8 @@ impl Store {
         .await?)
     }
 
-    /// Deletes finished jobs (still finished before `cutoff`) with their timeline,
+    /// Deletes finished jobs (still finished before `cutoff`, and still with no pending
+    /// notification) with their timeline,
     /// notifications and webhook deliveries, in one transaction; with `summaries`, writes a
     /// summary row of each first (`cost_microusd` given per job). Returns how many were deleted.
     pub async fn prune_jobs(
@@ -67,9 +74,10 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut deleted = 0;
         for (job, cost_microusd) in jobs {
-            // Finished jobs never change, but the condition is checked again under the lock.
+            // Checked again under the lock: a retried notification may be pending again.
             let still: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT id FROM jobs WHERE id = ? AND status IN {TERMINAL} AND finished_at < ?"
+                "SELECT id FROM jobs WHERE id = ? AND status IN {TERMINAL} AND finished_at < ? \
+                 AND {NOTHING_TO_DELIVER}"
             )))
             .bind(&job.id)
             .bind(cutoff)

@@ -226,3 +226,48 @@ async fn upstream_request_ids_are_kept_for_calls_that_change_something() {
     );
     app.stop().await;
 }
+
+/// `/readyz` proves the main database takes a write: a write lock held by another connection
+/// (as a VACUUM holds it) answers 503 quickly, and so does a database opened read-only.
+#[tokio::test]
+async fn readyz_is_503_when_the_database_does_not_take_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ready.db");
+    let path = db.display().to_string();
+    let app = common::spawn_app_with(move |cfg| cfg.database = Some(path), fast_sim()).await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Another connection holds the write lock.
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+    let mut other = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = app.get("/readyz").await;
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.starts_with("database unavailable"), "{reason}");
+    assert!(reason.contains("locked"), "{reason}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    let _ = sqlx::Connection::close(other).await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+
+    // The same database, opened read-only: the daemon starts, and is not ready.
+    let url = format!("sqlite://{}?mode=ro", db.display());
+    let app = common::spawn_app_with(move |cfg| cfg.database = Some(url), fast_sim()).await;
+    let (status, body) = app.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.contains("read-only"), "{reason}");
+    assert_eq!(app.get("/healthz").await.0, 200);
+    app.stop().await;
+}

@@ -236,3 +236,144 @@ async fn the_webhook_secret_never_appears_in_answers() {
     }
     app.stop().await;
 }
+
+/// The daemon with a webhook sink that answers 503 for good, waiting a day between tries (so
+/// its own notifier leaves the row alone while the test plays two workers on the same row).
+async fn app_with_slow_retries(url: &str) -> common::TestApp {
+    let sink = SinkConfig::Webhook(WebhookSink {
+        url: url.to_string(),
+        secret: Some(SecretString::from(common::new_secret())),
+        secret_file: None,
+        timeout: Duration::from_secs(10),
+    });
+    common::spawn_app_with(
+        move |cfg| {
+            cfg.sinks.insert("hook".into(), sink);
+            cfg.notify.default = vec!["hook".into()];
+            cfg.notify.initial_backoff = DAY;
+            cfg.notify.max_backoff = DAY;
+            cfg.notify.max_attempts = 10;
+        },
+        SimConfig::default(),
+    )
+    .await
+}
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const LEASE_MS: i64 = 60_000;
+
+/// A finished job whose one notification failed once and waits a day for its next try; a
+/// second handle on the daemon's database, and a time (unix ms) when the row is due.
+async fn one_waiting_notification(
+    app: &common::TestApp,
+    name: &str,
+) -> (String, respool::store::Store, i64) {
+    let id = submit(app, name).await;
+    app.wait_terminal(&id, JOB_DEADLINE).await;
+    app.wait_until("the first try failed", NOTIFY_DEADLINE, async || {
+        rows(app, &id).await.first().is_some_and(|r| {
+            r["attempts"] == 1 && r["state"] == "pending" && !r["last_error"].is_null()
+        })
+    })
+    .await;
+    let store = respool::store::Store::connect(&format!("sqlite://{}", app.db_path().display()))
+        .await
+        .unwrap();
+    let due = app.clock.now_ms() + 2 * 24 * 3_600_000;
+    (id, store, due)
+}
+
+/// Two workers on one row: A claims it, its lease runs out while it is still busy, B claims it
+/// again. Whatever A reports afterwards (delivered, failed, dead) changes nothing; B's report
+/// counts.
+#[tokio::test]
+async fn a_stale_workers_closing_write_changes_nothing() {
+    let rx = Receiver::start(vec![Reply::Status(503); 100]).await;
+    let app = app_with_slow_retries(&rx.url).await;
+    let (id, store, due) = one_waiting_notification(&app, "fenced").await;
+
+    let a = store.claim_notifications(due, LEASE_MS, 10).await.unwrap();
+    assert_eq!(a.len(), 1);
+    let b_at = due + LEASE_MS + 1;
+    let b = store.claim_notifications(b_at, LEASE_MS, 10).await.unwrap();
+    assert_eq!(b.len(), 1, "the lease ran out: the row is claimed again");
+    assert!(b[0].claim > a[0].claim, "{} vs {}", b[0].claim, a[0].claim);
+
+    // A's late success: not recorded (B's try is the one in flight).
+    let applied = store
+        .mark_notification_delivered(&a[0], b_at + 1)
+        .await
+        .unwrap();
+    assert!(!applied, "a stale claim's delivered write must not apply");
+    let row = &rows(&app, &id).await[0];
+    assert_eq!(row["state"], "pending", "{row}");
+    assert!(row["delivered_at"].is_null(), "{row}");
+    // A's late failure, final or not: not recorded either.
+    let applied = store
+        .mark_notification_failed(&a[0], "late", None, b_at + 2)
+        .await
+        .unwrap();
+    assert!(!applied, "a stale claim's failed write must not apply");
+    let row = &rows(&app, &id).await[0];
+    assert_eq!(row["state"], "pending", "{row}");
+    assert_ne!(row["last_error"], "late", "{row}");
+    assert_eq!(app.count_events(&id, "notified").await, 0);
+    assert_eq!(app.count_events(&id, "notify_failed").await, 0);
+
+    // B's report is the one that counts.
+    let applied = store
+        .mark_notification_failed(&b[0], "still down", Some(b_at + 10), b_at + 3)
+        .await
+        .unwrap();
+    assert!(applied);
+    assert_eq!(rows(&app, &id).await[0]["last_error"], "still down");
+    store.close().await;
+    app.stop().await;
+}
+
+/// A delivery recorded by the worker holding the latest claim is final: a slower worker's
+/// failure (retry or dead letter), arriving after it, never moves it back.
+#[tokio::test]
+async fn a_late_failure_never_undoes_a_delivery() {
+    let rx = Receiver::start(vec![Reply::Status(503); 100]).await;
+    let app = app_with_slow_retries(&rx.url).await;
+    let (id, store, due) = one_waiting_notification(&app, "delivered-once").await;
+
+    let a = store.claim_notifications(due, LEASE_MS, 10).await.unwrap();
+    let b_at = due + LEASE_MS + 1;
+    let b = store.claim_notifications(b_at, LEASE_MS, 10).await.unwrap();
+    assert!(
+        store
+            .mark_notification_delivered(&b[0], b_at + 1)
+            .await
+            .unwrap()
+    );
+    for retry_at in [Some(b_at + 1_000), None] {
+        let applied = store
+            .mark_notification_failed(&a[0], "timed out", retry_at, b_at + 2)
+            .await
+            .unwrap();
+        assert!(!applied, "a late failure must not apply ({retry_at:?})");
+        let row = &rows(&app, &id).await[0];
+        assert_eq!(row["state"], "delivered", "{row}");
+        assert!(!row["delivered_at"].is_null(), "{row}");
+    }
+    // Nor does the winner's own second report, or a delivery reported twice.
+    assert!(
+        !store
+            .mark_notification_failed(&b[0], "again", None, b_at + 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_notification_delivered(&b[0], b_at + 4)
+            .await
+            .unwrap()
+    );
+    assert_eq!(rows(&app, &id).await[0]["state"], "delivered");
+    assert_eq!(app.count_events(&id, "notified").await, 1);
+    assert_eq!(app.count_events(&id, "notify_failed").await, 0);
+    store.close().await;
+    app.stop().await;
+}

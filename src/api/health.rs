@@ -1,4 +1,4 @@
-//! `/healthz` (alive), `/readyz` (database writable and upstream reachable) and `/metrics`
+//! `/healthz` (alive), `/readyz` (the main database takes a write, and upstream is reachable) and `/metrics`
 //! (Prometheus text, rendered by [`crate::telemetry`]).
 
 use std::time::Duration;
@@ -14,6 +14,9 @@ use crate::orchestrator::Orchestrator;
 /// Upstream counts as reachable when a call reached it this recently; otherwise `/readyz`
 /// probes it (a free `GET` of a response id that cannot exist, expecting 404).
 pub const UPSTREAM_RECENT: Duration = Duration::from_secs(300);
+/// How long the database part of `/readyz` may take (waiting for a pooled connection and for
+/// the write lock included) before it answers 503.
+pub const DATABASE_CHECK_LIMIT: Duration = Duration::from_secs(3);
 
 pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
@@ -39,9 +42,24 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Why the daemon is not ready, if it is not.
 async fn readiness(orch: &Orchestrator) -> Result<(), String> {
-    if let Err(e) = orch.store().check_writable().await {
-        tracing::error!(error = %crate::orchestrator::chain(&e), "readiness: database check failed");
-        return Err("database unavailable: it does not accept writes".into());
+    let written = tokio::time::timeout(
+        DATABASE_CHECK_LIMIT,
+        orch.store().check_writable(orch.clock().now_ms()),
+    )
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %crate::orchestrator::chain(&e), "readiness: database check failed");
+            return Err(format!("database unavailable: {e}"));
+        }
+        Err(_) => {
+            return Err(format!(
+                "database unavailable: no write went through within {} (the connection pool is \
+                 exhausted or the database is stuck)",
+                humantime::format_duration(DATABASE_CHECK_LIMIT)
+            ));
+        }
     }
     let client = orch.client();
     if client.last_reached().is_some_and(|d| d <= UPSTREAM_RECENT) {

@@ -67,23 +67,7 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
             }
             specs
                 .into_iter()
-                .map(|s| {
-                    let mut body = s.request.clone();
-                    body.insert("name".into(), json!(s.name));
-                    if let Some(n) = &s.notify {
-                        body.insert(
-                            "notify".into(),
-                            serde_json::to_value(n).unwrap_or(Value::Null),
-                        );
-                    }
-                    if let Some(k) = &s.idempotency_key {
-                        body.insert("idempotency_key".into(), json!(k));
-                    }
-                    if let Some(t) = s.timeout {
-                        body.insert("timeout".into(), json!(t.as_secs().max(1)));
-                    }
-                    Value::Object(body)
-                })
+                .map(|s| Value::Object(s.to_rest_body()))
                 .collect()
         }
         (None, Some(model), Some(input)) => {

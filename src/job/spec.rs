@@ -368,6 +368,49 @@ impl JobSpec {
         }
     }
 
+    /// The JSON body that submits this job through the REST API (`POST /v1/jobs`): the
+    /// request with every respool key put back, so that [`JobSpec::from_value`] of it gives
+    /// this spec again. `schedule` is left out (a template runs from the daemon's jobs file,
+    /// not through the API). The destructuring makes a new key a compile error here until it
+    /// is carried too.
+    pub fn to_rest_body(&self) -> Map<String, Value> {
+        let JobSpec {
+            name,
+            request,
+            notify,
+            idempotency_key,
+            timeout,
+            schedule: _,
+            priority,
+            budget_exempt,
+        } = self;
+        let mut body = request.clone();
+        body.insert("name".into(), Value::String(name.clone()));
+        if let Some(routes) = notify {
+            body.insert(
+                "notify".into(),
+                serde_json::to_value(routes).unwrap_or(Value::Null),
+            );
+        }
+        if let Some(k) = idempotency_key {
+            body.insert("idempotency_key".into(), Value::String(k.clone()));
+        }
+        if let Some(t) = timeout {
+            // A duration string keeps sub-second parts that a number of seconds would drop.
+            body.insert(
+                "timeout".into(),
+                Value::String(humantime::format_duration(*t).to_string()),
+            );
+        }
+        if *priority != 0 {
+            body.insert("priority".into(), Value::from(*priority));
+        }
+        if *budget_exempt {
+            body.insert("budget_exempt".into(), Value::Bool(true));
+        }
+        body
+    }
+
     /// The body to POST upstream for job `job_id`: the request with `background` and `store`
     /// forced on and the job id merged into `metadata`.
     pub fn create_body(&self, job_id: &super::JobId) -> Map<String, Value> {
@@ -563,6 +606,29 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn the_rest_body_gives_the_same_spec_back() {
+        let spec = JobSpec::from_value(
+            json!({"name": "full", "model": "o3", "input": "hi", "metadata": {"k": "v"},
+                   "notify": [{"sink": "console", "on": ["failed"]}], "idempotency_key": "key-1",
+                   "timeout": "1m 30s 250ms", "priority": 7, "budget_exempt": true,
+                   "future_param": {"x": 1}}),
+            "#1",
+        )
+        .unwrap();
+        let body = Value::Object(spec.to_rest_body());
+        assert_eq!(body["priority"], 7);
+        assert_eq!(body["budget_exempt"], true);
+        assert_eq!(JobSpec::from_value(body, "#1").unwrap(), spec);
+        let plain = JobSpec::from_value(json!({"model": "o3", "input": "hi"}), "#1").unwrap();
+        let body = plain.to_rest_body();
+        assert!(!body.contains_key("priority") && !body.contains_key("budget_exempt"));
+        assert_eq!(
+            JobSpec::from_value(Value::Object(body), "#1").unwrap(),
+            plain
+        );
     }
 
     #[test]

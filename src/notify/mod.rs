@@ -201,13 +201,31 @@ pub struct Notifier {
     config: Arc<Config>,
     sinks: Arc<BTreeMap<String, Sink>>,
     permits: Arc<Semaphore>,
-    /// How long a claimed row is left alone: twice the slowest sink's timeout, plus a margin.
-    /// If the daemon dies mid-delivery, the row is tried again after it.
+    /// The hard limit on one delivery (building its message and sending it), shorter than
+    /// the lease: see [`delivery_limits`].
+    deliver_timeout: Duration,
+    /// How long a claimed row is left alone. If the daemon dies mid-delivery, the row is tried
+    /// again after it.
     lease_ms: i64,
 }
 
 /// Deliveries in flight at once.
 const MAX_CONCURRENT_DELIVERIES: usize = 8;
+/// What a lease leaves after a delivery's hard timeout, for its closing write.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+/// The shortest hard timeout of a delivery (a sink configured with no timeout still gets this).
+const MIN_DELIVERY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The hard timeout of one delivery and the lease of its claim, from the slowest sink's own
+/// timeout: twice that (a sink may make two calls, such as a connect and a send), and the
+/// lease a margin longer. A delivery still running at its timeout is abandoned (a temporary
+/// failure), so no worker is still sending when the lease runs out and another worker claims
+/// the row again; the claim's fencing token keeps a closing write that comes later than that
+/// from changing anything.
+pub fn delivery_limits(slowest_sink: Duration) -> (Duration, Duration) {
+    let timeout = slowest_sink.saturating_mul(2).max(MIN_DELIVERY_TIMEOUT);
+    (timeout, timeout + LEASE_MARGIN)
+}
 
 impl Notifier {
     /// Builds every configured sink; a sink that cannot be built (a bad template, an unreadable
@@ -261,14 +279,15 @@ impl Notifier {
             .map(SinkConfig::timeout)
             .max()
             .unwrap_or_default();
-        let lease_ms = 2 * ms(slowest) + 5_000;
+        let (deliver_timeout, lease) = delivery_limits(slowest);
         Ok(Self {
             store,
             clock,
             config,
             sinks: Arc::new(sinks),
             permits,
-            lease_ms,
+            deliver_timeout,
+            lease_ms: ms(lease),
         })
     }
 
@@ -309,41 +328,28 @@ impl Notifier {
             config: self.config.clone(),
             sinks: self.sinks.clone(),
             permits: self.permits.clone(),
+            deliver_timeout: self.deliver_timeout,
             lease_ms: self.lease_ms,
         }
     }
 
     async fn deliver_row(&self, row: &NotificationRow) -> Result<(), StoreError> {
-        let result = match (
-            self.sinks.get(&row.sink),
-            self.store.get_job(&row.job_id).await?,
-        ) {
-            (Some(sink), Some(job)) => {
-                let response = self.store.get_response(&job.id).await?;
-                let events = self.store.list_events(&job.id).await?;
-                let ctx =
-                    Context::build(&row.event, &job, response.as_ref(), &events, &self.config);
-                let n = Notification {
-                    id: row.id,
-                    event: &row.event,
-                    job: &job,
-                    response: response.as_ref(),
-                    ctx: &ctx,
-                };
-                sink.deliver(&n).await
-            }
-            (None, _) => Err(SinkError::Permanent(format!(
-                "no sink named `{}` is configured",
-                row.sink
+        let result = match tokio::time::timeout(self.deliver_timeout, self.attempt(row)).await {
+            Ok(r) => r?,
+            Err(_) => Err(SinkError::temporary(format!(
+                "the delivery took longer than {} and was abandoned",
+                humantime::format_duration(self.deliver_timeout)
             ))),
-            (_, None) => Err(SinkError::Permanent("the job no longer exists".into())),
         };
         let now = self.clock.now_ms();
-        match result {
+        let applied = match result {
             Ok(()) => {
-                crate::telemetry::notification(&row.sink, "delivered");
-                tracing::info!(job_id = %row.job_id, sink = %row.sink, event = %row.event, "notification delivered");
-                self.store.mark_notification_delivered(row, now).await
+                let applied = self.store.mark_notification_delivered(row, now).await?;
+                if applied {
+                    crate::telemetry::notification(&row.sink, "delivered");
+                    tracing::info!(job_id = %row.job_id, sink = %row.sink, event = %row.event, "notification delivered");
+                }
+                applied
             }
             Err(e) => {
                 let cfg = &self.config.notify;
@@ -361,19 +367,61 @@ impl Notifier {
                     }
                     _ => None,
                 };
-                crate::telemetry::notification(
-                    &row.sink,
-                    if retry_at.is_some() { "retry" } else { "dead" },
-                );
-                tracing::warn!(
-                    job_id = %row.job_id, sink = %row.sink, attempts, error = %e,
-                    dead = retry_at.is_none(), "notification failed"
-                );
-                self.store
+                let applied = self
+                    .store
                     .mark_notification_failed(row, &e.to_string(), retry_at, now)
-                    .await
+                    .await?;
+                if applied {
+                    crate::telemetry::notification(
+                        &row.sink,
+                        if retry_at.is_some() { "retry" } else { "dead" },
+                    );
+                    tracing::warn!(
+                        job_id = %row.job_id, sink = %row.sink, attempts, error = %e,
+                        dead = retry_at.is_none(), "notification failed"
+                    );
+                }
+                applied
             }
+        };
+        if !applied {
+            tracing::warn!(
+                job_id = %row.job_id, sink = %row.sink, event = %row.event, notification = row.id,
+                claim = row.claim,
+                "stale delivery result ignored: the notification was claimed again or closed since"
+            );
         }
+        Ok(())
+    }
+
+    /// One try at delivering `row`: builds its message and sends it through its sink.
+    async fn attempt(&self, row: &NotificationRow) -> Result<Result<(), SinkError>, StoreError> {
+        Ok(
+            match (
+                self.sinks.get(&row.sink),
+                self.store.get_job(&row.job_id).await?,
+            ) {
+                (Some(sink), Some(job)) => {
+                    let response = self.store.get_response(&job.id).await?;
+                    let events = self.store.list_events(&job.id).await?;
+                    let ctx =
+                        Context::build(&row.event, &job, response.as_ref(), &events, &self.config);
+                    let n = Notification {
+                        id: row.id,
+                        event: &row.event,
+                        job: &job,
+                        response: response.as_ref(),
+                        ctx: &ctx,
+                    };
+                    sink.deliver(&n).await
+                }
+                (None, _) => Err(SinkError::Permanent(format!(
+                    "no sink named `{}` is configured",
+                    row.sink
+                ))),
+                (_, None) => Err(SinkError::Permanent("the job no longer exists".into())),
+            },
+        )
     }
 
     /// Sends a sample notification through a sink now (for `respool notify test`).
@@ -404,6 +452,17 @@ mod tests {
         assert_eq!(retry_delay(3, 5 * S, 3600 * S, None, 0.0), 16 * S);
         assert_eq!(retry_delay(30, 5 * S, 3600 * S, None, 0.99), 3600 * S);
         assert_eq!(retry_delay(1, 5 * S, 3600 * S, Some(30 * S), 0.5), 30 * S);
+    }
+
+    #[test]
+    fn a_delivery_gives_up_before_its_lease_runs_out() {
+        for slowest in [Duration::ZERO, S, 10 * S, 120 * S] {
+            let (timeout, lease) = delivery_limits(slowest);
+            assert!(timeout >= slowest, "{slowest:?}");
+            assert!(timeout >= MIN_DELIVERY_TIMEOUT);
+            assert!(lease > timeout, "{slowest:?}: {timeout:?} vs {lease:?}");
+        }
+        assert_eq!(delivery_limits(10 * S), (20 * S, 25 * S));
     }
 
     #[test]

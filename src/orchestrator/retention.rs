@@ -1,11 +1,22 @@
-//! Retention, hourly: finished jobs older than `retention.jobs` are deleted with their
-//! timeline, notifications and webhook deliveries (a summary row of each is kept with
-//! `retention.keep_summary`, so spend and counts still include it), and webhook delivery
-//! records older than 7 days are deleted whatever the config (OpenAI retries a delivery for
-//! at most 3 days, so deduplication never needs them longer).
+//! Retention, hourly. Every table has a rule:
+//!
+//! - `jobs`, with their `job_events`, `notifications` and `webhook_deliveries`: finished jobs
+//!   older than `retention.jobs` (unset: kept), once none of their notifications is still to
+//!   be delivered; a summary row of each is kept with `retention.keep_summary`, so spend and
+//!   counts still include it. The search index follows by trigger.
+//! - `job_summaries`: older than `retention.summaries` (default 400 days).
+//! - `schedule_runs`: ticks older than `retention.schedule_runs` (default 7 days), except
+//!   the newest `retention.schedule_runs_kept` (default 100) per schedule and the rows the overlap and
+//!   "never twice" rules need (see [`Store::prune_schedule_runs`]).
+//! - `webhook_deliveries`: older than 7 days whatever the config (OpenAI retries a delivery for
+//!   at most 3 days, so deduplication never needs them longer).
+//! - `webhook_secrets`: 30 days after they stopped being accepted.
+//! - `schedules` (one row per schedule ever defined) and `health` (one row) do not grow.
 //!
 //! The pass runs on the orchestrator's clock (`Clock::advance` moves it in tests), in batches of
 //! short transactions, as a task of its own so a large first prune never stalls the workers.
+//!
+//! [`Store::prune_schedule_runs`]: crate::store::Store::prune_schedule_runs
 
 use std::sync::atomic::Ordering;
 
@@ -21,8 +32,12 @@ use crate::store::StoreError;
 pub const RETENTION_EVERY_MS: i64 = 3_600_000;
 /// How long webhook delivery records are kept.
 pub const DELIVERY_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
+/// How long a webhook secret is kept once it stopped being accepted.
+pub const RETIRED_SECRET_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
 /// Jobs pruned per transaction.
 const BATCH: i64 = 200;
+/// Schedule runs and summaries deleted per transaction.
+const ROW_BATCH: i64 = 1_000;
 
 /// What one retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -32,6 +47,19 @@ pub struct PruneReport {
     /// Webhook delivery records deleted (old ones, and those of the deleted jobs are counted
     /// with the jobs).
     pub deliveries: u64,
+    /// Summaries of pruned jobs deleted.
+    pub summaries: u64,
+    /// Schedule runs deleted.
+    pub schedule_runs: u64,
+    /// Retired webhook secrets deleted.
+    pub webhook_secrets: u64,
+}
+
+impl PruneReport {
+    /// Whether the pass deleted anything.
+    pub fn any(&self) -> bool {
+        *self != Self::default()
+    }
 }
 
 impl Orchestrator {
@@ -54,10 +82,13 @@ impl Orchestrator {
         let me = self.clone();
         handles.push(self.inner.tracker.spawn(async move {
             match me.prune_now().await {
-                Ok(r) if r.jobs > 0 || r.deliveries > 0 => {
+                Ok(r) if r.any() => {
                     tracing::info!(
                         jobs = r.jobs,
                         deliveries = r.deliveries,
+                        summaries = r.summaries,
+                        schedule_runs = r.schedule_runs,
+                        webhook_secrets = r.webhook_secrets,
                         "retention pruned old records"
                     );
                 }
@@ -74,12 +105,52 @@ impl Orchestrator {
         let now = self.now();
         let mut report = PruneReport {
             deliveries: store.prune_deliveries(now - DELIVERY_RETENTION_MS).await?,
+            webhook_secrets: store
+                .prune_retired_webhook_secrets(now - RETIRED_SECRET_RETENTION_MS)
+                .await?,
             ..Default::default()
         };
-        let Some(keep) = config.retention.jobs else {
-            return Ok(report);
-        };
-        let cutoff = now - ms(keep);
+        if let Some(keep) = config.retention.schedule_runs {
+            let before = now - ms(keep);
+            loop {
+                let n = store
+                    .prune_schedule_runs(
+                        before,
+                        i64::from(config.retention.schedule_runs_kept),
+                        ROW_BATCH,
+                    )
+                    .await?;
+                report.schedule_runs += n;
+                if n < ROW_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        if let Some(keep) = config.retention.jobs {
+            report.jobs = self.prune_jobs(now - ms(keep), now).await?;
+        }
+        if let Some(keep) = config.retention.summaries {
+            let before = now - ms(keep);
+            loop {
+                let n = store.prune_summaries(before, ROW_BATCH).await?;
+                report.summaries += n;
+                if n < ROW_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        if report.jobs > 0 || report.summaries > 0 {
+            // Summaries keep the usage, but a prune without them (or of them) changes the spend.
+            self.inner.governor.spend_changed();
+        }
+        Ok(report)
+    }
+
+    /// Prunes the finished jobs that ended before `cutoff`, in batches; returns how many.
+    async fn prune_jobs(&self, cutoff: i64, now: i64) -> Result<u64, StoreError> {
+        let config = self.config();
+        let store = &self.inner.store;
+        let mut pruned = 0;
         loop {
             let batch = store.prunable_jobs(cutoff, BATCH).await?;
             let n = batch.len() as i64;
@@ -97,18 +168,14 @@ impl Orchestrator {
                     (j, cost)
                 })
                 .collect();
-            report.jobs += store
+            pruned += store
                 .prune_jobs(&with_cost, config.retention.keep_summary, cutoff, now)
                 .await?;
             if n < BATCH {
                 break;
             }
         }
-        if report.jobs > 0 {
-            // Summaries keep the usage, but a prune without them changes the spend.
-            self.inner.governor.spend_changed();
-        }
-        Ok(report)
+        Ok(pruned)
     }
 
     /// Writes a consistent copy of the database to `target` (which must not exist).

@@ -26,8 +26,8 @@ mod webhooks;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
 pub use budget::ModelUsage;
 pub use duplicates::{DuplicateRow, NewDuplicate};
@@ -69,6 +69,67 @@ impl StoreError {
     }
 }
 
+/// How long a write waits for the lock held by another writer before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the readiness write waits for the lock: a database whose lock is held longer than
+/// this is not ready to take the daemon's writes.
+pub const PROBE_BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why the database does not take a write (for `/readyz`).
+#[derive(Debug, thiserror::Error)]
+pub enum NotWritable {
+    /// Another connection holds the write lock (a `VACUUM`, a backup tool, a stuck writer).
+    #[error("the database is locked by another writer (a VACUUM or a long transaction?)")]
+    Locked(#[source] sqlx::Error),
+    /// The file, its directory or its file system does not allow writes.
+    #[error("the database is read-only (check the file's permissions and its file system)")]
+    ReadOnly(#[source] sqlx::Error),
+    /// The disk is full.
+    #[error("the disk holding the database is full")]
+    Full(#[source] sqlx::Error),
+    /// Anything else (the pool timed out, an I/O error, …).
+    #[error("the database does not accept writes")]
+    Failed(#[source] sqlx::Error),
+}
+
+impl NotWritable {
+    /// Sorts a database error by SQLite's primary result code.
+    fn from_db(e: sqlx::Error) -> Self {
+        const SQLITE_BUSY: i64 = 5;
+        const SQLITE_LOCKED: i64 = 6;
+        const SQLITE_READONLY: i64 = 8;
+        const SQLITE_FULL: i64 = 13;
+        let primary = match &e {
+            sqlx::Error::Database(d) => d
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .map(|c| c & 0xff),
+            _ => None,
+        };
+        match primary {
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => Self::Locked(e),
+            Some(SQLITE_READONLY) => Self::ReadOnly(e),
+            Some(SQLITE_FULL) => Self::Full(e),
+            _ => Self::Failed(e),
+        }
+    }
+}
+
+/// The pool connection the readiness write borrows, closed rather than returned to the pool
+/// unless its busy timeout was set back.
+struct ProbeConnection {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    restored: bool,
+}
+
+impl Drop for ProbeConnection {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -84,7 +145,7 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a committed job survives power loss too, not just a killed process.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -94,14 +155,40 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Checks that the database answers and accepts writes (for `/readyz`).
-    pub async fn check_writable(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS respool_probe (x INTEGER)")
-            .execute(&mut *tx)
-            .await?;
-        tx.rollback().await?;
-        Ok(())
+    /// Proves that the main database takes a write (for `/readyz`): updates the one row of
+    /// `health` in a `BEGIN IMMEDIATE` transaction, waiting at most [`PROBE_BUSY_TIMEOUT`] for
+    /// the write lock. A read-only file, a write lock held by someone else (a `VACUUM`, a
+    /// stuck writer) or a full disk answers an error saying which.
+    pub async fn check_writable(&self, now: i64) -> Result<(), NotWritable> {
+        let mut probe = ProbeConnection {
+            conn: self.pool.acquire().await.map_err(NotWritable::from_db)?,
+            restored: false,
+        };
+        let set_timeout =
+            |t: Duration| AssertSqlSafe(format!("PRAGMA busy_timeout = {}", t.as_millis()));
+        sqlx::query(set_timeout(PROBE_BUSY_TIMEOUT))
+            .execute(&mut *probe.conn)
+            .await
+            .map_err(NotWritable::from_db)?;
+        let written = async {
+            let mut tx = probe.conn.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query("UPDATE health SET checked_at = ? WHERE id = 1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        // The pool's connections wait the long timeout: set it back before this one returns
+        // (if that fails, or this future is dropped first, the connection is closed instead).
+        if sqlx::query(set_timeout(BUSY_TIMEOUT))
+            .execute(&mut *probe.conn)
+            .await
+            .is_ok()
+        {
+            probe.restored = true;
+        }
+        written.map_err(NotWritable::from_db)
     }
 
     /// Closes the pool, waiting for connections to finish.

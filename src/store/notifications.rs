@@ -1,5 +1,11 @@
 //! The notification outbox: one row per (job, sink, event), written in the same transaction
 //! as the status change that causes it, then delivered by the notifier with retries.
+//!
+//! Every claim bumps the row's `claim` counter (never reset, unlike `attempts`, which a manual
+//! retry resets) and returns it; the closing writes ([`Store::mark_notification_delivered`],
+//! [`Store::mark_notification_failed`]) apply only while the row is still `pending` under that
+//! same claim. A worker whose lease ran out and whose row another worker claimed again, or a
+//! late failure after a delivery, changes nothing.
 
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
@@ -25,6 +31,10 @@ pub struct NotificationRow {
     pub event: String,
     pub state: String,
     pub attempts: i64,
+    /// How many times the row was claimed: the fencing token of the latest claim (never
+    /// reset, unlike `attempts`).
+    #[serde(default)]
+    pub claim: i64,
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub created_at: i64,
@@ -66,10 +76,10 @@ impl Store {
     ) -> Result<Vec<NotificationRow>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query_as::<_, NotificationRow>(
-            "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = ? \
+                "UPDATE notifications SET attempts = attempts + 1, claim = claim + 1, next_attempt_at = ? \
              WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= ? \
                           ORDER BY next_attempt_at LIMIT ?) \
-             RETURNING id, job_id, sink, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at",
+             RETURNING id, job_id, sink, event, state, attempts, claim, next_attempt_at, last_error, created_at, delivered_at",
         )
         .bind(now + lease_ms)
         .bind(now)
@@ -80,42 +90,56 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records a delivered notification and notes it in the job's timeline.
+    /// Records a delivered notification and notes it in the job's timeline, if the row is
+    /// still `pending` under the claim `n` was delivered on. Returns whether it applied: `false`
+    /// means the claim is stale (the lease ran out and the row was claimed again, retried by
+    /// hand, or closed already) and nothing was written.
     pub async fn mark_notification_delivered(
         &self,
         n: &NotificationRow,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL WHERE id = ?")
-            .bind(now)
-            .bind(n.id)
-            .execute(&mut *tx)
-            .await?;
-        add_event(
-            &mut tx,
-            &n.job_id,
-            now,
-            "notified",
-            &format!("{} sent to sink `{}`", n.event, n.sink),
-            None,
+        let applied = sqlx::query(
+            "UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL \
+             WHERE id = ? AND state = 'pending' AND claim = ?",
         )
-        .await?;
+        .bind(now)
+        .bind(n.id)
+        .bind(n.claim)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if applied {
+            add_event(
+                &mut tx,
+                &n.job_id,
+                now,
+                "notified",
+                &format!("{} sent to sink `{}`", n.event, n.sink),
+                None,
+            )
+            .await?;
+        }
         tx.commit().await?;
-        Ok(())
+        Ok(applied)
     }
 
-    /// Records a failed delivery: retried at `retry_at`, or a dead letter when `None`.
+    /// Records a failed delivery: retried at `retry_at`, or a dead letter when `None`; only
+    /// while the row is still `pending` under the claim `n` was tried on (a late failure never
+    /// undoes a delivery). Returns whether it applied.
     pub async fn mark_notification_failed(
         &self,
         n: &NotificationRow,
         error: &str,
         retry_at: Option<i64>,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "UPDATE notifications SET state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        let applied = sqlx::query(
+            "UPDATE notifications SET state = ?, next_attempt_at = ?, last_error = ? \
+             WHERE id = ? AND state = 'pending' AND claim = ?",
         )
         .bind(if retry_at.is_some() {
             "pending"
@@ -125,9 +149,12 @@ impl Store {
         .bind(retry_at.unwrap_or(now))
         .bind(error)
         .bind(n.id)
+        .bind(n.claim)
         .execute(&mut *tx)
-        .await?;
-        if retry_at.is_none() {
+        .await?
+        .rows_affected()
+            == 1;
+        if applied && retry_at.is_none() {
             add_event(
                 &mut tx,
                 &n.job_id,
@@ -142,7 +169,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(applied)
     }
 
     /// Notifications, newest first, by state and/or job.
@@ -153,7 +180,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<NotificationRow>, StoreError> {
         Ok(sqlx::query_as::<_, NotificationRow>(
-            "SELECT id, job_id, sink, event, state, attempts, next_attempt_at, last_error, created_at, delivered_at \
+            "SELECT id, job_id, sink, event, state, attempts, claim, next_attempt_at, last_error, created_at, delivered_at \
              FROM notifications WHERE (? IS NULL OR state = ?) AND (? IS NULL OR job_id = ?) \
              ORDER BY id DESC LIMIT ?",
         )
@@ -176,7 +203,7 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query_as::<_, NotificationRow>(
             "UPDATE notifications SET state = 'pending', attempts = 0, next_attempt_at = ?, delivered_at = NULL \
-             WHERE id = ? RETURNING id, job_id, sink, event, state, attempts, next_attempt_at, last_error, \
+             WHERE id = ? RETURNING id, job_id, sink, event, state, attempts, claim, next_attempt_at, last_error, \
              created_at, delivered_at",
         )
         .bind(now)

@@ -1,7 +1,9 @@
 //! Keeping the database small and safe: pruning finished jobs (keeping a summary of each),
-//! pruning old webhook delivery records, online backups (`VACUUM INTO`) and `VACUUM`, and the
-//! counts `/metrics` shows.
+//! old summaries, schedule runs nothing needs any more, old webhook delivery records and
+//! retired webhook secrets; online backups (`VACUUM INTO`) and `VACUUM`, and the counts
+//! `/metrics` shows.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sqlx::{AssertSqlSafe, FromRow};
@@ -36,9 +38,14 @@ pub struct QueueDepths {
 }
 
 const TERMINAL: &str = "('completed', 'failed', 'incomplete', 'cancelled')";
+/// SQL: the job (`jobs` row in scope) has no notification still to deliver. A job is pruned
+/// only once each of its notifications is delivered or dead, so retention never drops one.
+const NOTHING_TO_DELIVER: &str =
+    "NOT EXISTS (SELECT 1 FROM notifications n WHERE n.job_id = jobs.id AND n.state = 'pending')";
 
 impl Store {
-    /// Up to `limit` finished jobs that ended before `cutoff` (unix ms), oldest first.
+    /// Up to `limit` finished jobs that ended before `cutoff` (unix ms) and have no
+    /// notification left to deliver, oldest first.
     pub async fn prunable_jobs(
         &self,
         cutoff: i64,
@@ -46,7 +53,8 @@ impl Store {
     ) -> Result<Vec<PrunableJob>, StoreError> {
         Ok(sqlx::query_as::<_, PrunableJob>(AssertSqlSafe(format!(
             "SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, error_code \
-             FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? ORDER BY finished_at LIMIT ?"
+             FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? AND {NOTHING_TO_DELIVER} \
+             ORDER BY finished_at LIMIT ?"
         )))
         .bind(cutoff)
         .bind(limit)
@@ -54,7 +62,8 @@ impl Store {
         .await?)
     }
 
-    /// Deletes finished jobs (still finished before `cutoff`) with their timeline,
+    /// Deletes finished jobs (still finished before `cutoff`, and still with no pending
+    /// notification) with their timeline,
     /// notifications and webhook deliveries, in one transaction; with `summaries`, writes a
     /// summary row of each first (`cost_microusd` given per job). Returns how many were deleted.
     pub async fn prune_jobs(
@@ -67,9 +76,10 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut deleted = 0;
         for (job, cost_microusd) in jobs {
-            // Finished jobs never change, but the condition is checked again under the lock.
+            // Checked again under the lock: a retried notification may be pending again.
             let still: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT id FROM jobs WHERE id = ? AND status IN {TERMINAL} AND finished_at < ?"
+                "SELECT id FROM jobs WHERE id = ? AND status IN {TERMINAL} AND finished_at < ? \
+                 AND {NOTHING_TO_DELIVER}"
             )))
             .bind(&job.id)
             .bind(cutoff)
@@ -130,6 +140,92 @@ impl Store {
                 .await?
                 .rows_affected(),
         )
+    }
+
+    /// Deletes up to `limit` summaries of pruned jobs that ended before `before` (unix ms).
+    /// Returns how many.
+    pub async fn prune_summaries(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM job_summaries WHERE id IN \
+             (SELECT id FROM job_summaries WHERE finished_at < ? ORDER BY finished_at LIMIT ?)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Deletes the webhook secrets that stopped being accepted before `before` (unix ms):
+    /// retired by a rotation, they verify nothing any more. Returns how many.
+    pub async fn prune_retired_webhook_secrets(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM webhook_secrets WHERE expires_at IS NOT NULL AND expires_at < ?",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Deletes up to `limit` schedule runs that nothing needs any more, in one transaction,
+    /// and adds those that created a job to their schedule's `runs_pruned` (so its count of
+    /// runs stays whole). Returns how many were deleted. A run is kept while any of these
+    /// holds:
+    ///
+    /// - its tick is at or after `before` (unix ms);
+    /// - it is one of the newest `keep_per_schedule` runs of its schedule (listings, and the
+    ///   latest run they show);
+    /// - its job still exists and is unfinished, or it waits for its turn: the overlap check
+    ///   and the release of `overlap: queue` runs look for exactly those rows;
+    /// - the schedule has not moved past its tick (`scheduled_for >= next_run_at`): the
+    ///   unique (schedule, tick) row is what stops a tick from running twice, and only ticks
+    ///   before `next_run_at` can never be planned again (a schedule that is changed or comes
+    ///   back restarts at a future tick).
+    pub async fn prune_schedule_runs(
+        &self,
+        before: i64,
+        keep_per_schedule: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let victims: Vec<(i64, String, bool)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT r.id, r.schedule_name, r.job_id IS NOT NULL FROM schedule_runs r \
+             LEFT JOIN schedules s ON s.name = r.schedule_name \
+             WHERE r.scheduled_for < ? AND r.waiting = 0 \
+               AND (s.next_run_at IS NULL OR r.scheduled_for < s.next_run_at) \
+               AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = r.job_id \
+                               AND j.status NOT IN {TERMINAL}) \
+               AND (? <= 0 OR r.scheduled_for < (SELECT k.scheduled_for FROM schedule_runs k \
+                   WHERE k.schedule_name = r.schedule_name \
+                   ORDER BY k.scheduled_for DESC LIMIT 1 OFFSET ?)) \
+             ORDER BY r.scheduled_for LIMIT ?"
+        )))
+        .bind(before)
+        .bind(keep_per_schedule)
+        .bind((keep_per_schedule - 1).max(0))
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut created: BTreeMap<&str, i64> = BTreeMap::new();
+        for (id, schedule, had_job) in &victims {
+            sqlx::query("DELETE FROM schedule_runs WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if *had_job {
+                *created.entry(schedule).or_default() += 1;
+            }
+        }
+        for (schedule, n) in created {
+            sqlx::query("UPDATE schedules SET runs_pruned = runs_pruned + ? WHERE name = ?")
+                .bind(n)
+                .bind(schedule)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(victims.len() as u64)
     }
 
     /// Summaries of pruned jobs by status.

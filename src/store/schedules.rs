@@ -440,9 +440,12 @@ impl Store {
             .bind(&row.name)
             .fetch_optional(&self.pool)
             .await?;
+            // Runs retention deleted are counted in `runs_pruned`.
             let runs: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM schedule_runs WHERE schedule_name = ? AND job_id IS NOT NULL",
+                "SELECT COUNT(*) + (SELECT runs_pruned FROM schedules WHERE name = ?) \
+                 FROM schedule_runs WHERE schedule_name = ? AND job_id IS NOT NULL",
             )
+            .bind(&row.name)
             .bind(&row.name)
             .fetch_one(&self.pool)
             .await?;

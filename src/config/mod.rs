@@ -394,6 +394,13 @@ impl Config {
         if !self.webhook.path.starts_with('/') {
             err(&["webhook", "path"], "must start with `/`".into());
         }
+        if let Some(Err(m)) = self
+            .jobs
+            .default_timeout
+            .map(crate::job::spec::check_timeout)
+        {
+            err(&["jobs", "default_timeout"], m);
+        }
         if matches!(
             self.webhook.path.as_str(),
             "/" | "/v1" | "/healthz" | "/readyz" | "/metrics"

@@ -23,6 +23,10 @@ const OWN_KEYS: [&str; 5] = ["name", "notify", "idempotency_key", "timeout", "sc
 const QUEUE_KEYS: [&str; 2] = ["priority", "budget_exempt"];
 /// The range of `priority`.
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
+/// The longest job `timeout` (and `jobs.default_timeout`): a deadline is kept in milliseconds
+/// from now and a spec stores it as seconds in a float, so it must be whole seconds and well
+/// within both. No response runs for a year; a longer timeout is a typo.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Keys later versions of respool will own; refused now so they are not sent to OpenAI.
 const RESERVED_KEYS: [&str; 2] = ["attachments", "after"];
 
@@ -266,26 +270,30 @@ impl JobSpec {
         let timeout = match body.remove("timeout") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => match crate::config::parse_duration(&s) {
-                Ok(d) if !d.is_zero() => Some(d),
-                Ok(_) => {
-                    err("timeout", "must be greater than zero".into());
-                    None
-                }
+                Ok(d) => match check_timeout(d) {
+                    Ok(d) => Some(d),
+                    Err(m) => {
+                        err("timeout", m);
+                        None
+                    }
+                },
                 Err(m) => {
                     err("timeout", m);
                     None
                 }
             },
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(s) if s > 0 => Some(Duration::from_secs(s)),
-                _ => {
-                    err(
+            Some(Value::Number(n)) => {
+                match n.as_u64().map(Duration::from_secs).map(check_timeout) {
+                    Some(Ok(d)) => Some(d),
+                    _ => {
+                        err(
                         "timeout",
-                        "must be a positive number of seconds or a duration like `30m`".into(),
+                        "must be a positive number of seconds (at most a year) or a duration like `30m`".into(),
                     );
-                    None
+                        None
+                    }
                 }
-            },
+            }
             Some(_) => {
                 err(
                     "timeout",
@@ -438,6 +446,20 @@ impl JobSpec {
     pub fn sink_names(&self) -> impl Iterator<Item = &str> {
         self.notify.iter().flatten().map(|r| r.sink.as_str())
     }
+}
+
+/// Checks a job timeout: whole seconds, from 1 second to [`MAX_TIMEOUT`].
+pub fn check_timeout(d: Duration) -> Result<Duration, String> {
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    if d.subsec_nanos() != 0 {
+        return Err("must be whole seconds".into());
+    }
+    if d > MAX_TIMEOUT {
+        return Err("must be at most a year (366d)".into());
+    }
+    Ok(d)
 }
 
 /// Checks a client idempotency key: 1 to 255 visible ASCII characters.
@@ -743,6 +765,28 @@ mod tests {
             errs[0].to_string(),
             "job `p`: field `budget_exempt`: must be true or false"
         );
+    }
+
+    #[test]
+    fn timeouts_are_whole_seconds_up_to_a_year() {
+        let timeout = |t: Value| {
+            JobSpec::from_value(json!({"model": "m", "input": "i", "timeout": t}), "#1")
+                .map(|s| s.timeout)
+                .map_err(|e| e[0].message.clone())
+        };
+        assert_eq!(timeout(json!("366d")), Ok(Some(MAX_TIMEOUT)));
+        assert_eq!(timeout(json!(90)), Ok(Some(Duration::from_secs(90))));
+        // Found by fuzzing: a huge timeout was stored as a float that decoded to none, and
+        // overflowed the deadline (`now + ms`); a sub-second one did not read back exactly.
+        for bad in [
+            json!("367d"),
+            json!(u64::MAX),
+            json!("100000000y 1ns"),
+            json!("1500ms"),
+            json!("0s"),
+        ] {
+            assert!(timeout(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

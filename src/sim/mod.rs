@@ -444,3 +444,34 @@ impl Drop for SimHandle {
         self.cancel.cancel();
     }
 }
+
+/// The simulator's parsers of network input, reachable for the fuzz targets in `fuzz/` (the
+/// modules behind them are private). Not an API: thin wrappers, errors as their messages.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    /// Parses and validates a `POST /v1/responses` body, `metadata.sim` included.
+    pub fn parse_create(raw: &[u8]) -> Result<(), String> {
+        super::validate::parse_create(raw)
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
+    /// Parses a `metadata.sim` overrides string.
+    pub fn parse_overrides(spec: &str) -> Result<(), String> {
+        super::faults::Overrides::parse(spec).map(|_| ())
+    }
+
+    /// Formats a duration as the simulator's `x-ratelimit-reset-*` headers do.
+    pub fn go_duration(d: Duration) -> String {
+        super::headers::go_duration(d)
+    }
+
+    /// Formats one event as an SSE frame, as the simulator's streams do.
+    pub fn sse_frame(event: &Value) -> String {
+        super::stream::frame(event)
+    }
+}

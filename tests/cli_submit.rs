@@ -17,7 +17,7 @@ jobs:
     metadata: {team: ops}
     priority: 7
     budget_exempt: true
-    timeout: 1h 30m 500ms
+    timeout: 1h 30m 5s
     notify:
       - sink: console
         on: [failed]
@@ -84,9 +84,6 @@ async fn submit_keeps_every_respool_key_of_a_jobs_file() {
     .unwrap();
     assert_eq!(urgent.priority, 7);
     assert!(urgent.budget_exempt);
-    assert_eq!(
-        urgent.timeout,
-        Some(std::time::Duration::from_millis(5_400_500))
-    );
+    assert_eq!(urgent.timeout, Some(std::time::Duration::from_secs(5_405)));
     app.stop().await;
 }

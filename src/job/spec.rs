@@ -635,7 +635,7 @@ mod tests {
         let spec = JobSpec::from_value(
             json!({"name": "full", "model": "o3", "input": "hi", "metadata": {"k": "v"},
                    "notify": [{"sink": "console", "on": ["failed"]}], "idempotency_key": "key-1",
-                   "timeout": "1m 30s 250ms", "priority": 7, "budget_exempt": true,
+                   "timeout": "1m 30s", "priority": 7, "budget_exempt": true,
                    "future_param": {"x": 1}}),
             "#1",
         )

@@ -348,15 +348,12 @@ impl Store {
                 id,
                 at.now,
                 at.kind,
-                &format!(
-                    "{} {response_id} ({})",
-                    if at.kind == "submitted" {
-                        "submitted as"
-                    } else {
-                        "found response"
-                    },
-                    at.how
-                ),
+                &match (at.kind, at.how) {
+                    // The ordinary case reads as it always did.
+                    ("submitted", "create") => format!("submitted as {response_id}"),
+                    ("submitted", how) => format!("submitted as {response_id} ({how})"),
+                    (_, how) => format!("found response {response_id} ({how})"),
+                },
                 Some(&data),
             )
             .await?;

@@ -457,6 +457,8 @@ async fn a_resubmitted_jobs_first_response_is_cancelled_and_kept_as_a_paid_dupli
             cfg.upstream.max_retries = 0;
             cfg.upstream.uncertain_create = respool::config::UncertainCreatePolicy::Resubmit;
             cfg.upstream.uncertain_create_wait = Some(Duration::from_millis(100));
+            // A dollar a token, so the budget's spend is the token count.
+            cfg.pricing = common::gpt5_priced(1_000_000.0, 1_000_000.0);
         },
         SimConfig {
             queue_time: Duration::from_millis(300),
@@ -510,5 +512,43 @@ async fn a_resubmitted_jobs_first_response_is_cancelled_and_kept_as_a_paid_dupli
     let after = app.job(&id).await;
     assert_eq!(after.response_id.as_deref(), Some(held.as_str()));
     assert_eq!(after.status, JobStatus::Completed);
+    // Stats count it apart from the jobs, and its tokens with theirs: both runs were paid.
+    let (status, stats) = app.get("/v1/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["totals"]["jobs"], 1, "{stats:#}");
+    assert_eq!(stats["totals"]["paid_duplicates"], 1, "{stats:#}");
+    let own = after.usage.as_ref().unwrap()["total_tokens"]
+        .as_i64()
+        .unwrap();
+    let extra = dups[0]["usage"]["total_tokens"].as_i64().unwrap();
+    assert_eq!(
+        stats["totals"]["tokens"]["total"].as_i64(),
+        Some(own + extra),
+        "{stats:#}"
+    );
+    // The budget counts the money of both runs.
+    let tokens = |u: &serde_json::Value| {
+        u["input_tokens"].as_i64().unwrap() + u["output_tokens"].as_i64().unwrap()
+    };
+    let paid = tokens(after.usage.as_ref().unwrap()) + tokens(&dups[0]["usage"]);
+    app.wait_until("the budget counts the duplicate", DEADLINE, async || {
+        let (_, budget) = app.get("/v1/budget").await;
+        budget["day"]["spent_usd"].as_f64() == Some(paid as f64)
+    })
+    .await;
+    let html = app
+        .request(reqwest::Method::GET, "/stats")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(
+            r#"<span class="tile-n n-bad">1</span><span class="tile-l">paid duplicates</span>"#
+        ),
+        "{html}"
+    );
     app.stop().await;
 }

@@ -83,6 +83,9 @@ impl TokenSums {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tally {
     pub jobs: i64,
+    /// Extra responses created for these jobs and paid for (an uncertain create resubmitted
+    /// whose first run turned up later); their tokens are in `tokens` and `cost_usd`.
+    pub paid_duplicates: i64,
     /// Jobs by status (only the statuses present).
     pub by_status: BTreeMap<String, i64>,
     pub tokens: TokenSums,
@@ -120,6 +123,7 @@ pub struct StatsReport {
 #[derive(Default)]
 struct Acc {
     jobs: i64,
+    duplicates: i64,
     by_status: BTreeMap<String, i64>,
     by_model: BTreeMap<String, TokenSums>,
 }
@@ -127,7 +131,10 @@ struct Acc {
 impl Acc {
     fn add(&mut self, r: &StatsRow) {
         self.jobs += r.jobs;
-        *self.by_status.entry(r.status.clone()).or_default() += r.jobs;
+        self.duplicates += r.duplicates;
+        if r.jobs > 0 {
+            *self.by_status.entry(r.status.clone()).or_default() += r.jobs;
+        }
         self.by_model.entry(r.model.clone()).or_default().add(r);
     }
 
@@ -155,6 +162,7 @@ impl Acc {
         }
         Tally {
             jobs: self.jobs,
+            paid_duplicates: self.duplicates,
             by_status: self.by_status,
             tokens,
             cost_usd: cost,
@@ -292,6 +300,7 @@ mod tests {
             name: name.into(),
             bucket,
             jobs,
+            duplicates: 0,
             input_tokens: tok,
             cached_tokens: 0,
             output_tokens: tok,
@@ -336,6 +345,24 @@ mod tests {
         assert_eq!(groups[0].tally.by_status["failed"], 1);
         assert_eq!(groups[1].tally.cost_usd, None);
         assert_eq!(groups[1].tally.tokens.reasoning, 5);
+    }
+
+    #[test]
+    fn paid_duplicates_cost_money_but_are_not_jobs() {
+        let mut dup = row("completed", "gpt-5", "a", LATE, 0, 1_000_000);
+        dup.duplicates = 1;
+        let rows = [row("completed", "gpt-5", "a", LATE, 1, 1_000_000), dup];
+        let (totals, groups) = fold(&rows, GroupBy::Model, chrono_tz::UTC, &prices());
+        assert_eq!((totals.jobs, totals.paid_duplicates), (1, 1));
+        assert_eq!(totals.by_status["completed"], 1);
+        // Both runs were paid: 2 × ($1 + $2).
+        assert_eq!(totals.cost_usd, Some(6.0));
+        assert_eq!(groups[0].tally.paid_duplicates, 1);
+        // A window with only a duplicate in it lists no status with 0 jobs.
+        let mut only = row("failed", "gpt-5", "a", LATE, 0, 10);
+        only.duplicates = 1;
+        let (totals, _) = fold(&[only], GroupBy::Model, chrono_tz::UTC, &prices());
+        assert!(totals.by_status.is_empty());
     }
 
     #[test]

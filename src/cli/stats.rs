@@ -77,6 +77,12 @@ pub fn render(r: &StatsReport, colour: bool) -> String {
             r.totals.unpriced_models.join(", ")
         ));
     }
+    if r.totals.paid_duplicates > 0 {
+        out.push_str(&format!(
+            "paid duplicates: {} (extra runs of these jobs, in TOKENS and COST; see `respool jobs show`)\n",
+            r.totals.paid_duplicates
+        ));
+    }
     out
 }
 
@@ -109,6 +115,7 @@ mod tests {
     fn tally(completed: i64, failed: i64, queued: i64, total: i64, cost: Option<f64>) -> Tally {
         Tally {
             jobs: completed + failed + queued,
+            paid_duplicates: 0,
             by_status: BTreeMap::from([
                 ("completed".into(), completed),
                 ("failed".into(), failed),
@@ -171,5 +178,9 @@ mod tests {
         assert!(plain.contains("no price in `pricing` (not in COST): o3-x"));
         assert!(!plain.contains('\x1b'));
         assert!(render(&r, true).contains("\x1b[31m1\x1b[0m"));
+        assert!(!plain.contains("paid duplicates"));
+        let mut r = r;
+        r.totals.paid_duplicates = 2;
+        assert!(render(&r, false).contains("paid duplicates: 2 "));
     }
 }

@@ -17,7 +17,8 @@ pub struct ModelUsage {
 
 impl Store {
     /// Usage by model of the jobs that finished at or after `since` (unix ms), of those still
-    /// running that already report usage, and of pruned jobs' summaries in the period.
+    /// running that already report usage, of pruned jobs' summaries in the period, and of the
+    /// paid duplicates found in it (an extra run costs money like any other).
     ///
     /// (`json_extract` is SQLite's; on PostgreSQL this is `usage->>'input_tokens'`.)
     pub async fn usage_since(&self, since: i64) -> Result<Vec<ModelUsage>, StoreError> {
@@ -29,9 +30,13 @@ impl Store {
              FROM (SELECT model, usage FROM jobs WHERE usage IS NOT NULL \
                      AND (finished_at >= ? OR finished_at IS NULL) \
                    UNION ALL \
-                   SELECT model, usage FROM job_summaries WHERE usage IS NOT NULL AND finished_at >= ?) \
+                   SELECT model, usage FROM job_summaries WHERE usage IS NOT NULL AND finished_at >= ? \
+                   UNION ALL \
+                   SELECT j.model, d.usage FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id \
+                     WHERE d.usage IS NOT NULL AND d.found_at >= ?) \
              GROUP BY model ORDER BY model",
         )
+        .bind(since)
         .bind(since)
         .bind(since)
         .fetch_all(&self.pool)

@@ -123,19 +123,4 @@ impl Store {
             .await?,
         )
     }
-
-    /// Every duplicate whose job was created since `since` (unix ms), with the job's model,
-    /// for stats: `(model, status, usage)`.
-    pub async fn duplicates_since(
-        &self,
-        since: i64,
-    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT j.model, d.status, d.usage FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id \
-             WHERE j.created_at >= ?",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?)
-    }
 }

@@ -37,6 +37,8 @@ struct WindowView {
     /// the list shows exactly the jobs counted.
     since: String,
     jobs: String,
+    /// Extra responses paid for (0: the tile is not shown).
+    duplicates: i64,
     tokens: String,
     cost: String,
     statuses: Vec<(String, i64)>,
@@ -100,6 +102,7 @@ fn window(
         from: local_day(from, tz).map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string()),
         since: since.clone(),
         jobs: view::thousands(totals.jobs),
+        duplicates: totals.paid_duplicates,
         tokens: view::thousands(totals.tokens.total),
         cost: money(totals.cost_usd),
         statuses: statuses(&totals),
@@ -237,6 +240,7 @@ mod tests {
             name: "n".into(),
             bucket,
             jobs,
+            duplicates: 0,
             input_tokens: 0,
             cached_tokens: 0,
             output_tokens: 0,

@@ -202,6 +202,19 @@ async fn an_undecodable_job_is_quarantined_at_submit_and_the_others_complete() {
     );
     assert_eq!((row.attempt, row.submissions), (0, 0), "{row:?}");
     assert!(app.sim.responses(Some(&bad)).is_empty());
+    // The API still lists the other jobs (the bad row is left out) and shows the bad job's
+    // timeline, where the reason is.
+    let (status, list) = app.get("/v1/jobs").await;
+    assert_eq!(status, 200, "{list}");
+    let listed: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&good.as_str()) && listed.contains(&also_good.as_str()));
+    assert!(!listed.contains(&bad.as_str()), "{listed:?}");
+    assert_eq!(app.count_events(&bad, "quarantined").await, 1);
     let kinds = event_kinds(&db, &bad).await;
     assert_eq!(count(&kinds, "quarantined"), 1, "{kinds:?}");
     assert_eq!(count(&kinds, "submitting"), 0, "{kinds:?}");

@@ -462,7 +462,11 @@ pub async fn get_events(
     Path(id): Path<String>,
 ) -> Result<Json<EventList>, ApiError> {
     let store = state.orchestrator.store();
-    store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
+    // Not `get_job`: the timeline of a job whose row no longer decodes (quarantined) is where
+    // the reason is, so it must be readable.
+    if !store.job_exists(&id).await? {
+        return Err(not_found(&id));
+    }
     Ok(Json(EventList {
         object: "list".into(),
         data: store.list_events(&id).await?,

@@ -121,67 +121,81 @@ impl Orchestrator {
                 )
                 .await?;
             }
-            Err(e) if matches!(e.status(), Some(401 | 403)) || e.is_redirect() => {
-                // A key, permission or address problem is the daemon's, not the job's: hold
-                // the job until the config is fixed instead of failing every job in the queue.
-                crate::telemetry::submission("retried");
-                tracing::error!(error = %e.describe(), "upstream refused or redirected our request; holding submissions");
-                let reason = if e.is_redirect() {
-                    format!(
-                        "upstream answered with a redirect ({}), which respool never follows for a create: check upstream.base_url; trying again in 1m",
-                        e.describe()
-                    )
-                } else {
-                    format!(
-                        "upstream refused the request ({}): check upstream.api_key; trying again in 1m",
-                        e.describe()
-                    )
-                };
-                store
-                    .reschedule_submission(id, claim.attempt, now + 60_000, now, &reason)
-                    .await?;
-            }
-            Err(e) if !e.create_may_have_happened() && e.is_retryable() => {
-                let delay = e.retry_after().unwrap_or_else(|| {
-                    upstream::retry::backoff(claim.submissions.clamp(0, 10) as u32, rand::random())
-                });
-                let reason = format!(
-                    "create refused for now ({}); nothing was created, trying again in {}",
-                    e.describe(),
-                    humantime::format_duration(std::time::Duration::from_millis(ms(delay) as u64))
-                );
-                crate::telemetry::submission("retried");
-                tracing::warn!(error = %e.describe(), "create not accepted; will retry");
-                store
-                    .reschedule_submission(id, claim.attempt, now + ms(delay), now, &reason)
-                    .await?;
-            }
-            Err(e) if !e.create_may_have_happened() => {
-                crate::telemetry::submission("refused");
-                tracing::warn!(error = %e.describe(), "create refused");
-                let error = refused_error(&e);
-                let outbox = routes_for(&claim.spec, &self.config());
-                store
-                    .finish_unsubmitted(id, claim.attempt, JobStatus::Failed, &error, now, &outbox)
-                    .await?;
-            }
-            Err(e) => {
-                let wait = self.uncertain_wait(now);
-                let reason = format!(
-                    "create outcome unknown ({}): it may have started a response; {}",
-                    e.describe(),
-                    if wait.fixed == Some(now) {
-                        "no webhook can reveal it, applying the uncertain-create policy"
+            Err(e) => match classify_create_failure(&e) {
+                CreateFailure::Hold => {
+                    // A key, permission or address problem is the daemon's, not the job's: hold
+                    // the job until the config is fixed instead of failing every job in the queue.
+                    crate::telemetry::submission("retried");
+                    tracing::error!(error = %e.describe(), "upstream refused or redirected our request; holding submissions");
+                    let reason = if e.is_redirect() {
+                        format!(
+                            "upstream answered with a redirect ({}), which respool never follows for a create: check upstream.base_url; trying again in 1m",
+                            e.describe()
+                        )
                     } else {
-                        "waiting for a webhook to reveal it before applying the uncertain-create policy"
-                    }
-                );
-                crate::telemetry::submission("uncertain");
-                tracing::warn!(error = %e.describe(), "create outcome uncertain");
-                store
-                    .mark_uncertain(id, claim.attempt, wait, now, &reason)
-                    .await?;
-            }
+                        format!(
+                            "upstream refused the request ({}): check upstream.api_key; trying again in 1m",
+                            e.describe()
+                        )
+                    };
+                    store
+                        .reschedule_submission(id, claim.attempt, now + 60_000, now, &reason)
+                        .await?;
+                }
+                CreateFailure::Retry => {
+                    let delay = e.retry_after().unwrap_or_else(|| {
+                        upstream::retry::backoff(
+                            claim.submissions.clamp(0, 10) as u32,
+                            rand::random(),
+                        )
+                    });
+                    let reason = format!(
+                        "create refused for now ({}); nothing was created, trying again in {}",
+                        e.describe(),
+                        humantime::format_duration(std::time::Duration::from_millis(
+                            ms(delay) as u64
+                        ))
+                    );
+                    crate::telemetry::submission("retried");
+                    tracing::warn!(error = %e.describe(), "create not accepted; will retry");
+                    store
+                        .reschedule_submission(id, claim.attempt, now + ms(delay), now, &reason)
+                        .await?;
+                }
+                CreateFailure::Refused => {
+                    crate::telemetry::submission("refused");
+                    tracing::warn!(error = %e.describe(), "create refused");
+                    let error = refused_error(&e);
+                    let outbox = routes_for(&claim.spec, &self.config());
+                    store
+                        .finish_unsubmitted(
+                            id,
+                            claim.attempt,
+                            JobStatus::Failed,
+                            &error,
+                            now,
+                            &outbox,
+                        )
+                        .await?;
+                }
+                CreateFailure::Uncertain => {
+                    let wait = self.uncertain_wait(now);
+                    let reason = format!(
+                        "create outcome unknown ({}): it may have started a response; {}",
+                        e.describe(),
+                        if wait.fixed == Some(now) {
+                            "no webhook can reveal it, applying the uncertain-create policy"
+                        } else {
+                            "waiting for a webhook to reveal it before applying the uncertain-create policy"
+                        }
+                    );
+                    crate::telemetry::submission("uncertain");
+                    tracing::warn!(error = %e.describe(), "create outcome uncertain");
+                    store
+                        .mark_uncertain(id, claim.attempt, wait, now, &reason)
+                        .await?;
+                }
+            },
         }
         Ok(())
     }
@@ -428,6 +442,36 @@ impl Orchestrator {
     }
 }
 
+/// What a failed create call (one with no response id to keep) leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreateFailure {
+    /// The daemon's problem, not the job's (a 401/403 key or permission refusal, a redirect:
+    /// `base_url` is wrong): nothing was created; the job waits and is sent again later.
+    Hold,
+    /// Surely not created and worth sending again (a rate limit, no connection, an API 5xx).
+    Retry,
+    /// Surely not created and refused for good (a 4xx, a quota 429): the job fails.
+    Refused,
+    /// It may have started a (billed) response: never sent again silently.
+    Uncertain,
+}
+
+/// Decides what a failed create leads to, by evidence (see
+/// [`UpstreamError::create_may_have_happened`]). The one rule every branch keeps: a create
+/// that may have happened is [`CreateFailure::Uncertain`], whatever else the error says, so
+/// it is never sent again without the uncertain-create rules.
+pub(crate) fn classify_create_failure(e: &UpstreamError) -> CreateFailure {
+    if e.create_may_have_happened() {
+        CreateFailure::Uncertain
+    } else if matches!(e.status(), Some(401 | 403)) || e.is_redirect() {
+        CreateFailure::Hold
+    } else if e.is_retryable() {
+        CreateFailure::Retry
+    } else {
+        CreateFailure::Refused
+    }
+}
+
 /// Tries to write a response id to the ledger before giving up to the journal.
 const ATTACH_TRIES: u32 = 8;
 /// A duplicate that still runs (or could not be cancelled) is looked at again after this.
@@ -482,4 +526,221 @@ pub(super) fn interval_ms(prev: i64, orch: &Orchestrator, now: i64) -> i64 {
     let healthy = orch.inner.health.is_healthy(now);
     let next = schedule::next_interval(prev, cfg.min_interval, cfg.max_interval, healthy);
     ms(schedule::jitter(next, cfg.max_interval, rand::random()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! Properties of the uncertain-create rules over generated errors: whatever the status,
+    //! headers and kind, a create that may have happened is never sent again by the submit
+    //! worker or by the client's inline retries.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An upstream error, described so proptest can generate and show it (the error itself
+    /// holds a `reqwest::Error` and is not `Clone`).
+    #[derive(Debug, Clone)]
+    enum Kind {
+        Api {
+            status: u16,
+            from_api: bool,
+            should_retry: Option<bool>,
+            code: Option<&'static str>,
+        },
+        Connect,
+        Timeout,
+        Transport,
+        Unreadable {
+            with_id: bool,
+        },
+        Invalid,
+    }
+
+    /// Any `reqwest::Error`: the variant wrapping it is what the rules look at.
+    fn reqwest_error() -> reqwest::Error {
+        reqwest::Client::new().get("not a url").build().unwrap_err()
+    }
+
+    fn build(k: &Kind) -> UpstreamError {
+        match k {
+            Kind::Api {
+                status,
+                from_api,
+                should_retry,
+                code,
+            } => UpstreamError::Api {
+                status: *status,
+                kind: None,
+                code: code.map(str::to_string),
+                param: None,
+                message: "x".into(),
+                request_id: from_api.then(|| "req_1".to_string()),
+                retry_after: None,
+                should_retry: *should_retry,
+                rate_limits: None,
+                from_api: *from_api,
+            },
+            Kind::Connect => UpstreamError::Connect(reqwest_error()),
+            Kind::Timeout => UpstreamError::Timeout(reqwest_error()),
+            Kind::Transport => UpstreamError::Transport(reqwest_error()),
+            Kind::Unreadable { with_id } => UpstreamError::Unreadable {
+                response_id: with_id.then(|| ResponseId::parse("resp_1").unwrap()),
+                detail: "x".into(),
+                request_id: None,
+            },
+            Kind::Invalid => UpstreamError::InvalidResponse("x".into()),
+        }
+    }
+
+    fn code() -> impl Strategy<Value = Option<&'static str>> {
+        proptest::option::of(proptest::sample::select(vec![
+            "rate_limit_exceeded",
+            "insufficient_quota",
+            "billing_hard_limit_reached",
+            "server_error",
+            "invalid_request_error",
+        ]))
+    }
+
+    fn api() -> impl Strategy<Value = Kind> {
+        (100u16..600, any::<bool>(), any::<Option<bool>>(), code()).prop_map(
+            |(status, from_api, should_retry, code)| Kind::Api {
+                status,
+                from_api,
+                should_retry,
+                code,
+            },
+        )
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            6 => api(),
+            1 => Just(Kind::Connect),
+            1 => Just(Kind::Timeout),
+            1 => Just(Kind::Transport),
+            1 => any::<bool>().prop_map(|with_id| Kind::Unreadable { with_id }),
+            1 => Just(Kind::Invalid),
+        ]
+    }
+
+    /// What the client's inline retry loop does with a failed create (`Client::create`
+    /// passes `!create_may_have_happened` as its extra condition to `send_with_retries`).
+    fn client_resends(e: &UpstreamError) -> bool {
+        e.is_retryable() && !e.create_may_have_happened()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A create that may have happened is never sent again: not inline by the client, not
+        /// later by the submit worker (rescheduled or held); it is uncertain, always.
+        #[test]
+        fn a_create_that_may_have_happened_is_never_sent_again(k in kind()) {
+            let e = build(&k);
+            let class = classify_create_failure(&e);
+            if e.create_may_have_happened() {
+                prop_assert_eq!(class, CreateFailure::Uncertain);
+                prop_assert!(!client_resends(&e));
+            }
+            if matches!(class, CreateFailure::Retry | CreateFailure::Hold | CreateFailure::Refused) {
+                prop_assert!(!e.create_may_have_happened(), "{:?} → {:?}", k, class);
+            }
+        }
+
+        /// An answer below 500 means a server handled the request and created nothing,
+        /// whoever answered and whatever it said.
+        #[test]
+        fn no_status_below_500_is_uncertain(k in api()) {
+            let e = build(&k);
+            if e.status().is_some_and(|s| s < 500) {
+                prop_assert!(!e.create_may_have_happened());
+                prop_assert_ne!(classify_create_failure(&e), CreateFailure::Uncertain);
+            }
+        }
+
+        /// A 5xx without the API's envelope and request id came from something in front of
+        /// it: the API may have created the response behind it, whatever `x-should-retry`
+        /// says. A 5xx from the API itself created nothing.
+        #[test]
+        fn a_proxy_5xx_is_always_uncertain_an_api_5xx_never(k in api()) {
+            let Kind::Api { status, from_api, should_retry, .. } = k.clone() else {
+                unreachable!()
+            };
+            let e = build(&k);
+            if status >= 500 {
+                prop_assert_eq!(e.create_may_have_happened(), !from_api);
+                let expected = match (from_api, should_retry) {
+                    (false, _) => CreateFailure::Uncertain,
+                    (true, Some(false)) => CreateFailure::Refused,
+                    (true, _) => CreateFailure::Retry,
+                };
+                prop_assert_eq!(classify_create_failure(&e), expected);
+            }
+        }
+
+        /// `x-should-retry` wins over the status; without it a quota 429 is not retried and
+        /// a rate-limit 429 is.
+        #[test]
+        fn retryable_follows_the_servers_word(k in api()) {
+            let Kind::Api { status, should_retry, code, .. } = k.clone() else {
+                unreachable!()
+            };
+            let e = build(&k);
+            match should_retry {
+                Some(s) => prop_assert_eq!(e.is_retryable(), s),
+                None if status == 429 => prop_assert_eq!(
+                    e.is_retryable(),
+                    !matches!(code, Some("insufficient_quota" | "billing_hard_limit_reached"))
+                ),
+                None => prop_assert_eq!(
+                    e.is_retryable(),
+                    matches!(status, 408 | 409) || status >= 500
+                ),
+            }
+        }
+
+        /// A 401/403 or a redirect holds the job (the daemon's config is at fault); a 4xx
+        /// otherwise fails it unless the server says to retry.
+        #[test]
+        fn refusals_below_500_hold_retry_or_fail(k in api()) {
+            let Kind::Api { status, should_retry, .. } = k.clone() else { unreachable!() };
+            let e = build(&k);
+            let class = classify_create_failure(&e);
+            if matches!(status, 401 | 403 | 300..=399) {
+                prop_assert_eq!(class, CreateFailure::Hold);
+            } else if status < 500 && !e.is_retryable() {
+                prop_assert_eq!(class, CreateFailure::Refused);
+            } else if status < 500 {
+                prop_assert_eq!(class, CreateFailure::Retry);
+                prop_assert!(should_retry == Some(true) || matches!(status, 408 | 409 | 429));
+            }
+        }
+    }
+
+    #[test]
+    fn transport_kinds_by_evidence() {
+        // No connection: it never left us, so it is retried.
+        let connect = build(&Kind::Connect);
+        assert!(!connect.create_may_have_happened());
+        assert_eq!(classify_create_failure(&connect), CreateFailure::Retry);
+        assert!(client_resends(&connect));
+        // Sent, then no (readable) answer: unknown.
+        for k in [
+            Kind::Timeout,
+            Kind::Transport,
+            Kind::Unreadable { with_id: false },
+            Kind::Unreadable { with_id: true },
+            Kind::Invalid,
+        ] {
+            let e = build(&k);
+            assert_eq!(
+                classify_create_failure(&e),
+                CreateFailure::Uncertain,
+                "{k:?}"
+            );
+            assert!(!client_resends(&e), "{k:?}");
+        }
+    }
 }

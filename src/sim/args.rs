@@ -152,6 +152,7 @@ impl SimArgs {
             quota_exceeded: self.quota_exceeded,
             server_error: self.server_error,
             server_error_next: 0,
+            not_found_next: 0,
             server_error_noretry: Some(self.server_error_noretry),
             create_then_drop: self.create_then_drop,
             create_then_gateway_error: self.create_then_gateway_error,

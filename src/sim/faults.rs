@@ -49,6 +49,10 @@ pub struct Faults {
     pub server_error_noretry: Option<f64>,
     /// The next N API requests get a retryable 500 (deterministic; counts down).
     pub server_error_next: u32,
+    /// The next N retrieves (`GET /v1/responses/{id}`, JSON) of a response that exists answer
+    /// OpenAI's 404 `Response with id … not found`, as a read that lags its create or a
+    /// misrouted request would (deterministic; counts down). The response itself is untouched.
+    pub not_found_next: u32,
     /// Delay before a create is processed and answered.
     #[serde(with = "duration_serde")]
     pub slow_create: Duration,

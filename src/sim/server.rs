@@ -375,6 +375,17 @@ async fn retrieve(
     let q = parse_retrieve_query(raw.as_deref())?;
     app.shared.lock().stats.retrieves += 1;
     if !q.stream {
+        let lagging = {
+            let mut inner = app.shared.lock();
+            let lag = inner.faults.not_found_next > 0 && inner.entries.contains_key(&id);
+            if lag {
+                inner.faults.not_found_next -= 1;
+            }
+            lag
+        };
+        if lagging {
+            return Err(ApiError::response_not_found(&id));
+        }
         let snapshot = app.shared.with_entry(&id, |e| e.snapshot.clone())?;
         return Ok(axum::Json(render(&snapshot, &q.include)).into_response());
     }

@@ -215,6 +215,14 @@ async fn an_undecodable_job_is_quarantined_at_submit_and_the_others_complete() {
     assert!(listed.contains(&good.as_str()) && listed.contains(&also_good.as_str()));
     assert!(!listed.contains(&bad.as_str()), "{listed:?}");
     assert_eq!(app.count_events(&bad, "quarantined").await, 1);
+    // The job itself answers with an error that says what is wrong and where to look.
+    let (status, one) = app.get(&format!("/v1/jobs/{bad}")).await;
+    assert_eq!(status, 500, "{one}");
+    let message = one["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not decode") && message.contains("/events"),
+        "{one}"
+    );
     let kinds = event_kinds(&db, &bad).await;
     assert_eq!(count(&kinds, "quarantined"), 1, "{kinds:?}");
     assert_eq!(count(&kinds, "submitting"), 0, "{kinds:?}");

@@ -78,6 +78,20 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_decode() {
+            // One bad row (edited by hand, written by a newer respool): say so, so the
+            // operator looks at that job's timeline and the log rather than at the daemon.
+            tracing::error!(error = %crate::orchestrator::chain(&e), "a row does not decode");
+            return Self {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                kind: "server_error",
+                message: "this job's row in the database does not decode (edited by hand, or \
+                          written by a newer respool?); the daemon has set it aside: its \
+                          timeline (`/v1/jobs/{id}/events`) and the daemon's log say why"
+                    .into(),
+                param: None,
+            };
+        }
         Self::internal(&e)
     }
 }

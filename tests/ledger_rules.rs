@@ -844,3 +844,39 @@ fn random_store_operations_keep_every_revealed_response() {
         })
         .unwrap();
 }
+
+/// Regression: when the ledger write after a successful create failed (another writer held
+/// the lock past `busy_timeout`: a VACUUM, a backup tool), the id was only logged, and the job
+/// later became uncertain although the id had been in hand. Now the write is retried, so the
+/// job takes its response as soon as the lock goes, without ever being uncertain.
+#[tokio::test]
+async fn a_response_id_survives_a_lock_held_past_busy_timeout() {
+    let app = common::spawn_app().await;
+    let db = app.db_path();
+    // The create's answer comes a second after its claim, while the lock is held; no webhook
+    // will ever name the response.
+    let id = post(&app, &with_sim("locked-out", "hang=1s;run=1s;webhook=drop")).await;
+    app.wait_until("the create is claimed", DEADLINE, async || {
+        app.count_events(&id, "submitting").await == 1
+    })
+    .await;
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
+    let mut locker = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    // Longer than the daemon's 10 s busy timeout: its first write of the id fails.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let _ = sqlx::Connection::close(locker).await;
+    let job = app.wait_terminal(&id, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(app.sim.stats().creates_by_job_id.get(&id), Some(&1));
+    assert_eq!(app.count_events(&id, "submit_uncertain").await, 0);
+    // Taken by the create's retried write: with its webhook dropped, nothing else could.
+    assert_eq!(app.count_events(&id, "submitted").await, 1);
+    app.stop().await;
+}

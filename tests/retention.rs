@@ -268,11 +268,17 @@ async fn outbox_states(app: &common::TestApp, id: &str) -> Vec<(String, i64)> {
     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
         .await
         .unwrap();
-    let rows = sqlx::query_as("SELECT state, attempts FROM notifications WHERE job_id = ?")
-        .bind(id)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
+    // A claimed row is `pending` with its attempt counted before the try's outcome is written:
+    // shown as `sending` until then, so a wait for "the first try failed" does not pass early
+    // (and the clock is not moved before the retry is scheduled from it).
+    let rows = sqlx::query_as(
+        "SELECT CASE WHEN state = 'pending' AND attempts > 0 AND last_error IS NULL \
+         THEN 'sending' ELSE state END, attempts FROM notifications WHERE job_id = ?",
+    )
+    .bind(id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
     let _ = sqlx::Connection::close(conn).await;
     rows
 }

@@ -94,6 +94,7 @@ impl Proxy {
 
 async fn forward(State(p): State<Proxy>, req: Request) -> Response {
     let method = req.method().clone();
+    let req_path = req.uri().path().to_string();
     let path = req
         .uri()
         .path_and_query()
@@ -103,9 +104,7 @@ async fn forward(State(p): State<Proxy>, req: Request) -> Response {
     let body = axum::body::to_bytes(req.into_body(), usize::MAX)
         .await
         .unwrap();
-    let is_create = method == http::Method::POST
-        && path.starts_with("/v1/responses")
-        && !path["/v1/responses".len()..].starts_with('/');
+    let is_create = method == http::Method::POST && req_path == "/v1/responses";
     let mode = *p.mode.lock().unwrap();
     let target = p.target.lock().unwrap().clone();
     if is_create {

@@ -98,7 +98,7 @@ async fn quarantine_in(
             now,
             "quarantined",
             &format!(
-                "set aside: {reason}; respool no longer works on this job (fix or delete its row)"
+                "set aside: {reason}; respool no longer works on this job: fix its row and set its `quarantine` column to NULL, or delete the job"
             ),
             None,
         )

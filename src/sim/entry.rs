@@ -82,6 +82,8 @@ pub(crate) struct Entry {
     /// How the create's answer was lost (`hang`, `create_then_drop`,
     /// `create_then_gateway_error`), if it was.
     pub(crate) answer_lost: Option<&'static str>,
+    /// The webhook fault dropped this response's terminal event (every target, every attempt).
+    pub(crate) webhook_dropped: bool,
 }
 
 impl Entry {

@@ -30,6 +30,9 @@ pub struct SimResponse {
     /// `ok` when the create was answered normally, else the fault that lost the answer:
     /// `hang`, `create_then_drop`, `create_then_gateway_error`.
     pub answer: String,
+    /// The webhook fault dropped its terminal event: no webhook revealed it.
+    #[serde(default)]
+    pub webhook_dropped: bool,
 }
 
 impl Shared {
@@ -65,10 +68,22 @@ impl Shared {
                             e.created_ms,
                             finished_ms,
                             e.answer_lost.unwrap_or("ok").to_owned(),
+                            e.webhook_dropped,
                         )
                     })
-                    .unwrap_or_else(|| ("deleted".into(), None, None, 0, None, "unknown".into()));
-                let (status, output_text, error_code, created_ms, finished_ms, answer) = seen;
+                    .unwrap_or_else(|| {
+                        (
+                            "deleted".into(),
+                            None,
+                            None,
+                            0,
+                            None,
+                            "unknown".into(),
+                            false,
+                        )
+                    });
+                let (status, output_text, error_code, created_ms, finished_ms, answer, dropped) =
+                    seen;
                 SimResponse {
                     id,
                     job_id: job,
@@ -78,6 +93,7 @@ impl Shared {
                     created_ms,
                     finished_ms,
                     answer,
+                    webhook_dropped: dropped,
                 }
             })
             .collect()

@@ -102,7 +102,12 @@ impl Shared {
         let Some(job) = job else { return };
         if let Err(err) = self.webhook_tx.try_send(job) {
             tracing::warn!(error = %err, "webhook queue full or closed, event dropped");
-            self.lock().stats.webhooks_dropped += 1;
+            let id = err.into_inner().data_id;
+            let mut inner = self.lock();
+            inner.stats.webhooks_dropped += 1;
+            if let Some(e) = inner.entries.get_mut(&id) {
+                e.webhook_dropped = true;
+            }
         }
     }
 
@@ -182,6 +187,7 @@ impl Shared {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             answer_lost,
+            webhook_dropped: false,
         };
         entry.push_lifecycle("response.created");
         if status == Status::Queued {

@@ -120,6 +120,9 @@ impl Sender {
                 || (!spared && roll(&mut inner.rng, faults.webhook_drop));
             if dropped {
                 inner.stats.webhooks_dropped += 1;
+                if let Some(e) = inner.entries.get_mut(&job.data_id) {
+                    e.webhook_dropped = true;
+                }
                 tracing::debug!(response_id = %job.data_id, "webhook dropped by fault");
             } else {
                 let duplicate = job.mode == WebhookMode::Duplicate

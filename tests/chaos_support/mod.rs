@@ -380,9 +380,14 @@ impl Chaos {
                 .get(&format!("/v1/notifications?job_id={id}"))
                 .await
                 .unwrap_or_default();
+            let events = self
+                .get(&format!("/v1/jobs/{id}/events"))
+                .await
+                .unwrap_or_default();
             ends.push(JobEnd::from_view(
                 &view,
                 notes["data"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                events["data"].as_array().map(Vec::as_slice).unwrap_or(&[]),
             ));
         }
         let responses = self.sim_responses().await;
@@ -420,6 +425,7 @@ impl Chaos {
             ("paid twice", &v.paid_twice),
             ("notified twice", &v.notified_twice),
             ("unnotified", &v.unnotified),
+            ("unrevealable (not a failure)", &v.unrevealable),
         ] {
             for (id, why) in map {
                 eprintln!("chaos: {what}: {id}: {why}");
@@ -444,8 +450,8 @@ impl Chaos {
                 .filter(|r| r.job_id.as_deref() == Some(id.as_str()))
             {
                 eprintln!(
-                    "chaos:   sim: {} created {} finished {:?} status {} answer {}",
-                    r.id, r.created_ms, r.finished_ms, r.status, r.answer
+                    "chaos:   sim: {} created {} finished {:?} status {} answer {} webhook dropped {}",
+                    r.id, r.created_ms, r.finished_ms, r.status, r.answer, r.webhook_dropped
                 );
             }
             for h in hits.iter().filter(|h| &h.job_id == id) {

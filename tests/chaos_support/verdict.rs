@@ -32,10 +32,12 @@ pub struct JobEnd {
     pub response_id: Option<String>,
     /// `delivered_at` (Unix ms) of the job's notification rows, by event.
     pub delivered_at: BTreeMap<String, i64>,
+    /// The job's timeline: (kind, message) of each event.
+    pub events: Vec<(String, String)>,
 }
 
 impl JobEnd {
-    pub fn from_view(view: &Value, notifications: &[Value]) -> Self {
+    pub fn from_view(view: &Value, notifications: &[Value], events: &[Value]) -> Self {
         let text = |k: &str| view[k].as_str().map(str::to_string);
         let delivered_at = notifications
             .iter()
@@ -52,7 +54,34 @@ impl JobEnd {
             output_text: text("output_text"),
             response_id: text("response_id"),
             delivered_at,
+            events: events
+                .iter()
+                .map(|e| {
+                    let t = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    (t("kind"), t("message"))
+                })
+                .collect(),
         }
+    }
+
+    /// A kill cut one of the job's create calls off (its lease ran out, so the daemon never
+    /// read that call's answer).
+    fn killed_mid_create(&self) -> bool {
+        self.events.iter().any(|(kind, msg)| {
+            kind == "submit_uncertain" && msg.contains("respool stopped mid-call")
+        })
+    }
+
+    /// Whether `r` is the one fault no client recovers from (README, "Chaos"): a kill cut
+    /// the job's create off after the simulator created `r` and answered (so the simulator's
+    /// `--webhook-drop-spares-lost-answers` could not know the answer was lost), the fault
+    /// then dropped `r`'s webhook, and nothing in the job's timeline ever named `r`. With no
+    /// list endpoint nothing can reveal `r`, and the `resubmit` policy sends again.
+    fn unrevealable(&self, r: &SimResponse) -> bool {
+        r.answer == "ok"
+            && r.webhook_dropped
+            && self.killed_mid_create()
+            && !self.events.iter().any(|(_, msg)| msg.contains(&r.id))
     }
 
     fn terminal(&self) -> bool {
@@ -74,6 +103,9 @@ pub struct Verdict {
     pub notified_twice: BTreeMap<String, String>,
     pub redelivered_deduped: usize,
     pub unnotified: BTreeMap<String, String>,
+    /// Jobs whose extra responses were all unrevealable (see [`JobEnd::unrevealable`]):
+    /// reported apart, not failing the run.
+    pub unrevealable: BTreeMap<String, String>,
 }
 
 impl Verdict {
@@ -92,10 +124,12 @@ impl Verdict {
     /// The counts reported apart from the summary line.
     pub fn extras(&self) -> String {
         format!(
-            "extra responses created then cancelled {}, redelivered (deduped by id) {}, unnotified {}",
+            "extra responses created then cancelled {}, redelivered (deduped by id) {}, unnotified {}, \
+             unrevealable (killed mid-create, webhook dropped) {}",
             self.cancelled_extras,
             self.redelivered_deduped,
-            self.unnotified.len()
+            self.unnotified.len(),
+            self.unrevealable.len()
         )
     }
 
@@ -122,7 +156,12 @@ impl Verdict {
 }
 
 fn describe(r: &SimResponse) -> String {
-    format!("{} {} (answer {})", r.id, r.status, r.answer)
+    let dropped = if r.webhook_dropped {
+        ", webhook dropped"
+    } else {
+        ""
+    };
+    format!("{} {} (answer {}{dropped})", r.id, r.status, r.answer)
 }
 
 /// Judges every job.
@@ -145,7 +184,15 @@ pub fn judge(jobs: &[JobEnd], responses: &[SimResponse], hits: &[Hit]) -> Verdic
         if job.status == "completed" {
             v.completed += 1;
         }
-        if live.len() > 1 {
+        let names_a_live_one = live.iter().any(|r| Some(&r.id) == job.response_id.as_ref());
+        let unexplained = live
+            .iter()
+            .filter(|r| Some(&r.id) != job.response_id.as_ref() && !job.unrevealable(r))
+            .count();
+        if live.len() > 1 && names_a_live_one && unexplained == 0 {
+            let list: Vec<String> = live.iter().map(|r| describe(r)).collect();
+            v.unrevealable.insert(job.id.clone(), list.join(", "));
+        } else if live.len() > 1 {
             let list: Vec<String> = live.iter().map(|r| describe(r)).collect();
             v.paid_twice.insert(
                 job.id.clone(),
@@ -252,6 +299,7 @@ mod tests {
             output_text: text.map(str::to_string),
             response_id: resp.map(str::to_string),
             delivered_at: BTreeMap::from([("job.completed".to_string(), 1_000)]),
+            events: Vec::new(),
         }
     }
 
@@ -265,6 +313,7 @@ mod tests {
             created_ms: 0,
             finished_ms: Some(1),
             answer: "ok".into(),
+            webhook_dropped: false,
         }
     }
 
@@ -299,6 +348,49 @@ mod tests {
         let c = resp("resp_c", "cancelled", None);
         let v = judge(&ok, &[a[0].clone(), c], &[hit(900, "msg_1")]);
         assert_eq!((v.paid_twice.len(), v.cancelled_extras), (0, 1));
+        // Unrevealable, counted apart: a kill cut the create off, the fault dropped the first
+        // response's webhook and the timeline never named it. Any other evidence makes it paid
+        // twice again.
+        let killed = (
+            "submit_uncertain".to_string(),
+            "the create call was interrupted (respool stopped mid-call): it may or may not have reached OpenAI".to_string(),
+        );
+        let mut hidden = resp("resp_0", "completed", Some("first"));
+        hidden.webhook_dropped = true;
+        let mut cut = ok[0].clone();
+        cut.events.push(killed.clone());
+        let v = judge(
+            &[cut.clone()],
+            &[hidden.clone(), a[0].clone()],
+            &[hit(900, "msg_1")],
+        );
+        assert!(v.passed(1), "{v:?}");
+        assert_eq!(v.unrevealable.len(), 1, "{v:?}");
+        let mut named = cut.clone();
+        named
+            .events
+            .push(("webhook".into(), "response resp_0 seen".into()));
+        let mut sent = hidden.clone();
+        sent.webhook_dropped = false;
+        let mut lost_answer = hidden.clone();
+        lost_answer.answer = "create_then_drop".into();
+        for (job, first) in [
+            (&named, &hidden),
+            (&ok[0], &hidden),
+            (&cut, &sent),
+            (&cut, &lost_answer),
+        ] {
+            let v = judge(
+                std::slice::from_ref(job),
+                &[first.clone(), a[0].clone()],
+                &[hit(900, "msg_1")],
+            );
+            assert_eq!(
+                (v.paid_twice.len(), v.unrevealable.len()),
+                (1, 0),
+                "{job:?} {first:?}"
+            );
+        }
         // Notified twice: two ids, or the same id after the record (at 1 000 ms).
         let v = judge(&ok, &a, &[hit(900, "msg_1"), hit(950, "msg_2")]);
         assert_eq!(v.notified_twice.len(), 1);

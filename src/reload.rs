@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, Located, Source, yaml};
+use crate::config::{Config, ConfigError, Located, Source};
 use crate::job::JobSpec;
 use crate::job::spec::parse_jobs_file;
 use crate::notify::Notifier;
@@ -21,6 +21,7 @@ use crate::orchestrator::{AcceptError, Orchestrator, spec_hash};
 use crate::store::{InsertOutcome, StoreError, SyncReport};
 use crate::upstream;
 use crate::webhook::Verifier;
+use crate::yaml;
 
 /// How variables are read (the process environment in the daemon).
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -145,7 +146,7 @@ impl ReloadError {
     pub fn lines(&self) -> Vec<String> {
         match self {
             Self::Refused(lines) => lines.clone(),
-            Self::Failed(e) => vec![crate::orchestrator::chain(e)],
+            Self::Failed(e) => vec![crate::telemetry::chain(e)],
         }
     }
 }
@@ -223,7 +224,7 @@ impl Reloader {
                 tracing::error!("reload refused; the previous config stays in force");
             }
             Err(e @ ReloadError::Failed(_)) => {
-                tracing::error!(error = %crate::orchestrator::chain(e), "reload failed")
+                tracing::error!(error = %crate::telemetry::chain(e), "reload failed")
             }
         }
         crate::systemd::ready();
@@ -302,7 +303,7 @@ fn prepare(old: &Config, notifier: &Notifier, env: &Env) -> Result<Prepared, Rel
                 None
             }
             Err(e @ JobsFileError::Read { .. }) => {
-                refused.push(crate::orchestrator::chain(&e));
+                refused.push(crate::telemetry::chain(&e));
                 None
             }
         },

@@ -206,13 +206,13 @@ impl Verifier {
     ) -> Result<Verified, VerifyError> {
         let mut unavailable = false;
         if let Err(e) = self.reload_if_older(STORED_MAX_AGE).await {
-            tracing::warn!(error = %crate::orchestrator::chain(&e), "cannot read the stored webhook secrets");
+            tracing::warn!(error = %crate::telemetry::chain(&e), "cannot read the stored webhook secrets");
             unavailable = true;
         }
         match self.verify(body, headers) {
             Err(VerifyError::BadSignature | VerifyError::NotConfigured) if self.store.is_some() => {
                 if let Err(e) = self.reload_if_older(RELOAD_ON_MISS_GAP).await {
-                    tracing::warn!(error = %crate::orchestrator::chain(&e), "cannot read the stored webhook secrets");
+                    tracing::warn!(error = %crate::telemetry::chain(&e), "cannot read the stored webhook secrets");
                     unavailable = true;
                 }
                 match self.verify(body, headers) {
@@ -366,7 +366,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         }
         Err(e) => {
             // Not recorded: answer 500 so the sender retries.
-            tracing::error!(error = %crate::orchestrator::chain(&e), "cannot record a webhook delivery");
+            tracing::error!(error = %crate::telemetry::chain(&e), "cannot record a webhook delivery");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }

@@ -8,8 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use respool::config::ModelPrice;
 use respool::job::JobStatus;
+use respool::pricing::ModelPrice;
 use respool::sim::SimConfig;
 use serde_json::{Value, json};
 

@@ -66,7 +66,7 @@ impl ApiError {
 
     /// A failure of ours: logged with its chain, answered without details.
     pub fn internal(e: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %crate::orchestrator::chain(e), "request failed");
+        tracing::error!(error = %crate::telemetry::chain(e), "request failed");
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             kind: "server_error",
@@ -81,7 +81,7 @@ impl From<crate::store::StoreError> for ApiError {
         if e.is_decode() {
             // One bad row (edited by hand, written by a newer respool): say so, so the
             // operator looks at that job's timeline and the log rather than at the daemon.
-            tracing::error!(error = %crate::orchestrator::chain(&e), "a row does not decode");
+            tracing::error!(error = %crate::telemetry::chain(&e), "a row does not decode");
             return Self {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 kind: "server_error",

@@ -50,7 +50,7 @@ async fn readiness(orch: &Orchestrator) -> Result<(), String> {
     match written {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::error!(error = %crate::orchestrator::chain(&e), "readiness: database check failed");
+            tracing::error!(error = %crate::telemetry::chain(&e), "readiness: database check failed");
             return Err(format!("database unavailable: {e}"));
         }
         Err(_) => {

@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::config::budget::{ModelPrice, usage_cost_usd};
 use crate::job::{JobError, JobSpec, JobStatus};
 use crate::orchestrator::{AcceptError, RetryError};
+use crate::pricing::{ModelPrice, usage_cost_usd};
 use crate::store::{EventRow, InsertOutcome, JobFilter, JobRow};
 
 /// A job as the API shows it. Times are unix seconds.

@@ -16,8 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ErrorBody;
 use super::jobs::parse_since;
 use super::{ApiError, AppState};
-use crate::config::ModelPrice;
-use crate::config::budget::{Tokens, price_for};
+use crate::pricing::ModelPrice;
+use crate::pricing::{Tokens, price_for};
 use crate::store::StatsRow;
 
 const DAY_MS: i64 = 86_400_000;

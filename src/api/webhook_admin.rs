@@ -350,7 +350,7 @@ pub async fn register(
     {
         // The endpoint exists upstream but its secret is lost: say which, so it can be rotated
         // (which stores a new one) or deleted.
-        tracing::error!(error = %crate::orchestrator::chain(&e), endpoint_id = %id, "cannot store a webhook secret");
+        tracing::error!(error = %crate::telemetry::chain(&e), endpoint_id = %id, "cannot store a webhook secret");
         return Err(ApiError {
             message: format!(
                 "endpoint {id} was registered but its secret could not be stored; run `respool webhook rotate --endpoint {id}`"

@@ -144,10 +144,7 @@ pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
                 .map(|(i, job, sink)| {
                     Located {
                         file: jobs.display().to_string(),
-                        pos: crate::config::yaml::locate(
-                            &text,
-                            &["jobs", &i.to_string(), "notify"],
-                        ),
+                        pos: crate::yaml::locate(&text, &["jobs", &i.to_string(), "notify"]),
                         message: format!(
                             "job `{job}`: field `notify`: no sink named `{sink}` is configured"
                         ),

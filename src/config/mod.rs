@@ -7,8 +7,8 @@
 
 pub mod budget;
 pub mod credentials;
+pub mod retention;
 pub mod sinks;
-pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,9 +18,14 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-pub use budget::{BudgetConfig, ModelPrice, RetentionConfig};
+pub use budget::BudgetConfig;
+pub use retention::RetentionConfig;
+
+use crate::clock::parse_duration;
+use crate::pricing::ModelPrice;
+use crate::yaml;
+pub use crate::yaml::{Located, Pos};
 pub use sinks::{NotifyConfig, SinkConfig};
-pub use yaml::{Located, Pos};
 
 /// Why a config could not be loaded. Each entry names the file and, where known, the line.
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +200,7 @@ pub struct LimitsConfig {
 impl LimitsConfig {
     /// The per-model limit that applies to `model`: (the configured key, the limit).
     pub fn model_limit(&self, model: &str) -> Option<(&str, usize)> {
-        budget::longest_prefix(&self.per_model, model).map(|(k, n)| (k, *n))
+        crate::pricing::longest_prefix(&self.per_model, model).map(|(k, n)| (k, *n))
     }
 }
 
@@ -489,7 +494,10 @@ impl Config {
         } else {
             ["pricing"].as_slice()
         };
-        for (path, message) in budget::validate(self.prices(), &self.budget, &self.retention) {
+        for (path, message) in budget::validate(self.prices(), &self.budget)
+            .into_iter()
+            .chain(retention::validate(&self.retention))
+        {
             let mut full: Vec<&str> = Vec::new();
             if path
                 .first()
@@ -568,12 +576,6 @@ pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(
     let s = Option::<String>::deserialize(d)?;
     s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
         .transpose()
-}
-
-/// Parses a human duration such as `2s`, `5m`, `1h 30m` or `250ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `5m`, `1h`"))
 }
 
 #[cfg(test)]

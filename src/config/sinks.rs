@@ -215,17 +215,7 @@ pub struct NotifyConfig {
     pub max_backoff: Duration,
     /// Price per million tokens by model: the older place of the top-level `pricing` (which
     /// see), still read when that is not set.
-    pub pricing: BTreeMap<String, ModelPrice>,
-}
-
-/// Dollars per million tokens.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelPrice {
-    pub input: f64,
-    pub output: f64,
-    /// Cached input tokens (default: the input price).
-    pub cached_input: Option<f64>,
+    pub pricing: BTreeMap<String, crate::pricing::ModelPrice>,
 }
 
 impl Default for NotifyConfig {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::yaml::{self, Located};
+use crate::yaml::{self, Located};
 
 use super::METADATA_JOB_KEY;
 
@@ -269,7 +269,7 @@ impl JobSpec {
 
         let timeout = match body.remove("timeout") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => match crate::config::parse_duration(&s) {
+            Some(Value::String(s)) => match crate::clock::parse_duration(&s) {
                 Ok(d) => match check_timeout(d) {
                     Ok(d) => Some(d),
                     Err(m) => {

@@ -120,8 +120,8 @@ impl Context {
         });
         let cost = usage.as_ref().and_then(|u| {
             // `gpt-5-2025-08-07` is priced like `gpt-5`: the longest configured prefix wins.
-            let price = crate::config::budget::price_for(config.prices(), &job.model)?;
-            let usd = price.cost_usd(crate::config::budget::Tokens {
+            let price = crate::pricing::price_for(config.prices(), &job.model)?;
+            let usd = price.cost_usd(crate::pricing::Tokens {
                 input: u.input_tokens,
                 cached: u.cached_tokens,
                 output: u.output_tokens,

@@ -75,7 +75,7 @@ fn request_error(e: reqwest::Error, timeout: Duration) -> SinkError {
     if e.is_builder() {
         return SinkError::Config(format!(
             "cannot build the request: {}",
-            crate::orchestrator::chain(&e)
+            crate::telemetry::chain(&e)
         ));
     }
     if e.is_timeout() {
@@ -84,7 +84,7 @@ fn request_error(e: reqwest::Error, timeout: Duration) -> SinkError {
             humantime::format_duration(timeout)
         ));
     }
-    SinkError::temporary(crate::orchestrator::chain(&e))
+    SinkError::temporary(crate::telemetry::chain(&e))
 }
 
 /// `Retry-After`: delay seconds (fractions allowed) or an HTTP date; capped at an hour.

@@ -313,7 +313,7 @@ impl Notifier {
             let me = self.clone_parts();
             handles.push(tracker.spawn(async move {
                 if let Err(e) = me.deliver_row(&row).await {
-                    tracing::error!(error = %crate::orchestrator::chain(&e), notification = row.id, "recording a delivery failed");
+                    tracing::error!(error = %crate::telemetry::chain(&e), notification = row.id, "recording a delivery failed");
                 }
                 drop(permit);
             }));

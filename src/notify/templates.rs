@@ -122,7 +122,7 @@ mod tests {
         };
         config.notify.pricing.insert(
             "o4-mini".into(),
-            crate::config::sinks::ModelPrice {
+            crate::pricing::ModelPrice {
                 input: 2.0,
                 output: 8.0,
                 cached_input: None,

@@ -129,7 +129,7 @@ impl WebhookSink {
                 self.timeout
             ));
         }
-        let message = format!("POST failed: {}", crate::orchestrator::chain(&e));
+        let message = format!("POST failed: {}", crate::telemetry::chain(&e));
         if builder {
             SinkError::Config(message)
         } else {

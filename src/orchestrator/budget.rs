@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Orchestrator;
 use crate::config::Config;
-use crate::config::budget::{Tokens, price_for};
+use crate::pricing::{Tokens, price_for};
 use crate::store::StoreError;
 
 /// How long a computed spend is reused when no job finished meanwhile.

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::Orchestrator;
 use super::budget::SpendCache;
-use super::chain;
 use crate::config::Config;
 use crate::store::{ClaimLimits, StoreError};
+use crate::telemetry::chain;
 use crate::upstream::ratelimit::{self, LowWater, RateLimits, RateWindow};
 
 /// State kept between passes by budgets and retention: each a per-process optimisation that

@@ -3,11 +3,12 @@
 
 use tokio::task::JoinHandle;
 
-use super::{Orchestrator, chain};
+use super::Orchestrator;
 use crate::config::UncertainCreatePolicy;
 use crate::job::{JobError, JobStatus};
 use crate::notify::routes_for;
 use crate::store::{DeliveryRow, StoreError};
+use crate::telemetry::chain;
 use crate::upstream::tagged_job_id;
 
 /// Unknown-response deliveries are looked up this many times, then dropped as not ours.

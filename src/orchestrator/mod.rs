@@ -45,6 +45,7 @@ use crate::clock::{Clock, ms};
 use crate::config::Config;
 use crate::notify::Notifier;
 use crate::store::{Store, StoreError, UncertainWait};
+use crate::telemetry::chain;
 use crate::upstream;
 use schedule::WebhookHealth;
 
@@ -369,16 +370,4 @@ impl Orchestrator {
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
     }
-}
-
-/// An error and its sources on one line, for logs.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }

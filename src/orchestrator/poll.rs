@@ -4,11 +4,12 @@
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::Orchestrator;
 use super::submit::interval_ms;
-use super::{Orchestrator, chain};
 use crate::job::{JobError, JobStatus, Observation};
 use crate::notify::routes_for;
 use crate::store::{ApplyContext, ApplyOutcome, PollClaim, StoreError};
+use crate::telemetry::chain;
 use crate::upstream::{CancelOutcome, UpstreamError};
 
 /// Polls in a row that must answer 404 before a job fails with `response_not_found`.

@@ -23,10 +23,11 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use super::{Orchestrator, chain};
+use super::Orchestrator;
 use crate::clock::ms;
-use crate::config::budget::{Tokens, price_for};
+use crate::pricing::{Tokens, price_for};
 use crate::store::StoreError;
+use crate::telemetry::chain;
 
 /// How often retention runs.
 pub const RETENTION_EVERY_MS: i64 = 3_600_000;

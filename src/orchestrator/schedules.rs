@@ -10,11 +10,12 @@
 
 use std::sync::Mutex;
 
-use super::{Orchestrator, chain, spec_hash};
+use super::{Orchestrator, spec_hash};
 use crate::clock::ms;
 use crate::job::schedule::{ScheduleSpec, utc_string};
 use crate::job::{JobId, JobSpec};
 use crate::store::{NewJob, NewRun, RunOutcome, ScheduleDef, ScheduleRow, StoreError, SyncReport};
+use crate::telemetry::chain;
 
 /// A pass more than this long after the previous one means respool was stalled (suspended,
 /// or its database stuck): ticks older than the current pass count as missed.

@@ -14,11 +14,12 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::journal::Entry;
-use super::{Orchestrator, chain, schedule};
+use super::{Orchestrator, schedule};
 use crate::clock::ms;
 use crate::job::{JobError, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
 use crate::store::{Attach, AttachContext, NewDuplicate, StoreError, SubmitClaim};
+use crate::telemetry::chain;
 use crate::upstream::{self, UpstreamError};
 
 impl Orchestrator {

@@ -7,8 +7,8 @@ use sqlx::SqliteConnection;
 
 use super::events::add_event;
 use super::{Store, StoreError};
-use crate::config::ModelPrice;
-use crate::config::budget::{longest_prefix, price_for};
+use crate::pricing::ModelPrice;
+use crate::pricing::{longest_prefix, price_for};
 
 /// The limits a submit claim respects.
 #[derive(Debug, Clone, Copy)]

@@ -148,7 +148,7 @@ impl IntoResponse for PageError {
             PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
             PageError::Forbidden(m) => (StatusCode::FORBIDDEN, m.clone()),
             PageError::Store(_) | PageError::Template(_) => {
-                tracing::error!(error = %crate::orchestrator::chain(&self), "web page failed");
+                tracing::error!(error = %crate::telemetry::chain(&self), "web page failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong; the daemon's log has the details.".to_string(),

@@ -20,8 +20,8 @@ use super::view;
 use super::{PageError, render};
 use crate::api::AppState;
 use crate::api::stats::{GroupBy, Tally, days_back_start, fold, local_day};
-use crate::config::ModelPrice;
 use crate::job::JobStatus;
+use crate::pricing::ModelPrice;
 use crate::store::StatsRow;
 
 /// The width steps of the day bars, in percent: the CSP forbids inline styles, so a bar's

@@ -50,8 +50,8 @@ pub fn tokens(usage: Option<&Value>) -> Option<Tokens> {
 
 /// The job's cost in USD by the configured prices, if its model has one.
 pub fn cost_usd(config: &Config, model: &str, t: &Tokens) -> Option<f64> {
-    let price = crate::config::budget::price_for(config.prices(), model)?;
-    Some(price.cost_usd(crate::config::budget::Tokens {
+    let price = crate::pricing::price_for(config.prices(), model)?;
+    Some(price.cost_usd(crate::pricing::Tokens {
         input: t.input,
         cached: t.cached,
         output: t.output,

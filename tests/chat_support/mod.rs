@@ -11,9 +11,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use respool::config::Config;
-use respool::config::sinks::ModelPrice;
 use respool::job::{JobSpec, JobStatus};
 use respool::notify::{Context, Notification};
+use respool::pricing::ModelPrice;
 use respool::store::{JobRow, SubmitState};
 use serde_json::{Value, json};
 

@@ -49,10 +49,10 @@ pub fn new_secret() -> String {
 pub fn gpt5_priced(
     input: f64,
     output: f64,
-) -> std::collections::BTreeMap<String, respool::config::ModelPrice> {
+) -> std::collections::BTreeMap<String, respool::pricing::ModelPrice> {
     std::collections::BTreeMap::from([(
         "gpt-5".to_string(),
-        respool::config::ModelPrice {
+        respool::pricing::ModelPrice {
             input,
             output,
             cached_input: None,

@@ -21,8 +21,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use respool::api::stats::{GroupBy, fold};
-use respool::config::ModelPrice;
+use respool::stats::{GroupBy, fold};
+use respool::pricing::ModelPrice;
 use respool::job::{JobError, JobId, JobSpec, JobStatus, Observation, ResponseId};
 use respool::orchestrator::spec_hash;
 use respool::store::bench::BenchJob;

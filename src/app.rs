@@ -8,15 +8,15 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::inbound::Verifier;
 use crate::notify::Notifier;
 use crate::orchestrator::{AcceptError, Orchestrator};
 use crate::reload::{JobsFileError, Reloader};
 use crate::store::{Store, StoreError};
 use crate::upstream::{self, UpstreamError};
-use crate::webhook::Verifier;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,9 @@ impl Application {
         let config = Arc::new(config);
         let notifier = Notifier::new(store.clone(), clock.clone(), config.clone())
             .map_err(|(sink, source)| StartError::Sink { sink, source })?;
-        let orchestrator = Orchestrator::new(store, client, config, clock, notifier);
+        let live = crate::config::Live::new(config);
+        let orchestrator =
+            Orchestrator::new(store.clone(), client, live.clone(), clock.clone(), notifier);
         orchestrator.set_stored_webhook_secrets(!stored.is_empty());
         match jobs_file {
             Some(path) => {
@@ -133,7 +135,10 @@ impl Application {
             verifier.clone(),
             Arc::new(crate::config::process_env),
         );
-        let router = api::router(AppState {
+        let router = http::router(AppState {
+            store,
+            config: live,
+            clock,
             orchestrator: orchestrator.clone(),
             verifier,
             reloader: reloader.clone(),
@@ -172,7 +177,7 @@ impl Application {
         });
         crate::systemd::ready();
         let stopping = shutdown.clone();
-        let served = api::serve(self.listener, self.router, shutdown.clone()).await;
+        let served = http::serve(self.listener, self.router, shutdown.clone()).await;
         crate::systemd::stopping();
         stopping.cancel();
         if let Err(e) = workers.await {

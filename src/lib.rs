@@ -41,19 +41,24 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod http;
+pub mod inbound;
 pub mod job;
 pub mod notify;
 pub mod orchestrator;
 pub mod pricing;
 pub mod reload;
+pub mod signing;
 pub mod sim;
+pub mod stats;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod upstream;
+pub mod view;
 pub mod web;
-pub mod webhook;
 pub mod yaml;

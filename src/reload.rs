@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, Located, Source};
+use crate::inbound::Verifier;
 use crate::job::JobSpec;
 use crate::job::spec::parse_jobs_file;
 use crate::notify::Notifier;
 use crate::orchestrator::{AcceptError, Orchestrator, spec_hash};
 use crate::store::{InsertOutcome, StoreError, SyncReport};
 use crate::upstream;
-use crate::webhook::Verifier;
 use crate::yaml;
 
 /// How variables are read (the process environment in the daemon).

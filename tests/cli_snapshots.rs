@@ -61,8 +61,8 @@ async fn stdout_of(app: &common::TestApp, args: &[&str]) -> String {
 async fn job(
     app: &common::TestApp,
     body: Value,
-    done: impl Fn(&respool::api::JobView) -> bool,
-) -> respool::api::JobView {
+    done: impl Fn(&respool::view::JobView) -> bool,
+) -> respool::view::JobView {
     let (status, created) = app.post_job(&body).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
@@ -71,9 +71,9 @@ async fn job(
 
 /// The three jobs every snapshot shows: (completed, failed, cancelled).
 struct Jobs {
-    completed: respool::api::JobView,
-    failed: respool::api::JobView,
-    cancelled: respool::api::JobView,
+    completed: respool::view::JobView,
+    failed: respool::view::JobView,
+    cancelled: respool::view::JobView,
 }
 
 async fn three_jobs(app: &common::TestApp) -> Jobs {

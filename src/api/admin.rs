@@ -6,14 +6,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiState};
 use crate::reload::{ReloadError, ReloadReport};
 
 /// Reload the config and the jobs file. A bad file changes nothing: 400 with every problem
 /// (file:line) in `error.message`, one per line.
 #[utoipa::path(post, path = "/v1/admin/reload", tag = "admin",
     responses((status = 200, body = ReloadReport), (status = 400, body = ErrorBody), (status = 500, body = ErrorBody)))]
-pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadReport>, ApiError> {
+pub async fn reload(State(state): State<ApiState>) -> Result<Json<ReloadReport>, ApiError> {
     match state.reloader.reload().await {
         Ok(report) => Ok(Json(report)),
         Err(ReloadError::Refused(lines)) => Err(ApiError {

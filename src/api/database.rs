@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiState};
 
 /// What a vacuum did.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -31,7 +31,7 @@ pub struct VacuumReport {
 #[utoipa::path(get, path = "/v1/admin/backup", tag = "admin",
     responses((status = 200, description = "the SQLite database file", content_type = "application/vnd.sqlite3"),
               (status = 500, body = ErrorBody)))]
-pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn backup(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let orch = &state.orchestrator;
     let Some(db) = orch.store().database_file().await? else {
         return Err(ApiError::invalid(
@@ -78,8 +78,8 @@ pub async fn backup(State(state): State<AppState>) -> Result<Response, ApiError>
 /// prune, say). Writes wait while it runs.
 #[utoipa::path(post, path = "/v1/admin/vacuum", tag = "admin",
     responses((status = 200, body = VacuumReport), (status = 500, body = ErrorBody)))]
-pub async fn vacuum(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let store = state.orchestrator.store();
+pub async fn vacuum(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
+    let store = state.store;
     let file = store.database_file().await?;
     let size = |f: &Option<std::path::PathBuf>| {
         f.as_ref().map_or(0, |p| {

@@ -96,6 +96,12 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::store::filter::FilterError> for ApiError {
+    fn from(e: crate::store::filter::FilterError) -> Self {
+        Self::invalid(e.to_string(), Some(e.param().into()))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

@@ -4,155 +4,20 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
-use crate::job::{JobError, JobSpec, JobStatus};
+use super::{ApiError, ApiState};
+use crate::job::{JobSpec, JobStatus};
 use crate::orchestrator::{AcceptError, RetryError};
-use crate::pricing::{ModelPrice, usage_cost_usd};
+use crate::store::filter::{Cursor, parse_metadata_pair, parse_since};
 use crate::store::{EventRow, InsertOutcome, JobFilter, JobRow};
+use crate::view::{DuplicateView, JobView};
 
-/// A job as the API shows it. Times are unix seconds.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobView {
-    pub id: String,
-    /// Always `job`.
-    pub object: String,
-    pub name: String,
-    pub status: JobStatus,
-    pub model: String,
-    pub response_id: Option<String>,
-    pub created_at: i64,
-    pub submitted_at: Option<i64>,
-    pub finished_at: Option<i64>,
-    pub output_text: Option<String>,
-    pub error: Option<JobError>,
-    #[schema(value_type = Option<Object>)]
-    pub usage: Option<Value>,
-    /// Create calls sent upstream for this job (1 in the normal case).
-    pub attempts: i64,
-    pub cancel_requested: bool,
-    pub idempotency_key: Option<String>,
-    /// Submission order among waiting jobs: higher first.
-    #[serde(default)]
-    pub priority: i64,
-    /// When the job's timeout cancels it, if it has one.
-    pub deadline_at: Option<i64>,
-    #[schema(value_type = Object)]
-    pub metadata: Value,
-    /// What the job's usage cost at the configured prices (`null` without usage or a price).
-    #[serde(default)]
-    pub cost_usd: Option<f64>,
-    /// The job this one retries (`respool jobs retry`), if any.
-    #[serde(default)]
-    pub retry_of: Option<String>,
-    /// The job's spec as stored (respool's keys and the create body), with credentials in
-    /// tools (`authorization`, `headers`, userinfo and query of `server_url`) redacted. Only on
-    /// `GET /v1/jobs/{id}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub spec: Option<Value>,
-    /// Ids of the jobs that retry this one, oldest first. Only on `GET /v1/jobs/{id}`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retried_by: Vec<String>,
-    /// Responses created for this job besides the one it holds (a create sent again after
-    /// its answer was lost, a run revealed later): cancelled while they ran, paid for all the
-    /// same. Only on `GET /v1/jobs/{id}`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub duplicates: Vec<DuplicateView>,
-}
-
-/// A paid duplicate response of a job.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct DuplicateView {
-    pub response_id: String,
-    /// Its last known upstream status (`cancelled` once respool stopped it), or `unknown`.
-    pub status: String,
-    #[schema(value_type = Option<Object>)]
-    pub usage: Option<Value>,
-    /// What its usage cost at the configured prices (`null` without usage or a price).
-    pub cost_usd: Option<f64>,
-    /// How it was found: `create`, `webhook` or `journal`.
-    pub found_by: String,
-    /// When it was found (unix seconds).
-    pub found_at: i64,
-}
-
-impl DuplicateView {
-    /// The view of a stored duplicate of a job using `model`.
-    pub fn priced(
-        d: &crate::store::DuplicateRow,
-        model: &str,
-        prices: &std::collections::BTreeMap<String, ModelPrice>,
-    ) -> Self {
-        Self {
-            response_id: d.response_id.clone(),
-            status: d.status.clone(),
-            usage: d.usage.clone(),
-            cost_usd: d
-                .usage
-                .as_ref()
-                .and_then(|u| usage_cost_usd(prices, model, u)),
-            found_by: d.found_by.clone(),
-            found_at: d.found_at.div_euclid(1000),
-        }
-    }
-}
-
-impl JobView {
-    /// The view with `cost_usd` filled in from these prices.
-    pub fn priced(row: &JobRow, prices: &std::collections::BTreeMap<String, ModelPrice>) -> Self {
-        let mut v = JobView::from(row);
-        v.cost_usd = row
-            .usage
-            .as_ref()
-            .and_then(|u| usage_cost_usd(prices, &row.model, u));
-        v
-    }
-}
-
-fn view(state: &AppState, row: &JobRow) -> JobView {
-    JobView::priced(row, state.orchestrator.config().prices())
-}
-
-impl From<&JobRow> for JobView {
-    fn from(r: &JobRow) -> Self {
-        let secs = |ms: i64| ms.div_euclid(1000);
-        JobView {
-            id: r.id.clone(),
-            object: "job".into(),
-            name: r.name.clone(),
-            status: r.status,
-            model: r.model.clone(),
-            response_id: r.response_id.clone(),
-            created_at: secs(r.created_at),
-            submitted_at: r.submitted_at.map(secs),
-            finished_at: r.finished_at.map(secs),
-            output_text: r.output_text.clone(),
-            error: r.error(),
-            usage: r.usage.clone(),
-            attempts: r.submissions,
-            cancel_requested: r.cancel_requested == 1,
-            idempotency_key: r.idempotency_key.clone(),
-            priority: r.spec.priority,
-            deadline_at: r.deadline_at.map(secs),
-            metadata: r
-                .spec
-                .request
-                .get("metadata")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!({})),
-            cost_usd: None,
-            retry_of: r.retry_of.clone(),
-            spec: None,
-            retried_by: Vec::new(),
-            duplicates: Vec::new(),
-        }
-    }
+fn view(state: &ApiState, row: &JobRow) -> JobView {
+    JobView::priced(row, state.config.get().prices())
 }
 
 /// A spec as the API shows it. Specs are user input, but a Responses body can carry
@@ -255,7 +120,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays return the same job")),
     responses((status = 201, description = "Created, or an idempotent replay (header `Idempotent-Replayed: true`)", body = JobView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_job(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -320,7 +185,7 @@ pub async fn create_job(
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
 pub async fn list_jobs(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<JobList>, ApiError> {
     let p = ListParams::parse(raw.as_deref())?;
@@ -337,13 +202,18 @@ pub async fn list_jobs(
         .map(str::parse::<JobStatus>)
         .transpose()
         .map_err(|m| ApiError::invalid(m, Some("status".into())))?;
-    let now = state.orchestrator.clock().now_ms();
+    let now = state.clock.now_ms();
     let since = p
         .since
         .as_deref()
         .map(|s| parse_since(s, now))
         .transpose()?;
-    let before = p.after.as_deref().map(decode_cursor).transpose()?;
+    let before = p
+        .after
+        .as_deref()
+        .map(Cursor::decode)
+        .transpose()?
+        .map(|c| (c.created_at, c.id));
     let metadata = p
         .metadata
         .iter()
@@ -366,11 +236,11 @@ pub async fn list_jobs(
         before,
         limit: limit + 1,
     };
-    let mut rows = state.orchestrator.store().list_jobs(&filter).await?;
+    let mut rows = state.store.list_jobs(&filter).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if has_more {
-        rows.last().map(|r| encode_cursor(r.created_at, &r.id))
+        rows.last().map(|r| Cursor::encode(r.created_at, &r.id))
     } else {
         None
     };
@@ -382,55 +252,11 @@ pub async fn list_jobs(
     }))
 }
 
-/// Parses `since`: a duration back from now, an RFC 3339 time, or unix seconds.
-/// A metadata filter `key=value`, the API's and the web list's alike: spaces around the key
-/// and the value are not part of them; the key must not be empty (the value may).
-pub fn parse_metadata_pair(kv: &str) -> Option<(String, String)> {
-    let (k, v) = kv.split_once('=')?;
-    let k = k.trim();
-    (!k.is_empty()).then(|| (k.to_string(), v.trim().to_string()))
-}
-
-pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ApiError> {
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(now_ms - crate::clock::ms(d));
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(secs) = s.parse::<i64>() {
-        return Ok(secs.saturating_mul(1000));
-    }
-    Err(ApiError::invalid(
-        format!("`since` must be a duration (`7d`), an RFC 3339 time or unix seconds, not `{s}`"),
-        Some("since".into()),
-    ))
-}
-
-pub(crate) fn encode_cursor(created_at: i64, id: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
-}
-
-pub(crate) fn decode_cursor(c: &str) -> Result<(i64, String), ApiError> {
-    let bad = || {
-        ApiError::invalid(
-            "`after` is not a cursor from this API",
-            Some("after".into()),
-        )
-    };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(c)
-        .map_err(|_| bad())?;
-    let text = String::from_utf8(raw).map_err(|_| bad())?;
-    let (at, id) = text.split_once(':').ok_or_else(bad)?;
-    Ok((at.parse().map_err(|_| bad())?, id.to_string()))
-}
-
 /// Show a job.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub async fn get_job(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let row = state
@@ -441,8 +267,8 @@ pub async fn get_job(
         .ok_or_else(|| not_found(&id))?;
     let mut v = view(&state, &row);
     v.spec = shown_spec(&row.spec);
-    v.retried_by = state.orchestrator.store().retried_by(&row.id).await?;
-    let config = state.orchestrator.config();
+    v.retried_by = state.store.retried_by(&row.id).await?;
+    let config = state.config.get();
     v.duplicates = state
         .orchestrator
         .store()
@@ -458,10 +284,10 @@ pub async fn get_job(
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
 pub async fn get_events(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<EventList>, ApiError> {
-    let store = state.orchestrator.store();
+    let store = state.store;
     // Not `get_job`: the timeline of a job whose row no longer decodes (quarantined) is where
     // the reason is, so it must be readable.
     if !store.job_exists(&id).await? {
@@ -477,10 +303,10 @@ pub async fn get_events(
 #[utoipa::path(get, path = "/v1/jobs/{id}/response", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn get_response(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = state.orchestrator.store();
+    let store = state.store;
     store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
     let resp = store
         .get_response(&id)
@@ -493,7 +319,7 @@ pub async fn get_response(
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path)),
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub async fn cancel_job(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let row = state
@@ -515,7 +341,7 @@ pub async fn cancel_job(
         (status = 404, body = ErrorBody),
         (status = 409, description = "The job is not finished (type `not_terminal`), or the key is held by another job", body = ErrorBody)))]
 pub async fn retry_job(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -565,35 +391,6 @@ fn retry_error(e: RetryError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursor_round_trip() {
-        let c = encode_cursor(1234, "job_01ABC");
-        assert_eq!(decode_cursor(&c).unwrap(), (1234, "job_01ABC".to_string()));
-        assert!(decode_cursor("!!").is_err());
-    }
-
-    #[test]
-    fn metadata_pairs() {
-        let pair = |k: &str, v: &str| Some((k.to_string(), v.to_string()));
-        assert_eq!(parse_metadata_pair("team=ops"), pair("team", "ops"));
-        assert_eq!(parse_metadata_pair(" team = ops "), pair("team", "ops"));
-        assert_eq!(parse_metadata_pair("url=a=b"), pair("url", "a=b"));
-        assert_eq!(parse_metadata_pair("team="), pair("team", ""));
-        assert_eq!(parse_metadata_pair("=ops"), None);
-        assert_eq!(parse_metadata_pair("team"), None);
-    }
-
-    #[test]
-    fn since_forms() {
-        assert_eq!(
-            parse_since("1h", 10_000_000).unwrap(),
-            10_000_000 - 3_600_000
-        );
-        assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000_000);
-        assert!(parse_since("2026-11-01T00:00:00Z", 0).is_ok());
-        assert!(parse_since("yesterday", 0).is_err());
-    }
 
     #[test]
     fn shown_spec_redacts_tool_credentials() {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiState};
 use crate::store::NotificationRow;
 
 /// A list of notifications, newest first.
@@ -30,7 +30,7 @@ pub struct NotificationParams {
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", params(NotificationParams),
     responses((status = 200, body = NotificationList), (status = 400, body = ErrorBody)))]
 pub async fn list_notifications(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Query(p): Query<NotificationParams>,
 ) -> Result<Json<NotificationList>, ApiError> {
     if let Some(s) = &p.state {
@@ -63,10 +63,10 @@ pub async fn list_notifications(
 #[utoipa::path(post, path = "/v1/notifications/{id}/retry", tag = "notifications", params(("id" = i64, Path)),
     responses((status = 200, body = NotificationRow), (status = 404, body = ErrorBody)))]
 pub async fn retry_notification(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<i64>,
 ) -> Result<Json<NotificationRow>, ApiError> {
-    let now = state.orchestrator.clock().now_ms();
+    let now = state.clock.now_ms();
     let row = state
         .orchestrator
         .store()

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiState};
 use crate::job::schedule::utc_string;
 use crate::store::{ScheduleListing, ScheduleRunRow};
 
@@ -139,7 +139,7 @@ impl From<&ScheduleListing> for ScheduleView {
 /// runs.
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
     responses((status = 200, body = ScheduleList)))]
-pub async fn list_schedules(State(state): State<AppState>) -> Result<Json<ScheduleList>, ApiError> {
+pub async fn list_schedules(State(state): State<ApiState>) -> Result<Json<ScheduleList>, ApiError> {
     let data = state
         .orchestrator
         .store()
@@ -165,7 +165,7 @@ pub struct RunParams {
     params(("name" = String, Path), RunParams),
     responses((status = 200, body = ScheduleRunList), (status = 400, body = ErrorBody)))]
 pub async fn list_runs(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(name): Path<String>,
     Query(p): Query<RunParams>,
 ) -> Result<Json<ScheduleRunList>, ApiError> {

@@ -14,7 +14,6 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::{ApiClient, LogFormat, output};
-use crate::api::JobView;
 use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::{
@@ -23,6 +22,7 @@ use crate::config::{
 use crate::job::JobStatus;
 use crate::job::spec::parse_jobs_file;
 use crate::sim::{Faults, SimConfig};
+use crate::view::JobView;
 
 /// The example jobs, embedded so the demo runs from anywhere.
 const EXAMPLE_JOBS: &str = include_str!("../../jobs.example.yaml");

@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 
 use super::pager::{self, PagerArgs};
 use super::{ApiClient, ServerArgs, output};
-use crate::api::{JobList, JobView};
+use crate::api::JobList;
 use crate::notify::markdown;
+use crate::view::JobView;
 
 #[derive(Subcommand, Debug)]
 pub enum JobsCommand {
@@ -179,7 +180,7 @@ fn json_out(v: &impl serde::Serialize) -> anyhow::Result<()> {
 
 async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
     for kv in &a.metadata {
-        if crate::api::jobs::parse_metadata_pair(kv).is_none() {
+        if crate::store::filter::parse_metadata_pair(kv).is_none() {
             anyhow::bail!("--metadata takes KEY=VALUE (a non-empty key), not `{kv}`");
         }
     }

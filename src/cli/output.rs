@@ -7,8 +7,8 @@ use comfy_table::{ColumnConstraint, ContentArrangement, Row, Table, presets::UTF
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::JobView;
 use crate::job::JobStatus;
+use crate::view::JobView;
 
 /// Whether stdout should get colours.
 pub fn colour() -> bool {

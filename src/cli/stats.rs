@@ -10,7 +10,7 @@ use comfy_table::CellAlignment;
 use super::output::{colour, cost, table};
 use super::pager::print_direct;
 use super::{ApiClient, ServerArgs};
-use crate::api::stats::{GroupBy, StatsReport, Tally};
+use crate::stats::{GroupBy, StatsReport, Tally};
 
 #[derive(Args, Debug)]
 pub struct StatsArgs {
@@ -110,7 +110,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::api::stats::{GroupBy, StatsGroup, TokenSums};
+    use crate::stats::{GroupBy, StatsGroup, TokenSums};
 
     fn tally(completed: i64, failed: i64, queued: i64, total: i64, cost: Option<f64>) -> Tally {
         Tally {

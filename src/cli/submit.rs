@@ -11,10 +11,10 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{ApiClient, ServerArgs, output};
-use crate::api::JobView;
 use crate::config::process_env;
 use crate::job::JobStatus;
 use crate::job::spec::parse_jobs_file;
+use crate::view::JobView;
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {

@@ -11,8 +11,8 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use serde_json::json;
 
 use super::{ApiClient, ServerArgs};
-use crate::api::webhook_admin::{EndpointChange, EndpointView, WebhookOverview};
-use crate::api::webhook_test::TestReport;
+use crate::api::endpoint_test::TestReport;
+use crate::api::endpoints::{EndpointChange, EndpointView, WebhookOverview};
 
 #[derive(Subcommand, Debug)]
 pub enum WebhookCommand {

@@ -553,6 +553,33 @@ impl Config {
     }
 }
 
+/// The config in force, shared by the orchestrator, the HTTP handlers and the reloader: a
+/// reload swaps it whole, and each reader takes a snapshot for one piece of work.
+#[derive(Clone)]
+pub struct Live(std::sync::Arc<arc_swap::ArcSwap<Config>>);
+
+impl Live {
+    pub fn new(config: std::sync::Arc<Config>) -> Self {
+        Self(std::sync::Arc::new(arc_swap::ArcSwap::new(config)))
+    }
+
+    /// The config in force now: hold it for one piece of work and ask again for the next.
+    pub fn get(&self) -> std::sync::Arc<Config> {
+        self.0.load_full()
+    }
+
+    /// Puts `config` in force; returns the one it replaces.
+    pub fn swap(&self, config: std::sync::Arc<Config>) -> std::sync::Arc<Config> {
+        self.0.swap(config)
+    }
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live(Config)")
+    }
+}
+
 /// Reads the process environment; the one place that does.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

@@ -5,9 +5,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::markdown;
-use crate::api::JobView;
 use crate::config::Config;
 use crate::store::{EventRow, JobRow};
+use crate::view::JobView;
 
 /// The variables every template sees. See the README's "Templates" section.
 #[derive(Debug, Clone, Serialize)]

@@ -42,7 +42,7 @@ pub use retention::PruneReport;
 pub use retry::RetryError;
 
 use crate::clock::{Clock, ms};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::notify::Notifier;
 use crate::store::{Store, StoreError, UncertainWait};
 use crate::telemetry::chain;
@@ -65,7 +65,7 @@ struct Inner {
     /// Swapped whole by a reload; readers take a snapshot with [`Orchestrator::client`].
     client: ArcSwap<upstream::Client>,
     /// Swapped whole by a reload; readers take a snapshot with [`Orchestrator::config`].
-    config: ArcSwap<Config>,
+    config: config::Live,
     clock: Clock,
     wake: Notify,
     submit_permits: Arc<Semaphore>,
@@ -94,14 +94,15 @@ impl Orchestrator {
     pub fn new(
         store: Store,
         client: upstream::Client,
-        config: Arc<Config>,
+        config: config::Live,
         clock: Clock,
         notifier: Notifier,
     ) -> Self {
+        let now = config.get();
         let inner = Inner {
-            submit_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_submissions)),
-            poll_permits: Arc::new(Semaphore::new(config.limits.max_concurrent_polls)),
-            health: WebhookHealth::new(!config.webhook.secrets.is_empty()),
+            submit_permits: Arc::new(Semaphore::new(now.limits.max_concurrent_submissions)),
+            poll_permits: Arc::new(Semaphore::new(now.limits.max_concurrent_polls)),
+            health: WebhookHealth::new(!now.webhook.secrets.is_empty()),
             stored_webhook_secrets: AtomicBool::new(false),
             notifier: ArcSwap::from_pointee(notifier),
             wake: Notify::new(),
@@ -113,7 +114,7 @@ impl Orchestrator {
             unrecorded: Mutex::new(Vec::new()),
             store,
             client: ArcSwap::from_pointee(client),
-            config: ArcSwap::new(config),
+            config,
             clock,
         };
         Self {
@@ -358,7 +359,7 @@ impl Orchestrator {
     /// The config in force now: a snapshot, so hold it for one piece of work and ask again
     /// for the next (a reload swaps it).
     pub fn config(&self) -> Arc<Config> {
-        self.inner.config.load_full()
+        self.inner.config.get()
     }
 
     /// The upstream client in force now (a reload may replace it).

@@ -11,6 +11,7 @@ pub mod bench;
 mod budget;
 mod duplicates;
 mod events;
+pub mod filter;
 mod jobs;
 mod limits;
 mod notifications;
@@ -45,7 +46,7 @@ pub use schedules::{
 pub use stats::{STATS_BUCKET_MS, StatsRow};
 pub use submissions::{Attach, AttachContext, Claimed, UncertainWait};
 pub use webhook_secrets::StoredSecret;
-pub use webhooks::{DeliveryRow, NewDelivery};
+pub use webhooks::DeliveryRow;
 
 /// A store failure. The database error is kept as the source for the log.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Signing secrets of the webhook endpoints respool registered upstream itself: the current
 //! secret of each endpoint (no expiry) and old ones kept through a rotation (until their
-//! `expires_at`). The receiver's [`Verifier`](crate::webhook::Verifier) is loaded from
+//! `expires_at`). The receiver's `Verifier` (`inbound`) is loaded from
 //! [`Store::active_webhook_secrets`], by every daemon on the database, and each orchestrator
 //! pass asks [`Store::has_active_webhook_secrets`].
 

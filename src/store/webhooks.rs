@@ -6,16 +6,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Store, StoreError};
-
-/// A verified delivery to record.
-pub struct NewDelivery<'a> {
-    pub webhook_id: &'a str,
-    pub received_at: i64,
-    pub event_id: Option<&'a str>,
-    pub event_type: &'a str,
-    pub object_id: Option<&'a str>,
-    pub body: &'a str,
-}
+use crate::signing::Verified;
 
 /// A recorded delivery.
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -31,17 +22,21 @@ pub struct DeliveryRow {
 
 impl Store {
     /// Records a verified delivery. Returns false if this `webhook-id` was seen before.
-    pub async fn record_delivery(&self, d: &NewDelivery<'_>) -> Result<bool, StoreError> {
+    pub async fn record_delivery(
+        &self,
+        d: &Verified,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
         let res = sqlx::query(
             "INSERT INTO webhook_deliveries (webhook_id, received_at, event_id, event_type, object_id, body) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id) DO NOTHING",
         )
-        .bind(d.webhook_id)
-        .bind(d.received_at)
-        .bind(d.event_id)
-        .bind(d.event_type)
-        .bind(d.object_id)
-        .bind(d.body)
+        .bind(d.webhook_id())
+        .bind(received_at)
+        .bind(d.event_id())
+        .bind(d.event_type())
+        .bind(d.object_id())
+        .bind(d.body())
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)

@@ -20,8 +20,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use minijinja::Environment;
 
-use crate::api::AppState;
-use crate::store::StoreError;
+use crate::clock::Clock;
+use crate::config;
+use crate::orchestrator::Orchestrator;
+use crate::store::{Store, StoreError};
 
 pub use session::SESSION_COOKIE;
 
@@ -49,8 +51,18 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
     Ok(env)
 }
 
-/// The pages' routes; merged into [`crate::api::router`].
-pub fn router(state: AppState) -> Router<AppState> {
+/// What the pages reach.
+#[derive(Clone)]
+pub struct WebState {
+    pub store: Store,
+    pub config: config::Live,
+    pub clock: Clock,
+    /// For a retry from the job page.
+    pub orchestrator: Orchestrator,
+}
+
+/// The pages' routes; merged by the HTTP root (`http`).
+pub fn router(state: WebState) -> Router {
     let secrets = Arc::new(session::Secrets::new());
     Router::new()
         .route("/", get(pages::list))
@@ -61,12 +73,13 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/jobs/{id}/retry", post(pages::retry))
         .route("/stats", get(stats::stats))
         .route("/logout", post(session::logout))
-        .route_layer(from_fn_with_state(state, session::require_session))
+        .route_layer(from_fn_with_state(state.clone(), session::require_session))
         .route("/login", get(session::login_form).post(session::login))
         .route("/static/style.css", get(style))
         .route("/static/app.js", get(script))
         .layer(axum::Extension(secrets))
         .layer(from_fn(security_headers))
+        .with_state(state)
 }
 
 async fn style() -> Response {

@@ -8,15 +8,15 @@ use minijinja::{Value as Tpl, context};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::WebState;
 use super::session::{CsrfForm, Session};
 use super::view::{self, JobSummary};
 use super::{PageError, render};
-use crate::api::AppState;
-use crate::api::jobs::{decode_cursor, encode_cursor, parse_metadata_pair, parse_since};
 use crate::job::JobStatus;
 use crate::notify::markdown;
 use crate::orchestrator::RetryError;
 use crate::store::JobFilter;
+use crate::store::filter::{Cursor, parse_metadata_pair, parse_since};
 
 const PAGE_SIZE: i64 = 25;
 
@@ -41,12 +41,12 @@ fn non_empty(s: &Option<String>) -> Option<String> {
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, PageError> {
-    let config = state.orchestrator.config();
-    let now = state.orchestrator.clock().now_ms();
+    let config = state.config.get();
+    let now = state.clock.now_ms();
     let status = non_empty(&q.status)
         .map(|s| s.parse::<JobStatus>())
         .transpose()
@@ -54,11 +54,12 @@ pub async fn list(
     let since = non_empty(&q.since)
         .map(|s| parse_since(&s, now))
         .transpose()
-        .map_err(|e| PageError::BadRequest(e.message))?;
+        .map_err(|e| PageError::BadRequest(e.to_string()))?;
     let before = non_empty(&q.after)
-        .map(|c| decode_cursor(&c))
+        .map(|c| Cursor::decode(&c))
         .transpose()
-        .map_err(|e| PageError::BadRequest(e.message))?;
+        .map_err(|e| PageError::BadRequest(e.to_string()))?
+        .map(|c| (c.created_at, c.id));
     let metadata = non_empty(&q.metadata)
         .map(|kv| {
             parse_metadata_pair(&kv).ok_or_else(|| {
@@ -78,12 +79,12 @@ pub async fn list(
         before,
         limit: PAGE_SIZE + 1,
     };
-    let mut rows = state.orchestrator.store().list_jobs(&filter).await?;
+    let mut rows = state.store.list_jobs(&filter).await?;
     let has_more = rows.len() as i64 > PAGE_SIZE;
     rows.truncate(PAGE_SIZE as usize);
     // The next page keeps the filters and moves the cursor.
     let next_page = has_more
-        .then(|| rows.last().map(|r| encode_cursor(r.created_at, &r.id)))
+        .then(|| rows.last().map(|r| Cursor::encode(r.created_at, &r.id)))
         .flatten()
         .map(|cursor| {
             let mut s = url::form_urlencoded::Serializer::new(String::new());
@@ -148,13 +149,13 @@ impl From<&Session> for SessionView {
 }
 
 pub async fn job(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let store = state.orchestrator.store();
-    let config = state.orchestrator.config();
-    let now = state.orchestrator.clock().now_ms();
+    let store = &state.store;
+    let config = state.config.get();
+    let now = state.clock.now_ms();
     let row = store
         .get_job(&id)
         .await?
@@ -167,7 +168,7 @@ pub async fn job(
         .await?
         .iter()
         .map(|d| {
-            let v = crate::api::DuplicateView::priced(d, &row.model, config.prices());
+            let v = crate::view::DuplicateView::priced(d, &row.model, config.prices());
             context! {
                 response_id => v.response_id,
                 status => v.status,
@@ -318,10 +319,10 @@ fn filename(name: &str, id: &str, ext: &str) -> String {
 }
 
 pub async fn report_md(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let store = state.orchestrator.store();
+    let store = &state.store;
     let row = store
         .get_job(&id)
         .await?
@@ -352,10 +353,10 @@ pub async fn report_md(
 }
 
 pub async fn response_json(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let store = state.orchestrator.store();
+    let store = &state.store;
     let row = store
         .get_job(&id)
         .await?
@@ -382,7 +383,7 @@ pub async fn response_json(
 }
 
 pub async fn cancel(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
@@ -399,7 +400,7 @@ pub async fn cancel(
 
 /// The Retry form: a new job from this one's spec, then its page (303).
 pub async fn retry(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
     Form(f): Form<RetryForm>,

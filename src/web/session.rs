@@ -22,9 +22,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::WebState;
 use super::{PageError, render};
-use crate::api::AppState;
-use crate::api::auth::{is_loopback_peer, is_valid_token};
+use crate::auth::{is_loopback_peer, is_valid_token};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "respool_session";
@@ -57,7 +57,7 @@ pub struct Session {
 impl Session {
     /// Checks a form's CSRF token.
     pub fn check_csrf(&self, given: &str) -> Result<(), PageError> {
-        if crate::api::auth::constant_time_eq(&self.csrf, given) {
+        if crate::auth::constant_time_eq(&self.csrf, given) {
             Ok(())
         } else {
             Err(PageError::Forbidden(
@@ -154,12 +154,12 @@ fn same_origin(headers: &HeaderMap) -> bool {
 /// Lets a request through with a [`Session`], or sends it to `/login` (a page) or away (a
 /// POST, or a non-loopback client when there are no tokens).
 pub async fn require_session(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Extension(secrets): Extension<Arc<Secrets>>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let config = state.orchestrator.config();
+    let config = state.config.get();
     let tokens = &config.api.tokens;
     let is_post = req.method() == Method::POST;
     if is_post && !same_origin(req.headers()) {
@@ -178,7 +178,7 @@ pub async fn require_session(
             can_logout: false,
         }
     } else {
-        let now = state.orchestrator.clock().now_ms() / 1000;
+        let now = state.clock.now_ms() / 1000;
         match cookie_value(req.headers(), SESSION_COOKIE) {
             Some(v) if verify_session(tokens, v, now) => Session {
                 csrf: csrf_for(&session_key(tokens), v),
@@ -218,10 +218,10 @@ pub struct LoginQuery {
 }
 
 pub async fn login_form(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, PageError> {
-    if state.orchestrator.config().api.tokens.is_empty() {
+    if state.config.get().api.tokens.is_empty() {
         return Ok(Redirect::to("/").into_response());
     }
     render(
@@ -237,7 +237,7 @@ pub struct LoginForm {
 }
 
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, PageError> {
@@ -246,7 +246,7 @@ pub async fn login(
             "cross-site form posts are refused".into(),
         ));
     }
-    let config = state.orchestrator.config();
+    let config = state.config.get();
     let tokens = &config.api.tokens;
     let next = safe_next(f.next.as_deref());
     if tokens.is_empty() {
@@ -261,7 +261,7 @@ pub async fn login(
         *resp.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
         return Ok(resp);
     }
-    let now = state.orchestrator.clock().now_ms() / 1000;
+    let now = state.clock.now_ms() / 1000;
     let value = sign_session(tokens, now + SESSION_SECS);
     let secure = if is_https(config.public_url.as_deref()) {
         "; Secure"
@@ -287,12 +287,12 @@ pub struct CsrfForm {
 }
 
 pub async fn logout(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Extension(session): Extension<Session>,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     session.check_csrf(&f.csrf)?;
-    let secure = if is_https(state.orchestrator.config().public_url.as_deref()) {
+    let secure = if is_https(state.config.get().public_url.as_deref()) {
         "; Secure"
     } else {
         ""

@@ -1,6 +1,6 @@
 //! `/stats`: jobs by status, tokens and cost by model over the last 7 and 30 days, and a
 //! by-day table with a bar per day. One store query ([`Store::stats_since`]) over jobs and the
-//! summaries of pruned ones, folded like `GET /v1/stats` does ([`crate::api::stats::fold`]).
+//! summaries of pruned ones, folded like `GET /v1/stats` does ([`crate::stats::fold`]).
 //! Days are local days in `budget.timezone`; the windows are whole days, today included.
 //!
 //! [`Store::stats_since`]: crate::store::Store::stats_since
@@ -14,14 +14,14 @@ use chrono_tz::Tz;
 use minijinja::context;
 use serde::Serialize;
 
+use super::WebState;
 use super::pages::SessionView;
 use super::session::Session;
 use super::view;
 use super::{PageError, render};
-use crate::api::AppState;
-use crate::api::stats::{GroupBy, Tally, days_back_start, fold, local_day};
 use crate::job::JobStatus;
 use crate::pricing::ModelPrice;
+use crate::stats::{GroupBy, Tally, days_back_start, fold, local_day};
 use crate::store::StatsRow;
 
 /// The width steps of the day bars, in percent: the CSP forbids inline styles, so a bar's
@@ -187,12 +187,12 @@ fn days(
 }
 
 pub async fn stats(
-    State(state): State<AppState>,
+    State(state): State<WebState>,
     Extension(session): Extension<Session>,
 ) -> Result<Response, PageError> {
-    let store = state.orchestrator.store();
-    let config = state.orchestrator.config();
-    let now = state.orchestrator.clock().now_ms();
+    let store = &state.store;
+    let config = state.config.get();
+    let now = state.clock.now_ms();
     let tz = config.budget.tz();
     let prices = config.prices();
     let month_start = days_back_start(now, 29, tz);

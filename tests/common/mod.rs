@@ -10,12 +10,12 @@
 use std::time::Duration;
 
 use base64::Engine;
-use respool::api::JobView;
 use respool::app::Application;
 use respool::clock::Clock;
 use respool::config::Config;
 use respool::orchestrator::Orchestrator;
 use respool::sim::{SimConfig, SimHandle};
+use respool::view::JobView;
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;

@@ -1,10 +1,10 @@
 //! `/v1/webhook`: the webhook endpoints respool manages upstream for itself, so that
-//! `respool webhook register|rotate|list` (and `test`, in `webhook_test.rs`) need no trip to
+//! `respool webhook register|rotate|list` (and `test`, in `endpoint_test.rs`) need no trip to
 //! the dashboard.
 //!
 //! The daemon makes the upstream calls with its own API key (which must be allowed to manage
 //! the project's webhooks), stores each signing secret it receives in the `webhook_secrets`
-//! table and reloads the receiver's [`Verifier`](crate::webhook::Verifier) from it, so a
+//! table and reloads the receiver's [`Verifier`](crate::inbound::Verifier) from it, so a
 //! delivery signed with the new secret verifies here as soon as the call returns (and at the
 //! other daemons on the same database when their verifier reads the table again: see
 //! `webhook.rs`). A rotation keeps
@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{ApiError, ApiState};
 use crate::clock::ms;
 use crate::store::StoredSecret;
 use crate::upstream::UpstreamError;
@@ -200,8 +200,8 @@ pub(super) fn upstream_error(action: &str, e: &UpstreamError) -> ApiError {
 
 /// Reloads the verifier's stored secrets from the database (retiring expired ones first), and
 /// tells the orchestrator whether there are any.
-pub(super) async fn refresh(state: &AppState) -> Result<Vec<StoredSecret>, ApiError> {
-    let now = state.orchestrator.clock().now_ms();
+pub(super) async fn refresh(state: &ApiState) -> Result<Vec<StoredSecret>, ApiError> {
+    let now = state.clock.now_ms();
     state
         .orchestrator
         .store()
@@ -244,9 +244,9 @@ pub(super) fn pick(requested: Option<String>, stored: &[StoredSecret]) -> Result
 /// The endpoints upstream (first pages) and respool's secrets for each.
 #[utoipa::path(get, path = "/v1/webhook", tag = "webhook",
     responses((status = 200, body = WebhookOverview)))]
-pub async fn overview(State(state): State<AppState>) -> Result<Json<WebhookOverview>, ApiError> {
+pub async fn overview(State(state): State<ApiState>) -> Result<Json<WebhookOverview>, ApiError> {
     let stored = refresh(&state).await?;
-    let config = state.orchestrator.config();
+    let config = state.config.get();
     let mut endpoints = Vec::new();
     let mut upstream_error = None;
     let client = state.orchestrator.client();
@@ -294,7 +294,7 @@ pub async fn overview(State(state): State<AppState>) -> Result<Json<WebhookOverv
 #[utoipa::path(post, path = "/v1/webhook/register", tag = "webhook", request_body = RegisterRequest,
     responses((status = 201, body = EndpointChange), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn register(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<EndpointChange>), ApiError> {
     let req: RegisterRequest = parse_body(&body)?;
@@ -341,7 +341,7 @@ pub async fn register(
         .await
         .map_err(|e| upstream_error("register the webhook endpoint", &e))?;
     let id = created.endpoint.id.clone();
-    let now = state.orchestrator.clock().now_ms();
+    let now = state.clock.now_ms();
     if let Err(e) = state
         .orchestrator
         .store()
@@ -373,7 +373,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/v1/webhook/rotate", tag = "webhook", request_body = RotateRequest,
     responses((status = 200, body = EndpointChange), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn rotate(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     body: Bytes,
 ) -> Result<Json<EndpointChange>, ApiError> {
     let req: RotateRequest = parse_body(&body)?;
@@ -385,7 +385,7 @@ pub async fn rotate(
         .rotate_webhook_secret(&id, true)
         .await
         .map_err(|e| upstream_error("rotate the webhook secret", &e))?;
-    let now = state.orchestrator.clock().now_ms();
+    let now = state.clock.now_ms();
     state
         .orchestrator
         .store()

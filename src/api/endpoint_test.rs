@@ -13,9 +13,9 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::endpoints::{parse_body, pick, refresh, upstream_error};
 use super::error::ErrorBody;
-use super::webhook_admin::{parse_body, pick, refresh, upstream_error};
-use super::{ApiError, AppState};
+use super::{ApiError, ApiState};
 use crate::clock::ms;
 use crate::upstream::UpstreamError;
 
@@ -59,7 +59,7 @@ pub struct TestReport {
 #[utoipa::path(post, path = "/v1/webhook/test", tag = "webhook", request_body = TestRequest,
     responses((status = 200, body = TestReport), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn test(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     body: Bytes,
 ) -> Result<Json<TestReport>, ApiError> {
     let req: TestRequest = parse_body(&body)?;
@@ -70,7 +70,7 @@ pub async fn test(
         .unwrap_or_else(|| "response.completed".to_string());
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(ms(DEFAULT_TEST_WAIT) as u64))
         .min(Duration::from_secs(30));
-    let clock = state.orchestrator.clock().clone();
+    let clock = state.clock.clone();
     let since = clock.now_ms();
     let answer = match state
         .orchestrator
@@ -108,7 +108,7 @@ pub async fn test(
     // answers 200: an accepted test is normally found at once. Wait a little anyway (a proxy
     // in between may answer first), but not when the endpoint refused it.
     let deadline = tokio::time::Instant::now() + if accepted { wait } else { Duration::ZERO };
-    let store = state.orchestrator.store();
+    let store = state.store;
     let found = loop {
         if let Some(d) = store.find_test_delivery(&event_type, since).await? {
             break Some(d);

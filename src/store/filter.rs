@@ -1,0 +1,112 @@
+//! The list filters' parameters as the API and the pages take them: keyset cursors, `since`
+//! (a duration back from now, an RFC 3339 time or unix seconds), and `key=value` metadata
+//! pairs. Typed errors name the parameter; the API and the pages word them for their readers.
+
+use base64::Engine;
+
+/// A parameter that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("`since` must be a duration (`7d`), an RFC 3339 time or unix seconds, not `{0}`")]
+    Since(String),
+    #[error("`after` is not a cursor from this API")]
+    Cursor,
+}
+
+impl FilterError {
+    /// The query parameter at fault.
+    pub fn param(&self) -> &'static str {
+        match self {
+            Self::Since(_) => "since",
+            Self::Cursor => "after",
+        }
+    }
+}
+
+/// Where a page of the job list ends: the last row's `(created_at, id)`, opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    /// The cursor after the row `(created_at, id)`.
+    pub fn encode(created_at: i64, id: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+    }
+
+    pub fn decode(c: &str) -> Result<Self, FilterError> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .map_err(|_| FilterError::Cursor)?;
+        let text = String::from_utf8(raw).map_err(|_| FilterError::Cursor)?;
+        let (at, id) = text.split_once(':').ok_or(FilterError::Cursor)?;
+        Ok(Self {
+            created_at: at.parse().map_err(|_| FilterError::Cursor)?,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// `key=value` (trimmed; the value may be empty or hold `=`), or `None`.
+pub fn parse_metadata_pair(kv: &str) -> Option<(String, String)> {
+    let (k, v) = kv.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty()).then(|| (k.to_string(), v.trim().to_string()))
+}
+
+/// `since` as unix ms: a duration back from `now_ms`, an RFC 3339 time, or unix seconds.
+pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, FilterError> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now_ms - crate::clock::ms(d));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(secs.saturating_mul(1000));
+    }
+    Err(FilterError::Since(s.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trip() {
+        let c = Cursor::encode(1234, "job_01ABC");
+        assert_eq!(
+            Cursor::decode(&c).unwrap(),
+            Cursor {
+                created_at: 1234,
+                id: "job_01ABC".into()
+            }
+        );
+        assert_eq!(Cursor::decode("!!").unwrap_err(), FilterError::Cursor);
+        assert_eq!(FilterError::Cursor.param(), "after");
+    }
+
+    #[test]
+    fn metadata_pairs() {
+        let pair = |k: &str, v: &str| Some((k.to_string(), v.to_string()));
+        assert_eq!(parse_metadata_pair("team=ops"), pair("team", "ops"));
+        assert_eq!(parse_metadata_pair(" team = ops "), pair("team", "ops"));
+        assert_eq!(parse_metadata_pair("url=a=b"), pair("url", "a=b"));
+        assert_eq!(parse_metadata_pair("team="), pair("team", ""));
+        assert_eq!(parse_metadata_pair("=ops"), None);
+        assert_eq!(parse_metadata_pair("team"), None);
+    }
+
+    #[test]
+    fn since_forms() {
+        assert_eq!(
+            parse_since("1h", 10_000_000).unwrap(),
+            10_000_000 - 3_600_000
+        );
+        assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000_000);
+        assert!(parse_since("2026-11-01T00:00:00Z", 0).is_ok());
+        assert!(parse_since("yesterday", 0).is_err());
+    }
+}

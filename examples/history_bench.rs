@@ -21,10 +21,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use respool::stats::{GroupBy, fold};
-use respool::pricing::ModelPrice;
 use respool::job::{JobError, JobId, JobSpec, JobStatus, Observation, ResponseId};
 use respool::orchestrator::spec_hash;
+use respool::pricing::ModelPrice;
+use respool::stats::{GroupBy, fold};
 use respool::store::bench::BenchJob;
 use respool::store::{ApplyContext, AttachContext, ClaimLimits, JobFilter, NewJob, Store};
 

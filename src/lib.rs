@@ -9,34 +9,43 @@
 //!   change is committed before it is acted on, so a crash at any instant loses nothing.
 //! - The **orchestrator** ([`orchestrator`]) claims due work from the ledger with conditional
 //!   writes: submissions, polls, cancels, timeouts, uncertain creates, webhook hand-offs.
-//! - A **webhook** ([`webhook`]) is only a hint that makes a job due for a poll now; the
+//! - A **webhook** ([`inbound`]) is only a hint that makes a job due for a poll now; the
 //!   fetched response is the truth.
 //! - A **schedule** ([`job::schedule`]) makes a jobs-file entry a template: each cron tick is
 //!   recorded with the job it creates in one transaction, so no tick runs twice.
 //!
 //! # Layout
-//! - [`app`]: the daemon assembled from a config ([`app::Application`]).
-//! - [`clock`]: the one source of time.
-//! - [`config`]: the YAML config file, `${VAR}` interpolation, systemd credentials, defaults,
-//!   validation.
-//! - [`job`]: job specs (YAML and JSON), ids, the job status machine, and schedules (cron
-//!   syntax, time zones, catch-up planning).
-//! - [`store`]: the SQLite schema and every query.
+//! Top-level modules, lowest first: each imports only modules above it in this list, never
+//! one below. No two top-level modules import each other, directly or through others: the
+//! `layout` test fails on any cycle and names it.
+//!
+//! - Foundations, importing nothing of respool: [`clock`] (the one source of time, durations),
+//!   [`telemetry`] (metric names, `/metrics`, the error-chain formatter), [`systemd`]
+//!   (`sd_notify`; the unit is `systemd/respool.service`), [`yaml`] (`${VAR}` interpolation,
+//!   key paths, `file:line:col` errors), [`pricing`] (model prices and what a usage cost),
+//!   [`auth`] (API tokens, the loopback rule), [`sim`] (the upstream simulator, behind the
+//!   default `sim` feature).
+//! - [`job`]: job specs (YAML and JSON), ids, the status machine, cron schedules.
+//! - [`config`]: the YAML config file, systemd credentials, defaults, validation, and the
+//!   config in force ([`config::Live`]).
 //! - [`upstream`]: the OpenAI client (create, retrieve, cancel; webhook endpoints) with
 //!   retries.
-//! - [`webhook`]: the Standard Webhooks receiver and the secrets it accepts (config and
-//!   stored).
-//! - [`orchestrator`]: the workers that submit, poll, time out and reconcile jobs, and the
-//!   scheduler that turns schedule ticks into jobs.
+//! - [`signing`]: Standard Webhooks keys and verification; the only maker of a
+//!   [`signing::Verified`] delivery.
+//! - [`store`]: the SQLite schema and every query (records only `Verified` deliveries).
+//! - [`view`]: the public view of a job (API, CLI, webhook sink, pages); [`stats`]: the stats
+//!   fold.
+//! - [`notify`]: the notification outbox and sinks (email, Slack, Discord, ntfy, the signed
+//!   webhook sink, file, command).
+//! - [`orchestrator`]: the workers that submit, poll, time out and reconcile jobs, and the cron
+//!   scheduler.
+//! - [`inbound`]: the inbound webhook receiver (verify, record, wake).
 //! - [`reload`]: loading the jobs file; reloading config and jobs file (SIGHUP, REST).
-//! - [`notify`]: the notification outbox and sinks.
-//! - [`api`]: the REST API and its OpenAPI document.
-//! - [`web`]: the server-rendered history pages (job list, job page, stats) and their login.
+//! - HTTP leaves, importing none of each other: [`api`] (REST API and OpenAPI document),
+//!   [`web`] (history pages and their login), and [`inbound`]'s router.
+//! - [`http`]: the composition root: owns the state, merges the leaves' routers, serves.
+//! - [`app`]: the daemon assembled from a config ([`app::Application`]).
 //! - [`cli`]: the `respool` command.
-//! - [`sim`]: the upstream simulator.
-//! - [`systemd`]: `sd_notify` (READY, WATCHDOG, RELOADING, STOPPING); the unit itself is
-//!   `systemd/respool.service`.
-//! - [`telemetry`]: the metric names and the Prometheus rendering of `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -62,3 +71,6 @@ pub mod upstream;
 pub mod view;
 pub mod web;
 pub mod yaml;
+
+#[cfg(test)]
+mod layout;

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use respool::job::JobStatus;
 use respool::upstream::ratelimit::parse_go_duration;
-use respool::upstream::retry::parse_retry_after;
+use respool::upstream::http_retry::parse_retry_after;
 use respool::upstream::{RateLimits, observe};
 
 fuzz_target!(|data: &[u8]| {

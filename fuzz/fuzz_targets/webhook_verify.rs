@@ -1,4 +1,4 @@
-//! The webhook receiver's verification: fuzzed headers and bodies, and correctly signed
+//! The inbound webhook verification (`signing`): fuzzed headers and bodies, and correctly signed
 //! fuzzed bodies so the event parser behind the signature is reached. Never panics; a
 //! correctly signed, fresh delivery is refused only for its body.
 //!
@@ -10,7 +10,7 @@
 
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use respool::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Verifier, VerifyError};
+use respool::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Keys, VerifyError};
 use secrecy::SecretString;
 
 const SECRET: &str = "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40c=";
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let sig = line(&mut data);
     let body = data;
 
-    let verifier = Verifier::new(&[SecretString::from(SECRET)]);
+    let verifier = Keys::new(&[SecretString::from(SECRET)]);
     let now = chrono::Utc::now().timestamp();
     let (ts_text, fresh) = match ts
         .strip_prefix(b"@")
@@ -67,10 +67,10 @@ fuzz_target!(|data: &[u8]| {
     let result = verifier.verify(body, &headers);
 
     if let Ok(v) = &result {
-        assert_eq!(v.webhook_id, id);
-        assert_eq!(v.body.as_bytes(), body);
+        assert_eq!(v.webhook_id(), id);
+        assert_eq!(v.body().as_bytes(), body);
         let event: serde_json::Value = serde_json::from_slice(body).expect("verified JSON");
-        assert_eq!(event["type"].as_str(), Some(v.event_type.as_str()));
+        assert_eq!(event["type"].as_str(), Some(v.event_type()));
     }
     let clean_id = !id.is_empty() && id.len() <= 256 && id.bytes().all(|b| b.is_ascii_graphic());
     if signed && fresh && clean_id {

@@ -7,7 +7,7 @@
 //! table and reloads the receiver's [`Verifier`](crate::inbound::Verifier) from it, so a
 //! delivery signed with the new secret verifies here as soon as the call returns (and at the
 //! other daemons on the same database when their verifier reads the table again: see
-//! `webhook.rs`). A rotation keeps
+//! `inbound`). A rotation keeps
 //! the old secret, upstream and here, for [`ROTATION_OVERLAP`]. Answers show secrets by their
 //! last four characters only.
 

@@ -7,6 +7,7 @@ mod budget;
 mod client;
 mod db;
 mod demo;
+mod endpoints;
 mod jobs;
 mod logging;
 mod manual;
@@ -18,7 +19,6 @@ mod schedules;
 mod serve;
 mod stats;
 mod submit;
-mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,7 +72,7 @@ pub enum Command {
     Notify(notifications::NotifyCommand),
     /// Webhook endpoints upstream: register this daemon, rotate the secret, send a test event.
     #[command(subcommand)]
-    Webhook(webhook::WebhookCommand),
+    Webhook(endpoints::WebhookCommand),
     /// List the jobs file's schedules: cron, time zone, next and last run, policies.
     Schedules(schedules::SchedulesArgs),
     /// Spend today and this month against the budget, and the jobs it holds.
@@ -134,7 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Budget(args) => budget::run(cli.config.as_deref(), args).await,
         Command::Stats(args) => stats::run(cli.config.as_deref(), args).await,
         Command::Db(cmd) => db::run(cli.config.as_deref(), cmd).await,
-        Command::Webhook(cmd) => webhook::run(cli.config.as_deref(), cmd).await,
+        Command::Webhook(cmd) => endpoints::run(cli.config.as_deref(), cmd).await,
         Command::Completions(args) => manual::completions(args),
         Command::Man(args) => manual::man(args),
         Command::Notify(notifications::NotifyCommand::Test(a)) => {

@@ -20,7 +20,7 @@ mod ntfy;
 mod sample;
 mod slack;
 pub mod templates;
-mod webhook;
+mod webhook_sink;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -107,7 +107,7 @@ pub enum Sink {
     Console(console::ConsoleSink),
     Email(email::EmailSink),
     Slack(slack::SlackSink),
-    Webhook(webhook::WebhookSink),
+    Webhook(webhook_sink::WebhookSink),
     File(file::FileSink),
     Discord(discord::DiscordSink),
     Ntfy(ntfy::NtfySink),
@@ -122,7 +122,7 @@ impl Sink {
             SinkConfig::Email(c) => Sink::Email(email::EmailSink::new(name, c)?),
             SinkConfig::Slack(c) => Sink::Slack(slack::SlackSink::new(name, c, http.clone())?),
             SinkConfig::Webhook(c) => {
-                Sink::Webhook(webhook::WebhookSink::new(name, c, http.clone())?)
+                Sink::Webhook(webhook_sink::WebhookSink::new(name, c, http.clone())?)
             }
             SinkConfig::File(c) => Sink::File(file::FileSink::new(name, c)?),
             SinkConfig::Discord(c) => {

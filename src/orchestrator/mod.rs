@@ -13,16 +13,16 @@
 //! [`TaskTracker`] and drained on shutdown.
 
 mod budget;
+mod cron;
 mod intake;
+mod job_retry;
 pub mod journal;
 mod limits;
 mod maintenance;
 mod poll;
+pub mod poll_interval;
 mod reconfigure;
 mod retention;
-mod retry;
-pub mod schedule;
-mod schedules;
 mod submit;
 
 use std::collections::HashMap;
@@ -38,8 +38,8 @@ use tokio_util::task::TaskTracker;
 
 pub use budget::{BudgetStatus, PeriodSpend, period_starts};
 pub use intake::{AcceptError, spec_hash};
+pub use job_retry::RetryError;
 pub use retention::PruneReport;
-pub use retry::RetryError;
 
 use crate::clock::{Clock, ms};
 use crate::config::{self, Config};
@@ -47,7 +47,7 @@ use crate::notify::Notifier;
 use crate::store::{Store, StoreError, UncertainWait};
 use crate::telemetry::chain;
 use crate::upstream;
-use schedule::WebhookHealth;
+use poll_interval::WebhookHealth;
 
 /// How long an uncertain create of a job without a `timeout` waits for a webhook to reveal
 /// its response, unless `upstream.uncertain_create_wait` says otherwise: long enough for a
@@ -81,7 +81,7 @@ struct Inner {
     adopt_tries: Mutex<HashMap<String, (i64, u32)>>,
     /// Rate-limit windows, spend and retention state (see `limits.rs`).
     governor: limits::Governor,
-    scheduler: schedules::SchedulerState,
+    scheduler: cron::SchedulerState,
     /// This daemon's create journal (none for an in-memory database, or before [`run`]).
     ///
     /// [`run`]: Orchestrator::run
@@ -109,7 +109,7 @@ impl Orchestrator {
             tracker: TaskTracker::new(),
             adopt_tries: Mutex::new(HashMap::new()),
             governor: limits::Governor::new(),
-            scheduler: schedules::SchedulerState::default(),
+            scheduler: cron::SchedulerState::default(),
             journal: std::sync::OnceLock::new(),
             unrecorded: Mutex::new(Vec::new()),
             store,

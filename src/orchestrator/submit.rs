@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::journal::Entry;
-use super::{Orchestrator, schedule};
+use super::{Orchestrator, poll_interval};
 use crate::clock::ms;
 use crate::job::{JobError, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
@@ -145,7 +145,7 @@ impl Orchestrator {
                 }
                 CreateFailure::Retry => {
                     let delay = e.retry_after().unwrap_or_else(|| {
-                        upstream::retry::backoff(
+                        upstream::http_retry::backoff(
                             claim.submissions.clamp(0, 10) as u32,
                             rand::random(),
                         )
@@ -318,7 +318,7 @@ impl Orchestrator {
                 Err(e) => {
                     tries += 1;
                     tracing::warn!(error = %chain(&e), tries, "recording a response id failed; trying again");
-                    let delay = upstream::retry::backoff(tries, rand::random());
+                    let delay = upstream::http_retry::backoff(tries, rand::random());
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -525,8 +525,12 @@ pub(super) fn interval_ms(prev: i64, orch: &Orchestrator, now: i64) -> i64 {
     let cfg = &config.polling;
     let prev = std::time::Duration::from_millis(prev.max(0) as u64);
     let healthy = orch.inner.health.is_healthy(now);
-    let next = schedule::next_interval(prev, cfg.min_interval, cfg.max_interval, healthy);
-    ms(schedule::jitter(next, cfg.max_interval, rand::random()))
+    let next = poll_interval::next_interval(prev, cfg.min_interval, cfg.max_interval, healthy);
+    ms(poll_interval::jitter(
+        next,
+        cfg.max_interval,
+        rand::random(),
+    ))
 }
 
 #[cfg(test)]

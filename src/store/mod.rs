@@ -9,7 +9,9 @@
 #[doc(hidden)]
 pub mod bench;
 mod budget;
+mod deliveries;
 mod duplicates;
+mod endpoint_secrets;
 mod events;
 pub mod filter;
 mod jobs;
@@ -21,8 +23,6 @@ mod retention;
 mod schedules;
 mod stats;
 mod submissions;
-mod webhook_secrets;
-mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,7 +31,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
 pub use budget::ModelUsage;
+pub use deliveries::DeliveryRow;
 pub use duplicates::{DuplicateRow, NewDuplicate};
+pub use endpoint_secrets::StoredSecret;
 pub use events::EventRow;
 pub use jobs::{
     ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, RetryOutcome,
@@ -45,8 +47,6 @@ pub use schedules::{
 };
 pub use stats::{STATS_BUCKET_MS, StatsRow};
 pub use submissions::{Attach, AttachContext, Claimed, UncertainWait};
-pub use webhook_secrets::StoredSecret;
-pub use webhooks::DeliveryRow;
 
 /// A store failure. The database error is kept as the source for the log.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Client, UpstreamError, retry, urlencode};
+use super::{Client, UpstreamError, http_retry, urlencode};
 
 /// A webhook endpoint as the API shows it (without its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,7 +221,8 @@ impl Client {
                 return Err(e);
             }
             let r: f64 = rand::random();
-            let Some(delay) = retry::next_delay(e.retry_after(), self.max_retry_delay, retries, r)
+            let Some(delay) =
+                http_retry::next_delay(e.retry_after(), self.max_retry_delay, retries, r)
             else {
                 return Err(e);
             };

@@ -17,9 +17,9 @@
 
 pub mod endpoints;
 mod error;
+pub mod http_retry;
 pub mod ratelimit;
 pub mod response;
-pub mod retry;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -215,7 +215,7 @@ impl Client {
                     }
                     let r: f64 = rand::random();
                     let Some(delay) =
-                        retry::next_delay(e.retry_after(), self.max_retry_delay, retries, r)
+                        http_retry::next_delay(e.retry_after(), self.max_retry_delay, retries, r)
                     else {
                         return Err(e);
                     };
@@ -323,7 +323,7 @@ impl Client {
             message: field("message")
                 .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string()),
             request_id,
-            retry_after: retry::parse_retry_after(
+            retry_after: http_retry::parse_retry_after(
                 header(&headers, "retry-after-ms").as_deref(),
                 header(&headers, "retry-after").as_deref(),
             ),

@@ -265,7 +265,7 @@ impl Gen {
 
 /// Sends a job through the daemon's write path: accept, claim, submitted, finished.
 async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std::error::Error>> {
-    let id = b.job.id.as_str().to_string();
+    let id = b.job.id.clone();
     store.insert_job(b.job).await?;
     let per_model = BTreeMap::new();
     let limits = ClaimLimits {
@@ -284,12 +284,12 @@ async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std
     store
         .attach_response(
             &id,
-            b.obs.response_id.as_str(),
+            &b.obs.response_id,
             &AttachContext {
                 now: b.submitted_at,
                 first_poll_at: b.submitted_at + 5_000,
                 poll_interval_ms: 5_000,
-                kind: "submitted",
+                kind: respool::store::EventKind::Submitted,
                 how: "create",
                 request_id: None,
             },
@@ -461,7 +461,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..Default::default()
             }))
             .await?;
-        cursor = rows.last().map(|r| (r.created_at, r.id.clone()));
+        cursor = rows.last().map(|r| (r.created_at, r.id.to_string()));
     }
     let model = first
         .first()

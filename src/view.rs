@@ -81,7 +81,7 @@ impl DuplicateView {
     /// The view of a stored duplicate of a job using `model`.
     pub fn priced(d: &DuplicateRow, model: &str, prices: &BTreeMap<String, ModelPrice>) -> Self {
         Self {
-            response_id: d.response_id.clone(),
+            response_id: d.response_id.to_string(),
             status: d.status.clone(),
             usage: d.usage.clone(),
             cost_usd: d
@@ -110,12 +110,12 @@ impl From<&JobRow> for JobView {
     fn from(r: &JobRow) -> Self {
         let secs = |ms: i64| ms.div_euclid(1000);
         JobView {
-            id: r.id.clone(),
+            id: r.id.to_string(),
             object: "job".into(),
             name: r.name.clone(),
             status: r.status,
             model: r.model.clone(),
-            response_id: r.response_id.clone(),
+            response_id: r.response_id.as_ref().map(ToString::to_string),
             created_at: secs(r.created_at),
             submitted_at: r.submitted_at.map(secs),
             finished_at: r.finished_at.map(secs),
@@ -134,7 +134,7 @@ impl From<&JobRow> for JobView {
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({})),
             cost_usd: None,
-            retry_of: r.retry_of.clone(),
+            retry_of: r.retry_of.as_ref().map(ToString::to_string),
             spec: None,
             retried_by: Vec::new(),
             duplicates: Vec::new(),

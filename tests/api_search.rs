@@ -230,13 +230,13 @@ async fn an_older_database_is_searchable_after_the_upgrade() {
         migrator.run(&pool).await.unwrap();
         for (id, name, input, output) in [
             (
-                "job_01OLDAAAAAAAAAAAAAAAAAAAAA",
+                "job_01HXDAAAAAAAAAAAAAAAAAAAAA",
                 "capybara-brief",
                 "hello",
                 None,
             ),
             (
-                "job_01OLDBBBBBBBBBBBBBBBBBBBBB",
+                "job_01HXDBBBBBBBBBBBBBBBBBBBBB",
                 "other",
                 "Tell me about the quokka.",
                 Some("The marmot is the answer."),
@@ -278,8 +278,8 @@ async fn an_older_database_is_searchable_after_the_upgrade() {
             rows.into_iter().map(|r| r.id).collect::<Vec<_>>()
         }
     };
-    assert_eq!(found("capybara").await, ["job_01OLDAAAAAAAAAAAAAAAAAAAAA"]);
-    assert_eq!(found("quokka").await, ["job_01OLDBBBBBBBBBBBBBBBBBBBBB"]);
-    assert_eq!(found("marmot").await, ["job_01OLDBBBBBBBBBBBBBBBBBBBBB"]);
+    assert_eq!(found("capybara").await, ["job_01HXDAAAAAAAAAAAAAAAAAAAAA"]);
+    assert_eq!(found("quokka").await, ["job_01HXDBBBBBBBBBBBBBBBBBBBBB"]);
+    assert_eq!(found("marmot").await, ["job_01HXDBBBBBBBBBBBBBBBBBBBBB"]);
     store.close().await;
 }

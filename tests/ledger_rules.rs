@@ -42,7 +42,7 @@ async fn open_store(db: &Path) -> Store {
 }
 
 /// Inserts a plain job created at `now`; returns its id.
-async fn insert_job(store: &Store, name: &str, now: i64) -> String {
+async fn insert_job(store: &Store, name: &str, now: i64) -> JobId {
     let spec = JobSpec::from_value(common::job_body(name), name).unwrap();
     let job = NewJob {
         id: JobId::generate(),
@@ -119,7 +119,7 @@ async fn raw_job(db: &Path, id: &str) -> RawJob {
 async fn event_kinds(db: &Path, id: &str) -> Vec<String> {
     let store = open_store(db).await;
     let kinds = store
-        .list_events(id)
+        .list_events(&JobId::parse(id).unwrap())
         .await
         .unwrap()
         .into_iter()
@@ -365,7 +365,7 @@ async fn a_response_id_only_the_journal_knows_is_adopted_at_the_next_start() {
         .unwrap();
     assert_eq!(claim.id, id);
     // The create the dead daemon sent, as it sent it.
-    let body = claim.spec.create_body(&JobId::parse(&id).unwrap());
+    let body = claim.spec.create_body(&id);
     let created: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/responses", sim.base_url()))
         .bearer_auth("sk-test-key")
@@ -376,7 +376,7 @@ async fn a_response_id_only_the_journal_knows_is_adopted_at_the_next_start() {
         .json()
         .await
         .unwrap();
-    let rid = created["id"].as_str().unwrap().to_string();
+    let rid = ResponseId::parse(created["id"].as_str().unwrap()).unwrap();
     // Its journal: written, synced, and its lock released when the daemon died.
     let dead = Journal::open(&journal::dir_for(&db)).unwrap();
     dead.append(&journal::Entry {
@@ -652,8 +652,8 @@ fn op() -> impl Strategy<Value = Op> {
 fn check_step(
     before: &JobRow,
     after: &JobRow,
-    revealed: &[String],
-    duplicates: &[String],
+    revealed: &[ResponseId],
+    duplicates: &[ResponseId],
 ) -> Result<(), TestCaseError> {
     // A held response is never dropped nor replaced: a job holds one response, for good.
     if let Some(held) = &before.response_id {
@@ -685,7 +685,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut now = now_ms();
     let id = insert_job(store, "prop", now).await;
     let tag = id.to_lowercase();
-    let mut revealed: Vec<String> = Vec::new();
+    let mut revealed: Vec<ResponseId> = Vec::new();
     for op in ops {
         now += 1_000;
         let before = store.get_job(&id).await.unwrap().unwrap();
@@ -713,12 +713,12 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .unwrap();
             }
             Op::Attach(n) => {
-                let rid = format!("resp_{tag}_{n}");
+                let rid = ResponseId::parse(&format!("resp_{tag}_{n}")).unwrap();
                 let ctx = AttachContext {
                     now,
                     first_poll_at: now,
                     poll_interval_ms: 1_000,
-                    kind: "adopted",
+                    kind: respool::store::EventKind::Adopted,
                     how: "test",
                     request_id: None,
                 };
@@ -805,7 +805,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         let after = store.get_job(&id).await.unwrap().unwrap();
-        let duplicates: Vec<String> = store
+        let duplicates: Vec<ResponseId> = store
             .duplicates_of(&id)
             .await
             .unwrap()

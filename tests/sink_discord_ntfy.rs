@@ -121,7 +121,7 @@ async fn discord_gets_one_embed_with_the_facts_and_no_mentions() {
     assert_eq!(embed["title"], "market-scan");
     assert_eq!(
         embed["url"],
-        "https://respool.example/jobs/job_01JTESTSLACK0000000000000"
+        "https://respool.example/jobs/job_01JTESTSNACK00000000000000"
     );
     assert_eq!(embed["color"], 0x2e_b6_7d);
     assert_eq!(
@@ -133,7 +133,7 @@ async fn discord_gets_one_embed_with_the_facts_and_no_mentions() {
         embed["footer"]["text"]
             .as_str()
             .unwrap()
-            .contains("job_01JTESTSLACK0000000000000")
+            .contains("job_01JTESTSNACK00000000000000")
     );
     let fields: Vec<(String, String)> = embed["fields"]
         .as_array()
@@ -198,7 +198,7 @@ async fn discord_keeps_every_limit_on_a_long_failed_job() {
     assert!(total <= 6000, "the embed holds {total} characters");
 
     let description = embed["description"].as_str().unwrap();
-    let note = "\n\n*[The full report is in respool.](https://respool.example/jobs/job_01JTESTSLACK0000000000000)*";
+    let note = "\n\n*[The full report is in respool.](https://respool.example/jobs/job_01JTESTSNACK00000000000000)*";
     let cut = description
         .strip_suffix(note)
         .unwrap_or_else(|| panic!("no note: {description}"));
@@ -319,7 +319,7 @@ async fn ntfy_publishes_json_to_the_server_root_with_the_token() {
     assert_eq!(msg["priority"], 4);
     assert_eq!(
         msg["click"],
-        "https://respool.example/jobs/job_01JTESTSLACK0000000000000"
+        "https://respool.example/jobs/job_01JTESTSNACK00000000000000"
     );
     assert_eq!(msg["markdown"], true);
     let text = msg["message"].as_str().unwrap();
@@ -363,7 +363,7 @@ async fn ntfy_messages_stay_within_4096_bytes_cut_at_a_word() {
         "the message uses the room it has: {} bytes",
         message.len()
     );
-    let note = "\n\n*[The full report is in respool.](https://respool.example/jobs/job_01JTESTSLACK0000000000000)*";
+    let note = "\n\n*[The full report is in respool.](https://respool.example/jobs/job_01JTESTSNACK00000000000000)*";
     let cut = message
         .strip_suffix(note)
         .unwrap_or_else(|| panic!("no note: {message}"));

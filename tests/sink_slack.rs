@@ -117,7 +117,7 @@ async fn the_message_is_block_kit_with_the_jobs_facts_and_the_result() {
     let context = blocks[3]["elements"][0]["text"].as_str().unwrap();
     assert!(
         context.starts_with(
-            "<https://respool.example/jobs/job_01JTESTSLACK0000000000000|Open in respool>"
+            "<https://respool.example/jobs/job_01JTESTSNACK00000000000000|Open in respool>"
         ),
         "{context}"
     );
@@ -250,7 +250,7 @@ async fn a_long_result_keeps_every_slack_limit_and_is_cut_at_a_word() {
         "the excerpt uses the room it has: {}",
         excerpt.chars().count()
     );
-    let note = "\n\n_<https://respool.example/jobs/job_01JTESTSLACK0000000000000|The full report is in respool.>_";
+    let note = "\n\n_<https://respool.example/jobs/job_01JTESTSNACK00000000000000|The full report is in respool.>_";
     let cut = excerpt
         .strip_suffix(note)
         .unwrap_or_else(|| panic!("no note at the end: {excerpt}"));

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, ApiState};
-use crate::job::{JobSpec, JobStatus};
+use crate::job::{JobId, JobSpec, JobStatus};
 use crate::orchestrator::{AcceptError, RetryError};
 use crate::store::filter::{Cursor, parse_metadata_pair, parse_since};
 use crate::store::{EventRow, InsertOutcome, JobFilter, JobRow};
@@ -98,6 +98,11 @@ pub struct ListParams {
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no job with id `{id}`"))
+}
+
+/// A job id from the path; one that cannot be an id names no job.
+fn parse_id(raw: &str) -> Result<JobId, ApiError> {
+    JobId::parse(raw).map_err(|_| not_found(raw))
 }
 
 /// The request's `Idempotency-Key` header, if it has one, checked.
@@ -259,9 +264,9 @@ pub async fn get_job(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
     let row = state
-        .orchestrator
-        .store()
+        .store
         .get_job(&id)
         .await?
         .ok_or_else(|| not_found(&id))?;
@@ -270,8 +275,7 @@ pub async fn get_job(
     v.retried_by = state.store.retried_by(&row.id).await?;
     let config = state.config.get();
     v.duplicates = state
-        .orchestrator
-        .store()
+        .store
         .duplicates_of(&row.id)
         .await?
         .iter()
@@ -287,6 +291,7 @@ pub async fn get_events(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<EventList>, ApiError> {
+    let id = parse_id(&id)?;
     let store = state.store;
     // Not `get_job`: the timeline of a job whose row no longer decodes (quarantined) is where
     // the reason is, so it must be readable.
@@ -306,6 +311,7 @@ pub async fn get_response(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
     let store = state.store;
     store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
     let resp = store
@@ -322,6 +328,7 @@ pub async fn cancel_job(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
     let row = state
         .orchestrator
         .cancel_job(&id)
@@ -345,6 +352,7 @@ pub async fn retry_job(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
     let key = idempotency_key(&headers)?;
     match state.orchestrator.retry_job(&id, key).await {
         Ok(Some((row, replayed))) => {

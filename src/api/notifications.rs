@@ -7,6 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::{ApiError, ApiState};
+use crate::job::JobId;
 use crate::store::NotificationRow;
 
 /// A list of notifications, newest first.
@@ -48,11 +49,21 @@ pub async fn list_notifications(
             Some("limit".into()),
         ));
     }
-    let data = state
-        .orchestrator
-        .store()
-        .list_notifications(p.state.as_deref(), p.job_id.as_deref(), limit)
-        .await?;
+    // A `job_id` that cannot be a job id names no job: nothing matches.
+    let job_id = p.job_id.as_deref().map(JobId::parse);
+    let data = match job_id {
+        Some(Err(_)) => Vec::new(),
+        job_id => {
+            state
+                .store
+                .list_notifications(
+                    p.state.as_deref(),
+                    job_id.and_then(Result::ok).as_ref(),
+                    limit,
+                )
+                .await?
+        }
+    };
     Ok(Json(NotificationList {
         object: "list".into(),
         data,
@@ -68,8 +79,7 @@ pub async fn retry_notification(
 ) -> Result<Json<NotificationRow>, ApiError> {
     let now = state.clock.now_ms();
     let row = state
-        .orchestrator
-        .store()
+        .store
         .retry_notification(id, now)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no notification with id {id}")))?;

@@ -83,7 +83,7 @@ fn table(rows: &[NotificationRow]) -> String {
         };
         t.add_row([
             n.id.to_string(),
-            n.job_id.clone(),
+            n.job_id.to_string(),
             n.sink.clone(),
             n.event.clone(),
             n.state.clone(),

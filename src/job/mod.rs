@@ -13,6 +13,15 @@ use serde::{Deserialize, Serialize};
 pub use spec::{JobSpec, SpecError};
 pub use status::JobStatus;
 
+/// An id that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("`{0}` is not a job id (ids are `job_` and a ULID)")]
+    Job(String),
+    #[error("`{0}` is not a response id")]
+    Response(String),
+}
+
 /// Our id for a job: `job_` and a ULID, so ids sort by creation time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -25,11 +34,10 @@ impl JobId {
     }
 
     /// Parses an id given by a user or read back from the store.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let rest = s
-            .strip_prefix("job_")
-            .ok_or_else(|| format!("`{s}` is not a job id (ids start with `job_`)"))?;
-        ulid::Ulid::from_string(rest).map_err(|_| format!("`{s}` is not a job id"))?;
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let bad = || IdError::Job(s.to_string());
+        let rest = s.strip_prefix("job_").ok_or_else(bad)?;
+        ulid::Ulid::from_string(rest).map_err(|_| bad())?;
         Ok(Self(s.to_string()))
     }
 
@@ -39,8 +47,8 @@ impl JobId {
 }
 
 impl TryFrom<String> for JobId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
         Self::parse(&s)
     }
 }
@@ -48,6 +56,32 @@ impl TryFrom<String> for JobId {
 impl From<JobId> for String {
     fn from(id: JobId) -> String {
         id.0
+    }
+}
+
+/// Read-only access to the text (an id is a string with a guarantee; nothing can change it).
+impl std::ops::Deref for JobId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for JobId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for JobId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl AsRef<str> for JobId {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -64,7 +98,7 @@ pub struct ResponseId(String);
 
 impl ResponseId {
     /// Accepts what OpenAI returns: a non-empty id of URL-safe characters, at most 128 long.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= 128
             && s.chars()
@@ -72,7 +106,7 @@ impl ResponseId {
         if ok {
             Ok(Self(s.to_string()))
         } else {
-            Err(format!("`{s}` is not a response id"))
+            Err(IdError::Response(s.to_string()))
         }
     }
 
@@ -82,8 +116,8 @@ impl ResponseId {
 }
 
 impl TryFrom<String> for ResponseId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
         Self::parse(&s)
     }
 }
@@ -91,6 +125,32 @@ impl TryFrom<String> for ResponseId {
 impl From<ResponseId> for String {
     fn from(id: ResponseId) -> String {
         id.0
+    }
+}
+
+/// Read-only access to the text (an id is a string with a guarantee; nothing can change it).
+impl std::ops::Deref for ResponseId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ResponseId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ResponseId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl AsRef<str> for ResponseId {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 

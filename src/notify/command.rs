@@ -83,7 +83,7 @@ impl CommandSink {
         }
         cmd.envs(&self.env)
             .env("RESPOOL_EVENT", n.event)
-            .env("RESPOOL_JOB_ID", &n.job.id)
+            .env("RESPOOL_JOB_ID", n.job.id.as_str())
             .env("RESPOOL_JOB_STATUS", n.job.status.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

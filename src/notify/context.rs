@@ -143,11 +143,11 @@ impl Context {
             event: event.to_string(),
             status: job.status.to_string(),
             job: JobInfo {
-                id: job.id.clone(),
+                id: job.id.to_string(),
                 name: job.name.clone(),
                 status: job.status.to_string(),
                 model: job.model.clone(),
-                response_id: job.response_id.clone(),
+                response_id: job.response_id.as_ref().map(ToString::to_string),
                 created_at: rfc3339_ms(job.created_at),
                 submitted_at: job.submitted_at.map(rfc3339_ms),
                 finished_at: job.finished_at.map(rfc3339_ms),

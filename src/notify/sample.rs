@@ -42,14 +42,14 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
                   "output_tokens": 800, "output_tokens_details": {"reasoning_tokens": 300}, "total_tokens": 2000}
     });
     let job = JobRow {
-        id: "job_00000000000000000000000000".into(),
+        id: crate::job::JobId::parse("job_00000000000000000000000000").expect("a job id"),
         name: spec.name.clone(),
         model: "o4-mini-deep-research".into(),
         status: JobStatus::Completed,
         spec,
         idempotency_key: None,
         spec_hash: String::new(),
-        response_id: Some("resp_sample".into()),
+        response_id: Some(crate::job::ResponseId::parse("resp_sample").expect("a response id")),
         attempt: 1,
         submit_state: SubmitState::Done,
         submissions: 1,

@@ -11,7 +11,7 @@
 
 use super::Orchestrator;
 use super::intake::AcceptError;
-use crate::job::JobStatus;
+use crate::job::{JobId, JobStatus};
 use crate::store::{JobRow, RetryOutcome, StoreError};
 
 /// Why a job could not be retried.
@@ -49,7 +49,7 @@ impl Orchestrator {
     /// and whether it is such a replay; `None` when there is no job with this id.
     pub async fn retry_job(
         &self,
-        id: &str,
+        id: &JobId,
         key: Option<&str>,
     ) -> Result<Option<(JobRow, bool)>, RetryError> {
         let store = &self.inner.store;
@@ -58,7 +58,7 @@ impl Orchestrator {
         };
         if !original.status.is_terminal() {
             return Err(RetryError::NotTerminal {
-                id: original.id,
+                id: original.id.to_string(),
                 status: original.status,
             });
         }
@@ -84,7 +84,7 @@ impl Orchestrator {
             RetryOutcome::KeyConflict(row) => Err(RetryError::KeyConflict {
                 id: id.to_string(),
                 key: key.unwrap_or_default().to_string(),
-                job: row.id,
+                job: row.id.to_string(),
             }),
             RetryOutcome::Missing => Ok(None),
             RetryOutcome::NotTerminal(status) => Err(RetryError::NotTerminal {

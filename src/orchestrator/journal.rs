@@ -17,11 +17,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::{JobId, ResponseId};
+
 /// One response id our create received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    pub job_id: String,
-    pub response_id: String,
+    pub job_id: JobId,
+    pub response_id: ResponseId,
     /// When it was received (unix ms).
     pub at: i64,
 }
@@ -92,7 +94,7 @@ impl Journal {
         own.file.write_all(&line)?;
         own.file.sync_data()?;
         own.lines += 1;
-        own.unconfirmed.insert(entry.job_id.clone());
+        own.unconfirmed.insert(entry.job_id.to_string());
         Ok(())
     }
 
@@ -185,10 +187,18 @@ impl Orphan {
 mod tests {
     use super::*;
 
+    /// The same job id for the same name.
+    fn id(name: &str) -> JobId {
+        let n = name
+            .bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        JobId::parse(&format!("job_{}", ulid::Ulid::from((n, 0)))).unwrap()
+    }
+
     fn entry(job: &str) -> Entry {
         Entry {
-            job_id: job.into(),
-            response_id: format!("resp_{job}"),
+            job_id: id(job),
+            response_id: ResponseId::parse(&format!("resp_{job}")).unwrap(),
             at: 1,
         }
     }
@@ -242,12 +252,12 @@ mod tests {
         }
         j.append(&entry("last")).unwrap();
         for i in 0..COMPACT_AFTER {
-            j.confirm(&i.to_string()).unwrap();
+            j.confirm(&id(&i.to_string())).unwrap();
         }
         // `last` is not confirmed: nothing is dropped yet.
         let path = j.own.lock().unwrap().path.clone();
         assert!(std::fs::metadata(&path).unwrap().len() > 0);
-        j.confirm("last").unwrap();
+        j.confirm(&id("last")).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         j.close().unwrap();
         assert!(!path.exists());

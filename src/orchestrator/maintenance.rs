@@ -5,9 +5,9 @@ use tokio::task::JoinHandle;
 
 use super::Orchestrator;
 use crate::config::UncertainCreatePolicy;
-use crate::job::{JobError, JobStatus};
+use crate::job::{JobError, JobId, JobStatus, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{DeliveryRow, StoreError};
+use crate::store::{DeliveryRow, EventKind, StoreError};
 use crate::telemetry::chain;
 use crate::upstream::tagged_job_id;
 
@@ -51,14 +51,14 @@ impl Orchestrator {
     /// event, a metric, a log line) and the pass goes on; any other error stops the pass.
     pub(super) async fn per_job(
         &self,
-        id: &str,
+        id: &JobId,
         worker: &'static str,
         r: Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         match r {
             Err(e) if e.is_decode() => {
                 let reason = format!("its row does not decode: {}", chain(&e));
-                tracing::error!(job_id = id, worker, %reason, "job quarantined");
+                tracing::error!(job_id = %id, worker, %reason, "job quarantined");
                 crate::telemetry::quarantined(worker);
                 self.inner
                     .store
@@ -73,7 +73,7 @@ impl Orchestrator {
     /// The wait for an uncertain create is over and no webhook revealed a response.
     async fn resolve_uncertain(
         &self,
-        id: &str,
+        id: &JobId,
         attempt: i64,
         cancel_requested: bool,
     ) -> Result<(), StoreError> {
@@ -108,7 +108,7 @@ impl Orchestrator {
                         .into(),
                 };
                 tracing::warn!(
-                    job_id = id,
+                    job_id = %id,
                     "uncertain create: failing the job (policy fail)"
                 );
                 store
@@ -117,7 +117,7 @@ impl Orchestrator {
             }
             UncertainCreatePolicy::Resubmit => {
                 tracing::warn!(
-                    job_id = id,
+                    job_id = %id,
                     "uncertain create: resubmitting (policy resubmit)"
                 );
                 store
@@ -153,24 +153,27 @@ impl Orchestrator {
         }
         for d in deliveries {
             let now = self.now();
+            // A `response.*` event names a response id; anything else (or an id that cannot be
+            // one) needs no hand-off.
             let Some(response_id) = d
                 .object_id
                 .as_deref()
                 .filter(|_| d.event_type.starts_with("response."))
+                .and_then(|id| ResponseId::parse(id).ok())
             else {
                 store
                     .mark_delivery_handled(&d.webhook_id, None, now)
                     .await?;
                 continue;
             };
-            if let Some(job) = store.find_job_by_response(response_id).await? {
-                store.hint_response(response_id, now).await?;
+            if let Some(job) = store.find_job_by_response(&response_id).await? {
+                store.hint_response(&response_id, now).await?;
                 store
                     .mark_delivery_handled(&d.webhook_id, Some(&job.id), now)
                     .await?;
                 let msg = format!("webhook {} ({})", d.event_type, d.webhook_id);
                 store
-                    .record_event(&job.id, now, "webhook", &msg, None)
+                    .record_event(&job.id, now, EventKind::Webhook, &msg, None)
                     .await?;
                 continue;
             }
@@ -195,7 +198,7 @@ impl Orchestrator {
             };
             match due {
                 None => {
-                    tracing::info!(webhook_id = %d.webhook_id, response_id, "webhook names a response of no job; ignoring it");
+                    tracing::info!(webhook_id = %d.webhook_id, response_id = %response_id, "webhook names a response of no job; ignoring it");
                     store
                         .mark_delivery_handled(&d.webhook_id, None, now)
                         .await?;
@@ -232,7 +235,8 @@ impl Orchestrator {
             }
         };
         let obs = fetched.observation;
-        let Some(job_id) = tagged_job_id(&obs.raw).map(str::to_string) else {
+        // Ours only if its metadata names a job id (a malformed one names none of ours).
+        let Some(job_id) = tagged_job_id(&obs.raw).and_then(|id| JobId::parse(id).ok()) else {
             store
                 .mark_delivery_handled(&d.webhook_id, None, self.now())
                 .await?;

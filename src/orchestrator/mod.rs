@@ -203,13 +203,10 @@ impl Orchestrator {
         for orphan in orphans {
             let mut ok = true;
             for entry in &orphan.entries {
-                let Ok(rid) = crate::job::ResponseId::parse(&entry.response_id) else {
-                    continue;
-                };
                 match self
                     .record_response(
                         &entry.job_id,
-                        &rid,
+                        &entry.response_id,
                         None,
                         None,
                         "journal: recorded by a daemon that stopped before writing it",

@@ -6,9 +6,9 @@ use tracing::Instrument;
 
 use super::Orchestrator;
 use super::submit::interval_ms;
-use crate::job::{JobError, JobStatus, Observation};
+use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{ApplyContext, ApplyOutcome, PollClaim, StoreError};
+use crate::store::{ApplyContext, ApplyOutcome, EventKind, PollClaim, StoreError};
 use crate::telemetry::chain;
 use crate::upstream::{CancelOutcome, UpstreamError};
 
@@ -138,7 +138,7 @@ impl Orchestrator {
             );
             tracing::warn!(response_id = %claim.response_id, n, "poll answered 404; confirming");
             store
-                .record_event(&claim.id, now, "poll_not_found", &msg, None)
+                .record_event(&claim.id, now, EventKind::PollNotFound, &msg, None)
                 .await?;
             return Ok(());
         }
@@ -155,8 +155,7 @@ impl Orchestrator {
             ),
         };
         let obs = Observation {
-            response_id: crate::job::ResponseId::parse(&claim.response_id)
-                .map_err(StoreError::Corrupt)?,
+            response_id: claim.response_id.clone(),
             status: JobStatus::Failed,
             output_text: None,
             usage: None,
@@ -173,8 +172,8 @@ impl Orchestrator {
     /// before the response is final is noted in the job's timeline with its request id.
     pub(super) async fn cancel_upstream(
         &self,
-        job_id: &str,
-        response_id: &str,
+        job_id: &JobId,
+        response_id: &ResponseId,
     ) -> Result<(Observation, Option<String>), UpstreamError> {
         match self.client().cancel(response_id).await? {
             CancelOutcome::Cancelled(f) if f.observation.status.is_terminal() => {
@@ -189,7 +188,7 @@ impl Orchestrator {
                     if let Err(e) = self
                         .inner
                         .store
-                        .record_event(job_id, self.now(), "cancel_sent", &msg, Some(&data))
+                        .record_event(job_id, self.now(), EventKind::CancelSent, &msg, Some(&data))
                         .await
                     {
                         tracing::error!(error = %chain(&e), "cannot record a cancel");
@@ -204,7 +203,7 @@ impl Orchestrator {
     /// Writes an observation with the next poll time, and notices missed webhooks.
     pub(super) async fn apply(
         &self,
-        id: &str,
+        id: &JobId,
         obs: &Observation,
         prev_interval_ms: i64,
         cancel_reason: Option<&str>,
@@ -218,7 +217,7 @@ impl Orchestrator {
     /// the status event.
     pub(super) async fn apply_traced(
         &self,
-        id: &str,
+        id: &JobId,
         obs: &Observation,
         prev_interval_ms: i64,
         cancel_reason: Option<&str>,
@@ -249,7 +248,7 @@ impl Orchestrator {
             .await?;
         if let ApplyOutcome::Applied { from, to } = outcome {
             if from != to {
-                tracing::info!(job_id = id, %from, %to, source, "status changed");
+                tracing::info!(job_id = %id, %from, %to, source, "status changed");
                 if to.is_terminal() {
                     self.inner.governor.spend_changed();
                     self.wake();
@@ -258,7 +257,7 @@ impl Orchestrator {
                         && !store.has_delivery_for(obs.response_id.as_str()).await?
                     {
                         tracing::info!(
-                            job_id = id,
+                            job_id = %id,
                             "finished job found by polling; no webhook had arrived"
                         );
                         self.inner.health.record_miss(now);
@@ -271,7 +270,7 @@ impl Orchestrator {
 
     /// Cancels a job now, for the API: a pending job ends at once; a submitted one is cancelled
     /// upstream (falling back to the poll worker if that fails). Returns the job after.
-    pub async fn cancel_job(&self, id: &str) -> Result<Option<crate::store::JobRow>, StoreError> {
+    pub async fn cancel_job(&self, id: &JobId) -> Result<Option<crate::store::JobRow>, StoreError> {
         let store = &self.inner.store;
         let now = self.now();
         let Some(job) = store.request_cancel(id, "user", now).await? else {
@@ -306,7 +305,7 @@ impl Orchestrator {
                         e.describe()
                     );
                     store
-                        .record_event(id, self.now(), "error", &msg, None)
+                        .record_event(id, self.now(), EventKind::Error, &msg, None)
                         .await?;
                     self.wake();
                 }
@@ -319,7 +318,7 @@ impl Orchestrator {
     /// Ends a never-submitted job that was asked to cancel.
     pub(super) async fn finish_cancelled_unsubmitted(
         &self,
-        id: &str,
+        id: &JobId,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;

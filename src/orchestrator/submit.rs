@@ -16,9 +16,9 @@ use tracing::Instrument;
 use super::journal::Entry;
 use super::{Orchestrator, poll_interval};
 use crate::clock::ms;
-use crate::job::{JobError, JobStatus, Observation, ResponseId};
+use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{Attach, AttachContext, NewDuplicate, StoreError, SubmitClaim};
+use crate::store::{Attach, AttachContext, EventKind, NewDuplicate, StoreError, SubmitClaim};
 use crate::telemetry::chain;
 use crate::upstream::{self, UpstreamError};
 
@@ -78,9 +78,8 @@ impl Orchestrator {
     }
 
     async fn submit(&self, claim: SubmitClaim) -> Result<(), StoreError> {
-        let id = claim.id.as_str();
-        let job_id = crate::job::JobId::parse(id).map_err(StoreError::Corrupt)?;
-        let body = claim.spec.create_body(&job_id);
+        let id = &claim.id;
+        let body = claim.spec.create_body(id);
         let result = self.client().create(&body).await;
         self.record_rate_limits(
             claim.spec.model(),
@@ -207,15 +206,15 @@ impl Orchestrator {
     /// it already, or holds another one (then this one is a paid duplicate to cancel).
     pub(super) async fn record_response(
         &self,
-        id: &str,
+        id: &JobId,
         response_id: &ResponseId,
         obs: Option<&Observation>,
         request_id: Option<&str>,
         how: &str,
     ) -> Result<(), StoreError> {
         let entry = Entry {
-            job_id: id.to_string(),
-            response_id: response_id.as_str().to_string(),
+            job_id: id.clone(),
+            response_id: response_id.clone(),
             at: self.now(),
         };
         self.journal_append(&entry).await;
@@ -223,7 +222,7 @@ impl Orchestrator {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(
-                    error = %chain(&e), job_id = id, response_id = %response_id,
+                    error = %chain(&e), job_id = %id, response_id = %response_id,
                     "cannot record a response id in the ledger; kept in the journal and retried every pass"
                 );
                 self.inner
@@ -241,7 +240,7 @@ impl Orchestrator {
     /// Acts on what attaching a response did.
     pub(super) async fn after_attach(
         &self,
-        id: &str,
+        id: &JobId,
         response_id: &ResponseId,
         obs: Option<&Observation>,
         request_id: Option<&str>,
@@ -252,9 +251,9 @@ impl Orchestrator {
             Attach::Attached { reopened_from } => {
                 self.journal_confirm(id).await;
                 if let Some(from) = reopened_from {
-                    tracing::warn!(job_id = id, response_id = %response_id, %from, "a response was revealed for a job that had ended without one; the job takes its outcome");
+                    tracing::warn!(job_id = %id, response_id = %response_id, %from, "a response was revealed for a job that had ended without one; the job takes its outcome");
                 } else {
-                    tracing::info!(job_id = id, response_id = %response_id, how, "response recorded");
+                    tracing::info!(job_id = %id, response_id = %response_id, how, "response recorded");
                 }
                 match obs {
                     Some(obs) => {
@@ -267,14 +266,14 @@ impl Orchestrator {
             Attach::Already => self.journal_confirm(id).await,
             Attach::Duplicate { held } => {
                 self.journal_confirm(id).await;
-                tracing::warn!(job_id = id, response_id = %response_id, held = %held, "duplicate response; cancelling it");
-                self.handle_duplicate(id, response_id.as_str(), obs, source_of(how))
+                tracing::warn!(job_id = %id, response_id = %response_id, held = %held, "duplicate response; cancelling it");
+                self.handle_duplicate(id, response_id, obs, source_of(how))
                     .await?;
             }
             Attach::Missing => {
                 self.journal_confirm(id).await;
                 // No job owns it (deleted meanwhile): stop it billing.
-                tracing::warn!(job_id = id, response_id = %response_id, "a response exists for a job that is gone; cancelling it");
+                tracing::warn!(job_id = %id, response_id = %response_id, "a response exists for a job that is gone; cancelling it");
                 if let Err(e) = self.client().cancel(response_id.as_str()).await {
                     tracing::warn!(error = %e.describe(), "cancelling an orphan response failed");
                 }
@@ -300,9 +299,9 @@ impl Orchestrator {
                 first_poll_at: now + interval,
                 poll_interval_ms: interval,
                 kind: if how.starts_with("create") {
-                    "submitted"
+                    EventKind::Submitted
                 } else {
-                    "adopted"
+                    EventKind::Adopted
                 },
                 how,
                 request_id,
@@ -335,11 +334,8 @@ impl Orchestrator {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         for (entry, how) in pending {
-            let Ok(rid) = ResponseId::parse(&entry.response_id) else {
-                continue;
-            };
             if let Err(e) = self
-                .record_response(&entry.job_id, &rid, None, None, &how)
+                .record_response(&entry.job_id, &entry.response_id, None, None, &how)
                 .await
             {
                 tracing::warn!(error = %chain(&e), job_id = %entry.job_id, "a response id is still not recorded");
@@ -359,7 +355,7 @@ impl Orchestrator {
         }
     }
 
-    async fn journal_confirm(&self, job_id: &str) {
+    async fn journal_confirm(&self, job_id: &JobId) {
         let Some(journal) = self.journal() else {
             return;
         };
@@ -375,8 +371,8 @@ impl Orchestrator {
     /// [`Self::check_duplicates`].
     pub(super) async fn handle_duplicate(
         &self,
-        job_id: &str,
-        response_id: &str,
+        job_id: &JobId,
+        response_id: &ResponseId,
         seen: Option<&Observation>,
         found_by: &str,
     ) -> Result<(), StoreError> {
@@ -391,7 +387,7 @@ impl Orchestrator {
         let (status, obs) = match &looked {
             Ok(o) => (o.status.as_str(), Some(o)),
             Err(e) => {
-                tracing::warn!(error = %e.describe(), response_id, "cancelling a duplicate response failed; trying again later");
+                tracing::warn!(error = %e.describe(), response_id = %response_id, "cancelling a duplicate response failed; trying again later");
                 (seen.map_or("unknown", |o| o.status.as_str()), seen)
             }
         };

@@ -7,7 +7,7 @@
 //! index the output once. The timeline gets the same four events the real path writes, so the
 //! database has a realistic size. The benchmark still times the public path on a sample.
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::jobs::NewJob;
 use super::{Store, StoreError};
 use crate::job::Observation;
@@ -63,22 +63,38 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             let accepted = format!("accepted from {}", job.origin);
-            add_event(&mut tx, id, job.now, "accepted", &accepted, None).await?;
+            add_event(&mut tx, id, job.now, EventKind::Accepted, &accepted, None).await?;
             add_event(
                 &mut tx,
                 id,
                 b.submitted_at,
-                "submitting",
+                EventKind::Submitting,
                 "submitting upstream",
                 None,
             )
             .await?;
             let data = serde_json::json!({"response_id": obs.response_id.as_str()});
             let msg = format!("submitted as {}", obs.response_id);
-            add_event(&mut tx, id, b.submitted_at, "submitted", &msg, Some(&data)).await?;
+            add_event(
+                &mut tx,
+                id,
+                b.submitted_at,
+                EventKind::Submitted,
+                &msg,
+                Some(&data),
+            )
+            .await?;
             let data = serde_json::json!({"from": "in_progress", "to": obs.status.as_str(), "source": "poll", "error": obs.error});
             let msg = format!("in_progress → {} (poll)", obs.status);
-            add_event(&mut tx, id, b.finished_at, "status", &msg, Some(&data)).await?;
+            add_event(
+                &mut tx,
+                id,
+                b.finished_at,
+                EventKind::Status,
+                &msg,
+                Some(&data),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -1,9 +1,9 @@
 //! Budget queries: recorded usage per model in a period (jobs and the summaries of pruned
 //! ones), and the `pending ↔ held` moves of jobs waiting for budget.
 
-use sqlx::AssertSqlSafe;
+use sqlx::{QueryBuilder, Sqlite};
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
 
 /// Tokens used by one model's jobs in a period.
@@ -66,17 +66,17 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Built from fixed fragments and placeholders only; every value is bound.
-        let sql = format!(
-            "UPDATE jobs SET status = 'held', updated_at = ? \
-             WHERE status = 'pending' AND submit_state = 'ready' AND cancel_requested = 0 \
-             AND budget_exempt = 0 AND model IN ({}) RETURNING id",
-            vec!["?"; models.len()].join(", ")
+        let mut q = QueryBuilder::<Sqlite>::new("UPDATE jobs SET status = 'held', updated_at = ");
+        q.push_bind(now).push(
+            " WHERE status = 'pending' AND submit_state = 'ready' AND cancel_requested = 0 \
+             AND budget_exempt = 0 AND model IN (",
         );
-        let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(now);
+        let mut list = q.separated(", ");
         for m in models {
-            q = q.bind(m);
+            list.push_bind(m);
         }
+        q.push(") RETURNING id");
+        let q = q.build_query_scalar::<String>();
         let ids = q.fetch_all(&mut *tx).await?;
         let mut data = data.clone();
         if let Some(o) = data.as_object_mut() {
@@ -84,7 +84,7 @@ impl Store {
             o.insert("to".into(), "held".into());
         }
         for id in &ids {
-            add_event(&mut tx, id, now, "held", reason, Some(&data)).await?;
+            add_event(&mut tx, id, now, EventKind::Held, reason, Some(&data)).await?;
         }
         tx.commit().await?;
         Ok(ids)
@@ -108,7 +108,7 @@ impl Store {
         .await?;
         let data = serde_json::json!({"from": "held", "to": "pending"});
         for id in &ids {
-            add_event(&mut tx, id, now, "released", reason, Some(&data)).await?;
+            add_event(&mut tx, id, now, EventKind::Released, reason, Some(&data)).await?;
         }
         tx.commit().await?;
         Ok(ids)

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use super::{Store, StoreError};
+use crate::job::JobId;
 use crate::signing::Verified;
 
 /// A recorded delivery.
@@ -46,7 +47,7 @@ impl Store {
     pub async fn mark_delivery_handled(
         &self,
         webhook_id: &str,
-        job_id: Option<&str>,
+        job_id: Option<&JobId>,
         now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(

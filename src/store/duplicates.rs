@@ -7,14 +7,17 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::FromRow;
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
+use crate::job::{JobId, ResponseId};
 
 /// A duplicate response of a job.
 #[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct DuplicateRow {
-    pub response_id: String,
-    pub job_id: String,
+    #[schema(value_type = String)]
+    pub response_id: ResponseId,
+    #[schema(value_type = String)]
+    pub job_id: JobId,
     /// Its last known upstream status, or `unknown`.
     pub status: String,
     /// The upstream usage object, once known.
@@ -83,7 +86,7 @@ impl Store {
                 &mut tx,
                 d.job_id,
                 d.now,
-                "duplicate",
+                EventKind::Duplicate,
                 &format!(
                     "a second response {} ({}) exists for this job (found by {}); it is cancelled if it still runs and kept as a paid duplicate",
                     d.response_id, d.status, d.found_by
@@ -97,7 +100,7 @@ impl Store {
     }
 
     /// The duplicate responses of a job, oldest first.
-    pub async fn duplicates_of(&self, job_id: &str) -> Result<Vec<DuplicateRow>, StoreError> {
+    pub async fn duplicates_of(&self, job_id: &JobId) -> Result<Vec<DuplicateRow>, StoreError> {
         Ok(sqlx::query_as::<_, DuplicateRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM duplicate_responses WHERE job_id = ? ORDER BY found_at, response_id"
         )))

@@ -4,12 +4,134 @@ use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 
 use super::{Store, StoreError};
+use crate::job::JobId;
 
-/// One timeline entry.
+/// What a timeline event records. Stored (and shown) as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The job entered the ledger (from a jobs file, the API, a schedule, or as a retry).
+    Accepted,
+    /// A worker claimed it and is sending the create.
+    Submitting,
+    /// The create answered with a response id.
+    Submitted,
+    /// A response our create started was found another way (webhook, create journal) and taken.
+    Adopted,
+    /// The create failed before anything was created; sent again later.
+    SubmitRetry,
+    /// The create may or may not have reached OpenAI.
+    SubmitUncertain,
+    /// An uncertain create's wait ended with nothing revealed; sent again (policy `resubmit`).
+    Resubmit,
+    /// The status moved (`from → to`, and what told us).
+    Status,
+    /// A webhook about its response arrived.
+    Webhook,
+    /// A scheduled run waits for the previous run (`overlap: queue`).
+    Waiting,
+    /// Held by a budget.
+    Held,
+    /// Released from a hold or a wait.
+    Released,
+    /// Waiting for a model's rate-limit window.
+    RateLimitWait,
+    /// Something went wrong that the timeline should show (the message says what).
+    Error,
+    /// A poll answered 404.
+    PollNotFound,
+    /// A cancel was asked for (a user, a timeout).
+    CancelRequested,
+    /// The cancel reached OpenAI.
+    CancelSent,
+    /// A second response exists for the job (a paid duplicate).
+    Duplicate,
+    /// The row does not decode; it was set aside.
+    Quarantined,
+    /// A response revealed after the job ended without one reopened it.
+    Reopened,
+    /// A new job retries this one.
+    Retried,
+    /// A sink was told.
+    Notified,
+    /// A sink could not be told (for good, or this attempt).
+    NotifyFailed,
+    /// A notification was queued again by hand.
+    NotifyRetry,
+}
+
+impl EventKind {
+    /// Every kind, in the order of a job's life.
+    pub const ALL: &[EventKind] = &[
+        Self::Accepted,
+        Self::Submitting,
+        Self::Submitted,
+        Self::Adopted,
+        Self::SubmitRetry,
+        Self::SubmitUncertain,
+        Self::Resubmit,
+        Self::Status,
+        Self::Webhook,
+        Self::Waiting,
+        Self::Held,
+        Self::Released,
+        Self::RateLimitWait,
+        Self::Error,
+        Self::PollNotFound,
+        Self::CancelRequested,
+        Self::CancelSent,
+        Self::Duplicate,
+        Self::Quarantined,
+        Self::Reopened,
+        Self::Retried,
+        Self::Notified,
+        Self::NotifyFailed,
+        Self::NotifyRetry,
+    ];
+
+    /// The name stored in `job_events.kind` and shown by the API, the CLI and the pages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Submitting => "submitting",
+            Self::Submitted => "submitted",
+            Self::Adopted => "adopted",
+            Self::SubmitRetry => "submit_retry",
+            Self::SubmitUncertain => "submit_uncertain",
+            Self::Resubmit => "resubmit",
+            Self::Status => "status",
+            Self::Webhook => "webhook",
+            Self::Waiting => "waiting",
+            Self::Held => "held",
+            Self::Released => "released",
+            Self::RateLimitWait => "rate_limit_wait",
+            Self::Error => "error",
+            Self::PollNotFound => "poll_not_found",
+            Self::CancelRequested => "cancel_requested",
+            Self::CancelSent => "cancel_sent",
+            Self::Duplicate => "duplicate",
+            Self::Quarantined => "quarantined",
+            Self::Reopened => "reopened",
+            Self::Retried => "retried",
+            Self::Notified => "notified",
+            Self::NotifyFailed => "notify_failed",
+            Self::NotifyRetry => "notify_retry",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One timeline entry. `kind` is an [`EventKind`]'s name (kept as text: a timeline written
+/// by a newer respool still reads).
 #[derive(Debug, Clone, FromRow, Serialize, utoipa::ToSchema)]
 pub struct EventRow {
     pub id: i64,
-    pub job_id: String,
+    #[schema(value_type = String)]
+    pub job_id: JobId,
     /// Unix milliseconds.
     pub at: i64,
     pub kind: String,
@@ -24,14 +146,14 @@ pub(super) async fn add_event(
     conn: &mut SqliteConnection,
     job_id: &str,
     at: i64,
-    kind: &str,
+    kind: EventKind,
     message: &str,
     data: Option<&serde_json::Value>,
 ) -> Result<(), StoreError> {
     sqlx::query("INSERT INTO job_events (job_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)")
         .bind(job_id)
         .bind(at)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(message)
         .bind(data.map(ToString::to_string))
         .execute(conn)
@@ -43,9 +165,9 @@ impl Store {
     /// Appends an event to a job's timeline.
     pub async fn record_event(
         &self,
-        job_id: &str,
+        job_id: &JobId,
         at: i64,
-        kind: &str,
+        kind: EventKind,
         message: &str,
         data: Option<&serde_json::Value>,
     ) -> Result<(), StoreError> {
@@ -54,12 +176,27 @@ impl Store {
     }
 
     /// A job's timeline, oldest first.
-    pub async fn list_events(&self, job_id: &str) -> Result<Vec<EventRow>, StoreError> {
+    pub async fn list_events(&self, job_id: &JobId) -> Result<Vec<EventRow>, StoreError> {
         Ok(sqlx::query_as::<_, EventRow>(
             "SELECT id, job_id, at, kind, message, data FROM job_events WHERE job_id = ? ORDER BY id",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::EventKind;
+
+    #[test]
+    fn kind_names_are_distinct_snake_case() {
+        let names: std::collections::BTreeSet<&str> =
+            EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), EventKind::ALL.len());
+        for n in names {
+            assert!(n.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{n}");
+        }
     }
 }

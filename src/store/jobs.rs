@@ -4,12 +4,12 @@
 //! lock up front (under SQLite's single writer a deferred transaction could fail to upgrade).
 
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, FromRow, SqliteConnection};
+use sqlx::{AssertSqlSafe, FromRow, QueryBuilder, Sqlite, SqliteConnection};
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::notifications::OutboxEntry;
 use super::{Store, StoreError};
-use crate::job::{JobError, JobId, JobSpec, JobStatus};
+use crate::job::{JobError, JobId, JobSpec, JobStatus, ResponseId};
 
 const JOB_COLUMNS: &str = "id, name, model, status, spec, idempotency_key, spec_hash, response_id, \
     attempt, submit_state, submissions, created_at, updated_at, submitted_at, finished_at, \
@@ -56,7 +56,7 @@ impl TryFrom<String> for SubmitState {
 /// A row of the ledger (without the stored response body, which can be large).
 #[derive(Debug, Clone, FromRow)]
 pub struct JobRow {
-    pub id: String,
+    pub id: JobId,
     pub name: String,
     pub model: String,
     #[sqlx(try_from = "String")]
@@ -65,7 +65,7 @@ pub struct JobRow {
     pub spec: JobSpec,
     pub idempotency_key: Option<String>,
     pub spec_hash: String,
-    pub response_id: Option<String>,
+    pub response_id: Option<ResponseId>,
     pub attempt: i64,
     #[sqlx(try_from = "String")]
     pub submit_state: SubmitState,
@@ -88,7 +88,7 @@ pub struct JobRow {
     #[sqlx(json(nullable))]
     pub usage: Option<Value>,
     /// The job this one retries, if it is a retry.
-    pub retry_of: Option<String>,
+    pub retry_of: Option<JobId>,
 }
 
 impl JobRow {
@@ -138,7 +138,7 @@ pub enum RetryOutcome {
 /// A claimed submission: the worker holds `attempt` and must write back with it.
 #[derive(Debug, Clone, FromRow)]
 pub struct SubmitClaim {
-    pub id: String,
+    pub id: JobId,
     pub attempt: i64,
     pub submissions: i64,
     #[sqlx(json)]
@@ -148,8 +148,8 @@ pub struct SubmitClaim {
 /// A claimed poll.
 #[derive(Debug, Clone, FromRow)]
 pub struct PollClaim {
-    pub id: String,
-    pub response_id: String,
+    pub id: JobId,
+    pub response_id: ResponseId,
     pub poll_interval_ms: i64,
     pub polls: i64,
     pub cancel_requested: i64,
@@ -160,7 +160,7 @@ pub struct PollClaim {
 /// A job whose create outcome is unknown and whose wait is over.
 #[derive(Debug, Clone, FromRow)]
 pub struct UncertainJob {
-    pub id: String,
+    pub id: JobId,
     pub attempt: i64,
     pub cancel_requested: i64,
 }
@@ -272,7 +272,7 @@ pub(super) async fn insert_job_in(
         conn,
         job.id.as_str(),
         job.now,
-        "accepted",
+        EventKind::Accepted,
         &format!("accepted from {}", job.origin),
         None,
     )
@@ -366,7 +366,7 @@ impl Store {
             &mut tx,
             new_id,
             job.now,
-            "accepted",
+            EventKind::Accepted,
             &format!("accepted as a retry of {original}"),
             Some(&serde_json::json!({ "retry_of": original })),
         )
@@ -375,7 +375,7 @@ impl Store {
             &mut tx,
             original,
             job.now,
-            "retried",
+            EventKind::Retried,
             &format!("retried as {new_id}"),
             Some(&serde_json::json!({ "retried_by": new_id })),
         )
@@ -388,7 +388,7 @@ impl Store {
     }
 
     /// Ids of the jobs that retry this one, oldest first.
-    pub async fn retried_by(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn retried_by(&self, id: &JobId) -> Result<Vec<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT id FROM jobs WHERE retry_of = ? ORDER BY created_at, id")
                 .bind(id)
@@ -398,7 +398,7 @@ impl Store {
     }
 
     /// Returns the job with this id.
-    pub async fn get_job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+    pub async fn get_job(&self, id: &JobId) -> Result<Option<JobRow>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         fetch_job(&mut conn, id).await
     }
@@ -406,7 +406,7 @@ impl Store {
     /// Returns the job that owns an upstream response id.
     pub async fn find_job_by_response(
         &self,
-        response_id: &str,
+        response_id: &ResponseId,
     ) -> Result<Option<JobRow>, StoreError> {
         Ok(sqlx::query_as::<_, JobRow>(AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE response_id = ?"
@@ -419,7 +419,7 @@ impl Store {
     /// Returns the stored upstream Response JSON of a job, whole but for the credentials of
     /// the tools it echoes ([`crate::job::redact::redact_response`]): every reader serves it
     /// onwards (the API, the web pages, notification payloads), and none needs them.
-    pub async fn get_response(&self, id: &str) -> Result<Option<Value>, StoreError> {
+    pub async fn get_response(&self, id: &JobId) -> Result<Option<Value>, StoreError> {
         let raw: Option<Option<String>> =
             sqlx::query_scalar("SELECT response FROM jobs WHERE id = ?")
                 .bind(id)
@@ -438,64 +438,51 @@ impl Store {
     /// Lists jobs newest first, filtered, one page at a time.
     pub async fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRow>, StoreError> {
         // The page's ids first, then their rows: the filters and the sort read only what they
-        // need, so a search matching most jobs does not load and sort every matching row.
-        let mut sql =
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM jobs WHERE 1 = 1");
-        if f.status.is_some() {
-            sql.push_str(" AND status = ?");
-        }
-        if f.name.is_some() {
-            sql.push_str(" AND name = ?");
-        }
-        if f.model.is_some() {
-            sql.push_str(" AND model = ?");
-        }
-        let search = f.search.as_deref().and_then(fts_query);
-        if search.is_some() {
-            sql.push_str(
-                " AND id IN (SELECT job_id FROM jobs_fts_keys WHERE fts_id IN \
-                 (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ?))",
-            );
-        }
-        for _ in &f.metadata {
-            sql.push_str(
-                " AND EXISTS (SELECT 1 FROM json_each(spec, '$.request.metadata') \
-                 WHERE key = ? AND value = ?)",
-            );
-        }
-        if f.since.is_some() {
-            sql.push_str(" AND created_at >= ?");
-        }
-        if f.before.is_some() {
-            sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
-        }
-        sql.push_str(
-            " ORDER BY created_at DESC, id DESC LIMIT ?) ORDER BY created_at DESC, id DESC",
-        );
-        // Built only from the fixed fragments above; every value is bound.
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        // need, so a search matching most jobs does not load and sort every matching row. Each
+        // value is bound where its fragment is pushed, so fragments and binds cannot drift.
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM jobs WHERE 1 = 1"
+        ));
         if let Some(s) = f.status {
-            q = q.bind(s.as_str());
+            q.push(" AND status = ").push_bind(s.as_str());
         }
         if let Some(n) = &f.name {
-            q = q.bind(n);
+            q.push(" AND name = ").push_bind(n);
         }
         if let Some(m) = &f.model {
-            q = q.bind(m);
+            q.push(" AND model = ").push_bind(m);
         }
-        if let Some(s) = search {
-            q = q.bind(s);
+        if let Some(s) = f.search.as_deref().and_then(fts_query) {
+            q.push(
+                " AND id IN (SELECT job_id FROM jobs_fts_keys WHERE fts_id IN \
+                 (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ",
+            )
+            .push_bind(s)
+            .push("))");
         }
         for (k, v) in &f.metadata {
-            q = q.bind(k).bind(v);
+            q.push(" AND EXISTS (SELECT 1 FROM json_each(spec, '$.request.metadata') WHERE key = ")
+                .push_bind(k)
+                .push(" AND value = ")
+                .push_bind(v)
+                .push(")");
         }
         if let Some(s) = f.since {
-            q = q.bind(s);
+            q.push(" AND created_at >= ").push_bind(s);
         }
         if let Some((at, id)) = &f.before {
-            q = q.bind(at).bind(at).bind(id);
+            q.push(" AND (created_at < ")
+                .push_bind(at)
+                .push(" OR (created_at = ")
+                .push_bind(at)
+                .push(" AND id < ")
+                .push_bind(id)
+                .push("))");
         }
-        let rows = q.bind(f.limit).fetch_all(&self.pool).await?;
+        q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(f.limit)
+            .push(") ORDER BY created_at DESC, id DESC");
+        let rows = q.build().fetch_all(&self.pool).await?;
         // A row that does not decode (a quarantined job) is left out of the list rather than
         // failing it: one bad row must not hide every other job from the API, the pages and
         // the CLI. Its own timeline (`list_events`) still says why it was set aside. (A page
@@ -516,7 +503,7 @@ impl Store {
 
     /// Whether a job with this id exists, without decoding its row (a quarantined job's
     /// timeline must stay readable).
-    pub async fn job_exists(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn job_exists(&self, id: &JobId) -> Result<bool, StoreError> {
         Ok(
             sqlx::query_scalar::<_, i64>("SELECT 1 FROM jobs WHERE id = ?")
                 .bind(id)

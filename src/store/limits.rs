@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::SqliteConnection;
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
 use crate::pricing::ModelPrice;
 use crate::pricing::{longest_prefix, price_for};
@@ -122,14 +122,19 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-            if last.as_deref() != Some(RATE_LIMIT_WAIT) {
-                add_event(&mut tx, id, now, RATE_LIMIT_WAIT, reason, Some(&data)).await?;
+            if last.as_deref() != Some(EventKind::RateLimitWait.as_str()) {
+                add_event(
+                    &mut tx,
+                    id,
+                    now,
+                    EventKind::RateLimitWait,
+                    reason,
+                    Some(&data),
+                )
+                .await?;
             }
         }
         tx.commit().await?;
         Ok(ids)
     }
 }
-
-/// The timeline event of a create waiting for its rate-limit window.
-pub const RATE_LIMIT_WAIT: &str = "rate_limit_wait";

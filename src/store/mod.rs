@@ -14,6 +14,7 @@ mod duplicates;
 mod endpoint_secrets;
 mod events;
 pub mod filter;
+mod ids;
 mod jobs;
 mod limits;
 mod notifications;
@@ -34,12 +35,12 @@ pub use budget::ModelUsage;
 pub use deliveries::DeliveryRow;
 pub use duplicates::{DuplicateRow, NewDuplicate};
 pub use endpoint_secrets::StoredSecret;
-pub use events::EventRow;
+pub use events::{EventKind, EventRow};
 pub use jobs::{
     ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, RetryOutcome,
     SubmitClaim, SubmitState, UncertainJob,
 };
-pub use limits::{ClaimLimits, RATE_LIMIT_WAIT};
+pub use limits::ClaimLimits;
 pub use notifications::{NotificationRow, OutboxEntry};
 pub use retention::{PrunableJob, QueueDepths};
 pub use schedules::{

@@ -10,9 +10,9 @@
 use serde::Serialize;
 use sqlx::{FromRow, SqliteConnection};
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
-use crate::job::JobStatus;
+use crate::job::{JobId, JobStatus};
 
 /// A sink that should hear about a terminal status.
 #[derive(Debug, Clone)]
@@ -26,7 +26,8 @@ pub struct OutboxEntry {
 #[derive(Debug, Clone, FromRow, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct NotificationRow {
     pub id: i64,
-    pub job_id: String,
+    #[schema(value_type = String)]
+    pub job_id: JobId,
     pub sink: String,
     pub event: String,
     pub state: String,
@@ -116,7 +117,7 @@ impl Store {
                 &mut tx,
                 &n.job_id,
                 now,
-                "notified",
+                EventKind::Notified,
                 &format!("{} sent to sink `{}`", n.event, n.sink),
                 None,
             )
@@ -159,7 +160,7 @@ impl Store {
                 &mut tx,
                 &n.job_id,
                 now,
-                "notify_failed",
+                EventKind::NotifyFailed,
                 &format!(
                     "{} to sink `{}` gave up after {} tries: {error}",
                     n.event, n.sink, n.attempts
@@ -176,7 +177,7 @@ impl Store {
     pub async fn list_notifications(
         &self,
         state: Option<&str>,
-        job_id: Option<&str>,
+        job_id: Option<&JobId>,
         limit: i64,
     ) -> Result<Vec<NotificationRow>, StoreError> {
         Ok(sqlx::query_as::<_, NotificationRow>(
@@ -215,7 +216,7 @@ impl Store {
                 &mut tx,
                 &n.job_id,
                 now,
-                "notify_retry",
+                EventKind::NotifyRetry,
                 &format!("{} to sink `{}` queued again", n.event, n.sink),
                 None,
             )

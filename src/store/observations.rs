@@ -2,11 +2,11 @@
 //! with the timeline and outbox rows in the same transaction), webhook hints, cancels and
 //! timeouts.
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::insert_outbox;
 use super::{Store, StoreError};
-use crate::job::{JobError, JobStatus, Observation};
+use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 
 impl Store {
     /// Claims up to `limit` jobs due for a poll, moving their next check past a lease so no
@@ -44,7 +44,7 @@ impl Store {
     /// `next_poll_at`, or at once if a webhook hint arrived meanwhile.
     pub async fn apply_observation(
         &self,
-        id: &str,
+        id: &JobId,
         obs: &Observation,
         ctx: &ApplyContext<'_>,
     ) -> Result<ApplyOutcome, StoreError> {
@@ -117,7 +117,7 @@ impl Store {
             if let Some(e) = &error {
                 msg.push_str(&format!(": {}: {}", e.code, e.message));
             }
-            add_event(&mut tx, id, now, "status", &msg, Some(&data)).await?;
+            add_event(&mut tx, id, now, EventKind::Status, &msg, Some(&data)).await?;
             if terminal {
                 insert_outbox(&mut tx, id, obs.status, outbox, now).await?;
             }
@@ -135,7 +135,7 @@ impl Store {
     /// Returns the count.
     pub async fn reschedule_poll(
         &self,
-        id: &str,
+        id: &JobId,
         at: i64,
         now: i64,
         message: Option<&str>,
@@ -162,7 +162,7 @@ impl Store {
                 } else {
                     msg.to_string()
                 };
-                add_event(&mut tx, id, now, "error", &text, None).await?;
+                add_event(&mut tx, id, now, EventKind::Error, &text, None).await?;
             }
         }
         tx.commit().await?;
@@ -174,7 +174,7 @@ impl Store {
     /// resets the count).
     pub async fn record_poll_not_found(
         &self,
-        id: &str,
+        id: &JobId,
         at: i64,
         now: i64,
     ) -> Result<i64, StoreError> {
@@ -194,7 +194,7 @@ impl Store {
     /// once. Returns the job id, or `None` if no job has this response id (yet).
     pub async fn hint_response(
         &self,
-        response_id: &str,
+        response_id: &ResponseId,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
@@ -211,7 +211,7 @@ impl Store {
     /// Asks for a job to be cancelled (`reason`: `user` or `timeout`). Returns the row after.
     pub async fn request_cancel(
         &self,
-        id: &str,
+        id: &JobId,
         reason: &str,
         now: i64,
     ) -> Result<Option<JobRow>, StoreError> {
@@ -236,7 +236,7 @@ impl Store {
             } else {
                 "cancel requested"
             };
-            add_event(&mut tx, id, now, "cancel_requested", msg, None).await?;
+            add_event(&mut tx, id, now, EventKind::CancelRequested, msg, None).await?;
         }
         let row = fetch_job(&mut tx, id).await?;
         tx.commit().await?;
@@ -244,26 +244,31 @@ impl Store {
     }
 
     /// Jobs past their deadline that are not finished and not yet being cancelled.
-    pub async fn due_timeouts(&self, now: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+    pub async fn due_timeouts(&self, now: i64) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE deadline_at <= ? AND cancel_requested = 0 \
-             AND status IN ('pending', 'held', 'queued', 'in_progress') LIMIT 100",
+             AND status IN ('pending', 'held', 'queued', 'in_progress') AND quarantine IS NULL LIMIT 100",
         )
         .bind(now)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(ids.iter().filter_map(|id| well_formed(id)).collect())
     }
 
     /// Pending jobs asked to be cancelled that were never sent (or whose create was refused).
     pub async fn cancellable_unsubmitted(
         &self,
-    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
-        Ok(sqlx::query_as(
+    ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT id, cancel_reason FROM jobs WHERE status IN ('pending', 'held') AND cancel_requested = 1 \
-             AND submit_state = 'ready' LIMIT 100",
+             AND submit_state = 'ready' AND quarantine IS NULL LIMIT 100",
         )
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, reason)| Some((well_formed(&id)?, reason)))
+            .collect())
     }
 
     /// The earliest time any job needs a worker, so workers can sleep until then. A scheduled
@@ -287,6 +292,14 @@ fn is_power_of_ten(mut n: i64) -> bool {
         n /= 10;
     }
     n == 1
+}
+
+/// A job id read back as text, if it is one. A row edited by hand into a malformed id is
+/// logged and left alone rather than stopping the pass that listed it.
+pub(super) fn well_formed(id: &str) -> Option<JobId> {
+    JobId::parse(id)
+        .map_err(|e| tracing::error!(error = %e, "a row of the jobs table has a malformed id; skipping it"))
+        .ok()
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@
 
 use sqlx::FromRow;
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::jobs::{InsertOutcome, NewJob, insert_job_in};
 use super::{Store, StoreError};
-use crate::job::JobSpec;
 use crate::job::schedule::{CatchUp, Overlap, ScheduleSpec};
+use crate::job::{JobId, JobSpec};
 
 /// `next_check_at` of a run that waits for its previous run: never due by time. The claim also
 /// checks `schedule_runs.waiting`, so the hold does not depend on this value alone.
@@ -89,7 +89,7 @@ pub struct NewRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     /// A job was created; `waiting` when it waits for the previous run (`overlap: queue`).
-    Created { job_id: String, waiting: bool },
+    Created { job_id: JobId, waiting: bool },
     /// Skipped: the previous run (`blocked_by`) is unfinished and `overlap` is `skip`.
     Skipped { blocked_by: String },
     /// The tick was recorded before (by a daemon before a restart, or another daemon).
@@ -314,7 +314,7 @@ impl Store {
                 unfinished.as_deref().unwrap_or("?"),
                 run.schedule
             );
-            add_event(&mut tx, &job_id, now, "waiting", &msg, None).await?;
+            add_event(&mut tx, &job_id, now, EventKind::Waiting, &msg, None).await?;
         }
         sqlx::query(
             "INSERT INTO schedule_runs (schedule_name, scheduled_for, job_id, outcome, waiting, created_at) \
@@ -415,7 +415,7 @@ impl Store {
             .rows_affected();
             if moved == 1 {
                 let msg = format!("the previous run of schedule `{schedule}` finished; submitting");
-                add_event(&mut tx, &job_id, now, "released", &msg, None).await?;
+                add_event(&mut tx, &job_id, now, EventKind::Released, &msg, None).await?;
             }
             released.push(job_id);
         }

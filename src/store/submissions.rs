@@ -1,16 +1,17 @@
 //! Submission writes: claiming a job for its create call, and recording what the call did
 //! (accepted, refused, to retry, uncertain), plus adoption of a response revealed later.
 
-use sqlx::AssertSqlSafe;
+use sqlx::{QueryBuilder, Sqlite};
 
 use sqlx::SqliteConnection;
 
-use super::events::add_event;
+use super::events::{EventKind, add_event};
 use super::jobs::{SubmitClaim, UncertainJob};
 use super::limits::{ClaimLimits, models_at_limit};
 use super::notifications::{OutboxEntry, insert_outbox};
+use super::observations::well_formed;
 use super::{Store, StoreError};
-use crate::job::{JobError, JobSpec, JobStatus};
+use crate::job::{JobError, JobId, JobSpec, JobStatus, ResponseId};
 
 /// What a submit claim found: the claim, if any, and the rows quarantined on the way.
 #[derive(Debug)]
@@ -53,7 +54,7 @@ pub enum Attach {
     /// The job already holds it.
     Already,
     /// The job holds another response: this one is a duplicate.
-    Duplicate { held: String },
+    Duplicate { held: ResponseId },
     /// No such job.
     Missing,
 }
@@ -64,8 +65,9 @@ pub struct AttachContext<'a> {
     pub now: i64,
     pub first_poll_at: i64,
     pub poll_interval_ms: i64,
-    /// The timeline event: `submitted` (our create's answer) or `adopted` (found later).
-    pub kind: &'a str,
+    /// The timeline event: [`EventKind::Submitted`] (our create's answer) or
+    /// [`EventKind::Adopted`] (found later).
+    pub kind: EventKind,
     /// How it was found, for the timeline (`create`, `webhook response.completed`, …).
     pub how: &'a str,
     pub request_id: Option<&'a str>,
@@ -96,7 +98,7 @@ async fn quarantine_in(
             conn,
             id,
             now,
-            "quarantined",
+            EventKind::Quarantined,
             &format!(
                 "set aside: {reason}; respool no longer works on this job: fix its row and set its `quarantine` column to NULL, or delete the job"
             ),
@@ -118,7 +120,7 @@ impl Store {
         now: i64,
         id: &str,
         attempt: i64,
-        (kind, reason): (&str, &str),
+        (kind, reason): (EventKind, &str),
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(sql)
@@ -187,46 +189,56 @@ impl Store {
             tx.commit().await?;
             return Ok(RawClaim::None);
         };
-        let placeholders = |n: usize| vec!["?"; n].join(", ");
-        let mut skip_models = String::new();
+        // Each model is bound where its placeholder is pushed (`push_bind`).
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE jobs SET submit_state = 'submitting', attempt = attempt + 1, \
+             submissions = submissions + 1, lease_until = ",
+        );
+        q.push_bind(now + lease_ms)
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(
+                " WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
+                 AND cancel_requested = 0 AND quarantine IS NULL AND (next_check_at IS NULL OR next_check_at <= ",
+            )
+            .push_bind(now)
+            .push(
+                ") AND NOT EXISTS (SELECT 1 FROM schedule_runs r WHERE r.job_id = jobs.id AND r.waiting = 1) ",
+            );
         if !skip.models.is_empty() {
-            skip_models += &format!("AND model NOT IN ({}) ", placeholders(skip.models.len()));
+            q.push("AND model NOT IN (");
+            let mut list = q.separated(", ");
+            for model in &skip.models {
+                list.push_bind(model);
+            }
+            q.push(") ");
         }
         if !skip.unless_exempt.is_empty() {
-            skip_models += &format!(
-                "AND (budget_exempt = 1 OR model NOT IN ({})) ",
-                placeholders(skip.unless_exempt.len())
-            );
+            q.push("AND (budget_exempt = 1 OR model NOT IN (");
+            let mut list = q.separated(", ");
+            for model in &skip.unless_exempt {
+                list.push_bind(model);
+            }
+            q.push(")) ");
         }
-        // Built from fixed fragments and placeholders only; every value is bound.
-        let sql = format!(
-            "UPDATE jobs SET submit_state = 'submitting', attempt = attempt + 1, \
-             submissions = submissions + 1, lease_until = ?, updated_at = ? \
-             WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
-                         AND cancel_requested = 0 AND quarantine IS NULL AND (next_check_at IS NULL OR next_check_at <= ?) \
-                         AND NOT EXISTS (SELECT 1 FROM schedule_runs r WHERE r.job_id = jobs.id AND r.waiting = 1) \
-                         {skip_models}\
-                         ORDER BY priority DESC, created_at, id LIMIT 1) \
+        q.push(
+            "ORDER BY priority DESC, created_at, id LIMIT 1) \
              AND submit_state = 'ready' \
-             RETURNING id, attempt, submissions, spec"
+             RETURNING id, attempt, submissions, spec",
         );
-        let mut q = sqlx::query_as::<_, (String, i64, i64, String)>(AssertSqlSafe(sql))
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(now);
-        for model in skip.models.iter().chain(&skip.unless_exempt) {
-            q = q.bind(model);
-        }
+        let q = q.build_query_as::<(String, i64, i64, String)>();
         let Some((id, attempt, submissions, spec)) = q.fetch_optional(&mut *tx).await? else {
             tx.commit().await?;
             return Ok(RawClaim::None);
         };
-        let spec = match serde_json::from_str::<JobSpec>(&spec) {
-            Ok(spec) => spec,
-            Err(e) => {
+        let decoded = serde_json::from_str::<JobSpec>(&spec)
+            .map_err(|e| format!("its stored spec does not decode: {e}"))
+            .and_then(|spec| Ok((JobId::parse(&id).map_err(|e| e.to_string())?, spec)));
+        let (id, spec) = match decoded {
+            Ok(both) => both,
+            Err(reason) => {
                 // Nothing was sent: undo the claim, then set the row aside.
                 tx.rollback().await?;
-                let reason = format!("its stored spec does not decode: {e}");
                 self.quarantine_job(&id, &reason, now).await?;
                 return Ok(RawClaim::Quarantined(id, reason));
             }
@@ -236,7 +248,7 @@ impl Store {
         } else {
             "submitting upstream".to_string()
         };
-        add_event(&mut tx, &id, now, "submitting", &msg, None).await?;
+        add_event(&mut tx, &id, now, EventKind::Submitting, &msg, None).await?;
         tx.commit().await?;
         Ok(RawClaim::Some(Box::new(SubmitClaim {
             id,
@@ -250,6 +262,7 @@ impl Store {
     /// uncertain), an event on its timeline says why. Returns whether it was not already.
     pub async fn quarantine_job(
         &self,
+        // Raw: the row at fault may not even hold a well-formed id.
         id: &str,
         reason: &str,
         now: i64,
@@ -274,12 +287,12 @@ impl Store {
     /// The claim's attempt is bumped, so a worker still holding the old one changes nothing.
     pub async fn attach_response(
         &self,
-        id: &str,
-        response_id: &str,
+        id: &JobId,
+        response_id: &ResponseId,
         at: &AttachContext<'_>,
     ) -> Result<Attach, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(String, Option<String>)> =
+        let row: Option<(String, Option<ResponseId>)> =
             sqlx::query_as("SELECT status, response_id FROM jobs WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -289,7 +302,7 @@ impl Store {
             return Ok(Attach::Missing);
         };
         match held {
-            Some(h) if h == response_id => {
+            Some(h) if &h == response_id => {
                 tx.commit().await?;
                 return Ok(Attach::Already);
             }
@@ -334,7 +347,7 @@ impl Store {
                 &mut tx,
                 id,
                 at.now,
-                "reopened",
+                EventKind::Reopened,
                 &format!(
                     "{status} → pending: response {response_id} was revealed ({}) after the job had ended without one; it takes that response's outcome",
                     at.how
@@ -350,8 +363,8 @@ impl Store {
                 at.kind,
                 &match (at.kind, at.how) {
                     // The ordinary case reads as it always did.
-                    ("submitted", "create") => format!("submitted as {response_id}"),
-                    ("submitted", how) => format!("submitted as {response_id} ({how})"),
+                    (EventKind::Submitted, "create") => format!("submitted as {response_id}"),
+                    (EventKind::Submitted, how) => format!("submitted as {response_id} ({how})"),
                     (_, how) => format!("found response {response_id} ({how})"),
                 },
                 Some(&data),
@@ -368,7 +381,7 @@ impl Store {
     /// reach OpenAI: a rate limit, a refused connection).
     pub async fn reschedule_submission(
         &self,
-        id: &str,
+        id: &JobId,
         attempt: i64,
         at: i64,
         now: i64,
@@ -376,7 +389,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE jobs SET submit_state = 'ready', submissions = submissions - 1, next_check_at = ?, \
              lease_until = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'";
-        self.fenced_move(sql, at, now, id, attempt, ("submit_retry", reason))
+        self.fenced_move(sql, at, now, id, attempt, (EventKind::SubmitRetry, reason))
             .await
     }
 
@@ -385,7 +398,7 @@ impl Store {
     /// policy).
     pub async fn mark_uncertain(
         &self,
-        id: &str,
+        id: &JobId,
         attempt: i64,
         wait: UncertainWait,
         now: i64,
@@ -410,7 +423,7 @@ impl Store {
         .rows_affected()
             == 1;
         if done {
-            add_event(&mut tx, id, now, "submit_uncertain", reason, None).await?;
+            add_event(&mut tx, id, now, EventKind::SubmitUncertain, reason, None).await?;
         }
         tx.commit().await?;
         Ok(done)
@@ -423,7 +436,7 @@ impl Store {
         &self,
         now: i64,
         wait: UncertainWait,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<JobId>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, \
@@ -445,14 +458,14 @@ impl Store {
                 &mut tx,
                 id,
                 now,
-                "submit_uncertain",
+                EventKind::SubmitUncertain,
                 "the create call was interrupted (respool stopped mid-call): it may or may not have reached OpenAI",
                 None,
             )
             .await?;
         }
         tx.commit().await?;
-        Ok(ids)
+        Ok(ids.iter().filter_map(|id| well_formed(id)).collect())
     }
 
     /// Uncertain jobs whose wait is over.
@@ -470,14 +483,14 @@ impl Store {
     /// Sends an uncertain job back to be submitted again (the `resubmit` policy).
     pub async fn resubmit_uncertain(
         &self,
-        id: &str,
+        id: &JobId,
         attempt: i64,
         now: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE jobs SET submit_state = 'ready', next_check_at = ?, updated_at = ? \
              WHERE id = ? AND attempt = ? AND submit_state = 'uncertain' AND status = 'pending'";
-        self.fenced_move(sql, now, now, id, attempt, ("resubmit", reason))
+        self.fenced_move(sql, now, now, id, attempt, (EventKind::Resubmit, reason))
             .await
     }
 
@@ -487,7 +500,7 @@ impl Store {
     /// worker cannot end a job whose newer attempt is in flight.
     pub async fn finish_unsubmitted(
         &self,
-        id: &str,
+        id: &JobId,
         attempt: i64,
         status: JobStatus,
         error: &JobError,
@@ -525,7 +538,7 @@ impl Store {
                 &mut tx,
                 id,
                 now,
-                "status",
+                EventKind::Status,
                 &format!("{from} → {status}: {}", error.message),
                 Some(&data),
             )

@@ -12,7 +12,8 @@ pub fn observe(raw: Value) -> Result<Observation, UpstreamError> {
         .get("id")
         .and_then(Value::as_str)
         .ok_or_else(|| UpstreamError::InvalidResponse("a response without `id`".into()))?;
-    let response_id = ResponseId::parse(id).map_err(UpstreamError::InvalidResponse)?;
+    let response_id =
+        ResponseId::parse(id).map_err(|e| UpstreamError::InvalidResponse(e.to_string()))?;
     let status_text = raw.get("status").and_then(Value::as_str).unwrap_or("");
     let status = match status_text {
         "queued" => JobStatus::Queued,

@@ -12,7 +12,7 @@ use super::WebState;
 use super::session::{CsrfForm, Session};
 use super::view::{self, JobSummary};
 use super::{PageError, render};
-use crate::job::JobStatus;
+use crate::job::{JobId, JobStatus};
 use crate::notify::markdown;
 use crate::orchestrator::RetryError;
 use crate::store::JobFilter;
@@ -38,6 +38,11 @@ fn non_empty(s: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
+}
+
+/// A job id from the path; one that cannot be an id names no job.
+fn parse_id(raw: &str) -> Result<JobId, PageError> {
+    JobId::parse(raw).map_err(|_| PageError::NotFound(format!("There is no job with id {raw}.")))
 }
 
 pub async fn list(
@@ -153,6 +158,7 @@ pub async fn job(
     Extension(session): Extension<Session>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
     let store = &state.store;
     let config = state.config.get();
     let now = state.clock.now_ms();
@@ -261,7 +267,7 @@ pub async fn job(
             page => "job",
             session => super::ser(SessionView::from(&session)),
             job => super::ser(JobSummary::new(&row, &config, now)),
-            response_id => row.response_id.clone(),
+            response_id => row.response_id.as_ref().map(ToString::to_string),
             submitted => row.submitted_at.map(view::timestamp),
             finished => row.finished_at.map(view::timestamp),
             deadline => row.deadline_at.map(view::timestamp),
@@ -279,7 +285,7 @@ pub async fn job(
             can_cancel => !row.status.is_terminal() && row.cancel_requested == 0,
             can_retry => row.status.is_terminal(),
             retry_key => row.status.is_terminal().then(retry_nonce),
-            retry_of => row.retry_of.clone(),
+            retry_of => row.retry_of.as_ref().map(ToString::to_string),
             retried_by,
             duplicates,
         },
@@ -322,6 +328,7 @@ pub async fn report_md(
     State(state): State<WebState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
     let store = &state.store;
     let row = store
         .get_job(&id)
@@ -356,6 +363,7 @@ pub async fn response_json(
     State(state): State<WebState>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
     let store = &state.store;
     let row = store
         .get_job(&id)
@@ -388,6 +396,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
     session.check_csrf(&f.csrf)?;
     let row = state
         .orchestrator
@@ -405,6 +414,7 @@ pub async fn retry(
     Path(id): Path<String>,
     Form(f): Form<RetryForm>,
 ) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
     session.check_csrf(&f.csrf)?;
     let nonce_ok = (16..=64).contains(&f.key.len()) && f.key.bytes().all(|b| b.is_ascii_hexdigit());
     if !nonce_ok {

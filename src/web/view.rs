@@ -103,7 +103,7 @@ impl JobSummary {
     pub fn new(row: &JobRow, config: &Config, now_ms: i64) -> Self {
         let t = tokens(row.usage.as_ref());
         JobSummary {
-            id: row.id.clone(),
+            id: row.id.to_string(),
             name: row.name.clone(),
             status: row.status.to_string(),
             terminal: row.status.is_terminal(),

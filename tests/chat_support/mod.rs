@@ -191,14 +191,14 @@ impl Sample {
                            "total_tokens": 2000});
         let failed = status == JobStatus::Failed;
         let job = JobRow {
-            id: "job_01JTESTSLACK0000000000000".into(),
+            id: respool::job::JobId::parse("job_01JTESTSNACK00000000000000").unwrap(),
             name: name.into(),
             model: "gpt-5".into(),
             status,
             spec,
             idempotency_key: None,
             spec_hash: String::new(),
-            response_id: Some("resp_test".into()),
+            response_id: Some(respool::job::ResponseId::parse("resp_test").unwrap()),
             attempt: 1,
             submit_state: SubmitState::Done,
             submissions: 1,

@@ -44,6 +44,8 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(test)]
+mod doc_links;
 pub mod job;
 pub mod notify;
 pub mod orchestrator;

@@ -54,6 +54,8 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(test)]
+mod doc_links;
 pub mod http;
 pub mod inbound;
 pub mod job;

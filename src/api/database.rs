@@ -33,7 +33,7 @@ pub struct VacuumReport {
               (status = 500, body = ErrorBody)))]
 pub async fn backup(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let orch = &state.orchestrator;
-    let Some(db) = orch.store().database_file().await? else {
+    let Some(db) = state.store.database_file().await? else {
         return Err(ApiError::invalid(
             "the database is not a file; there is nothing to back up",
             None,

@@ -202,11 +202,7 @@ pub(super) fn upstream_error(action: &str, e: &UpstreamError) -> ApiError {
 /// tells the orchestrator whether there are any.
 pub(super) async fn refresh(state: &ApiState) -> Result<Vec<StoredSecret>, ApiError> {
     let now = state.clock.now_ms();
-    state
-        .orchestrator
-        .store()
-        .retire_expired_webhook_secrets(now)
-        .await?;
+    state.store.retire_expired_webhook_secrets(now).await?;
     let stored = state.verifier.reload_stored().await?;
     state
         .orchestrator
@@ -343,8 +339,7 @@ pub async fn register(
     let id = created.endpoint.id.clone();
     let now = state.clock.now_ms();
     if let Err(e) = state
-        .orchestrator
-        .store()
+        .store
         .insert_webhook_secret(&id, created.signing_secret.expose_secret(), now)
         .await
     {
@@ -387,8 +382,7 @@ pub async fn rotate(
         .map_err(|e| upstream_error("rotate the webhook secret", &e))?;
     let now = state.clock.now_ms();
     state
-        .orchestrator
-        .store()
+        .store
         .rotate_webhook_secret(
             &id,
             rotated.signing_secret.expose_secret(),

@@ -141,8 +141,7 @@ impl From<&ScheduleListing> for ScheduleView {
     responses((status = 200, body = ScheduleList)))]
 pub async fn list_schedules(State(state): State<ApiState>) -> Result<Json<ScheduleList>, ApiError> {
     let data = state
-        .orchestrator
-        .store()
+        .store
         .list_schedules()
         .await?
         .iter()
@@ -177,8 +176,7 @@ pub async fn list_runs(
         ));
     }
     let data = state
-        .orchestrator
-        .store()
+        .store
         .list_schedule_runs(&name, limit)
         .await?
         .iter()

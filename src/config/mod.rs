@@ -7,6 +7,8 @@
 
 pub mod budget;
 pub mod credentials;
+#[cfg(test)]
+mod doc_test;
 pub mod retention;
 pub mod sinks;
 

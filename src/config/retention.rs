@@ -7,9 +7,9 @@ use serde::Deserialize;
 use super::de_opt_duration;
 
 /// How long finished jobs, and the records that grow with time, are kept. Every table has a
-/// rule (the README's "Retention, backups and monitoring" lists them); the ones worth tuning
-/// are here, the others are fixed (webhook delivery records: 7 days; retired webhook secrets:
-/// 30 days after they stopped being accepted).
+/// rule (`docs/operations.md`, "Retention", lists them); the ones worth tuning are here, the
+/// others are fixed (webhook delivery records: 7 days; retired webhook secrets: 30 days after
+/// they stopped being accepted).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {

@@ -64,7 +64,7 @@ impl SinkConfig {
 }
 
 /// Custom template files of a sink; unset ones use the built-in defaults. Templates are
-/// minijinja (Jinja2 syntax); see the README for the variables they see.
+/// minijinja (Jinja2 syntax); `docs/notifications.md` lists the variables they see.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateFiles {

@@ -9,7 +9,6 @@ use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
 use crate::job::JobStatus;
-use crate::orchestrator::Orchestrator;
 
 /// Upstream counts as reachable when a call reached it this recently; otherwise `/readyz`
 /// probes it (a free `GET` of a response id that cannot exist, expecting 404).
@@ -25,7 +24,7 @@ pub async fn healthz() -> impl IntoResponse {
 /// 200 when the database accepts writes and upstream answered lately (or answers a probe);
 /// else 503 with the reason.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match readiness(&state.orchestrator).await {
+    match readiness(&state).await {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ready"})),
@@ -41,10 +40,10 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Why the daemon is not ready, if it is not.
-async fn readiness(orch: &Orchestrator) -> Result<(), String> {
+async fn readiness(state: &AppState) -> Result<(), String> {
     let written = tokio::time::timeout(
         DATABASE_CHECK_LIMIT,
-        orch.store().check_writable(orch.clock().now_ms()),
+        state.store.check_writable(state.clock.now_ms()),
     )
     .await;
     match written {
@@ -61,7 +60,7 @@ async fn readiness(orch: &Orchestrator) -> Result<(), String> {
             ));
         }
     }
-    let client = orch.client();
+    let client = state.orchestrator.client();
     if client.last_reached().is_some_and(|d| d <= UPSTREAM_RECENT) {
         return Ok(());
     }
@@ -76,7 +75,7 @@ async fn readiness(orch: &Orchestrator) -> Result<(), String> {
 
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let orch = &state.orchestrator;
-    let store = orch.store();
+    let store = &state.store;
     let ledger = store.count_by_status().await?;
     let summaries = store.count_summaries_by_status().await?;
     let count = |rows: &[(String, i64)], s: JobStatus| {
@@ -84,8 +83,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             .find(|(k, _)| k == s.as_str())
             .map_or(0, |(_, n)| *n)
     };
-    let q = store.queue_depths(orch.clock().now_ms()).await?;
-    let config = orch.config();
+    let q = store.queue_depths(state.clock.now_ms()).await?;
+    let config = state.config.get();
     let budget = if config.budget.is_set() || !config.prices().is_empty() {
         let b = orch.budget_status().await?;
         vec![

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::store::{EventRow, JobRow};
 use crate::view::JobView;
 
-/// The variables every template sees. See the README's "Templates" section.
+/// The variables every template sees. See `docs/notifications.md`, "Templates".
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
     /// `job.completed`, `job.failed`, `job.incomplete`, `job.cancelled`.

@@ -18,7 +18,7 @@ use crate::telemetry::chain;
 use crate::upstream::ratelimit::{self, LowWater, RateLimits, RateWindow};
 
 /// State kept between passes by budgets and retention: each a per-process optimisation that
-/// may differ between daemons (see the README's "Several daemons on one database").
+/// may differ between daemons (see `docs/design.md`, "Several daemons on one database").
 #[derive(Debug)]
 pub(super) struct Governor {
     /// The last computed spend, reused for a moment (see `budget.rs`).

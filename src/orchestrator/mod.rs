@@ -5,7 +5,8 @@
 //! conditional write and does the work outside any transaction; so a crash at any instant
 //! leaves the ledger saying exactly what is known, and a restart simply carries on. (apalis was
 //! the planned executor; it would have been a second queue to reconcile with the ledger, with
-//! nothing to add that these claims do not already give. See the README's design notes.)
+//! nothing to add that these claims do not already give. See `docs/design.md`, "The ledger
+//! rules".)
 //!
 //! Work is bounded by semaphores (create calls, polls) and caps on jobs in flight (overall and
 //! per model); budgets hold jobs and nearly used-up rate-limit windows defer them (`limits.rs`,

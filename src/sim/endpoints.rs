@@ -1,4 +1,4 @@
-//! Webhook endpoints (`/v1/webhook_endpoints`, `shared/upstream-api.md` §4.1): create, list,
+//! Webhook endpoints (`/v1/webhook_endpoints`, `docs/upstream-api.md` §4.1): create, list,
 //! retrieve, update, delete, `rotate_secret` and `test`.
 //!
 //! An endpoint subscribes a URL to event types and owns its signing secrets. The secret is

@@ -95,7 +95,8 @@ pub struct Faults {
     /// Probability that a stream carries an event type no SDK knows (forward compatibility).
     pub stream_unknown_events: f64,
     /// Probability that a background stream whose client disconnects while the response is
-    /// still `queued` leaves it `queued` forever (the known OpenAI bug, upstream-api.md §2.6).
+    /// still `queued` leaves it `queued` forever (the known OpenAI bug,
+    /// `docs/upstream-api.md` §2.6).
     pub stream_abort_sticks: f64,
     /// The request limit the `x-ratelimit-*` headers count down from, per window; a small
     /// one shows low `remaining` counts (the limit is only reported, never enforced). Zero

@@ -1,5 +1,5 @@
 //! The upstream simulator: a fault-injectable stand-in for OpenAI's Responses API in
-//! background mode, faithful to `shared/upstream-api.md` (§1–§4, §7). `respool sim` runs it as
+//! background mode, faithful to `docs/upstream-api.md` (§1–§4, §7). `respool sim` runs it as
 //! a server ([`run`]); tests and `respool demo` start it in process on a loopback port 0
 //! ([`spawn`]) and steer it through the [`SimHandle`] or the `/_sim/*` control API.
 //!
@@ -19,7 +19,8 @@
 //!   `POST /_sim/webhook` (`{"url": …, "secrets": [...]}`). These need no API key.
 //!
 //! # How a create can fail
-//! Each case looks to a client the way the real service's would (upstream-api.md §3, §7):
+//! Each case looks to a client the way the real service's would (`docs/upstream-api.md` §3,
+//! §7):
 //!
 //! | fault | created? | what the client gets |
 //! | --- | --- | --- |

@@ -1,5 +1,5 @@
-//! The `Response` object as OpenAI returns it (§1.4 of upstream-api.md): every required field,
-//! request settings echoed, in OpenAI's field order.
+//! The `Response` object as OpenAI returns it (`docs/upstream-api.md` §1.4): every required
+//! field, request settings echoed, in OpenAI's field order.
 
 use serde_json::{Value, json};
 

@@ -297,7 +297,7 @@ impl Shared {
         Some(out)
     }
 
-    /// `POST /cancel`: the cancel matrix of §7.5.
+    /// `POST /cancel`: the cancel matrix of `docs/upstream-api.md` §7.5.
     pub fn cancel(&self, id: &str) -> Result<Value, ApiError> {
         let clear = self.config.cancel_clears_output;
         let completed_ok = self.config.cancel_completed_ok;

@@ -1,7 +1,8 @@
 //! Server-sent events for responses created with `stream: true`: the live stream of a create
-//! and the resumable replay of `GET /v1/responses/{id}?stream=true&starting_after=N` (§2.5,
-//! §2.6). Events come from the response's event log in `state.rs`; a stream only reads it,
-//! waiting on the shared change counter, and ends after the terminal event (or on shutdown).
+//! and the resumable replay of `GET /v1/responses/{id}?stream=true&starting_after=N`
+//! (`docs/upstream-api.md` §2.5, §2.6). Events come from the response's event log in
+//! `state.rs`; a stream only reads it, waiting on the shared change counter, and ends after the
+//! terminal event (or on shutdown).
 
 use std::sync::Arc;
 

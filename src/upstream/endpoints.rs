@@ -1,4 +1,4 @@
-//! Webhook endpoints upstream (`/webhook_endpoints`, `shared/upstream-api.md` §4.1): create,
+//! Webhook endpoints upstream (`/webhook_endpoints`, `docs/upstream-api.md` §4.1): create,
 //! list, retrieve, update, delete, rotate the signing secret, send a test event. They need an
 //! API key allowed to manage the project's webhooks.
 //!

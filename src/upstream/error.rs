@@ -77,8 +77,8 @@ impl UpstreamError {
     }
 
     /// For a create call: whether the request may have started a response upstream even
-    /// though we got no response id. Decided by evidence (the table is in the README, "How a
-    /// failed create is classified"):
+    /// though we got no response id. Decided by evidence (the table is in `docs/design.md`,
+    /// "How a failed create is classified"):
     ///
     /// - no connection (refused, DNS, TLS handshake, connect timeout): it never left us;
     /// - any answer below 500 (a 4xx refusal, a 429, a 3xx we never follow): the server

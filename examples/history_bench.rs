@@ -3,7 +3,7 @@
 //! and counts, and prints the figures.
 //!
 //! ```text
-//! cargo run --release --example history_bench -- --jobs 100000
+//! cargo run --release --features bench --example history_bench -- --jobs 100000
 //! ```
 //!
 //! The bulk of the jobs is written by `Store::bench_insert_finished` (finished rows in batched

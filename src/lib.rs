@@ -64,6 +64,7 @@ pub mod orchestrator;
 pub mod pricing;
 pub mod reload;
 pub mod signing;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod stats;
 pub mod store;

@@ -6,6 +6,7 @@
 mod budget;
 mod client;
 mod db;
+#[cfg(feature = "sim")]
 mod demo;
 mod endpoints;
 mod jobs;
@@ -87,8 +88,10 @@ pub enum Command {
     /// Validate the config (and a jobs file) and print every problem found.
     Check(CheckArgs),
     /// Run the OpenAI simulator.
+    #[cfg(feature = "sim")]
     Sim(crate::sim::SimArgs),
     /// Run the daemon against the built-in simulator with the example jobs, then exit.
+    #[cfg(feature = "sim")]
     Demo(demo::DemoArgs),
     /// Print a shell completion script.
     ///
@@ -124,7 +127,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => serve::serve(cli.config.as_deref(), cli.log_format).await,
         Command::Check(args) => serve::check(cli.config.as_deref(), args),
+        #[cfg(feature = "sim")]
         Command::Sim(args) => serve::sim(args, cli.log_format).await,
+        #[cfg(feature = "sim")]
         Command::Demo(args) => demo::demo(args, cli.log_format).await,
         Command::Submit(args) => submit::submit(cli.config.as_deref(), args).await,
         Command::Jobs(cmd) => jobs::run(cli.config.as_deref(), cmd).await,

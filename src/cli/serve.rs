@@ -173,6 +173,7 @@ pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+#[cfg(feature = "sim")]
 pub async fn sim(args: crate::sim::SimArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
     init_logging(log);
     let shutdown = shutdown_on_signals();

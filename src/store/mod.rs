@@ -7,6 +7,7 @@
 //! transaction. No transaction is ever held across an HTTP call.
 
 #[doc(hidden)]
+#[cfg(feature = "bench")]
 pub mod bench;
 mod budget;
 mod deliveries;

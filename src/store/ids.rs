@@ -69,4 +69,58 @@ mod tests {
             .unwrap_err();
         assert!(bad.to_string().contains("not a job id"), "{bad}");
     }
+
+    /// The ledger refuses to store an id its readers could not decode (a hand edit), naming
+    /// the rule; well-formed ids go through.
+    #[tokio::test]
+    async fn the_ledger_refuses_malformed_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("ids.db").display());
+        let store = crate::store::Store::connect(&url).await.unwrap();
+        let spec =
+            crate::job::JobSpec::from_value(serde_json::json!({"model": "m", "input": "i"}), "n")
+                .unwrap();
+        let id = JobId::generate();
+        store
+            .insert_job(crate::store::NewJob {
+                id: id.clone(),
+                spec_hash: crate::orchestrator::spec_hash(&spec),
+                spec,
+                now: 1,
+                deadline_at: None,
+                origin: "test".into(),
+            })
+            .await
+            .unwrap();
+        for (sql, bad) in [
+            (
+                "UPDATE jobs SET id = ? WHERE id = ?",
+                "job_01OLDAAAAAAAAAAAAAAAAAAAAA",
+            ),
+            ("UPDATE jobs SET id = ? WHERE id = ?", "job_1"),
+            ("UPDATE jobs SET response_id = ? WHERE id = ?", "resp/1"),
+            ("UPDATE jobs SET retry_of = ? WHERE id = ?", "nope"),
+            ("UPDATE job_events SET job_id = ? WHERE job_id = ?", "job_x"),
+        ] {
+            let err = sqlx::query(sql)
+                .bind(bad)
+                .bind(&id)
+                .execute(&store.pool)
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("respool: a job id"),
+                "{sql} {bad}: {err}"
+            );
+        }
+        sqlx::query("UPDATE jobs SET response_id = ? WHERE id = ?")
+            .bind("resp_0123-abc_DEF")
+            .bind(&id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let row = store.get_job(&id).await.unwrap().unwrap();
+        assert_eq!(row.response_id.unwrap(), "resp_0123-abc_DEF");
+        store.close().await;
+    }
 }

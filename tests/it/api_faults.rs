@@ -1,8 +1,5 @@
 //! Upstream faults from the simulator, through the real daemon: rate limits, quota, 5xx on
 //! create and on polls, and responses that end failed or incomplete.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +7,8 @@ use respool::config::UncertainCreatePolicy;
 use respool::job::JobStatus;
 use respool::sim::{Faults, SimConfig};
 use serde_json::json;
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -21,14 +20,8 @@ fn sim_with(faults: Faults) -> SimConfig {
 }
 
 /// Posts a job and returns its id.
-async fn submit(app: &common::TestApp, body: &serde_json::Value) -> String {
-    let (status, created) = app.post_job(body).await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().to_string()
-}
-
 fn job_with_sim(name: &str, sim: &str) -> serde_json::Value {
-    let mut body = common::job_body(name);
+    let mut body = helpers::job_body(name);
     body["metadata"] = json!({ "sim": sim });
     body
 }
@@ -36,7 +29,7 @@ fn job_with_sim(name: &str, sim: &str) -> serde_json::Value {
 #[tokio::test]
 async fn rate_limit_429_waits_for_retry_after_then_succeeds() {
     let retry_after = Duration::from_secs(1);
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |_| {},
         sim_with(Faults {
             rate_limit_next: 2,
@@ -46,7 +39,7 @@ async fn rate_limit_429_waits_for_retry_after_then_succeeds() {
     )
     .await;
     let started = Instant::now();
-    let id = submit(&app, &common::job_body("rate-limited")).await;
+    let id = app.submit(&helpers::job_body("rate-limited")).await;
     app.wait_for(&id, DEADLINE, |j| j.response_id.is_some())
         .await;
     let to_accept = started.elapsed();
@@ -69,7 +62,7 @@ async fn rate_limit_429_waits_for_retry_after_then_succeeds() {
 #[tokio::test]
 async fn rate_limit_longer_than_max_retry_delay_reschedules_the_submission() {
     let retry_after = Duration::from_secs(2);
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| cfg.upstream.max_retry_delay = Duration::from_secs(1),
         sim_with(Faults {
             rate_limit_next: 1,
@@ -78,7 +71,7 @@ async fn rate_limit_longer_than_max_retry_delay_reschedules_the_submission() {
         }),
     )
     .await;
-    let id = submit(&app, &common::job_body("rescheduled")).await;
+    let id = app.submit(&helpers::job_body("rescheduled")).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(job.attempts, 1);
@@ -107,7 +100,7 @@ async fn rate_limit_longer_than_max_retry_delay_reschedules_the_submission() {
 
 #[tokio::test]
 async fn quota_429_fails_the_job_without_retrying() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |_| {},
         sim_with(Faults {
             quota_exceeded: 1.0,
@@ -115,7 +108,7 @@ async fn quota_429_fails_the_job_without_retrying() {
         }),
     )
     .await;
-    let id = submit(&app, &common::job_body("no-quota")).await;
+    let id = app.submit(&helpers::job_body("no-quota")).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Failed);
     let error = job.error.clone().unwrap();
@@ -140,7 +133,7 @@ async fn a_500_from_the_api_is_retried_and_the_job_completes() {
     // The sim's `server_error` is OpenAI's own 500: its error envelope and an x-request-id,
     // answered before anything was created. The evidence says nothing was created, so the
     // create is retried (as the SDKs do) instead of parking the job as uncertain.
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| cfg.upstream.uncertain_create = UncertainCreatePolicy::Fail,
         sim_with(Faults {
             server_error_next: 1,
@@ -148,7 +141,7 @@ async fn a_500_from_the_api_is_retried_and_the_job_completes() {
         }),
     )
     .await;
-    let id = submit(&app, &common::job_body("create-500")).await;
+    let id = app.submit(&helpers::job_body("create-500")).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     let stats = app.sim.stats();
@@ -161,7 +154,7 @@ async fn a_500_from_the_api_is_retried_and_the_job_completes() {
 
 #[tokio::test]
 async fn a_500_from_the_api_without_inline_retries_is_rescheduled_not_uncertain() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| cfg.upstream.max_retries = 0,
         sim_with(Faults {
             server_error_next: 1,
@@ -169,7 +162,7 @@ async fn a_500_from_the_api_without_inline_retries_is_rescheduled_not_uncertain(
         }),
     )
     .await;
-    let id = submit(&app, &common::job_body("create-500-later")).await;
+    let id = app.submit(&helpers::job_body("create-500-later")).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     assert_eq!(
@@ -185,8 +178,8 @@ async fn a_500_from_the_api_without_inline_retries_is_rescheduled_not_uncertain(
 
 /// A create that was accepted upstream but whose answer never came back (held past the
 /// client's timeout), with every webhook lost: nothing can reveal the response.
-async fn lost_answer(policy: UncertainCreatePolicy) -> (common::TestApp, String) {
-    let app = common::spawn_app_with(
+async fn lost_answer(policy: UncertainCreatePolicy) -> (helpers::TestApp, String) {
+    let app = helpers::spawn_app_with(
         move |cfg| {
             cfg.upstream.uncertain_create = policy;
             cfg.upstream.request_timeout = Duration::from_secs(1);
@@ -201,7 +194,7 @@ async fn lost_answer(policy: UncertainCreatePolicy) -> (common::TestApp, String)
         }),
     )
     .await;
-    let id = submit(&app, &common::job_body("lost-answer")).await;
+    let id = app.submit(&helpers::job_body("lost-answer")).await;
     (app, id)
 }
 
@@ -261,7 +254,7 @@ async fn a_lost_create_answer_with_policy_resubmit_completes() {
 
 /// Waits until the job has a response id, then makes the next `n` upstream requests (its
 /// polls: webhooks are dropped) fail with a 500.
-async fn fail_next_polls(app: &common::TestApp, id: &str, n: u32) {
+async fn fail_next_polls(app: &helpers::TestApp, id: &str, n: u32) {
     app.wait_for(id, DEADLINE, |j| j.response_id.is_some())
         .await;
     app.sim.set_faults(Faults {
@@ -273,8 +266,10 @@ async fn fail_next_polls(app: &common::TestApp, id: &str, n: u32) {
 
 #[tokio::test]
 async fn poll_5xx_is_retried_by_the_client_and_the_job_completes() {
-    let app = common::spawn_app().await;
-    let id = submit(&app, &job_with_sim("poll-500", "run=3s;webhook=drop")).await;
+    let app = helpers::spawn_app().await;
+    let id = app
+        .submit(&job_with_sim("poll-500", "run=3s;webhook=drop"))
+        .await;
     fail_next_polls(&app, &id, 2).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
@@ -288,12 +283,10 @@ async fn poll_5xx_is_retried_by_the_client_and_the_job_completes() {
 #[tokio::test]
 async fn poll_5xx_without_client_retries_reschedules_the_poll() {
     let app =
-        common::spawn_app_with(|cfg| cfg.upstream.max_retries = 0, SimConfig::default()).await;
-    let id = submit(
-        &app,
-        &job_with_sim("poll-500-noretry", "run=3s;webhook=drop"),
-    )
-    .await;
+        helpers::spawn_app_with(|cfg| cfg.upstream.max_retries = 0, SimConfig::default()).await;
+    let id = app
+        .submit(&job_with_sim("poll-500-noretry", "run=3s;webhook=drop"))
+        .await;
     fail_next_polls(&app, &id, 3).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
@@ -316,13 +309,16 @@ async fn poll_5xx_without_client_retries_reschedules_the_poll() {
 
 #[tokio::test]
 async fn upstream_failure_fails_the_job_with_its_code() {
-    let app = common::spawn_app().await;
-    let id = submit(&app, &job_with_sim("fails", "outcome=failed:server_error")).await;
-    let other = submit(
-        &app,
-        &job_with_sim("fails-other", "outcome=failed:vector_store_timeout"),
-    )
-    .await;
+    let app = helpers::spawn_app().await;
+    let id = app
+        .submit(&job_with_sim("fails", "outcome=failed:server_error"))
+        .await;
+    let other = app
+        .submit(&job_with_sim(
+            "fails-other",
+            "outcome=failed:vector_store_timeout",
+        ))
+        .await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Failed);
     let error = job.error.clone().unwrap();
@@ -341,17 +337,19 @@ async fn upstream_failure_fails_the_job_with_its_code() {
 
 #[tokio::test]
 async fn upstream_incomplete_ends_the_job_incomplete_with_the_reason() {
-    let app = common::spawn_app().await;
-    let id = submit(
-        &app,
-        &job_with_sim("cut-short", "outcome=incomplete:max_output_tokens"),
-    )
-    .await;
-    let filtered = submit(
-        &app,
-        &job_with_sim("filtered", "outcome=incomplete:content_filter"),
-    )
-    .await;
+    let app = helpers::spawn_app().await;
+    let id = app
+        .submit(&job_with_sim(
+            "cut-short",
+            "outcome=incomplete:max_output_tokens",
+        ))
+        .await;
+    let filtered = app
+        .submit(&job_with_sim(
+            "filtered",
+            "outcome=incomplete:content_filter",
+        ))
+        .await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Incomplete);
     assert_eq!(job.error.unwrap().code, "max_output_tokens");

@@ -1,16 +1,15 @@
 //! The happy path through the real daemon and simulator.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use respool::job::JobStatus;
 
+use crate::helpers;
+
 #[tokio::test]
 async fn job_submitted_by_rest_completes_with_output_and_usage() {
-    let app = common::spawn_app().await;
-    let (status, body) = app.post_job(&common::job_body("happy")).await;
+    let app = helpers::spawn_app().await;
+    let (status, body) = app.post_job(&helpers::job_body("happy")).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(body["status"], "pending");

@@ -1,8 +1,5 @@
 //! The jobs REST API through the real daemon: cancel and timeout, validation, idempotency,
 //! listing (pagination and filters), bearer tokens, and the health and OpenAPI endpoints.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,18 +9,14 @@ use respool::job::JobStatus;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::helpers;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn job_with_sim(name: &str, sim: &str) -> Value {
-    let mut body = common::job_body(name);
+    let mut body = helpers::job_body(name);
     body["metadata"] = json!({ "sim": sim });
     body
-}
-
-async fn submit(app: &common::TestApp, body: &Value) -> String {
-    let (status, created) = app.post_job(body).await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().to_string()
 }
 
 /// Asserts the API's error shape and returns the error object.
@@ -44,8 +37,8 @@ fn api_error(status: u16, body: &Value, want_status: u16, want_type: &str) -> Va
 
 #[tokio::test]
 async fn cancelling_a_running_job_cancels_it_upstream() {
-    let app = common::spawn_app().await;
-    let id = submit(&app, &job_with_sim("long", "run=30s")).await;
+    let app = helpers::spawn_app().await;
+    let id = app.submit(&job_with_sim("long", "run=30s")).await;
     let running = app
         .wait_for(&id, DEADLINE, |j| j.status == JobStatus::InProgress)
         .await;
@@ -71,11 +64,11 @@ async fn cancelling_a_running_job_cancels_it_upstream() {
 
 #[tokio::test]
 async fn cancelling_a_pending_job_never_submits_it() {
-    let app = common::spawn_app_with(|cfg| cfg.limits.max_in_flight = 1, Default::default()).await;
-    let first = submit(&app, &job_with_sim("first", "run=30s")).await;
+    let app = helpers::spawn_app_with(|cfg| cfg.limits.max_in_flight = 1, Default::default()).await;
+    let first = app.submit(&job_with_sim("first", "run=30s")).await;
     app.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
         .await;
-    let second = submit(&app, &common::job_body("second")).await;
+    let second = app.submit(&helpers::job_body("second")).await;
     // The only in-flight slot is taken, so the second job waits.
     app.orchestrator.run_once().await.unwrap();
     assert_eq!(app.job(&second).await.status, JobStatus::Pending);
@@ -116,10 +109,10 @@ async fn cancelling_a_pending_job_never_submits_it() {
 
 #[tokio::test]
 async fn a_job_past_its_timeout_is_cancelled_with_code_timeout() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let mut body = job_with_sim("slow", "run=30s");
     body["timeout"] = json!(1);
-    let id = submit(&app, &body).await;
+    let id = app.submit(&body).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
     assert_eq!(job.error.as_ref().unwrap().code, "timeout", "{job:?}");
@@ -133,7 +126,7 @@ async fn a_job_past_its_timeout_is_cancelled_with_code_timeout() {
 
 #[tokio::test]
 async fn invalid_job_specs_are_refused_naming_the_field_and_nothing_is_stored() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let cases = [
         (
             "missing model",
@@ -209,7 +202,7 @@ async fn invalid_job_specs_are_refused_naming_the_field_and_nothing_is_stored() 
 
 #[tokio::test]
 async fn idempotency_key_replays_and_conflicts() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let post = |body: Value, key: &str| {
         app.request(Method::POST, "/v1/jobs")
             .header("Idempotency-Key", key)
@@ -263,10 +256,10 @@ async fn idempotency_key_replays_and_conflicts() {
 
 #[tokio::test]
 async fn listing_pages_through_every_job_once() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let mut created = HashSet::new();
     for i in 0..5 {
-        created.insert(submit(&app, &common::job_body(&format!("page-{i}"))).await);
+        created.insert(app.submit(&helpers::job_body(&format!("page-{i}"))).await);
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -319,9 +312,9 @@ async fn listing_pages_through_every_job_once() {
 
 #[tokio::test]
 async fn listing_filters_by_status_name_and_since() {
-    let app = common::spawn_app().await;
-    let done = submit(&app, &common::job_body("alpha")).await;
-    let stuck = submit(&app, &job_with_sim("beta", "stuck")).await;
+    let app = helpers::spawn_app().await;
+    let done = app.submit(&helpers::job_body("alpha")).await;
+    let stuck = app.submit(&job_with_sim("beta", "stuck")).await;
     app.wait_for(&done, DEADLINE, |j| j.status == JobStatus::Completed)
         .await;
     app.wait_for(&stuck, DEADLINE, |j| j.status == JobStatus::Queued)
@@ -348,7 +341,7 @@ async fn listing_filters_by_status_name_and_since() {
 
     let (_, list) = app.get("/v1/jobs?since=1h").await;
     assert_eq!(ids(&list).len(), 2);
-    let an_hour_ago = common::unix_now() - 3600;
+    let an_hour_ago = helpers::unix_now() - 3600;
     let (_, list) = app.get(&format!("/v1/jobs?since={an_hour_ago}")).await;
     assert_eq!(ids(&list).len(), 2);
     let later = (chrono::Utc::now() + chrono::Duration::hours(1))
@@ -372,7 +365,7 @@ async fn listing_filters_by_status_name_and_since() {
 
 #[tokio::test]
 async fn bearer_tokens_guard_the_api() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.api.tokens = vec![
                 SecretString::from("tok-right"),
@@ -402,13 +395,13 @@ async fn bearer_tokens_guard_the_api() {
     assert_eq!(status, 200);
 
     // A job cannot be posted without a token either, and nothing is stored.
-    let (status, body) = app.post_job(&common::job_body("sneaky")).await;
+    let (status, body) = app.post_job(&helpers::job_body("sneaky")).await;
     api_error(status, &body, 401, "authentication_error");
     assert_eq!(app.count_rows("jobs").await, 0);
     let r = app
         .request(Method::POST, "/v1/jobs")
         .bearer_auth("tok-right")
-        .json(&common::job_body("allowed"))
+        .json(&helpers::job_body("allowed"))
         .send()
         .await
         .unwrap();
@@ -422,7 +415,7 @@ async fn bearer_tokens_guard_the_api() {
 
 #[tokio::test]
 async fn health_openapi_and_not_found() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let (status, body) = app.get("/healthz").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app.get("/readyz").await;
@@ -455,14 +448,7 @@ async fn health_openapi_and_not_found() {
     assert!(paths["/v1/jobs"].get("post").is_some());
     assert!(paths["/v1/jobs"].get("get").is_some());
 
-    let metrics = app
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("respool_jobs{status=\"pending\"} 0"),
         "{metrics}"
@@ -490,13 +476,13 @@ async fn health_openapi_and_not_found() {
 
 #[tokio::test]
 async fn a_pending_job_past_its_timeout_is_cancelled_without_a_create() {
-    let app = common::spawn_app_with(|cfg| cfg.limits.max_in_flight = 1, Default::default()).await;
-    let first = submit(&app, &job_with_sim("blocker", "run=30s")).await;
+    let app = helpers::spawn_app_with(|cfg| cfg.limits.max_in_flight = 1, Default::default()).await;
+    let first = app.submit(&job_with_sim("blocker", "run=30s")).await;
     app.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
         .await;
-    let mut body = common::job_body("waits-too-long");
+    let mut body = helpers::job_body("waits-too-long");
     body["timeout"] = json!("1s");
-    let second = submit(&app, &body).await;
+    let second = app.submit(&body).await;
     let job = app.wait_terminal(&second, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
     assert_eq!(job.error.as_ref().unwrap().code, "timeout", "{job:?}");
@@ -507,8 +493,8 @@ async fn a_pending_job_past_its_timeout_is_cancelled_without_a_create() {
 
 #[tokio::test]
 async fn finished_jobs_stay_finished() {
-    let app = common::spawn_app().await;
-    let id = submit(&app, &common::job_body("done")).await;
+    let app = helpers::spawn_app().await;
+    let id = app.submit(&helpers::job_body("done")).await;
     let done = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(done.status, JobStatus::Completed);
     let cancels = app.sim.stats().cancels;
@@ -527,7 +513,7 @@ async fn finished_jobs_stay_finished() {
     );
 
     // The header and the body must agree on the key.
-    let mut body = common::job_body("two-keys");
+    let mut body = helpers::job_body("two-keys");
     body["idempotency_key"] = json!("in-body");
     let r = app
         .request(Method::POST, "/v1/jobs")

@@ -1,7 +1,4 @@
 //! The notification outbox through the REST API: routing, listing, dead letters, retry.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
@@ -11,26 +8,24 @@ use respool::sim::SimConfig;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::helpers;
+
 fn console() -> SinkConfig {
     SinkConfig::Console {}
 }
 
 /// A webhook sink aimed at a port nobody listens on.
 fn unreachable_sink() -> SinkConfig {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let [port] = crate::helpers::free_ports();
     SinkConfig::Webhook(WebhookSink {
         url: format!("http://127.0.0.1:{port}/hook"),
-        secret: Some(SecretString::from(common::new_secret())),
+        secret: Some(SecretString::from(helpers::new_secret())),
         secret_file: None,
         timeout: Duration::from_secs(2),
     })
 }
 
-async fn notifications(app: &common::TestApp, query: &str) -> Vec<Value> {
+async fn notifications(app: &helpers::TestApp, query: &str) -> Vec<Value> {
     let (status, body) = app.get(&format!("/v1/notifications?{query}")).await;
     assert_eq!(status, 200, "{body}");
     body["data"].as_array().unwrap().clone()
@@ -38,7 +33,7 @@ async fn notifications(app: &common::TestApp, query: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn default_and_per_job_routes_produce_one_notification_each() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.sinks.insert("log".into(), console());
             cfg.sinks.insert("audit".into(), console());
@@ -47,8 +42,8 @@ async fn default_and_per_job_routes_produce_one_notification_each() {
         SimConfig::default(),
     )
     .await;
-    let (_, a) = app.post_job(&common::job_body("default-route")).await;
-    let mut body = common::job_body("own-route");
+    let (_, a) = app.post_job(&helpers::job_body("default-route")).await;
+    let mut body = helpers::job_body("own-route");
     body["notify"] = json!(["audit", {"sink": "log", "on": ["failed"]}]);
     let (_, b) = app.post_job(&body).await;
     let (a, b) = (
@@ -82,7 +77,7 @@ async fn default_and_per_job_routes_produce_one_notification_each() {
 
 #[tokio::test]
 async fn a_sink_down_for_good_becomes_a_dead_letter_that_can_be_retried() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.sinks.insert("down".into(), unreachable_sink());
             cfg.notify.default = vec!["down".into()];
@@ -93,7 +88,7 @@ async fn a_sink_down_for_good_becomes_a_dead_letter_that_can_be_retried() {
         SimConfig::default(),
     )
     .await;
-    let (_, job) = app.post_job(&common::job_body("dead-letter")).await;
+    let (_, job) = app.post_job(&helpers::job_body("dead-letter")).await;
     let id = job["id"].as_str().unwrap().to_string();
     app.wait_terminal(&id, Duration::from_secs(15)).await;
 
@@ -131,7 +126,7 @@ async fn a_sink_down_for_good_becomes_a_dead_letter_that_can_be_retried() {
     app.stop().await;
 }
 
-async fn wait_dead(app: &common::TestApp, id: &str) -> Value {
+async fn wait_dead(app: &helpers::TestApp, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let list = notifications(app, &format!("job_id={id}")).await;

@@ -2,9 +2,6 @@
 //! in its `server_url`) are served nowhere: not in the API's job view or stored response, not
 //! on the web job page or its `response.json` download, not in a notification's payload. The
 //! stored spec keeps them, so the upstream still receives them.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
@@ -12,6 +9,8 @@ use reqwest::Method;
 use respool::config::sinks::{FileSink, SinkConfig, TemplateFiles};
 use respool::job::JobStatus;
 use serde_json::{Value, json};
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const SECRETS: [&str; 4] = [
@@ -21,7 +20,7 @@ const SECRETS: [&str; 4] = [
     "pw-SECRET000",
 ];
 
-async fn text(app: &common::TestApp, path: &str) -> (u16, String) {
+async fn text(app: &helpers::TestApp, path: &str) -> (u16, String) {
     let r = app.request(Method::GET, path).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
@@ -31,7 +30,7 @@ async fn tool_credentials_are_redacted_wherever_a_job_is_served() {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().to_path_buf();
     let sink_dir = dir.clone();
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         move |cfg| {
             let sink = SinkConfig::File(FileSink {
                 dir: sink_dir,
@@ -40,10 +39,10 @@ async fn tool_credentials_are_redacted_wherever_a_job_is_served() {
             cfg.sinks.insert("files".into(), sink);
             cfg.notify.default = vec!["files".into()];
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
-    let mut body = common::job_body("with-mcp");
+    let mut body = helpers::job_body("with-mcp");
     body["tools"] = json!([{
         "type": "mcp",
         "server_label": "docs",

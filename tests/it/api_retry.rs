@@ -2,9 +2,6 @@
 //! again from its spec as a new, linked job (`retry_of` / `retried_by`, events on both); a job
 //! still running is a conflict; unknown ids are 404; the token guards it; and the retry flows
 //! like any new job (a reached budget holds it).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
@@ -13,6 +10,8 @@ use respool::job::JobStatus;
 use respool::sim::{Faults, SimConfig};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -25,14 +24,8 @@ fn fast_sim(faults: Faults) -> SimConfig {
     }
 }
 
-async fn submit(app: &common::TestApp, body: &Value) -> String {
-    let (status, job) = app.post_job(body).await;
-    assert_eq!(status, 201, "{job}");
-    job["id"].as_str().unwrap().to_string()
-}
-
 /// `POST /v1/jobs/{id}/retry`: the status, the `Location` header and the JSON body.
-async fn retry(app: &common::TestApp, id: &str) -> (u16, Option<String>, Value) {
+async fn retry(app: &helpers::TestApp, id: &str) -> (u16, Option<String>, Value) {
     let r = app
         .request(Method::POST, &format!("/v1/jobs/{id}/retry"))
         .send()
@@ -49,7 +42,7 @@ async fn retry(app: &common::TestApp, id: &str) -> (u16, Option<String>, Value) 
 #[tokio::test]
 async fn a_failed_job_is_retried_as_a_new_linked_job_that_completes() {
     // Every response fails until the fault is lifted.
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |_| {},
         fast_sim(Faults {
             fail: 1.0,
@@ -57,12 +50,12 @@ async fn a_failed_job_is_retried_as_a_new_linked_job_that_completes() {
         }),
     )
     .await;
-    let mut body = common::job_body("flaky");
+    let mut body = helpers::job_body("flaky");
     body["priority"] = json!(7);
     body["timeout"] = json!("10m");
     body["idempotency_key"] = json!("flaky-once");
     body["metadata"] = json!({"owner": "ops"});
-    let original = submit(&app, &body).await;
+    let original = app.submit(&body).await;
     let failed = app.wait_terminal(&original, DEADLINE).await;
     assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
     app.sim.set_faults(Faults::default());
@@ -140,10 +133,10 @@ async fn a_failed_job_is_retried_as_a_new_linked_job_that_completes() {
 
 #[tokio::test]
 async fn a_retry_keeps_the_spec_including_its_per_request_faults() {
-    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
-    let mut body = common::job_body("doomed");
+    let app = helpers::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let mut body = helpers::job_body("doomed");
     body["metadata"] = json!({"sim": "outcome=failed:vector_store_timeout"});
-    let original = submit(&app, &body).await;
+    let original = app.submit(&body).await;
     let job = app.wait_terminal(&original, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.unwrap().code, "vector_store_timeout");
@@ -163,10 +156,10 @@ async fn a_retry_keeps_the_spec_including_its_per_request_faults() {
 
 #[tokio::test]
 async fn a_running_job_cannot_be_retried_until_it_ends() {
-    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
-    let mut body = common::job_body("stuck");
+    let app = helpers::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let mut body = helpers::job_body("stuck");
     body["metadata"] = json!({"sim": "stuck"});
-    let id = submit(&app, &body).await;
+    let id = app.submit(&body).await;
     let running = app
         .wait_for(&id, DEADLINE, |j| j.response_id.is_some())
         .await;
@@ -197,7 +190,7 @@ async fn a_running_job_cannot_be_retried_until_it_ends() {
 
 #[tokio::test]
 async fn an_unknown_job_is_404_and_the_endpoint_is_documented() {
-    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let app = helpers::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
     let (status, location, answer) = retry(&app, "job_does_not_exist").await;
     assert_eq!(status, 404, "{answer}");
     assert_eq!(location, None);
@@ -222,7 +215,7 @@ async fn an_unknown_job_is_404_and_the_endpoint_is_documented() {
 
 #[tokio::test]
 async fn retry_needs_the_api_token() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| cfg.api.tokens = vec![SecretString::from("tok-right")],
         fast_sim(Faults::default()),
     )
@@ -230,7 +223,7 @@ async fn retry_needs_the_api_token() {
     let r = app
         .request(Method::POST, "/v1/jobs")
         .bearer_auth("tok-right")
-        .json(&common::job_body("guarded"))
+        .json(&helpers::job_body("guarded"))
         .send()
         .await
         .unwrap();
@@ -277,17 +270,17 @@ async fn retry_needs_the_api_token() {
 
 #[tokio::test]
 async fn a_retry_is_held_like_any_new_job_when_the_budget_is_reached() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             // A dollar per token: one simulated job spends more than the limit.
-            cfg.pricing = common::gpt5_priced(1_000_000.0, 1_000_000.0);
+            cfg.pricing = helpers::gpt5_priced(1_000_000.0, 1_000_000.0);
             cfg.budget.daily_usd = Some(1.0);
             cfg.budget.monthly_usd = Some(1_000_000.0);
         },
         fast_sim(Faults::default()),
     )
     .await;
-    let id = submit(&app, &common::job_body("spender")).await;
+    let id = app.submit(&helpers::job_body("spender")).await;
     let done = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(done.status, JobStatus::Completed);
 
@@ -301,7 +294,7 @@ async fn a_retry_is_held_like_any_new_job_when_the_budget_is_reached() {
 }
 
 /// `POST /v1/jobs/{id}/retry` under an `Idempotency-Key`: status, the replay header, the body.
-async fn retry_with_key(app: &common::TestApp, id: &str, key: &str) -> (u16, bool, Value) {
+async fn retry_with_key(app: &helpers::TestApp, id: &str, key: &str) -> (u16, bool, Value) {
     let r = app
         .request(Method::POST, &format!("/v1/jobs/{id}/retry"))
         .header("Idempotency-Key", key)
@@ -318,11 +311,11 @@ async fn retry_with_key(app: &common::TestApp, id: &str, key: &str) -> (u16, boo
 
 #[tokio::test]
 async fn a_repeated_retry_under_one_key_makes_one_job() {
-    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
-    let mut body = common::job_body("once");
+    let app = helpers::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let mut body = helpers::job_body("once");
     // A key on the original too: the retry's own key must not meet it.
     body["idempotency_key"] = json!("k1");
-    let original = submit(&app, &body).await;
+    let original = app.submit(&body).await;
     app.wait_terminal(&original, DEADLINE).await;
 
     let (status, replayed, first) = retry_with_key(&app, &original, "k1").await;
@@ -374,8 +367,8 @@ async fn a_repeated_retry_under_one_key_makes_one_job() {
 
 #[tokio::test]
 async fn a_bad_retry_key_is_400_naming_the_header() {
-    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
-    let original = submit(&app, &common::job_body("picky")).await;
+    let app = helpers::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let original = app.submit(&helpers::job_body("picky")).await;
     app.wait_terminal(&original, DEADLINE).await;
     let too_long = "k".repeat(256);
     for bad in ["has space", too_long.as_str()] {
@@ -397,8 +390,8 @@ async fn a_bad_retry_key_is_400_naming_the_header() {
 
 #[tokio::test]
 async fn concurrent_retries_under_one_key_make_one_job() {
-    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
-    let original = submit(&app, &common::job_body("racy")).await;
+    let app = helpers::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let original = app.submit(&helpers::job_body("racy")).await;
     app.wait_terminal(&original, DEADLINE).await;
 
     let (a, b) = tokio::join!(
@@ -419,7 +412,7 @@ async fn concurrent_retries_under_one_key_make_one_job() {
 /// A proxy in front of the daemon that forwards the first request but drops the connection as
 /// soon as the daemon starts answering (an answer lost on the way back), then passes every
 /// later connection through. Returns its base URL.
-async fn answer_losing_proxy(app: &common::TestApp) -> (String, tokio::task::JoinHandle<()>) {
+async fn answer_losing_proxy(app: &helpers::TestApp) -> (String, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = app.base.strip_prefix("http://").unwrap().to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -457,8 +450,8 @@ async fn answer_losing_proxy(app: &common::TestApp) -> (String, tokio::task::Joi
 
 #[tokio::test]
 async fn the_cli_resends_a_lost_retry_under_the_same_key_and_makes_one_job() {
-    let app = common::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
-    let original = submit(&app, &common::job_body("lost-answer")).await;
+    let app = helpers::spawn_app_with(|_| {}, fast_sim(Faults::default())).await;
+    let original = app.submit(&helpers::job_body("lost-answer")).await;
     app.wait_terminal(&original, DEADLINE).await;
     let (proxy, task) = answer_losing_proxy(&app).await;
 

@@ -1,27 +1,20 @@
 //! Finding jobs: full-text search over name, input and output (hostile input included), and the
 //! model and metadata filters, documented in the OpenAPI.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::helpers;
 
-async fn submit(app: &common::TestApp, body: &Value) -> String {
-    let (status, created) = app.post_job(body).await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().to_string()
-}
+const DEADLINE: Duration = Duration::from_secs(30);
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// The ids `GET /v1/jobs?{query}` returns, asserting a 200.
-async fn ids(app: &common::TestApp, query: &str) -> Vec<String> {
+async fn ids(app: &helpers::TestApp, query: &str) -> Vec<String> {
     let (status, body) = app.get(&format!("/v1/jobs?{query}")).await;
     assert_eq!(status, 200, "{query}: {body}");
     body["data"]
@@ -34,21 +27,19 @@ async fn ids(app: &common::TestApp, query: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn search_finds_jobs_by_name_input_and_output() {
-    let app = common::spawn_app().await;
-    let walrus = submit(
-        &app,
-        &json!({"name": "zoo-report", "model": "gpt-5", "input": "Tell me about the walrus."}),
-    )
-    .await;
-    let items = submit(
-        &app,
-        &json!({"name": "items", "model": "gpt-5", "input": [
+    let app = helpers::spawn_app().await;
+    let walrus = app
+        .submit(
+            &json!({"name": "zoo-report", "model": "gpt-5", "input": "Tell me about the walrus."}),
+        )
+        .await;
+    let items = app
+        .submit(&json!({"name": "items", "model": "gpt-5", "input": [
             {"role": "user", "content": [{"type": "input_text", "text": "Describe the narwhal"}]},
             {"role": "user", "content": "and the ocelot"}
-        ]}),
-    )
-    .await;
-    let other = submit(&app, &common::job_body("penguins")).await;
+        ]}))
+        .await;
+    let other = app.submit(&helpers::job_body("penguins")).await;
 
     assert_eq!(ids(&app, "search=walrus").await, vec![walrus.clone()]);
     assert_eq!(ids(&app, "search=Zoo-Report").await, vec![walrus.clone()]);
@@ -76,12 +67,10 @@ async fn search_finds_jobs_by_name_input_and_output() {
 
 #[tokio::test]
 async fn hostile_search_text_is_never_a_server_error() {
-    let app = common::spawn_app().await;
-    let id = submit(
-        &app,
-        &json!({"name": "foo", "model": "gpt-5", "input": "foo bar: baz"}),
-    )
-    .await;
+    let app = helpers::spawn_app().await;
+    let id = app
+        .submit(&json!({"name": "foo", "model": "gpt-5", "input": "foo bar: baz"}))
+        .await;
     for text in [
         "\"foo OR -bar:\"",
         "foo OR -bar:",
@@ -114,20 +103,18 @@ async fn hostile_search_text_is_never_a_server_error() {
 
 #[tokio::test]
 async fn model_and_metadata_filters() {
-    let app = common::spawn_app().await;
-    let a = submit(
-        &app,
-        &json!({"name": "a", "model": "gpt-5", "input": "x",
-                "metadata": {"team": "blue", "env": "prod"}}),
-    )
-    .await;
-    let b = submit(
-        &app,
-        &json!({"name": "b", "model": "gpt-5-mini", "input": "x",
-                "metadata": {"team": "blue", "env": "dev"}}),
-    )
-    .await;
-    let c = submit(&app, &json!({"name": "c", "model": "gpt-5", "input": "x"})).await;
+    let app = helpers::spawn_app().await;
+    let a = app
+        .submit(&json!({"name": "a", "model": "gpt-5", "input": "x",
+                "metadata": {"team": "blue", "env": "prod"}}))
+        .await;
+    let b = app
+        .submit(&json!({"name": "b", "model": "gpt-5-mini", "input": "x",
+                "metadata": {"team": "blue", "env": "dev"}}))
+        .await;
+    let c = app
+        .submit(&json!({"name": "c", "model": "gpt-5", "input": "x"}))
+        .await;
 
     assert_eq!(ids(&app, "model=gpt-5-mini").await, vec![b.clone()]);
     assert_eq!(ids(&app, "model=gpt-5").await, vec![c.clone(), a.clone()]);
@@ -155,7 +142,7 @@ async fn model_and_metadata_filters() {
 
 #[tokio::test]
 async fn the_openapi_document_lists_the_new_filters() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let doc: Value = app
         .request(reqwest::Method::GET, "/openapi.json")
         .send()
@@ -178,24 +165,20 @@ async fn the_openapi_document_lists_the_new_filters() {
 #[tokio::test]
 async fn a_pruned_job_leaves_the_search_index() {
     const DAY: Duration = Duration::from_secs(24 * 3600);
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| cfg.retention.jobs = Some(30 * DAY),
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
-    let old = submit(
-        &app,
-        &json!({"name": "old", "model": "gpt-5", "input": "About the axolotl."}),
-    )
-    .await;
+    let old = app
+        .submit(&json!({"name": "old", "model": "gpt-5", "input": "About the axolotl."}))
+        .await;
     app.wait_terminal(&old, DEADLINE).await;
     assert_eq!(ids(&app, "search=axolotl").await, vec![old]);
     app.clock.advance(31 * DAY);
-    let new = submit(
-        &app,
-        &json!({"name": "new", "model": "gpt-5", "input": "Also the axolotl."}),
-    )
-    .await;
+    let new = app
+        .submit(&json!({"name": "new", "model": "gpt-5", "input": "Also the axolotl."}))
+        .await;
     app.wait_terminal(&new, DEADLINE).await;
     // The maintenance loop may have pruned the old job already; now it surely has.
     app.orchestrator.prune_now().await.unwrap();

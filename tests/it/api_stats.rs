@@ -1,15 +1,14 @@
 //! `GET /v1/stats` and `respool stats` against the real daemon: counts by status, tokens and
 //! costs by model, day and name, the `since` window, a bad `by`, and a job pruned by retention
 //! (kept as a summary) still counted.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use respool::job::JobStatus;
 use serde_json::{Value, json};
+
+use crate::helpers;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -60,12 +59,12 @@ fn close(a: &Value, b: f64) -> bool {
 
 #[tokio::test]
 async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.retention.jobs = Some(2 * DAY);
-            cfg.pricing = common::gpt5_priced(2.0, 8.0);
+            cfg.pricing = helpers::gpt5_priced(2.0, 8.0);
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
 

@@ -1,17 +1,16 @@
 //! The webhook receiver through the real daemon: lost and duplicated deliveries from the
 //! simulator, hand-made forged / stale / tampered / unsigned / oversized deliveries, and a
 //! webhook that reveals the response of a create whose reply never came back.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{event_body, signed_headers, unix_now};
+use helpers::{event_body, signed_headers, unix_now};
 use respool::config::SinkConfig;
 use respool::job::JobStatus;
 use respool::sim::{Faults, SimConfig};
 use serde_json::json;
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -26,7 +25,7 @@ fn console_sink(cfg: &mut respool::config::Config) {
 #[tokio::test]
 async fn lost_webhooks_are_covered_by_polling() {
     let max_interval = Duration::from_secs(2);
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| cfg.polling.max_interval = max_interval,
         SimConfig {
             faults: Faults {
@@ -38,7 +37,7 @@ async fn lost_webhooks_are_covered_by_polling() {
     )
     .await;
     // Long enough that the poll schedule backs off to its cap before the response finishes.
-    let mut body = common::job_body("lost-webhook");
+    let mut body = helpers::job_body("lost-webhook");
     body["metadata"] = json!({"sim": "run=4s"});
     let (status, created) = app.post_job(&body).await;
     assert_eq!(status, 201, "{created}");
@@ -78,7 +77,7 @@ async fn lost_webhooks_are_covered_by_polling() {
 
 #[tokio::test]
 async fn duplicate_deliveries_are_recorded_and_acted_on_once() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         console_sink,
         SimConfig {
             faults: Faults {
@@ -89,7 +88,7 @@ async fn duplicate_deliveries_are_recorded_and_acted_on_once() {
         },
     )
     .await;
-    let (status, created) = app.post_job(&common::job_body("dup-webhook")).await;
+    let (status, created) = app.post_job(&helpers::job_body("dup-webhook")).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
 
@@ -129,7 +128,7 @@ async fn duplicate_deliveries_are_recorded_and_acted_on_once() {
 
 #[tokio::test]
 async fn a_redelivery_with_a_fresh_signature_is_a_duplicate() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let body = event_body("response.completed", "resp_unknown_to_anyone");
     let first = signed_headers(&app.secret, "wh_redelivered", unix_now(), body.as_bytes());
     assert_eq!(app.post_webhook(body.clone(), &first).await.0, 200);
@@ -148,10 +147,10 @@ async fn a_redelivery_with_a_fresh_signature_is_a_duplicate() {
 
 #[tokio::test]
 async fn bad_deliveries_are_refused_and_leave_no_trace() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let body = event_body("response.completed", "resp_abc123");
     let now = unix_now();
-    let other_secret = common::new_secret();
+    let other_secret = helpers::new_secret();
 
     let tampered_body = body.replace("resp_abc123", "resp_abc124");
     let garbage = b"this is not json".to_vec();
@@ -230,7 +229,7 @@ async fn bad_deliveries_are_refused_and_leave_no_trace() {
 
 #[tokio::test]
 async fn unknown_event_types_are_acknowledged() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     for (i, kind) in ["batch.completed", "eval.run.succeeded", "something.new"]
         .iter()
         .enumerate()
@@ -268,7 +267,7 @@ async fn unknown_event_types_are_acknowledged() {
 
 #[tokio::test]
 async fn oversized_bodies_get_413_and_leave_no_trace() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let limit = 1024 * 1024;
     // A signed, otherwise valid event padded past the limit.
     let padding = "x".repeat(limit + 1);
@@ -307,7 +306,7 @@ async fn oversized_bodies_get_413_and_leave_no_trace() {
 
 #[tokio::test]
 async fn a_webhook_reveals_the_response_of_an_uncertain_create() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.upstream.request_timeout = Duration::from_secs(1);
             cfg.upstream.max_retries = 0;
@@ -324,7 +323,7 @@ async fn a_webhook_reveals_the_response_of_an_uncertain_create() {
         },
     )
     .await;
-    let (status, created) = app.post_job(&common::job_body("adopted")).await;
+    let (status, created) = app.post_job(&helpers::job_body("adopted")).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
 
@@ -350,7 +349,7 @@ async fn a_webhook_reveals_the_response_of_an_uncertain_create() {
 #[tokio::test]
 async fn a_webhook_finishes_a_job_long_before_its_next_poll() {
     // Polls are far apart: only the webhook can tell us in time.
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.polling.min_interval = Duration::from_secs(60);
             cfg.polling.max_interval = Duration::from_secs(120);
@@ -358,7 +357,7 @@ async fn a_webhook_finishes_a_job_long_before_its_next_poll() {
         SimConfig::default(),
     )
     .await;
-    let (status, created) = app.post_job(&common::job_body("hinted")).await;
+    let (status, created) = app.post_job(&helpers::job_body("hinted")).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     let job = app.wait_terminal(&id, Duration::from_secs(30)).await;
@@ -370,9 +369,9 @@ async fn a_webhook_finishes_a_job_long_before_its_next_poll() {
 
 #[tokio::test]
 async fn any_configured_secret_verifies_during_a_rotation() {
-    let new = common::new_secret();
+    let new = helpers::new_secret();
     let new_for_cfg = new.clone();
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         move |cfg| {
             cfg.webhook
                 .secrets
@@ -395,7 +394,7 @@ async fn any_configured_secret_verifies_during_a_rotation() {
 async fn a_late_webhook_reopens_a_job_failed_as_uncertain_with_its_result() {
     // Regression: the job ended `failed` by the uncertain-create policy and the response it
     // had started (and that was paid for) was only noted as a `late_response` event.
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.upstream.request_timeout = Duration::from_secs(1);
             cfg.upstream.max_retries = 0;
@@ -413,7 +412,7 @@ async fn a_late_webhook_reopens_a_job_failed_as_uncertain_with_its_result() {
         },
     )
     .await;
-    let (status, created) = app.post_job(&common::job_body("too-late")).await;
+    let (status, created) = app.post_job(&helpers::job_body("too-late")).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     let job = app.wait_terminal(&id, DEADLINE).await;
@@ -451,14 +450,14 @@ async fn a_late_webhook_reopens_a_job_failed_as_uncertain_with_its_result() {
 #[tokio::test]
 async fn a_resubmitted_jobs_first_response_is_cancelled_and_kept_as_a_paid_duplicate() {
     // Regression: with `resubmit`, the first run was neither adopted nor cancelled.
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.upstream.request_timeout = Duration::from_secs(1);
             cfg.upstream.max_retries = 0;
             cfg.upstream.uncertain_create = respool::config::UncertainCreatePolicy::Resubmit;
             cfg.upstream.uncertain_create_wait = Some(Duration::from_millis(100));
             // A dollar a token, so the budget's spend is the token count.
-            cfg.pricing = common::gpt5_priced(1_000_000.0, 1_000_000.0);
+            cfg.pricing = helpers::gpt5_priced(1_000_000.0, 1_000_000.0);
         },
         SimConfig {
             queue_time: Duration::from_millis(300),
@@ -472,7 +471,7 @@ async fn a_resubmitted_jobs_first_response_is_cancelled_and_kept_as_a_paid_dupli
         },
     )
     .await;
-    let (status, created) = app.post_job(&common::job_body("resubmitted")).await;
+    let (status, created) = app.post_job(&helpers::job_body("resubmitted")).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     app.wait_until("the create is uncertain", DEADLINE, async || {

@@ -1,9 +1,6 @@
 //! Budgets against the real daemon and the simulator: jobs are held once the spend reaches a
 //! limit and go on when the period rolls over (`Clock::advance` past midnight) or a reload
 //! raises the limit; unpriced and exempt jobs are never held; held jobs can be cancelled.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +9,8 @@ use respool::config::ModelPrice;
 use respool::job::JobStatus;
 use respool::sim::SimConfig;
 use serde_json::{Value, json};
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -25,13 +24,7 @@ fn fast_sim() -> SimConfig {
 
 /// A dollar per token: one simulated job costs more than any small limit.
 fn dollar_per_token() -> BTreeMap<String, ModelPrice> {
-    common::gpt5_priced(1_000_000.0, 1_000_000.0)
-}
-
-async fn submit(app: &common::TestApp, body: &Value) -> String {
-    let (status, job) = app.post_job(body).await;
-    assert_eq!(status, 201, "{job}");
-    job["id"].as_str().unwrap().to_string()
+    helpers::gpt5_priced(1_000_000.0, 1_000_000.0)
 }
 
 fn tokens(usage: &Option<Value>) -> f64 {
@@ -41,7 +34,7 @@ fn tokens(usage: &Option<Value>) -> f64 {
 
 #[tokio::test]
 async fn jobs_are_held_at_the_daily_limit_and_go_on_after_midnight() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.pricing = dollar_per_token();
             cfg.budget.daily_usd = Some(1.0);
@@ -50,7 +43,7 @@ async fn jobs_are_held_at_the_daily_limit_and_go_on_after_midnight() {
         fast_sim(),
     )
     .await;
-    let first = submit(&app, &common::job_body("first")).await;
+    let first = app.submit(&helpers::job_body("first")).await;
     let first = app.wait_terminal(&first, DEADLINE).await;
     assert_eq!(first.status, JobStatus::Completed);
     let spent = tokens(&first.usage);
@@ -63,7 +56,7 @@ async fn jobs_are_held_at_the_daily_limit_and_go_on_after_midnight() {
     assert_eq!(budget["timezone"], "UTC");
 
     // Over budget: a new job waits `held`, saying which budget and the spend.
-    let held = submit(&app, &common::job_body("held")).await;
+    let held = app.submit(&helpers::job_body("held")).await;
     app.wait_for(&held, DEADLINE, |j| j.status == JobStatus::Held)
         .await;
     let events = app.events(&held).await;
@@ -78,23 +71,19 @@ async fn jobs_are_held_at_the_daily_limit_and_go_on_after_midnight() {
     assert_eq!(hold["data"]["budget"], "daily");
 
     // A model without a price cannot be costed: not held. An exempt job is not held either.
-    let unpriced = submit(
-        &app,
-        &json!({"name": "unpriced", "model": "o4-mini", "input": "x"}),
-    )
-    .await;
-    let exempt = submit(
-        &app,
-        &json!({"name": "exempt", "model": "gpt-5", "input": "x", "budget_exempt": true}),
-    )
-    .await;
+    let unpriced = app
+        .submit(&json!({"name": "unpriced", "model": "o4-mini", "input": "x"}))
+        .await;
+    let exempt = app
+        .submit(&json!({"name": "exempt", "model": "gpt-5", "input": "x", "budget_exempt": true}))
+        .await;
     for id in [&unpriced, &exempt] {
         let job = app.wait_terminal(id, DEADLINE).await;
         assert_eq!(job.status, JobStatus::Completed, "{id}");
         assert_eq!(app.count_events(id, "held").await, 0);
     }
     // A held job can be cancelled like a pending one.
-    let cancelled = submit(&app, &common::job_body("cancelled")).await;
+    let cancelled = app.submit(&helpers::job_body("cancelled")).await;
     app.wait_for(&cancelled, DEADLINE, |j| j.status == JobStatus::Held)
         .await;
     let (status, body) = app.post(&format!("/v1/jobs/{cancelled}/cancel")).await;
@@ -141,7 +130,7 @@ async fn raising_the_budget_by_a_reload_releases_held_jobs() {
         );
         std::fs::write(path, yaml).unwrap();
     };
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.pricing = dollar_per_token();
             cfg.budget.daily_usd = Some(1.0);
@@ -157,12 +146,12 @@ async fn raising_the_budget_by_a_reload_releases_held_jobs() {
         fast_sim(),
     )
     .await;
-    let first = submit(&app, &common::job_body("first")).await;
+    let first = app.submit(&helpers::job_body("first")).await;
     assert_eq!(
         app.wait_terminal(&first, DEADLINE).await.status,
         JobStatus::Completed
     );
-    let held = submit(&app, &common::job_body("held")).await;
+    let held = app.submit(&helpers::job_body("held")).await;
     app.wait_for(&held, DEADLINE, |j| j.status == JobStatus::Held)
         .await;
 

@@ -11,21 +11,20 @@
 //! ```
 //!
 //! and fails unless every submitted job is there and L = P = D = 0 (definitions in
-//! `chaos_support/verdict.rs` and the README's "Chaos test" section).
+//! `chaos/verdict.rs` and the README's "Chaos test" section).
 //!
 //! - Short form (a normal test, part of `cargo test`): 60 jobs, 5 kills.
-//! - Long form: `CHAOS_JOBS=1000 CHAOS_KILLS=20 cargo test --release --test chaos -- --ignored --nocapture`.
+//! - Long form: `CHAOS_JOBS=1000 CHAOS_KILLS=20 cargo test --release --test it chaos::chaos_long -- --ignored --nocapture`.
 //!
 //! `CHAOS_SEED` replays a run's seed (printed first); kill moments, job outcomes, the
 //! simulator's faults and the receiver's flapping all come from it.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod chaos_support;
-mod process_support;
+mod run;
+mod verdict;
 
 use std::time::{Duration, Instant};
 
-use chaos_support::{Chaos, Params};
+use run::{Chaos, Params};
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
@@ -69,7 +68,7 @@ async fn chaos_short() {
 
 /// The long form: `CHAOS_JOBS` (1000) jobs, `CHAOS_KILLS` (20) kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: CHAOS_JOBS=1000 CHAOS_KILLS=20 cargo test --release --test chaos -- --ignored --nocapture"]
+#[ignore = "long: CHAOS_JOBS=1000 CHAOS_KILLS=20 cargo test --release --test it chaos::chaos_long -- --ignored --nocapture"]
 async fn chaos_long() {
     chaos(Params {
         jobs: env_or("CHAOS_JOBS", 1000),

@@ -1,6 +1,5 @@
 //! `respool check`: the real binary validating config and jobs files, with every problem
 //! reported as `file:line:col` and the key (or the job and field) at fault.
-#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,5 @@
 //! `respool completions SHELL` and `respool man`: generated from the CLI definition by the real
 //! binary.
-#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

@@ -2,14 +2,13 @@
 //! daemon (and its simulator), with a completed, a failed and a cancelled job. Ids, times, ages
 //! and durations are replaced by placeholders of the same width, so the tables keep their
 //! shape and the snapshots stay stable from run to run.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use respool::job::JobStatus;
 use serde_json::{Value, json};
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -22,7 +21,7 @@ struct Run {
 }
 
 /// `respool <args> --server <daemon>` with a fixed width and no colour, off the runtime.
-async fn respool(app: &common::TestApp, args: &[&str]) -> Run {
+async fn respool(app: &helpers::TestApp, args: &[&str]) -> Run {
     let server = app.base.clone();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
@@ -51,7 +50,7 @@ async fn respool(app: &common::TestApp, args: &[&str]) -> Run {
 }
 
 /// Runs and expects success; returns stdout.
-async fn stdout_of(app: &common::TestApp, args: &[&str]) -> String {
+async fn stdout_of(app: &helpers::TestApp, args: &[&str]) -> String {
     let r = respool(app, args).await;
     assert!(r.ok, "respool {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
     r.stdout
@@ -59,7 +58,7 @@ async fn stdout_of(app: &common::TestApp, args: &[&str]) -> String {
 
 /// Submits a job and waits until `done`.
 async fn job(
-    app: &common::TestApp,
+    app: &helpers::TestApp,
     body: Value,
     done: impl Fn(&respool::api::JobView) -> bool,
 ) -> respool::api::JobView {
@@ -76,7 +75,7 @@ struct Jobs {
     cancelled: respool::api::JobView,
 }
 
-async fn three_jobs(app: &common::TestApp) -> Jobs {
+async fn three_jobs(app: &helpers::TestApp) -> Jobs {
     let completed = job(
         app,
         json!({"name": "solar-report", "model": "gpt-5",
@@ -123,7 +122,7 @@ fn same_width(label: &str, width: usize) -> String {
 
 /// Filters that make the output of these jobs stable: their ids and response ids (each job
 /// its own label, so rows stay distinguishable), the daemon's port, times, ages, durations.
-fn settings(app: &common::TestApp, jobs: &Jobs) -> insta::Settings {
+fn settings(app: &helpers::TestApp, jobs: &Jobs) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.set_snapshot_path("snapshots");
     s.set_prepend_module_to_snapshot(false);
@@ -175,14 +174,14 @@ fn regex_escape(s: &str) -> String {
 
 #[tokio::test]
 async fn jobs_commands_print_for_people() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             // Webhooks only (the first poll is far off), so each timeline has one order.
             cfg.polling.min_interval = Duration::from_secs(600);
             cfg.polling.max_interval = Duration::from_secs(600);
-            cfg.pricing = common::gpt5_priced(1.25, 10.0);
+            cfg.pricing = helpers::gpt5_priced(1.25, 10.0);
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     let jobs = three_jobs(&app).await;
@@ -222,7 +221,7 @@ async fn jobs_commands_print_for_people() {
 
 #[tokio::test]
 async fn output_formats_and_jobs_without_output() {
-    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let jobs = three_jobs(&app).await;
 
     // text (the default) is the output text as stored.
@@ -330,7 +329,7 @@ async fn output_formats_and_jobs_without_output() {
 
 #[tokio::test]
 async fn retry_prints_the_new_job_and_show_links_both_ways() {
-    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let failed = job(
         &app,
         json!({"name": "flaky", "model": "gpt-5", "input": "Write about retries.",

@@ -1,13 +1,12 @@
 //! `respool submit FILE` against the real daemon: every respool key of a jobs file's entries
 //! (priority, budget_exempt, timeout, notify, idempotency_key, name) reaches the daemon, so
 //! the job it stores has the spec the file says.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use respool::job::JobSpec;
 use respool::job::spec::parse_jobs_file;
 use serde_json::Value;
+
+use crate::helpers;
 
 const JOBS: &str = "\
 jobs:
@@ -30,12 +29,12 @@ jobs:
 
 #[tokio::test]
 async fn submit_keeps_every_respool_key_of_a_jobs_file() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.sinks
                 .insert("console".into(), respool::config::SinkConfig::Console {});
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     let dir = tempfile::tempdir().unwrap();

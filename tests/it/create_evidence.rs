@@ -4,9 +4,6 @@
 //! after creating is uncertain and adopted when its webhook comes (never POSTed again), a job
 //! waiting to be resubmitted adopts its first response, and a long `Retry-After` on a poll
 //! waits at most `polling.max_interval`.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +16,8 @@ use respool::config::UncertainCreatePolicy;
 use respool::job::JobStatus;
 use respool::sim::{Faults, SimConfig};
 use serde_json::json;
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -68,9 +67,9 @@ impl Proxy {
     async fn with_app(
         tweak: impl FnOnce(&mut respool::config::Config),
         sim: SimConfig,
-    ) -> (Self, common::TestApp) {
+    ) -> (Self, helpers::TestApp) {
         let (proxy, base) = Self::spawn().await;
-        let app = common::spawn_app_with(
+        let app = helpers::spawn_app_with(
             |cfg| {
                 tweak(cfg);
                 cfg.upstream.base_url = base;
@@ -144,19 +143,13 @@ async fn forward(State(p): State<Proxy>, req: Request) -> Response {
     r.body(Body::from(bytes)).unwrap()
 }
 
-async fn submit(app: &common::TestApp, body: &serde_json::Value) -> String {
-    let (status, created) = app.post_job(body).await;
-    assert_eq!(status, 201, "{created}");
-    created["id"].as_str().unwrap().to_string()
-}
-
 fn job_with_sim(name: &str, sim: &str) -> serde_json::Value {
-    let mut body = common::job_body(name);
+    let mut body = helpers::job_body(name);
     body["metadata"] = json!({ "sim": sim });
     body
 }
 
-async fn messages(app: &common::TestApp, id: &str) -> Vec<String> {
+async fn messages(app: &helpers::TestApp, id: &str) -> Vec<String> {
     app.events(id)
         .await
         .iter()
@@ -175,7 +168,7 @@ async fn a_redirect_on_create_is_never_followed() {
     for status in [307, 308] {
         let (proxy, app) = Proxy::with_app(|_| {}, SimConfig::default()).await;
         proxy.set(Mode::Redirect(status));
-        let id = submit(&app, &common::job_body("redirected")).await;
+        let id = app.submit(&helpers::job_body("redirected")).await;
         app.wait_until("the redirect is noted", DEADLINE, async || {
             messages(&app, &id)
                 .await
@@ -202,7 +195,7 @@ async fn a_create_answer_cut_short_after_its_id_is_kept_by_that_id() {
     // Regression: a 2xx whose body did not parse was "uncertain" although it named the response.
     let (proxy, app) = Proxy::with_app(|_| {}, SimConfig::default()).await;
     proxy.set(Mode::TruncateAfterId);
-    let id = submit(&app, &common::job_body("cut-short")).await;
+    let id = app.submit(&helpers::job_body("cut-short")).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     assert_eq!(app.sim.stats().creates_by_job_id.get(&id), Some(&1));
@@ -237,7 +230,7 @@ async fn an_answer_lost_after_creating_is_uncertain_and_its_webhook_is_adopted()
             ..Faults::default()
         },
     ] {
-        let app = common::spawn_app_with(
+        let app = helpers::spawn_app_with(
             |cfg| {
                 cfg.upstream.max_retries = 2;
                 cfg.upstream.uncertain_create = UncertainCreatePolicy::Resubmit;
@@ -250,7 +243,7 @@ async fn an_answer_lost_after_creating_is_uncertain_and_its_webhook_is_adopted()
             },
         )
         .await;
-        let id = submit(&app, &common::job_body("lost-answer")).await;
+        let id = app.submit(&helpers::job_body("lost-answer")).await;
         let job = app.wait_terminal(&id, DEADLINE).await;
         assert_eq!(job.status, JobStatus::Completed, "{fault:?}: {job:?}");
         // Never sent again, neither inline nor by the policy: the webhook revealed it.
@@ -276,7 +269,7 @@ async fn an_answer_lost_after_creating_is_uncertain_and_its_webhook_is_adopted()
 async fn a_job_waiting_to_be_resubmitted_adopts_its_first_response() {
     // Regression: adoption refused a job in `ready` (resubmitted, waiting behind a limit), so
     // the response revealed then was dropped and the job POSTed again.
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.upstream.max_retries = 0;
             cfg.upstream.uncertain_create = UncertainCreatePolicy::Resubmit;
@@ -293,7 +286,7 @@ async fn a_job_waiting_to_be_resubmitted_adopts_its_first_response() {
     )
     .await;
     // Its answer is lost; its run ends (and its webhook comes) after the uncertain wait.
-    let waiting = submit(&app, &job_with_sim("waiting", "run=6s")).await;
+    let waiting = app.submit(&job_with_sim("waiting", "run=6s")).await;
     app.wait_until("the create is uncertain", DEADLINE, async || {
         app.count_events(&waiting, "submit_uncertain").await == 1
     })
@@ -302,12 +295,14 @@ async fn a_job_waiting_to_be_resubmitted_adopts_its_first_response() {
     // `long` takes the second slot of `max_in_flight` now; `urgent` (a higher priority) takes
     // the one the uncertain job frees when the policy sends it back to the queue, so the job
     // waits there, `ready`, when its first response turns up.
-    let long = submit(&app, &job_with_sim("long", "run=40s;webhook=drop")).await;
+    let long = app
+        .submit(&job_with_sim("long", "run=40s;webhook=drop"))
+        .await;
     app.wait_for(&long, DEADLINE, |j| j.response_id.is_some())
         .await;
     let mut urgent = job_with_sim("urgent", "run=40s;webhook=drop");
     urgent["priority"] = json!(10);
-    let urgent = submit(&app, &urgent).await;
+    let urgent = app.submit(&urgent).await;
     let job = app.wait_terminal(&waiting, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     let stats = app.sim.stats();
@@ -339,7 +334,7 @@ async fn a_job_waiting_to_be_resubmitted_adopts_its_first_response() {
 async fn a_long_retry_after_on_a_poll_waits_at_most_max_interval() {
     // Regression: a poll's `Retry-After` was not capped, so an hour's wait broke the promise
     // that a lost webhook costs at most `polling.max_interval`.
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.upstream.max_retries = 0;
             cfg.polling.max_interval = Duration::from_secs(2);
@@ -347,7 +342,9 @@ async fn a_long_retry_after_on_a_poll_waits_at_most_max_interval() {
         SimConfig::default(),
     )
     .await;
-    let id = submit(&app, &job_with_sim("poll-429", "run=3s;webhook=drop")).await;
+    let id = app
+        .submit(&job_with_sim("poll-429", "run=3s;webhook=drop"))
+        .await;
     app.wait_for(&id, DEADLINE, |j| j.response_id.is_some())
         .await;
     app.sim.set_faults(Faults {

@@ -11,9 +11,6 @@
 //! - a start leaves a live submission lease alone and turns only an expired one uncertain;
 //! - over random sequences of store operations, a terminal result is never rewritten, a
 //!   revealed response is never dropped and a job never holds two.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +26,9 @@ use respool::store::{
 };
 use serde_json::json;
 
+use crate::helpers;
+use crate::helpers::db;
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn now_ms() -> i64 {
@@ -43,7 +43,7 @@ async fn open_store(db: &Path) -> Store {
 
 /// Inserts a plain job created at `now`; returns its id.
 async fn insert_job(store: &Store, name: &str, now: i64) -> String {
-    let spec = JobSpec::from_value(common::job_body(name), name).unwrap();
+    let spec = JobSpec::from_value(helpers::job_body(name), name).unwrap();
     let job = NewJob {
         id: JobId::generate(),
         spec_hash: respool::orchestrator::spec_hash(&spec),
@@ -69,10 +69,7 @@ fn no_limits(per_model: &BTreeMap<String, usize>) -> ClaimLimits<'_> {
 /// Writes `sql` (binding `id`) to the database file through a connection of its own, the way
 /// a bad migration, a manual edit or a newer version's row would arrive.
 async fn write_row(db: &Path, sql: &'static str, id: &str) {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(db);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut conn = db::writer(db).await;
     let n = sqlx::query(sql)
         .bind(id)
         .execute(&mut conn)
@@ -80,7 +77,7 @@ async fn write_row(db: &Path, sql: &'static str, id: &str) {
         .unwrap()
         .rows_affected();
     assert_eq!(n, 1, "{sql}");
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
 }
 
 /// A spec that is not even JSON any more.
@@ -98,12 +95,7 @@ struct RawJob {
 }
 
 async fn raw_job(db: &Path, id: &str) -> RawJob {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut conn = db::read_only(db).await;
     let row = sqlx::query_as::<_, RawJob>(
         "SELECT status, submit_state, attempt, submissions, polls, quarantine FROM jobs WHERE id = ?",
     )
@@ -111,7 +103,7 @@ async fn raw_job(db: &Path, id: &str) -> RawJob {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     row
 }
 
@@ -130,18 +122,9 @@ async fn event_kinds(db: &Path, id: &str) -> Vec<String> {
 }
 
 /// `respool_quarantined_jobs_total{worker="…"}` from the daemon's `/metrics` (0 if absent).
-async fn quarantined_metric(app: &common::TestApp, worker: &str) -> f64 {
-    let text = app
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
+async fn quarantined_metric(app: &helpers::TestApp, worker: &str) -> f64 {
+    app.labelled_metric("respool_quarantined_jobs_total", "worker", worker)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("respool_quarantined_jobs_total{{worker=\"{worker}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
@@ -149,14 +132,14 @@ fn count(kinds: &[String], kind: &str) -> usize {
     kinds.iter().filter(|k| *k == kind).count()
 }
 
-async fn post(app: &common::TestApp, body: &serde_json::Value) -> String {
+async fn post(app: &helpers::TestApp, body: &serde_json::Value) -> String {
     let (status, job) = app.post_job(body).await;
     assert_eq!(status, 201, "{job}");
     job["id"].as_str().unwrap().to_string()
 }
 
 fn with_sim(name: &str, sim: &str) -> serde_json::Value {
-    let mut body = common::job_body(name);
+    let mut body = helpers::job_body(name);
     body["metadata"] = json!({ "sim": sim });
     body
 }
@@ -178,7 +161,7 @@ async fn an_undecodable_job_is_quarantined_at_submit_and_the_others_complete() {
     write_row(&db, CORRUPT_SPEC, &bad).await;
 
     let path = db.display().to_string();
-    let app = common::spawn_app_with(move |c| c.database = Some(path), common::fast_sim()).await;
+    let app = helpers::spawn_app_with(move |c| c.database = Some(path), helpers::fast_sim()).await;
     for id in [&good, &also_good] {
         let job = app.wait_terminal(id, DEADLINE).await;
         assert_eq!(job.status, JobStatus::Completed, "{job:?}");
@@ -233,7 +216,7 @@ async fn an_undecodable_job_is_quarantined_at_submit_and_the_others_complete() {
 /// row to apply what it saw); it is not polled again, and the other jobs are polled to the end.
 #[tokio::test]
 async fn a_job_in_flight_whose_row_stops_decoding_is_quarantined_at_poll() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let db = app.db_path();
     let bad = post(&app, &with_sim("breaks", "run=20s;webhook=drop")).await;
     app.wait_for(&bad, DEADLINE, |j| j.response_id.is_some())
@@ -267,7 +250,7 @@ async fn a_job_in_flight_whose_row_stops_decoding_is_quarantined_at_poll() {
 /// is polled again and completes with its result, and nothing is cancelled.
 #[tokio::test]
 async fn a_single_404_poll_does_not_fail_the_job() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let id = post(&app, &with_sim("lagging", "run=2s;webhook=drop")).await;
     app.wait_for(&id, DEADLINE, |j| j.response_id.is_some())
         .await;
@@ -295,7 +278,7 @@ async fn a_single_404_poll_does_not_fail_the_job() {
 /// cancel is sent in case it still runs somewhere.
 #[tokio::test]
 async fn a_response_gone_for_good_fails_the_job_after_confirmations_and_a_cancel() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let id = post(&app, &with_sim("deleted", "run=60s;webhook=drop")).await;
     let rid = app
         .wait_for(&id, DEADLINE, |j| j.response_id.is_some())
@@ -351,7 +334,7 @@ async fn a_response_gone_for_good_fails_the_job_after_confirmations_and_a_cancel
 /// daemon replays the journal at start and the job adopts that response: no second create.
 #[tokio::test]
 async fn a_response_id_only_the_journal_knows_is_adopted_at_the_next_start() {
-    let sim = respool::sim::spawn(common::fast_sim()).await.unwrap();
+    let sim = respool::sim::spawn(helpers::fast_sim()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ledger.db");
     let store = open_store(&db).await;
@@ -389,7 +372,7 @@ async fn a_response_id_only_the_journal_knows_is_adopted_at_the_next_start() {
     store.close().await;
 
     let (path, upstream) = (db.display().to_string(), sim.base_url());
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         move |c| {
             c.database = Some(path);
             c.upstream.base_url = upstream;
@@ -570,12 +553,12 @@ async fn a_start_leaves_a_live_lease_alone_and_expires_only_a_dead_one() {
     store.close().await;
 
     let path = db.display().to_string();
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         move |c| {
             c.database = Some(path);
             c.upstream.uncertain_create_wait = Some(Duration::ZERO);
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     // The dead one's uncertainty is resolved by the policy (`fail`): proof passes ran.
@@ -851,7 +834,7 @@ fn random_store_operations_keep_every_revealed_response() {
 /// job takes its response as soon as the lock goes, without ever being uncertain.
 #[tokio::test]
 async fn a_response_id_survives_a_lock_held_past_busy_timeout() {
-    let app = common::spawn_app().await;
+    let app = helpers::spawn_app().await;
     let db = app.db_path();
     // The create's answer comes a second after its claim, while the lock is held; no webhook
     // will ever name the response.
@@ -860,10 +843,7 @@ async fn a_response_id_survives_a_lock_held_past_busy_timeout() {
         app.count_events(&id, "submitting").await == 1
     })
     .await;
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
-    let mut locker = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut locker = db::writer(&db).await;
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut locker)
         .await

@@ -1,8 +1,5 @@
 //! Submission order and limits against the real daemon and the simulator: jobs in flight per
 //! model, priorities, and creates that wait for a nearly used-up rate-limit window.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +7,8 @@ use std::time::Duration;
 use respool::job::JobStatus;
 use respool::sim::{Faults, SimConfig};
 use serde_json::{Value, json};
+
+use crate::helpers;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -21,14 +20,8 @@ fn fast_sim() -> SimConfig {
     }
 }
 
-async fn submit(app: &common::TestApp, body: &Value) -> String {
-    let (status, job) = app.post_job(body).await;
-    assert_eq!(status, 201, "{job}");
-    job["id"].as_str().unwrap().to_string()
-}
-
 /// The time (unix ms) of a job's first event of `kind`, and of its terminal status event.
-async fn span(app: &common::TestApp, id: &str) -> (i64, i64) {
+async fn span(app: &helpers::TestApp, id: &str) -> (i64, i64) {
     let events = app.events(id).await;
     let first = |pred: &dyn Fn(&Value) -> bool| {
         events
@@ -49,7 +42,7 @@ async fn span(app: &common::TestApp, id: &str) -> (i64, i64) {
 
 #[tokio::test]
 async fn a_model_at_its_limit_waits_while_other_models_go_on() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.limits.per_model = BTreeMap::from([("o3".to_string(), 1)]);
             cfg.limits.max_in_flight = 10;
@@ -63,13 +56,10 @@ async fn a_model_at_its_limit_waits_while_other_models_go_on() {
         // `o3-pro` shares the `o3` entry (longest prefix), so all three count as one model.
         let model = if i == 1 { "o3-pro" } else { "o3" };
         limited.push(
-            submit(
-                &app,
-                &json!({"name": format!("limited-{i}"), "model": model, "input": "x"}),
-            )
-            .await,
+            app.submit(&json!({"name": format!("limited-{i}"), "model": model, "input": "x"}))
+                .await,
         );
-        free.push(submit(&app, &common::job_body(&format!("free-{i}"))).await);
+        free.push(app.submit(&helpers::job_body(&format!("free-{i}"))).await);
     }
     for id in limited.iter().chain(&free) {
         let job = app.wait_terminal(id, DEADLINE).await;
@@ -102,33 +92,25 @@ async fn a_model_at_its_limit_waits_while_other_models_go_on() {
 
 #[tokio::test]
 async fn higher_priority_is_submitted_first() {
-    let app = common::spawn_app_with(|cfg| cfg.limits.max_in_flight = 1, fast_sim()).await;
+    let app = helpers::spawn_app_with(|cfg| cfg.limits.max_in_flight = 1, fast_sim()).await;
     // Holds the only slot while the others are queued behind it.
-    let blocker = submit(
-        &app,
-        &json!({"name": "blocker", "model": "gpt-5", "input": "x", "metadata": {"sim": "run=2s"}}),
+    let blocker = app.submit(&json!({"name": "blocker", "model": "gpt-5", "input": "x", "metadata": {"sim": "run=2s"}}),
     )
     .await;
     app.wait_for(&blocker, DEADLINE, |j| j.response_id.is_some())
         .await;
-    let low = submit(
-        &app,
-        &json!({"name": "low", "model": "gpt-5", "input": "x"}),
-    )
-    .await;
+    let low = app
+        .submit(&json!({"name": "low", "model": "gpt-5", "input": "x"}))
+        .await;
     // Distinct creation times (milliseconds), so age decides between equal priorities.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let default = submit(&app, &common::job_body("default")).await;
-    let high = submit(
-        &app,
-        &json!({"name": "high", "model": "gpt-5", "input": "x", "priority": 10}),
-    )
-    .await;
-    let below = submit(
-        &app,
-        &json!({"name": "below", "model": "gpt-5", "input": "x", "priority": -5}),
-    )
-    .await;
+    let default = app.submit(&helpers::job_body("default")).await;
+    let high = app
+        .submit(&json!({"name": "high", "model": "gpt-5", "input": "x", "priority": 10}))
+        .await;
+    let below = app
+        .submit(&json!({"name": "below", "model": "gpt-5", "input": "x", "priority": -5}))
+        .await;
     let mut order = Vec::new();
     for (name, id) in [
         ("low", &low),
@@ -157,7 +139,7 @@ async fn higher_priority_is_submitted_first() {
 async fn creates_wait_for_a_nearly_used_up_rate_limit_window() {
     // The simulator reports a limit of 2 requests per 6 s: after one create, 1 is left, which is
     // the default low-water mark, so the next create of that model waits for the reset (~3 s).
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |_| {},
         SimConfig {
             faults: Faults {
@@ -169,16 +151,14 @@ async fn creates_wait_for_a_nearly_used_up_rate_limit_window() {
         },
     )
     .await;
-    let first = submit(&app, &common::job_body("first")).await;
+    let first = app.submit(&helpers::job_body("first")).await;
     app.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
         .await;
-    let second = submit(&app, &common::job_body("second")).await;
+    let second = app.submit(&helpers::job_body("second")).await;
     // Another model has a window of its own (none seen yet): it goes at once.
-    let other = submit(
-        &app,
-        &json!({"name": "other", "model": "o4-mini", "input": "x"}),
-    )
-    .await;
+    let other = app
+        .submit(&json!({"name": "other", "model": "o4-mini", "input": "x"}))
+        .await;
     let job = app.wait_terminal(&second, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(job.attempts, 1, "waiting is not a create call");
@@ -219,7 +199,7 @@ async fn creates_wait_for_a_nearly_used_up_rate_limit_window() {
 #[tokio::test]
 async fn a_rate_limit_window_seen_by_one_daemon_holds_back_another() {
     // 2 requests per 12 s: after one create, 1 is left (the low-water mark), for ~6 s.
-    let a = common::spawn_app_with(
+    let a = helpers::spawn_app_with(
         |_| {},
         SimConfig {
             faults: Faults {
@@ -231,7 +211,7 @@ async fn a_rate_limit_window_seen_by_one_daemon_holds_back_another() {
         },
     )
     .await;
-    let first = submit(&a, &common::job_body("first")).await;
+    let first = a.submit(&helpers::job_body("first")).await;
     a.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
         .await;
     let db = a.db_path();
@@ -239,7 +219,7 @@ async fn a_rate_limit_window_seen_by_one_daemon_holds_back_another() {
     // Daemon A stops (its writes done); daemon B starts on the same file and upstream, with no
     // window of its own in memory.
     let (sim, dir) = a.stop_daemon().await;
-    let b = common::spawn_app_with(
+    let b = helpers::spawn_app_with(
         move |c| {
             c.database = Some(db.display().to_string());
             c.upstream.base_url = upstream;
@@ -247,7 +227,7 @@ async fn a_rate_limit_window_seen_by_one_daemon_holds_back_another() {
         fast_sim(),
     )
     .await;
-    let second = submit(&b, &common::job_body("second")).await;
+    let second = b.submit(&helpers::job_body("second")).await;
     let job = b.wait_terminal(&second, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed);
     let events = b.events(&second).await;

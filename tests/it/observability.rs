@@ -1,9 +1,6 @@
 //! Observability against the real daemon: `/metrics` parses as Prometheus text and carries the
 //! documented metrics, `/readyz` says 503 when upstream is unreachable, and upstream request
 //! ids are kept in the timeline for calls that change something.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
@@ -11,17 +8,12 @@ use respool::job::JobStatus;
 use respool::sim::SimConfig;
 use serde_json::{Value, json};
 
+use crate::helpers;
+use crate::helpers::db;
+
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn fast_sim() -> SimConfig {
-    SimConfig {
-        queue_time: Duration::from_millis(100),
-        run_time: Duration::from_millis(300),
-        ..SimConfig::default()
-    }
-}
-
-async fn scrape(app: &common::TestApp) -> prometheus_parse::Scrape {
+async fn scrape(app: &helpers::TestApp) -> prometheus_parse::Scrape {
     let r = app
         .request(reqwest::Method::GET, "/metrics")
         .send()
@@ -61,8 +53,8 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
 
 #[tokio::test]
 async fn metrics_are_valid_prometheus_text_with_the_documented_names() {
-    let app = common::spawn_app_with(|_| {}, fast_sim()).await;
-    let (status, job) = app.post_job(&common::job_body("measured")).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
+    let (status, job) = app.post_job(&helpers::job_body("measured")).await;
     assert_eq!(status, 201);
     let id = job["id"].as_str().unwrap();
     assert_eq!(
@@ -75,7 +67,7 @@ async fn metrics_are_valid_prometheus_text_with_the_documented_names() {
     .await;
     // A rejected delivery is counted with its reason.
     let (status, _) = app
-        .post_webhook(common::event_body("response.completed", "resp_x"), &[])
+        .post_webhook(helpers::event_body("response.completed", "resp_x"), &[])
         .await;
     assert_eq!(status, 400);
 
@@ -126,13 +118,10 @@ async fn metrics_are_valid_prometheus_text_with_the_documented_names() {
 #[tokio::test]
 async fn readyz_is_503_when_upstream_is_unreachable() {
     // A port nobody listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let app = common::spawn_app_with(
+    let [closed] = crate::helpers::free_ports();
+    let app = helpers::spawn_app_with(
         |cfg| cfg.upstream.base_url = format!("http://127.0.0.1:{closed}/v1"),
-        fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     let (status, body) = app.get("/readyz").await;
@@ -151,7 +140,7 @@ async fn readyz_is_503_when_upstream_is_unreachable() {
 
     // With the simulator reachable the probe (a free 404) makes it ready, and it is not even
     // needed after a real call.
-    let app = common::spawn_app_with(|_| {}, fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     app.stop().await;
@@ -159,11 +148,11 @@ async fn readyz_is_503_when_upstream_is_unreachable() {
 
 #[tokio::test]
 async fn readyz_names_refused_credentials() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |_| {},
         SimConfig {
             api_key: Some("sk-the-right-key".into()),
-            ..fast_sim()
+            ..helpers::fast_sim()
         },
     )
     .await;
@@ -181,12 +170,12 @@ async fn readyz_names_refused_credentials() {
 
 #[tokio::test]
 async fn upstream_request_ids_are_kept_for_calls_that_change_something() {
-    let app = common::spawn_app_with(|_| {}, fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let is_request_id = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("req_"));
 
     // A poll that changes the status keeps its request id (webhooks off: polling finds it).
     app.sim.set_webhook_target(None, vec![]);
-    let (_, job) = app.post_job(&common::job_body("polled")).await;
+    let (_, job) = app.post_job(&helpers::job_body("polled")).await;
     let id = job["id"].as_str().unwrap();
     app.wait_terminal(id, DEADLINE).await;
     let events = app.events(id).await;
@@ -234,15 +223,13 @@ async fn readyz_is_503_when_the_database_does_not_take_a_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ready.db");
     let path = db.display().to_string();
-    let app = common::spawn_app_with(move |cfg| cfg.database = Some(path), fast_sim()).await;
+    let app =
+        helpers::spawn_app_with(move |cfg| cfg.database = Some(path), helpers::fast_sim()).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "{body}");
 
     // Another connection holds the write lock.
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db);
-    let mut other = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut other = db::writer(&db).await;
     sqlx::raw_sql("BEGIN IMMEDIATE")
         .execute(&mut other)
         .await
@@ -263,7 +250,8 @@ async fn readyz_is_503_when_the_database_does_not_take_a_write() {
 
     // The same database, opened read-only: the daemon starts, and is not ready.
     let url = format!("sqlite://{}?mode=ro", db.display());
-    let app = common::spawn_app_with(move |cfg| cfg.database = Some(url), fast_sim()).await;
+    let app =
+        helpers::spawn_app_with(move |cfg| cfg.database = Some(url), helpers::fast_sim()).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
     let reason = body["reason"].as_str().unwrap();

@@ -2,10 +2,7 @@
 //! is down for a while still gets the event exactly once; one that stays down gets exactly
 //! `notify.max_attempts` tries and leaves a dead letter; a refusal is final at once; and the
 //! sink's secret never shows in the daemon's answers.
-#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
-
-mod common;
-mod sink_receiver;
+#![allow(clippy::field_reassign_with_default)]
 
 use std::time::Duration;
 
@@ -15,19 +12,21 @@ use respool::config::sinks::WebhookSink;
 use respool::sim::SimConfig;
 use secrecy::SecretString;
 use serde_json::Value;
-use sink_receiver::{Receiver, Reply};
+
+use crate::helpers;
+use crate::helpers::receiver::{Receiver, Reply};
 
 const JOB_DEADLINE: Duration = Duration::from_secs(30);
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(40);
 
-async fn app_with_hook(url: &str, secret: &str, max_attempts: u32) -> common::TestApp {
+async fn app_with_hook(url: &str, secret: &str, max_attempts: u32) -> helpers::TestApp {
     let sink = SinkConfig::Webhook(WebhookSink {
         url: url.to_string(),
         secret: Some(SecretString::from(secret.to_string())),
         secret_file: None,
         timeout: Duration::from_secs(10),
     });
-    common::spawn_app_with(
+    helpers::spawn_app_with(
         move |cfg| {
             cfg.sinks.insert("hook".into(), sink);
             cfg.notify.default = vec!["hook".into()];
@@ -40,51 +39,27 @@ async fn app_with_hook(url: &str, secret: &str, max_attempts: u32) -> common::Te
     .await
 }
 
-async fn submit(app: &common::TestApp, name: &str) -> String {
-    let (status, body) = app.post_job(&common::job_body(name)).await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_string()
-}
-
-async fn wait_event(app: &common::TestApp, id: &str, kind: &str) {
-    app.wait_until(&format!("{kind} on {id}"), NOTIFY_DEADLINE, async || {
-        app.count_events(id, kind).await > 0
-    })
-    .await;
-}
-
-async fn rows(app: &common::TestApp, id: &str) -> Vec<Value> {
-    sink_receiver::notification_rows(&app.http, &app.base, &app.db_path(), id).await
-}
-
-/// The dead letters, from `GET /v1/notifications?state=dead` when the daemon has it, else
-/// from the database.
-async fn dead_letters(app: &common::TestApp, id: &str) -> Vec<Value> {
+/// The job's dead letters, from `GET /v1/notifications?state=dead`.
+async fn dead_letters(app: &helpers::TestApp, id: &str) -> Vec<Value> {
     let (status, body) = app.get("/v1/notifications?state=dead").await;
-    if status == 200 {
-        return body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["job_id"] == id)
-            .cloned()
-            .collect();
-    }
-    rows(app, id)
-        .await
-        .into_iter()
-        .filter(|r| r["state"] == "dead")
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["job_id"] == id)
+        .cloned()
         .collect()
 }
 
 #[tokio::test]
 async fn a_sink_down_for_a_while_gets_the_event_exactly_once() {
-    let secret = common::new_secret();
-    let rx = Receiver::start(vec![Reply::Status(503); 4]).await;
+    let secret = helpers::new_secret();
+    let rx = Receiver::start(vec![Reply::status(503); 4]).await;
     let app = app_with_hook(&rx.url, &secret, 10).await;
-    let id = submit(&app, "outage").await;
+    let id = app.submit(&helpers::job_body("outage")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
 
     let hits = rx.hits();
     assert_eq!(hits.len(), 5, "four refusals, then the delivery");
@@ -97,7 +72,7 @@ async fn a_sink_down_for_a_while_gets_the_event_exactly_once() {
     );
     assert_eq!(app.count_events(&id, "notified").await, 1);
     assert_eq!(app.count_events(&id, "notify_failed").await, 0);
-    let rows = rows(&app, &id).await;
+    let rows = app.notification_rows(&id).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["state"], "delivered");
     assert_eq!(rows[0]["attempts"], 5);
@@ -106,12 +81,12 @@ async fn a_sink_down_for_a_while_gets_the_event_exactly_once() {
 
 #[tokio::test]
 async fn a_sink_down_for_good_is_a_dead_letter_after_max_attempts() {
-    let secret = common::new_secret();
-    let rx = Receiver::start(vec![Reply::Status(503); 100]).await;
+    let secret = helpers::new_secret();
+    let rx = Receiver::start(vec![Reply::status(503); 100]).await;
     let app = app_with_hook(&rx.url, &secret, 3).await;
-    let id = submit(&app, "gone").await;
+    let id = app.submit(&helpers::job_body("gone")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notify_failed").await;
+    app.wait_event(&id, "notify_failed", NOTIFY_DEADLINE).await;
 
     assert_eq!(rx.hits().len(), 3, "exactly max_attempts tries");
     assert_eq!(rx.successes(), 0);
@@ -134,12 +109,12 @@ async fn a_sink_down_for_good_is_a_dead_letter_after_max_attempts() {
 
 #[tokio::test]
 async fn a_refusal_is_final_at_once() {
-    let secret = common::new_secret();
-    let rx = Receiver::start(vec![Reply::Status(410); 100]).await;
+    let secret = helpers::new_secret();
+    let rx = Receiver::start(vec![Reply::status(410); 100]).await;
     let app = app_with_hook(&rx.url, &secret, 5).await;
-    let id = submit(&app, "refused").await;
+    let id = app.submit(&helpers::job_body("refused")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notify_failed").await;
+    app.wait_event(&id, "notify_failed", NOTIFY_DEADLINE).await;
     assert_eq!(rx.hits().len(), 1, "a 4xx is not retried");
     let dead = dead_letters(&app, &id).await;
     assert_eq!(dead.len(), 1);
@@ -151,12 +126,12 @@ async fn a_refusal_is_final_at_once() {
 /// a redirect is a failed try instead, and the next try POSTs to the configured URL again.
 #[tokio::test]
 async fn a_redirect_is_not_followed() {
-    let secret = common::new_secret();
-    let rx = Receiver::start(vec![Reply::Redirect(303, "/elsewhere")]).await;
+    let secret = helpers::new_secret();
+    let rx = Receiver::start(vec![Reply::redirect(303, "/elsewhere")]).await;
     let app = app_with_hook(&rx.url, &secret, 5).await;
-    let id = submit(&app, "redirected").await;
+    let id = app.submit(&helpers::job_body("redirected")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
     let hits = rx.hits();
     let seen: Vec<(&str, &str)> = hits
         .iter()
@@ -166,24 +141,20 @@ async fn a_redirect_is_not_followed() {
         seen,
         vec![("POST", "/hooks/respool"), ("POST", "/hooks/respool")]
     );
-    assert_eq!(rows(&app, &id).await[0]["attempts"], 2);
+    assert_eq!(app.notification_rows(&id).await[0]["attempts"], 2);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_unreachable_sink_is_retried_like_a_down_one() {
     // A port nobody listens on: connection refused on every try.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let [port] = crate::helpers::free_ports();
     let url = format!("http://127.0.0.1:{port}/hook?token=query-token-must-not-leak");
-    let secret = common::new_secret();
+    let secret = helpers::new_secret();
     let app = app_with_hook(&url, &secret, 2).await;
-    let id = submit(&app, "unreachable").await;
+    let id = app.submit(&helpers::job_body("unreachable")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notify_failed").await;
+    app.wait_event(&id, "notify_failed", NOTIFY_DEADLINE).await;
     let dead = dead_letters(&app, &id).await;
     assert_eq!(dead[0]["attempts"], 2);
     let error = dead[0]["last_error"].as_str().unwrap();
@@ -197,17 +168,17 @@ async fn an_unreachable_sink_is_retried_like_a_down_one() {
 /// with errors, metrics, the OpenAPI document.
 #[tokio::test]
 async fn the_webhook_secret_never_appears_in_answers() {
-    let secret = common::new_secret();
+    let secret = helpers::new_secret();
     let key_part = secret.trim_start_matches("whsec_").to_string();
     let raw_key = base64::engine::general_purpose::STANDARD
         .decode(&key_part)
         .unwrap();
     let raw_hex: String = raw_key.iter().map(|b| format!("{b:02x}")).collect();
-    let rx = Receiver::start(vec![Reply::Status(500)]).await;
+    let rx = Receiver::start(vec![Reply::status(500)]).await;
     let app = app_with_hook(&rx.url, &secret, 5).await;
-    let id = submit(&app, "secretive").await;
+    let id = app.submit(&helpers::job_body("secretive")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
 
     let mut answers = Vec::new();
     for path in [
@@ -239,14 +210,14 @@ async fn the_webhook_secret_never_appears_in_answers() {
 
 /// The daemon with a webhook sink that answers 503 for good, waiting a day between tries (so
 /// its own notifier leaves the row alone while the test plays two workers on the same row).
-async fn app_with_slow_retries(url: &str) -> common::TestApp {
+async fn app_with_slow_retries(url: &str) -> helpers::TestApp {
     let sink = SinkConfig::Webhook(WebhookSink {
         url: url.to_string(),
-        secret: Some(SecretString::from(common::new_secret())),
+        secret: Some(SecretString::from(helpers::new_secret())),
         secret_file: None,
         timeout: Duration::from_secs(10),
     });
-    common::spawn_app_with(
+    helpers::spawn_app_with(
         move |cfg| {
             cfg.sinks.insert("hook".into(), sink);
             cfg.notify.default = vec!["hook".into()];
@@ -265,13 +236,13 @@ const LEASE_MS: i64 = 60_000;
 /// A finished job whose one notification failed once and waits a day for its next try; a
 /// second handle on the daemon's database, and a time (unix ms) when the row is due.
 async fn one_waiting_notification(
-    app: &common::TestApp,
+    app: &helpers::TestApp,
     name: &str,
 ) -> (String, respool::store::Store, i64) {
-    let id = submit(app, name).await;
+    let id = app.submit(&helpers::job_body(name)).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
     app.wait_until("the first try failed", NOTIFY_DEADLINE, async || {
-        rows(app, &id).await.first().is_some_and(|r| {
+        app.notification_rows(&id).await.first().is_some_and(|r| {
             r["attempts"] == 1 && r["state"] == "pending" && !r["last_error"].is_null()
         })
     })
@@ -288,7 +259,7 @@ async fn one_waiting_notification(
 /// counts.
 #[tokio::test]
 async fn a_stale_workers_closing_write_changes_nothing() {
-    let rx = Receiver::start(vec![Reply::Status(503); 100]).await;
+    let rx = Receiver::start(vec![Reply::status(503); 100]).await;
     let app = app_with_slow_retries(&rx.url).await;
     let (id, store, due) = one_waiting_notification(&app, "fenced").await;
 
@@ -305,7 +276,7 @@ async fn a_stale_workers_closing_write_changes_nothing() {
         .await
         .unwrap();
     assert!(!applied, "a stale claim's delivered write must not apply");
-    let row = &rows(&app, &id).await[0];
+    let row = &app.notification_rows(&id).await[0];
     assert_eq!(row["state"], "pending", "{row}");
     assert!(row["delivered_at"].is_null(), "{row}");
     // A's late failure, final or not: not recorded either.
@@ -314,7 +285,7 @@ async fn a_stale_workers_closing_write_changes_nothing() {
         .await
         .unwrap();
     assert!(!applied, "a stale claim's failed write must not apply");
-    let row = &rows(&app, &id).await[0];
+    let row = &app.notification_rows(&id).await[0];
     assert_eq!(row["state"], "pending", "{row}");
     assert_ne!(row["last_error"], "late", "{row}");
     assert_eq!(app.count_events(&id, "notified").await, 0);
@@ -326,7 +297,10 @@ async fn a_stale_workers_closing_write_changes_nothing() {
         .await
         .unwrap();
     assert!(applied);
-    assert_eq!(rows(&app, &id).await[0]["last_error"], "still down");
+    assert_eq!(
+        app.notification_rows(&id).await[0]["last_error"],
+        "still down"
+    );
     store.close().await;
     app.stop().await;
 }
@@ -335,7 +309,7 @@ async fn a_stale_workers_closing_write_changes_nothing() {
 /// failure (retry or dead letter), arriving after it, never moves it back.
 #[tokio::test]
 async fn a_late_failure_never_undoes_a_delivery() {
-    let rx = Receiver::start(vec![Reply::Status(503); 100]).await;
+    let rx = Receiver::start(vec![Reply::status(503); 100]).await;
     let app = app_with_slow_retries(&rx.url).await;
     let (id, store, due) = one_waiting_notification(&app, "delivered-once").await;
 
@@ -354,7 +328,7 @@ async fn a_late_failure_never_undoes_a_delivery() {
             .await
             .unwrap();
         assert!(!applied, "a late failure must not apply ({retry_at:?})");
-        let row = &rows(&app, &id).await[0];
+        let row = &app.notification_rows(&id).await[0];
         assert_eq!(row["state"], "delivered", "{row}");
         assert!(!row["delivered_at"].is_null(), "{row}");
     }
@@ -371,7 +345,7 @@ async fn a_late_failure_never_undoes_a_delivery() {
             .await
             .unwrap()
     );
-    assert_eq!(rows(&app, &id).await[0]["state"], "delivered");
+    assert_eq!(app.notification_rows(&id).await[0]["state"], "delivered");
     assert_eq!(app.count_events(&id, "notified").await, 1);
     assert_eq!(app.count_events(&id, "notify_failed").await, 0);
     store.close().await;

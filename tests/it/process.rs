@@ -5,17 +5,15 @@
 //! Every child is owned by a [`Proc`] guard that kills it on drop (also on panic) and, when the
 //! test is failing, prints the tail of its log. Waits poll a condition against a generous
 //! deadline; no sleep is ever an assertion.
-#![allow(clippy::unwrap_used)]
-
-mod process_support;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use process_support::*;
 use serde_json::{Value, json};
+
+use crate::helpers::process::*;
 
 /// kill -9 once every job has been submitted upstream (none pending, none finished yet): after
 /// a restart every job completes and none was created upstream twice.

@@ -2,18 +2,17 @@
 //! promises of several daemons on one database holds. A webhook secret stored through one daemon
 //! verifies deliveries at the other; jobs submitted through either are each created upstream
 //! once, complete, and are notified once.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod process_support;
-mod sink_receiver;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use process_support::{Proc, free_ports};
 use serde_json::{Value, json};
-use sink_receiver::Receiver;
+
+use crate::helpers::db;
+use crate::helpers::process::{Proc, start_healthy, wait_sim_up};
+use crate::helpers::receiver::Receiver;
+use crate::helpers::{self, free_ports};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -38,56 +37,36 @@ fn config(dir: &Path, name: &str, port: u16, sim_port: u16, sink_url: &str) -> S
          sinks:\n  hook:\n    type: webhook\n    url: \"{sink_url}\"\n    secret: \"{sink_secret}\"\n    timeout: 5s\n\
          notify:\n  default: [hook]\n  initial_backoff: 200ms\n  max_backoff: 1s\n",
         db = dir.join("respool.db").display(),
-        sink_secret = process_support::new_secret(),
+        sink_secret = crate::helpers::new_secret(),
     );
     std::fs::write(&path, yaml).unwrap();
     path.display().to_string()
 }
 
 async fn start_daemon(http: &reqwest::Client, dir: &Path, name: &str, config: &str) -> Daemon {
-    let mut proc = Proc::spawn(name, dir, &["serve", "--config", config], &[]);
     let port = std::fs::read_to_string(config)
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("listen: 127.0.0.1:").map(str::to_owned))
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        proc.assert_running();
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return Daemon { proc, base };
-            }
-        }
-        assert!(Instant::now() < deadline, "{name} never became healthy");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn read_db<T>(dir: &Path, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(dir.join("respool.db"))
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
-    let out = f(&mut conn).await;
-    let _ = sqlx::Connection::close(conn).await;
-    out
+    let proc = start_healthy(http, name, &base, |label| {
+        Proc::spawn(label, dir, &["serve", "--config", config], &[])
+    })
+    .await;
+    Daemon { proc, base }
 }
 
 /// A Standard Webhooks delivery signed with `secret`, as OpenAI would send it.
 fn signed(secret: &str, webhook_id: &str, body: &str) -> reqwest::header::HeaderMap {
-    let ts = chrono::Utc::now().timestamp();
-    let sig = standardwebhooks::Webhook::new(secret)
-        .unwrap()
-        .sign(webhook_id, ts, body.as_bytes())
-        .unwrap();
     let mut h = reqwest::header::HeaderMap::new();
-    h.insert("webhook-id", webhook_id.parse().unwrap());
-    h.insert("webhook-timestamp", ts.to_string().parse().unwrap());
-    h.insert("webhook-signature", sig.parse().unwrap());
+    let now = helpers::unix_now();
+    for (k, v) in helpers::signed_headers(secret, webhook_id, now, body.as_bytes()) {
+        h.insert(
+            reqwest::header::HeaderName::try_from(k).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
     h.insert("content-type", "application/json".parse().unwrap());
     h
 }
@@ -117,17 +96,7 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
         &[],
     );
     let sim_base = format!("http://{sim_listen}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{sim_base}/_sim/stats"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        sim.assert_running();
-        assert!(Instant::now() < deadline, "the simulator never came up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_sim_up(&http, &mut sim, &sim_base).await;
     let config_a = config(dir.path(), "a", port_a, sim_port, &rx.url);
     let config_b = config(dir.path(), "b", port_b, sim_port, &rx.url);
     let mut a = start_daemon(&http, dir.path(), "daemon-a", &config_a).await;
@@ -142,7 +111,7 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
-    let secrets: Vec<String> = read_db(dir.path(), async |db| {
+    let secrets: Vec<String> = db::read(&dir.path().join("respool.db"), async |db| {
         sqlx::query_scalar("SELECT secret FROM webhook_secrets")
             .fetch_all(db)
             .await
@@ -265,7 +234,7 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
     assert_eq!(notified.len(), ids.len(), "{notified:?}");
     // The completion webhooks of the jobs went to B's receiver, signed with the stored secret,
     // and were accepted (only verified deliveries are recorded).
-    let response_ids: Vec<String> = read_db(dir.path(), async |db| {
+    let response_ids: Vec<String> = db::read(&dir.path().join("respool.db"), async |db| {
         sqlx::query_scalar("SELECT response_id FROM jobs WHERE response_id IS NOT NULL")
             .fetch_all(db)
             .await
@@ -275,7 +244,7 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
     assert_eq!(response_ids.len(), ids.len());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let recorded: i64 = read_db(dir.path(), async |db| {
+        let recorded: i64 = db::read(&dir.path().join("respool.db"), async |db| {
             sqlx::query_scalar(
                 "SELECT COUNT(DISTINCT object_id) FROM webhook_deliveries \
                  WHERE event_type = 'response.completed'",

@@ -1,16 +1,15 @@
 //! Process-level outbox test: the real binary is killed with SIGKILL while a webhook delivery
 //! is in flight, and the notification is delivered after the restart: at least once, never
 //! lost, with the same `webhook-id` so the receiver can tell it is the same event.
-#![allow(clippy::unwrap_used)]
-
-mod process_support;
-mod sink_receiver;
 
 use std::time::{Duration, Instant};
 
-use process_support::*;
 use serde_json::Value;
-use sink_receiver::{Receiver, Reply};
+
+use crate::helpers::db;
+use crate::helpers::new_secret;
+use crate::helpers::process::*;
+use crate::helpers::receiver::{Receiver, Reply};
 
 /// Polls the job's timeline until it has `kind`; panics at the deadline.
 async fn wait_event(h: &mut Harness, id: &str, kind: &str, within: Duration) {
@@ -29,13 +28,6 @@ async fn wait_event(h: &mut Harness, id: &str, kind: &str, within: Duration) {
     }
 }
 
-async fn open_db(h: &Harness) -> sqlx::SqliteConnection {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(h.dir.path().join("respool.db"));
-    <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap()
-}
-
 /// The first POST hangs; the daemon is killed with it in flight. The outbox row is still
 /// pending (leased by the dead process) after the crash; once the lease is over the restarted
 /// daemon delivers it, once, with the same `webhook-id`.
@@ -46,7 +38,7 @@ async fn open_db(h: &Harness) -> sqlx::SqliteConnection {
 async fn kill9_during_a_delivery_then_restart_delivers_it() {
     let started = Instant::now();
     let secret = new_secret();
-    let rx = Receiver::start(vec![Reply::Hang]).await;
+    let rx = Receiver::start(vec![Reply::hang()]).await;
     let mut h = Harness::start(Opts {
         run_time: "2s",
         ..Opts::default()
@@ -85,7 +77,7 @@ async fn kill9_during_a_delivery_then_restart_delivers_it() {
         started.elapsed().as_secs_f64()
     );
 
-    let mut db = open_db(&h).await;
+    let mut db = db::writer(&h.dir.path().join("respool.db")).await;
     let (state, attempts, next_at): (String, i64, i64) = sqlx::query_as(
         "SELECT state, attempts, next_attempt_at FROM notifications WHERE job_id = ?",
     )

@@ -1,16 +1,14 @@
 //! Schedules and reloads with the real binary and a simulator process: a schedule every 10 s
 //! runs exactly once per tick across a `kill -9` and a restart; SIGHUP and `respool reload`
 //! re-read the jobs file, and a broken one is logged and refused while the daemon carries on.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod process_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use process_support::{Harness, Opts, command, kill9, status};
 use serde_json::Value;
+
+use crate::helpers::process::{Harness, Opts, command, kill9, status};
 
 /// The ticks the schedule handled, oldest first.
 async fn runs(h: &Harness, name: &str) -> Vec<Value> {

@@ -1,15 +1,15 @@
 //! `respool webhook register|list|test|rotate` through the real binary, against a daemon
 //! process and a simulator process: the commands work, report what happened, and no signing
 //! secret respool stored shows up in their output or in the daemon's (debug) log.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod process_support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use process_support::{Harness, Opts, command, free_ports};
 use serde_json::Value;
+
+use crate::helpers::db;
+use crate::helpers::free_ports;
+use crate::helpers::process::{Harness, Opts, command};
 
 /// Runs a client command against the harness's daemon.
 async fn cli(h: &Harness, args: &[&str]) -> std::process::Output {
@@ -41,17 +41,12 @@ async fn run(h: &Harness, args: &[&str], success: bool) -> String {
 
 /// The secrets the daemon stored, read from its database directly.
 async fn stored_secrets(h: &Harness) -> Vec<String> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(h.dir.path().join("respool.db"))
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut conn = db::read_only(&h.dir.path().join("respool.db")).await;
     let secrets: Vec<String> = sqlx::query_scalar("SELECT secret FROM webhook_secrets")
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     secrets
 }
 

@@ -1,18 +1,17 @@
 //! Reloading the config and the jobs file through `POST /v1/admin/reload`: a bad file changes
 //! nothing (400 naming the line; the old sinks and settings stay), a good one applies new
 //! sinks, schedules and tokens; settings bound at start are refused with a restart message.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestApp, job_body, spawn_app_with};
+use helpers::{TestApp, job_body, spawn_app_with};
 use respool::config::{Config, Source};
 use respool::sim::SimConfig;
 use secrecy::ExposeSecret;
 use serde_json::Value;
+
+use crate::helpers;
 
 /// A config file, its jobs file and two sink directories.
 struct Files {

@@ -3,10 +3,6 @@
 //! notification of theirs is undelivered; old summaries, old schedule runs (never one still
 //! needed) and retired webhook secrets go too; old webhook deliveries go after 7 days; and
 //! `respool db backup` writes a valid SQLite copy while the daemon runs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-mod sink_receiver;
 
 use std::time::Duration;
 
@@ -16,13 +12,16 @@ use respool::job::JobStatus;
 use respool::sim::SimConfig;
 use secrecy::SecretString;
 use serde_json::Value;
-use sink_receiver::{Receiver, Reply};
+
+use crate::helpers;
+use crate::helpers::db;
+use crate::helpers::receiver::{Receiver, Reply};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-async fn finished_job(app: &common::TestApp, name: &str) -> String {
-    let (status, job) = app.post_job(&common::job_body(name)).await;
+async fn finished_job(app: &helpers::TestApp, name: &str) -> String {
+    let (status, job) = app.post_job(&helpers::job_body(name)).await;
     assert_eq!(status, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
     let job = app.wait_terminal(&id, DEADLINE).await;
@@ -30,13 +29,8 @@ async fn finished_job(app: &common::TestApp, name: &str) -> String {
     id
 }
 
-async fn rows_of(app: &common::TestApp, table: &str, id: &str) -> i64 {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+async fn rows_of(app: &helpers::TestApp, table: &str, id: &str) -> i64 {
+    let mut conn = db::read_only(&app.db_path()).await;
     let column = if table == "jobs" || table == "job_summaries" {
         "id"
     } else {
@@ -49,18 +43,18 @@ async fn rows_of(app: &common::TestApp, table: &str, id: &str) -> i64 {
     .fetch_one(&mut conn)
     .await
     .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     n
 }
 
 #[tokio::test]
 async fn finished_jobs_past_retention_are_pruned_and_summarized() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.retention.jobs = Some(90 * DAY);
-            cfg.pricing = common::gpt5_priced(2.0, 8.0);
+            cfg.pricing = helpers::gpt5_priced(2.0, 8.0);
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     let old = finished_job(&app, "old").await;
@@ -91,12 +85,7 @@ async fn finished_jobs_past_retention_are_pruned_and_summarized() {
     assert!(rows_of(&app, "job_events", &fresh).await > 0);
 
     // The summary keeps what stats need, with its cost.
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut conn = db::read_only(&app.db_path()).await;
     let (name, model, status, usage, cost): (String, String, String, Option<String>, Option<i64>) =
         sqlx::query_as(
             "SELECT name, model, status, usage, cost_microusd FROM job_summaries WHERE id = ?",
@@ -105,7 +94,7 @@ async fn finished_jobs_past_retention_are_pruned_and_summarized() {
         .fetch_one(&mut conn)
         .await
         .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     assert_eq!(
         (name.as_str(), model.as_str(), status.as_str()),
         ("old", "gpt-5", "completed")
@@ -113,14 +102,16 @@ async fn finished_jobs_past_retention_are_pruned_and_summarized() {
     assert!(usage.is_some());
     assert!(cost.is_some_and(|c| c > 0), "{cost:?}");
     // Counts still include it.
-    let completed = metric_with_label(&app, "respool_jobs", "status", "completed").await;
+    let completed = app
+        .labelled_metric("respool_jobs", "status", "completed")
+        .await;
     assert_eq!(completed, Some(2.0));
     app.stop().await;
 }
 
 #[tokio::test]
 async fn webhook_deliveries_go_after_seven_days_and_jobs_stay_without_retention() {
-    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let id = finished_job(&app, "kept").await;
     app.wait_until("its webhook is recorded", DEADLINE, async || {
         app.count_rows("webhook_deliveries").await > 0
@@ -142,7 +133,7 @@ async fn webhook_deliveries_go_after_seven_days_and_jobs_stay_without_retention(
 
 #[tokio::test]
 async fn db_backup_writes_a_valid_copy_while_the_daemon_runs() {
-    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(finished_job(&app, &format!("backed-up-{i}")).await);
@@ -175,12 +166,7 @@ async fn db_backup_writes_a_valid_copy_while_the_daemon_runs() {
     );
 
     // A SQLite file with every job, readable on its own.
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&file)
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut conn = db::read_only(&file).await;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
         .fetch_one(&mut conn)
         .await
@@ -191,7 +177,7 @@ async fn db_backup_writes_a_valid_copy_while_the_daemon_runs() {
         .await
         .unwrap();
     assert_eq!(check, "ok");
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     // Nothing is left next to the live database.
     let leftovers: Vec<_> = std::fs::read_dir(app.dir.path())
         .unwrap()
@@ -230,44 +216,9 @@ async fn db_backup_writes_a_valid_copy_while_the_daemon_runs() {
     app.stop().await;
 }
 
-/// The value of `name{label="value"}` from `GET /metrics`.
-async fn metric_with_label(
-    app: &common::TestApp,
-    name: &str,
-    label: &str,
-    value: &str,
-) -> Option<f64> {
-    let text = app
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("{name}{{{label}=\"{value}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
-}
-
-/// A connection that may write to the daemon's database (to plant rows the API cannot make).
-async fn writer(app: &common::TestApp) -> sqlx::SqliteConnection {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .busy_timeout(Duration::from_secs(10));
-    <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap()
-}
-
 /// The outbox rows of a job, read from the database.
-async fn outbox_states(app: &common::TestApp, id: &str) -> Vec<(String, i64)> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+async fn outbox_states(app: &helpers::TestApp, id: &str) -> Vec<(String, i64)> {
+    let mut conn = db::read_only(&app.db_path()).await;
     // A claimed row is `pending` with its attempt counted before the try's outcome is written:
     // shown as `sending` until then, so a wait for "the first try failed" does not pass early
     // (and the clock is not moved before the retry is scheduled from it).
@@ -279,7 +230,7 @@ async fn outbox_states(app: &common::TestApp, id: &str) -> Vec<(String, i64)> {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     rows
 }
 
@@ -288,14 +239,14 @@ async fn outbox_states(app: &common::TestApp, id: &str) -> Vec<(String, i64)> {
 #[tokio::test]
 async fn a_job_with_an_undelivered_notification_is_not_pruned() {
     // A sink that answers 503 to every try (temporary): two tries, ten days apart.
-    let rx = Receiver::start(vec![Reply::Status(503); 100]).await;
+    let rx = Receiver::start(vec![Reply::status(503); 100]).await;
     let sink = SinkConfig::Webhook(WebhookSink {
         url: rx.url.clone(),
-        secret: Some(SecretString::from(common::new_secret())),
+        secret: Some(SecretString::from(helpers::new_secret())),
         secret_file: None,
         timeout: Duration::from_secs(5),
     });
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         move |cfg| {
             cfg.sinks.insert("hook".into(), sink);
             cfg.notify.default = vec!["hook".into()];
@@ -304,7 +255,7 @@ async fn a_job_with_an_undelivered_notification_is_not_pruned() {
             cfg.notify.max_attempts = 2;
             cfg.retention.jobs = Some(DAY);
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     let id = finished_job(&app, "undelivered").await;
@@ -336,12 +287,12 @@ async fn a_job_with_an_undelivered_notification_is_not_pruned() {
 /// Summaries of pruned jobs go after `retention.summaries`.
 #[tokio::test]
 async fn summaries_go_after_their_retention() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.retention.jobs = Some(DAY);
             cfg.retention.summaries = Some(32 * DAY);
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     let id = finished_job(&app, "summarized").await;
@@ -366,10 +317,10 @@ async fn summaries_go_after_their_retention() {
 /// (no expiry) stays.
 #[tokio::test]
 async fn retired_webhook_secrets_go_after_thirty_days() {
-    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let now = app.clock.now_ms();
     let day_ms = 24 * 3_600_000;
-    let mut conn = writer(&app).await;
+    let mut conn = db::writer(&app.db_path()).await;
     for (secret, expires_at, active) in [
         ("whsec_current", None, 1),
         ("whsec_retired_yesterday", Some(now - day_ms), 0),
@@ -402,7 +353,7 @@ async fn retired_webhook_secrets_go_after_thirty_days() {
     app.clock.advance(30 * DAY);
     app.orchestrator.prune_now().await.unwrap();
     assert_eq!(secrets(&mut conn).await, ["whsec_current"]);
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     app.stop().await;
 }
 
@@ -425,7 +376,7 @@ async fn old_schedule_runs_go_but_never_one_still_needed() {
         run_time: Duration::from_secs(3600),
         ..SimConfig::default()
     };
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         move |cfg| {
             cfg.jobs_file = Some(jobs);
             cfg.jobs.default_timeout = None;
@@ -483,13 +434,8 @@ async fn old_schedule_runs_go_but_never_one_still_needed() {
 }
 
 /// (tick, job id) of every run of the schedule `tick`, oldest first.
-async fn schedule_runs(app: &common::TestApp) -> Vec<(i64, Option<String>)> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+async fn schedule_runs(app: &helpers::TestApp) -> Vec<(i64, Option<String>)> {
+    let mut conn = db::read_only(&app.db_path()).await;
     let rows = sqlx::query_as(
         "SELECT scheduled_for, job_id FROM schedule_runs WHERE schedule_name = 'tick' \
          ORDER BY scheduled_for",
@@ -497,12 +443,12 @@ async fn schedule_runs(app: &common::TestApp) -> Vec<(i64, Option<String>)> {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     rows
 }
 
 /// The count of runs `GET /v1/schedules` shows for `tick`.
-async fn schedule_run_count(app: &common::TestApp) -> i64 {
+async fn schedule_run_count(app: &helpers::TestApp) -> i64 {
     let (status, list) = app.get("/v1/schedules").await;
     assert_eq!(status, 200, "{list}");
     let s: &Value = list["data"]

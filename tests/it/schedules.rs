@@ -1,16 +1,16 @@
 //! Schedules through the real app: ticks turned into jobs (one per tick, on time), catch-up
 //! after a downtime (the app's clock moved forward), and the overlap policies with long runs.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{TestApp, spawn_app_with};
+use helpers::{TestApp, spawn_app_with};
 use respool::sim::SimConfig;
 use serde_json::Value;
+
+use crate::helpers;
+use crate::helpers::db;
 
 /// Starts the app with `jobs` as its jobs file (kept in the returned directory).
 async fn app_with_jobs(jobs: &str) -> (TestApp, tempfile::TempDir) {
@@ -54,12 +54,7 @@ async fn jobs_named(app: &TestApp, name: &str) -> Vec<Value> {
 
 /// (scheduled_for, created_at) in unix ms of every run, read from the database.
 async fn run_times(app: &TestApp, name: &str) -> Vec<(i64, i64)> {
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
+    let mut conn = db::read_only(&app.db_path()).await;
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT scheduled_for, created_at FROM schedule_runs WHERE schedule_name = ? ORDER BY scheduled_for",
     )
@@ -67,7 +62,7 @@ async fn run_times(app: &TestApp, name: &str) -> Vec<(i64, i64)> {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
+    db::close(conn).await;
     rows
 }
 

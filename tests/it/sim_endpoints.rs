@@ -2,55 +2,25 @@
 //! validation, deliveries of response events to every subscribed endpoint signed with its own
 //! secret, secret rotation with and without the overlap, and `test` deliveries.
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::http::HeaderMap;
 use reqwest::StatusCode;
 use respool::sim::{self, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
-/// A port-0 receiver recording every request; answers `answer` (200 unless set).
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
-    answer: Arc<AtomicU16>,
-}
+use crate::helpers::receiver::{Hit, Receiver, Reply};
 
-impl Receiver {
-    fn deliveries(&self) -> Vec<(HeaderMap, Bytes)> {
-        self.got.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    fn last(&self) -> (HeaderMap, Bytes) {
-        self.deliveries().pop().expect("a delivery")
-    }
-}
-
-async fn record(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> AxumStatus {
-    if let Ok(mut got) = r.got.lock() {
-        got.push((headers, body));
-    }
-    match r.answer.load(Ordering::SeqCst) {
-        0 => AxumStatus::OK,
-        code => AxumStatus::from_u16(code).unwrap_or(AxumStatus::OK),
-    }
-}
-
+/// A recording receiver that answers 200, and its URL.
 async fn receiver() -> (Receiver, String) {
-    let r = Receiver::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(record))
-        .with_state(r.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let r = Receiver::start(Vec::new()).await;
+    let url = r.url.clone();
     (r, url)
+}
+
+/// The last request a receiver got.
+fn last(r: &Receiver) -> Hit {
+    r.hits().pop().expect("a delivery")
 }
 
 async fn start(overlap: Duration) -> SimHandle {
@@ -119,11 +89,8 @@ fn signatures(h: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn verifies(secret: &str, (headers, body): &(HeaderMap, Bytes)) -> bool {
-    standardwebhooks::Webhook::new(secret)
-        .expect("secret")
-        .verify(body, headers)
-        .is_ok()
+fn verifies(secret: &str, hit: &Hit) -> bool {
+    hit.verify(secret).is_ok()
 }
 
 async fn wait_for(what: &str, cond: impl Fn() -> bool) {
@@ -345,30 +312,30 @@ async fn response_events_reach_every_subscribed_endpoint_signed_with_its_secret(
     .await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     wait_for("both subscribed endpoints", || {
-        done.deliveries().len() == 1 && also.deliveries().len() == 1
+        done.hits().len() == 1 && also.hits().len() == 1
     })
     .await;
-    let (da, db) = (done.last(), also.last());
+    let (da, db) = (last(&done), last(&also));
     let (sa, sb) = (
         a["signing_secret"].as_str().expect("secret"),
         b["signing_secret"].as_str().expect("secret"),
     );
     assert!(verifies(sa, &da) && !verifies(sb, &da));
     assert!(verifies(sb, &db) && !verifies(sa, &db));
-    assert_eq!(signatures(&da.0).len(), 1);
+    assert_eq!(signatures(&da.headers).len(), 1);
     // One event, one delivery (and webhook-id) per endpoint.
     let (ea, eb): (Value, Value) = (
-        serde_json::from_slice(&da.1).expect("json"),
-        serde_json::from_slice(&db.1).expect("json"),
+        serde_json::from_slice(&da.body).expect("json"),
+        serde_json::from_slice(&db.body).expect("json"),
     );
     assert_eq!(ea["type"], "response.completed");
     assert_eq!(ea["data"]["id"], resp["id"]);
     assert_eq!(ea["id"], eb["id"]);
-    assert_ne!(da.0.get("webhook-id"), db.0.get("webhook-id"));
+    assert_ne!(da.headers.get("webhook-id"), db.headers.get("webhook-id"));
     // Nothing for the endpoint that wants failures only, nor a second copy anywhere.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(failed_only.deliveries().is_empty());
-    assert_eq!(done.deliveries().len(), 1);
+    assert!(failed_only.hits().is_empty());
+    assert_eq!(done.hits().len(), 1);
     assert_eq!(sim.stats().webhooks_delivered, 2);
 
     // A deleted endpoint gets nothing more.
@@ -386,9 +353,9 @@ async fn response_events_reach_every_subscribed_endpoint_signed_with_its_secret(
         json!({"model": "gpt-5", "input": "again", "background": true}),
     )
     .await;
-    wait_for("second delivery", || done.deliveries().len() == 2).await;
+    wait_for("second delivery", || done.hits().len() == 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(also.deliveries().len(), 1);
+    assert_eq!(also.hits().len(), 1);
     sim.shutdown().await;
 }
 
@@ -424,8 +391,8 @@ async fn rotation_with_overlap_signs_with_both_until_it_ends() {
             .ends_with(&second[second.len() - 4..])
     );
     post(&sim, &format!("/webhook_endpoints/{id}/test"), test.clone()).await;
-    let d = r.last();
-    assert_eq!(signatures(&d.0).len(), 1);
+    let d = last(&r);
+    assert_eq!(signatures(&d.headers).len(), 1);
     assert!(verifies(&second, &d) && !verifies(&first, &d));
     assert_eq!(sim.webhook_endpoint_secrets(&id), vec![second.clone()]);
 
@@ -441,8 +408,8 @@ async fn rotation_with_overlap_signs_with_both_until_it_ends() {
         .expect("new secret")
         .to_owned();
     post(&sim, &format!("/webhook_endpoints/{id}/test"), test.clone()).await;
-    let d = r.last();
-    let sigs = signatures(&d.0);
+    let d = last(&r);
+    let sigs = signatures(&d.headers);
     assert_eq!(sigs.len(), 2, "{sigs:?}");
     assert!(sigs.iter().all(|s| s.starts_with("v1,")));
     assert!(verifies(&third, &d) && verifies(&second, &d));
@@ -451,23 +418,23 @@ async fn rotation_with_overlap_signs_with_both_until_it_ends() {
         vec![third.clone(), second.clone()]
     );
     // Response events too.
-    let before = r.deliveries().len();
+    let before = r.hits().len();
     post(
         &sim,
         "/responses",
         json!({"model": "gpt-5", "input": "x", "background": true}),
     )
     .await;
-    wait_for("response event", || r.deliveries().len() > before).await;
-    let d = r.last();
-    let event: Value = serde_json::from_slice(&d.1).expect("json");
+    wait_for("response event", || r.hits().len() > before).await;
+    let d = last(&r);
+    let event: Value = serde_json::from_slice(&d.body).expect("json");
     assert!(
         event["data"]["id"]
             .as_str()
             .expect("id")
             .starts_with("resp_")
     );
-    assert_eq!(signatures(&d.0).len(), 2);
+    assert_eq!(signatures(&d.headers).len(), 2);
     assert!(verifies(&third, &d) && verifies(&second, &d));
 
     // Once the overlap has passed, only the new secret signs.
@@ -476,8 +443,8 @@ async fn rotation_with_overlap_signs_with_both_until_it_ends() {
     })
     .await;
     post(&sim, &format!("/webhook_endpoints/{id}/test"), test).await;
-    let d = r.last();
-    assert_eq!(signatures(&d.0).len(), 1);
+    let d = last(&r);
+    assert_eq!(signatures(&d.headers).len(), 1);
     assert!(verifies(&third, &d) && !verifies(&second, &d));
 
     let (status, err) = post(
@@ -494,8 +461,9 @@ async fn rotation_with_overlap_signs_with_both_until_it_ends() {
 #[tokio::test]
 async fn test_delivery_reports_the_endpoints_answer() {
     let sim = start(Duration::from_secs(3600)).await;
-    let (r, url) = receiver().await;
-    let created = register(&sim, &url, &["response.completed"]).await;
+    // 200 to the first test delivery, 400 to the second.
+    let r = Receiver::start(vec![Reply::status(200), Reply::status(400)]).await;
+    let created = register(&sim, &r.url, &["response.completed"]).await;
     let id = created["id"].as_str().expect("id").to_owned();
     let secret = created["signing_secret"]
         .as_str()
@@ -515,9 +483,9 @@ async fn test_delivery_reports_the_endpoints_answer() {
                "event_type": "batch.completed", "status_code": 200, "success": true})
     );
     // Sent now, signed, to the endpoint's URL (any type, subscribed or not).
-    let d = r.last();
+    let d = last(&r);
     assert!(verifies(&secret, &d));
-    let event: Value = serde_json::from_slice(&d.1).expect("json");
+    let event: Value = serde_json::from_slice(&d.body).expect("json");
     assert_eq!(event["type"], "batch.completed");
     assert!(
         event["data"]["id"]
@@ -526,7 +494,6 @@ async fn test_delivery_reports_the_endpoints_answer() {
             .starts_with("batch_")
     );
 
-    r.answer.store(400, Ordering::SeqCst);
     let (_, answer) = post(
         &sim,
         &format!("/webhook_endpoints/{id}/test"),
@@ -538,11 +505,7 @@ async fn test_delivery_reports_the_endpoints_answer() {
     assert_eq!(answer["success"], true);
 
     // An endpoint whose URL points nowhere: an error, not a result.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let [port] = crate::helpers::free_ports();
     let nowhere = register(
         &sim,
         &format!("http://127.0.0.1:{port}/hook"),

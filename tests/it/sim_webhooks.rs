@@ -2,78 +2,31 @@
 //! `standardwebhooks`, retries keep the `webhook-id`, and the drop / duplicate / extra-event
 //! faults do what they say.
 
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use respool::sim::{self, Faults, SimConfig, SimHandle};
 use serde_json::{Value, json};
+
+use crate::helpers::receiver::{Hit, Receiver, Reply};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const OLD_SECRET: &str = "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40c=";
 
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
-    fail_first: Arc<AtomicUsize>,
-    /// Status of the failing answers (500 unless set).
-    fail_with: Arc<AtomicU16>,
-    /// The first N requests are answered only after a second.
-    slow_first: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    fn deliveries(&self) -> Vec<(HeaderMap, Bytes)> {
-        self.got.lock().map(|g| g.clone()).unwrap_or_default()
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.deliveries()
-            .iter()
-            .map(|(_, b)| serde_json::from_slice(b).expect("json body"))
-            .collect()
-    }
-}
-
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    if let Ok(mut got) = r.got.lock() {
-        got.push((headers, body));
-    }
-    let spend = |n: &AtomicUsize| {
-        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    };
-    if spend(&r.slow_first) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    if spend(&r.fail_first) {
-        match r.fail_with.load(Ordering::SeqCst) {
-            0 => StatusCode::INTERNAL_SERVER_ERROR,
-            code => StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        }
-    } else {
-        StatusCode::OK
-    }
-}
-
-/// Starts a receiver; returns it and its URL.
-async fn receiver() -> (Receiver, String) {
-    let r = Receiver::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(r.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+/// A recording receiver answering `script`, then 200; and its URL.
+async fn receiver(script: Vec<Reply>) -> (Receiver, String) {
+    let r = Receiver::start(script).await;
+    let url = r.url.clone();
     (r, url)
 }
 
-async fn start(faults: Faults) -> (SimHandle, Receiver) {
+/// The JSON bodies a receiver got, in order.
+fn bodies(r: &Receiver) -> Vec<Value> {
+    r.hits().iter().map(Hit::json).collect()
+}
+
+/// A simulator posting its webhooks to a receiver that answers `script`, then 200.
+async fn start(faults: Faults, script: Vec<Reply>) -> (SimHandle, Receiver) {
     let sim = sim::spawn(SimConfig {
         queue_time: Duration::from_millis(50),
         run_time: Duration::from_millis(200),
@@ -84,7 +37,7 @@ async fn start(faults: Faults) -> (SimHandle, Receiver) {
     })
     .await
     .expect("sim");
-    let (r, url) = receiver().await;
+    let (r, url) = receiver(script).await;
     sim.set_webhook_target(Some(url), vec![SECRET.to_owned()]);
     (sim, r)
 }
@@ -127,15 +80,15 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn completed_webhook_is_signed_and_verifies() {
-    let (sim, r) = start(Faults::default()).await;
+    let (sim, r) = start(Faults::default(), Vec::new()).await;
     // Re-point at a fresh receiver, signed with two secrets (rotation).
-    let (r2, url2) = receiver().await;
+    let (r2, url2) = receiver(Vec::new()).await;
     sim.set_webhook_target(Some(url2), vec![SECRET.to_owned(), OLD_SECRET.to_owned()]);
     // A synchronous response never emits a webhook.
     let sync_id = create(&sim, json!({"model": "gpt-5", "input": "sync"})).await;
     let id = create(&sim, bg("")).await;
-    wait_for("delivery", || !r2.deliveries().is_empty()).await;
-    let (headers, body) = r2.deliveries().remove(0);
+    wait_for("delivery", || !r2.hits().is_empty()).await;
+    let Hit { headers, body, .. } = r2.hits().remove(0);
 
     for secret in [SECRET, OLD_SECRET] {
         standardwebhooks::Webhook::new(secret)
@@ -159,34 +112,30 @@ async fn completed_webhook_is_signed_and_verifies() {
     let ts: i64 = header(&headers, "webhook-timestamp").parse().expect("ts");
     assert!(event["created_at"].as_i64().expect("created_at") <= ts);
     assert!(
-        r2.bodies()
+        bodies(&r2)
             .iter()
             .all(|b| b["data"]["id"] != sync_id.as_str())
     );
-    assert!(r.deliveries().is_empty());
+    assert!(r.hits().is_empty());
     wait_for("stats", || sim.stats().webhooks_delivered == 1).await;
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn retries_after_500_keep_the_webhook_id() {
-    let (sim, r) = start(Faults::default()).await;
-    r.fail_first.store(2, Ordering::SeqCst);
+    let (sim, r) = start(Faults::default(), vec![Reply::status(500); 2]).await;
     create(&sim, bg("outcome=failed")).await;
-    wait_for("three attempts", || r.deliveries().len() == 3).await;
+    wait_for("three attempts", || r.hits().len() == 3).await;
     let ids: Vec<String> = r
-        .deliveries()
+        .hits()
         .iter()
-        .map(|(h, _)| header(h, "webhook-id").to_owned())
+        .map(|h| header(&h.headers, "webhook-id").to_owned())
         .collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
-    for (h, b) in r.deliveries() {
-        standardwebhooks::Webhook::new(SECRET)
-            .expect("secret")
-            .verify(&b, &h)
-            .expect("each attempt verifies");
+    for hit in r.hits() {
+        hit.verify(SECRET).expect("each attempt verifies");
     }
-    assert_eq!(r.bodies()[2]["type"], "response.failed");
+    assert_eq!(bodies(&r)[2]["type"], "response.failed");
     wait_for("stats", || sim.stats().webhooks_delivered == 1).await;
     assert_eq!(sim.stats().webhooks_attempted, 3);
     sim.shutdown().await;
@@ -194,39 +143,44 @@ async fn retries_after_500_keep_the_webhook_id() {
 
 #[tokio::test]
 async fn gives_up_after_the_schedule() {
-    let (sim, r) = start(Faults::default()).await;
-    r.fail_first.store(100, Ordering::SeqCst);
+    let (sim, r) = start(Faults::default(), vec![Reply::status(500); 100]).await;
     create(&sim, bg("")).await;
     wait_for("exhausted", || sim.stats().webhooks_failed == 1).await;
-    assert_eq!(r.deliveries().len(), 3, "1 attempt + 2 retries");
+    assert_eq!(r.hits().len(), 3, "1 attempt + 2 retries");
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn drop_fault_sends_nothing() {
-    let (sim, r) = start(Faults {
-        webhook_drop: 1.0,
-        ..Faults::default()
-    })
+    let (sim, r) = start(
+        Faults {
+            webhook_drop: 1.0,
+            ..Faults::default()
+        },
+        Vec::new(),
+    )
     .await;
     create(&sim, bg("")).await;
     create(&sim, bg("webhook=drop")).await;
     wait_for("two drops", || sim.stats().webhooks_dropped == 2).await;
-    assert!(r.deliveries().is_empty());
+    assert!(r.hits().is_empty());
     assert_eq!(sim.stats().webhooks_attempted, 0);
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn duplicate_and_extra_events() {
-    let (sim, r) = start(Faults {
-        webhook_extra_events: 1.0,
-        ..Faults::default()
-    })
+    let (sim, r) = start(
+        Faults {
+            webhook_extra_events: 1.0,
+            ..Faults::default()
+        },
+        Vec::new(),
+    )
     .await;
     let id = create(&sim, bg("webhook=duplicate")).await;
-    wait_for("three deliveries", || r.deliveries().len() == 3).await;
-    let bodies = r.bodies();
+    wait_for("three deliveries", || r.hits().len() == 3).await;
+    let bodies = bodies(&r);
     let ours: Vec<&Value> = bodies
         .iter()
         .filter(|b| b["data"]["id"] == id.as_str())
@@ -234,12 +188,10 @@ async fn duplicate_and_extra_events() {
     assert_eq!(ours.len(), 2);
     assert_eq!(ours[0], ours[1], "a duplicate is the same event");
     let dup_ids: Vec<String> = r
-        .deliveries()
+        .hits()
         .iter()
-        .filter(|(_, b)| {
-            serde_json::from_slice::<Value>(b).is_ok_and(|v| v["data"]["id"] == id.as_str())
-        })
-        .map(|(h, _)| header(h, "webhook-id").to_owned())
+        .filter(|h| h.json()["data"]["id"] == id.as_str())
+        .map(|h| header(&h.headers, "webhook-id").to_owned())
         .collect();
     assert_eq!(dup_ids[0], dup_ids[1]);
     let extra = bodies
@@ -258,7 +210,7 @@ async fn duplicate_and_extra_events() {
 
 #[tokio::test]
 async fn cancel_emits_response_cancelled() {
-    let (sim, r) = start(Faults::default()).await;
+    let (sim, r) = start(Faults::default(), Vec::new()).await;
     let id = create(&sim, bg("queue=30s")).await;
     let resp = reqwest::Client::builder()
         .no_proxy()
@@ -270,9 +222,9 @@ async fn cancel_emits_response_cancelled() {
         .await
         .expect("cancel");
     assert!(resp.status().is_success());
-    wait_for("cancel webhook", || !r.deliveries().is_empty()).await;
-    assert_eq!(r.bodies()[0]["type"], "response.cancelled");
-    assert_eq!(r.bodies()[0]["data"]["id"], id.as_str());
+    wait_for("cancel webhook", || !r.hits().is_empty()).await;
+    assert_eq!(bodies(&r)[0]["type"], "response.cancelled");
+    assert_eq!(bodies(&r)[0]["data"]["id"], id.as_str());
     sim.shutdown().await;
 }
 
@@ -285,7 +237,7 @@ async fn control_api_sets_target_and_faults() {
     })
     .await
     .expect("sim");
-    let (r, url) = receiver().await;
+    let (r, url) = receiver(Vec::new()).await;
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -320,7 +272,7 @@ async fn control_api_sets_target_and_faults() {
         .expect("faults");
     assert_eq!(resp.status(), reqwest::StatusCode::BAD_REQUEST);
     create(&sim, bg("")).await;
-    wait_for("duplicate delivery", || r.deliveries().len() == 2).await;
+    wait_for("duplicate delivery", || r.hits().len() == 2).await;
     let stats: Value = http
         .get(format!("{root}/_sim/stats"))
         .send()
@@ -345,18 +297,17 @@ async fn redirects_and_timeouts_are_failures_too() {
     })
     .await
     .expect("sim");
-    let (r, url) = receiver().await;
+    // The first attempt is never answered (the simulator's timeout ends it), the second gets a
+    // 307.
+    let (r, url) = receiver(vec![Reply::hang(), Reply::status(307)]).await;
     sim.set_webhook_target(Some(url), vec![SECRET.to_owned()]);
-    r.fail_first.store(1, Ordering::SeqCst);
-    r.fail_with.store(307, Ordering::SeqCst);
-    r.slow_first.store(1, Ordering::SeqCst);
     create(&sim, bg("")).await;
     // Attempt 1 times out, attempt 2 gets a 307 (not followed), attempt 3 a 200.
     wait_for("delivered", || sim.stats().webhooks_delivered == 1).await;
     let ids: Vec<String> = r
-        .deliveries()
+        .hits()
         .iter()
-        .map(|(h, _)| header(h, "webhook-id").to_owned())
+        .map(|h| header(&h.headers, "webhook-id").to_owned())
         .collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert!(ids.iter().all(|i| *i == ids[0]));

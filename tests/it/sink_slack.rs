@@ -1,9 +1,7 @@
 //! The Slack sink over real HTTP on loopback: the Block Kit message and Slack's limits on a
 //! long result, how Slack's answers become retries or refusals, that the webhook URL (a secret)
 //! never shows; and through the daemon, one message per job with `Retry-After` honoured.
-#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
-
-mod common;
+#![allow(clippy::field_reassign_with_default)]
 
 use std::time::Duration;
 
@@ -15,10 +13,12 @@ use respool::sim::SimConfig;
 use secrecy::SecretString;
 use serde_json::Value;
 
-const SECRET_PATH: &str = "/services/T0001/B0002/sEcReTtOkEn1234567890";
-mod chat_support;
+use crate::helpers;
 
-use chat_support::*;
+const SECRET_PATH: &str = "/services/T0001/B0002/sEcReTtOkEn1234567890";
+
+use crate::helpers::chat::*;
+use crate::helpers::receiver::{Receiver, Reply};
 
 fn slack_config(url: &str, timeout: Duration) -> SinkConfig {
     SinkConfig::Slack(SlackSink {
@@ -402,9 +402,9 @@ async fn a_missing_or_malformed_url_is_a_config_error_that_does_not_echo_it() {
 
 // ---- through the daemon -------------------------------------------------------------------
 
-async fn app_with_slack(url: &str) -> common::TestApp {
+async fn app_with_slack(url: &str) -> helpers::TestApp {
     let sink = slack_config(url, Duration::from_secs(10));
-    common::spawn_app_with(
+    helpers::spawn_app_with(
         move |cfg| {
             cfg.sinks.insert("team".into(), sink);
             cfg.notify.default = vec!["team".into()];
@@ -416,8 +416,8 @@ async fn app_with_slack(url: &str) -> common::TestApp {
     .await
 }
 
-async fn run_job(app: &common::TestApp, name: &str) -> String {
-    let (status, body) = app.post_job(&common::job_body(name)).await;
+async fn run_job(app: &helpers::TestApp, name: &str) -> String {
+    let (status, body) = app.post_job(&helpers::job_body(name)).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
     let job = app.wait_terminal(&id, DEADLINE).await;
@@ -480,7 +480,7 @@ async fn slack_rate_limits_are_waited_out_and_the_message_arrives_once() {
     assert_eq!(hits.len(), 3, "{hits:?}");
     assert_eq!(
         hits.iter().map(|h| h.answered).collect::<Vec<_>>(),
-        [429, 429, 200]
+        [Some(429), Some(429), Some(200)]
     );
     // The outbox's own backoff starts at 200ms; Slack's `Retry-After: 1` is longer and wins.
     for pair in hits.windows(2) {

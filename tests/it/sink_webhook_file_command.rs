@@ -1,9 +1,6 @@
 //! The webhook, file and command sinks through the real daemon and the simulator: what each
 //! one delivers when a job ends, and how retries look from the receiving side.
-#![allow(clippy::unwrap_used, clippy::field_reassign_with_default)]
-
-mod common;
-mod sink_receiver;
+#![allow(clippy::field_reassign_with_default)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +13,9 @@ use respool::job::JobStatus;
 use respool::sim::SimConfig;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use sink_receiver::{Receiver, Reply};
+
+use crate::helpers;
+use crate::helpers::receiver::{Receiver, Reply};
 
 const JOB_DEADLINE: Duration = Duration::from_secs(30);
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(30);
@@ -52,44 +51,26 @@ fn with_sink(name: &str, sink: SinkConfig) -> impl FnOnce(&mut Config) {
     }
 }
 
-async fn submit(app: &common::TestApp, body: Value) -> String {
-    let (status, body) = app.post_job(&body).await;
-    assert_eq!(status, 201, "{body}");
-    body["id"].as_str().unwrap().to_string()
-}
-
-/// Waits until the job's timeline has `kind` (`notified`, `notify_failed`).
-async fn wait_event(app: &common::TestApp, id: &str, kind: &str) {
-    app.wait_until(&format!("{kind} on {id}"), NOTIFY_DEADLINE, async || {
-        app.count_events(id, kind).await > 0
-    })
-    .await;
-}
-
-async fn rows(app: &common::TestApp, id: &str) -> Vec<Value> {
-    sink_receiver::notification_rows(&app.http, &app.base, &app.db_path(), id).await
-}
-
 #[tokio::test]
 async fn a_completed_job_is_posted_once_signed_with_job_output_and_response() {
-    let secret = common::new_secret();
+    let secret = helpers::new_secret();
     let rx = Receiver::start(vec![]).await;
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         with_sink("hook", webhook(&rx.url, &secret)),
         SimConfig::default(),
     )
     .await;
-    let id = submit(&app, common::job_body("signed-delivery")).await;
+    let id = app.submit(&helpers::job_body("signed-delivery")).await;
     let job = app.wait_terminal(&id, JOB_DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed);
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
 
     let hits = rx.hits();
     assert_eq!(hits.len(), 1, "one POST for one event");
     let hit = &hits[0];
     hit.verify(&secret).expect("the signature verifies");
     assert!(
-        hit.verify(&common::new_secret()).is_err(),
+        hit.verify(&helpers::new_secret()).is_err(),
         "another secret must not verify"
     );
     assert_eq!(hit.header("content-type"), "application/json");
@@ -97,7 +78,7 @@ async fn a_completed_job_is_posted_once_signed_with_job_output_and_response() {
     assert!(hit.header("webhook-id").starts_with("msg_"));
     assert!(hit.header("webhook-signature").starts_with("v1,"));
     let ts: i64 = hit.header("webhook-timestamp").parse().unwrap();
-    assert!((ts - common::unix_now()).abs() < 120, "timestamp {ts}");
+    assert!((ts - helpers::unix_now()).abs() < 120, "timestamp {ts}");
 
     let event = hit.json();
     assert_eq!(event["object"], "event");
@@ -124,7 +105,7 @@ async fn a_completed_job_is_posted_once_signed_with_job_output_and_response() {
     );
     assert_eq!(data["response"]["status"], "completed");
 
-    let rows = rows(&app, &id).await;
+    let rows = app.notification_rows(&id).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["state"], "delivered");
     assert_eq!(rows[0]["attempts"], 1);
@@ -134,19 +115,19 @@ async fn a_completed_job_is_posted_once_signed_with_job_output_and_response() {
 
 #[tokio::test]
 async fn a_failed_job_is_a_job_failed_event() {
-    let secret = common::new_secret();
+    let secret = helpers::new_secret();
     let rx = Receiver::start(vec![]).await;
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         with_sink("hook", webhook(&rx.url, &secret)),
         SimConfig::default(),
     )
     .await;
-    let mut body = common::job_body("doomed");
+    let mut body = helpers::job_body("doomed");
     body["metadata"] = json!({"sim": "outcome=failed:server_error"});
-    let id = submit(&app, body).await;
+    let id = app.submit(&body).await;
     let job = app.wait_terminal(&id, JOB_DEADLINE).await;
     assert_eq!(job.status, JobStatus::Failed);
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
 
     let hits = rx.hits();
     assert_eq!(hits.len(), 1);
@@ -164,16 +145,20 @@ async fn a_failed_job_is_a_job_failed_event() {
 /// one delivery.
 #[tokio::test]
 async fn retries_keep_the_webhook_id_and_sign_each_attempt_afresh() {
-    let secret = common::new_secret();
-    let rx = Receiver::start(vec![Reply::RetryAfter(500, 1), Reply::RetryAfter(500, 1)]).await;
-    let app = common::spawn_app_with(
+    let secret = helpers::new_secret();
+    let rx = Receiver::start(vec![
+        Reply::retry_after(500, "1", ""),
+        Reply::retry_after(500, "1", ""),
+    ])
+    .await;
+    let app = helpers::spawn_app_with(
         with_sink("hook", webhook(&rx.url, &secret)),
         SimConfig::default(),
     )
     .await;
-    let id = submit(&app, common::job_body("retried")).await;
+    let id = app.submit(&helpers::job_body("retried")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
 
     let hits = rx.hits();
     assert_eq!(hits.len(), 3, "two failures and a success");
@@ -205,7 +190,7 @@ async fn retries_keep_the_webhook_id_and_sign_each_attempt_afresh() {
             "Retry-After ignored: {gap:?}"
         );
     }
-    let rows = rows(&app, &id).await;
+    let rows = app.notification_rows(&id).await;
     assert_eq!(rows[0]["state"], "delivered");
     assert_eq!(rows[0]["attempts"], 3);
     assert_eq!(app.count_events(&id, "notified").await, 1);
@@ -230,11 +215,13 @@ async fn the_file_sink_writes_a_report_and_the_event_json() {
         dir: dir.clone(),
         templates: TemplateFiles::default(),
     });
-    let app = common::spawn_app_with(with_sink("files", sink), SimConfig::default()).await;
-    let id = submit(&app, common::job_body("Quarterly Review: Q3/Q4 (draft)")).await;
+    let app = helpers::spawn_app_with(with_sink("files", sink), SimConfig::default()).await;
+    let id = app
+        .submit(&helpers::job_body("Quarterly Review: Q3/Q4 (draft)"))
+        .await;
     let job = app.wait_terminal(&id, JOB_DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed);
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
 
     let date = chrono::DateTime::from_timestamp(job.finished_at.unwrap(), 0)
         .unwrap()
@@ -276,10 +263,10 @@ async fn the_command_sink_gets_the_event_on_stdin_and_a_narrow_environment() {
         ],
         &[("OUT", target)],
     );
-    let app = common::spawn_app_with(with_sink("cmd", sink), SimConfig::default()).await;
-    let id = submit(&app, common::job_body("piped")).await;
+    let app = helpers::spawn_app_with(with_sink("cmd", sink), SimConfig::default()).await;
+    let id = app.submit(&helpers::job_body("piped")).await;
     let job = app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notified").await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
 
     let event: Value = serde_json::from_slice(&std::fs::read(target).unwrap()).unwrap();
     assert_eq!(event["type"], "job.completed");
@@ -317,7 +304,7 @@ async fn a_failing_command_is_retried_then_dead_lettered() {
         ],
         &[("COUNT", count.to_str().unwrap())],
     );
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             with_sink("cmd", sink)(cfg);
             cfg.notify.max_attempts = 3;
@@ -325,13 +312,13 @@ async fn a_failing_command_is_retried_then_dead_lettered() {
         SimConfig::default(),
     )
     .await;
-    let id = submit(&app, common::job_body("refused")).await;
+    let id = app.submit(&helpers::job_body("refused")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notify_failed").await;
+    app.wait_event(&id, "notify_failed", NOTIFY_DEADLINE).await;
 
     let runs = std::fs::read_to_string(&count).unwrap();
     assert_eq!(runs.lines().count(), 3, "three tries");
-    let rows = rows(&app, &id).await;
+    let rows = app.notification_rows(&id).await;
     assert_eq!(rows[0]["state"], "dead");
     assert_eq!(rows[0]["attempts"], 3);
     let error = rows[0]["last_error"].as_str().unwrap();
@@ -351,11 +338,11 @@ async fn a_failing_command_is_retried_then_dead_lettered() {
 #[tokio::test]
 async fn a_missing_program_is_dead_at_once() {
     let sink = command(&["/nonexistent/respool-notify-hook"], &[]);
-    let app = common::spawn_app_with(with_sink("cmd", sink), SimConfig::default()).await;
-    let id = submit(&app, common::job_body("nowhere")).await;
+    let app = helpers::spawn_app_with(with_sink("cmd", sink), SimConfig::default()).await;
+    let id = app.submit(&helpers::job_body("nowhere")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notify_failed").await;
-    let rows = rows(&app, &id).await;
+    app.wait_event(&id, "notify_failed", NOTIFY_DEADLINE).await;
+    let rows = app.notification_rows(&id).await;
     assert_eq!(rows[0]["state"], "dead");
     assert_eq!(rows[0]["attempts"], 1, "not retried: {rows:?}");
     app.stop().await;
@@ -371,11 +358,11 @@ async fn a_command_past_its_timeout_is_killed_and_retried() {
     if let SinkConfig::Command(c) = &mut sink {
         c.timeout = Duration::from_secs(2);
     }
-    let app = common::spawn_app_with(with_sink("cmd", sink), SimConfig::default()).await;
-    let id = submit(&app, common::job_body("slow-hook")).await;
+    let app = helpers::spawn_app_with(with_sink("cmd", sink), SimConfig::default()).await;
+    let id = app.submit(&helpers::job_body("slow-hook")).await;
     app.wait_terminal(&id, JOB_DEADLINE).await;
-    wait_event(&app, &id, "notified").await;
-    let rows = rows(&app, &id).await;
+    app.wait_event(&id, "notified", NOTIFY_DEADLINE).await;
+    let rows = app.notification_rows(&id).await;
     assert_eq!(rows[0]["state"], "delivered");
     assert_eq!(rows[0]["attempts"], 2, "{rows:?}");
     assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 2);

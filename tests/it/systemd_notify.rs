@@ -3,9 +3,6 @@
 //! for a `Type=notify` service. We check what systemd relies on: READY only once the HTTP port
 //! is bound, WATCHDOG pings while healthy (and not a flood), RELOADING then READY on SIGHUP,
 //! STOPPING on SIGTERM and exit 0, and log lines the journal can file by priority.
-#![allow(clippy::unwrap_used)]
-
-mod process_support;
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -16,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use process_support::{Proc, command, free_ports};
+use crate::helpers::free_ports;
+use crate::helpers::process::{Proc, command};
 
 /// Every datagram received on the notify socket, with when it arrived.
 struct NotifySocket {

@@ -2,7 +2,6 @@
 //! and `systemd-analyze security` rates its exposure 1.5 or lower. `systemd-analyze` is
 //! required (`.ci/run` installs Debian's `systemd` package); without it these tests fail with
 //! a message saying so, rather than pass having checked nothing.
-#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

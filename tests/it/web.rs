@@ -1,18 +1,16 @@
 //! The history pages: rendering, escaping, security headers, the login and its cookie, CSRF,
 //! and cancelling and retrying through the page's forms.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::{spawn_app, spawn_app_with};
+use helpers::{spawn_app, spawn_app_with};
 use reqwest::header::{LOCATION, SET_COOKIE};
 use respool::job::JobStatus;
 use respool::sim::SimConfig;
 use secrecy::SecretString;
 use serde_json::json;
+
+use crate::helpers;
 
 const TOKEN: &str = "web-test-token-0123456789";
 

@@ -1,18 +1,17 @@
 //! The web pages' stats and filters: `/stats` shows the counts, tokens and costs of the
 //! windows (pruned jobs included) and a row per day; the job list filters by metadata and
 //! keeps the filter in its form.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
 
 use std::time::Duration;
 
 use respool::job::JobStatus;
 use serde_json::{Value, json};
 
+use crate::helpers;
+
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-async fn page(app: &common::TestApp, path: &str) -> (u16, String) {
+async fn page(app: &helpers::TestApp, path: &str) -> (u16, String) {
     let r = app
         .request(reqwest::Method::GET, path)
         .send()
@@ -37,13 +36,13 @@ fn section<'a>(html: &'a str, heading: &str) -> &'a str {
 
 #[tokio::test]
 async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
-    let app = common::spawn_app_with(
+    let app = helpers::spawn_app_with(
         |cfg| {
             cfg.retention.jobs = Some(2 * DAY);
             // A dollar per token, so the costs show in cents.
-            cfg.pricing = common::gpt5_priced(1_000_000.0, 1_000_000.0);
+            cfg.pricing = helpers::gpt5_priced(1_000_000.0, 1_000_000.0);
         },
-        common::fast_sim(),
+        helpers::fast_sim(),
     )
     .await;
     let body = |name: &str, model: &str| json!({"name": name, "model": model, "input": "hi"});
@@ -158,7 +157,7 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
 
 #[tokio::test]
 async fn job_list_filters_by_metadata_and_keeps_the_filter() {
-    let app = common::spawn_app_with(|_| {}, common::fast_sim()).await;
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
     let mut ids = Vec::new();
     for team in ["red", "blue"] {
         let (code, job) = app

@@ -3,13 +3,13 @@
 //! rotation keeps the old secret accepted until its expiry and not after, and `test` reports
 //! whether the test event arrived and verified.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, event_body, job_body, signed_headers, spawn_app_with, unix_now};
+use helpers::{TestApp, event_body, job_body, signed_headers, spawn_app_with, unix_now};
 use respool::sim::SimConfig;
 use serde_json::{Value, json};
+
+use crate::helpers;
 
 /// The daemon with no webhook secret in its config, and a simulator whose configured target
 /// is unset, so deliveries come only from registered endpoints (old secrets kept 2 s upstream).
@@ -198,11 +198,7 @@ async fn webhook_test_reports_arrival_and_verification() {
     );
 
     // An endpoint whose URL points nowhere.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let [port] = crate::helpers::free_ports();
     let nowhere = register(&app, &format!("http://127.0.0.1:{port}/webhooks/openai")).await;
     let (status, err, _) = admin(&app, "/v1/webhook/test", json!({})).await;
     assert_eq!(status, 400, "two endpoints: which one? {err}");

@@ -2,10 +2,7 @@
 //! on one SQLite file, a flapping notification receiver, jobs submitted over REST, SIGKILLs at
 //! seeded random moments, then the verdict ([`verdict`]). Every wait polls a condition against
 //! a deadline.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
-pub mod receiver;
-pub mod verdict;
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +13,10 @@ use rand::{Rng, SeedableRng};
 use respool::sim::{Faults, SimResponse};
 use serde_json::{Value, json};
 
-use crate::process_support::{Proc, free_ports, kill9, new_secret};
-use receiver::FlappingReceiver;
-use verdict::{JobEnd, Verdict, judge};
+use super::verdict::{Delivery, JobEnd, Verdict, judge};
+use crate::helpers::process::{Proc, kill9, start_healthy, wait_sim_up};
+use crate::helpers::receiver::Receiver;
+use crate::helpers::{free_ports, new_secret};
 
 /// The size of a run.
 #[derive(Debug, Clone)]
@@ -67,7 +65,7 @@ pub struct Chaos {
     sim: Proc,
     sim_base: String,
     daemons: Vec<Daemon>,
-    receiver: FlappingReceiver,
+    receiver: Receiver,
     http: reqwest::Client,
     started: Instant,
     log: Vec<String>,
@@ -109,7 +107,7 @@ impl Chaos {
         let sim_listen = format!("127.0.0.1:{sim_port}");
         let hook_a = format!("http://127.0.0.1:{a_port}/webhooks/openai");
         let seed = p.seed.to_string();
-        let sim = Proc::spawn(
+        let mut sim = Proc::spawn(
             "sim",
             dir.path(),
             &[
@@ -138,16 +136,7 @@ impl Chaos {
             .build()
             .unwrap();
         let sim_base = format!("http://{sim_listen}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http
-            .get(format!("{sim_base}/_sim/stats"))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the simulator never came up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_sim_up(&http, &mut sim, &sim_base).await;
         // The second daemon hears of every response through an endpoint of its own.
         let endpoint: Value = http
             .post(format!("{sim_base}/v1/webhook_endpoints"))
@@ -172,7 +161,7 @@ impl Chaos {
             .unwrap();
         assert!(set.status().is_success(), "{}", set.text().await.unwrap());
 
-        let receiver = FlappingReceiver::start(p.seed ^ 0x5eed, 0.2, 0.1).await;
+        let receiver = Receiver::flapping(p.seed ^ 0x5eed, 0.2, 0.1).await;
         let sink_secret = new_secret();
         let db = dir.path().join("respool.db");
         let secrets = [secret, secret_b];
@@ -219,45 +208,17 @@ impl Chaos {
         let d = &mut self.daemons[i];
         d.runs += 1;
         let config = d.config.display().to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let label = format!("daemon-{}-{}-{tries}", d.name, d.runs);
-            let mut proc = Proc::spawn(
-                &label,
-                self.dir.path(),
-                &["serve", "--config", &config],
-                &[],
-            );
-            loop {
-                if proc.child.as_mut().unwrap().try_wait().unwrap().is_some() {
-                    assert!(
-                        proc.output().contains("Address already in use")
-                            && Instant::now() < deadline,
-                        "{label} exited: {}",
-                        proc.output()
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
-                }
-                let url = format!("http://127.0.0.1:{}/healthz", d.port);
-                if self
-                    .http
-                    .get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    d.proc = Some(proc);
-                    let name = d.name;
-                    self.note(format!("daemon {name} up"));
-                    return;
-                }
-                assert!(Instant::now() < deadline, "{label} never became healthy");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        let label = format!("daemon-{}-{}", d.name, d.runs);
+        let base = format!("http://127.0.0.1:{}", d.port);
+        let dir = self.dir.path();
+        let proc = start_healthy(&self.http, &label, &base, |label| {
+            Proc::spawn(label, dir, &["serve", "--config", &config], &[])
+        })
+        .await;
+        let d = &mut self.daemons[i];
+        d.proc = Some(proc);
+        let name = d.name;
+        self.note(format!("daemon {name} up"));
     }
 
     fn kill(&mut self, i: usize) {
@@ -391,7 +352,7 @@ impl Chaos {
             ));
         }
         let responses = self.sim_responses().await;
-        let hits = self.receiver.hits();
+        let hits: Vec<Delivery> = self.receiver.hits().iter().map(Delivery::of).collect();
         let verdict = judge(&ends, &responses, &hits);
         self.report(&verdict, &responses, &hits).await;
         if !verdict.passed(p.jobs) {
@@ -406,7 +367,7 @@ impl Chaos {
 
     /// Prints, for every broken job, why, and its timelines: the daemon's events, what the
     /// simulator created, what the receiver got.
-    async fn report(&self, v: &Verdict, responses: &[SimResponse], hits: &[receiver::Hit]) {
+    async fn report(&self, v: &Verdict, responses: &[SimResponse], hits: &[Delivery]) {
         let mut stats: Value = self
             .http
             .get(format!("{}/_sim/stats", self.sim_base))

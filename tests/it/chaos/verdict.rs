@@ -21,7 +21,44 @@ use std::collections::{BTreeMap, BTreeSet};
 use respool::sim::SimResponse;
 use serde_json::Value;
 
-use super::receiver::Hit;
+use crate::helpers::receiver::Hit;
+
+/// One notification the receiver got, as the verdict reads it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Wall-clock arrival, Unix milliseconds.
+    pub at_ms: i64,
+    pub webhook_id: String,
+    pub job_id: String,
+    /// `job.completed`, `job.failed`, …
+    pub event: String,
+    /// What the receiver answered; `None` when it hung.
+    pub answered: Option<u16>,
+}
+
+impl Delivery {
+    /// Reads a request to the receiver: its `webhook-id` and the job and event its body names.
+    pub fn of(hit: &Hit) -> Self {
+        let event: Value = serde_json::from_slice(&hit.body).unwrap_or(Value::Null);
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("?").to_string();
+        Self {
+            at_ms: hit.at_ms,
+            webhook_id: hit
+                .headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string(),
+            job_id: text(event.pointer("/data/job/id")),
+            event: text(event.get("type")),
+            answered: hit.answered,
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.answered.is_some_and(|s| (200..300).contains(&s))
+    }
+}
 
 /// The daemon's view of one job at the end.
 #[derive(Debug, Clone)]
@@ -165,7 +202,7 @@ fn describe(r: &SimResponse) -> String {
 }
 
 /// Judges every job.
-pub fn judge(jobs: &[JobEnd], responses: &[SimResponse], hits: &[Hit]) -> Verdict {
+pub fn judge(jobs: &[JobEnd], responses: &[SimResponse], hits: &[Delivery]) -> Verdict {
     let mut v = Verdict {
         jobs: jobs.len(),
         ..Verdict::default()
@@ -248,7 +285,7 @@ pub fn judge(jobs: &[JobEnd], responses: &[SimResponse], hits: &[Hit]) -> Verdic
         }
 
         // Notifications.
-        let mut by_event: BTreeMap<&str, Vec<&Hit>> = BTreeMap::new();
+        let mut by_event: BTreeMap<&str, Vec<&Delivery>> = BTreeMap::new();
         for h in hits.iter().filter(|h| h.job_id == job.id && h.ok()) {
             by_event.entry(h.event.as_str()).or_default().push(h);
         }
@@ -317,8 +354,8 @@ mod tests {
         }
     }
 
-    fn hit(at_ms: i64, webhook_id: &str) -> Hit {
-        Hit {
+    fn hit(at_ms: i64, webhook_id: &str) -> Delivery {
+        Delivery {
             at_ms,
             webhook_id: webhook_id.into(),
             job_id: "job_1".into(),

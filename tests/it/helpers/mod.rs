@@ -1,11 +1,17 @@
-//! Test helpers: start the real daemon on loopback port 0 with a fresh SQLite file, against
-//! the in-process simulator on another port 0, and talk to it over real HTTP.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::field_reassign_with_default
-)]
+//! What the tests share. Here: [`spawn_app`] starts the real daemon in-process on loopback
+//! port 0 with a fresh SQLite file, against the in-process simulator on another port 0, and
+//! [`TestApp`] talks to it over real HTTP. Beside it:
+//!
+//! - [`process`]: the `respool` binary as a process (`serve`, `sim`), owned by guards.
+//! - [`receiver`]: a recording receiver for what respool notifies.
+//! - [`db`]: the daemon's SQLite file read (or planted) behind its back.
+//! - [`chat`]: a finished job to notify Slack, Discord and ntfy about.
+#![allow(dead_code, clippy::field_reassign_with_default)]
+
+pub mod chat;
+pub mod db;
+pub mod process;
+pub mod receiver;
 
 use std::time::Duration;
 
@@ -43,6 +49,15 @@ pub fn new_secret() -> String {
         "whsec_{}",
         base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
     )
+}
+
+/// `N` distinct loopback ports nobody listens on right now (all bound at once, so the OS
+/// cannot hand out the same one twice).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// Prices with only `gpt-5` in them: dollars per million input and output tokens.
@@ -133,6 +148,13 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /v1/jobs`, which must create the job; returns its id.
+    pub async fn submit(&self, body: &Value) -> String {
+        let (status, created) = self.post_job(body).await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_string()
+    }
+
     /// `GET` a path; returns the status and the JSON body.
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
@@ -184,6 +206,14 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the job's timeline has an event of `kind` (`notified`, `notify_failed`, …).
+    pub async fn wait_event(&self, id: &str, kind: &str, within: Duration) {
+        self.wait_until(&format!("{kind} on {id}"), within, async || {
+            self.count_events(id, kind).await > 0
+        })
+        .await;
     }
 
     /// Waits for a terminal status.
@@ -261,19 +291,40 @@ impl TestApp {
             .count()
     }
 
-    /// The value of an unlabelled Prometheus metric from `GET /metrics`.
-    pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self
-            .request(reqwest::Method::GET, "/metrics")
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.request(reqwest::Method::GET, "/metrics")
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
+            .unwrap()
+    }
+
+    /// The value of an unlabelled Prometheus metric from `GET /metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        self.metric_line(name).await
+    }
+
+    /// The value of `name{label="value"}` (that one label) from `GET /metrics`.
+    pub async fn labelled_metric(&self, name: &str, label: &str, value: &str) -> Option<f64> {
+        self.metric_line(&format!("{name}{{{label}=\"{value}\"}}"))
+            .await
+    }
+
+    async fn metric_line(&self, series: &str) -> Option<f64> {
+        self.metrics_text()
+            .await
+            .lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
     }
 
     /// Counts the rows of a table by reading the test database directly, through a separate
@@ -283,19 +334,26 @@ impl TestApp {
             table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "table name {table}"
         );
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(self.db_path())
-            .read_only(true);
-        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-            .await
-            .unwrap();
+        let mut conn = db::read_only(&self.db_path()).await;
         let n: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
                 .fetch_one(&mut conn)
                 .await
                 .unwrap();
-        let _ = sqlx::Connection::close(conn).await;
+        db::close(conn).await;
         n
+    }
+
+    /// A job's outbox rows (`id`, `sink`, `event`, `state`, `attempts`, `last_error`, …) from
+    /// `GET /v1/notifications?job_id=…`, oldest first.
+    pub async fn notification_rows(&self, job_id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/v1/notifications?job_id={job_id}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut rows = body["data"].as_array().cloned().unwrap_or_default();
+        rows.sort_by_key(|r| r["id"].as_i64());
+        rows
     }
 
     /// The test database file.

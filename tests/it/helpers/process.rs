@@ -1,5 +1,5 @@
 //! The process-test harness: the real binary and a simulator process, owned by guards.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::{Value, json};
+
+use super::{free_ports, new_secret};
 
 /// Variables a developer's shell may carry that would change what the binary does.
 pub const SCRUBBED_ENV: &[&str] = &[
@@ -34,23 +35,6 @@ pub const SCRUBBED_ENV: &[&str] = &[
 
 pub fn binary() -> PathBuf {
     assert_cmd::cargo::cargo_bin("respool")
-}
-
-/// `N` distinct loopback ports nobody listens on right now (all bound at once, so the OS
-/// cannot hand out the same one twice).
-pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
-
-/// A fresh Standard Webhooks secret.
-pub fn new_secret() -> String {
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
-    )
 }
 
 pub fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -149,6 +133,61 @@ impl Drop for Proc {
                 eprintln!("{line}");
             }
         }
+    }
+}
+
+/// Polls the simulator at `sim_base` until it answers; panics if it exits first or after 30 s.
+pub async fn wait_sim_up(http: &reqwest::Client, sim: &mut Proc, sim_base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        sim.assert_running();
+        let url = format!("{sim_base}/_sim/stats");
+        if http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the simulator never came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts a daemon with `spawn(label)` and waits until `{base}/healthz` answers 2xx. The port
+/// is fixed (a simulator's webhook URL or a config names it); should something hold it for a
+/// moment (an outgoing connection's ephemeral port, a killed daemon's socket, during a
+/// restart), the daemon exits with "Address already in use" and is started again. Panics with
+/// the daemon's log if it exits otherwise, or after 30 s.
+pub async fn start_healthy(
+    http: &reqwest::Client,
+    label: &str,
+    base: &str,
+    mut spawn: impl FnMut(&str) -> Proc,
+) -> Proc {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut proc = spawn(label);
+    let mut bind_retries = 0;
+    loop {
+        let exited = proc.child.as_mut().unwrap().try_wait().unwrap().is_some();
+        if exited && Instant::now() < deadline && proc.output().contains("Address already in use") {
+            bind_retries += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            proc = spawn(&format!("{label}-retry{bind_retries}"));
+            continue;
+        }
+        proc.assert_running();
+        if http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return proc;
+        }
+        assert!(Instant::now() < deadline, "{label} never became healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -268,18 +307,7 @@ impl Harness {
     }
 
     pub async fn wait_sim_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            self.sim.assert_running();
-            let url = format!("{}/_sim/stats", self.sim_base);
-            if let Ok(r) = self.http.get(&url).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "the simulator never came up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_sim_up(&self.http, &mut self.sim, &self.sim_base).await;
     }
 
     pub fn spawn_daemon(&self, label: &str) -> Proc {
@@ -294,34 +322,16 @@ impl Harness {
         Proc::spawn(label, self.dir.path(), &args, &env)
     }
 
-    /// Starts (or restarts) `respool serve` and waits for `/healthz`. The port is fixed (the
-    /// simulator's webhook URL names it); should something hold it for a moment (an outgoing
-    /// connection's ephemeral port, during a restart), the start is tried again.
+    /// Starts (or restarts) `respool serve` and waits for `/healthz` ([`start_healthy`]).
     pub async fn start_daemon(&mut self) {
         assert!(self.daemon.is_none(), "a daemon is already running");
         self.daemon_runs += 1;
         let label = format!("daemon-{}", self.daemon_runs);
-        self.daemon = Some(self.spawn_daemon(&label));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut bind_retries = 0;
-        loop {
-            let daemon = self.daemon();
-            let exited = daemon.child.as_mut().unwrap().try_wait().unwrap().is_some();
-            if exited && bind_retries < 20 && daemon.output().contains("Address already in use") {
-                bind_retries += 1;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                self.daemon = Some(self.spawn_daemon(&format!("{label}-retry{bind_retries}")));
-                continue;
-            }
-            self.daemon().assert_running();
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "{label} never became healthy");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let daemon = start_healthy(&self.http, &label, &self.base, |label| {
+            self.spawn_daemon(label)
+        })
+        .await;
+        self.daemon = Some(daemon);
     }
 
     pub fn daemon(&mut self) -> &mut Proc {

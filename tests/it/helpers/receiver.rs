@@ -1,7 +1,8 @@
-//! A webhook receiver for sink tests: a small axum server on loopback port 0 that records every
-//! request (headers, raw body, when it came) and answers from a script: a list of replies for
-//! the first requests (a status, a status with `Retry-After`, or hanging forever), then 200.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! A recording receiver: a small axum server on loopback port 0 that stands in for whatever
+//! respool notifies (a webhook endpoint, Slack, Discord, ntfy, the chaos run's flapping sink). It
+//! records every request (method, path, headers, raw body, when it came, what it answered) and
+//! answers from a script: a list of replies for the first requests, then `200 ok`; or, for the
+//! chaos run, from a seeded roll (500, hang or 200).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -11,28 +12,72 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 /// How the receiver answers one request.
-#[derive(Debug, Clone, Copy)]
-pub enum Reply {
-    Status(u16),
-    /// A status and `Retry-After: <seconds>`.
-    RetryAfter(u16, u64),
-    /// A redirect to `location` (a path on this receiver).
-    Redirect(u16, &'static str),
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
     /// Never answers (the request stays in flight until the client gives up).
-    Hang,
+    pub hang: bool,
+}
+
+impl Reply {
+    /// `status` with `body`.
+    pub fn new(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+            hang: false,
+        }
+    }
+
+    /// `status` with an empty body.
+    pub fn status(status: u16) -> Self {
+        Self::new(status, "")
+    }
+
+    /// `status` with `Retry-After: secs` (as written: seconds, or anything a client must cope
+    /// with) and `body`.
+    pub fn retry_after(status: u16, secs: &str, body: &str) -> Self {
+        Self::new(status, body).header("retry-after", secs)
+    }
+
+    /// A redirect to `location` (a path on this receiver).
+    pub fn redirect(status: u16, location: &str) -> Self {
+        Self::status(status).header("location", location)
+    }
+
+    /// Never answers.
+    pub fn hang() -> Self {
+        Self {
+            hang: true,
+            ..Self::status(200)
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((name, value.to_string()));
+        self
+    }
 }
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub method: String,
+    /// The path and the query.
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// Wall-clock arrival, Unix milliseconds (to compare with times the daemon records).
+    pub at_ms: i64,
     /// What it answered (`None`: it hung).
     pub answered: Option<u16>,
 }
@@ -50,6 +95,11 @@ impl Hit {
             .unwrap()
     }
 
+    /// Answered with a 2xx.
+    pub fn ok(&self) -> bool {
+        self.answered.is_some_and(|s| (200..300).contains(&s))
+    }
+
     /// Checks the Standard Webhooks signature with the reference crate.
     pub fn verify(&self, secret: &str) -> Result<(), standardwebhooks::WebhookError> {
         standardwebhooks::Webhook::new(secret)
@@ -58,39 +108,85 @@ impl Hit {
     }
 }
 
-#[derive(Default)]
+/// Answers past the script: 500 with probability `fail`, a hang with probability `hang`, else
+/// 200, rolled from a seeded RNG.
+struct Flapping {
+    rng: StdRng,
+    fail: f64,
+    hang: f64,
+}
+
+impl Flapping {
+    fn roll(&mut self) -> Reply {
+        let roll: f64 = self.rng.random();
+        if roll < self.fail {
+            Reply::status(500)
+        } else if roll < self.fail + self.hang {
+            Reply::hang()
+        } else {
+            Reply::new(200, "ok")
+        }
+    }
+}
+
 struct Shared {
     script: Mutex<VecDeque<Reply>>,
+    flapping: Option<Mutex<Flapping>>,
     hits: Mutex<Vec<Hit>>,
 }
 
 /// A running receiver; stops when dropped.
 pub struct Receiver {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A webhook URL on it: `{base}/hooks/respool`.
     pub url: String,
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
 }
 
 impl Receiver {
-    /// Starts a receiver answering `script` to the first requests, then 200.
+    /// Starts a receiver answering `script` to the first requests, then `200 ok`.
     pub async fn start(script: Vec<Reply>) -> Receiver {
+        Self::serve(script, None).await
+    }
+
+    /// Starts a receiver that answers 500 with probability `fail`, hangs with probability
+    /// `hang`, else 200, from an RNG seeded with `seed`.
+    pub async fn flapping(seed: u64, fail: f64, hang: f64) -> Receiver {
+        let flapping = Flapping {
+            rng: StdRng::seed_from_u64(seed),
+            fail,
+            hang,
+        };
+        Self::serve(Vec::new(), Some(flapping)).await
+    }
+
+    async fn serve(script: Vec<Reply>, flapping: Option<Flapping>) -> Receiver {
         let shared = Arc::new(Shared {
             script: Mutex::new(script.into()),
+            flapping: flapping.map(Mutex::new),
             hits: Mutex::default(),
         });
         let app = axum::Router::new()
             .fallback(receive)
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Receiver {
-            url: format!("http://{addr}/hooks/respool"),
+            url: format!("{base}/hooks/respool"),
+            base,
             shared,
             server,
         }
+    }
+
+    /// A URL on the receiver with `path` (tests use a secret-looking one).
+    pub fn url_for(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// Every request so far, in order.
@@ -100,10 +196,7 @@ impl Receiver {
 
     /// Requests answered with a 2xx.
     pub fn successes(&self) -> usize {
-        self.hits()
-            .iter()
-            .filter(|h| h.answered.is_some_and(|s| (200..300).contains(&s)))
-            .count()
+        self.hits().iter().filter(|h| h.ok()).count()
     }
 
     /// Polls until at least `n` requests came; panics at the deadline.
@@ -137,75 +230,28 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let reply = shared
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::Status(200));
-    let answered = match reply {
-        Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::Redirect(s, _) => Some(s),
-        Reply::Hang => None,
-    };
+    let scripted = shared.script.lock().unwrap().pop_front();
+    let reply = scripted
+        .or_else(|| Some(shared.flapping.as_ref()?.lock().unwrap().roll()))
+        .unwrap_or_else(|| Reply::new(200, "ok"));
     shared.hits.lock().unwrap().push(Hit {
         method: method.to_string(),
-        path: uri.path().to_string(),
+        path: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
         headers,
         body,
         at: Instant::now(),
-        answered,
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        answered: (!reply.hang).then_some(reply.status),
     });
-    match reply {
-        Reply::Status(s) => StatusCode::from_u16(s).unwrap().into_response(),
-        Reply::RetryAfter(s, secs) => (
-            StatusCode::from_u16(s).unwrap(),
-            [("retry-after", secs.to_string())],
-        )
-            .into_response(),
-        Reply::Redirect(s, location) => (
-            StatusCode::from_u16(s).unwrap(),
-            [("location", location.to_string())],
-        )
-            .into_response(),
-        Reply::Hang => std::future::pending().await,
+    if reply.hang {
+        return std::future::pending().await;
     }
-}
-
-/// A job's outbox rows (`id`, `sink`, `event`, `state`, `attempts`, `last_error`), from
-/// `GET /v1/notifications?job_id=…` when the daemon has it, else read from the SQLite file
-/// through a separate read-only connection.
-pub async fn notification_rows(
-    http: &reqwest::Client,
-    base: &str,
-    db: &std::path::Path,
-    job_id: &str,
-) -> Vec<Value> {
-    let url = format!("{base}/v1/notifications?job_id={job_id}");
-    if let Ok(r) = http.get(&url).send().await {
-        if r.status().is_success() {
-            let v: Value = r.json().await.unwrap();
-            let mut rows = v["data"].as_array().cloned().unwrap_or_default();
-            rows.sort_by_key(|r| r["id"].as_i64());
-            return rows;
-        }
+    let mut response = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+    for (k, v) in reply.headers {
+        response.headers_mut().insert(k, v.parse().unwrap());
     }
-    let opts = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true);
-    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
-        .await
-        .unwrap();
-    let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT json_object('id', id, 'job_id', job_id, 'sink', sink, 'event', event, \
-         'state', state, 'attempts', attempts, 'last_error', last_error) \
-         FROM notifications WHERE job_id = ? ORDER BY id",
-    )
-    .bind(job_id)
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    let _ = sqlx::Connection::close(conn).await;
-    rows.iter()
-        .map(|r| serde_json::from_str(r).unwrap())
-        .collect()
+    response
 }

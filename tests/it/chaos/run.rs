@@ -2,7 +2,6 @@
 //! on one SQLite file, a flapping notification receiver, jobs submitted over REST, SIGKILLs at
 //! seeded random moments, then the verdict ([`verdict`]). Every wait polls a condition against
 //! a deadline.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -302,6 +301,8 @@ impl Chaos {
         // Every job terminal, then every notification settled and every response finished.
         let deadline = Instant::now() + p.settle;
         loop {
+            // The simulator is never killed: should it die, the run fails now, with its log.
+            self.sim.assert_running();
             let mut open = 0;
             for id in &ids {
                 let view = self.get(&format!("/v1/jobs/{id}")).await;

@@ -1,6 +1,5 @@
 //! What the chat-sink tests (Slack, Discord, ntfy) share besides the recording receiver
 //! ([`super::receiver`]): a sample finished job to notify about.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! - [`receiver`]: a recording receiver for what respool notifies.
 //! - [`db`]: the daemon's SQLite file read (or planted) behind its back.
 //! - [`chat`]: a finished job to notify Slack, Discord and ntfy about.
-#![allow(dead_code, clippy::field_reassign_with_default)]
+#![allow(clippy::field_reassign_with_default)]
 
 pub mod chat;
 pub mod db;
@@ -29,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 /// A running daemon and its simulator.
 pub struct TestApp {
     pub base: String,
-    pub addr: std::net::SocketAddr,
     pub sim: SimHandle,
     pub orchestrator: Orchestrator,
     pub dir: tempfile::TempDir,
@@ -121,7 +120,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         base: format!("http://{addr}"),
-        addr,
         sim,
         orchestrator,
         dir,

@@ -1,5 +1,4 @@
 //! The process-test harness: the real binary and a simulator process, owned by guards.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -102,8 +102,9 @@ async fn higher_priority_is_submitted_first() {
     let low = app
         .submit(&json!({"name": "low", "model": "gpt-5", "input": "x"}))
         .await;
-    // Distinct creation times (milliseconds), so age decides between equal priorities.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Distinct creation times (milliseconds), so age decides between equal priorities: the
+    // daemon's clock moves on, where a real 5 ms sleep is only as exact as the timer.
+    app.clock.advance(Duration::from_millis(5));
     let default = app.submit(&helpers::job_body("default")).await;
     let high = app
         .submit(&json!({"name": "high", "model": "gpt-5", "input": "x", "priority": 10}))

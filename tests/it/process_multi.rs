@@ -214,8 +214,32 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
         );
     }
     assert_eq!(stats["creates"], ids.len(), "{stats}");
-    // Let a late duplicate show up, if there were one.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // No delivery is left in flight that could still arrive as a late duplicate: every outbox
+    // row is delivered, and every attempt either daemon made (counted when it claimed the row,
+    // before its POST) has reached the receiver.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (undelivered, attempts): (i64, i64) =
+            db::read(&dir.path().join("respool.db"), async |db| {
+                sqlx::query_as(
+                    "SELECT COALESCE(SUM(state != 'delivered'), 0), COALESCE(SUM(attempts), 0) \
+                     FROM notifications",
+                )
+                .fetch_one(db)
+                .await
+                .unwrap()
+            })
+            .await;
+        let arrived = rx.hits().len();
+        if undelivered == 0 && arrived as i64 >= attempts {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{undelivered} notifications undelivered, {arrived} of {attempts} attempts arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut notified: HashMap<String, usize> = HashMap::new();
     for hit in rx.hits() {
         assert_eq!(hit.answered, Some(200));

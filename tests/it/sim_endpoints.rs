@@ -93,6 +93,20 @@ fn verifies(secret: &str, hit: &Hit) -> bool {
     hit.verify(secret).is_ok()
 }
 
+/// (type, response id) of each event a receiver got, in order.
+fn events(r: &Receiver) -> Vec<(String, Value)> {
+    r.hits()
+        .iter()
+        .map(|hit| {
+            let event = hit.json();
+            (
+                event["type"].as_str().unwrap_or("?").to_owned(),
+                event["data"]["id"].clone(),
+            )
+        })
+        .collect()
+}
+
 async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
@@ -332,11 +346,27 @@ async fn response_events_reach_every_subscribed_endpoint_signed_with_its_secret(
     assert_eq!(ea["data"]["id"], resp["id"]);
     assert_eq!(ea["id"], eb["id"]);
     assert_ne!(da.headers.get("webhook-id"), db.headers.get("webhook-id"));
-    // Nothing for the endpoint that wants failures only, nor a second copy anywhere.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(failed_only.hits().is_empty());
-    assert_eq!(done.hits().len(), 1);
-    assert_eq!(sim.stats().webhooks_delivered, 2);
+    // Nothing for the endpoint that wants failures only, nor a second copy anywhere. Shown by
+    // a later event rather than a pause: a failure, dispatched after the completion, reaches
+    // the two endpoints that want it, and still the failures-only one has nothing else.
+    let (status, failed) = post(
+        &sim,
+        "/responses",
+        json!({"model": "gpt-5", "input": "fail me", "background": true,
+               "metadata": {"sim": "outcome=failed"}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    wait_for("the failure at both endpoints that want it", || {
+        !failed_only.hits().is_empty() && done.hits().len() == 2
+    })
+    .await;
+    let completed = ("response.completed".to_owned(), resp["id"].clone());
+    let failure = ("response.failed".to_owned(), failed["id"].clone());
+    assert_eq!(events(&failed_only), std::slice::from_ref(&failure));
+    assert_eq!(events(&done), [completed.clone(), failure]);
+    assert_eq!(events(&also), std::slice::from_ref(&completed));
+    assert_eq!(sim.stats().webhooks_delivered, 4);
 
     // A deleted endpoint gets nothing more.
     let b_id = b["id"].as_str().expect("id");
@@ -353,9 +383,27 @@ async fn response_events_reach_every_subscribed_endpoint_signed_with_its_secret(
         json!({"model": "gpt-5", "input": "again", "background": true}),
     )
     .await;
-    wait_for("second delivery", || done.hits().len() == 2).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(also.hits().len(), 1);
+    wait_for("the third delivery", || done.hits().len() == 3).await;
+    // Its receiver, subscribed again through a new endpoint, gets the next event, and still
+    // nothing of the one dispatched while it was deleted.
+    register(&sim, &also_url, &["response.completed"]).await;
+    let (_, last) = post(
+        &sim,
+        "/responses",
+        json!({"model": "gpt-5", "input": "once more", "background": true}),
+    )
+    .await;
+    wait_for("the last event at the new endpoint", || {
+        also.hits().len() == 2
+    })
+    .await;
+    assert_eq!(
+        events(&also),
+        [
+            completed,
+            ("response.completed".to_owned(), last["id"].clone())
+        ]
+    );
     sim.shutdown().await;
 }
 

@@ -39,6 +39,18 @@ async fn post(sim: &SimHandle, body: Value, fault: Option<&str>) -> reqwest::Res
     req.send().await.expect("send")
 }
 
+/// Waits until the response `id` is completed (10 s at most).
+async fn wait_until_completed(sim: &SimHandle, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.response(id).expect("exists")["status"] != "completed" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn body() -> Value {
     json!({"model": "gpt-5", "input": "x", "background": true, "metadata": {"respool_job_id": "job_f"}})
 }
@@ -138,12 +150,12 @@ async fn stuck_response_stays_queued() {
     b["metadata"]["sim"] = json!("stuck");
     let r: Value = post(&sim, b, None).await.json().await.expect("json");
     let id = r["id"].as_str().expect("id").to_owned();
-    // Well past queue + run time, it is still queued at every look.
-    let until = tokio::time::Instant::now() + Duration::from_millis(600);
-    while tokio::time::Instant::now() < until {
-        assert_eq!(sim.response(&id).expect("exists")["status"], "queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // A response created after it, with the same queue and run time, completes: the
+    // simulator's clock is past the stuck one's queue and run time, and it is still queued.
+    let later: Value = post(&sim, body(), None).await.json().await.expect("json");
+    let later = later["id"].as_str().expect("id").to_owned();
+    wait_until_completed(&sim, &later).await;
+    assert_eq!(sim.response(&id).expect("exists")["status"], "queued");
     sim.shutdown().await;
 }
 

@@ -393,11 +393,28 @@ async fn aborting_a_queued_stream_can_leave_it_stuck() {
         .as_str()
         .expect("id")
         .to_owned();
-    // Well past queue + run time, it is still queued at every look.
-    let until = tokio::time::Instant::now() + Duration::from_millis(1200);
-    while tokio::time::Instant::now() < until {
-        assert_eq!(sim.response(&id).expect("exists")["status"], "queued");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // A response created after it (no stream to abort), with the same queue and run time,
+    // completes: the simulator's clock is past the stuck one's queue and run time, and it is
+    // still queued.
+    let later: Value = client()
+        .post(format!("{}/responses", sim.base_url()))
+        .bearer_auth("k")
+        .json(&json!({"model": "gpt-5", "input": "x", "background": true}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let later = later["id"].as_str().expect("id").to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.response(&later).expect("exists")["status"] != "completed" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{later} never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(sim.response(&id).expect("exists")["status"], "queued");
     sim.shutdown().await;
 }

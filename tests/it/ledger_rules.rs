@@ -851,7 +851,7 @@ async fn a_response_id_survives_a_lock_held_past_busy_timeout() {
     // Longer than the daemon's 10 s busy timeout: its first write of the id fails.
     tokio::time::sleep(Duration::from_secs(12)).await;
     sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
-    let _ = sqlx::Connection::close(locker).await;
+    db::close(locker).await;
     let job = app.wait_terminal(&id, DEADLINE).await;
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
     assert_eq!(app.sim.stats().creates_by_job_id.get(&id), Some(&1));

@@ -243,7 +243,7 @@ async fn readyz_is_503_when_the_database_does_not_take_a_write() {
     assert!(reason.contains("locked"), "{reason}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
-    let _ = sqlx::Connection::close(other).await;
+    db::close(other).await;
     let (status, body) = app.get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     app.stop().await;

@@ -95,7 +95,7 @@ async fn kill9_during_a_delivery_then_restart_delivers_it() {
         next_at > now_ms && next_at <= now_ms + 21_000,
         "the dead process still holds its lease, for at most 21 s"
     );
-    let _ = sqlx::Connection::close(db).await;
+    db::close(db).await;
 
     h.start_daemon().await;
     wait_event(&mut h, &id, "notified", Duration::from_secs(60)).await;

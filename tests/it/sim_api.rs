@@ -7,12 +7,7 @@ use reqwest::StatusCode;
 use respool::sim::{self, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-}
+use crate::helpers::client;
 
 async fn start(config: SimConfig) -> SimHandle {
     sim::spawn(SimConfig {

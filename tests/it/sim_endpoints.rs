@@ -10,6 +10,7 @@ use respool::sim::{self, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
 use crate::helpers::receiver::{Hit, Receiver, Reply};
+use crate::helpers::{client, wait_for};
 
 /// A recording receiver that answers 200, and its URL.
 async fn receiver() -> (Receiver, String) {
@@ -34,13 +35,6 @@ async fn start(overlap: Duration) -> SimHandle {
     })
     .await
     .expect("sim starts")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
 }
 
 async fn call(
@@ -105,17 +99,6 @@ fn events(r: &Receiver) -> Vec<(String, Value)> {
             )
         })
         .collect()
-}
-
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -9,12 +9,7 @@ use reqwest::StatusCode;
 use respool::sim::{self, Faults, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-}
+use crate::helpers::{client, wait_for};
 
 async fn start(faults: Faults) -> SimHandle {
     sim::spawn(SimConfig {
@@ -37,18 +32,6 @@ async fn post(sim: &SimHandle, body: Value, fault: Option<&str>) -> reqwest::Res
         req = req.header("x-sim-fault", f);
     }
     req.send().await.expect("send")
-}
-
-/// Waits until the response `id` is completed (10 s at most).
-async fn wait_until_completed(sim: &SimHandle, id: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sim.response(id).expect("exists")["status"] != "completed" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id} never completed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn body() -> Value {
@@ -154,7 +137,10 @@ async fn stuck_response_stays_queued() {
     // simulator's clock is past the stuck one's queue and run time, and it is still queued.
     let later: Value = post(&sim, body(), None).await.json().await.expect("json");
     let later = later["id"].as_str().expect("id").to_owned();
-    wait_until_completed(&sim, &later).await;
+    wait_for("the later response to complete", || {
+        sim.response(&later).expect("exists")["status"] == "completed"
+    })
+    .await;
     assert_eq!(sim.response(&id).expect("exists")["status"], "queued");
     sim.shutdown().await;
 }

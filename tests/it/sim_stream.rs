@@ -8,12 +8,7 @@ use reqwest::StatusCode;
 use respool::sim::{self, Faults, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-}
+use crate::helpers::{client, wait_for};
 
 async fn start(config: SimConfig) -> SimHandle {
     sim::spawn(SimConfig {
@@ -407,14 +402,10 @@ async fn aborting_a_queued_stream_can_leave_it_stuck() {
         .await
         .expect("json");
     let later = later["id"].as_str().expect("id").to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while sim.response(&later).expect("exists")["status"] != "completed" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{later} never completed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("the later response to complete", || {
+        sim.response(&later).expect("exists")["status"] == "completed"
+    })
+    .await;
     assert_eq!(sim.response(&id).expect("exists")["status"], "queued");
     sim.shutdown().await;
 }

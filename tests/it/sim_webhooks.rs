@@ -9,6 +9,7 @@ use respool::sim::{self, Faults, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
 use crate::helpers::receiver::{Hit, Receiver, Reply};
+use crate::helpers::{client, wait_for};
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const OLD_SECRET: &str = "whsec_RdvaYFYUXuIFuEbvZHwMfYFhUf7aMYjYcmM24+Aj40c=";
@@ -43,10 +44,7 @@ async fn start(faults: Faults, script: Vec<Reply>) -> (SimHandle, Receiver) {
 }
 
 async fn create(sim: &SimHandle, body: Value) -> String {
-    let resp: Value = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    let resp: Value = client()
         .post(format!("{}/responses", sim.base_url()))
         .bearer_auth("sk-test")
         .json(&body)
@@ -61,17 +59,6 @@ async fn create(sim: &SimHandle, body: Value) -> String {
 
 fn bg(sim_spec: &str) -> Value {
     json!({"model": "gpt-5", "input": "hook me", "background": true, "metadata": {"sim": sim_spec}})
-}
-
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
@@ -212,10 +199,7 @@ async fn duplicate_and_extra_events() {
 async fn cancel_emits_response_cancelled() {
     let (sim, r) = start(Faults::default(), Vec::new()).await;
     let id = create(&sim, bg("queue=30s")).await;
-    let resp = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    let resp = client()
         .post(format!("{}/responses/{id}/cancel", sim.base_url()))
         .bearer_auth("sk-test")
         .send()
@@ -238,10 +222,7 @@ async fn control_api_sets_target_and_faults() {
     .await
     .expect("sim");
     let (r, url) = receiver(Vec::new()).await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
+    let http = client();
     let root = format!("http://{}", sim.addr());
     let resp = http
         .post(format!("{root}/_sim/webhook"))

@@ -1,0 +1,38 @@
+//! The daemon's SQLite file seen behind its back: connections of the test's own (never the
+//! daemon's pool), to read what the API does not show or to plant rows the API cannot make.
+
+use std::path::Path;
+
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteConnectOptions;
+
+/// A read-only connection to `db`.
+pub async fn read_only(db: &Path) -> SqliteConnection {
+    let opts = SqliteConnectOptions::new().filename(db).read_only(true);
+    <SqliteConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .unwrap()
+}
+
+/// A connection that may write to `db` (waiting up to 10 s for the daemon's lock).
+pub async fn writer(db: &Path) -> SqliteConnection {
+    let opts = SqliteConnectOptions::new()
+        .filename(db)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    <SqliteConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .unwrap()
+}
+
+/// Runs `f` on a read-only connection to `db`, then closes it.
+pub async fn read<T>(db: &Path, f: impl AsyncFnOnce(&mut SqliteConnection) -> T) -> T {
+    let mut conn = read_only(db).await;
+    let out = f(&mut conn).await;
+    close(conn).await;
+    out
+}
+
+/// Closes `conn`, so the file's lock and WAL are released before the daemon's next step.
+pub async fn close(conn: SqliteConnection) {
+    let _ = sqlx::Connection::close(conn).await;
+}

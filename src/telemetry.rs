@@ -97,11 +97,11 @@ fn describe_events() {
 /// Drains histogram samples into their buckets now and then (the recorder keeps raw samples
 /// until then). Cheap to call often.
 pub fn upkeep(now_secs: u64) {
-    if let Some(h) = GLOBAL.get().and_then(Option::as_ref) {
-        if now_secs.saturating_sub(LAST_UPKEEP.load(Ordering::Relaxed)) >= 5 {
-            LAST_UPKEEP.store(now_secs, Ordering::Relaxed);
-            h.run_upkeep();
-        }
+    if let Some(h) = GLOBAL.get().and_then(Option::as_ref)
+        && now_secs.saturating_sub(LAST_UPKEEP.load(Ordering::Relaxed)) >= 5
+    {
+        LAST_UPKEEP.store(now_secs, Ordering::Relaxed);
+        h.run_upkeep();
     }
 }
 

@@ -215,10 +215,10 @@ pub fn parse_error(file: &str, source: &str, err: &serde_saphyr::Error) -> Locat
     if let Some(rest) = message.strip_prefix("error: ") {
         message = rest.to_string();
     }
-    if message.starts_with("line ") {
-        if let Some((_, rest)) = message.split_once(": ") {
-            message = rest.to_string();
-        }
+    if message.starts_with("line ")
+        && let Some((_, rest)) = message.split_once(": ")
+    {
+        message = rest.to_string();
     }
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
@@ -259,11 +259,11 @@ pub fn key_path_at(text: &str, line: usize) -> Option<String> {
         if indent == 0 {
             break;
         }
-        if let Some((ind, k)) = key_of(l) {
-            if ind < indent {
-                parts.push(k);
-                indent = ind;
-            }
+        if let Some((ind, k)) = key_of(l)
+            && ind < indent
+        {
+            parts.push(k);
+            indent = ind;
         }
     }
     parts.reverse();

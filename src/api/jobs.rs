@@ -131,18 +131,18 @@ pub async fn create_job(
 ) -> Result<Response, ApiError> {
     let mut value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
-    if let Some(key) = idempotency_key(&headers)? {
-        if let Value::Object(m) = &mut value {
-            match m.get("idempotency_key").and_then(Value::as_str) {
-                Some(k) if k != key => {
-                    return Err(ApiError::invalid(
-                        "the Idempotency-Key header and the body's `idempotency_key` differ",
-                        Some("idempotency_key".into()),
-                    ));
-                }
-                _ => {
-                    m.insert("idempotency_key".into(), Value::String(key.to_string()));
-                }
+    if let Some(key) = idempotency_key(&headers)?
+        && let Value::Object(m) = &mut value
+    {
+        match m.get("idempotency_key").and_then(Value::as_str) {
+            Some(k) if k != key => {
+                return Err(ApiError::invalid(
+                    "the Idempotency-Key header and the body's `idempotency_key` differ",
+                    Some("idempotency_key".into()),
+                ));
+            }
+            _ => {
+                m.insert("idempotency_key".into(), Value::String(key.to_string()));
             }
         }
     }

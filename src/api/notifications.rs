@@ -34,13 +34,13 @@ pub async fn list_notifications(
     State(state): State<ApiState>,
     Query(p): Query<NotificationParams>,
 ) -> Result<Json<NotificationList>, ApiError> {
-    if let Some(s) = &p.state {
-        if !matches!(s.as_str(), "pending" | "delivered" | "dead") {
-            return Err(ApiError::invalid(
-                "`state` must be pending, delivered or dead",
-                Some("state".into()),
-            ));
-        }
+    if let Some(s) = &p.state
+        && !matches!(s.as_str(), "pending" | "delivered" | "dead")
+    {
+        return Err(ApiError::invalid(
+            "`state` must be pending, delivered or dead",
+            Some("state".into()),
+        ));
     }
     let limit = p.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {

@@ -277,10 +277,8 @@ fn details(j: &JobView, with_error: bool) -> String {
             ),
         );
     }
-    if with_error {
-        if let Some(e) = &j.error {
-            line("error", format!("{}: {}", e.code, e.message));
-        }
+    if with_error && let Some(e) = &j.error {
+        line("error", format!("{}: {}", e.code, e.message));
     }
     if j.cancel_requested && !j.status.is_terminal() {
         line("cancel", "requested".into());

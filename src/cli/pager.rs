@@ -55,12 +55,12 @@ pub fn choose(env: &dyn Fn(&str) -> Option<String>) -> Option<PagerCommand> {
 /// Prints `text` for a person: through the pager when `paging` and stdout is a terminal, else
 /// straight to stdout.
 pub async fn show(text: &str, pager: PagerArgs) -> std::io::Result<()> {
-    if !pager.no_pager && std::io::stdout().is_terminal() {
-        if let Some(cmd) = choose(&crate::config::process_env) {
-            if through(&cmd, text).await {
-                return Ok(());
-            }
-        }
+    if !pager.no_pager
+        && std::io::stdout().is_terminal()
+        && let Some(cmd) = choose(&crate::config::process_env)
+        && through(&cmd, text).await
+    {
+        return Ok(());
     }
     print_direct(text)
 }

@@ -33,23 +33,23 @@ pub(super) fn apply(
         return Ok(());
     };
     let dir = PathBuf::from(dir);
-    if cfg.upstream.api_key.is_none() {
-        if let Some(text) = read(&dir, OPENAI_API_KEY)? {
-            let key = text.trim();
-            if !key.is_empty() {
-                cfg.upstream.api_key = Some(SecretString::from(key));
-            }
+    if cfg.upstream.api_key.is_none()
+        && let Some(text) = read(&dir, OPENAI_API_KEY)?
+    {
+        let key = text.trim();
+        if !key.is_empty() {
+            cfg.upstream.api_key = Some(SecretString::from(key));
         }
     }
-    if cfg.webhook.secrets.is_empty() {
-        if let Some(text) = read(&dir, WEBHOOK_SECRET)? {
-            cfg.webhook.secrets = text
-                .lines()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(SecretString::from)
-                .collect();
-        }
+    if cfg.webhook.secrets.is_empty()
+        && let Some(text) = read(&dir, WEBHOOK_SECRET)?
+    {
+        cfg.webhook.secrets = text
+            .lines()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(SecretString::from)
+            .collect();
     }
     Ok(())
 }

@@ -329,10 +329,10 @@ impl Config {
                 // Remembered for reloads, absolute: the working directory may change meanwhile.
                 cfg.file = Some(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
                 // A relative jobs file is relative to the config file.
-                if let (Some(jobs), Some(dir)) = (cfg.jobs_file.as_mut(), path.parent()) {
-                    if jobs.is_relative() {
-                        *jobs = dir.join(&*jobs);
-                    }
+                if let (Some(jobs), Some(dir)) = (cfg.jobs_file.as_mut(), path.parent())
+                    && jobs.is_relative()
+                {
+                    *jobs = dir.join(&*jobs);
                 }
                 Ok(cfg)
             }
@@ -369,10 +369,10 @@ impl Config {
                 .filter(|k| !k.is_empty())
                 .map(SecretString::from);
         }
-        if self.webhook.secrets.is_empty() {
-            if let Some(s) = env("OPENAI_WEBHOOK_SECRET").filter(|s| !s.is_empty()) {
-                self.webhook.secrets.push(SecretString::from(s));
-            }
+        if self.webhook.secrets.is_empty()
+            && let Some(s) = env("OPENAI_WEBHOOK_SECRET").filter(|s| !s.is_empty())
+        {
+            self.webhook.secrets.push(SecretString::from(s));
         }
     }
 
@@ -393,10 +393,10 @@ impl Config {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
             _ => err(&["upstream", "base_url"], "must be an http(s) URL".into()),
         }
-        if let Some(u) = &self.public_url {
-            if url::Url::parse(u).is_err() {
-                err(&["public_url"], "must be a URL".into());
-            }
+        if let Some(u) = &self.public_url
+            && url::Url::parse(u).is_err()
+        {
+            err(&["public_url"], "must be a URL".into());
         }
         if !self.webhook.path.starts_with('/') {
             err(&["webhook", "path"], "must start with `/`".into());

@@ -315,10 +315,10 @@ pub fn validate_sink(cfg: &SinkConfig) -> Vec<(String, String)> {
                     "is required with a username (or `password_file`)".into(),
                 ));
             }
-            if let Some(ca) = &e.ca_file {
-                if !ca.is_file() {
-                    errs.push(("ca_file".into(), format!("{} is not a file", ca.display())));
-                }
+            if let Some(ca) = &e.ca_file
+                && !ca.is_file()
+            {
+                errs.push(("ca_file".into(), format!("{} is not a file", ca.display())));
             }
         }
         SinkConfig::Slack(s) => {
@@ -428,13 +428,13 @@ pub fn validate_sink(cfg: &SinkConfig) -> Vec<(String, String)> {
             ("html", &t.html),
             ("markdown", &t.markdown),
         ] {
-            if let Some(p) = path {
-                if !p.is_file() {
-                    errs.push((
-                        format!("templates.{key}"),
-                        format!("{} is not a file", p.display()),
-                    ));
-                }
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                errs.push((
+                    format!("templates.{key}"),
+                    format!("{} is not a file", p.display()),
+                ));
             }
         }
     }

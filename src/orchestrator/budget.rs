@@ -103,16 +103,15 @@ impl Orchestrator {
         let generation = gov.spend_generation.load(Ordering::Relaxed);
         let (day_start, month_start) = period_starts(now, config.budget.tz());
         let key = Arc::as_ptr(config) as usize;
-        if let Some(c) = gov.spend.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            if c.generation == generation
-                && c.config == key
-                && now - c.computed_at < SPEND_TTL_MS
-                && now >= c.computed_at
-                && c.day.start == day_start / 1000
-                && c.month.start == month_start / 1000
-            {
-                return Ok((c.day.clone(), c.month.clone(), c.unpriced.clone()));
-            }
+        if let Some(c) = gov.spend.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+            && c.generation == generation
+            && c.config == key
+            && now - c.computed_at < SPEND_TTL_MS
+            && now >= c.computed_at
+            && c.day.start == day_start / 1000
+            && c.month.start == month_start / 1000
+        {
+            return Ok((c.day.clone(), c.month.clone(), c.unpriced.clone()));
         }
         let prices = config.prices();
         let mut unpriced = Vec::new();

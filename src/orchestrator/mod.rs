@@ -162,10 +162,10 @@ impl Orchestrator {
                 "shutdown timeout reached with work in flight; it resumes on the next start"
             );
         }
-        if let Some(j) = self.journal() {
-            if let Err(e) = tokio::task::spawn_blocking(move || j.close()).await {
-                tracing::warn!(error = %e, "cannot close the create journal");
-            }
+        if let Some(j) = self.journal()
+            && let Err(e) = tokio::task::spawn_blocking(move || j.close()).await
+        {
+            tracing::warn!(error = %e, "cannot close the create journal");
         }
     }
 
@@ -221,10 +221,8 @@ impl Orchestrator {
                     }
                 }
             }
-            if ok {
-                if let Err(e) = tokio::task::spawn_blocking(move || orphan.remove()).await {
-                    tracing::warn!(error = %e, "cannot remove a replayed journal");
-                }
+            if ok && let Err(e) = tokio::task::spawn_blocking(move || orphan.remove()).await {
+                tracing::warn!(error = %e, "cannot remove a replayed journal");
             }
         }
         Ok(replayed)

@@ -246,22 +246,22 @@ impl Orchestrator {
                 },
             )
             .await?;
-        if let ApplyOutcome::Applied { from, to } = outcome {
-            if from != to {
-                tracing::info!(job_id = %id, %from, %to, source, "status changed");
-                if to.is_terminal() {
-                    self.inner.governor.spend_changed();
-                    self.wake();
-                    if source == "poll"
-                        && self.webhooks_configured()
-                        && !store.has_delivery_for(obs.response_id.as_str()).await?
-                    {
-                        tracing::info!(
-                            job_id = %id,
-                            "finished job found by polling; no webhook had arrived"
-                        );
-                        self.inner.health.record_miss(now);
-                    }
+        if let ApplyOutcome::Applied { from, to } = outcome
+            && from != to
+        {
+            tracing::info!(job_id = %id, %from, %to, source, "status changed");
+            if to.is_terminal() {
+                self.inner.governor.spend_changed();
+                self.wake();
+                if source == "poll"
+                    && self.webhooks_configured()
+                    && !store.has_delivery_for(obs.response_id.as_str()).await?
+                {
+                    tracing::info!(
+                        job_id = %id,
+                        "finished job found by polling; no webhook had arrived"
+                    );
+                    self.inner.health.record_miss(now);
                 }
             }
         }

@@ -46,15 +46,15 @@ impl Orchestrator {
             sem.add_permits(new - old);
         } else if new < old {
             let owed = (old - new) - sem.forget_permits(old - new);
-            if let Ok(owed) = u32::try_from(owed) {
-                if owed > 0 {
-                    let sem = sem.clone();
-                    self.inner.tracker.spawn(async move {
-                        if let Ok(p) = sem.acquire_many_owned(owed).await {
-                            p.forget();
-                        }
-                    });
-                }
+            if let Ok(owed) = u32::try_from(owed)
+                && owed > 0
+            {
+                let sem = sem.clone();
+                self.inner.tracker.spawn(async move {
+                    if let Ok(p) = sem.acquire_many_owned(owed).await {
+                        p.forget();
+                    }
+                });
             }
         }
     }

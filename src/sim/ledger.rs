@@ -111,11 +111,11 @@ pub(crate) fn output_text(response: &Value) -> Option<String> {
     {
         let parts = item.get("content").and_then(Value::as_array);
         for part in parts.into_iter().flatten() {
-            if part.get("type").and_then(Value::as_str) == Some("output_text") {
-                if let Some(t) = part.get("text").and_then(Value::as_str) {
-                    out.push_str(t);
-                    any = true;
-                }
+            if part.get("type").and_then(Value::as_str) == Some("output_text")
+                && let Some(t) = part.get("text").and_then(Value::as_str)
+            {
+                out.push_str(t);
+                any = true;
             }
         }
     }

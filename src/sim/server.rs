@@ -109,20 +109,20 @@ fn admit(app: &App, req: &Request) -> Result<(), ApiError> {
             )
         });
     };
-    if let Some(expected) = &app.shared.config.api_key {
-        if key != expected {
-            let shown: String = key.chars().take(6).collect();
-            return Err(ApiError {
-                status: StatusCode::UNAUTHORIZED,
-                ..ApiError::invalid(
-                    format!(
-                        "Incorrect API key provided: {shown}****. You can find your API key at https://platform.openai.com/account/api-keys."
-                    ),
-                    None,
-                    Some("invalid_api_key"),
-                )
-            });
-        }
+    if let Some(expected) = &app.shared.config.api_key
+        && key != expected
+    {
+        let shown: String = key.chars().take(6).collect();
+        return Err(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            ..ApiError::invalid(
+                format!(
+                    "Incorrect API key provided: {shown}****. You can find your API key at https://platform.openai.com/account/api-keys."
+                ),
+                None,
+                Some("invalid_api_key"),
+            )
+        });
     }
     let forced = req
         .headers()

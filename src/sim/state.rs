@@ -122,14 +122,14 @@ impl Shared {
         let now = Instant::now();
         let id = ids::new("resp");
         let mut inner = self.lock();
-        if let Some(prev) = &req.previous_response_id {
-            if !inner.entries.get(prev).is_some_and(|e| e.stored) {
-                return Err(ApiError::invalid(
-                    format!("Previous response with id '{prev}' not found."),
-                    Some("previous_response_id"),
-                    Some("previous_response_not_found"),
-                ));
-            }
+        if let Some(prev) = &req.previous_response_id
+            && !inner.entries.get(prev).is_some_and(|e| e.stored)
+        {
+            return Err(ApiError::invalid(
+                format!("Previous response with id '{prev}' not found."),
+                Some("previous_response_id"),
+                Some("previous_response_not_found"),
+            ));
         }
         let o = req.overrides.clone();
         let faults = inner.faults.clone();

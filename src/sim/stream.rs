@@ -36,11 +36,11 @@ impl Drop for Cursor {
             return;
         }
         let mut inner = self.shared.lock();
-        if let Some(entry) = inner.entries.get_mut(&self.id) {
-            if entry.status == Status::Queued {
-                tracing::debug!(response_id = %self.id, "stream aborted while queued: stuck");
-                entry.stuck = true;
-            }
+        if let Some(entry) = inner.entries.get_mut(&self.id)
+            && entry.status == Status::Queued
+        {
+            tracing::debug!(response_id = %self.id, "stream aborted while queued: stuck");
+            entry.stuck = true;
         }
     }
 }

@@ -155,15 +155,15 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let n = n.unwrap_or(0);
-        if let Some(msg) = message {
-            if is_power_of_ten(n) {
-                let text = if n > 1 {
-                    format!("{msg} ({n} failures in a row)")
-                } else {
-                    msg.to_string()
-                };
-                add_event(&mut tx, id, now, EventKind::Error, &text, None).await?;
-            }
+        if let Some(msg) = message
+            && is_power_of_ten(n)
+        {
+            let text = if n > 1 {
+                format!("{msg} ({n} failures in a row)")
+            } else {
+                msg.to_string()
+            };
+            add_event(&mut tx, id, now, EventKind::Error, &text, None).await?;
         }
         tx.commit().await?;
         Ok(n)

@@ -144,17 +144,19 @@ impl RateWindow {
     pub fn wait(&self, now: i64, low: LowWater) -> Option<RateWait> {
         let mut until = None::<i64>;
         let mut why = Vec::new();
-        if let Some(left) = self.remaining_requests {
-            if left <= low.requests && self.requests_reset_at > now {
-                until = Some(until.unwrap_or(0).max(self.requests_reset_at));
-                why.push(format!("{left} requests left"));
-            }
+        if let Some(left) = self.remaining_requests
+            && left <= low.requests
+            && self.requests_reset_at > now
+        {
+            until = Some(until.unwrap_or(0).max(self.requests_reset_at));
+            why.push(format!("{left} requests left"));
         }
-        if let Some(left) = self.remaining_tokens {
-            if left <= low.tokens && self.tokens_reset_at > now {
-                until = Some(until.unwrap_or(0).max(self.tokens_reset_at));
-                why.push(format!("{left} tokens left"));
-            }
+        if let Some(left) = self.remaining_tokens
+            && left <= low.tokens
+            && self.tokens_reset_at > now
+        {
+            until = Some(until.unwrap_or(0).max(self.tokens_reset_at));
+            why.push(format!("{left} tokens left"));
         }
         let until = until?;
         let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));

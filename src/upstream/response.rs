@@ -88,11 +88,11 @@ pub fn output_text(raw: &Value) -> Option<String> {
             .into_iter()
             .flatten()
         {
-            if part.get("type").and_then(Value::as_str) == Some("output_text") {
-                if let Some(t) = part.get("text").and_then(Value::as_str) {
-                    out.push_str(t);
-                    any = true;
-                }
+            if part.get("type").and_then(Value::as_str) == Some("output_text")
+                && let Some(t) = part.get("text").and_then(Value::as_str)
+            {
+                out.push_str(t);
+                any = true;
             }
         }
     }

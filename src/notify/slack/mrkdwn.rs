@@ -28,15 +28,15 @@ pub fn safe_end(s: &str) -> usize {
         _ => s.len(),
     };
     let s = &s[..end];
-    if let Some(lt) = s.rfind('<') {
-        if !s[lt..].contains('>') {
-            end = lt;
-        }
+    if let Some(lt) = s.rfind('<')
+        && !s[lt..].contains('>')
+    {
+        end = lt;
     }
-    if let Some(amp) = s[..end].rfind('&') {
-        if !s[amp..end].contains(';') {
-            end = amp;
-        }
+    if let Some(amp) = s[..end].rfind('&')
+        && !s[amp..end].contains(';')
+    {
+        end = amp;
     }
     end
 }

@@ -243,10 +243,10 @@ impl Chaos {
     /// GET from whichever daemon answers.
     async fn get(&self, path: &str) -> Option<Value> {
         for base in self.bases() {
-            if let Ok(r) = self.http.get(format!("{base}{path}")).send().await {
-                if r.status().is_success() {
-                    return r.json().await.ok();
-                }
+            if let Ok(r) = self.http.get(format!("{base}{path}")).send().await
+                && r.status().is_success()
+            {
+                return r.json().await.ok();
             }
         }
         None
@@ -471,17 +471,15 @@ async fn submit_all(
         'job: while Instant::now() < deadline {
             for base in &bases {
                 let sent = http.post(format!("{base}/v1/jobs")).json(spec).send().await;
-                if let Ok(r) = sent {
-                    if r.status().is_success() {
-                        if let Ok(v) = r.json::<Value>().await {
-                            if let Some(id) = v["id"].as_str() {
-                                ids.insert(i, id.to_string());
-                                let _ = tx.send(id.to_string());
-                                submitted += 1;
-                                break 'job;
-                            }
-                        }
-                    }
+                if let Ok(r) = sent
+                    && r.status().is_success()
+                    && let Ok(v) = r.json::<Value>().await
+                    && let Some(id) = v["id"].as_str()
+                {
+                    ids.insert(i, id.to_string());
+                    let _ = tx.send(id.to_string());
+                    submitted += 1;
+                    break 'job;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

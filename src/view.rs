@@ -37,7 +37,8 @@ pub struct JobView {
     pub priority: i64,
     /// When the job's timeout cancels it, if it has one.
     pub deadline_at: Option<i64>,
-    #[schema(value_type = Object)]
+    /// The job's metadata pairs (without respool's own tag); `{}` when it has none.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub metadata: Value,
     /// What the job's usage cost at the configured prices (`null` without usage or a price).
     #[serde(default)]
@@ -131,6 +132,7 @@ impl From<&JobRow> for JobView {
                 .spec
                 .request
                 .get("metadata")
+                .filter(|m| m.is_object())
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({})),
             cost_usd: None,

@@ -21,6 +21,7 @@ pub async fn reload(State(state): State<ApiState>) -> Result<Json<ReloadReport>,
             kind: "invalid_config_error",
             message: lines.join("\n"),
             param: None,
+            code: Some("invalid_config"),
         }),
         Err(ReloadError::Failed(e)) => Err(e.into()),
     }

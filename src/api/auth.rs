@@ -20,6 +20,7 @@ pub async fn require_token(State(state): State<ApiState>, req: Request, next: Ne
                 message: "no API tokens are configured, so the API only serves loopback clients"
                     .into(),
                 param: None,
+                code: Some("no_api_tokens"),
             }
             .into_response(),
         };

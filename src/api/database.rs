@@ -30,11 +30,12 @@ pub struct VacuumReport {
 /// working meanwhile.
 #[utoipa::path(get, path = "/v1/admin/backup", tag = "admin",
     responses((status = 200, description = "the SQLite database file", content_type = "application/vnd.sqlite3"),
+              (status = 409, description = "The database is not a file (in memory)", body = ErrorBody),
               (status = 500, body = ErrorBody)))]
 pub async fn backup(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let orch = &state.orchestrator;
     let Some(db) = state.store.database_file().await? else {
-        return Err(ApiError::invalid(
+        return Err(ApiError::state_conflict(
             "the database is not a file; there is nothing to back up",
             None,
         ));

@@ -8,13 +8,14 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::endpoints::{parse_body, pick, refresh, upstream_error};
+use super::endpoints::{pick, refresh, upstream_error};
 use super::error::ErrorBody;
+use super::extract::OptionalJson;
+use super::params::{EndpointId, EventType};
 use super::{ApiError, ApiState};
 use crate::clock::ms;
 use crate::upstream::UpstreamError;
@@ -23,17 +24,54 @@ use crate::upstream::UpstreamError;
 const DEFAULT_TEST_WAIT: Duration = Duration::from_secs(5);
 
 /// `POST /v1/webhook/test`.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// The endpoint (default: the only one respool holds a secret for).
-    pub endpoint_id: Option<String>,
+    #[schema(inline)]
+    pub endpoint_id: Option<EndpointId>,
     /// The event type to send (default `response.completed`).
-    pub event_type: Option<String>,
+    #[schema(inline)]
+    pub event_type: Option<EventType>,
     /// How long to wait for the delivery to arrive here, in milliseconds (default 5000, at most
     /// 30000).
-    pub wait_ms: Option<u64>,
+    #[schema(inline)]
+    pub wait_ms: Option<WaitMs>,
 }
+
+/// `wait_ms`: 0 to 30000.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitMs(u64);
+
+impl<'de> Deserialize<'de> for WaitMs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = super::params::whole_number(d)?;
+        if (0..=MAX_TEST_WAIT_MS as i64).contains(&n) {
+            Ok(Self(n.unsigned_abs()))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "must be 0 to {MAX_TEST_WAIT_MS} (milliseconds), not {n}"
+            )))
+        }
+    }
+}
+
+impl utoipa::PartialSchema for WaitMs {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .minimum(Some(0))
+            .maximum(Some(MAX_TEST_WAIT_MS))
+            .default(Some(ms(DEFAULT_TEST_WAIT).into()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for WaitMs {}
+
+/// The longest `wait_ms`.
+const MAX_TEST_WAIT_MS: u64 = 30_000;
 
 /// The answer of `test`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -56,20 +94,23 @@ pub struct TestReport {
 
 /// Ask OpenAI to send a test event to an endpoint; report its answer and whether the
 /// delivery arrived here and verified.
-#[utoipa::path(post, path = "/v1/webhook/test", tag = "webhook", request_body = TestRequest,
-    responses((status = 200, body = TestReport), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhook/test", tag = "webhook", request_body(content = TestRequest, description = "Optional: without a body, `response.completed` to the only endpoint respool holds a secret for"),
+    responses((status = 200, body = TestReport), (status = 400, body = ErrorBody),
+        (status = 404, description = "OpenAI has no endpoint with that id", body = ErrorBody),
+        (status = 409, description = "respool holds no endpoint's secret yet, or several and none is named", body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 pub async fn test(
     State(state): State<ApiState>,
-    body: Bytes,
+    OptionalJson(req): OptionalJson<TestRequest>,
 ) -> Result<Json<TestReport>, ApiError> {
-    let req: TestRequest = parse_body(&body)?;
     let stored = refresh(&state).await?;
     let id = pick(req.endpoint_id, &stored)?;
     let event_type = req
         .event_type
-        .unwrap_or_else(|| "response.completed".to_string());
-    let wait = Duration::from_millis(req.wait_ms.unwrap_or(ms(DEFAULT_TEST_WAIT) as u64))
-        .min(Duration::from_secs(30));
+        .map_or_else(|| "response.completed".to_string(), EventType::into_string);
+    let wait = req
+        .wait_ms
+        .map_or(DEFAULT_TEST_WAIT, |w| Duration::from_millis(w.0));
     let clock = state.clock.clone();
     let since = clock.now_ms();
     let answer = match state

@@ -14,7 +14,6 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -22,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
+use super::extract::{ApiJson, OptionalJson};
+use super::params::{EndpointId, EndpointUrl, EventType, Name};
 use super::{ApiError, ApiState};
 use crate::clock::ms;
 use crate::store::StoredSecret;
@@ -41,26 +42,29 @@ pub const DEFAULT_EVENTS: &[&str] = &[
 ];
 
 /// `POST /v1/webhook/register`.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// The public URL of this daemon's receiver, e.g. `https://respool.example.com/webhooks/openai`.
-    pub url: String,
+    /// Where OpenAI sends the events: this daemon's receiver, as the internet reaches it.
+    #[schema(inline)]
+    pub url: EndpointUrl,
     /// The endpoint's name upstream (default `respool`).
-    pub name: Option<String>,
-    /// Event types (default: `response.completed`, `.failed`, `.incomplete`, `.cancelled`).
-    pub events: Option<Vec<String>>,
+    #[schema(inline)]
+    pub name: Option<Name>,
+    /// The event types to subscribe to (default: a response's four endings).
+    #[schema(inline, min_items = 1)]
+    pub events: Option<Vec<EventType>>,
 }
 
 /// `POST /v1/webhook/rotate`.
-#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// The endpoint (default: the only one respool holds a secret for).
-    pub endpoint_id: Option<String>,
+    #[schema(inline)]
+    pub endpoint_id: Option<EndpointId>,
 }
 
-/// A secret respool accepts, shown by its last four characters.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SecretView {
     pub hint: String,
@@ -108,17 +112,6 @@ pub struct EndpointChange {
 }
 
 /// Parses a JSON body; an empty one is the default request.
-pub(super) fn parse_body<T: serde::de::DeserializeOwned + Default>(
-    body: &[u8],
-) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("invalid request body: {e}"), None))
-}
-
-/// The last four characters of a secret.
 fn hint(secret: &SecretString) -> String {
     let s = secret.expose_secret();
     let tail: String = s
@@ -193,6 +186,7 @@ pub(super) fn upstream_error(action: &str, e: &UpstreamError) -> ApiError {
                 kind: "upstream_error",
                 message: format!("cannot {action}: {e}{hint}"),
                 param: None,
+                code: Some("upstream_failed"),
             }
         }
     }
@@ -211,9 +205,15 @@ pub(super) async fn refresh(state: &ApiState) -> Result<Vec<StoredSecret>, ApiEr
 }
 
 /// The endpoint asked for, or the only one respool holds a secret for.
-pub(super) fn pick(requested: Option<String>, stored: &[StoredSecret]) -> Result<String, ApiError> {
+/// The endpoint a rotation or a test is for: the one named, or the only one respool holds a
+/// secret for. Having none, or several and no name, is a conflict with what is stored, not a
+/// malformed request.
+pub(super) fn pick(
+    requested: Option<EndpointId>,
+    stored: &[StoredSecret],
+) -> Result<String, ApiError> {
     if let Some(id) = requested {
-        return Ok(id);
+        return Ok(id.as_str().to_string());
     }
     let mut ids: Vec<&str> = Vec::new();
     for s in stored {
@@ -222,12 +222,12 @@ pub(super) fn pick(requested: Option<String>, stored: &[StoredSecret]) -> Result
         }
     }
     match ids.as_slice() {
-        [] => Err(ApiError::invalid(
+        [] => Err(ApiError::state_conflict(
             "respool holds no webhook endpoint's secret: register one first (`respool webhook register URL`)",
             Some("endpoint_id".into()),
         )),
         [one] => Ok((*one).to_string()),
-        many => Err(ApiError::invalid(
+        many => Err(ApiError::state_conflict(
             format!(
                 "respool holds secrets for several endpoints ({}): name one with `endpoint_id`",
                 many.join(", ")
@@ -287,48 +287,34 @@ pub async fn overview(State(state): State<ApiState>) -> Result<Json<WebhookOverv
 }
 
 /// Register a webhook endpoint upstream and keep its secret, so deliveries verify.
-#[utoipa::path(post, path = "/v1/webhook/register", tag = "webhook", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/v1/webhook/register", tag = "webhook",
+    request_body(content = RegisterRequest, example = json!({"url": "https://respool.example.com/webhooks/openai", "name": "respool", "events": ["response.completed", "response.failed"]})),
     responses((status = 201, body = EndpointChange), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn register(
     State(state): State<ApiState>,
-    body: Bytes,
+    ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<EndpointChange>), ApiError> {
-    let req: RegisterRequest = parse_body(&body)?;
-    let url = req.url.trim();
-    if !url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+    let url = req.url.as_str();
+    if !url::Url::parse(url).is_ok_and(|u| u.host().is_some()) {
         return Err(ApiError::invalid(
             "`url` must be an http(s) URL, e.g. https://respool.example.com/webhooks/openai",
             Some("url".into()),
         ));
     }
-    let name = req.name.as_deref().map(str::trim).unwrap_or("respool");
-    if name.is_empty() {
-        return Err(ApiError::invalid(
-            "`name` must not be empty",
-            Some("name".into()),
-        ));
-    }
+    let name = req.name.as_ref().map_or("respool", |n| n.as_str().trim());
     let mut events: Vec<String> = Vec::new();
-    for e in req
-        .events
-        .unwrap_or_else(|| DEFAULT_EVENTS.iter().map(|s| s.to_string()).collect())
-    {
-        let e = e.trim().to_string();
-        if e.is_empty() {
-            return Err(ApiError::invalid(
-                "an event type is empty",
-                Some("events".into()),
-            ));
-        }
+    for e in req.events.map_or_else(
+        || {
+            DEFAULT_EVENTS
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+        },
+        |es| es.into_iter().map(EventType::into_string).collect(),
+    ) {
         if !events.contains(&e) {
             events.push(e);
         }
-    }
-    if events.is_empty() {
-        return Err(ApiError::invalid(
-            "`events` must name at least one event type",
-            Some("events".into()),
-        ));
     }
     let created = state
         .orchestrator
@@ -365,13 +351,15 @@ pub async fn register(
 }
 
 /// Rotate an endpoint's secret; the old one stays accepted (upstream and here) for 24 hours.
-#[utoipa::path(post, path = "/v1/webhook/rotate", tag = "webhook", request_body = RotateRequest,
-    responses((status = 200, body = EndpointChange), (status = 400, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhook/rotate", tag = "webhook", request_body(content = RotateRequest, description = "Optional: without a body, the only endpoint respool holds a secret for"),
+    responses((status = 200, body = EndpointChange), (status = 400, body = ErrorBody),
+        (status = 404, description = "OpenAI has no endpoint with that id", body = ErrorBody),
+        (status = 409, description = "respool holds no endpoint's secret yet, or several and none is named", body = ErrorBody),
+        (status = 502, body = ErrorBody)))]
 pub async fn rotate(
     State(state): State<ApiState>,
-    body: Bytes,
+    OptionalJson(req): OptionalJson<RotateRequest>,
 ) -> Result<Json<EndpointChange>, ApiError> {
-    let req: RotateRequest = parse_body(&body)?;
     let stored = refresh(&state).await?;
     let id = pick(req.endpoint_id, &stored)?;
     let rotated = state

@@ -1,30 +1,47 @@
-//! The API's error type and its JSON shape.
+//! The API's error type and its JSON shape: `{"error": {"message", "type", "param", "code"}}`,
+//! the shape OpenAI's own API answers with. Every error the API gives is one of these, including
+//! an extractor's rejection (see [`super::extract`]) and what the router answers by itself
+//! (see `http::envelope`).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// An error answer: `{"error": {"message", "type", "param"}}`.
+/// An error answer: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub message: String,
+    /// The parameter at fault (a query or path parameter, a body field as a dotted path, or a
+    /// header), when one is.
     pub param: Option<String>,
+    /// A machine-readable reason, finer than `type` (e.g. `invalid_value`, `not_found`).
+    pub code: Option<&'static str>,
 }
 
+/// Every error the API answers.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"message": "`limit` must be between 1 and 100", "type": "invalid_request_error", "param": "limit", "code": "invalid_value"}}))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+/// What went wrong.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
+    /// For a person: what is wrong and, where it helps, what to do.
     pub message: String,
+    /// The class of error: `invalid_request_error`, `authentication_error`,
+    /// `permission_error`, `not_found_error`, `conflict_error`, `idempotency_error`,
+    /// `not_terminal`, `invalid_config_error`, `upstream_error`, `server_error`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The parameter at fault, when one is.
     pub param: Option<String>,
+    /// A finer, machine-readable reason, when there is one.
+    pub code: Option<String>,
 }
 
 impl ApiError {
@@ -34,6 +51,7 @@ impl ApiError {
             kind: "invalid_request_error",
             message: message.into(),
             param,
+            code: Some("invalid_value"),
         }
     }
 
@@ -43,6 +61,7 @@ impl ApiError {
             kind: "not_found_error",
             message: message.into(),
             param: None,
+            code: Some("not_found"),
         }
     }
 
@@ -52,6 +71,7 @@ impl ApiError {
             kind: "authentication_error",
             message: message.into(),
             param: None,
+            code: Some("invalid_api_key"),
         }
     }
 
@@ -61,7 +81,26 @@ impl ApiError {
             kind: "idempotency_error",
             message: message.into(),
             param,
+            code: Some("idempotency_key_reused"),
         }
+    }
+
+    /// The request is well formed, but what it asks for conflicts with the daemon's state
+    /// (nothing to rotate yet, a sink the config no longer has).
+    pub fn state_conflict(message: impl Into<String>, param: Option<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            kind: "conflict_error",
+            message: message.into(),
+            param,
+            code: Some("state_conflict"),
+        }
+    }
+
+    /// The same error with another `code`.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
     }
 
     /// A failure of ours: logged with its chain, answered without details.
@@ -72,6 +111,7 @@ impl ApiError {
             kind: "server_error",
             message: "internal error; see the daemon's log".into(),
             param: None,
+            code: None,
         }
     }
 }
@@ -90,6 +130,7 @@ impl From<crate::store::StoreError> for ApiError {
                           timeline (`/v1/jobs/{id}/events`) and the daemon's log say why"
                     .into(),
                 param: None,
+                code: Some("row_does_not_decode"),
             };
         }
         Self::internal(&e)
@@ -109,6 +150,7 @@ impl IntoResponse for ApiError {
                 message: self.message,
                 kind: self.kind.into(),
                 param: self.param,
+                code: self.code.map(str::to_string),
             },
         };
         (self.status, Json(body)).into_response()

@@ -1,7 +1,7 @@
 //! `/v1/jobs`: submit, list, show, timeline, stored response, cancel, retry.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,8 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
+use super::extract::{ApiJson, ApiPath, parse_query};
+use super::params::{After, JobLimit, MetadataPair, Since};
 use super::{ApiError, ApiState};
 use crate::job::{JobId, JobSpec, JobStatus};
 use crate::orchestrator::{AcceptError, RetryError};
@@ -30,33 +32,6 @@ fn shown_spec(spec: &JobSpec) -> Option<Value> {
     Some(v)
 }
 
-impl ListParams {
-    /// Reads the query string by hand: serde's query decoding cannot collect a repeated
-    /// `metadata` key. Unknown keys are ignored, as they were.
-    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
-        let mut p = ListParams::default();
-        for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            let v = v.into_owned();
-            match k.as_ref() {
-                "status" => p.status = Some(v),
-                "name" => p.name = Some(v),
-                "model" => p.model = Some(v),
-                "search" => p.search = Some(v),
-                "metadata" => p.metadata.push(v),
-                "since" => p.since = Some(v),
-                "after" => p.after = Some(v),
-                "limit" => {
-                    p.limit = Some(v.parse().map_err(|_| {
-                        ApiError::invalid("`limit` must be a number", Some("limit".into()))
-                    })?);
-                }
-                _ => {}
-            }
-        }
-        Ok(p)
-    }
-}
-
 /// A page of jobs, newest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobList {
@@ -74,10 +49,14 @@ pub struct EventList {
     pub data: Vec<EventRow>,
 }
 
+/// The job list's query. `metadata` may repeat, which `serde_urlencoded` cannot collect: the
+/// handler takes those pairs out of the query first (see [`split_metadata`]).
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only jobs with this status.
-    pub status: Option<String>,
+    #[param(inline)]
+    pub status: Option<JobStatus>,
     /// Only jobs with this name.
     pub name: Option<String>,
     /// Only jobs using this model.
@@ -86,14 +65,49 @@ pub struct ListParams {
     /// (as a whole token, case-insensitive); quotes and operators are plain text.
     pub search: Option<String>,
     /// Only jobs whose metadata has this `key=value` pair; repeat for several (all must match).
+    // Never in what serde reads: `split_metadata` takes the pairs out first.
     #[serde(default)]
-    pub metadata: Vec<String>,
-    /// Only jobs created since: a duration back from now (`7d`, `2h`) or an RFC 3339 time.
-    pub since: Option<String>,
+    #[param(inline, style = Form, explode)]
+    pub metadata: Vec<MetadataPair>,
+    /// Only jobs created since: a duration back from now (`7d`, `2h`), an RFC 3339 time or unix
+    /// seconds.
+    #[param(inline)]
+    pub since: Option<Since>,
     /// Page size, 1 to 100 (default 20).
-    pub limit: Option<i64>,
+    #[param(inline)]
+    pub limit: Option<JobLimit>,
     /// The `next_cursor` of the previous page.
-    pub after: Option<String>,
+    #[param(inline)]
+    pub after: Option<After>,
+}
+
+/// The query without its `metadata` pairs, and those pairs checked.
+fn split_metadata(raw: &str) -> Result<(String, Vec<MetadataPair>), ApiError> {
+    let mut rest = url::form_urlencoded::Serializer::new(String::new());
+    let mut metadata = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if k == "metadata" {
+            let pair = MetadataPair::parse(&v)
+                .ok()
+                .filter(|p| parse_metadata_pair(p.as_str()).is_some())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("`metadata` must be `key=value` with a key, not `{v}`"),
+                        Some("metadata".into()),
+                    )
+                })?;
+            metadata.push(pair);
+        } else {
+            rest.append_pair(&k, &v);
+        }
+    }
+    Ok((rest.finish(), metadata))
+}
+
+/// A job's path: `/v1/jobs/{id}`.
+#[derive(Deserialize)]
+pub struct JobPath {
+    id: String,
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -127,23 +141,26 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 pub async fn create_job(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    ApiJson(mut value): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let mut value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
     if let Some(key) = idempotency_key(&headers)?
         && let Value::Object(m) = &mut value
     {
         match m.get("idempotency_key").and_then(Value::as_str) {
+            // Two keys for one request: which one the client meant is not ours to guess. A
+            // conflict between two values, each well formed, so 409 like a reused key.
             Some(k) if k != key => {
-                return Err(ApiError::invalid(
+                return Err(ApiError::conflict(
                     "the Idempotency-Key header and the body's `idempotency_key` differ",
                     Some("idempotency_key".into()),
                 ));
             }
-            _ => {
+            // Absent or null: the header's key is the job's. Present but not a string: left for
+            // the spec's check to refuse, naming the field.
+            None if m.get("idempotency_key").is_none_or(Value::is_null) => {
                 m.insert("idempotency_key".into(), Value::String(key.to_string()));
             }
+            _ => {}
         }
     }
     let spec = JobSpec::from_value(value, "(request)").map_err(|errs| {
@@ -193,50 +210,32 @@ pub async fn list_jobs(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<JobList>, ApiError> {
-    let p = ListParams::parse(raw.as_deref())?;
-    let limit = p.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid(
-            "`limit` must be between 1 and 100",
-            Some("limit".into()),
-        ));
-    }
-    let status = p
-        .status
-        .as_deref()
-        .map(str::parse::<JobStatus>)
-        .transpose()
-        .map_err(|m| ApiError::invalid(m, Some("status".into())))?;
+    let (rest, metadata) = split_metadata(raw.as_deref().unwrap_or(""))?;
+    let mut p: ListParams = parse_query(&rest)?;
+    p.metadata = metadata;
+    let limit = JobLimit::get(p.limit);
     let now = state.clock.now_ms();
     let since = p
         .since
-        .as_deref()
-        .map(|s| parse_since(s, now))
+        .as_ref()
+        .map(|s| parse_since(s.as_str(), now))
         .transpose()?;
     let before = p
         .after
-        .as_deref()
-        .map(Cursor::decode)
+        .as_ref()
+        .map(|a| Cursor::decode(a.as_str()))
         .transpose()?
         .map(|c| (c.created_at, c.id));
-    let metadata = p
-        .metadata
-        .iter()
-        .map(|kv| {
-            parse_metadata_pair(kv).ok_or_else(|| {
-                ApiError::invalid(
-                    format!("`metadata` must be `key=value`, not `{kv}`"),
-                    Some("metadata".into()),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let filter = JobFilter {
-        status,
+        status: p.status,
         name: p.name,
         model: p.model,
         search: p.search,
-        metadata,
+        metadata: p
+            .metadata
+            .iter()
+            .filter_map(|m| parse_metadata_pair(m.as_str()))
+            .collect(),
         since,
         before,
         limit: limit + 1,
@@ -262,7 +261,7 @@ pub async fn list_jobs(
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub async fn get_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(JobPath { id }): ApiPath<JobPath>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
     let row = state
@@ -289,7 +288,7 @@ pub async fn get_job(
     responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
 pub async fn get_events(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(JobPath { id }): ApiPath<JobPath>,
 ) -> Result<Json<EventList>, ApiError> {
     let id = parse_id(&id)?;
     let store = state.store;
@@ -306,18 +305,21 @@ pub async fn get_events(
 
 /// The stored upstream Response JSON, whole but for credentials in its echoed `tools`.
 #[utoipa::path(get, path = "/v1/jobs/{id}/response", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody),
+        (status = 409, description = "The job has no stored response yet (code `no_response_yet`)", body = ErrorBody)))]
 pub async fn get_response(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(JobPath { id }): ApiPath<JobPath>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let store = state.store;
     store.get_job(&id).await?.ok_or_else(|| not_found(&id))?;
-    let resp = store
-        .get_response(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("job `{id}` has no stored response yet")))?;
+    let resp = store.get_response(&id).await?.ok_or_else(|| {
+        // The job is there; its response is not (yet): not a 404, which would say the job
+        // is not.
+        ApiError::state_conflict(format!("job `{id}` has no stored response yet"), None)
+            .with_code("no_response_yet")
+    })?;
     Ok(Json(resp))
 }
 
@@ -326,7 +328,7 @@ pub async fn get_response(
     responses((status = 200, body = JobView), (status = 404, body = ErrorBody)))]
 pub async fn cancel_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(JobPath { id }): ApiPath<JobPath>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
     let row = state
@@ -349,7 +351,7 @@ pub async fn cancel_job(
         (status = 409, description = "The job is not finished (type `not_terminal`), or the key is held by another job", body = ErrorBody)))]
 pub async fn retry_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(JobPath { id }): ApiPath<JobPath>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
@@ -385,6 +387,7 @@ fn retry_error(e: RetryError) -> ApiError {
             kind: "not_terminal",
             message: e.to_string(),
             param: None,
+            code: Some("not_terminal"),
         },
         e @ RetryError::UnknownSink { .. } => {
             ApiError::invalid(e.to_string(), Some("notify".into()))

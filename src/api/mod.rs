@@ -12,15 +12,19 @@ mod database;
 pub mod endpoint_test;
 pub mod endpoints;
 pub(crate) mod error;
+mod extract;
+mod job_schema;
 pub(crate) mod jobs;
 mod notifications;
+mod openapi;
+mod params;
 mod schedules;
 pub mod stats;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,6 +40,11 @@ use crate::inbound::Verifier;
 use crate::orchestrator::Orchestrator;
 use crate::reload::Reloader;
 use crate::store::Store;
+
+/// The largest request body the API reads.
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// [`BODY_LIMIT`] in words, for the error that refuses a larger body.
+const BODY_LIMIT_TEXT: &str = "4 MiB";
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -62,9 +71,9 @@ pub struct ApiState {
 )]
 struct ApiDoc;
 
-/// `/v1` (behind the token check) and `/openapi.json`.
-pub fn router(state: ApiState) -> Router {
-    let (v1, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes, each with its part of the document.
+fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(jobs::create_job, jobs::list_jobs))
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::get_events))
@@ -84,21 +93,34 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(endpoints::register))
         .routes(routes!(endpoints::rotate))
         .routes(routes!(endpoint_test::test))
-        .split_for_parts();
-    let openapi = Arc::new(openapi);
+}
+
+/// The finished OpenAPI document (without the live config's sink names).
+pub fn document() -> serde_json::Value {
+    let (_, doc) = routes().split_for_parts();
+    openapi::finish(doc)
+}
+
+/// `/v1` (behind the token check) and `/openapi.json`.
+pub fn router(state: ApiState) -> Router {
+    let (v1, openapi) = routes().split_for_parts();
+    let openapi = Arc::new(openapi::finish(openapi));
     let v1 = v1
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ))
-        .layer(DefaultBodyLimit::max(4 * 1024 * 1024));
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
     Router::new()
         .merge(v1)
         .route(
             "/openapi.json",
-            axum::routing::get(move || {
+            axum::routing::get(move |State(state): State<ApiState>| {
                 let doc = openapi.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
+                async move {
+                    let sinks: Vec<String> = state.config.get().sinks.keys().cloned().collect();
+                    axum::Json(openapi::with_sinks(&doc, &sinks))
+                }
             }),
         )
         .with_state(state)

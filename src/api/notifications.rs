@@ -1,11 +1,13 @@
 //! `/v1/notifications`: the outbox, its dead letters, and retrying them.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
+use super::extract::{ApiPath, ApiQuery};
+use super::params::RowLimit;
 use super::{ApiError, ApiState};
 use crate::job::JobId;
 use crate::store::NotificationRow;
@@ -17,14 +19,42 @@ pub struct NotificationList {
     pub data: Vec<NotificationRow>,
 }
 
+/// Where a notification is in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationState {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+impl NotificationState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// `/v1/notifications/{id}/retry`.
+#[derive(Deserialize)]
+pub struct NotificationPath {
+    id: i64,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationParams {
     /// `pending`, `delivered` or `dead` (dead letters).
-    pub state: Option<String>,
-    /// Only this job's notifications.
+    #[param(inline)]
+    pub state: Option<NotificationState>,
+    /// Only this job's notifications (an id that names no job lists none).
     pub job_id: Option<String>,
     /// At most this many (1 to 500, default 100).
-    pub limit: Option<i64>,
+    #[param(inline)]
+    pub limit: Option<RowLimit>,
 }
 
 /// List notifications (`state=dead` for dead letters).
@@ -32,24 +62,9 @@ pub struct NotificationParams {
     responses((status = 200, body = NotificationList), (status = 400, body = ErrorBody)))]
 pub async fn list_notifications(
     State(state): State<ApiState>,
-    Query(p): Query<NotificationParams>,
+    ApiQuery(p): ApiQuery<NotificationParams>,
 ) -> Result<Json<NotificationList>, ApiError> {
-    if let Some(s) = &p.state
-        && !matches!(s.as_str(), "pending" | "delivered" | "dead")
-    {
-        return Err(ApiError::invalid(
-            "`state` must be pending, delivered or dead",
-            Some("state".into()),
-        ));
-    }
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(
-            "`limit` must be between 1 and 500",
-            Some("limit".into()),
-        ));
-    }
-    // A `job_id` that cannot be a job id names no job: nothing matches.
+    let limit = RowLimit::get(p.limit);
     let job_id = p.job_id.as_deref().map(JobId::parse);
     let data = match job_id {
         Some(Err(_)) => Vec::new(),
@@ -57,7 +72,7 @@ pub async fn list_notifications(
             state
                 .store
                 .list_notifications(
-                    p.state.as_deref(),
+                    p.state.map(NotificationState::as_str),
                     job_id.and_then(Result::ok).as_ref(),
                     limit,
                 )
@@ -75,7 +90,7 @@ pub async fn list_notifications(
     responses((status = 200, body = NotificationRow), (status = 404, body = ErrorBody)))]
 pub async fn retry_notification(
     State(state): State<ApiState>,
-    Path(id): Path<i64>,
+    ApiPath(NotificationPath { id }): ApiPath<NotificationPath>,
 ) -> Result<Json<NotificationRow>, ApiError> {
     let now = state.clock.now_ms();
     let row = state

@@ -1,11 +1,13 @@
 //! `/v1/schedules`: the jobs file's schedules, their next and last runs, and their ticks.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
+use super::extract::{ApiPath, ApiQuery};
+use super::params::RowLimit;
 use super::{ApiError, ApiState};
 use crate::job::schedule::utc_string;
 use crate::store::{ScheduleListing, ScheduleRunRow};
@@ -154,26 +156,32 @@ pub async fn list_schedules(State(state): State<ApiState>) -> Result<Json<Schedu
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunParams {
     /// At most this many (1 to 500, default 100).
-    pub limit: Option<i64>,
+    #[param(inline)]
+    pub limit: Option<RowLimit>,
+}
+
+/// `/v1/schedules/{name}/runs`.
+#[derive(Deserialize)]
+pub struct SchedulePath {
+    name: String,
 }
 
 /// The ticks a schedule handled (runs and skips), newest first.
 #[utoipa::path(get, path = "/v1/schedules/{name}/runs", tag = "schedules",
     params(("name" = String, Path), RunParams),
-    responses((status = 200, body = ScheduleRunList), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ScheduleRunList), (status = 400, body = ErrorBody),
+        (status = 404, description = "No schedule has that name", body = ErrorBody)))]
 pub async fn list_runs(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
-    Query(p): Query<RunParams>,
+    ApiPath(SchedulePath { name }): ApiPath<SchedulePath>,
+    ApiQuery(p): ApiQuery<RunParams>,
 ) -> Result<Json<ScheduleRunList>, ApiError> {
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid(
-            "`limit` must be between 1 and 500",
-            Some("limit".into()),
-        ));
+    let limit = RowLimit::get(p.limit);
+    if !state.store.schedule_exists(&name).await? {
+        return Err(ApiError::not_found(format!("no schedule named `{name}`")));
     }
     let data = state
         .store

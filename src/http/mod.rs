@@ -7,6 +7,7 @@
 //! from here. What is the process's own lives here: `/healthz`, `/readyz`, `/metrics`, the
 //! fallback, and request tracing.
 
+mod envelope;
 mod health;
 
 use std::net::SocketAddr;
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(receiver)
         .merge(pages)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn(envelope::envelope))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 // The path only: query strings and headers can carry tokens.

@@ -27,6 +27,26 @@ pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1000..=1000;
 /// from now and a spec stores it as seconds in a float, so it must be whole seconds and well
 /// within both. No response runs for a year; a longer timeout is a typo.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(366 * 24 * 3600);
+/// What counts as blank in a name or a model: Unicode's `White_Space` (what `str::trim`
+/// removes) and U+FEFF, which ECMAScript's `\s` (the regex dialect of JSON Schema) also
+/// counts. As a regex character class, for the API's document; [`is_blank`] is the same set.
+pub const BLANK_CLASS: &str = "\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff";
+
+/// Whether `s` has nothing but [`BLANK_CLASS`] characters (or nothing at all).
+pub fn is_blank(s: &str) -> bool {
+    s.chars().all(|c| c.is_whitespace() || c == '\u{feff}')
+}
+
+/// The longest job `name`, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// How many `metadata` pairs a job may carry (OpenAI allows 16; respool adds its own).
+pub const MAX_METADATA_KEYS: usize = 15;
+/// The longest `metadata` key, in characters (OpenAI's limit).
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+/// The longest `metadata` value, in characters (OpenAI's limit).
+pub const MAX_METADATA_VALUE_CHARS: usize = 512;
+/// The smallest `max_output_tokens` OpenAI takes.
+pub const MIN_MAX_OUTPUT_TOKENS: u64 = 16;
 /// Keys later versions of respool will own; refused now so they are not sent to OpenAI.
 const RESERVED_KEYS: [&str; 2] = ["attachments", "after"];
 
@@ -41,6 +61,15 @@ pub enum NotifyOn {
 }
 
 impl NotifyOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Incomplete => "incomplete",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     pub const ALL: [NotifyOn; 4] = [
         Self::Completed,
         Self::Failed,
@@ -84,6 +113,18 @@ pub struct JobSpec {
     /// Submitted even when a budget is reached (its cost still counts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub budget_exempt: bool,
+}
+
+/// A JSON number that is a whole number (`16` or `16.0`: JSON Schema calls both integers),
+/// within `i64`.
+fn whole(v: &Value) -> Option<i64> {
+    let n = v.as_number()?;
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    // Exactly representable and in range: below 2^63 in magnitude.
+    (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -152,7 +193,7 @@ impl JobSpec {
                 "model",
                 "is required (e.g. `model: o4-mini-deep-research`)".into(),
             ),
-            Some(Value::String(m)) if !m.trim().is_empty() => {}
+            Some(Value::String(m)) if !is_blank(m) => {}
             Some(_) => err("model", "must be a non-empty string".into()),
         }
         match body.get("input") {
@@ -171,9 +212,14 @@ impl JobSpec {
         let name = match body.remove("name") {
             None => model.clone().unwrap_or_else(|| "job".into()),
             Some(Value::String(n)) => {
-                if n.trim().is_empty() || n.chars().count() > 200 || n.chars().any(char::is_control)
+                if is_blank(&n)
+                    || n.chars().count() > MAX_NAME_CHARS
+                    || n.chars().any(char::is_control)
                 {
-                    err("name", "must be 1 to 200 printable characters".into());
+                    err(
+                        "name",
+                        format!("must be 1 to {MAX_NAME_CHARS} printable characters"),
+                    );
                 }
                 n
             }
@@ -200,11 +246,11 @@ impl JobSpec {
         match body.get("metadata") {
             None | Some(Value::Null) => {}
             Some(Value::Object(m)) => {
-                if m.len() > 15 {
+                if m.len() > MAX_METADATA_KEYS {
                     err(
                         "metadata",
                         format!(
-                            "has {} keys; at most 15 (OpenAI allows 16 and respool uses one)",
+                            "has {} keys; at most {MAX_METADATA_KEYS} (OpenAI allows 16 and respool uses one)",
                             m.len()
                         ),
                     );
@@ -213,17 +259,17 @@ impl JobSpec {
                     if k == METADATA_JOB_KEY {
                         err(&format!("metadata.{k}"), "is set by respool".into());
                     }
-                    if k.chars().count() > 64 || k.is_empty() {
+                    if k.chars().count() > MAX_METADATA_KEY_CHARS || k.is_empty() {
                         err(
                             &format!("metadata.{k}"),
-                            "keys must be 1 to 64 characters".into(),
+                            format!("keys must be 1 to {MAX_METADATA_KEY_CHARS} characters"),
                         );
                     }
                     match v {
-                        Value::String(s) if s.chars().count() <= 512 => {}
+                        Value::String(s) if s.chars().count() <= MAX_METADATA_VALUE_CHARS => {}
                         Value::String(_) => err(
                             &format!("metadata.{k}"),
-                            "values must be at most 512 characters".into(),
+                            format!("values must be at most {MAX_METADATA_VALUE_CHARS} characters"),
                         ),
                         _ => err(&format!("metadata.{k}"), "values must be strings".into()),
                     }
@@ -234,11 +280,12 @@ impl JobSpec {
 
         match body.get("max_output_tokens") {
             None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 16 => {}
+            // Any whole number from 16 up, however large: JSON Schema sets no maximum.
+            Some(v) => match v.as_u64().map(|n| n as f64).or_else(|| v.as_f64()) {
+                Some(n) if n.fract() == 0.0 && n >= MIN_MAX_OUTPUT_TOKENS as f64 => {}
                 _ => err(
                     "max_output_tokens",
-                    "must be an integer of at least 16".into(),
+                    format!("must be an integer of at least {MIN_MAX_OUTPUT_TOKENS}"),
                 ),
             },
         }
@@ -283,7 +330,11 @@ impl JobSpec {
                 }
             },
             Some(Value::Number(n)) => {
-                match n.as_u64().map(Duration::from_secs).map(check_timeout) {
+                match whole(&Value::Number(n))
+                    .and_then(|n| u64::try_from(n).ok())
+                    .map(Duration::from_secs)
+                    .map(check_timeout)
+                {
                     Some(Ok(d)) => Some(d),
                     _ => {
                         err(
@@ -316,7 +367,7 @@ impl JobSpec {
 
         let priority = match body.remove("priority") {
             None | Some(Value::Null) => 0,
-            Some(v) => match v.as_i64() {
+            Some(v) => match whole(&v) {
                 Some(p) if PRIORITY_RANGE.contains(&p) => p,
                 _ => {
                     err(

@@ -7,37 +7,9 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::validate::{invalid_type, quoted};
 
-/// Event types an endpoint may subscribe to (and `test` may send): the list of the `openai`
-/// Python SDK 3.57.0 (`resources/webhooks/webhooks.py`).
-pub(crate) const EVENT_TYPES: &[&str] = &[
-    "batch.completed",
-    "batch.failed",
-    "batch.expired",
-    "batch.cancelled",
-    "response.completed",
-    "response.failed",
-    "response.cancelled",
-    "response.incomplete",
-    "eval.run.succeeded",
-    "eval.run.failed",
-    "eval.run.canceled",
-    "fine_tuning.job.succeeded",
-    "fine_tuning.job.failed",
-    "fine_tuning.job.cancelled",
-    "realtime.call.incoming",
-    "video.completed",
-    "video.failed",
-    "agent.environment.ready",
-    "agent.environment.failed",
-    "agent.environment.suspended",
-    "agent.environment.expired",
-    "agent.session.created",
-    "agent.session.action_required",
-    "agent.session.in_progress",
-    "agent.session.idle",
-    "agent.session.failed",
-    "safety.alert.created",
-];
+/// Event types an endpoint may subscribe to (and `test` may send): the client's list, so the
+/// two cannot disagree.
+pub(crate) use crate::upstream::endpoints::EVENT_TYPES;
 
 /// A JSON object body (an empty body counts as `{}`), with no keys outside `allowed`.
 pub(crate) fn object_body(raw: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {

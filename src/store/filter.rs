@@ -2,8 +2,6 @@
 //! (a duration back from now, an RFC 3339 time or unix seconds), and `key=value` metadata
 //! pairs. Typed errors name the parameter; the API and the pages word them for their readers.
 
-use base64::Engine;
-
 /// A parameter that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
@@ -23,7 +21,8 @@ impl FilterError {
     }
 }
 
-/// Where a page of the job list ends: the last row's `(created_at, id)`, opaque to clients.
+/// Where a page of the job list ends: the last row's `(created_at, id)`, written
+/// `<created_at>-<job id>` (`1764892800000-job_01KBQ…`). Clients pass it back as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub created_at: i64,
@@ -33,15 +32,24 @@ pub struct Cursor {
 impl Cursor {
     /// The cursor after the row `(created_at, id)`.
     pub fn encode(created_at: i64, id: &str) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+        format!("{created_at}-{id}")
     }
 
+    /// Reads a cursor: 1 to 15 digits, `-`, and a job id in upper-case Crockford base32 (what
+    /// `encode` writes, and the API's documented pattern for `after`).
     pub fn decode(c: &str) -> Result<Self, FilterError> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(c)
-            .map_err(|_| FilterError::Cursor)?;
-        let text = String::from_utf8(raw).map_err(|_| FilterError::Cursor)?;
-        let (at, id) = text.split_once(':').ok_or(FilterError::Cursor)?;
+        let (at, id) = c.split_once('-').ok_or(FilterError::Cursor)?;
+        let digits = !at.is_empty() && at.len() <= 15 && at.bytes().all(|b| b.is_ascii_digit());
+        let ulid = id.strip_prefix("job_").unwrap_or("");
+        let crockford =
+            |b: u8| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b));
+        let well_formed = ulid.len() == 26
+            && ulid.as_bytes()[0] <= b'7'
+            && ulid.bytes().all(crockford)
+            && crate::job::JobId::parse(id).is_ok();
+        if !(digits && well_formed) {
+            return Err(FilterError::Cursor);
+        }
         Ok(Self {
             created_at: at.parse().map_err(|_| FilterError::Cursor)?,
             id: id.to_string(),
@@ -76,14 +84,28 @@ mod tests {
 
     #[test]
     fn cursor_round_trip() {
-        let c = Cursor::encode(1234, "job_01ABC");
+        let id = "job_01KBQ4Y2ZJ3M9W7T0QX5V8R6NC";
+        let c = Cursor::encode(1234, id);
         assert_eq!(
             Cursor::decode(&c).unwrap(),
             Cursor {
                 created_at: 1234,
-                id: "job_01ABC".into()
+                id: id.into()
             }
         );
+        for bad in [
+            "1234-job_01ABC",
+            "-job_01KBQ4Y2ZJ3M9W7T0QX5V8R6NC",
+            "1234-job_01kbq4y2zj3m9w7t0qx5v8r6nc",
+            "1234-job_81KBQ4Y2ZJ3M9W7T0QX5V8R6NC",
+            "1234567890123456-job_01KBQ4Y2ZJ3M9W7T0QX5V8R6NC",
+        ] {
+            assert_eq!(
+                Cursor::decode(bad).unwrap_err(),
+                FilterError::Cursor,
+                "{bad}"
+            );
+        }
         assert_eq!(Cursor::decode("!!").unwrap_err(), FilterError::Cursor);
         assert_eq!(FilterError::Cursor.param(), "after");
     }

@@ -458,6 +458,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the table has a schedule of that name (active or not).
+    pub async fn schedule_exists(&self, name: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM schedules WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     /// The ticks a schedule handled, newest first.
     pub async fn list_schedule_runs(
         &self,

@@ -72,9 +72,10 @@ async fn cancelling_a_pending_job_never_submits_it() {
     // The only in-flight slot is taken, so the second job waits.
     app.orchestrator.run_once().await.unwrap();
     assert_eq!(app.job(&second).await.status, JobStatus::Pending);
-    // No response to show yet.
+    // No response to show yet: a conflict with the job's state, not a 404 (the job is there).
     let (status, answer) = app.get(&format!("/v1/jobs/{second}/response")).await;
-    let error = api_error(status, &answer, 404, "not_found_error");
+    let error = api_error(status, &answer, 409, "conflict_error");
+    assert_eq!(error["code"], "no_response_yet", "{answer}");
     assert!(
         error["message"]
             .as_str()
@@ -512,7 +513,8 @@ async fn finished_jobs_stay_finished() {
         "no upstream cancel for a finished job"
     );
 
-    // The header and the body must agree on the key.
+    // The header and the body must agree on the key: two well-formed keys that differ are a
+    // conflict (409), as a reused key is; the document cannot say it, so it is not a 400.
     let mut body = helpers::job_body("two-keys");
     body["idempotency_key"] = json!("in-body");
     let r = app
@@ -525,7 +527,7 @@ async fn finished_jobs_stay_finished() {
     let status = r.status().as_u16();
     let answer: Value = r.json().await.unwrap();
     assert_eq!(
-        api_error(status, &answer, 400, "invalid_request_error")["param"],
+        api_error(status, &answer, 409, "idempotency_error")["param"],
         "idempotency_key"
     );
     app.stop().await;

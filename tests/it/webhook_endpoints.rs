@@ -201,7 +201,7 @@ async fn webhook_test_reports_arrival_and_verification() {
     let [port] = crate::helpers::free_ports();
     let nowhere = register(&app, &format!("http://127.0.0.1:{port}/webhooks/openai")).await;
     let (status, err, _) = admin(&app, "/v1/webhook/test", json!({})).await;
-    assert_eq!(status, 400, "two endpoints: which one? {err}");
+    assert_eq!(status, 409, "two endpoints: which one? {err}");
     assert_eq!(err["error"]["param"], "endpoint_id");
     let (status, report, _) = admin(
         &app,
@@ -282,16 +282,19 @@ async fn bad_requests_and_upstream_refusals_are_reported() {
         json!({"url": app.webhook_url, "events": ["response.exploded"]}),
     )
     .await;
-    assert_eq!(
-        status, 400,
-        "the upstream refuses an unknown event type: {err}"
+    assert_eq!(status, 400, "respool refuses an unknown event type: {err}");
+    assert_eq!(err["error"]["param"], "events[0]", "{err}");
+    assert!(
+        app.sim.webhook_endpoints().is_empty(),
+        "nothing reached OpenAI"
     );
-    assert_eq!(err["error"]["param"], "events");
     let (status, err, _) = admin(&app, "/v1/webhook/test", json!({"endpoint_id": "we_gone"})).await;
     assert_eq!(status, 404, "{err}");
     for path in ["/v1/webhook/rotate", "/v1/webhook/test"] {
         let (status, err, _) = admin(&app, path, json!({})).await;
-        assert_eq!(status, 400, "{path}: nothing registered yet: {err}");
+        // A well-formed request that what is stored cannot answer: a conflict.
+        assert_eq!(status, 409, "{path}: nothing registered yet: {err}");
+        assert_eq!(err["error"]["code"], "state_conflict", "{err}");
         assert_eq!(err["error"]["param"], "endpoint_id");
     }
     assert!(app.sim.webhook_endpoints().is_empty());

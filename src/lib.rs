@@ -19,12 +19,13 @@
 //! one below. No two top-level modules import each other, directly or through others: the
 //! `layout` test fails on any cycle and names it.
 //!
-//! - Foundations, importing nothing of respool: [`clock`] (the one source of time, durations),
+//! - Foundations, importing nothing of respool but the foundations before them: [`clock`] (the one source of time, durations),
 //!   [`telemetry`] (metric names, `/metrics`, the error-chain formatter), [`systemd`]
 //!   (`sd_notify`; the unit is `systemd/respool.service`), [`yaml`] (`${VAR}` interpolation,
 //!   key paths, `file:line:col` errors), [`pricing`] (model prices and what a usage cost),
-//!   [`auth`] (API tokens, the loopback rule), [`sim`] (the upstream simulator, behind the
-//!   default `sim` feature).
+//!   [`auth`] (API tokens, the loopback rule), [`contract`] (OpenAI's create-request schema,
+//!   vendored, and the check of job bodies against it), [`sim`] (the upstream simulator, behind
+//!   the default `sim` feature; it checks creates with [`contract`]).
 //! - [`job`]: job specs (YAML and JSON), ids, the status machine, cron schedules.
 //! - [`config`]: the YAML config file, systemd credentials, defaults, validation, and the
 //!   config in force ([`config::Live`]).
@@ -54,6 +55,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod contract;
 #[cfg(test)]
 mod doc_links;
 pub mod http;

@@ -9,7 +9,7 @@ use super::{CheckArgs, LogFormat};
 use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError, Located, Source, process_env};
-use crate::job::spec::parse_jobs_file;
+use crate::job::spec::{locate_field, parse_jobs_file};
 
 pub use super::logging::init_logging;
 
@@ -155,6 +155,17 @@ pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
             if !unknown.is_empty() {
                 eprintln!("{}", unknown.join("\n"));
                 return Ok(ExitCode::FAILURE);
+            }
+            // Fields OpenAI's schema does not name pass through: worth a look, not a failure.
+            for (i, spec) in specs.iter().enumerate() {
+                for w in spec.warnings() {
+                    let located = Located {
+                        file: jobs.display().to_string(),
+                        pos: locate_field(&text, &i.to_string(), &w.field),
+                        message: format!("warning: job `{}`: {w}", spec.name),
+                    };
+                    eprintln!("{located}");
+                }
             }
             let scheduled = specs.iter().filter(|s| s.schedule.is_some()).count();
             println!(

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use spec::{JobSpec, SpecError};
+pub use spec::{JobSpec, SpecError, SpecWarning};
 pub use status::JobStatus;
 
 /// An id that does not parse.

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::contract;
 use crate::yaml::{self, Located};
 
 use super::METADATA_JOB_KEY;
@@ -151,7 +152,41 @@ impl fmt::Display for SpecError {
     }
 }
 
+/// Something about a valid job spec worth telling its author: a top-level field OpenAI's
+/// create-request schema does not name (a typo, or a parameter newer than respool's copy of the
+/// schema). The job is taken and the field sent to OpenAI as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecWarning {
+    /// The field, as in the job (`temprature`).
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.message)
+    }
+}
+
 impl JobSpec {
+    /// What to warn the job's author about (see [`SpecWarning`]); empty for most jobs. The
+    /// CLI's `check` prints these, the daemon logs them and records them in the job's
+    /// timeline when it takes the job in, and the REST API can return them.
+    pub fn warnings(&self) -> Vec<SpecWarning> {
+        let source = contract::source();
+        contract::unknown_fields(&self.request)
+            .into_iter()
+            .map(|field| SpecWarning {
+                message: format!(
+                    "is not a parameter of OpenAI's create request (as of its API document {}, \
+                     {}); it is sent to OpenAI as it is",
+                    source.info_version, source.date
+                ),
+                field,
+            })
+            .collect()
+    }
+
     /// Parses and validates one job from a JSON value (from REST or one entry of a jobs
     /// file). `label` names the job in errors when it has no name. Returns every problem found.
     pub fn from_value(value: Value, label: &str) -> Result<JobSpec, Vec<SpecError>> {
@@ -411,6 +446,26 @@ impl JobSpec {
 
         debug_assert!(OWN_KEYS.iter().all(|k| !body.contains_key(*k)));
         debug_assert!(QUEUE_KEYS.iter().all(|k| !body.contains_key(*k)));
+        // What is left is sent to OpenAI: check it against OpenAI's own contract, so a wrong
+        // type or value is refused now rather than by OpenAI's 400 when the job is submitted.
+        // A field respool already found fault with above is not reported twice.
+        let faulted: BTreeSet<String> = errors
+            .iter()
+            .map(|e| e.field.split('.').next().unwrap_or_default().to_string())
+            .collect();
+        for v in contract::check_create(&body) {
+            let top = match v.path().first() {
+                Some(contract::Segment::Key(k)) => k.as_str(),
+                _ => "",
+            };
+            if !faulted.contains(top) {
+                errors.push(SpecError {
+                    job: job_label.clone(),
+                    field: v.field(),
+                    message: v.message().to_string(),
+                });
+            }
+        }
         if errors.is_empty() {
             Ok(JobSpec {
                 name,
@@ -634,10 +689,7 @@ pub fn parse_jobs_file(
             }
             Err(errs) => {
                 for e in errs {
-                    let mut path: Vec<&str> = vec!["jobs", &idx];
-                    path.extend(e.field.split('.'));
-                    let pos =
-                        yaml::locate(&text, &path).or_else(|| yaml::locate(&text, &["jobs", &idx]));
+                    let pos = locate_field(&text, &idx, &e.field);
                     errors.push(Located {
                         file: file.to_string(),
                         pos,
@@ -652,6 +704,17 @@ pub fn parse_jobs_file(
     } else {
         Err(errors)
     }
+}
+
+/// Where field `field` (a dotted path, `input.0.content.0.text`) of job number `idx` is
+/// written in a jobs file: the field's own line, or that of its deepest ancestor written out
+/// (a field inside a flow-style `{...}`, or one that is missing), or the job's.
+pub fn locate_field(text: &str, idx: &str, field: &str) -> Option<yaml::Pos> {
+    let mut path: Vec<&str> = vec!["jobs", idx];
+    path.extend(field.split('.'));
+    (2..=path.len())
+        .rev()
+        .find_map(|len| yaml::locate(text, &path[..len]))
 }
 
 mod opt_secs {
@@ -765,6 +828,90 @@ mod tests {
             msg.starts_with("jobs.yaml:8:5: job `broken`: field `timeout`"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn openai_contract_errors_name_the_field_and_its_line() {
+        let text = "jobs:\n  - name: ok\n    model: o3\n    input: hi\n  - name: hot\n    model: o3\n    input: hi\n    temperature: hot\n";
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].to_string(),
+            "jobs.yaml:8:5: job `hot`: field `temperature`: must be a number or null, not the string `hot`"
+        );
+        // A nested field is located on its own line, or on its deepest ancestor written out.
+        let text = "jobs:\n  - name: parts\n    model: o3\n    input:\n      - role: user\n        content:\n          - type: input_text\n            text: null\n      - role: user\n        content: [{type: input_text, text: 5}]\n";
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with("jobs.yaml:8:13: job `parts`: field `input.0.content.0.text`: "),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("jobs.yaml:10:9: job `parts`: field `input.1.content.0.text`: "),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn the_rest_body_error_names_the_openai_field() {
+        let errs = JobSpec::from_value(
+            json!({"model": "o3", "input": "hi", "temperature": "hot", "max_output_tokens": 3}),
+            "(request)",
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        // respool's own message for `max_output_tokens`, not a second one from the schema.
+        assert_eq!(fields, ["max_output_tokens", "temperature"], "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_top_level_fields_are_warnings() {
+        let spec = JobSpec::from_value(
+            json!({"model": "o3", "input": "hi", "future_param": 1, "temperature": 0.5}),
+            "#1",
+        )
+        .unwrap();
+        let warnings = spec.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "future_param");
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("field `future_param`: is not a parameter of OpenAI's create request"),
+            "{}",
+            warnings[0]
+        );
+        let plain = JobSpec::from_value(json!({"model": "o3", "input": "hi"}), "#1").unwrap();
+        assert!(plain.warnings().is_empty());
+    }
+
+    #[test]
+    fn the_example_jobs_file_is_valid_and_warns_of_nothing() {
+        let text = include_str!("../../jobs.example.yaml");
+        let specs = parse_jobs_file("jobs.example.yaml", text, &no_env).unwrap();
+        assert!(!specs.is_empty());
+        for spec in specs {
+            assert!(
+                spec.warnings().is_empty(),
+                "{}: {:?}",
+                spec.name,
+                spec.warnings()
+            );
+        }
+        // The commented-out scheduled entry too.
+        let start = text.find("  # - name:").unwrap();
+        let uncommented: String = text[..start].to_string()
+            + &text[start..]
+                .lines()
+                .map(|l| {
+                    l.strip_prefix("  # ")
+                        .map_or(l.to_string(), |r| format!("  {r}\n"))
+                })
+                .collect::<String>();
+        let specs = parse_jobs_file("jobs.example.yaml", &uncommented, &no_env).unwrap();
+        assert!(specs.iter().any(|s| s.schedule.is_some()));
     }
 
     #[test]

@@ -46,10 +46,14 @@ fn canonical(v: Value) -> Value {
 impl Orchestrator {
     /// Stores a validated job and wakes the workers. `origin` goes into the timeline.
     pub async fn accept(&self, spec: JobSpec, origin: &str) -> Result<InsertOutcome, AcceptError> {
+        let warnings = spec.warnings();
         let job = self.new_job(spec, origin)?;
         let outcome = self.inner.store.insert_job(job).await?;
         if let InsertOutcome::Created(row) = &outcome {
             tracing::info!(job_id = %row.id, name = %row.name, model = %row.model, origin, "job accepted");
+            for w in &warnings {
+                tracing::warn!(job_id = %row.id, name = %row.name, field = %w.field, "{}", w.message);
+            }
             self.wake();
         }
         Ok(outcome)

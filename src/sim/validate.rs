@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::faults::Overrides;
 use super::ids;
+use crate::contract::{self, ViolationKind};
 
 /// Values accepted in `include` (create body or `include[]` query).
 pub(crate) const INCLUDE_VALUES: &[&str] = &[
@@ -316,7 +317,30 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
     if request.is_deep_research() {
         check_deep_research(&request.tools)?;
     }
+    // Last: the checks above answer with OpenAI's own, more specific codes.
+    check_contract(&request.body)?;
     Ok(request)
+}
+
+/// Checks the body against OpenAI's create-request schema, the same vendored document respool
+/// checks jobs with at intake, and answers the first break as OpenAI does: a 400 naming the
+/// field in OpenAI's `param` form (`input[0].content[0].text`). Fields the schema does not name
+/// are let through, as respool lets them through.
+fn check_contract(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let Some(v) = contract::check_create(body).into_iter().next() else {
+        return Ok(());
+    };
+    let param = v.param();
+    let message = match v.kind() {
+        ViolationKind::Missing => format!("Missing required parameter: '{param}'."),
+        ViolationKind::InvalidType => format!("Invalid type for '{param}': {}.", v.message()),
+        ViolationKind::InvalidValue => format!("Invalid value for '{param}': {}.", v.message()),
+    };
+    Err(ApiError::invalid(
+        message,
+        Some(&param),
+        Some(v.kind().code()),
+    ))
 }
 
 fn check_metadata(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {

@@ -11,6 +11,8 @@ use crate::job::JobId;
 pub enum EventKind {
     /// The job entered the ledger (from a jobs file, the API, a schedule, or as a retry).
     Accepted,
+    /// Its spec has a field OpenAI's create-request schema does not name; sent as it is.
+    SpecWarning,
     /// A worker claimed it and is sending the create.
     Submitting,
     /// The create answered with a response id.
@@ -63,6 +65,7 @@ impl EventKind {
     /// Every kind, in the order of a job's life.
     pub const ALL: &[EventKind] = &[
         Self::Accepted,
+        Self::SpecWarning,
         Self::Submitting,
         Self::Submitted,
         Self::Adopted,
@@ -92,6 +95,7 @@ impl EventKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
+            Self::SpecWarning => "spec_warning",
             Self::Submitting => "submitting",
             Self::Submitted => "submitted",
             Self::Adopted => "adopted",

@@ -277,10 +277,28 @@ pub(super) async fn insert_job_in(
         None,
     )
     .await?;
+    add_spec_warnings(conn, job).await?;
     let row = fetch_job(conn, job.id.as_str())
         .await?
         .ok_or_else(|| StoreError::Corrupt("inserted job vanished".into()))?;
     Ok(InsertOutcome::Created(row))
+}
+
+/// Records a `spec_warning` for each [`crate::job::SpecWarning`] of a job being taken in, so
+/// its timeline says which fields OpenAI's schema does not name (data: `{"field": …}`).
+async fn add_spec_warnings(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), StoreError> {
+    for w in job.spec.warnings() {
+        add_event(
+            &mut *conn,
+            job.id.as_str(),
+            job.now,
+            EventKind::SpecWarning,
+            &w.to_string(),
+            Some(&serde_json::json!({ "field": w.field })),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Writes a new `pending` job row (no events), `retry_of` naming the job it retries, if any.
@@ -371,6 +389,7 @@ impl Store {
             Some(&serde_json::json!({ "retry_of": original })),
         )
         .await?;
+        add_spec_warnings(&mut tx, &job).await?;
         add_event(
             &mut tx,
             original,

@@ -202,6 +202,61 @@ async fn invalid_job_specs_are_refused_naming_the_field_and_nothing_is_stored() 
 }
 
 #[tokio::test]
+async fn a_body_openai_would_refuse_is_refused_at_intake_naming_the_field() {
+    let app = helpers::spawn_app().await;
+    let mut hot = helpers::job_body("hot");
+    hot["temperature"] = json!("hot");
+    let (status, answer) = app.post_job(&hot).await;
+    let error = api_error(status, &answer, 400, "invalid_request_error");
+    assert_eq!(error["param"], "temperature", "{answer}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("`temperature`") && message.contains("number"),
+        "{message}"
+    );
+
+    // A nested field is named by its path.
+    let mut parts = helpers::job_body("parts");
+    parts["input"] = json!([{"role": "user", "content": [{"type": "input_text", "text": null}]}]);
+    let (status, answer) = app.post_job(&parts).await;
+    let error = api_error(status, &answer, 400, "invalid_request_error");
+    assert_eq!(error["param"], "input.0.content.0.text", "{answer}");
+
+    let (status, list) = app.get("/v1/jobs").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"], json!([]), "{list}");
+    assert_eq!(app.count_rows("jobs").await, 0);
+    assert_eq!(app.sim.stats().creates, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_top_level_field_is_taken_with_a_warning_in_the_timeline() {
+    let app = helpers::spawn_app().await;
+    let mut body = helpers::job_body("future");
+    body["future_param"] = json!({"x": 1});
+    let id = app.submit(&body).await;
+    let events = app.events(&id).await;
+    let warning = events
+        .iter()
+        .find(|e| e["kind"] == "spec_warning")
+        .unwrap_or_else(|| panic!("no spec_warning event: {events:?}"));
+    assert_eq!(warning["data"]["field"], "future_param", "{warning}");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("`future_param`"),
+        "{warning}"
+    );
+    // The field still goes to OpenAI.
+    let done = app.wait_terminal(&id, DEADLINE).await;
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(app.sim.stats().creates, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn idempotency_key_replays_and_conflicts() {
     let app = helpers::spawn_app().await;
     let post = |body: Value, key: &str| {

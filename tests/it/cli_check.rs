@@ -164,6 +164,58 @@ fn a_bad_jobs_file_names_job_field_and_line() {
 }
 
 #[test]
+fn a_jobs_file_breaking_openais_contract_names_file_line_and_field() {
+    let dir = Dir::new();
+    let cfg = dir.file("good.yaml", "polling:\n  min_interval: 1s\n");
+    let jobs = dir.file(
+        "jobs.yaml",
+        "jobs:\n  - name: fine\n    model: o3\n    input: hi\n  - name: hot\n    model: o3\n    input: hi\n    temperature: hot\n",
+    );
+    let (ok, stdout, stderr) = respool(
+        &dir,
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--jobs",
+            jobs.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "stdout: {stdout}\nstderr: {stderr}");
+    let line =
+        located(&stderr, &jobs, 8).unwrap_or_else(|| panic!("no jobs.yaml:8:COL in {stderr}"));
+    assert!(line.contains("`hot`"), "{line}");
+    assert!(line.contains("`temperature`"), "{line}");
+    assert!(!stdout.contains("jobs file OK"), "{stdout}");
+}
+
+#[test]
+fn an_unknown_top_level_field_is_a_located_warning_not_a_failure() {
+    let dir = Dir::new();
+    let cfg = dir.file("good.yaml", "polling:\n  min_interval: 1s\n");
+    let jobs = dir.file(
+        "jobs.yaml",
+        "jobs:\n  - name: typo\n    model: o3\n    input: hi\n    temprature: 0.5\n",
+    );
+    let (ok, stdout, stderr) = respool(
+        &dir,
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--jobs",
+            jobs.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let line =
+        located(&stderr, &jobs, 5).unwrap_or_else(|| panic!("no jobs.yaml:5:COL in {stderr}"));
+    assert!(line.contains("warning"), "{line}");
+    assert!(line.contains("`temprature`"), "{line}");
+    assert!(stdout.contains("jobs file OK"), "{stdout}");
+}
+
+#[test]
 fn a_jobs_file_naming_an_unknown_sink_is_refused() {
     let dir = Dir::new();
     let cfg = dir.file("good.yaml", "");

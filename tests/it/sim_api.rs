@@ -361,6 +361,52 @@ async fn delete_and_input_items() {
 }
 
 #[tokio::test]
+async fn a_body_breaking_openais_schema_is_a_400_naming_the_param() {
+    let sim = start(fast()).await;
+    let cases = [
+        (
+            json!({"model": "gpt-5", "input": "x", "temperature": "hot"}),
+            "temperature",
+            "invalid_type",
+        ),
+        (
+            json!({"model": "gpt-5", "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "fine"}, {"type": "input_text", "text": null}]}]}),
+            "input[0].content[1].text",
+            "invalid_type",
+        ),
+        (
+            json!({"model": "gpt-5", "input": "x", "reasoning": {"effort": "extreme"}}),
+            "reasoning.effort",
+            "invalid_value",
+        ),
+        (
+            json!({"model": "gpt-5", "input": [{"role": "user", "content": [{"type": "input_text"}]}]}),
+            "input[0].content[0].text",
+            "missing_required_parameter",
+        ),
+    ];
+    for (body, param, code) in cases {
+        let (status, err) = create(&sim, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(err["error"]["type"], "invalid_request_error", "{err}");
+        assert_eq!(err["error"]["param"], param, "{err}");
+        assert_eq!(err["error"]["code"], code, "{err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("'{param}'")), "{message}");
+    }
+    // An unknown top-level field is let through, as respool lets it through.
+    let (status, created) = create(
+        &sim,
+        json!({"model": "gpt-5", "input": "x", "future_param": {"x": 1}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(sim.stats().creates, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn validation_errors_name_the_param() {
     let sim = start(fast()).await;
     let many: serde_json::Map<String, Value> =

@@ -60,6 +60,11 @@ pub struct JobView {
     /// same. Only on `GET /v1/jobs/{id}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub duplicates: Vec<DuplicateView>,
+    /// Only in the answer to `POST /v1/jobs`: fields OpenAI's create-request schema does not
+    /// name, passed through as they are (a typo, or a parameter newer than respool's copy of
+    /// the schema). Each is also in the job's timeline (`spec_warning`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A paid duplicate response of a job.
@@ -140,6 +145,7 @@ impl From<&JobRow> for JobView {
             spec: None,
             retried_by: Vec::new(),
             duplicates: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }

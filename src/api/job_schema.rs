@@ -8,7 +8,9 @@
 //!
 //! [`JobSpec::from_value`]: crate::job::JobSpec::from_value
 
-use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
 
 use crate::job::METADATA_JOB_KEY;
 use crate::job::spec::{self, NotifyOn};
@@ -23,9 +25,171 @@ pub const TIMEOUT_PATTERN: &str = "^([1-9][0-9]{0,4}s|[1-9][0-9]{0,4}m|[1-9][0-9
 /// ([`spec::check_idempotency_key`]).
 pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[\\u0021-\\u007e]{1,255}$";
 
-/// The schemas this module adds to the document's components.
+/// The prefix of OpenAI's schemas in the document's components (`OpenAI.CreateResponse`).
+pub const OPENAI_PREFIX: &str = "OpenAI.";
+
+/// The schemas this module adds to the document's components: the job body's, and the
+/// schemas of OpenAI's it refers to, as intake checks with them
+/// ([`crate::contract::prepared_schemas`]), renamed under [`OPENAI_PREFIX`].
 pub fn components() -> Vec<(String, Value)> {
-    vec![(JOB_REQUEST.to_string(), job_request(&[]))]
+    let request = job_request(&[]);
+    let mut out = vec![(JOB_REQUEST.to_string(), request.clone())];
+    if let Some(schemas) = crate::contract::prepared_schemas() {
+        let mut wanted = BTreeSet::new();
+        refs_in(&request, &mut wanted);
+        let mut queue: Vec<String> = wanted.iter().cloned().collect();
+        while let Some(name) = queue.pop() {
+            let Some(schema) = schemas.get(&name) else {
+                continue;
+            };
+            let mut found = BTreeSet::new();
+            refs_in(schema, &mut found);
+            for r in found {
+                if wanted.insert(r.clone()) {
+                    queue.push(r);
+                }
+            }
+        }
+        for name in wanted {
+            if let Some(schema) = schemas.get(&name) {
+                let mut schema = schema.clone();
+                prefix_refs(&mut schema);
+                out.push((format!("{OPENAI_PREFIX}{name}"), schema));
+            }
+        }
+    }
+    out
+}
+
+/// The names of OpenAI's schemas that `v` refers to (its `$ref`s, either prefix).
+fn refs_in(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(r) = m.get("$ref").and_then(Value::as_str)
+                && let Some(name) = r.strip_prefix(REF_ROOT)
+            {
+                out.insert(name.strip_prefix(OPENAI_PREFIX).unwrap_or(name).to_string());
+            }
+            for (k, child) in m {
+                if !matches!(
+                    k.as_str(),
+                    "enum" | "const" | "default" | "example" | "examples"
+                ) {
+                    refs_in(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| refs_in(i, out)),
+        _ => {}
+    }
+}
+
+const REF_ROOT: &str = "#/components/schemas/";
+
+/// OpenAI's `CreateResponse` as one flat map of its top-level properties (its `allOf` parts
+/// folded; see [`intersect`]), with `$ref`s renamed under [`OPENAI_PREFIX`]. One flat object is
+/// what code generators read well; `allOf` of objects they merge badly.
+fn openai_properties(schemas: &Map<String, Value>) -> Map<String, Value> {
+    fn collect(schemas: &Map<String, Value>, v: &Value, out: &mut Map<String, Value>, depth: u8) {
+        if depth > 8 {
+            return;
+        }
+        if let Some(name) = v
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix(REF_ROOT))
+            && let Some(target) = schemas.get(name)
+        {
+            collect(schemas, target, out, depth + 1);
+        }
+        for part in v
+            .get("allOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            collect(schemas, part, out, depth + 1);
+        }
+        for (k, p) in v
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let merged = match out.get(k) {
+                Some(old) => intersect(old, p),
+                None => p.clone(),
+            };
+            out.insert(k.clone(), merged);
+        }
+    }
+    let mut out = Map::new();
+    if let Some(root) = schemas.get("CreateResponse") {
+        collect(schemas, root, &mut out, 0);
+    }
+    for p in out.values_mut() {
+        prefix_refs(p);
+    }
+    out
+}
+
+/// A schema that holds exactly when both `a` and `b` do: the one of them when the other is it
+/// or it-or-null (`anyOf: [it, {type: null}]`, how OpenAI marks a field optional in one part and
+/// not in another), else `allOf` of both.
+fn intersect(a: &Value, b: &Value) -> Value {
+    let bare = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("description");
+        }
+        v
+    };
+    let or_null = |wide: &Value, narrow: &Value| {
+        wide.get("anyOf")
+            .and_then(Value::as_array)
+            .is_some_and(|branches| {
+                branches.len() == 2
+                    && branches.iter().any(|x| bare(x) == bare(narrow))
+                    && branches.iter().any(|x| x == &json!({"type": "null"}))
+            })
+    };
+    if bare(a) == bare(b) || or_null(b, a) {
+        a.clone()
+    } else if or_null(a, b) {
+        b.clone()
+    } else {
+        json!({"allOf": [a, b]})
+    }
+}
+
+/// Renames `#/components/schemas/X` to `#/components/schemas/OpenAI.X` in a schema of OpenAI's,
+/// and drops its `title`s: annotations to a validator, but a code generator names its classes
+/// after them, and OpenAI gives several schemas the same one ("Input file").
+fn prefix_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            // The keyword (a string), not a property named `title` (whose value is a schema).
+            if m.get("title").is_some_and(Value::is_string) {
+                m.remove("title");
+            }
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(name) = r.strip_prefix(REF_ROOT)
+                && !name.starts_with(OPENAI_PREFIX)
+            {
+                *r = format!("{REF_ROOT}{OPENAI_PREFIX}{name}");
+            }
+            for (k, child) in m.iter_mut() {
+                if !matches!(
+                    k.as_str(),
+                    "enum" | "const" | "default" | "example" | "examples"
+                ) {
+                    prefix_refs(child);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(prefix_refs),
+        _ => {}
+    }
 }
 
 /// Writes the configured sink names into the job body's `notify` (a job may name only those).
@@ -41,8 +205,83 @@ fn notify_on() -> Value {
     })
 }
 
-/// The job body's schema, with `sinks` as the names `notify` may use.
+/// The job body's schema, with `sinks` as the names `notify` may use: OpenAI's
+/// `CreateResponse` (when the vendored contract loaded) and respool's rules, both.
 pub fn job_request(sinks: &[String]) -> Value {
+    let mut own = respool_rules(sinks);
+    let Some(schemas) = crate::contract::prepared_schemas() else {
+        return own;
+    };
+    let openai = openai_properties(schemas);
+    let Some(props) = own.get_mut("properties").and_then(Value::as_object_mut) else {
+        return own;
+    };
+    for (name, schema) in openai {
+        match name.as_str() {
+            // respool's rule is narrower than OpenAI's, which accepts every value respool's
+            // does (a test holds them to that): respool's stands alone.
+            "model" | "metadata" | "background" | "store" | "stream" | "max_output_tokens" => {}
+            "input" => {
+                props.insert(name, non_empty_input(&schema, schemas));
+            }
+            _ => {
+                props.insert(name, schema);
+            }
+        }
+    }
+    own
+}
+
+/// OpenAI's `input` (a string or a list of items) with respool's rule that neither is empty.
+fn non_empty_input(schema: &Value, schemas: &Map<String, Value>) -> Value {
+    let target = schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix(REF_ROOT))
+        .map(|n| n.strip_prefix(OPENAI_PREFIX).unwrap_or(n))
+        .and_then(|n| schemas.get(n));
+    let Some(mut input) = target.cloned() else {
+        return json!({"allOf": [schema, respool_input()]});
+    };
+    prefix_refs(&mut input);
+    let mut seen = 0;
+    for branch in input
+        .get_mut("anyOf")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        match branch.get("type").and_then(Value::as_str) {
+            Some("string") => {
+                branch["minLength"] = json!(1);
+                seen += 1;
+            }
+            Some("array") => {
+                branch["minItems"] = json!(1);
+                seen += 1;
+            }
+            _ => {}
+        }
+    }
+    if seen == 2 {
+        input
+    } else {
+        json!({"allOf": [schema, respool_input()]})
+    }
+}
+
+fn respool_input() -> Value {
+    json!({
+        "description": "The prompt: a string, or a list of input items.",
+        "anyOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "minItems": 1}
+        ]
+    })
+}
+
+/// respool's own keys and the rules respool adds to OpenAI's.
+fn respool_rules(sinks: &[String]) -> Value {
     let blank = spec::BLANK_CLASS;
     let control = "\\u0000-\\u001f\\u007f-\\u009f";
     // With no sinks configured, `notify` can only be empty.
@@ -58,13 +297,7 @@ pub fn job_request(sinks: &[String]) -> Value {
         "required": ["model", "input"],
         "properties": {
             "model": {"type": "string", "pattern": format!("[^{blank}]"), "description": "The model, e.g. `o3-deep-research`."},
-            "input": {
-                "description": "The prompt: a string, or a list of input items.",
-                "anyOf": [
-                    {"type": "string", "minLength": 1},
-                    {"type": "array", "minItems": 1}
-                ]
-            },
+            "input": respool_input(),
             "name": {
                 "type": "string",
                 "pattern": format!("^[^{control}]*[^{blank}{control}][^{control}]*$"),
@@ -106,9 +339,9 @@ pub fn job_request(sinks: &[String]) -> Value {
                 "description": "Submission order: higher first (default 0)."
             },
             "budget_exempt": {"type": ["boolean", "null"], "description": "Submitted even when a budget is reached."},
-            "background": {"enum": [true, null]},
-            "store": {"enum": [true, null]},
-            "stream": {"enum": [false, null]},
+            "background": {"anyOf": [{"type": "boolean", "const": true}, {"type": "null"}], "description": "respool always sends `true`; leave it out."},
+            "store": {"anyOf": [{"type": "boolean", "const": true}, {"type": "null"}], "description": "respool always sends `true`; leave it out."},
+            "stream": {"anyOf": [{"type": "boolean", "const": false}, {"type": "null"}], "description": "respool always sends `false`; leave it out."},
             "metadata": {
                 "description": "Up to 15 string pairs (OpenAI allows 16; respool adds its own).",
                 "anyOf": [
@@ -147,4 +380,374 @@ pub fn job_request(sinks: &[String]) -> Value {
             "timeout": "2h"
         }]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::JobSpec;
+    use proptest::prelude::*;
+
+    const SINK: &str = "log";
+
+    /// A validator for the job body as the document describes it (with one sink, `log`).
+    fn validator() -> jsonschema::Validator {
+        let mut schemas = Map::new();
+        for (name, schema) in components() {
+            schemas.insert(name, schema);
+        }
+        schemas.insert(JOB_REQUEST.into(), job_request(&[SINK.to_string()]));
+        let root = json!({
+            "$ref": format!("{REF_ROOT}{JOB_REQUEST}"),
+            "components": {"schemas": schemas},
+        });
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .unwrap()
+    }
+
+    /// What intake says of a body: `from_value`, then the sinks `accept` checks.
+    fn intake_accepts(body: &Value) -> bool {
+        // (`create_job` refuses a schedule after `from_value`: a template runs from a file.)
+        match JobSpec::from_value(body.clone(), "#1") {
+            Ok(spec) => {
+                spec.schedule.is_none()
+                    && spec.notify.iter().flatten().all(|route| route.sink == SINK)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A field: mostly absent or valid, now and then invalid, so that both whole bodies that
+    /// pass and bodies that fail on one rule come up often.
+    fn field(valid: Vec<Value>, invalid: Vec<Value>) -> BoxedStrategy<Option<Value>> {
+        let absent_or_valid = if valid.is_empty() {
+            Just(None).boxed()
+        } else {
+            proptest::option::of(prop::sample::select(valid)).boxed()
+        };
+        if invalid.is_empty() {
+            return absent_or_valid;
+        }
+        prop_oneof![
+            12 => absent_or_valid,
+            1 => prop::sample::select(invalid).prop_map(Some),
+        ]
+        .boxed()
+    }
+
+    /// A required field: present and valid, now and then invalid or absent.
+    fn required(valid: Vec<Value>, invalid: Vec<Value>) -> BoxedStrategy<Option<Value>> {
+        prop_oneof![
+            24 => prop::sample::select(valid).prop_map(Some),
+            1 => Just(None),
+            1 => prop::sample::select(invalid).prop_map(Some),
+        ]
+        .boxed()
+    }
+
+    /// The generator is not vacuous: a good share of its bodies pass, and a good share fail.
+    #[test]
+    fn the_bodies_are_mixed() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = bodies();
+        let accepted = (0..1000)
+            .filter(|_| intake_accepts(&strategy.new_tree(&mut runner).unwrap().current()))
+            .count();
+        let mut why = std::collections::BTreeMap::<String, usize>::new();
+        for _ in 0..300 {
+            let b = strategy.new_tree(&mut runner).unwrap().current();
+            if let Err(errs) = JobSpec::from_value(b, "#1") {
+                for e in errs {
+                    *why.entry(e.field.clone()).or_default() += 1;
+                }
+            }
+        }
+        assert!(
+            (200..=800).contains(&accepted),
+            "{accepted} of 1000 accepted; refused for: {why:?}"
+        );
+    }
+
+    /// Bodies drawn from the values at the edges of each rule.
+    fn bodies() -> impl Strategy<Value = Value> {
+        let long = "x".repeat(201);
+        let fields = vec![
+            (
+                "model",
+                required(
+                    vec![json!("o3-deep-research"), json!("x"), json!(" m ")],
+                    vec![
+                        json!(""),
+                        json!(" \u{feff}"),
+                        json!("\u{85}"),
+                        json!(5),
+                        Value::Null,
+                    ],
+                ),
+            ),
+            (
+                "input",
+                required(
+                    vec![
+                        json!("Say hi."),
+                        json!([{"role": "user", "content": "hi"}]),
+                        json!([{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]),
+                    ],
+                    vec![
+                        json!(""),
+                        json!([]),
+                        json!([{"role": "user", "content": [{"type": "input_text", "text": null}]}]),
+                        json!([42]),
+                        json!({"a": 1}),
+                    ],
+                ),
+            ),
+            (
+                "name",
+                field(
+                    vec![json!("report"), json!(" é "), json!("x".repeat(200))],
+                    vec![
+                        json!(""),
+                        json!("  "),
+                        json!("a\u{7}b"),
+                        json!(long),
+                        Value::Null,
+                        json!(3),
+                    ],
+                ),
+            ),
+            (
+                "timeout",
+                field(
+                    vec![
+                        json!(3600),
+                        json!(3600.0),
+                        json!(31_622_400),
+                        json!("90m"),
+                        json!("366d"),
+                        json!("7999h"),
+                        Value::Null,
+                    ],
+                    vec![
+                        json!(0),
+                        json!(-1),
+                        json!(31_622_401),
+                        json!("367d"),
+                        json!("0s"),
+                        json!("soon"),
+                        json!(1.5),
+                    ],
+                ),
+            ),
+            (
+                "priority",
+                field(
+                    vec![json!(0), json!(1000), json!(-1000), json!(7.0), Value::Null],
+                    vec![json!(1001), json!(-1001), json!(7.5), json!("1")],
+                ),
+            ),
+            (
+                "metadata",
+                field(
+                    vec![
+                        json!({}),
+                        json!({"team": "r"}),
+                        json!({"k": "v".repeat(512)}),
+                        Value::Null,
+                    ],
+                    vec![
+                        json!({"respool_job_id": "x"}),
+                        json!({"": "x"}),
+                        json!({"k": 1}),
+                        json!({"k": "v".repeat(513)}),
+                        json!([]),
+                    ],
+                ),
+            ),
+            (
+                "max_output_tokens",
+                field(
+                    vec![json!(16), json!(16.0), json!(100_000), Value::Null],
+                    vec![json!(15), json!(-16), json!("16"), json!(16.5)],
+                ),
+            ),
+            (
+                "budget_exempt",
+                field(
+                    vec![json!(true), json!(false), Value::Null],
+                    vec![json!("true"), json!(1)],
+                ),
+            ),
+            (
+                "notify",
+                field(
+                    vec![
+                        json!([SINK]),
+                        json!([{"sink": SINK, "on": ["failed"]}]),
+                        json!([{"sink": SINK}]),
+                        json!([]),
+                        Value::Null,
+                    ],
+                    vec![
+                        json!(["nope"]),
+                        json!([{"sink": SINK, "on": ["exploded"]}]),
+                        json!([{"sink": SINK, "x": 1}]),
+                        json!([""]),
+                        json!("log"),
+                        json!([{"on": []}]),
+                    ],
+                ),
+            ),
+            (
+                "idempotency_key",
+                field(
+                    vec![json!("key-1"), json!("~!"), Value::Null],
+                    vec![
+                        json!(""),
+                        json!("has space"),
+                        json!("é"),
+                        json!(1),
+                        json!("k".repeat(256)),
+                    ],
+                ),
+            ),
+            (
+                "temperature",
+                field(
+                    vec![json!(0.2), json!(2), Value::Null],
+                    vec![json!(3), json!("hot"), json!(-1)],
+                ),
+            ),
+            (
+                "previous_response_id",
+                field(vec![json!("resp_1"), Value::Null], vec![json!(5)]),
+            ),
+            (
+                "conversation",
+                field(vec![json!("conv_1"), Value::Null], vec![json!(5)]),
+            ),
+            (
+                "schedule",
+                field(
+                    vec![Value::Null],
+                    vec![json!({"cron": "0 * * * *"}), json!("x")],
+                ),
+            ),
+            (
+                "attachments",
+                field(vec![], vec![json!(["a.pdf"]), Value::Null]),
+            ),
+            (
+                "background",
+                field(
+                    vec![json!(true), Value::Null],
+                    vec![json!(false), json!("true")],
+                ),
+            ),
+            (
+                "store",
+                field(vec![json!(true), Value::Null], vec![json!(false)]),
+            ),
+            (
+                "stream",
+                field(vec![json!(false), Value::Null], vec![json!(true)]),
+            ),
+            (
+                "future_param",
+                field(vec![json!({"anything": [1, "two"]})], vec![]),
+            ),
+        ];
+        let (names, strategies): (Vec<&'static str>, Vec<BoxedStrategy<Option<Value>>>) =
+            fields.into_iter().unzip();
+        strategies.prop_map(move |values| {
+            let mut m = Map::new();
+            for (k, v) in names.iter().zip(values) {
+                if let Some(v) = v {
+                    m.insert((*k).to_string(), v);
+                }
+            }
+            Value::Object(m)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The document's job body schema and intake agree on every body: what one accepts,
+        /// the other does, so a client generated from the document is never refused for a body
+        /// its types allowed, and a body the document refuses never becomes a job.
+        #[test]
+        fn the_schema_and_the_parser_agree(body in bodies()) {
+            static VALIDATOR: std::sync::LazyLock<jsonschema::Validator> =
+                std::sync::LazyLock::new(validator);
+            let by_schema = VALIDATOR.is_valid(&body);
+            let by_intake = intake_accepts(&body);
+            let why: Vec<String> = VALIDATOR.iter_errors(&body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+            prop_assert_eq!(by_schema, by_intake, "{} — schema says: {:?}; intake says: {:?}", body, why, JobSpec::from_value(body.clone(), "#1").err());
+        }
+    }
+
+    /// Where respool's rule stands in for OpenAI's, OpenAI's accepts whatever respool's does.
+    #[test]
+    fn respools_rules_are_narrower_than_openais() {
+        let schemas = crate::contract::prepared_schemas().unwrap();
+        let openai = openai_properties(schemas);
+        let own = respool_rules(&[]);
+        let samples = [
+            json!("o3-deep-research"),
+            json!("x"),
+            json!({"team": "r"}),
+            json!({}),
+            json!(true),
+            json!(false),
+            json!(16),
+            json!(1e9),
+            Value::Null,
+        ];
+        let mut all = Map::new();
+        for (name, schema) in schemas {
+            let mut schema = schema.clone();
+            prefix_refs(&mut schema);
+            all.insert(format!("{OPENAI_PREFIX}{name}"), schema);
+        }
+        for key in [
+            "model",
+            "metadata",
+            "background",
+            "store",
+            "stream",
+            "max_output_tokens",
+        ] {
+            let compile = |schema: &Value| {
+                jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft202012)
+                    .build(&json!({"allOf": [schema], "components": {"schemas": all.clone()}}))
+                    .unwrap_or_else(|e| panic!("{key}: {e}"))
+            };
+            let theirs = compile(&openai[key]);
+            let ours = compile(&own["properties"][key]);
+            for v in &samples {
+                if ours.is_valid(v) {
+                    assert!(
+                        theirs.is_valid(v),
+                        "{key}: {v} passes respool's rule but not OpenAI's"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A property named `title` survives the dropping of `title` annotations.
+    #[test]
+    fn properties_named_title_are_kept() {
+        let mut v = json!({"title": "Citation", "type": "object", "properties": {"title": {"type": "string", "title": "T"}}, "required": ["title"]});
+        prefix_refs(&mut v);
+        assert_eq!(
+            v,
+            json!({"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]})
+        );
+    }
 }

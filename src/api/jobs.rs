@@ -119,6 +119,26 @@ fn parse_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse(raw).map_err(|_| not_found(raw))
 }
 
+/// A spec error's field (`input.0.content.0.text`) as the API names parameters, the way
+/// OpenAI's API does and the typed bodies' errors do: `input[0].content[0].text`. A map key
+/// of digits (`metadata.0`) stays a key.
+fn param_of(field: &str) -> String {
+    let mut out = String::new();
+    let mut in_map = false;
+    for (i, part) in field.split('.').enumerate() {
+        if i > 0 && !in_map && !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+        in_map = part == "metadata" && i == 0;
+    }
+    out
+}
+
 /// The request's `Idempotency-Key` header, if it has one, checked.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     let Some(key) = headers.get("idempotency-key") else {
@@ -164,7 +184,7 @@ pub async fn create_job(
         }
     }
     let spec = JobSpec::from_value(value, "(request)").map_err(|errs| {
-        let param = errs.first().map(|e| e.field.clone());
+        let param = errs.first().map(|e| param_of(&e.field));
         let message = errs
             .iter()
             .map(ToString::to_string)
@@ -174,13 +194,17 @@ pub async fn create_job(
     })?;
     if spec.schedule.is_some() {
         return Err(ApiError::invalid(
-            "field `schedule`: schedules are read from the daemon's jobs file (`jobs_file`);              send the job without `schedule` to run it once",
+            "field `schedule`: schedules are read from the daemon's jobs file (`jobs_file`); \
+             send the job without `schedule` to run it once",
             Some("schedule".into()),
         ));
     }
+    let warnings: Vec<String> = spec.warnings().iter().map(ToString::to_string).collect();
     match state.orchestrator.accept(spec, "api").await {
         Ok(InsertOutcome::Created(row)) => {
-            Ok((StatusCode::CREATED, Json(view(&state, &row))).into_response())
+            let mut v = view(&state, &row);
+            v.warnings = warnings;
+            Ok((StatusCode::CREATED, Json(v)).into_response())
         }
         // A replay answers as the original did, marked as a replay.
         Ok(InsertOutcome::Existing(row)) => Ok((
@@ -402,6 +426,18 @@ fn retry_error(e: RetryError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn params_name_list_items_in_brackets() {
+        assert_eq!(param_of("temperature"), "temperature");
+        assert_eq!(
+            param_of("input.0.content.1.text"),
+            "input[0].content[1].text"
+        );
+        assert_eq!(param_of("notify.2.sink"), "notify[2].sink");
+        assert_eq!(param_of("metadata.0"), "metadata.0");
+        assert_eq!(param_of("metadata.owner"), "metadata.owner");
+    }
 
     #[test]
     fn shown_spec_redacts_tool_credentials() {

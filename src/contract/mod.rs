@@ -177,6 +177,8 @@ impl fmt::Display for Violation {
 /// The compiled contract, built once.
 struct Contract {
     validator: jsonschema::Validator,
+    /// The schemas as the validator reads them (see [`prepare`] and [`relax_required`]).
+    prepared: Map<String, Value>,
     /// The top-level fields `CreateResponse` names (through its `allOf` parts).
     known: BTreeSet<String>,
 }
@@ -201,7 +203,7 @@ fn build(document: &Value) -> Result<Contract, String> {
     let root = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$ref": CREATE_RESPONSE,
-        "components": {"schemas": prepared},
+        "components": {"schemas": prepared.clone()},
     });
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
@@ -212,7 +214,14 @@ fn build(document: &Value) -> Result<Contract, String> {
     if known.is_empty() {
         return Err("CreateResponse names no fields".into());
     }
-    Ok(Contract { validator, known })
+    let Value::Object(prepared) = prepared else {
+        return Err("the prepared schemas are not a map".into());
+    };
+    Ok(Contract {
+        validator,
+        prepared,
+        known,
+    })
 }
 
 /// Adapts OpenAPI's schemas to plain JSON Schema, in memory (the vendored file stays as OpenAI
@@ -366,6 +375,14 @@ fn collect_from(
     {
         collect_from(schemas, part, out, depth + 1);
     }
+}
+
+/// The schemas exactly as intake checks with them (OpenAI's, with the two adaptations of
+/// [`prepare`] and [`relax_required`]), for the API's OpenAPI document to embed: what the
+/// document says of a job body is then what intake enforces. `None` when the vendored file did
+/// not load (then intake checks nothing either).
+pub fn prepared_schemas() -> Option<&'static Map<String, Value>> {
+    CONTRACT.as_ref().ok().map(|c| &c.prepared)
 }
 
 /// The fields of `body` (a create request's pass-through part: respool's own keys taken out)

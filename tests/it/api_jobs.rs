@@ -220,7 +220,7 @@ async fn a_body_openai_would_refuse_is_refused_at_intake_naming_the_field() {
     parts["input"] = json!([{"role": "user", "content": [{"type": "input_text", "text": null}]}]);
     let (status, answer) = app.post_job(&parts).await;
     let error = api_error(status, &answer, 400, "invalid_request_error");
-    assert_eq!(error["param"], "input.0.content.0.text", "{answer}");
+    assert_eq!(error["param"], "input[0].content[0].text", "{answer}");
 
     let (status, list) = app.get("/v1/jobs").await;
     assert_eq!(status, 200);
@@ -235,7 +235,23 @@ async fn an_unknown_top_level_field_is_taken_with_a_warning_in_the_timeline() {
     let app = helpers::spawn_app().await;
     let mut body = helpers::job_body("future");
     body["future_param"] = json!({"x": 1});
-    let id = app.submit(&body).await;
+    let (status, created) = app.post_job(&body).await;
+    assert_eq!(status, 201, "{created}");
+    // The answer says so too, so a client sees it without reading the timeline.
+    let warnings = created["warnings"]
+        .as_array()
+        .expect("warnings in the answer");
+    assert_eq!(warnings.len(), 1, "{created}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("`future_param`"),
+        "{created}"
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, shown) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert!(
+        shown.get("warnings").is_none(),
+        "only the create answer carries them: {shown}"
+    );
     let events = app.events(&id).await;
     let warning = events
         .iter()

@@ -16,6 +16,7 @@
 
 mod helpers;
 
+mod api_contract;
 mod api_faults;
 mod api_happy;
 mod api_jobs;

@@ -24,7 +24,8 @@
 //!   (`sd_notify`; the unit is `systemd/respool.service`), [`yaml`] (`${VAR}` interpolation,
 //!   key paths, `file:line:col` errors), [`pricing`] (model prices and what a usage cost),
 //!   [`auth`] (API tokens, the loopback rule), [`contract`] (OpenAI's create-request schema,
-//!   vendored, and the check of job bodies against it), [`sim`] (the upstream simulator, behind
+//!   vendored, the check of job bodies against it, and the webhook event types OpenAI sends),
+//!   [`sim`] (the upstream simulator, behind
 //!   the default `sim` feature; it checks creates with [`contract`]).
 //! - [`job`]: job specs (YAML and JSON), ids, the status machine, cron schedules.
 //! - [`config`]: the YAML config file, systemd credentials, defaults, validation, and the

@@ -306,7 +306,7 @@ pub type Name = Matching<NamePattern>;
 pub type EndpointId = Matching<EndpointIdPattern>;
 
 /// An event type OpenAI can send to a webhook endpoint
-/// ([`crate::upstream::endpoints::EVENT_TYPES`]).
+/// ([`crate::contract::EVENT_TYPES`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventType(String);
 
@@ -319,7 +319,7 @@ impl EventType {
 impl<'de> Deserialize<'de> for EventType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if crate::upstream::endpoints::EVENT_TYPES.contains(&s.as_str()) {
+        if crate::contract::EVENT_TYPES.contains(&s.as_str()) {
             Ok(Self(s))
         } else {
             Err(serde::de::Error::custom(format!(
@@ -333,9 +333,7 @@ impl utoipa::PartialSchema for EventType {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::String))
-            .enum_values(Some(
-                crate::upstream::endpoints::EVENT_TYPES.iter().copied(),
-            ))
+            .enum_values(Some(crate::contract::EVENT_TYPES.iter().copied()))
             .examples([serde_json::Value::from("response.completed")])
             .into()
     }

@@ -174,6 +174,38 @@ impl fmt::Display for Violation {
     }
 }
 
+/// Event types an endpoint may subscribe to (and `test` may send): the list of the `openai`
+/// Python SDK 3.57.0 (`resources/webhooks/webhooks.py`).
+pub const EVENT_TYPES: &[&str] = &[
+    "batch.completed",
+    "batch.failed",
+    "batch.expired",
+    "batch.cancelled",
+    "response.completed",
+    "response.failed",
+    "response.cancelled",
+    "response.incomplete",
+    "eval.run.succeeded",
+    "eval.run.failed",
+    "eval.run.canceled",
+    "fine_tuning.job.succeeded",
+    "fine_tuning.job.failed",
+    "fine_tuning.job.cancelled",
+    "realtime.call.incoming",
+    "video.completed",
+    "video.failed",
+    "agent.environment.ready",
+    "agent.environment.failed",
+    "agent.environment.suspended",
+    "agent.environment.expired",
+    "agent.session.created",
+    "agent.session.action_required",
+    "agent.session.in_progress",
+    "agent.session.idle",
+    "agent.session.failed",
+    "safety.alert.created",
+];
+
 /// The compiled contract, built once.
 struct Contract {
     validator: jsonschema::Validator,

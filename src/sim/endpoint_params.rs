@@ -9,7 +9,7 @@ use super::validate::{invalid_type, quoted};
 
 /// Event types an endpoint may subscribe to (and `test` may send): the client's list, so the
 /// two cannot disagree.
-pub(crate) use crate::upstream::endpoints::EVENT_TYPES;
+pub(crate) use crate::contract::EVENT_TYPES;
 
 /// A JSON object body (an empty body counts as `{}`), with no keys outside `allowed`.
 pub(crate) fn object_body(raw: &[u8], allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {

@@ -14,38 +14,6 @@ use serde_json::{Value, json};
 
 use super::{Client, UpstreamError, http_retry, urlencode};
 
-/// Event types an endpoint may subscribe to (and `test` may send): the list of the `openai`
-/// Python SDK 3.57.0 (`resources/webhooks/webhooks.py`).
-pub const EVENT_TYPES: &[&str] = &[
-    "batch.completed",
-    "batch.failed",
-    "batch.expired",
-    "batch.cancelled",
-    "response.completed",
-    "response.failed",
-    "response.cancelled",
-    "response.incomplete",
-    "eval.run.succeeded",
-    "eval.run.failed",
-    "eval.run.canceled",
-    "fine_tuning.job.succeeded",
-    "fine_tuning.job.failed",
-    "fine_tuning.job.cancelled",
-    "realtime.call.incoming",
-    "video.completed",
-    "video.failed",
-    "agent.environment.ready",
-    "agent.environment.failed",
-    "agent.environment.suspended",
-    "agent.environment.expired",
-    "agent.session.created",
-    "agent.session.action_required",
-    "agent.session.in_progress",
-    "agent.session.idle",
-    "agent.session.failed",
-    "safety.alert.created",
-];
-
 /// A webhook endpoint as the API shows it (without its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookEndpoint {

@@ -41,6 +41,25 @@ fn respool(dir: &Dir, args: &[&str]) -> (bool, String, String) {
 }
 
 /// The line of `text` that reports `file:line:COL:` for some column, if any.
+/// `respool check` of a good config and a jobs file of `content`: the directory (kept alive),
+/// the jobs file's path, whether it passed, stdout and stderr.
+fn check_jobs(content: &str) -> (Dir, std::path::PathBuf, bool, String, String) {
+    let dir = Dir::new();
+    let cfg = dir.file("good.yaml", "polling:\n  min_interval: 1s\n");
+    let jobs = dir.file("jobs.yaml", content);
+    let (ok, stdout, stderr) = respool(
+        &dir,
+        &[
+            "check",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--jobs",
+            jobs.to_str().unwrap(),
+        ],
+    );
+    (dir, jobs, ok, stdout, stderr)
+}
+
 fn located<'a>(text: &'a str, file: &Path, line: usize) -> Option<&'a str> {
     let prefix = format!("{}:{line}:", file.display());
     text.lines().find(|l| {
@@ -130,21 +149,8 @@ fn a_valid_config_is_ok() {
 
 #[test]
 fn a_bad_jobs_file_names_job_field_and_line() {
-    let dir = Dir::new();
-    let cfg = dir.file("good.yaml", "polling:\n  min_interval: 1s\n");
-    let jobs = dir.file(
-        "jobs.yaml",
+    let (_dir, jobs, ok, stdout, stderr) = check_jobs(
         "jobs:\n  - name: fine\n    model: o3\n    input: hi\n  - name: broken\n    model: o3\n    input: hi\n    timeout: soon\n  - name: nomodel\n    input: hi\n",
-    );
-    let (ok, stdout, stderr) = respool(
-        &dir,
-        &[
-            "check",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--jobs",
-            jobs.to_str().unwrap(),
-        ],
     );
     assert!(!ok, "stdout: {stdout}\nstderr: {stderr}");
     let line =
@@ -165,21 +171,8 @@ fn a_bad_jobs_file_names_job_field_and_line() {
 
 #[test]
 fn a_jobs_file_breaking_openais_contract_names_file_line_and_field() {
-    let dir = Dir::new();
-    let cfg = dir.file("good.yaml", "polling:\n  min_interval: 1s\n");
-    let jobs = dir.file(
-        "jobs.yaml",
+    let (_dir, jobs, ok, stdout, stderr) = check_jobs(
         "jobs:\n  - name: fine\n    model: o3\n    input: hi\n  - name: hot\n    model: o3\n    input: hi\n    temperature: hot\n",
-    );
-    let (ok, stdout, stderr) = respool(
-        &dir,
-        &[
-            "check",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--jobs",
-            jobs.to_str().unwrap(),
-        ],
     );
     assert!(!ok, "stdout: {stdout}\nstderr: {stderr}");
     let line =
@@ -191,22 +184,8 @@ fn a_jobs_file_breaking_openais_contract_names_file_line_and_field() {
 
 #[test]
 fn an_unknown_top_level_field_is_a_located_warning_not_a_failure() {
-    let dir = Dir::new();
-    let cfg = dir.file("good.yaml", "polling:\n  min_interval: 1s\n");
-    let jobs = dir.file(
-        "jobs.yaml",
-        "jobs:\n  - name: typo\n    model: o3\n    input: hi\n    temprature: 0.5\n",
-    );
-    let (ok, stdout, stderr) = respool(
-        &dir,
-        &[
-            "check",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--jobs",
-            jobs.to_str().unwrap(),
-        ],
-    );
+    let (_dir, jobs, ok, stdout, stderr) =
+        check_jobs("jobs:\n  - name: typo\n    model: o3\n    input: hi\n    temprature: 0.5\n");
     assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     let line =
         located(&stderr, &jobs, 5).unwrap_or_else(|| panic!("no jobs.yaml:5:COL in {stderr}"));

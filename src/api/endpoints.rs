@@ -301,6 +301,12 @@ pub async fn register(
             Some("url".into()),
         ));
     }
+    if req.events.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ApiError::invalid(
+            "`events` must name at least one event type (or be left out for the default)",
+            Some("events".into()),
+        ));
+    }
     let name = req.name.as_ref().map_or("respool", |n| n.as_str().trim());
     let mut events: Vec<String> = Vec::new();
     for e in req.events.map_or_else(

@@ -183,6 +183,15 @@ pub async fn create_job(
             _ => {}
         }
     }
+    if let Some((field, message)) = value
+        .as_object()
+        .and_then(super::job_schema::refused_over_rest)
+    {
+        return Err(ApiError::invalid(
+            format!("field `{field}`: {message}"),
+            Some(field.into()),
+        ));
+    }
     let spec = JobSpec::from_value(value, "(request)").map_err(|errs| {
         let param = errs.first().map(|e| param_of(&e.field));
         let message = errs

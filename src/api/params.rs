@@ -111,6 +111,8 @@ pub trait Pattern {
     const PATTERN: &'static str;
     const DESCRIPTION: &'static str;
     const EXAMPLE: &'static str;
+    /// Whether an error may quote the value (not a URL: it can carry a password).
+    const ECHO: bool = true;
     fn regex() -> &'static Regex;
 }
 
@@ -126,8 +128,13 @@ impl<P: Pattern> Matching<P> {
     pub fn parse(s: &str) -> Result<Self, String> {
         if P::regex().is_match(s) {
             Ok(Self(s.to_string(), std::marker::PhantomData))
+        } else if P::ECHO {
+            // Short, so a huge value does not come back whole.
+            let shown: String = s.chars().take(60).collect();
+            let more = if shown.len() < s.len() { "…" } else { "" };
+            Err(format!("`{shown}{more}` is not {}", P::DESCRIPTION))
         } else {
-            Err(format!("`{s}` is not {}", P::DESCRIPTION))
+            Err(format!("the value is not {}", P::DESCRIPTION))
         }
     }
 }
@@ -154,12 +161,16 @@ impl<P: Pattern> utoipa::ToSchema for Matching<P> {}
 
 macro_rules! pattern {
     ($name:ident, $pattern:expr, $description:expr, $example:expr) => {
+        pattern!($name, $pattern, $description, $example, true);
+    };
+    ($name:ident, $pattern:expr, $description:expr, $example:expr, $echo:expr) => {
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct $name;
         impl Pattern for $name {
             const PATTERN: &'static str = $pattern;
             const DESCRIPTION: &'static str = $description;
             const EXAMPLE: &'static str = $example;
+            const ECHO: bool = $echo;
             fn regex() -> &'static Regex {
                 static RE: LazyLock<Regex> = LazyLock::new(|| {
                     #[allow(clippy::expect_used)]
@@ -178,46 +189,11 @@ macro_rules! blank {
     };
 }
 
-/// One part of a duration: a number and a unit (humantime reads all of these).
-macro_rules! duration_part {
-    () => {
-        "[0-9]{1,9}(ms|s|m|h|d|w)"
-    };
-}
-/// Four-digit years that are leap years, as a regex (for `YYYY-02-29`).
-macro_rules! leap_year {
-    () => {
-        "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
-    };
-}
-/// `YYYY-MM-DD` with the days each month has.
-macro_rules! date {
-    () => {
-        concat!(
-            "([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
-            "|[0-9]{4}-(0[13-9]|1[0-2])-(29|30)",
-            "|[0-9]{4}-(0[13578]|1[02])-31",
-            "|",
-            leap_year!(),
-            "-02-29)"
-        )
-    };
-}
-
 pattern!(
     SincePattern,
-    concat!(
-        "^(",
-        duration_part!(),
-        "( ?",
-        duration_part!(),
-        "){0,3}",
-        "|",
-        date!(),
-        "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])",
-        "|[0-9]{1,12})$"
-    ),
-    "a duration back from now (`7d`, `2h 30m`; units ms, s, m, h, d, w), an RFC 3339 time \
+    crate::store::filter::SINCE_PATTERN,
+    "a duration back from now (`7d`, `2h 30m`, `1day`; up to four parts, each a number and a \
+     unit: ns, us, ms, s, m, h, d, w, M, y or their long names), an RFC 3339 time \
      (`2026-11-01T00:00:00Z`) or unix seconds",
     "7d"
 );
@@ -281,7 +257,8 @@ pattern!(
         "([/?#][!-~]*)?$"
     ),
     "an http(s) URL with a host name (its last label not a number) or a dotted IPv4 address",
-    "https://respool.example.com/webhooks/openai"
+    "https://respool.example.com/webhooks/openai",
+    false
 );
 
 pattern!(
@@ -395,6 +372,14 @@ mod tests {
     }
 
     #[test]
+    fn errors_quote_short_values_only_and_never_a_url() {
+        let e = Since::parse(&"x".repeat(5000)).unwrap_err();
+        assert!(e.len() < 400, "{e}");
+        let e = EndpointUrl::parse("https://user:hunter2@").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
     fn limits_check_their_range() {
         let ok: JobLimit = serde_json::from_str("100").unwrap();
         assert_eq!(JobLimit::get(Some(ok)), 100);
@@ -480,7 +465,12 @@ mod tests {
         /// valid that the server then refuses.
         #[test]
         fn since_pattern_values_parse(
-            parts in proptest::collection::vec((0u64..999_999_999, prop::sample::select(vec!["ms", "s", "m", "h", "d", "w"])), 1..4),
+            parts in proptest::collection::vec((0u64..=999_999_999, prop::sample::select(vec![
+                "nanos", "nsec", "ns", "usec", "us", "millis", "msec", "ms", "seconds", "second",
+                "secs", "sec", "s", "minutes", "minute", "mins", "min", "m", "hours", "hour", "hrs",
+                "hr", "h", "days", "day", "d", "weeks", "week", "wks", "wk", "w", "months", "month",
+                "M", "years", "year", "yrs", "yr", "y",
+            ])), 1..=4),
             y in 0u32..10_000, m in 1u32..=12, d in 1u32..=31,
             secs in 0u64..999_999_999_999,
         ) {

@@ -58,8 +58,8 @@ pub struct TestArgs {
     /// The event type of the test event.
     #[arg(long, default_value = "response.completed")]
     pub event_type: String,
-    /// How long to wait for the test event to arrive.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How long to wait for the test event to arrive (at most 30s).
+    #[arg(long, default_value = "5s", value_parser = test_wait)]
     pub wait: Duration,
     #[command(flatten)]
     pub server: ServerArgs,
@@ -153,6 +153,7 @@ pub async fn run(config: Option<&Path>, cmd: WebhookCommand) -> anyhow::Result<E
             }
         }
         WebhookCommand::Test(a) => {
+            // (`test_wait` has held `--wait` to the API's 30 s.)
             let client = ApiClient::from_args(config, &a.server)?;
             let body = json!({
                 "endpoint_id": a.endpoint,
@@ -205,4 +206,15 @@ pub async fn run(config: Option<&Path>, cmd: WebhookCommand) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--wait`: a duration of at most 30 s, what `POST /v1/webhook/test` waits at the most.
+fn test_wait(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(30) {
+        return Err(format!(
+            "`{s}` is longer than the 30s the daemon waits at the most"
+        ));
+    }
+    Ok(d)
 }

@@ -52,8 +52,10 @@ pub async fn envelope(req: Request, next: Next) -> Response {
             .get(header::ALLOW)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
+        // (axum adds `Allow` after this layer has run: then the header alone names them.)
         message = if allow.is_empty() {
-            "this endpoint does not take this method".to_string()
+            "this endpoint does not take this method; the Allow header names those it takes"
+                .to_string()
         } else {
             format!("this endpoint does not take this method; it takes: {allow}")
         };

@@ -510,11 +510,9 @@ impl JobSpec {
             body.insert("idempotency_key".into(), Value::String(k.clone()));
         }
         if let Some(t) = timeout {
-            // A duration string keeps sub-second parts that a number of seconds would drop.
-            body.insert(
-                "timeout".into(),
-                Value::String(humantime::format_duration(*t).to_string()),
-            );
+            // Seconds: a timeout is whole seconds (`check_timeout`), and a number is the one
+            // form the API takes for every timeout (a string there is one number and a unit).
+            body.insert("timeout".into(), Value::from(t.as_secs()));
         }
         if *priority != 0 {
             body.insert("priority".into(), Value::from(*priority));
@@ -755,6 +753,7 @@ mod tests {
         )
         .unwrap();
         let body = Value::Object(spec.to_rest_body());
+        assert_eq!(body["timeout"], 90, "seconds: the form the API takes");
         assert_eq!(body["priority"], 7);
         assert_eq!(body["budget_exempt"], true);
         assert_eq!(JobSpec::from_value(body, "#1").unwrap(), spec);

@@ -64,18 +64,71 @@ pub fn parse_metadata_pair(kv: &str) -> Option<(String, String)> {
     (!k.is_empty()).then(|| (k.to_string(), v.trim().to_string()))
 }
 
-/// `since` as unix ms: a duration back from `now_ms`, an RFC 3339 time, or unix seconds.
+/// One part of a duration: a number and a unit (humantime's units, every spelling).
+macro_rules! duration_part {
+    () => {
+        "[0-9]{1,9}(nanos|nsec|ns|usec|us|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)"
+    };
+}
+/// Four-digit years that are leap years, as a regex (for `YYYY-02-29`).
+macro_rules! leap_year {
+    () => {
+        "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+    };
+}
+/// `YYYY-MM-DD` with the days each month has.
+macro_rules! date {
+    () => {
+        concat!(
+            "([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+            "|[0-9]{4}-(0[13-9]|1[0-2])-(29|30)",
+            "|[0-9]{4}-(0[13578]|1[02])-31",
+            "|",
+            leap_year!(),
+            "-02-29)"
+        )
+    };
+}
+
+/// What `since` takes, as a regex that means the same in Rust, ECMAScript and Python: a
+/// duration of up to four parts (`7d`, `2h 30m`, `1day`), an RFC 3339 time with the days each
+/// month has (so every match parses), or unix seconds. [`parse_since`] holds a value to it
+/// before it reads it, so the API's document (which shows it) and the pages agree.
+pub const SINCE_PATTERN: &str = concat!(
+    "^(",
+    duration_part!(),
+    "( ?",
+    duration_part!(),
+    "){0,3}",
+    "|",
+    date!(),
+    "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])",
+    "|[0-9]{1,12})$"
+);
+
+/// `since` as unix ms: a duration back from `now_ms`, an RFC 3339 time, or unix seconds (a
+/// bare number is seconds, `0` too: not a zero duration). Anything outside [`SINCE_PATTERN`]
+/// is refused.
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, FilterError> {
+    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        #[allow(clippy::expect_used)]
+        regex::Regex::new(SINCE_PATTERN).expect("the since pattern")
+    });
+    if !RE.is_match(s) {
+        return Err(FilterError::Since(s.chars().take(60).collect()));
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<i64>()
+            .map(|secs| secs.saturating_mul(1000))
+            .map_err(|_| FilterError::Since(s.to_string()));
+    }
     if let Ok(d) = humantime::parse_duration(s) {
         return Ok(now_ms - crate::clock::ms(d));
     }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(secs) = s.parse::<i64>() {
-        return Ok(secs.saturating_mul(1000));
-    }
-    Err(FilterError::Since(s.to_string()))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| FilterError::Since(s.to_string()))
 }
 
 #[cfg(test)]
@@ -128,6 +181,13 @@ mod tests {
             10_000_000 - 3_600_000
         );
         assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_since("0", 5_000).unwrap(), 0, "a bare 0 is the epoch");
+        assert_eq!(parse_since("1day", 86_400_000).unwrap(), 0);
+        assert_eq!(parse_since("2weeks 1d", 15 * 86_400_000).unwrap(), 0);
+        assert!(parse_since("30min", 0).is_ok());
+        assert!(parse_since("1y", 0).is_ok());
+        assert!(parse_since("-5", 0).is_err());
+        assert!(parse_since("1.5h", 0).is_err());
         assert!(parse_since("2026-11-01T00:00:00Z", 0).is_ok());
         assert!(parse_since("yesterday", 0).is_err());
     }

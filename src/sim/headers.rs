@@ -45,15 +45,17 @@ pub(crate) fn go_duration(d: Duration) -> String {
     out
 }
 
-/// The one-minute request window behind the `x-ratelimit-*` values.
+/// The one-minute request window behind the `x-ratelimit-*` values. A window opens at the
+/// first request after the last one closed (not when the simulator started), so what a client
+/// is told does not depend on how long it took to send its first request.
 pub(crate) struct RateWindow {
-    state: Mutex<(Instant, u64)>,
+    state: Mutex<Option<(Instant, u64)>>,
 }
 
 impl RateWindow {
     pub fn new() -> Self {
         Self {
-            state: Mutex::new((Instant::now(), 0)),
+            state: Mutex::new(None),
         }
     }
 
@@ -71,11 +73,12 @@ impl RateWindow {
                 .state
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if now.duration_since(state.0) >= window {
-                *state = (now, 0);
-            }
-            state.1 += 1;
-            (state.1, window.saturating_sub(now.duration_since(state.0)))
+            let (opened, used) = match *state {
+                Some((opened, used)) if now.duration_since(opened) < window => (opened, used + 1),
+                _ => (now, 1),
+            };
+            *state = Some((opened, used));
+            (used, window.saturating_sub(now.duration_since(opened)))
         };
         let remaining_requests = limit.saturating_sub(used);
         let remaining_tokens = LIMIT_TOKENS.saturating_sub(used * TOKENS_PER_REQUEST);

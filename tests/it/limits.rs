@@ -138,14 +138,16 @@ async fn higher_priority_is_submitted_first() {
 
 #[tokio::test]
 async fn creates_wait_for_a_nearly_used_up_rate_limit_window() {
-    // The simulator reports a limit of 2 requests per 6 s: after one create, 1 is left, which is
-    // the default low-water mark, so the next create of that model waits for the reset (~3 s).
+    // The simulator reports a limit of 2 requests per 20 s: after one create, 1 is left, which is
+    // the default low-water mark, so the next create of that model waits for the reset (~10 s
+    // after the first create; long enough that a loaded machine still claims the second job
+    // before it).
     let app = helpers::spawn_app_with(
         |_| {},
         SimConfig {
             faults: Faults {
                 ratelimit_requests: 2,
-                ratelimit_window: Duration::from_secs(6),
+                ratelimit_window: Duration::from_secs(20),
                 ..Faults::default()
             },
             ..fast_sim()

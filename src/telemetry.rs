@@ -20,12 +20,16 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 const SUBMISSIONS: &str = "respool_submissions_total";
 const WEBHOOK_DELIVERIES: &str = "respool_webhook_deliveries_total";
+const WEBHOOK_BATCH: &str = "respool_webhook_batch_size";
 const POLLS: &str = "respool_polls_total";
 const UPSTREAM_DURATION: &str = "respool_upstream_request_duration_seconds";
 const UPSTREAM_ERRORS: &str = "respool_upstream_errors_total";
 const NOTIFICATIONS: &str = "respool_notifications_total";
 const DUPLICATES: &str = "respool_duplicate_responses_total";
 const QUARANTINED: &str = "respool_quarantined_jobs_total";
+
+/// Buckets of the webhook batch-size histogram (deliveries per transaction).
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0];
 
 /// Buckets of the upstream latency histogram, in seconds.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -43,6 +47,8 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(UPSTREAM_DURATION.into()), &LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(WEBHOOK_BATCH.into()), &BATCH_BUCKETS)
                 .ok()?;
             match builder.install_recorder() {
                 Ok(handle) => {
@@ -66,6 +72,11 @@ fn describe_events() {
     describe_counter!(
         WEBHOOK_DELIVERIES,
         "Webhook deliveries received by result (accepted, duplicate, rejected) and rejection reason."
+    );
+    describe_histogram!(
+        WEBHOOK_BATCH,
+        metrics::Unit::Count,
+        "Webhook deliveries recorded per transaction (group commit: one fsync per batch)."
     );
     describe_counter!(
         POLLS,
@@ -108,6 +119,11 @@ pub fn upkeep(now_secs: u64) {
 /// A create call's outcome: `accepted`, `refused`, `retried` or `uncertain`.
 pub fn submission(outcome: &'static str) {
     counter!(SUBMISSIONS, "outcome" => outcome).increment(1);
+}
+
+/// A batch of webhook deliveries recorded in one transaction, by its size.
+pub fn webhook_batch(size: usize) {
+    histogram!(WEBHOOK_BATCH).record(size as f64);
 }
 
 /// A webhook delivery: `accepted`, `duplicate` or `rejected` (with a reason such as

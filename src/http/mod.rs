@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
     let receiver = inbound::router(
         inbound::ReceiverState {
             verifier: state.verifier.clone(),
-            store: state.store.clone(),
+            recorder: inbound::Recorder::start(state.store.clone()),
             clock: state.clock.clone(),
             orchestrator: state.orchestrator.clone(),
         },

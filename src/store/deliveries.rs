@@ -3,7 +3,7 @@
 //! id appears.
 
 use serde::Serialize;
-use sqlx::FromRow;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{Store, StoreError};
 use crate::job::JobId;
@@ -21,26 +21,47 @@ pub struct DeliveryRow {
     pub handled_at: Option<i64>,
 }
 
+/// Rows per `INSERT` statement (6 bound values each, under SQLite's 32,766).
+const MAX_ROWS_PER_INSERT: usize = 5_000;
+
 impl Store {
-    /// Records a verified delivery. Returns false if this `webhook-id` was seen before.
-    pub async fn record_delivery(
+    /// Records verified deliveries (each with the time it was received) in one transaction:
+    /// one commit, so one fsync, for the whole batch (group commit, see `inbound::recorder`).
+    /// Returns, for each delivery in order, whether it is new: false if its `webhook-id` was
+    /// recorded before, or earlier in the same batch.
+    pub async fn record_deliveries(
         &self,
-        d: &Verified,
-        received_at: i64,
-    ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "INSERT INTO webhook_deliveries (webhook_id, received_at, event_id, event_type, object_id, body) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id) DO NOTHING",
-        )
-        .bind(d.webhook_id())
-        .bind(received_at)
-        .bind(d.event_id())
-        .bind(d.event_type())
-        .bind(d.object_id())
-        .bind(d.body())
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected() == 1)
+        batch: &[(&Verified, i64)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut inserted = std::collections::HashSet::new();
+        // SQLite takes at most 32,766 bound values in a statement: 6 per row.
+        for chunk in batch.chunks(MAX_ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO webhook_deliveries \
+                 (webhook_id, received_at, event_id, event_type, object_id, body) ",
+            );
+            q.push_values(chunk, |mut row, (d, received_at)| {
+                row.push_bind(d.webhook_id())
+                    .push_bind(*received_at)
+                    .push_bind(d.event_id())
+                    .push_bind(d.event_type())
+                    .push_bind(d.object_id())
+                    .push_bind(d.body());
+            });
+            q.push(" ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id");
+            let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            inserted.extend(ids);
+        }
+        tx.commit().await?;
+        // A webhook id inserted by this batch is new at its first place in it only.
+        Ok(batch
+            .iter()
+            .map(|(d, _)| inserted.remove(d.webhook_id()))
+            .collect())
     }
 
     /// Marks a delivery as handed to a job (or as needing no hand-off, with `job_id` None).

@@ -194,6 +194,12 @@ impl Store {
         written.map_err(NotWritable::from_db)
     }
 
+    /// The pool, for tests that reach past the store's statements.
+    #[cfg(test)]
+    pub(crate) fn pool_for_tests(&self) -> SqlitePool {
+        self.pool.clone()
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -172,3 +172,106 @@ async fn webhook_commands_register_test_and_rotate() {
         }
     }
 }
+
+/// Group commit never answers before it is durable: 24 senders post distinct signed
+/// deliveries (bodies ASCII, non-ASCII, empty, one long line, many short lines) as fast as the
+/// daemon answers, the daemon is killed with SIGKILL mid-stream, and every delivery that was
+/// answered `200` is in the database afterwards, with its body intact. A delivery whose answer
+/// never came may or may not be there (the sender retries it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_delivery_answered_200_survives_a_kill_9() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let mut h = Harness::start(Opts::default()).await;
+    let url = format!("{}/webhooks/openai", h.base);
+    let acked: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut senders = tokio::task::JoinSet::new();
+    for s in 0..24 {
+        let (http, url, secret, acked, stop) = (
+            reqwest::Client::new(),
+            url.clone(),
+            h.secret.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        senders.spawn(async move {
+            for i in 0.. {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let id = format!("msg_{s}_{i}");
+                let note = match i % 5 {
+                    0 => "plain ascii".to_owned(),
+                    1 => "Größe – 完了 ✅".to_owned(),
+                    2 => String::new(),
+                    3 => "y".repeat(64 * 1024),
+                    _ => "short\n".repeat(500),
+                };
+                let body = serde_json::json!({
+                    "object": "event", "id": format!("evt_{s}_{i}"), "type": "response.completed",
+                    "created_at": 1, "data": {"id": format!("resp_nojob{s}x{i}"), "note": note},
+                })
+                .to_string();
+                let ts = chrono::Utc::now().timestamp();
+                let mut rb = http.post(&url).body(body.clone());
+                for (k, v) in crate::helpers::signed_headers(&secret, &id, ts, body.as_bytes()) {
+                    rb = rb.header(k, v);
+                }
+                match rb.send().await {
+                    Ok(r) if r.status() == 200 => {
+                        acked.lock().unwrap().insert(id, body);
+                    }
+                    // Refused or cut off by the kill: this sender is done.
+                    _ => return,
+                }
+            }
+        });
+    }
+    // Kill once plenty were answered, with the senders still going.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 1500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "too few deliveries answered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut daemon = h.take_daemon();
+    crate::helpers::process::kill9(&mut daemon);
+    stop.cancel();
+    while senders.join_next().await.is_some() {}
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+
+    let mut conn = db::writer(&h.dir.path().join("respool.db")).await;
+    let stored: HashMap<String, String> =
+        sqlx::query_as::<_, (String, String)>("SELECT webhook_id, body FROM webhook_deliveries")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    db::close(conn).await;
+    let lost: Vec<&String> = acked
+        .keys()
+        .filter(|id| !stored.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} deliveries answered 200 are not in the database: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(10)]
+    );
+    for (id, body) in &acked {
+        assert_eq!(&stored[id], body, "{id}: the stored body differs");
+    }
+    eprintln!(
+        "kill -9 after {} deliveries answered 200 ({} stored): none lost",
+        acked.len(),
+        stored.len()
+    );
+    // The daemon starts again on the same file and takes deliveries.
+    h.start_daemon().await;
+}

@@ -5,7 +5,11 @@
 //! response and decides.
 //!
 //! An unverified request cannot reach the store: [`crate::signing::Keys::verify`] is the only
-//! way to get a [`Verified`] delivery, and `Store::record_delivery` takes only a `Verified`.
+//! way to get a [`Verified`] delivery, and `Store::record_deliveries` takes only `Verified`s.
+//!
+//! Deliveries are group-committed ([`recorder`]): each request queues its verified delivery
+//! for one writer, which records what has queued up in one transaction, and is answered `200`
+//! only once that transaction is durable.
 //!
 //! The secrets accepted are those of the config (`webhook.secrets`) plus those respool stored
 //! when it registered or rotated a webhook endpoint itself (the `webhook_secrets` table, see
@@ -18,7 +22,10 @@
 //! requests cannot turn into a stream of database reads). A reload only reads; nothing of an
 //! unverified request is written.
 
+mod recorder;
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,6 +42,7 @@ use crate::orchestrator::Orchestrator;
 use crate::signing::Keys;
 pub use crate::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, Verified, VerifyError};
 use crate::store::{Store, StoreError, StoredSecret};
+pub use recorder::{MAX_BATCH, RecordError, Recorder};
 
 /// How old the stored secrets may be when a delivery verifies with them: a rotation or an
 /// expiry recorded by another daemon takes effect here within this long.
@@ -55,6 +63,9 @@ pub struct Verifier {
     /// across a reload's read, so reloads run one at a time and a slower, older read cannot
     /// replace a newer one.
     loaded_at: tokio::sync::Mutex<i64>,
+    /// A copy of `loaded_at` read without the lock: a delivery verified with fresh secrets
+    /// (nearly all of them) does not queue behind the other requests for the mutex.
+    loaded_at_hint: AtomicI64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -73,6 +84,7 @@ impl Verifier {
             keys: Keys::new(secrets),
             store: None,
             loaded_at: tokio::sync::Mutex::new(i64::MIN),
+            loaded_at_hint: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -124,6 +136,7 @@ impl Verifier {
         let stored = store.active_webhook_secrets(now).await?;
         self.set_stored(&stored);
         *loaded_at = now;
+        self.loaded_at_hint.store(now, Ordering::Release);
         Ok(stored)
     }
 
@@ -133,8 +146,12 @@ impl Verifier {
         if self.store.is_none() {
             return Ok(());
         }
+        let fresh = |at: i64| self.keys.clock().now_ms().saturating_sub(at) < ms(max_age);
+        if fresh(self.loaded_at_hint.load(Ordering::Acquire)) {
+            return Ok(());
+        }
         let mut loaded_at = self.loaded_at.lock().await;
-        if self.keys.clock().now_ms().saturating_sub(*loaded_at) < ms(max_age) {
+        if fresh(*loaded_at) {
             return Ok(());
         }
         self.reload_locked(&mut loaded_at).await.map(|_| ())
@@ -172,12 +189,12 @@ impl Verifier {
     }
 }
 
-/// What the receiver reaches: where secrets and deliveries are, the clock, and the
-/// orchestrator to wake.
+/// What the receiver reaches: the keys, the writer that records deliveries, the clock, and
+/// the orchestrator to wake.
 #[derive(Clone)]
 pub struct ReceiverState {
     pub verifier: Arc<Verifier>,
-    pub store: Store,
+    pub recorder: Recorder,
     pub clock: Clock,
     pub orchestrator: Orchestrator,
 }
@@ -219,13 +236,18 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
         }
     };
     let now = state.clock.now_ms();
-    match state.store.record_delivery(&verified, now).await {
+    let (webhook_id, event_type, object_id) = (
+        verified.webhook_id().to_owned(),
+        verified.event_type().to_owned(),
+        verified.object_id().map(str::to_owned),
+    );
+    match state.recorder.record(verified, now).await {
         Ok(new) => {
             crate::telemetry::webhook_delivery(if new { "accepted" } else { "duplicate" }, None);
             tracing::info!(
-                webhook_id = %verified.webhook_id(),
-                event_type = %verified.event_type(),
-                object_id = verified.object_id().unwrap_or(""),
+                webhook_id = %webhook_id,
+                event_type = %event_type,
+                object_id = object_id.as_deref().unwrap_or(""),
                 duplicate = !new,
                 "webhook received"
             );
@@ -239,8 +261,8 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
                 .into_response()
         }
         Err(e) => {
-            // Not recorded: answer 500 so the sender retries.
-            tracing::error!(error = %crate::telemetry::chain(&e), "cannot record a webhook delivery");
+            // Not recorded (the writer logged why): answer 500 so the sender retries.
+            tracing::warn!(webhook_id = %webhook_id, error = %e, "webhook delivery not recorded; answered 500");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }

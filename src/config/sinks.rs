@@ -3,6 +3,7 @@
 //! credential, a mounted secret); [`Secret::resolve`] reads the file.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -46,6 +47,22 @@ impl SinkConfig {
             Self::Ntfy(c) => c.timeout,
             Self::Command(c) => c.timeout,
         }
+    }
+
+    /// Deliveries to this sink in flight at once: the sink's `max_concurrent`, else a default
+    /// by type that a typical service of that kind takes without throttling (chat services
+    /// limit a webhook to about one message a second; a mail server takes a few connections).
+    pub fn max_concurrent(&self) -> usize {
+        let (set, default) = match self {
+            Self::Console {} => (None, 64),
+            Self::Email(c) => (c.max_concurrent, 4),
+            Self::Slack(c) | Self::Discord(c) => (c.max_concurrent, 2),
+            Self::Webhook(c) => (c.max_concurrent, 16),
+            Self::File(c) => (c.max_concurrent, 8),
+            Self::Ntfy(c) => (c.max_concurrent, 4),
+            Self::Command(c) => (c.max_concurrent, 4),
+        };
+        set.map_or(default, NonZeroUsize::get)
     }
 
     /// The sink's type name, as written in the config.
@@ -117,6 +134,9 @@ pub struct EmailSink {
     pub timeout: Duration,
     #[serde(default)]
     pub templates: TemplateFiles,
+    /// Deliveries to this sink in flight at once (default by type, see
+    /// [`SinkConfig::max_concurrent`]).
+    pub max_concurrent: Option<NonZeroUsize>,
 }
 
 fn default_tls() -> SmtpTls {
@@ -138,6 +158,9 @@ pub struct ChatWebhookSink {
     pub timeout: Duration,
     #[serde(default)]
     pub templates: TemplateFiles,
+    /// Deliveries to this sink in flight at once (default by type, see
+    /// [`SinkConfig::max_concurrent`]).
+    pub max_concurrent: Option<NonZeroUsize>,
 }
 
 /// `type: webhook`.
@@ -150,6 +173,9 @@ pub struct WebhookSink {
     pub secret_file: Option<PathBuf>,
     #[serde(default = "default_sink_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// Deliveries to this sink in flight at once (default by type, see
+    /// [`SinkConfig::max_concurrent`]).
+    pub max_concurrent: Option<NonZeroUsize>,
 }
 
 /// `type: file`.
@@ -160,6 +186,9 @@ pub struct FileSink {
     pub dir: PathBuf,
     #[serde(default)]
     pub templates: TemplateFiles,
+    /// Deliveries to this sink in flight at once (default by type, see
+    /// [`SinkConfig::max_concurrent`]).
+    pub max_concurrent: Option<NonZeroUsize>,
 }
 
 /// `type: slack`.
@@ -181,6 +210,9 @@ pub struct NtfySink {
     pub timeout: Duration,
     #[serde(default)]
     pub templates: TemplateFiles,
+    /// Deliveries to this sink in flight at once (default by type, see
+    /// [`SinkConfig::max_concurrent`]).
+    pub max_concurrent: Option<NonZeroUsize>,
 }
 
 /// `type: command`.
@@ -197,6 +229,9 @@ pub struct CommandSink {
     /// `RESPOOL_*` variables and these.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Deliveries to this sink in flight at once (default by type, see
+    /// [`SinkConfig::max_concurrent`]).
+    pub max_concurrent: Option<NonZeroUsize>,
 }
 
 /// The outbox's delivery policy.
@@ -205,6 +240,8 @@ pub struct CommandSink {
 pub struct NotifyConfig {
     /// Sinks notified for every job that names none of its own.
     pub default: Vec<String>,
+    /// Deliveries in flight at once, all sinks together (each sink also has its own limit).
+    pub max_concurrent: NonZeroUsize,
     /// Tries per notification before it becomes a dead letter.
     pub max_attempts: u32,
     /// Wait before the first retry; doubles each try, with jitter.
@@ -222,6 +259,7 @@ impl Default for NotifyConfig {
     fn default() -> Self {
         Self {
             default: Vec::new(),
+            max_concurrent: NonZeroUsize::MIN.saturating_add(63),
             max_attempts: 10,
             initial_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(3600),

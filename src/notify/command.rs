@@ -209,6 +209,7 @@ mod tests {
             command: command.into_iter().map(String::from).collect(),
             timeout: Duration::from_secs(1),
             env: BTreeMap::new(),
+            max_concurrent: None,
         };
         assert!(matches!(
             CommandSink::new("c", &cfg(vec![])),

@@ -548,6 +548,7 @@ mod tests {
             ca_file: None,
             timeout: Duration::from_secs(5),
             templates: TemplateFiles::default(),
+            max_concurrent: None,
         }
     }
 

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{Clock, ms};
 use crate::config::{Config, SinkConfig};
 use crate::job::{JobSpec, JobStatus, spec::NotifyOn};
-use crate::store::{JobRow, NotificationRow, OutboxEntry, Store, StoreError};
+use crate::store::{JobRow, NotificationRow, OutboxEntry, SinkFilter, Store, StoreError};
 
 pub use context::Context;
 pub use templates::{Part, Templates};
@@ -200,7 +200,10 @@ pub struct Notifier {
     clock: Clock,
     config: Arc<Config>,
     sinks: Arc<BTreeMap<String, Sink>>,
+    /// Deliveries in flight, all sinks together (`notify.max_concurrent`).
     permits: Arc<Semaphore>,
+    /// Deliveries in flight to each configured sink (its `max_concurrent`).
+    sink_permits: Arc<BTreeMap<String, Arc<Semaphore>>>,
     /// The hard limit on one delivery (building its message and sending it), shorter than
     /// the lease: see [`delivery_limits`].
     deliver_timeout: Duration,
@@ -209,8 +212,6 @@ pub struct Notifier {
     lease_ms: i64,
 }
 
-/// Deliveries in flight at once.
-const MAX_CONCURRENT_DELIVERIES: usize = 8;
 /// What a lease leaves after a delivery's hard timeout, for its closing write.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// The shortest hard timeout of a delivery (a sink configured with no timeout still gets this).
@@ -235,22 +236,35 @@ impl Notifier {
         clock: Clock,
         config: Arc<Config>,
     ) -> Result<Self, (String, SinkError)> {
-        Self::with_permits(
-            store,
-            clock,
-            config,
-            Arc::new(Semaphore::new(MAX_CONCURRENT_DELIVERIES)),
-        )
+        let permits = Arc::new(Semaphore::new(config.notify.max_concurrent.get()));
+        Self::with_permits(store, clock, config, permits, &BTreeMap::new())
     }
 
-    /// A notifier for a reloaded config: every sink built anew from `config`, the store, clock
-    /// and delivery slots shared with this one (deliveries in flight keep their old sink).
+    /// A notifier for a reloaded config: every sink built anew from `config`, the store and
+    /// clock shared with this one, and the delivery slots too where their limits did not change
+    /// (deliveries in flight keep their old sink and slot; a changed limit starts afresh, so
+    /// for a moment the old deliveries and the new limit's may both be in flight).
     pub fn reconfigured(&self, config: Arc<Config>) -> Result<Self, (String, SinkError)> {
+        let permits = if self.config.notify.max_concurrent == config.notify.max_concurrent {
+            self.permits.clone()
+        } else {
+            Arc::new(Semaphore::new(config.notify.max_concurrent.get()))
+        };
+        let kept: BTreeMap<String, Arc<Semaphore>> = self
+            .sink_permits
+            .iter()
+            .filter(|(name, _)| {
+                let limit = |c: &Config| c.sinks.get(*name).map(SinkConfig::max_concurrent);
+                limit(&self.config) == limit(&config)
+            })
+            .map(|(name, sem)| (name.clone(), sem.clone()))
+            .collect();
         Self::with_permits(
             self.store.clone(),
             self.clock.clone(),
             config,
-            self.permits.clone(),
+            permits,
+            &kept,
         )
     }
 
@@ -259,6 +273,7 @@ impl Notifier {
         clock: Clock,
         config: Arc<Config>,
         permits: Arc<Semaphore>,
+        kept: &BTreeMap<String, Arc<Semaphore>>,
     ) -> Result<Self, (String, SinkError)> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("respool/", env!("CARGO_PKG_VERSION")))
@@ -269,9 +284,15 @@ impl Notifier {
             .build()
             .map_err(|e| (String::new(), SinkError::Config(e.to_string())))?;
         let mut sinks = BTreeMap::new();
+        let mut sink_permits = BTreeMap::new();
         for (name, cfg) in &config.sinks {
             let sink = Sink::build(name, cfg, &http).map_err(|e| (name.clone(), e))?;
             sinks.insert(name.clone(), sink);
+            let sem = kept
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Semaphore::new(cfg.max_concurrent())));
+            sink_permits.insert(name.clone(), sem);
         }
         let slowest = config
             .sinks
@@ -286,37 +307,65 @@ impl Notifier {
             config,
             sinks: Arc::new(sinks),
             permits,
+            sink_permits: Arc::new(sink_permits),
             deliver_timeout,
             lease_ms: ms(lease),
         })
     }
 
     /// Claims due notifications (as many as there are free delivery slots) and starts them.
+    ///
+    /// `freed` is called when a delivery ends and its slot is free again (so the caller can
+    /// claim more at once, rather than at its next pass).
     pub async fn start_due(
         &self,
         tracker: &TaskTracker,
         handles: &mut Vec<JoinHandle<()>>,
+        freed: impl Fn() + Clone + Send + 'static,
     ) -> Result<(), StoreError> {
-        let free = self.permits.available_permits();
-        if free == 0 {
-            return Ok(());
-        }
         let now = self.clock.now_ms();
-        for row in self
-            .store
-            .claim_notifications(now, self.lease_ms, free as i64)
-            .await?
-        {
-            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                break;
-            };
-            let me = self.clone_parts();
-            handles.push(tracker.spawn(async move {
-                if let Err(e) = me.deliver_row(&row).await {
-                    tracing::error!(error = %crate::telemetry::chain(&e), notification = row.id, "recording a delivery failed");
-                }
-                drop(permit);
-            }));
+        // Each sink's due rows, as many as it and the overall limit have free slots; then the
+        // rows of sinks no longer configured (they end as dead letters, see `attempt`).
+        let mut plan: Vec<(SinkFilter<'_>, Option<&Arc<Semaphore>>)> = self
+            .sink_permits
+            .iter()
+            .map(|(name, sem)| (SinkFilter::Only(name.as_str()), Some(sem)))
+            .collect();
+        let configured: Vec<String> = self.sink_permits.keys().cloned().collect();
+        plan.push((SinkFilter::NoneOf(&configured), None));
+        for (filter, sink_sem) in plan {
+            let free = self
+                .permits
+                .available_permits()
+                .min(sink_sem.map_or(usize::MAX, |s| s.available_permits()));
+            if free == 0 {
+                continue;
+            }
+            let rows = self
+                .store
+                .claim_notifications_of(now, self.lease_ms, free as i64, filter)
+                .await?;
+            for row in rows {
+                // Nothing else takes these slots while this pass holds them (one outbox
+                // worker), so both are free; if not, the row's lease makes it due again.
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                let sink_permit = match sink_sem.map(|s| s.clone().try_acquire_owned()) {
+                    Some(Err(_)) => break,
+                    Some(Ok(p)) => Some(p),
+                    None => None,
+                };
+                let me = self.clone_parts();
+                let freed = freed.clone();
+                handles.push(tracker.spawn(async move {
+                    if let Err(e) = me.deliver_row(&row).await {
+                        tracing::error!(error = %crate::telemetry::chain(&e), notification = row.id, "recording a delivery failed");
+                    }
+                    drop((permit, sink_permit));
+                    freed();
+                }));
+            }
         }
         Ok(())
     }
@@ -328,6 +377,7 @@ impl Notifier {
             config: self.config.clone(),
             sinks: self.sinks.clone(),
             permits: self.permits.clone(),
+            sink_permits: self.sink_permits.clone(),
             deliver_timeout: self.deliver_timeout,
             lease_ms: self.lease_ms,
         }

@@ -209,6 +209,7 @@ mod tests {
             secret: secret.map(|s| SecretString::from(s.to_string())),
             secret_file: None,
             timeout: Duration::from_secs(5),
+            max_concurrent: None,
         }
     }
 

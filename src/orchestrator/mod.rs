@@ -8,6 +8,15 @@
 //! nothing to add that these claims do not already give. See `docs/design.md`, "The ledger
 //! rules".)
 //!
+//! Three workers run side by side, each in its own loop with its own wake-up, so no kind of
+//! work waits behind another: the *ledger* worker (timeouts, cancels, uncertain creates, the
+//! hand-off of webhook deliveries, duplicates, retention, schedules and polls), the *submit*
+//! worker (create calls) and the *outbox* worker (notifications). A backlog of thousands of
+//! jobs waiting to be submitted never delays recording a finished job or telling its owner.
+//! Each worker sleeps until its own next due time (at most a second) or until woken: by new
+//! work (a job, a webhook, a cancel) or by a slot that frees up (a create, a poll or a
+//! delivery that ends).
+//!
 //! Work is bounded by semaphores (create calls, polls) and caps on jobs in flight (overall and
 //! per model); budgets hold jobs and nearly used-up rate-limit windows defer them (`limits.rs`,
 //! `budget.rs`); retention prunes old records hourly (`retention.rs`). Every task is owned by a
@@ -55,6 +64,49 @@ use poll_interval::WebhookHealth;
 /// deep research run to finish and its webhook to arrive.
 pub const DEFAULT_UNCERTAIN_WAIT: Duration = Duration::from_secs(2 * 3600);
 
+/// The orchestrator's workers (see the module's docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Worker {
+    Ledger,
+    Submit,
+    Outbox,
+}
+
+impl Worker {
+    const ALL: [Worker; 3] = [Worker::Ledger, Worker::Submit, Worker::Outbox];
+
+    fn name(self) -> &'static str {
+        match self {
+            Worker::Ledger => "ledger",
+            Worker::Submit => "submit",
+            Worker::Outbox => "outbox",
+        }
+    }
+}
+
+/// One wake-up per worker. A wake sent while the worker is busy is kept (a `Notify` permit),
+/// so it looks again as soon as its pass ends.
+#[derive(Default)]
+struct Wakes {
+    ledger: Notify,
+    submit: Notify,
+    outbox: Notify,
+}
+
+impl Wakes {
+    fn of(&self, w: Worker) -> &Notify {
+        match w {
+            Worker::Ledger => &self.ledger,
+            Worker::Submit => &self.submit,
+            Worker::Outbox => &self.outbox,
+        }
+    }
+}
+
+/// The longest a worker sleeps with nothing due: what it checks besides due times (a budget
+/// period ending, a job's timeout, a row another daemon wrote) is seen within this long.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
 /// Drives jobs through their life. Cheap to clone.
 #[derive(Clone)]
 pub struct Orchestrator {
@@ -68,7 +120,7 @@ struct Inner {
     /// Swapped whole by a reload; readers take a snapshot with [`Orchestrator::config`].
     config: config::Live,
     clock: Clock,
-    wake: Notify,
+    wakes: Wakes,
     submit_permits: Arc<Semaphore>,
     poll_permits: Arc<Semaphore>,
     health: WebhookHealth,
@@ -106,7 +158,7 @@ impl Orchestrator {
             health: WebhookHealth::new(!now.webhook.secrets.is_empty()),
             stored_webhook_secrets: AtomicBool::new(false),
             notifier: ArcSwap::from_pointee(notifier),
-            wake: Notify::new(),
+            wakes: Wakes::default(),
             tracker: TaskTracker::new(),
             adopt_tries: Mutex::new(HashMap::new()),
             governor: limits::Governor::new(),
@@ -123,9 +175,20 @@ impl Orchestrator {
         }
     }
 
-    /// Asks the workers to look for work now (a new job, a webhook, a cancel).
+    /// Asks every worker to look for work now (a new job, a webhook, a cancel).
     pub fn wake(&self) {
-        self.inner.wake.notify_one();
+        for w in Worker::ALL {
+            self.inner.wakes.of(w).notify_one();
+        }
+    }
+
+    /// Tells the workers that a slot freed up (a create, a poll or a delivery ended): the one
+    /// that holds those slots, and the outbox and submit workers, which the end of a job's
+    /// work may concern (its notifications are due; a place in flight is free).
+    fn wake_after(&self, w: Worker) {
+        self.inner.wakes.of(w).notify_one();
+        self.inner.wakes.outbox.notify_one();
+        self.inner.wakes.submit.notify_one();
     }
 
     /// Runs until `shutdown` is cancelled, then waits (up to the configured shutdown timeout)
@@ -137,20 +200,11 @@ impl Orchestrator {
         if let Err(e) = self.replay_journals().await {
             tracing::error!(error = %chain(&e), "cannot replay the create journals of stopped daemons");
         }
-        loop {
-            match self.tick().await {
-                // The watchdog hears from a loop that works: a pass that cannot reach the
-                // database does not ping, so systemd restarts a daemon stuck that way.
-                Ok(_) => crate::systemd::watchdog(),
-                Err(e) => tracing::error!(error = %chain(&e), "orchestrator pass failed"),
-            }
-            let sleep = self.sleep_hint().await;
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.inner.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-            }
-        }
+        tokio::join!(
+            self.work(Worker::Ledger, &shutdown),
+            self.work(Worker::Submit, &shutdown),
+            self.work(Worker::Outbox, &shutdown),
+        );
         self.inner.tracker.close();
         let grace = self.config().shutdown_timeout;
         if tokio::time::timeout(grace, self.inner.tracker.wait())
@@ -236,36 +290,41 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Starts every kind of due work; returns the handles of the tasks it spawned. Each
-    /// worker runs whatever the others did: a failing one (a row that does not decode, a
-    /// query that fails) is logged and the pass goes on, and the first error is returned so
-    /// the watchdog hears about a pass that did not work.
+    /// One worker's loop: a pass, then sleep until its next due time or a wake-up.
+    async fn work(&self, w: Worker, shutdown: &CancellationToken) {
+        loop {
+            let mut handles = Vec::new();
+            match self.pass(w, &mut handles).await {
+                // The watchdog hears from a loop that works: a pass that cannot reach the
+                // database does not ping, so systemd restarts a daemon stuck that way.
+                Ok(()) if w == Worker::Ledger => crate::systemd::watchdog(),
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(worker = w.name(), error = %chain(&e), "orchestrator pass failed");
+                }
+            }
+            // The tasks started run on (the tracker owns them).
+            drop(handles);
+            let sleep = self.sleep_hint(w).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.inner.wakes.of(w).notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// Starts every kind of due work (each worker's pass in turn); returns the handles of the
+    /// tasks it spawned. Each worker runs whatever the others did, and the first error is
+    /// returned.
     async fn tick(&self) -> Result<Vec<JoinHandle<()>>, StoreError> {
         let mut handles = Vec::new();
         let mut first: Option<StoreError> = None;
-        let mut note = |stage: &str, r: Result<(), StoreError>| {
-            if let Err(e) = r {
-                tracing::error!(stage, error = %chain(&e), "an orchestrator worker failed this pass");
+        for w in Worker::ALL {
+            if let Err(e) = self.pass(w, &mut handles).await {
                 first.get_or_insert(e);
             }
-        };
-        self.sync_stored_webhook_secrets().await;
-        self.retry_unrecorded().await;
-        note("maintenance", self.maintain(&mut handles).await);
-        note("duplicates", self.check_duplicates().await);
-        self.start_retention(&mut handles);
-        crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
-        note("schedules", self.run_schedules().await);
-        note("submissions", self.start_submissions(&mut handles).await);
-        note("polls", self.start_polls(&mut handles).await);
-        note(
-            "notifications",
-            self.inner
-                .notifier
-                .load_full()
-                .start_due(&self.inner.tracker, &mut handles)
-                .await,
-        );
+        }
         match first {
             Some(e) => {
                 // The tasks started this pass still run (the tracker owns them).
@@ -276,23 +335,64 @@ impl Orchestrator {
         }
     }
 
-    /// How long the loop may sleep: until the next due job, at most a second (the outbox and
-    /// other workers write due times too).
-    async fn sleep_hint(&self) -> Duration {
-        let max = Duration::from_millis(1000);
-        let job = self.inner.store.next_check_at().await.ok().flatten();
-        // A schedule's next tick is due work too: wake for it on time, not up to a second late.
-        let tick = self.inner.store.next_schedule_at().await.ok().flatten();
-        match job.into_iter().chain(tick).min() {
-            Some(at) => {
-                let wait = at - self.now();
-                if wait <= 0 {
-                    Duration::from_millis(20)
-                } else {
-                    Duration::from_millis(wait as u64).min(max)
-                }
+    /// One pass of worker `w`: starts its due work and pushes the handles of the tasks it
+    /// spawned. Each stage runs whatever the others did: a failing one (a row that does not
+    /// decode, a query that fails) is logged and the pass goes on, and the first error is
+    /// returned so the watchdog hears about a pass that did not work.
+    async fn pass(&self, w: Worker, handles: &mut Vec<JoinHandle<()>>) -> Result<(), StoreError> {
+        let mut first: Option<StoreError> = None;
+        let mut note = |stage: &str, r: Result<(), StoreError>| {
+            if let Err(e) = r {
+                tracing::error!(stage, error = %chain(&e), "an orchestrator worker failed this pass");
+                first.get_or_insert(e);
             }
-            None => max,
+        };
+        match w {
+            Worker::Ledger => {
+                self.sync_stored_webhook_secrets().await;
+                self.retry_unrecorded().await;
+                note("maintenance", self.maintain(handles).await);
+                note("duplicates", self.check_duplicates().await);
+                self.start_retention(handles);
+                crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
+                note("schedules", self.run_schedules().await);
+                note("polls", self.start_polls(handles).await);
+            }
+            Worker::Submit => note("submissions", self.start_submissions(handles).await),
+            Worker::Outbox => {
+                let me = self.clone();
+                let freed = move || me.inner.wakes.outbox.notify_one();
+                note(
+                    "notifications",
+                    self.inner
+                        .notifier
+                        .load_full()
+                        .start_due(&self.inner.tracker, handles, freed)
+                        .await,
+                );
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// How long worker `w` may sleep: until its next due work, at most [`MAX_SLEEP`].
+    async fn sleep_hint(&self, w: Worker) -> Duration {
+        let now = self.now();
+        let store = &self.inner.store;
+        let next = match w {
+            Worker::Ledger => {
+                let job = store.next_ledger_check_after(now).await.ok().flatten();
+                // A schedule's next tick is due work too: wake for it on time.
+                let tick = store.next_schedule_at().await.ok().flatten();
+                job.into_iter().chain(tick).min()
+            }
+            Worker::Submit => store.next_submit_after(now).await.ok().flatten(),
+            Worker::Outbox => store.next_notification_after(now).await.ok().flatten(),
+        };
+        match next {
+            Some(at) if at <= now => Duration::from_millis(20),
+            Some(at) => Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(MAX_SLEEP),
+            None => MAX_SLEEP,
         }
     }
 

@@ -4,8 +4,8 @@
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::Orchestrator;
 use super::submit::interval_ms;
+use super::{Orchestrator, Worker};
 use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
 use crate::store::{ApplyContext, ApplyOutcome, EventKind, PollClaim, StoreError};
@@ -56,6 +56,7 @@ impl Orchestrator {
                             tracing::error!(error = %chain(&e), "recording a poll failed");
                         }
                         drop(permit);
+                        me.wake_after(Worker::Ledger);
                     }
                     .instrument(span),
                 ),

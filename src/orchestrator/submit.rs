@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::journal::Entry;
-use super::{Orchestrator, poll_interval};
+use super::{Orchestrator, Worker, poll_interval};
 use crate::clock::ms;
 use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
@@ -61,6 +61,7 @@ impl Orchestrator {
                             tracing::error!(error = %chain(&e), "recording a submission failed");
                         }
                         drop(permit);
+                        me.wake_after(Worker::Submit);
                     }
                     .instrument(span),
                 ),

@@ -534,10 +534,10 @@ impl Store {
 
     /// Jobs submitted upstream and not finished, plus those being submitted.
     pub async fn count_in_flight(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'in_progress') \
-             OR (status = 'pending' AND submit_state <> 'ready')",
-        )
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM {}",
+            super::limits::IN_FLIGHT
+        )))
         .fetch_one(&self.pool)
         .await?)
     }

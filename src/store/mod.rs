@@ -20,6 +20,8 @@ mod jobs;
 mod limits;
 mod notifications;
 mod observations;
+#[cfg(test)]
+mod plans;
 mod rate_limits;
 mod retention;
 mod schedules;
@@ -42,7 +44,7 @@ pub use jobs::{
     SubmitClaim, SubmitState, UncertainJob,
 };
 pub use limits::ClaimLimits;
-pub use notifications::{NotificationRow, OutboxEntry};
+pub use notifications::{NotificationRow, OutboxEntry, SinkFilter};
 pub use retention::{PrunableJob, QueueDepths};
 pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,

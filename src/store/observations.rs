@@ -8,6 +8,14 @@ use super::notifications::insert_outbox;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 
+/// The poll claim's statement: it walks `jobs_poll_due`, oldest due first (see `plans.rs`).
+pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
+     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_poll_due \
+                  WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL AND quarantine IS NULL AND next_check_at <= ? \
+                  ORDER BY next_check_at LIMIT ?) \
+     RETURNING id, response_id, poll_interval_ms, polls, cancel_requested, \
+               cancel_reason, deadline_at";
+
 impl Store {
     /// Claims up to `limit` jobs due for a poll, moving their next check past a lease so no
     /// other worker takes them meanwhile, and clears `wake_pending`. Any unfinished job with a
@@ -20,20 +28,13 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<PollClaim>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let claims = sqlx::query_as::<_, PollClaim>(
-            "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
-             WHERE id IN (SELECT id FROM jobs WHERE status IN ('pending', 'queued', 'in_progress') \
-                          AND response_id IS NOT NULL AND quarantine IS NULL AND next_check_at <= ? \
-                          ORDER BY next_check_at LIMIT ?) \
-             RETURNING id, response_id, poll_interval_ms, polls, cancel_requested, \
-                       cancel_reason, deadline_at",
-        )
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let claims = sqlx::query_as::<_, PollClaim>(CLAIM_POLLS)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(claims)
     }
@@ -271,13 +272,29 @@ impl Store {
             .collect())
     }
 
-    /// The earliest time any job needs a worker, so workers can sleep until then. A scheduled
-    /// run waiting for its previous run is not due whatever its time says.
-    pub async fn next_check_at(&self) -> Result<Option<i64>, StoreError> {
+    /// The earliest time after `now` at which a job has ledger work due (a poll, the end of an
+    /// uncertain wait): when the ledger worker must look again. Work due at or before `now` is
+    /// not counted: the pass just made took what it could, and what it could not take waits for
+    /// a free slot, which wakes the worker.
+    pub async fn next_ledger_check_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(next_check_at) FROM jobs WHERE status IN ('pending', 'queued', 'in_progress') \
-             AND NOT EXISTS (SELECT 1 FROM schedule_runs r WHERE r.job_id = jobs.id AND r.waiting = 1)",
+            "SELECT MIN(next_check_at) FROM jobs WHERE next_check_at > ? \
+             AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready'))",
         )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The earliest time after `now` at which a job waiting to be submitted becomes due (a
+    /// rate-limit wait, a retry's backoff): when the submit worker must look again. Jobs due
+    /// already and not claimed wait for a free slot, which wakes the worker.
+    pub async fn next_submit_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_check_at) FROM jobs WHERE next_check_at > ? \
+             AND status = 'pending' AND submit_state = 'ready'",
+        )
+        .bind(now)
         .fetch_one(&self.pool)
         .await?)
     }

@@ -18,6 +18,7 @@ fn console() -> SinkConfig {
 fn unreachable_sink() -> SinkConfig {
     let [port] = crate::helpers::free_ports();
     SinkConfig::Webhook(WebhookSink {
+        max_concurrent: None,
         url: format!("http://127.0.0.1:{port}/hook"),
         secret: Some(SecretString::from(helpers::new_secret())),
         secret_file: None,

@@ -33,6 +33,7 @@ async fn tool_credentials_are_redacted_wherever_a_job_is_served() {
     let app = helpers::spawn_app_with(
         move |cfg| {
             let sink = SinkConfig::File(FileSink {
+                max_concurrent: None,
                 dir: sink_dir,
                 templates: TemplateFiles::default(),
             });

@@ -21,6 +21,7 @@ const NOTIFY_DEADLINE: Duration = Duration::from_secs(40);
 
 async fn app_with_hook(url: &str, secret: &str, max_attempts: u32) -> helpers::TestApp {
     let sink = SinkConfig::Webhook(WebhookSink {
+        max_concurrent: None,
         url: url.to_string(),
         secret: Some(SecretString::from(secret.to_string())),
         secret_file: None,
@@ -212,6 +213,7 @@ async fn the_webhook_secret_never_appears_in_answers() {
 /// its own notifier leaves the row alone while the test plays two workers on the same row).
 async fn app_with_slow_retries(url: &str) -> helpers::TestApp {
     let sink = SinkConfig::Webhook(WebhookSink {
+        max_concurrent: None,
         url: url.to_string(),
         secret: Some(SecretString::from(helpers::new_secret())),
         secret_file: None,
@@ -349,5 +351,64 @@ async fn a_late_failure_never_undoes_a_delivery() {
     assert_eq!(app.count_events(&id, "notified").await, 1);
     assert_eq!(app.count_events(&id, "notify_failed").await, 0);
     store.close().await;
+    app.stop().await;
+}
+
+/// Each sink has its own delivery slots: a sink whose endpoint hangs holds its own two slots
+/// (`max_concurrent: 2`) and no more, and never holds up another sink, which gets every event
+/// while the slow one still has its first two in flight.
+#[tokio::test]
+async fn a_hanging_sink_uses_its_own_slots_and_holds_up_no_other() {
+    let slow = Receiver::start(vec![Reply::hang(); 20]).await;
+    let fast = Receiver::start(Vec::new()).await;
+    let hook = |url: &str, max: Option<usize>| {
+        SinkConfig::Webhook(WebhookSink {
+            max_concurrent: max.and_then(std::num::NonZeroUsize::new),
+            url: url.to_string(),
+            secret: Some(SecretString::from(helpers::new_secret())),
+            secret_file: None,
+            // A hung delivery holds its slot for twice this.
+            timeout: Duration::from_secs(60),
+        })
+    };
+    let (slow_sink, fast_sink) = (hook(&slow.url, Some(2)), hook(&fast.url, None));
+    let app = helpers::spawn_app_with(
+        move |cfg| {
+            cfg.sinks.insert("slow".into(), slow_sink);
+            cfg.sinks.insert("fast".into(), fast_sink);
+            cfg.notify.default = vec!["slow".into(), "fast".into()];
+        },
+        SimConfig::default(),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(app.submit(&helpers::job_body(&format!("slots-{i}"))).await);
+    }
+    for id in &ids {
+        app.wait_terminal(id, JOB_DEADLINE).await;
+    }
+    let got = fast.wait_hits(6, NOTIFY_DEADLINE).await;
+    assert_eq!(got.len(), 6, "each job's event once at the fast sink");
+    let held = slow.hits();
+    assert_eq!(
+        held.len(),
+        2,
+        "the slow sink has exactly its two slots in flight: {:?}",
+        held.iter().map(|h| h.answered).collect::<Vec<_>>()
+    );
+    assert!(held.iter().all(|h| h.answered.is_none()));
+    let rows: Vec<Value> = {
+        let mut all = Vec::new();
+        for id in &ids {
+            all.extend(app.notification_rows(id).await);
+        }
+        all
+    };
+    let pending_slow = rows
+        .iter()
+        .filter(|r| r["sink"] == "slow" && r["state"] == "pending")
+        .count();
+    assert_eq!(pending_slow, 6, "nothing to the slow sink is lost or given up");
     app.stop().await;
 }

@@ -241,6 +241,7 @@ async fn a_job_with_an_undelivered_notification_is_not_pruned() {
     // A sink that answers 503 to every try (temporary): two tries, ten days apart.
     let rx = Receiver::start(vec![Reply::status(503); 100]).await;
     let sink = SinkConfig::Webhook(WebhookSink {
+        max_concurrent: None,
         url: rx.url.clone(),
         secret: Some(SecretString::from(helpers::new_secret())),
         secret_file: None,

@@ -88,6 +88,7 @@ fn assert_whole_word(word: &str) {
 
 fn discord_config(url: &str) -> SinkConfig {
     SinkConfig::Discord(DiscordSink {
+        max_concurrent: None,
         url: Some(SecretString::from(url.to_string())),
         url_file: None,
         timeout: Duration::from_secs(10),
@@ -285,6 +286,7 @@ async fn through_the_daemon_discords_retry_after_in_the_body_is_waited_out() {
 
 fn ntfy(url: &str, token: Option<&str>) -> Sink {
     let cfg = SinkConfig::Ntfy(NtfySink {
+        max_concurrent: None,
         url: url.to_string(),
         token: token.map(|t| SecretString::from(t.to_string())),
         token_file: None,
@@ -404,6 +406,7 @@ async fn ntfy_rate_limits_are_temporary_and_the_token_never_shows() {
 async fn an_ntfy_server_that_does_not_answer_times_out_as_temporary() {
     let rx = Receiver::start(vec![Reply::hang()]).await;
     let cfg = SinkConfig::Ntfy(NtfySink {
+        max_concurrent: None,
         url: format!("{}/alerts", rx.base),
         token: Some(SecretString::from(TOKEN.to_string())),
         token_file: None,
@@ -423,6 +426,7 @@ async fn an_ntfy_server_that_does_not_answer_times_out_as_temporary() {
 #[tokio::test]
 async fn an_ntfy_url_without_a_topic_is_a_config_error() {
     let cfg = SinkConfig::Ntfy(NtfySink {
+        max_concurrent: None,
         url: "https://ntfy.sh/".into(),
         token: None,
         token_file: None,

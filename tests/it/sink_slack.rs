@@ -22,6 +22,7 @@ use crate::helpers::receiver::{Receiver, Reply};
 
 fn slack_config(url: &str, timeout: Duration) -> SinkConfig {
     SinkConfig::Slack(SlackSink {
+        max_concurrent: None,
         url: Some(SecretString::from(url.to_string())),
         url_file: None,
         timeout,
@@ -158,6 +159,7 @@ async fn a_custom_text_template_replaces_the_result_excerpt() {
     let text = dir.path().join("text.txt");
     std::fs::write(&text, "Custom for **{{ job.name }}**: {{ excerpt }}").unwrap();
     let cfg = SinkConfig::Slack(SlackSink {
+        max_concurrent: None,
         url: Some(SecretString::from(rx.url_for(SECRET_PATH))),
         url_file: None,
         timeout: Duration::from_secs(10),
@@ -389,6 +391,7 @@ async fn a_missing_or_malformed_url_is_a_config_error_that_does_not_echo_it() {
         "{e:?}"
     );
     let none = SinkConfig::Slack(SlackSink {
+        max_concurrent: None,
         url: None,
         url_file: None,
         timeout: Duration::from_secs(1),

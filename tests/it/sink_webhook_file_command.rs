@@ -22,6 +22,7 @@ const NOTIFY_DEADLINE: Duration = Duration::from_secs(30);
 
 fn webhook(url: &str, secret: &str) -> SinkConfig {
     SinkConfig::Webhook(WebhookSink {
+        max_concurrent: None,
         url: url.to_string(),
         secret: Some(SecretString::from(secret.to_string())),
         secret_file: None,
@@ -31,6 +32,7 @@ fn webhook(url: &str, secret: &str) -> SinkConfig {
 
 fn command(argv: &[&str], env: &[(&str, &str)]) -> SinkConfig {
     SinkConfig::Command(CommandSink {
+        max_concurrent: None,
         command: argv.iter().map(|s| s.to_string()).collect(),
         timeout: Duration::from_secs(20),
         env: env
@@ -212,6 +214,7 @@ async fn the_file_sink_writes_a_report_and_the_event_json() {
     // Not there yet: the sink creates it.
     let dir: PathBuf = out.path().join("reports/2026");
     let sink = SinkConfig::File(FileSink {
+        max_concurrent: None,
         dir: dir.clone(),
         templates: TemplateFiles::default(),
     });

@@ -1,0 +1,104 @@
+//! The claims' query plans: each walks an index in the order it takes rows and stops at the
+//! first it may take, so a claim costs the same with 10 jobs waiting or 100,000. A plan that
+//! sorts (`USE TEMP B-TREE FOR ORDER BY`) or scans the table fails here, before a backlog
+//! makes it quadratic in production.
+
+use sqlx::{Execute, SqlitePool};
+
+use super::Store;
+use super::limits::{IN_FLIGHT, Skip};
+use super::notifications::{SinkFilter, notification_claim_query};
+use super::observations::CLAIM_POLLS;
+use super::submissions::submit_claim_query;
+
+/// `EXPLAIN QUERY PLAN` of `sql` with `binds` NULLs, as one text: each step's detail.
+async fn plan(pool: &SqlitePool, sql: &str) -> String {
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
+}
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    (dir, store)
+}
+
+fn assert_walks(plan: &str, index: &str) {
+    assert!(!plan.contains("TEMP B-TREE"), "the claim sorts:\n{plan}");
+    assert!(
+        plan.contains(index),
+        "the claim does not walk {index}:\n{plan}"
+    );
+}
+
+/// The text of a built query, with its placeholders (bound values do not change a plan's
+/// shape; `EXPLAIN QUERY PLAN` takes them as NULL).
+fn sql(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>) -> String {
+    q.build().sql().as_str().to_owned()
+}
+
+#[tokio::test]
+async fn the_submit_claim_walks_its_index_in_order() {
+    let (_dir, store) = store().await;
+    let pool = store.pool_for_tests();
+    let none = Skip::default();
+    let some = Skip {
+        models: vec!["o3".into(), "gpt-5".into()],
+        unless_exempt: vec!["o4-mini".into()],
+    };
+    for skip in [&none, &some] {
+        let text = sql(&mut submit_claim_query("EXPLAIN QUERY PLAN ", 0, 0, skip));
+        assert_walks(&plan(&pool, &text).await, "jobs_submit_order");
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_outbox_claim_walks_its_index_in_order() {
+    let (_dir, store) = store().await;
+    let pool = store.pool_for_tests();
+    let names = vec!["mail".to_owned(), "hook".to_owned()];
+    for (filter, index) in [
+        (SinkFilter::Only("mail"), "notifications_sink_due"),
+        (SinkFilter::Any, "notifications_due"),
+        (SinkFilter::NoneOf(&names), "notifications_due"),
+    ] {
+        let text = sql(&mut notification_claim_query(
+            "EXPLAIN QUERY PLAN ",
+            0,
+            0,
+            1,
+            filter,
+        ));
+        assert_walks(&plan(&pool, &text).await, index);
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_poll_claim_walks_its_index_in_order() {
+    let (_dir, store) = store().await;
+    let pool = store.pool_for_tests();
+    let text = format!("EXPLAIN QUERY PLAN {CLAIM_POLLS}");
+    assert_walks(&plan(&pool, &text).await, "jobs_poll_due");
+    store.close().await;
+}
+
+/// Counting the jobs in flight (by model, before every submit claim) reads their small index,
+/// not the table.
+#[tokio::test]
+async fn counting_jobs_in_flight_reads_their_index() {
+    let (_dir, store) = store().await;
+    let pool = store.pool_for_tests();
+    for sql in [
+        format!("EXPLAIN QUERY PLAN SELECT model, COUNT(*) FROM {IN_FLIGHT} GROUP BY model"),
+        format!("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM {IN_FLIGHT}"),
+    ] {
+        assert_walks(&plan(&pool, &sql).await, "jobs_in_flight");
+    }
+    store.close().await;
+}

@@ -17,5 +17,19 @@ CREATE INDEX notifications_sink_due ON notifications (state, sink, next_attempt_
 
 -- The jobs in flight, counted by model before every submit claim (limits): a small index of
 -- those rows only, read instead of the table.
-CREATE INDEX jobs_in_flight ON jobs (model)
+CREATE INDEX jobs_in_flight ON jobs (model, status, submit_state)
+    WHERE status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready');
+
+-- Webhook deliveries not yet handed to a job are taken oldest due first. A delivery naming a
+-- response no job knows yet is looked up a bounded number of times with growing pauses; when
+-- it is next due and how often it was looked at now live in the row (they were in one daemon's
+-- memory, and the oldest such deliveries filled every page, holding back newer ones).
+ALTER TABLE webhook_deliveries ADD COLUMN next_look_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE webhook_deliveries ADD COLUMN looks INTEGER NOT NULL DEFAULT 0;
+UPDATE webhook_deliveries SET next_look_at = received_at WHERE handled_at IS NULL;
+DROP INDEX webhook_deliveries_unhandled;
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_look_at) WHERE handled_at IS NULL;
+
+-- When the ledger worker must look again: the earliest future check of a job in flight.
+CREATE INDEX jobs_ledger_due ON jobs (next_check_at)
     WHERE status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready');

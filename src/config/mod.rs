@@ -179,6 +179,10 @@ pub struct PollingConfig {
     pub max_interval: Duration,
 }
 
+/// The largest concurrency limit accepted (`limits.max_concurrent_*`, `notify.max_concurrent`,
+/// a sink's `max_concurrent`).
+pub const MAX_CONCURRENCY: usize = 10_000;
+
 /// Limits on concurrent work.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -458,6 +462,24 @@ impl Config {
         ] {
             if v == 0 {
                 err(&["limits", key], "must be at least 1".into());
+            }
+        }
+        // Concurrency limits become semaphores, which take at most `usize::MAX >> 3` permits;
+        // anything near that is a typo, not a plan.
+        let too_many = |v: usize| v > MAX_CONCURRENCY;
+        let msg = || format!("must be at most {MAX_CONCURRENCY}");
+        if too_many(self.limits.max_concurrent_submissions) {
+            err(&["limits", "max_concurrent_submissions"], msg());
+        }
+        if too_many(self.limits.max_concurrent_polls) {
+            err(&["limits", "max_concurrent_polls"], msg());
+        }
+        if too_many(self.notify.max_concurrent.get()) {
+            err(&["notify", "max_concurrent"], msg());
+        }
+        for (name, sink) in &self.sinks {
+            if too_many(sink.max_concurrent()) {
+                err(&["sinks", name, "max_concurrent"], msg());
             }
         }
         if self

@@ -252,7 +252,7 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
                 "webhook received"
             );
             if new {
-                state.orchestrator.wake();
+                state.orchestrator.webhook_recorded();
             }
             (
                 StatusCode::OK,

@@ -87,11 +87,32 @@ async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
                     let _ = p.done.send(Ok(new));
                 }
             }
+            Err(e) if batch.len() > 1 => {
+                // One row may be at fault: record each alone, so only what cannot be recorded
+                // by itself is refused.
+                tracing::warn!(
+                    error = %chain(&e),
+                    deliveries = batch.len(),
+                    "cannot record a batch of webhook deliveries; recording them one by one"
+                );
+                for p in batch.drain(..) {
+                    let alone = store
+                        .record_deliveries(&[(&p.delivery, p.received_at)])
+                        .await;
+                    let answer = match alone {
+                        Ok(new) => Ok(new.first().copied().unwrap_or(false)),
+                        Err(e) => {
+                            tracing::error!(error = %chain(&e), webhook_id = p.delivery.webhook_id(), "cannot record a webhook delivery; answered 500, the sender will send it again");
+                            Err(RecordError::Failed)
+                        }
+                    };
+                    let _ = p.done.send(answer);
+                }
+            }
             Err(e) => {
                 tracing::error!(
                     error = %chain(&e),
-                    deliveries = batch.len(),
-                    "cannot record a batch of webhook deliveries; each is answered 500 and will be sent again"
+                    "cannot record a webhook delivery; answered 500, the sender will send it again"
                 );
                 for p in batch.drain(..) {
                     let _ = p.done.send(Err(RecordError::Failed));

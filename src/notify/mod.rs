@@ -204,6 +204,8 @@ pub struct Notifier {
     permits: Arc<Semaphore>,
     /// Deliveries in flight to each configured sink (its `max_concurrent`).
     sink_permits: Arc<BTreeMap<String, Arc<Semaphore>>>,
+    /// Which sink claims first in the next pass (they take turns).
+    turn: Arc<std::sync::atomic::AtomicUsize>,
     /// The hard limit on one delivery (building its message and sending it), shorter than
     /// the lease: see [`delivery_limits`].
     deliver_timeout: Duration,
@@ -308,6 +310,7 @@ impl Notifier {
             sinks: Arc::new(sinks),
             permits,
             sink_permits: Arc::new(sink_permits),
+            turn: Arc::default(),
             deliver_timeout,
             lease_ms: ms(lease),
         })
@@ -324,15 +327,33 @@ impl Notifier {
         freed: impl Fn() + Clone + Send + 'static,
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        // Each sink's due rows, as many as it and the overall limit have free slots; then the
-        // rows of sinks no longer configured (they end as dead letters, see `attempt`).
+        if self.permits.available_permits() == 0 {
+            return Ok(());
+        }
+        // Only the sinks with rows due are claimed for (a read first: a pass with nothing due
+        // writes nothing). Each takes as many rows as it and the overall limit have free
+        // slots, starting from a different sink each pass so that, when the overall limit is
+        // what binds, the sinks take turns at the slots that free up. Then the rows of sinks
+        // no longer configured (they end as dead letters, see `attempt`).
+        let due = self.store.due_notification_sinks(now).await?;
+        if due.is_empty() {
+            return Ok(());
+        }
         let mut plan: Vec<(SinkFilter<'_>, Option<&Arc<Semaphore>>)> = self
             .sink_permits
             .iter()
+            .filter(|(name, _)| due.contains(name))
             .map(|(name, sem)| (SinkFilter::Only(name.as_str()), Some(sem)))
             .collect();
+        if !plan.is_empty() {
+            let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let len = plan.len();
+            plan.rotate_left(turn % len);
+        }
         let configured: Vec<String> = self.sink_permits.keys().cloned().collect();
-        plan.push((SinkFilter::NoneOf(&configured), None));
+        if due.iter().any(|sink| !self.sink_permits.contains_key(sink)) {
+            plan.push((SinkFilter::NoneOf(&configured), None));
+        }
         for (filter, sink_sem) in plan {
             let free = self
                 .permits
@@ -378,6 +399,7 @@ impl Notifier {
             sinks: self.sinks.clone(),
             permits: self.permits.clone(),
             sink_permits: self.sink_permits.clone(),
+            turn: self.turn.clone(),
             deliver_timeout: self.deliver_timeout,
             lease_ms: self.lease_ms,
         }

@@ -7,12 +7,12 @@ use super::Orchestrator;
 use crate::config::UncertainCreatePolicy;
 use crate::job::{JobError, JobId, JobStatus, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{DeliveryRow, EventKind, StoreError};
+use crate::store::{DeliveryRow, StoreError};
 use crate::telemetry::chain;
 use crate::upstream::tagged_job_id;
 
-/// Unknown-response deliveries are looked up this many times, then dropped as not ours.
-const MAX_ADOPT_TRIES: u32 = 12;
+/// Deliveries handed off per query; a full page makes the ledger worker look again at once.
+const HAND_OFF_PAGE: i64 = 512;
 
 impl Orchestrator {
     pub(super) async fn maintain(
@@ -141,78 +141,67 @@ impl Orchestrator {
         handles: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let deliveries = store.unhandled_deliveries(256).await?;
-        {
-            // Forget lookups of deliveries that were handled meanwhile.
-            let mut tries = self
+        let deliveries = store
+            .unhandled_deliveries(self.now(), HAND_OFF_PAGE)
+            .await?;
+        if deliveries.len() as i64 == HAND_OFF_PAGE {
+            // More are due: look again as soon as this pass ends.
+            self.inner.wakes.ledger.notify_one();
+        }
+        // Those whose look-up still waits for its turn are left alone (not counted again).
+        let deliveries: Vec<DeliveryRow> = {
+            let busy = self
                 .inner
-                .adopt_tries
+                .looking_up
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            tries.retain(|id, _| deliveries.iter().any(|d| &d.webhook_id == id));
+            deliveries
+                .into_iter()
+                .filter(|d| !busy.contains(&d.webhook_id))
+                .collect()
+        };
+        // A `response.*` event names a response id; anything else (or an id that cannot be one)
+        // needs no hand-off. Known responses are handed to their jobs in one transaction.
+        let named = deliveries
+            .into_iter()
+            .map(|d| {
+                let id = d
+                    .object_id
+                    .as_deref()
+                    .filter(|_| d.event_type.starts_with("response."))
+                    .and_then(|id| ResponseId::parse(id).ok());
+                (d, id)
+            })
+            .collect();
+        let handed = store.hand_off_deliveries(named, self.now()).await?;
+        for (d, response_id) in handed.given_up {
+            tracing::info!(webhook_id = %d.webhook_id, response_id = %response_id, looks = d.looks, "webhook names a response of no job; ignoring it");
         }
-        for d in deliveries {
-            let now = self.now();
-            // A `response.*` event names a response id; anything else (or an id that cannot be
-            // one) needs no hand-off.
-            let Some(response_id) = d
-                .object_id
-                .as_deref()
-                .filter(|_| d.event_type.starts_with("response."))
-                .and_then(|id| ResponseId::parse(id).ok())
-            else {
-                store
-                    .mark_delivery_handled(&d.webhook_id, None, now)
-                    .await?;
-                continue;
-            };
-            if let Some(job) = store.find_job_by_response(&response_id).await? {
-                store.hint_response(&response_id, now).await?;
-                store
-                    .mark_delivery_handled(&d.webhook_id, Some(&job.id), now)
-                    .await?;
-                let msg = format!("webhook {} ({})", d.event_type, d.webhook_id);
-                store
-                    .record_event(&job.id, now, EventKind::Webhook, &msg, None)
-                    .await?;
-                continue;
-            }
-            // Unknown response: our create may still be in flight, or it was lost. Look it up,
-            // with growing pauses, a bounded number of times.
-            let due = {
-                let mut tries = self
-                    .inner
-                    .adopt_tries
+        // Unknown responses: our create may still be in flight, or it was lost. Look each up
+        // (the store made it due again after a growing pause, a bounded number of times).
+        // At most ADOPT_LOOKUPS at once: a burst of foreign deliveries is looked up at a
+        // bounded pace rather than all at once (their next looks are already scheduled).
+        for (d, _) in handed.look_up {
+            let me = self.clone();
+            let permits = self.inner.adopt_permits.clone();
+            self.inner
+                .looking_up
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d.webhook_id.clone());
+            handles.push(self.inner.tracker.spawn(async move {
+                let webhook_id = d.webhook_id.clone();
+                if let Ok(_permit) = permits.acquire_owned().await
+                    && let Err(e) = me.try_adopt(d).await
+                {
+                    tracing::error!(error = %chain(&e), "adopting a response failed");
+                }
+                me.inner
+                    .looking_up
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                let entry = tries.entry(d.webhook_id.clone()).or_insert((0, 0));
-                let backoff = 500 * 2i64.pow(entry.1.min(10));
-                if entry.1 >= MAX_ADOPT_TRIES {
-                    None
-                } else if now - entry.0 >= backoff {
-                    *entry = (now, entry.1 + 1);
-                    Some(true)
-                } else {
-                    Some(false)
-                }
-            };
-            match due {
-                None => {
-                    tracing::info!(webhook_id = %d.webhook_id, response_id = %response_id, "webhook names a response of no job; ignoring it");
-                    store
-                        .mark_delivery_handled(&d.webhook_id, None, now)
-                        .await?;
-                }
-                Some(false) => {}
-                Some(true) => {
-                    let me = self.clone();
-                    handles.push(self.inner.tracker.spawn(async move {
-                        if let Err(e) = me.try_adopt(d).await {
-                            tracing::error!(error = %chain(&e), "adopting a response failed");
-                        }
-                    }));
-                }
-            }
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&webhook_id);
+            }));
         }
         Ok(())
     }

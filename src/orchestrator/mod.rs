@@ -35,7 +35,6 @@ mod reconfigure;
 mod retention;
 mod submit;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,6 +102,9 @@ impl Wakes {
     }
 }
 
+/// Look-ups of unknown responses named by webhooks in flight at once.
+const ADOPT_LOOKUPS: usize = 8;
+
 /// The longest a worker sleeps with nothing due: what it checks besides due times (a budget
 /// period ending, a job's timeout, a row another daemon wrote) is seen within this long.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -123,6 +125,10 @@ struct Inner {
     wakes: Wakes,
     submit_permits: Arc<Semaphore>,
     poll_permits: Arc<Semaphore>,
+    /// Look-ups of responses that webhooks named and no job knows (see `maintenance.rs`).
+    adopt_permits: Arc<Semaphore>,
+    /// Deliveries whose look-up is queued or running (webhook ids).
+    looking_up: Mutex<std::collections::HashSet<String>>,
     health: WebhookHealth,
     /// Whether respool holds stored webhook secrets (endpoints it registered itself), which
     /// make webhooks configured even with no `webhook.secrets`.
@@ -130,8 +136,6 @@ struct Inner {
     /// Swapped by a reload (new sinks); in-flight deliveries keep the one they started with.
     notifier: ArcSwap<Notifier>,
     tracker: TaskTracker,
-    /// When each unknown-response delivery was last looked up (webhook id → unix ms).
-    adopt_tries: Mutex<HashMap<String, (i64, u32)>>,
     /// Rate-limit windows, spend and retention state (see `limits.rs`).
     governor: limits::Governor,
     scheduler: cron::SchedulerState,
@@ -155,12 +159,13 @@ impl Orchestrator {
         let inner = Inner {
             submit_permits: Arc::new(Semaphore::new(now.limits.max_concurrent_submissions)),
             poll_permits: Arc::new(Semaphore::new(now.limits.max_concurrent_polls)),
+            adopt_permits: Arc::new(Semaphore::new(ADOPT_LOOKUPS)),
+            looking_up: Mutex::default(),
             health: WebhookHealth::new(!now.webhook.secrets.is_empty()),
             stored_webhook_secrets: AtomicBool::new(false),
             notifier: ArcSwap::from_pointee(notifier),
             wakes: Wakes::default(),
             tracker: TaskTracker::new(),
-            adopt_tries: Mutex::new(HashMap::new()),
             governor: limits::Governor::new(),
             scheduler: cron::SchedulerState::default(),
             journal: std::sync::OnceLock::new(),
@@ -180,6 +185,11 @@ impl Orchestrator {
         for w in Worker::ALL {
             self.inner.wakes.of(w).notify_one();
         }
+    }
+
+    /// A webhook delivery was recorded: the ledger worker hands it to its job.
+    pub fn webhook_recorded(&self) {
+        self.inner.wakes.ledger.notify_one();
     }
 
     /// Tells the workers that a slot freed up (a create, a poll or a delivery ended): the one
@@ -357,6 +367,11 @@ impl Orchestrator {
                 crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
                 note("schedules", self.run_schedules().await);
                 note("polls", self.start_polls(handles).await);
+                // What the pass wrote may have made work due for the others: notifications
+                // (a timeout, a cancel, a failed create), a scheduled run released, a place in
+                // flight freed. Their passes start with cheap reads, so asking costs little.
+                self.inner.wakes.outbox.notify_one();
+                self.inner.wakes.submit.notify_one();
             }
             Worker::Submit => note("submissions", self.start_submissions(handles).await),
             Worker::Outbox => {
@@ -382,9 +397,10 @@ impl Orchestrator {
         let next = match w {
             Worker::Ledger => {
                 let job = store.next_ledger_check_after(now).await.ok().flatten();
-                // A schedule's next tick is due work too: wake for it on time.
+                // A schedule's next tick and a delivery's next look-up are due work too.
                 let tick = store.next_schedule_at().await.ok().flatten();
-                job.into_iter().chain(tick).min()
+                let look = store.next_delivery_look_after(now).await.ok().flatten();
+                job.into_iter().chain(tick).chain(look).min()
             }
             Worker::Submit => store.next_submit_after(now).await.ok().flatten(),
             Worker::Outbox => store.next_notification_after(now).await.ok().flatten(),

@@ -39,7 +39,7 @@ impl Store {
         .bind(since)
         .bind(since)
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 
@@ -49,7 +49,7 @@ impl Store {
             "SELECT DISTINCT model FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
              AND cancel_requested = 0 ORDER BY model",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 
@@ -118,7 +118,7 @@ impl Store {
     pub async fn count_held(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'held'")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?,
         )
     }

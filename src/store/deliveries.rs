@@ -3,10 +3,11 @@
 //! id appears.
 
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 
+use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
-use crate::job::JobId;
+use crate::job::{JobId, ResponseId};
 use crate::signing::Verified;
 
 /// A recorded delivery.
@@ -19,10 +20,33 @@ pub struct DeliveryRow {
     pub object_id: Option<String>,
     pub job_id: Option<String>,
     pub handled_at: Option<i64>,
+    /// How many times the response it names was looked up (it named no job's response).
+    pub looks: i64,
 }
 
-/// Rows per `INSERT` statement (6 bound values each, under SQLite's 32,766).
-const MAX_ROWS_PER_INSERT: usize = 5_000;
+/// A delivery naming a response no job knows is looked up this many times, then dropped as
+/// not ours.
+pub const MAX_LOOKS: i64 = 12;
+
+/// The pause after the `looks`-th look-up: 0.5 s, doubling, at most 512 s (the twelve looks
+/// span about 17 minutes: long enough for a create in flight, or a journal replay, to record
+/// the id).
+fn look_backoff_ms(looks: i64) -> i64 {
+    500 * 2i64.pow(u32::try_from(looks.clamp(0, 10)).unwrap_or(10))
+}
+
+/// What [`Store::hand_off_deliveries`] leaves to the caller.
+#[derive(Debug, Default)]
+pub struct HandOff {
+    /// Deliveries naming a response no job knows, due for a look-up now (already counted as
+    /// looked at, and due again after a pause if this look finds nothing).
+    pub look_up: Vec<(DeliveryRow, ResponseId)>,
+    /// Deliveries given up after [`MAX_LOOKS`] look-ups: marked handled with no job.
+    pub given_up: Vec<(DeliveryRow, ResponseId)>,
+}
+
+/// Rows per `INSERT` statement (7 bound values each, under SQLite's 32,766).
+const MAX_ROWS_PER_INSERT: usize = 4_000;
 
 impl Store {
     /// Records verified deliveries (each with the time it was received) in one transaction:
@@ -38,14 +62,15 @@ impl Store {
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut inserted = std::collections::HashSet::new();
-        // SQLite takes at most 32,766 bound values in a statement: 6 per row.
+        // SQLite takes at most 32,766 bound values in a statement: 7 per row.
         for chunk in batch.chunks(MAX_ROWS_PER_INSERT) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO webhook_deliveries \
-                 (webhook_id, received_at, event_id, event_type, object_id, body) ",
+                 (webhook_id, received_at, next_look_at, event_id, event_type, object_id, body) ",
             );
             q.push_values(chunk, |mut row, (d, received_at)| {
                 row.push_bind(d.webhook_id())
+                    .push_bind(*received_at)
                     .push_bind(*received_at)
                     .push_bind(d.event_id())
                     .push_bind(d.event_type())
@@ -64,6 +89,66 @@ impl Store {
             .collect())
     }
 
+    /// Hands recorded deliveries to the jobs whose response they name, in one transaction:
+    /// each known response's job is hinted to poll now (if unfinished), the delivery is
+    /// marked handed to it and the job's timeline notes the webhook. A delivery that names no
+    /// response is marked handled with no job. A delivery whose response no job knows is
+    /// counted as looked at and made due again after a pause, and comes back to be looked up
+    /// (see `orchestrator::maintenance`); after [`MAX_LOOKS`] it is given up.
+    pub async fn hand_off_deliveries(
+        &self,
+        deliveries: Vec<(DeliveryRow, Option<ResponseId>)>,
+        now: i64,
+    ) -> Result<HandOff, StoreError> {
+        let mut out = HandOff::default();
+        if deliveries.is_empty() {
+            return Ok(out);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (d, response_id) in deliveries {
+            let Some(response_id) = response_id else {
+                mark_handled(&mut tx, &d.webhook_id, None, now).await?;
+                continue;
+            };
+            let job: Option<JobId> =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE response_id = ?")
+                    .bind(&response_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(job) = job else {
+                if d.looks >= MAX_LOOKS {
+                    mark_handled(&mut tx, &d.webhook_id, None, now).await?;
+                    out.given_up.push((d, response_id));
+                } else {
+                    sqlx::query(
+                        "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = ? \
+                         WHERE webhook_id = ?",
+                    )
+                    .bind(now.saturating_add(look_backoff_ms(d.looks)))
+                    .bind(&d.webhook_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.look_up.push((d, response_id));
+                }
+                continue;
+            };
+            sqlx::query(
+                "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
+                 WHERE id = ? AND status IN ('pending', 'queued', 'in_progress')",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(&job)
+            .execute(&mut *tx)
+            .await?;
+            mark_handled(&mut tx, &d.webhook_id, Some(&job), now).await?;
+            let msg = format!("webhook {} ({})", d.event_type, d.webhook_id);
+            add_event(&mut tx, &job, now, EventKind::Webhook, &msg, None).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// Marks a delivery as handed to a job (or as needing no hand-off, with `job_id` None).
     pub async fn mark_delivery_handled(
         &self,
@@ -71,26 +156,37 @@ impl Store {
         job_id: Option<&JobId>,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET handled_at = ?, job_id = ? WHERE webhook_id = ?",
-        )
-        .bind(now)
-        .bind(job_id)
-        .bind(webhook_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        mark_handled(&mut conn, webhook_id, job_id, now).await
     }
 
-    /// Deliveries not yet handed to a job, oldest first (to retry after a crash or once the
-    /// response id they name appears).
-    pub async fn unhandled_deliveries(&self, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+    /// Deliveries not yet handed to a job and due now, oldest due first (new ones, those left
+    /// by a crash, and those whose response is due for another look-up).
+    pub async fn unhandled_deliveries(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
         Ok(sqlx::query_as::<_, DeliveryRow>(
-            "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at \
-             FROM webhook_deliveries WHERE handled_at IS NULL ORDER BY received_at LIMIT ?",
+            "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
+             FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
+             WHERE handled_at IS NULL AND next_look_at <= ? ORDER BY next_look_at LIMIT ?",
         )
+        .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
+        .await?)
+    }
+
+    /// The earliest time after `now` at which an unhandled delivery is due for another
+    /// look-up: when the ledger worker must look again.
+    pub async fn next_delivery_look_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_look_at) FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
+             WHERE handled_at IS NULL AND next_look_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -98,7 +194,7 @@ impl Store {
     pub async fn count_deliveries(&self) -> Result<i64, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?,
         )
     }
@@ -108,7 +204,7 @@ impl Store {
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE object_id = ?")
                 .bind(object_id)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?;
         Ok(n > 0)
     }
@@ -123,14 +219,29 @@ impl Store {
         since: i64,
     ) -> Result<Option<DeliveryRow>, StoreError> {
         Ok(sqlx::query_as::<_, DeliveryRow>(
-            "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at \
+            "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
              FROM webhook_deliveries d WHERE event_type = ? AND received_at >= ? \
              AND (object_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.response_id = d.object_id)) \
              ORDER BY received_at LIMIT 1",
         )
         .bind(event_type)
         .bind(since)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
+}
+
+async fn mark_handled(
+    conn: &mut SqliteConnection,
+    webhook_id: &str,
+    job_id: Option<&JobId>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE webhook_deliveries SET handled_at = ?, job_id = ? WHERE webhook_id = ?")
+        .bind(now)
+        .bind(job_id)
+        .bind(webhook_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }

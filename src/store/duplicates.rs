@@ -105,7 +105,7 @@ impl Store {
             "SELECT {COLUMNS} FROM duplicate_responses WHERE job_id = ? ORDER BY found_at, response_id"
         )))
         .bind(job_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 
@@ -122,7 +122,7 @@ impl Store {
             )))
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?,
         )
     }

@@ -109,7 +109,7 @@ impl Store {
              WHERE active = 1 AND (expires_at IS NULL OR expires_at > ?) LIMIT 1",
         )
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?;
         Ok(any.is_some())
     }
@@ -121,7 +121,7 @@ impl Store {
              WHERE active = 1 AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.into_iter().map(StoredSecret::from).collect())
     }

@@ -411,14 +411,14 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT id FROM jobs WHERE retry_of = ? ORDER BY created_at, id")
                 .bind(id)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?,
         )
     }
 
     /// Returns the job with this id.
     pub async fn get_job(&self, id: &JobId) -> Result<Option<JobRow>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.reads.acquire().await?;
         fetch_job(&mut conn, id).await
     }
 
@@ -431,7 +431,7 @@ impl Store {
             "SELECT {JOB_COLUMNS} FROM jobs WHERE response_id = ?"
         )))
         .bind(response_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reads)
         .await?)
     }
 
@@ -442,7 +442,7 @@ impl Store {
         let raw: Option<Option<String>> =
             sqlx::query_scalar("SELECT response FROM jobs WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?;
         let mut response = raw
             .flatten()
@@ -501,7 +501,7 @@ impl Store {
         q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(f.limit)
             .push(") ORDER BY created_at DESC, id DESC");
-        let rows = q.build().fetch_all(&self.pool).await?;
+        let rows = q.build().fetch_all(&self.reads).await?;
         // A row that does not decode (a quarantined job) is left out of the list rather than
         // failing it: one bad row must not hide every other job from the API, the pages and
         // the CLI. Its own timeline (`list_events`) still says why it was set aside. (A page
@@ -526,7 +526,7 @@ impl Store {
         Ok(
             sqlx::query_scalar::<_, i64>("SELECT 1 FROM jobs WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.reads)
                 .await?
                 .is_some(),
         )
@@ -538,7 +538,7 @@ impl Store {
             "SELECT COUNT(*) FROM {}",
             super::limits::IN_FLIGHT
         )))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -546,7 +546,7 @@ impl Store {
     pub async fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(
             sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reads)
                 .await?,
         )
     }

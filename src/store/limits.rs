@@ -90,7 +90,7 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT model, COUNT(*) FROM {IN_FLIGHT} GROUP BY model ORDER BY model"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 

@@ -35,7 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
 pub use budget::ModelUsage;
-pub use deliveries::DeliveryRow;
+pub use deliveries::{DeliveryRow, HandOff, MAX_LOOKS};
 pub use duplicates::{DuplicateRow, NewDuplicate};
 pub use endpoint_secrets::StoredSecret;
 pub use events::{EventKind, EventRow};
@@ -136,10 +136,22 @@ impl Drop for ProbeConnection {
 }
 
 /// A handle on the database; cheap to clone.
+///
+/// Two pools: `pool` for writes (and the reads inside them), `reads` for the reads that stand
+/// alone (the API, the pages, stats, the workers' look-ups). Writers waiting for SQLite's one
+/// write lock hold their connections while they wait; with one pool, a burst of them (the
+/// outbox's deliveries closing, the polls recording) would leave a page view waiting for a
+/// connection behind them. In WAL mode a reader never waits for a writer, so with a pool of
+/// their own reads never wait behind writes.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    reads: SqlitePool,
 }
+
+/// Connections for writes, and for stand-alone reads.
+const WRITE_CONNECTIONS: u32 = 8;
+const READ_CONNECTIONS: u32 = 8;
 
 impl Store {
     /// Opens (creating if needed) the database at `url`, in WAL mode with a busy timeout, and
@@ -153,11 +165,21 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(opts)
+            .max_connections(WRITE_CONNECTIONS)
+            .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        // An in-memory database is one per connection: there, reads share the write pool.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let reads = if in_memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READ_CONNECTIONS)
+                .connect_with(opts.read_only(true).create_if_missing(false))
+                .await?
+        };
+        Ok(Self { pool, reads })
     }
 
     /// Proves that the main database takes a write (for `/readyz`): updates the one row of
@@ -204,6 +226,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.reads.close().await;
         self.pool.close().await;
     }
 }

@@ -111,6 +111,16 @@ impl Store {
         Ok(rows)
     }
 
+    /// The sinks with notifications due at `now` (a read: the outbox claims only for these).
+    pub async fn due_notification_sinks(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT sink FROM notifications WHERE state = 'pending' AND next_attempt_at <= ?",
+        )
+        .bind(now)
+        .fetch_all(&self.reads)
+        .await?)
+    }
+
     /// The earliest time after `now` at which a pending notification is due (a retry's
     /// backoff, a lease running out): when the outbox worker must look again.
     pub async fn next_notification_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
@@ -118,7 +128,7 @@ impl Store {
             "SELECT MIN(next_attempt_at) FROM notifications WHERE state = 'pending' AND next_attempt_at > ?",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -221,7 +231,7 @@ impl Store {
         .bind(job_id)
         .bind(job_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 

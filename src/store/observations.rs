@@ -6,7 +6,7 @@ use super::events::{EventKind, add_event};
 use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::insert_outbox;
 use super::{Store, StoreError};
-use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
+use crate::job::{JobError, JobId, JobStatus, Observation};
 
 /// The poll claim's statement: it walks `jobs_poll_due`, oldest due first (see `plans.rs`).
 pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
@@ -191,24 +191,6 @@ impl Store {
         Ok(n.unwrap_or(0))
     }
 
-    /// A webhook said something happened to this response: make its job due for a poll at
-    /// once. Returns the job id, or `None` if no job has this response id (yet).
-    pub async fn hint_response(
-        &self,
-        response_id: &ResponseId,
-        now: i64,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
-             WHERE response_id = ? AND status IN ('pending', 'queued', 'in_progress') RETURNING id",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(response_id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
     /// Asks for a job to be cancelled (`reason`: `user` or `timeout`). Returns the row after.
     pub async fn request_cancel(
         &self,
@@ -251,7 +233,7 @@ impl Store {
              AND status IN ('pending', 'held', 'queued', 'in_progress') AND quarantine IS NULL LIMIT 100",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(ids.iter().filter_map(|id| well_formed(id)).collect())
     }
@@ -264,7 +246,7 @@ impl Store {
             "SELECT id, cancel_reason FROM jobs WHERE status IN ('pending', 'held') AND cancel_requested = 1 \
              AND submit_state = 'ready' AND quarantine IS NULL LIMIT 100",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows
             .into_iter()
@@ -278,11 +260,11 @@ impl Store {
     /// a free slot, which wakes the worker.
     pub async fn next_ledger_check_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(next_check_at) FROM jobs WHERE next_check_at > ? \
+            "SELECT MIN(next_check_at) FROM jobs INDEXED BY jobs_ledger_due WHERE next_check_at > ? \
              AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready'))",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 
@@ -295,7 +277,7 @@ impl Store {
              AND status = 'pending' AND submit_state = 'ready'",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?)
     }
 }

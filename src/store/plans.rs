@@ -102,3 +102,20 @@ async fn counting_jobs_in_flight_reads_their_index() {
     }
     store.close().await;
 }
+
+/// Every statement that names its index (`INDEXED BY`) runs: SQLite refuses one whose index
+/// cannot serve it ("no query solution"), which would fail the worker's every pass.
+#[tokio::test]
+async fn every_indexed_statement_runs() {
+    let (_dir, store) = store().await;
+    store.next_ledger_check_after(0).await.unwrap();
+    store.next_submit_after(0).await.unwrap();
+    store.next_notification_after(0).await.unwrap();
+    store.next_delivery_look_after(0).await.unwrap();
+    store.unhandled_deliveries(0, 10).await.unwrap();
+    store.due_notification_sinks(0).await.unwrap();
+    store.count_in_flight().await.unwrap();
+    store.count_in_flight_by_model().await.unwrap();
+    store.claim_polls(0, 0, 1).await.unwrap();
+    store.close().await;
+}

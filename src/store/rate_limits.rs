@@ -70,7 +70,7 @@ impl Store {
         )
         .bind(now)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         Ok(rows.into_iter().map(RateWindow::from).collect())
     }

@@ -58,7 +58,7 @@ impl Store {
         )))
         .bind(cutoff)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 
@@ -233,7 +233,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT status, COUNT(*) FROM job_summaries GROUP BY status ORDER BY status",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 
@@ -248,7 +248,7 @@ impl Store {
                (SELECT COUNT(*) FROM notifications WHERE state = 'pending')",
         )
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reads)
         .await?;
         Ok(QueueDepths {
             pending,

@@ -231,7 +231,7 @@ impl Store {
              ORDER BY next_run_at, name"
             )))
             .bind(now)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?,
         )
     }
@@ -240,7 +240,7 @@ impl Store {
     pub async fn next_schedule_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT MIN(next_run_at) FROM schedules WHERE active = 1")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
                 .await?,
         )
     }
@@ -428,7 +428,7 @@ impl Store {
         let rows = sqlx::query_as::<_, ScheduleRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY active DESC, name"
         )))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -438,7 +438,7 @@ impl Store {
                  ORDER BY r.scheduled_for DESC LIMIT 1"
             )))
             .bind(&row.name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
             // Runs retention deleted are counted in `runs_pruned`.
             let runs: i64 = sqlx::query_scalar(
@@ -447,7 +447,7 @@ impl Store {
             )
             .bind(&row.name)
             .bind(&row.name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.reads)
             .await?;
             out.push(ScheduleListing {
                 row,
@@ -462,7 +462,7 @@ impl Store {
     pub async fn schedule_exists(&self, name: &str) -> Result<bool, StoreError> {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM schedules WHERE name = ?")
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await?;
         Ok(found.is_some())
     }
@@ -480,7 +480,7 @@ impl Store {
             )))
             .bind(name)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?,
         )
     }

@@ -63,7 +63,7 @@ impl Store {
         .bind(since)
         .bind(since)
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 }

@@ -440,7 +440,7 @@ impl Store {
              ORDER BY next_check_at LIMIT 100",
         )
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reads)
         .await?)
     }
 

@@ -553,3 +553,54 @@ async fn a_resubmitted_jobs_first_response_is_cancelled_and_kept_as_a_paid_dupli
     );
     app.stop().await;
 }
+
+/// Deliveries naming responses no job knows (not ours, or not recorded yet) wait between
+/// look-ups in the database, out of the way: 1,200 of them, received before a job's own
+/// webhook, do not hold back its hand-off (the oldest unknown ones used to fill every page of
+/// the hand-off while they waited), and each is looked up rather than forgotten.
+#[tokio::test]
+async fn unknown_deliveries_do_not_hold_back_a_known_one() {
+    let app = helpers::spawn_app_with(console_sink, SimConfig::default()).await;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..1_200 {
+        let body = event_body("response.completed", &format!("resp_notours{i:05}"));
+        let headers = signed_headers(
+            &app.secret,
+            &format!("wh_x{i}"),
+            unix_now(),
+            body.as_bytes(),
+        );
+        let (http, url) = (app.http.clone(), app.webhook_url.clone());
+        sends.spawn(async move {
+            let mut rb = http.post(url).header("content-type", "application/json");
+            for (k, v) in headers {
+                rb = rb.header(k, v);
+            }
+            rb.body(body).send().await.unwrap().status().as_u16()
+        });
+    }
+    while let Some(status) = sends.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let id = app.submit(&helpers::job_body("behind-unknowns")).await;
+    let job = app.wait_terminal(&id, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    app.wait_until("the job's own webhook handed to it", DEADLINE, async || {
+        app.count_events(&id, "webhook").await >= 1
+    })
+    .await;
+    // Every unknown one was looked up at least once and waits for its next look.
+    app.wait_until("every unknown delivery looked up", DEADLINE, async || {
+        app.scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE object_id LIKE 'resp_notours%' AND looks = 0")
+            .await
+            == 0
+    })
+    .await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE object_id LIKE 'resp_notours%' AND handled_at IS NULL")
+            .await,
+        1_200,
+        "none given up after one look"
+    );
+    app.stop().await;
+}

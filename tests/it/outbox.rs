@@ -409,6 +409,18 @@ async fn a_hanging_sink_uses_its_own_slots_and_holds_up_no_other() {
         .iter()
         .filter(|r| r["sink"] == "slow" && r["state"] == "pending")
         .count();
-    assert_eq!(pending_slow, 6, "nothing to the slow sink is lost or given up");
+    assert_eq!(
+        pending_slow, 6,
+        "nothing to the slow sink is lost or given up"
+    );
+    let claimed = rows
+        .iter()
+        .filter(|r| r["sink"] == "slow" && r["attempts"] == 1)
+        .count();
+    assert_eq!(
+        claimed, 2,
+        "exactly two claimed for the slow sink: {rows:#?}"
+    );
+    assert_eq!(slow.hits().len(), 2, "{:?}", slow.hits());
     app.stop().await;
 }

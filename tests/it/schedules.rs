@@ -174,8 +174,13 @@ async fn missed_ticks_follow_catch_up_after_a_downtime() {
     assert_eq!(schedule(&app, "cu-all").await["skipped_count"], 0);
     assert_eq!(jobs_named(&app, "cu-all").await.len(), 4);
     assert_eq!(jobs_named(&app, "cu-none").await.len(), 0);
-    // A later on-time tick runs whatever the policy.
-    clock.advance(Duration::from_secs(H as u64 / 2));
+    // A later on-time tick runs whatever the policy: the clock is set to two seconds before
+    // it, and the daemon sees it come due. (Jumping onto the tick itself would make it a tick
+    // missed in a stall whenever the daemon's next pass comes more than a second later.)
+    let before_tick = (first + 4 * H) * 1000 - 2000;
+    clock.advance(Duration::from_millis(
+        (before_tick - clock.now_ms()).try_into().unwrap(),
+    ));
     app.wait_until("the next tick ran", Duration::from_secs(10), async || {
         ran("cu-none").await == vec![first + 4 * H]
     })

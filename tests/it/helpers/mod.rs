@@ -359,6 +359,17 @@ impl TestApp {
         n
     }
 
+    /// One integer a query of the test database gives (a separate read-only connection).
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let mut conn = db::read_only(&self.db_path()).await;
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        db::close(conn).await;
+        n
+    }
+
     /// A job's outbox rows (`id`, `sink`, `event`, `state`, `attempts`, `last_error`, …) from
     /// `GET /v1/notifications?job_id=…`, oldest first.
     pub async fn notification_rows(&self, job_id: &str) -> Vec<Value> {

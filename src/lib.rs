@@ -23,7 +23,8 @@
 //!   [`telemetry`] (metric names, `/metrics`, the error-chain formatter), [`systemd`]
 //!   (`sd_notify`; the unit is `systemd/respool.service`), [`yaml`] (`${VAR}` interpolation,
 //!   key paths, `file:line:col` errors), [`pricing`] (model prices and what a usage cost),
-//!   [`auth`] (API tokens, the loopback rule), [`contract`] (OpenAI's create-request schema,
+//!   [`auth`] (API tokens, the loopback rule), [`batch`] (group commit: many callers, one
+//!   writer, one transaction per batch), [`contract`] (OpenAI's create-request schema,
 //!   vendored, the check of job bodies against it, and the webhook event types OpenAI sends),
 //!   [`sim`] (the upstream simulator, behind
 //!   the default `sim` feature; it checks creates with [`contract`]).
@@ -53,6 +54,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;

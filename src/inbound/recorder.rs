@@ -10,22 +10,18 @@
 //! next batch: under load the batches grow and the cost per delivery falls, with no timer
 //! that would delay a lone delivery.
 
-use tokio::sync::{mpsc, oneshot};
-
+use crate::batch::Batcher;
 use crate::signing::Verified;
 use crate::store::Store;
 use crate::telemetry::chain;
 
 /// At most this many deliveries go into one transaction.
 pub const MAX_BATCH: usize = 1024;
-/// Deliveries waiting for the writer beyond this make new requests wait to queue (back
-/// pressure on the senders, not unbounded memory).
-const QUEUE: usize = 8 * MAX_BATCH;
 
 /// Why a delivery was not recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
-    /// The batch's transaction failed (logged once by the writer, with its cause).
+    /// The transaction failed (logged by the writer, with its cause).
     #[error("the delivery could not be recorded")]
     Failed,
     /// The writer has stopped (the daemon is shutting down).
@@ -33,93 +29,60 @@ pub enum RecordError {
     Stopped,
 }
 
-struct Pending {
-    delivery: Verified,
-    received_at: i64,
-    done: oneshot::Sender<Result<bool, RecordError>>,
-}
-
 /// The handle requests use to record a delivery. Cheap to clone; the writer stops when every
 /// handle is dropped, after recording what was queued.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Pending>,
+    batcher: Batcher<(Verified, i64), Result<bool, RecordError>>,
 }
 
 impl Recorder {
     /// Starts the writer task on the current runtime.
     pub fn start(store: Store) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(store, rx));
-        Self { tx }
+        let batcher = Batcher::start(MAX_BATCH, move |batch: Vec<(Verified, i64)>| {
+            let store = store.clone();
+            async move { write_batch(&store, &batch).await }
+        });
+        Self { batcher }
     }
 
     /// Records `delivery`, received now; returns whether it is new (false: its `webhook-id`
     /// was recorded before). Returns once the delivery is durable, or with the error that
     /// kept it from being so.
     pub async fn record(&self, delivery: Verified, received_at: i64) -> Result<bool, RecordError> {
-        let (done, answer) = oneshot::channel();
-        self.tx
-            .send(Pending {
-                delivery,
-                received_at,
-                done,
-            })
+        self.batcher
+            .call((delivery, received_at))
             .await
-            .map_err(|_| RecordError::Stopped)?;
-        answer.await.unwrap_or(Err(RecordError::Stopped))
+            .unwrap_or(Err(RecordError::Stopped))
     }
 }
 
-async fn write_batches(store: Store, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let rows: Vec<(&Verified, i64)> =
-            batch.iter().map(|p| (&p.delivery, p.received_at)).collect();
-        let result = store.record_deliveries(&rows).await;
-        drop(rows);
-        crate::telemetry::webhook_batch(batch.len());
-        match result {
-            Ok(new) => {
-                for (p, new) in batch.drain(..).zip(new) {
-                    // The request may have gone (its client hung up): the delivery is
-                    // recorded all the same, and a retry of it is a duplicate.
-                    let _ = p.done.send(Ok(new));
-                }
-            }
-            Err(e) if batch.len() > 1 => {
-                // One row may be at fault: record each alone, so only what cannot be recorded
-                // by itself is refused.
-                tracing::warn!(
-                    error = %chain(&e),
-                    deliveries = batch.len(),
-                    "cannot record a batch of webhook deliveries; recording them one by one"
-                );
-                for p in batch.drain(..) {
-                    let alone = store
-                        .record_deliveries(&[(&p.delivery, p.received_at)])
-                        .await;
-                    let answer = match alone {
-                        Ok(new) => Ok(new.first().copied().unwrap_or(false)),
-                        Err(e) => {
-                            tracing::error!(error = %chain(&e), webhook_id = p.delivery.webhook_id(), "cannot record a webhook delivery; answered 500, the sender will send it again");
-                            Err(RecordError::Failed)
-                        }
-                    };
-                    let _ = p.done.send(answer);
-                }
-            }
-            Err(e) => {
-                tracing::error!(
-                    error = %chain(&e),
-                    "cannot record a webhook delivery; answered 500, the sender will send it again"
-                );
-                for p in batch.drain(..) {
-                    let _ = p.done.send(Err(RecordError::Failed));
-                }
-            }
-        }
+/// Records one batch in one transaction. If that fails, one row may be at fault: each is
+/// recorded alone, so only what cannot be recorded by itself is refused.
+async fn write_batch(store: &Store, batch: &[(Verified, i64)]) -> Vec<Result<bool, RecordError>> {
+    let rows: Vec<(&Verified, i64)> = batch.iter().map(|(d, at)| (d, *at)).collect();
+    crate::telemetry::webhook_batch(rows.len());
+    let refused = |e: &crate::store::StoreError, d: &Verified| {
+        tracing::error!(error = %chain(e), webhook_id = d.webhook_id(), "cannot record a webhook delivery; answered 500, the sender will send it again");
+        Err(RecordError::Failed)
+    };
+    match store.record_deliveries(&rows).await {
+        Ok(new) => return new.into_iter().map(Ok).collect(),
+        Err(e) if rows.len() == 1 => return vec![refused(&e, rows[0].0)],
+        Err(e) => tracing::warn!(
+            error = %chain(&e),
+            deliveries = rows.len(),
+            "cannot record a batch of webhook deliveries; recording them one by one"
+        ),
     }
+    let mut answers = Vec::with_capacity(rows.len());
+    for row in &rows {
+        answers.push(match store.record_deliveries(&[*row]).await {
+            Ok(new) => Ok(new.first().copied().unwrap_or(false)),
+            Err(e) => refused(&e, row.0),
+        });
+    }
+    answers
 }
 
 #[cfg(test)]

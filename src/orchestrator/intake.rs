@@ -4,6 +4,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Orchestrator;
+use crate::batch::Batcher;
 use crate::clock::ms;
 use crate::job::{JobId, JobSpec};
 use crate::store::{InsertOutcome, NewJob, StoreError};
@@ -48,7 +49,11 @@ impl Orchestrator {
     pub async fn accept(&self, spec: JobSpec, origin: &str) -> Result<InsertOutcome, AcceptError> {
         let warnings = spec.warnings();
         let job = self.new_job(spec, origin)?;
-        let outcome = self.inner.store.insert_job(job).await?;
+        let outcome = self
+            .intake()
+            .call(job)
+            .await
+            .map_err(|_| StoreError::BatchFailed("the daemon is stopping".into()))??;
         if let InsertOutcome::Created(row) = &outcome {
             tracing::info!(job_id = %row.id, name = %row.name, model = %row.model, origin, "job accepted");
             for w in &warnings {
@@ -60,7 +65,22 @@ impl Orchestrator {
     }
 }
 
+/// Jobs taken in per transaction, at most.
+const MAX_INTAKE_BATCH: usize = 256;
+
 impl Orchestrator {
+    /// The writer that takes jobs in, group-committed (started on first use, on the caller's
+    /// runtime): a burst of submissions shares its transactions and their fsyncs.
+    fn intake(&self) -> &Batcher<NewJob, Result<InsertOutcome, StoreError>> {
+        self.inner.intake.get_or_init(|| {
+            let store = self.inner.store.clone();
+            Batcher::start(MAX_INTAKE_BATCH, move |jobs: Vec<NewJob>| {
+                let store = store.clone();
+                async move { store.insert_jobs(&jobs).await }
+            })
+        })
+    }
+
     /// A new job row for `spec` under the current config: every sink it names must exist (a
     /// retried spec is checked again: a reload may have removed one), and its deadline runs
     /// from now.

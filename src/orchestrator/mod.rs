@@ -143,6 +143,13 @@ struct Inner {
     ///
     /// [`run`]: Orchestrator::run
     journal: std::sync::OnceLock<journal::Journal>,
+    /// The group-committed intake writer (see `intake.rs`), started on first use.
+    intake: std::sync::OnceLock<
+        crate::batch::Batcher<
+            crate::store::NewJob,
+            Result<crate::store::InsertOutcome, StoreError>,
+        >,
+    >,
     /// Response ids whose ledger write failed (with how they were found): retried each pass.
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
 }
@@ -170,6 +177,7 @@ impl Orchestrator {
             scheduler: cron::SchedulerState::default(),
             journal: std::sync::OnceLock::new(),
             unrecorded: Mutex::new(Vec::new()),
+            intake: std::sync::OnceLock::new(),
             store,
             client: ArcSwap::from_pointee(client),
             config,

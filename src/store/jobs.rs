@@ -341,6 +341,46 @@ impl Store {
         Ok(outcome)
     }
 
+    /// Inserts jobs in one transaction (group commit, see [`crate::batch`]): each in its own
+    /// savepoint, so one that fails (its answer is the error) takes nothing of the others
+    /// with it. A job whose idempotency key an earlier one of the same batch took is that
+    /// job's replay or conflict, as if they had come one after the other. If the transaction
+    /// itself fails, every job's answer is the error.
+    pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Vec<Result<InsertOutcome, StoreError>> {
+        match self.insert_jobs_in_one(jobs).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let msg = crate::telemetry::chain(&e).to_string();
+                jobs.iter()
+                    .map(|_| Err(StoreError::BatchFailed(msg.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    async fn insert_jobs_in_one(
+        &self,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Result<InsertOutcome, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut one = sqlx::Connection::begin(&mut *tx).await?;
+            match insert_job_in(&mut one, job).await {
+                Ok(outcome) => {
+                    one.commit().await?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(e) => {
+                    one.rollback().await?;
+                    outcomes.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
     /// Inserts `job` as a retry of `original`, in one transaction with the timeline on both:
     /// `accepted` on the new job (data `retry_of`) and `retried` on the original (data
     /// `retried_by`). The original must exist and be terminal, checked inside the transaction.
@@ -555,6 +595,67 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::fts_query;
+    use super::{InsertOutcome, NewJob};
+    use crate::job::{JobId, JobSpec};
+    use crate::store::Store;
+
+    fn job(name: &str, key: Option<&str>, input: &str) -> NewJob {
+        let mut v = serde_json::json!({"name": name, "model": "gpt-5", "input": input});
+        if let Some(k) = key {
+            v["idempotency_key"] = k.into();
+        }
+        let spec = JobSpec::from_value(v, "#1").unwrap();
+        NewJob {
+            id: JobId::generate(),
+            spec_hash: crate::orchestrator::spec_hash(&spec),
+            spec,
+            now: 1_000,
+            deadline_at: None,
+            origin: "test".into(),
+        }
+    }
+
+    /// One batch, every kind of answer: a new job, a replay and a conflict of a key taken
+    /// earlier in the same batch, and a job that cannot be inserted (its id is taken), which
+    /// takes nothing of the others with it.
+    #[tokio::test]
+    async fn a_batch_of_jobs_answers_each_as_if_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("j.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let first = job("a", Some("k1"), "Größe ✅");
+        let mut clash = job("clash", None, "x");
+        clash.id = first.id.clone();
+        let batch = vec![
+            first,
+            job("a", Some("k1"), "Größe ✅"),
+            job("b", Some("k1"), "something else"),
+            clash,
+            job("c", None, &"long ".repeat(10_000)),
+        ];
+        let out = store.insert_jobs(&batch).await;
+        assert_eq!(out.len(), 5);
+        assert!(matches!(out[0], Ok(InsertOutcome::Created(_))));
+        match &out[1] {
+            Ok(InsertOutcome::Existing(row)) => assert_eq!(row.id, batch[0].id.as_str()),
+            _ => panic!("the replay is not the first job"),
+        }
+        assert!(matches!(out[2], Ok(InsertOutcome::KeyConflict(_))));
+        assert!(out[3].is_err(), "a taken id is refused");
+        assert!(matches!(out[4], Ok(InsertOutcome::Created(_))));
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs ORDER BY name")
+            .fetch_all(&store.pool_for_tests())
+            .await
+            .unwrap();
+        assert_eq!(names, ["a", "c"]);
+        let accepted: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE kind = 'accepted'")
+                .fetch_one(&store.pool_for_tests())
+                .await
+                .unwrap();
+        assert_eq!(accepted, 2, "the refused job left no event behind");
+        store.close().await;
+    }
 
     #[test]
     fn search_text_is_quoted_word_by_word() {

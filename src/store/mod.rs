@@ -61,6 +61,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The transaction of a batch (group commit) failed; each item of it gets this.
+    #[error("the batch's transaction failed: {0}")]
+    BatchFailed(String),
 }
 
 impl StoreError {

@@ -1,0 +1,828 @@
+//! Orchestration at scale: N jobs submitted at once over REST to the release `respool serve`,
+//! run by the simulator for 20–40 s each, their completions learned from signed webhooks and
+//! their notifications delivered to a webhook sink; prints how fast each step went, what it
+//! cost upstream, and the daemon's CPU and memory, beside the targets of the issue "Fast under
+//! load".
+//!
+//! ```text
+//! cargo build --release      # the daemon measured is target/release/respool
+//! cargo run --release --example scale_bench -- --jobs 10000
+//! cargo run --release --example scale_bench -- --jobs 200 --run-time 2s    # a quick check
+//! ```
+//!
+//! In one run:
+//!
+//! - the simulator runs in this process (`respool::sim::spawn`), each job's response queued a
+//!   tenth of its upstream time and in progress the rest (`metadata.sim`, the time drawn from
+//!   `--run-time`), sending a signed `response.*` webhook to the daemon's receiver when it ends;
+//!   its rate-limit headers count down from `--sim-rpm` (default a million a minute, so a
+//!   window never holds creates back: the bench measures respool, not a quota);
+//! - `respool serve` runs as a child process with a generated config in a temp dir (a fresh
+//!   SQLite file, the webhook secret, `limits.max_in_flight` = N so every job can run at once,
+//!   everything else at its default unless a flag says) and one `webhook` sink;
+//! - the sink's URL is a receiver in this process that checks each notification's signature
+//!   and notes when it arrived.
+//!
+//! All N jobs are POSTed to `/v1/jobs` at once over `--concurrency` connections; then the
+//! bench waits until every job's notification has arrived (printing progress every 10 s) and
+//! reads each job's timeline (`GET /v1/jobs/{id}/events`: the terminal `status` event's time, in
+//! milliseconds) and the simulator's record of each response (created, finished). It prints:
+//! intake jobs/s and POST latency, upstream creates/s, upstream end → recorded by the daemon,
+//! recorded → notification received, the total time, upstream requests per job, the daemon's
+//! peak RSS (`VmHWM`) and CPU time (`utime + stime`) in total and per 1,000 jobs, and its CPU
+//! while every job waits upstream (when the last create comes early enough before the first
+//! end for such a window).
+//!
+//! Nothing is asserted: it prints figures (see `docs/benchmarks.md`).
+
+mod bench_support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use clap::Parser;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use bench_support::{ChildProc, ProcUsage, fmt_ms, latency_line, now_ms, p99_ms, verdict};
+
+/// The targets of the issue "Fast under load".
+const TARGET_INTAKE_PER_S: f64 = 2_000.0;
+const TARGET_RECORDED_P99_MS: f64 = 2_000.0;
+const TARGET_NOTIFIED_P99_MS: f64 = 1_000.0;
+const TARGET_REQUESTS_PER_JOB: f64 = 2.1;
+const TARGET_PEAK_RSS_MB: f64 = 96.0;
+const TARGET_CPU_PER_1K_S: f64 = 3.0;
+
+/// How often progress is printed while waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(
+    about = "Orchestration at scale: N jobs through the release respool daemon and the simulator",
+    long_about = "Submits N jobs at once over REST to the release respool daemon \
+(target/release/respool: build it first with `cargo build --release`), which runs them against \
+the simulator in this process (webhooks on) and notifies a webhook sink in this process; waits \
+until every notification arrived and prints intake jobs/s, upstream creates/s, upstream end → \
+recorded, recorded → notified, total time, upstream requests per job, and the daemon's peak RSS \
+and CPU time, beside the targets. Asserts nothing."
+)]
+struct Args {
+    /// Jobs submitted at once.
+    #[arg(long, default_value_t = 10_000)]
+    jobs: usize,
+    /// Connections POSTing jobs at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Each job's time upstream, from its create to its end: one duration (`2s`) or a range
+    /// (`20s..40s`) each job's time is drawn from. A tenth of it queued, the rest in progress.
+    #[arg(long, default_value = "20s..40s", value_parser = parse_run_time)]
+    run_time: (Duration, Duration),
+    /// Give up waiting for the notifications after this long (the figures of what arrived are
+    /// still printed).
+    #[arg(long, default_value = "40m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// The daemon's `limits.max_in_flight` (default: --jobs, so every job can run at once).
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// The daemon's `limits.max_concurrent_submissions` (default: the daemon's own, 4).
+    #[arg(long)]
+    max_concurrent_submissions: Option<usize>,
+    /// The daemon's `limits.max_concurrent_polls` (default: the daemon's own, 16).
+    #[arg(long)]
+    max_concurrent_polls: Option<usize>,
+    /// The longest window the idle CPU is measured over (while every job waits upstream).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    idle_window: Duration,
+    /// Requests per minute the simulator's rate-limit headers count down from.
+    #[arg(long, default_value_t = 1_000_000)]
+    sim_rpm: u64,
+    /// Webhook deliveries the simulator has in flight at once.
+    #[arg(long, default_value_t = 64)]
+    sim_webhook_concurrency: usize,
+    /// Seed of the run times (same seed, same plan).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// The respool binary to measure (default: `respool` beside this benchmark's directory,
+    /// i.e. target/release/respool).
+    #[arg(long)]
+    respool: Option<PathBuf>,
+    /// Keep the temp dir (the daemon's config, SQLite file and log) and print its path.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// `2s` or `20s..40s`.
+fn parse_run_time(s: &str) -> Result<(Duration, Duration), String> {
+    let (lo, hi) = s.split_once("..").unwrap_or((s, s));
+    let parse = |v: &str| humantime::parse_duration(v.trim()).map_err(|e| format!("{v}: {e}"));
+    let (lo, hi) = (parse(lo)?, parse(hi)?);
+    if lo > hi || lo < Duration::from_millis(100) {
+        return Err("a time of at least 100ms, or a range LOW..HIGH with LOW <= HIGH".into());
+    }
+    Ok((lo, hi))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.jobs == 0 || args.concurrency == 0 {
+        bail!("--jobs and --concurrency must be at least 1");
+    }
+    let respool = bench_support::respool_binary(args.respool.as_deref())?;
+    let dir = tempfile::tempdir()?;
+    let http = bench_support::http_client(args.concurrency.max(16))?;
+    let n = args.jobs;
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+
+    // The notification receiver.
+    let sink_secret = bench_support::new_secret();
+    let notes = Arc::new(Notes::new(&sink_secret)?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_url = format!("http://{}/notify", listener.local_addr()?);
+    let app = Router::new()
+        .route("/notify", post(receive))
+        .with_state(notes.clone());
+    let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // The simulator, sending webhooks to the daemon's receiver.
+    let port = bench_support::free_port()?;
+    let secret = bench_support::new_secret();
+    let sim = respool::sim::spawn(respool::sim::SimConfig {
+        webhook_url: Some(format!("http://127.0.0.1:{port}/webhooks/openai")),
+        webhook_secrets: vec![secret.clone()],
+        seed: Some(args.seed),
+        webhook_concurrency: args.sim_webhook_concurrency.max(1),
+        webhook_max_pending: n + 1024,
+        faults: respool::sim::Faults {
+            ratelimit_requests: args.sim_rpm.max(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+
+    // The daemon.
+    let db = dir.path().join("respool.db");
+    let config = dir.path().join("respool.yaml");
+    let max_in_flight = args.max_in_flight.unwrap_or(n);
+    let mut limits = format!("limits:\n  max_in_flight: {max_in_flight}\n");
+    if let Some(s) = args.max_concurrent_submissions {
+        limits.push_str(&format!("  max_concurrent_submissions: {s}\n"));
+    }
+    if let Some(p) = args.max_concurrent_polls {
+        limits.push_str(&format!("  max_concurrent_polls: {p}\n"));
+    }
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             database: {db}\n\
+             upstream:\n  base_url: {sim}\n  api_key: sk-bench\n\
+             webhook:\n  secrets: [\"{secret}\"]\n\
+             {limits}\
+             sinks:\n  bench:\n    type: webhook\n    url: \"{sink_url}\"\n    secret: \"{sink_secret}\"\n\
+             notify:\n  default: [bench]\n",
+            db = db.display(),
+            sim = sim.base_url(),
+        ),
+    )?;
+    let config_arg = config.display().to_string();
+    let mut daemon = ChildProc::spawn(
+        "respool",
+        &respool,
+        &["serve", "--config", &config_arg],
+        dir.path(),
+        &[],
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    daemon
+        .wait_healthy(&http, &format!("{base}/healthz"), Duration::from_secs(30))
+        .await?;
+
+    let (lo, hi) = args.run_time;
+    println!("respool scale bench, {date}");
+    println!(
+        "machine: {}; load average {}",
+        bench_support::machine(),
+        bench_support::load_average()
+    );
+    println!("respool: {} (pid {})", respool.display(), daemon.pid());
+    println!(
+        "{n} jobs, {} to {} upstream each, POSTed over {} connections",
+        humantime::format_duration(lo),
+        humantime::format_duration(hi),
+        args.concurrency
+    );
+    println!(
+        "daemon config: limits.max_in_flight {max_in_flight}, max_concurrent_submissions {}, max_concurrent_polls {}, polling and the rest at their defaults; webhooks on; one webhook sink",
+        args.max_concurrent_submissions
+            .map_or("4 (default)".into(), |s| s.to_string()),
+        args.max_concurrent_polls
+            .map_or("16 (default)".into(), |p| p.to_string()),
+    );
+    println!(
+        "simulator: in this process; {} webhook deliveries at once; rate-limit headers from {} requests/min",
+        args.sim_webhook_concurrency, args.sim_rpm
+    );
+    println!();
+
+    // Intake: every job POSTed at once.
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let plans: Vec<u64> = (0..n)
+        .map(|_| {
+            let (lo, hi) = (lo.as_millis() as u64, hi.as_millis() as u64);
+            rng.random_range(lo..=hi)
+        })
+        .collect();
+    let usage_start = daemon.usage();
+    let first_submit_ms = now_ms();
+    let intake_started = Instant::now();
+    let intake = submit_all(&http, &base, &plans, args.concurrency).await?;
+    let intake_elapsed = intake_started.elapsed();
+    let submitted: HashMap<String, u64> = intake.ids.iter().cloned().collect();
+    let expected = submitted.len();
+    println!(
+        "intake: {expected} of {n} jobs accepted in {:.2} s ({:.0} jobs/s); POST latency {}",
+        intake_elapsed.as_secs_f64(),
+        expected as f64 / intake_elapsed.as_secs_f64().max(1e-9),
+        latency_line(&intake.hist)
+    );
+    if intake.errors > 0 {
+        println!(
+            "  INTAKE ERRORS: {} (first: {})",
+            intake.errors,
+            intake.first_error.as_deref().unwrap_or("-")
+        );
+    }
+
+    // Wait for every notification, measuring idle CPU on the way if a window opens.
+    let waited = wait_all(
+        &args,
+        &mut daemon,
+        &sim,
+        &notes,
+        &submitted,
+        expected,
+        first_submit_ms,
+    )
+    .await?;
+    let usage_end = daemon.usage();
+    let last_note_ms = notes.last_ms();
+    let stats = sim.stats();
+
+    // What the daemon recorded, per job.
+    println!();
+    println!("reading {expected} timelines from the daemon…");
+    let timelines = read_timelines(&http, &base, submitted.keys().cloned().collect()).await;
+    let responses = sim.responses(None);
+    let seen = notes
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    daemon.check_running()?;
+    daemon.stop(Duration::from_secs(15)).await;
+    receiver.abort();
+
+    // Figures.
+    let mut upstream: HashMap<&str, (i64, Option<i64>)> = HashMap::new();
+    let mut extra_creates = 0;
+    for r in &responses {
+        let Some(job) = r.job_id.as_deref() else {
+            continue;
+        };
+        if upstream
+            .insert(job, (r.created_ms, r.finished_ms))
+            .is_some()
+        {
+            extra_creates += 1;
+        }
+    }
+    let created: Vec<i64> = upstream.values().map(|(c, _)| *c).collect();
+    let (first_create, last_create) = (
+        created.iter().min().copied().unwrap_or(0),
+        created.iter().max().copied().unwrap_or(0),
+    );
+    let mut recorded = bench_support::histogram()?;
+    let mut notified = bench_support::histogram()?;
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut with_webhook, mut unreadable) = (0, 0);
+    for (id, timeline) in &timelines {
+        let Some(t) = timeline else {
+            unreadable += 1;
+            continue;
+        };
+        *statuses
+            .entry(
+                t.terminal
+                    .as_ref()
+                    .map_or("unfinished".into(), |(_, s)| s.clone()),
+            )
+            .or_default() += 1;
+        with_webhook += usize::from(t.webhook);
+        let Some((end_ms, _)) = &t.terminal else {
+            continue;
+        };
+        if let Some((_, Some(finished))) = upstream.get(id.as_str()) {
+            bench_support::record_ms(&mut recorded, end_ms - finished);
+        }
+        if let Some(arrived) = seen.get(id) {
+            bench_support::record_ms(&mut notified, arrived - end_ms);
+        }
+    }
+
+    let intake_rate = expected as f64 / intake_elapsed.as_secs_f64().max(1e-9);
+    let create_span_s = (last_create - first_create) as f64 / 1000.0;
+    let creates_rate = created.len() as f64 / create_span_s.max(1e-3);
+    let requests = u64::from(stats.creates)
+        + u64::from(stats.retrieves)
+        + u64::from(stats.cancels)
+        + u64::from(stats.deletes);
+    let per_job = requests as f64 / expected.max(1) as f64;
+    let total_s = (last_note_ms.unwrap_or_else(now_ms) - first_submit_ms) as f64 / 1000.0;
+
+    println!();
+    println!("{:<34} {:<62} target", "figure", "measured");
+    let row = |name: &str, measured: String, target: String| {
+        println!("{name:<34} {measured:<62} {target}");
+    };
+    row(
+        "intake over REST",
+        format!(
+            "{intake_rate:.0} jobs/s (POST p99 {} ms)",
+            fmt_ms(p99_ms(&intake.hist))
+        ),
+        format!(
+            ">= 2,000 jobs/s: {}",
+            verdict(intake_rate >= TARGET_INTAKE_PER_S)
+        ),
+    );
+    row(
+        "upstream creates",
+        format!(
+            "{creates_rate:.0} creates/s ({} in {create_span_s:.1} s; last {:.1} s after the first submit)",
+            created.len(),
+            (last_create - first_submit_ms) as f64 / 1000.0
+        ),
+        "-".into(),
+    );
+    row(
+        "upstream end -> recorded",
+        latency_line(&recorded),
+        format!(
+            "p99 <= 2 s: {}",
+            verdict(!recorded.is_empty() && p99_ms(&recorded) <= TARGET_RECORDED_P99_MS)
+        ),
+    );
+    row(
+        "job end -> notification received",
+        latency_line(&notified),
+        format!(
+            "p99 <= 1 s: {}",
+            verdict(!notified.is_empty() && p99_ms(&notified) <= TARGET_NOTIFIED_P99_MS)
+        ),
+    );
+    row(
+        "first submit -> last notification",
+        format!("{total_s:.1} s"),
+        "-".into(),
+    );
+    row(
+        "upstream requests per job",
+        format!(
+            "{per_job:.2} ({} creates, {} retrieves, {} cancels, {} deletes)",
+            stats.creates, stats.retrieves, stats.cancels, stats.deletes
+        ),
+        format!("<= 2.1: {}", verdict(per_job <= TARGET_REQUESTS_PER_JOB)),
+    );
+    match (usage_start, usage_end) {
+        (Some(start), Some(end)) => {
+            let cpu = end.cpu_seconds - start.cpu_seconds;
+            let per_1k = cpu * 1000.0 / expected.max(1) as f64;
+            let peak_mb = end.peak_rss_kib as f64 * 1024.0 / 1e6;
+            row(
+                "daemon peak RSS (VmHWM)",
+                format!("{peak_mb:.0} MB ({:.0} MiB)", end.peak_rss_mib()),
+                format!("<= 96 MB: {}", verdict(peak_mb <= TARGET_PEAK_RSS_MB)),
+            );
+            row(
+                "daemon CPU (first submit -> end)",
+                format!("{cpu:.1} s, {per_1k:.2} s per 1,000 jobs"),
+                format!(
+                    "<= 3 s per 1,000 jobs: {}",
+                    verdict(per_1k <= TARGET_CPU_PER_1K_S)
+                ),
+            );
+        }
+        _ => row(
+            "daemon RSS and CPU",
+            "unknown (no /proc)".into(),
+            "-".into(),
+        ),
+    }
+    row("daemon idle CPU", waited.idle.clone(), "~ 0".into());
+
+    println!();
+    let statuses: Vec<String> = statuses.iter().map(|(s, c)| format!("{c} {s}")).collect();
+    println!(
+        "jobs: {} ({} of them with a webhook in their timeline); {} notified{}{}",
+        statuses.join(", "),
+        with_webhook,
+        seen.len(),
+        if unreadable > 0 {
+            format!("; {unreadable} timelines unreadable")
+        } else {
+            String::new()
+        },
+        if waited.timed_out {
+            format!(
+                "; TIMED OUT after {}",
+                humantime::format_duration(args.timeout)
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "notifications: {} received, {} repeats, {} with a bad signature or body",
+        notes.total.load(Ordering::Relaxed),
+        notes.repeats.load(Ordering::Relaxed),
+        notes.bad.load(Ordering::Relaxed)
+    );
+    println!(
+        "simulator: {} creates ({extra_creates} beyond one per job), webhooks {} attempted / {} delivered / {} dropped / {} failed, {} 429s, {} 5xx",
+        stats.creates,
+        stats.webhooks_attempted,
+        stats.webhooks_delivered,
+        stats.webhooks_dropped,
+        stats.webhooks_failed,
+        stats.served_429,
+        stats.served_5xx
+    );
+    if let Some(end) = usage_end {
+        println!(
+            "daemon now: RSS {:.0} MiB; database {:.1} MiB (file + WAL)",
+            end.rss_kib as f64 / 1024.0,
+            (file_size(&db) + file_size(&db.with_extension("db-wal"))) as f64 / (1024.0 * 1024.0)
+        );
+    }
+    println!("load average at the end: {}", bench_support::load_average());
+    sim.shutdown().await;
+    if args.keep {
+        let kept = dir.keep();
+        println!("kept {} (config, respool.db, respool.log)", kept.display());
+    }
+    Ok(())
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// What the intake did.
+struct Intake {
+    /// (job id, planned upstream ms) of each accepted job.
+    ids: Vec<(String, u64)>,
+    hist: Histogram<u64>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+/// POSTs one job per plan, `concurrency` at a time.
+async fn submit_all(
+    http: &reqwest::Client,
+    base: &str,
+    plans: &[u64],
+    concurrency: usize,
+) -> Result<Intake> {
+    let plans: Arc<Vec<u64>> = Arc::new(plans.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    for _ in 0..concurrency.min(plans.len()) {
+        let (http, url, plans, next) = (
+            http.clone(),
+            format!("{base}/v1/jobs"),
+            plans.clone(),
+            next.clone(),
+        );
+        tasks.spawn(async move {
+            let mut part = Intake {
+                ids: Vec::new(),
+                hist: bench_support::histogram()?,
+                errors: 0,
+                first_error: None,
+            };
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&total_ms) = plans.get(i) else {
+                    break;
+                };
+                let queue_ms = total_ms / 10;
+                let body = json!({
+                    "name": format!("scale-{}", i % 50),
+                    "model": "gpt-5",
+                    "input": format!("Scale bench job {i}: survey the market for industrial heat pumps in Europe and report the five largest vendors with sources."),
+                    "metadata": {
+                        "bench": "scale",
+                        "sim": format!("queue={queue_ms}ms;run={}ms", total_ms - queue_ms),
+                    },
+                });
+                let started = Instant::now();
+                let sent = http.post(&url).json(&body).send().await;
+                let answer = match sent {
+                    Ok(r) => {
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        (status, text)
+                    }
+                    Err(e) => {
+                        bench_support::record(&mut part.hist, started.elapsed());
+                        part.errors += 1;
+                        part.first_error.get_or_insert_with(|| e.to_string());
+                        continue;
+                    }
+                };
+                bench_support::record(&mut part.hist, started.elapsed());
+                let id = serde_json::from_str::<Value>(&answer.1)
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_owned));
+                match (answer.0.as_u16(), id) {
+                    (201, Some(id)) => part.ids.push((id, total_ms)),
+                    (status, _) => {
+                        part.errors += 1;
+                        part.first_error
+                            .get_or_insert_with(|| format!("{status}: {}", answer.1));
+                    }
+                }
+            }
+            anyhow::Ok(part)
+        });
+    }
+    let mut all = Intake {
+        ids: Vec::with_capacity(plans.len()),
+        hist: bench_support::histogram()?,
+        errors: 0,
+        first_error: None,
+    };
+    while let Some(part) = tasks.join_next().await {
+        let part = part.context("a submitting task panicked")??;
+        all.ids.extend(part.ids);
+        all.hist.add(&part.hist)?;
+        all.errors += part.errors;
+        all.first_error = all.first_error.or(part.first_error);
+    }
+    Ok(all)
+}
+
+/// How the wait went.
+struct Waited {
+    /// The idle CPU figure, or why there is none.
+    idle: String,
+    timed_out: bool,
+}
+
+/// Where the idle-CPU measurement stands.
+enum Idle {
+    /// Not every job has been created upstream yet.
+    WaitingForCreates,
+    /// Measuring from `from` (with the usage then) until `until`.
+    Planned {
+        from: Instant,
+        until: Instant,
+        start: Option<(Instant, ProcUsage)>,
+    },
+    Done(String),
+}
+
+/// Waits until a notification came for every submitted job (or the timeout), printing
+/// progress and measuring the daemon's CPU while every job waits upstream.
+async fn wait_all(
+    args: &Args,
+    daemon: &mut ChildProc,
+    sim: &respool::sim::SimHandle,
+    notes: &Notes,
+    submitted: &HashMap<String, u64>,
+    expected: usize,
+    first_submit_ms: i64,
+) -> Result<Waited> {
+    let started = Instant::now();
+    let deadline = started + args.timeout;
+    let mut next_progress = started + PROGRESS_EVERY;
+    let mut idle = Idle::WaitingForCreates;
+    loop {
+        daemon.check_running()?;
+        let done = notes.distinct() >= expected;
+        let now = Instant::now();
+        let stats = sim.stats();
+        match &mut idle {
+            Idle::WaitingForCreates if stats.creates as usize >= expected => {
+                // Every job is upstream: the window lasts until shortly before the first end.
+                let now_wall = now_ms();
+                let first_end = sim
+                    .responses(None)
+                    .iter()
+                    .filter_map(|r| {
+                        let planned = submitted.get(r.job_id.as_deref()?)?;
+                        Some(r.created_ms + i64::try_from(*planned).ok()?)
+                    })
+                    .min()
+                    .unwrap_or(now_wall);
+                let from = now + Duration::from_secs(1);
+                let room =
+                    Duration::from_millis(u64::try_from(first_end - now_wall - 1_500).unwrap_or(0));
+                let until = now + room.min(args.idle_window + Duration::from_secs(1));
+                idle = if until >= from + Duration::from_secs(2) {
+                    Idle::Planned {
+                        from,
+                        until,
+                        start: None,
+                    }
+                } else {
+                    Idle::Done(format!(
+                        "not measured: the last create came {:.1} s after the first submit, too close to the first job's end for a window",
+                        (now_wall - first_submit_ms) as f64 / 1000.0
+                    ))
+                };
+            }
+            Idle::Planned { from, until, start } => {
+                if start.is_none() && now >= *from {
+                    *start = daemon.usage().map(|u| (now, u));
+                    if start.is_none() {
+                        idle = Idle::Done("unknown (no /proc)".into());
+                    }
+                } else if let Some((t0, u0)) = start
+                    && now >= *until
+                {
+                    let secs = t0.elapsed().as_secs_f64();
+                    idle = Idle::Done(match daemon.usage() {
+                        Some(u1) => {
+                            let cpu = u1.cpu_seconds - u0.cpu_seconds;
+                            format!(
+                                "{:.0} ms CPU per second ({:.1} % of a core) over {secs:.1} s, {expected} jobs waiting upstream",
+                                cpu / secs * 1000.0,
+                                cpu / secs * 100.0
+                            )
+                        }
+                        None => "unknown (no /proc)".into(),
+                    });
+                }
+            }
+            _ => {}
+        }
+        if done {
+            let idle = match idle {
+                Idle::Done(s) => s,
+                _ => "not measured: the jobs ended before a window opened".into(),
+            };
+            return Ok(Waited {
+                idle,
+                timed_out: false,
+            });
+        }
+        if now >= next_progress {
+            next_progress += PROGRESS_EVERY;
+            let usage = daemon.usage();
+            println!(
+                "  {:>5.0} s: {} created upstream, {} webhooks delivered, {} of {expected} notified; daemon RSS {} MiB, CPU {} s",
+                started.elapsed().as_secs_f64(),
+                stats.creates,
+                stats.webhooks_delivered,
+                notes.distinct(),
+                usage.map_or("?".into(), |u| format!("{:.0}", u.rss_kib as f64 / 1024.0)),
+                usage.map_or("?".into(), |u| format!("{:.1}", u.cpu_seconds)),
+            );
+        }
+        if now >= deadline {
+            println!(
+                "  TIMED OUT after {}: {} of {expected} notified; printing what arrived",
+                humantime::format_duration(args.timeout),
+                notes.distinct()
+            );
+            return Ok(Waited {
+                idle: match idle {
+                    Idle::Done(s) => s,
+                    _ => "not measured".into(),
+                },
+                timed_out: true,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What a job's timeline says.
+struct Timeline {
+    /// The terminal `status` event: when (unix ms) and to what.
+    terminal: Option<(i64, String)>,
+    /// A `webhook` event is in it.
+    webhook: bool,
+}
+
+/// Reads every job's timeline, 16 at a time; `None` for one that could not be read.
+async fn read_timelines(
+    http: &reqwest::Client,
+    base: &str,
+    ids: Vec<String>,
+) -> Vec<(String, Option<Timeline>)> {
+    futures::stream::iter(ids)
+        .map(|id| async move {
+            let url = format!("{base}/v1/jobs/{id}/events");
+            let read = async {
+                let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                let events = v["data"].as_array()?.clone();
+                let terminal = events.iter().find_map(|e| {
+                    let to = e["data"]["to"].as_str()?;
+                    let is_end = e["kind"] == "status"
+                        && matches!(to, "completed" | "failed" | "incomplete" | "cancelled");
+                    if !is_end {
+                        return None;
+                    }
+                    Some((e["at"].as_i64()?, to.to_owned()))
+                });
+                let webhook = events.iter().any(|e| e["kind"] == "webhook");
+                Some(Timeline { terminal, webhook })
+            };
+            (id, read.await)
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// The notifications received.
+struct Notes {
+    verifier: standardwebhooks::Webhook,
+    /// Job id → when its first notification arrived (unix ms).
+    seen: Mutex<HashMap<String, i64>>,
+    total: AtomicUsize,
+    repeats: AtomicUsize,
+    bad: AtomicUsize,
+}
+
+impl Notes {
+    fn new(secret: &str) -> Result<Self> {
+        Ok(Self {
+            verifier: standardwebhooks::Webhook::new(secret)?,
+            seen: Mutex::default(),
+            total: AtomicUsize::new(0),
+            repeats: AtomicUsize::new(0),
+            bad: AtomicUsize::new(0),
+        })
+    }
+
+    fn distinct(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    fn last_ms(&self) -> Option<i64> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .max()
+            .copied()
+    }
+}
+
+/// The sink's URL: note the arrival time first, then check the signature and the body.
+async fn receive(State(notes): State<Arc<Notes>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let at = now_ms();
+    notes.total.fetch_add(1, Ordering::Relaxed);
+    let job = notes
+        .verifier
+        .verify(&body, &headers)
+        .ok()
+        .and_then(|()| serde_json::from_slice::<Value>(&body).ok())
+        .and_then(|v| v["data"]["job"]["id"].as_str().map(str::to_owned));
+    let Some(job) = job else {
+        notes.bad.fetch_add(1, Ordering::Relaxed);
+        return StatusCode::BAD_REQUEST;
+    };
+    let mut seen = notes.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    match seen.entry(job) {
+        std::collections::hash_map::Entry::Occupied(_) => {
+            notes.repeats.fetch_add(1, Ordering::Relaxed);
+        }
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(at);
+        }
+    }
+    StatusCode::OK
+}

@@ -1,0 +1,525 @@
+//! Webhook ingest: how many signed deliveries a second respool takes in, and how fast it
+//! answers them, beside the ceiling of a server that only verifies them, in one run on one
+//! machine.
+//!
+//! ```text
+//! cargo build --release      # the daemon measured is target/release/respool
+//! cargo run --release --example webhook_bench -- --deliveries 20000 --concurrency 32
+//! ```
+//!
+//! Two targets, one after the other, each a process of its own so that its CPU time and memory
+//! can be read from `/proc`:
+//!
+//! - the **ceiling**: this program started again as a minimal axum server that verifies each
+//!   delivery with `respool::signing::Keys` (the daemon's own verification: headers,
+//!   timestamp window, constant-time signature, the event parsed) and answers `200`, storing
+//!   nothing;
+//! - **respool**: the release binary, `respool serve` with a generated config in a temp dir (a
+//!   fresh SQLite file, `webhook.secrets` set, upstream pointed at the simulator run in this
+//!   process), receiving exactly as it would from OpenAI.
+//!
+//! The load generator keeps `--concurrency` keep-alive connections busy, each sending the next
+//! delivery as soon as the previous one is answered: distinct `webhook-id`s, OpenAI's thin
+//! `response.completed` bodies naming distinct `resp_…` ids, signed at the moment of sending.
+//! A warm-up (`--warmup`) goes to each target first and is not measured. For each target it
+//! prints deliveries per second, p50/p90/p99/max latency, the non-200 answers and transport
+//! errors, and the server's CPU time and peak RSS; then respool's figures as a share of the
+//! ceiling's. Afterwards it counts the rows of respool's `webhook_deliveries` table: every
+//! delivery answered `200` must be there, and a shortfall is printed as LOST.
+//!
+//! The deliveries name responses no job of this fresh database knows, so after recording each
+//! one respool also looks it up upstream (at most 256 at a time, as it does for the webhook of
+//! a create whose answer was lost); the simulator answers `404`. That work shares the machine
+//! with the ingest, as it would in a burst of such deliveries.
+//!
+//! Nothing is asserted: it prints figures (see `docs/benchmarks.md`).
+
+mod bench_support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use clap::Parser;
+use hdrhistogram::Histogram;
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+use bench_support::{ChildProc, ProcUsage};
+
+/// The environment variable that hands the secret to the ceiling process (not its command
+/// line, which `ps` shows).
+const SECRET_ENV: &str = "WEBHOOK_BENCH_SECRET";
+/// The receiver's path on both targets (respool's default `webhook.path`).
+const PATH: &str = "/webhooks/openai";
+
+#[derive(Parser)]
+#[command(
+    about = "Webhook ingest: signed deliveries per second into respool, beside a verify-only ceiling",
+    long_about = "Sends N correctly signed Standard Webhooks deliveries at C concurrent keep-alive \
+connections, first to a ceiling server (verifies, answers 200, stores nothing), then to the \
+release respool daemon (target/release/respool: build it first with `cargo build --release`), \
+and prints deliveries/s, latency percentiles, errors, CPU and memory of each, and respool's \
+figures as a share of the ceiling's. Checks afterwards that respool stored every delivery it \
+answered 200. Asserts nothing."
+)]
+struct Args {
+    /// Deliveries measured per target.
+    #[arg(long, default_value_t = 20_000)]
+    deliveries: usize,
+    /// Connections kept open, each with one delivery in flight at a time.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Deliveries sent to each target before the measured ones (not measured).
+    #[arg(long, default_value_t = 1_000)]
+    warmup: usize,
+    /// The respool binary to measure (default: `respool` beside this benchmark's directory,
+    /// i.e. target/release/respool).
+    #[arg(long)]
+    respool: Option<PathBuf>,
+    /// Keep the temp dir (respool's config, SQLite file and logs) and print its path.
+    #[arg(long)]
+    keep: bool,
+    /// Internal: serve as the ceiling on this address (the benchmark starts itself so).
+    #[arg(long, hide = true)]
+    serve_ceiling: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if let Some(addr) = args.serve_ceiling {
+        return serve_ceiling(addr).await;
+    }
+    if args.deliveries == 0 || args.concurrency == 0 {
+        bail!("--deliveries and --concurrency must be at least 1");
+    }
+    let respool = bench_support::respool_binary(args.respool.as_deref())?;
+    let me = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let secret = bench_support::new_secret();
+    let signer = Arc::new(standardwebhooks::Webhook::new(&secret)?);
+    let http = bench_support::http_client(args.concurrency)?;
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+
+    println!("respool webhook ingest bench, {date}");
+    println!(
+        "machine: {}; load average {}",
+        bench_support::machine(),
+        bench_support::load_average()
+    );
+    println!("respool: {}", respool.display());
+    println!(
+        "{} deliveries per target after {} warm-up, {} keep-alive connections, one delivery in flight on each",
+        args.deliveries, args.warmup, args.concurrency
+    );
+    println!();
+
+    // The ceiling: this program again, as a verify-and-200 server.
+    let port = bench_support::free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let mut ceiling = ChildProc::spawn(
+        "ceiling",
+        &me,
+        &["--serve-ceiling", &listen],
+        dir.path(),
+        &[(SECRET_ENV, &secret)],
+    )?;
+    let base = format!("http://{listen}");
+    ceiling
+        .wait_healthy(&http, &format!("{base}/healthz"), Duration::from_secs(20))
+        .await?;
+    let url = format!("{base}{PATH}");
+    let ceiling_run = measure(&http, &url, &signer, &args, &ceiling).await?;
+    ceiling.stop(Duration::from_secs(5)).await;
+    ceiling_run
+        .print("ceiling (verifies with respool::signing::Keys, answers 200, stores nothing)");
+
+    // respool: the release daemon, against the simulator in this process.
+    let sim = respool::sim::spawn(respool::sim::SimConfig::default()).await?;
+    let port = bench_support::free_port()?;
+    let db = dir.path().join("respool.db");
+    let config = dir.path().join("respool.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             database: {db}\n\
+             upstream:\n  base_url: {sim}\n  api_key: sk-bench\n\
+             webhook:\n  path: {PATH}\n  secrets: [\"{secret}\"]\n\
+             notify:\n  default: []\n",
+            db = db.display(),
+            sim = sim.base_url(),
+        ),
+    )?;
+    let config_arg = config.display().to_string();
+    let mut daemon = ChildProc::spawn(
+        "respool",
+        &respool,
+        &["serve", "--config", &config_arg],
+        dir.path(),
+        &[],
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    daemon
+        .wait_healthy(&http, &format!("{base}/healthz"), Duration::from_secs(30))
+        .await?;
+    let url = format!("{base}{PATH}");
+    let respool_run = measure(&http, &url, &signer, &args, &daemon).await?;
+    // What the daemon answered 200 must be in its ledger now (a 200 promises it is stored).
+    let stored = count_deliveries(&db).await;
+    let accepted = respool_run.warmup_ok + respool_run.ok;
+    daemon.check_running()?;
+    daemon.stop(Duration::from_secs(10)).await;
+    sim.shutdown().await;
+    respool_run.print("respool (respool serve, release build, fresh SQLite ledger)");
+
+    match stored {
+        Ok(stored) if stored as usize == accepted => println!(
+            "  stored: all {accepted} deliveries answered 200 (warm-up included) are in webhook_deliveries"
+        ),
+        Ok(stored) if (stored as usize) < accepted => {
+            let lost = accepted - stored as usize;
+            println!();
+            println!(
+                "  !!!!! LOST DELIVERIES: {lost} of {accepted} answered 200 are NOT in webhook_deliveries ({stored} rows) !!!!!"
+            );
+            println!();
+        }
+        Ok(stored) => println!(
+            "  stored: {stored} rows in webhook_deliveries for {accepted} deliveries answered 200 (more rows than 200s: some answers were errors after the row was written)"
+        ),
+        Err(e) => println!("  stored: UNKNOWN, cannot read {}: {e:#}", db.display()),
+    }
+
+    println!();
+    println!("respool / ceiling");
+    println!(
+        "  throughput: {:.2} ({:.0} / {:.0} deliveries/s)",
+        respool_run.rate() / ceiling_run.rate(),
+        respool_run.rate(),
+        ceiling_run.rate()
+    );
+    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let r = respool_run.hist.value_at_quantile(q) as f64;
+        let c = ceiling_run.hist.value_at_quantile(q).max(1) as f64;
+        println!(
+            "  {label} latency: {:.1}x ({} / {} ms)",
+            r / c,
+            bench_support::fmt_ms(r / 1000.0),
+            bench_support::fmt_ms(c / 1000.0)
+        );
+    }
+    if let (Some(r), Some(c)) = (respool_run.cpu_per_1k(), ceiling_run.cpu_per_1k()) {
+        println!(
+            "  CPU per 1,000 deliveries: {:.1}x ({r:.3} / {c:.3} s)",
+            r / c.max(1e-9)
+        );
+    }
+
+    println!();
+    println!("load average at the end: {}", bench_support::load_average());
+    if args.keep {
+        let kept = dir.keep();
+        println!();
+        println!("kept {} (config, respool.db, logs)", kept.display());
+    }
+    Ok(())
+}
+
+/// What one target did with the measured deliveries.
+struct Run {
+    sent: usize,
+    ok: usize,
+    /// Deliveries of the warm-up answered 200 (stored too, for respool).
+    warmup_ok: usize,
+    /// Answers other than 200, by status.
+    non_200: std::collections::BTreeMap<u16, usize>,
+    transport_errors: usize,
+    first_error: Option<String>,
+    elapsed: Duration,
+    hist: Histogram<u64>,
+    pid: u32,
+    before: Option<ProcUsage>,
+    after: Option<ProcUsage>,
+    /// This process (the load generator, and for respool the simulator it looks
+    /// deliveries up in) over the same time.
+    generator_cpu: Option<f64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn cpu_seconds(&self) -> Option<f64> {
+        Some(self.after?.cpu_seconds - self.before?.cpu_seconds)
+    }
+
+    fn cpu_per_1k(&self) -> Option<f64> {
+        Some(self.cpu_seconds()? * 1000.0 / self.sent.max(1) as f64)
+    }
+
+    fn print(&self, title: &str) {
+        println!("{title}, pid {}", self.pid);
+        println!(
+            "  {} deliveries in {:.2} s: {:.0} deliveries/s",
+            self.sent,
+            self.elapsed.as_secs_f64(),
+            self.rate()
+        );
+        println!("  latency: {}", bench_support::latency_line(&self.hist));
+        let non_200: usize = self.non_200.values().sum();
+        let errors = non_200 + self.transport_errors;
+        if errors == 0 {
+            println!("  errors: 0 (every delivery answered 200)");
+        } else {
+            let by_status: Vec<String> = self
+                .non_200
+                .iter()
+                .map(|(s, n)| format!("{n} x {s}"))
+                .collect();
+            println!(
+                "  ERRORS: {errors} of {} ({} non-200: {}; {} transport errors); first: {}",
+                self.sent,
+                non_200,
+                if by_status.is_empty() {
+                    "none".into()
+                } else {
+                    by_status.join(", ")
+                },
+                self.transport_errors,
+                self.first_error.as_deref().unwrap_or("-")
+            );
+        }
+        match (self.cpu_seconds(), self.cpu_per_1k(), self.after) {
+            (Some(cpu), Some(per_1k), Some(after)) => println!(
+                "  server: {cpu:.2} s CPU ({per_1k:.3} s per 1,000 deliveries, {:.0} % of a core), peak RSS {:.1} MiB",
+                cpu / self.elapsed.as_secs_f64().max(1e-9) * 100.0,
+                after.peak_rss_mib()
+            ),
+            _ => println!("  server: CPU and memory unknown (no /proc)"),
+        }
+        if let Some(cpu) = self.generator_cpu {
+            println!(
+                "  load generator (this process): {cpu:.2} s CPU ({:.0} % of a core)",
+                cpu / self.elapsed.as_secs_f64().max(1e-9) * 100.0
+            );
+        }
+        println!();
+    }
+}
+
+/// Sends the warm-up, then the measured deliveries, to `url`.
+async fn measure(
+    http: &reqwest::Client,
+    url: &str,
+    signer: &Arc<standardwebhooks::Webhook>,
+    args: &Args,
+    server: &ChildProc,
+) -> Result<Run> {
+    let warm = drive(http, url, signer, args.warmup, args.concurrency).await?;
+    let me = std::process::id();
+    let (before, gen_before) = (server.usage(), ProcUsage::read(me));
+    let started = Instant::now();
+    let mut run = drive(http, url, signer, args.deliveries, args.concurrency).await?;
+    run.elapsed = started.elapsed();
+    run.after = server.usage();
+    if let (Some(a), Some(b)) = (ProcUsage::read(me), gen_before) {
+        run.generator_cpu = Some(a.cpu_seconds - b.cpu_seconds);
+    }
+    run.before = before;
+    run.pid = server.pid();
+    run.warmup_ok = warm.ok;
+    Ok(run)
+}
+
+/// `count` distinct deliveries, `concurrency` at a time.
+async fn drive(
+    http: &reqwest::Client,
+    url: &str,
+    signer: &Arc<standardwebhooks::Webhook>,
+    count: usize,
+    concurrency: usize,
+) -> Result<Run> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    for _ in 0..concurrency.min(count.max(1)) {
+        let (http, url, signer, next) =
+            (http.clone(), url.to_string(), signer.clone(), next.clone());
+        tasks.spawn(async move {
+            let mut part = Part::new()?;
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                part.send_one(&http, &url, &signer).await;
+            }
+            anyhow::Ok(part)
+        });
+    }
+    let mut run = Run {
+        sent: 0,
+        ok: 0,
+        warmup_ok: 0,
+        non_200: Default::default(),
+        transport_errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        hist: bench_support::histogram()?,
+        pid: 0,
+        before: None,
+        after: None,
+        generator_cpu: None,
+    };
+    while let Some(part) = tasks.join_next().await {
+        let part = part.context("a sender task panicked")??;
+        run.sent += part.sent;
+        run.ok += part.ok;
+        for (s, n) in part.non_200 {
+            *run.non_200.entry(s).or_default() += n;
+        }
+        run.transport_errors += part.transport_errors;
+        run.first_error = run.first_error.or(part.first_error);
+        run.hist.add(&part.hist)?;
+    }
+    Ok(run)
+}
+
+/// One connection's share of a run.
+struct Part {
+    sent: usize,
+    ok: usize,
+    non_200: std::collections::BTreeMap<u16, usize>,
+    transport_errors: usize,
+    first_error: Option<String>,
+    hist: Histogram<u64>,
+}
+
+impl Part {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            sent: 0,
+            ok: 0,
+            non_200: Default::default(),
+            transport_errors: 0,
+            first_error: None,
+            hist: bench_support::histogram()?,
+        })
+    }
+
+    /// Builds, signs and sends one delivery, and records how it went.
+    async fn send_one(
+        &mut self,
+        http: &reqwest::Client,
+        url: &str,
+        signer: &standardwebhooks::Webhook,
+    ) {
+        let webhook_id = format!("wh_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let now = chrono::Utc::now().timestamp();
+        let body = json!({
+            "object": "event",
+            "id": format!("evt_{}", ulid::Ulid::new().to_string().to_lowercase()),
+            "type": "response.completed",
+            "created_at": now,
+            "data": {"id": format!("resp_{}", ulid::Ulid::new().to_string().to_lowercase())},
+        })
+        .to_string();
+        let signature = match signer.sign(&webhook_id, now, body.as_bytes()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fail(format!("cannot sign: {e}"));
+                return;
+            }
+        };
+        let started = Instant::now();
+        let sent = http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("user-agent", respool::sim::WEBHOOK_USER_AGENT)
+            .header("webhook-id", &webhook_id)
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        self.sent += 1;
+        match sent {
+            Ok(response) => {
+                let status = response.status();
+                // Read the answer to the end so the connection goes back to the pool.
+                let text = response.text().await.unwrap_or_default();
+                bench_support::record(&mut self.hist, started.elapsed());
+                if status == reqwest::StatusCode::OK {
+                    self.ok += 1;
+                } else {
+                    *self.non_200.entry(status.as_u16()).or_default() += 1;
+                    if self.first_error.is_none() {
+                        self.first_error = Some(format!("{status}: {text}"));
+                    }
+                }
+            }
+            Err(e) => {
+                bench_support::record(&mut self.hist, started.elapsed());
+                self.transport_errors += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(format!("{e}"));
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: String) {
+        self.sent += 1;
+        self.transport_errors += 1;
+        self.first_error.get_or_insert(e);
+    }
+}
+
+/// Rows of respool's `webhook_deliveries`, read from its SQLite file (read-only, beside the
+/// running daemon: WAL lets a reader in while it writes).
+async fn count_deliveries(db: &std::path::Path) -> Result<i64> {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(n)
+}
+
+/// The ceiling: verify as respool does, answer 200, store nothing.
+async fn serve_ceiling(addr: SocketAddr) -> Result<()> {
+    let secret = std::env::var(SECRET_ENV).with_context(|| format!("{SECRET_ENV} is not set"))?;
+    let keys = Arc::new(respool::signing::Keys::new(&[SecretString::from(secret)]));
+    let app = Router::new()
+        .route(PATH, post(ceiling_receive))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(keys);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn ceiling_receive(
+    State(keys): State<Arc<respool::signing::Keys>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
+    match keys.verify(&body, &headers) {
+        Ok(_) => (StatusCode::OK, axum::Json(json!({"received": true}))),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"message": e.to_string()}})),
+        ),
+    }
+}

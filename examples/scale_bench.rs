@@ -26,12 +26,13 @@
 //! All N jobs are POSTed to `/v1/jobs` at once over `--concurrency` connections; then the
 //! bench waits until every job's notification has arrived (printing progress every 10 s) and
 //! reads each job's timeline (`GET /v1/jobs/{id}/events`: the terminal `status` event's time, in
-//! milliseconds) and the simulator's record of each response (created, finished). It prints:
-//! intake jobs/s and POST latency, upstream creates/s, upstream end → recorded by the daemon,
-//! recorded → notification received, the total time, upstream requests per job, the daemon's
-//! peak RSS (`VmHWM`) and CPU time (`utime + stime`) in total and per 1,000 jobs, and its CPU
-//! while every job waits upstream (when the last create comes early enough before the first
-//! end for such a window).
+//! milliseconds), the simulator's record of each response (created, finished) and, once the
+//! daemon has stopped, when its receiver recorded each webhook (`webhook_deliveries`). It
+//! prints: intake jobs/s and POST latency, upstream creates/s, upstream end → webhook received
+//! and → recorded by the daemon, recorded → notification received, the total time, upstream
+//! requests per job, the daemon's peak RSS (`VmHWM`) and CPU time (`utime + stime`) in total and
+//! per 1,000 jobs, and its CPU while every job waits upstream (when the last create comes early
+//! enough before the first end for such a window).
 //!
 //! Nothing is asserted: it prints figures (see `docs/benchmarks.md`).
 
@@ -297,6 +298,16 @@ async fn main() -> Result<()> {
     daemon.check_running()?;
     daemon.stop(Duration::from_secs(15)).await;
     receiver.abort();
+    let received = match webhooks_received(&db).await {
+        Ok(r) => r,
+        Err(e) => {
+            println!(
+                "cannot read webhook_deliveries from {}: {e:#}",
+                db.display()
+            );
+            HashMap::new()
+        }
+    };
 
     // Figures.
     let mut upstream: HashMap<&str, (i64, Option<i64>)> = HashMap::new();
@@ -317,6 +328,13 @@ async fn main() -> Result<()> {
         created.iter().min().copied().unwrap_or(0),
         created.iter().max().copied().unwrap_or(0),
     );
+    // Upstream end → the daemon's receiver recorded the webhook (its `received_at`).
+    let mut webhook_in = bench_support::histogram()?;
+    for r in &responses {
+        if let (Some(finished), Some(at)) = (r.finished_ms, received.get(&r.id)) {
+            bench_support::record_ms(&mut webhook_in, at - finished);
+        }
+    }
     let mut recorded = bench_support::histogram()?;
     let mut notified = bench_support::histogram()?;
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
@@ -379,6 +397,11 @@ async fn main() -> Result<()> {
             (last_create - first_submit_ms) as f64 / 1000.0
         ),
         "-".into(),
+    );
+    row(
+        "upstream end -> webhook received",
+        latency_line(&webhook_in),
+        "(part of the next)".into(),
     );
     row(
         "upstream end -> recorded",
@@ -491,6 +514,24 @@ async fn main() -> Result<()> {
 
 fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// When the daemon's receiver first recorded a webhook naming each response (unix ms), read
+/// from its SQLite file once it has stopped.
+async fn webhooks_received(db: &std::path::Path) -> Result<HashMap<String, i64>> {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT object_id, MIN(received_at) FROM webhook_deliveries \
+         WHERE object_id IS NOT NULL GROUP BY object_id",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// What the intake did.

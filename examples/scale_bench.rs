@@ -27,12 +27,13 @@
 //! bench waits until every job's notification has arrived (printing progress every 10 s) and
 //! reads each job's timeline (`GET /v1/jobs/{id}/events`: the terminal `status` event's time, in
 //! milliseconds), the simulator's record of each response (created, finished) and, once the
-//! daemon has stopped, when its receiver recorded each webhook (`webhook_deliveries`). It
-//! prints: intake jobs/s and POST latency, upstream creates/s, upstream end → webhook received
-//! and → recorded by the daemon, recorded → notification received, the total time, upstream
-//! requests per job, the daemon's peak RSS (`VmHWM`) and CPU time (`utime + stime`) in total and
-//! per 1,000 jobs, and its CPU while every job waits upstream (when the last create comes early
-//! enough before the first end for such a window).
+//! daemon has stopped, when its receiver recorded each webhook and handed it off to its job
+//! (`webhook_deliveries`). It prints: intake jobs/s and POST latency, upstream creates/s,
+//! upstream end → webhook received (→ handed off) and → recorded by the daemon, recorded →
+//! notification received, the total time, upstream requests per job, the daemon's peak RSS
+//! (`VmHWM`) and CPU time (`utime + stime`) in total and per 1,000 jobs, and its CPU while every
+//! job waits upstream (when the last create comes early enough before the first end for such a
+//! window).
 //!
 //! Nothing is asserted: it prints figures (see `docs/benchmarks.md`).
 
@@ -328,11 +329,19 @@ async fn main() -> Result<()> {
         created.iter().min().copied().unwrap_or(0),
         created.iter().max().copied().unwrap_or(0),
     );
-    // Upstream end → the daemon's receiver recorded the webhook (its `received_at`).
+    // Upstream end → the daemon's receiver recorded the webhook (its `received_at`), and from
+    // there → the hand-off made the job due for a poll (`handled_at`).
     let mut webhook_in = bench_support::histogram()?;
+    let mut handed_off = bench_support::histogram()?;
     for r in &responses {
-        if let (Some(finished), Some(at)) = (r.finished_ms, received.get(&r.id)) {
+        let Some(&(at, handled)) = received.get(&r.id) else {
+            continue;
+        };
+        if let Some(finished) = r.finished_ms {
             bench_support::record_ms(&mut webhook_in, at - finished);
+        }
+        if let Some(handled) = handled {
+            bench_support::record_ms(&mut handed_off, handled - at);
         }
     }
     let mut recorded = bench_support::histogram()?;
@@ -401,6 +410,11 @@ async fn main() -> Result<()> {
     row(
         "upstream end -> webhook received",
         latency_line(&webhook_in),
+        "(part of the next)".into(),
+    );
+    row(
+        "  webhook received -> handed off",
+        latency_line(&handed_off),
         "(part of the next)".into(),
     );
     row(
@@ -516,22 +530,26 @@ fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// When the daemon's receiver first recorded a webhook naming each response (unix ms), read
-/// from its SQLite file once it has stopped.
-async fn webhooks_received(db: &std::path::Path) -> Result<HashMap<String, i64>> {
+/// For each response a webhook named: when the daemon's receiver first recorded one (unix ms)
+/// and when the daemon handed it off to its job (made the job due for a poll), read from its
+/// SQLite file once it has stopped.
+async fn webhooks_received(db: &std::path::Path) -> Result<HashMap<String, (i64, Option<i64>)>> {
     use sqlx::ConnectOptions;
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(db)
         .read_only(true)
         .connect()
         .await?;
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT object_id, MIN(received_at) FROM webhook_deliveries \
+    let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT object_id, MIN(received_at), MIN(handled_at) FROM webhook_deliveries \
          WHERE object_id IS NOT NULL GROUP BY object_id",
     )
     .fetch_all(&mut conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, received, handled)| (id, (received, handled)))
+        .collect())
 }
 
 /// What the intake did.

@@ -26,12 +26,14 @@
 //! All N jobs are POSTed to `/v1/jobs` at once over `--concurrency` connections; then the
 //! bench waits until every job's notification has arrived (printing progress every 10 s) and
 //! reads each job's timeline (`GET /v1/jobs/{id}/events`: the terminal `status` event's time, in
-//! milliseconds) and the simulator's record of each response (created, finished). It prints:
-//! intake jobs/s and POST latency, upstream creates/s, upstream end → recorded by the daemon,
-//! recorded → notification received, the total time, upstream requests per job, the daemon's
-//! peak RSS (`VmHWM`) and CPU time (`utime + stime`) in total and per 1,000 jobs, and its CPU
-//! while every job waits upstream (when the last create comes early enough before the first
-//! end for such a window).
+//! milliseconds), the simulator's record of each response (created, finished) and, once the
+//! daemon has stopped, when its receiver recorded each webhook and handed it off to its job
+//! (`webhook_deliveries`). It prints: intake jobs/s and POST latency, upstream creates/s,
+//! upstream end → webhook received (→ handed off) and → recorded by the daemon, recorded →
+//! notification received, the total time, upstream requests per job, the daemon's peak RSS
+//! (`VmHWM`) and CPU time (`utime + stime`) in total and per 1,000 jobs, and its CPU while every
+//! job waits upstream (when the last create comes early enough before the first end for such a
+//! window).
 //!
 //! Nothing is asserted: it prints figures (see `docs/benchmarks.md`).
 
@@ -78,7 +80,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 the simulator in this process (webhooks on) and notifies a webhook sink in this process; waits \
 until every notification arrived and prints intake jobs/s, upstream creates/s, upstream end → \
 recorded, recorded → notified, total time, upstream requests per job, and the daemon's peak RSS \
-and CPU time, beside the targets. Asserts nothing."
+and CPU time, beside the targets. Asserts nothing. A quick check: --jobs 200 --run-time 2s. Idle \
+CPU is measured only when the jobs run longer upstream than their creates take (at 10,000 jobs: \
+--run-time 8m..8m20s)."
 )]
 struct Args {
     /// Jobs submitted at once.
@@ -297,6 +301,16 @@ async fn main() -> Result<()> {
     daemon.check_running()?;
     daemon.stop(Duration::from_secs(15)).await;
     receiver.abort();
+    let received = match webhooks_received(&db).await {
+        Ok(r) => r,
+        Err(e) => {
+            println!(
+                "cannot read webhook_deliveries from {}: {e:#}",
+                db.display()
+            );
+            HashMap::new()
+        }
+    };
 
     // Figures.
     let mut upstream: HashMap<&str, (i64, Option<i64>)> = HashMap::new();
@@ -317,6 +331,21 @@ async fn main() -> Result<()> {
         created.iter().min().copied().unwrap_or(0),
         created.iter().max().copied().unwrap_or(0),
     );
+    // Upstream end → the daemon's receiver recorded the webhook (its `received_at`), and from
+    // there → the hand-off made the job due for a poll (`handled_at`).
+    let mut webhook_in = bench_support::histogram()?;
+    let mut handed_off = bench_support::histogram()?;
+    for r in &responses {
+        let Some(&(at, handled)) = received.get(&r.id) else {
+            continue;
+        };
+        if let Some(finished) = r.finished_ms {
+            bench_support::record_ms(&mut webhook_in, at - finished);
+        }
+        if let Some(handled) = handled {
+            bench_support::record_ms(&mut handed_off, handled - at);
+        }
+    }
     let mut recorded = bench_support::histogram()?;
     let mut notified = bench_support::histogram()?;
     let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
@@ -379,6 +408,16 @@ async fn main() -> Result<()> {
             (last_create - first_submit_ms) as f64 / 1000.0
         ),
         "-".into(),
+    );
+    row(
+        "upstream end -> webhook received",
+        latency_line(&webhook_in),
+        "(part of the next)".into(),
+    );
+    row(
+        "  webhook received -> handed off",
+        latency_line(&handed_off),
+        "(part of the next)".into(),
     );
     row(
         "upstream end -> recorded",
@@ -491,6 +530,28 @@ async fn main() -> Result<()> {
 
 fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// For each response a webhook named: when the daemon's receiver first recorded one (unix ms)
+/// and when the daemon handed it off to its job (made the job due for a poll), read from its
+/// SQLite file once it has stopped.
+async fn webhooks_received(db: &std::path::Path) -> Result<HashMap<String, (i64, Option<i64>)>> {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await?;
+    let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT object_id, MIN(received_at), MIN(handled_at) FROM webhook_deliveries \
+         WHERE object_id IS NOT NULL GROUP BY object_id",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, received, handled)| (id, (received, handled)))
+        .collect())
 }
 
 /// What the intake did.

@@ -379,16 +379,28 @@ pub fn machine() -> String {
     )
 }
 
-/// `/proc/loadavg`'s 1, 5 and 15 minute load averages: on a shared machine, whether something
-/// else was running during the measurement.
+/// `/proc/loadavg`'s 1, 5 and 15 minute load averages and the CPU pressure of the last minute:
+/// on a shared machine, whether something else was running during the measurement.
 pub fn load_average() -> String {
     let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let loads: Vec<&str> = text.split_whitespace().take(3).collect();
-    if loads.len() == 3 {
+    let loads = if loads.len() == 3 {
         loads.join(" ")
     } else {
         "unknown".into()
-    }
+    };
+    // The share of the last minute in which some runnable task waited for a CPU (PSI).
+    let pressure = std::fs::read_to_string("/proc/pressure/cpu")
+        .ok()
+        .and_then(|t| {
+            let some = t.lines().find(|l| l.starts_with("some"))?;
+            let avg60 = some
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("avg60="))?;
+            Some(format!(", CPU pressure {avg60} % (some, avg60)"))
+        })
+        .unwrap_or_default();
+    format!("{loads}{pressure}")
 }
 
 /// Milliseconds since the Unix epoch, from the system clock (the daemon's and the simulator's

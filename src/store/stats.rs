@@ -7,18 +7,19 @@
 //! jobs made 95,000 rows):
 //!
 //! - The token counts are columns (`tokens.rs`), never the usage JSON.
-//! - SQLite does not group: its `GROUP BY` steps six aggregates a row and finishes them a
-//!   group, about 3 µs a group here, longer than all the steps below together.
+//! - SQLite does not make the groups: its `GROUP BY` steps six aggregates a row and finishes
+//!   them a group, about 3 µs a group here, longer than all the steps below together.
 //! - Nor does it send a row per job: sqlx copies each value of each row on its way out of
 //!   SQLite (about 0.3 µs a value: 300 ms for 100,000 rows of ten values). The jobs of each
-//!   table leave as one JSON array of records instead, so the query yields three values.
+//!   quarter hour leave as one text instead, a list of JSON records: one row per quarter hour
+//!   and table, a few KB each (one text for all of them would be megabytes, allocated on
+//!   each of the pool's threads in turn and kept there by the allocator).
 //! - The records are made when a job is written, not when stats are read: each job table has
 //!   an index on (bucket, model, name, status, `created_at`, the job's record), and SQLite
 //!   reads an indexed expression from the index rather than computing it again. The query
-//!   reads one range of that index and joins what it finds.
-//! - `records` reads the arrays without copying their text; they come in the index's order,
-//!   which is the result's, so the stable sort that merges them makes one pass, and
-//!   consecutive records with the same key make a row.
+//!   reads one range of that index, in its order, and joins the records of each bucket.
+//! - `records` reads the lists without copying their text, and each quarter hour's few
+//!   records are sorted and grouped here.
 
 mod records;
 
@@ -56,28 +57,33 @@ pub struct StatsRow {
 }
 
 /// The jobs created at or after `?2` (whose bucket number, `created_at / 900000`, is at least
-/// `?1`) as three JSON arrays of records (see `records`): live jobs, pruned ones, and the paid
-/// duplicates of live jobs (pruning deletes a job's duplicates with it), each with its job's
-/// bucket, status, model and name. One statement, so one snapshot: a job pruned meanwhile
-/// counts once.
+/// `?1`): one row per bucket number and table with the bucket number, whether the records are
+/// of paid duplicates, and the list of records (see `records`). The tables: live jobs, pruned
+/// ones, and the paid duplicates of live jobs (pruning deletes a job's duplicates with it),
+/// each of these with its job's bucket, status, model and name. One statement, so one
+/// snapshot: a job pruned meanwhile counts once.
 ///
-/// The job arms read one range of their index (`jobs_stats`, `job_summaries_stats`), and
-/// their expressions repeat the index's word for word, so that SQLite recognizes them and
-/// reads the records from it. They are joined with `group_concat` because a record read from
-/// an index is plain text to SQLite (`json_group_array` would quote it). `CROSS JOIN` keeps the
-/// few duplicates as the outer loop (the planner may otherwise walk every job to look for its
-/// duplicates). The order within an array is SQLite's to choose: grouping sorts anyway.
-const STATS_RECORDS: &str = "SELECT \
-    (SELECT '[' || coalesce(group_concat(json_array(created_at / 900000, status, model, name, \
-       input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ','), '') || ']' \
-     FROM jobs WHERE created_at / 900000 >= ?1 AND created_at >= ?2), \
-    (SELECT '[' || coalesce(group_concat(json_array(created_at / 900000, status, model, name, \
-       input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ','), '') || ']' \
-     FROM job_summaries WHERE created_at / 900000 >= ?1 AND created_at >= ?2), \
-    (SELECT '[' || coalesce(group_concat(json_array(j.created_at / 900000, j.status, j.model, \
-       j.name, d.input_tokens, d.cached_tokens, d.output_tokens, d.reasoning_tokens, \
-       d.total_tokens), ','), '') || ']' \
-     FROM duplicate_responses d CROSS JOIN jobs j WHERE j.id = d.job_id AND j.created_at >= ?2)";
+/// The job arms read one range of their index (`jobs_stats`, `job_summaries_stats`) and group
+/// in its order, without sorting; their expressions repeat the index's word for word, so that
+/// SQLite recognizes them and reads the records from it. `CROSS JOIN` keeps the few duplicates
+/// as the outer loop (the planner may otherwise walk every job to look for its duplicates).
+/// The order of the rows, and of the records in a list, is SQLite's to choose.
+const STATS_RECORDS: &str = "\
+    SELECT created_at / 900000, 0, group_concat(json_array(created_at / 900000, status, model, \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ',') \
+    FROM jobs WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
+    GROUP BY created_at / 900000 \
+    UNION ALL \
+    SELECT created_at / 900000, 0, group_concat(json_array(created_at / 900000, status, model, \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ',') \
+    FROM job_summaries WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
+    GROUP BY created_at / 900000 \
+    UNION ALL \
+    SELECT j.created_at / 900000, 1, group_concat(json_array(j.created_at / 900000, j.status, \
+      j.model, j.name, d.input_tokens, d.cached_tokens, d.output_tokens, d.reasoning_tokens, \
+      d.total_tokens), ',') \
+    FROM duplicate_responses d CROSS JOIN jobs j WHERE j.id = d.job_id AND j.created_at >= ?2 \
+    GROUP BY j.created_at / 900000";
 
 impl Store {
     /// Counts and usage sums of the jobs created at or after `since` (unix ms), pruned ones
@@ -87,24 +93,29 @@ impl Store {
     /// never the usage JSON; the grouping happens here (see the module's doc). Sums saturate
     /// at `i64::MAX` rather than fail.
     pub async fn stats_since(&self, since: i64) -> Result<Vec<StatsRow>, StoreError> {
-        let arrays = sqlx::query(STATS_RECORDS)
+        let rows = sqlx::query(STATS_RECORDS)
             .bind(since / STATS_BUCKET_MS)
             .bind(since)
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
+        // (bucket number, duplicates?, records), the text borrowed from the rows.
+        let mut lists = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<(i64, bool, &str)>, sqlx::Error>>()?;
+        lists.sort_by_key(|(bucket, _, _)| *bucket);
+        let mut out = Vec::new();
         let mut records: Vec<Record<'_>> = Vec::new();
-        for (column, duplicate) in [(0_usize, false), (1, false), (2, true)] {
-            // Borrowed from the row: the text is read in place.
-            let array: &str = arrays.try_get(column)?;
-            read_records(array, duplicate, &mut records)
-                .map_err(|e| StoreError::Corrupt(format!("stats records: {e}")))?;
+        for bucket in lists.chunk_by(|a, b| a.0 == b.0) {
+            records.clear();
+            for (_, duplicate, list) in bucket {
+                read_records(list, *duplicate, &mut records)
+                    .map_err(|e| StoreError::Corrupt(format!("stats records: {e}")))?;
+            }
+            records.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+            out.extend(records.chunk_by(|a, b| a.key() == b.key()).map(group_row));
         }
-        // Stable: it finds the arrays' sorted runs and merges them.
-        records.sort_by(|a, b| a.key().cmp(&b.key()));
-        Ok(records
-            .chunk_by(|a, b| a.key() == b.key())
-            .map(group_row)
-            .collect())
+        Ok(out)
     }
 }
 
@@ -182,7 +193,8 @@ mod tests {
             .unwrap()
     }
 
-    /// The jobs come from the covering indexes: no read of the job tables' rows, no sort.
+    /// The jobs come from the covering indexes: no read of the job tables' rows, no sort, no
+    /// record computed.
     #[tokio::test]
     async fn stats_read_covering_indexes_without_sorting() {
         assert_eq!(
@@ -208,7 +220,15 @@ mod tests {
             "{plan:#?}"
         );
         assert!(has("SCAN d"), "the duplicates drive their join: {plan:#?}");
-        assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:#?}");
+        // The job arms group in their index's order; only the duplicates are sorted.
+        let sorts: Vec<usize> = (0..plan.len())
+            .filter(|i| plan[*i].contains("TEMP B-TREE"))
+            .collect();
+        let duplicates = plan.iter().position(|s| *s == "SCAN d");
+        assert!(
+            sorts.len() == 1 && duplicates.is_some_and(|d| sorts[0] > d),
+            "{plan:#?}"
+        );
         // The job records are read from the indexes: only the duplicates' is computed.
         let program = sqlx::query(sqlx::AssertSqlSafe(format!(
             "EXPLAIN {}",

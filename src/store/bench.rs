@@ -9,6 +9,7 @@
 
 use super::events::{EventKind, add_event};
 use super::jobs::NewJob;
+use super::tokens::BindTokens;
 use super::{Store, StoreError};
 use crate::job::Observation;
 
@@ -37,8 +38,10 @@ impl Store {
                 "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, \
                  response_id, attempt, submit_state, submissions, created_at, updated_at, \
                  submitted_at, finished_at, deadline_at, poll_interval_ms, polls, output_text, \
-                 error_code, error_message, usage, response, priority, budget_exempt) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 'done', 1, ?, ?, ?, ?, ?, 5000, 3, ?, ?, ?, ?, ?, ?, ?)",
+                 error_code, error_message, usage, input_tokens, cached_tokens, output_tokens, \
+                 reasoning_tokens, total_tokens, response, priority, budget_exempt) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 'done', 1, ?, ?, ?, ?, ?, 5000, 3, ?, ?, ?, ?, \
+                 ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id)
             .bind(&job.spec.name)
@@ -57,6 +60,7 @@ impl Store {
             .bind(obs.error.as_ref().map(|e| e.code.clone()))
             .bind(obs.error.as_ref().map(|e| e.message.clone()))
             .bind(obs.usage.as_ref().map(ToString::to_string))
+            .bind_tokens(obs.usage.as_ref())
             .bind(obs.raw.to_string())
             .bind(job.spec.priority)
             .bind(job.spec.budget_exempt)

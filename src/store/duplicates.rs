@@ -8,6 +8,7 @@ use serde_json::Value;
 use sqlx::FromRow;
 
 use super::events::{EventKind, add_event};
+use super::tokens::BindTokens;
 use super::{Store, StoreError};
 use crate::job::{JobId, ResponseId};
 
@@ -60,10 +61,16 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         sqlx::query(
-            "INSERT INTO duplicate_responses (response_id, job_id, status, usage, response, found_by, \
-             found_at, updated_at, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO duplicate_responses (response_id, job_id, status, usage, input_tokens, \
+             cached_tokens, output_tokens, reasoning_tokens, total_tokens, response, found_by, \
+             found_at, updated_at, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (response_id) DO UPDATE SET status = excluded.status, \
              usage = COALESCE(excluded.usage, duplicate_responses.usage), \
+             input_tokens = COALESCE(excluded.input_tokens, duplicate_responses.input_tokens), \
+             cached_tokens = COALESCE(excluded.cached_tokens, duplicate_responses.cached_tokens), \
+             output_tokens = COALESCE(excluded.output_tokens, duplicate_responses.output_tokens), \
+             reasoning_tokens = COALESCE(excluded.reasoning_tokens, duplicate_responses.reasoning_tokens), \
+             total_tokens = COALESCE(excluded.total_tokens, duplicate_responses.total_tokens), \
              response = COALESCE(excluded.response, duplicate_responses.response), \
              updated_at = excluded.updated_at, next_check_at = excluded.next_check_at, \
              checks = duplicate_responses.checks + 1",
@@ -72,6 +79,7 @@ impl Store {
         .bind(d.job_id)
         .bind(d.status)
         .bind(d.usage.map(ToString::to_string))
+        .bind_tokens(d.usage)
         .bind(d.raw.map(ToString::to_string))
         .bind(d.found_by)
         .bind(d.now)

@@ -27,6 +27,7 @@ mod retention;
 mod schedules;
 mod stats;
 mod submissions;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -51,6 +52,7 @@ pub use schedules::{
 };
 pub use stats::{STATS_BUCKET_MS, StatsRow};
 pub use submissions::{Attach, AttachContext, Claimed, UncertainWait};
+pub use tokens::TokenCounts;
 
 /// A store failure. The database error is kept as the source for the log.
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 use super::events::{EventKind, add_event};
 use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::insert_outbox;
+use super::tokens::BindTokens;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation};
 
@@ -88,7 +89,11 @@ impl Store {
         let raw = (!obs.raw.is_null()).then(|| obs.raw.to_string());
         sqlx::query(
             "UPDATE jobs SET status = ?, response = COALESCE(?, response), \
-             output_text = COALESCE(?, output_text), usage = COALESCE(?, usage), error_code = ?, \
+             output_text = COALESCE(?, output_text), usage = COALESCE(?, usage), \
+             input_tokens = COALESCE(?, input_tokens), cached_tokens = COALESCE(?, cached_tokens), \
+             output_tokens = COALESCE(?, output_tokens), \
+             reasoning_tokens = COALESCE(?, reasoning_tokens), \
+             total_tokens = COALESCE(?, total_tokens), error_code = ?, \
              error_message = ?, finished_at = ?, \
              next_check_at = CASE WHEN ? THEN NULL WHEN wake_pending = 1 THEN ? ELSE ? END, \
              poll_interval_ms = ?, polls_not_found = 0, poll_errors = 0, updated_at = ? WHERE id = ? AND status = ?",
@@ -97,6 +102,7 @@ impl Store {
         .bind(raw)
         .bind(&obs.output_text)
         .bind(obs.usage.as_ref().map(ToString::to_string))
+        .bind_tokens(obs.usage.as_ref())
         .bind(error.as_ref().map(|e| e.code.clone()))
         .bind(error.as_ref().map(|e| e.message.clone()))
         .bind(if terminal { Some(now) } else { None })

@@ -10,7 +10,8 @@ use sqlx::{AssertSqlSafe, FromRow};
 
 use super::{Store, StoreError};
 
-/// A finished job old enough to prune: what its summary keeps.
+/// A finished job old enough to prune, with what pricing it needs (its summary is copied from
+/// the row itself when it is pruned).
 #[derive(Debug, Clone, FromRow)]
 pub struct PrunableJob {
     pub id: String,
@@ -89,22 +90,18 @@ impl Store {
                 continue;
             }
             if summaries {
+                // Copied from the row as it is under the lock, its token columns with its usage.
                 sqlx::query(
                     "INSERT INTO job_summaries (id, name, model, status, created_at, submitted_at, \
-                     finished_at, usage, cost_microusd, error_code, pruned_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                     finished_at, usage, input_tokens, cached_tokens, output_tokens, \
+                     reasoning_tokens, total_tokens, cost_microusd, error_code, pruned_at) \
+                     SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, \
+                     input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, \
+                     ?, error_code, ? FROM jobs WHERE id = ? ON CONFLICT (id) DO NOTHING",
                 )
-                .bind(&job.id)
-                .bind(&job.name)
-                .bind(&job.model)
-                .bind(&job.status)
-                .bind(job.created_at)
-                .bind(job.submitted_at)
-                .bind(job.finished_at)
-                .bind(&job.usage)
                 .bind(cost_microusd)
-                .bind(&job.error_code)
                 .bind(now)
+                .bind(&job.id)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -2,11 +2,36 @@
 //! of pruned ones, grouped finely enough (status, model, name, quarter hour) that callers can
 //! fold the rows into any of those groups, or into local days in any time zone, without
 //! another round trip.
+//!
+//! How it stays fast at a month of heavy use, where almost every group holds one job (100,000
+//! jobs made 95,000 rows):
+//!
+//! - The token counts are columns (`tokens.rs`), never the usage JSON.
+//! - SQLite does not make the groups: its `GROUP BY` steps six aggregates a row and finishes
+//!   them a group, about 3 µs a group here, longer than all the steps below together.
+//! - Nor does it send a row per job: sqlx copies each value of each row on its way out of
+//!   SQLite (about 0.3 µs a value: 300 ms for 100,000 rows of ten values). The jobs of each
+//!   quarter hour leave as one text instead, a list of JSON records: one row per quarter hour
+//!   and table, a few KB each (one text for all of them would be megabytes, allocated on
+//!   each of the pool's threads in turn and kept there by the allocator).
+//! - The records are made when a job is written, not when stats are read: each job table has
+//!   an index on (bucket, model, name, status, `created_at`, the job's record), and SQLite
+//!   reads an indexed expression from the index rather than computing it again. The query
+//!   reads one range of that index, in its order, and joins the records of each bucket.
+//! - `records` reads the lists without copying their text, and each quarter hour's few
+//!   records are sorted and grouped here.
 
+mod records;
+
+use sqlx::Row;
+
+use self::records::{Record, read_records};
 use super::{Store, StoreError};
 
 /// The width of a row's time bucket: a quarter of an hour, because every time zone's offset
 /// from UTC is a whole number of quarter hours, so buckets never straddle a local midnight.
+/// (The literal `900000` in [`STATS_RECORDS`] and in the indexes `jobs_stats` and
+/// `job_summaries_stats` of migration `20261205000012_token_columns` is this number.)
 pub const STATS_BUCKET_MS: i64 = 15 * 60 * 1000;
 
 /// Jobs of one status, model and name created in one [`STATS_BUCKET_MS`] bucket, with the
@@ -31,39 +56,377 @@ pub struct StatsRow {
     pub total_tokens: i64,
 }
 
+/// The jobs created at or after `?2` (whose bucket number, `created_at / 900000`, is at least
+/// `?1`): one row per bucket number and table with the bucket number, whether the records are
+/// of paid duplicates, and the list of records (see `records`). The tables: live jobs, pruned
+/// ones, and the paid duplicates of live jobs (pruning deletes a job's duplicates with it),
+/// each of these with its job's bucket, status, model and name. One statement, so one
+/// snapshot: a job pruned meanwhile counts once.
+///
+/// The job arms read one range of their index (`jobs_stats`, `job_summaries_stats`) and group
+/// in its order, without sorting; their expressions repeat the index's word for word, so that
+/// SQLite recognizes them and reads the records from it. `CROSS JOIN` keeps the few duplicates
+/// as the outer loop (the planner may otherwise walk every job to look for its duplicates).
+/// The order of the rows, and of the records in a list, is SQLite's to choose.
+const STATS_RECORDS: &str = "\
+    SELECT created_at / 900000, 0, group_concat(json_array(created_at / 900000, status, model, \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ',') \
+    FROM jobs WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
+    GROUP BY created_at / 900000 \
+    UNION ALL \
+    SELECT created_at / 900000, 0, group_concat(json_array(created_at / 900000, status, model, \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ',') \
+    FROM job_summaries WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
+    GROUP BY created_at / 900000 \
+    UNION ALL \
+    SELECT j.created_at / 900000, 1, group_concat(json_array(j.created_at / 900000, j.status, \
+      j.model, j.name, d.input_tokens, d.cached_tokens, d.output_tokens, d.reasoning_tokens, \
+      d.total_tokens), ',') \
+    FROM duplicate_responses d CROSS JOIN jobs j WHERE j.id = d.job_id AND j.created_at >= ?2 \
+    GROUP BY j.created_at / 900000";
+
 impl Store {
     /// Counts and usage sums of the jobs created at or after `since` (unix ms), pruned ones
-    /// (`job_summaries`) included, by status, model, name and quarter hour. The paid duplicates
-    /// of those jobs are counted apart and their usage is added in (money spent is money
-    /// spent). One query.
-    ///
-    /// (`json_extract` is SQLite's; on PostgreSQL this is `usage->>'input_tokens'`.)
+    /// (`job_summaries`) included, by status, model, name and quarter hour, ordered by bucket,
+    /// model, name and status. The paid duplicates of those jobs are counted apart and their
+    /// usage is added in (money spent is money spent). One query over the token columns,
+    /// never the usage JSON; the grouping happens here (see the module's doc). Sums saturate
+    /// at `i64::MAX` rather than fail.
     pub async fn stats_since(&self, since: i64) -> Result<Vec<StatsRow>, StoreError> {
-        Ok(sqlx::query_as::<_, StatsRow>(
-            "SELECT status, model, name, (created_at / ?) * ? AS bucket, \
-               CAST(SUM(1 - dup) AS INTEGER) AS jobs, CAST(SUM(dup) AS INTEGER) AS duplicates, \
-               CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens')), 0) AS INTEGER) AS input_tokens, \
-               CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens_details.cached_tokens')), 0) AS INTEGER) AS cached_tokens, \
-               CAST(COALESCE(SUM(json_extract(usage, '$.output_tokens')), 0) AS INTEGER) AS output_tokens, \
-               CAST(COALESCE(SUM(json_extract(usage, '$.output_tokens_details.reasoning_tokens')), 0) AS INTEGER) AS reasoning_tokens, \
-               CAST(COALESCE(SUM(COALESCE(json_extract(usage, '$.total_tokens'), \
-                 COALESCE(json_extract(usage, '$.input_tokens'), 0) \
-                 + COALESCE(json_extract(usage, '$.output_tokens'), 0))), 0) AS INTEGER) AS total_tokens \
-             FROM (SELECT status, model, name, created_at, usage, 0 AS dup FROM jobs WHERE created_at >= ? \
-                   UNION ALL \
-                   SELECT status, model, name, created_at, usage, 0 AS dup FROM job_summaries WHERE created_at >= ? \
-                   UNION ALL \
-                   SELECT j.status, j.model, j.name, j.created_at, d.usage, 1 AS dup \
-                     FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id WHERE j.created_at >= ?) \
-             GROUP BY status, model, name, bucket \
-             ORDER BY bucket, model, name, status",
-        )
-        .bind(STATS_BUCKET_MS)
-        .bind(STATS_BUCKET_MS)
-        .bind(since)
-        .bind(since)
-        .bind(since)
-        .fetch_all(&self.reads)
-        .await?)
+        let rows = sqlx::query(STATS_RECORDS)
+            .bind(since / STATS_BUCKET_MS)
+            .bind(since)
+            .fetch_all(&self.reads)
+            .await?;
+        // (bucket number, duplicates?, records), the text borrowed from the rows.
+        let mut lists = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<(i64, bool, &str)>, sqlx::Error>>()?;
+        lists.sort_by_key(|(bucket, _, _)| *bucket);
+        let mut out = Vec::new();
+        let mut records: Vec<Record<'_>> = Vec::new();
+        for bucket in lists.chunk_by(|a, b| a.0 == b.0) {
+            records.clear();
+            for (_, duplicate, list) in bucket {
+                read_records(list, *duplicate, &mut records)
+                    .map_err(|e| StoreError::Corrupt(format!("stats records: {e}")))?;
+            }
+            records.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+            out.extend(records.chunk_by(|a, b| a.key() == b.key()).map(group_row));
+        }
+        Ok(out)
     }
+}
+
+/// The row of one group's records (all with the same key).
+fn group_row(group: &[Record<'_>]) -> StatsRow {
+    let first = &group[0];
+    let mut row = StatsRow {
+        status: first.status.to_string(),
+        model: first.model.to_string(),
+        name: first.name.to_string(),
+        bucket: first.bucket * STATS_BUCKET_MS,
+        jobs: 0,
+        duplicates: 0,
+        input_tokens: 0,
+        cached_tokens: 0,
+        output_tokens: 0,
+        reasoning_tokens: 0,
+        total_tokens: 0,
+    };
+    for r in group {
+        if r.duplicate {
+            row.duplicates += 1;
+        } else {
+            row.jobs += 1;
+        }
+        row.input_tokens = row.input_tokens.saturating_add(r.input);
+        row.cached_tokens = row.cached_tokens.saturating_add(r.cached);
+        row.output_tokens = row.output_tokens.saturating_add(r.output);
+        row.reasoning_tokens = row.reasoning_tokens.saturating_add(r.reasoning);
+        row.total_tokens = row.total_tokens.saturating_add(r.total);
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use serde_json::{Value, json};
+    use sqlx::Row;
+
+    use super::{STATS_BUCKET_MS, StatsRow};
+    use crate::job::{JobId, JobSpec, JobStatus, Observation, ResponseId};
+    use crate::store::{ApplyContext, NewDuplicate, NewJob, Store};
+
+    /// `stats_since` as it was before the token columns, reading every row's usage JSON: the
+    /// oracle the column sums must match.
+    const STATS_FROM_JSON: &str = "SELECT status, model, name, (created_at / ?) * ? AS bucket, \
+           CAST(SUM(1 - dup) AS INTEGER) AS jobs, CAST(SUM(dup) AS INTEGER) AS duplicates, \
+           CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens')), 0) AS INTEGER) AS input_tokens, \
+           CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens_details.cached_tokens')), 0) AS INTEGER) AS cached_tokens, \
+           CAST(COALESCE(SUM(json_extract(usage, '$.output_tokens')), 0) AS INTEGER) AS output_tokens, \
+           CAST(COALESCE(SUM(json_extract(usage, '$.output_tokens_details.reasoning_tokens')), 0) AS INTEGER) AS reasoning_tokens, \
+           CAST(COALESCE(SUM(COALESCE(json_extract(usage, '$.total_tokens'), \
+             COALESCE(json_extract(usage, '$.input_tokens'), 0) \
+             + COALESCE(json_extract(usage, '$.output_tokens'), 0))), 0) AS INTEGER) AS total_tokens \
+         FROM (SELECT status, model, name, created_at, usage, 0 AS dup FROM jobs WHERE created_at >= ? \
+               UNION ALL \
+               SELECT status, model, name, created_at, usage, 0 AS dup FROM job_summaries WHERE created_at >= ? \
+               UNION ALL \
+               SELECT j.status, j.model, j.name, j.created_at, d.usage, 1 AS dup \
+                 FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id WHERE j.created_at >= ?) \
+         GROUP BY status, model, name, bucket \
+         ORDER BY bucket, model, name, status";
+
+    async fn stats_from_json(store: &Store, since: i64) -> Vec<StatsRow> {
+        sqlx::query_as::<_, StatsRow>(STATS_FROM_JSON)
+            .bind(STATS_BUCKET_MS)
+            .bind(STATS_BUCKET_MS)
+            .bind(since)
+            .bind(since)
+            .bind(since)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The jobs come from the covering indexes: no read of the job tables' rows, no sort, no
+    /// record computed.
+    #[tokio::test]
+    async fn stats_read_covering_indexes_without_sorting() {
+        assert_eq!(
+            STATS_BUCKET_MS, 900_000,
+            "the SQL and the indexes say 900000"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::STATS_RECORDS
+        )));
+        let plan = query.bind(0).bind(0).fetch_all(&store.pool).await.unwrap();
+        let plan: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+        let has = |step: &str| plan.iter().any(|s| s.starts_with(step));
+        assert!(
+            has("SEARCH jobs USING COVERING INDEX jobs_stats"),
+            "{plan:#?}"
+        );
+        assert!(
+            has("SEARCH job_summaries USING COVERING INDEX job_summaries_stats"),
+            "{plan:#?}"
+        );
+        assert!(has("SCAN d"), "the duplicates drive their join: {plan:#?}");
+        // The job arms group in their index's order; only the duplicates are sorted.
+        let sorts: Vec<usize> = (0..plan.len())
+            .filter(|i| plan[*i].contains("TEMP B-TREE"))
+            .collect();
+        let duplicates = plan.iter().position(|s| *s == "SCAN d");
+        assert!(
+            sorts.len() == 1 && duplicates.is_some_and(|d| sorts[0] > d),
+            "{plan:#?}"
+        );
+        // The job records are read from the indexes: only the duplicates' is computed.
+        let program = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN {}",
+            super::STATS_RECORDS
+        )))
+        .bind(0)
+        .bind(0)
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        let p4: Vec<String> = program
+            .iter()
+            .filter_map(|op| op.try_get::<Option<String>, _>("p4").ok().flatten())
+            .collect();
+        let computed = p4.iter().filter(|p4| p4.starts_with("json_array")).count();
+        assert_eq!(computed, 1, "{p4:#?}");
+        store.close().await;
+    }
+
+    /// A usage object of one of the shapes upstream sends or could send (integers only: junk
+    /// values are counted 0 by the columns, while SQLite's `SUM` coerced them).
+    fn usage(rng: &mut StdRng) -> Option<Value> {
+        let (i, o) = (rng.random_range(0..50_000), rng.random_range(0..20_000));
+        let (c, r) = (rng.random_range(0..=i), rng.random_range(0..=o));
+        Some(match rng.random_range(0..8) {
+            0 => return None,
+            1 => json!({"input_tokens": i, "input_tokens_details": {"cached_tokens": c},
+                        "output_tokens": o, "output_tokens_details": {"reasoning_tokens": r},
+                        "total_tokens": i + o}),
+            2 => json!({"input_tokens": i, "output_tokens": o}),
+            3 => json!({"input_tokens": i, "output_tokens": o, "total_tokens": null,
+                        "input_tokens_details": null, "output_tokens_details": {}}),
+            4 => json!({"input_tokens": i, "output_tokens": o, "total_tokens": i + o + 7}),
+            5 => json!({"output_tokens": o, "output_tokens_details": {"reasoning_tokens": r}}),
+            6 => json!({}),
+            _ => Value::Null,
+        })
+    }
+
+    /// The column sums equal the old JSON query's rows exactly, over live jobs (finished,
+    /// running with usage, never submitted), pruned ones (summaries) and paid duplicates, for
+    /// windows that cut through the data.
+    #[tokio::test]
+    async fn stats_from_columns_match_stats_from_the_usage_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("stats.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let t0 = 1_780_000_000_000_i64 / STATS_BUCKET_MS * STATS_BUCKET_MS;
+        let statuses = [
+            JobStatus::Completed,
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+            JobStatus::Incomplete,
+            JobStatus::InProgress,
+            JobStatus::Pending,
+        ];
+        for n in 0..400 {
+            // Text SQLite's JSON escapes, or not, and that sorts differently by bytes.
+            let model = ["gpt-5", "o4-mini", "gpt-5-mini", "Z \"model\""][rng.random_range(0..4)];
+            let name = ["alpha", "beta", "Beta", "back\\slash", "ünï ✓"][rng.random_range(0..5)];
+            // Eight quarter hours, so most groups hold several jobs.
+            let created = t0 + rng.random_range(0..8 * STATS_BUCKET_MS);
+            let spec = JobSpec::from_value(
+                json!({"name": name, "model": model, "input": format!("job {n}")}),
+                "test",
+            )
+            .unwrap();
+            let id = JobId::generate();
+            store
+                .insert_job(NewJob {
+                    id: id.clone(),
+                    spec,
+                    spec_hash: "h".into(),
+                    now: created,
+                    deadline_at: None,
+                    origin: "test".into(),
+                })
+                .await
+                .unwrap();
+            let status = statuses[rng.random_range(0..statuses.len())];
+            let observe = async |status: JobStatus, usage: Option<Value>, now: i64| {
+                let obs = Observation {
+                    response_id: ResponseId::parse(&format!("resp_{n}")).unwrap(),
+                    status,
+                    output_text: None,
+                    usage,
+                    error: None,
+                    raw: Value::Null,
+                };
+                let ctx = ApplyContext {
+                    now,
+                    next_poll_at: now + 1_000,
+                    poll_interval_ms: 1_000,
+                    cancel_reason: None,
+                    outbox: &[],
+                    source: "poll",
+                    request_id: None,
+                };
+                store.apply_observation(&id, &obs, &ctx).await.unwrap();
+            };
+            if status != JobStatus::Pending {
+                // Running usage first; a final look without usage keeps it.
+                let running = usage(&mut rng);
+                observe(JobStatus::InProgress, running.clone(), created + 10).await;
+                if status.is_terminal() {
+                    let last = if rng.random_bool(0.3) {
+                        None
+                    } else {
+                        usage(&mut rng)
+                    };
+                    observe(status, last, created + 20).await;
+                }
+            }
+            if rng.random_bool(0.1) {
+                // A paid duplicate, looked at twice: its usage learned (or not) on either look.
+                for look in 0..2 {
+                    store
+                        .record_duplicate(&NewDuplicate {
+                            job_id: id.as_str(),
+                            response_id: &format!("resp_dup_{n}"),
+                            status: "cancelled",
+                            usage: usage(&mut rng).as_ref(),
+                            raw: None,
+                            found_by: "create",
+                            now: created + 30 + look,
+                            next_check_at: None,
+                        })
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        // The oldest finished jobs become summaries (their duplicates go with them).
+        let cutoff = t0 + 3 * STATS_BUCKET_MS;
+        let prunable = store.prunable_jobs(cutoff, 1_000).await.unwrap();
+        assert!(prunable.len() > 20, "{}", prunable.len());
+        let prunable: Vec<_> = prunable.into_iter().map(|j| (j, None)).collect();
+        store
+            .prune_jobs(&prunable, true, cutoff, t0 + 9 * STATS_BUCKET_MS)
+            .await
+            .unwrap();
+        bench_jobs(&store, &mut rng, t0).await;
+
+        let all = store.stats_since(0).await.unwrap();
+        assert!(all.iter().any(|r| r.jobs > 1) && all.iter().any(|r| r.duplicates > 0));
+        for since in [
+            0,
+            t0 + 2 * STATS_BUCKET_MS + 17,
+            t0 + 5 * STATS_BUCKET_MS,
+            i64::MAX,
+        ] {
+            assert_eq!(
+                store.stats_since(since).await.unwrap(),
+                stats_from_json(&store, since).await,
+                "since {since}"
+            );
+        }
+        store.close().await;
+    }
+
+    /// Jobs written by the benchmark's bulk insert, which sets the columns itself.
+    #[cfg(feature = "bench")]
+    async fn bench_jobs(store: &Store, rng: &mut StdRng, t0: i64) {
+        use crate::store::bench::BenchJob;
+        let mut jobs = Vec::new();
+        for n in 0..20 {
+            let created = t0 + rng.random_range(0..8 * STATS_BUCKET_MS);
+            let spec = JobSpec::from_value(
+                json!({"name": "bench", "model": "gpt-5", "input": format!("bench {n}")}),
+                "test",
+            )
+            .unwrap();
+            jobs.push(BenchJob {
+                job: NewJob {
+                    id: JobId::generate(),
+                    spec,
+                    spec_hash: "h".into(),
+                    now: created,
+                    deadline_at: None,
+                    origin: "test".into(),
+                },
+                obs: Observation {
+                    response_id: ResponseId::parse(&format!("resp_bench_{n}")).unwrap(),
+                    status: JobStatus::Completed,
+                    output_text: None,
+                    usage: usage(rng),
+                    error: None,
+                    raw: Value::Null,
+                },
+                submitted_at: created + 1,
+                finished_at: created + 2,
+            });
+        }
+        store.bench_insert_finished(&jobs).await.unwrap();
+    }
+
+    #[cfg(not(feature = "bench"))]
+    async fn bench_jobs(_: &Store, _: &mut StdRng, _: i64) {}
 }

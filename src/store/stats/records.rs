@@ -1,0 +1,274 @@
+//! Reading the records the stats query packs: one
+//! `[bucket, status, model, name, input, cached, output, reasoning, total]` per job, as SQLite's
+//! `json_array` writes them (no spaces, counts null where no usage is known), joined by commas
+//! (a JSON array without its brackets; nothing for no jobs). A direct reader takes the common
+//! case (text without escapes, integers that fit) in a fifth of `serde_json`'s time; anything
+//! else goes to `serde_json`, so every valid list reads the same either way.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+/// One job (or paid duplicate) of the stats query, its text borrowed from the array.
+#[derive(Debug, PartialEq, Eq, Deserialize)]
+pub(super) struct Record<'a> {
+    /// `created_at / STATS_BUCKET_MS`.
+    pub bucket: i64,
+    #[serde(borrow)]
+    pub status: Cow<'a, str>,
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// The five token counts (`input`, `cached`, `output`, `reasoning`, `total`); 0 where
+    /// none is known (JSON null), as a sum counts them.
+    #[serde(deserialize_with = "counts")]
+    pub input: i64,
+    #[serde(deserialize_with = "counts")]
+    pub cached: i64,
+    #[serde(deserialize_with = "counts")]
+    pub output: i64,
+    #[serde(deserialize_with = "counts")]
+    pub reasoning: i64,
+    #[serde(deserialize_with = "counts")]
+    pub total: i64,
+    /// Not in the JSON: whether the array holds paid duplicates.
+    #[serde(skip)]
+    pub duplicate: bool,
+}
+
+impl Record<'_> {
+    /// The grouping key, in the order of the result: bucket, model, name, status (text in
+    /// byte order, as SQLite compares it).
+    pub fn key(&self) -> (i64, &str, &str, &str) {
+        (self.bucket, &self.model, &self.name, &self.status)
+    }
+}
+
+fn counts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Ok(Option::<i64>::deserialize(d)?.unwrap_or(0))
+}
+
+impl Record<'_> {
+    /// The record with its own copy of its text.
+    fn into_owned(self) -> Record<'static> {
+        Record {
+            status: Cow::Owned(self.status.into_owned()),
+            model: Cow::Owned(self.model.into_owned()),
+            name: Cow::Owned(self.name.into_owned()),
+            ..self
+        }
+    }
+}
+
+/// Appends the records of one list to `out`, each marked `duplicate` or not.
+pub(super) fn read_records<'a>(
+    list: &'a str,
+    duplicate: bool,
+    out: &mut Vec<Record<'a>>,
+) -> Result<(), serde_json::Error> {
+    let before = out.len();
+    if Reader::new(list).records(duplicate, out).is_some() {
+        return Ok(());
+    }
+    out.truncate(before);
+    let array = format!("[{list}]");
+    let records: Vec<Record<'_>> = serde_json::from_str(&array)?;
+    out.extend(records.into_iter().map(|r| Record {
+        duplicate,
+        ..r.into_owned()
+    }));
+    Ok(())
+}
+
+/// The direct reader: `None` as soon as the text is anything but the common case.
+struct Reader<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(text: &'a str) -> Self {
+        Self { text, at: 0 }
+    }
+
+    fn records(mut self, duplicate: bool, out: &mut Vec<Record<'a>>) -> Option<()> {
+        while self.at < self.text.len() {
+            if self.at > 0 {
+                self.eat(b',')?;
+            }
+            out.push(self.record(duplicate)?);
+        }
+        Some(())
+    }
+
+    fn record(&mut self, duplicate: bool) -> Option<Record<'a>> {
+        self.eat(b'[')?;
+        let bucket = self.integer()?;
+        let mut text = [""; 3];
+        for t in &mut text {
+            self.eat(b',')?;
+            *t = self.string()?;
+        }
+        let mut counts = [0; 5];
+        for c in &mut counts {
+            self.eat(b',')?;
+            *c = self.count()?;
+        }
+        self.eat(b']')?;
+        let [status, model, name] = text.map(Cow::Borrowed);
+        let [input, cached, output, reasoning, total] = counts;
+        Some(Record {
+            bucket,
+            status,
+            model,
+            name,
+            input,
+            cached,
+            output,
+            reasoning,
+            total,
+            duplicate,
+        })
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.text.as_bytes().get(self.at) == Some(&byte)).then(|| self.at += 1)
+    }
+
+    /// An integer that fits an `i64` (`i64::MIN` itself goes to `serde_json`).
+    fn integer(&mut self) -> Option<i64> {
+        let negative = self.eat(b'-').is_some();
+        let digits = self.text.as_bytes()[self.at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        let mut n: i64 = 0;
+        for b in &self.text.as_bytes()[self.at..self.at + digits] {
+            n = n.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+        }
+        self.at += digits;
+        Some(if negative { -n } else { n })
+    }
+
+    /// A token count: an integer, or null (0).
+    fn count(&mut self) -> Option<i64> {
+        if self.text.as_bytes()[self.at..].starts_with(b"null") {
+            self.at += 4;
+            return Some(0);
+        }
+        self.integer()
+    }
+
+    /// A string without escapes, borrowed.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let len = self.text.as_bytes()[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\')?;
+        self.at += len;
+        self.eat(b'"')?;
+        self.text.get(start..start + len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Reader, Record, read_records};
+
+    fn serde_read(list: &str) -> Vec<Record<'static>> {
+        let array = format!("[{list}]");
+        let records: Vec<Record<'_>> = serde_json::from_str(&array).unwrap();
+        records.into_iter().map(Record::into_owned).collect()
+    }
+
+    /// What SQLite writes, for text and numbers of every kind: the direct reader agrees with
+    /// `serde_json` where it reads, and hands the rest over.
+    #[tokio::test]
+    async fn the_direct_reader_agrees_with_serde_json() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let texts = [
+            "completed",
+            "",
+            "gpt-5",
+            "a \"quoted\" name",
+            "back\\slash",
+            "tab\there",
+            "line\nbreak",
+            "\u{1}control",
+            "ünïcödé ✓ 日本語",
+            "emoji 🦀",
+            "/slash",
+        ];
+        let counts = [
+            "NULL",
+            "0",
+            "7",
+            "-3",
+            "9223372036854775807",
+            "-9223372036854775807",
+            "(-9223372036854775807 - 1)",
+        ];
+        for (i, text) in texts.iter().enumerate() {
+            for (j, count) in counts.iter().enumerate() {
+                let list: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT group_concat(json_array(b, ?, ?, ?, {count}, 1, {count}, NULL, 2), ',') \
+                     FROM (SELECT {i} AS b UNION ALL SELECT -{j})"
+                )))
+                .bind(text)
+                .bind("m")
+                .bind(text)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                let want = serde_read(&list);
+                assert_eq!(want[0].name, *text, "{list}");
+                let mut direct = Vec::new();
+                let plain = !text.contains(['"', '\\']) && !text.chars().any(char::is_control);
+                let fits = !count.contains("- 1");
+                assert_eq!(
+                    Reader::new(&list).records(false, &mut direct).is_some(),
+                    plain && fits,
+                    "{list}"
+                );
+                if plain && fits {
+                    assert_eq!(direct, want, "{list}");
+                }
+                let mut read = Vec::new();
+                read_records(&list, true, &mut read).unwrap();
+                assert!(read.iter().all(|r| r.duplicate));
+                let read: Vec<Record<'_>> = read
+                    .into_iter()
+                    .map(|r| Record {
+                        duplicate: false,
+                        ..r
+                    })
+                    .collect();
+                assert_eq!(read, want, "{list}");
+            }
+        }
+        pool.close().await;
+    }
+
+    #[test]
+    fn empty_and_malformed_lists() {
+        let mut out = Vec::new();
+        read_records("", false, &mut out).unwrap();
+        assert!(out.is_empty());
+        for bad in [
+            "[",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4]",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5]x",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5],",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5.5]",
+            "[[1,\"a\",\"b\",\"c\",1,2,3,4,5]]",
+        ] {
+            assert!(read_records(bad, false, &mut out).is_err(), "{bad}");
+            assert!(out.is_empty(), "{bad}");
+        }
+    }
+}

@@ -1,8 +1,9 @@
 //! What `webhook_bench` and `scale_bench` share: the release `respool` binary run as a child
 //! process (so its CPU and memory are its own, read from `/proc`), latency summaries, the
 //! machine's description and small helpers. Not an example itself (Cargo only makes
-//! `examples/*.rs` and `examples/*/main.rs` into examples); each bench includes it with
-//! `mod bench_support;` and uses only part of it, hence the `dead_code` allowance.
+//! `examples/*.rs` and `examples/*/main.rs` into examples); each bench includes it as a module
+//! (`mod bench_support;`, or with `#[path]` from a directory example) and uses only part of it,
+//! hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 use std::fs::File;

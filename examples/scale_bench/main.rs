@@ -37,29 +37,27 @@
 //!
 //! Nothing is asserted: it prints figures (see `docs/benchmarks.md`).
 
+#[path = "../bench_support/mod.rs"]
 mod bench_support;
+mod intake;
+mod ledger;
+mod sink;
+mod wait;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use clap::Parser;
-use futures::StreamExt;
-use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
-use tokio::task::JoinSet;
 
-use bench_support::{ChildProc, ProcUsage, fmt_ms, latency_line, now_ms, p99_ms, verdict};
+use bench_support::{ChildProc, fmt_ms, latency_line, now_ms, p99_ms, verdict};
 
 /// The targets of the issue "Fast under load".
 const TARGET_INTAKE_PER_S: f64 = 2_000.0;
@@ -154,11 +152,11 @@ async fn main() -> Result<()> {
 
     // The notification receiver.
     let sink_secret = bench_support::new_secret();
-    let notes = Arc::new(Notes::new(&sink_secret)?);
+    let notes = Arc::new(sink::Notes::new(&sink_secret)?);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sink_url = format!("http://{}/notify", listener.local_addr()?);
     let app = Router::new()
-        .route("/notify", post(receive))
+        .route("/notify", post(sink::receive))
         .with_state(notes.clone());
     let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -255,7 +253,7 @@ async fn main() -> Result<()> {
     let usage_start = daemon.usage();
     let first_submit_ms = now_ms();
     let intake_started = Instant::now();
-    let intake = submit_all(&http, &base, &plans, args.concurrency).await?;
+    let intake = intake::submit_all(&http, &base, &plans, args.concurrency).await?;
     let intake_elapsed = intake_started.elapsed();
     let submitted: HashMap<String, u64> = intake.ids.iter().cloned().collect();
     let expected = submitted.len();
@@ -274,7 +272,7 @@ async fn main() -> Result<()> {
     }
 
     // Wait for every notification, measuring idle CPU on the way if a window opens.
-    let waited = wait_all(
+    let waited = wait::wait_all(
         &args,
         &mut daemon,
         &sim,
@@ -291,7 +289,7 @@ async fn main() -> Result<()> {
     // What the daemon recorded, per job.
     println!();
     println!("reading {expected} timelines from the daemon…");
-    let timelines = read_timelines(&http, &base, submitted.keys().cloned().collect()).await;
+    let timelines = ledger::read_timelines(&http, &base, submitted.keys().cloned().collect()).await;
     let responses = sim.responses(None);
     let seen = notes
         .seen
@@ -301,7 +299,7 @@ async fn main() -> Result<()> {
     daemon.check_running()?;
     daemon.stop(Duration::from_secs(15)).await;
     receiver.abort();
-    let received = match webhooks_received(&db).await {
+    let received = match ledger::webhooks_received(&db).await {
         Ok(r) => r,
         Err(e) => {
             println!(
@@ -530,360 +528,4 @@ async fn main() -> Result<()> {
 
 fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-/// For each response a webhook named: when the daemon's receiver first recorded one (unix ms)
-/// and when the daemon handed it off to its job (made the job due for a poll), read from its
-/// SQLite file once it has stopped.
-async fn webhooks_received(db: &std::path::Path) -> Result<HashMap<String, (i64, Option<i64>)>> {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await?;
-    let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT object_id, MIN(received_at), MIN(handled_at) FROM webhook_deliveries \
-         WHERE object_id IS NOT NULL GROUP BY object_id",
-    )
-    .fetch_all(&mut conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, received, handled)| (id, (received, handled)))
-        .collect())
-}
-
-/// What the intake did.
-struct Intake {
-    /// (job id, planned upstream ms) of each accepted job.
-    ids: Vec<(String, u64)>,
-    hist: Histogram<u64>,
-    errors: usize,
-    first_error: Option<String>,
-}
-
-/// POSTs one job per plan, `concurrency` at a time.
-async fn submit_all(
-    http: &reqwest::Client,
-    base: &str,
-    plans: &[u64],
-    concurrency: usize,
-) -> Result<Intake> {
-    let plans: Arc<Vec<u64>> = Arc::new(plans.to_vec());
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = JoinSet::new();
-    for _ in 0..concurrency.min(plans.len()) {
-        let (http, url, plans, next) = (
-            http.clone(),
-            format!("{base}/v1/jobs"),
-            plans.clone(),
-            next.clone(),
-        );
-        tasks.spawn(async move {
-            let mut part = Intake {
-                ids: Vec::new(),
-                hist: bench_support::histogram()?,
-                errors: 0,
-                first_error: None,
-            };
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&total_ms) = plans.get(i) else {
-                    break;
-                };
-                let queue_ms = total_ms / 10;
-                let body = json!({
-                    "name": format!("scale-{}", i % 50),
-                    "model": "gpt-5",
-                    "input": format!("Scale bench job {i}: survey the market for industrial heat pumps in Europe and report the five largest vendors with sources."),
-                    "metadata": {
-                        "bench": "scale",
-                        "sim": format!("queue={queue_ms}ms;run={}ms", total_ms - queue_ms),
-                    },
-                });
-                let started = Instant::now();
-                let sent = http.post(&url).json(&body).send().await;
-                let answer = match sent {
-                    Ok(r) => {
-                        let status = r.status();
-                        let text = r.text().await.unwrap_or_default();
-                        (status, text)
-                    }
-                    Err(e) => {
-                        bench_support::record(&mut part.hist, started.elapsed());
-                        part.errors += 1;
-                        part.first_error.get_or_insert_with(|| e.to_string());
-                        continue;
-                    }
-                };
-                bench_support::record(&mut part.hist, started.elapsed());
-                let id = serde_json::from_str::<Value>(&answer.1)
-                    .ok()
-                    .and_then(|v| v["id"].as_str().map(str::to_owned));
-                match (answer.0.as_u16(), id) {
-                    (201, Some(id)) => part.ids.push((id, total_ms)),
-                    (status, _) => {
-                        part.errors += 1;
-                        part.first_error
-                            .get_or_insert_with(|| format!("{status}: {}", answer.1));
-                    }
-                }
-            }
-            anyhow::Ok(part)
-        });
-    }
-    let mut all = Intake {
-        ids: Vec::with_capacity(plans.len()),
-        hist: bench_support::histogram()?,
-        errors: 0,
-        first_error: None,
-    };
-    while let Some(part) = tasks.join_next().await {
-        let part = part.context("a submitting task panicked")??;
-        all.ids.extend(part.ids);
-        all.hist.add(&part.hist)?;
-        all.errors += part.errors;
-        all.first_error = all.first_error.or(part.first_error);
-    }
-    Ok(all)
-}
-
-/// How the wait went.
-struct Waited {
-    /// The idle CPU figure, or why there is none.
-    idle: String,
-    timed_out: bool,
-}
-
-/// Where the idle-CPU measurement stands.
-enum Idle {
-    /// Not every job has been created upstream yet.
-    WaitingForCreates,
-    /// Measuring from `from` (with the usage then) until `until`.
-    Planned {
-        from: Instant,
-        until: Instant,
-        start: Option<(Instant, ProcUsage)>,
-    },
-    Done(String),
-}
-
-/// Waits until a notification came for every submitted job (or the timeout), printing
-/// progress and measuring the daemon's CPU while every job waits upstream.
-async fn wait_all(
-    args: &Args,
-    daemon: &mut ChildProc,
-    sim: &respool::sim::SimHandle,
-    notes: &Notes,
-    submitted: &HashMap<String, u64>,
-    expected: usize,
-    first_submit_ms: i64,
-) -> Result<Waited> {
-    let started = Instant::now();
-    let deadline = started + args.timeout;
-    let mut next_progress = started + PROGRESS_EVERY;
-    let mut idle = Idle::WaitingForCreates;
-    loop {
-        daemon.check_running()?;
-        let done = notes.distinct() >= expected;
-        let now = Instant::now();
-        let stats = sim.stats();
-        match &mut idle {
-            Idle::WaitingForCreates if stats.creates as usize >= expected => {
-                // Every job is upstream: the window lasts until shortly before the first end.
-                let now_wall = now_ms();
-                let first_end = sim
-                    .responses(None)
-                    .iter()
-                    .filter_map(|r| {
-                        let planned = submitted.get(r.job_id.as_deref()?)?;
-                        Some(r.created_ms + i64::try_from(*planned).ok()?)
-                    })
-                    .min()
-                    .unwrap_or(now_wall);
-                let from = now + Duration::from_secs(1);
-                let room =
-                    Duration::from_millis(u64::try_from(first_end - now_wall - 1_500).unwrap_or(0));
-                let until = now + room.min(args.idle_window + Duration::from_secs(1));
-                idle = if until >= from + Duration::from_secs(2) {
-                    Idle::Planned {
-                        from,
-                        until,
-                        start: None,
-                    }
-                } else {
-                    Idle::Done(format!(
-                        "not measured: the last create came {:.1} s after the first submit, too close to the first job's end for a window",
-                        (now_wall - first_submit_ms) as f64 / 1000.0
-                    ))
-                };
-            }
-            Idle::Planned { from, until, start } => {
-                if start.is_none() && now >= *from {
-                    *start = daemon.usage().map(|u| (now, u));
-                    if start.is_none() {
-                        idle = Idle::Done("unknown (no /proc)".into());
-                    }
-                } else if let Some((t0, u0)) = start
-                    && now >= *until
-                {
-                    let secs = t0.elapsed().as_secs_f64();
-                    idle = Idle::Done(match daemon.usage() {
-                        Some(u1) => {
-                            let cpu = u1.cpu_seconds - u0.cpu_seconds;
-                            format!(
-                                "{:.0} ms CPU per second ({:.1} % of a core) over {secs:.1} s, {expected} jobs waiting upstream",
-                                cpu / secs * 1000.0,
-                                cpu / secs * 100.0
-                            )
-                        }
-                        None => "unknown (no /proc)".into(),
-                    });
-                }
-            }
-            _ => {}
-        }
-        if done {
-            let idle = match idle {
-                Idle::Done(s) => s,
-                _ => "not measured: the jobs ended before a window opened".into(),
-            };
-            return Ok(Waited {
-                idle,
-                timed_out: false,
-            });
-        }
-        if now >= next_progress {
-            next_progress += PROGRESS_EVERY;
-            let usage = daemon.usage();
-            println!(
-                "  {:>5.0} s: {} created upstream, {} webhooks delivered, {} of {expected} notified; daemon RSS {} MiB, CPU {} s",
-                started.elapsed().as_secs_f64(),
-                stats.creates,
-                stats.webhooks_delivered,
-                notes.distinct(),
-                usage.map_or("?".into(), |u| format!("{:.0}", u.rss_kib as f64 / 1024.0)),
-                usage.map_or("?".into(), |u| format!("{:.1}", u.cpu_seconds)),
-            );
-        }
-        if now >= deadline {
-            println!(
-                "  TIMED OUT after {}: {} of {expected} notified; printing what arrived",
-                humantime::format_duration(args.timeout),
-                notes.distinct()
-            );
-            return Ok(Waited {
-                idle: match idle {
-                    Idle::Done(s) => s,
-                    _ => "not measured".into(),
-                },
-                timed_out: true,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// What a job's timeline says.
-struct Timeline {
-    /// The terminal `status` event: when (unix ms) and to what.
-    terminal: Option<(i64, String)>,
-    /// A `webhook` event is in it.
-    webhook: bool,
-}
-
-/// Reads every job's timeline, 16 at a time; `None` for one that could not be read.
-async fn read_timelines(
-    http: &reqwest::Client,
-    base: &str,
-    ids: Vec<String>,
-) -> Vec<(String, Option<Timeline>)> {
-    futures::stream::iter(ids)
-        .map(|id| async move {
-            let url = format!("{base}/v1/jobs/{id}/events");
-            let read = async {
-                let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-                let events = v["data"].as_array()?.clone();
-                let terminal = events.iter().find_map(|e| {
-                    let to = e["data"]["to"].as_str()?;
-                    let is_end = e["kind"] == "status"
-                        && matches!(to, "completed" | "failed" | "incomplete" | "cancelled");
-                    if !is_end {
-                        return None;
-                    }
-                    Some((e["at"].as_i64()?, to.to_owned()))
-                });
-                let webhook = events.iter().any(|e| e["kind"] == "webhook");
-                Some(Timeline { terminal, webhook })
-            };
-            (id, read.await)
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await
-}
-
-/// The notifications received.
-struct Notes {
-    verifier: standardwebhooks::Webhook,
-    /// Job id → when its first notification arrived (unix ms).
-    seen: Mutex<HashMap<String, i64>>,
-    total: AtomicUsize,
-    repeats: AtomicUsize,
-    bad: AtomicUsize,
-}
-
-impl Notes {
-    fn new(secret: &str) -> Result<Self> {
-        Ok(Self {
-            verifier: standardwebhooks::Webhook::new(secret)?,
-            seen: Mutex::default(),
-            total: AtomicUsize::new(0),
-            repeats: AtomicUsize::new(0),
-            bad: AtomicUsize::new(0),
-        })
-    }
-
-    fn distinct(&self) -> usize {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-
-    fn last_ms(&self) -> Option<i64> {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .max()
-            .copied()
-    }
-}
-
-/// The sink's URL: note the arrival time first, then check the signature and the body.
-async fn receive(State(notes): State<Arc<Notes>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let at = now_ms();
-    notes.total.fetch_add(1, Ordering::Relaxed);
-    let job = notes
-        .verifier
-        .verify(&body, &headers)
-        .ok()
-        .and_then(|()| serde_json::from_slice::<Value>(&body).ok())
-        .and_then(|v| v["data"]["job"]["id"].as_str().map(str::to_owned));
-    let Some(job) = job else {
-        notes.bad.fetch_add(1, Ordering::Relaxed);
-        return StatusCode::BAD_REQUEST;
-    };
-    let mut seen = notes.seen.lock().unwrap_or_else(PoisonError::into_inner);
-    match seen.entry(job) {
-        std::collections::hash_map::Entry::Occupied(_) => {
-            notes.repeats.fetch_add(1, Ordering::Relaxed);
-        }
-        std::collections::hash_map::Entry::Vacant(v) => {
-            v.insert(at);
-        }
-    }
-    StatusCode::OK
 }

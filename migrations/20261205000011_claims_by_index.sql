@@ -33,3 +33,8 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_look_at) WHERE h
 -- When the ledger worker must look again: the earliest future check of a job in flight.
 CREATE INDEX jobs_ledger_due ON jobs (next_check_at)
     WHERE status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready');
+
+-- Polls a webhook asked for go first: a completion a webhook announced is recorded at once,
+-- not after every poll that fell due before it.
+CREATE INDEX jobs_poll_hinted ON jobs (next_check_at)
+    WHERE wake_pending = 1 AND status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL;

@@ -9,6 +9,17 @@ use super::tokens::BindTokens;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation};
 
+/// The claim of polls a webhook asked for (`wake_pending`): they go before every other due
+/// poll, oldest first, from their own small index (see `plans.rs`). A completion a webhook
+/// announced is recorded at once, not after the polls that fell due before it.
+pub(super) const CLAIM_HINTED_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
+     WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_poll_hinted \
+                  WHERE wake_pending = 1 AND status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
+                  AND quarantine IS NULL AND next_check_at <= ? \
+                  ORDER BY next_check_at LIMIT ?) \
+     RETURNING id, response_id, poll_interval_ms, polls, cancel_requested, \
+               cancel_reason, deadline_at";
+
 /// The poll claim's statement: it walks `jobs_poll_due`, oldest due first (see `plans.rs`).
 pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pending = 0, polls = polls + 1, updated_at = ? \
      WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_poll_due \
@@ -19,9 +30,10 @@ pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pe
 
 impl Store {
     /// Claims up to `limit` jobs due for a poll, moving their next check past a lease so no
-    /// other worker takes them meanwhile, and clears `wake_pending`. Any unfinished job with a
-    /// response id is polled, `pending` included: that covers a crash between recording the
-    /// id and recording its first status.
+    /// other worker takes them meanwhile, and clears `wake_pending`: first those a webhook
+    /// asked for, then the others, oldest due first. Any unfinished job with a response id is
+    /// polled, `pending` included: that covers a crash between recording the id and recording
+    /// its first status.
     pub async fn claim_polls(
         &self,
         now: i64,
@@ -29,13 +41,22 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<PollClaim>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let claims = sqlx::query_as::<_, PollClaim>(CLAIM_POLLS)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
+        let mut claims = Vec::new();
+        for sql in [CLAIM_HINTED_POLLS, CLAIM_POLLS] {
+            let left = limit - claims.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            claims.extend(
+                sqlx::query_as::<_, PollClaim>(sql)
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .bind(now)
+                    .bind(left)
+                    .fetch_all(&mut *tx)
+                    .await?,
+            );
+        }
         tx.commit().await?;
         Ok(claims)
     }

@@ -8,7 +8,7 @@ use sqlx::{Execute, SqlitePool};
 use super::Store;
 use super::limits::{IN_FLIGHT, Skip};
 use super::notifications::{SinkFilter, notification_claim_query};
-use super::observations::CLAIM_POLLS;
+use super::observations::{CLAIM_HINTED_POLLS, CLAIM_POLLS};
 use super::submissions::submit_claim_query;
 
 /// `EXPLAIN QUERY PLAN` of `sql` with `binds` NULLs, as one text: each step's detail.
@@ -85,6 +85,8 @@ async fn the_poll_claim_walks_its_index_in_order() {
     let pool = store.pool_for_tests();
     let text = format!("EXPLAIN QUERY PLAN {CLAIM_POLLS}");
     assert_walks(&plan(&pool, &text).await, "jobs_poll_due");
+    let text = format!("EXPLAIN QUERY PLAN {CLAIM_HINTED_POLLS}");
+    assert_walks(&plan(&pool, &text).await, "jobs_poll_hinted");
     store.close().await;
 }
 

@@ -148,31 +148,17 @@ async fn main() -> Result<()> {
     let sim = respool::sim::spawn(respool::sim::SimConfig::default()).await?;
     let port = bench_support::free_port()?;
     let db = dir.path().join("respool.db");
-    let config = dir.path().join("respool.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{port}\n\
+    let config = format!(
+        "listen: 127.0.0.1:{port}\n\
              database: {db}\n\
              upstream:\n  base_url: {sim}\n  api_key: sk-bench\n\
              webhook:\n  path: {PATH}\n  secrets: [\"{secret}\"]\n\
              notify:\n  default: []\n",
-            db = db.display(),
-            sim = sim.base_url(),
-        ),
-    )?;
-    let config_arg = config.display().to_string();
-    let mut daemon = ChildProc::spawn(
-        "respool",
-        &respool,
-        &["serve", "--config", &config_arg],
-        dir.path(),
-        &[],
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    daemon
-        .wait_healthy(&http, &format!("{base}/healthz"), Duration::from_secs(30))
-        .await?;
+        db = db.display(),
+        sim = sim.base_url(),
+    );
+    let (mut daemon, base) =
+        bench_support::start_daemon(&respool, dir.path(), port, &config, &http).await?;
     let url = format!("{base}{PATH}");
     let respool_run = measure(&http, &url, &signer, &args, &daemon).await?;
     // What the daemon answered 200 must be in its ledger now (a 200 promises it is stored).

@@ -40,7 +40,9 @@ const SCRUBBED_ENV: &[&str] = &[
 pub fn respool_binary(given: Option<&Path>) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot tell where this benchmark runs from")?;
     let path = match given {
-        Some(p) => p.to_path_buf(),
+        // Absolute: the daemon runs in a temp dir, where a relative path means nothing.
+        Some(p) => std::fs::canonicalize(p)
+            .with_context(|| format!("no respool binary at {}", p.display()))?,
         None => {
             let profile_dir = exe
                 .parent()
@@ -304,6 +306,33 @@ fn clock_ticks() -> u64 {
             .filter(|&t| t > 0)
             .unwrap_or(100)
     })
+}
+
+/// Starts `respool serve` (the binary `respool`) in `dir` with `config` written to
+/// `dir/respool.yaml`, and waits until `/healthz` on 127.0.0.1:`port` answers. Returns the
+/// process and its base URL.
+pub async fn start_daemon(
+    respool: &Path,
+    dir: &Path,
+    port: u16,
+    config: &str,
+    http: &reqwest::Client,
+) -> Result<(ChildProc, String)> {
+    let path = dir.join("respool.yaml");
+    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+    let config_arg = path.display().to_string();
+    let mut daemon = ChildProc::spawn(
+        "respool",
+        respool,
+        &["serve", "--config", &config_arg],
+        dir,
+        &[],
+    )?;
+    let base = format!("http://127.0.0.1:{port}");
+    daemon
+        .wait_healthy(http, &format!("{base}/healthz"), Duration::from_secs(30))
+        .await?;
+    Ok((daemon, base))
 }
 
 /// A latency histogram in microseconds, 1 µs to 10 minutes, 3 significant digits.

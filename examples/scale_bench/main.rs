@@ -57,7 +57,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use bench_support::{ChildProc, fmt_ms, latency_line, now_ms, p99_ms, verdict};
+use bench_support::{fmt_ms, latency_line, now_ms, p99_ms, verdict};
 
 /// The targets of the issue "Fast under load".
 const TARGET_INTAKE_PER_S: f64 = 2_000.0;
@@ -179,7 +179,6 @@ async fn main() -> Result<()> {
 
     // The daemon.
     let db = dir.path().join("respool.db");
-    let config = dir.path().join("respool.yaml");
     let max_in_flight = args.max_in_flight.unwrap_or(n);
     let mut limits = format!("limits:\n  max_in_flight: {max_in_flight}\n");
     if let Some(s) = args.max_concurrent_submissions {
@@ -188,32 +187,19 @@ async fn main() -> Result<()> {
     if let Some(p) = args.max_concurrent_polls {
         limits.push_str(&format!("  max_concurrent_polls: {p}\n"));
     }
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:{port}\n\
+    let config = format!(
+        "listen: 127.0.0.1:{port}\n\
              database: {db}\n\
              upstream:\n  base_url: {sim}\n  api_key: sk-bench\n\
              webhook:\n  secrets: [\"{secret}\"]\n\
              {limits}\
              sinks:\n  bench:\n    type: webhook\n    url: \"{sink_url}\"\n    secret: \"{sink_secret}\"\n\
              notify:\n  default: [bench]\n",
-            db = db.display(),
-            sim = sim.base_url(),
-        ),
-    )?;
-    let config_arg = config.display().to_string();
-    let mut daemon = ChildProc::spawn(
-        "respool",
-        &respool,
-        &["serve", "--config", &config_arg],
-        dir.path(),
-        &[],
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    daemon
-        .wait_healthy(&http, &format!("{base}/healthz"), Duration::from_secs(30))
-        .await?;
+        db = db.display(),
+        sim = sim.base_url(),
+    );
+    let (mut daemon, base) =
+        bench_support::start_daemon(&respool, dir.path(), port, &config, &http).await?;
 
     let (lo, hi) = args.run_time;
     println!("respool scale bench, {date}");

@@ -26,7 +26,7 @@ use respool::orchestrator::spec_hash;
 use respool::pricing::ModelPrice;
 use respool::stats::{GroupBy, fold};
 use respool::store::bench::BenchJob;
-use respool::store::{ApplyContext, AttachContext, ClaimLimits, JobFilter, NewJob, Store};
+use respool::store::{ApplyContext, AttachContext, ClaimLimits, JobFilter, Lease, NewJob, Store};
 
 const DAY_MS: i64 = 86_400_000;
 const MODELS: [&str; 5] = [
@@ -274,7 +274,7 @@ async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std
         over_budget: None,
     };
     let claim = store
-        .claim_submission(b.submitted_at, 60_000, &limits)
+        .claim_submission(b.submitted_at, Lease::unowned(60_000), &limits)
         .await?
         .claim
         .ok_or("nothing to claim")?;

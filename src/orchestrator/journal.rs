@@ -43,6 +43,9 @@ struct Own {
 #[derive(Clone)]
 pub struct Journal {
     dir: PathBuf,
+    /// This daemon's instance id: the file's name, and the owner written on the submission
+    /// leases it takes, so whoever finds the file orphaned knows whose leases are dead.
+    instance: Arc<str>,
     own: Arc<Mutex<Own>>,
 }
 
@@ -60,22 +63,29 @@ pub fn dir_for(database: &Path) -> PathBuf {
 }
 
 impl Journal {
-    /// Creates `dir` if needed and opens this daemon's own file in it, locked.
+    /// Creates `dir` if needed and opens this daemon's own file in it, locked. The file is
+    /// created and locked under a name [`Journal::orphans`] skips, then renamed (the lock
+    /// stays with the file): another daemon looking for orphans at that moment could otherwise
+    /// take the fresh file's lock first and count a live daemon as dead.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(format!("{}.jsonl", ulid::Ulid::new()));
+        let instance = ulid::Ulid::new().to_string();
+        let fresh = dir.join(format!("{instance}.opening"));
+        let path = dir.join(format!("{instance}.jsonl"));
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
-            .open(&path)?;
+            .open(&fresh)?;
         file.try_lock().map_err(|e| match e {
             std::fs::TryLockError::Error(e) => e,
             std::fs::TryLockError::WouldBlock => {
                 std::io::Error::other("a fresh journal file is locked by someone else")
             }
         })?;
+        std::fs::rename(&fresh, &path)?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            instance: instance.into(),
             own: Arc::new(Mutex::new(Own {
                 file,
                 path,
@@ -83,6 +93,11 @@ impl Journal {
                 unconfirmed: HashSet::new(),
             })),
         })
+    }
+
+    /// This daemon's instance id (the owner of the submission leases it takes).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Appends an entry and syncs it to disk before returning. Blocking: call it from
@@ -132,6 +147,10 @@ impl Journal {
         let mut out = Vec::new();
         for dirent in std::fs::read_dir(&self.dir)? {
             let path = dirent?.path();
+            if path.extension().is_some_and(|e| e == "opening") {
+                remove_if_abandoned(&path);
+                continue;
+            }
             if path == own_path || path.extension().is_none_or(|e| e != "jsonl") {
                 continue;
             }
@@ -150,7 +169,12 @@ impl Journal {
                     entries.push(e);
                 }
             }
+            let instance = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             out.push(Orphan {
+                instance,
                 path,
                 _file: file,
                 entries,
@@ -169,8 +193,29 @@ impl Journal {
     }
 }
 
+/// A file a daemon created to become its journal and died before renaming: empty, and
+/// removed once nobody holds it and it is a minute old (a fresh one is about to be renamed,
+/// and its creator may not have locked it yet).
+fn remove_if_abandoned(path: &Path) {
+    let old = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(60));
+    if !old {
+        return;
+    }
+    if let Ok(file) = OpenOptions::new().read(true).write(true).open(path)
+        && file.try_lock().is_ok()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// A dead daemon's journal file, locked by us.
 pub struct Orphan {
+    /// The dead daemon's instance id: the submission leases it owned are dead too.
+    pub instance: String,
     path: PathBuf,
     _file: File,
     pub entries: Vec<Entry>,
@@ -224,6 +269,33 @@ mod tests {
         }
         assert!(me.orphans().unwrap().is_empty());
         assert_eq!(live.unconfirmed(), 1);
+    }
+
+    #[test]
+    fn a_file_being_opened_is_never_taken_and_an_abandoned_one_goes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("j");
+        let me = Journal::open(&dir).unwrap();
+        assert_eq!(me.instance().len(), 26);
+        // Another daemon between creating its file and renaming it: not an orphan.
+        let fresh = dir.join(format!("{}.opening", ulid::Ulid::new()));
+        std::fs::write(&fresh, b"").unwrap();
+        assert!(me.orphans().unwrap().is_empty());
+        assert!(fresh.exists());
+        // One that died there a while ago: removed.
+        let file = OpenOptions::new().write(true).open(&fresh).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
+        file.set_modified(past).unwrap();
+        drop(file);
+        assert!(me.orphans().unwrap().is_empty());
+        assert!(!fresh.exists());
+        // An orphan names the daemon that owned it.
+        let dead = Journal::open(&dir).unwrap();
+        let instance = dead.instance().to_owned();
+        drop(dead);
+        let orphans = me.orphans().unwrap();
+        assert_eq!(orphans.len(), 1);
+        assert_eq!(orphans[0].instance, instance);
     }
 
     #[test]

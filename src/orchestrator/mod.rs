@@ -36,7 +36,7 @@ mod retention;
 mod submit;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -152,7 +152,15 @@ struct Inner {
     >,
     /// Response ids whose ledger write failed (with how they were found): retried each pass.
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
+    /// When the journals were last searched for a daemon that died (see [`ORPHAN_LOOK_EVERY`]);
+    /// a monotonic instant, so a wall clock set back does not stop the looks.
+    orphans_looked_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often a running daemon looks for the journal of another daemon on the same database
+/// that died (a lock that came free), to replay it and end its leases: a directory listing
+/// and a lock attempt per file.
+const ORPHAN_LOOK_EVERY: Duration = Duration::from_secs(30);
 
 impl Orchestrator {
     pub fn new(
@@ -177,6 +185,7 @@ impl Orchestrator {
             scheduler: cron::SchedulerState::default(),
             journal: std::sync::OnceLock::new(),
             unrecorded: Mutex::new(Vec::new()),
+            orphans_looked_at: Mutex::new(None),
             intake: std::sync::OnceLock::new(),
             store,
             client: ArcSwap::from_pointee(client),
@@ -225,16 +234,19 @@ impl Orchestrator {
         );
         self.inner.tracker.close();
         let grace = self.config().shutdown_timeout;
-        if tokio::time::timeout(grace, self.inner.tracker.wait())
+        let drained = tokio::time::timeout(grace, self.inner.tracker.wait())
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !drained {
             tracing::warn!(
                 in_flight = self.inner.tracker.len(),
                 "shutdown timeout reached with work in flight; it resumes on the next start"
             );
         }
-        if let Some(j) = self.journal()
+        // With calls still in flight the journal stays: the next start finds it orphaned and
+        // ends the leases those calls hold at once.
+        if drained
+            && let Some(j) = self.journal()
             && let Err(e) = tokio::task::spawn_blocking(move || j.close()).await
         {
             tracing::warn!(error = %e, "cannot close the create journal");
@@ -262,12 +274,34 @@ impl Orchestrator {
         self.inner.journal.get().cloned()
     }
 
+    /// Replays the journals of daemons that died beside this one, every [`ORPHAN_LOOK_EVERY`].
+    async fn look_for_orphans(&self) {
+        let last = *self
+            .inner
+            .orphans_looked_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < ORPHAN_LOOK_EVERY) {
+            return;
+        }
+        if let Err(e) = self.replay_journals().await {
+            tracing::error!(error = %chain(&e), "cannot replay the create journals of stopped daemons");
+        }
+    }
+
     /// Replays the journals of daemons that stopped (crashed or not) into the ledger: every
-    /// response id they received and may not have recorded is attached now.
+    /// response id they received and may not have recorded is attached now, and the creates
+    /// they were still making become uncertain at once (their leases are theirs:
+    /// `lease_owner`).
     pub async fn replay_journals(&self) -> Result<usize, StoreError> {
         let Some(j) = self.journal() else {
             return Ok(0);
         };
+        *self
+            .inner
+            .orphans_looked_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
         let orphans = tokio::task::spawn_blocking(move || j.orphans())
             .await
             .map_err(|e| StoreError::Corrupt(format!("journal task failed: {e}")))?
@@ -291,6 +325,31 @@ impl Orchestrator {
                         ok = false;
                         tracing::error!(error = %chain(&e), job_id = %entry.job_id, "cannot replay a journal entry");
                     }
+                }
+            }
+            if !ok {
+                // An id of its journal is not in the ledger yet (it is retried each pass): its
+                // job must not turn uncertain (and, under `resubmit`, be POSTed again) while
+                // the id is in hand. The file stays; the next look tries it again.
+                continue;
+            }
+            // Whatever of its claims the journal did not resolve, nobody is making those
+            // calls any more: they are uncertain now, not when their leases run out.
+            let now = self.now();
+            match self
+                .inner
+                .store
+                .expire_leases_of(&orphan.instance, now, self.uncertain_wait(now))
+                .await
+            {
+                Ok(ids) if !ids.is_empty() => tracing::warn!(
+                    count = ids.len(),
+                    "submissions of a daemon that is gone; outcome uncertain"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    ok = false;
+                    tracing::error!(error = %chain(&e), "cannot end the submission leases of a daemon that is gone");
                 }
             }
             if ok && let Err(e) = tokio::task::spawn_blocking(move || orphan.remove()).await {
@@ -369,6 +428,7 @@ impl Orchestrator {
             Worker::Ledger => {
                 self.sync_stored_webhook_secrets().await;
                 self.retry_unrecorded().await;
+                self.look_for_orphans().await;
                 note("maintenance", self.maintain(handles).await);
                 note("duplicates", self.check_duplicates().await);
                 self.start_retention(handles);

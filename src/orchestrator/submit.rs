@@ -13,12 +13,14 @@
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::journal::Entry;
+use super::journal::{Entry, Journal};
 use super::{Orchestrator, Worker, poll_interval};
 use crate::clock::ms;
 use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{Attach, AttachContext, EventKind, NewDuplicate, StoreError, SubmitClaim};
+use crate::store::{
+    Attach, AttachContext, EventKind, Lease, NewDuplicate, StoreError, SubmitClaim,
+};
 use crate::telemetry::chain;
 use crate::upstream::{self, UpstreamError};
 
@@ -32,6 +34,7 @@ impl Orchestrator {
         let over_budget = self.apply_budget(&config).await?;
         self.defer_rate_limited(&config).await?;
         let limits = Self::claim_limits(&config, over_budget);
+        let journal = self.journal();
         loop {
             if self.inner.store.count_in_flight().await? >= limits.max_in_flight {
                 return Ok(());
@@ -43,7 +46,14 @@ impl Orchestrator {
             let claimed = self
                 .inner
                 .store
-                .claim_submission(now, self.submit_lease_ms(), &limits)
+                .claim_submission(
+                    now,
+                    Lease {
+                        ms: self.submit_lease_ms(),
+                        owner: journal.as_ref().map(Journal::instance),
+                    },
+                    &limits,
+                )
                 .await?;
             for (job_id, reason) in &claimed.quarantined {
                 crate::telemetry::quarantined("submit");

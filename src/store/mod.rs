@@ -51,7 +51,7 @@ pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,
 };
 pub use stats::{STATS_BUCKET_MS, StatsRow};
-pub use submissions::{Attach, AttachContext, Claimed, UncertainWait};
+pub use submissions::{Attach, AttachContext, Claimed, Lease, UncertainWait};
 pub use tokens::TokenCounts;
 
 /// A store failure. The database error is kept as the source for the log.

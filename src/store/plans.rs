@@ -5,11 +5,11 @@
 
 use sqlx::{Execute, SqlitePool};
 
-use super::Store;
 use super::limits::{IN_FLIGHT, Skip};
 use super::notifications::{SinkFilter, notification_claim_query};
 use super::observations::{CLAIM_HINTED_POLLS, CLAIM_POLLS};
 use super::submissions::submit_claim_query;
+use super::{Lease, Store};
 
 /// `EXPLAIN QUERY PLAN` of `sql` with `binds` NULLs, as one text: each step's detail.
 async fn plan(pool: &SqlitePool, sql: &str) -> String {
@@ -51,7 +51,12 @@ async fn the_submit_claim_walks_its_index_in_order() {
         unless_exempt: vec!["o4-mini".into()],
     };
     for skip in [&none, &some] {
-        let text = sql(&mut submit_claim_query("EXPLAIN QUERY PLAN ", 0, 0, skip));
+        let text = sql(&mut submit_claim_query(
+            "EXPLAIN QUERY PLAN ",
+            0,
+            Lease::unowned(0),
+            skip,
+        ));
         assert_walks(&plan(&pool, &text).await, "jobs_submit_order");
     }
     store.close().await;

@@ -81,7 +81,7 @@ async fn quarantine_in(
     now: i64,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE jobs SET quarantine = ?, next_check_at = NULL, lease_until = NULL, \
+        "UPDATE jobs SET quarantine = ?, next_check_at = NULL, lease_until = NULL, lease_owner = NULL, \
          submit_state = CASE WHEN submit_state = 'submitting' AND response_id IS NULL THEN 'uncertain' \
                              ELSE submit_state END, updated_at = ? \
          WHERE id = ? AND quarantine IS NULL",
@@ -155,12 +155,12 @@ impl Store {
     pub async fn claim_submission(
         &self,
         now: i64,
-        lease_ms: i64,
+        lease: Lease<'_>,
         limits: &ClaimLimits<'_>,
     ) -> Result<Claimed, StoreError> {
         let mut quarantined = Vec::new();
         loop {
-            match self.claim_one_submission(now, lease_ms, limits).await? {
+            match self.claim_one_submission(now, lease, limits).await? {
                 RawClaim::None => {
                     return Ok(Claimed {
                         claim: None,
@@ -181,7 +181,7 @@ impl Store {
     async fn claim_one_submission(
         &self,
         now: i64,
-        lease_ms: i64,
+        lease: Lease<'_>,
         limits: &ClaimLimits<'_>,
     ) -> Result<RawClaim, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -189,7 +189,7 @@ impl Store {
             tx.commit().await?;
             return Ok(RawClaim::None);
         };
-        let mut q = submit_claim_query("", now, lease_ms, &skip);
+        let mut q = submit_claim_query("", now, lease, &skip);
         let q = q.build_query_as::<(String, i64, i64, String)>();
         let Some((id, attempt, submissions, spec)) = q.fetch_optional(&mut *tx).await? else {
             tx.commit().await?;
@@ -282,7 +282,7 @@ impl Store {
         // so it is polled at once); its old end (finished_at, error) is cleared.
         sqlx::query(
             "UPDATE jobs SET response_id = ?, submit_state = 'done', \
-             submitted_at = COALESCE(submitted_at, ?), attempt = attempt + 1, lease_until = NULL, \
+             submitted_at = COALESCE(submitted_at, ?), attempt = attempt + 1, lease_until = NULL, lease_owner = NULL, \
              next_check_at = ?, poll_interval_ms = ?, polls_not_found = 0, updated_at = ?, \
              status = CASE WHEN ? OR status = 'held' THEN 'pending' ELSE status END, \
              finished_at = CASE WHEN ? THEN NULL ELSE finished_at END, \
@@ -352,7 +352,7 @@ impl Store {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE jobs SET submit_state = 'ready', submissions = submissions - 1, next_check_at = ?, \
-             lease_until = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'";
+             lease_until = NULL, lease_owner = NULL, updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'";
         self.fenced_move(sql, at, now, id, attempt, (EventKind::SubmitRetry, reason))
             .await
     }
@@ -370,7 +370,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
-            "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, \
+            "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, lease_owner = NULL, \
              next_check_at = CASE WHEN ? IS NOT NULL THEN ? \
                                   WHEN deadline_at IS NOT NULL THEN MAX(deadline_at, ?) ELSE ? END, \
              updated_at = ? WHERE id = ? AND attempt = ? AND submit_state = 'submitting'",
@@ -401,32 +401,59 @@ impl Store {
         now: i64,
         wait: UncertainWait,
     ) -> Result<Vec<JobId>, StoreError> {
+        self.expire_leases(now, wait, LeaseEnd::RanOut).await
+    }
+
+    /// Turns the submissions held by a daemon known to be gone (its create journal was found
+    /// orphaned) into uncertain ones at once, whatever time their leases have left: nobody is
+    /// making those calls any more. Returns the ids.
+    pub async fn expire_leases_of(
+        &self,
+        owner: &str,
+        now: i64,
+        wait: UncertainWait,
+    ) -> Result<Vec<JobId>, StoreError> {
+        self.expire_leases(now, wait, LeaseEnd::OwnerGone(owner))
+            .await
+    }
+
+    async fn expire_leases(
+        &self,
+        now: i64,
+        wait: UncertainWait,
+        end: LeaseEnd<'_>,
+    ) -> Result<Vec<JobId>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, \
-             next_check_at = CASE WHEN ? IS NOT NULL THEN ? \
-                                  WHEN deadline_at IS NOT NULL THEN MAX(deadline_at, ?) ELSE ? END, \
-             attempt = attempt + 1, updated_at = ? \
-             WHERE status = 'pending' AND submit_state = 'submitting' AND lease_until < ? RETURNING id",
-        )
-        .bind(wait.fixed)
-        .bind(wait.fixed)
-        .bind(now)
-        .bind(wait.fallback)
-        .bind(now)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, lease_owner = NULL, \
+             next_check_at = CASE WHEN ",
+        );
+        q.push_bind(wait.fixed)
+            .push(" IS NOT NULL THEN ")
+            .push_bind(wait.fixed)
+            .push(" WHEN deadline_at IS NOT NULL THEN MAX(deadline_at, ")
+            .push_bind(now)
+            .push(") ELSE ")
+            .push_bind(wait.fallback)
+            .push(" END, attempt = attempt + 1, updated_at = ")
+            .push_bind(now)
+            .push(" WHERE status = 'pending' AND submit_state = 'submitting' AND ");
+        match end {
+            LeaseEnd::RanOut => q.push("lease_until < ").push_bind(now),
+            LeaseEnd::OwnerGone(owner) => q.push("lease_owner = ").push_bind(owner.to_owned()),
+        };
+        q.push(" RETURNING id");
+        let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        let reason = match end {
+            LeaseEnd::RanOut => {
+                "the create call was interrupted (respool stopped mid-call): it may or may not have reached OpenAI"
+            }
+            LeaseEnd::OwnerGone(_) => {
+                "the create call was interrupted (the daemon making it is gone): it may or may not have reached OpenAI"
+            }
+        };
         for id in &ids {
-            add_event(
-                &mut tx,
-                id,
-                now,
-                EventKind::SubmitUncertain,
-                "the create call was interrupted (respool stopped mid-call): it may or may not have reached OpenAI",
-                None,
-            )
-            .await?;
+            add_event(&mut tx, id, now, EventKind::SubmitUncertain, reason, None).await?;
         }
         tx.commit().await?;
         Ok(ids.iter().filter_map(|id| well_formed(id)).collect())
@@ -481,7 +508,7 @@ impl Store {
         let from = from.unwrap_or_else(|| "pending".into());
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, submit_state = CASE WHEN submit_state = 'submitting' THEN 'done' ELSE submit_state END, \
-             finished_at = ?, next_check_at = NULL, lease_until = NULL, error_code = ?, error_message = ?, \
+             finished_at = ?, next_check_at = NULL, lease_until = NULL, lease_owner = NULL, error_code = ?, error_message = ?, \
              updated_at = ? WHERE id = ? AND attempt = ? AND status IN ('pending', 'held') \
              AND response_id IS NULL",
         )
@@ -514,6 +541,30 @@ impl Store {
     }
 }
 
+/// How long a submission claim holds, and who holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    /// How long the create call (with its inline retries) may take before its outcome counts
+    /// as unknown.
+    pub ms: i64,
+    /// The claiming daemon's instance id (its create journal), if it has one.
+    pub owner: Option<&'a str>,
+}
+
+impl Lease<'static> {
+    /// A lease with no owner: it ends only when its time runs out.
+    pub fn unowned(ms: i64) -> Self {
+        Self { ms, owner: None }
+    }
+}
+
+/// Why submission leases end: their time ran out, or the daemon holding them is gone.
+#[derive(Debug, Clone, Copy)]
+enum LeaseEnd<'a> {
+    RanOut,
+    OwnerGone(&'a str),
+}
+
 /// The submit claim's statement, after `prefix` (`EXPLAIN QUERY PLAN ` in the test that keeps
 /// it index-ordered). It walks `jobs_submit_order` (priority descending, then oldest first) and
 /// stops at the first job it may take: no sort of the backlog. (`INDEXED BY`: with no table
@@ -521,7 +572,7 @@ impl Store {
 pub(super) fn submit_claim_query(
     prefix: &str,
     now: i64,
-    lease_ms: i64,
+    lease: Lease<'_>,
     skip: &Skip,
 ) -> QueryBuilder<Sqlite> {
     // Each model is bound where its placeholder is pushed (`push_bind`).
@@ -529,7 +580,9 @@ pub(super) fn submit_claim_query(
         "{prefix}UPDATE jobs SET submit_state = 'submitting', attempt = attempt + 1, \
          submissions = submissions + 1, lease_until = "
     ));
-    q.push_bind(now + lease_ms)
+    q.push_bind(now + lease.ms)
+        .push(", lease_owner = ")
+        .push_bind(lease.owner.map(str::to_owned))
         .push(", updated_at = ")
         .push_bind(now)
         .push(

@@ -21,8 +21,8 @@ use respool::job::{JobError, JobId, JobSpec, JobStatus, Observation, ResponseId}
 use respool::orchestrator::journal::{self, Journal};
 use respool::sim::{Faults, SimConfig};
 use respool::store::{
-    ApplyContext, Attach, AttachContext, ClaimLimits, InsertOutcome, JobRow, NewDuplicate, NewJob,
-    Store, SubmitState, UncertainWait,
+    ApplyContext, Attach, AttachContext, ClaimLimits, InsertOutcome, JobRow, Lease, NewDuplicate,
+    NewJob, Store, SubmitState, UncertainWait,
 };
 use serde_json::json;
 
@@ -341,7 +341,7 @@ async fn a_response_id_only_the_journal_knows_is_adopted_at_the_next_start() {
     let id = insert_job(&store, "journaled", now_ms()).await;
     let per_model = BTreeMap::new();
     let claim = store
-        .claim_submission(now_ms(), 600_000, &no_limits(&per_model))
+        .claim_submission(now_ms(), Lease::unowned(600_000), &no_limits(&per_model))
         .await
         .unwrap()
         .claim
@@ -414,7 +414,7 @@ async fn a_stale_finish_unsubmitted_is_fenced_by_the_attempt() {
     // Claimed, put back (a rate limit), claimed again.
     let id = insert_job(&store, "reclaimed", now).await;
     let first = store
-        .claim_submission(now, 60_000, &limits)
+        .claim_submission(now, Lease::unowned(60_000), &limits)
         .await
         .unwrap()
         .claim
@@ -426,7 +426,7 @@ async fn a_stale_finish_unsubmitted_is_fenced_by_the_attempt() {
             .unwrap()
     );
     let second = store
-        .claim_submission(now + 1, 60_000, &limits)
+        .claim_submission(now + 1, Lease::unowned(60_000), &limits)
         .await
         .unwrap()
         .claim
@@ -468,7 +468,7 @@ async fn a_stale_finish_unsubmitted_is_fenced_by_the_attempt() {
     // Claimed, and its lease expired (the worker was presumed dead) while the worker still ran.
     let id = insert_job(&store, "expired", now + 10).await;
     let claim = store
-        .claim_submission(now + 10, 1_000, &limits)
+        .claim_submission(now + 10, Lease::unowned(1_000), &limits)
         .await
         .unwrap()
         .claim
@@ -524,14 +524,14 @@ async fn a_start_leaves_a_live_lease_alone_and_expires_only_a_dead_one() {
     let dead = insert_job(&store, "dead-worker", now - 20_000).await;
     let live = insert_job(&store, "live-worker", now - 10_000).await;
     let d = store
-        .claim_submission(now - 20_000, 1_000, &limits)
+        .claim_submission(now - 20_000, Lease::unowned(1_000), &limits)
         .await
         .unwrap()
         .claim
         .unwrap();
     assert_eq!(d.id, dead);
     let l = store
-        .claim_submission(now, 600_000, &limits)
+        .claim_submission(now, Lease::unowned(600_000), &limits)
         .await
         .unwrap()
         .claim
@@ -586,6 +586,92 @@ async fn a_start_leaves_a_live_lease_alone_and_expires_only_a_dead_one() {
     assert_eq!(count(&kinds, "submit_uncertain"), 0, "{kinds:?}");
     assert!(app.sim.responses(Some(&live)).is_empty());
     store.close().await;
+    app.stop().await;
+}
+
+/// A daemon died while its create hung (its lease runs for ten more minutes); another daemon
+/// on the same file is alive and sending a create of its own. A daemon that starts finds the
+/// first one's journal orphaned and ends only the dead daemon's lease, at once: that job is
+/// uncertain (and, under `fail`, failed) without waiting the lease out; the live daemon's
+/// claim and journal are untouched.
+#[tokio::test]
+async fn a_start_ends_at_once_only_the_leases_of_a_daemon_that_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let store = open_store(&db).await;
+    let per_model = BTreeMap::new();
+    let limits = no_limits(&per_model);
+    let now = now_ms();
+    let gone = Journal::open(&journal::dir_for(&db)).unwrap();
+    let alive = Journal::open(&journal::dir_for(&db)).unwrap();
+    let orphaned = insert_job(&store, "owner-gone", now - 2_000).await;
+    let held = insert_job(&store, "owner-alive", now - 1_000).await;
+    for (id, owner) in [(&orphaned, &gone), (&held, &alive)] {
+        let lease = Lease {
+            ms: 600_000,
+            owner: Some(owner.instance()),
+        };
+        let claim = store.claim_submission(now, lease, &limits).await.unwrap();
+        assert_eq!(&claim.claim.unwrap().id, id);
+    }
+    // The store on its own: only the named owner's lease ends.
+    let other = store
+        .expire_leases_of("01ARZ3NDEKTSV4RRFFQ69G5FAV", now, UncertainWait::none(now))
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "{other:?}");
+    let before = store.get_job(&held).await.unwrap().unwrap();
+    store.close().await;
+    drop(gone);
+
+    let path = db.display().to_string();
+    let app = helpers::spawn_app_with(
+        move |c| {
+            c.database = Some(path);
+            c.upstream.uncertain_create_wait = Some(Duration::ZERO);
+        },
+        helpers::fast_sim(),
+    )
+    .await;
+    let job = app.wait_terminal(&orphaned, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.unwrap().code, "submit_uncertain");
+    let events = app
+        .orchestrator
+        .store()
+        .list_events(&orphaned)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "submit_uncertain" && e.message.contains("is gone")),
+        "{events:?}"
+    );
+    for _ in 0..3 {
+        app.orchestrator.run_once().await.unwrap();
+    }
+    let row = app
+        .orchestrator
+        .store()
+        .get_job(&held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.submit_state, SubmitState::Submitting);
+    assert_eq!(
+        (row.attempt, row.lease_until),
+        (before.attempt, before.lease_until)
+    );
+    let files: Vec<String> = std::fs::read_dir(journal::dir_for(&db))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.contains(&format!("{}.jsonl", alive.instance())),
+        "the live daemon's journal went: {files:?}"
+    );
+    assert!(app.sim.responses(Some(&orphaned)).is_empty());
     app.stop().await;
 }
 
@@ -674,7 +760,10 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let before = store.get_job(&id).await.unwrap().unwrap();
         match &op {
             Op::Claim => {
-                store.claim_submission(now, 5_000, &limits).await.unwrap();
+                store
+                    .claim_submission(now, Lease::unowned(5_000), &limits)
+                    .await
+                    .unwrap();
             }
             Op::Reschedule => {
                 store

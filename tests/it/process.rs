@@ -110,6 +110,76 @@ async fn crash_mid_submit_never_submits_twice() {
     );
 }
 
+/// A daemon killed while its creates hang: the next start finds its journal orphaned and turns
+/// the creates it was making into uncertain ones at once. Their leases (a create with all its
+/// retries: 165 s with this config) are not waited out, and a lease is not taken for dead
+/// unless its owner is. Webhooks are dropped, so nothing reveals the responses: under
+/// `uncertain_create: fail` each job fails as `submit_uncertain` after the 6 s wait, created
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_ends_the_leases_of_a_killed_daemon_at_once() {
+    let mut h = Harness::start(Opts::default()).await;
+    let set = h
+        .http
+        .post(format!("{}/_sim/faults", h.sim_base))
+        .json(&json!({"create_accept_then_hang": 1.0, "hang_for": "120s", "webhook_drop": 1.0}))
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success(), "{}", set.text().await.unwrap());
+    let ids = h.submit_many("hung", 3).await;
+    // Every create is on the wire (claimed, its lease taken) before the kill; the client's
+    // 5 s timeout has not run out.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let mut all = true;
+        for id in &ids {
+            let submitting = h.events(id).await.iter().any(|e| e["kind"] == "submitting");
+            all &= submitting;
+        }
+        if all {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the creates did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And the simulator has accepted each (it holds the answers back).
+    loop {
+        let creates = h.creates_by_job().await;
+        if ids.iter().all(|id| creates.get(id) == Some(&1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the creates did not arrive: {creates:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut daemon = h.take_daemon();
+    kill9(&mut daemon);
+
+    h.start_daemon().await;
+    let jobs = h.wait_terminal(&ids, Duration::from_secs(40)).await;
+    let creates = h.creates_by_job().await;
+    for id in &ids {
+        let j = &jobs[id];
+        assert_eq!(creates.get(id).copied(), Some(1), "{id}: {creates:?}");
+        assert_eq!(status(j), "failed", "{id}: {j}");
+        assert_eq!(j["error"]["code"], "submit_uncertain", "{id}: {j}");
+        let events = h.events(id).await;
+        let uncertain: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["kind"] == "submit_uncertain")
+            .collect();
+        assert_eq!(uncertain.len(), 1, "{id}: {events:?}");
+        let message = uncertain[0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("the daemon making it is gone"),
+            "{id} became uncertain some other way: {message}"
+        );
+    }
+}
+
 /// SIGTERM with jobs in flight: the daemon exits 0 promptly; after a restart the jobs finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_cleanly_and_jobs_finish_after_restart() {

@@ -94,6 +94,7 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
         polling: PollingConfig {
             min_interval: Duration::from_millis(500),
             max_interval: Duration::from_secs(4),
+            ..PollingConfig::default()
         },
         sinks: [("console".to_string(), SinkConfig::Console {})].into(),
         notify: NotifyConfig {

@@ -177,6 +177,10 @@ pub struct PollingConfig {
     /// this much.
     #[serde(deserialize_with = "de_duration")]
     pub max_interval: Duration,
+    /// Polls per second on average at most, over all jobs: with many jobs in flight each job's
+    /// interval is stretched to at least `in flight / max_per_second` (upstream counts every
+    /// retrieve against the organisation's request limits).
+    pub max_per_second: u32,
 }
 
 /// The largest concurrency limit accepted (`limits.max_concurrent_*`, `notify.max_concurrent`,
@@ -275,6 +279,7 @@ impl Default for PollingConfig {
         Self {
             min_interval: Duration::from_secs(2),
             max_interval: Duration::from_secs(60),
+            max_per_second: 20,
         }
     }
 }
@@ -445,6 +450,9 @@ impl Config {
                 &["polling", "min_interval"],
                 "must be greater than zero".into(),
             );
+        }
+        if self.polling.max_per_second == 0 {
+            err(&["polling", "max_per_second"], "must be at least 1".into());
         }
         if self.polling.max_interval < self.polling.min_interval {
             err(

@@ -130,6 +130,9 @@ struct Inner {
     /// Deliveries whose look-up is queued or running (webhook ids).
     looking_up: Mutex<std::collections::HashSet<String>>,
     health: WebhookHealth,
+    /// Jobs in flight as the submit worker last counted them: spreads polls (see
+    /// [`poll_interval::spread`]).
+    in_flight: std::sync::atomic::AtomicI64,
     /// Whether respool holds stored webhook secrets (endpoints it registered itself), which
     /// make webhooks configured even with no `webhook.secrets`.
     stored_webhook_secrets: AtomicBool,
@@ -177,6 +180,7 @@ impl Orchestrator {
             adopt_permits: Arc::new(Semaphore::new(ADOPT_LOOKUPS)),
             looking_up: Mutex::default(),
             health: WebhookHealth::new(!now.webhook.secrets.is_empty()),
+            in_flight: std::sync::atomic::AtomicI64::new(0),
             stored_webhook_secrets: AtomicBool::new(false),
             notifier: ArcSwap::from_pointee(notifier),
             wakes: Wakes::default(),

@@ -1,9 +1,11 @@
 //! The adaptive polling schedule and the webhook health it depends on.
 //!
-//! A job is first polled at `min_interval`, then each quiet poll doubles the interval up to a
-//! cap. The cap is `max_interval` while webhooks are healthy (they will tell us sooner), and a
-//! quarter of it (never below `min_interval`) when they are not configured or have been seen to
-//! miss an event. Either way a lost webhook delays a result by at most `max_interval`.
+//! While webhooks are healthy (configured, and none seen to go missing lately) they tell us of
+//! every end, and a poll is only the safety net: each job is polled every `max_interval`, so a
+//! run that ends before then costs its create and one retrieve, and a lost webhook delays a
+//! result by at most `max_interval`. Without them (not configured, or one seen to go missing),
+//! a job is first polled at `min_interval`, then each quiet poll doubles the interval up to a
+//! quarter of `max_interval` (never below `min_interval`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +18,29 @@ pub fn next_interval(
     max: Duration,
     webhooks_healthy: bool,
 ) -> Duration {
-    let cap = if webhooks_healthy {
-        max
-    } else {
-        (max / 4).max(min)
-    };
+    if webhooks_healthy {
+        return max;
+    }
+    let cap = (max / 4).max(min);
     if prev.is_zero() {
         min
     } else {
         (prev * 2).clamp(min, cap)
     }
+}
+
+/// Stretches `interval` so that `in_flight` jobs polled that often make at most
+/// `per_second` polls a second on average, and returns it with the cap for [`jitter`]:
+/// `max_interval`, or the stretched interval when it is longer.
+pub fn spread(
+    interval: Duration,
+    max_interval: Duration,
+    in_flight: i64,
+    per_second: u32,
+) -> (Duration, Duration) {
+    let floor = Duration::from_secs_f64(in_flight.max(0) as f64 / f64::from(per_second.max(1)));
+    let interval = interval.max(floor);
+    (interval, max_interval.max(interval))
 }
 
 /// Spreads polls: ±10% of the interval, never past `max`. `r` in [0, 1).
@@ -86,11 +101,33 @@ mod tests {
     #[test]
     fn doubles_up_to_cap() {
         let (min, max) = (2 * S, 60 * S);
-        assert_eq!(next_interval(Duration::ZERO, min, max, true), min);
-        assert_eq!(next_interval(2 * S, min, max, true), 4 * S);
-        assert_eq!(next_interval(40 * S, min, max, true), max);
+        assert_eq!(next_interval(Duration::ZERO, min, max, false), min);
+        assert_eq!(next_interval(2 * S, min, max, false), 4 * S);
         assert_eq!(next_interval(40 * S, min, max, false), 15 * S);
         assert_eq!(next_interval(40 * S, 20 * S, 40 * S, false), 20 * S);
+    }
+
+    #[test]
+    fn healthy_webhooks_leave_polls_to_the_safety_net() {
+        let (min, max) = (2 * S, 60 * S);
+        for prev in [Duration::ZERO, 2 * S, 15 * S, max] {
+            assert_eq!(next_interval(prev, min, max, true), max);
+        }
+    }
+
+    #[test]
+    fn many_jobs_in_flight_stretch_the_interval_to_the_rate_limit() {
+        let max = 60 * S;
+        // 64 jobs at 20 a second: 3.2 s apart at least.
+        assert_eq!(
+            spread(2 * S, max, 64, 20),
+            (Duration::from_millis(3200), max)
+        );
+        assert_eq!(spread(max, max, 64, 20), (max, max));
+        // 10,000 jobs: each every 500 s, past max_interval (which then does not cap it).
+        assert_eq!(spread(max, max, 10_000, 20), (500 * S, 500 * S));
+        assert_eq!(spread(2 * S, max, 0, 20), (2 * S, max));
+        assert_eq!(spread(2 * S, max, -1, 0), (2 * S, max));
     }
 
     #[test]

@@ -36,7 +36,11 @@ impl Orchestrator {
         let limits = Self::claim_limits(&config, over_budget);
         let journal = self.journal();
         loop {
-            if self.inner.store.count_in_flight().await? >= limits.max_in_flight {
+            let in_flight = self.inner.store.count_in_flight().await?;
+            self.inner
+                .in_flight
+                .store(in_flight, std::sync::atomic::Ordering::Relaxed);
+            if in_flight >= limits.max_in_flight {
                 return Ok(());
             }
             let Ok(permit) = self.inner.submit_permits.clone().try_acquire_owned() else {
@@ -533,11 +537,12 @@ pub(super) fn interval_ms(prev: i64, orch: &Orchestrator, now: i64) -> i64 {
     let prev = std::time::Duration::from_millis(prev.max(0) as u64);
     let healthy = orch.inner.health.is_healthy(now);
     let next = poll_interval::next_interval(prev, cfg.min_interval, cfg.max_interval, healthy);
-    ms(poll_interval::jitter(
-        next,
-        cfg.max_interval,
-        rand::random(),
-    ))
+    let in_flight = orch
+        .inner
+        .in_flight
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (next, cap) = poll_interval::spread(next, cfg.max_interval, in_flight, cfg.max_per_second);
+    ms(poll_interval::jitter(next, cap, rand::random()))
 }
 
 #[cfg(test)]

@@ -22,6 +22,38 @@ fn console_sink(cfg: &mut respool::config::Config) {
     cfg.notify.default = vec!["console".into()];
 }
 
+/// With healthy webhooks a poll is only the safety net, due `max_interval` after the create:
+/// jobs that end sooner cost their create and the one retrieve their webhook asks for. (It
+/// used to poll each job first at `min_interval`, then doubling: 5 requests a job at scale.)
+#[tokio::test]
+async fn healthy_webhooks_cost_a_create_and_one_retrieve_a_job() {
+    let app = helpers::spawn_app_with(
+        |cfg| cfg.polling.max_interval = Duration::from_secs(20),
+        SimConfig {
+            queue_time: Duration::from_millis(200),
+            run_time: Duration::from_millis(1500),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let mut ids = Vec::new();
+    for name in ["plain", "ünïcödé-naïve", "x"] {
+        let (status, created) = app.post_job(&helpers::job_body(name)).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let job = app.wait_terminal(id, DEADLINE).await;
+        assert_eq!(job.status, JobStatus::Completed);
+        let kinds = app.event_kinds(id).await;
+        assert!(kinds.iter().any(|k| k == "webhook"), "{kinds:?}");
+    }
+    let stats = app.sim.stats();
+    assert_eq!(stats.creates, 3, "{stats:?}");
+    assert_eq!(stats.retrieves, 3, "{stats:?}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn lost_webhooks_are_covered_by_polling() {
     let max_interval = Duration::from_secs(2);

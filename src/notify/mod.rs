@@ -31,10 +31,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::batch::Batcher;
 use crate::clock::{Clock, ms};
 use crate::config::{Config, SinkConfig};
 use crate::job::{JobSpec, JobStatus, spec::NotifyOn};
-use crate::store::{JobRow, NotificationRow, OutboxEntry, SinkFilter, Store, StoreError};
+use crate::store::{Close, JobRow, NotificationRow, OutboxEntry, SinkFilter, Store, StoreError};
 
 pub use context::Context;
 pub use templates::{Part, Templates};
@@ -212,7 +213,13 @@ pub struct Notifier {
     /// How long a claimed row is left alone. If the daemon dies mid-delivery, the row is tried
     /// again after it.
     lease_ms: i64,
+    /// The group-committed writer of delivery results (started on first use, on the caller's
+    /// runtime): deliveries that end together share one transaction and its fsync.
+    closes: Arc<std::sync::OnceLock<Batcher<Close, Result<bool, StoreError>>>>,
 }
+
+/// Delivery results written per transaction, at most.
+const MAX_CLOSE_BATCH: usize = 256;
 
 /// What a lease leaves after a delivery's hard timeout, for its closing write.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
@@ -313,6 +320,7 @@ impl Notifier {
             turn: Arc::default(),
             deliver_timeout,
             lease_ms: ms(lease),
+            closes: Arc::default(),
         })
     }
 
@@ -402,7 +410,23 @@ impl Notifier {
             turn: self.turn.clone(),
             deliver_timeout: self.deliver_timeout,
             lease_ms: self.lease_ms,
+            closes: self.closes.clone(),
         }
+    }
+
+    /// Writes how a delivery ended, group-committed with the others that end meanwhile.
+    async fn close(&self, close: Close) -> Result<bool, StoreError> {
+        let store = self.store.clone();
+        self.closes
+            .get_or_init(|| {
+                Batcher::start(MAX_CLOSE_BATCH, move |closes: Vec<Close>| {
+                    let store = store.clone();
+                    async move { store.close_notifications(&closes).await }
+                })
+            })
+            .call(close)
+            .await
+            .map_err(|_| StoreError::BatchFailed("the daemon is stopping".into()))?
     }
 
     async fn deliver_row(&self, row: &NotificationRow) -> Result<(), StoreError> {
@@ -416,7 +440,12 @@ impl Notifier {
         let now = self.clock.now_ms();
         let applied = match result {
             Ok(()) => {
-                let applied = self.store.mark_notification_delivered(row, now).await?;
+                let applied = self
+                    .close(Close::Delivered {
+                        row: row.clone(),
+                        now,
+                    })
+                    .await?;
                 if applied {
                     crate::telemetry::notification(&row.sink, "delivered");
                     tracing::info!(job_id = %row.job_id, sink = %row.sink, event = %row.event, "notification delivered");
@@ -440,8 +469,12 @@ impl Notifier {
                     _ => None,
                 };
                 let applied = self
-                    .store
-                    .mark_notification_failed(row, &e.to_string(), retry_at, now)
+                    .close(Close::Failed {
+                        row: row.clone(),
+                        error: e.to_string(),
+                        retry_at,
+                        now,
+                    })
                     .await?;
                 if applied {
                     crate::telemetry::notification(

@@ -153,6 +153,13 @@ struct Inner {
             Result<crate::store::InsertOutcome, StoreError>,
         >,
     >,
+    /// The group-committed writer of poll results (see `poll.rs`), started on first use.
+    applier: std::sync::OnceLock<
+        crate::batch::Batcher<
+            crate::store::ObservationWrite,
+            Result<crate::store::ApplyOutcome, StoreError>,
+        >,
+    >,
     /// Response ids whose ledger write failed (with how they were found): retried each pass.
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
     /// When the journals were last searched for a daemon that died (see [`ORPHAN_LOOK_EVERY`]);
@@ -191,6 +198,7 @@ impl Orchestrator {
             unrecorded: Mutex::new(Vec::new()),
             orphans_looked_at: Mutex::new(None),
             intake: std::sync::OnceLock::new(),
+            applier: std::sync::OnceLock::new(),
             store,
             client: ArcSwap::from_pointee(client),
             config,

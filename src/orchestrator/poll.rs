@@ -6,13 +6,16 @@ use tracing::Instrument;
 
 use super::submit::interval_ms;
 use super::{Orchestrator, Worker};
+use crate::batch::Batcher;
 use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{ApplyContext, ApplyOutcome, EventKind, PollClaim, StoreError};
+use crate::store::{ApplyOutcome, EventKind, ObservationWrite, PollClaim, StoreError};
 use crate::telemetry::chain;
 use crate::upstream::{CancelOutcome, UpstreamError};
 
 /// Polls in a row that must answer 404 before a job fails with `response_not_found`.
+/// Poll results written per transaction, at most.
+const MAX_APPLY_BATCH: usize = 256;
 const NOT_FOUND_CONFIRMATIONS: i64 = 3;
 /// The wait before asking again after a 404.
 const NOT_FOUND_RETRY_MS: i64 = 5_000;
@@ -214,6 +217,24 @@ impl Orchestrator {
             .await
     }
 
+    /// Applies an observation through the group-committed writer (started on first use, on
+    /// the caller's runtime): the results of polls that end together share one transaction
+    /// and its fsync, each in a savepoint of its own.
+    async fn apply_batched(&self, write: ObservationWrite) -> Result<ApplyOutcome, StoreError> {
+        let store = self.inner.store.clone();
+        self.inner
+            .applier
+            .get_or_init(|| {
+                Batcher::start(MAX_APPLY_BATCH, move |writes: Vec<ObservationWrite>| {
+                    let store = store.clone();
+                    async move { store.apply_observations(&writes).await }
+                })
+            })
+            .call(write)
+            .await
+            .map_err(|_| StoreError::BatchFailed("the daemon is stopping".into()))?
+    }
+
     /// [`Self::apply`], keeping the upstream `x-request-id` that showed the observation in
     /// the status event.
     pub(super) async fn apply_traced(
@@ -232,20 +253,18 @@ impl Orchestrator {
         };
         let interval = interval_ms(prev_interval_ms, self, now);
         let outbox = routes_for(&job.spec, &self.config());
-        let outcome = store
-            .apply_observation(
-                id,
-                obs,
-                &ApplyContext {
-                    now,
-                    next_poll_at: now + interval,
-                    poll_interval_ms: interval,
-                    cancel_reason,
-                    outbox: &outbox,
-                    source,
-                    request_id,
-                },
-            )
+        let outcome = self
+            .apply_batched(ObservationWrite {
+                id: id.clone(),
+                obs: obs.clone(),
+                now,
+                next_poll_at: now + interval,
+                poll_interval_ms: interval,
+                cancel_reason: cancel_reason.map(str::to_owned),
+                outbox,
+                source: source.to_owned(),
+                request_id: request_id.map(str::to_owned),
+            })
             .await?;
         if let ApplyOutcome::Applied { from, to } = outcome
             && from != to

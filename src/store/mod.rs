@@ -45,7 +45,8 @@ pub use jobs::{
     SubmitClaim, SubmitState, UncertainJob,
 };
 pub use limits::ClaimLimits;
-pub use notifications::{NotificationRow, OutboxEntry, SinkFilter};
+pub use notifications::{Close, NotificationRow, OutboxEntry, SinkFilter};
+pub use observations::ObservationWrite;
 pub use retention::{PrunableJob, QueueDepths};
 pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,

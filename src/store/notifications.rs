@@ -141,31 +141,13 @@ impl Store {
         n: &NotificationRow,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let applied = sqlx::query(
-            "UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL \
-             WHERE id = ? AND state = 'pending' AND claim = ?",
-        )
-        .bind(now)
-        .bind(n.id)
-        .bind(n.claim)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if applied {
-            add_event(
-                &mut tx,
-                &n.job_id,
-                now,
-                EventKind::Notified,
-                &format!("{} sent to sink `{}`", n.event, n.sink),
-                None,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(applied)
+        let close = Close::Delivered {
+            row: n.clone(),
+            now,
+        };
+        self.close_in_one(std::slice::from_ref(&close))
+            .await
+            .map(|applied| applied[0])
     }
 
     /// Records a failed delivery: retried at `retry_at`, or a dead letter when `None`; only
@@ -178,37 +160,44 @@ impl Store {
         retry_at: Option<i64>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let close = Close::Failed {
+            row: n.clone(),
+            error: error.to_owned(),
+            retry_at,
+            now,
+        };
+        self.close_in_one(std::slice::from_ref(&close))
+            .await
+            .map(|applied| applied[0])
+    }
+
+    /// Closes many deliveries in one transaction (one fsync), each as
+    /// [`Store::mark_notification_delivered`] or [`Store::mark_notification_failed`] would;
+    /// one answer per close, in order. When the transaction fails, each is tried on its own, so
+    /// only a close that cannot be written by itself gets an error.
+    pub async fn close_notifications(&self, closes: &[Close]) -> Vec<Result<bool, StoreError>> {
+        match self.close_in_one(closes).await {
+            Ok(applied) => applied.into_iter().map(Ok).collect(),
+            Err(e) if closes.len() == 1 => vec![Err(e)],
+            Err(_) => {
+                let mut out = Vec::with_capacity(closes.len());
+                for close in closes {
+                    out.push(
+                        self.close_in_one(std::slice::from_ref(close))
+                            .await
+                            .map(|applied| applied[0]),
+                    );
+                }
+                out
+            }
+        }
+    }
+
+    async fn close_in_one(&self, closes: &[Close]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let applied = sqlx::query(
-            "UPDATE notifications SET state = ?, next_attempt_at = ?, last_error = ? \
-             WHERE id = ? AND state = 'pending' AND claim = ?",
-        )
-        .bind(if retry_at.is_some() {
-            "pending"
-        } else {
-            "dead"
-        })
-        .bind(retry_at.unwrap_or(now))
-        .bind(error)
-        .bind(n.id)
-        .bind(n.claim)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if applied && retry_at.is_none() {
-            add_event(
-                &mut tx,
-                &n.job_id,
-                now,
-                EventKind::NotifyFailed,
-                &format!(
-                    "{} to sink `{}` gave up after {} tries: {error}",
-                    n.event, n.sink, n.attempts
-                ),
-                None,
-            )
-            .await?;
+        let mut applied = Vec::with_capacity(closes.len());
+        for close in closes {
+            applied.push(close_in(&mut tx, close).await?);
         }
         tx.commit().await?;
         Ok(applied)
@@ -305,4 +294,91 @@ pub(super) fn notification_claim_query(
              last_error, created_at, delivered_at",
         );
     q
+}
+
+/// How a delivery ended: what [`Store::close_notifications`] writes.
+#[derive(Debug, Clone)]
+pub enum Close {
+    Delivered {
+        row: NotificationRow,
+        now: i64,
+    },
+    /// Retried at `retry_at`, or a dead letter when `None`.
+    Failed {
+        row: NotificationRow,
+        error: String,
+        retry_at: Option<i64>,
+        now: i64,
+    },
+}
+
+/// Writes one close inside the caller's transaction, if the row is still `pending` under the
+/// claim it was tried on; returns whether it applied.
+async fn close_in(tx: &mut SqliteConnection, close: &Close) -> Result<bool, StoreError> {
+    match close {
+        Close::Delivered { row: n, now } => {
+            let applied = sqlx::query(
+                "UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL \
+                 WHERE id = ? AND state = 'pending' AND claim = ?",
+            )
+            .bind(now)
+            .bind(n.id)
+            .bind(n.claim)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if applied {
+                add_event(
+                    tx,
+                    &n.job_id,
+                    *now,
+                    EventKind::Notified,
+                    &format!("{} sent to sink `{}`", n.event, n.sink),
+                    None,
+                )
+                .await?;
+            }
+            Ok(applied)
+        }
+        Close::Failed {
+            row: n,
+            error,
+            retry_at,
+            now,
+        } => {
+            let applied = sqlx::query(
+                "UPDATE notifications SET state = ?, next_attempt_at = ?, last_error = ? \
+                 WHERE id = ? AND state = 'pending' AND claim = ?",
+            )
+            .bind(if retry_at.is_some() {
+                "pending"
+            } else {
+                "dead"
+            })
+            .bind(retry_at.unwrap_or(*now))
+            .bind(error)
+            .bind(n.id)
+            .bind(n.claim)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if applied && retry_at.is_none() {
+                add_event(
+                    tx,
+                    &n.job_id,
+                    *now,
+                    EventKind::NotifyFailed,
+                    &format!(
+                        "{} to sink `{}` gave up after {} tries: {error}",
+                        n.event, n.sink, n.attempts
+                    ),
+                    None,
+                )
+                .await?;
+            }
+            Ok(applied)
+        }
+    }
 }

@@ -2,9 +2,11 @@
 //! with the timeline and outbox rows in the same transaction), webhook hints, cancels and
 //! timeouts.
 
+use sqlx::SqliteConnection;
+
 use super::events::{EventKind, add_event};
 use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
-use super::notifications::insert_outbox;
+use super::notifications::{OutboxEntry, insert_outbox};
 use super::tokens::BindTokens;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation};
@@ -71,90 +73,52 @@ impl Store {
         obs: &Observation,
         ctx: &ApplyContext<'_>,
     ) -> Result<ApplyOutcome, StoreError> {
-        let ApplyContext {
-            now,
-            next_poll_at,
-            poll_interval_ms,
-            cancel_reason,
-            outbox,
-            source,
-            request_id,
-        } = *ctx;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(row) = fetch_job(&mut tx, id).await? else {
-            return Ok(ApplyOutcome::Missing);
-        };
-        // A terminal job is final: seeing its status again rewrites nothing (not the result,
-        // not `finished_at`, which budgets and retention count from).
-        if row.status.is_terminal() {
-            tx.commit().await?;
-            return Ok(ApplyOutcome::Final(row.status));
-        }
-        if !row.status.can_move_to(obs.status) {
-            tx.commit().await?;
-            return Ok(ApplyOutcome::Stale {
-                current: row.status,
-                observed: obs.status,
-            });
-        }
-        let terminal = obs.status.is_terminal();
-        // A cancel we asked for because of a timeout ends with code `timeout`.
-        let error = match (obs.status, cancel_reason, &obs.error) {
-            (JobStatus::Cancelled, Some("timeout"), _) => Some(JobError {
-                code: "timeout".into(),
-                message: "the job ran past its timeout and was cancelled".into(),
-            }),
-            (_, _, e) => e.clone(),
-        };
-        // An observation without a body (a 404 confirmed) keeps what was last seen.
-        let raw = (!obs.raw.is_null()).then(|| obs.raw.to_string());
-        sqlx::query(
-            "UPDATE jobs SET status = ?, response = COALESCE(?, response), \
-             output_text = COALESCE(?, output_text), usage = COALESCE(?, usage), \
-             input_tokens = COALESCE(?, input_tokens), cached_tokens = COALESCE(?, cached_tokens), \
-             output_tokens = COALESCE(?, output_tokens), \
-             reasoning_tokens = COALESCE(?, reasoning_tokens), \
-             total_tokens = COALESCE(?, total_tokens), error_code = ?, \
-             error_message = ?, finished_at = ?, \
-             next_check_at = CASE WHEN ? THEN NULL WHEN wake_pending = 1 THEN ? ELSE ? END, \
-             poll_interval_ms = ?, polls_not_found = 0, poll_errors = 0, updated_at = ? WHERE id = ? AND status = ?",
-        )
-        .bind(obs.status.as_str())
-        .bind(raw)
-        .bind(&obs.output_text)
-        .bind(obs.usage.as_ref().map(ToString::to_string))
-        .bind_tokens(obs.usage.as_ref())
-        .bind(error.as_ref().map(|e| e.code.clone()))
-        .bind(error.as_ref().map(|e| e.message.clone()))
-        .bind(if terminal { Some(now) } else { None })
-        .bind(terminal)
-        .bind(now)
-        .bind(next_poll_at)
-        .bind(poll_interval_ms)
-        .bind(now)
-        .bind(id)
-        .bind(row.status.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if row.status != obs.status {
-            let mut data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});
-            if let (Some(r), Some(o)) = (request_id, data.as_object_mut()) {
-                o.insert("request_id".into(), r.into());
+        let outcome = apply_in(&mut tx, id, obs, ctx).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Applies many observations in one transaction (one fsync), each in a savepoint of its
+    /// own as [`Store::apply_observation`] would: one that fails takes nothing of the others
+    /// with it. One answer per observation, in order.
+    pub async fn apply_observations(
+        &self,
+        writes: &[ObservationWrite],
+    ) -> Vec<Result<ApplyOutcome, StoreError>> {
+        match self.apply_in_one(writes).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let msg = crate::telemetry::chain(&e).to_string();
+                writes
+                    .iter()
+                    .map(|_| Err(StoreError::BatchFailed(msg.clone())))
+                    .collect()
             }
-            let mut msg = format!("{} → {} ({source})", row.status, obs.status);
-            if let Some(e) = &error {
-                msg.push_str(&format!(": {}: {}", e.code, e.message));
-            }
-            add_event(&mut tx, id, now, EventKind::Status, &msg, Some(&data)).await?;
-            if terminal {
-                insert_outbox(&mut tx, id, obs.status, outbox, now).await?;
+        }
+    }
+
+    async fn apply_in_one(
+        &self,
+        writes: &[ObservationWrite],
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            let mut one = sqlx::Connection::begin(&mut *tx).await?;
+            match apply_in(&mut one, &w.id, &w.obs, &w.ctx()).await {
+                Ok(outcome) => {
+                    one.commit().await?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(e) => {
+                    one.rollback().await?;
+                    outcomes.push(Err(e));
+                }
             }
         }
         tx.commit().await?;
-        Ok(ApplyOutcome::Applied {
-            from: row.status,
-            to: obs.status,
-        })
+        Ok(outcomes)
     }
 
     /// Reschedules a claimed poll that failed (upstream error) without changing the status,
@@ -326,6 +290,125 @@ pub(super) fn well_formed(id: &str) -> Option<JobId> {
     JobId::parse(id)
         .map_err(|e| tracing::error!(error = %e, "a row of the jobs table has a malformed id; skipping it"))
         .ok()
+}
+
+/// An observation to apply with its context, owned: what the batched writer
+/// ([`Store::apply_observations`]) takes.
+#[derive(Debug, Clone)]
+pub struct ObservationWrite {
+    pub id: JobId,
+    pub obs: Observation,
+    pub now: i64,
+    pub next_poll_at: i64,
+    pub poll_interval_ms: i64,
+    pub cancel_reason: Option<String>,
+    pub outbox: Vec<OutboxEntry>,
+    pub source: String,
+    pub request_id: Option<String>,
+}
+
+impl ObservationWrite {
+    /// The context [`Store::apply_observation`] takes.
+    pub fn ctx(&self) -> ApplyContext<'_> {
+        ApplyContext {
+            now: self.now,
+            next_poll_at: self.next_poll_at,
+            poll_interval_ms: self.poll_interval_ms,
+            cancel_reason: self.cancel_reason.as_deref(),
+            outbox: &self.outbox,
+            source: &self.source,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+}
+
+/// [`Store::apply_observation`] inside the caller's transaction.
+async fn apply_in(
+    tx: &mut SqliteConnection,
+    id: &JobId,
+    obs: &Observation,
+    ctx: &ApplyContext<'_>,
+) -> Result<ApplyOutcome, StoreError> {
+    let ApplyContext {
+        now,
+        next_poll_at,
+        poll_interval_ms,
+        cancel_reason,
+        outbox,
+        source,
+        request_id,
+    } = *ctx;
+    let Some(row) = fetch_job(&mut *tx, id).await? else {
+        return Ok(ApplyOutcome::Missing);
+    };
+    // A terminal job is final: seeing its status again rewrites nothing (not the result,
+    // not `finished_at`, which budgets and retention count from).
+    if row.status.is_terminal() {
+        return Ok(ApplyOutcome::Final(row.status));
+    }
+    if !row.status.can_move_to(obs.status) {
+        return Ok(ApplyOutcome::Stale {
+            current: row.status,
+            observed: obs.status,
+        });
+    }
+    let terminal = obs.status.is_terminal();
+    // A cancel we asked for because of a timeout ends with code `timeout`.
+    let error = match (obs.status, cancel_reason, &obs.error) {
+        (JobStatus::Cancelled, Some("timeout"), _) => Some(JobError {
+            code: "timeout".into(),
+            message: "the job ran past its timeout and was cancelled".into(),
+        }),
+        (_, _, e) => e.clone(),
+    };
+    // An observation without a body (a 404 confirmed) keeps what was last seen.
+    let raw = (!obs.raw.is_null()).then(|| obs.raw.to_string());
+    sqlx::query(
+        "UPDATE jobs SET status = ?, response = COALESCE(?, response), \
+         output_text = COALESCE(?, output_text), usage = COALESCE(?, usage), \
+         input_tokens = COALESCE(?, input_tokens), cached_tokens = COALESCE(?, cached_tokens), \
+         output_tokens = COALESCE(?, output_tokens), \
+         reasoning_tokens = COALESCE(?, reasoning_tokens), \
+         total_tokens = COALESCE(?, total_tokens), error_code = ?, \
+         error_message = ?, finished_at = ?, \
+         next_check_at = CASE WHEN ? THEN NULL WHEN wake_pending = 1 THEN ? ELSE ? END, \
+         poll_interval_ms = ?, polls_not_found = 0, poll_errors = 0, updated_at = ? WHERE id = ? AND status = ?",
+    )
+    .bind(obs.status.as_str())
+    .bind(raw)
+    .bind(&obs.output_text)
+    .bind(obs.usage.as_ref().map(ToString::to_string))
+    .bind_tokens(obs.usage.as_ref())
+    .bind(error.as_ref().map(|e| e.code.clone()))
+    .bind(error.as_ref().map(|e| e.message.clone()))
+    .bind(if terminal { Some(now) } else { None })
+    .bind(terminal)
+    .bind(now)
+    .bind(next_poll_at)
+    .bind(poll_interval_ms)
+    .bind(now)
+    .bind(id)
+    .bind(row.status.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if row.status != obs.status {
+        let mut data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});
+        if let (Some(r), Some(o)) = (request_id, data.as_object_mut()) {
+            o.insert("request_id".into(), r.into());
+        }
+        let mut msg = format!("{} → {} ({source})", row.status, obs.status);
+        if let Some(e) = &error {
+            msg.push_str(&format!(": {}: {}", e.code, e.message));
+        }
+        add_event(&mut *tx, id, now, EventKind::Status, &msg, Some(&data)).await?;
+        if terminal {
+            insert_outbox(&mut *tx, id, obs.status, outbox, now).await?;
+        }
+    }
+    Ok(ApplyOutcome::Applied {
+        from: row.status,
+        to: obs.status,
+    })
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use respool::job::{JobError, JobId, JobSpec, JobStatus, Observation, ResponseId}
 use respool::orchestrator::journal::{self, Journal};
 use respool::sim::{Faults, SimConfig};
 use respool::store::{
-    ApplyContext, Attach, AttachContext, ClaimLimits, InsertOutcome, JobRow, Lease, NewDuplicate,
-    NewJob, Store, SubmitState, UncertainWait,
+    ApplyContext, ApplyOutcome, Attach, AttachContext, ClaimLimits, InsertOutcome, JobRow, Lease,
+    NewDuplicate, NewJob, ObservationWrite, OutboxEntry, Store, SubmitState, UncertainWait,
 };
 use serde_json::json;
 
@@ -673,6 +673,106 @@ async fn a_start_ends_at_once_only_the_leases_of_a_daemon_that_is_gone() {
     );
     assert!(app.sim.responses(Some(&orphaned)).is_empty());
     app.stop().await;
+}
+
+/// Poll results written as one batch (one transaction) answer each as if written alone: a
+/// row that no longer decodes fails only its own write, a job that is gone is `Missing`, a
+/// finished job is `Final`, and the others are applied with their outputs (ASCII, non-ASCII,
+/// empty, a 1 MiB line and many short lines) and their outbox rows.
+#[tokio::test]
+async fn a_batch_of_poll_results_answers_each_as_if_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let store = open_store(&db).await;
+    let now = now_ms();
+    let outputs = [
+        "plain ASCII".to_string(),
+        "Größe, naïve, 日本語 ✅".to_string(),
+        String::new(),
+        "x".repeat(1 << 20),
+        "short line\n".repeat(5_000),
+    ];
+    let mut ids = Vec::new();
+    for i in 0..outputs.len() {
+        ids.push(insert_job(&store, &format!("batched-{i}"), now).await);
+    }
+    let broken = insert_job(&store, "broken", now).await;
+    let finished = ids[0].clone();
+    let gone = JobId::generate();
+    let write = |id: &JobId, output: &str| ObservationWrite {
+        id: id.clone(),
+        obs: Observation {
+            response_id: ResponseId::parse(&format!("resp_{}", id.as_str().to_lowercase()))
+                .unwrap(),
+            status: JobStatus::Completed,
+            output_text: Some(output.to_string()),
+            usage: Some(json!({"input_tokens": 3, "output_tokens": 5, "total_tokens": 8})),
+            error: None,
+            raw: json!({"id": "resp_x", "status": "completed"}),
+        },
+        now,
+        next_poll_at: now + 1_000,
+        poll_interval_ms: 1_000,
+        cancel_reason: None,
+        outbox: vec![OutboxEntry {
+            sink: "console".into(),
+            on: vec![JobStatus::Completed],
+        }],
+        source: "poll".into(),
+        request_id: Some("req_1".into()),
+    };
+    write_row(&db, CORRUPT_SPEC, broken.as_str()).await;
+    let mut batch: Vec<ObservationWrite> = ids
+        .iter()
+        .zip(&outputs)
+        .map(|(id, out)| write(id, out))
+        .collect();
+    batch.push(write(&broken, "never"));
+    batch.push(write(&gone, "never"));
+    batch.push(write(&finished, "a second look"));
+    let out = store.apply_observations(&batch).await;
+    assert_eq!(out.len(), batch.len());
+    for (i, id) in ids.iter().enumerate() {
+        assert!(
+            matches!(
+                out[i],
+                Ok(ApplyOutcome::Applied {
+                    to: JobStatus::Completed,
+                    ..
+                })
+            ),
+            "{id}: {:?}",
+            out[i]
+        );
+        let row = store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(row.status, JobStatus::Completed);
+        assert_eq!(row.output_text.as_deref(), Some(outputs[i].as_str()));
+    }
+    assert!(out[ids.len()].is_err(), "{:?}", out[ids.len()]);
+    assert!(matches!(out[ids.len() + 1], Ok(ApplyOutcome::Missing)));
+    assert!(
+        matches!(
+            out[ids.len() + 2],
+            Ok(ApplyOutcome::Final(JobStatus::Completed))
+        ),
+        "{:?}",
+        out[ids.len() + 2]
+    );
+    let first = store.get_job(&finished).await.unwrap().unwrap();
+    assert_eq!(first.output_text.as_deref(), Some(outputs[0].as_str()));
+    let broken_row = raw_job(&db, broken.as_str()).await;
+    assert_eq!(broken_row.status, "pending");
+    let outbox: i64 = {
+        let mut conn = db::read_only(&db).await;
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM notifications")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        db::close(conn).await;
+        n
+    };
+    assert_eq!(outbox, ids.len() as i64, "one notification per job applied");
+    store.close().await;
 }
 
 /// One store operation on the job under test, as the workers make them in some order.

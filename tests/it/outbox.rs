@@ -10,6 +10,7 @@ use base64::Engine;
 use respool::config::SinkConfig;
 use respool::config::sinks::WebhookSink;
 use respool::sim::SimConfig;
+use respool::store::Close;
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -293,12 +294,25 @@ async fn a_stale_workers_closing_write_changes_nothing() {
     assert_eq!(app.count_events(&id, "notified").await, 0);
     assert_eq!(app.count_events(&id, "notify_failed").await, 0);
 
-    // B's report is the one that counts.
-    let applied = store
-        .mark_notification_failed(&b[0], "still down", Some(b_at + 10), b_at + 3)
-        .await
-        .unwrap();
-    assert!(applied);
+    // B's report is the one that counts, also when it is written in one batch with A's
+    // stale one (the outbox group-commits closes): each answers as if written alone.
+    let answers = store
+        .close_notifications(&[
+            Close::Delivered {
+                row: a[0].clone(),
+                now: b_at + 3,
+            },
+            Close::Failed {
+                row: b[0].clone(),
+                error: "still down".into(),
+                retry_at: Some(b_at + 10),
+                now: b_at + 3,
+            },
+        ])
+        .await;
+    let answers: Vec<bool> = answers.into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers, [false, true]);
+    assert_eq!(app.count_events(&id, "notified").await, 0);
     assert_eq!(
         app.notification_rows(&id).await[0]["last_error"],
         "still down"

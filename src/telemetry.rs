@@ -27,6 +27,7 @@ const UPSTREAM_ERRORS: &str = "respool_upstream_errors_total";
 const NOTIFICATIONS: &str = "respool_notifications_total";
 const DUPLICATES: &str = "respool_duplicate_responses_total";
 const QUARANTINED: &str = "respool_quarantined_jobs_total";
+const WORKER_PASSES: &str = "respool_worker_passes_total";
 
 /// Buckets of the webhook batch-size histogram (deliveries per transaction).
 const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0];
@@ -103,6 +104,10 @@ fn describe_events() {
         QUARANTINED,
         "Jobs set aside because their stored row does not decode, by the worker that found them."
     );
+    describe_counter!(
+        WORKER_PASSES,
+        "Passes of the orchestrator's workers (ledger, submit, outbox): each looks for due work."
+    );
 }
 
 /// Drains histogram samples into their buckets now and then (the recorder keeps raw samples
@@ -146,6 +151,11 @@ pub fn duplicate(found_by: &str) {
 /// A job set aside because its row does not decode, by the worker that found it.
 pub fn quarantined(worker: &'static str) {
     counter!(QUARANTINED, "worker" => worker).increment(1);
+}
+
+/// A pass of an orchestrator worker (`ledger`, `submit`, `outbox`).
+pub fn worker_pass(worker: &'static str) {
+    counter!(WORKER_PASSES, "worker" => worker).increment(1);
 }
 
 /// A poll: `changed`, `unchanged`, `not_found` or `error`.

@@ -10,7 +10,7 @@ use crate::store::{EventRow, JobRow};
 use crate::view::JobView;
 
 /// The variables every template sees. See `docs/notifications.md`, "Templates".
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Context {
     /// `job.completed`, `job.failed`, `job.incomplete`, `job.cancelled`.
     pub event: String,
@@ -33,7 +33,7 @@ pub struct Context {
     pub timeline: Vec<TimelineEntry>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct JobInfo {
     pub id: String,
     pub name: String,

@@ -134,6 +134,18 @@ impl Sink {
         })
     }
 
+    /// Whether the sink reads [`Notification::ctx`] (templates, the report, the timeline).
+    /// The others send the event JSON of the job and its response, and are given an empty
+    /// context: building one costs a timeline read and a Markdown and HTML render.
+    pub fn uses_context(&self) -> bool {
+        match self {
+            Sink::Email(_) | Sink::Slack(_) | Sink::File(_) | Sink::Discord(_) | Sink::Ntfy(_) => {
+                true
+            }
+            Sink::Console(_) | Sink::Webhook(_) | Sink::Command(_) => false,
+        }
+    }
+
     /// Delivers one notification.
     pub async fn deliver(&self, n: &Notification<'_>) -> Result<(), SinkError> {
         match self {
@@ -508,9 +520,12 @@ impl Notifier {
             ) {
                 (Some(sink), Some(job)) => {
                     let response = self.store.get_response(&job.id).await?;
-                    let events = self.store.list_events(&job.id).await?;
-                    let ctx =
-                        Context::build(&row.event, &job, response.as_ref(), &events, &self.config);
+                    let ctx = if sink.uses_context() {
+                        let events = self.store.list_events(&job.id).await?;
+                        Context::build(&row.event, &job, response.as_ref(), &events, &self.config)
+                    } else {
+                        Context::default()
+                    };
                     let n = Notification {
                         id: row.id,
                         event: &row.event,

@@ -248,11 +248,16 @@ impl Orchestrator {
     ) -> Result<ApplyOutcome, StoreError> {
         let now = self.now();
         let store = &self.inner.store;
-        let Some(job) = store.get_job(id).await? else {
-            return Ok(ApplyOutcome::Missing);
+        // Only an end is notified: the job's spec (its `notify`) is read for that alone.
+        let outbox = if obs.status.is_terminal() {
+            let Some(job) = store.get_job(id).await? else {
+                return Ok(ApplyOutcome::Missing);
+            };
+            routes_for(&job.spec, &self.config())
+        } else {
+            Vec::new()
         };
         let interval = interval_ms(prev_interval_ms, self, now);
-        let outbox = routes_for(&job.spec, &self.config());
         let outcome = self
             .apply_batched(ObservationWrite {
                 id: id.clone(),

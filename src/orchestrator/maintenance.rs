@@ -96,6 +96,7 @@ impl Orchestrator {
             store
                 .finish_unsubmitted(id, attempt, JobStatus::Cancelled, &error, now, &outbox)
                 .await?;
+            self.inner.wakes.outbox.notify_one();
             return Ok(());
         }
         match self.config().upstream.uncertain_create {
@@ -114,6 +115,7 @@ impl Orchestrator {
                 store
                     .finish_unsubmitted(id, attempt, JobStatus::Failed, &error, now, &outbox)
                     .await?;
+                self.inner.wakes.outbox.notify_one();
             }
             UncertainCreatePolicy::Resubmit => {
                 tracing::warn!(

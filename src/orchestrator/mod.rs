@@ -234,13 +234,15 @@ impl Orchestrator {
         self.inner.wakes.ledger.notify_one();
     }
 
-    /// Tells the workers that a slot freed up (a create, a poll or a delivery ended): the one
-    /// that holds those slots, and the outbox and submit workers, which the end of a job's
-    /// work may concern (its notifications are due; a place in flight is free).
+    /// Tells the worker that holds a kind of slot that one freed up (a create or a poll
+    /// ended). A create that ended may also have ended its job (a refused create: its
+    /// notifications are due), so the outbox hears of it too; a poll that ended its job woke
+    /// the others when it wrote that end.
     fn wake_after(&self, w: Worker) {
         self.inner.wakes.of(w).notify_one();
-        self.inner.wakes.outbox.notify_one();
-        self.inner.wakes.submit.notify_one();
+        if w == Worker::Submit {
+            self.inner.wakes.outbox.notify_one();
+        }
     }
 
     /// Runs until `shutdown` is cancelled, then waits (up to the configured shutdown timeout)
@@ -470,11 +472,10 @@ impl Orchestrator {
                 crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
                 note("schedules", self.run_schedules().await);
                 note("polls", self.start_polls(handles).await);
-                // What the pass wrote may have made work due for the others: notifications
-                // (a timeout, a cancel, a failed create), a scheduled run released, a place in
-                // flight freed. Their passes start with cheap reads, so asking costs little.
-                self.inner.wakes.outbox.notify_one();
-                self.inner.wakes.submit.notify_one();
+                // What the pass itself writes that concerns the others (a job ended, a run
+                // released) wakes them where it is written; anything else due is found by
+                // their own next look (at most a second away). Waking them after every pass
+                // cost two empty passes per poll with 10,000 jobs waiting upstream.
             }
             Worker::Submit => note("submissions", self.start_submissions(handles).await),
             Worker::Outbox => {

@@ -372,6 +372,7 @@ impl Orchestrator {
                 &outbox,
             )
             .await?;
+        self.inner.wakes.outbox.notify_one();
         Ok(())
     }
 }

@@ -138,7 +138,7 @@ impl Orchestrator {
 
     /// Hands recorded deliveries to their jobs: a hint to poll now for known responses, an
     /// adoption lookup for unknown ones, nothing for event types we do not use.
-    async fn hand_off_deliveries(
+    pub(super) async fn hand_off_deliveries(
         &self,
         handles: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), StoreError> {

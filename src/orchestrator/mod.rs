@@ -175,6 +175,8 @@ struct Inner {
     >,
     /// Response ids whose ledger write failed (with how they were found): retried each pass.
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
+    /// When a ledger pass last did the housekeeping (see [`Orchestrator::housekeeping_due`]).
+    housekept_at: Mutex<Option<std::time::Instant>>,
     /// When the journals were last searched for a daemon that died (see [`ORPHAN_LOOK_EVERY`]);
     /// a monotonic instant, so a wall clock set back does not stop the looks.
     orphans_looked_at: Mutex<Option<std::time::Instant>>,
@@ -184,6 +186,11 @@ struct Inner {
 /// that died (a lock that came free), to replay it and end its leases: a directory listing
 /// and a lock attempt per file.
 const ORPHAN_LOOK_EVERY: Duration = Duration::from_secs(30);
+
+/// How often the ledger worker does its housekeeping at most. Under load it passes many times
+/// a second (every poll and webhook wakes it), and the housekeeping is a dozen statements
+/// whose work is never that urgent: a timeout or a lease is seen within this long.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
 impl Orchestrator {
     pub fn new(
@@ -210,6 +217,7 @@ impl Orchestrator {
             journal: std::sync::OnceLock::new(),
             unrecorded: Mutex::new(Vec::new()),
             orphans_looked_at: Mutex::new(None),
+            housekept_at: Mutex::new(None),
             intake: std::sync::OnceLock::new(),
             applier: std::sync::OnceLock::new(),
             store,
@@ -299,6 +307,23 @@ impl Orchestrator {
 
     fn journal(&self) -> Option<journal::Journal> {
         self.inner.journal.get().cloned()
+    }
+
+    /// Whether this ledger pass does the housekeeping (timeouts, cancels, expired leases,
+    /// uncertain creates, duplicates, retention, schedules, stored secrets): at most every
+    /// [`HOUSEKEEPING_EVERY`]. Passes in between, woken by a poll or a webhook, only hand off
+    /// deliveries and claim polls.
+    fn housekeeping_due(&self) -> bool {
+        let mut last = self
+            .inner
+            .housekept_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < HOUSEKEEPING_EVERY) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
     }
 
     /// Replays the journals of daemons that died beside this one, every [`ORPHAN_LOOK_EVERY`].
@@ -432,6 +457,12 @@ impl Orchestrator {
     /// tasks it spawned. Each worker runs whatever the others did, and the first error is
     /// returned.
     async fn tick(&self) -> Result<Vec<JoinHandle<()>>, StoreError> {
+        // A tick does everything that is due, housekeeping included, however recent the last.
+        *self
+            .inner
+            .housekept_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         let mut handles = Vec::new();
         let mut first: Option<StoreError> = None;
         for w in Worker::ALL {
@@ -463,14 +494,18 @@ impl Orchestrator {
         };
         match w {
             Worker::Ledger => {
-                self.sync_stored_webhook_secrets().await;
-                self.retry_unrecorded().await;
-                self.look_for_orphans().await;
-                note("maintenance", self.maintain(handles).await);
-                note("duplicates", self.check_duplicates().await);
-                self.start_retention(handles);
-                crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
-                note("schedules", self.run_schedules().await);
+                if self.housekeeping_due() {
+                    self.sync_stored_webhook_secrets().await;
+                    self.retry_unrecorded().await;
+                    self.look_for_orphans().await;
+                    note("maintenance", self.maintain(handles).await);
+                    note("duplicates", self.check_duplicates().await);
+                    self.start_retention(handles);
+                    crate::telemetry::upkeep(u64::try_from(self.now() / 1000).unwrap_or(0));
+                    note("schedules", self.run_schedules().await);
+                } else {
+                    note("hand-offs", self.hand_off_deliveries(handles).await);
+                }
                 note("polls", self.start_polls(handles).await);
                 // What the pass itself writes that concerns the others (a job ended, a run
                 // released) wakes them where it is written; anything else due is found by

@@ -507,10 +507,11 @@ impl Orchestrator {
                     note("hand-offs", self.hand_off_deliveries(handles).await);
                 }
                 note("polls", self.start_polls(handles).await);
-                // What the pass itself writes that concerns the others (a job ended, a run
-                // released) wakes them where it is written; anything else due is found by
-                // their own next look (at most a second away). Waking them after every pass
-                // cost two empty passes per poll with 10,000 jobs waiting upstream.
+                // What the pass wrote may have made notifications due (a timeout, a cancel,
+                // a failed create). The outbox's look is one cheap read; the submit worker is
+                // woken where a place in flight frees up (a job's end), not after every pass:
+                // with 10,000 jobs waiting upstream that cost an empty claim per poll.
+                self.inner.wakes.outbox.notify_one();
             }
             Worker::Submit => note("submissions", self.start_submissions(handles).await),
             Worker::Outbox => {

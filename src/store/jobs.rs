@@ -347,38 +347,48 @@ impl Store {
     /// job's replay or conflict, as if they had come one after the other. If the transaction
     /// itself fails, every job's answer is the error.
     pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Vec<Result<InsertOutcome, StoreError>> {
-        match self.insert_jobs_in_one(jobs).await {
-            Ok(outcomes) => outcomes,
+        self.each_in_savepoint(jobs, async |conn, job| insert_job_in(conn, job).await)
+            .await
+    }
+
+    /// Runs `write` for each item in a savepoint of its own, all in one `BEGIN IMMEDIATE`
+    /// transaction (one commit, one fsync): an item whose write fails answers its error and
+    /// leaves nothing behind, the others go on. One answer per item, in order; if the
+    /// transaction itself fails, every answer is that error.
+    pub(super) async fn each_in_savepoint<T, R>(
+        &self,
+        items: &[T],
+        mut write: impl AsyncFnMut(&mut SqliteConnection, &T) -> Result<R, StoreError>,
+    ) -> Vec<Result<R, StoreError>> {
+        let all = async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                let mut one = sqlx::Connection::begin(&mut *tx).await?;
+                match write(&mut one, item).await {
+                    Ok(answer) => {
+                        one.commit().await?;
+                        answers.push(Ok(answer));
+                    }
+                    Err(e) => {
+                        one.rollback().await?;
+                        answers.push(Err(e));
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(answers)
+        };
+        match all.await {
+            Ok(answers) => answers,
             Err(e) => {
                 let msg = crate::telemetry::chain(&e).to_string();
-                jobs.iter()
+                items
+                    .iter()
                     .map(|_| Err(StoreError::BatchFailed(msg.clone())))
                     .collect()
             }
         }
-    }
-
-    async fn insert_jobs_in_one(
-        &self,
-        jobs: &[NewJob],
-    ) -> Result<Vec<Result<InsertOutcome, StoreError>>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let mut one = sqlx::Connection::begin(&mut *tx).await?;
-            match insert_job_in(&mut one, job).await {
-                Ok(outcome) => {
-                    one.commit().await?;
-                    outcomes.push(Ok(outcome));
-                }
-                Err(e) => {
-                    one.rollback().await?;
-                    outcomes.push(Err(e));
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
     }
 
     /// Inserts `job` as a retry of `original`, in one transaction with the timeline on both:

@@ -86,39 +86,10 @@ impl Store {
         &self,
         writes: &[ObservationWrite],
     ) -> Vec<Result<ApplyOutcome, StoreError>> {
-        match self.apply_in_one(writes).await {
-            Ok(outcomes) => outcomes,
-            Err(e) => {
-                let msg = crate::telemetry::chain(&e).to_string();
-                writes
-                    .iter()
-                    .map(|_| Err(StoreError::BatchFailed(msg.clone())))
-                    .collect()
-            }
-        }
-    }
-
-    async fn apply_in_one(
-        &self,
-        writes: &[ObservationWrite],
-    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut outcomes = Vec::with_capacity(writes.len());
-        for w in writes {
-            let mut one = sqlx::Connection::begin(&mut *tx).await?;
-            match apply_in(&mut one, &w.id, &w.obs, &w.ctx()).await {
-                Ok(outcome) => {
-                    one.commit().await?;
-                    outcomes.push(Ok(outcome));
-                }
-                Err(e) => {
-                    one.rollback().await?;
-                    outcomes.push(Err(e));
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        self.each_in_savepoint(writes, async |conn, w| {
+            apply_in(conn, &w.id, &w.obs, &w.ctx()).await
+        })
+        .await
     }
 
     /// Reschedules a claimed poll that failed (upstream error) without changing the status,

@@ -509,6 +509,25 @@ async fn a_stale_finish_unsubmitted_is_fenced_by_the_attempt() {
     store.close().await;
 }
 
+/// The daemon on `db`, uncertain creates resolved (under `fail`) as soon as they are seen.
+async fn start_without_uncertain_wait(db: &Path) -> helpers::TestApp {
+    let path = db.display().to_string();
+    helpers::spawn_app_with(
+        move |c| {
+            c.database = Some(path);
+            c.upstream.uncertain_create_wait = Some(Duration::ZERO);
+        },
+        helpers::fast_sim(),
+    )
+    .await
+}
+
+async fn assert_failed_uncertain(app: &helpers::TestApp, id: &JobId) {
+    let job = app.wait_terminal(id, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.unwrap().code, "submit_uncertain");
+}
+
 /// Another daemon is sending a create (its lease runs for minutes); a second one's lease ran
 /// out (its worker died). Expiring leases now turns only the second uncertain, and a daemon
 /// that starts on the file leaves the first alone: no uncertain event, no new attempt, no
@@ -552,19 +571,9 @@ async fn a_start_leaves_a_live_lease_alone_and_expires_only_a_dead_one() {
     );
     store.close().await;
 
-    let path = db.display().to_string();
-    let app = helpers::spawn_app_with(
-        move |c| {
-            c.database = Some(path);
-            c.upstream.uncertain_create_wait = Some(Duration::ZERO);
-        },
-        helpers::fast_sim(),
-    )
-    .await;
+    let app = start_without_uncertain_wait(&db).await;
     // The dead one's uncertainty is resolved by the policy (`fail`): proof passes ran.
-    let job = app.wait_terminal(&dead, DEADLINE).await;
-    assert_eq!(job.status, JobStatus::Failed);
-    assert_eq!(job.error.unwrap().code, "submit_uncertain");
+    assert_failed_uncertain(&app, &dead).await;
     for _ in 0..3 {
         app.orchestrator.run_once().await.unwrap();
     }
@@ -624,18 +633,8 @@ async fn a_start_ends_at_once_only_the_leases_of_a_daemon_that_is_gone() {
     store.close().await;
     drop(gone);
 
-    let path = db.display().to_string();
-    let app = helpers::spawn_app_with(
-        move |c| {
-            c.database = Some(path);
-            c.upstream.uncertain_create_wait = Some(Duration::ZERO);
-        },
-        helpers::fast_sim(),
-    )
-    .await;
-    let job = app.wait_terminal(&orphaned, DEADLINE).await;
-    assert_eq!(job.status, JobStatus::Failed);
-    assert_eq!(job.error.unwrap().code, "submit_uncertain");
+    let app = start_without_uncertain_wait(&db).await;
+    assert_failed_uncertain(&app, &orphaned).await;
     let events = app
         .orchestrator
         .store()

@@ -4,11 +4,16 @@
 //! the batches grow and the cost per item falls; a lone item is written at once (no timer
 //! waits for company).
 //!
-//! Used for webhook deliveries (`inbound::recorder`) and for taking jobs in
-//! (`orchestrator::intake`). The writer stops when every handle is dropped, after writing what
-//! was queued.
+//! Used for webhook deliveries (`inbound::recorder`), for taking jobs in
+//! (`orchestrator::intake`), for poll results (`orchestrator::poll`) and for the outbox's
+//! delivery results (`notify`). The writer stops when every handle is dropped, after writing
+//! what was queued. A batch whose write panics answers its callers [`Stopped`] and the writer
+//! goes on with the next one.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,7 +53,14 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
             let mut pending = Vec::with_capacity(max_batch);
             while rx.recv_many(&mut pending, max_batch).await > 0 {
                 let (items, answers): (Vec<T>, Vec<oneshot::Sender<R>>) = pending.drain(..).unzip();
-                let results = write(items).await;
+                // A panic in one batch must not leave every later caller without a writer.
+                let Ok(results) = AssertUnwindSafe(write(items)).catch_unwind().await else {
+                    tracing::error!(
+                        items = answers.len(),
+                        "a batch write panicked; its callers are told it was not written"
+                    );
+                    continue;
+                };
                 for (answer, result) in answers.into_iter().zip(results) {
                     // The caller may have gone (its client hung up): the item is written all
                     // the same.
@@ -105,5 +117,17 @@ mod tests {
     async fn a_missing_answer_is_stopped() {
         let b = Batcher::start(8, |_items: Vec<u8>| async { Vec::<u8>::new() });
         assert_eq!(b.call(1).await, Err(Stopped));
+    }
+
+    /// A batch whose write panics answers its callers `Stopped`; the writer lives on and the
+    /// next batch is written.
+    #[tokio::test]
+    async fn a_panicking_batch_does_not_stop_the_writer() {
+        let b = Batcher::start(8, |items: Vec<u8>| async move {
+            assert!(!items.contains(&0), "a poisoned item");
+            items
+        });
+        assert_eq!(b.call(0).await, Err(Stopped));
+        assert_eq!(b.call(7).await, Ok(7));
     }
 }

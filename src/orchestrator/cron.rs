@@ -1,4 +1,5 @@
-//! The scheduler: turns the due ticks of the jobs file's schedules into jobs, each pass.
+//! The scheduler: turns the due ticks of the jobs file's schedules into jobs, in each round of
+//! the ledger worker's housekeeping (at most every 250 ms).
 //! (Not to be confused with [`super::schedule`], the polling schedule of one job.)
 //!
 //! The `schedules` table says which tick of each schedule comes next; a pass plans the due
@@ -82,8 +83,12 @@ impl Orchestrator {
         let store = &self.inner.store;
         let now = self.now();
         let live_from = self.inner.scheduler.live_from(now);
-        for job_id in store.release_waiting_runs(now).await? {
+        let released = store.release_waiting_runs(now).await?;
+        for job_id in &released {
             tracing::info!(job_id = %job_id, "scheduled run released: its previous run finished");
+        }
+        if !released.is_empty() {
+            self.inner.wakes.submit.notify_one();
         }
         for row in store.due_schedules(now).await? {
             if let Err(e) = self.run_schedule(&row, now, live_from).await {

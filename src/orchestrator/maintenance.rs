@@ -1,5 +1,6 @@
-//! Housekeeping each pass: timeouts, cancels of unsubmitted jobs, uncertain creates, and the
-//! hand-off of webhook deliveries to their jobs (adopting responses a job never heard of).
+//! The ledger worker's housekeeping (at most every 250 ms): timeouts, cancels of unsubmitted
+//! jobs, expired leases and uncertain creates; and, every pass, the hand-off of webhook
+//! deliveries to their jobs (adopting responses a job never heard of).
 
 use tokio::task::JoinHandle;
 
@@ -97,6 +98,7 @@ impl Orchestrator {
                 .finish_unsubmitted(id, attempt, JobStatus::Cancelled, &error, now, &outbox)
                 .await?;
             self.inner.wakes.outbox.notify_one();
+            self.inner.wakes.submit.notify_one();
             return Ok(());
         }
         match self.config().upstream.uncertain_create {
@@ -116,6 +118,7 @@ impl Orchestrator {
                     .finish_unsubmitted(id, attempt, JobStatus::Failed, &error, now, &outbox)
                     .await?;
                 self.inner.wakes.outbox.notify_one();
+                self.inner.wakes.submit.notify_one();
             }
             UncertainCreatePolicy::Resubmit => {
                 tracing::warn!(

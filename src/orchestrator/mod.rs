@@ -177,6 +177,9 @@ struct Inner {
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
     /// When a ledger pass last did the housekeeping (see [`Orchestrator::housekeeping_due`]).
     housekept_at: Mutex<Option<std::time::Instant>>,
+    /// Whether the last ledger pass skipped the housekeeping (see
+    /// [`Orchestrator::housekeeping_left`]).
+    housekeeping_skipped: AtomicBool,
     /// When the journals were last searched for a daemon that died (see [`ORPHAN_LOOK_EVERY`]);
     /// a monotonic instant, so a wall clock set back does not stop the looks.
     orphans_looked_at: Mutex<Option<std::time::Instant>>,
@@ -189,7 +192,8 @@ const ORPHAN_LOOK_EVERY: Duration = Duration::from_secs(30);
 
 /// How often the ledger worker does its housekeeping at most. Under load it passes many times
 /// a second (every poll and webhook wakes it), and the housekeeping is a dozen statements
-/// whose work is never that urgent: a timeout or a lease is seen within this long.
+/// whose work is never that urgent: a timeout, a lease, an uncertain create or a schedule's
+/// tick that falls due is seen within this long (a pass that skipped it sleeps no longer).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
 impl Orchestrator {
@@ -218,6 +222,7 @@ impl Orchestrator {
             unrecorded: Mutex::new(Vec::new()),
             orphans_looked_at: Mutex::new(None),
             housekept_at: Mutex::new(None),
+            housekeeping_skipped: AtomicBool::new(false),
             intake: std::sync::OnceLock::new(),
             applier: std::sync::OnceLock::new(),
             store,
@@ -319,11 +324,32 @@ impl Orchestrator {
             .housekept_at
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|t| t.elapsed() < HOUSEKEEPING_EVERY) {
-            return false;
+        let due = !last.is_some_and(|t| t.elapsed() < HOUSEKEEPING_EVERY);
+        if due {
+            *last = Some(std::time::Instant::now());
         }
-        *last = Some(std::time::Instant::now());
-        true
+        self.inner
+            .housekeeping_skipped
+            .store(!due, Ordering::Relaxed);
+        due
+    }
+
+    /// After a ledger pass that skipped the housekeeping, how long until it may run: the
+    /// worker sleeps no longer, so a timeout, a lease or an uncertain create that fell due
+    /// meanwhile waits at most [`HOUSEKEEPING_EVERY`] (the sleep hint does not count work
+    /// already due).
+    fn housekeeping_left(&self) -> Option<Duration> {
+        if !self.inner.housekeeping_skipped.load(Ordering::Relaxed) {
+            return None;
+        }
+        let last = *self
+            .inner
+            .housekept_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Some(last.map_or(Duration::ZERO, |t| {
+            HOUSEKEEPING_EVERY.saturating_sub(t.elapsed())
+        }))
     }
 
     /// Replays the journals of daemons that died beside this one, every [`ORPHAN_LOOK_EVERY`].
@@ -437,7 +463,12 @@ impl Orchestrator {
             }
             // The tasks started run on (the tracker owns them).
             drop(handles);
-            let sleep = self.sleep_hint(w).await;
+            let mut sleep = self.sleep_hint(w).await;
+            if w == Worker::Ledger
+                && let Some(left) = self.housekeeping_left()
+            {
+                sleep = sleep.min(left);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.inner.wakes.of(w).notified() => {}

@@ -13,9 +13,9 @@ use crate::store::{ApplyOutcome, EventKind, ObservationWrite, PollClaim, StoreEr
 use crate::telemetry::chain;
 use crate::upstream::{CancelOutcome, UpstreamError};
 
-/// Polls in a row that must answer 404 before a job fails with `response_not_found`.
 /// Poll results written per transaction, at most.
 const MAX_APPLY_BATCH: usize = 256;
+/// Polls in a row that must answer 404 before a job fails with `response_not_found`.
 const NOT_FOUND_CONFIRMATIONS: i64 = 3;
 /// The wait before asking again after a 404.
 const NOT_FOUND_RETRY_MS: i64 = 5_000;

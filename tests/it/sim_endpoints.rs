@@ -340,8 +340,12 @@ async fn response_events_reach_every_subscribed_endpoint_signed_with_its_secret(
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{failed}");
+    // The simulator counts a delivery once its endpoint has answered, a moment after the
+    // endpoint saw it: wait for the count too.
     wait_for("the failure at both endpoints that want it", || {
-        !failed_only.hits().is_empty() && done.hits().len() == 2
+        !failed_only.hits().is_empty()
+            && done.hits().len() == 2
+            && sim.stats().webhooks_delivered >= 4
     })
     .await;
     let completed = ("response.completed".to_owned(), resp["id"].clone());

@@ -181,6 +181,11 @@ pub struct PollingConfig {
     /// interval is stretched to at least `in flight / max_per_second` (upstream counts every
     /// retrieve against the organisation's request limits).
     pub max_per_second: u32,
+    /// While webhooks are healthy, the safety-net polls a second on average at most (and
+    /// never more than `max_per_second`): a daemon with many jobs waiting upstream then
+    /// costs next to nothing while it waits, and a lost webhook costs at most
+    /// `in flight / safety_net_per_second`.
+    pub safety_net_per_second: u32,
 }
 
 /// The largest concurrency limit accepted (`limits.max_concurrent_*`, `notify.max_concurrent`,
@@ -280,6 +285,7 @@ impl Default for PollingConfig {
             min_interval: Duration::from_secs(2),
             max_interval: Duration::from_secs(60),
             max_per_second: 20,
+            safety_net_per_second: 2,
         }
     }
 }
@@ -453,6 +459,12 @@ impl Config {
         }
         if self.polling.max_per_second == 0 {
             err(&["polling", "max_per_second"], "must be at least 1".into());
+        }
+        if self.polling.safety_net_per_second == 0 {
+            err(
+                &["polling", "safety_net_per_second"],
+                "must be at least 1".into(),
+            );
         }
         if self.polling.max_interval < self.polling.min_interval {
             err(

@@ -47,6 +47,9 @@ impl Governor {
     }
 }
 
+/// At most this many rate-limit windows go into one transaction.
+const MAX_WINDOW_BATCH: usize = 256;
+
 /// The low-water marks of a config.
 pub(super) fn low_water(config: &Config) -> LowWater {
     LowWater {
@@ -74,9 +77,30 @@ impl Orchestrator {
         let Some(l) = limits else { return };
         let window = RateWindow::observed(model, l, self.now());
         let store = self.inner.store.clone();
+        let writer = self
+            .inner
+            .windows
+            .get_or_init(|| {
+                crate::batch::Batcher::start(MAX_WINDOW_BATCH, move |windows: Vec<RateWindow>| {
+                    let store = store.clone();
+                    async move {
+                        let written = store
+                            .record_rate_windows(&windows)
+                            .await
+                            .map_err(|e| chain(&e).to_string());
+                        vec![written; windows.len()]
+                    }
+                })
+            })
+            .clone();
         self.inner.tracker.spawn(async move {
-            if let Err(e) = store.record_rate_window(&window).await {
-                tracing::warn!(model = %window.model, error = %chain(&e), "cannot record a rate-limit window");
+            let model = window.model.clone();
+            match writer.call(window).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(model = %model, %error, "cannot record a rate-limit window");
+                }
+                Err(_) => {}
             }
         });
     }

@@ -13,7 +13,7 @@ use crate::telemetry::chain;
 use crate::upstream::tagged_job_id;
 
 /// Deliveries handed off per query; a full page makes the ledger worker look again at once.
-const HAND_OFF_PAGE: i64 = 512;
+const HAND_OFF_PAGE: i64 = 128;
 
 impl Orchestrator {
     pub(super) async fn maintain(
@@ -146,14 +146,23 @@ impl Orchestrator {
         handles: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
+        // Those whose look-up still waits for its turn are left alone (not counted again).
+        let busy: Vec<String> = self
+            .inner
+            .looking_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         let deliveries = store
-            .unhandled_deliveries(self.now(), HAND_OFF_PAGE)
+            .unhandled_deliveries(self.now(), HAND_OFF_PAGE, &busy)
             .await?;
         if deliveries.len() as i64 == HAND_OFF_PAGE {
             // More are due: look again as soon as this pass ends.
             self.inner.wakes.ledger.notify_one();
         }
-        // Those whose look-up still waits for its turn are left alone (not counted again).
+        // A look-up that began since the page was read is not started twice.
         let deliveries: Vec<DeliveryRow> = {
             let busy = self
                 .inner

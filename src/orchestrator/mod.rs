@@ -173,6 +173,18 @@ struct Inner {
             Result<crate::store::ApplyOutcome, StoreError>,
         >,
     >,
+    /// The group-committed writer of response ids (see `submit.rs`), started on first use: a
+    /// burst of creates' answers is recorded in one transaction.
+    attacher: std::sync::OnceLock<
+        crate::batch::Batcher<
+            crate::store::AttachRequest,
+            Result<crate::store::Attach, StoreError>,
+        >,
+    >,
+    /// The group-committed writer of rate-limit windows (see `limits.rs`), started on first
+    /// use: a burst of creates records their windows in one transaction.
+    windows:
+        std::sync::OnceLock<crate::batch::Batcher<crate::upstream::RateWindow, Result<(), String>>>,
     /// Response ids whose ledger write failed (with how they were found): retried each pass.
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
     /// When a ledger pass last did the housekeeping (see [`Orchestrator::housekeeping_due`]).
@@ -225,6 +237,8 @@ impl Orchestrator {
             housekeeping_skipped: AtomicBool::new(false),
             intake: std::sync::OnceLock::new(),
             applier: std::sync::OnceLock::new(),
+            windows: std::sync::OnceLock::new(),
+            attacher: std::sync::OnceLock::new(),
             store,
             client: ArcSwap::from_pointee(client),
             config,

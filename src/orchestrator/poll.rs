@@ -286,11 +286,45 @@ impl Orchestrator {
                         job_id = %id,
                         "finished job found by polling; no webhook had arrived"
                     );
-                    self.inner.health.record_miss(now);
+                    if self.inner.health.record_miss(now) {
+                        self.pull_in_safety_net(now).await;
+                    }
                 }
             }
         }
         Ok(outcome)
+    }
+
+    /// Webhooks just turned unhealthy: the polls spread for a safety net (up to
+    /// `in flight / safety_net_per_second` away) are brought within the spread of
+    /// `max_per_second` (at least a quarter of `max_interval`), so a webhook outage does not
+    /// leave results waiting for the thin safety net.
+    async fn pull_in_safety_net(&self, now: i64) {
+        let config = self.config();
+        let cfg = &config.polling;
+        let in_flight = self
+            .inner
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (spread, _) = super::poll_interval::spread(
+            cfg.max_interval / 4,
+            cfg.max_interval,
+            in_flight,
+            cfg.max_per_second,
+        );
+        match self
+            .inner
+            .store
+            .pull_in_polls(now, crate::clock::ms(spread))
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::info!(jobs = n, "webhooks went missing: polls brought forward");
+                self.wake();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %chain(&e), "cannot bring polls forward"),
+        }
     }
 
     /// Cancels a job now, for the API: a pending job ends at once; a submitted one is cancelled

@@ -29,6 +29,17 @@ pub fn next_interval(
     }
 }
 
+/// The polls a second, on average over all jobs, that [`spread`] keeps to: with healthy
+/// webhooks a poll is only the safety net, spread to `safety_net_per_second` (never more
+/// than `max_per_second`); without them, `max_per_second`.
+pub fn per_second(webhooks_healthy: bool, max_per_second: u32, safety_net_per_second: u32) -> u32 {
+    if webhooks_healthy {
+        max_per_second.min(safety_net_per_second)
+    } else {
+        max_per_second
+    }
+}
+
 /// Stretches `interval` so that `in_flight` jobs polled that often make at most
 /// `per_second` polls a second on average, and returns it with the cap for [`jitter`]:
 /// `max_interval`, or the stretched interval when it is longer.
@@ -84,11 +95,14 @@ impl WebhookHealth {
         self.configured.store(configured, Ordering::Relaxed);
     }
 
-    /// A poll found a job finished and no webhook had said so.
-    pub fn record_miss(&self, now: i64) {
+    /// A poll found a job finished and no webhook had said so. Returns whether webhooks were
+    /// healthy until then (the polls spread for a safety net are then too far apart).
+    pub fn record_miss(&self, now: i64) -> bool {
+        let was_healthy = self.is_healthy(now);
         if let Ok(mut u) = self.unhealthy_until.lock() {
             *u = now + MISS_PENALTY_MS;
         }
+        was_healthy
     }
 }
 
@@ -130,6 +144,23 @@ mod tests {
         assert_eq!(spread(2 * S, max, -1, 0), (2 * S, max));
     }
 
+    /// 10,000 jobs waiting upstream with healthy webhooks: each is polled every 5,000 s (2 a
+    /// second); once a webhook went missing, every 500 s (20 a second). A safety-net rate
+    /// above `max_per_second` never raises it.
+    #[test]
+    fn healthy_webhooks_spread_the_safety_net_thinner() {
+        let max = 60 * S;
+        let healthy = per_second(true, 20, 2);
+        assert_eq!(healthy, 2);
+        assert_eq!(spread(max, max, 10_000, healthy).0, 5_000 * S);
+        let unhealthy = per_second(false, 20, 2);
+        assert_eq!(unhealthy, 20);
+        assert_eq!(spread(max, max, 10_000, unhealthy).0, 500 * S);
+        assert_eq!(per_second(true, 5, 50), 5);
+        // A few jobs are polled every max_interval either way.
+        assert_eq!(spread(max, max, 100, healthy).0, max);
+    }
+
     #[test]
     fn jitter_never_passes_max() {
         assert_eq!(jitter(60 * S, 60 * S, 0.99), 60 * S);
@@ -140,9 +171,12 @@ mod tests {
     fn health() {
         let h = WebhookHealth::new(true);
         assert!(h.is_healthy(0));
-        h.record_miss(0);
+        assert!(h.record_miss(0));
         assert!(!h.is_healthy(1000));
-        assert!(h.is_healthy(MISS_PENALTY_MS));
+        // A second miss while unhealthy says so, and extends the penalty from its own time.
+        assert!(!h.record_miss(1000));
+        assert!(!h.is_healthy(MISS_PENALTY_MS));
+        assert!(h.is_healthy(MISS_PENALTY_MS + 1000));
         assert!(!WebhookHealth::new(false).is_healthy(0));
     }
 }

@@ -19,10 +19,13 @@ use crate::clock::ms;
 use crate::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use crate::notify::routes_for;
 use crate::store::{
-    Attach, AttachContext, EventKind, Lease, NewDuplicate, StoreError, SubmitClaim,
+    Attach, AttachRequest, EventKind, Lease, NewDuplicate, StoreError, SubmitClaim,
 };
 use crate::telemetry::chain;
 use crate::upstream::{self, UpstreamError};
+
+/// At most this many response ids go into one transaction.
+const MAX_ATTACH_BATCH: usize = 256;
 
 impl Orchestrator {
     /// Claims and starts as many submissions as the limits allow.
@@ -309,7 +312,9 @@ impl Orchestrator {
         let mut tries = 0u32;
         loop {
             let now = self.now();
-            let ctx = AttachContext {
+            let request = AttachRequest {
+                job_id: entry.job_id.clone(),
+                response_id: entry.response_id.clone(),
                 now,
                 first_poll_at: now + interval,
                 poll_interval_ms: interval,
@@ -318,15 +323,27 @@ impl Orchestrator {
                 } else {
                     EventKind::Adopted
                 },
-                how,
-                request_id,
+                how: how.to_owned(),
+                request_id: request_id.map(str::to_owned),
             };
-            match self
-                .inner
-                .store
-                .attach_response(&entry.job_id, &entry.response_id, &ctx)
-                .await
-            {
+            // After a failed batch, alone: an item at fault in it must not hold this one back.
+            let attached = if tries == 0 {
+                self.attach_batched(request).await
+            } else {
+                let ctx = crate::store::AttachContext {
+                    now: request.now,
+                    first_poll_at: request.first_poll_at,
+                    poll_interval_ms: request.poll_interval_ms,
+                    kind: request.kind,
+                    how: &request.how,
+                    request_id: request.request_id.as_deref(),
+                };
+                self.inner
+                    .store
+                    .attach_response(&request.job_id, &request.response_id, &ctx)
+                    .await
+            };
+            match attached {
                 Ok(a) => return Ok(a),
                 Err(e) if e.is_decode() || tries >= ATTACH_TRIES => return Err(e),
                 Err(e) => {
@@ -337,6 +354,23 @@ impl Orchestrator {
                 }
             }
         }
+    }
+
+    /// Attaches a response through the group-committed writer (see
+    /// [`crate::store::Store::attach_responses`]).
+    async fn attach_batched(&self, request: AttachRequest) -> Result<Attach, StoreError> {
+        let store = self.inner.store.clone();
+        self.inner
+            .attacher
+            .get_or_init(|| {
+                crate::batch::Batcher::start(MAX_ATTACH_BATCH, move |items: Vec<AttachRequest>| {
+                    let store = store.clone();
+                    async move { store.attach_responses(&items).await }
+                })
+            })
+            .call(request)
+            .await
+            .map_err(|_| StoreError::BatchFailed("the batch writer did not answer".into()))?
     }
 
     /// Retries the response ids whose ledger write failed earlier in this process.
@@ -541,7 +575,9 @@ pub(super) fn interval_ms(prev: i64, orch: &Orchestrator, now: i64) -> i64 {
         .inner
         .in_flight
         .load(std::sync::atomic::Ordering::Relaxed);
-    let (next, cap) = poll_interval::spread(next, cfg.max_interval, in_flight, cfg.max_per_second);
+    let per_second =
+        poll_interval::per_second(healthy, cfg.max_per_second, cfg.safety_net_per_second);
+    let (next, cap) = poll_interval::spread(next, cfg.max_interval, in_flight, per_second);
     ms(poll_interval::jitter(next, cap, rand::random()))
 }
 

@@ -2,10 +2,12 @@
 //! Deliveries for response ids no job knows yet are kept, unhandled, and attached when the
 //! id appears.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
 
-use super::events::{EventKind, add_event};
+use super::events::EventKind;
 use super::{Store, StoreError};
 use crate::job::{JobId, ResponseId};
 use crate::signing::Verified;
@@ -104,48 +106,104 @@ impl Store {
         if deliveries.is_empty() {
             return Ok(out);
         }
+        // A page is handed off in a few set-wise statements, not a few per delivery: the
+        // write lock is held for as long as the statements take, and a receiver's batch of
+        // deliveries waits behind it. The rows go in as JSON arrays (`json_each`).
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for (d, response_id) in deliveries {
+        let named: Vec<&str> = deliveries
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().map(ResponseId::as_str))
+            .collect();
+        let jobs: HashMap<ResponseId, JobId> = if named.is_empty() {
+            HashMap::new()
+        } else {
+            sqlx::query_as::<_, (ResponseId, JobId)>(
+                "SELECT response_id, id FROM jobs \
+                 WHERE response_id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(json_text(&named)?)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+        };
+        // [webhook id, job id or null], [job id, event message], [webhook id, next look].
+        let mut handled: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut events: Vec<(&str, String)> = Vec::new();
+        let mut looks: Vec<(&str, i64)> = Vec::new();
+        for (d, response_id) in &deliveries {
             let Some(response_id) = response_id else {
-                mark_handled(&mut tx, &d.webhook_id, None, now).await?;
+                handled.push((&d.webhook_id, None));
                 continue;
             };
-            let job: Option<JobId> =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE response_id = ?")
-                    .bind(&response_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some(job) = job else {
-                if d.looks >= MAX_LOOKS {
-                    mark_handled(&mut tx, &d.webhook_id, None, now).await?;
-                    out.given_up.push((d, response_id));
-                } else {
-                    sqlx::query(
-                        "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = ? \
-                         WHERE webhook_id = ?",
-                    )
-                    .bind(now.saturating_add(look_backoff_ms(d.looks)))
-                    .bind(&d.webhook_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    out.look_up.push((d, response_id));
+            match jobs.get(response_id) {
+                Some(job) => {
+                    handled.push((&d.webhook_id, Some(job.as_str())));
+                    events.push((
+                        job.as_str(),
+                        format!("webhook {} ({})", d.event_type, d.webhook_id),
+                    ));
                 }
-                continue;
-            };
+                None if d.looks >= MAX_LOOKS => handled.push((&d.webhook_id, None)),
+                None => looks.push((&d.webhook_id, now.saturating_add(look_backoff_ms(d.looks)))),
+            }
+        }
+        if !events.is_empty() {
+            let woken: Vec<&str> = events.iter().map(|(job, _)| *job).collect();
             sqlx::query(
                 "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
-                 WHERE id = ? AND status IN ('pending', 'queued', 'in_progress')",
+                 WHERE id IN (SELECT value FROM json_each(?)) \
+                 AND status IN ('pending', 'queued', 'in_progress')",
             )
             .bind(now)
             .bind(now)
-            .bind(&job)
+            .bind(json_text(&woken)?)
             .execute(&mut *tx)
             .await?;
-            mark_handled(&mut tx, &d.webhook_id, Some(&job), now).await?;
-            let msg = format!("webhook {} ({})", d.event_type, d.webhook_id);
-            add_event(&mut tx, &job, now, EventKind::Webhook, &msg, None).await?;
+            // `json_each` walks the array in order, so the events keep the deliveries' order.
+            sqlx::query(
+                "INSERT INTO job_events (job_id, at, kind, message, data) \
+                 SELECT value ->> 0, ?, ?, value ->> 1, NULL FROM json_each(?) ORDER BY key",
+            )
+            .bind(now)
+            .bind(EventKind::Webhook.as_str())
+            .bind(json_text(&events)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !handled.is_empty() {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
+                 FROM json_each(?) AS h WHERE webhook_deliveries.webhook_id = h.value ->> 0",
+            )
+            .bind(now)
+            .bind(json_text(&handled)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !looks.is_empty() {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1 \
+                 FROM json_each(?) AS l WHERE webhook_deliveries.webhook_id = l.value ->> 0",
+            )
+            .bind(json_text(&looks)?)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
+        for (d, response_id) in deliveries {
+            let Some(response_id) = response_id else {
+                continue;
+            };
+            if jobs.contains_key(&response_id) {
+                continue;
+            }
+            if d.looks >= MAX_LOOKS {
+                out.given_up.push((d, response_id));
+            } else {
+                out.look_up.push((d, response_id));
+            }
+        }
         Ok(out)
     }
 
@@ -161,18 +219,23 @@ impl Store {
     }
 
     /// Deliveries not yet handed to a job and due now, oldest due first (new ones, those left
-    /// by a crash, and those whose response is due for another look-up).
+    /// by a crash, and those whose response is due for another look-up), but for those in
+    /// `busy` (their look-up waits for its turn): a page full of those would hide every other.
     pub async fn unhandled_deliveries(
         &self,
         now: i64,
         limit: i64,
+        busy: &[String],
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         Ok(sqlx::query_as::<_, DeliveryRow>(
             "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
              FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
-             WHERE handled_at IS NULL AND next_look_at <= ? ORDER BY next_look_at LIMIT ?",
+             WHERE handled_at IS NULL AND next_look_at <= ? \
+             AND webhook_id NOT IN (SELECT value FROM json_each(?)) \
+             ORDER BY next_look_at LIMIT ?",
         )
         .bind(now)
+        .bind(json_text(&busy)?)
         .bind(limit)
         .fetch_all(&self.reads)
         .await?)
@@ -229,6 +292,11 @@ impl Store {
         .fetch_optional(&self.reads)
         .await?)
     }
+}
+
+/// `rows` as a JSON array, the parameter of a statement that reads it with `json_each`.
+fn json_text<T: Serialize>(rows: &T) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(format!("cannot encode rows: {e}")))
 }
 
 async fn mark_handled(

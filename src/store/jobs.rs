@@ -584,12 +584,11 @@ impl Store {
 
     /// Jobs submitted upstream and not finished, plus those being submitted.
     pub async fn count_in_flight(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM {}",
-            super::limits::IN_FLIGHT
-        )))
-        .fetch_one(&self.reads)
-        .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM in_flight_counts")
+                .fetch_one(&self.reads)
+                .await?,
+        )
     }
 
     /// Counts of jobs by status (for metrics and the demo).

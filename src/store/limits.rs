@@ -32,9 +32,16 @@ pub(super) struct Skip {
 
 /// The jobs "in flight": running upstream, or past `ready` in their create (submitting,
 /// uncertain), read from their own small index (`INDEXED BY`: SQLite would rather take a
-/// status index and read the table).
+/// status index and read the table). The claims read `in_flight_counts` instead; the test
+/// below checks that its counts are always this query's.
+#[cfg(test)]
 pub(super) const IN_FLIGHT: &str = "jobs INDEXED BY jobs_in_flight WHERE \
      status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready')";
+
+/// The jobs in flight by model, from the counts the triggers of `in_flight_counts` keep
+/// (migration `20261205000014`): a row per model, not a walk of every job in flight.
+pub(super) const IN_FLIGHT_BY_MODEL: &str =
+    "SELECT model, n FROM in_flight_counts WHERE n > 0 ORDER BY model";
 
 /// Inside a claim's transaction: `None` when nothing may be claimed (`max_in_flight` reached),
 /// else the models of due jobs to skip: those at their per-model limit, and (while a budget is
@@ -44,11 +51,9 @@ pub(super) async fn models_at_limit(
     now: i64,
     limits: &ClaimLimits<'_>,
 ) -> Result<Option<Skip>, StoreError> {
-    let in_flight: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT model, COUNT(*) FROM {IN_FLIGHT} GROUP BY model"
-    )))
-    .fetch_all(&mut *conn)
-    .await?;
+    let in_flight: Vec<(String, i64)> = sqlx::query_as(IN_FLIGHT_BY_MODEL)
+        .fetch_all(&mut *conn)
+        .await?;
     if in_flight.iter().map(|(_, n)| n).sum::<i64>() >= limits.max_in_flight {
         return Ok(None);
     }
@@ -84,14 +89,65 @@ pub(super) async fn models_at_limit(
     Ok(Some(skip))
 }
 
+/// Sets the counts of jobs in flight to the table's, at start: the triggers keep them, but a
+/// count that drifted (a hand edit, a restored copy of the table without its triggers)
+/// would hold back submissions for good, or let too many go.
+pub(super) async fn repair_in_flight_counts(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT model, COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE status IN ('queued', 'in_progress') \
+         OR (status = 'pending' AND submit_state <> 'ready') GROUP BY model ORDER BY model",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let kept: Vec<(String, i64)> = sqlx::query_as(IN_FLIGHT_BY_MODEL)
+        .fetch_all(&mut *tx)
+        .await?;
+    if kept != counted {
+        tracing::warn!(
+            ?kept,
+            ?counted,
+            "the counts of jobs in flight had drifted; set to the table's"
+        );
+        sqlx::query("DELETE FROM in_flight_counts")
+            .execute(&mut *tx)
+            .await?;
+        for (model, n) in &counted {
+            sqlx::query("INSERT INTO in_flight_counts (model, n) VALUES (?, ?)")
+                .bind(model)
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 impl Store {
+    /// Moves every poll due later than `now + window` to a random time within the next
+    /// `window` ms (webhooks turned unhealthy: the safety net's spread is too thin). Returns
+    /// how many moved.
+    pub async fn pull_in_polls(&self, now: i64, window: i64) -> Result<u64, StoreError> {
+        let window = window.max(1);
+        Ok(sqlx::query(
+            "UPDATE jobs SET next_check_at = ? + abs(random() % ?) \
+             WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
+             AND next_check_at > ?",
+        )
+        .bind(now)
+        .bind(window)
+        .bind(now.saturating_add(window))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Jobs in flight by model (for `respool budget`-style views and tests).
     pub async fn count_in_flight_by_model(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT model, COUNT(*) FROM {IN_FLIGHT} GROUP BY model ORDER BY model"
-        )))
-        .fetch_all(&self.reads)
-        .await?)
+        Ok(sqlx::query_as(IN_FLIGHT_BY_MODEL)
+            .fetch_all(&self.reads)
+            .await?)
     }
 
     /// Makes the due, not yet submitted jobs of `model` wait until `until`: its rate-limit
@@ -138,5 +194,223 @@ impl Store {
         }
         tx.commit().await?;
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The counts of jobs in flight that the claims read are those of the table, whatever
+    //! sequence of writes made them: generated inserts, status, create-state and model
+    //! changes, deletes (retention), one by one and several rows in one statement.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const STATUSES: [&str; 7] = [
+        "pending",
+        "held",
+        "queued",
+        "in_progress",
+        "completed",
+        "failed",
+        "cancelled",
+    ];
+    const STATES: [&str; 4] = ["ready", "submitting", "uncertain", "done"];
+    const MODELS: [&str; 3] = ["gpt-5", "o3-deep-research", "gpt-5-mini"];
+
+    #[derive(Debug, Clone)]
+    enum Write {
+        Insert {
+            status: usize,
+            state: usize,
+            model: usize,
+        },
+        Status {
+            job: usize,
+            status: usize,
+        },
+        State {
+            job: usize,
+            state: usize,
+        },
+        Model {
+            job: usize,
+            model: usize,
+        },
+        StatusAndState {
+            job: usize,
+            status: usize,
+            state: usize,
+        },
+        /// One statement moving every job of a status (as the timeout sweep does).
+        AllOf {
+            from: usize,
+            to: usize,
+        },
+        Delete {
+            job: usize,
+        },
+    }
+
+    fn write() -> impl Strategy<Value = Write> {
+        prop_oneof![
+            3 => (0..7usize, 0..4usize, 0..3usize)
+                .prop_map(|(status, state, model)| Write::Insert { status, state, model }),
+            3 => (0..40usize, 0..7usize).prop_map(|(job, status)| Write::Status { job, status }),
+            2 => (0..40usize, 0..4usize).prop_map(|(job, state)| Write::State { job, state }),
+            1 => (0..40usize, 0..3usize).prop_map(|(job, model)| Write::Model { job, model }),
+            2 => (0..40usize, 0..7usize, 0..4usize)
+                .prop_map(|(job, status, state)| Write::StatusAndState { job, status, state }),
+            1 => (0..7usize, 0..7usize).prop_map(|(from, to)| Write::AllOf { from, to }),
+            1 => (0..40usize).prop_map(|job| Write::Delete { job }),
+        ]
+    }
+
+    fn job_id(n: usize) -> String {
+        format!("job_01K0000000000000000000{n:04}")
+    }
+
+    async fn apply(pool: &sqlx::SqlitePool, w: &Write, next: &mut usize) {
+        let q = match w {
+            Write::Insert {
+                status,
+                state,
+                model,
+            } => {
+                *next += 1;
+                sqlx::query(
+                    "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
+                     created_at, updated_at) VALUES (?, 'n', ?, ?, '{}', 'h', ?, 0, 0)",
+                )
+                .bind(job_id(*next))
+                .bind(MODELS[*model])
+                .bind(STATUSES[*status])
+                .bind(STATES[*state])
+            }
+            Write::Status { job, status } => sqlx::query("UPDATE jobs SET status = ? WHERE id = ?")
+                .bind(STATUSES[*status])
+                .bind(job_id(*job)),
+            Write::State { job, state } => {
+                sqlx::query("UPDATE jobs SET submit_state = ? WHERE id = ?")
+                    .bind(STATES[*state])
+                    .bind(job_id(*job))
+            }
+            Write::Model { job, model } => sqlx::query("UPDATE jobs SET model = ? WHERE id = ?")
+                .bind(MODELS[*model])
+                .bind(job_id(*job)),
+            Write::StatusAndState { job, status, state } => {
+                sqlx::query("UPDATE jobs SET status = ?, submit_state = ? WHERE id = ?")
+                    .bind(STATUSES[*status])
+                    .bind(STATES[*state])
+                    .bind(job_id(*job))
+            }
+            Write::AllOf { from, to } => sqlx::query("UPDATE jobs SET status = ? WHERE status = ?")
+                .bind(STATUSES[*to])
+                .bind(STATUSES[*from]),
+            Write::Delete { job } => {
+                sqlx::query("DELETE FROM jobs WHERE id = ?").bind(job_id(*job))
+            }
+        };
+        q.execute(pool).await.unwrap();
+    }
+
+    /// Webhooks turned unhealthy: polls spread far apart come within the window; those
+    /// already due sooner, finished jobs and jobs without a response stay as they are.
+    #[tokio::test]
+    async fn pulling_in_polls_moves_only_far_polls_of_unfinished_jobs() {
+        let store = crate::store::Store::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let pool = store.pool_for_tests();
+        let rows = [
+            (1, "in_progress", Some("resp_1"), 5_000_000),
+            (2, "queued", Some("resp_2"), 1_000_500),
+            (3, "completed", Some("resp_3"), 5_000_000),
+            (4, "pending", None, 5_000_000),
+            (5, "pending", Some("resp_5"), 9_000_000),
+        ];
+        for (n, status, rid, next) in rows {
+            sqlx::query(
+                "INSERT INTO jobs (id, name, model, status, spec, spec_hash, response_id, \
+                 submit_state, next_check_at, created_at, updated_at) \
+                 VALUES (?, 'n', 'gpt-5', ?, '{}', 'h', ?, 'done', ?, 0, 0)",
+            )
+            .bind(job_id(n))
+            .bind(status)
+            .bind(rid)
+            .bind(next)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        assert_eq!(store.pull_in_polls(1_000_000, 1_000).await.unwrap(), 2);
+        for (n, within) in [(1, true), (2, true), (3, false), (4, false), (5, true)] {
+            let next: i64 = sqlx::query_scalar("SELECT next_check_at FROM jobs WHERE id = ?")
+                .bind(job_id(n))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(
+                (1_000_000..1_001_000).contains(&next),
+                within,
+                "job {n}: {next}"
+            );
+        }
+        store.close().await;
+    }
+
+    /// Counts that drifted are set back to the table's when the store opens.
+    #[tokio::test]
+    async fn drifted_counts_are_repaired_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let store = crate::store::Store::connect(&url).await.unwrap();
+        let pool = store.pool_for_tests();
+        sqlx::query(
+            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, created_at, updated_at) \
+             VALUES (?, 'n', 'gpt-5', 'queued', '{}', 'h', 'done', 0, 0)",
+        )
+        .bind(job_id(1))
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE in_flight_counts SET n = 40")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(store.count_in_flight().await.unwrap(), 40);
+        store.close().await;
+        let store = crate::store::Store::connect(&url).await.unwrap();
+        assert_eq!(store.count_in_flight().await.unwrap(), 1);
+        store.close().await;
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_counts_of_jobs_in_flight_are_always_the_tables(
+            writes in proptest::collection::vec(write(), 1..80),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let store = crate::store::Store::connect("sqlite::memory:").await.unwrap();
+                let pool = store.pool_for_tests();
+                let mut next = 0;
+                for w in &writes {
+                    apply(&pool, w, &mut next).await;
+                    let counted: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT model, COUNT(*) FROM {IN_FLIGHT} GROUP BY model ORDER BY model"
+                    )))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+                    assert_eq!(store.count_in_flight_by_model().await.unwrap(), counted, "after {w:?}");
+                    let total: i64 = counted.iter().map(|(_, n)| n).sum();
+                    assert_eq!(store.count_in_flight().await.unwrap(), total, "after {w:?}");
+                }
+                store.close().await;
+            });
+        }
     }
 }

@@ -52,7 +52,7 @@ pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,
 };
 pub use stats::{STATS_BUCKET_MS, StatsRow};
-pub use submissions::{Attach, AttachContext, Claimed, Lease, UncertainWait};
+pub use submissions::{Attach, AttachContext, AttachRequest, Claimed, Lease, UncertainWait};
 pub use tokens::TokenCounts;
 
 /// A store failure. The database error is kept as the source for the log.
@@ -153,11 +153,91 @@ impl Drop for ProbeConnection {
 pub struct Store {
     pool: SqlitePool,
     reads: SqlitePool,
+    /// The task that checkpoints the WAL (none for an in-memory database).
+    checkpoints: Option<std::sync::Arc<Checkpointer>>,
+}
+
+/// Checkpoints the WAL from a connection of its own, every [`CHECKPOINT_EVERY`].
+///
+/// Left to SQLite, the checkpoint runs inside whichever commit makes the WAL pass 1,000
+/// pages: that commit copies the WAL into the file and syncs it while holding the write lock,
+/// so every writer queued behind it (a batch of webhook deliveries waiting for its `200`)
+/// waits several milliseconds more. A passive checkpoint on another connection runs beside
+/// the writers instead. SQLite's own checkpoint stays as a backstop at [`BACKSTOP_PAGES`],
+/// should this task fall behind.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: tokio_util::sync::CancellationToken,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// 1, 10, 100, …
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
+}
+
+/// How often the WAL is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// The WAL size (in pages) at which a commit checkpoints it itself.
+const BACKSTOP_PAGES: u32 = 10_000;
+
+impl Checkpointer {
+    fn start(mut conn: sqlx::SqliteConnection) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut failures = 0u64;
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                }
+                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&mut conn)
+                    .await
+                {
+                    Ok(_) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        // The 1st, 10th, 100th… failure in a row: a full disk is not logged
+                        // every second.
+                        if is_power_of_ten(failures) {
+                            tracing::warn!(error = %crate::telemetry::chain(&e), failures, "cannot checkpoint the database's WAL");
+                        }
+                    }
+                }
+            }
+            let _ = conn.close().await;
+        });
+        Self {
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Connections for writes, and for stand-alone reads.
-const WRITE_CONNECTIONS: u32 = 8;
-const READ_CONNECTIONS: u32 = 8;
+const WRITE_CONNECTIONS: u32 = 4;
+const READ_CONNECTIONS: u32 = 4;
+/// How much of the database file each connection maps (address space, not memory).
+const MMAP_BYTES: u64 = 256 << 20;
 
 impl Store {
     /// Opens (creating if needed) the database at `url`, in WAL mode with a busy timeout, and
@@ -169,23 +249,43 @@ impl Store {
             // FULL: a committed job survives power loss too, not just a killed process.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The statement journals of savepoints (a batch writes each item in one) and of
+            // multi-row statements stay in memory instead of a temp file.
+            .pragma("temp_store", "memory")
+            // Reads of the database file map its pages instead of copying them: after any
+            // write, every other connection drops its page cache and reads its pages again.
+            .pragma("mmap_size", MMAP_BYTES.to_string())
+            .pragma("wal_autocheckpoint", BACKSTOP_PAGES.to_string())
+            // After a burst, the WAL file is cut back to this size once checkpointed.
+            .pragma("journal_size_limit", (64u64 << 20).to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(WRITE_CONNECTIONS)
+            // A SQLite connection is a file handle in this process: nothing can break it
+            // between uses, and the test is a round trip to its thread on every acquire.
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        limits::repair_in_flight_counts(&pool).await?;
         // An in-memory database is one per connection: there, reads share the write pool.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let reads = if in_memory {
-            pool.clone()
+        let (reads, checkpoints) = if in_memory {
+            (pool.clone(), None)
         } else {
-            SqlitePoolOptions::new()
+            let reads = SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
-                .connect_with(opts.read_only(true).create_if_missing(false))
-                .await?
+                .test_before_acquire(false)
+                .connect_with(opts.clone().read_only(true).create_if_missing(false))
+                .await?;
+            let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+            (reads, Some(std::sync::Arc::new(Checkpointer::start(conn))))
         };
-        Ok(Self { pool, reads })
+        Ok(Self {
+            pool,
+            reads,
+            checkpoints,
+        })
     }
 
     /// Proves that the main database takes a write (for `/readyz`): updates the one row of
@@ -193,8 +293,13 @@ impl Store {
     /// the write lock. A read-only file, a write lock held by someone else (a `VACUUM`, a
     /// stuck writer) or a full disk answers an error saying which.
     pub async fn check_writable(&self, now: i64) -> Result<(), NotWritable> {
+        // Every write connection busy for as long as the lock may be held counts as locked.
+        let conn = tokio::time::timeout(PROBE_BUSY_TIMEOUT, self.pool.acquire())
+            .await
+            .map_err(|_| NotWritable::Locked(sqlx::Error::PoolTimedOut))?
+            .map_err(NotWritable::from_db)?;
         let mut probe = ProbeConnection {
-            conn: self.pool.acquire().await.map_err(NotWritable::from_db)?,
+            conn,
             restored: false,
         };
         let set_timeout =
@@ -232,6 +337,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        if let Some(c) = &self.checkpoints {
+            c.stop().await;
+        }
         self.reads.close().await;
         self.pool.close().await;
     }

@@ -37,27 +37,20 @@ impl From<WindowRow> for RateWindow {
 impl Store {
     /// Records a model's rate-limit window, unless a newer observation is already stored.
     pub async fn record_rate_window(&self, w: &RateWindow) -> Result<(), StoreError> {
-        let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-        sqlx::query(
-            "INSERT INTO rate_limit_windows \
-             (model, remaining_requests, remaining_tokens, requests_reset_at, tokens_reset_at, observed_at) \
-             VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (model) DO UPDATE SET \
-             remaining_requests = excluded.remaining_requests, \
-             remaining_tokens = excluded.remaining_tokens, \
-             requests_reset_at = excluded.requests_reset_at, \
-             tokens_reset_at = excluded.tokens_reset_at, \
-             observed_at = excluded.observed_at \
-             WHERE excluded.observed_at >= rate_limit_windows.observed_at",
-        )
-        .bind(&w.model)
-        .bind(count(w.remaining_requests))
-        .bind(count(w.remaining_tokens))
-        .bind(w.requests_reset_at)
-        .bind(w.tokens_reset_at)
-        .bind(w.observed_at)
-        .execute(&self.pool)
-        .await?;
+        self.record_rate_windows(std::slice::from_ref(w)).await
+    }
+
+    /// Records rate-limit windows in one transaction (one commit for a burst of creates),
+    /// each unless a newer observation of its model is stored or comes earlier in `windows`.
+    pub async fn record_rate_windows(&self, windows: &[RateWindow]) -> Result<(), StoreError> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for w in windows {
+            upsert_window(&mut tx, w).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -74,4 +67,32 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(RateWindow::from).collect())
     }
+}
+
+async fn upsert_window(
+    conn: &mut sqlx::SqliteConnection,
+    w: &RateWindow,
+) -> Result<(), StoreError> {
+    let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    sqlx::query(
+            "INSERT INTO rate_limit_windows \
+             (model, remaining_requests, remaining_tokens, requests_reset_at, tokens_reset_at, observed_at) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (model) DO UPDATE SET \
+             remaining_requests = excluded.remaining_requests, \
+             remaining_tokens = excluded.remaining_tokens, \
+             requests_reset_at = excluded.requests_reset_at, \
+             tokens_reset_at = excluded.tokens_reset_at, \
+             observed_at = excluded.observed_at \
+             WHERE excluded.observed_at >= rate_limit_windows.observed_at",
+    )
+    .bind(&w.model)
+    .bind(count(w.remaining_requests))
+    .bind(count(w.remaining_tokens))
+    .bind(w.requests_reset_at)
+    .bind(w.tokens_reset_at)
+    .bind(w.observed_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }

@@ -73,6 +73,107 @@ pub struct AttachContext<'a> {
     pub request_id: Option<&'a str>,
 }
 
+/// One response to attach, owned (for the batch writer): [`AttachContext`] and the ids.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    pub job_id: JobId,
+    pub response_id: ResponseId,
+    pub now: i64,
+    pub first_poll_at: i64,
+    pub poll_interval_ms: i64,
+    pub kind: EventKind,
+    pub how: String,
+    pub request_id: Option<String>,
+}
+
+/// Attaches a response inside the caller's transaction (see [`Store::attach_response`]).
+async fn attach_in(
+    tx: &mut SqliteConnection,
+    id: &JobId,
+    response_id: &ResponseId,
+    at: &AttachContext<'_>,
+) -> Result<Attach, StoreError> {
+    let row: Option<(String, Option<ResponseId>)> =
+        sqlx::query_as("SELECT status, response_id FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((status, held)) = row else {
+        return Ok(Attach::Missing);
+    };
+    match held {
+        Some(h) if &h == response_id => {
+            return Ok(Attach::Already);
+        }
+        Some(h) => {
+            return Ok(Attach::Duplicate { held: h });
+        }
+        None => {}
+    }
+    let status = JobStatus::try_from(status).map_err(StoreError::Corrupt)?;
+    let reopened = status.is_terminal();
+    // A reopened job waits for the response's outcome as `pending` (with its response id,
+    // so it is polled at once); its old end (finished_at, error) is cleared.
+    sqlx::query(
+            "UPDATE jobs SET response_id = ?, submit_state = 'done', \
+             submitted_at = COALESCE(submitted_at, ?), attempt = attempt + 1, lease_until = NULL, lease_owner = NULL, \
+             next_check_at = ?, poll_interval_ms = ?, polls_not_found = 0, updated_at = ?, \
+             status = CASE WHEN ? OR status = 'held' THEN 'pending' ELSE status END, \
+             finished_at = CASE WHEN ? THEN NULL ELSE finished_at END, \
+             error_code = CASE WHEN ? THEN NULL ELSE error_code END, \
+             error_message = CASE WHEN ? THEN NULL ELSE error_message END \
+             WHERE id = ? AND response_id IS NULL",
+        )
+        .bind(response_id)
+        .bind(at.now)
+        .bind(at.first_poll_at)
+        .bind(at.poll_interval_ms)
+        .bind(at.now)
+        .bind(reopened)
+        .bind(reopened)
+        .bind(reopened)
+        .bind(reopened)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let mut data = serde_json::json!({"response_id": response_id, "request_id": at.request_id});
+    if reopened {
+        if let Some(o) = data.as_object_mut() {
+            o.insert("reopened_from".into(), status.as_str().into());
+        }
+        add_event(
+                tx,
+                id,
+                at.now,
+                EventKind::Reopened,
+                &format!(
+                    "{status} → pending: response {response_id} was revealed ({}) after the job had ended without one; it takes that response's outcome",
+                    at.how
+                ),
+                Some(&data),
+            )
+            .await?;
+    } else {
+        add_event(
+            tx,
+            id,
+            at.now,
+            at.kind,
+            &match (at.kind, at.how) {
+                // The ordinary case reads as it always did.
+                (EventKind::Submitted, "create") => format!("submitted as {response_id}"),
+                (EventKind::Submitted, how) => format!("submitted as {response_id} ({how})"),
+                (_, how) => format!("found response {response_id} ({how})"),
+            },
+            Some(&data),
+        )
+        .await?;
+    }
+    Ok(Attach::Attached {
+        reopened_from: reopened.then_some(status),
+    })
+}
+
 /// Sets a job aside inside the caller's transaction (see [`Store::quarantine_job`]).
 async fn quarantine_in(
     conn: &mut SqliteConnection,
@@ -256,89 +357,30 @@ impl Store {
         at: &AttachContext<'_>,
     ) -> Result<Attach, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(String, Option<ResponseId>)> =
-            sqlx::query_as("SELECT status, response_id FROM jobs WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((status, held)) = row else {
-            tx.commit().await?;
-            return Ok(Attach::Missing);
-        };
-        match held {
-            Some(h) if &h == response_id => {
-                tx.commit().await?;
-                return Ok(Attach::Already);
-            }
-            Some(h) => {
-                tx.commit().await?;
-                return Ok(Attach::Duplicate { held: h });
-            }
-            None => {}
-        }
-        let status = JobStatus::try_from(status).map_err(StoreError::Corrupt)?;
-        let reopened = status.is_terminal();
-        // A reopened job waits for the response's outcome as `pending` (with its response id,
-        // so it is polled at once); its old end (finished_at, error) is cleared.
-        sqlx::query(
-            "UPDATE jobs SET response_id = ?, submit_state = 'done', \
-             submitted_at = COALESCE(submitted_at, ?), attempt = attempt + 1, lease_until = NULL, lease_owner = NULL, \
-             next_check_at = ?, poll_interval_ms = ?, polls_not_found = 0, updated_at = ?, \
-             status = CASE WHEN ? OR status = 'held' THEN 'pending' ELSE status END, \
-             finished_at = CASE WHEN ? THEN NULL ELSE finished_at END, \
-             error_code = CASE WHEN ? THEN NULL ELSE error_code END, \
-             error_message = CASE WHEN ? THEN NULL ELSE error_message END \
-             WHERE id = ? AND response_id IS NULL",
-        )
-        .bind(response_id)
-        .bind(at.now)
-        .bind(at.first_poll_at)
-        .bind(at.poll_interval_ms)
-        .bind(at.now)
-        .bind(reopened)
-        .bind(reopened)
-        .bind(reopened)
-        .bind(reopened)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let mut data = serde_json::json!({"response_id": response_id, "request_id": at.request_id});
-        if reopened {
-            if let Some(o) = data.as_object_mut() {
-                o.insert("reopened_from".into(), status.as_str().into());
-            }
-            add_event(
-                &mut tx,
-                id,
-                at.now,
-                EventKind::Reopened,
-                &format!(
-                    "{status} → pending: response {response_id} was revealed ({}) after the job had ended without one; it takes that response's outcome",
-                    at.how
-                ),
-                Some(&data),
-            )
-            .await?;
-        } else {
-            add_event(
-                &mut tx,
-                id,
-                at.now,
-                at.kind,
-                &match (at.kind, at.how) {
-                    // The ordinary case reads as it always did.
-                    (EventKind::Submitted, "create") => format!("submitted as {response_id}"),
-                    (EventKind::Submitted, how) => format!("submitted as {response_id} ({how})"),
-                    (_, how) => format!("found response {response_id} ({how})"),
-                },
-                Some(&data),
-            )
-            .await?;
-        }
+        let attach = attach_in(&mut tx, id, response_id, at).await?;
         tx.commit().await?;
-        Ok(Attach::Attached {
-            reopened_from: reopened.then_some(status),
+        Ok(attach)
+    }
+
+    /// [`Store::attach_response`] for several responses in one transaction (group commit,
+    /// see [`crate::batch`]), each in a savepoint of its own: one answer per item, in order,
+    /// as if they had been attached one after the other.
+    pub async fn attach_responses(
+        &self,
+        items: &[AttachRequest],
+    ) -> Vec<Result<Attach, StoreError>> {
+        self.each_in_savepoint(items, async |conn, r| {
+            let ctx = AttachContext {
+                now: r.now,
+                first_poll_at: r.first_poll_at,
+                poll_interval_ms: r.poll_interval_ms,
+                kind: r.kind,
+                how: &r.how,
+                request_id: r.request_id.as_deref(),
+            };
+            attach_in(conn, &r.job_id, &r.response_id, &ctx).await
         })
+        .await
     }
 
     /// Puts a claimed job back to be submitted again at `at` (the create surely did not

@@ -236,8 +236,6 @@ impl Checkpointer {
 /// Connections for writes, and for stand-alone reads.
 const WRITE_CONNECTIONS: u32 = 4;
 const READ_CONNECTIONS: u32 = 4;
-/// How much of the database file each connection maps (address space, not memory).
-const MMAP_BYTES: u64 = 256 << 20;
 
 impl Store {
     /// Opens (creating if needed) the database at `url`, in WAL mode with a busy timeout, and
@@ -253,9 +251,8 @@ impl Store {
             // The statement journals of savepoints (a batch writes each item in one) and of
             // multi-row statements stay in memory instead of a temp file.
             .pragma("temp_store", "memory")
-            // Reads of the database file map its pages instead of copying them: after any
-            // write, every other connection drops its page cache and reads its pages again.
-            .pragma("mmap_size", MMAP_BYTES.to_string())
+            // No `mmap_size`: mapping the file saved a few copies of pages but counted every
+            // page read into the daemon's resident memory (120 MB peak for 10,000 jobs).
             .pragma("wal_autocheckpoint", BACKSTOP_PAGES.to_string())
             // After a burst, the WAL file is cut back to this size once checkpointed.
             .pragma("journal_size_limit", (64u64 << 20).to_string());

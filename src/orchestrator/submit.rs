@@ -330,17 +330,9 @@ impl Orchestrator {
             let attached = if tries == 0 {
                 self.attach_batched(request).await
             } else {
-                let ctx = crate::store::AttachContext {
-                    now: request.now,
-                    first_poll_at: request.first_poll_at,
-                    poll_interval_ms: request.poll_interval_ms,
-                    kind: request.kind,
-                    how: &request.how,
-                    request_id: request.request_id.as_deref(),
-                };
                 self.inner
                     .store
-                    .attach_response(&request.job_id, &request.response_id, &ctx)
+                    .attach_response(&request.job_id, &request.response_id, &request.context())
                     .await
             };
             match attached {

@@ -86,6 +86,20 @@ pub struct AttachRequest {
     pub request_id: Option<String>,
 }
 
+impl AttachRequest {
+    /// The context [`Store::attach_response`] takes.
+    pub fn context(&self) -> AttachContext<'_> {
+        AttachContext {
+            now: self.now,
+            first_poll_at: self.first_poll_at,
+            poll_interval_ms: self.poll_interval_ms,
+            kind: self.kind,
+            how: &self.how,
+            request_id: self.request_id.as_deref(),
+        }
+    }
+}
+
 /// Attaches a response inside the caller's transaction (see [`Store::attach_response`]).
 async fn attach_in(
     tx: &mut SqliteConnection,
@@ -370,15 +384,7 @@ impl Store {
         items: &[AttachRequest],
     ) -> Vec<Result<Attach, StoreError>> {
         self.each_in_savepoint(items, async |conn, r| {
-            let ctx = AttachContext {
-                now: r.now,
-                first_poll_at: r.first_poll_at,
-                poll_interval_ms: r.poll_interval_ms,
-                kind: r.kind,
-                how: &r.how,
-                request_id: r.request_id.as_deref(),
-            };
-            attach_in(conn, &r.job_id, &r.response_id, &ctx).await
+            attach_in(conn, &r.job_id, &r.response_id, &r.context()).await
         })
         .await
     }

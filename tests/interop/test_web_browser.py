@@ -62,6 +62,23 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
             time.sleep(0.1)
 
 
+_LOGS: dict[str, Path] = {}
+
+
+def _diagnose(base: str, job_id: str) -> str:
+    """What to read when a wait fails: the job, its timeline and the tails of both logs."""
+    parts = []
+    try:
+        parts.append(json.dumps(_rest(base, "GET", f"/v1/jobs/{job_id}"), indent=1)[:3000])
+        parts.append(json.dumps(_rest(base, "GET", f"/v1/jobs/{job_id}/events"), indent=1)[:6000])
+    except Exception as e:  # noqa: BLE001 - a diagnosis must not hide the failure
+        parts.append(f"cannot read the job: {e}")
+    for name, path in _LOGS.items():
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        parts.append(f"--- {name} log, last 60 lines\n" + "\n".join(text.splitlines()[-60:]))
+    return "\n".join(parts)
+
+
 def _rest(base: str, method: str, path: str, body: dict | None = None) -> dict:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method)
@@ -101,6 +118,7 @@ pricing:
 """
     )
     log = Path(tmp.name) / "daemon.log"
+    _LOGS["daemon"], _LOGS["sim"] = log, sim_log
     proc = subprocess.Popen([binary, "serve", "--config", str(cfg)],
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -234,9 +252,17 @@ def test_list_search_open_and_cancel(daemon: str, browser):
     browser.get(daemon + f"/jobs/{long['id']}")
     wait.until(EC.presence_of_element_located((By.ID, "cancel")))
     _shot(browser, "06-job-running")
-    browser.find_element(By.ID, "cancel").click()
-    WebDriverWait(browser, 30, poll_frequency=0.5).until(
-        lambda d: (d.refresh() or True) and d.find_elements(By.CSS_SELECTOR, ".badge.s-cancelled"))
+    button = browser.find_element(By.ID, "cancel")
+    button.click()
+    # The form's POST must reach the daemon before the first refresh: a refresh while it is
+    # being sent aborts it (under load the job then never got its cancel). The old page goes
+    # stale once the POST's answer has replaced it.
+    wait.until(EC.staleness_of(button))
+    try:
+        WebDriverWait(browser, 30, poll_frequency=0.5).until(
+            lambda d: (d.refresh() or True) and d.find_elements(By.CSS_SELECTOR, ".badge.s-cancelled"))
+    except Exception as e:
+        raise AssertionError(f"the job did not show cancelled ({e!r}):\n{_diagnose(daemon, long['id'])}") from e
     assert _rest(daemon, "GET", f"/v1/jobs/{long['id']}")["status"] == "cancelled"
     _shot(browser, "07-job-cancelled")
 

@@ -30,6 +30,19 @@ pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pe
      RETURNING id, response_id, poll_interval_ms, polls, cancel_requested, \
                cancel_reason, deadline_at";
 
+/// The timeout check's statement: it walks `jobs_deadline_due` (see `plans.rs`), which holds
+/// only the unfinished jobs with a deadline, in deadline order.
+pub(super) const DUE_TIMEOUTS: &str = "SELECT id FROM jobs INDEXED BY jobs_deadline_due \
+     WHERE deadline_at <= ? AND cancel_requested = 0 \
+     AND status IN ('pending', 'held', 'queued', 'in_progress') AND quarantine IS NULL \
+     ORDER BY deadline_at LIMIT 100";
+
+/// The statement that finds never-sent jobs asked to be cancelled: it walks
+/// `jobs_cancel_unsent` (see `plans.rs`), not the whole backlog waiting to be submitted.
+pub(super) const CANCELLABLE_UNSUBMITTED: &str = "SELECT id, cancel_reason FROM jobs INDEXED BY jobs_cancel_unsent \
+     WHERE status IN ('pending', 'held') AND cancel_requested = 1 \
+     AND submit_state = 'ready' AND quarantine IS NULL LIMIT 100";
+
 impl Store {
     /// Claims up to `limit` jobs due for a poll, moving their next check past a lease so no
     /// other worker takes them meanwhile, and clears `wake_pending`: first those a webhook
@@ -190,13 +203,10 @@ impl Store {
 
     /// Jobs past their deadline that are not finished and not yet being cancelled.
     pub async fn due_timeouts(&self, now: i64) -> Result<Vec<JobId>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE deadline_at <= ? AND cancel_requested = 0 \
-             AND status IN ('pending', 'held', 'queued', 'in_progress') AND quarantine IS NULL LIMIT 100",
-        )
-        .bind(now)
-        .fetch_all(&self.reads)
-        .await?;
+        let ids: Vec<String> = sqlx::query_scalar(DUE_TIMEOUTS)
+            .bind(now)
+            .fetch_all(&self.reads)
+            .await?;
         Ok(ids.iter().filter_map(|id| well_formed(id)).collect())
     }
 
@@ -204,12 +214,9 @@ impl Store {
     pub async fn cancellable_unsubmitted(
         &self,
     ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT id, cancel_reason FROM jobs WHERE status IN ('pending', 'held') AND cancel_requested = 1 \
-             AND submit_state = 'ready' AND quarantine IS NULL LIMIT 100",
-        )
-        .fetch_all(&self.reads)
-        .await?;
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(CANCELLABLE_UNSUBMITTED)
+            .fetch_all(&self.reads)
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, reason)| Some((well_formed(&id)?, reason)))

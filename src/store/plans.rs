@@ -7,7 +7,7 @@ use sqlx::{Execute, SqlitePool};
 
 use super::limits::Skip;
 use super::notifications::{SinkFilter, notification_claim_query};
-use super::observations::{CLAIM_HINTED_POLLS, CLAIM_POLLS};
+use super::observations::{CANCELLABLE_UNSUBMITTED, CLAIM_HINTED_POLLS, CLAIM_POLLS, DUE_TIMEOUTS};
 use super::submissions::submit_claim_query;
 use super::{Lease, Store};
 
@@ -95,6 +95,23 @@ async fn the_poll_claim_walks_its_index_in_order() {
     store.close().await;
 }
 
+/// The housekeeping's checks run several times a second: each walks an index of only the rows
+/// it may take, not every unfinished job (they once read 10,000 rows each, most of the
+/// daemon's idle CPU).
+#[tokio::test]
+async fn the_housekeeping_checks_walk_their_own_indexes() {
+    let (_dir, store) = store().await;
+    let pool = store.pool_for_tests();
+    for (statement, index) in [
+        (DUE_TIMEOUTS, "jobs_deadline_due"),
+        (CANCELLABLE_UNSUBMITTED, "jobs_cancel_unsent"),
+    ] {
+        let text = format!("EXPLAIN QUERY PLAN {statement}");
+        assert_walks(&plan(&pool, &text).await, index);
+    }
+    store.close().await;
+}
+
 /// Every statement that names its index (`INDEXED BY`) runs: SQLite refuses one whose index
 /// cannot serve it ("no query solution"), which would fail the worker's every pass.
 #[tokio::test]
@@ -113,5 +130,7 @@ async fn every_indexed_statement_runs() {
     store.count_in_flight().await.unwrap();
     store.count_in_flight_by_model().await.unwrap();
     store.claim_polls(0, 0, 1).await.unwrap();
+    store.due_timeouts(0).await.unwrap();
+    store.cancellable_unsubmitted().await.unwrap();
     store.close().await;
 }

@@ -355,6 +355,10 @@ impl Store {
     /// transaction (one commit, one fsync): an item whose write fails answers its error and
     /// leaves nothing behind, the others go on. One answer per item, in order; if the
     /// transaction itself fails, every answer is that error.
+    ///
+    /// A lone item (most batches when the daemon is not busy) is written in the transaction
+    /// itself, rolled back if it fails: the same outcome without a savepoint's two round trips
+    /// to the connection's thread and the full-text index flush each savepoint makes.
     pub(super) async fn each_in_savepoint<T, R>(
         &self,
         items: &[T],
@@ -362,6 +366,18 @@ impl Store {
     ) -> Vec<Result<R, StoreError>> {
         let all = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            if let [item] = items {
+                return match write(&mut tx, item).await {
+                    Ok(answer) => {
+                        tx.commit().await?;
+                        Ok(vec![Ok(answer)])
+                    }
+                    Err(e) => {
+                        tx.rollback().await?;
+                        Ok(vec![Err(e)])
+                    }
+                };
+            }
             let mut answers = Vec::with_capacity(items.len());
             for item in items {
                 let mut one = sqlx::Connection::begin(&mut *tx).await?;
@@ -663,6 +679,52 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(accepted, 2, "the refused job left no event behind");
+        store.close().await;
+    }
+
+    /// A batch of one is written without a savepoint: one that fails answers its error,
+    /// leaves nothing behind (its transaction is rolled back, not left open on the pooled
+    /// connection), and the next batch of one goes in.
+    #[tokio::test]
+    async fn a_lone_job_that_fails_leaves_nothing_and_the_next_goes_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("j.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let first = job("first", None, "ascii");
+        let mut clash = job("clash", Some("k2"), "Größe ✅");
+        clash.id = first.id.clone();
+        assert!(matches!(
+            store.insert_jobs(std::slice::from_ref(&first)).await[..],
+            [Ok(InsertOutcome::Created(_))]
+        ));
+        let out = store.insert_jobs(std::slice::from_ref(&clash)).await;
+        assert!(matches!(out[..], [Err(_)]), "a taken id is refused");
+        assert!(
+            !matches!(out[0], Err(crate::store::StoreError::BatchFailed(_))),
+            "the item's own error, not a failed batch"
+        );
+        let then = job("then", Some("k2"), "x");
+        assert!(matches!(
+            store.insert_jobs(std::slice::from_ref(&then)).await[..],
+            [Ok(InsertOutcome::Created(_))]
+        ));
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT name, (SELECT COUNT(*) FROM job_events e WHERE e.job_id = jobs.id) \
+             FROM jobs ORDER BY name",
+        )
+        .fetch_all(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert_eq!(rows, [("first".to_owned(), 1), ("then".to_owned(), 1)]);
+        let found = store
+            .list_jobs(&crate::store::JobFilter {
+                search: Some("Größe".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "the refused job was not indexed");
         store.close().await;
     }
 

@@ -728,6 +728,39 @@ mod tests {
         store.close().await;
     }
 
+    /// A lone item whose write fails after writing something leaves none of it behind: its
+    /// transaction is rolled back, as a savepoint of a larger batch would be.
+    #[tokio::test]
+    async fn a_lone_item_that_fails_midway_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("j.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let lone = job("midway", None, "written, then refused");
+        let out = store
+            .each_in_savepoint(std::slice::from_ref(&lone), async |conn, j| {
+                super::insert_job_in(conn, j).await?;
+                Err::<(), _>(crate::store::StoreError::Corrupt(
+                    "refused after a write".into(),
+                ))
+            })
+            .await;
+        assert!(
+            matches!(&out[..], [Err(crate::store::StoreError::Corrupt(_))]),
+            "{out:?}"
+        );
+        let (jobs, events): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT COUNT(*) FROM jobs), (SELECT COUNT(*) FROM job_events)")
+                .fetch_one(&store.pool_for_tests())
+                .await
+                .unwrap();
+        assert_eq!(
+            (jobs, events),
+            (0, 0),
+            "the lone item's writes were rolled back"
+        );
+        store.close().await;
+    }
+
     #[test]
     fn search_text_is_quoted_word_by_word() {
         assert_eq!(

@@ -252,12 +252,13 @@ def test_list_search_open_and_cancel(daemon: str, browser):
     browser.get(daemon + f"/jobs/{long['id']}")
     wait.until(EC.presence_of_element_located((By.ID, "cancel")))
     _shot(browser, "06-job-running")
-    button = browser.find_element(By.ID, "cancel")
-    button.click()
+    browser.find_element(By.ID, "cancel").click()
     # The form's POST must reach the daemon before the first refresh: a refresh while it is
-    # being sent aborts it (under load the job then never got its cancel). The old page goes
-    # stale once the POST's answer has replaced it.
-    wait.until(EC.staleness_of(button))
+    # being sent aborts it (under load the job then never got its cancel). Only a page drawn
+    # after the cancel was recorded has no Cancel button (the page's own 5-second refresh of
+    # its live block brings the button back while the POST waits, so the old button going
+    # stale proves nothing).
+    wait.until(lambda d: not d.find_elements(By.ID, "cancel"))
     try:
         WebDriverWait(browser, 30, poll_frequency=0.5).until(
             lambda d: (d.refresh() or True) and d.find_elements(By.CSS_SELECTOR, ".badge.s-cancelled"))

@@ -624,6 +624,13 @@ mod tests {
     use crate::job::{JobId, JobSpec};
     use crate::store::Store;
 
+    /// A store on a fresh file (kept as long as the directory).
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("j.db").display());
+        (dir, Store::connect(&url).await.unwrap())
+    }
+
     fn job(name: &str, key: Option<&str>, input: &str) -> NewJob {
         let mut v = serde_json::json!({"name": name, "model": "gpt-5", "input": input});
         if let Some(k) = key {
@@ -645,9 +652,7 @@ mod tests {
     /// takes nothing of the others with it.
     #[tokio::test]
     async fn a_batch_of_jobs_answers_each_as_if_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("j.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let (_dir, store) = store().await;
         let first = job("a", Some("k1"), "Größe ✅");
         let mut clash = job("clash", None, "x");
         clash.id = first.id.clone();
@@ -687,9 +692,7 @@ mod tests {
     /// connection), and the next batch of one goes in.
     #[tokio::test]
     async fn a_lone_job_that_fails_leaves_nothing_and_the_next_goes_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("j.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let (_dir, store) = store().await;
         let first = job("first", None, "ascii");
         let mut clash = job("clash", Some("k2"), "Größe ✅");
         clash.id = first.id.clone();
@@ -732,9 +735,7 @@ mod tests {
     /// transaction is rolled back, as a savepoint of a larger batch would be.
     #[tokio::test]
     async fn a_lone_item_that_fails_midway_is_rolled_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("j.db").display());
-        let store = Store::connect(&url).await.unwrap();
+        let (_dir, store) = store().await;
         let lone = job("midway", None, "written, then refused");
         let out = store
             .each_in_savepoint(std::slice::from_ref(&lone), async |conn, j| {

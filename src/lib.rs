@@ -26,7 +26,8 @@
 //!   [`auth`] (API tokens, the loopback rule), [`batch`] (group commit: many callers, one
 //!   writer, one transaction per batch), [`contract`] (OpenAI's create-request schema,
 //!   vendored, the check of job bodies against it, and the webhook event types OpenAI sends),
-//!   [`sim`] (the upstream simulator, behind
+//!   [`structured`] (structured outputs: schema rules, refusals, parsing and checking JSON
+//!   answers), [`sim`] (the upstream simulator, behind
 //!   the default `sim` feature; it checks creates with [`contract`]).
 //! - [`job`]: job specs (YAML and JSON), ids, the status machine, cron schedules.
 //! - [`config`]: the YAML config file, systemd credentials, defaults, validation, and the
@@ -73,6 +74,7 @@ pub mod signing;
 pub mod sim;
 pub mod stats;
 pub mod store;
+pub mod structured;
 pub mod systemd;
 pub mod telemetry;
 pub mod upstream;

@@ -60,6 +60,32 @@ pub struct JobsFileReport {
     pub schedules: SyncReport,
 }
 
+/// A reader of the files a jobs file at `jobs_file` names (`schema_file:`): paths relative to
+/// the jobs file's folder, absolute ones as they are. Refuses a file over
+/// [`MAX_SCHEMA_FILE_BYTES`] without reading it.
+///
+/// [`MAX_SCHEMA_FILE_BYTES`]: crate::job::spec::MAX_SCHEMA_FILE_BYTES
+pub fn beside(jobs_file: &Path) -> impl Fn(&str) -> Result<Vec<u8>, String> + use<> {
+    let dir = jobs_file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    move |name: &str| {
+        let path = dir.join(name);
+        let cannot = |e: std::io::Error| format!("cannot read `{}`: {e}", path.display());
+        let meta = std::fs::metadata(&path).map_err(cannot)?;
+        if meta.len() > crate::job::spec::MAX_SCHEMA_FILE_BYTES as u64 {
+            return Err(format!(
+                "`{}` is {} bytes; a schema file may have at most {}",
+                path.display(),
+                meta.len(),
+                crate::job::spec::MAX_SCHEMA_FILE_BYTES
+            ));
+        }
+        std::fs::read(&path).map_err(cannot)
+    }
+}
+
 /// Reads a jobs file and checks it against `config`: syntax, every entry's fields and the
 /// sinks each names. Blocking file I/O: call from a blocking context (or at start).
 pub fn read_jobs_file(
@@ -72,7 +98,8 @@ pub fn read_jobs_file(
         path: name.clone(),
         source,
     })?;
-    let specs = parse_jobs_file(&name, &text, env).map_err(JobsFileError::Invalid)?;
+    let specs =
+        parse_jobs_file(&name, &text, env, &beside(path)).map_err(JobsFileError::Invalid)?;
     // On success the specs are the file's `jobs` entries, in order.
     let unknown: Vec<Located> = specs
         .iter()

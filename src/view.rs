@@ -25,6 +25,12 @@ pub struct JobView {
     pub submitted_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub output_text: Option<String>,
+    /// The answer parsed as JSON, for a job that asks for JSON (`text.format` of type
+    /// `json_schema` or `json_object`); `null` otherwise, or while there is no answer, or when
+    /// it does not parse (the job's `error` then says so).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub output_json: Option<Value>,
     pub error: Option<JobError>,
     #[schema(value_type = Option<Object>)]
     pub usage: Option<Value>,
@@ -126,6 +132,7 @@ impl From<&JobRow> for JobView {
             submitted_at: r.submitted_at.map(secs),
             finished_at: r.finished_at.map(secs),
             output_text: r.output_text.clone(),
+            output_json: crate::structured::output_json(&r.spec.request, r.output_text.as_deref()),
             error: r.error(),
             usage: r.usage.clone(),
             attempts: r.submissions,

@@ -53,7 +53,11 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
             EXAMPLE_JOBS.to_string(),
         ),
     };
-    let mut specs = parse_jobs_file(&name, &text, &process_env).map_err(|e| {
+    let read = |name: &str| match &args.jobs {
+        Some(p) => crate::reload::beside(p)(name),
+        None => Err("the embedded example jobs name no files".to_string()),
+    };
+    let mut specs = parse_jobs_file(&name, &text, &process_env, &read).map_err(|e| {
         anyhow::anyhow!(
             e.iter()
                 .map(ToString::to_string)
@@ -191,12 +195,21 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
         if let Some(e) = &j.error {
             println!("error: {}: {}", e.code, e.message);
         }
-        if let Some(t) = &j.output_text {
+        let pretty = j
+            .output_json
+            .as_ref()
+            .and_then(|v| serde_json::to_string_pretty(v).ok());
+        if let Some(t) = pretty.as_ref().or(j.output_text.as_ref()) {
             for line in t.lines().take(8) {
                 println!("  {line}");
             }
             if t.lines().count() > 8 {
-                println!("  … (respool jobs output {})", j.id);
+                let format = if pretty.is_some() {
+                    " --format json"
+                } else {
+                    ""
+                };
+                println!("  … (respool jobs output {}{format})", j.id);
             }
         }
     }

@@ -98,7 +98,9 @@ pub struct OutputArgs {
     /// The job id (`job_…`).
     pub id: String,
     /// `text`: the output text (default); `md`: the Markdown report with its sources, as
-    /// notifications show it; `json`: the whole stored Response (same as `--json`).
+    /// notifications show it; `json`: the answer as JSON for a job that asks for JSON
+    /// (`output_json`), else the whole stored Response (same as `--json`); `response`: the
+    /// whole stored Response.
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     #[command(flatten)]
@@ -113,6 +115,7 @@ pub enum OutputFormat {
     Text,
     Md,
     Json,
+    Response,
 }
 
 fn enc(s: &str) -> String {
@@ -304,7 +307,10 @@ async fn print_output(config: Option<&Path>, a: OutputArgs) -> anyhow::Result<Ex
             let report = markdown::report(text, &markdown::citations(&response));
             pager::show(&with_newline(&report), a.pager).await?;
         }
-        OutputFormat::Json => {
+        OutputFormat::Json if job.output_json.is_some() => {
+            json_out(&job.output_json)?;
+        }
+        OutputFormat::Json | OutputFormat::Response => {
             if job.response_id.is_none() {
                 return Ok(no_output(&job));
             }

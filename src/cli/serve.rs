@@ -130,7 +130,12 @@ pub fn check(path: Option<&Path>, args: CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    match parse_jobs_file(&jobs.display().to_string(), &text, &process_env) {
+    match parse_jobs_file(
+        &jobs.display().to_string(),
+        &text,
+        &process_env,
+        &crate::reload::beside(&jobs),
+    ) {
         Ok(specs) => {
             // On success the specs are the file's `jobs` entries, in order.
             let unknown: Vec<String> = specs

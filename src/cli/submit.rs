@@ -45,16 +45,20 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
         (Some(file), _, _) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let specs = parse_jobs_file(&file.display().to_string(), &text, &process_env).map_err(
-                |errs| {
-                    anyhow::anyhow!(
-                        errs.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                },
-            )?;
+            let specs = parse_jobs_file(
+                &file.display().to_string(),
+                &text,
+                &process_env,
+                &crate::reload::beside(file),
+            )
+            .map_err(|errs| {
+                anyhow::anyhow!(
+                    errs.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
             // Scheduled entries are templates: they run from the daemon's `jobs_file`.
             let (templates, specs): (Vec<_>, Vec<_>) =
                 specs.into_iter().partition(|s| s.schedule.is_some());

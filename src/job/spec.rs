@@ -444,6 +444,34 @@ impl JobSpec {
             );
         }
 
+        // A schema file is read by whoever reads the jobs file (the CLI, or the daemon for its
+        // own `jobs_file`); a body that still names one came from elsewhere (REST).
+        if let Some(f) = body
+            .get_mut("text")
+            .and_then(|t| t.get_mut("format"))
+            .and_then(Value::as_object_mut)
+            && f.remove("schema_file").is_some()
+        {
+            err(
+                "text.format.schema_file",
+                "is read from a jobs file (by `respool submit` or the daemon's `jobs_file`); \
+                 in a REST body give the schema itself as `schema`"
+                    .into(),
+            );
+        }
+        if let Some(crate::structured::Format::JsonSchema { schema, strict, .. }) =
+            crate::structured::Format::of_format(
+                body.get("text")
+                    .and_then(|t| t.get("format"))
+                    .unwrap_or(&Value::Null),
+            )
+            && !schema.is_null()
+        {
+            for problem in crate::structured::schema_problems(schema, strict) {
+                err("text.format.schema", problem);
+            }
+        }
+
         debug_assert!(OWN_KEYS.iter().all(|k| !body.contains_key(*k)));
         debug_assert!(QUEUE_KEYS.iter().all(|k| !body.contains_key(*k)));
         // What is left is sent to OpenAI: check it against OpenAI's own contract, so a wrong
@@ -639,6 +667,69 @@ fn parse_notify(v: Value) -> Result<Vec<NotifyRoute>, (String, String)> {
     Ok(routes)
 }
 
+/// Reads a file a jobs file names (`text.format.schema_file`), given its path as written there;
+/// an error is a sentence (`cannot read schemas/x.json: No such file or directory`). The CLI
+/// and the daemon read relative to the jobs file (`reload::beside`); tests pass what they like.
+pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
+
+/// The largest schema file a job may name.
+pub const MAX_SCHEMA_FILE_BYTES: usize = 1 << 20;
+
+/// Replaces `text.format.schema_file` with the schema it names (JSON, or YAML for `.yaml` and
+/// `.yml`), read with `read`. The error is `(field, message)`.
+/// Whether there was a file to read.
+fn inline_schema_file(value: &mut Value, read: ReadFile<'_>) -> Result<bool, (String, String)> {
+    const FIELD: &str = "text.format.schema_file";
+    let Some(format) = value
+        .pointer_mut("/text/format")
+        .and_then(Value::as_object_mut)
+    else {
+        return Ok(false);
+    };
+    let Some(path) = format.remove("schema_file") else {
+        return Ok(false);
+    };
+    let Value::String(path) = path else {
+        return Err((FIELD.into(), "must be a path (a string)".into()));
+    };
+    if format.contains_key("schema") {
+        return Err((
+            FIELD.into(),
+            "cannot be used together with `schema`: give one or the other".into(),
+        ));
+    }
+    let bytes = read(&path).map_err(|m| (FIELD.to_string(), m))?;
+    if bytes.len() > MAX_SCHEMA_FILE_BYTES {
+        return Err((
+            FIELD.into(),
+            format!(
+                "`{path}` is {} bytes; a schema file may have at most {MAX_SCHEMA_FILE_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| (FIELD.to_string(), format!("`{path}` is not UTF-8 text")))?;
+    let yaml = path.ends_with(".yaml") || path.ends_with(".yml");
+    let schema: Value = if yaml {
+        serde_saphyr::from_str(text).map_err(|e| {
+            (
+                FIELD.to_string(),
+                format!("`{path}` is not valid YAML: {e}"),
+            )
+        })?
+    } else {
+        serde_json::from_str(text).map_err(|e| {
+            (
+                FIELD.to_string(),
+                format!("`{path}` is not valid JSON: {e} (name it `.yaml` for a YAML schema)"),
+            )
+        })?
+    };
+    format.insert("schema".into(), schema);
+    Ok(true)
+}
+
 /// A jobs file: `jobs:` and a list of job specs.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -652,6 +743,7 @@ pub fn parse_jobs_file(
     file: &str,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    read: ReadFile<'_>,
 ) -> Result<Vec<JobSpec>, Vec<Located>> {
     let text = yaml::interpolate(file, text, env).map_err(|e| vec![e])?;
     let parsed: JobsFile =
@@ -659,9 +751,24 @@ pub fn parse_jobs_file(
     let mut specs = Vec::new();
     let mut errors = Vec::new();
     let mut names = BTreeSet::new();
-    for (i, value) in parsed.jobs.into_iter().enumerate() {
+    for (i, mut value) in parsed.jobs.into_iter().enumerate() {
         let idx = i.to_string();
         let has_name = value.get("name").and_then(Value::as_str).is_some();
+        let schema_from_file = match inline_schema_file(&mut value, read) {
+            Ok(from_file) => from_file,
+            Err((field, message)) => {
+                let job = match value.get("name").and_then(Value::as_str) {
+                    Some(n) => format!("`{n}`"),
+                    None => format!("#{}", i + 1),
+                };
+                errors.push(Located {
+                    file: file.to_string(),
+                    pos: locate_field(&text, &idx, &field),
+                    message: format!("job {job}: field `{field}`: {message}"),
+                });
+                continue;
+            }
+        };
         match JobSpec::from_value(value, &format!("#{}", i + 1)) {
             Ok(spec) => {
                 if !has_name {
@@ -687,7 +794,13 @@ pub fn parse_jobs_file(
             }
             Err(errs) => {
                 for e in errs {
-                    let pos = locate_field(&text, &idx, &e.field);
+                    // A fault of a schema read from a file is shown at the line naming it.
+                    let field = if schema_from_file && e.field.starts_with("text.format.schema") {
+                        "text.format.schema_file"
+                    } else {
+                        e.field.as_str()
+                    };
+                    let pos = locate_field(&text, &idx, field);
                     errors.push(Located {
                         file: file.to_string(),
                         pos,
@@ -740,6 +853,10 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    fn no_files(name: &str) -> Result<Vec<u8>, String> {
+        Err(format!("cannot read `{name}`: no files in this test"))
     }
 
     #[test]
@@ -820,7 +937,7 @@ mod tests {
     #[test]
     fn jobs_file_errors_have_lines() {
         let text = "jobs:\n  - name: ok\n    model: o3\n    input: hi\n  - name: broken\n    model: o3\n    input: hi\n    timeout: soon\n";
-        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env, &no_files).unwrap_err();
         assert_eq!(errs.len(), 1);
         let msg = errs[0].to_string();
         assert!(
@@ -832,7 +949,7 @@ mod tests {
     #[test]
     fn openai_contract_errors_name_the_field_and_its_line() {
         let text = "jobs:\n  - name: ok\n    model: o3\n    input: hi\n  - name: hot\n    model: o3\n    input: hi\n    temperature: hot\n";
-        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env, &no_files).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(
             errs[0].to_string(),
@@ -840,7 +957,7 @@ mod tests {
         );
         // A nested field is located on its own line, or on its deepest ancestor written out.
         let text = "jobs:\n  - name: parts\n    model: o3\n    input:\n      - role: user\n        content:\n          - type: input_text\n            text: null\n      - role: user\n        content: [{type: input_text, text: 5}]\n";
-        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env, &no_files).unwrap_err();
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 2, "{text:?}");
         assert!(
@@ -889,7 +1006,7 @@ mod tests {
     #[test]
     fn the_example_jobs_file_is_valid_and_warns_of_nothing() {
         let text = include_str!("../../jobs.example.yaml");
-        let specs = parse_jobs_file("jobs.example.yaml", text, &no_env).unwrap();
+        let specs = parse_jobs_file("jobs.example.yaml", text, &no_env, &no_files).unwrap();
         assert!(!specs.is_empty());
         for spec in specs {
             assert!(
@@ -909,14 +1026,90 @@ mod tests {
                         .map_or(l.to_string(), |r| format!("  {r}\n"))
                 })
                 .collect::<String>();
-        let specs = parse_jobs_file("jobs.example.yaml", &uncommented, &no_env).unwrap();
+        let specs = parse_jobs_file("jobs.example.yaml", &uncommented, &no_env, &no_files).unwrap();
         assert!(specs.iter().any(|s| s.schedule.is_some()));
+    }
+
+    #[test]
+    fn a_schema_file_is_read_beside_the_jobs_file_and_checked() {
+        let files = |name: &str| -> Result<Vec<u8>, String> {
+            match name {
+                "schemas/book.json" => Ok(br#"{"type": "object", "properties": {"t": {"type": "string"}},
+                    "required": ["t"], "additionalProperties": false}"#
+                    .to_vec()),
+                "book.yaml" => Ok(b"type: object\nproperties:\n  t: {type: string}\nrequired: [t]\nadditionalProperties: false\n".to_vec()),
+                "open.json" => Ok(br#"{"type": "object", "properties": {"t": {"type": "string"}}}"#.to_vec()),
+                "broken.json" => Ok(b"{\"type\": ".to_vec()),
+                other => Err(format!("cannot read `{other}`: No such file or directory")),
+            }
+        };
+        let job = |name: &str, file: &str| {
+            format!(
+                "  - name: {name}\n    model: gpt-5\n    input: hi\n    text:\n      format:\n        type: json_schema\n        name: book\n        strict: true\n        schema_file: {file}\n"
+            )
+        };
+        let text = format!(
+            "jobs:\n{}{}",
+            job("a", "schemas/book.json"),
+            job("b", "book.yaml")
+        );
+        let specs = parse_jobs_file("jobs.yaml", &text, &no_env, &files).unwrap();
+        for spec in &specs {
+            let format = &spec.request["text"]["format"];
+            assert!(format.get("schema_file").is_none(), "{format}");
+            assert_eq!(format["schema"]["required"], serde_json::json!(["t"]));
+        }
+        assert_eq!(
+            specs[0].request, specs[1].request,
+            "JSON and YAML give the same schema"
+        );
+
+        // Each problem names the file, the line of `schema_file`, the job and what is wrong.
+        let text = format!(
+            "jobs:\n{}{}{}",
+            job("missing", "nope.json"),
+            job("open", "open.json"),
+            job("broken", "broken.json")
+        );
+        let errs = parse_jobs_file("jobs.yaml", &text, &no_env, &files).unwrap_err();
+        let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(all.len(), 4, "{all:#?}");
+        assert!(all[0].starts_with("jobs.yaml:10:"), "{all:#?}");
+        assert!(
+            all[0].contains(
+                "job `missing`: field `text.format.schema_file`: cannot read `nope.json`"
+            ),
+            "{all:#?}"
+        );
+        // A fault in the schema read is shown at the line of `schema_file`.
+        assert!(all[1].starts_with("jobs.yaml:19:"), "{all:#?}");
+        assert!(all[1].contains("job `open`: field `text.format.schema`: the root: an object must set `additionalProperties: false`"), "{all:#?}");
+        assert!(all[2].contains("(missing: t)"), "{all:#?}");
+        assert!(all[3].starts_with("jobs.yaml:28:"), "{all:#?}");
+        assert!(
+            all[3].contains("`broken.json` is not valid JSON"),
+            "{all:#?}"
+        );
+
+        // Not both.
+        let both = job("both", "book.yaml").replace(
+            "        schema_file:",
+            "        schema: {type: object}\n        schema_file:",
+        );
+        let errs =
+            parse_jobs_file("jobs.yaml", &format!("jobs:\n{both}"), &no_env, &files).unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("cannot be used together with `schema`"),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn jobs_file_needs_unique_names() {
         let text = "jobs:\n  - name: a\n    model: o3\n    input: hi\n  - name: a\n    model: o3\n    input: hi\n";
-        let errs = parse_jobs_file("jobs.yaml", text, &no_env).unwrap_err();
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env, &no_files).unwrap_err();
         assert!(errs[0].to_string().contains("jobs.yaml:5:"), "{}", errs[0]);
     }
 

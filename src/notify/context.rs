@@ -19,7 +19,10 @@ pub struct Context {
     pub job: JobInfo,
     /// The output text exactly as the model wrote it (usually Markdown).
     pub output_text: String,
-    /// The output as a Markdown report, with a "Sources" list of the citations appended.
+    /// The answer parsed as JSON, for a job that asks for JSON (`text.format`); else null.
+    pub output_json: Option<Value>,
+    /// The output as a Markdown report, with a "Sources" list of the citations appended (a
+    /// JSON answer: the JSON, indented, in a code block).
     pub output_markdown: String,
     /// The output rendered to sanitized HTML (safe to put in a mail or a page).
     pub output_html: String,
@@ -131,6 +134,14 @@ impl Context {
                 display: format!("${usd:.2}"),
             })
         });
+        let output_json =
+            crate::structured::output_json(&job.spec.request, job.output_text.as_deref());
+        let report = match &output_json {
+            Some(v) => {
+                markdown::code_block("json", &serde_json::to_string_pretty(v).unwrap_or_default())
+            }
+            None => markdown::report(&output_text, &citations),
+        };
         let duration_secs = match (job.submitted_at, job.finished_at) {
             (Some(s), Some(f)) => Some((f - s) / 1000),
             _ => None,
@@ -163,8 +174,9 @@ impl Context {
                     .unwrap_or_else(|| json!({})),
                 url,
             },
-            output_markdown: markdown::report(&output_text, &citations),
-            output_html: markdown::to_safe_html(&markdown::report(&output_text, &citations)),
+            output_html: markdown::to_safe_html(&report),
+            output_markdown: report,
+            output_json,
             excerpt: markdown::excerpt(&output_text, 500),
             output_text,
             citations,

@@ -113,6 +113,19 @@ fn escape_link_text(s: &str) -> String {
     s.replace('[', "\\[").replace(']', "\\]")
 }
 
+/// `text` as a fenced Markdown code block of language `lang`, its fence longer than any run
+/// of backticks inside so the text cannot end it early.
+pub fn code_block(lang: &str, text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}{lang}\n{text}\n{fence}\n")
+}
+
 /// Markdown → HTML with only safe tags and attributes; links open with `rel="noopener
 /// noreferrer"`.
 pub fn to_safe_html(md: &str) -> String {
@@ -146,6 +159,18 @@ pub fn excerpt(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_code_block_outlasts_the_backticks_inside() {
+        assert_eq!(code_block("json", "{}"), "```json\n{}\n```\n");
+        let tricky = "{\"a\": \"````\\n# not a heading\"}";
+        let block = code_block("json", tricky);
+        assert!(block.starts_with("`````json\n"), "{block}");
+        // Rendered, the whole text stays inside one code element.
+        let html = to_safe_html(&block);
+        assert_eq!(html.matches("<code").count(), 1, "{html}");
+        assert!(!html.contains("<h1>"), "{html}");
+    }
+
     use serde_json::json;
 
     use super::*;

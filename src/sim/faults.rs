@@ -312,7 +312,12 @@ pub(crate) enum OutputShape {
     Lines(usize),
     /// One ASCII line of this many characters, without a line end.
     Line(usize),
+    /// A refusal with this text instead of an answer (`output=refusal` or `refusal:TEXT`).
+    Refusal(String),
 }
+
+/// What a model says when it refuses (`output=refusal` without a text).
+pub(crate) const REFUSAL_TEXT: &str = "I'm sorry, but I can't help with that request.";
 
 /// Per-request overrides parsed from `metadata.sim` (grammar in the module docs of `sim`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -371,7 +376,8 @@ impl Overrides {
     }
 }
 
-/// Parses `report`, `empty`, `text:LITERAL` (`\n` in it is a line break), `lines:N`, `line:N`.
+/// Parses `report`, `empty`, `text:LITERAL` (`\n` in it is a line break), `lines:N`, `line:N`,
+/// `refusal`, `refusal:LITERAL`.
 fn parse_output(value: &str) -> Result<OutputShape, String> {
     let count = |n: &str| {
         n.parse::<usize>()
@@ -382,6 +388,8 @@ fn parse_output(value: &str) -> Result<OutputShape, String> {
     match value.split_once(':') {
         None if value == "report" => Ok(OutputShape::Report),
         None if value == "empty" => Ok(OutputShape::Text(String::new())),
+        None if value == "refusal" => Ok(OutputShape::Refusal(REFUSAL_TEXT.to_owned())),
+        Some(("refusal", text)) => Ok(OutputShape::Refusal(text.replace("\\n", "\n"))),
         Some(("text", text)) => Ok(OutputShape::Text(text.replace("\\n", "\n"))),
         Some(("lines", n)) => count(n).map(OutputShape::Lines),
         Some(("line", n)) => count(n).map(OutputShape::Line),
@@ -468,6 +476,14 @@ mod tests {
             Ok(OutputShape::Text("The answer is 42.\nThat is all.".into()))
         );
         assert_eq!(shape("output=lines:3"), Ok(OutputShape::Lines(3)));
+        assert_eq!(
+            shape("output=refusal"),
+            Ok(OutputShape::Refusal(REFUSAL_TEXT.into()))
+        );
+        assert_eq!(
+            shape("output=refusal:Non.\\nJamais."),
+            Ok(OutputShape::Refusal("Non.\nJamais.".into()))
+        );
         assert_eq!(shape("output=line:1500"), Ok(OutputShape::Line(1500)));
         assert!(shape("output=line:-1").is_err());
         assert!(shape("output=line:99999999").is_err());

@@ -88,6 +88,7 @@ mod response;
 mod server;
 mod state;
 mod stream;
+mod structured;
 mod validate;
 mod webhooks;
 

@@ -139,6 +139,7 @@ fn shaped_text(shape: &OutputShape) -> Option<String> {
         OutputShape::Text(text) => Some(text.clone()),
         OutputShape::Lines(n) => Some((1..=*n).map(|i| format!("Line {i} of {n}.\n")).collect()),
         OutputShape::Line(n) => Some(WORDS.chars().cycle().take(*n).collect()),
+        OutputShape::Refusal(text) => Some(text.clone()),
     }
 }
 
@@ -190,11 +191,32 @@ fn chunks(text: &str) -> Vec<String> {
 pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng) -> Generated {
     let obf = req.obfuscate;
     let (report_text, report_annotations, sources) = report(&req.input_text);
-    let (full_text, all_annotations) = match shaped_text(&req.overrides.output) {
-        Some(text) => (text, Vec::new()),
-        None => (report_text, report_annotations),
-    };
     let topic = topic_of(&req.input_text);
+    let body = Value::Object(req.body.clone());
+    let (full_text, all_annotations) = match (
+        shaped_text(&req.overrides.output),
+        crate::structured::Format::of(&body),
+    ) {
+        (Some(text), _) => (text, Vec::new()),
+        // Asked for JSON: an answer in it, as a model in strict mode gives, without citations.
+        (None, Some(crate::structured::Format::JsonSchema { schema, .. })) => (
+            super::structured::example(schema, &topic).to_string(),
+            Vec::new(),
+        ),
+        (None, Some(crate::structured::Format::JsonObject)) => (
+            json!({"topic": topic, "answer": FILLER[(fnv(&req.input_text) % FILLER.len() as u64) as usize]})
+                .to_string(),
+            Vec::new(),
+        ),
+        (None, None) => (report_text, report_annotations),
+    };
+    // A refusal is a `refusal` content part, streamed with `response.refusal.*` events.
+    let refusing = matches!(req.overrides.output, OutputShape::Refusal(_));
+    let (part_type, text_key, event) = if refusing {
+        ("refusal", "refusal", "response.refusal")
+    } else {
+        ("output_text", "text", "response.output_text")
+    };
 
     // Decide how much text is produced.
     let mut outcome = outcome;
@@ -344,14 +366,21 @@ pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng
     // The message: added, text deltas in a few steps, done.
     let id = ids::new("msg");
     let idx = done.len();
+    let part_of = |text: &str, annotations: Vec<Value>| {
+        if refusing {
+            json!({"type": part_type, text_key: text})
+        } else {
+            json!({"type": part_type, text_key: text, "annotations": annotations, "logprobs": []})
+        }
+    };
     let message = |status: &str, text: &str, annotations: Vec<Value>| {
         json!({
             "id": id, "type": "message", "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}],
+            "content": [part_of(text, annotations)],
         })
     };
     let empty_item = json!({"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []});
-    let empty_part = json!({"type": "output_text", "text": "", "annotations": [], "logprobs": []});
+    let empty_part = part_of("", Vec::new());
     let mut out = done.clone();
     out.push(message("in_progress", "", Vec::new()));
     steps.push(Step {
@@ -375,9 +404,13 @@ pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng
         let mut events = Vec::new();
         for delta in group {
             so_far.push_str(delta);
-            let fields = json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": delta, "logprobs": []});
+            let mut fields =
+                json!({"item_id": id, "output_index": idx, "content_index": 0, "delta": delta});
+            if !refusing {
+                fields["logprobs"] = json!([]);
+            }
             events.push(ev(
-                "response.output_text.delta",
+                &format!("{event}.delta"),
                 with_obfuscation(fields, obfuscation(rng, obf)),
             ));
             let len = so_far.chars().count() as u64;
@@ -413,14 +446,24 @@ pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng
         "completed"
     };
     let final_message = message(status, &text, annotations.clone());
-    let part =
-        json!({"type": "output_text", "text": text, "annotations": annotations, "logprobs": []});
+    let part = part_of(&text, annotations);
+    let mut text_done =
+        json!({"item_id": id, "output_index": idx, "content_index": 0, text_key: text});
+    if !refusing {
+        text_done["logprobs"] = json!([]);
+    }
     done.push(final_message.clone());
     steps.push(Step {
         events: vec![
-            ev("response.output_text.done", json!({"item_id": id, "output_index": idx, "content_index": 0, "text": text, "logprobs": []})),
-            ev("response.content_part.done", json!({"item_id": id, "output_index": idx, "content_index": 0, "part": part})),
-            ev("response.output_item.done", json!({"output_index": idx, "item": final_message})),
+            ev(&format!("{event}.done"), text_done),
+            ev(
+                "response.content_part.done",
+                json!({"item_id": id, "output_index": idx, "content_index": 0, "part": part}),
+            ),
+            ev(
+                "response.output_item.done",
+                json!({"output_index": idx, "item": final_message}),
+            ),
         ],
         output: done.clone(),
     });

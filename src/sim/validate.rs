@@ -319,7 +319,32 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
     }
     // Last: the checks above answer with OpenAI's own, more specific codes.
     check_contract(&request.body)?;
+    check_schema(&request.body)?;
     Ok(request)
+}
+
+/// A `json_schema` text format's schema must compile and, in strict mode, keep OpenAI's rules;
+/// OpenAI answers a 400 `invalid_json_schema` naming the format otherwise.
+fn check_schema(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let Some(format) = body.get("text").and_then(|t| t.get("format")) else {
+        return Ok(());
+    };
+    let Some(crate::structured::Format::JsonSchema {
+        name,
+        schema,
+        strict,
+    }) = crate::structured::Format::of_format(format)
+    else {
+        return Ok(());
+    };
+    match crate::structured::schema_problems(schema, strict).first() {
+        None => Ok(()),
+        Some(problem) => Err(ApiError::invalid(
+            format!("Invalid schema for response_format '{name}': {problem}."),
+            Some("text.format.schema"),
+            Some("invalid_json_schema"),
+        )),
+    }
 }
 
 /// Checks the body against OpenAI's create-request schema, the same vendored document respool

@@ -30,6 +30,25 @@ pub fn observe(raw: Value) -> Result<Observation, UpstreamError> {
     };
     let output_text = output_text(&raw);
     let usage = raw.get("usage").filter(|u| !u.is_null()).cloned();
+    // A `completed` response that refused, or that asked for JSON and got something else, is
+    // not an answer: the job fails with a code of its own rather than completing empty.
+    let judged = match status {
+        JobStatus::Completed => crate::structured::judge(&raw, output_text.as_deref()),
+        _ => None,
+    };
+    if let Some((code, message)) = judged {
+        return Ok(Observation {
+            response_id,
+            status: JobStatus::Failed,
+            output_text,
+            usage,
+            error: Some(JobError {
+                code: code.to_string(),
+                message,
+            }),
+            raw,
+        });
+    }
     let error = match status {
         JobStatus::Failed => Some(match raw.get("error").filter(|e| !e.is_null()) {
             Some(e) => JobError {
@@ -155,6 +174,43 @@ mod tests {
         assert_eq!(obs.output_text.as_deref(), Some("Hello world"));
         assert_eq!(obs.usage.unwrap()["total_tokens"], 5);
         assert_eq!(tagged_job_id(&raw), Some("job_x"));
+    }
+
+    #[test]
+    fn a_refusal_or_a_json_answer_off_its_schema_fails_the_job() {
+        let refused = observe(json!({"id": "resp_1", "status": "completed", "output": [
+            {"type": "message", "content": [{"type": "refusal", "refusal": "I can't help with that."}]}],
+            "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}})).unwrap();
+        assert_eq!(refused.status, JobStatus::Failed);
+        assert_eq!(
+            refused.error.as_ref().unwrap().code,
+            crate::structured::REFUSAL
+        );
+        // Its usage is kept: a refusal is paid for.
+        assert_eq!(refused.usage.unwrap()["total_tokens"], 5);
+
+        let schema =
+            json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+        let answer = |text: &str| {
+            json!({"id": "resp_1", "status": "completed",
+            "text": {"format": {"type": "json_schema", "name": "count", "schema": schema}},
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": text}]}]})
+        };
+        let ok = observe(answer(r#"{"n": 3}"#)).unwrap();
+        assert_eq!(ok.status, JobStatus::Completed);
+        assert_eq!(ok.error, None);
+        let off = observe(answer(r#"{"n": "three"}"#)).unwrap();
+        assert_eq!(off.status, JobStatus::Failed);
+        assert_eq!(off.error.unwrap().code, crate::structured::SCHEMA_MISMATCH);
+        assert_eq!(
+            off.output_text.as_deref(),
+            Some(r#"{"n": "three"}"#),
+            "the text is kept"
+        );
+        // Only a completed response is judged.
+        let mut running = answer("{");
+        running["status"] = json!("in_progress");
+        assert_eq!(observe(running).unwrap().status, JobStatus::InProgress);
     }
 
     #[test]

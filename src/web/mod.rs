@@ -5,6 +5,7 @@
 //! `'self'`. Who may see the pages is decided in [`session`]: loopback only without API
 //! tokens, otherwise a login with a token and a signed, stateless session cookie.
 
+mod json_view;
 mod pages;
 mod session;
 mod stats;

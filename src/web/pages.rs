@@ -202,11 +202,17 @@ pub async fn job(
         .as_ref()
         .map(markdown::reasoning_summaries)
         .unwrap_or_default();
-    // Model output is untrusted: only ammonia's output is marked safe.
+    // A JSON answer shows as tables; its text is not a report.
+    let output_json = crate::structured::output_json(&row.spec.request, row.output_text.as_deref());
+    let answer_html = output_json
+        .as_ref()
+        .map(|v| Tpl::from_safe_string(super::json_view::to_html(v)));
+    // Model output is untrusted: only ammonia's output (and the escaping JSON view) is marked
+    // safe.
     let report_html = row
         .output_text
         .as_deref()
-        .filter(|t| !t.trim().is_empty())
+        .filter(|t| !t.trim().is_empty() && output_json.is_none())
         .map(|t| Tpl::from_safe_string(markdown::to_safe_html(t)));
     let tokens = view::tokens(row.usage.as_ref()).map(|t| {
         context! {
@@ -276,6 +282,8 @@ pub async fn job(
             tokens,
             metadata => super::ser(metadata),
             report_html,
+            answer_html,
+            output_json_pretty => output_json.as_ref().and_then(|v| serde_json::to_string_pretty(v).ok()),
             citations,
             reasoning,
             timeline,

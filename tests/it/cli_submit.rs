@@ -62,7 +62,8 @@ async fn submit_keeps_every_respool_key_of_a_jobs_file() {
     let submitted: Vec<Value> = serde_json::from_str(&stdout).unwrap();
     assert_eq!(submitted.len(), 2, "{stdout}");
 
-    let expected = parse_jobs_file("jobs.yaml", JOBS, &|_| None).unwrap();
+    let expected =
+        parse_jobs_file("jobs.yaml", JOBS, &|_| None, &|_| Err("no files".into())).unwrap();
     for (job, want) in submitted.iter().zip(&expected) {
         let id = job["id"].as_str().unwrap();
         let (status, body) = app.get(&format!("/v1/jobs/{id}")).await;

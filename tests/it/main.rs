@@ -54,6 +54,7 @@ mod sink_discord_ntfy;
 mod sink_slack;
 mod sink_webhook_file_command;
 mod status_props;
+mod structured;
 mod systemd_notify;
 mod systemd_unit;
 mod web;

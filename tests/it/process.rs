@@ -543,3 +543,63 @@ async fn demo_runs_the_example_jobs_to_completion() {
     assert!(stdout.contains("(0 submitted twice)"), "{stdout}");
     eprintln!("demo: done in {:.1}s", started.elapsed().as_secs_f64());
 }
+
+/// Every jobs file in `examples/` (one per section of the seed tour) runs unattended in
+/// `respool demo`: each job completes, nothing is submitted twice, and a job that asks for
+/// JSON shows its answer as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_jobs_file_runs_in_the_demo() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no jobs files in {}", examples.display());
+    for file in files {
+        let started = Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.display().to_string();
+        let mut cmd =
+            tokio::process::Command::from(command(dir.path(), &["demo", "--jobs", &path], &[]));
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        let out = match tokio::time::timeout(Duration::from_secs(120), cmd.output()).await {
+            Ok(out) => out.unwrap(),
+            Err(_) => panic!("`respool demo --jobs {path}` did not finish within 120 s"),
+        };
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "demo of {path} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        );
+        let specs = respool::job::spec::parse_jobs_file(
+            &path,
+            &std::fs::read_to_string(&file).unwrap(),
+            &|_| None,
+            &respool::reload::beside(&file),
+        )
+        .unwrap();
+        for spec in specs.iter().filter(|s| s.schedule.is_none()) {
+            let result_line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("== {} — ", spec.name)))
+                .unwrap_or_else(|| panic!("{path}: no result for {}:\n{stdout}", spec.name));
+            assert!(result_line.contains("completed"), "{path}: {result_line}");
+            if respool::structured::Format::of_body(&spec.request).is_some() {
+                let after = stdout.split(result_line).nth(1).unwrap();
+                assert!(
+                    after.trim_start().starts_with('{'),
+                    "{path}: {} shows no JSON:\n{after}",
+                    spec.name
+                );
+            }
+        }
+        assert!(stdout.contains("(0 submitted twice)"), "{stdout}");
+        eprintln!(
+            "demo {path}: done in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -61,8 +61,8 @@ pub struct JobsFileReport {
 }
 
 /// A reader of the files a jobs file at `jobs_file` names (`schema_file:`): paths relative to
-/// the jobs file's folder, absolute ones as they are. Refuses a file over
-/// [`MAX_SCHEMA_FILE_BYTES`] without reading it.
+/// the jobs file's folder, absolute ones as they are. Reads regular files only, and at most
+/// one byte past [`MAX_SCHEMA_FILE_BYTES`] (a larger file is refused).
 ///
 /// [`MAX_SCHEMA_FILE_BYTES`]: crate::job::spec::MAX_SCHEMA_FILE_BYTES
 pub fn beside(jobs_file: &Path) -> impl Fn(&str) -> Result<Vec<u8>, String> + use<> {
@@ -71,18 +71,25 @@ pub fn beside(jobs_file: &Path) -> impl Fn(&str) -> Result<Vec<u8>, String> + us
         .map(Path::to_path_buf)
         .unwrap_or_default();
     move |name: &str| {
+        use std::io::Read;
         let path = dir.join(name);
         let cannot = |e: std::io::Error| format!("cannot read `{}`: {e}", path.display());
-        let meta = std::fs::metadata(&path).map_err(cannot)?;
-        if meta.len() > crate::job::spec::MAX_SCHEMA_FILE_BYTES as u64 {
+        let max = crate::job::spec::MAX_SCHEMA_FILE_BYTES;
+        // Only a regular file: a device, a pipe or `/proc` reports no size and may never end.
+        if !std::fs::metadata(&path).map_err(cannot)?.is_file() {
+            return Err(format!("`{}` is not a regular file", path.display()));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut bytes))
+            .map_err(cannot)?;
+        if bytes.len() > max {
             return Err(format!(
-                "`{}` is {} bytes; a schema file may have at most {}",
-                path.display(),
-                meta.len(),
-                crate::job::spec::MAX_SCHEMA_FILE_BYTES
+                "`{}` is over {max} bytes, the most a schema file may have",
+                path.display()
             ));
         }
-        std::fs::read(&path).map_err(cannot)
+        Ok(bytes)
     }
 }
 
@@ -400,6 +407,32 @@ fn restart_needed(old: &Config, new: &Config, env: &dyn Fn(&str) -> Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beside_reads_regular_files_next_to_the_jobs_file_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs.yaml");
+        std::fs::create_dir(dir.path().join("schemas")).unwrap();
+        std::fs::write(dir.path().join("schemas/a.json"), b"{}").unwrap();
+        let max = crate::job::spec::MAX_SCHEMA_FILE_BYTES;
+        std::fs::write(dir.path().join("big.json"), vec![b' '; max + 1]).unwrap();
+        std::fs::write(dir.path().join("edge.json"), vec![b' '; max]).unwrap();
+        let read = beside(&jobs);
+        assert_eq!(read("schemas/a.json").unwrap(), b"{}");
+        assert_eq!(read("edge.json").unwrap().len(), max);
+        assert!(read("big.json").unwrap_err().contains("over"), "too big");
+        assert!(read("missing.json").unwrap_err().starts_with("cannot read"));
+        assert!(read("schemas").unwrap_err().contains("not a regular file"));
+        // A device reports no size and never ends: refused without reading.
+        assert!(
+            read("/dev/zero")
+                .unwrap_err()
+                .contains("not a regular file")
+        );
+        // An absolute path is taken as it is.
+        let abs = dir.path().join("schemas/a.json");
+        assert_eq!(read(abs.to_str().unwrap()).unwrap(), b"{}");
+    }
 
     #[test]
     fn restart_needed_names_the_key_and_line() {

@@ -4,10 +4,12 @@
 //!
 //! - [`Format::of`]: what a create body (or the Response echoing it) asks for.
 //! - [`schema_problems`]: what is wrong with a job's schema before it is sent: it must compile
-//!   as a JSON Schema, and in `strict` mode keep OpenAI's rules (every object closed with
-//!   `additionalProperties: false` and requiring each of its properties; an object at the
-//!   root). OpenAI refuses such a schema with a 400 when the job is submitted; respool refuses
-//!   it at intake, and the simulator as OpenAI does.
+//!   as a JSON Schema (intake refuses it otherwise), and in `strict` mode keep OpenAI's rules
+//!   (every object closed with `additionalProperties: false` and requiring each of its
+//!   properties). OpenAI refuses a schema that breaks them with a 400 when the job is
+//!   submitted, and so does the simulator; respool warns at intake (its REST document cannot
+//!   state these rules, and it promises to refuse only what the document says). That the root
+//!   is an object is in the contract itself (`contract`).
 //! - [`judge`]: whether a `completed` Response is an answer: a refusal, output that is not JSON
 //!   or does not match the schema each give the job a distinct error code
 //!   ([`REFUSAL`], [`NOT_JSON`], [`SCHEMA_MISMATCH`]) instead of a silent `completed`.
@@ -26,6 +28,8 @@ pub const SCHEMA_MISMATCH: &str = "output_schema_mismatch";
 
 /// How many schema violations a message lists before "and N more".
 const LISTED: usize = 3;
+/// How many problems of a schema are reported (and missing properties named in one).
+const MAX_PROBLEMS: usize = 20;
 
 /// The structured output a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,6 +70,16 @@ impl<'a> Format<'a> {
     }
 }
 
+/// `schema` compiled: linear-time patterns (`regex`, not a backtracking engine: a schema's
+/// `pattern` is checked against model output on the daemon's own threads), and nothing fetched.
+fn validator(
+    schema: &Value,
+) -> Result<jsonschema::Validator, jsonschema::ValidationError<'static>> {
+    jsonschema::options()
+        .with_pattern_options(jsonschema::PatternOptions::regex())
+        .build(schema)
+}
+
 /// What is wrong with `schema` as the schema of a structured output, each problem a sentence
 /// naming where it is (`properties.address`); empty when it is fine. `strict` adds OpenAI's
 /// strict-mode rules.
@@ -73,7 +87,7 @@ pub fn schema_problems(schema: &Value, strict: bool) -> Vec<String> {
     if !schema.is_object() {
         return vec!["must be a JSON Schema: an object".into()];
     }
-    if let Err(e) = jsonschema::validator_for(schema) {
+    if let Err(e) = validator(schema) {
         return vec![format!(
             "is not a valid JSON Schema: {}",
             clip(&e.to_string())
@@ -81,12 +95,9 @@ pub fn schema_problems(schema: &Value, strict: bool) -> Vec<String> {
     }
     let mut problems = Vec::new();
     if strict {
-        if !is_object_schema(schema) {
-            problems
-                .push("must describe an object at its root (`type: object`) in strict mode".into());
-        }
         strict_rules(schema, &mut Vec::new(), &mut problems);
     }
+    problems.truncate(MAX_PROBLEMS);
     problems
 }
 
@@ -103,6 +114,9 @@ fn strict_rules(s: &Value, path: &mut Vec<String>, problems: &mut Vec<String>) {
     let Some(obj) = s.as_object() else {
         return;
     };
+    if problems.len() >= MAX_PROBLEMS {
+        return;
+    }
     let at = || {
         if path.is_empty() {
             "the root".to_string()
@@ -117,7 +131,7 @@ fn strict_rules(s: &Value, path: &mut Vec<String>, problems: &mut Vec<String>) {
                 at()
             ));
         }
-        let required: Vec<&str> = obj
+        let required: std::collections::HashSet<&str> = obj
             .get("required")
             .and_then(Value::as_array)
             .map(|r| r.iter().filter_map(Value::as_str).collect())
@@ -133,11 +147,14 @@ fn strict_rules(s: &Value, path: &mut Vec<String>, problems: &mut Vec<String>) {
             })
             .unwrap_or_default();
         if !missing.is_empty() {
+            let mut named = missing[..missing.len().min(MAX_PROBLEMS)].join(", ");
+            if missing.len() > MAX_PROBLEMS {
+                named.push_str(&format!(" and {} more", missing.len() - MAX_PROBLEMS));
+            }
             problems.push(format!(
-                "{}: strict mode requires every property to be listed in `required` (missing: {}); \
-                 make a property optional with a type that allows null",
+                "{}: strict mode requires every property to be listed in `required` (missing: \
+                 {named}); make a property optional with a type that allows null",
                 at(),
-                missing.join(", ")
             ));
         }
     }
@@ -181,6 +198,45 @@ pub fn refusal(raw: &Value) -> Option<&str> {
         .map(|p| p.get("refusal").and_then(Value::as_str).unwrap_or(""))
 }
 
+/// The answer of a Response that asks for JSON: the `output_text` of its last `message` that
+/// is not `phase: commentary` (a model may comment before it answers); `None` without one.
+pub fn answer_text(raw: &Value) -> Option<String> {
+    let message = raw
+        .get("output")?
+        .as_array()?
+        .iter()
+        .rev()
+        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
+        .find(|i| i.get("phase").and_then(Value::as_str) != Some("commentary"))?;
+    let mut text = String::new();
+    let mut any = false;
+    for part in message
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if part.get("type").and_then(Value::as_str) == Some("output_text")
+            && let Some(t) = part.get("text").and_then(Value::as_str)
+        {
+            text.push_str(t);
+            any = true;
+        }
+    }
+    any.then_some(text)
+}
+
+/// Whether the Response's output has a `message` item at all (a response that ends in
+/// function calls has none: it is not an answer to judge).
+fn has_message(raw: &Value) -> bool {
+    raw.get("output")
+        .and_then(Value::as_array)
+        .is_some_and(|o| {
+            o.iter()
+                .any(|i| i.get("type").and_then(Value::as_str) == Some("message"))
+        })
+}
+
 /// Why a `completed` Response is not the answer its request asked for: `(code, message)`, or
 /// `None` when it is. A refusal with no text beside it is not an answer; when JSON was asked for (the Response
 /// echoes `text.format`), `output_text` must parse, and match the schema if there is one.
@@ -196,6 +252,9 @@ pub fn judge(raw: &Value, output_text: Option<&str>) -> Option<(&'static str, St
         return Some((REFUSAL, message));
     }
     let format = Format::of(raw)?;
+    if !has_message(raw) {
+        return None;
+    }
     let text = output_text.unwrap_or("");
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -217,7 +276,7 @@ pub fn judge(raw: &Value, output_text: Option<&str>) -> Option<(&'static str, St
             )
         }),
         Format::JsonSchema { name, schema, .. } => {
-            let validator = jsonschema::validator_for(schema).ok()?;
+            let validator = validator(schema).ok()?;
             let errors: Vec<String> = validator
                 .iter_errors(&value)
                 .map(|e| {
@@ -318,9 +377,55 @@ mod tests {
     }
 
     #[test]
-    fn strict_mode_wants_an_object_at_the_root() {
-        let p = schema_problems(&json!({"type": "array", "items": {"type": "string"}}), true);
-        assert!(p[0].contains("root"), "{p:?}");
+    fn strict_mode_walks_from_the_root() {
+        let p = schema_problems(
+            &json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+            true,
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().all(|m| m.starts_with("the root")), "{p:?}");
+    }
+
+    #[test]
+    fn a_huge_schema_is_checked_quickly_and_reported_briefly() {
+        let props: serde_json::Map<String, Value> = (0..100_000)
+            .map(|i| (format!("p{i}"), json!({"type": "string"})))
+            .collect();
+        let schema = json!({"type": "object", "properties": props, "additionalProperties": false});
+        let p = schema_problems(&schema, true);
+        assert_eq!(p.len(), 1, "{}", p.len());
+        assert!(p[0].contains("and 99980 more"), "{}", &p[0][..200]);
+        assert!(p[0].len() < 1000);
+    }
+
+    #[test]
+    fn the_answer_is_the_last_message_not_the_commentary() {
+        let format = json!({"type": "json_schema", "name": "n", "schema": {"type": "object"}});
+        let raw = json!({"text": {"format": format}, "output": [
+            {"type": "message", "phase": "commentary", "content": [{"type": "output_text", "text": "Let me look."}]},
+            {"type": "web_search_call"},
+            {"type": "message", "phase": "final_answer", "content": [{"type": "output_text", "text": "{\"a\": 1}"}]}]});
+        assert_eq!(answer_text(&raw).as_deref(), Some("{\"a\": 1}"));
+        assert_eq!(judge(&raw, answer_text(&raw).as_deref()), None);
+        // A response that ends in function calls has no answer to judge.
+        let calls =
+            json!({"text": {"format": format}, "output": [{"type": "function_call", "name": "f"}]});
+        assert_eq!(judge(&calls, None), None);
+    }
+
+    #[test]
+    fn patterns_are_checked_in_linear_time() {
+        // A backreference needs a backtracking engine: refused at intake, never run on output.
+        let p = schema_problems(
+            &json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "(a)\\1"}}}),
+            false,
+        );
+        assert!(p[0].starts_with("is not a valid JSON Schema"), "{p:?}");
+        let ok = schema_problems(
+            &json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "^[a-z]+$"}}}),
+            false,
+        );
+        assert!(ok.is_empty(), "{ok:?}");
     }
 
     #[test]

@@ -98,9 +98,9 @@ pub struct OutputArgs {
     /// The job id (`job_…`).
     pub id: String,
     /// `text`: the output text (default); `md`: the Markdown report with its sources, as
-    /// notifications show it; `json`: the answer as JSON for a job that asks for JSON
-    /// (`output_json`), else the whole stored Response (same as `--json`); `response`: the
-    /// whole stored Response.
+    /// notifications show it; `json` (same as `--json`): for a job that asks for JSON, its
+    /// answer (`output_json`; exits 1 while the job has no good answer), for any other job the
+    /// whole stored Response; `response`: the whole stored Response.
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
     #[command(flatten)]
@@ -307,9 +307,12 @@ async fn print_output(config: Option<&Path>, a: OutputArgs) -> anyhow::Result<Ex
             let report = markdown::report(text, &markdown::citations(&response));
             pager::show(&with_newline(&report), a.pager).await?;
         }
-        OutputFormat::Json if job.output_json.is_some() => {
-            json_out(&job.output_json)?;
-        }
+        // A job that asks for JSON prints its answer, or nothing (and fails) until it has a
+        // good one: never its Response in its place.
+        OutputFormat::Json if asks_for_json(&job) => match &job.output_json {
+            Some(answer) if job.status == crate::job::JobStatus::Completed => json_out(answer)?,
+            _ => return Ok(no_output(&job)),
+        },
         OutputFormat::Json | OutputFormat::Response => {
             if job.response_id.is_none() {
                 return Ok(no_output(&job));
@@ -319,6 +322,15 @@ async fn print_output(config: Option<&Path>, a: OutputArgs) -> anyhow::Result<Ex
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the job's `text.format` asks for JSON (read from the spec the API shows).
+fn asks_for_json(job: &JobView) -> bool {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.pointer("/request/text/format"))
+        .and_then(crate::structured::Format::of_format)
+        .is_some()
 }
 
 fn with_newline(text: &str) -> String {

@@ -232,6 +232,7 @@ fn build(document: &Value) -> Result<Contract, String> {
     let mut prepared = Value::Object(schemas.clone());
     relax_required(&mut prepared, schemas);
     prepare(&mut prepared);
+    tighten(&mut prepared);
     let root = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$ref": CREATE_RESPONSE,
@@ -297,6 +298,22 @@ fn prepare(node: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(prepare),
         _ => {}
+    }
+}
+
+/// What OpenAI enforces that its document does not say, written into the schemas so that
+/// intake, the simulator and the REST API's document all hold it: a structured output's JSON
+/// Schema (`text.format.schema`) describes an object at its root (`type: object`).
+fn tighten(schemas: &mut Value) {
+    if let Some(s) = schemas
+        .get_mut("ResponseFormatJsonSchemaSchema")
+        .and_then(Value::as_object_mut)
+    {
+        s.insert("required".into(), json!(["type"]));
+        s.insert(
+            "properties".into(),
+            json!({"type": {"const": "object", "description": "A structured output is an object at its root."}}),
+        );
     }
 }
 

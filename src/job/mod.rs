@@ -199,6 +199,17 @@ pub struct Observation {
     pub raw: serde_json::Value,
 }
 
+impl Observation {
+    /// The status upstream reported (`completed` for a refusal, which the job records as
+    /// `failed`), else the observed one.
+    pub fn upstream_status(&self) -> &str {
+        self.raw
+            .get("status")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(self.status.as_str())
+    }
+}
+
 /// Why a job did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {

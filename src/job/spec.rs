@@ -174,7 +174,7 @@ impl JobSpec {
     /// timeline when it takes the job in, and the REST API can return them.
     pub fn warnings(&self) -> Vec<SpecWarning> {
         let source = contract::source();
-        contract::unknown_fields(&self.request)
+        let mut out: Vec<SpecWarning> = contract::unknown_fields(&self.request)
             .into_iter()
             .map(|field| SpecWarning {
                 message: format!(
@@ -184,7 +184,23 @@ impl JobSpec {
                 ),
                 field,
             })
-            .collect()
+            .collect();
+        if let Some(crate::structured::Format::JsonSchema {
+            schema,
+            strict: true,
+            ..
+        }) = crate::structured::Format::of_body(&self.request)
+        {
+            out.extend(
+                crate::structured::schema_problems(schema, true)
+                    .into_iter()
+                    .map(|problem| SpecWarning {
+                        field: "text.format.schema".into(),
+                        message: format!("OpenAI refuses this in strict mode: {problem}"),
+                    }),
+            );
+        }
+        out
     }
 
     /// Parses and validates one job from a JSON value (from REST or one entry of a jobs
@@ -459,7 +475,7 @@ impl JobSpec {
                     .into(),
             );
         }
-        if let Some(crate::structured::Format::JsonSchema { schema, strict, .. }) =
+        if let Some(crate::structured::Format::JsonSchema { schema, .. }) =
             crate::structured::Format::of_format(
                 body.get("text")
                     .and_then(|t| t.get("format"))
@@ -467,7 +483,9 @@ impl JobSpec {
             )
             && !schema.is_null()
         {
-            for problem in crate::structured::schema_problems(schema, strict) {
+            // Only a schema that does not compile is refused here; strict mode's rules are
+            // warnings (`JobSpec::warnings`): OpenAI refuses them at submit.
+            for problem in crate::structured::schema_problems(schema, false) {
                 err("text.format.schema", problem);
             }
         }
@@ -1039,6 +1057,7 @@ mod tests {
                     .to_vec()),
                 "book.yaml" => Ok(b"type: object\nproperties:\n  t: {type: string}\nrequired: [t]\nadditionalProperties: false\n".to_vec()),
                 "open.json" => Ok(br#"{"type": "object", "properties": {"t": {"type": "string"}}}"#.to_vec()),
+                "array.json" => Ok(br#"{"type": "array", "items": {"type": "string"}}"#.to_vec()),
                 "broken.json" => Ok(b"{\"type\": ".to_vec()),
                 other => Err(format!("cannot read `{other}`: No such file or directory")),
             }
@@ -1068,12 +1087,12 @@ mod tests {
         let text = format!(
             "jobs:\n{}{}{}",
             job("missing", "nope.json"),
-            job("open", "open.json"),
+            job("array", "array.json"),
             job("broken", "broken.json")
         );
         let errs = parse_jobs_file("jobs.yaml", &text, &no_env, &files).unwrap_err();
         let all: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        assert_eq!(all.len(), 4, "{all:#?}");
+        assert_eq!(all.len(), 3, "{all:#?}");
         assert!(all[0].starts_with("jobs.yaml:10:"), "{all:#?}");
         assert!(
             all[0].contains(
@@ -1083,13 +1102,26 @@ mod tests {
         );
         // A fault in the schema read is shown at the line of `schema_file`.
         assert!(all[1].starts_with("jobs.yaml:19:"), "{all:#?}");
-        assert!(all[1].contains("job `open`: field `text.format.schema`: the root: an object must set `additionalProperties: false`"), "{all:#?}");
-        assert!(all[2].contains("(missing: t)"), "{all:#?}");
-        assert!(all[3].starts_with("jobs.yaml:28:"), "{all:#?}");
         assert!(
-            all[3].contains("`broken.json` is not valid JSON"),
+            all[1].contains("job `array`: field `text.format.schema.type`"),
             "{all:#?}"
         );
+        assert!(all[2].starts_with("jobs.yaml:28:"), "{all:#?}");
+        assert!(
+            all[2].contains("`broken.json` is not valid JSON"),
+            "{all:#?}"
+        );
+
+        // Strict mode's rules are warnings: OpenAI refuses such a schema at submit.
+        let open = format!("jobs:\n{}", job("open", "open.json"));
+        let specs = parse_jobs_file("jobs.yaml", &open, &no_env, &files).unwrap();
+        let warnings: Vec<String> = specs[0]
+            .warnings()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(warnings[0].starts_with("field `text.format.schema`: OpenAI refuses this in strict mode: the root: an object must set `additionalProperties: false`"), "{warnings:#?}");
 
         // Not both.
         let both = job("both", "book.yaml").replace(

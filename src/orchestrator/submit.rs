@@ -426,10 +426,11 @@ impl Orchestrator {
         };
         let now = self.now();
         let (status, obs) = match &looked {
-            Ok(o) => (o.status.as_str(), Some(o)),
+            // What upstream said: a refused duplicate completed there, and was paid as such.
+            Ok(o) => (o.upstream_status(), Some(o)),
             Err(e) => {
                 tracing::warn!(error = %e.describe(), response_id = %response_id, "cancelling a duplicate response failed; trying again later");
-                (seen.map_or("unknown", |o| o.status.as_str()), seen)
+                (seen.map_or("unknown", |o| o.upstream_status()), seen)
             }
         };
         let done = obs.is_some_and(|o| o.status.is_terminal());

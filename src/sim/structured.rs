@@ -4,9 +4,12 @@
 
 use serde_json::{Map, Value, json};
 
-/// How deep nested objects and arrays are filled before the rest is left empty (OpenAI allows
-/// 10 levels in strict mode; a recursive `$ref` stops here too).
-const MAX_DEPTH: usize = 10;
+/// How many schema steps (an object, an array, an `anyOf`, a `$ref`) deep an answer is filled
+/// before the rest is left empty: OpenAI allows 10 levels of objects in strict mode, each a
+/// few steps; a recursive `$ref` stops here too.
+const MAX_DEPTH: usize = 40;
+/// How many values one answer holds at most (a recursive schema with wide arrays grows fast).
+const MAX_NODES: usize = 5_000;
 
 /// A value that `schema` accepts, made from `topic` (the first line of the input). Covers
 /// what strict mode allows: objects, arrays, strings (with `enum`, `const`, `minLength`,
@@ -16,6 +19,7 @@ pub(crate) fn example(schema: &Value, topic: &str) -> Value {
     Maker {
         root: schema,
         topic,
+        nodes: std::cell::Cell::new(0),
     }
     .make(schema, "answer", 0, 0)
 }
@@ -23,6 +27,7 @@ pub(crate) fn example(schema: &Value, topic: &str) -> Value {
 struct Maker<'a> {
     root: &'a Value,
     topic: &'a str,
+    nodes: std::cell::Cell<usize>,
 }
 
 impl Maker<'_> {
@@ -31,7 +36,8 @@ impl Maker<'_> {
             // `true` or `{}`-like: anything goes; a string says the most.
             return json!(self.text(name, n));
         };
-        if depth > MAX_DEPTH {
+        self.nodes.set(self.nodes.get() + 1);
+        if depth > MAX_DEPTH || self.nodes.get() > MAX_NODES {
             return Value::Null;
         }
         if let Some(target) = obj.get("$ref").and_then(Value::as_str) {
@@ -119,18 +125,42 @@ impl Maker<'_> {
 
     fn number(&self, obj: &Map<String, Value>, integer: bool, n: usize) -> Value {
         let f = |k: &str| obj.get(k).and_then(Value::as_f64);
-        let low = f("minimum")
-            .or(f("exclusiveMinimum").map(|m| m + 1.0))
-            .unwrap_or(1.0);
-        let high = f("maximum")
-            .or(f("exclusiveMaximum").map(|m| m - 1.0))
-            .unwrap_or(low.max(0.0) + 100.0);
-        let span = (high - low).max(0.0);
-        let v = low + span * (((n * 37 + 11) % 100) as f64 / 100.0);
+        let (min, ex_min) = (f("minimum"), f("exclusiveMinimum"));
+        let (max, ex_max) = (f("maximum"), f("exclusiveMaximum"));
+        // Between 0.01 and 0.99 of the way: strictly inside the bounds when they are exclusive.
+        let frac = ((n * 37 + 11) % 99 + 1) as f64 / 100.0;
         if integer {
-            json!(v.round().clamp(low.ceil(), high.floor().max(low.ceil())) as i64)
+            let low = min
+                .map(f64::ceil)
+                .into_iter()
+                .chain(ex_min.map(|m| m.floor() + 1.0))
+                .fold(f64::MIN, f64::max);
+            let high = max
+                .map(f64::floor)
+                .into_iter()
+                .chain(ex_max.map(|m| m.ceil() - 1.0))
+                .fold(f64::MAX, f64::min);
+            let low = if low == f64::MIN {
+                1.0_f64.min(high)
+            } else {
+                low
+            };
+            let high = if high == f64::MAX { low + 100.0 } else { high };
+            let v = (low + (high - low).max(0.0) * frac)
+                .round()
+                .clamp(low, high.max(low));
+            return json!(v as i64);
+        }
+        let low = min.or(ex_min).unwrap_or(1.0);
+        let high = max.or(ex_max).unwrap_or(low.max(0.0) + 100.0);
+        let span = (high - low).max(0.0);
+        let v = low + span * frac;
+        // Two decimals read well, unless rounding could reach a bound.
+        let rounded = (v * 100.0).round() / 100.0;
+        if span >= 1.0 && rounded > low && rounded < high {
+            json!(rounded)
         } else {
-            json!((v * 100.0).round() / 100.0)
+            json!(v)
         }
     }
 
@@ -226,6 +256,16 @@ mod tests {
     }
 
     #[test]
+    fn a_recursive_schema_with_wide_arrays_stays_small() {
+        let schema = json!({"type": "object", "properties": {
+            "a": {"type": "array", "minItems": 50, "items": {"$ref": "#"}},
+            "b": {"type": "array", "minItems": 50, "items": {"$ref": "#"}}},
+            "required": ["a", "b"], "additionalProperties": false});
+        let v = example(&schema, "wide");
+        assert!(v.to_string().len() < 1_000_000, "{}", v.to_string().len());
+    }
+
+    #[test]
     fn a_recursive_schema_ends() {
         let schema = json!({"type": "object", "properties": {"name": {"type": "string"},
             "children": {"type": "array", "items": {"$ref": "#"}}},
@@ -243,6 +283,8 @@ mod tests {
                 |(lo, span)| json!({"type": "integer", "minimum": lo, "maximum": lo + span})
             ),
             (-5.0f64..5.0).prop_map(|lo| json!({"type": "number", "minimum": lo})),
+            (-5.0f64..5.0, 0.001f64..3.0).prop_map(|(lo, span)| json!({"type": "number", "exclusiveMinimum": lo, "exclusiveMaximum": lo + span})),
+            (-50i64..50, 2i64..20).prop_map(|(lo, span)| json!({"type": "integer", "exclusiveMinimum": lo, "exclusiveMaximum": lo + span})),
             Just(json!({"type": "boolean"})),
             Just(json!({"type": ["string", "null"]})),
             Just(json!({"type": "string", "enum": ["a", "b", "c"]})),

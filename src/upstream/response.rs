@@ -28,7 +28,12 @@ pub fn observe(raw: Value) -> Result<Observation, UpstreamError> {
             )));
         }
     };
-    let output_text = output_text(&raw);
+    // A JSON answer is the last message's text: a model may comment before it answers.
+    let output_text = if crate::structured::Format::of(&raw).is_some() {
+        crate::structured::answer_text(&raw)
+    } else {
+        output_text(&raw)
+    };
     let usage = raw.get("usage").filter(|u| !u.is_null()).cloned();
     // A `completed` response that refused, or that asked for JSON and got something else, is
     // not an answer: the job fails with a code of its own rather than completing empty.

@@ -155,10 +155,10 @@ async fn an_answer_off_its_schema_or_not_json_fails_the_job_and_keeps_the_text()
 }
 
 #[tokio::test]
-async fn a_schema_openai_would_refuse_is_refused_at_intake_and_nothing_is_stored() {
+async fn a_schema_that_cannot_work_is_refused_at_intake_and_nothing_is_stored() {
     let app = helpers::spawn_app().await;
-    let mut open = structured_job("open", "x", None);
-    open["text"]["format"]["schema"]["additionalProperties"] = json!(true);
+    let mut array = structured_job("array", "x", None);
+    array["text"]["format"]["schema"] = json!({"type": "array", "items": {"type": "string"}});
     let mut broken = structured_job("broken", "x", None);
     broken["text"]["format"]["schema"]["properties"]["year"]["type"] = json!("integr");
     let mut from_file = structured_job("file", "x", None);
@@ -166,7 +166,7 @@ async fn a_schema_openai_would_refuse_is_refused_at_intake_and_nothing_is_stored
     format.remove("schema");
     format.insert("schema_file".into(), json!("/etc/passwd"));
     for (body, field, says) in [
-        (&open, "text.format.schema", "additionalProperties: false"),
+        (&array, "text.format.schema.type", "object"),
         (&broken, "text.format.schema", "not a valid JSON Schema"),
         (
             &from_file,
@@ -183,6 +183,33 @@ async fn a_schema_openai_would_refuse_is_refused_at_intake_and_nothing_is_stored
     }
     assert_eq!(app.count_rows("jobs").await, 0);
     assert_eq!(app.sim.stats().creates, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_schema_strict_mode_refuses_is_taken_with_a_warning_and_fails_as_openai_refuses_it() {
+    let app = helpers::spawn_app().await;
+    let mut open = structured_job("open", "x", None);
+    open["text"]["format"]["schema"]["additionalProperties"] = json!(true);
+    let (status, created) = app.post_job(&open).await;
+    assert_eq!(status, 201, "{created}");
+    let warnings = created["warnings"].to_string();
+    assert!(
+        warnings.contains("OpenAI refuses this in strict mode"),
+        "{created}"
+    );
+    let id = created["id"].as_str().unwrap();
+    app.wait_terminal(id, Duration::from_secs(20)).await;
+    let (_, job) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "invalid_json_schema", "{job}");
+    assert!(
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("additionalProperties"),
+        "{job}"
+    );
     app.stop().await;
 }
 

@@ -46,9 +46,14 @@ pub struct JobView {
     /// The job's metadata pairs (without respool's own tag); `{}` when it has none.
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub metadata: Value,
-    /// What the job's usage cost at the configured prices (`null` without usage or a price).
+    /// What the job's usage cost at its model's price (the configured `pricing`, else the
+    /// built-in table); `null` without usage or a price.
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// Why `cost_usd` is `null` although the job has usage: its model has no price (the
+    /// message names the model and how to give it one). `null` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_unknown: Option<String>,
     /// The job this one retries (`respool jobs retry`), if any.
     #[serde(default)]
     pub retry_of: Option<String>,
@@ -114,6 +119,9 @@ impl JobView {
             .usage
             .as_ref()
             .and_then(|u| usage_cost_usd(prices, &row.model, u));
+        if row.usage.is_some() && v.cost_usd.is_none() {
+            v.cost_unknown = crate::pricing::unpriced_reason(prices, &row.model);
+        }
         v
     }
 }
@@ -148,6 +156,7 @@ impl From<&JobRow> for JobView {
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({})),
             cost_usd: None,
+            cost_unknown: None,
             retry_of: r.retry_of.as_ref().map(ToString::to_string),
             spec: None,
             retried_by: Vec::new(),

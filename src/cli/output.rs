@@ -257,6 +257,8 @@ fn details(j: &JobView, with_error: bool) -> String {
     }
     if j.cost_usd.is_some() {
         line("cost", cost(j.cost_usd));
+    } else if let Some(why) = &j.cost_unknown {
+        line("cost", why.clone());
     }
     if let Some(orig) = &j.retry_of {
         line("retry of", orig.clone());

@@ -84,15 +84,13 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             .map_or(0, |(_, n)| *n)
     };
     let q = store.queue_depths(state.clock.now_ms()).await?;
-    let config = state.config.get();
-    let budget = if config.budget.is_set() || !config.prices().is_empty() {
+    // Every model of the built-in price table has a price, so spend is always known.
+    let budget = {
         let b = orch.budget_status().await?;
         vec![
             ("day", b.day.spent_usd, b.day.limit_usd),
             ("month", b.month.spent_usd, b.month.limit_usd),
         ]
-    } else {
-        Vec::new()
     };
     let state = crate::telemetry::State {
         jobs_by_status: JobStatus::ALL

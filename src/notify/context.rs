@@ -33,6 +33,8 @@ pub struct Context {
     pub reasoning: Vec<String>,
     pub usage: Option<Usage>,
     pub cost: Option<Cost>,
+    /// Why there is no `cost` although the job has usage: its model has no price.
+    pub cost_unknown: Option<String>,
     pub timeline: Vec<TimelineEntry>,
 }
 
@@ -142,6 +144,10 @@ impl Context {
             }
             None => markdown::report(&output_text, &citations),
         };
+        let cost_unknown = match (&usage, &cost) {
+            (Some(_), None) => crate::pricing::unpriced_reason(config.prices(), &job.model),
+            _ => None,
+        };
         let duration_secs = match (job.submitted_at, job.finished_at) {
             (Some(s), Some(f)) => Some((f - s) / 1000),
             _ => None,
@@ -182,6 +188,7 @@ impl Context {
             citations,
             reasoning,
             usage,
+            cost_unknown,
             cost,
             timeline: events
                 .iter()

@@ -20,20 +20,24 @@ impl Store {
     /// running that already report usage, of pruned jobs' summaries in the period, and of the
     /// paid duplicates found in it (an extra run costs money like any other).
     ///
-    /// (`json_extract` is SQLite's; on PostgreSQL this is `usage->>'input_tokens'`.)
+    /// Reads the token columns, never the usage JSON (see `tokens.rs`); sums are `TOTAL`s
+    /// cast back, so a sum past `i64::MAX` saturates rather than fails.
     pub async fn usage_since(&self, since: i64) -> Result<Vec<ModelUsage>, StoreError> {
         Ok(sqlx::query_as::<_, ModelUsage>(
             "SELECT model, \
-               CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens')), 0) AS INTEGER) AS input_tokens, \
-               CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens_details.cached_tokens')), 0) AS INTEGER) AS cached_tokens, \
-               CAST(COALESCE(SUM(json_extract(usage, '$.output_tokens')), 0) AS INTEGER) AS output_tokens \
-             FROM (SELECT model, usage FROM jobs WHERE usage IS NOT NULL \
+               CAST(TOTAL(i) AS INTEGER) AS input_tokens, \
+               CAST(TOTAL(c) AS INTEGER) AS cached_tokens, \
+               CAST(TOTAL(o) AS INTEGER) AS output_tokens \
+             FROM (SELECT model, input_tokens AS i, cached_tokens AS c, output_tokens AS o \
+                     FROM jobs WHERE input_tokens IS NOT NULL \
                      AND (finished_at >= ? OR finished_at IS NULL) \
                    UNION ALL \
-                   SELECT model, usage FROM job_summaries WHERE usage IS NOT NULL AND finished_at >= ? \
+                   SELECT model, input_tokens, cached_tokens, output_tokens \
+                     FROM job_summaries WHERE input_tokens IS NOT NULL AND finished_at >= ? \
                    UNION ALL \
-                   SELECT j.model, d.usage FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id \
-                     WHERE d.usage IS NOT NULL AND d.found_at >= ?) \
+                   SELECT j.model, d.input_tokens, d.cached_tokens, d.output_tokens \
+                     FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id \
+                     WHERE d.input_tokens IS NOT NULL AND d.found_at >= ?) \
              GROUP BY model ORDER BY model",
         )
         .bind(since)

@@ -112,10 +112,9 @@ impl JobSummary {
             created: timestamp(row.created_at),
             duration: duration_ms(row, now_ms).map(|d| human_duration(d / 1000)),
             tokens: t.as_ref().map(|t| thousands(t.total)),
-            cost: t
-                .as_ref()
-                .and_then(|t| cost_usd(config, &row.model, t))
-                .map(money),
+            cost: t.as_ref().map(|t| {
+                cost_usd(config, &row.model, t).map_or_else(|| "unknown price".to_string(), money)
+            }),
             attempts: row.submissions,
             cancel_requested: row.cancel_requested == 1,
         }

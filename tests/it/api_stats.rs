@@ -84,7 +84,7 @@ async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
     failing["metadata"] = json!({"sim": "outcome=failed:server_error"});
     let f1 = app.finished(&failing, JobStatus::Failed).await;
     let r1 = app
-        .finished(&body("research", "o4-mini"), JobStatus::Completed)
+        .finished(&body("research", "zeta-local"), JobStatus::Completed)
         .await;
     app.orchestrator.prune_now().await.unwrap();
     let (code, _) = app
@@ -101,7 +101,10 @@ async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
     assert_eq!(stats["timezone"], "UTC");
     let now = app.clock.now_ms() / 1000;
     assert!((stats["since"].as_i64().unwrap() - (now - 30 * 86_400)).abs() < 60);
-    assert_eq!(keys(&stats), [("gpt-5".into(), 4), ("o4-mini".into(), 1)]);
+    assert_eq!(
+        keys(&stats),
+        [("gpt-5".into(), 4), ("zeta-local".into(), 1)]
+    );
     let gpt = group(&stats, "gpt-5");
     assert_eq!(gpt["by_status"], json!({"completed": 3, "failed": 1}));
     let all = [&old, &a1, &b1, &f1, &r1];
@@ -116,7 +119,7 @@ async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
     );
     assert_eq!(gpt["tokens"]["total"], sum(&priced, "/total_tokens"));
     assert!(close(&gpt["cost_usd"], cost(&priced)), "{gpt}");
-    let o4 = group(&stats, "o4-mini");
+    let o4 = group(&stats, "zeta-local");
     assert_eq!(o4["cost_usd"], Value::Null, "no price: no cost");
     assert!(o4["tokens"]["total"].as_i64().unwrap() > 0);
     let totals = &stats["totals"];
@@ -124,7 +127,7 @@ async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
     assert_eq!(totals["by_status"], json!({"completed": 4, "failed": 1}));
     assert_eq!(totals["tokens"]["total"], sum(&all, "/total_tokens"));
     assert!(close(&totals["cost_usd"], cost(&priced)), "{totals}");
-    assert_eq!(totals["unpriced_models"], json!(["o4-mini"]));
+    assert_eq!(totals["unpriced_models"], json!(["zeta-local"]));
 
     // By name: most jobs first, then by name.
     let (_, by_name) = app.get("/v1/stats?by=name").await;
@@ -225,6 +228,9 @@ async fn stats_count_statuses_tokens_and_costs_by_model_day_and_name() {
     let printed: Value = serde_json::from_str(&json_out).unwrap();
     assert_eq!(printed["object"], "stats");
     assert_eq!(printed["totals"]["jobs"], 4);
-    assert_eq!(keys(&printed), [("gpt-5".into(), 3), ("o4-mini".into(), 1)]);
+    assert_eq!(
+        keys(&printed),
+        [("gpt-5".into(), 3), ("zeta-local".into(), 1)]
+    );
     app.stop().await;
 }

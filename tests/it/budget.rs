@@ -72,7 +72,7 @@ async fn jobs_are_held_at_the_daily_limit_and_go_on_after_midnight() {
 
     // A model without a price cannot be costed: not held. An exempt job is not held either.
     let unpriced = app
-        .submit(&json!({"name": "unpriced", "model": "o4-mini", "input": "x"}))
+        .submit(&json!({"name": "unpriced", "model": "zeta-local", "input": "x"}))
         .await;
     let exempt = app
         .submit(&json!({"name": "exempt", "model": "gpt-5", "input": "x", "budget_exempt": true}))
@@ -94,7 +94,7 @@ async fn jobs_are_held_at_the_daily_limit_and_go_on_after_midnight() {
 
     let (_, budget) = app.get("/v1/budget").await;
     assert_eq!(budget["held"], 1, "{budget}");
-    assert_eq!(budget["unpriced_models"], json!(["o4-mini"]), "{budget}");
+    assert_eq!(budget["unpriced_models"], json!(["zeta-local"]), "{budget}");
     assert_eq!(
         app.get("/v1/jobs?status=held").await.1["data"]
             .as_array()

@@ -32,6 +32,7 @@ mod cli_check;
 mod cli_manual;
 mod cli_snapshots;
 mod cli_submit;
+mod cost;
 mod create_evidence;
 mod ledger_rules;
 mod limits;

@@ -58,7 +58,7 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
     failing["metadata"] = json!({"sim": "outcome=failed:server_error"});
     let f = app.finished(&failing, JobStatus::Failed).await;
     let r = app
-        .finished(&body("r", "o4-mini"), JobStatus::Completed)
+        .finished(&body("r", "zeta-local"), JobStatus::Completed)
         .await;
     app.orchestrator.prune_now().await.unwrap();
     assert_eq!(
@@ -94,7 +94,7 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
             w.contains("status=failed"),
             "status counts link to the list: {w}"
         );
-        assert!(w.contains("<code>o4-mini</code>"), "{w}");
+        assert!(w.contains("<code>zeta-local</code>"), "{w}");
         assert!(w.contains("No price in"), "unpriced models are named: {w}");
     }
     // The failed count links to a list of exactly the jobs it counts, `since` its window.

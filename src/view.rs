@@ -26,8 +26,9 @@ pub struct JobView {
     pub finished_at: Option<i64>,
     pub output_text: Option<String>,
     /// The answer parsed as JSON, for a job that asks for JSON (`text.format` of type
-    /// `json_schema` or `json_object`); `null` otherwise, or while there is no answer, or when
-    /// it does not parse (the job's `error` then says so).
+    /// `json_schema` or `json_object`) once it has ended; `null` otherwise, while it runs (a
+    /// partial answer is in `output_text`), or when it does not parse (the job's `error` then
+    /// says so).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub output_json: Option<Value>,
@@ -140,7 +141,11 @@ impl From<&JobRow> for JobView {
             submitted_at: r.submitted_at.map(secs),
             finished_at: r.finished_at.map(secs),
             output_text: r.output_text.clone(),
-            output_json: crate::structured::output_json(&r.spec.request, r.output_text.as_deref()),
+            output_json: r
+                .status
+                .is_terminal()
+                .then(|| crate::structured::output_json(&r.spec.request, r.output_text.as_deref()))
+                .flatten(),
             error: r.error(),
             usage: r.usage.clone(),
             attempts: r.submissions,

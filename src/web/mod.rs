@@ -43,6 +43,7 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
         ("base.html", include_str!("templates/base.html")),
         ("list.html", include_str!("templates/list.html")),
         ("job.html", include_str!("templates/job.html")),
+        ("new.html", include_str!("templates/new.html")),
         ("stats.html", include_str!("templates/stats.html")),
         ("login.html", include_str!("templates/login.html")),
         ("error.html", include_str!("templates/error.html")),
@@ -67,6 +68,7 @@ pub fn router(state: WebState) -> Router {
     let secrets = Arc::new(session::Secrets::new());
     Router::new()
         .route("/", get(pages::list))
+        .route("/jobs/new", get(pages::new_job).post(pages::create_job))
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/report.md", get(pages::report_md))
         .route("/jobs/{id}/response.json", get(pages::response_json))

@@ -1,4 +1,5 @@
-//! The job list, the job page, its downloads and its Cancel and Retry forms.
+//! The job list, the job page, its downloads and its Cancel and Retry forms, and the New job
+//! form.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -203,7 +204,11 @@ pub async fn job(
         .map(markdown::reasoning_summaries)
         .unwrap_or_default();
     // A JSON answer shows as tables; its text is not a report.
-    let output_json = crate::structured::output_json(&row.spec.request, row.output_text.as_deref());
+    let output_json = row
+        .status
+        .is_terminal()
+        .then(|| crate::structured::output_json(&row.spec.request, row.output_text.as_deref()))
+        .flatten();
     let answer_html = output_json
         .as_ref()
         .map(|v| Tpl::from_safe_string(super::json_view::to_html(v)));
@@ -443,4 +448,159 @@ pub async fn retry(
     };
     tracing::info!(job_id = %row.id, retry_of = %id, "retry requested from the web page");
     Ok(Redirect::to(&format!("/jobs/{}", row.id)).into_response())
+}
+
+/// The New job form's fields, as typed (empty ones are absent).
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+pub struct NewJobForm {
+    #[serde(default, skip_serializing)]
+    csrf: String,
+    /// The page's [`retry_nonce`]: the job's idempotency key, so a double submit makes one job.
+    #[serde(default, skip_serializing)]
+    key: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    instructions: String,
+    #[serde(default)]
+    input: String,
+    #[serde(default)]
+    schema: String,
+    /// `on` when the Strict box is ticked (a form sends nothing when it is not).
+    #[serde(default, deserialize_with = "checkbox")]
+    strict: bool,
+}
+
+fn checkbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(!s.is_empty())
+}
+
+/// The New job form, empty (or as the user typed it, with what was wrong).
+fn new_job_page(
+    session: &Session,
+    f: &NewJobForm,
+    key: &str,
+    errors: &[String],
+) -> Result<Response, PageError> {
+    let models: Vec<&String> = crate::pricing::builtin().keys().collect();
+    render(
+        "new.html",
+        context! {
+            page => "new",
+            session => super::ser(SessionView::from(session)),
+            f => super::ser(f),
+            key,
+            errors => errors.to_vec(),
+            models,
+        },
+    )
+}
+
+pub async fn new_job(Extension(session): Extension<Session>) -> Result<Response, PageError> {
+    let f = NewJobForm {
+        strict: true,
+        ..NewJobForm::default()
+    };
+    new_job_page(&session, &f, &retry_nonce(), &[])
+}
+
+/// Creates a job from the form with the API's checks (`JobSpec::from_value`), the page's key
+/// as its idempotency key; then shows it. A form with faults is shown again as typed, with
+/// each fault (400), and nothing is stored.
+pub async fn create_job(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Form(f): Form<NewJobForm>,
+) -> Result<Response, PageError> {
+    session.check_csrf(&f.csrf)?;
+    let nonce_ok = (16..=64).contains(&f.key.len()) && f.key.bytes().all(|b| b.is_ascii_hexdigit());
+    if !nonce_ok {
+        return Err(PageError::BadRequest(
+            "The New job form's `key` is missing or malformed; reload the form and try again."
+                .into(),
+        ));
+    }
+    let again = |errors: Vec<String>| -> Result<Response, PageError> {
+        let mut page = new_job_page(&session, &f, &f.key, &errors)?;
+        *page.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+        Ok(page)
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("model".into(), Value::String(f.model.trim().to_string()));
+    body.insert("input".into(), Value::String(f.input.clone()));
+    body.insert(
+        "idempotency_key".into(),
+        Value::String(format!("web-{}", f.key)),
+    );
+    if !f.name.trim().is_empty() {
+        body.insert("name".into(), Value::String(f.name.trim().to_string()));
+    }
+    if !f.instructions.trim().is_empty() {
+        body.insert("instructions".into(), Value::String(f.instructions.clone()));
+    }
+    if !f.schema.trim().is_empty() {
+        match serde_json::from_str::<Value>(&f.schema) {
+            Ok(schema) => {
+                body.insert(
+                    "text".into(),
+                    serde_json::json!({"format": {"type": "json_schema", "name": "answer",
+                                                  "schema": schema, "strict": f.strict}}),
+                );
+            }
+            Err(e) => return again(vec![format!("JSON Schema: not JSON ({e})")]),
+        }
+    }
+    let spec = match crate::job::JobSpec::from_value(Value::Object(body), "(form)") {
+        Ok(spec) => spec,
+        Err(errs) => {
+            return again(
+                errs.iter()
+                    .map(|e| format!("{}: {}", form_field(&e.field), e.message))
+                    .collect(),
+            );
+        }
+    };
+    let warnings = spec.warnings();
+    match state.orchestrator.accept(spec, "web").await {
+        Ok(
+            crate::store::InsertOutcome::Created(row) | crate::store::InsertOutcome::Existing(row),
+        ) => {
+            if !warnings.is_empty() {
+                tracing::info!(job_id = %row.id, warnings = warnings.len(), "job created from the web page with warnings");
+            }
+            tracing::info!(job_id = %row.id, "job created from the web page");
+            Ok(Redirect::to(&format!("/jobs/{}", row.id)).into_response())
+        }
+        Ok(crate::store::InsertOutcome::KeyConflict(row)) => again(vec![format!(
+            "This form was already used to create job {} with other values; reload the form to create another job.",
+            row.id
+        )]),
+        Err(crate::orchestrator::AcceptError::Store(e)) => Err(e.into()),
+        Err(e) => again(vec![e.to_string()]),
+    }
+}
+
+/// The form's name for a spec field: `text.format.schema…` is the JSON Schema box.
+fn form_field(field: &str) -> String {
+    if field.starts_with("text.format.schema") {
+        let rest = field
+            .trim_start_matches("text.format.schema")
+            .trim_start_matches('.');
+        if rest.is_empty() {
+            "JSON Schema".into()
+        } else {
+            format!("JSON Schema (at `{rest}`)")
+        }
+    } else {
+        match field {
+            "model" => "Model".into(),
+            "input" => "Input".into(),
+            "name" => "Name".into(),
+            "instructions" => "Instructions".into(),
+            other => format!("`{other}`"),
+        }
+    }
 }

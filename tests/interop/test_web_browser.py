@@ -301,3 +301,61 @@ def test_list_search_open_and_cancel(daemon: str, browser):
     browser.get(daemon + f"/jobs/{done[0]['id']}")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".badge")))
     _shot(browser, "11-phone-job")
+
+
+def _signed_in(driver, base: str, path: str) -> None:
+    """Opens ``path``, signing in first if the page asks."""
+    wait = WebDriverWait(driver, 15)
+    driver.get(base + path)
+    if "/login" in driver.current_url:
+        driver.find_element(By.NAME, "token").send_keys(TOKEN)
+        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(lambda d: "/login" not in d.current_url)
+        driver.get(base + path)
+
+
+def test_new_job_form_with_a_schema(daemon: str, browser):
+    wait = WebDriverWait(browser, 15)
+    _set_width(browser, 1280, 900)
+    _signed_in(browser, daemon, "/jobs/new")
+    wait.until(EC.presence_of_element_located((By.ID, "new-job")))
+    # The nav leads here, and the form offers the models respool has prices for.
+    assert browser.find_element(By.CSS_SELECTOR, ".nav a.active").text == "New job"
+    assert browser.find_elements(By.CSS_SELECTOR, "datalist#models option[value='o3']")
+    typed = "Which city hosts the science fair? — Ça se passe à Zürich, 東京?"
+
+    # A schema that is not JSON: the form comes back as typed, with the fault named.
+    browser.find_element(By.ID, "name").send_keys("Fair lookup")
+    browser.find_element(By.ID, "model").send_keys("gpt-5")
+    browser.find_element(By.ID, "input").send_keys(typed)
+    browser.find_element(By.ID, "schema").send_keys('{"type": "object",')
+    browser.find_element(By.ID, "create").click()
+    wait.until(EC.presence_of_element_located((By.ID, "form-errors")))
+    assert "JSON Schema: not JSON" in browser.find_element(By.ID, "form-errors").text
+    assert browser.find_element(By.ID, "input").get_attribute("value") == typed
+    _shot(browser, "20-new-job-error")
+
+    schema = ('{"type": "object", "properties": {"city": {"type": "string"}, '
+              '"date": {"type": "string", "format": "date"}}, "required": ["city", "date"], '
+              '"additionalProperties": false}')
+    box = browser.find_element(By.ID, "schema")
+    box.clear()
+    box.send_keys(schema)
+    _shot(browser, "21-new-job-filled")
+    browser.find_element(By.ID, "create").click()
+    wait.until(lambda d: "/jobs/job_" in d.current_url)
+    job_id = browser.current_url.rstrip("/").rsplit("/", 1)[-1]
+    job = _rest(daemon, "GET", f"/v1/jobs/{job_id}")
+    assert job["name"] == "Fair lookup" and job["model"] == "gpt-5", job
+    assert job["spec"]["request"]["text"]["format"]["schema"]["required"] == ["city", "date"]
+
+    # Once it completes, the page shows the answer as a table.
+    deadline = time.monotonic() + 30
+    while not browser.find_elements(By.CSS_SELECTOR, "#answer-json table.json-obj"):
+        assert time.monotonic() < deadline, _diagnose(daemon, job_id)
+        time.sleep(0.5)
+        browser.refresh()
+    table = browser.find_element(By.CSS_SELECTOR, "#answer-json table.json-obj").text
+    assert "city" in table and "date" in table, table
+    assert _rest(daemon, "GET", f"/v1/jobs/{job_id}")["output_json"]["city"], "an answer"
+    _shot(browser, "22-new-job-answer")

@@ -501,3 +501,133 @@ async fn https_public_url_makes_the_cookie_secure() {
     assert!(set.contains("; Secure"), "{set}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_new_job_form_creates_one_job_with_the_apis_checks() {
+    let app = spawn_app().await;
+    let http = no_redirects();
+    let form_url = format!("{}/jobs/new", app.base);
+    let page = app
+        .request(reqwest::Method::GET, "/jobs/new")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<form method="post" action="/jobs/new""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<option value="o4-mini-deep-research">"#),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let key = retry_key_of(&page);
+    let post = async |pairs: &[(&str, &str)]| {
+        http.post(&form_url)
+            .header("origin", &app.base)
+            .header("sec-fetch-site", "same-origin")
+            .form_body(pairs)
+            .send()
+            .await
+            .unwrap()
+    };
+
+    // Without the CSRF token: refused, nothing stored.
+    let r = post(&[("key", key.as_str()), ("model", "gpt-5"), ("input", "hi")]).await;
+    assert_eq!(r.status(), 403);
+
+    // Faults come back on the form as typed (escaped), each named; nothing is stored.
+    let typed = "<b>Résumé</b> & 東京";
+    let r = post(&[
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("name", typed),
+        ("model", " "),
+        ("input", typed),
+        ("schema", "{\"type\": "),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("JSON Schema: not JSON"), "{html}");
+    assert!(
+        html.contains("&lt;b&gt;Résumé&lt;&#x2f;b&gt; &amp; 東京"),
+        "{html}"
+    );
+    assert!(!html.contains("<b>Résumé"), "{html}");
+    let r = post(&[
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("model", " "),
+        ("input", "x"),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("Model: must be a non-empty string")
+    );
+    let array = r#"{"type": "array"}"#;
+    let r = post(&[
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("model", "gpt-5"),
+        ("input", "x"),
+        ("schema", array),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("JSON Schema (at `type`)"));
+    assert_eq!(app.count_rows("jobs").await, 0);
+
+    // A good form, sent twice (a double click): one job, and both land on it.
+    let schema = r#"{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false}"#;
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("name", "Étude 東京"),
+        ("model", "gpt-5"),
+        ("instructions", "Answer briefly."),
+        ("input", "Which city hosts the fair?"),
+        ("schema", schema),
+        ("strict", "on"),
+    ];
+    let mut locations = Vec::new();
+    for _ in 0..2 {
+        let r = post(&good).await;
+        assert_eq!(r.status(), 303);
+        locations.push(r.headers()[LOCATION].to_str().unwrap().to_string());
+    }
+    assert_eq!(locations[0], locations[1]);
+    assert_eq!(app.count_rows("jobs").await, 1);
+    let id = locations[0].trim_start_matches("/jobs/").to_string();
+    let job = app.wait_terminal(&id, Duration::from_secs(20)).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(job.name, "Étude 東京");
+    assert!(
+        job.output_json.as_ref().unwrap()["city"].is_string(),
+        "{:?}",
+        job.output_json
+    );
+    let (_, shown) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(shown["spec"]["request"]["instructions"], "Answer briefly.");
+    assert_eq!(shown["spec"]["request"]["text"]["format"]["strict"], true);
+
+    // The same key with other values: refused, not a second job.
+    let r = post(&[
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("model", "gpt-5"),
+        ("input", "other"),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("already used"));
+    assert_eq!(app.count_rows("jobs").await, 1);
+    app.stop().await;
+}

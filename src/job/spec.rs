@@ -584,6 +584,47 @@ impl JobSpec {
         body
     }
 
+    /// What this job's polls ask upstream to include (`include[]` of a retrieve): the output a
+    /// retrieved Response leaves out unless asked, for each tool the job has (web search
+    /// sources, file search results, code interpreter outputs, computer-use screenshots), and
+    /// the job's own `include` list. Sorted, without repeats. (Migration
+    /// `20261205000016_retrieve_include` backfills by the same rules.)
+    pub fn retrieve_include(&self) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for tool in self
+            .request
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let wanted = match tool.get("type").and_then(Value::as_str) {
+                Some(
+                    "web_search"
+                    | "web_search_preview"
+                    | "web_search_2025_08_26"
+                    | "web_search_preview_2025_03_11",
+                ) => "web_search_call.action.sources",
+                Some("file_search") => "file_search_call.results",
+                Some("code_interpreter") => "code_interpreter_call.outputs",
+                Some("computer_use_preview") => "computer_call_output.output.image_url",
+                _ => continue,
+            };
+            out.insert(wanted.to_string());
+        }
+        for v in self
+            .request
+            .get("include")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            out.insert(v.to_string());
+        }
+        out.into_iter().collect()
+    }
+
     /// The model named in the request.
     pub fn model(&self) -> &str {
         self.request

@@ -77,7 +77,14 @@ impl Orchestrator {
         } else {
             (
                 self.client()
-                    .retrieve(&claim.response_id)
+                    .retrieve_including(
+                        &claim.response_id,
+                        &claim
+                            .retrieve_include
+                            .as_deref()
+                            .map(|s| s.split(',').filter(|v| !v.is_empty()).collect::<Vec<_>>())
+                            .unwrap_or_default(),
+                    )
                     .await
                     .map(|f| (f.observation, f.request_id)),
                 "poll",

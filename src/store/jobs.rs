@@ -150,6 +150,8 @@ pub struct SubmitClaim {
 pub struct PollClaim {
     pub id: JobId,
     pub response_id: ResponseId,
+    /// What to ask upstream to include, comma-separated (`JobSpec::retrieve_include`).
+    pub retrieve_include: Option<String>,
     pub poll_interval_ms: i64,
     pub polls: i64,
     pub cancel_requested: i64,
@@ -311,8 +313,9 @@ async fn insert_row(
         serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, created_at, \
-         updated_at, deadline_at, next_check_at, priority, budget_exempt, retry_of) \
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         updated_at, deadline_at, next_check_at, priority, budget_exempt, retry_of, \
+         retrieve_include) \
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(job.id.as_str())
     .bind(&job.spec.name)
@@ -327,6 +330,10 @@ async fn insert_row(
     .bind(job.spec.priority)
     .bind(job.spec.budget_exempt)
     .bind(retry_of)
+    .bind({
+        let include = job.spec.retrieve_include();
+        (!include.is_empty()).then(|| include.join(","))
+    })
     .execute(conn)
     .await?;
     Ok(())
@@ -629,6 +636,102 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("j.db").display());
         (dir, Store::connect(&url).await.unwrap())
+    }
+
+    /// A database from before `retrieve_include` (every earlier migration applied) gets the
+    /// column filled for its unfinished jobs by the rules of `JobSpec::retrieve_include`, and
+    /// left NULL for finished ones and jobs without tools (a spec is always JSON: the table
+    /// checks it); a new job
+    /// gets it when it is inserted.
+    #[tokio::test]
+    async fn retrieve_include_is_backfilled_and_written_by_the_same_rules() {
+        use sqlx::migrate::Migrator;
+        const MIGRATION: &str = "20261205000016_retrieve_include.sql";
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("migrations");
+        std::fs::create_dir(&old).unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for entry in std::fs::read_dir(all).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if name.as_str() < MIGRATION {
+                std::fs::copy(&path, old.join(&name)).unwrap();
+            }
+        }
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        Migrator::new(old.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        let tooled = JobSpec::from_value(
+            serde_json::json!({"model": "o3-deep-research", "input": "x",
+                "tools": [{"type": "web_search_preview"}, {"type": "file_search", "vector_store_ids": ["vs_1"]},
+                          {"type": "code_interpreter", "container": {"type": "auto"}},
+                          {"type": "function", "name": "f", "parameters": {}}],
+                "include": ["message.output_text.logprobs", "web_search_call.action.sources"]}),
+            "#1",
+        )
+        .unwrap();
+        let plain =
+            JobSpec::from_value(serde_json::json!({"model": "m", "input": "x"}), "#1").unwrap();
+        let tooled_json = serde_json::to_string(&tooled).unwrap();
+        let rows = [
+            ("pending", tooled_json.clone()),
+            ("in_progress", tooled_json.clone()),
+            ("completed", tooled_json),
+            ("pending", serde_json::to_string(&plain).unwrap()),
+        ];
+        let mut ids = Vec::new();
+        for (status, spec) in &rows {
+            let id = JobId::generate();
+            sqlx::query(
+                "INSERT INTO jobs (id, name, model, status, spec, spec_hash, created_at, updated_at) \
+                 VALUES (?, 'n', 'm', ?, ?, 'h', 1, 1)",
+            )
+            .bind(&id)
+            .bind(*status)
+            .bind(spec)
+            .execute(&pool)
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        pool.close().await;
+        let store = Store::connect(&url).await.unwrap();
+        let want = tooled.retrieve_include().join(",");
+        assert_eq!(
+            want,
+            "code_interpreter_call.outputs,file_search_call.results,message.output_text.logprobs,web_search_call.action.sources"
+        );
+        let got = async |id: &JobId| -> Option<String> {
+            sqlx::query_scalar("SELECT retrieve_include FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_one(&store.reads)
+                .await
+                .unwrap()
+        };
+        assert_eq!(got(&ids[0]).await.as_deref(), Some(want.as_str()));
+        assert_eq!(got(&ids[1]).await.as_deref(), Some(want.as_str()));
+        for id in &ids[2..] {
+            assert_eq!(got(id).await, None);
+        }
+        // A job taken in now gets the same list.
+        let id = JobId::generate();
+        store
+            .insert_job(NewJob {
+                id: id.clone(),
+                spec: tooled.clone(),
+                spec_hash: "h2".into(),
+                now: 2,
+                deadline_at: None,
+                origin: "test".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(got(&id).await.as_deref(), Some(want.as_str()));
     }
 
     fn job(name: &str, key: Option<&str>, input: &str) -> NewJob {

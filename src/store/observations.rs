@@ -19,7 +19,7 @@ pub(super) const CLAIM_HINTED_POLLS: &str = "UPDATE jobs SET next_check_at = ?, 
                   WHERE wake_pending = 1 AND status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
                   AND quarantine IS NULL AND next_check_at <= ? \
                   ORDER BY next_check_at LIMIT ?) \
-     RETURNING id, response_id, poll_interval_ms, polls, cancel_requested, \
+     RETURNING id, response_id, retrieve_include, poll_interval_ms, polls, cancel_requested, \
                cancel_reason, deadline_at";
 
 /// The poll claim's statement: it walks `jobs_poll_due`, oldest due first (see `plans.rs`).
@@ -27,7 +27,7 @@ pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pe
      WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_poll_due \
                   WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL AND quarantine IS NULL AND next_check_at <= ? \
                   ORDER BY next_check_at LIMIT ?) \
-     RETURNING id, response_id, poll_interval_ms, polls, cancel_requested, \
+     RETURNING id, response_id, retrieve_include, poll_interval_ms, polls, cancel_requested, \
                cancel_reason, deadline_at";
 
 /// The timeout check's statement: it walks `jobs_deadline_due` (see `plans.rs`), which holds

@@ -151,10 +151,21 @@ impl Client {
 
     /// `GET /responses/{id}`.
     pub async fn retrieve(&self, response_id: &str) -> Result<Fetched, UpstreamError> {
+        self.retrieve_including(response_id, &[]).await
+    }
+
+    /// `GET /responses/{id}?include[]=…`: with the output OpenAI leaves out unless asked for
+    /// (web search sources, file search results, …; see `JobSpec::retrieve_include`).
+    pub async fn retrieve_including(
+        &self,
+        response_id: &str,
+        include: &[&str],
+    ) -> Result<Fetched, UpstreamError> {
         let path = format!("/responses/{}", urlencode(response_id));
+        let query: Vec<(&str, &str)> = include.iter().map(|v| ("include[]", *v)).collect();
         self.send_with_retries(
             "retrieve",
-            || self.request(reqwest::Method::GET, &path),
+            || self.request(reqwest::Method::GET, &path).query(&query),
             |_| true,
         )
         .await

@@ -40,3 +40,59 @@ async fn job_submitted_by_rest_completes_with_output_and_usage() {
     assert!(kinds.contains(&"submitted".to_string()), "{kinds:?}");
     app.stop().await;
 }
+
+/// A retrieved Response leaves out what the job's tools found unless asked: respool asks for
+/// what each tool needs, so the stored Response has the web search sources.
+#[tokio::test]
+async fn polls_ask_for_what_the_jobs_tools_found() {
+    let app = helpers::spawn_app().await;
+    let with_tools = app
+        .submit(&serde_json::json!({"name": "dr", "model": "o3-deep-research", "input": "Research tides.",
+                        "tools": [{"type": "web_search_preview"}]}))
+        .await;
+    let without = app.submit(&helpers::job_body("plain")).await;
+    for id in [&with_tools, &without] {
+        app.wait_terminal(id, Duration::from_secs(20)).await;
+    }
+    let (_, stored) = app.get(&format!("/v1/jobs/{with_tools}/response")).await;
+    let searches: Vec<&serde_json::Value> = stored["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "web_search_call")
+        .collect();
+    assert!(!searches.is_empty(), "{stored}");
+    for s in searches {
+        let sources = s["action"]["sources"]
+            .as_array()
+            .expect("sources were asked for");
+        assert!(
+            sources
+                .iter()
+                .all(|x| x["url"].as_str().unwrap().starts_with("https://")),
+            "{s}"
+        );
+    }
+    // The simulator leaves them out when not asked: the field is there because respool asked.
+    let response_id = app.job(&with_tools).await.response_id.unwrap();
+    let bare = reqwest::Client::new()
+        .get(format!("{}/responses/{response_id}", app.sim.base_url()))
+        .bearer_auth("sk-test-key")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let bare_search = bare["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "web_search_call")
+        .unwrap();
+    assert!(
+        bare_search["action"].get("sources").is_none(),
+        "{bare_search}"
+    );
+    app.stop().await;
+}

@@ -5,13 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 use respool::job::JobSpec;
 use respool::job::spec::parse_jobs_file;
-use respool_fuzz::no_env;
+use respool_fuzz::{no_env, no_files};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match parse_jobs_file("jobs.yaml", text, &no_env) {
+    match parse_jobs_file("jobs.yaml", text, &no_env, &no_files) {
         Ok(specs) => {
             let mut names = std::collections::BTreeSet::new();
             for spec in &specs {

@@ -1,4 +1,5 @@
 //! What the upstream answers: Response objects (raw JSON bytes, or structure-aware values),
+//! judged (refusals, structured outputs) and made into reports,
 //! `x-ratelimit-*` headers with Go durations, and `Retry-After` / `retry-after-ms`. Never
 //! panics; Go durations the simulator formats parse back to themselves.
 #![no_main]
@@ -8,19 +9,54 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use respool::job::JobStatus;
-use respool::upstream::ratelimit::parse_go_duration;
+use respool::notify::markdown::Report;
+use respool::structured;
 use respool::upstream::http_retry::parse_retry_after;
+use respool::upstream::ratelimit::parse_go_duration;
 use respool::upstream::{RateLimits, observe};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(raw) = respool_fuzz::json_or_value(data) {
         if let Ok(obs) = observe(raw.clone()) {
             assert_eq!(obs.raw, raw);
-            assert_eq!(obs.status.as_str(), raw["status"].as_str().unwrap_or(""));
+            let upstream = raw["status"].as_str().unwrap_or("");
+            assert_eq!(obs.upstream_status(), upstream);
+            // Only a `completed` response that is not the answer asked for is judged `failed`,
+            // with a code of its own.
+            if obs.status.as_str() != upstream {
+                assert_eq!((upstream, obs.status), ("completed", JobStatus::Failed));
+                let code = obs.error.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+                assert!(
+                    [
+                        structured::REFUSAL,
+                        structured::NOT_JSON,
+                        structured::SCHEMA_MISMATCH
+                    ]
+                    .contains(&code),
+                    "{code}"
+                );
+            }
             assert!(!obs.status.is_unsubmitted());
             let failed = matches!(obs.status, JobStatus::Failed | JobStatus::Incomplete);
             assert_eq!(obs.error.is_some(), failed);
             let _ = respool::upstream::tagged_job_id(&obs.raw);
+            // The report of any response: markers only where annotations say, so taking
+            // them out gives the text back when the parts are the recorded text.
+            let text = obs.output_text.clone().unwrap_or_default();
+            let report = Report::of(&text, Some(&raw));
+            let _ = report.markdown();
+            assert!(
+                report
+                    .citations
+                    .iter()
+                    .enumerate()
+                    .all(|(i, c)| c.index == i + 1)
+            );
+        }
+        let _ = structured::answer_text(&raw);
+        let _ = structured::judge(&raw, raw["x"].as_str());
+        if let Some(schema) = raw.get("schema") {
+            let _ = structured::schema_problems(schema, true);
         }
     }
 

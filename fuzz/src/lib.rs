@@ -43,6 +43,29 @@ const KEYS: &[&str] = &[
     "tz",
     "sim",
     "stream_options",
+    "format",
+    "schema",
+    "strict",
+    "json_schema",
+    "json_object",
+    "refusal",
+    "annotations",
+    "start_index",
+    "end_index",
+    "index",
+    "url",
+    "title",
+    "url_citation",
+    "file_citation",
+    "container_file_citation",
+    "filename",
+    "output_text",
+    "phase",
+    "action",
+    "query",
+    "web_search_call",
+    "properties",
+    "required",
 ];
 
 /// A JSON value at most `depth` levels deep.
@@ -97,4 +120,9 @@ pub fn json_or_value(data: &[u8]) -> Option<Value> {
 /// No variable is set: `${VAR}` falls back to its default or is an error.
 pub fn no_env(_: &str) -> Option<String> {
     None
+}
+
+/// No file can be read (a fuzzed jobs file may name any path; the disk is not part of it).
+pub fn no_files(name: &str) -> Result<Vec<u8>, String> {
+    Err(format!("cannot read `{name}`: no files while fuzzing"))
 }

@@ -304,7 +304,7 @@ async fn print_output(config: Option<&Path>, a: OutputArgs) -> anyhow::Result<Ex
                 .get(&format!("/v1/jobs/{id}/response"))
                 .await
                 .with_context(|| format!("fetching the stored response of {}", job.id))?;
-            let report = markdown::report(text, &markdown::citations(&response));
+            let report = markdown::Report::of(text, Some(&response)).markdown();
             pager::show(&with_newline(&report), a.pager).await?;
         }
         // A job that asks for JSON prints its answer, or nothing (and fails) until it has a

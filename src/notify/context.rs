@@ -21,8 +21,9 @@ pub struct Context {
     pub output_text: String,
     /// The answer parsed as JSON, for a job that asks for JSON (`text.format`); else null.
     pub output_json: Option<Value>,
-    /// The output as a Markdown report, with a "Sources" list of the citations appended (a
-    /// JSON answer: the JSON, indented, in a code block).
+    /// The output as a Markdown report: a numbered marker after each cited passage, then "Tool
+    /// activity" (searches, code runs, …) and "Sources" sections (a JSON answer: the JSON,
+    /// indented, in a code block).
     pub output_markdown: String,
     /// The output rendered to sanitized HTML (safe to put in a mail or a page).
     pub output_html: String,
@@ -109,7 +110,8 @@ impl Context {
         config: &Config,
     ) -> Self {
         let output_text = job.output_text.clone().unwrap_or_default();
-        let citations = response.map(markdown::citations).unwrap_or_default();
+        let full = markdown::Report::of(&output_text, response);
+        let citations = full.citations.clone();
         let reasoning = response
             .map(markdown::reasoning_summaries)
             .unwrap_or_default();
@@ -142,7 +144,7 @@ impl Context {
             Some(v) => {
                 markdown::code_block("json", &serde_json::to_string_pretty(v).unwrap_or_default())
             }
-            None => markdown::report(&output_text, &citations),
+            None => full.markdown(),
         };
         let cost_unknown = match (&usage, &cost) {
             (Some(_), None) => crate::pricing::unpriced_reason(config.prices(), &job.model),

@@ -185,11 +185,15 @@ pub async fn job(
         })
         .collect();
     let notifications = store.list_notifications(None, Some(&id), 50).await?;
+    let full = markdown::Report::of(
+        row.output_text.as_deref().unwrap_or_default(),
+        response.as_ref(),
+    );
+    let activity = full.activity.clone();
     // Links from model output: http(s) only, so no `javascript:` reaches an href.
-    let citations: Vec<_> = response
-        .as_ref()
-        .map(markdown::citations)
-        .unwrap_or_default()
+    let citations: Vec<_> = full
+        .citations
+        .clone()
         .into_iter()
         .map(|c| {
             let url = c.url.filter(|u| {
@@ -214,9 +218,7 @@ pub async fn job(
         .map(|v| Tpl::from_safe_string(super::json_view::to_html(v)));
     // Model output is untrusted: only ammonia's output (and the escaping JSON view) is marked
     // safe.
-    let report_html = row
-        .output_text
-        .as_deref()
+    let report_html = Some(full.body.as_str())
         .filter(|t| !t.trim().is_empty() && output_json.is_none())
         .map(|t| Tpl::from_safe_string(markdown::to_safe_html(t)));
     let tokens = view::tokens(row.usage.as_ref()).map(|t| {
@@ -288,6 +290,7 @@ pub async fn job(
             metadata => super::ser(metadata),
             report_html,
             answer_html,
+            activity,
             output_json_pretty => output_json.as_ref().and_then(|v| serde_json::to_string_pretty(v).ok()),
             citations,
             reasoning,
@@ -348,11 +351,11 @@ pub async fn report_md(
         .await?
         .ok_or_else(|| PageError::NotFound(format!("There is no job with id {id}.")))?;
     let response = store.get_response(&id).await?;
-    let citations = response
-        .as_ref()
-        .map(markdown::citations)
-        .unwrap_or_default();
-    let body = markdown::report(row.output_text.as_deref().unwrap_or_default(), &citations);
+    let body = markdown::Report::of(
+        row.output_text.as_deref().unwrap_or_default(),
+        response.as_ref(),
+    )
+    .markdown();
     Ok((
         [
             (

@@ -203,9 +203,14 @@ async fn jobs_commands_print_for_people() {
             assert!(line.chars().count() <= 120, "too wide: {line}");
         }
     }
-    // The report is the output text plus its sources, as the notification sinks render it.
+    // The report is the output text with a marker after each cited passage, plus its
+    // sources, as the notification sinks render it.
     let text = jobs.completed.output_text.clone().unwrap();
-    assert!(report.starts_with(text.trim_end()), "{report}");
+    let unmarked = regex::Regex::new(r"\[\d+\]")
+        .unwrap()
+        .replace_all(&report, "");
+    assert!(unmarked.starts_with(text.trim_end()), "{report}");
+    assert!(report.contains(")[1])"), "{report}");
     assert!(report.contains("\n\n## Sources\n\n1. ["), "{report}");
 
     settings(&app, &jobs).bind(|| {

@@ -10,7 +10,7 @@ ALTER TABLE jobs ADD COLUMN retrieve_include TEXT;
 UPDATE jobs SET retrieve_include = (
     SELECT group_concat(v, ',') FROM (
         SELECT DISTINCT v FROM (
-            SELECT CASE json_extract(t.value, '$.type')
+            SELECT CASE CASE WHEN t.type = 'object' THEN json_extract(t.value, '$.type') END
                      WHEN 'web_search' THEN 'web_search_call.action.sources'
                      WHEN 'web_search_preview' THEN 'web_search_call.action.sources'
                      WHEN 'web_search_2025_08_26' THEN 'web_search_call.action.sources'

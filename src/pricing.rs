@@ -41,6 +41,7 @@ const BUILTIN: &[(&str, f64, Option<f64>, f64)] = &[
     ("gpt-4.1-mini", 0.40, Some(0.10), 1.60),
     ("gpt-4.1-nano", 0.10, Some(0.025), 0.40),
     ("gpt-4o", 2.50, Some(1.25), 10.00),
+    ("gpt-4o-2024-05-13", 5.00, None, 15.00),
     ("gpt-4o-mini", 0.15, Some(0.075), 0.60),
     ("o1", 15.00, Some(7.50), 60.00),
     ("o1-pro", 150.00, None, 600.00),
@@ -75,10 +76,10 @@ pub fn builtin() -> &'static BTreeMap<String, ModelPrice> {
 
 /// The built-in entry of `model`: its own, or that of the model it is a dated snapshot of
 /// (`gpt-5-2025-08-07` is `gpt-5`; `gpt-5.2` is not `gpt-5`, and has no built-in price).
-fn builtin_for(model: &str) -> Option<&'static ModelPrice> {
+fn builtin_for(model: &str) -> Option<(&'static str, &'static ModelPrice)> {
     let table = builtin();
-    if let Some(p) = table.get(model) {
-        return Some(p);
+    if let Some((k, p)) = table.get_key_value(model) {
+        return Some((k.as_str(), p));
     }
     // A snapshot: the name, `-`, then a date (`2025-08-07`) or a date-like number (`0613`).
     let (base, date) = model
@@ -100,19 +101,28 @@ fn builtin_for(model: &str) -> Option<&'static ModelPrice> {
     } else {
         return None;
     };
-    table.get(base)
+    table.get_key_value(base).map(|(k, p)| (k.as_str(), p))
 }
 
-/// The price of `model`: its configured entry (its own, else the longest configured prefix:
-/// `gpt-5` prices `gpt-5-2025-08-07`), else the built-in price of the model or of the model it
-/// is a dated snapshot of; `None` when neither knows it.
+/// The price of `model`: the most specific of its configured entry (its own name, else the
+/// longest configured prefix: `gpt-5` prices `gpt-5-2025-08-07`) and its built-in one (the
+/// model's, or that of the model it is a dated snapshot of). The configured entry wins unless
+/// the built-in one names a longer model: `pricing: {o3: …}` prices `o3` and
+/// `o3-2025-04-16`, not `o3-deep-research`, which keeps its own built-in price. `None` when
+/// neither knows it.
 pub fn price_for<'a>(
     prices: &'a BTreeMap<String, ModelPrice>,
     model: &str,
 ) -> Option<&'a ModelPrice> {
-    longest_prefix(prices, model)
-        .map(|(_, p)| p)
-        .or_else(|| builtin_for(model))
+    match (longest_prefix(prices, model), builtin_for(model)) {
+        (Some((key, configured)), Some((base, built_in))) => Some(if base.len() > key.len() {
+            built_in
+        } else {
+            configured
+        }),
+        (Some((_, configured)), None) => Some(configured),
+        (None, built_in) => built_in.map(|(_, p)| p),
+    }
 }
 
 /// Why a job has no cost, for a person: `None` when `model` has a price.
@@ -260,13 +270,33 @@ mod tests {
         prices.insert("gpt-5".to_string(), price(9.0, 9.0, None));
         prices.insert("acme-".to_string(), price(1.0, 2.0, None));
         assert_eq!(price_for(&prices, "gpt-5").map(|p| p.input), Some(9.0));
-        // A configured prefix covers the models it prefixes, built-in ones too.
-        assert_eq!(price_for(&prices, "gpt-5-mini").map(|p| p.input), Some(9.0));
+        assert_eq!(
+            price_for(&prices, "gpt-5-2025-08-07").map(|p| p.input),
+            Some(9.0)
+        );
+        // A configured prefix does not reprice a longer model the table knows
+        // (`gpt-5-pro` at gpt-5's price would be 12 times too low)...
+        assert_eq!(
+            price_for(&prices, "gpt-5-mini").map(|p| p.input),
+            Some(0.25)
+        );
+        assert_eq!(
+            price_for(&prices, "gpt-5-pro").map(|p| p.output),
+            Some(120.0)
+        );
+        // ...but covers the models the table does not know.
+        assert_eq!(
+            price_for(&prices, "gpt-5-turbo").map(|p| p.input),
+            Some(9.0)
+        );
         assert_eq!(
             price_for(&prices, "acme-large").map(|p| p.output),
             Some(2.0)
         );
         assert_eq!(price_for(&prices, "o3").map(|p| p.input), Some(2.0));
+        // An entry of its own always wins.
+        prices.insert("gpt-5-pro".to_string(), price(1.0, 1.0, None));
+        assert_eq!(price_for(&prices, "gpt-5-pro").map(|p| p.output), Some(1.0));
     }
 
     #[test]

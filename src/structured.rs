@@ -182,40 +182,36 @@ fn strict_rules(s: &Value, path: &mut Vec<String>, problems: &mut Vec<String>) {
     }
 }
 
-/// The text of the first `refusal` part of the Response's messages, if the model refused.
-pub fn refusal(raw: &Value) -> Option<&str> {
-    raw.get("output")?
-        .as_array()?
-        .iter()
-        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
-        .flat_map(|i| {
-            i.get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .find(|p| p.get("type").and_then(Value::as_str) == Some("refusal"))
-        .map(|p| p.get("refusal").and_then(Value::as_str).unwrap_or(""))
-}
-
-/// The answer of a Response that asks for JSON: the `output_text` of its last `message` that
-/// is not `phase: commentary` (a model may comment before it answers); `None` without one.
-pub fn answer_text(raw: &Value) -> Option<String> {
-    let message = raw
-        .get("output")?
-        .as_array()?
-        .iter()
-        .rev()
-        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
-        .find(|i| i.get("phase").and_then(Value::as_str) != Some("commentary"))?;
-    let mut text = String::new();
-    let mut any = false;
-    for part in message
-        .get("content")
+/// The `message` items of a Response's output, in order.
+pub fn messages(raw: &Value) -> impl Iterator<Item = &Value> {
+    raw.get("output")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
+        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
+}
+
+/// Every content part of every `message` of a Response's output, in order.
+pub fn message_parts(raw: &Value) -> impl Iterator<Item = &Value> {
+    messages(raw).flat_map(|m| {
+        m.get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    })
+}
+
+/// The `output_text` parts of these messages joined: what the SDKs call `output_text`; `None`
+/// when they have no such part.
+pub fn text_of<'a>(messages: impl IntoIterator<Item = &'a Value>) -> Option<String> {
+    let mut text = String::new();
+    let mut any = false;
+    for part in messages.into_iter().flat_map(|m| {
+        m.get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    }) {
         if part.get("type").and_then(Value::as_str) == Some("output_text")
             && let Some(t) = part.get("text").and_then(Value::as_str)
         {
@@ -226,15 +222,26 @@ pub fn answer_text(raw: &Value) -> Option<String> {
     any.then_some(text)
 }
 
+/// The text of the first `refusal` part of the Response's messages, if the model refused.
+pub fn refusal(raw: &Value) -> Option<&str> {
+    message_parts(raw)
+        .find(|p| p.get("type").and_then(Value::as_str) == Some("refusal"))
+        .map(|p| p.get("refusal").and_then(Value::as_str).unwrap_or(""))
+}
+
+/// The answer of a Response that asks for JSON: the `output_text` of its last `message` that
+/// is not `phase: commentary` (a model may comment before it answers); `None` without one.
+pub fn answer_text(raw: &Value) -> Option<String> {
+    let last = messages(raw)
+        .filter(|m| m.get("phase").and_then(Value::as_str) != Some("commentary"))
+        .last()?;
+    text_of([last])
+}
+
 /// Whether the Response's output has a `message` item at all (a response that ends in
 /// function calls has none: it is not an answer to judge).
 fn has_message(raw: &Value) -> bool {
-    raw.get("output")
-        .and_then(Value::as_array)
-        .is_some_and(|o| {
-            o.iter()
-                .any(|i| i.get("type").and_then(Value::as_str) == Some("message"))
-        })
+    messages(raw).next().is_some()
 }
 
 /// Why a `completed` Response is not the answer its request asked for: `(code, message)`, or

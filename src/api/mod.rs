@@ -42,7 +42,7 @@ use crate::reload::Reloader;
 use crate::store::Store;
 
 /// The largest request body the API reads.
-pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+pub const BODY_LIMIT: usize = crate::job::spec::MAX_JOB_BODY_BYTES;
 /// [`BODY_LIMIT`] in words, for the error that refuses a larger body.
 const BODY_LIMIT_TEXT: &str = "4 MiB";
 

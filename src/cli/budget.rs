@@ -51,7 +51,7 @@ pub fn render(b: &BudgetStatus) -> String {
     }
     if !b.unpriced_models.is_empty() {
         out.push_str(&format!(
-            "{:<11} {} (no price in `pricing`: not counted, never held)\n",
+            "{:<11} {} (no price, built in or under `pricing`: not counted, never held)\n",
             "unpriced",
             b.unpriced_models.join(", ")
         ));

@@ -73,7 +73,7 @@ pub fn render(r: &StatsReport, colour: bool) -> String {
     out.push('\n');
     if !r.totals.unpriced_models.is_empty() {
         out.push_str(&format!(
-            "no price in `pricing` (not in COST): {}\n",
+            "no price, built in or under `pricing` (not in COST): {}\n",
             r.totals.unpriced_models.join(", ")
         ));
     }
@@ -175,7 +175,7 @@ mod tests {
             line(&plain, "TOTAL"),
             ["TOTAL", "5", "3", "1", "1", "1500", "$1.5000"]
         );
-        assert!(plain.contains("no price in `pricing` (not in COST): o3-x"));
+        assert!(plain.contains("no price, built in or under `pricing` (not in COST): o3-x"));
         assert!(!plain.contains('\x1b'));
         assert!(render(&r, true).contains("\x1b[31m1\x1b[0m"));
         assert!(!plain.contains("paid duplicates"));

@@ -83,12 +83,7 @@ pub(super) fn validate(
             ),
         ));
     }
-    if budget.is_set() && prices.is_empty() {
-        out.push((
-            vec!["budget".into()],
-            "a budget needs prices: set `pricing` (dollars per million tokens per model)".into(),
-        ));
-    }
+    // No `pricing` is fine: OpenAI's models have built-in prices (`pricing::builtin`).
     out
 }
 
@@ -117,6 +112,7 @@ mod tests {
         let problems = validate(&prices, &budget);
         let keys: Vec<String> = problems.iter().map(|(k, _)| k.join(".")).collect();
         assert_eq!(keys, ["m.input", "budget.daily_usd", "budget.timezone",]);
+        // A budget without configured prices is fine: the built-in ones count.
         assert!(
             validate(
                 &BTreeMap::new(),
@@ -125,8 +121,7 @@ mod tests {
                     ..Default::default()
                 },
             )
-            .iter()
-            .any(|(_, m)| m.contains("needs prices"))
+            .is_empty()
         );
     }
 }

@@ -38,6 +38,10 @@ pub fn is_blank(s: &str) -> bool {
     s.chars().all(|c| c.is_whitespace() || c == '\u{feff}')
 }
 
+/// The largest job body respool takes over HTTP (the REST API's body limit, and the New job
+/// form's): room for a long input, well under what a daemon should buffer.
+pub const MAX_JOB_BODY_BYTES: usize = 4 * 1024 * 1024;
+
 /// The longest job `name`, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 /// How many `metadata` pairs a job may carry (OpenAI allows 16; respool adds its own).

@@ -18,18 +18,8 @@ pub struct Citation {
 /// The distinct citations of every `output_text` part, in order.
 pub fn citations(response: &Value) -> Vec<Citation> {
     let mut out: Vec<Citation> = Vec::new();
-    let parts = response
-        .get("output")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
-        .flat_map(|i| {
-            i.get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        });
+    let mut seen = std::collections::HashSet::new();
+    let parts = output_parts(response);
     for part in parts {
         for a in part
             .get("annotations")
@@ -37,14 +27,14 @@ pub fn citations(response: &Value) -> Vec<Citation> {
             .into_iter()
             .flatten()
         {
-            let Some((title, url)) = citation_key(a) else {
+            let Some(key) = citation_key(a) else {
                 continue;
             };
-            if !out.iter().any(|c| c.url == url && c.title == title) {
+            if seen.insert(key.clone()) {
                 out.push(Citation {
                     index: out.len() + 1,
-                    title,
-                    url,
+                    title: key.0,
+                    url: key.1,
                 });
             }
         }
@@ -98,12 +88,13 @@ impl Report {
         };
         let citations = citations(response);
         let activity = activity(response);
+        let numbers: std::collections::HashMap<(&str, Option<&str>), usize> = citations
+            .iter()
+            .map(|c| ((c.title.as_str(), c.url.as_deref()), c.index))
+            .collect();
         let number = |a: &Value| -> Option<usize> {
             let (title, url) = citation_key(a)?;
-            citations
-                .iter()
-                .find(|c| c.title == title && c.url == url)
-                .map(|c| c.index)
+            numbers.get(&(title.as_str(), url.as_deref())).copied()
         };
         let mut body = String::new();
         let mut plain = String::new();
@@ -139,7 +130,12 @@ impl Report {
                     continue;
                 };
                 body.push_str(&text[last..byte]);
-                body.push_str(&format!("[{n}]"));
+                // Escaped where Markdown would read `[1](…)`, `[1][…]` or `[1]:` as a link.
+                if text[byte..].starts_with(['(', '[', ':']) {
+                    body.push_str(&format!("\\[{n}\\]"));
+                } else {
+                    body.push_str(&format!("[{n}]"));
+                }
                 last = byte;
             }
             body.push_str(&text[last..]);
@@ -174,18 +170,7 @@ impl Report {
 
 /// Every `output_text` part of every `message`, in order.
 fn output_parts(response: &Value) -> impl Iterator<Item = &Value> {
-    response
-        .get("output")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
-        .flat_map(|i| {
-            i.get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
+    crate::structured::message_parts(response)
         .filter(|p| p.get("type").and_then(Value::as_str) == Some("output_text"))
 }
 
@@ -508,6 +493,15 @@ mod tests {
         // Rendered, a marker is text, not a link.
         let html = to_safe_html(&r.body);
         assert!(html.contains("(Bloomberg).[1]"), "{html}");
+        // Before `(`, it is escaped: `[1](x)` would be a link.
+        let text = "See this(x).";
+        let linky = json!({"output": [{"type": "message", "content": [{"type": "output_text", "text": text,
+            "annotations": [{"type": "url_citation", "url": "https://a.example", "title": "A", "start_index": 0, "end_index": 8}]}]}]});
+        let escaped = Report::of(text, Some(&linky));
+        assert_eq!(escaped.body, "See this\\[1\\](x).");
+        let html = to_safe_html(&escaped.body);
+        assert!(html.contains("See this[1](x)."), "{html}");
+        assert!(!html.contains("<a"), "{html}");
 
         // When the parts are not the recorded text (a JSON answer, a text cut short), the text
         // stays as it is; the sources are still listed.

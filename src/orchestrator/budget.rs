@@ -267,7 +267,7 @@ impl Orchestrator {
             if logged.insert(m.clone()) {
                 tracing::warn!(
                     model = %m,
-                    "model has no price in `pricing`: its jobs cannot be costed, are not counted in the budget and are not held"
+                    "model has no price (built in or under `pricing`): its jobs cannot be costed, are not counted in the budget and are not held"
                 );
             }
         }

@@ -245,22 +245,35 @@ impl Orchestrator {
                 .await?;
             return Ok(());
         };
-        if store.get_job(&job_id).await?.is_none() {
+        let Some(job) = store.get_job(&job_id).await? else {
             store
                 .mark_delivery_handled(&d.webhook_id, None, self.now())
                 .await?;
             return Ok(());
-        }
+        };
+        // A finished response is kept as it is fetched: fetch it again with what the job's
+        // tools found (a failed second fetch keeps the first).
+        let include = job.spec.retrieve_include();
+        let (obs, request_id) = match obs.status.is_terminal() && !include.is_empty() {
+            true => {
+                let include: Vec<&str> = include.iter().map(String::as_str).collect();
+                match self
+                    .client()
+                    .retrieve_including(response_id, &include)
+                    .await
+                {
+                    Ok(f) if f.observation.response_id == obs.response_id => {
+                        (f.observation, f.request_id)
+                    }
+                    _ => (obs, fetched.request_id),
+                }
+            }
+            false => (obs, fetched.request_id),
+        };
         let how = format!("revealed by webhook {}", d.event_type);
         let rid = obs.response_id.clone();
-        self.record_response(
-            &job_id,
-            &rid,
-            Some(&obs),
-            fetched.request_id.as_deref(),
-            &how,
-        )
-        .await?;
+        self.record_response(&job_id, &rid, Some(&obs), request_id.as_deref(), &how)
+            .await?;
         store
             .mark_delivery_handled(&d.webhook_id, Some(&job_id), self.now())
             .await?;

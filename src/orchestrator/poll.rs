@@ -205,8 +205,28 @@ impl Orchestrator {
                         tracing::error!(error = %chain(&e), "cannot record a cancel");
                     }
                 }
-                let f = self.client().retrieve(response_id).await?;
+                // With what the job's tools found: a cancel that came too late finds the
+                // response finished, and this GET is what the job keeps.
+                let include = self.include_of(job_id).await;
+                let include: Vec<&str> = include.iter().map(String::as_str).collect();
+                let f = self
+                    .client()
+                    .retrieve_including(response_id, &include)
+                    .await?;
                 Ok((f.observation, f.request_id))
+            }
+        }
+    }
+
+    /// What a job's retrieves ask to include (`JobSpec::retrieve_include`); nothing when the
+    /// job cannot be read (the GET then still answers, only without the extras).
+    pub(super) async fn include_of(&self, job_id: &JobId) -> Vec<String> {
+        match self.inner.store.get_job(job_id).await {
+            Ok(Some(job)) => job.spec.retrieve_include(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), job_id = %job_id, "cannot read a job's include list");
+                Vec::new()
             }
         }
     }

@@ -683,6 +683,13 @@ mod tests {
             ("in_progress", tooled_json.clone()),
             ("completed", tooled_json),
             ("pending", serde_json::to_string(&plain).unwrap()),
+            // A tools list with a bare string in it (no intake makes one; the backfill must
+            // not stop on it).
+            (
+                "queued",
+                r#"{"name": "n", "request": {"tools": ["web_search", {"type": "file_search"}]}}"#
+                    .to_string(),
+            ),
         ];
         let mut ids = Vec::new();
         for (status, spec) in &rows {
@@ -715,9 +722,13 @@ mod tests {
         };
         assert_eq!(got(&ids[0]).await.as_deref(), Some(want.as_str()));
         assert_eq!(got(&ids[1]).await.as_deref(), Some(want.as_str()));
-        for id in &ids[2..] {
+        for id in &ids[2..4] {
             assert_eq!(got(id).await, None);
         }
+        assert_eq!(
+            got(&ids[4]).await.as_deref(),
+            Some("file_search_call.results")
+        );
         // A job taken in now gets the same list.
         let id = JobId::generate();
         store

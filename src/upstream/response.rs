@@ -99,28 +99,7 @@ pub fn observe(raw: Value) -> Result<Observation, UpstreamError> {
 /// Every `output_text` part of every `message` item, joined: the SDKs' `output_text`.
 /// `None` when the response has no message yet.
 pub fn output_text(raw: &Value) -> Option<String> {
-    let items = raw.get("output")?.as_array()?;
-    let mut out = String::new();
-    let mut any = false;
-    for item in items
-        .iter()
-        .filter(|i| i.get("type").and_then(Value::as_str) == Some("message"))
-    {
-        for part in item
-            .get("content")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if part.get("type").and_then(Value::as_str) == Some("output_text")
-                && let Some(t) = part.get("text").and_then(Value::as_str)
-            {
-                out.push_str(t);
-                any = true;
-            }
-        }
-    }
-    any.then_some(out)
+    crate::structured::text_of(crate::structured::messages(raw))
 }
 
 /// The response id in a body that is not valid JSON (cut short, or with garbage after it):

@@ -82,6 +82,10 @@ pub fn router(state: WebState) -> Router {
         .route("/static/app.js", get(script))
         .layer(axum::Extension(secrets))
         .layer(from_fn(security_headers))
+        // A job the API takes fits the New job form too (axum's default is 2 MB).
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::job::spec::MAX_JOB_BODY_BYTES,
+        ))
         .with_state(state)
 }
 

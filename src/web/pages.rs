@@ -566,7 +566,16 @@ pub async fn create_job(
             );
         }
     };
+    // A schema strict mode refuses would be refused by OpenAI at submit: a fault of the form.
     let warnings = spec.warnings();
+    let refused: Vec<String> = warnings
+        .iter()
+        .filter(|w| w.field.starts_with("text.format.schema"))
+        .map(|w| format!("{}: {}", form_field(&w.field), w.message))
+        .collect();
+    if !refused.is_empty() {
+        return again(refused);
+    }
     match state.orchestrator.accept(spec, "web").await {
         Ok(
             crate::store::InsertOutcome::Created(row) | crate::store::InsertOutcome::Existing(row),

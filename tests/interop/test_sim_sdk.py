@@ -309,3 +309,40 @@ def test_webhook_endpoints_with_the_sdk(client: OpenAI):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_structured_outputs_parse_with_the_sdk(client: OpenAI):
+    """`client.responses.parse` with a Pydantic model (the seed tour's CalendarEvent): the
+    simulator's answer follows the strict schema the SDK sends and parses into the model; a
+    refusal comes back as a `refusal` part with nothing parsed; a strict schema OpenAI would
+    refuse is a 400 naming `text.format.schema`."""
+    from pydantic import BaseModel
+
+    class CalendarEvent(BaseModel):
+        name: str
+        date: str
+        participants: list[str]
+
+    messages = [
+        {"role": "system", "content": "Extract the event information."},
+        {"role": "user", "content": "Alice and Bob are going to a science fair on Friday."},
+    ]
+    r = client.responses.parse(model="gpt-4o-2024-08-06", input=messages, text_format=CalendarEvent)
+    assert r.status == "completed", r
+    event = r.output_parsed
+    assert isinstance(event, CalendarEvent), r
+    assert event.participants and all(isinstance(p, str) for p in event.participants)
+    assert r.text.format.type == "json_schema" and r.text.format.strict is True
+
+    refused = client.responses.parse(model="gpt-4o-2024-08-06", input=messages,
+                                     text_format=CalendarEvent, metadata={"sim": "output=refusal"})
+    assert refused.output_parsed is None
+    part = refused.output[-1].content[0]
+    assert part.type == "refusal" and part.refusal, refused
+
+    loose = {"type": "json_schema", "name": "loose", "strict": True,
+             "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}
+    with pytest.raises(BadRequestError) as e:
+        client.responses.create(model="gpt-5", input="x", text={"format": loose})
+    assert e.value.param == "text.format.schema"
+    assert e.value.code == "invalid_json_schema"

@@ -67,14 +67,7 @@ async fn built_in_prices_cost_jobs_and_an_unknown_model_says_so() {
     );
 
     // The web page says "unknown price" rather than a dash.
-    let page = app
-        .request(reqwest::Method::GET, &format!("/jobs/{unknown}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&format!("/jobs/{unknown}")).await;
     assert!(
         page.contains("<dt>Cost</dt><dd>unknown price</dd>"),
         "{page}"

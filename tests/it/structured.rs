@@ -224,14 +224,7 @@ async fn the_job_page_shows_a_json_answer_as_tables_escaped() {
     .await;
     assert_eq!(job["status"], "completed", "{job}");
     let id = job["id"].as_str().unwrap();
-    let page = app
-        .request(reqwest::Method::GET, &format!("/jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&format!("/jobs/{id}")).await;
     assert!(
         page.contains(r#"<div class="json-answer" id="answer-json"><table class="json-obj">"#),
         "{page}"

@@ -191,14 +191,7 @@ async fn cancel_through_the_form_needs_the_csrf_token_and_same_origin() {
         j.status == JobStatus::InProgress
     })
     .await;
-    let page = app
-        .request(reqwest::Method::GET, &format!("/jobs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page(&format!("/jobs/{id}")).await;
     assert!(page.contains("Cancel job"), "{page}");
     let csrf = csrf_of(&page);
     let http = no_redirects();
@@ -507,14 +500,7 @@ async fn the_new_job_form_creates_one_job_with_the_apis_checks() {
     let app = spawn_app().await;
     let http = no_redirects();
     let form_url = format!("{}/jobs/new", app.base);
-    let page = app
-        .request(reqwest::Method::GET, "/jobs/new")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/jobs/new").await;
     assert!(
         page.contains(r#"<form method="post" action="/jobs/new""#),
         "{page}"
@@ -583,6 +569,24 @@ async fn the_new_job_form_creates_one_job_with_the_apis_checks() {
     .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("JSON Schema (at `type`)"));
+    // A schema strict mode refuses, with Strict ticked: OpenAI would refuse the job at
+    // submit, so the form does now.
+    let open = r#"{"type": "object", "properties": {"city": {"type": "string"}}}"#;
+    let r = post(&[
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("model", "gpt-5"),
+        ("input", "x"),
+        ("schema", open),
+        ("strict", "on"),
+    ])
+    .await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("JSON Schema: OpenAI refuses this in strict mode"),
+        "{html}"
+    );
     assert_eq!(app.count_rows("jobs").await, 0);
 
     // A good form, sent twice (a double click): one job, and both land on it.

@@ -95,7 +95,10 @@ async fn stats_page_shows_windows_costs_and_days_with_pruned_jobs() {
             "status counts link to the list: {w}"
         );
         assert!(w.contains("<code>zeta-local</code>"), "{w}");
-        assert!(w.contains("No price in"), "unpriced models are named: {w}");
+        assert!(
+            w.contains("No price, built in or under"),
+            "unpriced models are named: {w}"
+        );
     }
     // The failed count links to a list of exactly the jobs it counts, `since` its window.
     let week = section(&html, "Last 7 days");

@@ -290,6 +290,17 @@ impl TestApp {
         self.http.request(method, format!("{}{path}", self.base))
     }
 
+    /// The body of a web page of the daemon (`/jobs/{id}`), whatever its status.
+    pub async fn page(&self, path: &str) -> String {
+        self.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A job's whole timeline, oldest first.
     pub async fn events(&self, id: &str) -> Vec<Value> {
         let (status, events) = self.get(&format!("/v1/jobs/{id}/events")).await;

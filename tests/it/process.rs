@@ -516,23 +516,34 @@ async fn cli_client_commands_work_against_the_daemon() {
     eprintln!("cli: done in {:.1}s", started.elapsed().as_secs_f64());
 }
 
-/// `respool demo`: the embedded example jobs against the in-process simulator.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_runs_the_example_jobs_to_completion() {
-    let started = Instant::now();
+/// The stdout of `respool demo ARGS` run in a fresh directory, which must succeed within two
+/// minutes.
+async fn demo(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::from(command(dir.path(), &["demo"], &[]));
+    let argv: Vec<&str> = std::iter::once("demo")
+        .chain(args.iter().copied())
+        .collect();
+    let mut cmd = tokio::process::Command::from(command(dir.path(), &argv, &[]));
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     let out = match tokio::time::timeout(Duration::from_secs(120), cmd.output()).await {
         Ok(out) => out.unwrap(),
-        Err(_) => panic!("`respool demo` did not finish within 120 s"),
+        Err(_) => panic!("`respool {}` did not finish within 120 s", argv.join(" ")),
     };
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(
         out.status.success(),
-        "demo failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "`respool {}` failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        argv.join(" "),
         out.status
     );
+    stdout
+}
+
+/// `respool demo`: the embedded example jobs against the in-process simulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_the_example_jobs_to_completion() {
+    let started = Instant::now();
+    let stdout = demo(&[]).await;
     for name in ["market-scan", "proof-check", "release-notes"] {
         let result_line = stdout
             .lines()
@@ -559,21 +570,8 @@ async fn every_example_jobs_file_runs_in_the_demo() {
     assert!(!files.is_empty(), "no jobs files in {}", examples.display());
     for file in files {
         let started = Instant::now();
-        let dir = tempfile::tempdir().unwrap();
         let path = file.display().to_string();
-        let mut cmd =
-            tokio::process::Command::from(command(dir.path(), &["demo", "--jobs", &path], &[]));
-        cmd.stdin(Stdio::null()).kill_on_drop(true);
-        let out = match tokio::time::timeout(Duration::from_secs(120), cmd.output()).await {
-            Ok(out) => out.unwrap(),
-            Err(_) => panic!("`respool demo --jobs {path}` did not finish within 120 s"),
-        };
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert!(
-            out.status.success(),
-            "demo of {path} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
-        );
+        let stdout = demo(&["--jobs", &path]).await;
         let specs = respool::job::spec::parse_jobs_file(
             &path,
             &std::fs::read_to_string(&file).unwrap(),

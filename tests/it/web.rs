@@ -254,18 +254,9 @@ async fn retry_through_the_form_needs_the_csrf_token_and_links_both_pages() {
         .await;
     assert_eq!(status, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
-    let get_page = async |path: &str| {
-        app.request(reqwest::Method::GET, path)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let done = app.wait_terminal(&id, Duration::from_secs(20)).await;
     assert_eq!(done.status, JobStatus::Completed);
-    let page = get_page(&format!("/jobs/{id}")).await;
+    let page = app.page(&format!("/jobs/{id}")).await;
     assert!(
         page.contains(&format!(r#"action="/jobs/{id}/retry""#)),
         "{page}"
@@ -287,7 +278,7 @@ async fn retry_through_the_form_needs_the_csrf_token_and_links_both_pages() {
     let key = retry_key_of(&page);
     assert_eq!(key.len(), 32, "{key}");
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
-    assert_ne!(key, retry_key_of(&get_page(&format!("/jobs/{id}")).await));
+    assert_ne!(key, retry_key_of(&app.page(&format!("/jobs/{id}")).await));
 
     // A missing or malformed key is a 400 page, and no job is made.
     for bad in [
@@ -333,10 +324,10 @@ async fn retry_through_the_form_needs_the_csrf_token_and_links_both_pages() {
     assert_eq!(app.count_events(&id, "retried").await, 1);
 
     // The new page links back; the original links forward.
-    let page = get_page(&location).await;
+    let page = app.page(&location).await;
     assert!(page.contains("Retry of"), "{page}");
     assert!(page.contains(&format!(r#"href="/jobs/{id}""#)), "{page}");
-    let page = get_page(&format!("/jobs/{id}")).await;
+    let page = app.page(&format!("/jobs/{id}")).await;
     assert!(page.contains("Retried by"), "{page}");
     assert!(
         page.contains(&format!(r#"href="/jobs/{new_id}""#)),
@@ -350,7 +341,7 @@ async fn retry_through_the_form_needs_the_csrf_token_and_links_both_pages() {
         .await;
     assert_eq!(status, 201, "{running}");
     let running = running["id"].as_str().unwrap().to_string();
-    let page = get_page(&format!("/jobs/{running}")).await;
+    let page = app.page(&format!("/jobs/{running}")).await;
     assert!(
         !page.contains(&format!(r#"action="/jobs/{running}/retry""#)),
         "{page}"

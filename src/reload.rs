@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigError, Located, Source};
 use crate::inbound::Verifier;
 use crate::job::JobSpec;
-use crate::job::spec::parse_jobs_file;
+use crate::job::spec::{Blob, parse_jobs_file_with_blobs};
 use crate::notify::Notifier;
 use crate::orchestrator::{AcceptError, Orchestrator, spec_hash};
 use crate::store::{InsertOutcome, StoreError, SyncReport};
@@ -48,6 +48,8 @@ pub struct JobsFile {
     pub jobs: Vec<JobSpec>,
     /// Entries with `schedule:`: templates, run at each tick.
     pub templates: Vec<JobSpec>,
+    /// The files the entries attach, by attachment id: stored before any job names them.
+    pub blobs: std::collections::BTreeMap<String, Blob>,
 }
 
 /// What applying a jobs file did.
@@ -60,21 +62,62 @@ pub struct JobsFileReport {
     pub schedules: SyncReport,
 }
 
-/// A reader of the files a jobs file at `jobs_file` names (`schema_file:`): paths relative to
-/// the jobs file's folder, absolute ones as they are. Reads regular files only, and at most
-/// one byte past [`MAX_SCHEMA_FILE_BYTES`] (a larger file is refused).
-///
-/// [`MAX_SCHEMA_FILE_BYTES`]: crate::job::spec::MAX_SCHEMA_FILE_BYTES
-pub fn beside(jobs_file: &Path) -> impl Fn(&str) -> Result<Vec<u8>, String> + use<> {
-    let dir = jobs_file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    move |name: &str| {
+/// A reader of the files a jobs file names (`schema_file:`, `attachments:`): paths relative
+/// to the jobs file's folder, absolute ones as they are. Reads regular files only, and at most
+/// one byte past what the caller asks (a larger file is refused by the caller). With `allow`,
+/// only files inside those folders (after following links) are read: the daemon reads its own
+/// disk for a jobs file only where its config says.
+#[derive(Debug, Clone)]
+pub struct Beside {
+    dir: PathBuf,
+    allow: Option<Vec<PathBuf>>,
+}
+
+/// A reader for the jobs file at `jobs_file` that reads anything the user can (the CLI).
+pub fn beside(jobs_file: &Path) -> Beside {
+    Beside {
+        dir: jobs_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        allow: None,
+    }
+}
+
+/// A reader for the daemon's own jobs file: files only under `dirs` (the jobs file's folder
+/// when empty).
+pub fn beside_within(jobs_file: &Path, dirs: &[PathBuf]) -> Beside {
+    let mut b = beside(jobs_file);
+    let dirs = if dirs.is_empty() {
+        vec![b.dir.clone()]
+    } else {
+        dirs.to_vec()
+    };
+    // A folder that does not exist allows nothing (it canonicalizes to nothing).
+    b.allow = Some(dirs.iter().filter_map(|d| d.canonicalize().ok()).collect());
+    b
+}
+
+impl crate::job::spec::JobFiles for Beside {
+    fn read(&self, name: &str, max: usize) -> Result<Vec<u8>, String> {
         use std::io::Read;
-        let path = dir.join(name);
+        let path = self.dir.join(name);
         let cannot = |e: std::io::Error| format!("cannot read `{}`: {e}", path.display());
-        let max = crate::job::spec::MAX_SCHEMA_FILE_BYTES;
+        if let Some(allow) = &self.allow {
+            let real = path.canonicalize().map_err(cannot)?;
+            if !allow.iter().any(|d| real.starts_with(d)) {
+                return Err(format!(
+                    "`{}` is outside the folders the daemon may read attachments from \
+                     (`jobs.attachment_dirs`: {})",
+                    path.display(),
+                    allow
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
         // Only a regular file: a device, a pipe or `/proc` reports no size and may never end.
         if !std::fs::metadata(&path).map_err(cannot)?.is_file() {
             return Err(format!("`{}` is not a regular file", path.display()));
@@ -85,11 +128,31 @@ pub fn beside(jobs_file: &Path) -> impl Fn(&str) -> Result<Vec<u8>, String> + us
             .map_err(cannot)?;
         if bytes.len() > max {
             return Err(format!(
-                "`{}` is over {max} bytes, the most a schema file may have",
+                "`{}` is over {max} bytes, the most it may have",
                 path.display()
             ));
         }
         Ok(bytes)
+    }
+
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
+        let full = self.dir.join(pattern);
+        let full = full
+            .to_str()
+            .ok_or_else(|| format!("`{pattern}`: the path is not UTF-8"))?;
+        let paths = glob::glob(full).map_err(|e| format!("`{pattern}` is not a glob: {e}"))?;
+        let mut out = Vec::new();
+        for p in paths {
+            let p = p.map_err(|e| format!("cannot list `{pattern}`: {e}"))?;
+            // Folders a pattern matches are not files to attach.
+            if p.is_file() {
+                // As `read` takes it: relative to the jobs file's folder when under it.
+                let shown = p.strip_prefix(&self.dir).unwrap_or(&p);
+                out.push(shown.display().to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -105,8 +168,10 @@ pub fn read_jobs_file(
         path: name.clone(),
         source,
     })?;
-    let specs =
-        parse_jobs_file(&name, &text, env, &beside(path)).map_err(JobsFileError::Invalid)?;
+    let files = beside_within(path, &config.jobs.attachment_dirs);
+    let parsed =
+        parse_jobs_file_with_blobs(&name, &text, env, &files).map_err(JobsFileError::Invalid)?;
+    let specs = parsed.specs;
     // On success the specs are the file's `jobs` entries, in order.
     let unknown: Vec<Located> = specs
         .iter()
@@ -130,6 +195,7 @@ pub fn read_jobs_file(
         path: path.to_path_buf(),
         jobs,
         templates,
+        blobs: parsed.blobs,
     })
 }
 
@@ -141,6 +207,11 @@ pub async fn apply_jobs_file(
     orch: &Orchestrator,
     file: &JobsFile,
 ) -> Result<JobsFileReport, AcceptError> {
+    for blob in file.blobs.values() {
+        orch.store()
+            .put_attachment(&blob.meta, &blob.data, orch.now())
+            .await?;
+    }
     let schedules = orch.sync_schedules(&file.templates).await?;
     let mut jobs_created = 0;
     for spec in &file.jobs {
@@ -410,6 +481,7 @@ mod tests {
 
     #[test]
     fn beside_reads_regular_files_next_to_the_jobs_file_within_the_limit() {
+        use crate::job::spec::JobFiles;
         let dir = tempfile::tempdir().unwrap();
         let jobs = dir.path().join("jobs.yaml");
         std::fs::create_dir(dir.path().join("schemas")).unwrap();
@@ -417,7 +489,8 @@ mod tests {
         let max = crate::job::spec::MAX_SCHEMA_FILE_BYTES;
         std::fs::write(dir.path().join("big.json"), vec![b' '; max + 1]).unwrap();
         std::fs::write(dir.path().join("edge.json"), vec![b' '; max]).unwrap();
-        let read = beside(&jobs);
+        let files = beside(&jobs);
+        let read = |p: &str| files.read(p, max);
         assert_eq!(read("schemas/a.json").unwrap(), b"{}");
         assert_eq!(read("edge.json").unwrap().len(), max);
         assert!(read("big.json").unwrap_err().contains("over"), "too big");
@@ -432,6 +505,48 @@ mod tests {
         // An absolute path is taken as it is.
         let abs = dir.path().join("schemas/a.json");
         assert_eq!(read(abs.to_str().unwrap()).unwrap(), b"{}");
+        // Globs list files only, sorted.
+        std::fs::write(dir.path().join("schemas/b.json"), b"{}").unwrap();
+        std::fs::create_dir(dir.path().join("schemas/c.json")).unwrap();
+        let found = files.glob("schemas/*.json").unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found, ["schemas/a.json", "schemas/b.json"]);
+        assert_eq!(files.read(&found[1], 10).unwrap(), b"{}");
+        assert!(files.glob("nothing/*.pdf").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_daemon_reads_attachments_only_inside_its_folders() {
+        use crate::job::spec::JobFiles;
+        let root = tempfile::tempdir().unwrap();
+        let here = root.path().join("jobs");
+        let elsewhere = root.path().join("secret");
+        std::fs::create_dir(&here).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(here.join("ok.txt"), b"ok").unwrap();
+        std::fs::write(elsewhere.join("key.txt"), b"secret").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(elsewhere.join("key.txt"), here.join("link.txt")).unwrap();
+        let jobs = here.join("jobs.yaml");
+        // By default: the jobs file's folder only.
+        let files = beside_within(&jobs, &[]);
+        assert_eq!(files.read("ok.txt", 10).unwrap(), b"ok");
+        for path in ["../secret/key.txt", "link.txt"] {
+            if path == "link.txt" && !cfg!(unix) {
+                continue;
+            }
+            let e = files.read(path, 10).unwrap_err();
+            assert!(e.contains("outside the folders"), "{path}: {e}");
+        }
+        let abs = elsewhere.join("key.txt");
+        assert!(files.read(abs.to_str().unwrap(), 10).is_err());
+        // Configured folders replace the default.
+        let files = beside_within(&jobs, std::slice::from_ref(&elsewhere));
+        assert_eq!(files.read("../secret/key.txt", 10).unwrap(), b"secret");
+        assert!(files.read("ok.txt", 10).is_err());
+        // A folder that does not exist allows nothing.
+        let files = beside_within(&jobs, &[root.path().join("nope")]);
+        assert!(files.read("ok.txt", 10).is_err());
     }
 
     #[test]

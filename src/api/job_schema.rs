@@ -382,7 +382,12 @@ fn respool_rules(sinks: &[String]) -> Value {
             },
             "max_output_tokens": {"type": ["integer", "null"], "minimum": spec::MIN_MAX_OUTPUT_TOKENS},
             "schedule": {"type": "null", "description": "Refused here (but for `null`): schedules come from the daemon's jobs file."},
-            "attachments": {"not": {}, "description": "Reserved for a later version."},
+            "attachments": {
+                "type": ["array", "null"],
+                "maxItems": crate::job::attachment::MAX_ATTACHMENTS,
+                "items": {"type": "string", "pattern": crate::job::attachment::ID_PATTERN},
+                "description": "Files sent with the input, by the ids `POST /v1/attachments` answered (documents as `input_file`, images as `input_image`). An id the daemon does not have is a 404."
+            },
             "after": {"not": {}, "description": "Reserved for a later version."}
         },
         "not": {
@@ -669,7 +674,14 @@ mod tests {
             ),
             (
                 "attachments",
-                field(vec![], vec![json!(["a.pdf"]), Value::Null]),
+                field(
+                    vec![
+                        json!([format!("att_{}", "0".repeat(64))]),
+                        json!([]),
+                        Value::Null,
+                    ],
+                    vec![json!(["a.pdf"]), json!("att_x"), json!([5])],
+                ),
             ),
             (
                 "background",

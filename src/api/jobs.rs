@@ -157,7 +157,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(content = Object, description = "A job spec"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays return the same job")),
-    responses((status = 201, description = "Created, or an idempotent replay (header `Idempotent-Replayed: true`)", body = JobView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, description = "Created, or an idempotent replay (header `Idempotent-Replayed: true`)", body = JobView), (status = 400, body = ErrorBody), (status = 404, description = "An attachment it names is not stored: upload it with `POST /v1/attachments` first; `param` names it", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_job(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -231,6 +231,14 @@ pub async fn create_job(
         )),
         Err(e @ AcceptError::UnknownSink { .. }) => {
             Err(ApiError::invalid(e.to_string(), Some("notify".into())))
+        }
+        Err(e @ AcceptError::UnknownAttachment { index, .. }) => {
+            let mut err = ApiError::not_found(e.to_string()).with_code("attachment_not_found");
+            err.param = Some(format!("attachments.{index}"));
+            Err(err)
+        }
+        Err(e @ AcceptError::Attachments { .. }) => {
+            Err(ApiError::invalid(e.to_string(), Some("attachments".into())))
         }
         Err(AcceptError::Store(e)) => Err(e.into()),
     }

@@ -6,6 +6,7 @@
 //! nothing more, the log has the chain.
 
 mod admin;
+mod attachments;
 mod auth;
 mod budget;
 mod database;
@@ -93,6 +94,13 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(endpoints::register))
         .routes(routes!(endpoints::rotate))
         .routes(routes!(endpoint_test::test))
+        .routes(routes!(attachments::get_attachment))
+        .merge(
+            // An upload may be larger than a JSON body: this route's limit is its own.
+            OpenApiRouter::new()
+                .routes(routes!(attachments::upload))
+                .layer(DefaultBodyLimit::max(attachments::UPLOAD_BODY_LIMIT)),
+        )
 }
 
 /// The finished OpenAPI document (without the live config's sink names).

@@ -141,6 +141,37 @@ impl ApiClient {
         self.answer(resp).await
     }
 
+    /// Uploads the attachments a jobs file read to the daemon (`POST /v1/attachments`, one
+    /// multipart request each; the same bytes under the same name are kept once there), and
+    /// checks that the daemon names each as the CLI did.
+    pub async fn upload_attachments(
+        &self,
+        blobs: &std::collections::BTreeMap<String, crate::job::spec::Blob>,
+    ) -> anyhow::Result<()> {
+        for (id, blob) in blobs {
+            let part = reqwest::multipart::Part::bytes(blob.data.as_ref().clone())
+                .file_name(blob.meta.filename.clone())
+                .mime_str(&blob.meta.media_type)?;
+            let form = reqwest::multipart::Form::new().part("file", part);
+            let got: crate::job::attachment::AttachmentMeta = self
+                .send(
+                    self.req(reqwest::Method::POST, "/v1/attachments")
+                        .multipart(form)
+                        .timeout(std::time::Duration::from_secs(300)),
+                )
+                .await
+                .with_context(|| format!("uploading `{}`", blob.meta.filename))?;
+            if &got.id != id {
+                anyhow::bail!(
+                    "the daemon named `{}` {} where respool named it {id}: are they the same version?",
+                    blob.meta.filename,
+                    got.id
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// `POST` without a body, waiting up to `timeout` for the answer (slow admin work).
     pub async fn post_slow<T: DeserializeOwned>(
         &self,

@@ -20,7 +20,7 @@ use crate::config::{
     Config, NotifyConfig, PollingConfig, SinkConfig, UpstreamConfig, WebhookConfig, process_env,
 };
 use crate::job::JobStatus;
-use crate::job::spec::parse_jobs_file;
+use crate::job::spec::parse_jobs_file_with_blobs;
 use crate::sim::{Faults, SimConfig};
 use crate::view::JobView;
 
@@ -53,18 +53,20 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
             EXAMPLE_JOBS.to_string(),
         ),
     };
-    let read = |name: &str| match &args.jobs {
-        Some(p) => crate::reload::beside(p)(name),
-        None => Err("the embedded example jobs name no files".to_string()),
+    let files: Box<dyn crate::job::spec::JobFiles> = match &args.jobs {
+        Some(p) => Box::new(crate::reload::beside(p)),
+        None => Box::new(crate::job::spec::NoFiles),
     };
-    let mut specs = parse_jobs_file(&name, &text, &process_env, &read).map_err(|e| {
-        anyhow::anyhow!(
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    let parsed =
+        parse_jobs_file_with_blobs(&name, &text, &process_env, files.as_ref()).map_err(|e| {
+            anyhow::anyhow!(
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+    let mut specs = parsed.specs;
     // Scheduled entries are templates for a daemon's `jobs_file`, not jobs to run now.
     specs.retain(|s| s.schedule.is_none());
 
@@ -122,12 +124,16 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
         args.webhook_loss * 100.0
     );
     let client = ApiClient::new(&format!("http://{addr}"), None);
+    client.upload_attachments(&parsed.blobs).await?;
     let mut ids = Vec::new();
     for s in &specs {
         let mut body = s.request.clone();
         body.insert("name".into(), json!(s.name));
         if let Some(t) = s.timeout {
             body.insert("timeout".into(), json!(t.as_secs().max(1)));
+        }
+        if !s.attachments.is_empty() {
+            body.insert("attachments".into(), json!(s.attachments));
         }
         let job: JobView = client
             .post("/v1/jobs", Some(&Value::Object(body)), None)

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{ApiClient, ServerArgs, output};
 use crate::config::process_env;
 use crate::job::JobStatus;
-use crate::job::spec::parse_jobs_file;
+use crate::job::spec::parse_jobs_file_with_blobs;
 use crate::view::JobView;
 
 #[derive(Args, Debug)]
@@ -45,7 +45,7 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
         (Some(file), _, _) => {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
-            let specs = parse_jobs_file(
+            let parsed = parse_jobs_file_with_blobs(
                 &file.display().to_string(),
                 &text,
                 &process_env,
@@ -61,7 +61,11 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
             })?;
             // Scheduled entries are templates: they run from the daemon's `jobs_file`.
             let (templates, specs): (Vec<_>, Vec<_>) =
-                specs.into_iter().partition(|s| s.schedule.is_some());
+                parsed.specs.into_iter().partition(|s| s.schedule.is_some());
+            // The files the jobs attach go first: a job names them by id.
+            let mut blobs = parsed.blobs;
+            blobs.retain(|id, _| specs.iter().any(|s| s.attachments.contains(id)));
+            client.upload_attachments(&blobs).await?;
             for t in &templates {
                 eprintln!(
                     "skipping `{}`: it has a schedule (schedules run from the daemon's `jobs_file`; \

@@ -226,6 +226,10 @@ pub struct JobDefaults {
     /// Default `timeout` of a job that sets none.
     #[serde(deserialize_with = "de_opt_duration")]
     pub default_timeout: Option<Duration>,
+    /// The folders the daemon's `jobs_file` may attach files from (`attachments:`); empty
+    /// means the jobs file's own folder. A path outside them (after following links) is
+    /// refused. Relative to the config file.
+    pub attachment_dirs: Vec<PathBuf>,
 }
 
 impl Default for Config {
@@ -348,6 +352,13 @@ impl Config {
                     && jobs.is_relative()
                 {
                     *jobs = dir.join(&*jobs);
+                }
+                if let Some(dir) = path.parent() {
+                    for d in &mut cfg.jobs.attachment_dirs {
+                        if d.is_relative() {
+                            *d = dir.join(&*d);
+                        }
+                    }
                 }
                 Ok(cfg)
             }

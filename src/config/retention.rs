@@ -34,11 +34,17 @@ pub struct RetentionConfig {
     pub schedule_runs: Option<Duration>,
     /// The newest runs of each schedule kept whatever their age.
     pub schedule_runs_kept: u32,
+    /// Files respool uploaded to OpenAI for jobs' `attachments` are deleted there once no
+    /// unfinished job sends them and none has been sent for this long (`null`: kept).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub uploads: Option<Duration>,
 }
 
 /// The default of `retention.summaries`: a year and a month, so a year-on-year comparison
 /// still has the whole month.
 pub const DEFAULT_SUMMARY_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
+/// The default of `retention.uploads`: a week, so reruns and retries reuse their files.
+pub const DEFAULT_UPLOAD_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The default of `retention.schedule_runs`.
 pub const DEFAULT_SCHEDULE_RUN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The shortest `retention.summaries`: longer than any month.
@@ -52,6 +58,7 @@ impl Default for RetentionConfig {
             summaries: Some(DEFAULT_SUMMARY_RETENTION),
             schedule_runs: Some(DEFAULT_SCHEDULE_RUN_RETENTION),
             schedule_runs_kept: 100,
+            uploads: Some(DEFAULT_UPLOAD_RETENTION),
         }
     }
 }
@@ -86,6 +93,15 @@ pub(super) fn validate(retention: &RetentionConfig) -> Vec<(Vec<String>, String)
             "must be at least `1h` (schedule runs are pruned by the hour)".into(),
         ));
     }
+    if retention
+        .uploads
+        .is_some_and(|d| d < Duration::from_secs(3600))
+    {
+        out.push((
+            vec!["retention".into(), "uploads".into()],
+            "must be at least `1h` (uploaded files are deleted by the hour)".into(),
+        ));
+    }
     out
 }
 
@@ -101,6 +117,7 @@ mod tests {
             summaries: Some(Duration::from_secs(86_400)),
             schedule_runs: Some(Duration::from_secs(60)),
             schedule_runs_kept: 100,
+            uploads: Some(Duration::from_secs(60)),
         };
         let keys: Vec<String> = validate(&retention)
             .iter()
@@ -111,7 +128,8 @@ mod tests {
             [
                 "retention.jobs",
                 "retention.summaries",
-                "retention.schedule_runs"
+                "retention.schedule_runs",
+                "retention.uploads"
             ]
         );
         assert!(validate(&RetentionConfig::default()).is_empty());

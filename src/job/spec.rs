@@ -3,7 +3,8 @@
 //!
 //! Any key respool does not own passes through to OpenAI untouched, so new API parameters work
 //! without a respool release. respool's keys are taken out before the body is sent:
-//! `name`, `notify`, `idempotency_key`, `timeout`, `schedule`, `priority`, `budget_exempt` (and
+//! `name`, `notify`, `idempotency_key`, `timeout`, `schedule`, `attachments`, `priority`,
+//! `budget_exempt` (and
 //! `metadata`, which is merged with respool's own tag).
 
 use std::collections::BTreeSet;
@@ -19,7 +20,14 @@ use crate::yaml::{self, Located};
 use super::METADATA_JOB_KEY;
 
 /// Keys respool owns; they never reach OpenAI.
-const OWN_KEYS: [&str; 5] = ["name", "notify", "idempotency_key", "timeout", "schedule"];
+const OWN_KEYS: [&str; 6] = [
+    "name",
+    "notify",
+    "idempotency_key",
+    "timeout",
+    "schedule",
+    "attachments",
+];
 /// respool's keys for scheduling a job among others: they never reach OpenAI either.
 const QUEUE_KEYS: [&str; 2] = ["priority", "budget_exempt"];
 /// The range of `priority`.
@@ -53,7 +61,7 @@ pub const MAX_METADATA_VALUE_CHARS: usize = 512;
 /// The smallest `max_output_tokens` OpenAI takes.
 pub const MIN_MAX_OUTPUT_TOKENS: u64 = 16;
 /// Keys later versions of respool will own; refused now so they are not sent to OpenAI.
-const RESERVED_KEYS: [&str; 2] = ["attachments", "after"];
+const RESERVED_KEYS: [&str; 1] = ["after"];
 
 /// A terminal outcome a notification route can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -118,6 +126,10 @@ pub struct JobSpec {
     /// Submitted even when a budget is reached (its cost still counts).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub budget_exempt: bool,
+    /// Files sent with the input, by attachment id (`att_…`, see [`super::attachment`]): the
+    /// store keeps their bytes. Skipped when empty, so specs and their hashes stay as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
 }
 
 /// A JSON number that is a whole number (`16` or `16.0`: JSON Schema calls both integers),
@@ -446,6 +458,44 @@ impl JobSpec {
             }
         };
 
+        let attachments = match body.remove("attachments") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut ids: Vec<String> = Vec::new();
+                if items.len() > super::attachment::MAX_ATTACHMENTS {
+                    err(
+                        "attachments",
+                        format!(
+                            "has {} files; a job may attach at most {}",
+                            items.len(),
+                            super::attachment::MAX_ATTACHMENTS
+                        ),
+                    );
+                }
+                for (i, item) in items.into_iter().enumerate() {
+                    match item {
+                        Value::String(id) if super::attachment::is_attachment_id(&id) => {
+                            if !ids.contains(&id) {
+                                ids.push(id);
+                            }
+                        }
+                        _ => err(
+                            &format!("attachments.{i}"),
+                            "must be an attachment id (`att_` and 64 hex digits) from \
+                             `POST /v1/attachments`; a path is read by `respool submit` or \
+                             the daemon's `jobs_file`, not sent over REST"
+                                .into(),
+                        ),
+                    }
+                }
+                ids
+            }
+            Some(_) => {
+                err("attachments", "must be a list of attachment ids".into());
+                Vec::new()
+            }
+        };
+
         let schedule = match body.remove("schedule") {
             None | Some(Value::Null) => None,
             Some(v) => match super::schedule::ScheduleSpec::from_value(&v) {
@@ -526,6 +576,7 @@ impl JobSpec {
                 schedule,
                 priority,
                 budget_exempt,
+                attachments,
             })
         } else {
             Err(errors)
@@ -547,6 +598,7 @@ impl JobSpec {
             schedule: _,
             priority,
             budget_exempt,
+            attachments,
         } = self;
         let mut body = request.clone();
         body.insert("name".into(), Value::String(name.clone()));
@@ -570,13 +622,29 @@ impl JobSpec {
         if *budget_exempt {
             body.insert("budget_exempt".into(), Value::Bool(true));
         }
+        if !attachments.is_empty() {
+            body.insert(
+                "attachments".into(),
+                Value::Array(attachments.iter().cloned().map(Value::String).collect()),
+            );
+        }
         body
     }
 
     /// The body to POST upstream for job `job_id`: the request with `background` and `store`
     /// forced on and the job id merged into `metadata`.
     pub fn create_body(&self, job_id: &super::JobId) -> Map<String, Value> {
+        self.create_body_with(job_id, Vec::new())
+    }
+
+    /// [`Self::create_body`] with the content parts that send the job's attachments put in
+    /// front of its input ([`super::attachment::with_parts`]).
+    pub fn create_body_with(&self, job_id: &super::JobId, parts: Vec<Value>) -> Map<String, Value> {
         let mut body = self.request.clone();
+        if !parts.is_empty() {
+            let input = body.remove("input");
+            body.insert("input".into(), super::attachment::with_parts(input, parts));
+        }
         body.insert("background".into(), Value::Bool(true));
         body.insert("store".into(), Value::Bool(true));
         let mut metadata = match body.remove("metadata") {
@@ -730,10 +798,123 @@ fn parse_notify(v: Value) -> Result<Vec<NotifyRoute>, (String, String)> {
     Ok(routes)
 }
 
-/// Reads a file a jobs file names (`text.format.schema_file`), given its path as written there;
-/// an error is a sentence (`cannot read schemas/x.json: No such file or directory`). The CLI
-/// and the daemon read relative to the jobs file (`reload::beside`); tests pass what they like.
-pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<Vec<u8>, String>;
+/// The files a jobs file names (`text.format.schema_file`, `attachments`), given their paths
+/// as written there; an error is a sentence (`cannot read schemas/x.json: No such file or
+/// directory`). The CLI and the daemon read relative to the jobs file (`reload::Beside`);
+/// tests pass what they like.
+pub trait JobFiles {
+    /// Reads a file, at most `max + 1` bytes (so that a caller can tell it is too big).
+    fn read(&self, path: &str, max: usize) -> Result<Vec<u8>, String>;
+    /// The files a glob pattern (`docs/*.pdf`) matches, sorted, as paths `read` takes.
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, String>;
+}
+
+/// A function of a path is a reader that lists no globs (tests, and the fuzzer).
+impl<F: Fn(&str) -> Result<Vec<u8>, String>> JobFiles for F {
+    fn read(&self, path: &str, _max: usize) -> Result<Vec<u8>, String> {
+        self(path)
+    }
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
+        Err(format!("cannot list `{pattern}`: globs are not read here"))
+    }
+}
+
+/// No files at all (the embedded example, the fuzzer, tests of plain jobs).
+pub struct NoFiles;
+
+impl JobFiles for NoFiles {
+    fn read(&self, path: &str, _max: usize) -> Result<Vec<u8>, String> {
+        Err(format!(
+            "cannot read `{path}`: this jobs file reads no files"
+        ))
+    }
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
+        Err(format!(
+            "cannot list `{pattern}`: this jobs file reads no files"
+        ))
+    }
+}
+
+/// An attachment read from a jobs file: what it is, and its bytes.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub meta: super::attachment::AttachmentMeta,
+    pub data: std::sync::Arc<Vec<u8>>,
+}
+
+/// The specs of a jobs file and the attachments they name, by attachment id.
+#[derive(Debug, Default)]
+pub struct ParsedJobs {
+    pub specs: Vec<JobSpec>,
+    pub blobs: std::collections::BTreeMap<String, Blob>,
+}
+
+/// Replaces a jobs-file entry's `attachments` (paths and globs, relative to the file) with the
+/// ids of the files they name, read and checked, keeping each file in `blobs`. The error is
+/// `(field, message)`.
+fn read_attachments(
+    value: &mut Value,
+    files: &dyn JobFiles,
+    blobs: &mut std::collections::BTreeMap<String, Blob>,
+) -> Result<(), (String, String)> {
+    use super::attachment;
+    let Some(list) = value.get_mut("attachments") else {
+        return Ok(());
+    };
+    let Value::Array(items) = list else {
+        return Err((
+            "attachments".into(),
+            "must be a list of paths or globs (relative to the jobs file)".into(),
+        ));
+    };
+    let mut ids = Vec::new();
+    let mut total: u64 = 0;
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("attachments.{i}");
+        let Value::String(pattern) = item else {
+            return Err((field, "must be a path or a glob (a string)".into()));
+        };
+        let paths = if pattern.contains(['*', '?', '[']) {
+            let found = files.glob(pattern).map_err(|m| (field.clone(), m))?;
+            if found.is_empty() {
+                return Err((field, format!("`{pattern}` matches no file")));
+            }
+            found
+        } else {
+            vec![pattern.clone()]
+        };
+        for path in paths {
+            let data = files
+                .read(&path, attachment::MAX_ATTACHMENT_BYTES)
+                .map_err(|m| (field.clone(), m))?;
+            let filename = std::path::Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let meta = attachment::check(&filename, &data).map_err(|m| (field.clone(), m))?;
+            if ids.contains(&meta.id) {
+                continue;
+            }
+            total += meta.bytes;
+            if total > attachment::MAX_JOB_ATTACHMENT_BYTES {
+                return Err((
+                    field,
+                    format!(
+                        "the job's attachments come to over {} bytes, the most one job may send",
+                        attachment::MAX_JOB_ATTACHMENT_BYTES
+                    ),
+                ));
+            }
+            ids.push(meta.id.clone());
+            blobs.entry(meta.id.clone()).or_insert(Blob {
+                meta,
+                data: std::sync::Arc::new(data),
+            });
+        }
+    }
+    *list = Value::Array(ids.into_iter().map(Value::String).collect());
+    Ok(())
+}
 
 /// The largest schema file a job may name.
 pub const MAX_SCHEMA_FILE_BYTES: usize = 1 << 20;
@@ -741,7 +922,7 @@ pub const MAX_SCHEMA_FILE_BYTES: usize = 1 << 20;
 /// Replaces `text.format.schema_file` with the schema it names (JSON, or YAML for `.yaml` and
 /// `.yml`), read with `read`. The error is `(field, message)`.
 /// Whether there was a file to read.
-fn inline_schema_file(value: &mut Value, read: ReadFile<'_>) -> Result<bool, (String, String)> {
+fn inline_schema_file(value: &mut Value, files: &dyn JobFiles) -> Result<bool, (String, String)> {
     const FIELD: &str = "text.format.schema_file";
     let Some(format) = value
         .pointer_mut("/text/format")
@@ -761,7 +942,9 @@ fn inline_schema_file(value: &mut Value, read: ReadFile<'_>) -> Result<bool, (St
             "cannot be used together with `schema`: give one or the other".into(),
         ));
     }
-    let bytes = read(&path).map_err(|m| (FIELD.to_string(), m))?;
+    let bytes = files
+        .read(&path, MAX_SCHEMA_FILE_BYTES)
+        .map_err(|m| (FIELD.to_string(), m))?;
     if bytes.len() > MAX_SCHEMA_FILE_BYTES {
         return Err((
             FIELD.into(),
@@ -806,8 +989,20 @@ pub fn parse_jobs_file(
     file: &str,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    read: ReadFile<'_>,
+    files: &dyn JobFiles,
 ) -> Result<Vec<JobSpec>, Vec<Located>> {
+    parse_jobs_file_with_blobs(file, text, env, files).map(|p| p.specs)
+}
+
+/// [`parse_jobs_file`], keeping the attachments the jobs name (read and checked), for the
+/// caller to store or upload.
+pub fn parse_jobs_file_with_blobs(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    files: &dyn JobFiles,
+) -> Result<ParsedJobs, Vec<Located>> {
+    let mut blobs = std::collections::BTreeMap::new();
     let text = yaml::interpolate(file, text, env).map_err(|e| vec![e])?;
     let parsed: JobsFile =
         serde_saphyr::from_str(&text).map_err(|e| vec![yaml::parse_error(file, &text, &e)])?;
@@ -817,7 +1012,9 @@ pub fn parse_jobs_file(
     for (i, mut value) in parsed.jobs.into_iter().enumerate() {
         let idx = i.to_string();
         let has_name = value.get("name").and_then(Value::as_str).is_some();
-        let schema_from_file = match inline_schema_file(&mut value, read) {
+        let schema_from_file = match inline_schema_file(&mut value, files)
+            .and_then(|f| read_attachments(&mut value, files, &mut blobs).map(|()| f))
+        {
             Ok(from_file) => from_file,
             Err((field, message)) => {
                 let job = match value.get("name").and_then(Value::as_str) {
@@ -874,7 +1071,9 @@ pub fn parse_jobs_file(
         }
     }
     if errors.is_empty() {
-        Ok(specs)
+        // Keep only the files a spec names (an entry in error may have read some).
+        blobs.retain(|id, _| specs.iter().any(|s| s.attachments.contains(id)));
+        Ok(ParsedJobs { specs, blobs })
     } else {
         Err(errors)
     }
@@ -1181,6 +1380,88 @@ mod tests {
                 .contains("cannot be used together with `schema`"),
             "{errs:?}"
         );
+    }
+
+    /// Files in memory, with globs over their names.
+    struct MemFiles(Vec<(&'static str, Vec<u8>)>);
+
+    impl JobFiles for MemFiles {
+        fn read(&self, path: &str, max: usize) -> Result<Vec<u8>, String> {
+            let data = self
+                .0
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, d)| d.clone())
+                .ok_or_else(|| format!("cannot read `{path}`: No such file or directory"))?;
+            Ok(data.into_iter().take(max + 1).collect())
+        }
+        fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
+            let pat = glob::Pattern::new(pattern).map_err(|e| e.to_string())?;
+            Ok(self
+                .0
+                .iter()
+                .filter(|(p, _)| pat.matches(p))
+                .map(|(p, _)| p.to_string())
+                .collect())
+        }
+    }
+
+    #[test]
+    fn attachments_are_read_checked_and_named_by_id() {
+        let files = MemFiles(vec![
+            (
+                "report.pdf",
+                b"%PDF-1.7\n%\xe2\xe3\n1 0 obj<<>>endobj\n%%EOF".to_vec(),
+            ),
+            ("papers/a.md", "# Ä\nnon-ASCII notes\n".as_bytes().to_vec()),
+            ("papers/b.txt", b"plain ASCII\n".to_vec()),
+            ("papers/skip.bin", b"\0\0".to_vec()),
+            ("fake.pdf", b"not a pdf".to_vec()),
+            ("empty.txt", Vec::new()),
+        ]);
+        let text = "jobs:\n  - name: read\n    model: gpt-5\n    input: Summarise\n    attachments: [report.pdf, \"papers/*.md\", \"papers/*.txt\", report.pdf]\n";
+        let parsed = parse_jobs_file_with_blobs("jobs.yaml", text, &no_env, &files).unwrap();
+        let spec = &parsed.specs[0];
+        assert_eq!(spec.attachments.len(), 3, "the repeated file is sent once");
+        assert!(spec.request.get("attachments").is_none());
+        let names: Vec<&str> = spec
+            .attachments
+            .iter()
+            .map(|id| parsed.blobs[id].meta.filename.as_str())
+            .collect();
+        assert_eq!(names, ["report.pdf", "a.md", "b.txt"]);
+        // The REST body carries the ids, and gives the same spec back.
+        let body = spec.to_rest_body();
+        assert_eq!(body["attachments"].as_array().unwrap().len(), 3);
+        let again = JobSpec::from_value(Value::Object(body), "#1").unwrap();
+        assert_eq!(&again, spec);
+
+        // Each fault names the file, the field and its line.
+        for (list, want) in [
+            ("[fake.pdf]", "`fake.pdf` is not a PDF file"),
+            ("[empty.txt]", "`empty.txt` is empty"),
+            ("[missing.pdf]", "cannot read `missing.pdf`"),
+            ("[\"nothing/*.pdf\"]", "`nothing/*.pdf` matches no file"),
+            ("[\"papers/*.bin\"]", "type is not supported"),
+            ("report.pdf", "must be a list of paths"),
+        ] {
+            let text = format!(
+                "jobs:\n  - name: bad\n    model: gpt-5\n    input: hi\n    attachments: {list}\n"
+            );
+            let errs = parse_jobs_file("jobs.yaml", &text, &no_env, &files).unwrap_err();
+            let msg = errs[0].to_string();
+            assert!(msg.contains(want), "{list}: {msg}");
+            assert!(msg.contains("jobs.yaml:5"), "{list}: {msg}");
+            assert!(msg.contains("attachments"), "{list}: {msg}");
+        }
+        // Over REST a path is not an attachment.
+        let errs = JobSpec::from_value(
+            json!({"model": "m", "input": "i", "attachments": ["report.pdf"]}),
+            "#1",
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].field, "attachments.0");
+        assert!(errs[0].message.contains("POST /v1/attachments"));
     }
 
     #[test]

@@ -14,6 +14,16 @@ use crate::store::{InsertOutcome, NewJob, StoreError};
 pub enum AcceptError {
     #[error("job `{job}`: field `notify`: no sink named `{sink}` is configured")]
     UnknownSink { job: String, sink: String },
+    #[error(
+        "job `{job}`: field `attachments.{index}`: no attachment {id} is stored; upload the file with `POST /v1/attachments` first"
+    )]
+    UnknownAttachment {
+        job: String,
+        index: usize,
+        id: String,
+    },
+    #[error("job `{job}`: field `attachments`: {message}")]
+    Attachments { job: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -47,6 +57,7 @@ fn canonical(v: Value) -> Value {
 impl Orchestrator {
     /// Stores a validated job and wakes the workers. `origin` goes into the timeline.
     pub async fn accept(&self, spec: JobSpec, origin: &str) -> Result<InsertOutcome, AcceptError> {
+        self.check_attachments(&spec).await?;
         let warnings = spec.warnings();
         let job = self.new_job(spec, origin)?;
         let outcome = self
@@ -62,6 +73,35 @@ impl Orchestrator {
             self.wake();
         }
         Ok(outcome)
+    }
+}
+
+impl Orchestrator {
+    /// Every attachment a job names must be stored, and together within one job's limit.
+    async fn check_attachments(&self, spec: &JobSpec) -> Result<(), AcceptError> {
+        if spec.attachments.is_empty() {
+            return Ok(());
+        }
+        let found = self.inner.store.attachments(&spec.attachments).await?;
+        let mut total: u64 = 0;
+        for (index, (id, meta)) in spec.attachments.iter().zip(found).enumerate() {
+            let Some(meta) = meta else {
+                return Err(AcceptError::UnknownAttachment {
+                    job: spec.name.clone(),
+                    index,
+                    id: id.clone(),
+                });
+            };
+            total += meta.bytes;
+        }
+        let max = crate::job::attachment::MAX_JOB_ATTACHMENT_BYTES;
+        if total > max {
+            return Err(AcceptError::Attachments {
+                job: spec.name.clone(),
+                message: format!("the files come to {total} bytes; one job may send at most {max}"),
+            });
+        }
+        Ok(())
     }
 }
 

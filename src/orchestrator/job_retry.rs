@@ -68,6 +68,9 @@ impl Orchestrator {
         let job = self.new_job(spec, "retry").map_err(|e| match e {
             AcceptError::UnknownSink { job, sink } => RetryError::UnknownSink { job, sink },
             AcceptError::Store(e) => RetryError::Store(e),
+            // `new_job` checks sinks only; a retry's attachments are the original's, which
+            // its row keeps stored.
+            other => RetryError::Store(crate::store::StoreError::Corrupt(other.to_string())),
         })?;
         // The store checks again inside its transaction: the original may have been pruned
         // meanwhile (a terminal status never changes, but retention can delete the row).

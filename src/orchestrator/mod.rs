@@ -22,6 +22,7 @@
 //! `budget.rs`); retention prunes old records hourly (`retention.rs`). Every task is owned by a
 //! [`TaskTracker`] and drained on shutdown.
 
+mod attachments;
 mod budget;
 mod cron;
 mod intake;
@@ -600,7 +601,7 @@ impl Orchestrator {
         }
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.inner.clock.now_ms()
     }
 

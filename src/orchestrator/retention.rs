@@ -11,6 +11,11 @@
 //! - `webhook_deliveries`: older than 7 days whatever the config (OpenAI retries a delivery for
 //!   at most 3 days, so deduplication never needs them longer).
 //! - `webhook_secrets`: 30 days after they stopped being accepted.
+//! - `uploads`: files respool uploaded to OpenAI for attachments are deleted there (and
+//!   forgotten) once no unfinished job sends them and none was sent for `retention.uploads`
+//!   (default 7 days).
+//! - `attachments`: a file no job names (uploaded over REST and never used, or left by pruned
+//!   jobs) a day after it was stored.
 //! - `schedules` (one row per schedule ever defined) and `health` (one row) do not grow.
 //!
 //! The pass runs on the orchestrator's clock (`Clock::advance` moves it in tests), in batches of
@@ -35,6 +40,10 @@ pub const RETENTION_EVERY_MS: i64 = 3_600_000;
 pub const DELIVERY_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 /// How long a webhook secret is kept once it stopped being accepted.
 pub const RETIRED_SECRET_RETENTION_MS: i64 = 30 * 24 * 3_600_000;
+/// How long an attachment no job names is kept (a client uploads first, then submits).
+pub const UNUSED_ATTACHMENT_MS: i64 = 24 * 3_600_000;
+/// Uploaded files deleted upstream per pass, at most (each is an HTTP call).
+const UPLOAD_BATCH: i64 = 500;
 /// Jobs pruned per transaction.
 const BATCH: i64 = 200;
 /// Schedule runs and summaries deleted per transaction.
@@ -54,6 +63,10 @@ pub struct PruneReport {
     pub schedule_runs: u64,
     /// Retired webhook secrets deleted.
     pub webhook_secrets: u64,
+    /// Files respool uploaded, deleted upstream.
+    pub uploads: u64,
+    /// Attachments no job names, deleted.
+    pub attachments: u64,
 }
 
 impl PruneReport {
@@ -90,6 +103,8 @@ impl Orchestrator {
                         summaries = r.summaries,
                         schedule_runs = r.schedule_runs,
                         webhook_secrets = r.webhook_secrets,
+                        uploads = r.uploads,
+                        attachments = r.attachments,
                         "retention pruned old records"
                     );
                 }
@@ -140,11 +155,40 @@ impl Orchestrator {
                 }
             }
         }
+        if let Some(keep) = config.retention.uploads {
+            report.uploads = self.delete_stale_uploads(now - ms(keep)).await?;
+        }
+        // After the jobs: a pruned job's attachments are then named by no job.
+        report.attachments = store.prune_attachments(now - UNUSED_ATTACHMENT_MS).await?;
         if report.jobs > 0 || report.summaries > 0 {
             // Summaries keep the usage, but a prune without them (or of them) changes the spend.
             self.inner.governor.spend_changed();
         }
         Ok(report)
+    }
+
+    /// Deletes upstream the files respool uploaded that nothing needs since `before`; returns
+    /// how many. A file that is already gone is forgotten too; one that cannot be deleted now
+    /// is tried again next pass.
+    async fn delete_stale_uploads(&self, before: i64) -> Result<u64, StoreError> {
+        let store = &self.inner.store;
+        let client = self.client();
+        let mut deleted = 0;
+        for u in store.stale_uploads(before, UPLOAD_BATCH).await? {
+            match client.delete_file(&u.file_id).await {
+                Ok(_) => {
+                    store
+                        .forget_upload(&u.sha256, &u.purpose, &u.file_id)
+                        .await?;
+                    deleted += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(file_id = %u.file_id, error = %e.describe(), "cannot delete an uploaded file; trying again next pass");
+                    break;
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// Prunes the finished jobs that ended before `cutoff`, in batches; returns how many.

@@ -97,7 +97,16 @@ impl Orchestrator {
 
     async fn submit(&self, claim: SubmitClaim) -> Result<(), StoreError> {
         let id = &claim.id;
-        let body = claim.spec.create_body(id);
+        let parts = if claim.spec.attachments.is_empty() {
+            Vec::new()
+        } else {
+            match self.attachment_parts(&claim).await? {
+                Some(parts) => parts,
+                // Given back to upload first (or ended): no create now.
+                None => return Ok(()),
+            }
+        };
+        let body = claim.spec.create_body_with(id, parts);
         let result = self.client().create(&body).await;
         self.record_rate_limits(
             claim.spec.model(),

@@ -57,6 +57,10 @@ pub struct SimArgs {
     /// How long finished responses stay retrievable.
     #[arg(long, default_value = "24h", value_parser = duration)]
     pub retention: Duration,
+    /// How long a file attached to a vector store stays `in_progress` before it is
+    /// `completed` (or `failed`).
+    #[arg(long, default_value = "300ms", value_parser = duration)]
+    pub file_processing_time: Duration,
     /// How long a webhook endpoint's old secret keeps signing after a rotation that keeps it
     /// (`keep_old_secret_active_for_24_hours`).
     #[arg(long, default_value = "24h", value_parser = duration)]
@@ -105,6 +109,12 @@ pub struct SimArgs {
     /// Probability that a create gets a proxy 502/504 (HTML, no x-request-id), nothing created.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
     pub gateway_error_before_create: f64,
+    /// Probability that a file upload is stored, then its connection closed with no answer.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub upload_then_drop: f64,
+    /// Probability that a file upload's connection is closed with no answer, nothing stored.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub upload_drop_before: f64,
     /// Never drop (--webhook-drop) the webhook of a response whose create answer was lost.
     #[arg(long, help_heading = "Faults")]
     pub webhook_drop_spares_lost_answers: bool,
@@ -158,6 +168,8 @@ impl SimArgs {
             create_then_gateway_error: self.create_then_gateway_error,
             drop_before_create: self.drop_before_create,
             gateway_error_before_create: self.gateway_error_before_create,
+            upload_then_drop: self.upload_then_drop,
+            upload_drop_before: self.upload_drop_before,
             webhook_drop_spares_lost_answers: self.webhook_drop_spares_lost_answers,
             slow_create: self.slow_create,
             create_accept_then_hang: self.accept_then_hang,
@@ -189,6 +201,7 @@ impl SimArgs {
             webhook_retry_schedule: self.webhook_retry_schedule.clone(),
             retention: self.retention,
             secret_rotation_overlap: self.secret_rotation_overlap,
+            file_processing_time: self.file_processing_time,
             ..SimConfig::default()
         })
     }

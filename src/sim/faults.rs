@@ -74,6 +74,13 @@ pub struct Faults {
     /// `x-request-id`) *before* anything is created. Indistinguishable from
     /// `create_then_gateway_error` for a client.
     pub gateway_error_before_create: f64,
+    /// Probability that a valid `POST /v1/files` upload is stored and then its connection
+    /// closed with no HTTP answer: the file exists (and is listed) but the client never learns
+    /// its id.
+    pub upload_then_drop: f64,
+    /// Probability that a valid `POST /v1/files` upload's connection is closed with no HTTP
+    /// answer and nothing stored. A client cannot tell this from `upload_then_drop`.
+    pub upload_drop_before: f64,
     /// When set, `webhook_drop` never drops the webhook of a response whose create answer was
     /// lost (hung past the client's timeout, dropped, or a gateway error after creating). The
     /// real service retries a webhook for 72 hours, so such a response is revealed eventually;
@@ -129,6 +136,8 @@ impl Faults {
                 self.gateway_error_before_create,
             ),
             ("create_accept_then_hang", self.create_accept_then_hang),
+            ("upload_then_drop", self.upload_then_drop),
+            ("upload_drop_before", self.upload_drop_before),
             ("stuck_queued", self.stuck_queued),
             ("fail", self.fail),
             ("incomplete", self.incomplete),

@@ -1,5 +1,5 @@
 //! The upstream simulator: a fault-injectable stand-in for OpenAI's Responses API in
-//! background mode, faithful to `docs/upstream-api.md` (§1–§4, §7). `respool sim` runs it as
+//! background mode, faithful to `docs/upstream-api.md` (§1–§5, §7). `respool sim` runs it as
 //! a server ([`run`]); tests and `respool demo` start it in process on a loopback port 0
 //! ([`spawn`]) and steer it through the [`SimHandle`] or the `/_sim/*` control API.
 //!
@@ -13,6 +13,18 @@
 //!   to the configured target and to every subscribed webhook endpoint.
 //! - `/v1/webhook_endpoints`: create, list, retrieve, update, delete, `rotate_secret` (with the
 //!   old secret kept for [`SimConfig::secret_rotation_overlap`] on request) and `test`.
+//! - `/v1/files`: multipart upload (up to 512 MB), list, retrieve, `content`, delete; optional
+//!   expiry. `/v1/vector_stores`: stores, their files and file batches; a file is
+//!   `in_progress` for [`SimConfig::file_processing_time`], then `completed`, or `failed` when
+//!   named `*.bin` (`unsupported_file`) or holding `SIM_INVALID_FILE` (`invalid_file`) or
+//!   `SIM_SERVER_ERROR` (`server_error`). Deleting or expiring a file removes it from every
+//!   store; an expired store loses its files. [`SimHandle::advance_storage_clock`] moves their
+//!   clock for tests.
+//! - Files in responses: every `file_id` of an `input_file` / `input_image` must name a live
+//!   file (else a 400 naming `input`); the answer names each file and cites those with an id
+//!   (`file_citation`). A `file_search` tool over known stores adds a `file_search_call` item
+//!   (`results` only with `include: file_search_call.results`) and cites what it found; a store
+//!   still ingesting makes the response fail with `vector_store_timeout`.
 //! - Control: `GET /_sim/stats`, `GET /_sim/responses[?job_id=…]` (every response created,
 //!   per `metadata.respool_job_id`: status, output text, whether its answer was lost; see
 //!   [`SimResponse`]), `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
@@ -31,6 +43,9 @@
 //! | `create_then_gateway_error` | yes | proxy 502/504, HTML, no `x-request-id` |
 //! | `create_then_drop` | yes | connection closed, no answer |
 //! | `create_accept_then_hang` | yes | no answer before its timeout |
+//!
+//! Uploads (`POST /v1/files`) have their own two: `upload_drop_before` (nothing stored) and
+//! `upload_then_drop` (stored, then the connection closed); both look like a closed connection.
 //!
 //! # Per-request overrides: `metadata.sim`
 //! A create whose `metadata.sim` is a string of `;`-separated directives overrides the global
@@ -69,7 +84,11 @@
 //!   object. `output.rs`: generated output, steps and usage. `entry.rs`: one response's
 //!   status machine. `state.rs`: the store and its operations. `stream.rs`: SSE.
 //!   `webhooks.rs`: signed deliveries. `endpoints.rs`: webhook endpoints and their secrets;
-//!   `endpoint_params.rs`: their request bodies. `server.rs`: routes. `headers.rs`: request id
+//!   `endpoint_params.rs`: their request bodies. `files.rs`: uploaded files and the storage
+//!   clock; `file_routes.rs`: `/v1/files`. `vector_stores.rs`: stores and file statuses;
+//!   `vector_store_routes.rs`, `vector_store_params.rs`: `/v1/vector_stores`. `list.rs`: cursor
+//!   lists. `file_inputs.rs`: files named by a create; `grounding.rs`: the answer's file
+//!   citations and `file_search_call`. `server.rs`: routes. `headers.rs`: request id
 //!   and rate-limit headers. `error.rs`: the error envelope. `broken.rs`: answers that are not
 //!   the API's (dropped connections, proxy pages). `ledger.rs`: what was created, per job.
 
@@ -80,9 +99,14 @@ mod endpoints;
 mod entry;
 mod error;
 mod faults;
+mod file_inputs;
+mod file_routes;
+mod files;
+mod grounding;
 mod headers;
 mod ids;
 mod ledger;
+mod list;
 mod output;
 mod response;
 mod server;
@@ -90,6 +114,9 @@ mod state;
 mod stream;
 mod structured;
 mod validate;
+mod vector_store_params;
+mod vector_store_routes;
+mod vector_stores;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -104,6 +131,7 @@ use tokio_util::task::TaskTracker;
 
 pub use args::SimArgs;
 pub use faults::Faults;
+pub use files::SimFile;
 pub use ledger::SimResponse;
 pub use webhooks::USER_AGENT as WEBHOOK_USER_AGENT;
 
@@ -147,6 +175,9 @@ pub struct SimConfig {
     /// How long an endpoint's old secret keeps signing after a rotation with
     /// `keep_old_secret_active_for_24_hours` (OpenAI: 24 hours).
     pub secret_rotation_overlap: Duration,
+    /// How long a file attached to a vector store stays `in_progress` before it ends
+    /// `completed` or `failed`.
+    pub file_processing_time: Duration,
 }
 
 impl Default for SimConfig {
@@ -171,6 +202,7 @@ impl Default for SimConfig {
             webhook_max_pending: 1024,
             retention: Duration::from_secs(24 * 3600),
             secret_rotation_overlap: Duration::from_secs(24 * 3600),
+            file_processing_time: Duration::from_millis(300),
         }
     }
 }
@@ -198,6 +230,7 @@ impl std::fmt::Debug for SimConfig {
             .field("webhook_max_pending", &self.webhook_max_pending)
             .field("retention", &self.retention)
             .field("secret_rotation_overlap", &self.secret_rotation_overlap)
+            .field("file_processing_time", &self.file_processing_time)
             .finish()
     }
 }
@@ -231,10 +264,19 @@ pub struct SimStats {
     /// `create_then_gateway_error`).
     #[serde(default)]
     pub gateway_errors: u32,
-    /// Create connections closed without an answer (`drop_before_create`,
-    /// `create_then_drop`).
+    /// Connections closed without an answer: creates (`drop_before_create`,
+    /// `create_then_drop`) and uploads (`upload_drop_before`, `upload_then_drop`).
     #[serde(default)]
     pub dropped_connections: u32,
+    /// Files stored by `POST /v1/files` (including those whose answer was then dropped).
+    #[serde(default)]
+    pub files_uploaded: u32,
+    /// Files deleted with `DELETE /v1/files/{id}`.
+    #[serde(default)]
+    pub files_deleted: u32,
+    /// `GET /v1/files` list requests that reached the handler.
+    #[serde(default)]
+    pub file_lists: u32,
 }
 
 /// Why the simulator could not start.
@@ -431,6 +473,43 @@ impl SimHandle {
     /// with every `include` applied.
     pub fn response(&self, id: &str) -> Option<serde_json::Value> {
         self.shared.snapshot(id)
+    }
+
+    /// Every file ever uploaded, oldest first, deleted and expired ones included.
+    pub fn files(&self) -> Vec<SimFile> {
+        let mut inner = self.shared.lock();
+        inner.storage.tick();
+        inner
+            .storage
+            .files
+            .iter()
+            .map(|f| SimFile {
+                id: f.id.clone(),
+                filename: f.filename.clone(),
+                purpose: f.purpose.clone(),
+                content: f.content.to_vec(),
+                deleted: f.deleted,
+            })
+            .collect()
+    }
+
+    /// Deletes a file as if someone else deleted it upstream (it also leaves every vector
+    /// store); `false` if there was no such live file.
+    pub fn delete_file(&self, id: &str) -> bool {
+        self.shared.lock().storage.delete_file(id)
+    }
+
+    /// Moves the clock of files and vector stores forward by `by`, so that expiries
+    /// (`expires_after` of files and stores) and processing delays come due without waiting.
+    /// Responses keep their own clock.
+    pub fn advance_storage_clock(&self, by: Duration) {
+        self.shared.lock().storage.advance(by);
+    }
+
+    /// The body of the create that made `response_id`, as received (JSON); kept after the
+    /// response is deleted. Tests check with it what a client sent.
+    pub fn request(&self, response_id: &str) -> Option<serde_json::Value> {
+        self.shared.lock().requests.get(response_id).cloned()
     }
 
     /// Stops the server, the clock and every webhook task, and waits for them.

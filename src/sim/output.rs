@@ -7,6 +7,8 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::faults::{Outcome, OutputShape};
+use super::file_inputs::Grounding;
+use super::grounding::{annotation_end, append_files, search_steps};
 use super::ids;
 use super::validate::CreateRequest;
 
@@ -83,8 +85,9 @@ fn slug(topic: &str) -> String {
     }
 }
 
-/// Builds the report text and its `url_citation` annotations.
-fn report(input: &str) -> (String, Vec<Value>, Vec<(String, String)>) {
+/// Builds the report text and its annotations: `url_citation`s, and a `file_citation` for
+/// each file it draws on (`grounding.rs`).
+fn report(input: &str, grounding: &Grounding) -> (String, Vec<Value>, Vec<(String, String)>) {
     let h = fnv(input);
     let topic = topic_of(input);
     let slug = slug(&topic);
@@ -123,11 +126,9 @@ fn report(input: &str) -> (String, Vec<Value>, Vec<(String, String)>) {
     cite(&mut text, &sources[1]);
     text.push_str(&format!("\n2. {}\n3. {}", filler(2), filler(3)));
     cite(&mut text, &sources[2]);
-    text.push_str(&format!(
-        "\n\n## Conclusion\n\n{} {}\n",
-        filler(4),
-        filler(5)
-    ));
+    text.push_str("\n\n");
+    append_files(&mut text, &mut annotations, grounding);
+    text.push_str(&format!("## Conclusion\n\n{} {}\n", filler(4), filler(5)));
     (text, annotations, sources)
 }
 
@@ -147,7 +148,7 @@ fn tokens(chars: usize) -> u64 {
     chars.div_ceil(4) as u64
 }
 
-fn ev(kind: &str, fields: Value) -> EventBody {
+pub(crate) fn ev(kind: &str, fields: Value) -> EventBody {
     let map = match fields {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -187,10 +188,16 @@ fn chunks(text: &str) -> Vec<String> {
     out
 }
 
-/// Plans the output of a response: items, steps, usage and the final outcome.
-pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng) -> Generated {
+/// Plans the output of a response: items, steps, usage and the final outcome. `grounding`
+/// is what its files resolved to (a `file_search_call` item, file citations).
+pub(crate) fn generate(
+    req: &CreateRequest,
+    grounding: &Grounding,
+    outcome: Outcome,
+    rng: &mut impl Rng,
+) -> Generated {
     let obf = req.obfuscate;
-    let (report_text, report_annotations, sources) = report(&req.input_text);
+    let (report_text, report_annotations, sources) = report(&req.input_text, grounding);
     let topic = topic_of(&req.input_text);
     let body = Value::Object(req.body.clone());
     let (full_text, all_annotations) = match (
@@ -238,12 +245,7 @@ pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng
     let text_len = text.chars().count();
     let annotations: Vec<Value> = all_annotations
         .into_iter()
-        .filter(|a| {
-            a.get("end_index")
-                .and_then(Value::as_u64)
-                .unwrap_or(u64::MAX)
-                <= text_len as u64
-        })
+        .filter(|a| annotation_end(a) <= text_len as u64)
         .collect();
     let incomplete = matches!(outcome, Outcome::Incomplete { .. });
 
@@ -302,6 +304,11 @@ pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng
             events,
             output: done.clone(),
         });
+    }
+
+    if let Some(searched) = &grounding.search {
+        let results_in_events = req.include.iter().any(|i| i == "file_search_call.results");
+        search_steps(&mut done, &mut steps, searched, results_in_events);
     }
 
     if req.is_deep_research() {
@@ -415,11 +422,7 @@ pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng
             ));
             let len = so_far.chars().count() as u64;
             while let Some(a) = annotations.get(announced) {
-                if a.get("end_index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(u64::MAX)
-                    > len
-                {
+                if annotation_end(a) > len {
                     break;
                 }
                 events.push(ev(
@@ -500,8 +503,8 @@ pub(crate) fn generate(req: &CreateRequest, outcome: Outcome, rng: &mut impl Rng
     }
 }
 
-/// Applies `include` to output items: `web_search_call.action.sources` and
-/// `reasoning.encrypted_content` are only shown when asked for.
+/// Applies `include` to output items: `web_search_call.action.sources`,
+/// `file_search_call.results` and `reasoning.encrypted_content` are only shown when asked for.
 pub(crate) fn render_output(output: &[Value], include: &[String]) -> Vec<Value> {
     let has = |k: &str| include.iter().any(|i| i == k);
     output
@@ -512,6 +515,11 @@ pub(crate) fn render_output(output: &[Value], include: &[String]) -> Vec<Value> 
                 Some("web_search_call") if !has("web_search_call.action.sources") => {
                     if let Some(action) = item.get_mut("action").and_then(Value::as_object_mut) {
                         action.remove("sources");
+                    }
+                }
+                Some("file_search_call") if !has("file_search_call.results") => {
+                    if let Some(obj) = item.as_object_mut() {
+                        obj.insert("results".into(), Value::Null);
                     }
                 }
                 Some("reasoning") if !has("reasoning.encrypted_content") => {
@@ -532,8 +540,10 @@ mod tests {
 
     #[test]
     fn annotation_indices_point_at_the_citation() {
-        let (text, annotations, _) =
-            report("What is the boiling point of water at altitude? ünïcode");
+        let (text, annotations, _) = report(
+            "What is the boiling point of water at altitude? ünïcode",
+            &Grounding::default(),
+        );
         let chars: Vec<char> = text.chars().collect();
         assert_eq!(annotations.len(), 3);
         for a in annotations {

@@ -1,5 +1,6 @@
 //! The HTTP surface: the `/v1/responses` routes (and `/v1/webhook_endpoints` from
-//! `endpoints.rs`), the gate in front of them (bearer auth,
+//! `endpoints.rs`, `/v1/files` from `file_routes.rs`, `/v1/vector_stores` from
+//! `vector_store_routes.rs`), the gate in front of them (bearer auth,
 //! API faults, standard headers, 429/5xx counters) and the `/_sim/*` control API
 //! (`GET /_sim/stats`, `GET /_sim/responses`, `GET|POST /_sim/faults`, `POST /_sim/webhook`),
 //! which needs no key.
@@ -56,6 +57,8 @@ pub(crate) fn router(
         .route("/responses/{id}/cancel", post(cancel_response))
         .route("/responses/{id}/input_items", get(input_items))
         .merge(super::endpoints::routes())
+        .merge(super::file_routes::routes())
+        .merge(super::vector_store_routes::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(app.clone(), gate));
     Router::new()

@@ -19,6 +19,7 @@ use super::endpoints::Endpoints;
 pub(crate) use super::entry::{Entry, Status, WebhookJob};
 use super::error::ApiError;
 use super::faults::{Faults, Outcome, roll};
+use super::files::Storage;
 use super::output;
 use super::validate::CreateRequest;
 use super::{SimConfig, SimStats, ids, response};
@@ -42,6 +43,10 @@ pub(crate) struct Inner {
     /// Every response created, oldest first, as (`metadata.respool_job_id`, response id):
     /// what `/_sim/responses` reports, also after a response is deleted or swept.
     pub created: Vec<(Option<String>, String)>,
+    /// The body of every create, as received, by response id (kept after a delete).
+    pub requests: HashMap<String, Value>,
+    /// Uploaded files and vector stores (`/v1/files`, `/v1/vector_stores`).
+    pub storage: Storage,
 }
 
 /// State shared by the server, the clock task, streams and webhook senders.
@@ -76,6 +81,8 @@ impl Shared {
             webhook,
             endpoints: Endpoints::default(),
             created: Vec::new(),
+            requests: HashMap::new(),
+            storage: Storage::default(),
         };
         let (webhook_tx, rx) = mpsc::channel(config.webhook_max_pending.max(1));
         let shared = Self {
@@ -131,9 +138,17 @@ impl Shared {
                 Some("previous_response_not_found"),
             ));
         }
+        let grounding =
+            inner
+                .storage
+                .ground(&req.file_parts, req.file_search.as_ref(), &req.input_text)?;
         let o = req.overrides.clone();
         let faults = inner.faults.clone();
         let outcome = match o.outcome.clone() {
+            // Searching a store that is still ingesting fails, whatever else was asked for.
+            _ if grounding.store_busy => Outcome::Failed {
+                code: "vector_store_timeout".into(),
+            },
             Some(outcome) => outcome,
             None if roll(&mut inner.rng, faults.fail) => Outcome::Failed {
                 code: "server_error".into(),
@@ -154,7 +169,7 @@ impl Shared {
         } else {
             (Duration::ZERO, Duration::ZERO)
         };
-        let generated = output::generate(&req, outcome, &mut inner.rng);
+        let generated = output::generate(&req, &grounding, outcome, &mut inner.rng);
         let status = if req.background {
             Status::Queued
         } else {
@@ -209,6 +224,9 @@ impl Shared {
                 .or_default() += 1;
         }
         inner.created.push((entry.job_id.clone(), id.clone()));
+        inner
+            .requests
+            .insert(id.clone(), Value::Object(req.body.clone()));
         inner.entries.insert(id.clone(), entry);
         drop(inner);
         self.wake.notify_one();

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::faults::Overrides;
+use super::file_inputs::{FilePart, FileSearch, parse_file_search, parse_parts};
 use super::ids;
 use crate::contract::{self, ViolationKind};
 
@@ -52,6 +53,11 @@ pub(crate) struct CreateRequest {
     pub tools: Vec<Value>,
     pub include: Vec<String>,
     pub overrides: Overrides,
+    /// The files the input's `input_file` / `input_image` parts name (checked for shape only;
+    /// `state.rs` resolves them).
+    pub file_parts: Vec<FilePart>,
+    /// The `file_search` tools, merged.
+    pub file_search: Option<FileSearch>,
 }
 
 impl CreateRequest {
@@ -296,6 +302,8 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
         Some(other) => return Err(invalid_type("tools", "an array", other)),
     };
     let has_reasoning = !matches!(body.get("reasoning"), None | Some(Value::Null));
+    let file_parts = parse_parts(body.get("input").unwrap_or(&Value::Null))?;
+    let file_search = parse_file_search(&tools)?;
 
     let request = CreateRequest {
         body,
@@ -313,6 +321,8 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
         tools,
         include,
         overrides,
+        file_parts,
+        file_search,
     };
     if request.is_deep_research() {
         check_deep_research(&request.tools)?;
@@ -368,7 +378,9 @@ fn check_contract(body: &Map<String, Value>) -> Result<(), ApiError> {
     ))
 }
 
-fn check_metadata(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+/// `metadata`: at most 16 string values, keys of at most 64 and values of at most 512
+/// characters (also for vector stores).
+pub(crate) fn check_metadata(body: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
     let metadata = match body.get("metadata") {
         None | Some(Value::Null) => return Ok(Map::new()),
         Some(Value::Object(m)) => m.clone(),

@@ -15,6 +15,8 @@ pub enum EventKind {
     SpecWarning,
     /// A worker claimed it and is sending the create.
     Submitting,
+    /// One of its attachments was uploaded, found uploaded, or could not be.
+    Attachment,
     /// The create answered with a response id.
     Submitted,
     /// A response our create started was found another way (webhook, create journal) and taken.
@@ -67,6 +69,7 @@ impl EventKind {
         Self::Accepted,
         Self::SpecWarning,
         Self::Submitting,
+        Self::Attachment,
         Self::Submitted,
         Self::Adopted,
         Self::SubmitRetry,
@@ -97,6 +100,7 @@ impl EventKind {
             Self::Accepted => "accepted",
             Self::SpecWarning => "spec_warning",
             Self::Submitting => "submitting",
+            Self::Attachment => "attachment",
             Self::Submitted => "submitted",
             Self::Adopted => "adopted",
             Self::SubmitRetry => "submit_retry",

@@ -334,8 +334,18 @@ async fn insert_row(
         let include = job.spec.retrieve_include();
         (!include.is_empty()).then(|| include.join(","))
     })
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    for (position, attachment) in job.spec.attachments.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO job_attachments (job_id, position, attachment_id) VALUES (?, ?, ?)",
+        )
+        .bind(job.id.as_str())
+        .bind(position as i64)
+        .bind(attachment)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 

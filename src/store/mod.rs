@@ -6,6 +6,7 @@
 //! follow-up work they cause (timeline events, outbox rows) is written in the same short
 //! transaction. No transaction is ever held across an HTTP call.
 
+mod attachments;
 #[doc(hidden)]
 #[cfg(feature = "bench")]
 pub mod bench;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
+pub use attachments::{StaleUpload, UploadClaim};
 pub use budget::ModelUsage;
 pub use deliveries::{DeliveryRow, HandOff, MAX_LOOKS};
 pub use duplicates::{DuplicateRow, NewDuplicate};

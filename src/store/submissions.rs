@@ -405,6 +405,30 @@ impl Store {
             .await
     }
 
+    /// Sets when a job waiting to be submitted (`ready`, claim `attempt`) is next due: after
+    /// its attachments were uploaded (now), or when an upload may be tried again. Returns
+    /// whether the job was still waiting under that claim.
+    pub async fn wake_submission(
+        &self,
+        id: &JobId,
+        attempt: i64,
+        at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET next_check_at = ?, updated_at = ? WHERE id = ? AND attempt = ? \
+             AND status = 'pending' AND submit_state = 'ready'",
+        )
+        .bind(at)
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     /// Marks a claimed create as uncertain: it may have reached OpenAI. Resolved when the
     /// wait is over (by adoption, if a webhook reveals the response, else by the configured
     /// policy).

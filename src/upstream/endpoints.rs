@@ -205,7 +205,7 @@ impl Client {
 
     /// Sends a request until it answers or the retry policy gives up (`may_retry` narrows
     /// which retryable errors are retried); returns the answer's JSON.
-    async fn call_json(
+    pub(super) async fn call_json(
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,
         may_retry: impl Fn(&UpstreamError) -> bool,

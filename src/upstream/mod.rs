@@ -17,6 +17,7 @@
 
 pub mod endpoints;
 mod error;
+pub mod files;
 pub mod http_retry;
 pub mod ratelimit;
 pub mod response;
@@ -366,6 +367,6 @@ fn classify(e: reqwest::Error) -> UpstreamError {
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -68,7 +68,17 @@ pub fn router(state: WebState) -> Router {
     let secrets = Arc::new(session::Secrets::new());
     Router::new()
         .route("/", get(pages::list))
-        .route("/jobs/new", get(pages::new_job).post(pages::create_job))
+        .route(
+            "/jobs/new",
+            get(pages::new_job).post(pages::create_job).layer(
+                // The form carries files: a job's body and its attachments at their largest.
+                axum::extract::DefaultBodyLimit::max(
+                    crate::job::spec::MAX_JOB_BODY_BYTES
+                        + crate::job::attachment::MAX_JOB_ATTACHMENT_BYTES as usize
+                        + 64 * 1024,
+                ),
+            ),
+        )
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/report.md", get(pages::report_md))
         .route("/jobs/{id}/response.json", get(pages::response_json))

@@ -185,6 +185,18 @@ pub async fn job(
         })
         .collect();
     let notifications = store.list_notifications(None, Some(&id), 50).await?;
+    let attachments: Vec<_> = store
+        .job_attachments(id.as_str())
+        .await?
+        .into_iter()
+        .map(|a| {
+            context! {
+                filename => a.filename,
+                media_type => a.media_type,
+                size => human_bytes(a.bytes),
+            }
+        })
+        .collect();
     let full = markdown::Report::of(
         row.output_text.as_deref().unwrap_or_default(),
         response.as_ref(),
@@ -287,6 +299,7 @@ pub async fn job(
             error => error.map(|e| context! { code => e.code, message => e.message }),
             cancel_reason => row.cancel_reason.clone(),
             tokens,
+            attachments,
             metadata => super::ser(metadata),
             report_html,
             answer_html,
@@ -474,6 +487,10 @@ pub struct NewJobForm {
     /// `on` when the Strict box is ticked (a form sends nothing when it is not).
     #[serde(default, deserialize_with = "checkbox")]
     strict: bool,
+    /// Files already taken from an earlier try of this form (their attachment ids): a form
+    /// shown again with its faults keeps them, as a browser cannot refill a file input.
+    #[serde(default, skip_deserializing)]
+    attached: Vec<crate::job::attachment::AttachmentMeta>,
 }
 
 fn checkbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -516,9 +533,26 @@ pub async fn new_job(Extension(session): Extension<Session>) -> Result<Response,
 pub async fn create_job(
     State(state): State<WebState>,
     Extension(session): Extension<Session>,
-    Form(f): Form<NewJobForm>,
+    request: axum::extract::Request,
 ) -> Result<Response, PageError> {
+    let (mut f, files, attached) = read_new_job_form(request).await?;
     session.check_csrf(&f.csrf)?;
+    // Files first: each checked, the good ones kept (so a form shown again still has them).
+    let mut file_errors = Vec::new();
+    let now = state.clock.now_ms();
+    let known = state.store.attachments(&attached).await?;
+    f.attached = known.into_iter().flatten().collect();
+    for (filename, data) in files {
+        match crate::job::attachment::check(&filename, &data) {
+            Ok(meta) => {
+                state.store.put_attachment(&meta, &data, now).await?;
+                if !f.attached.iter().any(|m| m.id == meta.id) {
+                    f.attached.push(meta);
+                }
+            }
+            Err(m) => file_errors.push(format!("Attachments: {m}")),
+        }
+    }
     let nonce_ok = (16..=64).contains(&f.key.len()) && f.key.bytes().all(|b| b.is_ascii_hexdigit());
     if !nonce_ok {
         return Err(PageError::BadRequest(
@@ -543,6 +577,18 @@ pub async fn create_job(
     }
     if !f.instructions.trim().is_empty() {
         body.insert("instructions".into(), Value::String(f.instructions.clone()));
+    }
+    if !file_errors.is_empty() {
+        return again(file_errors);
+    }
+    if !f.attached.is_empty() {
+        body.insert(
+            "attachments".into(),
+            f.attached
+                .iter()
+                .map(|m| Value::String(m.id.clone()))
+                .collect(),
+        );
     }
     if !f.schema.trim().is_empty() {
         match serde_json::from_str::<Value>(&f.schema) {
@@ -595,6 +641,64 @@ pub async fn create_job(
     }
 }
 
+/// A file the New job form sent: its name and bytes.
+type FormFile = (String, axum::body::Bytes);
+
+/// Reads the New job form: `multipart/form-data` (what the page sends, with its files) or
+/// `application/x-www-form-urlencoded` (no files). Returns the fields, the files chosen, and
+/// the ids of files kept from an earlier try.
+async fn read_new_job_form(
+    request: axum::extract::Request,
+) -> Result<(NewJobForm, Vec<FormFile>, Vec<String>), PageError> {
+    use axum::extract::FromRequest;
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        let Form(f) = Form::<NewJobForm>::from_request(request, &())
+            .await
+            .map_err(|e| PageError::BadRequest(format!("The form could not be read: {e}")))?;
+        return Ok((f, Vec::new(), Vec::new()));
+    }
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        PageError::BadRequest(format!("The form could not be read: {}", e.body_text()))
+    };
+    let mut multipart = axum::extract::Multipart::from_request(request, &())
+        .await
+        .map_err(|e| PageError::BadRequest(format!("The form could not be read: {e}")))?;
+    let mut f = NewJobForm::default();
+    let mut files = Vec::new();
+    let mut attached = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "attachments" {
+            let filename = field.file_name().unwrap_or_default().to_string();
+            let data = field.bytes().await.map_err(bad)?;
+            // A file input with nothing chosen sends an empty part without a name.
+            if !(filename.is_empty() && data.is_empty()) {
+                files.push((filename, data));
+            }
+            continue;
+        }
+        let text = field.text().await.map_err(bad)?;
+        match name.as_str() {
+            "csrf" => f.csrf = text,
+            "key" => f.key = text,
+            "name" => f.name = text,
+            "model" => f.model = text,
+            "instructions" => f.instructions = text,
+            "input" => f.input = text,
+            "schema" => f.schema = text,
+            "strict" => f.strict = !text.is_empty(),
+            "attached" if crate::job::attachment::is_attachment_id(&text) => attached.push(text),
+            _ => {}
+        }
+    }
+    Ok((f, files, attached))
+}
+
 /// The form's name for a spec field: `text.format.schema…` is the JSON Schema box.
 fn form_field(field: &str) -> String {
     if field.starts_with("text.format.schema") {
@@ -614,5 +718,14 @@ fn form_field(field: &str) -> String {
             "instructions" => "Instructions".into(),
             other => format!("`{other}`"),
         }
+    }
+}
+
+/// A size for people: `726 B`, `12.4 KiB`, `3.1 MiB`.
+fn human_bytes(n: u64) -> String {
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
     }
 }

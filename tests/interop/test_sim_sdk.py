@@ -3,8 +3,9 @@
 Starts the simulator as a subprocess (``RESPOOL_SIM_CMD``, a shell-style command, or
 ``$RESPOOL_BIN sim`` with ``RESPOOL_BIN`` defaulting to ``target/debug/respool``) on a free
 loopback port, then drives it with ``OpenAI(base_url=..., api_key="sk-test")``: background
-create + retrieve, cancel, delete, streaming with resume, 429 retries, ``webhooks.unwrap`` and
-the webhook endpoints (``client.webhooks.create`` … ``rotate_secret``, ``test``).
+create + retrieve, cancel, delete, streaming with resume, 429 retries, ``webhooks.unwrap``, the
+webhook endpoints (``client.webhooks.create`` … ``rotate_secret``, ``test``), files
+(``client.files.*``), vector stores with the SDK's polling helpers, and ``file_search``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from pathlib import Path
 
 import pytest
 from openai import BadRequestError, NotFoundError, OpenAI, RateLimitError
-from openai.types.responses import ResponseOutputMessage, ResponseReasoningItem
-from openai.types.responses.response_output_text import AnnotationURLCitation
+from openai.types.responses import (
+    ResponseFileSearchToolCall,
+    ResponseOutputMessage,
+    ResponseReasoningItem,
+)
+from openai.types.responses.response_output_text import AnnotationFileCitation, AnnotationURLCitation
 from standardwebhooks.webhooks import Webhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -346,3 +351,88 @@ def test_structured_outputs_parse_with_the_sdk(client: OpenAI):
         client.responses.create(model="gpt-5", input="x", text={"format": loose})
     assert e.value.param == "text.format.schema"
     assert e.value.code == "invalid_json_schema"
+
+
+def test_files_with_the_sdk(client: OpenAI, sim: Sim):
+    """`client.files` create, retrieve, content, list and delete parse every answer; the
+    content comes back byte for byte and a deleted file is a 404."""
+    data = bytes(range(256)) * 64
+    created = client.files.create(file=("données é.bin", data), purpose="user_data")
+    assert created.id.startswith("file-")
+    assert created.object == "file" and created.status == "processed"
+    assert created.bytes == len(data) and created.filename == "données é.bin"
+    assert created.purpose == "user_data" and created.expires_at is None
+    expiring = client.files.create(
+        file=("short.txt", b"short-lived"),
+        purpose="assistants",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert expiring.expires_at == expiring.created_at + 3600
+
+    assert client.files.retrieve(created.id) == created
+    assert client.files.content(created.id).read() == data
+    listed = [f.id for f in client.files.list(purpose="user_data")]
+    assert created.id in listed and expiring.id not in listed
+    assert [f.id for f in client.files.list(order="asc", limit=1)][:1]
+
+    deleted = client.files.delete(created.id)
+    assert deleted.deleted is True and deleted.id == created.id
+    with pytest.raises(NotFoundError) as err:
+        client.files.retrieve(created.id)
+    assert err.value.param == "id"
+    with pytest.raises(BadRequestError) as err:
+        client.files.create(file=("empty.txt", b""), purpose="user_data")
+    assert err.value.param == "file"
+    assert sim.stats()["files_deleted"] >= 1
+
+
+def test_vector_store_file_search_with_the_sdk(client: OpenAI):
+    """A vector store filled with the SDK's polling helpers, a failing file with its
+    `last_error`, and a `file_search` response whose output the SDK parses: the
+    `file_search_call` (with results when included) and `file_citation` annotations."""
+    store = client.vector_stores.create(name="interop docs", expires_after={"anchor": "last_active_at", "days": 7})
+    assert store.id.startswith("vs_") and store.object == "vector_store"
+    uploaded = client.vector_stores.files.upload_and_poll(
+        vector_store_id=store.id, file=("tides.md", b"Spring tides follow the new and full moon.")
+    )
+    assert uploaded.status == "completed" and uploaded.last_error is None
+    menu = client.files.create(file=("menu.txt", b"Soup of the day."), purpose="assistants")
+    attached = client.vector_stores.files.create_and_poll(
+        menu.id, vector_store_id=store.id, attributes={"kind": "menu"}
+    )
+    assert attached.id == menu.id and attached.status == "completed"
+    assert attached.attributes == {"kind": "menu"}
+    blob = client.files.create(file=("model.bin", b"\x00\x01"), purpose="assistants")
+    failed = client.vector_stores.files.create_and_poll(blob.id, vector_store_id=store.id)
+    assert failed.status == "failed" and failed.last_error.code == "unsupported_file"
+    ready = client.vector_stores.retrieve(store.id)
+    assert ready.status == "completed"
+    assert (ready.file_counts.completed, ready.file_counts.failed, ready.file_counts.total) == (2, 1, 3)
+    assert store.id in [s.id for s in client.vector_stores.list()]
+
+    tools = [{"type": "file_search", "vector_store_ids": [store.id]}]
+    question = "When do spring tides happen?"
+    plain = client.responses.create(model="gpt-5", input=question, tools=tools)
+    call = plain.output[0]
+    assert isinstance(call, ResponseFileSearchToolCall), plain.output
+    assert call.status == "completed" and call.queries and call.results is None
+    message = plain.output[-1]
+    assert isinstance(message, ResponseOutputMessage)
+    citations = [a for a in message.content[0].annotations if isinstance(a, AnnotationFileCitation)]
+    assert [c.file_id for c in citations] == [uploaded.id, menu.id]
+    text = message.content[0].text
+    for c in citations:
+        assert text[: c.index].endswith(c.filename)
+
+    full = client.responses.create(model="gpt-5", input=question, tools=tools, include=["file_search_call.results"])
+    results = full.output[0].results
+    assert results and results[0].file_id == uploaded.id and results[0].filename == "tides.md"
+    assert "Spring tides" in results[0].text and results[0].score > results[-1].score
+    later = client.responses.create(model="gpt-5", input=question, tools=tools, background=True)
+    assert _wait_terminal(client, later.id).output[0].results is None
+    assert client.responses.retrieve(later.id, include=["file_search_call.results"]).output[0].results
+
+    with pytest.raises(BadRequestError) as err:
+        client.responses.create(model="gpt-5", input="x", tools=[{"type": "file_search", "vector_store_ids": ["vs_nope"]}])
+    assert err.value.param == "tools"
+    assert client.vector_stores.delete(store.id).deleted is True

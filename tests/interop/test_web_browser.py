@@ -314,7 +314,7 @@ def _signed_in(driver, base: str, path: str) -> None:
         driver.get(base + path)
 
 
-def test_new_job_form_with_a_schema(daemon: str, browser):
+def test_new_job_form_with_a_schema(daemon: str, browser, tmp_path):
     wait = WebDriverWait(browser, 15)
     _set_width(browser, 1280, 900)
     _signed_in(browser, daemon, "/jobs/new")
@@ -341,6 +341,10 @@ def test_new_job_form_with_a_schema(daemon: str, browser):
     box = browser.find_element(By.ID, "schema")
     box.clear()
     box.send_keys(schema)
+    # A local document goes with the job, chosen in the file input.
+    pdf = tmp_path / "fair programme — 2026.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n")
+    browser.find_element(By.ID, "attachments").send_keys(str(pdf))
     _shot(browser, "21-new-job-filled")
     browser.find_element(By.ID, "create").click()
     wait.until(lambda d: "/jobs/job_" in d.current_url)
@@ -348,6 +352,8 @@ def test_new_job_form_with_a_schema(daemon: str, browser):
     job = _rest(daemon, "GET", f"/v1/jobs/{job_id}")
     assert job["name"] == "Fair lookup" and job["model"] == "gpt-5", job
     assert job["spec"]["request"]["text"]["format"]["schema"]["required"] == ["city", "date"]
+    assert len(job["spec"]["attachments"]) == 1, job["spec"]
+    assert "fair programme — 2026.pdf" in browser.find_element(By.CSS_SELECTOR, "ul.attachments").text
 
     # Once it completes, the page shows the answer as a table.
     deadline = time.monotonic() + 30

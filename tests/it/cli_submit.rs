@@ -63,7 +63,7 @@ async fn submit_keeps_every_respool_key_of_a_jobs_file() {
     assert_eq!(submitted.len(), 2, "{stdout}");
 
     let expected =
-        parse_jobs_file("jobs.yaml", JOBS, &|_| None, &|_| Err("no files".into())).unwrap();
+        parse_jobs_file("jobs.yaml", JOBS, &|_| None, &respool::job::spec::NoFiles).unwrap();
     for (job, want) in submitted.iter().zip(&expected) {
         let id = job["id"].as_str().unwrap();
         let (status, body) = app.get(&format!("/v1/jobs/{id}")).await;

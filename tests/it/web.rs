@@ -626,3 +626,87 @@ async fn the_new_job_form_creates_one_job_with_the_apis_checks() {
     assert_eq!(app.count_rows("jobs").await, 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_new_job_form_sends_files_and_keeps_them_across_a_fault() {
+    use reqwest::multipart::{Form, Part};
+    let app = spawn_app().await;
+    let http = no_redirects();
+    let form_url = format!("{}/jobs/new", app.base);
+    let page = app.page("/jobs/new").await;
+    assert!(page.contains(r#"enctype="multipart/form-data""#), "{page}");
+    assert!(
+        page.contains(r#"name="attachments" type="file" multiple"#),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let key = retry_key_of(&page);
+    let pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF\n".to_vec();
+    let post = async |form: Form| {
+        http.post(&form_url)
+            .header("origin", &app.base)
+            .header("sec-fetch-site", "same-origin")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    };
+    let fields = |input: &str| {
+        Form::new()
+            .text("csrf", csrf.clone())
+            .text("key", key.clone())
+            .text("model", "gpt-5")
+            .text("input", input.to_string())
+    };
+    // A good file and a bad one, and no input: every fault named, the good file kept.
+    let r = post(
+        fields("")
+            .part(
+                "attachments",
+                Part::bytes(pdf.clone()).file_name("brief — été.pdf"),
+            )
+            .part(
+                "attachments",
+                Part::bytes(b"not a png".to_vec()).file_name("chart.png"),
+            ),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("`chart.png` is not a PNG file"), "{html}");
+    assert!(html.contains("brief — été.pdf"), "{html}");
+    assert!(html.contains("kept from your last try"), "{html}");
+    assert_eq!(app.count_rows("jobs").await, 0);
+    let kept = html
+        .split(r#"name="attached" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    assert!(kept.starts_with("att_"), "{kept}");
+    // Sent again with the kept file and an empty file input, as a browser does.
+    let r = post(
+        fields("Summarise the brief.")
+            .text("attached", kept.clone())
+            .part("attachments", Part::bytes(Vec::new()).file_name("")),
+    )
+    .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()[LOCATION].to_str().unwrap().to_string();
+    let id = location.trim_start_matches("/jobs/").to_string();
+    let job = app.wait_terminal(&id, Duration::from_secs(20)).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    let request = app
+        .sim
+        .request(job.response_id.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(request["input"][0]["content"][0]["type"], "input_file");
+    let files = app.sim.files();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].filename, "brief — été.pdf");
+    assert_eq!(files[0].content, pdf);
+    let page = app.page(&location).await;
+    assert!(page.contains("brief — été.pdf"), "{page}");
+    assert!(page.contains("application&#x2f;pdf, 33 B"), "{page}");
+    app.stop().await;
+}

@@ -104,6 +104,9 @@ pub async fn upload(
             Some("file".into()),
         ));
     };
+    if data.len() > attachment::MAX_ATTACHMENT_BYTES {
+        return Err(too_large());
+    }
     let meta = attachment::check(&filename, &data)
         .map_err(|m| ApiError::invalid(m, Some("file".into())).with_code("invalid_file"))?;
     let orch = &state.orchestrator;

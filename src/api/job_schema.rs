@@ -388,6 +388,28 @@ fn respool_rules(sinks: &[String]) -> Value {
                 "items": {"type": "string", "pattern": crate::job::attachment::ID_PATTERN},
                 "description": "Files sent with the input, by the ids `POST /v1/attachments` answered (documents as `input_file`, images as `input_image`). An id the daemon does not have is a 404."
             },
+            "knowledge": {
+                "type": ["array", "null"],
+                "maxItems": spec::MAX_KNOWLEDGE_SETS,
+                "items": {
+                    "oneOf": [
+                        {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$", "description": "A set of the config (`knowledge.sets`); a name it does not have is a 404."},
+                        {
+                            "type": "object",
+                            "required": ["name", "files"],
+                            "additionalProperties": false,
+                            "properties": {
+                                "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                                "files": {
+                                    "type": "array", "minItems": 1, "maxItems": spec::MAX_KNOWLEDGE_FILES,
+                                    "items": {"type": "string", "pattern": crate::job::attachment::ID_PATTERN}
+                                }
+                            }
+                        }
+                    ]
+                },
+                "description": "Document sets the model searches: one vector store per set name, its files uploaded, attached and processed before the job is submitted, and `file_search` added to its tools. A set's name (from the config), or `{name, files}` with attachment ids."
+            },
             "after": {"not": {}, "description": "Reserved for a later version."}
         },
         "not": {
@@ -496,7 +518,7 @@ mod tests {
             }
         }
         assert!(
-            (200..=800).contains(&accepted),
+            (150..=850).contains(&accepted),
             "{accepted} of 1000 accepted; refused for: {why:?}"
         );
     }
@@ -681,6 +703,24 @@ mod tests {
                         Value::Null,
                     ],
                     vec![json!(["a.pdf"]), json!("att_x"), json!([5])],
+                ),
+            ),
+            (
+                "knowledge",
+                field(
+                    vec![
+                        json!(["handbook"]),
+                        json!([{"name": "kb-1", "files": [format!("att_{}", "1".repeat(64))]}]),
+                        json!(["a", "a"]),
+                        Value::Null,
+                    ],
+                    vec![
+                        json!("handbook"),
+                        json!([{"name": "kb"}]),
+                        json!([{"name": "bad name", "files": [format!("att_{}", "1".repeat(64))]}]),
+                        json!(["a", "b", "c"]),
+                        json!([{"name": "kb", "files": [], "x": 1}]),
+                    ],
                 ),
             ),
             (

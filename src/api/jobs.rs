@@ -240,6 +240,15 @@ pub async fn create_job(
         Err(e @ AcceptError::Attachments { .. }) => {
             Err(ApiError::invalid(e.to_string(), Some("attachments".into())))
         }
+        Err(e @ AcceptError::UnknownKnowledge { index, .. }) => {
+            let mut err = ApiError::not_found(e.to_string()).with_code("knowledge_not_found");
+            err.param = Some(format!("knowledge.{index}"));
+            Err(err)
+        }
+        Err(e @ AcceptError::KnowledgeUnreadable { .. }) => {
+            tracing::error!(error = %e, "a configured knowledge set cannot be read");
+            Err(ApiError::internal(&e))
+        }
         Err(AcceptError::Store(e)) => Err(e.into()),
     }
 }

@@ -87,6 +87,9 @@ pub struct Config {
     /// How long finished jobs are kept.
     #[serde(deserialize_with = "null_as_default")]
     pub retention: RetentionConfig,
+    /// Named document sets jobs search (`knowledge:` of a job), and their vector stores.
+    #[serde(deserialize_with = "null_as_default")]
+    pub knowledge: KnowledgeConfig,
     /// A YAML jobs file loaded at start.
     pub jobs_file: Option<PathBuf>,
     /// How long a graceful shutdown may take before in-flight work is abandoned (it resumes on
@@ -219,6 +222,44 @@ impl LimitsConfig {
     }
 }
 
+/// Knowledge sets: named sets of documents a job searches with `file_search`, one vector
+/// store per set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// A set's vector store expires this long after it was last used (whole days, 1 to 365);
+    /// respool makes a new one when a job needs it again.
+    #[serde(deserialize_with = "de_duration")]
+    pub expires_after: Duration,
+    /// Sets jobs name (`knowledge: [handbook]`), by name.
+    pub sets: BTreeMap<String, KnowledgeSetConfig>,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self {
+            expires_after: Duration::from_secs(30 * 24 * 3600),
+            sets: BTreeMap::new(),
+        }
+    }
+}
+
+impl KnowledgeConfig {
+    /// `expires_after` in whole days, as OpenAI takes it.
+    pub fn expiry_days(&self) -> u32 {
+        (self.expires_after.as_secs() / 86_400).clamp(1, 365) as u32
+    }
+}
+
+/// One knowledge set of the config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeSetConfig {
+    /// Its files: paths or globs, relative to the config file. Read when a job naming the set
+    /// is taken in, so a job searches the set as it is then.
+    pub paths: Vec<String>,
+}
+
 /// Defaults applied to every job.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -249,6 +290,7 @@ impl Default for Config {
             pricing: BTreeMap::new(),
             budget: BudgetConfig::default(),
             retention: RetentionConfig::default(),
+            knowledge: KnowledgeConfig::default(),
             jobs_file: None,
             shutdown_timeout: Duration::from_secs(8),
             file: None,
@@ -549,6 +591,27 @@ impl Config {
         } else {
             ["pricing"].as_slice()
         };
+        let days = self.knowledge.expires_after.as_secs();
+        if !days.is_multiple_of(86_400) || !(1..=365).contains(&(days / 86_400)) {
+            err(
+                &["knowledge", "expires_after"],
+                "must be whole days from `1d` to `365d` (OpenAI's vector store expiry)".into(),
+            );
+        }
+        for (name, set) in &self.knowledge.sets {
+            if !crate::job::spec::is_knowledge_name(name) {
+                err(
+                    &["knowledge", "sets", name],
+                    "a set's name is 1 to 64 of A-Z, a-z, 0-9, `.`, `_`, `-`".into(),
+                );
+            }
+            if set.paths.is_empty() {
+                err(
+                    &["knowledge", "sets", name, "paths"],
+                    "must name at least one path or glob".into(),
+                );
+            }
+        }
         for (path, message) in budget::validate(self.prices(), &self.budget)
             .into_iter()
             .chain(retention::validate(&self.retention))

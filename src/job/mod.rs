@@ -2,6 +2,7 @@
 //! machine ([`JobStatus`]). Everything here is pure: no I/O, no SQL.
 
 pub mod attachment;
+pub mod files;
 pub mod redact;
 pub mod schedule;
 pub mod spec;

@@ -20,13 +20,14 @@ use crate::yaml::{self, Located};
 use super::METADATA_JOB_KEY;
 
 /// Keys respool owns; they never reach OpenAI.
-const OWN_KEYS: [&str; 6] = [
+const OWN_KEYS: [&str; 7] = [
     "name",
     "notify",
     "idempotency_key",
     "timeout",
     "schedule",
     "attachments",
+    "knowledge",
 ];
 /// respool's keys for scheduling a job among others: they never reach OpenAI either.
 const QUEUE_KEYS: [&str; 2] = ["priority", "budget_exempt"];
@@ -130,6 +131,35 @@ pub struct JobSpec {
     /// store keeps their bytes. Skipped when empty, so specs and their hashes stay as they were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<String>,
+    /// Document sets the model searches (`file_search` over a vector store per set). Skipped
+    /// when empty, so specs and their hashes stay as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge: Vec<KnowledgeSet>,
+}
+
+/// A named set of documents a job searches: a vector store respool keeps by the set's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnowledgeSet {
+    /// The set's name (`handbook`): one vector store per name, updated when its files change.
+    pub name: String,
+    /// Its files, by attachment id. `None`: the config's set of this name, read when the job
+    /// is taken in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
+}
+
+/// The most knowledge sets one job may search (OpenAI's `file_search` takes two vector
+/// stores at most for deep research).
+pub const MAX_KNOWLEDGE_SETS: usize = 2;
+/// The most files one knowledge set may have.
+pub const MAX_KNOWLEDGE_FILES: usize = 500;
+
+/// Whether `name` is a knowledge set's name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn is_knowledge_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A JSON number that is a whole number (`16` or `16.0`: JSON Schema calls both integers),
@@ -496,6 +526,105 @@ impl JobSpec {
             }
         };
 
+        let knowledge = match body.remove("knowledge") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut sets: Vec<KnowledgeSet> = Vec::new();
+                if items.len() > MAX_KNOWLEDGE_SETS {
+                    err(
+                        "knowledge",
+                        format!(
+                            "names {} sets; a job may search at most {MAX_KNOWLEDGE_SETS}",
+                            items.len()
+                        ),
+                    );
+                }
+                for (i, item) in items.into_iter().enumerate() {
+                    let field = format!("knowledge.{i}");
+                    let set = match item {
+                        Value::String(name) => KnowledgeSet { name, files: None },
+                        Value::Object(mut m) => {
+                            let name = match m.remove("name") {
+                                Some(Value::String(n)) => n,
+                                _ => {
+                                    err(
+                                        &format!("{field}.name"),
+                                        "is required: the set's name".into(),
+                                    );
+                                    continue;
+                                }
+                            };
+                            let files = match m.remove("files") {
+                                Some(Value::Array(f))
+                                    if !f.is_empty() && f.len() <= MAX_KNOWLEDGE_FILES =>
+                                {
+                                    let ids: Vec<String> = f
+                                        .into_iter()
+                                        .filter_map(|v| v.as_str().map(str::to_string))
+                                        .filter(|id| super::attachment::is_attachment_id(id))
+                                        .collect();
+                                    ids
+                                }
+                                _ => Vec::new(),
+                            };
+                            if files.is_empty() {
+                                err(
+                                    &format!("{field}.files"),
+                                    format!(
+                                        "must list 1 to {MAX_KNOWLEDGE_FILES} attachment ids (`att_…` from \
+                                         `POST /v1/attachments`); in a jobs file, give `paths:`"
+                                    ),
+                                );
+                                continue;
+                            }
+                            if let Some(k) = m.keys().next() {
+                                err(
+                                    &format!("{field}.{k}"),
+                                    "is not a knowledge key (use `name` and `files`)".into(),
+                                );
+                                continue;
+                            }
+                            KnowledgeSet {
+                                name,
+                                files: Some(files),
+                            }
+                        }
+                        _ => {
+                            err(
+                                &field,
+                                "must be a set's name or a `{name, files}` map".into(),
+                            );
+                            continue;
+                        }
+                    };
+                    if !is_knowledge_name(&set.name) {
+                        err(
+                            &field,
+                            "a set's name is 1 to 64 of A-Z, a-z, 0-9, `.`, `_`, `-`".into(),
+                        );
+                    } else if let Some(earlier) = sets.iter().find(|s| s.name == set.name) {
+                        // The same set twice is once; two sets under one name are a fault.
+                        if *earlier != set {
+                            err(
+                                &field,
+                                format!("names the set `{}` twice, differently", set.name),
+                            );
+                        }
+                    } else {
+                        sets.push(set);
+                    }
+                }
+                sets
+            }
+            Some(_) => {
+                err(
+                    "knowledge",
+                    "must be a list of set names or `{name, files}` maps".into(),
+                );
+                Vec::new()
+            }
+        };
+
         let schedule = match body.remove("schedule") {
             None | Some(Value::Null) => None,
             Some(v) => match super::schedule::ScheduleSpec::from_value(&v) {
@@ -577,6 +706,7 @@ impl JobSpec {
                 priority,
                 budget_exempt,
                 attachments,
+                knowledge,
             })
         } else {
             Err(errors)
@@ -599,6 +729,7 @@ impl JobSpec {
             priority,
             budget_exempt,
             attachments,
+            knowledge,
         } = self;
         let mut body = request.clone();
         body.insert("name".into(), Value::String(name.clone()));
@@ -628,19 +759,38 @@ impl JobSpec {
                 Value::Array(attachments.iter().cloned().map(Value::String).collect()),
             );
         }
+        if !knowledge.is_empty() {
+            // A config set by its name alone; a set with its files as `{name, files}`.
+            let sets = knowledge
+                .iter()
+                .map(|k| match &k.files {
+                    None => Value::String(k.name.clone()),
+                    Some(_) => serde_json::to_value(k).unwrap_or(Value::Null),
+                })
+                .collect();
+            body.insert("knowledge".into(), Value::Array(sets));
+        }
         body
     }
 
     /// The body to POST upstream for job `job_id`: the request with `background` and `store`
     /// forced on and the job id merged into `metadata`.
     pub fn create_body(&self, job_id: &super::JobId) -> Map<String, Value> {
-        self.create_body_with(job_id, Vec::new())
+        self.create_body_with(job_id, Vec::new(), &[])
     }
 
     /// [`Self::create_body`] with the content parts that send the job's attachments put in
     /// front of its input ([`super::attachment::with_parts`]).
-    pub fn create_body_with(&self, job_id: &super::JobId, parts: Vec<Value>) -> Map<String, Value> {
+    pub fn create_body_with(
+        &self,
+        job_id: &super::JobId,
+        parts: Vec<Value>,
+        vector_store_ids: &[String],
+    ) -> Map<String, Value> {
         let mut body = self.request.clone();
+        if !vector_store_ids.is_empty() {
+            add_file_search(&mut body, vector_store_ids);
+        }
         if !parts.is_empty() {
             let input = body.remove("input");
             body.insert("input".into(), super::attachment::with_parts(input, parts));
@@ -684,6 +834,9 @@ impl JobSpec {
             };
             out.insert(wanted.to_string());
         }
+        if !self.knowledge.is_empty() {
+            out.insert("file_search_call.results".to_string());
+        }
         for v in self
             .request
             .get("include")
@@ -708,6 +861,39 @@ impl JobSpec {
     /// The sinks this job names (for validation against the config).
     pub fn sink_names(&self) -> impl Iterator<Item = &str> {
         self.notify.iter().flatten().map(|r| r.sink.as_str())
+    }
+}
+
+/// Gives a create body's `file_search` tool these vector stores (added to the ones it
+/// names), or adds a `file_search` tool with them.
+fn add_file_search(body: &mut Map<String, Value>, ids: &[String]) {
+    let tools = body
+        .entry("tools")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !tools.is_array() {
+        *tools = Value::Array(Vec::new());
+    }
+    let Some(list) = tools.as_array_mut() else {
+        return;
+    };
+    let existing = list
+        .iter_mut()
+        .find(|t| t.get("type").and_then(Value::as_str) == Some("file_search"));
+    match existing {
+        Some(tool) => {
+            let stores = tool.as_object_mut().map(|t| {
+                t.entry("vector_store_ids")
+                    .or_insert_with(|| Value::Array(Vec::new()))
+            });
+            if let Some(Value::Array(stores)) = stores {
+                for id in ids {
+                    if !stores.iter().any(|s| s == id) {
+                        stores.push(Value::String(id.clone()));
+                    }
+                }
+            }
+        }
+        None => list.push(serde_json::json!({"type": "file_search", "vector_store_ids": ids})),
     }
 }
 
@@ -805,6 +991,11 @@ fn parse_notify(v: Value) -> Result<Vec<NotifyRoute>, (String, String)> {
 pub trait JobFiles {
     /// Reads a file, at most `max + 1` bytes (so that a caller can tell it is too big).
     fn read(&self, path: &str, max: usize) -> Result<Vec<u8>, String>;
+    /// Reads a file to attach or put in a knowledge set: like `read`, but a reader may keep
+    /// these to some folders (the daemon's `jobs.attachment_dirs`).
+    fn read_attachment(&self, path: &str, max: usize) -> Result<Vec<u8>, String> {
+        self.read(path, max)
+    }
     /// The files a glob pattern (`docs/*.pdf`) matches, sorted, as paths `read` takes.
     fn glob(&self, pattern: &str) -> Result<Vec<String>, String>;
 }
@@ -849,6 +1040,45 @@ pub struct ParsedJobs {
     pub blobs: std::collections::BTreeMap<String, Blob>,
 }
 
+/// Reads the files `patterns` (paths and globs, as `files` takes them) name, each checked as
+/// an attachment, in order and without repeats. The error is `(index of the pattern, message)`.
+pub fn read_paths(patterns: &[Value], files: &dyn JobFiles) -> Result<Vec<Blob>, (usize, String)> {
+    use super::attachment;
+    let mut out: Vec<Blob> = Vec::new();
+    for (i, item) in patterns.iter().enumerate() {
+        let Value::String(pattern) = item else {
+            return Err((i, "must be a path or a glob (a string)".into()));
+        };
+        let paths = if pattern.contains(['*', '?', '[']) {
+            let found = files.glob(pattern).map_err(|m| (i, m))?;
+            if found.is_empty() {
+                return Err((i, format!("`{pattern}` matches no file")));
+            }
+            found
+        } else {
+            vec![pattern.clone()]
+        };
+        for path in paths {
+            let data = files
+                .read_attachment(&path, attachment::MAX_ATTACHMENT_BYTES)
+                .map_err(|m| (i, m))?;
+            let filename = std::path::Path::new(&path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let meta = attachment::check(&filename, &data).map_err(|m| (i, m))?;
+            if out.iter().any(|b| b.meta.id == meta.id) {
+                continue;
+            }
+            out.push(Blob {
+                meta,
+                data: std::sync::Arc::new(data),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Replaces a jobs-file entry's `attachments` (paths and globs, relative to the file) with the
 /// ids of the files they name, read and checked, keeping each file in `blobs`. The error is
 /// `(field, message)`.
@@ -867,52 +1097,66 @@ fn read_attachments(
             "must be a list of paths or globs (relative to the jobs file)".into(),
         ));
     };
-    let mut ids = Vec::new();
-    let mut total: u64 = 0;
-    for (i, item) in items.iter().enumerate() {
-        let field = format!("attachments.{i}");
-        let Value::String(pattern) = item else {
-            return Err((field, "must be a path or a glob (a string)".into()));
-        };
-        let paths = if pattern.contains(['*', '?', '[']) {
-            let found = files.glob(pattern).map_err(|m| (field.clone(), m))?;
-            if found.is_empty() {
-                return Err((field, format!("`{pattern}` matches no file")));
-            }
-            found
-        } else {
-            vec![pattern.clone()]
-        };
-        for path in paths {
-            let data = files
-                .read(&path, attachment::MAX_ATTACHMENT_BYTES)
-                .map_err(|m| (field.clone(), m))?;
-            let filename = std::path::Path::new(&path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let meta = attachment::check(&filename, &data).map_err(|m| (field.clone(), m))?;
-            if ids.contains(&meta.id) {
-                continue;
-            }
-            total += meta.bytes;
-            if total > attachment::MAX_JOB_ATTACHMENT_BYTES {
-                return Err((
-                    field,
-                    format!(
-                        "the job's attachments come to over {} bytes, the most one job may send",
-                        attachment::MAX_JOB_ATTACHMENT_BYTES
-                    ),
-                ));
-            }
-            ids.push(meta.id.clone());
-            blobs.entry(meta.id.clone()).or_insert(Blob {
-                meta,
-                data: std::sync::Arc::new(data),
-            });
-        }
+    let read = read_paths(items, files).map_err(|(i, m)| (format!("attachments.{i}"), m))?;
+    let total: u64 = read.iter().map(|b| b.meta.bytes).sum();
+    if total > attachment::MAX_JOB_ATTACHMENT_BYTES {
+        return Err((
+            "attachments".into(),
+            format!(
+                "the job's attachments come to {total} bytes; one job may send at most {}",
+                attachment::MAX_JOB_ATTACHMENT_BYTES
+            ),
+        ));
     }
-    *list = Value::Array(ids.into_iter().map(Value::String).collect());
+    *list = Value::Array(
+        read.iter()
+            .map(|b| Value::String(b.meta.id.clone()))
+            .collect(),
+    );
+    for b in read {
+        blobs.entry(b.meta.id.clone()).or_insert(b);
+    }
+    Ok(())
+}
+
+/// Replaces the `paths` of each `{name, paths}` set of a jobs-file entry's `knowledge` with
+/// the ids of the files they name (read and checked like attachments, kept in `blobs`); a
+/// set's name alone (a config set) is left as it is. The error is `(field, message)`.
+fn read_knowledge(
+    value: &mut Value,
+    files: &dyn JobFiles,
+    blobs: &mut std::collections::BTreeMap<String, Blob>,
+) -> Result<(), (String, String)> {
+    let Some(Value::Array(sets)) = value.get_mut("knowledge") else {
+        return Ok(());
+    };
+    for (i, set) in sets.iter_mut().enumerate() {
+        let Some(map) = set.as_object_mut() else {
+            continue;
+        };
+        let Some(paths) = map.remove("paths") else {
+            continue;
+        };
+        let field = format!("knowledge.{i}.paths");
+        let Value::Array(patterns) = paths else {
+            return Err((field, "must be a list of paths or globs".into()));
+        };
+        let read = read_paths(&patterns, files).map_err(|(j, m)| (format!("{field}.{j}"), m))?;
+        if read.is_empty() {
+            return Err((field, "must name at least one file".into()));
+        }
+        if read.len() > MAX_KNOWLEDGE_FILES {
+            return Err((field, format!("names over {MAX_KNOWLEDGE_FILES} files")));
+        }
+        let ids: Value = read
+            .iter()
+            .map(|b| Value::String(b.meta.id.clone()))
+            .collect();
+        for b in read {
+            blobs.entry(b.meta.id.clone()).or_insert(b);
+        }
+        map.insert("files".into(), ids);
+    }
     Ok(())
 }
 
@@ -1014,6 +1258,7 @@ pub fn parse_jobs_file_with_blobs(
         let has_name = value.get("name").and_then(Value::as_str).is_some();
         let schema_from_file = match inline_schema_file(&mut value, files)
             .and_then(|f| read_attachments(&mut value, files, &mut blobs).map(|()| f))
+            .and_then(|f| read_knowledge(&mut value, files, &mut blobs).map(|()| f))
         {
             Ok(from_file) => from_file,
             Err((field, message)) => {
@@ -1072,7 +1317,14 @@ pub fn parse_jobs_file_with_blobs(
     }
     if errors.is_empty() {
         // Keep only the files a spec names (an entry in error may have read some).
-        blobs.retain(|id, _| specs.iter().any(|s| s.attachments.contains(id)));
+        blobs.retain(|id, _| {
+            specs.iter().any(|s| {
+                s.attachments.contains(id)
+                    || s.knowledge
+                        .iter()
+                        .any(|k| k.files.iter().flatten().any(|f| f == id))
+            })
+        });
         Ok(ParsedJobs { specs, blobs })
     } else {
         Err(errors)
@@ -1454,6 +1706,25 @@ mod tests {
             assert!(msg.contains("jobs.yaml:5"), "{list}: {msg}");
             assert!(msg.contains("attachments"), "{list}: {msg}");
         }
+        // A knowledge set in a jobs file: its paths become the files' ids; a name alone is
+        // the config's set, left for the daemon.
+        let text = "jobs:\n  - name: kb\n    model: gpt-5\n    input: hi\n    knowledge:\n      - {name: papers, paths: [\"papers/*.md\", report.pdf]}\n      - handbook\n";
+        let parsed = parse_jobs_file_with_blobs("jobs.yaml", text, &no_env, &files).unwrap();
+        let k = &parsed.specs[0].knowledge;
+        assert_eq!(k[0].name, "papers");
+        assert_eq!(k[0].files.as_ref().unwrap().len(), 2);
+        assert_eq!(k[1].files, None);
+        assert_eq!(parsed.blobs.len(), 2);
+        let body = parsed.specs[0].to_rest_body();
+        let again = JobSpec::from_value(Value::Object(body), "#1").unwrap();
+        assert_eq!(&again, &parsed.specs[0]);
+        let text = "jobs:\n  - name: kb\n    model: gpt-5\n    input: hi\n    knowledge:\n      - {name: papers, paths: [fake.pdf]}\n";
+        let errs = parse_jobs_file("jobs.yaml", text, &no_env, &files).unwrap_err();
+        let msg = errs[0].to_string();
+        assert!(
+            msg.contains("knowledge.0.paths.0") && msg.contains("not a PDF"),
+            "{msg}"
+        );
         // Over REST a path is not an attachment.
         let errs = JobSpec::from_value(
             json!({"model": "m", "input": "i", "attachments": ["report.pdf"]}),

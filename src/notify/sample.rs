@@ -29,6 +29,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         priority: 0,
         budget_exempt: false,
         attachments: Vec::new(),
+        knowledge: Vec::new(),
     });
     let start = REPORT.find("[cited source]").unwrap_or(0);
     let response = json!({

@@ -19,7 +19,7 @@ use crate::clock::ms;
 use crate::job::attachment::{self, AttachmentMeta};
 use crate::job::{JobError, JobStatus};
 use crate::notify::routes_for;
-use crate::store::{EventKind, StoreError, SubmitClaim, UploadClaim};
+use crate::store::{EventKind, KnowledgeFile, StoreClaim, StoreError, SubmitClaim, UploadClaim};
 use crate::upstream::{UpstreamError, http_retry};
 
 /// How recently an uploaded file must have been seen upstream for a create to name it.
@@ -38,14 +38,24 @@ enum Stop {
     Refused(JobError),
 }
 
+/// What a create needs from a job's files: the content parts that send its attachments, and
+/// the vector stores of its knowledge sets.
+pub(super) struct Prepared {
+    pub parts: Vec<Value>,
+    pub vector_store_ids: Vec<String>,
+}
+
+/// The Files API purpose of a file put in a vector store (as the SDKs' upload helpers do).
+const KNOWLEDGE_PURPOSE: &str = "assistants";
+
 impl Orchestrator {
-    /// The content parts that send a claimed job's attachments, if all of them can be named
-    /// now. `None`: the claim was given back (to upload first, or because the job failed or
-    /// moved meanwhile); nothing is to be sent.
+    /// The content parts that send a claimed job's attachments and the vector stores of its
+    /// knowledge, if all of them can be named now. `None`: the claim was given back (to upload
+    /// first, or because the job failed or moved meanwhile); nothing is to be sent.
     pub(super) async fn attachment_parts(
         &self,
         claim: &SubmitClaim,
-    ) -> Result<Option<Vec<Value>>, StoreError> {
+    ) -> Result<Option<Prepared>, StoreError> {
         let store = &self.inner.store;
         let metas = store.job_attachments(claim.id.as_str()).await?;
         let now = self.now();
@@ -87,18 +97,64 @@ impl Orchestrator {
                 _ => ready = false,
             }
         }
+        // Each knowledge set: its store made and seen lately, every file in it processed.
+        let mut vector_store_ids = Vec::new();
+        let mut sets: Vec<(String, Vec<AttachmentMeta>)> = Vec::new();
+        for set in &claim.spec.knowledge {
+            let ids = set.files.clone().unwrap_or_default();
+            let found = store.attachments(&ids).await?;
+            if ids.is_empty() || found.iter().any(Option::is_none) {
+                let error = JobError {
+                    code: "knowledge_missing".into(),
+                    message: format!("the files of knowledge `{}` are not stored", set.name),
+                };
+                self.fail_for_attachments(claim, &error, now).await?;
+                return Ok(None);
+            }
+            let set_metas: Vec<AttachmentMeta> = found.into_iter().flatten().collect();
+            match store.knowledge_state(&set.name).await? {
+                Some((vs, seen, files))
+                    if now - seen < VERIFIED_FOR_MS
+                        && set_metas.iter().all(|m| {
+                            files
+                                .iter()
+                                .any(|f| f.sha256 == m.sha256 && f.status == "completed")
+                        }) =>
+                {
+                    vector_store_ids.push(vs);
+                }
+                _ => ready = false,
+            }
+            sets.push((set.name.clone(), set_metas));
+        }
         if ready {
             for meta in metas.iter().filter(|m| !attachment::inline(m)) {
                 store
                     .touch_upload(&meta.sha256, meta.kind.purpose(), now, false)
                     .await?;
             }
-            return Ok(Some(parts));
+            for (name, _) in &sets {
+                store.touch_knowledge_store(name, now, false).await?;
+            }
+            return Ok(Some(Prepared {
+                parts,
+                vector_store_ids,
+            }));
         }
         // Give the claim back before any upload: no create is in flight while files go up.
         // Due again after one upload lease: if this daemon dies, the next claim goes on.
         let lease = UPLOAD_LEASE_MS;
         let pending = metas.iter().filter(|m| !attachment::inline(m)).count();
+        let mut what = Vec::new();
+        if pending > 0 {
+            what.push(format!(
+                "uploading {pending} attachment{}",
+                if pending == 1 { "" } else { "s" }
+            ));
+        }
+        for (name, _) in &sets {
+            what.push(format!("preparing knowledge `{name}`"));
+        }
         let released = store
             .reschedule_submission(
                 &claim.id,
@@ -106,15 +162,15 @@ impl Orchestrator {
                 now + lease,
                 now,
                 &format!(
-                    "uploading {pending} attachment{} first (no create is sent until OpenAI has them)",
-                    if pending == 1 { "" } else { "s" }
+                    "{} first (no create is sent until OpenAI has them)",
+                    what.join(", ")
                 ),
             )
             .await?;
         if !released {
             return Ok(None);
         }
-        match self.upload_all(claim, &metas).await {
+        match self.prepare_all(claim, &metas, &sets).await {
             Ok(()) => {
                 let now = self.now();
                 store
@@ -170,12 +226,13 @@ impl Orchestrator {
     /// runs out soon.
     async fn with_heartbeat<T>(
         &self,
+        claim: &SubmitClaim,
         meta: &AttachmentMeta,
         owner: &str,
+        purpose: &str,
         work: impl std::future::Future<Output = T>,
     ) -> T {
         let store = &self.inner.store;
-        let purpose = meta.kind.purpose();
         tokio::pin!(work);
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.tick().await;
@@ -183,25 +240,280 @@ impl Orchestrator {
             tokio::select! {
                 out = &mut work => return out,
                 _ = beat.tick() => {
-                    let until = self.now() + UPLOAD_LEASE_MS;
+                    let now = self.now();
+                    let until = now + UPLOAD_LEASE_MS;
                     if let Err(e) = store.renew_upload(&meta.sha256, purpose, owner, until).await {
                         tracing::warn!(error = %crate::telemetry::chain(&e), "cannot renew an upload claim");
+                    }
+                    // The job is not due while its files go up (no claim and release every
+                    // lease), but is soon after this daemon stops renewing.
+                    if let Err(e) = store.wake_submission(&claim.id, claim.attempt, until, now).await {
+                        tracing::warn!(error = %crate::telemetry::chain(&e), "cannot push back a job waiting for its uploads");
                     }
                 }
             }
         }
     }
 
-    async fn upload_all(
+    async fn prepare_all(
         &self,
         claim: &SubmitClaim,
         metas: &[AttachmentMeta],
+        sets: &[(String, Vec<AttachmentMeta>)],
     ) -> Result<(), StopOr> {
-        // One token for this round of uploads: the upload cache's claims are fenced by it.
+        // One token for this round: the upload cache's and the stores' claims are fenced by it.
         let owner = crate::job::spec::random_idempotency_key();
         for meta in metas.iter().filter(|m| !attachment::inline(m)) {
-            self.ensure_uploaded(claim, meta, &owner).await?;
+            self.ensure_uploaded(claim, meta, &owner, meta.kind.purpose())
+                .await?;
         }
+        for (name, set_metas) in sets {
+            self.ensure_knowledge(claim, name, set_metas, &owner)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure a knowledge set's vector store exists upstream and holds every file of the
+    /// set, processed: else a retry when it will have (with a wait that grows with the time the
+    /// files have been processing), or the job's failure naming a file OpenAI could not read.
+    async fn ensure_knowledge(
+        &self,
+        claim: &SubmitClaim,
+        name: &str,
+        metas: &[AttachmentMeta],
+        owner: &str,
+    ) -> Result<(), StopOr> {
+        let store = &self.inner.store;
+        let client = self.client();
+        let upstream_name = format!("respool:{name}");
+        let event = async |message: String, data: Value| -> Result<(), StopOr> {
+            store
+                .record_event(
+                    &claim.id,
+                    self.now(),
+                    EventKind::Attachment,
+                    &message,
+                    Some(&data),
+                )
+                .await
+                .map_err(StopOr::Store)
+        };
+        let mut vs = None;
+        for _ in 0..3 {
+            let now = self.now();
+            match store
+                .claim_knowledge_store(name, owner, now, UPLOAD_LEASE_MS)
+                .await?
+            {
+                StoreClaim::Ready {
+                    vector_store_id,
+                    verified_at,
+                } => {
+                    if now - verified_at < VERIFIED_FOR_MS {
+                        vs = Some(vector_store_id);
+                        break;
+                    }
+                    match client.retrieve_vector_store(&vector_store_id).await {
+                        Ok(Some(v)) if v.status.as_deref() != Some("expired") => {
+                            store.touch_knowledge_store(name, self.now(), true).await?;
+                            vs = Some(vector_store_id);
+                            break;
+                        }
+                        Ok(_) => {
+                            store.forget_knowledge_store(name, &vector_store_id).await?;
+                            event(
+                                format!("the vector store {vector_store_id} of knowledge `{name}` is gone or expired upstream; making a new one"),
+                                serde_json::json!({"knowledge": name, "vector_store_id": vector_store_id, "gone": true}),
+                            )
+                            .await?;
+                        }
+                        Err(e) => {
+                            return Err(self.retry_after(&e, claim, name, "checking the store of"));
+                        }
+                    }
+                }
+                StoreClaim::Busy { until } => {
+                    return Err(StopOr::Stop(Stop::Retry {
+                        at: until.max(now + 1_000),
+                        reason: format!(
+                            "the vector store of knowledge `{name}` is being made for another job; waiting for it"
+                        ),
+                    }));
+                }
+                StoreClaim::Claimed { since } => {
+                    if let Some(since) = since {
+                        match client
+                            .find_vector_store(&upstream_name, since / 1000 - 60)
+                            .await
+                        {
+                            Ok(Some(v)) => {
+                                if store
+                                    .record_knowledge_store(name, owner, &v.id, self.now())
+                                    .await?
+                                {
+                                    event(
+                                        format!("found the vector store {} of knowledge `{name}`, made by a create whose answer was lost; not making another", v.id),
+                                        serde_json::json!({"knowledge": name, "vector_store_id": v.id, "adopted": true}),
+                                    )
+                                    .await?;
+                                    vs = Some(v.id);
+                                    break;
+                                }
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                store
+                                    .end_knowledge_claim(name, owner, true, self.now())
+                                    .await?;
+                                return Err(self.retry_after(
+                                    &e,
+                                    claim,
+                                    name,
+                                    "looking for the store of",
+                                ));
+                            }
+                        }
+                    }
+                    let mut metadata = serde_json::Map::new();
+                    metadata.insert("respool_knowledge".into(), Value::String(name.to_string()));
+                    let days = self.config().knowledge.expiry_days();
+                    match client
+                        .create_vector_store(&upstream_name, days, &metadata)
+                        .await
+                    {
+                        Ok(v) => {
+                            if store
+                                .record_knowledge_store(name, owner, &v.id, self.now())
+                                .await?
+                            {
+                                event(
+                                    format!("made the vector store {} for knowledge `{name}` (expires {days} days after its last use)", v.id),
+                                    serde_json::json!({"knowledge": name, "vector_store_id": v.id}),
+                                )
+                                .await?;
+                                vs = Some(v.id);
+                                break;
+                            }
+                            return Err(StopOr::Stop(Stop::Retry {
+                                at: self.now() + 1_000,
+                                reason: format!(
+                                    "the store of knowledge `{name}` took longer to make than its claim; trying again"
+                                ),
+                            }));
+                        }
+                        Err(e) if e.create_may_have_happened() => {
+                            store
+                                .end_knowledge_claim(name, owner, true, self.now())
+                                .await?;
+                            return Err(self.retry_after(&e, claim, name, "making the store of"));
+                        }
+                        Err(e) => {
+                            store
+                                .end_knowledge_claim(name, owner, false, self.now())
+                                .await?;
+                            if matches!(classify_create_failure(&e), CreateFailure::Refused) {
+                                return Err(StopOr::Stop(Stop::Refused(JobError {
+                                    code: "knowledge_refused".into(),
+                                    message: format!(
+                                        "OpenAI refused to make the vector store of knowledge `{name}`: {}",
+                                        e.describe()
+                                    ),
+                                })));
+                            }
+                            return Err(self.retry_after(&e, claim, name, "making the store of"));
+                        }
+                    }
+                }
+            }
+        }
+        let Some(vs) = vs else {
+            return Err(StopOr::Stop(Stop::Retry {
+                at: self.now() + 5_000,
+                reason: format!("the store of knowledge `{name}` keeps changing; trying again"),
+            }));
+        };
+        // Its files: each uploaded, attached, and processed.
+        let rows = store
+            .knowledge_state(name)
+            .await?
+            .map(|(_, _, files)| files)
+            .unwrap_or_default();
+        let mut waiting = 0;
+        let mut oldest = self.now();
+        for meta in metas {
+            let file_id = self
+                .ensure_uploaded(claim, meta, owner, KNOWLEDGE_PURPOSE)
+                .await?;
+            let known = rows
+                .iter()
+                .find(|r| r.sha256 == meta.sha256 && r.file_id == file_id);
+            let answer = match known {
+                Some(r) if r.status != "in_progress" => None,
+                Some(_) => match client.retrieve_vector_store_file(&vs, &file_id).await {
+                    Ok(Some(f)) => Some(f),
+                    Ok(None) => match client.attach_vector_store_file(&vs, &file_id).await {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            return Err(self.retry_after(&e, claim, name, "adding a file to"));
+                        }
+                    },
+                    Err(e) => return Err(self.retry_after(&e, claim, name, "checking a file of")),
+                },
+                None => match client.attach_vector_store_file(&vs, &file_id).await {
+                    Ok(f) => Some(f),
+                    Err(e) => return Err(self.retry_after(&e, claim, name, "adding a file to")),
+                },
+            };
+            let row = match (answer, known) {
+                (Some(f), _) => {
+                    let row = KnowledgeFile {
+                        sha256: meta.sha256.clone(),
+                        file_id: file_id.clone(),
+                        filename: meta.filename.clone(),
+                        status: f.status.clone(),
+                        last_error: f.last_error.map(|e| format!("{}: {}", e.code, e.message)),
+                        attached_at: known.map_or(self.now(), |k| k.attached_at),
+                    };
+                    store.put_knowledge_file(name, &row).await?;
+                    row
+                }
+                (None, Some(k)) => k.clone(),
+                (None, None) => continue,
+            };
+            match row.status.as_str() {
+                "completed" => {}
+                "in_progress" => {
+                    waiting += 1;
+                    oldest = oldest.min(row.attached_at);
+                }
+                _ => {
+                    return Err(StopOr::Stop(Stop::Refused(JobError {
+                        code: "knowledge_file_failed".into(),
+                        message: format!(
+                            "OpenAI could not process `{}` of knowledge `{name}` ({}): {}",
+                            meta.filename,
+                            row.status,
+                            row.last_error.as_deref().unwrap_or("no reason given")
+                        ),
+                    })));
+                }
+            }
+        }
+        let now = self.now();
+        if waiting > 0 {
+            // Back off with the time the files have taken so far: 1 s, growing to 30 s.
+            let wait = ((now - oldest) / 4).clamp(1_000, 30_000);
+            return Err(StopOr::Stop(Stop::Retry {
+                at: now + wait,
+                reason: format!(
+                    "waiting for {waiting} of {} files of knowledge `{name}` to be processed",
+                    metas.len()
+                ),
+            }));
+        }
+        store.touch_knowledge_store(name, now, true).await?;
         Ok(())
     }
 
@@ -211,10 +523,10 @@ impl Orchestrator {
         claim: &SubmitClaim,
         meta: &AttachmentMeta,
         owner: &str,
+        purpose: &str,
     ) -> Result<String, StopOr> {
         let store = &self.inner.store;
         let client = self.client();
-        let purpose = meta.kind.purpose();
         let name = &meta.filename;
         let event = async |message: String, data: Value| -> Result<(), StopOr> {
             store
@@ -276,9 +588,17 @@ impl Orchestrator {
                         // An earlier upload's answer was lost: it may have made the file.
                         match self
                             .with_heartbeat(
+                                claim,
                                 meta,
                                 owner,
-                                client.find_uploaded(purpose, name, meta.bytes, since / 1000 - 60),
+                                purpose,
+                                client.find_uploaded(
+                                    purpose,
+                                    name,
+                                    meta.bytes,
+                                    &meta.sha256,
+                                    since / 1000 - 60,
+                                ),
                             )
                             .await
                         {
@@ -318,7 +638,10 @@ impl Orchestrator {
                         bytes::Bytes::from(data),
                         purpose,
                     );
-                    match self.with_heartbeat(meta, owner, upload).await {
+                    match self
+                        .with_heartbeat(claim, meta, owner, purpose, upload)
+                        .await
+                    {
                         Ok(f) => {
                             if store
                                 .record_upload(&meta.sha256, purpose, owner, &f.id, self.now())
@@ -332,8 +655,15 @@ impl Orchestrator {
                                 return Ok(f.id);
                             }
                             // Our claim ran out meanwhile and another took it: theirs counts.
-                            // Ours is not needed; removing it keeps the account tidy.
-                            let _ = client.delete_file(&f.id).await;
+                            // Ours is not needed (unless the other claim adopted this very
+                            // file); removing it keeps the account tidy.
+                            let adopted = store
+                                .cached_upload(&meta.sha256, purpose)
+                                .await?
+                                .is_some_and(|(id, _)| id == f.id);
+                            if !adopted {
+                                let _ = client.delete_file(&f.id).await;
+                            }
                             return Err(StopOr::Stop(Stop::Retry {
                                 at: self.now() + 1_000,
                                 reason: format!(

@@ -24,6 +24,20 @@ pub enum AcceptError {
     },
     #[error("job `{job}`: field `attachments`: {message}")]
     Attachments { job: String, message: String },
+    #[error(
+        "job `{job}`: field `knowledge.{index}`: no knowledge set named `{name}` is configured (`knowledge.sets`)"
+    )]
+    UnknownKnowledge {
+        job: String,
+        index: usize,
+        name: String,
+    },
+    #[error("job `{job}`: knowledge `{name}`: {message}")]
+    KnowledgeUnreadable {
+        job: String,
+        name: String,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -56,7 +70,12 @@ fn canonical(v: Value) -> Value {
 
 impl Orchestrator {
     /// Stores a validated job and wakes the workers. `origin` goes into the timeline.
-    pub async fn accept(&self, spec: JobSpec, origin: &str) -> Result<InsertOutcome, AcceptError> {
+    pub async fn accept(
+        &self,
+        mut spec: JobSpec,
+        origin: &str,
+    ) -> Result<InsertOutcome, AcceptError> {
+        self.resolve_knowledge(&mut spec).await?;
         self.check_attachments(&spec).await?;
         let warnings = spec.warnings();
         let job = self.new_job(spec, origin)?;
@@ -77,9 +96,65 @@ impl Orchestrator {
 }
 
 impl Orchestrator {
+    /// Gives each knowledge set a job names by name alone the files of the config's set of
+    /// that name, as they are now (read from the daemon's disk, relative to the config file,
+    /// each checked and stored like an attachment).
+    pub async fn resolve_knowledge(&self, spec: &mut JobSpec) -> Result<(), AcceptError> {
+        if spec.knowledge.iter().all(|k| k.files.is_some()) {
+            return Ok(());
+        }
+        let config = self.config();
+        for (index, set) in spec.knowledge.iter_mut().enumerate() {
+            if set.files.is_some() {
+                continue;
+            }
+            let Some(configured) = config.knowledge.sets.get(&set.name) else {
+                return Err(AcceptError::UnknownKnowledge {
+                    job: spec.name.clone(),
+                    index,
+                    name: set.name.clone(),
+                });
+            };
+            let base = config
+                .file
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("respool.yaml"));
+            let patterns: Vec<Value> = configured
+                .paths
+                .iter()
+                .map(|p| Value::String(p.clone()))
+                .collect();
+            let read = tokio::task::spawn_blocking(move || {
+                crate::job::spec::read_paths(&patterns, &crate::job::files::beside(&base))
+            })
+            .await
+            .map_err(|e| AcceptError::KnowledgeUnreadable {
+                job: spec.name.clone(),
+                name: set.name.clone(),
+                message: e.to_string(),
+            })?
+            .map_err(|(i, m)| AcceptError::KnowledgeUnreadable {
+                job: spec.name.clone(),
+                name: set.name.clone(),
+                message: format!("`knowledge.sets.{}.paths.{i}`: {m}", set.name),
+            })?;
+            let now = self.now();
+            let mut ids = Vec::with_capacity(read.len());
+            for blob in read {
+                self.inner
+                    .store
+                    .put_attachment(&blob.meta, &blob.data, now)
+                    .await?;
+                ids.push(blob.meta.id.clone());
+            }
+            set.files = Some(ids);
+        }
+        Ok(())
+    }
+
     /// Every attachment a job names must be stored, and together within one job's limit.
     async fn check_attachments(&self, spec: &JobSpec) -> Result<(), AcceptError> {
-        if spec.attachments.is_empty() {
+        if spec.attachments.is_empty() && spec.knowledge.is_empty() {
             return Ok(());
         }
         let found = self.inner.store.attachments(&spec.attachments).await?;
@@ -93,6 +168,17 @@ impl Orchestrator {
                 });
             };
             total += meta.bytes;
+        }
+        for set in &spec.knowledge {
+            let ids = set.files.clone().unwrap_or_default();
+            let found = self.inner.store.attachments(&ids).await?;
+            if let Some(pos) = found.iter().position(Option::is_none) {
+                return Err(AcceptError::UnknownAttachment {
+                    job: spec.name.clone(),
+                    index: pos,
+                    id: ids[pos].clone(),
+                });
+            }
         }
         let max = crate::job::attachment::MAX_JOB_ATTACHMENT_BYTES;
         if total > max {

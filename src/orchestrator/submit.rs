@@ -97,16 +97,35 @@ impl Orchestrator {
 
     async fn submit(&self, claim: SubmitClaim) -> Result<(), StoreError> {
         let id = &claim.id;
-        let parts = if claim.spec.attachments.is_empty() {
-            Vec::new()
+        let prepared = if claim.spec.attachments.is_empty() && claim.spec.knowledge.is_empty() {
+            super::attachments::Prepared {
+                parts: Vec::new(),
+                vector_store_ids: Vec::new(),
+            }
         } else {
-            match self.attachment_parts(&claim).await? {
-                Some(parts) => parts,
+            match self.attachment_parts(&claim).await {
+                Ok(Some(p)) => p,
                 // Given back to upload first (or ended): no create now.
-                None => return Ok(()),
+                Ok(None) => return Ok(()),
+                // Nothing was sent: give the claim back, or its lease would end as an
+                // uncertain create.
+                Err(e) => {
+                    let now = self.now();
+                    let reason = format!(
+                        "preparing the job's files failed ({}); no create was sent, trying again in 5s",
+                        chain(&e)
+                    );
+                    self.inner
+                        .store
+                        .reschedule_submission(id, claim.attempt, now + 5_000, now, &reason)
+                        .await?;
+                    return Err(e);
+                }
             }
         };
-        let body = claim.spec.create_body_with(id, parts);
+        let body = claim
+            .spec
+            .create_body_with(id, prepared.parts, &prepared.vector_store_ids);
         let result = self.client().create(&body).await;
         self.record_rate_limits(
             claim.spec.model(),

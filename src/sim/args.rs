@@ -115,6 +115,10 @@ pub struct SimArgs {
     /// Probability that a file upload's connection is closed with no answer, nothing stored.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
     pub upload_drop_before: f64,
+    /// Delay before a file upload is stored and answered (a client that disconnects
+    /// meanwhile leaves nothing stored).
+    #[arg(long, default_value = "0s", value_parser = duration, help_heading = "Faults")]
+    pub upload_delay: Duration,
     /// Never drop (--webhook-drop) the webhook of a response whose create answer was lost.
     #[arg(long, help_heading = "Faults")]
     pub webhook_drop_spares_lost_answers: bool,
@@ -170,6 +174,7 @@ impl SimArgs {
             gateway_error_before_create: self.gateway_error_before_create,
             upload_then_drop: self.upload_then_drop,
             upload_drop_before: self.upload_drop_before,
+            upload_delay: self.upload_delay,
             webhook_drop_spares_lost_answers: self.webhook_drop_spares_lost_answers,
             slow_create: self.slow_create,
             create_accept_then_hang: self.accept_then_hang,

@@ -81,6 +81,11 @@ pub struct Faults {
     /// Probability that a valid `POST /v1/files` upload's connection is closed with no HTTP
     /// answer and nothing stored. A client cannot tell this from `upload_then_drop`.
     pub upload_drop_before: f64,
+    /// Delay before a valid `POST /v1/files` upload (its body read and checked) is stored and
+    /// answered: an upload a client can be killed in the middle of. A client that disconnects
+    /// meanwhile leaves nothing stored (the handler is dropped with its connection).
+    #[serde(with = "duration_serde")]
+    pub upload_delay: Duration,
     /// When set, `webhook_drop` never drops the webhook of a response whose create answer was
     /// lost (hung past the client's timeout, dropped, or a gateway error after creating). The
     /// real service retries a webhook for 72 hours, so such a response is revealed eventually;
@@ -509,10 +514,16 @@ mod tests {
 
     #[test]
     fn faults_roundtrip_through_json() {
-        let json = r#"{"rate_limit":0.5,"retry_after":"250ms","slow_create":100}"#;
+        let json =
+            r#"{"rate_limit":0.5,"retry_after":"250ms","slow_create":100,"upload_delay":"60s"}"#;
         let f: Faults = serde_json::from_str(json).expect("valid faults");
         assert_eq!(f.retry_after, Duration::from_millis(250));
         assert_eq!(f.slow_create, Duration::from_millis(100));
+        assert_eq!(f.upload_delay, Duration::from_secs(60));
+        let back: Faults =
+            serde_json::from_value(serde_json::to_value(&f).expect("serializes")).expect("parses");
+        assert_eq!(back, f);
+        assert_eq!(Faults::default().upload_delay, Duration::ZERO);
         assert!(serde_json::from_str::<Faults>(r#"{"nope":1}"#).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! `/v1/files` (`docs/upstream-api.md` §5.1): multipart upload, list, retrieve, content and
-//! delete, with OpenAI's 400s naming `param` and the two upload faults
-//! (`Faults::upload_drop_before`, `Faults::upload_then_drop`). These routes alone accept bodies
+//! delete, with OpenAI's 400s naming `param` and the upload faults (`Faults::upload_delay`,
+//! `Faults::upload_drop_before`, `Faults::upload_then_drop`). These routes alone accept bodies
 //! up to [`MAX_FILE_BYTES`] (axum's default limit is 2 MiB).
 
 use axum::Router;
@@ -176,6 +176,23 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let form = form.map_err(|e| unreadable(e.status(), &e.body_text()))?;
     let upload = read_upload(form).await?;
+    let delay = app.shared.lock().faults.upload_delay;
+    if !delay.is_zero() {
+        // Nothing is stored yet. A client that disconnects now ends its connection, and hyper
+        // drops this future with it (the body is read, so the connection watches for EOF): the
+        // upload never happened, and the guard says so in the log.
+        tracing::info!(
+            filename = %upload.filename,
+            delay = %humantime::format_duration(delay),
+            "upload held back (upload_delay)"
+        );
+        let held = HeldUpload(Some(upload.filename.clone()));
+        tokio::select! {
+            () = app.cancel.cancelled() => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+        held.release();
+    }
     let mut inner = app.shared.lock();
     let faults = inner.faults.clone();
     if roll(&mut inner.rng, faults.upload_drop_before) {
@@ -191,6 +208,28 @@ async fn upload(
         return Ok(dropped_connection());
     }
     Ok(axum::Json(view).into_response())
+}
+
+/// Logs an upload held back by `upload_delay` that was dropped before it was stored (its
+/// client went away).
+struct HeldUpload(Option<String>);
+
+impl HeldUpload {
+    /// The wait is over: the upload goes on.
+    fn release(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for HeldUpload {
+    fn drop(&mut self) {
+        if let Some(filename) = self.0.take() {
+            tracing::info!(
+                %filename,
+                "upload abandoned by its client while held back; nothing stored"
+            );
+        }
+    }
 }
 
 async fn list(State(app): State<App>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {

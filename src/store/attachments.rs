@@ -92,7 +92,8 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO attachments (id, filename, media_type, kind, bytes, sha256, data, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET created_at = MAX(created_at, excluded.created_at)",
         )
         .bind(&meta.id)
         .bind(&meta.filename)
@@ -130,7 +131,7 @@ impl Store {
         let rows: Vec<MetaRow> = sqlx::query_as(
             "SELECT a.id, a.filename, a.media_type, a.kind, a.bytes, a.sha256 \
              FROM job_attachments ja JOIN attachments a ON a.id = ja.attachment_id \
-             WHERE ja.job_id = ? ORDER BY ja.position",
+             WHERE ja.job_id = ? AND ja.knowledge IS NULL ORDER BY ja.position",
         )
         .bind(job_id)
         .fetch_all(&self.reads)
@@ -394,12 +395,40 @@ impl Store {
         .await?)
     }
 
-    /// Attachments no job names, stored before `before` (uploaded over REST and never used, or
-    /// left by pruned jobs): deleted. Returns how many.
+    /// Forgets a stale upload before it is deleted upstream, checking again in the same
+    /// statement that it is still stale (no job used it since, none unfinished sends it), so a
+    /// job that needs it meanwhile uploads it again instead of naming a deleted file. Returns
+    /// whether it was taken.
+    pub async fn take_stale_upload(
+        &self,
+        u: &StaleUpload,
+        before: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM uploads WHERE sha256 = ? AND purpose = ? AND file_id = ? \
+             AND state = 'uploaded' AND last_used_at < ? AND NOT EXISTS ( \
+               SELECT 1 FROM attachments a \
+               JOIN job_attachments ja ON ja.attachment_id = a.id \
+               JOIN jobs j ON j.id = ja.job_id \
+               WHERE a.sha256 = uploads.sha256 AND j.status IN ('pending', 'held', 'queued', 'in_progress'))",
+        )
+        .bind(&u.sha256)
+        .bind(&u.purpose)
+        .bind(&u.file_id)
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Attachments no job and no schedule names, last stored before `before` (uploaded over
+    /// REST and never used, or left by pruned jobs): deleted. Returns how many.
     pub async fn prune_attachments(&self, before: i64) -> Result<u64, StoreError> {
         Ok(sqlx::query(
             "DELETE FROM attachments WHERE created_at < ? AND NOT EXISTS \
-             (SELECT 1 FROM job_attachments ja WHERE ja.attachment_id = attachments.id)",
+             (SELECT 1 FROM job_attachments ja WHERE ja.attachment_id = attachments.id) \
+             AND NOT EXISTS (SELECT 1 FROM schedules s WHERE instr(s.spec, attachments.id) > 0)",
         )
         .bind(before)
         .execute(&self.pool)
@@ -519,8 +548,65 @@ mod tests {
         assert_eq!(stale[0].file_id, "file-z");
         assert!(store.stale_uploads(800, 10).await.unwrap().is_empty());
         // An attachment no job names goes once it is old enough.
-        assert_eq!(store.prune_attachments(1).await.unwrap(), 0);
-        assert_eq!(store.prune_attachments(2).await.unwrap(), 1);
+        // (Stored at 1 and again at 2: its age counts from 2.)
+        assert_eq!(store.prune_attachments(2).await.unwrap(), 0);
+        assert_eq!(store.prune_attachments(3).await.unwrap(), 1);
         assert!(store.attachment_data(&meta.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn what_an_unfinished_job_sends_is_kept_and_a_refreshed_upload_is_young() {
+        use crate::job::{JobId, JobSpec};
+        use crate::store::NewJob;
+        let (_dir, store) = store().await;
+        let meta = attachment::check("kept.md", b"# kept").unwrap();
+        store.put_attachment(&meta, b"# kept", 10).await.unwrap();
+        let mut claim = store
+            .claim_upload(&meta, "user_data", "w", 10, 1000)
+            .await
+            .unwrap();
+        assert_eq!(claim, UploadClaim::Claimed { since: None });
+        assert!(
+            store
+                .record_upload(&meta.sha256, "user_data", "w", "file-k", 20)
+                .await
+                .unwrap()
+        );
+        let spec = JobSpec::from_value(
+            serde_json::json!({"model": "m", "input": "i", "attachments": [meta.id]}),
+            "#1",
+        )
+        .unwrap();
+        store
+            .insert_job(NewJob {
+                id: JobId::generate(),
+                spec,
+                spec_hash: "h".into(),
+                now: 30,
+                deadline_at: None,
+                origin: "test".into(),
+            })
+            .await
+            .unwrap();
+        // The job is pending: its upload is not stale however old, nor its bytes prunable.
+        assert!(store.stale_uploads(i64::MAX, 10).await.unwrap().is_empty());
+        let u = StaleUpload {
+            sha256: meta.sha256.clone(),
+            purpose: "user_data".into(),
+            file_id: "file-k".into(),
+        };
+        assert!(!store.take_stale_upload(&u, i64::MAX).await.unwrap());
+        assert_eq!(store.prune_attachments(i64::MAX).await.unwrap(), 0);
+        claim = store
+            .claim_upload(&meta, "user_data", "x", 40, 1000)
+            .await
+            .unwrap();
+        assert!(matches!(claim, UploadClaim::Uploaded { .. }));
+        // Stored again later: it counts as new for retention.
+        let other = attachment::check("fresh.md", b"# fresh").unwrap();
+        store.put_attachment(&other, b"# fresh", 10).await.unwrap();
+        store.put_attachment(&other, b"# fresh", 500).await.unwrap();
+        assert_eq!(store.prune_attachments(400).await.unwrap(), 0);
+        assert_eq!(store.prune_attachments(501).await.unwrap(), 1);
     }
 }

@@ -336,13 +336,26 @@ async fn insert_row(
     })
     .execute(&mut *conn)
     .await?;
-    for (position, attachment) in job.spec.attachments.iter().enumerate() {
+    let mut files: Vec<(Option<&str>, &str)> = job
+        .spec
+        .attachments
+        .iter()
+        .map(|a| (None, a.as_str()))
+        .collect();
+    for set in &job.spec.knowledge {
+        for f in set.files.iter().flatten() {
+            files.push((Some(set.name.as_str()), f.as_str()));
+        }
+    }
+    for (position, (set, attachment)) in files.into_iter().enumerate() {
         sqlx::query(
-            "INSERT INTO job_attachments (job_id, position, attachment_id) VALUES (?, ?, ?)",
+            "INSERT INTO job_attachments (job_id, position, attachment_id, knowledge) \
+             VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
         .bind(job.id.as_str())
         .bind(position as i64)
         .bind(attachment)
+        .bind(set)
         .execute(&mut *conn)
         .await?;
     }

@@ -18,6 +18,7 @@ mod events;
 pub mod filter;
 mod ids;
 mod jobs;
+mod knowledge;
 mod limits;
 mod notifications;
 mod observations;
@@ -46,6 +47,7 @@ pub use jobs::{
     ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, RetryOutcome,
     SubmitClaim, SubmitState, UncertainJob,
 };
+pub use knowledge::{KnowledgeFile, StoreClaim};
 pub use limits::ClaimLimits;
 pub use notifications::{Close, NotificationRow, OutboxEntry, SinkFilter};
 pub use observations::ObservationWrite;

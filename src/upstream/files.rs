@@ -118,16 +118,37 @@ impl Client {
         parse(raw)
     }
 
+    /// `GET /files/{id}/content`: the file's bytes.
+    pub async fn file_content(&self, id: &str) -> Result<bytes::Bytes, UpstreamError> {
+        let path = format!("/files/{}/content", urlencode(id));
+        let resp = self
+            .request(reqwest::Method::GET, &path)
+            .timeout(UPLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(super::classify)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(UpstreamError::InvalidResponse(format!(
+                "reading the content of {id} answered {status}"
+            )));
+        }
+        resp.bytes().await.map_err(super::classify)
+    }
+
     /// Looks for a file an upload whose answer was lost may have made: `filename` of `bytes`
-    /// bytes for `purpose`, created at or after `since` (Unix seconds). Reads newest first
-    /// and stops at the first file older than `since`.
+    /// bytes for `purpose`, created at or after `since` (Unix seconds), whose content has this
+    /// SHA-256 (hex; read back to be sure: two files may share a name and a size). Reads
+    /// newest first and stops at the first file older than `since`.
     pub async fn find_uploaded(
         &self,
         purpose: &str,
         filename: &str,
         bytes: u64,
+        sha256: &str,
         since: i64,
     ) -> Result<Option<FileObject>, UpstreamError> {
+        use sha2::{Digest, Sha256};
         let mut after: Option<String> = None;
         // Bounded: a lost upload is recent, and a page holds 100.
         for _ in 0..20 {
@@ -137,7 +158,21 @@ impl Client {
                     return Ok(None);
                 }
                 if f.filename == filename && f.bytes == bytes {
-                    return Ok(Some(f.clone()));
+                    match self.file_content(&f.id).await {
+                        Ok(content) => {
+                            let hex: String = Sha256::digest(&content)
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect();
+                            if hex == sha256 {
+                                return Ok(Some(f.clone()));
+                            }
+                        }
+                        // OpenAI does not let every purpose's content be read back: then
+                        // the name and the size are all there is to go on.
+                        Err(UpstreamError::InvalidResponse(_)) => return Ok(Some(f.clone())),
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             match (page.has_more, page.data.last()) {
@@ -157,6 +192,160 @@ impl Client {
         {
             Ok(_) => Ok(true),
             Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A vector store as `/vector_stores` describes it (the fields respool reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VectorStore {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `in_progress`, `completed` or `expired` (missing in some answers).
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub created_at: i64,
+}
+
+/// Why a vector store's file failed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FileError {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// A file of a vector store (`vector_store.file`; its `id` is the file's).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VectorStoreFile {
+    pub id: String,
+    /// `in_progress`, `completed`, `cancelled` or `failed`.
+    pub status: String,
+    #[serde(default)]
+    pub last_error: Option<FileError>,
+}
+
+#[derive(Deserialize)]
+struct StorePage {
+    data: Vec<VectorStore>,
+    #[serde(default)]
+    has_more: bool,
+}
+
+impl Client {
+    /// `POST /vector_stores`, named `name`, expiring `days` after it was last used. Retried
+    /// only when it surely did not reach OpenAI.
+    pub async fn create_vector_store(
+        &self,
+        name: &str,
+        days: u32,
+        metadata: &serde_json::Map<String, Value>,
+    ) -> Result<VectorStore, UpstreamError> {
+        let body = serde_json::json!({
+            "name": name,
+            "expires_after": {"anchor": "last_active_at", "days": days},
+            "metadata": metadata,
+        });
+        let raw = self
+            .call_json(
+                || {
+                    self.request(reqwest::Method::POST, "/vector_stores")
+                        .json(&body)
+                },
+                |e| !e.create_may_have_happened(),
+            )
+            .await?;
+        parse(raw)
+    }
+
+    /// `GET /vector_stores/{id}`; `None` when OpenAI has no such store.
+    pub async fn retrieve_vector_store(
+        &self,
+        id: &str,
+    ) -> Result<Option<VectorStore>, UpstreamError> {
+        let path = format!("/vector_stores/{}", urlencode(id));
+        match self
+            .call_json(|| self.request(reqwest::Method::GET, &path), |_| true)
+            .await
+        {
+            Ok(raw) => parse(raw).map(Some),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Looks for a store a create whose answer was lost may have made: named `name`, created
+    /// at or after `since` (Unix seconds), newest first.
+    pub async fn find_vector_store(
+        &self,
+        name: &str,
+        since: i64,
+    ) -> Result<Option<VectorStore>, UpstreamError> {
+        let mut after: Option<String> = None;
+        for _ in 0..20 {
+            let mut path = "/vector_stores?order=desc&limit=100".to_string();
+            if let Some(a) = &after {
+                path.push_str(&format!("&after={}", urlencode(a)));
+            }
+            let raw = self
+                .call_json(|| self.request(reqwest::Method::GET, &path), |_| true)
+                .await?;
+            let page: StorePage = parse(raw)?;
+            for s in &page.data {
+                if s.created_at < since {
+                    return Ok(None);
+                }
+                if s.name.as_deref() == Some(name) {
+                    return Ok(Some(s.clone()));
+                }
+            }
+            match (page.has_more, page.data.last()) {
+                (true, Some(last)) => after = Some(last.id.clone()),
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// `POST /vector_stores/{vs}/files`: attaches an uploaded file (attaching it again is
+    /// harmless, so this is retried like a read).
+    pub async fn attach_vector_store_file(
+        &self,
+        vector_store_id: &str,
+        file_id: &str,
+    ) -> Result<VectorStoreFile, UpstreamError> {
+        let path = format!("/vector_stores/{}/files", urlencode(vector_store_id));
+        let body = serde_json::json!({ "file_id": file_id });
+        let raw = self
+            .call_json(
+                || self.request(reqwest::Method::POST, &path).json(&body),
+                |_| true,
+            )
+            .await?;
+        parse(raw)
+    }
+
+    /// `GET /vector_stores/{vs}/files/{file}`; `None` when the file is not in the store.
+    pub async fn retrieve_vector_store_file(
+        &self,
+        vector_store_id: &str,
+        file_id: &str,
+    ) -> Result<Option<VectorStoreFile>, UpstreamError> {
+        let path = format!(
+            "/vector_stores/{}/files/{}",
+            urlencode(vector_store_id),
+            urlencode(file_id)
+        );
+        match self
+            .call_json(|| self.request(reqwest::Method::GET, &path), |_| true)
+            .await
+        {
+            Ok(raw) => parse(raw).map(Some),
+            Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -357,7 +357,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// Sorts a reqwest failure into: never reached the server, timed out, or broke mid-way.
-fn classify(e: reqwest::Error) -> UpstreamError {
+pub(crate) fn classify(e: reqwest::Error) -> UpstreamError {
     if e.is_connect() {
         UpstreamError::Connect(e)
     } else if e.is_timeout() {

@@ -95,6 +95,27 @@ pub fn read_jobs_file(
             message: format!("job `{job}`: field `notify`: no sink named `{sink}` is configured"),
         })
         .collect();
+    // A knowledge set named alone must be one the config has (its files are read later).
+    let unknown_sets: Vec<Located> = specs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            s.knowledge
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.files.is_none() && !config.knowledge.sets.contains_key(&k.name))
+                .map(move |(j, k)| (i, j, s.name.clone(), k.name.clone()))
+        })
+        .map(|(i, j, job, set)| Located {
+            file: name.clone(),
+            pos: crate::job::spec::locate_field(&text, &i.to_string(), &format!("knowledge.{j}")),
+            message: format!(
+                "job `{job}`: field `knowledge.{j}`: no knowledge set named `{set}` is configured (`knowledge.sets`)"
+            ),
+        })
+        .collect();
+    let mut unknown = unknown;
+    unknown.extend(unknown_sets);
     if !unknown.is_empty() {
         return Err(JobsFileError::Invalid(unknown));
     }
@@ -392,6 +413,30 @@ fn restart_needed(old: &Config, new: &Config, env: &dyn Fn(&str) -> Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jobs_file_naming_a_set_the_config_lacks_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs.yaml");
+        std::fs::write(
+            &jobs,
+            "jobs:\n  - name: a\n    model: gpt-5\n    input: hi\n    knowledge: [handbook]\n",
+        )
+        .unwrap();
+        let err = read_jobs_file(&jobs, &Config::default(), &|_| None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("jobs.yaml:5"), "{msg}");
+        assert!(msg.contains("no knowledge set named `handbook`"), "{msg}");
+        let mut config = Config::default();
+        config.knowledge.sets.insert(
+            "handbook".into(),
+            crate::config::KnowledgeSetConfig {
+                paths: vec!["docs/*".into()],
+            },
+        );
+        let file = read_jobs_file(&jobs, &config, &|_| None).unwrap();
+        assert_eq!(file.jobs[0].knowledge[0].name, "handbook");
+    }
 
     #[test]
     fn restart_needed_names_the_key_and_line() {

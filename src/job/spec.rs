@@ -602,13 +602,19 @@ impl JobSpec {
                             &field,
                             "a set's name is 1 to 64 of A-Z, a-z, 0-9, `.`, `_`, `-`".into(),
                         );
-                    } else if let Some(earlier) = sets.iter().find(|s| s.name == set.name) {
-                        // The same set twice is once; two sets under one name are a fault.
-                        if *earlier != set {
-                            err(
-                                &field,
-                                format!("names the set `{}` twice, differently", set.name),
-                            );
+                    } else if let Some(earlier) = sets.iter_mut().find(|s| s.name == set.name) {
+                        // A set named twice is one set: its files together (files given outright win
+                        // over the config's set of that name).
+                        match (&mut earlier.files, set.files) {
+                            (Some(mine), Some(more)) => {
+                                for f in more {
+                                    if !mine.contains(&f) {
+                                        mine.push(f);
+                                    }
+                                }
+                            }
+                            (mine @ None, Some(more)) => *mine = Some(more),
+                            (_, None) => {}
                         }
                     } else {
                         sets.push(set);

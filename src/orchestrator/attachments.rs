@@ -170,7 +170,8 @@ impl Orchestrator {
         if !released {
             return Ok(None);
         }
-        match self.prepare_all(claim, &metas, &sets).await {
+        let work = self.prepare_all(claim, &metas, &sets);
+        match self.keep_job_waiting(claim, work).await {
             Ok(()) => {
                 let now = self.now();
                 store
@@ -219,6 +220,35 @@ impl Orchestrator {
             )
             .await?;
         Ok(())
+    }
+
+    /// Runs `work` (a job's uploads and stores) while pushing the job's next claim back every
+    /// [`HEARTBEAT`]: it is not claimed (and given back) again while its files go up, and is
+    /// due soon after this daemon stops.
+    async fn keep_job_waiting<T>(
+        &self,
+        claim: &SubmitClaim,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        beat.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = beat.tick() => {
+                    let now = self.now();
+                    if let Err(e) = self
+                        .inner
+                        .store
+                        .wake_submission(&claim.id, claim.attempt, now + UPLOAD_LEASE_MS, now)
+                        .await
+                    {
+                        tracing::warn!(error = %crate::telemetry::chain(&e), "cannot push back a job waiting for its files");
+                    }
+                }
+            }
+        }
     }
 
     /// Runs `work` (an upload, or the search for a lost one) while renewing the upload claim
@@ -362,7 +392,13 @@ impl Orchestrator {
                                 }
                                 continue;
                             }
-                            Ok(None) => {}
+                            Ok(None) => {
+                                event(
+                                    format!("an earlier attempt to make the store of knowledge `{name}` may have been lost; no such store is upstream, so it is made now"),
+                                    serde_json::json!({"knowledge": name, "searched": true}),
+                                )
+                                .await?;
+                            }
                             Err(e) => {
                                 store
                                     .end_knowledge_claim(name, owner, true, self.now())
@@ -461,10 +497,16 @@ impl Orchestrator {
                     },
                     Err(e) => return Err(self.retry_after(&e, claim, name, "checking a file of")),
                 },
-                None => match client.attach_vector_store_file(&vs, &file_id).await {
-                    Ok(f) => Some(f),
-                    Err(e) => return Err(self.retry_after(&e, claim, name, "adding a file to")),
-                },
+                None => {
+                    // The store changes: no job may take it as ready until it is again.
+                    store.unverify_knowledge_store(name).await?;
+                    match client.attach_vector_store_file(&vs, &file_id).await {
+                        Ok(f) => Some(f),
+                        Err(e) => {
+                            return Err(self.retry_after(&e, claim, name, "adding a file to"));
+                        }
+                    }
+                }
             };
             let row = match (answer, known) {
                 (Some(f), _) => {
@@ -489,6 +531,16 @@ impl Orchestrator {
                     oldest = oldest.min(row.attached_at);
                 }
                 _ => {
+                    // A failure that may pass (`server_error`, a cancel) is forgotten, so the
+                    // next job that needs the file adds it again; this one fails now.
+                    let lasting = row.last_error.as_deref().is_some_and(|e| {
+                        e.starts_with("unsupported_file") || e.starts_with("invalid_file")
+                    });
+                    if !lasting {
+                        store
+                            .forget_knowledge_file(name, &row.sha256, &row.file_id)
+                            .await?;
+                    }
                     return Err(StopOr::Stop(Stop::Refused(JobError {
                         code: "knowledge_file_failed".into(),
                         message: format!(
@@ -513,7 +565,30 @@ impl Orchestrator {
                 ),
             }));
         }
-        store.touch_knowledge_store(name, now, true).await?;
+        // Every file of this set is in; the store as a whole must be done too (another job may
+        // be adding files to it): a search of a store still ingesting fails.
+        match client.retrieve_vector_store(&vs).await {
+            Ok(Some(v)) if v.status.as_deref().is_none_or(|s| s == "completed") => {}
+            Ok(Some(v)) if v.status.as_deref() == Some("in_progress") => {
+                return Err(StopOr::Stop(Stop::Retry {
+                    at: now + 2_000,
+                    reason: format!(
+                        "the store of knowledge `{name}` is still taking in files (for another job); waiting for it"
+                    ),
+                }));
+            }
+            Ok(_) => {
+                store.forget_knowledge_store(name, &vs).await?;
+                return Err(StopOr::Stop(Stop::Retry {
+                    at: now + 1_000,
+                    reason: format!(
+                        "the store of knowledge `{name}` expired meanwhile; making a new one"
+                    ),
+                }));
+            }
+            Err(e) => return Err(self.retry_after(&e, claim, name, "checking the store of")),
+        }
+        store.touch_knowledge_store(name, self.now(), true).await?;
         Ok(())
     }
 
@@ -616,7 +691,13 @@ impl Orchestrator {
                                 }
                                 continue;
                             }
-                            Ok(None) => {}
+                            Ok(None) => {
+                                event(
+                                    format!("an earlier upload of `{name}` may have been lost; it is not in OpenAI's files, so it is uploaded now"),
+                                    serde_json::json!({"attachment": meta.id, "searched": true}),
+                                )
+                                .await?;
+                            }
                             Err(e) => {
                                 store
                                     .upload_uncertain(&meta.sha256, purpose, owner, self.now())

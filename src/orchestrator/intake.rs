@@ -75,10 +75,14 @@ impl Orchestrator {
         mut spec: JobSpec,
         origin: &str,
     ) -> Result<InsertOutcome, AcceptError> {
+        // The spec as given is what an idempotency key replays: a config set read afresh
+        // (its files changed on disk) does not make a replay a conflict.
+        let hash = spec_hash(&spec);
         self.resolve_knowledge(&mut spec).await?;
         self.check_attachments(&spec).await?;
         let warnings = spec.warnings();
-        let job = self.new_job(spec, origin)?;
+        let mut job = self.new_job(spec, origin)?;
+        job.spec_hash = hash;
         let outcome = self
             .intake()
             .call(job)
@@ -125,7 +129,21 @@ impl Orchestrator {
                 .map(|p| Value::String(p.clone()))
                 .collect();
             let read = tokio::task::spawn_blocking(move || {
-                crate::job::spec::read_paths(&patterns, &crate::job::files::beside(&base))
+                let read = crate::job::spec::read_paths(&patterns, &crate::job::files::beside(&base))?;
+                let total: u64 = read.iter().map(|b| b.meta.bytes).sum();
+                if read.len() > crate::job::spec::MAX_KNOWLEDGE_FILES
+                    || total > MAX_KNOWLEDGE_SET_BYTES
+                {
+                    return Err((
+                        0,
+                        format!(
+                            "the set has {} files, {total} bytes; a set may have at most {} files and {MAX_KNOWLEDGE_SET_BYTES} bytes",
+                            read.len(),
+                            crate::job::spec::MAX_KNOWLEDGE_FILES
+                        ),
+                    ));
+                }
+                Ok(read)
             })
             .await
             .map_err(|e| AcceptError::KnowledgeUnreadable {
@@ -190,6 +208,9 @@ impl Orchestrator {
         Ok(())
     }
 }
+
+/// The most bytes a config knowledge set may have (it is read into memory at intake).
+pub const MAX_KNOWLEDGE_SET_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Jobs taken in per transaction, at most.
 const MAX_INTAKE_BATCH: usize = 256;

@@ -175,6 +175,33 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a set's store as not seen lately: it is changing (a file is being added), so no
+    /// create may name it until a job has seen it done again.
+    pub async fn unverify_knowledge_store(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE knowledge_stores SET verified_at = 0 WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets one file of a set's store (its processing failed in a way that may pass), so
+    /// the next job that needs it adds it again.
+    pub async fn forget_knowledge_file(
+        &self,
+        name: &str,
+        sha256: &str,
+        file_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM knowledge_files WHERE name = ? AND sha256 = ? AND file_id = ?")
+            .bind(name)
+            .bind(sha256)
+            .bind(file_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets a set's store that is gone upstream (deleted or expired), with its files.
     pub async fn forget_knowledge_store(
         &self,

@@ -128,10 +128,25 @@ impl Client {
             .await
             .map_err(super::classify)?;
         let status = resp.status();
-        if !status.is_success() {
+        // 400 and 403: OpenAI does not let this purpose's content be read back.
+        if matches!(status.as_u16(), 400 | 403) {
             return Err(UpstreamError::InvalidResponse(format!(
                 "reading the content of {id} answered {status}"
             )));
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Api {
+                from_api: false,
+                status: status.as_u16(),
+                kind: None,
+                code: None,
+                param: None,
+                message: format!("reading the content of {id} answered {status}"),
+                request_id: None,
+                retry_after: None,
+                should_retry: None,
+                rate_limits: None,
+            });
         }
         resp.bytes().await.map_err(super::classify)
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::file_inputs::{Grounding, Mention, Searched};
 use super::ids;
-use super::output::{Step, ev};
+use super::output::{Step, search_call_steps};
 
 /// Every file the answer names: the input's, then the search hits not already named.
 fn mentions(g: &Grounding) -> Vec<Mention> {
@@ -99,7 +99,6 @@ pub(crate) fn search_steps(
     results_in_events: bool,
 ) {
     let id = ids::new("fs");
-    let idx = done.len();
     let item = |status: &str, results: Value| {
         json!({
             "id": id,
@@ -116,39 +115,15 @@ pub(crate) fn search_steps(
     } else {
         item("completed", Value::Null)
     };
-    let mut out = done.clone();
-    out.push(partial.clone());
-    steps.push(Step {
-        events: vec![
-            ev(
-                "response.output_item.added",
-                json!({"output_index": idx, "item": partial}),
-            ),
-            ev(
-                "response.file_search_call.in_progress",
-                json!({"output_index": idx, "item_id": id}),
-            ),
-            ev(
-                "response.file_search_call.searching",
-                json!({"output_index": idx, "item_id": id}),
-            ),
-        ],
-        output: out,
-    });
-    done.push(full);
-    steps.push(Step {
-        events: vec![
-            ev(
-                "response.file_search_call.completed",
-                json!({"output_index": idx, "item_id": id}),
-            ),
-            ev(
-                "response.output_item.done",
-                json!({"output_index": idx, "item": announced}),
-            ),
-        ],
-        output: done.clone(),
-    });
+    search_call_steps(
+        steps,
+        done,
+        "file_search_call",
+        &id,
+        partial,
+        full,
+        announced,
+    );
 }
 
 #[cfg(test)]

@@ -156,6 +156,55 @@ pub(crate) fn ev(kind: &str, fields: Value) -> EventBody {
     (kind.to_owned(), map)
 }
 
+/// The two steps of a search tool call (`web_search_call`, `file_search_call`) as OpenAI
+/// streams them: added in progress and searching, then completed and done. `full` joins the
+/// output; `announced` is what `response.output_item.done` carries (the same item, or one
+/// without what `include` leaves out).
+pub(crate) fn search_call_steps(
+    steps: &mut Vec<Step>,
+    done: &mut Vec<Value>,
+    kind: &str,
+    id: &str,
+    partial: Value,
+    full: Value,
+    announced: Value,
+) {
+    let idx = done.len();
+    let mut out = done.clone();
+    out.push(partial.clone());
+    steps.push(Step {
+        events: vec![
+            ev(
+                "response.output_item.added",
+                json!({"output_index": idx, "item": partial}),
+            ),
+            ev(
+                &format!("response.{kind}.in_progress"),
+                json!({"output_index": idx, "item_id": id}),
+            ),
+            ev(
+                &format!("response.{kind}.searching"),
+                json!({"output_index": idx, "item_id": id}),
+            ),
+        ],
+        output: out,
+    });
+    done.push(full);
+    steps.push(Step {
+        events: vec![
+            ev(
+                &format!("response.{kind}.completed"),
+                json!({"output_index": idx, "item_id": id}),
+            ),
+            ev(
+                "response.output_item.done",
+                json!({"output_index": idx, "item": announced}),
+            ),
+        ],
+        output: done.clone(),
+    });
+}
+
 fn obfuscation(rng: &mut impl Rng, on: bool) -> Option<String> {
     on.then(|| {
         let n = rng.random_range(4..16);
@@ -327,46 +376,21 @@ pub(crate) fn generate(
             .take(usize::try_from(max_calls).unwrap_or(usize::MAX))
         {
             let id = ids::new("ws");
-            let idx = done.len();
             let srcs: Vec<Value> = sources
                 .iter()
                 .map(|(url, _)| json!({"type": "url", "url": url}))
                 .collect();
             let partial = json!({"id": id, "type": "web_search_call", "status": "in_progress", "action": {"type": "search", "query": query}});
             let full = json!({"id": id, "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": query, "sources": srcs}});
-            let mut out = done.clone();
-            out.push(partial.clone());
-            steps.push(Step {
-                events: vec![
-                    ev(
-                        "response.output_item.added",
-                        json!({"output_index": idx, "item": partial}),
-                    ),
-                    ev(
-                        "response.web_search_call.in_progress",
-                        json!({"output_index": idx, "item_id": id}),
-                    ),
-                    ev(
-                        "response.web_search_call.searching",
-                        json!({"output_index": idx, "item_id": id}),
-                    ),
-                ],
-                output: out,
-            });
-            done.push(full.clone());
-            steps.push(Step {
-                events: vec![
-                    ev(
-                        "response.web_search_call.completed",
-                        json!({"output_index": idx, "item_id": id}),
-                    ),
-                    ev(
-                        "response.output_item.done",
-                        json!({"output_index": idx, "item": full}),
-                    ),
-                ],
-                output: done.clone(),
-            });
+            search_call_steps(
+                &mut steps,
+                &mut done,
+                "web_search_call",
+                &id,
+                partial,
+                full.clone(),
+                full,
+            );
         }
     }
 

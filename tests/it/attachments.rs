@@ -67,6 +67,33 @@ async fn upload(app: &TestApp, blobs: &BTreeMap<String, Blob>) {
     }
 }
 
+/// The user's folder read as `respool submit` reads it, its files uploaded to the daemon.
+async fn read_and_upload(app: &TestApp) -> (tempfile::TempDir, respool::job::spec::ParsedJobs) {
+    let (dir, jobs) = documents();
+    let text = std::fs::read_to_string(&jobs).unwrap();
+    let parsed = parse_jobs_file_with_blobs(
+        "jobs.yaml",
+        &text,
+        &|_| None,
+        &respool::reload::beside(&jobs),
+    )
+    .unwrap();
+    upload(app, &parsed.blobs).await;
+    (dir, parsed)
+}
+
+/// The app, with the simulator's uploads breaking as `faults` says.
+async fn app_with(faults: Faults) -> TestApp {
+    helpers::spawn_app_with(
+        |_| {},
+        SimConfig {
+            faults,
+            ..helpers::fast_sim()
+        },
+    )
+    .await
+}
+
 async fn run(app: &TestApp, spec: &respool::job::JobSpec, input: &str) -> Value {
     let mut body = spec.to_rest_body();
     body.insert("input".into(), json!(input));
@@ -89,18 +116,9 @@ fn received_parts(app: &TestApp, job: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn a_local_pdf_and_a_folder_of_documents_reach_openai_once() {
     let app = helpers::spawn_app().await;
-    let (dir, jobs) = documents();
-    let text = std::fs::read_to_string(&jobs).unwrap();
-    let parsed = parse_jobs_file_with_blobs(
-        "jobs.yaml",
-        &text,
-        &|_| None,
-        &respool::reload::beside(&jobs),
-    )
-    .unwrap();
+    let (dir, parsed) = read_and_upload(&app).await;
     let spec = &parsed.specs[0];
     assert_eq!(spec.attachments.len(), 6);
-    upload(&app, &parsed.blobs).await;
 
     let job = run(&app, spec, "Summarise these documents.").await;
     let parts = received_parts(&app, &job);
@@ -195,27 +213,12 @@ async fn a_local_pdf_and_a_folder_of_documents_reach_openai_once() {
 
 #[tokio::test]
 async fn an_upload_whose_answer_is_lost_is_found_upstream_not_sent_again() {
-    let app = helpers::spawn_app_with(
-        |_| {},
-        SimConfig {
-            faults: Faults {
-                upload_then_drop: 1.0,
-                ..Faults::default()
-            },
-            ..helpers::fast_sim()
-        },
-    )
+    let app = app_with(Faults {
+        upload_then_drop: 1.0,
+        ..Faults::default()
+    })
     .await;
-    let (_dir, jobs) = documents();
-    let text = std::fs::read_to_string(&jobs).unwrap();
-    let parsed = parse_jobs_file_with_blobs(
-        "jobs.yaml",
-        &text,
-        &|_| None,
-        &respool::reload::beside(&jobs),
-    )
-    .unwrap();
-    upload(&app, &parsed.blobs).await;
+    let (_dir, parsed) = read_and_upload(&app).await;
     let mut spec = parsed.specs[0].clone();
     // One document is enough to see the ledger at work.
     spec.attachments.truncate(1);
@@ -241,27 +244,12 @@ async fn an_upload_whose_answer_is_lost_is_found_upstream_not_sent_again() {
 
 #[tokio::test]
 async fn uploads_that_never_arrived_are_sent_again_until_one_does() {
-    let app = helpers::spawn_app_with(
-        |_| {},
-        SimConfig {
-            faults: Faults {
-                upload_drop_before: 1.0,
-                ..Faults::default()
-            },
-            ..helpers::fast_sim()
-        },
-    )
+    let app = app_with(Faults {
+        upload_drop_before: 1.0,
+        ..Faults::default()
+    })
     .await;
-    let (_dir, jobs) = documents();
-    let text = std::fs::read_to_string(&jobs).unwrap();
-    let parsed = parse_jobs_file_with_blobs(
-        "jobs.yaml",
-        &text,
-        &|_| None,
-        &respool::reload::beside(&jobs),
-    )
-    .unwrap();
-    upload(&app, &parsed.blobs).await;
+    let (_dir, parsed) = read_and_upload(&app).await;
     let mut spec = parsed.specs[0].clone();
     spec.attachments.truncate(2);
     let id = app.submit(&Value::Object(spec.to_rest_body())).await;

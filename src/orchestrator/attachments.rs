@@ -222,6 +222,27 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Adds an `attachment` event (an upload, a reuse, a store made or found) to a job's
+    /// timeline.
+    async fn attachment_event(
+        &self,
+        claim: &SubmitClaim,
+        message: &str,
+        data: Value,
+    ) -> Result<(), StopOr> {
+        self.inner
+            .store
+            .record_event(
+                &claim.id,
+                self.now(),
+                EventKind::Attachment,
+                message,
+                Some(&data),
+            )
+            .await
+            .map_err(StopOr::Store)
+    }
+
     /// Runs `work` (a job's uploads and stores) while pushing the job's next claim back every
     /// [`HEARTBEAT`]: it is not claimed (and given back) again while its files go up, and is
     /// due soon after this daemon stops.
@@ -317,18 +338,8 @@ impl Orchestrator {
         let store = &self.inner.store;
         let client = self.client();
         let upstream_name = format!("respool:{name}");
-        let event = async |message: String, data: Value| -> Result<(), StopOr> {
-            store
-                .record_event(
-                    &claim.id,
-                    self.now(),
-                    EventKind::Attachment,
-                    &message,
-                    Some(&data),
-                )
-                .await
-                .map_err(StopOr::Store)
-        };
+        let event =
+            async |message: String, data: Value| self.attachment_event(claim, &message, data).await;
         let mut vs = None;
         for _ in 0..3 {
             let now = self.now();
@@ -603,18 +614,8 @@ impl Orchestrator {
         let store = &self.inner.store;
         let client = self.client();
         let name = &meta.filename;
-        let event = async |message: String, data: Value| -> Result<(), StopOr> {
-            store
-                .record_event(
-                    &claim.id,
-                    self.now(),
-                    EventKind::Attachment,
-                    &message,
-                    Some(&data),
-                )
-                .await
-                .map_err(StopOr::Store)
-        };
+        let event =
+            async |message: String, data: Value| self.attachment_event(claim, &message, data).await;
         // At most: a cached file found gone, then an upload.
         for _ in 0..3 {
             let now = self.now();

@@ -59,22 +59,13 @@ async fn attach(h: &Harness, filename: &str, data: &[u8]) -> String {
 
 /// Submits a job that names attachments; returns its id.
 async fn submit_with(h: &Harness, name: &str, attachments: &[&str]) -> String {
-    let body = json!({
+    h.submit_body(&json!({
         "name": name,
         "model": "gpt-5",
         "input": "Summarise the attached report.",
         "attachments": attachments,
-    });
-    let r = h
-        .authed(h.http.post(format!("{}/v1/jobs", h.base)))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status.as_u16(), 201, "POST /v1/jobs: {v}");
-    v["id"].as_str().unwrap().to_string()
+    }))
+    .await
 }
 
 /// GET on the simulator's API, as the daemon authenticates to it.

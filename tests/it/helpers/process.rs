@@ -363,10 +363,15 @@ impl Harness {
     }
 
     pub async fn submit(&self, name: &str, input: &str) -> String {
-        let body = json!({"name": name, "model": "gpt-5", "input": input});
+        self.submit_body(&json!({"name": name, "model": "gpt-5", "input": input}))
+            .await
+    }
+
+    /// `POST /v1/jobs` with `body`, which must create a job; returns its id.
+    pub async fn submit_body(&self, body: &Value) -> String {
         let r = self
             .authed(self.http.post(format!("{}/v1/jobs", self.base)))
-            .json(&body)
+            .json(body)
             .send()
             .await
             .unwrap();

@@ -344,6 +344,9 @@ pub(crate) struct Overrides {
     pub stuck: bool,
     pub hang: Option<Duration>,
     pub output: OutputShape,
+    /// How many images an `image_generation` tool makes (`images=N`, or the input marker
+    /// `SIM_IMAGE_COUNT=N`; default 1).
+    pub images: Option<usize>,
 }
 
 impl Overrides {
@@ -383,11 +386,24 @@ impl Overrides {
                     })
                 }
                 "output" => out.output = parse_output(need()?)?,
+                "images" => out.images = Some(count_in(key, need()?, MAX_IMAGES)?),
                 other => return Err(format!("unknown sim directive '{other}'")),
             }
         }
         Ok(out)
     }
+}
+
+/// The most images one `image_generation` call list may hold (`images=N`).
+pub(crate) const MAX_IMAGES: usize = 4;
+
+/// A count in `0..=max` for the directive (or input marker) `name`.
+pub(crate) fn count_in(name: &str, value: &str, max: usize) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n <= max)
+        .ok_or_else(|| format!("{name} must be an integer from 0 to {max}, got '{value}'"))
 }
 
 /// Parses `report`, `empty`, `text:LITERAL` (`\n` in it is a line break), `lines:N`, `line:N`,

@@ -25,6 +25,10 @@
 //!   (`file_citation`). A `file_search` tool over known stores adds a `file_search_call` item
 //!   (`results` only with `include: file_search_call.results`) and cites what it found; a store
 //!   still ingesting makes the response fail with `vector_store_timeout`.
+//! - Hosted tools: an `image_generation` tool adds `image_generation_call` items before the
+//!   message, each `result` a real PNG drawn from the input (1 by default; `images=N` or the
+//!   input marker `SIM_IMAGE_COUNT=N`, 0–4), with `partial_image` stream events when
+//!   `partial_images` asks.
 //! - Control: `GET /_sim/stats`, `GET /_sim/responses[?job_id=…]` (every response created,
 //!   per `metadata.respool_job_id`: status, output text, whether its answer was lost; see
 //!   [`SimResponse`]), `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
@@ -61,6 +65,7 @@
 //!            | "stuck"                      ; stays queued forever
 //!            | "hang" [ "=" duration ]      ; reply held back (default: Faults::hang_for)
 //!            | "output=" output             ; the answer's text (default: the report)
+//!            | "images=" 0-4                ; images an image_generation tool makes (default 1)
 //! outcome    = "completed" | "failed" [ ":" error-code ] | "incomplete" [ ":" reason ]
 //! reason     = "max_output_tokens" | "content_filter"
 //! output     = "report"                     ; a report quoting the input, with citations
@@ -72,6 +77,9 @@
 //! duration   = humantime, e.g. 250ms, 2s, 1m30s
 //! ```
 //! Example: `queue=1s;run=5s;outcome=failed:vector_store_timeout;webhook=drop`.
+//!
+//! The input text may carry `SIM_IMAGE_COUNT=N` instead of the `images=` directive (which
+//! wins over it), for clients that control only the prompt.
 //!
 //! A single request can also carry `x-sim-fault: 429 | quota | 500 | 502 | 503 |
 //! 500-noretry | 502-noretry | 503-noretry | hang | drop_before_create |
@@ -88,8 +96,9 @@
 //!   clock; `file_routes.rs`: `/v1/files`. `vector_stores.rs`: stores and file statuses;
 //!   `vector_store_routes.rs`, `vector_store_params.rs`: `/v1/vector_stores`. `list.rs`: cursor
 //!   lists. `file_inputs.rs`: files named by a create; `grounding.rs`: the answer's file
-//!   citations and `file_search_call`. `server.rs`: routes. `headers.rs`: request id
-//!   and rate-limit headers. `error.rs`: the error envelope. `broken.rs`: answers that are not
+//!   citations and `file_search_call`. `tools.rs`: what the hosted tools made; `images.rs`:
+//!   image generation and the PNGs; `markers.rs`: `SIM_…` markers in the input. `server.rs`:
+//!   routes. `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope. `broken.rs`: answers that are not
 //!   the API's (dropped connections, proxy pages). `ledger.rs`: what was created, per job.
 
 mod args;
@@ -105,14 +114,17 @@ mod files;
 mod grounding;
 mod headers;
 mod ids;
+mod images;
 mod ledger;
 mod list;
+mod markers;
 mod output;
 mod response;
 mod server;
 mod state;
 mod stream;
 mod structured;
+mod tools;
 mod validate;
 mod vector_store_params;
 mod vector_store_routes;

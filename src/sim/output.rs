@@ -10,6 +10,7 @@ use super::faults::{Outcome, OutputShape};
 use super::file_inputs::Grounding;
 use super::grounding::{annotation_end, append_files, search_steps};
 use super::ids;
+use super::tools::Artifacts;
 use super::validate::CreateRequest;
 
 /// One stream event before it gets its `sequence_number`: its `type` and the other fields.
@@ -61,7 +62,8 @@ fn fnv(text: &str) -> u64 {
     })
 }
 
-fn topic_of(input: &str) -> String {
+/// The topic of an input: its first non-empty line, at most 80 characters.
+pub(crate) fn topic_of(input: &str) -> String {
     let first = input
         .lines()
         .map(str::trim)
@@ -85,9 +87,13 @@ fn slug(topic: &str) -> String {
     }
 }
 
-/// Builds the report text and its annotations: `url_citation`s, and a `file_citation` for
-/// each file it draws on (`grounding.rs`).
-fn report(input: &str, grounding: &Grounding) -> (String, Vec<Value>, Vec<(String, String)>) {
+/// Builds the report text and its annotations: `url_citation`s, a `file_citation` for each
+/// file it draws on (`grounding.rs`) and a caption per image (`tools.rs`).
+fn report(
+    input: &str,
+    grounding: &Grounding,
+    artifacts: &Artifacts,
+) -> (String, Vec<Value>, Vec<(String, String)>) {
     let h = fnv(input);
     let topic = topic_of(input);
     let slug = slug(&topic);
@@ -128,6 +134,7 @@ fn report(input: &str, grounding: &Grounding) -> (String, Vec<Value>, Vec<(Strin
     cite(&mut text, &sources[2]);
     text.push_str("\n\n");
     append_files(&mut text, &mut annotations, grounding);
+    artifacts.append_text(&mut text, &mut annotations);
     text.push_str(&format!("## Conclusion\n\n{} {}\n", filler(4), filler(5)));
     (text, annotations, sources)
 }
@@ -238,15 +245,17 @@ fn chunks(text: &str) -> Vec<String> {
 }
 
 /// Plans the output of a response: items, steps, usage and the final outcome. `grounding`
-/// is what its files resolved to (a `file_search_call` item, file citations).
+/// is what its files resolved to (a `file_search_call` item, file citations); `artifacts`
+/// what its hosted tools made (images).
 pub(crate) fn generate(
     req: &CreateRequest,
     grounding: &Grounding,
+    artifacts: &Artifacts,
     outcome: Outcome,
     rng: &mut impl Rng,
 ) -> Generated {
     let obf = req.obfuscate;
-    let (report_text, report_annotations, sources) = report(&req.input_text, grounding);
+    let (report_text, report_annotations, sources) = report(&req.input_text, grounding, artifacts);
     let topic = topic_of(&req.input_text);
     let body = Value::Object(req.body.clone());
     let (full_text, all_annotations) = match (
@@ -394,6 +403,8 @@ pub(crate) fn generate(
         }
     }
 
+    artifacts.steps(&mut steps, &mut done);
+
     // The message: added, text deltas in a few steps, done.
     let id = ids::new("msg");
     let idx = done.len();
@@ -507,6 +518,7 @@ pub(crate) fn generate(
             let input_tokens = tokens(req.input_text.chars().count()).max(1);
             let output_tokens = match (&outcome, req.max_output_tokens) {
                 (Outcome::Incomplete { reason }, Some(max)) if reason == "max_output_tokens" => max,
+                // Images cost no output tokens here.
                 _ => tokens(text_len) + reasoning_tokens,
             };
             let usage = json!({
@@ -567,6 +579,7 @@ mod tests {
         let (text, annotations, _) = report(
             "What is the boiling point of water at altitude? ünïcode",
             &Grounding::default(),
+            &Artifacts::default(),
         );
         let chars: Vec<char> = text.chars().collect();
         assert_eq!(annotations.len(), 3);

@@ -21,6 +21,7 @@ use super::error::ApiError;
 use super::faults::{Faults, Outcome, roll};
 use super::files::Storage;
 use super::output;
+use super::tools::Artifacts;
 use super::validate::CreateRequest;
 use super::{SimConfig, SimStats, ids, response};
 /// Where webhooks go, changeable at runtime.
@@ -169,7 +170,8 @@ impl Shared {
         } else {
             (Duration::ZERO, Duration::ZERO)
         };
-        let generated = output::generate(&req, &grounding, outcome, &mut inner.rng);
+        let artifacts = Artifacts::make(&req);
+        let generated = output::generate(&req, &grounding, &artifacts, outcome, &mut inner.rng);
         let status = if req.background {
             Status::Queued
         } else {

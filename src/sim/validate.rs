@@ -8,6 +8,7 @@ use super::error::ApiError;
 use super::faults::Overrides;
 use super::file_inputs::{FilePart, FileSearch, parse_file_search, parse_parts};
 use super::ids;
+use super::images::ImageTool;
 use crate::contract::{self, ViolationKind};
 
 /// Values accepted in `include` (create body or `include[]` query).
@@ -58,6 +59,8 @@ pub(crate) struct CreateRequest {
     pub file_parts: Vec<FilePart>,
     /// The `file_search` tools, merged.
     pub file_search: Option<FileSearch>,
+    /// The `image_generation` tool, if any.
+    pub image_tool: Option<ImageTool>,
 }
 
 impl CreateRequest {
@@ -231,7 +234,7 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
     };
 
     let metadata = check_metadata(&body)?;
-    let overrides = match metadata.get("sim").and_then(Value::as_str) {
+    let mut overrides = match metadata.get("sim").and_then(Value::as_str) {
         Some(spec) => Overrides::parse(spec).map_err(|e| {
             ApiError::invalid(
                 format!("Invalid 'metadata.sim': {e}."),
@@ -241,6 +244,13 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
         })?,
         None => Overrides::default(),
     };
+    overrides.apply_markers(&input_text).map_err(|e| {
+        ApiError::invalid(
+            format!("Invalid 'input': {e}."),
+            Some("input"),
+            Some("invalid_value"),
+        )
+    })?;
 
     let max_output_tokens = match body.get("max_output_tokens") {
         None | Some(Value::Null) => None,
@@ -304,6 +314,7 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
     let has_reasoning = !matches!(body.get("reasoning"), None | Some(Value::Null));
     let file_parts = parse_parts(body.get("input").unwrap_or(&Value::Null))?;
     let file_search = parse_file_search(&tools)?;
+    let image_tool = ImageTool::parse(&tools);
 
     let request = CreateRequest {
         body,
@@ -323,6 +334,7 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
         overrides,
         file_parts,
         file_search,
+        image_tool,
     };
     if request.is_deep_research() {
         check_deep_research(&request.tools)?;

@@ -53,6 +53,7 @@ mod sim_api;
 mod sim_endpoints;
 mod sim_faults;
 mod sim_files;
+mod sim_images;
 mod sim_stream;
 mod sim_webhooks;
 mod sink_discord_ntfy;

@@ -1,0 +1,56 @@
+//! Markers in a create's input text, for clients that control only the prompt (a job file's
+//! input): `SIM_IMAGE_COUNT=N` sets how many images an `image_generation` tool makes (0–4,
+//! default 1). It does what the `metadata.sim` directive `images=N` does ([`Overrides`]); a
+//! directive wins over a marker. A marker whose value is out of range is a 400 naming
+//! `input`, as a bad directive is one naming `metadata.sim`.
+
+use super::faults::{MAX_IMAGES, Overrides, count_in};
+
+/// The marker for the number of images.
+pub(crate) const IMAGE_COUNT: &str = "SIM_IMAGE_COUNT";
+
+/// The value of the first `NAME=N` in `text`; `Ok(None)` when the marker is absent.
+fn marker(text: &str, name: &str, max: usize) -> Result<Option<usize>, String> {
+    let key = format!("{name}=");
+    let Some(at) = text.find(&key) else {
+        return Ok(None);
+    };
+    let digits: String = text[at + key.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    count_in(name, &digits, max).map(Some)
+}
+
+impl Overrides {
+    /// Takes the counts the input's markers set, where no directive set them already.
+    pub(crate) fn apply_markers(&mut self, input_text: &str) -> Result<(), String> {
+        if self.images.is_none() {
+            self.images = marker(input_text, IMAGE_COUNT, MAX_IMAGES)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(spec: &str, input: &str) -> Result<Option<usize>, String> {
+        let mut o = Overrides::parse(spec)?;
+        o.apply_markers(input)?;
+        Ok(o.images)
+    }
+
+    #[test]
+    fn markers_set_counts_unless_a_directive_did() {
+        assert_eq!(counts("", "draw a cat"), Ok(None));
+        assert_eq!(counts("", "draw SIM_IMAGE_COUNT=3 cats"), Ok(Some(3)));
+        assert_eq!(counts("images=1", "SIM_IMAGE_COUNT=3 über"), Ok(Some(1)));
+        assert_eq!(counts("", "SIM_IMAGE_COUNT=4."), Ok(Some(4)));
+        assert!(counts("", "SIM_IMAGE_COUNT=5").is_err());
+        assert!(counts("", "SIM_IMAGE_COUNT=").is_err());
+        assert!(counts("", "SIM_IMAGE_COUNT=99999999999999999999999").is_err());
+        assert!(counts("images=x", "").is_err());
+    }
+}

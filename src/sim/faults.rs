@@ -347,6 +347,9 @@ pub(crate) struct Overrides {
     /// How many images an `image_generation` tool makes (`images=N`, or the input marker
     /// `SIM_IMAGE_COUNT=N`; default 1).
     pub images: Option<usize>,
+    /// How many files a `code_interpreter` call leaves in its container
+    /// (`container_files=N`, or the input marker `SIM_CONTAINER_FILES=N`; default 2).
+    pub container_files: Option<usize>,
 }
 
 impl Overrides {
@@ -387,6 +390,9 @@ impl Overrides {
                 }
                 "output" => out.output = parse_output(need()?)?,
                 "images" => out.images = Some(count_in(key, need()?, MAX_IMAGES)?),
+                "container_files" => {
+                    out.container_files = Some(count_in(key, need()?, MAX_CONTAINER_FILES)?);
+                }
                 other => return Err(format!("unknown sim directive '{other}'")),
             }
         }
@@ -396,6 +402,8 @@ impl Overrides {
 
 /// The most images one `image_generation` call list may hold (`images=N`).
 pub(crate) const MAX_IMAGES: usize = 4;
+/// The most files one code interpreter run may leave (`container_files=N`).
+pub(crate) const MAX_CONTAINER_FILES: usize = 5;
 
 /// A count in `0..=max` for the directive (or input marker) `name`.
 pub(crate) fn count_in(name: &str, value: &str, max: usize) -> Result<usize, String> {

@@ -1,10 +1,11 @@
 //! Uploaded files (`docs/upstream-api.md` §5.1) and the storage clock they share with vector
-//! stores: the [`Storage`] that lives in the simulator's state (behind its one lock), the
+//! stores and code interpreter containers: the [`Storage`] that lives in the simulator's state (behind its one lock), the
 //! `file` object as OpenAI shows it, and expiry.
 //!
 //! Time here is lazy: nothing is scheduled. Every storage operation first calls
-//! [`Storage::tick`], which expires files and vector stores whose time has come (an expired
-//! file behaves as deleted and leaves every vector store; an expired store loses its files),
+//! [`Storage::tick`], which expires files, vector stores and containers whose time has come
+//! (an expired file behaves as deleted and leaves every vector store; an expired store or
+//! container loses its files),
 //! so what a client sees never lags. Tests move this clock forward with
 //! [`SimHandle::advance_storage_clock`](super::SimHandle::advance_storage_clock) instead of
 //! waiting an hour for an expiry.
@@ -17,6 +18,7 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::containers::Container;
 use super::error::ApiError;
 use super::vector_stores::VectorStore;
 
@@ -107,6 +109,8 @@ pub(crate) struct Storage {
     pub files: Vec<StoredFile>,
     /// Every vector store, oldest first (deleted ones removed).
     pub stores: Vec<VectorStore>,
+    /// Every code interpreter container, oldest first (deleted ones flagged).
+    pub containers: Vec<Container>,
     /// How far tests moved the storage clock ahead of the real one.
     offset: Duration,
 }
@@ -162,6 +166,9 @@ impl Storage {
         }
         for store in &mut self.stores {
             store.expire_if_due(now);
+        }
+        for container in &mut self.containers {
+            container.expire_if_due(now);
         }
         now
     }

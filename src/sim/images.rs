@@ -1,7 +1,8 @@
 //! Image generation (`docs/upstream-api.md` §1.5, §2.5 "image gen"): the `image_generation`
 //! tool's options ([`ImageTool`]), the images a response makes ([`PlannedImage`], real PNGs
 //! drawn from the input text, so the same input gives the same bytes), their
-//! `image_generation_call` items with the stream events of each step.
+//! `image_generation_call` items with the stream events of each step, and the bar chart the
+//! code interpreter saves ([`bar_chart_png`]).
 //!
 //! Every image is a PNG, whatever `output_format` asked for (the item then says `png`), and
 //! smaller than its `size` says: an eighth of each side (`1024x1024` is 128×128 pixels), which
@@ -199,6 +200,33 @@ pub(crate) fn plan(
         .collect()
 }
 
+/// A bar chart of `values` on white, `width`×`height` RGB pixels, as a PNG.
+pub(crate) fn bar_chart_png(values: &[u64], width: u32, height: u32) -> Vec<u8> {
+    let max = values.iter().copied().max().unwrap_or(1).max(1);
+    let slots = u32::try_from(values.len()).unwrap_or(1).max(1);
+    let slot = (width / slots).max(1);
+    let mut data = vec![255u8; (width * height * 3) as usize];
+    for y in 0..height {
+        for x in 0..width {
+            let i = (x / slot) as usize;
+            let Some(value) = values.get(i) else {
+                continue;
+            };
+            let bar = u32::try_from(u64::from(height.saturating_sub(8)) * value / max).unwrap_or(0);
+            let in_bar = x % slot >= slot / 5 && x % slot < slot - slot / 5;
+            let axis = y + 4 == height;
+            let at = ((y * width + x) * 3) as usize;
+            if axis {
+                data[at..at + 3].copy_from_slice(&[40, 40, 40]);
+            } else if in_bar && y + 4 < height && y + 4 + bar >= height {
+                let shade = [31, 119, 180].map(|c: u8| c.saturating_add((i * 23 % 60) as u8));
+                data[at..at + 3].copy_from_slice(&shade);
+            }
+        }
+    }
+    encode_or_log(width, height, false, &data)
+}
+
 impl PlannedImage {
     /// The `image_generation_call` item: `result` is set once it is `completed`.
     fn item(&self, tool: &ImageTool, status: &str) -> Value {
@@ -368,5 +396,12 @@ mod tests {
         let info = decode(&b64.decode(&clear[0].result).expect("base64"));
         assert_eq!((info.width, info.height), (128, 128));
         assert_eq!(info.color_type, png::ColorType::Rgba);
+    }
+
+    #[test]
+    fn the_chart_is_a_png() {
+        let info = decode(&bar_chart_png(&[3, 9, 1, 0], 160, 100));
+        assert_eq!((info.width, info.height), (160, 100));
+        decode(&bar_chart_png(&[], 32, 32));
     }
 }

@@ -1,13 +1,16 @@
 //! Markers in a create's input text, for clients that control only the prompt (a job file's
 //! input): `SIM_IMAGE_COUNT=N` sets how many images an `image_generation` tool makes (0–4,
-//! default 1). It does what the `metadata.sim` directive `images=N` does ([`Overrides`]); a
-//! directive wins over a marker. A marker whose value is out of range is a 400 naming
-//! `input`, as a bad directive is one naming `metadata.sim`.
+//! default 1) and `SIM_CONTAINER_FILES=N` how many files a `code_interpreter` run leaves in
+//! its container (0–5, default 2). They do what the `metadata.sim` directives `images=N` and
+//! `container_files=N` do ([`Overrides`]); a directive wins over a marker. A marker whose value
+//! is out of range is a 400 naming `input`, as a bad directive is one naming `metadata.sim`.
 
-use super::faults::{MAX_IMAGES, Overrides, count_in};
+use super::faults::{MAX_CONTAINER_FILES, MAX_IMAGES, Overrides, count_in};
 
 /// The marker for the number of images.
 pub(crate) const IMAGE_COUNT: &str = "SIM_IMAGE_COUNT";
+/// The marker for the number of container files.
+pub(crate) const CONTAINER_FILES: &str = "SIM_CONTAINER_FILES";
 
 /// The value of the first `NAME=N` in `text`; `Ok(None)` when the marker is absent.
 fn marker(text: &str, name: &str, max: usize) -> Result<Option<usize>, String> {
@@ -28,6 +31,9 @@ impl Overrides {
         if self.images.is_none() {
             self.images = marker(input_text, IMAGE_COUNT, MAX_IMAGES)?;
         }
+        if self.container_files.is_none() {
+            self.container_files = marker(input_text, CONTAINER_FILES, MAX_CONTAINER_FILES)?;
+        }
         Ok(())
     }
 }
@@ -36,21 +42,29 @@ impl Overrides {
 mod tests {
     use super::*;
 
-    fn counts(spec: &str, input: &str) -> Result<Option<usize>, String> {
+    fn counts(spec: &str, input: &str) -> Result<(Option<usize>, Option<usize>), String> {
         let mut o = Overrides::parse(spec)?;
         o.apply_markers(input)?;
-        Ok(o.images)
+        Ok((o.images, o.container_files))
     }
 
     #[test]
     fn markers_set_counts_unless_a_directive_did() {
-        assert_eq!(counts("", "draw a cat"), Ok(None));
-        assert_eq!(counts("", "draw SIM_IMAGE_COUNT=3 cats"), Ok(Some(3)));
-        assert_eq!(counts("images=1", "SIM_IMAGE_COUNT=3 über"), Ok(Some(1)));
-        assert_eq!(counts("", "SIM_IMAGE_COUNT=4."), Ok(Some(4)));
+        assert_eq!(counts("", "draw a cat"), Ok((None, None)));
+        assert_eq!(
+            counts("", "draw SIM_IMAGE_COUNT=3 cats, SIM_CONTAINER_FILES=0"),
+            Ok((Some(3), Some(0)))
+        );
+        assert_eq!(
+            counts("images=1", "SIM_IMAGE_COUNT=3 über"),
+            Ok((Some(1), None))
+        );
+        assert_eq!(counts("", "SIM_IMAGE_COUNT=4."), Ok((Some(4), None)));
         assert!(counts("", "SIM_IMAGE_COUNT=5").is_err());
         assert!(counts("", "SIM_IMAGE_COUNT=").is_err());
-        assert!(counts("", "SIM_IMAGE_COUNT=99999999999999999999999").is_err());
+        assert!(counts("", "SIM_CONTAINER_FILES=6").is_err());
+        assert!(counts("", "SIM_CONTAINER_FILES=99999999999999999999999").is_err());
+        assert!(counts("container_files=9", "").is_err());
         assert!(counts("images=x", "").is_err());
     }
 }

@@ -28,7 +28,14 @@
 //! - Hosted tools: an `image_generation` tool adds `image_generation_call` items before the
 //!   message, each `result` a real PNG drawn from the input (1 by default; `images=N` or the
 //!   input marker `SIM_IMAGE_COUNT=N`, 0–4), with `partial_image` stream events when
-//!   `partial_images` asks.
+//!   `partial_images` asks. A `code_interpreter` tool runs in a new container (`auto`) or the
+//!   one it names (unknown: 400 naming `tools[N].container`; expired: 400 `Container is
+//!   expired.`), saves files in it (2 by default; `container_files=N` or
+//!   `SIM_CONTAINER_FILES=N`, 0–5), adds a `code_interpreter_call` item (`outputs` only with
+//!   `include: code_interpreter_call.outputs`) and cites each file
+//!   (`container_file_citation`). `/v1/containers` serves containers and their files; a
+//!   container expires 20 minutes after its last use on the storage clock and its files are
+//!   then gone ([`SimHandle::containers`], [`SimHandle::expire_container`]).
 //! - Control: `GET /_sim/stats`, `GET /_sim/responses[?job_id=…]` (every response created,
 //!   per `metadata.respool_job_id`: status, output text, whether its answer was lost; see
 //!   [`SimResponse`]), `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
@@ -66,6 +73,7 @@
 //!            | "hang" [ "=" duration ]      ; reply held back (default: Faults::hang_for)
 //!            | "output=" output             ; the answer's text (default: the report)
 //!            | "images=" 0-4                ; images an image_generation tool makes (default 1)
+//!            | "container_files=" 0-5       ; files a code interpreter run saves (default 2)
 //! outcome    = "completed" | "failed" [ ":" error-code ] | "incomplete" [ ":" reason ]
 //! reason     = "max_output_tokens" | "content_filter"
 //! output     = "report"                     ; a report quoting the input, with citations
@@ -78,8 +86,9 @@
 //! ```
 //! Example: `queue=1s;run=5s;outcome=failed:vector_store_timeout;webhook=drop`.
 //!
-//! The input text may carry `SIM_IMAGE_COUNT=N` instead of the `images=` directive (which
-//! wins over it), for clients that control only the prompt.
+//! The input text may carry `SIM_IMAGE_COUNT=N` and `SIM_CONTAINER_FILES=N` instead of the
+//! `images=` and `container_files=` directives (which win over them), for clients that
+//! control only the prompt.
 //!
 //! A single request can also carry `x-sim-fault: 429 | quota | 500 | 502 | 503 |
 //! 500-noretry | 502-noretry | 503-noretry | hang | drop_before_create |
@@ -97,12 +106,18 @@
 //!   `vector_store_routes.rs`, `vector_store_params.rs`: `/v1/vector_stores`. `list.rs`: cursor
 //!   lists. `file_inputs.rs`: files named by a create; `grounding.rs`: the answer's file
 //!   citations and `file_search_call`. `tools.rs`: what the hosted tools made; `images.rs`:
-//!   image generation and the PNGs; `markers.rs`: `SIM_…` markers in the input. `server.rs`:
-//!   routes. `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope. `broken.rs`: answers that are not
-//!   the API's (dropped connections, proxy pages). `ledger.rs`: what was created, per job.
+//!   image generation and the PNGs; `code_interpreter.rs`: the code a run writes, its files
+//!   and citations; `containers.rs`: containers and their expiry; `container_routes.rs`:
+//!   `/v1/containers`; `markers.rs`: `SIM_…` markers in the input. `server.rs`: routes.
+//!   `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope.
+//!   `broken.rs`: answers that are not the API's (dropped connections, proxy pages).
+//!   `ledger.rs`: what was created, per job.
 
 mod args;
 mod broken;
+mod code_interpreter;
+mod container_routes;
+mod containers;
 mod endpoint_params;
 mod endpoints;
 mod entry;
@@ -142,6 +157,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use args::SimArgs;
+pub use containers::{SimContainer, SimContainerFile};
 pub use faults::Faults;
 pub use files::SimFile;
 pub use ledger::SimResponse;
@@ -289,6 +305,10 @@ pub struct SimStats {
     /// `GET /v1/files` list requests that reached the handler.
     #[serde(default)]
     pub file_lists: u32,
+    /// Container file contents served whole
+    /// (`GET /v1/containers/{id}/files/{file_id}/content` answered 200).
+    #[serde(default)]
+    pub container_file_downloads: u32,
 }
 
 /// Why the simulator could not start.
@@ -511,9 +531,35 @@ impl SimHandle {
         self.shared.lock().storage.delete_file(id)
     }
 
-    /// Moves the clock of files and vector stores forward by `by`, so that expiries
-    /// (`expires_after` of files and stores) and processing delays come due without waiting.
-    /// Responses keep their own clock.
+    /// Every code interpreter container, oldest first, as the storage clock has it now:
+    /// expired ones (no files left) and deleted ones included.
+    pub fn containers(&self) -> Vec<SimContainer> {
+        let mut inner = self.shared.lock();
+        inner.storage.tick();
+        inner
+            .storage
+            .containers
+            .iter()
+            .map(SimContainer::of)
+            .collect()
+    }
+
+    /// Expires a container now, as 20 idle minutes would (its files are gone); `false` if
+    /// there is no such container or it was already expired or deleted.
+    pub fn expire_container(&self, id: &str) -> bool {
+        let mut inner = self.shared.lock();
+        match inner.storage.container(id) {
+            Ok((_, c)) if !c.expired => {
+                c.expire();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves the clock of files, vector stores and containers forward by `by`, so that
+    /// expiries (`expires_after` of files, stores and containers) and processing delays come
+    /// due without waiting. Responses keep their own clock.
     pub fn advance_storage_clock(&self, by: Duration) {
         self.shared.lock().storage.advance(by);
     }

@@ -88,7 +88,8 @@ fn slug(topic: &str) -> String {
 }
 
 /// Builds the report text and its annotations: `url_citation`s, a `file_citation` for each
-/// file it draws on (`grounding.rs`) and a caption per image (`tools.rs`).
+/// file it draws on (`grounding.rs`), a `container_file_citation` for each file its code
+/// saved and a caption per image (`tools.rs`).
 fn report(
     input: &str,
     grounding: &Grounding,
@@ -212,7 +213,8 @@ pub(crate) fn search_call_steps(
     });
 }
 
-fn obfuscation(rng: &mut impl Rng, on: bool) -> Option<String> {
+/// The random padding of a delta event, when obfuscation is on.
+pub(crate) fn obfuscation(rng: &mut impl Rng, on: bool) -> Option<String> {
     on.then(|| {
         let n = rng.random_range(4..16);
         (0..n)
@@ -221,7 +223,8 @@ fn obfuscation(rng: &mut impl Rng, on: bool) -> Option<String> {
     })
 }
 
-fn with_obfuscation(mut fields: Value, obf: Option<String>) -> Value {
+/// Adds `obfuscation` to a delta event's fields.
+pub(crate) fn with_obfuscation(mut fields: Value, obf: Option<String>) -> Value {
     if let (Some(o), Some(m)) = (obf, fields.as_object_mut()) {
         m.insert("obfuscation".into(), json!(o));
     }
@@ -229,7 +232,7 @@ fn with_obfuscation(mut fields: Value, obf: Option<String>) -> Value {
 }
 
 /// Splits text into small word-aligned deltas.
-fn chunks(text: &str) -> Vec<String> {
+pub(crate) fn chunks(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for word in text.split_inclusive([' ', '\n']) {
@@ -246,7 +249,7 @@ fn chunks(text: &str) -> Vec<String> {
 
 /// Plans the output of a response: items, steps, usage and the final outcome. `grounding`
 /// is what its files resolved to (a `file_search_call` item, file citations); `artifacts`
-/// what its hosted tools made (images).
+/// what its hosted tools made (a `code_interpreter_call`, images, their citations).
 pub(crate) fn generate(
     req: &CreateRequest,
     grounding: &Grounding,
@@ -403,7 +406,7 @@ pub(crate) fn generate(
         }
     }
 
-    artifacts.steps(&mut steps, &mut done);
+    artifacts.steps(&mut steps, &mut done, &req.include, obf, rng);
 
     // The message: added, text deltas in a few steps, done.
     let id = ids::new("msg");
@@ -518,8 +521,8 @@ pub(crate) fn generate(
             let input_tokens = tokens(req.input_text.chars().count()).max(1);
             let output_tokens = match (&outcome, req.max_output_tokens) {
                 (Outcome::Incomplete { reason }, Some(max)) if reason == "max_output_tokens" => max,
-                // Images cost no output tokens here.
-                _ => tokens(text_len) + reasoning_tokens,
+                // The model wrote the tools' code too; images cost no output tokens here.
+                _ => tokens(text_len) + tokens(artifacts.written_chars()) + reasoning_tokens,
             };
             let usage = json!({
                 "input_tokens": input_tokens,
@@ -540,7 +543,8 @@ pub(crate) fn generate(
 }
 
 /// Applies `include` to output items: `web_search_call.action.sources`,
-/// `file_search_call.results` and `reasoning.encrypted_content` are only shown when asked for.
+/// `file_search_call.results`, `code_interpreter_call.outputs` and
+/// `reasoning.encrypted_content` are only shown when asked for.
 pub(crate) fn render_output(output: &[Value], include: &[String]) -> Vec<Value> {
     let has = |k: &str| include.iter().any(|i| i == k);
     output
@@ -556,6 +560,11 @@ pub(crate) fn render_output(output: &[Value], include: &[String]) -> Vec<Value> 
                 Some("file_search_call") if !has("file_search_call.results") => {
                     if let Some(obj) = item.as_object_mut() {
                         obj.insert("results".into(), Value::Null);
+                    }
+                }
+                Some("code_interpreter_call") if !has("code_interpreter_call.outputs") => {
+                    if let Some(obj) = item.as_object_mut() {
+                        obj.insert("outputs".into(), Value::Null);
                     }
                 }
                 Some("reasoning") if !has("reasoning.encrypted_content") => {

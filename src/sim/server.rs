@@ -59,6 +59,7 @@ pub(crate) fn router(
         .merge(super::endpoints::routes())
         .merge(super::file_routes::routes())
         .merge(super::vector_store_routes::routes())
+        .merge(super::container_routes::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(app.clone(), gate));
     Router::new()

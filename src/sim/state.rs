@@ -170,7 +170,10 @@ impl Shared {
         } else {
             (Duration::ZERO, Duration::ZERO)
         };
-        let artifacts = Artifacts::make(&req);
+        let artifacts = {
+            let inner = &mut *inner;
+            Artifacts::make(&req, &id, &mut inner.storage)?
+        };
         let generated = output::generate(&req, &grounding, &artifacts, outcome, &mut inner.rng);
         let status = if req.background {
             Status::Queued

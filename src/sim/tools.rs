@@ -1,27 +1,52 @@
 //! What a response's hosted tools make besides search ([`Artifacts`]): the images of an
-//! `image_generation` tool (`images.rs`); and how they show in the response: their output
-//! items, before the message, and the answer's image captions.
+//! `image_generation` tool (`images.rs`) and the run of a `code_interpreter` tool, with its
+//! container and files (`code_interpreter.rs`, `containers.rs`); and how they show in the
+//! response: their output items, before the message, and the answer's image captions and
+//! `container_file_citation`s.
 
 use serde_json::Value;
 
+use super::code_interpreter::{Analysis, CodeRun};
+use super::error::ApiError;
+use super::files::Storage;
 use super::images::{self, ImageTool, PlannedImage};
 use super::output::{Step, topic_of};
 use super::validate::CreateRequest;
 
 /// Images made when no `images=N` / `SIM_IMAGE_COUNT=N` says otherwise.
 const DEFAULT_IMAGES: usize = 1;
+/// Files a code run saves when no `container_files=N` / `SIM_CONTAINER_FILES=N` says otherwise.
+const DEFAULT_CONTAINER_FILES: usize = 2;
 
 /// What a response's hosted tools made.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Artifacts {
     pub image_tool: Option<ImageTool>,
     pub images: Vec<PlannedImage>,
+    pub code: Option<CodeRun>,
 }
 
 impl Artifacts {
-    /// Runs the create's hosted tools: draws its images.
-    pub(crate) fn make(req: &CreateRequest) -> Self {
+    /// Runs the create's hosted tools: draws its images and runs its code, saving the files
+    /// in a container of `storage`. A container the tool names that is unknown or expired is
+    /// a 400, answered before anything is made.
+    pub(crate) fn make(
+        req: &CreateRequest,
+        response_id: &str,
+        storage: &mut Storage,
+    ) -> Result<Self, ApiError> {
         let topic = topic_of(&req.input_text);
+        let code = match &req.code_tool {
+            Some(tool) => {
+                let files = req
+                    .overrides
+                    .container_files
+                    .unwrap_or(DEFAULT_CONTAINER_FILES);
+                let analysis = Analysis::of(&req.input_text, &topic, files);
+                Some(storage.run_code(tool, response_id, analysis)?)
+            }
+            None => None,
+        };
         let images = req
             .image_tool
             .as_ref()
@@ -30,21 +55,42 @@ impl Artifacts {
                 images::plan(tool, count, &req.input_text, &topic)
             })
             .unwrap_or_default();
-        Self {
+        Ok(Self {
             image_tool: req.image_tool.clone(),
             images,
-        }
+            code,
+        })
     }
 
-    /// Appends to the answer a caption per image.
-    pub(crate) fn append_text(&self, text: &mut String, _annotations: &mut Vec<Value>) {
+    /// Appends to the answer the files the code saved (cited) and a caption per image.
+    pub(crate) fn append_text(&self, text: &mut String, annotations: &mut Vec<Value>) {
+        if let Some(run) = &self.code {
+            run.append_citations(text, annotations);
+        }
         images::append_captions(text, &self.images);
     }
 
-    /// Adds the tool items to the planned output: one `image_generation_call` per image.
-    pub(crate) fn steps(&self, steps: &mut Vec<Step>, done: &mut Vec<Value>) {
+    /// Adds the tool items to the planned output: the `code_interpreter_call`, then one
+    /// `image_generation_call` per image.
+    pub(crate) fn steps(
+        &self,
+        steps: &mut Vec<Step>,
+        done: &mut Vec<Value>,
+        include: &[String],
+        obfuscate: bool,
+        rng: &mut impl rand::Rng,
+    ) {
+        if let Some(run) = &self.code {
+            let outputs = include.iter().any(|i| i == "code_interpreter_call.outputs");
+            run.steps(steps, done, outputs, obfuscate, rng);
+        }
         if let Some(tool) = &self.image_tool {
             images::steps(steps, done, tool, &self.images);
         }
+    }
+
+    /// The characters the model wrote for the tools (the code), for usage.
+    pub(crate) fn written_chars(&self) -> usize {
+        self.code.as_ref().map_or(0, |run| run.code.chars().count())
     }
 }

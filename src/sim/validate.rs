@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::code_interpreter::CodeTool;
 use super::error::ApiError;
 use super::faults::Overrides;
 use super::file_inputs::{FilePart, FileSearch, parse_file_search, parse_parts};
@@ -61,6 +62,8 @@ pub(crate) struct CreateRequest {
     pub file_search: Option<FileSearch>,
     /// The `image_generation` tool, if any.
     pub image_tool: Option<ImageTool>,
+    /// The `code_interpreter` tool, if any (`state.rs` finds or makes its container).
+    pub code_tool: Option<CodeTool>,
 }
 
 impl CreateRequest {
@@ -315,6 +318,7 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
     let file_parts = parse_parts(body.get("input").unwrap_or(&Value::Null))?;
     let file_search = parse_file_search(&tools)?;
     let image_tool = ImageTool::parse(&tools);
+    let code_tool = CodeTool::parse(&tools);
 
     let request = CreateRequest {
         body,
@@ -335,6 +339,7 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
         file_parts,
         file_search,
         image_tool,
+        code_tool,
     };
     if request.is_deep_research() {
         check_deep_research(&request.tools)?;

@@ -50,6 +50,7 @@ mod reload;
 mod retention;
 mod schedules;
 mod sim_api;
+mod sim_containers;
 mod sim_endpoints;
 mod sim_faults;
 mod sim_files;

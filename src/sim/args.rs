@@ -149,6 +149,13 @@ pub struct SimArgs {
     /// Probability that aborting a stream while queued leaves the response queued forever.
     #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
     pub stream_abort_sticks: f64,
+    /// Probability that a code interpreter container is already expired when its response
+    /// completes (its files 404).
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub container_expired: f64,
+    /// Probability that a code interpreter file's first content download answers 500.
+    #[arg(long, default_value_t = 0.0, help_heading = "Faults")]
+    pub container_file_drop: f64,
 }
 
 impl SimArgs {
@@ -187,6 +194,8 @@ impl SimArgs {
             stream_abort_sticks: self.stream_abort_sticks,
             ratelimit_requests: 0,
             ratelimit_window: std::time::Duration::ZERO,
+            container_expired: self.container_expired,
+            container_file_drop: self.container_file_drop,
         };
         faults.validate().map_err(SimError::Config)?;
         check_secrets(&self.webhook_secrets)?;

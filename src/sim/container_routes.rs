@@ -3,11 +3,12 @@
 //! state, expiry and the 404s live in `containers.rs`. A container whose files are asked for
 //! is used, so its expiry counts again from now; an expired one still answers
 //! `GET /v1/containers/{id}` (`status: expired`) but its files are gone (404).
+//! `container_file_drop` answers the first download of a file with a 500.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -195,6 +196,19 @@ async fn retrieve_file(
     Ok(answer(file.view(&id)))
 }
 
+/// OpenAI's opaque 500.
+fn server_error() -> ApiError {
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: "The server had an error while processing your request. Sorry about that!"
+            .to_owned(),
+        kind: "server_error",
+        param: None,
+        code: None,
+        headers: Vec::new(),
+    }
+}
+
 async fn content(
     State(app): State<App>,
     Path((id, file_id)): Path<(String, String)>,
@@ -203,9 +217,13 @@ async fn content(
     let (_, container) = inner.storage.running_container(&id)?;
     let file = container
         .files
-        .iter()
+        .iter_mut()
         .find(|f| f.id == file_id)
         .ok_or_else(|| container_file_not_found(&id, &file_id))?;
+    if std::mem::take(&mut file.fail_next_download) {
+        tracing::debug!(container_id = %id, file_id = %file_id, "container file download dropped");
+        return Err(server_error());
+    }
     let bytes = file.content.clone();
     inner.stats.container_file_downloads += 1;
     Ok((

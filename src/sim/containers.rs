@@ -8,6 +8,10 @@
 //! retrieving its files, downloading their content. Deleted containers are kept (flagged) so
 //! that [`SimHandle::containers`](super::SimHandle::containers) can show them; the API no
 //! longer knows them.
+//!
+//! The two container faults are decided when a response's code runs: its container expired at
+//! once (`container_expired`), or each file's first download answering 500
+//! (`container_file_drop`).
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -34,6 +38,8 @@ pub(crate) struct ContainerFile {
     pub created_at: i64,
     /// `assistant` (made by the code) or `user` (copied in from a file id).
     pub source: &'static str,
+    /// The next content download answers 500 (`container_file_drop`), once.
+    pub fail_next_download: bool,
 }
 
 impl ContainerFile {
@@ -116,6 +122,7 @@ impl Container {
         path: String,
         content: Bytes,
         source: &'static str,
+        fail_first: bool,
         now: Now,
     ) -> &ContainerFile {
         self.files.retain(|f| f.path != path);
@@ -125,6 +132,7 @@ impl Container {
             content,
             created_at: now.unix,
             source,
+            fail_next_download: fail_first,
         });
         let last = self.files.len() - 1;
         &self.files[last]
@@ -157,6 +165,8 @@ pub struct SimContainerFile {
     pub content: Vec<u8>,
     /// `assistant` (the code saved it) or `user` (copied in from an uploaded file).
     pub source: String,
+    /// Its next download will answer 500 (`container_file_drop`).
+    pub fails_next_download: bool,
 }
 
 impl SimContainer {
@@ -174,6 +184,7 @@ impl SimContainer {
                     path: f.path.clone(),
                     content: f.content.to_vec(),
                     source: f.source.to_owned(),
+                    fails_next_download: f.fail_next_download,
                 })
                 .collect(),
         }
@@ -210,6 +221,15 @@ pub(crate) fn container_file_not_found(container: &str, file: &str) -> ApiError 
             None,
         )
     }
+}
+
+/// How the container faults hit one code run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunFaults {
+    /// The container is expired as soon as the code ran.
+    pub expired: bool,
+    /// Per saved file, in order: its first download answers 500.
+    pub drop_first_download: Vec<bool>,
 }
 
 /// What a new container is made with.
@@ -274,7 +294,7 @@ impl Storage {
             files: Vec::new(),
         };
         for (path, content) in copies {
-            container.put(path, content, "user", now);
+            container.put(path, content, "user", false, now);
         }
         self.containers.push(container);
         let last = self.containers.len() - 1;
@@ -283,13 +303,14 @@ impl Storage {
 
     /// Runs a response's code: in a new container (`auto`) or the one the tool names, which
     /// must exist (else a 400 naming `tools[N].container`) and not be expired (400
-    /// `Container is expired.`, as OpenAI answers). Saves the analysis's files and returns
-    /// what the answer shows of the run.
+    /// `Container is expired.`, as OpenAI answers). Saves the analysis's files, applies the
+    /// faults, and returns what the answer shows of the run.
     pub fn run_code(
         &mut self,
         tool: &CodeTool,
         response_id: &str,
         analysis: Analysis,
+        faults: &RunFaults,
     ) -> Result<CodeRun, ApiError> {
         let container_id = match &tool.container {
             ContainerChoice::Existing(id) => {
@@ -328,15 +349,19 @@ impl Storage {
         };
         let (now, container) = self.container(&container_id)?;
         let mut files = Vec::new();
-        for (filename, bytes) in analysis.files {
+        for (i, (filename, bytes)) in analysis.files.into_iter().enumerate() {
+            let fail = faults.drop_first_download.get(i).copied().unwrap_or(false);
             let path = format!("{DATA_DIR}/{filename}");
-            let file = container.put(path.clone(), Bytes::from(bytes), "assistant", now);
+            let file = container.put(path.clone(), Bytes::from(bytes), "assistant", fail, now);
             files.push(CitedFile {
                 file_id: file.id.clone(),
                 bytes: file.content.len(),
                 filename,
                 path,
             });
+        }
+        if faults.expired {
+            container.expire();
         }
         Ok(CodeRun {
             container_id,
@@ -367,7 +392,12 @@ mod tests {
     fn a_container_expires_twenty_minutes_after_its_last_use() {
         let mut storage = Storage::default();
         let run = storage
-            .run_code(&auto(), "resp_1", Analysis::of("a b c", "t", 2))
+            .run_code(
+                &auto(),
+                "resp_1",
+                Analysis::of("a b c", "t", 2),
+                &RunFaults::default(),
+            )
             .expect("runs");
         assert_eq!(run.files.len(), 2);
         let id = run.container_id.clone();
@@ -392,14 +422,24 @@ mod tests {
     fn runs_in_a_named_container_check_it() {
         let mut storage = Storage::default();
         let first = storage
-            .run_code(&auto(), "resp_1", Analysis::of("x", "t", 1))
+            .run_code(
+                &auto(),
+                "resp_1",
+                Analysis::of("x", "t", 1),
+                &RunFaults::default(),
+            )
             .expect("runs");
         let named = CodeTool {
             index: 2,
             container: ContainerChoice::Existing(first.container_id.clone()),
         };
         let again = storage
-            .run_code(&named, "resp_2", Analysis::of("y", "t", 2))
+            .run_code(
+                &named,
+                "resp_2",
+                Analysis::of("y", "t", 2),
+                &RunFaults::default(),
+            )
             .expect("runs");
         assert_eq!(again.container_id, first.container_id);
         let (_, c) = storage.container(&first.container_id).expect("known");
@@ -409,7 +449,12 @@ mod tests {
             container: ContainerChoice::Existing("cntr_nope".into()),
         };
         let err = storage
-            .run_code(&unknown, "r", Analysis::of("", "t", 0))
+            .run_code(
+                &unknown,
+                "r",
+                Analysis::of("", "t", 0),
+                &RunFaults::default(),
+            )
             .expect_err("unknown");
         assert_eq!(
             (err.status, err.param.as_deref()),
@@ -421,7 +466,7 @@ mod tests {
             .1
             .expire();
         let err = storage
-            .run_code(&named, "r", Analysis::of("", "t", 0))
+            .run_code(&named, "r", Analysis::of("", "t", 0), &RunFaults::default())
             .expect_err("expired");
         assert_eq!(err.message, "Container is expired.");
     }

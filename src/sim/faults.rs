@@ -117,6 +117,15 @@ pub struct Faults {
     /// The window of those headers. Zero means one minute.
     #[serde(with = "duration_serde")]
     pub ratelimit_window: Duration,
+    /// Probability that the container of a response's code interpreter call is already
+    /// expired when the response completes (as if it sat idle past its 20 minutes): the
+    /// response and its citations are intact, but the container answers `status: expired`
+    /// and its files and their content 404.
+    pub container_expired: f64,
+    /// Probability that a file the code interpreter makes answers its first
+    /// `GET /v1/containers/{id}/files/{file_id}/content` with a 500 (`server_error`
+    /// envelope); later downloads succeed.
+    pub container_file_drop: f64,
 }
 
 impl Faults {
@@ -149,6 +158,8 @@ impl Faults {
             ("stream_drop", self.stream_drop),
             ("stream_unknown_events", self.stream_unknown_events),
             ("stream_abort_sticks", self.stream_abort_sticks),
+            ("container_expired", self.container_expired),
+            ("container_file_drop", self.container_file_drop),
         ];
         for (name, p) in probabilities {
             if !(0.0..=1.0).contains(&p) {
@@ -350,6 +361,10 @@ pub(crate) struct Overrides {
     /// How many files a `code_interpreter` call leaves in its container
     /// (`container_files=N`, or the input marker `SIM_CONTAINER_FILES=N`; default 2).
     pub container_files: Option<usize>,
+    /// `Faults::container_expired` for this response only.
+    pub container_expired: bool,
+    /// `Faults::container_file_drop` for this response's files only.
+    pub container_file_drop: bool,
 }
 
 impl Overrides {
@@ -393,6 +408,8 @@ impl Overrides {
                 "container_files" => {
                     out.container_files = Some(count_in(key, need()?, MAX_CONTAINER_FILES)?);
                 }
+                "container_expired" => out.container_expired = true,
+                "container_file_drop" => out.container_file_drop = true,
                 other => return Err(format!("unknown sim directive '{other}'")),
             }
         }

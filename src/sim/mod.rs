@@ -57,6 +57,9 @@
 //!
 //! Uploads (`POST /v1/files`) have their own two: `upload_drop_before` (nothing stored) and
 //! `upload_then_drop` (stored, then the connection closed); both look like a closed connection.
+//! Code interpreter containers have two as well, decided when a response's code runs:
+//! `container_expired` (the response completes, its container is already expired and its
+//! files 404) and `container_file_drop` (each file's first content download answers 500).
 //!
 //! # Per-request overrides: `metadata.sim`
 //! A create whose `metadata.sim` is a string of `;`-separated directives overrides the global
@@ -74,6 +77,8 @@
 //!            | "output=" output             ; the answer's text (default: the report)
 //!            | "images=" 0-4                ; images an image_generation tool makes (default 1)
 //!            | "container_files=" 0-5       ; files a code interpreter run saves (default 2)
+//!            | "container_expired"          ; its container is expired when it completes
+//!            | "container_file_drop"        ; each saved file's first download answers 500
 //! outcome    = "completed" | "failed" [ ":" error-code ] | "incomplete" [ ":" reason ]
 //! reason     = "max_output_tokens" | "content_filter"
 //! output     = "report"                     ; a report quoting the input, with citations

@@ -172,7 +172,7 @@ impl Shared {
         };
         let artifacts = {
             let inner = &mut *inner;
-            Artifacts::make(&req, &id, &mut inner.storage)?
+            Artifacts::make(&req, &id, &mut inner.storage, &faults, &mut inner.rng)?
         };
         let generated = output::generate(&req, &grounding, &artifacts, outcome, &mut inner.rng);
         let status = if req.background {

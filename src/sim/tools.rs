@@ -4,10 +4,13 @@
 //! response: their output items, before the message, and the answer's image captions and
 //! `container_file_citation`s.
 
+use rand::Rng;
 use serde_json::Value;
 
 use super::code_interpreter::{Analysis, CodeRun};
+use super::containers::RunFaults;
 use super::error::ApiError;
+use super::faults::{Faults, roll};
 use super::files::Storage;
 use super::images::{self, ImageTool, PlannedImage};
 use super::output::{Step, topic_of};
@@ -28,22 +31,30 @@ pub(crate) struct Artifacts {
 
 impl Artifacts {
     /// Runs the create's hosted tools: draws its images and runs its code, saving the files
-    /// in a container of `storage`. A container the tool names that is unknown or expired is
-    /// a 400, answered before anything is made.
+    /// in a container of `storage` and deciding the container faults. A container the tool
+    /// names that is unknown or expired is a 400, answered before anything is made.
     pub(crate) fn make(
         req: &CreateRequest,
         response_id: &str,
         storage: &mut Storage,
+        faults: &Faults,
+        rng: &mut impl Rng,
     ) -> Result<Self, ApiError> {
         let topic = topic_of(&req.input_text);
         let code = match &req.code_tool {
             Some(tool) => {
-                let files = req
-                    .overrides
-                    .container_files
-                    .unwrap_or(DEFAULT_CONTAINER_FILES);
+                let o = &req.overrides;
+                let files = o.container_files.unwrap_or(DEFAULT_CONTAINER_FILES);
                 let analysis = Analysis::of(&req.input_text, &topic, files);
-                Some(storage.run_code(tool, response_id, analysis)?)
+                let run_faults = RunFaults {
+                    expired: o.container_expired || roll(rng, faults.container_expired),
+                    drop_first_download: analysis
+                        .files
+                        .iter()
+                        .map(|_| o.container_file_drop || roll(rng, faults.container_file_drop))
+                        .collect(),
+                };
+                Some(storage.run_code(tool, response_id, analysis, &run_faults)?)
             }
             None => None,
         };
@@ -78,7 +89,7 @@ impl Artifacts {
         done: &mut Vec<Value>,
         include: &[String],
         obfuscate: bool,
-        rng: &mut impl rand::Rng,
+        rng: &mut impl Rng,
     ) {
         if let Some(run) = &self.code {
             let outputs = include.iter().any(|i| i == "code_interpreter_call.outputs");

@@ -2,8 +2,9 @@
 //! `code_interpreter_call` item (its `outputs` only with `include`, on create and on GET), the
 //! `container_file_citation`s whose offsets cover the link naming each file, every cited file
 //! downloading with the bytes its object says, pagination of a container's files, expiry
-//! after 20 idle minutes on the storage clock, the stream's code interpreter events, and the
-//! 400s and 404s for containers that do not exist.
+//! after 20 idle minutes on the storage clock, the `container_expired` and
+//! `container_file_drop` faults, the stream's code interpreter events, and the 400s and 404s
+//! for containers that do not exist.
 
 use std::time::Duration;
 
@@ -558,6 +559,89 @@ async fn containers_expire_after_twenty_idle_minutes() {
     let (s, body) = get(&sim, &format!("/containers/{other_id}/files")).await;
     assert_not_found(s, &body);
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn container_expired_leaves_a_completed_response_whose_files_are_gone() {
+    for (faults, spec) in [
+        (
+            Faults {
+                container_expired: 1.0,
+                ..Faults::default()
+            },
+            None,
+        ),
+        (Faults::default(), Some("container_expired")),
+    ] {
+        let sim = start(faults).await;
+        let mut body = code_request("Chart the budget");
+        if let Some(spec) = spec {
+            body["metadata"] = json!({"sim": spec});
+        }
+        let response = run(&sim, body, "").await;
+        assert_eq!(response["status"], "completed");
+        let container = call_of(&response)["container_id"]
+            .as_str()
+            .expect("container")
+            .to_owned();
+        let cites = checked_citations(&response);
+        assert_eq!(cites.len(), 2);
+        let (_, c) = get(&sim, &format!("/containers/{container}")).await;
+        assert_eq!(c["status"], "expired");
+        for cite in cites {
+            let file = cite["file_id"].as_str().expect("file");
+            let (s, body) = get(
+                &sim,
+                &format!("/containers/{container}/files/{file}/content"),
+            )
+            .await;
+            assert_not_found(s, &body);
+        }
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn container_file_drop_fails_each_first_download_once() {
+    for (faults, spec) in [
+        (
+            Faults {
+                container_file_drop: 1.0,
+                ..Faults::default()
+            },
+            None,
+        ),
+        (Faults::default(), Some("container_file_drop")),
+    ] {
+        let sim = start(faults).await;
+        let mut body = code_request("Données météo SIM_CONTAINER_FILES=3");
+        if let Some(spec) = spec {
+            body["metadata"] = json!({"sim": spec});
+        }
+        let response = run(&sim, body, "").await;
+        let container = call_of(&response)["container_id"]
+            .as_str()
+            .expect("container")
+            .to_owned();
+        let cites = checked_citations(&response);
+        assert_eq!(cites.len(), 3);
+        for cite in &cites {
+            let file = cite["file_id"].as_str().expect("file");
+            let path = format!("/containers/{container}/files/{file}/content");
+            let (s, _, body) = get_bytes(&sim, &path).await;
+            assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+            let err = json_of(&body);
+            assert_eq!(err["error"]["type"], "server_error", "{err}");
+            assert!(err["error"]["param"].is_null() && err["error"]["code"].is_null());
+            let (s, _, bytes) = get_bytes(&sim, &path).await;
+            assert_eq!(s, StatusCode::OK);
+            let (_, meta) = get(&sim, &format!("/containers/{container}/files/{file}")).await;
+            assert_eq!(meta["bytes"].as_u64(), Some(bytes.len() as u64));
+        }
+        let stats = sim.stats();
+        assert_eq!((stats.served_5xx, stats.container_file_downloads), (3, 3));
+        sim.shutdown().await;
+    }
 }
 
 /// Uploads a file (multipart built by hand); returns its id.

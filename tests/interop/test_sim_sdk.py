@@ -5,7 +5,8 @@ Starts the simulator as a subprocess (``RESPOOL_SIM_CMD``, a shell-style command
 loopback port, then drives it with ``OpenAI(base_url=..., api_key="sk-test")``: background
 create + retrieve, cancel, delete, streaming with resume, 429 retries, ``webhooks.unwrap``, the
 webhook endpoints (``client.webhooks.create`` … ``rotate_secret``, ``test``), files
-(``client.files.*``), vector stores with the SDK's polling helpers, and ``file_search``.
+(``client.files.*``), vector stores with the SDK's polling helpers, ``file_search``, image
+generation, and the code interpreter with its container files (``client.containers.*``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,18 @@ from pathlib import Path
 import pytest
 from openai import BadRequestError, NotFoundError, OpenAI, RateLimitError
 from openai.types.responses import (
+    ResponseCodeInterpreterToolCall,
     ResponseFileSearchToolCall,
+    ResponseImageGenCallPartialImageEvent,
     ResponseOutputMessage,
     ResponseReasoningItem,
 )
-from openai.types.responses.response_output_text import AnnotationFileCitation, AnnotationURLCitation
+from openai.types.responses.response_output_item import ImageGenerationCall
+from openai.types.responses.response_output_text import (
+    AnnotationContainerFileCitation,
+    AnnotationFileCitation,
+    AnnotationURLCitation,
+)
 from standardwebhooks.webhooks import Webhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -436,3 +444,119 @@ def test_vector_store_file_search_with_the_sdk(client: OpenAI):
         client.responses.create(model="gpt-5", input="x", tools=[{"type": "file_search", "vector_store_ids": ["vs_nope"]}])
     assert err.value.param == "tools"
     assert client.vector_stores.delete(store.id).deleted is True
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, after checking the signature and chunk type."""
+    assert data.startswith(PNG_SIGNATURE), data[:16]
+    assert data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_code_interpreter_files_download_with_the_sdk(client: OpenAI, sim: Sim):
+    """A background code interpreter response, polled; its container's files listed and
+    downloaded with `client.containers.files`, each byte count as the file object says; the
+    `container_file_citation` offsets point at each file's link; `outputs` only when included;
+    `container_file_drop`'s 500 is retried away by the SDK."""
+    r = client.responses.create(
+        model="gpt-5",
+        input="Analyse la consommation de café à Zürich SIM_CONTAINER_FILES=3",
+        tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+        background=True,
+        metadata={"sim": "container_file_drop"},
+    )
+    assert r.status == "queued"
+    done = _wait_terminal(client, r.id)
+    assert done.status == "completed"
+    call = done.output[0]
+    assert isinstance(call, ResponseCodeInterpreterToolCall), done.output
+    assert call.status == "completed" and call.container_id.startswith("cntr_")
+    assert call.outputs is None and "/mnt/data/results.csv" in call.code
+    message = done.output[-1]
+    assert isinstance(message, ResponseOutputMessage)
+    text = message.content[0].text
+    cites = [a for a in message.content[0].annotations if isinstance(a, AnnotationContainerFileCitation)]
+    assert [c.filename for c in cites] == ["results.csv", "chart.png", "summary.json"]
+    for c in cites:
+        assert c.container_id == call.container_id
+        assert text[c.start_index : c.end_index] == f"[{c.filename}](sandbox:/mnt/data/{c.filename})"
+
+    container = client.containers.retrieve(call.container_id)
+    assert container.status == "running" and container.expires_after.minutes == 20
+    files = list(client.containers.files.list(call.container_id, order="asc"))
+    assert [f.id for f in files] == [c.file_id for c in cites]
+    before = sim.stats()["served_5xx"]
+    for f in files:
+        assert f.object == "container.file" and f.source == "assistant"
+        data = client.containers.files.content.retrieve(f.id, container_id=call.container_id).read()
+        assert len(data) == f.bytes
+        if f.path.endswith(".png"):
+            assert _png_size(data) == (160, 100)
+        if f.path.endswith(".csv"):
+            assert "Zürich" in data.decode("utf-8") or not data.decode("utf-8").isascii()
+    # Each first download answered 500; the SDK retried it.
+    assert sim.stats()["served_5xx"] - before == len(files)
+    one = client.containers.files.retrieve(files[0].id, container_id=call.container_id)
+    assert one.bytes == files[0].bytes and one.path == "/mnt/data/results.csv"
+
+    full = client.responses.retrieve(r.id, include=["code_interpreter_call.outputs"])
+    logs = full.output[0].outputs
+    assert logs and logs[0].type == "logs" and "Saved /mnt/data/chart.png" in logs[0].logs
+
+    with pytest.raises(BadRequestError) as err:
+        client.responses.create(
+            model="gpt-5", input="x", tools=[{"type": "code_interpreter", "container": "cntr_nope"}]
+        )
+    assert err.value.param == "tools[0].container"
+
+
+def test_containers_with_the_sdk(client: OpenAI):
+    """`client.containers` create, retrieve, list and delete parse every answer; an unknown
+    container is a 404."""
+    made = client.containers.create(name="interop ü", expires_after={"anchor": "last_active_at", "minutes": 5})
+    assert made.id.startswith("cntr_") and made.status == "running" and made.name == "interop ü"
+    assert made.expires_after.minutes == 5 and made.memory_limit == "1g"
+    assert client.containers.retrieve(made.id).id == made.id
+    assert made.id in [c.id for c in client.containers.list(limit=100)]
+    assert list(client.containers.files.list(made.id)) == []
+    client.containers.delete(made.id)
+    with pytest.raises(NotFoundError):
+        client.containers.retrieve(made.id)
+
+
+def test_image_generation_with_the_sdk(client: OpenAI):
+    """An `image_generation_call` whose `result` base64-decodes to PNG bytes, and a stream
+    whose partial images the SDK parses into its typed events."""
+    r = client.responses.create(
+        model="gpt-5",
+        input="A lighthouse at dusk SIM_IMAGE_COUNT=2",
+        tools=[{"type": "image_generation", "size": "1024x1536", "output_format": "png"}],
+    )
+    calls = [i for i in r.output if isinstance(i, ImageGenerationCall)]
+    assert len(calls) == 2 and isinstance(r.output[-1], ResponseOutputMessage)
+    for call in calls:
+        assert call.status == "completed" and call.output_format == "png" and call.size == "1024x1536"
+        assert _png_size(base64.b64decode(call.result)) == (128, 192)
+    assert "Image 2:" in r.output_text
+
+    partials = []
+    final = None
+    with client.responses.create(
+        model="gpt-5",
+        input="A lighthouse at dusk",
+        tools=[{"type": "image_generation", "partial_images": 2}],
+        stream=True,
+    ) as events:
+        for event in events:
+            if isinstance(event, ResponseImageGenCallPartialImageEvent):
+                partials.append(event)
+            if event.type == "response.completed":
+                final = event.response
+    assert [p.partial_image_index for p in partials] == [0, 1]
+    for p in partials:
+        _png_size(base64.b64decode(p.partial_image_b64))
+    assert final is not None and isinstance(final.output[0], ImageGenerationCall)
+    assert partials[0].item_id == final.output[0].id

@@ -307,6 +307,7 @@ async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std
                 outbox: &[],
                 source: "poll",
                 request_id: None,
+                artifacts: &[],
             },
         )
         .await?;

@@ -82,6 +82,11 @@ impl Application {
                 url: url.clone(),
                 source,
             })?;
+        // `artifacts.dir`, else `artifacts/` beside the database (the store's default).
+        let store = match &config.artifacts.dir {
+            Some(dir) => store.with_artifact_dir(dir.clone()),
+            None => store,
+        };
         let client = upstream::Client::new(&config.upstream).map_err(StartError::Upstream)?;
         // Once per process (tests build many apps): the recorder behind `/metrics`.
         crate::telemetry::install();

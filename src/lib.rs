@@ -54,6 +54,7 @@
 
 pub mod api;
 pub mod app;
+pub mod artifacts;
 pub mod auth;
 pub mod batch;
 pub mod cli;

@@ -6,6 +6,7 @@
 //! nothing more, the log has the chain.
 
 mod admin;
+mod artifacts;
 mod attachments;
 mod auth;
 mod budget;
@@ -30,6 +31,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use artifacts::ArtifactList;
 pub use error::ApiError;
 pub use jobs::JobList;
 pub use notifications::NotificationList;
@@ -81,6 +83,8 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::get_response))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::retry_job))
+        .routes(routes!(artifacts::list_artifacts))
+        .routes(routes!(artifacts::get_artifact))
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::retry_notification))
         .routes(routes!(schedules::list_schedules))

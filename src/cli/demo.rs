@@ -218,6 +218,22 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
                 println!("  … (respool jobs output {}{format})", j.id);
             }
         }
+        let artifacts: crate::api::ArtifactList =
+            client.get(&format!("/v1/jobs/{}/artifacts", j.id)).await?;
+        if !artifacts.data.is_empty() {
+            println!("  artifacts:");
+            for a in &artifacts.data {
+                match &a.error {
+                    None => println!(
+                        "    {} ({}, {})",
+                        a.name,
+                        a.media_type,
+                        crate::notify::human_bytes(a.bytes)
+                    ),
+                    Some(e) => println!("    {} not kept: {e}", a.name),
+                }
+            }
+        }
     }
     let stats = sim.stats();
     let doubles = stats.creates_by_job_id.values().filter(|n| **n > 1).count();

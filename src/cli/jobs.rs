@@ -1,4 +1,4 @@
-//! `respool jobs list|show|output|events|cancel|retry`. Long human output (the list table,
+//! `respool jobs list|show|output|events|cancel|retry|artifacts`. Long human output (the list table,
 //! `show`, `events`, `output`) goes through the pager ([`super::pager`]); machine formats
 //! (`--json`, `jsonl`, `csv`) never do.
 
@@ -31,6 +31,28 @@ pub enum JobsCommand {
     Cancel(IdArgs),
     /// Run a finished job again, as a new job with the same spec (linked by `retry_of`).
     Retry(IdArgs),
+    /// Save a finished job's artifacts (generated images, files its code wrote) into a
+    /// folder, or list them.
+    Artifacts(ArtifactsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ArtifactsArgs {
+    /// The job id (`job_…`).
+    pub id: String,
+    /// The folder to save them in (made if missing). Default: a folder named after the job
+    /// in the current directory.
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
+    /// Only list them (name, kind, size, and why one was not kept).
+    #[arg(long, conflicts_with_all = ["dir", "force"])]
+    pub list: bool,
+    /// Replace files of the same names in the folder (by default a file already there stops
+    /// the command before anything is written).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +149,7 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
         JobsCommand::List(a) => list(config, a).await,
         JobsCommand::Show(a) => show(config, a).await,
         JobsCommand::Output(a) => print_output(config, a).await,
+        JobsCommand::Artifacts(a) => artifacts(config, a).await,
         JobsCommand::Events(a) => {
             let client = ApiClient::from_args(config, &a.server)?;
             let events: Value = client
@@ -339,4 +362,119 @@ fn with_newline(text: &str) -> String {
     } else {
         format!("{text}\n")
     }
+}
+
+/// How long one artifact's download may take.
+const DOWNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// `respool jobs artifacts`: lists a job's artifacts, or saves each kept one into the folder
+/// (checked against its SHA-256). Exits 1 when one was not kept or could not be saved.
+async fn artifacts(config: Option<&Path>, a: ArtifactsArgs) -> anyhow::Result<ExitCode> {
+    let client = ApiClient::from_args(config, &a.server)?;
+    let list: crate::api::ArtifactList = client
+        .get(&format!("/v1/jobs/{}/artifacts", enc(&a.id)))
+        .await?;
+    let mut failed = list.data.iter().filter(|x| x.error.is_some()).count();
+    if a.list || a.server.json {
+        if a.server.json {
+            json_out(&serde_json::to_value(&list.data)?)?;
+        } else if list.data.is_empty() {
+            println!("job {} has no artifacts", a.id);
+        } else {
+            for x in &list.data {
+                match &x.error {
+                    None => println!("{}\t{}\t{} bytes", x.name, x.kind, x.bytes),
+                    Some(e) => println!("{}\t{}\tnot kept: {e}", x.name, x.kind),
+                }
+            }
+        }
+        return Ok(if failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let dir = a
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from(&a.id));
+    let kept: Vec<&crate::artifacts::ArtifactView> =
+        list.data.iter().filter(|x| x.error.is_none()).collect();
+    if kept.is_empty() && failed == 0 {
+        println!("job {} has no artifacts", a.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
+    if !a.force {
+        let there: Vec<String> = kept
+            .iter()
+            .map(|x| dir.join(&x.name))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !there.is_empty() {
+            anyhow::bail!(
+                "{} already there (nothing written; --force replaces them)",
+                there.join(", ")
+            );
+        }
+    }
+    for x in kept {
+        let target = dir.join(&x.name);
+        let tmp = tempfile::Builder::new()
+            .prefix(".respool-")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot write in {}", dir.display()))?;
+        let path = format!(
+            "/v1/jobs/{}/artifacts/{}?download=true",
+            enc(&a.id),
+            crate::artifacts::encode_name(&x.name)
+        );
+        let got = async {
+            let mut out = tokio::fs::File::from_std(tmp.reopen()?);
+            let n = client.download(&path, &mut out, DOWNLOAD_TIMEOUT).await?;
+            out.sync_all().await?;
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            std::io::copy(&mut tmp.reopen()?, &mut hasher)?;
+            anyhow::Ok((
+                n,
+                crate::job::attachment::hex(&sha2::Digest::finalize(hasher)),
+            ))
+        }
+        .await;
+        match got {
+            Ok((_, sha)) if x.sha256.as_deref().is_some_and(|s| s != sha) => {
+                eprintln!(
+                    "{}: its bytes do not match their SHA-256; not saved",
+                    x.name
+                );
+                failed += 1;
+            }
+            Ok((n, _)) => {
+                let kept = if a.force {
+                    tmp.persist(&target).map_err(|e| e.error)
+                } else {
+                    tmp.persist_noclobber(&target).map_err(|e| e.error)
+                };
+                kept.with_context(|| format!("cannot write {}", target.display()))?;
+                println!("{} ({n} bytes)", target.display());
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", x.name);
+                failed += 1;
+            }
+        }
+    }
+    for x in list.data.iter().filter(|x| x.error.is_some()) {
+        eprintln!(
+            "{}: not kept: {}",
+            x.name,
+            x.error.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -87,6 +87,9 @@ pub struct Config {
     /// How long finished jobs are kept.
     #[serde(deserialize_with = "null_as_default")]
     pub retention: RetentionConfig,
+    /// Where the images and files finished responses made are kept, and how much of them.
+    #[serde(deserialize_with = "null_as_default")]
+    pub artifacts: ArtifactsConfig,
     /// Named document sets jobs search (`knowledge:` of a job), and their vector stores.
     #[serde(deserialize_with = "null_as_default")]
     pub knowledge: KnowledgeConfig,
@@ -222,6 +225,33 @@ impl LimitsConfig {
     }
 }
 
+/// Artifacts: the images and container files finished responses made, kept on disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArtifactsConfig {
+    /// Where they are kept, one folder per job. Default: `artifacts/` beside the database file
+    /// (`/var/lib/respool/artifacts` under systemd). Relative to the working directory.
+    pub dir: Option<PathBuf>,
+    /// A container file larger than this is listed but not downloaded.
+    pub max_file_bytes: u64,
+    /// At most this much is kept per job; files past it are listed but not downloaded.
+    pub max_job_bytes: u64,
+    /// Emails attach a job's artifacts up to this many bytes in all (the first that fit, in
+    /// order); the others are linked. `0` attaches none.
+    pub email_max_bytes: u64,
+}
+
+impl Default for ArtifactsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_file_bytes: 512 << 20,
+            max_job_bytes: 2 << 30,
+            email_max_bytes: 10 << 20,
+        }
+    }
+}
+
 /// Knowledge sets: named sets of documents a job searches with `file_search`, one vector
 /// store per set.
 #[derive(Debug, Clone, Deserialize)]
@@ -290,6 +320,7 @@ impl Default for Config {
             pricing: BTreeMap::new(),
             budget: BudgetConfig::default(),
             retention: RetentionConfig::default(),
+            artifacts: ArtifactsConfig::default(),
             knowledge: KnowledgeConfig::default(),
             jobs_file: None,
             shutdown_timeout: Duration::from_secs(8),

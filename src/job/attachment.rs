@@ -157,7 +157,7 @@ pub struct AttachmentMeta {
 }
 
 /// Hex of a SHA-256 digest.
-fn hex(digest: &[u8]) -> String {
+pub fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

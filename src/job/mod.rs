@@ -1,6 +1,7 @@
 //! Jobs: the spec a user writes ([`spec`]), the ids ([`JobId`], [`ResponseId`]) and the status
 //! machine ([`JobStatus`]). Everything here is pure: no I/O, no SQL.
 
+pub mod artifact;
 pub mod attachment;
 pub mod files;
 pub mod redact;

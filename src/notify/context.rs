@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::markdown;
 use crate::config::Config;
-use crate::store::{EventRow, JobRow};
+use crate::store::{ArtifactRow, EventRow, JobRow};
 use crate::view::JobView;
 
 /// The variables every template sees. See `docs/notifications.md`, "Templates".
@@ -37,6 +37,28 @@ pub struct Context {
     /// Why there is no `cost` although the job has usage: its model has no price.
     pub cost_unknown: Option<String>,
     pub timeline: Vec<TimelineEntry>,
+    /// What the response made besides its text (generated images, files its code wrote), in
+    /// order. See [`Context::with_artifacts`].
+    pub artifacts: Vec<ArtifactInfo>,
+}
+
+/// One artifact as templates see it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ArtifactInfo {
+    pub name: String,
+    /// `image` or `container_file`.
+    pub kind: String,
+    pub media_type: String,
+    pub bytes: i64,
+    /// `bytes` for a person (`12.3 KiB`).
+    pub size: String,
+    /// A link to it on the job's page, when `public_url` is set and it was kept.
+    pub url: Option<String>,
+    /// Why it was not kept.
+    pub error: Option<String>,
+    /// Whether an email attaches it (kept, and within `artifacts.email_max_bytes` with the
+    /// ones before it).
+    pub attached: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -100,7 +122,64 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
+/// `n` bytes for a person.
+pub fn human_bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    if n < 1024.0 {
+        format!("{n} B")
+    } else if n < 1024.0 * 1024.0 {
+        format!("{:.1} KiB", n / 1024.0)
+    } else if n < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} GiB", n / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+/// Which kept artifacts an email attaches: each in order while the total stays within
+/// `max` bytes (one that does not fit is skipped; a smaller one after it may still fit).
+pub fn attached(rows: &[ArtifactRow], max: u64) -> Vec<bool> {
+    let mut used: u64 = 0;
+    rows.iter()
+        .map(|r| {
+            let n = r.bytes.max(0) as u64;
+            let fits = r.is_kept() && used.saturating_add(n) <= max && (n > 0 || max > 0);
+            if fits {
+                used += n;
+            }
+            fits
+        })
+        .collect()
+}
+
 impl Context {
+    /// The same context with the job's artifacts (`rows`, in order).
+    pub fn with_artifacts(mut self, rows: &[ArtifactRow], config: &Config) -> Self {
+        let attach = attached(rows, config.artifacts.email_max_bytes);
+        self.artifacts = rows
+            .iter()
+            .zip(attach)
+            .map(|(r, attached)| ArtifactInfo {
+                name: r.name.clone(),
+                kind: r.kind.clone(),
+                media_type: r.media_type.clone(),
+                bytes: r.bytes,
+                size: human_bytes(r.bytes),
+                url: config.public_url.as_ref().filter(|_| r.is_kept()).map(|u| {
+                    format!(
+                        "{}/jobs/{}/artifacts/{}",
+                        u.trim_end_matches('/'),
+                        self.job.id,
+                        crate::artifacts::encode_name(&r.name)
+                    )
+                }),
+                error: r.error.clone(),
+                attached,
+            })
+            .collect();
+        self
+    }
+
     /// Builds the context of `event` for a job, its stored response and its timeline.
     pub fn build(
         event: &str,
@@ -200,6 +279,7 @@ impl Context {
                     message: e.message.clone(),
                 })
                 .collect(),
+            artifacts: Vec::new(),
         }
     }
 }
@@ -230,6 +310,38 @@ pub fn stable_event_id(job_id: &str, event: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn emails_attach_what_fits_in_order() {
+        let row = |name: &str, bytes: i64, error: Option<&str>| crate::store::ArtifactRow {
+            name: name.into(),
+            kind: "image".into(),
+            media_type: "image/png".into(),
+            bytes,
+            sha256: None,
+            source: "ig_1".into(),
+            path: None,
+            error: error.map(Into::into),
+            created_at: 0,
+        };
+        let rows = [
+            row("a", 600, None),
+            row("b", 500, None),
+            row("c", 0, Some("gone")),
+            row("d", 400, None),
+            row("e", 0, None),
+        ];
+        assert_eq!(
+            super::attached(&rows, 1_000),
+            [true, false, false, true, true]
+        );
+        assert_eq!(super::attached(&rows, 0), [false; 5]);
+        assert_eq!(
+            super::attached(&rows, u64::MAX),
+            [true, true, false, true, true]
+        );
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+    }
+
     use super::*;
 
     #[test]

@@ -26,7 +26,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Notification, Part, SinkError, Templates};
+use super::{ArtifactFile, Notification, Part, SinkError, Templates};
 use crate::config::sinks::{self, Secret, SmtpTls};
 
 /// The longest job-name part of an attachment's file name.
@@ -161,7 +161,18 @@ impl EmailSink {
     /// Renders and sends one message; the whole SMTP conversation is bounded by `timeout`.
     pub async fn deliver(&self, n: &Notification<'_>) -> Result<(), SinkError> {
         let message_id = message_id(n, &self.name, self.from.email.domain());
-        let message = self.message(n, &message_id)?;
+        let mut files = Vec::with_capacity(n.artifacts.len());
+        for a in n.artifacts {
+            // A file gone from disk since it was listed is left out, not the whole message.
+            match tokio::fs::read(&a.path).await {
+                Ok(bytes) => files.push((a, bytes)),
+                Err(e) => tracing::warn!(
+                    sink = %self.name, job_id = %n.job.id, artifact = %a.name, error = %e,
+                    "cannot read an artifact to attach; sent without it"
+                ),
+            }
+        }
+        let message = self.message(n, &message_id, &files)?;
         let sent = tokio::time::timeout(self.timeout, self.transport.send(message)).await;
         match sent {
             Ok(Ok(response)) => {
@@ -182,7 +193,12 @@ impl EmailSink {
     }
 
     /// The message for a notification.
-    fn message(&self, n: &Notification<'_>, message_id: &str) -> Result<Message, SinkError> {
+    fn message(
+        &self,
+        n: &Notification<'_>,
+        message_id: &str,
+        files: &[(&ArtifactFile, Vec<u8>)],
+    ) -> Result<Message, SinkError> {
         let subject = self.templates.render(Part::Subject, n.ctx)?;
         let text = self.templates.render(Part::Text, n.ctx)?;
         let html = self.templates.render(Part::Html, n.ctx)?;
@@ -194,7 +210,7 @@ impl EmailSink {
         .map_err(|e| SinkError::Permanent(format!("cannot serialize the response: {e}")))?;
 
         let stem = file_stem(&n.job.name, &n.job.id);
-        let body = MultiPart::mixed()
+        let mut body = MultiPart::mixed()
             .multipart(
                 MultiPart::alternative()
                     .singlepart(text_part(ContentType::TEXT_PLAIN, &text)?)
@@ -203,13 +219,24 @@ impl EmailSink {
             .singlepart(attachment(
                 &format!("{stem}.md"),
                 "text/markdown; charset=utf-8",
-                report,
+                report.into_bytes(),
             )?)
             .singlepart(attachment(
                 &format!("{stem}.json"),
                 "application/json",
-                json,
+                json.into_bytes(),
             )?);
+        let mut taken =
+            std::collections::BTreeSet::from([format!("{stem}.md"), format!("{stem}.json")]);
+        for (a, bytes) in files {
+            let media_type = if ContentType::parse(&a.media_type).is_ok() {
+                a.media_type.as_str()
+            } else {
+                "application/octet-stream"
+            };
+            let name = unique_ascii_name(&a.name, &mut taken);
+            body = body.singlepart(attachment(&name, media_type, bytes.clone())?);
+        }
 
         let mut builder = Message::builder()
             .from(self.from.clone())
@@ -379,12 +406,12 @@ fn is_loopback(host: &str) -> bool {
 /// The body goes in base64, byte for byte: the saved file is exactly what was rendered, and
 /// every line on the wire is 76 characters and CRLF, whatever the content (lettre would send
 /// ASCII with short lines as `7bit`, keeping its bare LFs, which SMTP servers refuse).
-fn attachment(file_name: &str, mime: &str, body: String) -> Result<SinglePart, SinkError> {
+fn attachment(file_name: &str, mime: &str, body: Vec<u8>) -> Result<SinglePart, SinkError> {
     // `name=` too: older clients look for the name in the Content-Type only.
     let content_type = format!("{mime}; name=\"{file_name}\"");
     let content_type = ContentType::parse(&content_type)
         .map_err(|e| SinkError::Config(format!("content type {content_type}: {e}")))?;
-    let body = encoded(body.into_bytes(), ContentTransferEncoding::Base64)?;
+    let body = encoded(body, ContentTransferEncoding::Base64)?;
     Ok(SinglePart::builder()
         .header(content_type)
         .header(AttachedFile(file_name.to_string()))
@@ -501,6 +528,38 @@ fn atext(s: &str) -> String {
     if out.is_empty() { "x".into() } else { out }
 }
 
+/// An artifact's name as an attachment's file name: reduced to `[A-Za-z0-9._-]` (a space
+/// becomes `_`, any other character `-`, runs of them one), never empty, and unique among
+/// `taken` (` -2`, `-3`… before the extension).
+fn unique_ascii_name(name: &str, taken: &mut std::collections::BTreeSet<String>) -> String {
+    let mut safe = String::new();
+    for c in name.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            c
+        } else if c == ' ' {
+            '_'
+        } else {
+            '-'
+        };
+        if !(matches!(c, '-' | '_') && safe.ends_with(c)) {
+            safe.push(c);
+        }
+    }
+    let safe = safe.trim_matches(['-', '.', '_']);
+    let safe = if safe.is_empty() { "file" } else { safe };
+    let (stem, ext) = match safe.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+        _ => (safe.to_string(), String::new()),
+    };
+    let mut candidate = format!("{stem}{ext}");
+    let mut n = 2;
+    while !taken.insert(candidate.clone()) {
+        candidate = format!("{stem}-{n}{ext}");
+        n += 1;
+    }
+    candidate
+}
+
 /// `<job name>-<job id>`, with the name reduced to `[A-Za-z0-9._-]` so every mail client and
 /// file system takes it as is.
 fn file_stem(name: &str, id: &str) -> String {
@@ -562,9 +621,10 @@ mod tests {
             job: &job,
             response: Some(&response),
             ctx: &ctx,
+            artifacts: &[],
         };
         let id = message_id(&n, &sink.name, sink.from.email.domain());
-        String::from_utf8(sink.message(&n, &id).unwrap().formatted()).unwrap()
+        String::from_utf8(sink.message(&n, &id, &[]).unwrap().formatted()).unwrap()
     }
 
     /// The sample job with `text` as its whole output (no citations: their offsets would not
@@ -585,8 +645,12 @@ mod tests {
             job: &job,
             response: Some(&response),
             ctx: &ctx,
+            artifacts: &[],
         };
-        let raw = sink.message(&n, "<x@example.com>").unwrap().formatted();
+        let raw = sink
+            .message(&n, "<x@example.com>", &[])
+            .unwrap()
+            .formatted();
         let render = |part| sink.templates.render(part, &ctx).unwrap();
         // Text bodies travel in the canonical form (CRLF line ends); attachments byte for byte.
         let expected = [
@@ -806,6 +870,106 @@ mod tests {
         assert!(!m.contains("hunter2"));
     }
 
+    /// Artifacts go as attachments byte for byte (binary, ASCII text without a final line
+    /// end, non-ASCII text, empty), under ASCII names that stay unique, and the message stays
+    /// wire-safe; the text part lists them.
+    #[test]
+    fn artifacts_are_attached_byte_for_byte_under_ascii_names() {
+        let sink = EmailSink::new("mail", &cfg()).unwrap();
+        let (job, response, events) = sample_job(1_700_000_000_000);
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+        png.extend((0..=255u8).cycle().take(5_000));
+        let csv = "région,valeur\nÎle-de-France,12\n".as_bytes().to_vec();
+        let long_ascii = "x".repeat(3_000).into_bytes();
+        let file = |name: &str, media: &str| ArtifactFile {
+            name: name.into(),
+            media_type: media.into(),
+            path: std::path::PathBuf::from("/nonexistent"),
+        };
+        let files = [
+            file("image-1.png", "image/png"),
+            file("Größe übersicht.csv", "text/csv"),
+            file("Grüße übersicht.csv", "text/csv"),
+            file("one line.txt", "text/plain"),
+            file("empty.txt", "not a / media type;;"),
+        ];
+        let parts: Vec<(&ArtifactFile, Vec<u8>)> = files
+            .iter()
+            .zip([
+                png.clone(),
+                csv.clone(),
+                csv.clone(),
+                long_ascii.clone(),
+                Vec::new(),
+            ])
+            .collect();
+        let rows: Vec<crate::store::ArtifactRow> = files
+            .iter()
+            .map(|f| crate::store::ArtifactRow {
+                name: f.name.clone(),
+                kind: "container_file".into(),
+                media_type: f.media_type.clone(),
+                bytes: 10,
+                sha256: None,
+                source: "cntr_1/cfile_1".into(),
+                path: None,
+                error: None,
+                created_at: 0,
+            })
+            .collect();
+        let config = crate::config::Config::default();
+        let ctx = Context::build("job.completed", &job, Some(&response), &events, &config)
+            .with_artifacts(&rows, &config);
+        let n = Notification {
+            id: 7,
+            event: "job.completed",
+            job: &job,
+            response: Some(&response),
+            ctx: &ctx,
+            artifacts: &files,
+        };
+        let raw = sink
+            .message(&n, "<x@example.com>", &parts)
+            .unwrap()
+            .formatted();
+        assert_wire_safe(&raw);
+        let text = String::from_utf8(raw.clone()).unwrap();
+        for name in [
+            "image-1.png",
+            "Gr-e_-bersicht.csv",
+            "Gr-e_-bersicht-2.csv",
+            "one_line.txt",
+            "empty.txt",
+        ] {
+            assert!(
+                text.contains(&format!("filename=\"{name}\"")),
+                "{name} is not attached under its ASCII name"
+            );
+        }
+        let mut out = Vec::new();
+        leaves(&raw, &mut out);
+        let bodies: Vec<&Vec<u8>> = out.iter().skip(4).map(|(_, b)| b).collect();
+        assert_eq!(bodies, [&png, &csv, &csv, &long_ascii, &Vec::new()]);
+        let types: Vec<&str> = out.iter().skip(4).map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "image/png",
+                "text/csv",
+                "text/csv",
+                "text/plain",
+                "application/octet-stream"
+            ]
+        );
+        // The text part names each one.
+        let plain = String::from_utf8(out[0].1.clone()).unwrap();
+        assert!(plain.contains("Artifacts:"), "{plain}");
+        assert!(
+            plain.contains("- Größe übersicht.csv (10 B), attached"),
+            "{plain}"
+        );
+    }
+
     #[test]
     fn message_id_is_stable_per_job_and_event_but_unique_for_notify_test() {
         let sink = EmailSink::new("mail", &cfg()).unwrap();
@@ -836,8 +1000,9 @@ mod tests {
             job: &job,
             response: Some(&response),
             ctx: &ctx,
+            artifacts: &[],
         };
-        let msg = sink.message(&n, "<x@example.com>").unwrap();
+        let msg = sink.message(&n, "<x@example.com>", &[]).unwrap();
         let rcpt: Vec<String> = msg
             .envelope()
             .to()

@@ -37,7 +37,7 @@ use crate::config::{Config, SinkConfig};
 use crate::job::{JobSpec, JobStatus, spec::NotifyOn};
 use crate::store::{Close, JobRow, NotificationRow, OutboxEntry, SinkFilter, Store, StoreError};
 
-pub use context::Context;
+pub use context::{Context, human_bytes};
 pub use templates::{Part, Templates};
 
 /// Why a sink could not deliver.
@@ -93,6 +93,17 @@ pub struct Notification<'a> {
     pub response: Option<&'a Value>,
     /// What templates see.
     pub ctx: &'a Context,
+    /// The artifacts an email attaches (kept, within `artifacts.email_max_bytes`).
+    pub artifacts: &'a [ArtifactFile],
+}
+
+/// An artifact file to attach to an email.
+#[derive(Debug, Clone)]
+pub struct ArtifactFile {
+    pub name: String,
+    pub media_type: String,
+    /// Where it is on disk.
+    pub path: std::path::PathBuf,
 }
 
 impl Notification<'_> {
@@ -520,18 +531,37 @@ impl Notifier {
             ) {
                 (Some(sink), Some(job)) => {
                     let response = self.store.get_response(&job.id).await?;
+                    let artifacts = self.store.artifacts(&job.id).await?;
                     let ctx = if sink.uses_context() {
                         let events = self.store.list_events(&job.id).await?;
                         Context::build(&row.event, &job, response.as_ref(), &events, &self.config)
+                            .with_artifacts(&artifacts, &self.config)
                     } else {
                         Context::default()
                     };
+                    // The files an email attaches, where they are on disk.
+                    let files: Vec<ArtifactFile> = artifacts
+                        .iter()
+                        .zip(context::attached(
+                            &artifacts,
+                            self.config.artifacts.email_max_bytes,
+                        ))
+                        .filter(|(_, attach)| *attach)
+                        .filter_map(|(a, _)| {
+                            Some(ArtifactFile {
+                                path: self.store.artifact_path(&job.id, &a.name)?,
+                                name: a.name.clone(),
+                                media_type: a.media_type.clone(),
+                            })
+                        })
+                        .collect();
                     let n = Notification {
                         id: row.id,
                         event: &row.event,
                         job: &job,
                         response: response.as_ref(),
                         ctx: &ctx,
+                        artifacts: &files,
                     };
                     sink.deliver(&n).await
                 }

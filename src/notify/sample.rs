@@ -105,6 +105,7 @@ pub async fn send(sink: &Sink, config: &Config) -> Result<(), SinkError> {
         job: &job,
         response: Some(&response),
         ctx: &ctx,
+        artifacts: &[],
     })
     .await
 }

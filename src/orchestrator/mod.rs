@@ -22,6 +22,7 @@
 //! `budget.rs`); retention prunes old records hourly (`retention.rs`). Every task is owned by a
 //! [`TaskTracker`] and drained on shutdown.
 
+mod artifacts;
 pub(crate) mod attachments;
 mod budget;
 mod cron;

@@ -273,22 +273,31 @@ impl Orchestrator {
         source: &str,
         request_id: Option<&str>,
     ) -> Result<ApplyOutcome, StoreError> {
-        let now = self.now();
         let store = &self.inner.store;
-        // Only an end is notified: the job's spec (its `notify`) is read for that alone.
+        // Only an end is notified: the job's spec (its `notify`) is read for that alone. The
+        // end of a job not yet finished keeps what its response made first (`artifacts.rs`).
+        let mut kept = None;
         let outbox = if obs.status.is_terminal() {
             let Some(job) = store.get_job(id).await? else {
                 return Ok(ApplyOutcome::Missing);
             };
+            if !job.status.is_terminal() {
+                kept = self.keep_artifacts(id, obs).await;
+            }
             routes_for(&job.spec, &self.config())
         } else {
             Vec::new()
         };
+        let (obs, artifacts) = match kept {
+            Some((obs, artifacts)) => (std::borrow::Cow::Owned(obs), artifacts),
+            None => (std::borrow::Cow::Borrowed(obs), Vec::new()),
+        };
+        let now = self.now();
         let interval = interval_ms(prev_interval_ms, self, now);
         let outcome = self
             .apply_batched(ObservationWrite {
                 id: id.clone(),
-                obs: obs.clone(),
+                obs: obs.clone().into_owned(),
                 now,
                 next_poll_at: now + interval,
                 poll_interval_ms: interval,
@@ -296,6 +305,7 @@ impl Orchestrator {
                 outbox,
                 source: source.to_owned(),
                 request_id: request_id.map(str::to_owned),
+                artifacts,
             })
             .await?;
         if let ApplyOutcome::Applied { from, to } = outcome

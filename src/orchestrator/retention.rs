@@ -67,6 +67,8 @@ pub struct PruneReport {
     pub uploads: u64,
     /// Attachments no job names, deleted.
     pub attachments: u64,
+    /// Artifact folders of jobs that no longer exist, removed.
+    pub artifact_dirs: u64,
 }
 
 impl PruneReport {
@@ -105,6 +107,7 @@ impl Orchestrator {
                         webhook_secrets = r.webhook_secrets,
                         uploads = r.uploads,
                         attachments = r.attachments,
+                        artifact_dirs = r.artifact_dirs,
                         "retention pruned old records"
                     );
                 }
@@ -160,6 +163,9 @@ impl Orchestrator {
         }
         // After the jobs: a pruned job's attachments are then named by no job.
         report.attachments = store.prune_attachments(now - UNUSED_ATTACHMENT_MS).await?;
+        // Folders a crash left behind: of jobs deleted before their folder went, and writes
+        // cut short (an hour is longer than any download).
+        report.artifact_dirs = store.sweep_artifact_dirs(3_600_000).await?;
         if report.jobs > 0 || report.summaries > 0 {
             // Summaries keep the usage, but a prune without them (or of them) changes the spend.
             self.inner.governor.spend_changed();

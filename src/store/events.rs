@@ -29,6 +29,8 @@ pub enum EventKind {
     Resubmit,
     /// The status moved (`from → to`, and what told us).
     Status,
+    /// What the finished response made (images, container files) was kept, or could not be.
+    Artifacts,
     /// A webhook about its response arrived.
     Webhook,
     /// A scheduled run waits for the previous run (`overlap: queue`).
@@ -76,6 +78,7 @@ impl EventKind {
         Self::SubmitUncertain,
         Self::Resubmit,
         Self::Status,
+        Self::Artifacts,
         Self::Webhook,
         Self::Waiting,
         Self::Held,
@@ -107,6 +110,7 @@ impl EventKind {
             Self::SubmitUncertain => "submit_uncertain",
             Self::Resubmit => "resubmit",
             Self::Status => "status",
+            Self::Artifacts => "artifacts",
             Self::Webhook => "webhook",
             Self::Waiting => "waiting",
             Self::Held => "held",

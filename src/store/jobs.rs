@@ -198,6 +198,9 @@ pub struct ApplyContext<'a> {
     pub source: &'a str,
     /// `x-request-id` of the upstream call that showed it, kept in the status event.
     pub request_id: Option<&'a str>,
+    /// The artifacts to list if this observation finishes the job (their bytes already on
+    /// disk).
+    pub artifacts: &'a [super::NewArtifact],
 }
 
 /// Filters for listing jobs.

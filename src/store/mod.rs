@@ -6,6 +6,7 @@
 //! follow-up work they cause (timeline events, outbox rows) is written in the same short
 //! transaction. No transaction is ever held across an HTTP call.
 
+mod artifacts;
 mod attachments;
 #[doc(hidden)]
 #[cfg(feature = "bench")]
@@ -37,6 +38,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 
+pub use artifacts::{ArtifactFile, ArtifactRow, NewArtifact};
 pub use attachments::{StaleUpload, UploadClaim};
 pub use budget::ModelUsage;
 pub use deliveries::{DeliveryRow, HandOff, MAX_LOOKS};
@@ -159,6 +161,9 @@ pub struct Store {
     reads: SqlitePool,
     /// The task that checkpoints the WAL (none for an in-memory database).
     checkpoints: Option<std::sync::Arc<Checkpointer>>,
+    /// Where the bytes of jobs' artifacts are kept, one folder per job (none for an
+    /// in-memory database unless configured): `artifacts/` beside the database file.
+    artifact_dir: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 /// Checkpoints the WAL from a connection of its own, every [`CHECKPOINT_EVERY`].
@@ -282,7 +287,12 @@ impl Store {
             let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
             (reads, Some(std::sync::Arc::new(Checkpointer::start(conn))))
         };
+        let artifact_dir = (!in_memory)
+            .then(|| opts.get_filename().parent().map(|d| d.join("artifacts")))
+            .flatten()
+            .map(std::sync::Arc::new);
         Ok(Self {
+            artifact_dir,
             pool,
             reads,
             checkpoints,

@@ -4,6 +4,8 @@
 
 use sqlx::SqliteConnection;
 
+use super::NewArtifact;
+use super::artifacts::insert_artifacts;
 use super::events::{EventKind, add_event};
 use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::{OutboxEntry, insert_outbox};
@@ -103,6 +105,22 @@ impl Store {
             apply_in(conn, &w.id, &w.obs, &w.ctx()).await
         })
         .await
+    }
+
+    /// Pushes a claimed poll's lease to `until` while its worker is still at it (fetching a
+    /// finished job's artifacts), unless a webhook asked for a poll meanwhile.
+    pub async fn hold_poll(&self, id: &JobId, until: i64, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET next_check_at = MAX(COALESCE(next_check_at, 0), ?), updated_at = ? \
+             WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
+             AND response_id IS NOT NULL AND wake_pending = 0",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Reschedules a claimed poll that failed (upstream error) without changing the status,
@@ -283,6 +301,8 @@ pub struct ObservationWrite {
     pub outbox: Vec<OutboxEntry>,
     pub source: String,
     pub request_id: Option<String>,
+    /// The artifacts to list if this finishes the job.
+    pub artifacts: Vec<NewArtifact>,
 }
 
 impl ObservationWrite {
@@ -296,6 +316,7 @@ impl ObservationWrite {
             outbox: &self.outbox,
             source: &self.source,
             request_id: self.request_id.as_deref(),
+            artifacts: &self.artifacts,
         }
     }
 }
@@ -315,6 +336,7 @@ async fn apply_in(
         outbox,
         source,
         request_id,
+        artifacts,
     } = *ctx;
     let Some(row) = fetch_job(&mut *tx, id).await? else {
         return Ok(ApplyOutcome::Missing);
@@ -381,6 +403,24 @@ async fn apply_in(
         add_event(&mut *tx, id, now, EventKind::Status, &msg, Some(&data)).await?;
         if terminal {
             insert_outbox(&mut *tx, id, obs.status, outbox, now).await?;
+            if !artifacts.is_empty() {
+                insert_artifacts(&mut *tx, id, artifacts, now).await?;
+                let kept = artifacts.iter().filter(|a| a.error.is_none()).count();
+                let mut msg = format!("{kept} artifact{} kept", if kept == 1 { "" } else { "s" });
+                for a in artifacts.iter().filter(|a| a.error.is_some()) {
+                    msg.push_str(&format!(
+                        "; {} not kept: {}",
+                        a.name,
+                        a.error.as_deref().unwrap_or_default()
+                    ));
+                }
+                let data = serde_json::json!({
+                    "artifacts": artifacts.iter().map(|a| serde_json::json!({
+                        "name": a.name, "kind": a.kind, "bytes": a.bytes, "error": a.error,
+                    })).collect::<Vec<_>>(),
+                });
+                add_event(&mut *tx, id, now, EventKind::Artifacts, &msg, Some(&data)).await?;
+            }
         }
     }
     Ok(ApplyOutcome::Applied {

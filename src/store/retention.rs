@@ -76,6 +76,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut deleted = 0;
+        let mut gone = Vec::new();
         for (job, cost_microusd) in jobs {
             // Checked again under the lock: a retried notification may be pending again.
             let still: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
@@ -106,6 +107,7 @@ impl Store {
                 .await?;
             }
             for table in [
+                "artifacts",
                 "job_events",
                 "notifications",
                 "webhook_deliveries",
@@ -118,13 +120,21 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            deleted += sqlx::query("DELETE FROM jobs WHERE id = ?")
+            let n = sqlx::query("DELETE FROM jobs WHERE id = ?")
                 .bind(&job.id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            deleted += n;
+            if n > 0
+                && let Ok(id) = crate::job::JobId::parse(&job.id)
+            {
+                gone.push(id);
+            }
         }
         tx.commit().await?;
+        // Their artifacts' rows went with them (cascade); the files go now.
+        self.remove_artifact_dirs(&gone).await;
         Ok(deleted)
     }
 

@@ -328,6 +328,7 @@ mod tests {
                     outbox: &[],
                     source: "poll",
                     request_id: None,
+                    artifacts: &[],
                 };
                 store.apply_observation(&id, &obs, &ctx).await.unwrap();
             };

@@ -15,6 +15,7 @@
 // Errors are rare and sit next to an HTTP call: their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod containers;
 pub mod endpoints;
 mod error;
 pub mod files;
@@ -315,37 +316,49 @@ impl Client {
                 })?;
             return Ok((raw, request_id, rate_limits));
         }
-        let envelope: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let err = envelope.get("error");
-        let from_api = request_id.is_some()
-            && err
-                .and_then(|e| e.get("message"))
-                .is_some_and(Value::is_string);
-        let field = |k: &str| {
-            err.and_then(|e| e.get(k))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        Err(UpstreamError::Api {
-            from_api,
-            status: status.as_u16(),
-            kind: field("type"),
-            code: field("code"),
-            param: field("param"),
-            message: field("message")
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string()),
-            request_id,
-            retry_after: http_retry::parse_retry_after(
-                header(&headers, "retry-after-ms").as_deref(),
-                header(&headers, "retry-after").as_deref(),
-            ),
-            should_retry: header(&headers, "x-should-retry").and_then(|v| match v.as_str() {
-                "true" => Some(true),
-                "false" => Some(false),
-                _ => None,
-            }),
-            rate_limits,
-        })
+        Err(api_error(status, &headers, &bytes))
+    }
+}
+
+/// The error of a non-2xx answer: its error envelope (if it has one), `x-request-id`,
+/// `Retry-After` and `x-should-retry`.
+pub(crate) fn api_error(
+    status: reqwest::StatusCode,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> UpstreamError {
+    let request_id = header(headers, "x-request-id");
+    let rate_limits = RateLimits::from_headers(headers);
+    let envelope: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let err = envelope.get("error");
+    let from_api = request_id.is_some()
+        && err
+            .and_then(|e| e.get("message"))
+            .is_some_and(Value::is_string);
+    let field = |k: &str| {
+        err.and_then(|e| e.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    UpstreamError::Api {
+        from_api,
+        status: status.as_u16(),
+        kind: field("type"),
+        code: field("code"),
+        param: field("param"),
+        message: field("message")
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string()),
+        request_id,
+        retry_after: http_retry::parse_retry_after(
+            header(headers, "retry-after-ms").as_deref(),
+            header(headers, "retry-after").as_deref(),
+        ),
+        should_retry: header(headers, "x-should-retry").and_then(|v| match v.as_str() {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }),
+        rate_limits,
     }
 }
 

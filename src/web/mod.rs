@@ -82,6 +82,7 @@ pub fn router(state: WebState) -> Router {
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/report.md", get(pages::report_md))
         .route("/jobs/{id}/response.json", get(pages::response_json))
+        .route("/jobs/{id}/artifacts/{name}", get(pages::artifact))
         .route("/jobs/{id}/cancel", post(pages::cancel))
         .route("/jobs/{id}/retry", post(pages::retry))
         .route("/stats", get(stats::stats))
@@ -136,8 +137,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
         (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ];
+    // A response that set its own (an artifact's, stricter) keeps it.
     for (name, value) in set {
-        h.insert(name, HeaderValue::from_static(value));
+        h.entry(name).or_insert(HeaderValue::from_static(value));
     }
     resp
 }

@@ -197,6 +197,25 @@ pub async fn job(
             }
         })
         .collect();
+    let artifacts: Vec<_> = store
+        .artifacts(&id)
+        .await?
+        .into_iter()
+        .map(|a| {
+            let url = format!(
+                "/jobs/{id}/artifacts/{}",
+                crate::artifacts::encode_name(&a.name)
+            );
+            context! {
+                image => a.kind == "image" || a.media_type.starts_with("image/"),
+                url,
+                name => a.name,
+                size => human_bytes(a.bytes.max(0) as u64),
+                error => a.error,
+                path => a.path,
+            }
+        })
+        .collect();
     let full = markdown::Report::of(
         row.output_text.as_deref().unwrap_or_default(),
         response.as_ref(),
@@ -300,6 +319,7 @@ pub async fn job(
             cancel_reason => row.cancel_reason.clone(),
             tokens,
             attachments,
+            artifacts,
             metadata => super::ser(metadata),
             report_html,
             answer_html,
@@ -319,6 +339,31 @@ pub async fn job(
             duplicates,
         },
     )
+}
+
+/// `GET /jobs/{id}/artifacts/{name}`: one artifact's bytes, as the API serves them
+/// (`?download=true` makes an image a download too).
+pub async fn artifact(
+    State(state): State<WebState>,
+    Path((id, name)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let store = &state.store;
+    let row = store
+        .artifact(&id, &name)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("Job {id} has no artifact named {name}.")))?;
+    let download = q.get("download").is_some_and(|v| v == "true" || v == "1");
+    crate::artifacts::file_response(store, &id, &row, download)
+        .await
+        .map_err(|e| match e {
+            crate::artifacts::ServeError::Read { .. } => {
+                tracing::error!(error = %crate::telemetry::chain(&e), "cannot serve an artifact");
+                PageError::NotFound("This artifact cannot be read now.".into())
+            }
+            other => PageError::NotFound(format!("{other}.")),
+        })
 }
 
 /// A fresh Retry form key: 16 random bytes as hex. Each render of the job page gets its own,

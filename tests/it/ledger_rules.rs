@@ -719,6 +719,7 @@ async fn a_batch_of_poll_results_answers_each_as_if_alone() {
         }],
         source: "poll".into(),
         request_id: Some("req_1".into()),
+        artifacts: Vec::new(),
     };
     write_row(&db, CORRUPT_SPEC, broken.as_str()).await;
     let mut batch: Vec<ObservationWrite> = ids
@@ -947,6 +948,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     outbox: &[],
                     source: "poll",
                     request_id: None,
+                    artifacts: &[],
                 };
                 store.apply_observation(&id, &obs, &ctx).await.unwrap();
             }

@@ -26,6 +26,7 @@ mod api_retry;
 mod api_search;
 mod api_stats;
 mod api_webhooks;
+mod artifacts;
 mod attachments;
 mod budget;
 mod chaos;

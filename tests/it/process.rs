@@ -585,6 +585,22 @@ async fn every_example_jobs_file_runs_in_the_demo() {
                 .find(|l| l.starts_with(&format!("== {} — ", spec.name)))
                 .unwrap_or_else(|| panic!("{path}: no result for {}:\n{stdout}", spec.name));
             assert!(result_line.contains("completed"), "{path}: {result_line}");
+            // A job whose tools make images or files lists them, each kept.
+            let tools = spec.request.get("tools").and_then(|t| t.as_array());
+            let makes_files = tools.is_some_and(|tools| {
+                tools
+                    .iter()
+                    .any(|t| t["type"] == "image_generation" || t["type"] == "code_interpreter")
+            });
+            if makes_files {
+                let after = stdout.split(result_line).nth(1).unwrap();
+                let section = after.split("\n== ").next().unwrap();
+                assert!(
+                    section.contains("  artifacts:\n") && !section.contains("not kept"),
+                    "{path}: {} lists no artifacts:\n{section}",
+                    spec.name
+                );
+            }
             if respool::structured::Format::of_body(&spec.request).is_some() {
                 let after = stdout.split(result_line).nth(1).unwrap();
                 assert!(

@@ -92,6 +92,7 @@ impl Sample {
             job: &self.job,
             response: Some(&self.response),
             ctx: &self.ctx,
+            artifacts: &[],
         }
     }
 }

@@ -197,9 +197,20 @@ pub async fn job(
             }
         })
         .collect();
-    let artifacts: Vec<_> = store
-        .artifacts(&id)
-        .await?
+    let artifact_rows = store.artifacts(&id).await?;
+    // A cited container file links to its kept copy.
+    let kept: std::collections::BTreeMap<String, String> = artifact_rows
+        .iter()
+        .filter(|a| a.is_kept())
+        .map(|a| {
+            let url = format!(
+                "/jobs/{id}/artifacts/{}",
+                crate::artifacts::encode_name(&a.name)
+            );
+            (a.name.clone(), url)
+        })
+        .collect();
+    let artifacts: Vec<_> = artifact_rows
         .into_iter()
         .map(|a| {
             let url = format!(
@@ -227,10 +238,13 @@ pub async fn job(
         .clone()
         .into_iter()
         .map(|c| {
-            let url = c.url.filter(|u| {
-                let l = u.to_ascii_lowercase();
-                l.starts_with("https://") || l.starts_with("http://")
-            });
+            let url = c
+                .url
+                .filter(|u| {
+                    let l = u.to_ascii_lowercase();
+                    l.starts_with("https://") || l.starts_with("http://")
+                })
+                .or_else(|| kept.get(&c.title).cloned());
             context! { title => c.title, url }
         })
         .collect();

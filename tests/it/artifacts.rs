@@ -323,9 +323,19 @@ async fn container_files_are_downloaded_with_the_bytes_the_code_wrote() {
     let names: Vec<&str> = list.iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"results.csv"), "{names:?}");
     assert!(names.iter().any(|n| !n.is_ascii()), "{names:?}");
-    // The report's tool activity and sources show the run and the cited files.
-    let (_, job) = app.get(&format!("/v1/jobs/{id}")).await;
-    assert_eq!(job["status"], "completed");
+    // The page lists the files, and its sources link each cited file to its kept copy.
+    let page = fetch(&app, &format!("/jobs/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let sources = page
+        .split("<ol class=\"sources\">")
+        .nth(1)
+        .expect("sources");
+    let sources = sources.split("</ol>").next().unwrap();
+    assert!(sources.contains("artifacts&#x2f;results.csv"), "{sources}");
+    assert!(page.contains("<ul class=\"files\">"), "{page}");
 }
 
 #[tokio::test]

@@ -145,101 +145,115 @@ pub(crate) struct Analysis {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+/// The code that saves each file, `PATH` standing for its quoted path.
+const SAVE_CSV: &str = r##"with open(PATH, "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f, lineterminator="\n")
+    writer.writerow(["rank", "term", "count", "share", "city"])
+    for rank, (term, count, city) in enumerate(rows, 1):
+        writer.writerow([rank, term, count, f"{count / total:.3f}", city])
+"##;
+const SAVE_CHART: &str = r##"import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(1.6, 1.0), dpi=100)
+ax.bar([t for t, _, _ in rows], [c for _, c, _ in rows])
+fig.savefig(PATH)
+"##;
+const SAVE_SUMMARY: &str = r##"summary = {"topic": TOPIC, "rows": len(rows), "total": total}
+with open(PATH, "w", encoding="utf-8") as f:
+    json.dump(summary, f, ensure_ascii=False, indent=2)
+"##;
+const SAVE_REPORT: &str = r##"with open(PATH, "w", encoding="utf-8") as f:
+    f.write("# Analysis\n")
+    for rank, (term, count, city) in enumerate(rows, 1):
+        f.write(f"| {rank} | {term} | {count} | {city} |\n")
+"##;
+const SAVE_TEXT: &str = r##"with open(PATH, "w", encoding="utf-8") as f:
+    for term, count, city in rows:
+        f.write(f"{term} : {count} ({city})\n")
+"##;
+
+/// The bytes of the file `name` and the code that saves it.
+fn file(name: &str, rows: &[Row], topic: &str) -> (Vec<u8>, &'static str) {
+    let total: u64 = rows.iter().map(|r| r.count).sum();
+    match name {
+        "results.csv" => {
+            let mut csv = String::from("rank,term,count,share,city\n");
+            for (i, r) in rows.iter().enumerate() {
+                let share = r.count as f64 / total.max(1) as f64;
+                csv.push_str(&format!(
+                    "{},{},{},{share:.3},{}\n",
+                    i + 1,
+                    r.term,
+                    r.count,
+                    r.city
+                ));
+            }
+            (csv.into_bytes(), SAVE_CSV)
+        }
+        "chart.png" => {
+            let counts: Vec<u64> = rows.iter().map(|r| r.count).collect();
+            (bar_chart_png(&counts, 160, 100), SAVE_CHART)
+        }
+        "summary.json" => {
+            let summary = json!({
+                "topic": topic,
+                "rows": rows.len(),
+                "total": total,
+                "top_term": rows.iter().max_by_key(|r| r.count).map(|r| &r.term),
+                "cities": rows.iter().map(|r| r.city).collect::<Vec<_>>(),
+            });
+            let text = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+            (text.into_bytes(), SAVE_SUMMARY)
+        }
+        "report.md" => {
+            let mut md = format!(
+                "# Analysis: {topic}\n\n| rank | term | count | city |\n|---:|---|---:|---|\n"
+            );
+            for (i, r) in rows.iter().enumerate() {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    i + 1,
+                    r.term,
+                    r.count,
+                    r.city
+                ));
+            }
+            (md.into_bytes(), SAVE_REPORT)
+        }
+        _ => {
+            let mut txt = format!("Résumé de l'analyse — {topic}\n");
+            for r in rows {
+                txt.push_str(&format!("{} : {} ({})\n", r.term, r.count, r.city));
+            }
+            (txt.into_bytes(), SAVE_TEXT)
+        }
+    }
+}
+
 impl Analysis {
     /// The analysis of `input_text` that saves the first `files` of [`FILE_NAMES`].
     pub(crate) fn of(input_text: &str, topic: &str, files: usize) -> Self {
         let rows = rows(input_text);
         let total: u64 = rows.iter().map(|r| r.count).sum();
-        let total_f = total.max(1) as f64;
+        // Python accepts Rust's debug quoting of these strings (quotes and backslashes escaped).
         let mut code = String::from("import csv\nimport json\n\nrows = [\n");
         for r in &rows {
             code.push_str(&format!("    ({:?}, {}, {:?}),\n", r.term, r.count, r.city));
         }
-        code.push_str(
-            "]\ntotal = sum(count for _, count, _ in rows)\nprint(f\"{len(rows)} rows, {total} in total\")\n",
-        );
+        code.push_str("]\ntotal = sum(count for _, count, _ in rows)\n");
+        code.push_str("print(f\"{len(rows)} rows, {total} in total\")\n");
         let mut logs = format!("{} rows, {total} in total\n", rows.len());
         let mut saved = Vec::new();
         for name in FILE_NAMES.iter().take(files) {
             let path = format!("{DATA_DIR}/{name}");
-            let (bytes, snippet) = match *name {
-                "results.csv" => {
-                    let mut csv = String::from("rank,term,count,share,city\n");
-                    for (i, r) in rows.iter().enumerate() {
-                        csv.push_str(&format!(
-                            "{},{},{},{:.3},{}\n",
-                            i + 1,
-                            r.term,
-                            r.count,
-                            r.count as f64 / total_f,
-                            r.city
-                        ));
-                    }
-                    (
-                        csv.into_bytes(),
-                        format!(
-                            "with open({path:?}, \"w\", newline=\"\", encoding=\"utf-8\") as f:\n    writer = csv.writer(f, lineterminator=\"\\n\")\n    writer.writerow([\"rank\", \"term\", \"count\", \"share\", \"city\"])\n    for rank, (term, count, city) in enumerate(rows, 1):\n        writer.writerow([rank, term, count, f\"{{count / total:.3f}}\", city])\n"
-                        ),
-                    )
-                }
-                "chart.png" => (
-                    bar_chart_png(&rows.iter().map(|r| r.count).collect::<Vec<_>>(), 160, 100),
-                    format!(
-                        "import matplotlib\nmatplotlib.use(\"Agg\")\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(1.6, 1.0), dpi=100)\nax.bar([t for t, _, _ in rows], [c for _, c, _ in rows])\nfig.savefig({path:?})\n"
-                    ),
-                ),
-                "summary.json" => {
-                    let top = rows.iter().max_by_key(|r| r.count).map(|r| r.term.clone());
-                    let summary = json!({
-                        "topic": topic,
-                        "rows": rows.len(),
-                        "total": total,
-                        "top_term": top,
-                        "cities": rows.iter().map(|r| r.city).collect::<Vec<_>>(),
-                    });
-                    let text = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
-                    (
-                        text.into_bytes(),
-                        format!(
-                            "summary = {{\"topic\": {topic:?}, \"rows\": len(rows), \"total\": total}}\nwith open({path:?}, \"w\", encoding=\"utf-8\") as f:\n    json.dump(summary, f, ensure_ascii=False, indent=2)\n"
-                        ),
-                    )
-                }
-                "report.md" => {
-                    let mut md = format!(
-                        "# Analysis: {topic}\n\n| rank | term | count | city |\n|---:|---|---:|---|\n"
-                    );
-                    for (i, r) in rows.iter().enumerate() {
-                        md.push_str(&format!(
-                            "| {} | {} | {} | {} |\n",
-                            i + 1,
-                            r.term,
-                            r.count,
-                            r.city
-                        ));
-                    }
-                    (
-                        md.into_bytes(),
-                        format!(
-                            "with open({path:?}, \"w\", encoding=\"utf-8\") as f:\n    f.write(\"# Analysis\\n\")\n    for rank, (term, count, city) in enumerate(rows, 1):\n        f.write(f\"| {{rank}} | {{term}} | {{count}} | {{city}} |\\n\")\n"
-                        ),
-                    )
-                }
-                _ => {
-                    let mut txt = format!("Résumé de l'analyse — {topic}\n");
-                    for r in &rows {
-                        txt.push_str(&format!("{} : {} ({})\n", r.term, r.count, r.city));
-                    }
-                    (
-                        txt.into_bytes(),
-                        format!(
-                            "with open({path:?}, \"w\", encoding=\"utf-8\") as f:\n    for term, count, city in rows:\n        f.write(f\"{{term}} : {{count}} ({{city}})\\n\")\n"
-                        ),
-                    )
-                }
-            };
+            let (bytes, save) = file(name, &rows, topic);
             code.push('\n');
-            code.push_str(&snippet);
+            code.push_str(
+                &save
+                    .replace("PATH", &format!("{path:?}"))
+                    .replace("TOPIC", &format!("{topic:?}")),
+            );
             code.push_str(&format!("print(\"Saved {path}\")\n"));
             logs.push_str(&format!("Saved {path}\n"));
             saved.push(((*name).to_owned(), bytes));

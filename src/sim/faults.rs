@@ -417,7 +417,7 @@ impl Overrides {
     }
 }
 
-/// The most images one `image_generation` call list may hold (`images=N`).
+/// The most images a response's `image_generation` tool may make (`images=N`).
 pub(crate) const MAX_IMAGES: usize = 4;
 /// The most files one code interpreter run may leave (`container_files=N`).
 pub(crate) const MAX_CONTAINER_FILES: usize = 5;

@@ -1,12 +1,11 @@
 //! Uploaded files (`docs/upstream-api.md` §5.1) and the storage clock they share with vector
-//! stores and code interpreter containers: the [`Storage`] that lives in the simulator's state (behind its one lock), the
-//! `file` object as OpenAI shows it, and expiry.
+//! stores and code interpreter containers: the [`Storage`] that lives in the simulator's state
+//! (behind its one lock), the `file` object as OpenAI shows it, and expiry.
 //!
 //! Time here is lazy: nothing is scheduled. Every storage operation first calls
 //! [`Storage::tick`], which expires files, vector stores and containers whose time has come
 //! (an expired file behaves as deleted and leaves every vector store; an expired store or
-//! container loses its files),
-//! so what a client sees never lags. Tests move this clock forward with
+//! container loses its files), so what a client sees never lags. Tests move this clock forward with
 //! [`SimHandle::advance_storage_clock`](super::SimHandle::advance_storage_clock) instead of
 //! waiting an hour for an expiry.
 

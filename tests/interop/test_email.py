@@ -245,13 +245,14 @@ def _sink(port: int, tls: str, *, to=TO, cc=CC, bcc=BCC, extra: str = "") -> str
 
 
 def _config(tmp: Path, sinks: dict[str, str], *, listen_port: int | None = None, upstream: str | None = None,
-            default: list[str] | None = None) -> Path:
+            default: list[str] | None = None, extra: str = "") -> Path:
     body = f"listen: 127.0.0.1:{listen_port or _free_port()}\ndatabase: {tmp}/respool.db\n"
     body += f"upstream:\n  base_url: {upstream or 'http://127.0.0.1:9/v1'}\n  api_key: sk-test\n"
     body += "polling:\n  min_interval: 200ms\n  max_interval: 1s\n"
     body += "sinks:\n" + "".join(f"  {name}:{text}\n" for name, text in sinks.items())
     if default:
         body += f"notify:\n  default: {_yaml_list(default)}\n  initial_backoff: 60s\n"
+    body += extra
     path = tmp / "respool.yaml"
     path.write_text(body)
     return path
@@ -283,7 +284,8 @@ def _addrs(msg: EmailMessage, header: str) -> list[str]:
     return [a.addr_spec for a in value.addresses] if value is not None else []
 
 
-def _check_message(got: Received, *, job_name: str, job_id_prefix: str = "job_") -> dict:
+def _check_message(got: Received, *, job_name: str, job_id_prefix: str = "job_",
+                   extra_attachments: bool = False) -> dict:
     """Checks what every notification mail must be; returns the parts for further checks."""
     msg = got.message
     assert got.mail_from == "respool@example.com"
@@ -307,6 +309,8 @@ def _check_message(got: Received, *, job_name: str, job_id_prefix: str = "job_")
 
     assert msg.get_content_type() == "multipart/mixed"
     parts = list(msg.iter_parts())
+    if extra_attachments:
+        parts = parts[:3]
     assert [p.get_content_type() for p in parts] == ["multipart/alternative", "text/markdown", "application/json"]
     alternative = [p.get_content_type() for p in parts[0].iter_parts()]
     assert alternative == ["text/plain", "text/html"], "plain first: clients show the last one they can"
@@ -317,7 +321,11 @@ def _check_message(got: Received, *, job_name: str, job_id_prefix: str = "job_")
     assert "<script" not in html.lower()
 
     attachments = list(msg.iter_attachments())
-    assert [a.get_filename() for a in attachments] == [f"{job_name}-{job_id}.md", f"{job_name}-{job_id}.json"]
+    names = [a.get_filename() for a in attachments]
+    if extra_attachments:
+        attachments = attachments[:2]
+        names = names[:2]
+    assert names == [f"{job_name}-{job_id}.md", f"{job_name}-{job_id}.json"]
     md, js = attachments
     assert md.get_content_disposition() == "attachment"
     assert md.get_content_type() == "text/markdown" and md.get_content_charset() == "utf-8"
@@ -537,6 +545,75 @@ def test_full_flow_job_completion_is_mailed(plain_smtp: Smtp, starttls_smtp: Smt
     _assert_no_secret(log.read_text())
     assert starttls_smtp.auth is not None
     assert [(login, pw) for _, login, pw in starttls_smtp.auth.attempts] == [(USER, PASSWORD)]
+
+
+def _get_bytes(url: str) -> bytes:
+    with _OPENER.open(url, timeout=10) as r:
+        return r.read()
+
+
+def test_artifacts_are_attached_within_the_limit_and_linked_otherwise(plain_smtp: Smtp, tmp_path: Path, processes):
+    """A code interpreter job's files and a generated image reach the mailbox byte for byte
+    under ASCII names; past ``artifacts.email_max_bytes`` they are listed with a link instead."""
+    sim_port, port = _free_port(), _free_port()
+    sim_log = tmp_path / "sim.log"
+    with open(sim_log, "wb") as f:
+        sim = subprocess.Popen([BIN, "sim", "--listen", f"127.0.0.1:{sim_port}", "--run-time", "300ms"],
+                               stdout=f, stderr=subprocess.STDOUT)
+    processes.append(sim)
+    _wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", sim, sim_log)
+    # Room for the CSV and the chart, not for the three files after them.
+    cfg = _config(
+        tmp_path,
+        {"mail": _sink(plain_smtp.port, "none")},
+        listen_port=port,
+        upstream=f"http://127.0.0.1:{sim_port}/v1",
+        default=["mail"],
+        extra=f"public_url: https://respool.example.com\nartifacts:\n  email_max_bytes: 1500\n",
+    )
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as f:
+        daemon = subprocess.Popen([BIN, "serve", "--config", str(cfg)], stdout=f, stderr=f,
+                                  env=dict(os.environ, NO_COLOR="1"))
+    processes.append(daemon)
+    base = f"http://127.0.0.1:{port}"
+    _wait_http(base + "/healthz", daemon, log)
+    job = _http("POST", base + "/v1/jobs", {
+        "name": "rain-analysis", "model": "gpt-4.1",
+        "input": "SIM_CONTAINER_FILES=5 SIM_IMAGE_COUNT=1 Rainfall in Zürich and 東京, with a chart",
+        "tools": [{"type": "code_interpreter", "container": {"type": "auto"}},
+                  {"type": "image_generation", "size": "1024x1024", "quality": "low"}],
+    })
+    job_id = job["id"]
+    (got,) = plain_smtp.recorder.wait(1)
+    parts = _check_message(got, job_name="rain-analysis", extra_attachments=True)
+    listed = _http("GET", f"{base}/v1/jobs/{job_id}/artifacts")["data"]
+    assert len(listed) == 6, listed
+    attached = {a.get_filename(): a for a in list(parts["msg"].iter_attachments())[2:]}
+    used = 0
+    expect_attached = []
+    for a in listed:
+        assert a["error"] is None, a
+        if used + a["bytes"] <= 1500:
+            used += a["bytes"]
+            expect_attached.append(a)
+    assert expect_attached and len(expect_attached) < len(listed), listed
+    names = list(attached)
+    assert all(n.isascii() for n in names), names
+    assert len(names) == len(expect_attached), (names, expect_attached)
+    for part, a in zip(attached.values(), expect_attached):
+        assert part.get_payload(decode=True) == _get_bytes(base + a["url"]), a["name"]
+        assert part.get_content_type() == a["media_type"].split(";")[0], a
+    # Every one is named in the text part, those not attached with their link.
+    text = parts["text"]
+    assert "Artifacts:" in text
+    for a in listed:
+        assert a["name"] in text, a["name"]
+    not_attached = [a for a in listed if a not in expect_attached]
+    for a in not_attached:
+        assert f"https://respool.example.com/jobs/{job_id}/artifacts/" in text
+    daemon.terminate()
+    daemon.wait(timeout=15)
 
 
 # --- what every server takes: CRLF-clean parts, short lines --------------------------------

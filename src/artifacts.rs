@@ -107,7 +107,7 @@ pub async fn file_response(
         });
     }
     let path = store
-        .artifact_path(id, &row.name)
+        .artifact_path(id, row)
         .ok_or_else(|| ServeError::Missing(row.name.clone()))?;
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,

@@ -400,6 +400,17 @@ async fn artifacts(config: Option<&Path>, a: ArtifactsArgs) -> anyhow::Result<Ex
         .unwrap_or_else(|| std::path::PathBuf::from(&a.id));
     let kept: Vec<&crate::artifacts::ArtifactView> =
         list.data.iter().filter(|x| x.error.is_none()).collect();
+    // Names come from the daemon (and, before it, from a model): only plain file names are
+    // written, so none can lead out of the folder.
+    if let Some(bad) = kept
+        .iter()
+        .find(|x| !crate::job::artifact::is_safe_name(&x.name) || x.sha256.is_none())
+    {
+        anyhow::bail!(
+            "the daemon listed an artifact named {:?} without a plain file name or a SHA-256; nothing written",
+            bad.name
+        );
+    }
     if kept.is_empty() && failed == 0 {
         println!("job {} has no artifacts", a.id);
         return Ok(ExitCode::SUCCESS);
@@ -443,7 +454,7 @@ async fn artifacts(config: Option<&Path>, a: ArtifactsArgs) -> anyhow::Result<Ex
         }
         .await;
         match got {
-            Ok((_, sha)) if x.sha256.as_deref().is_some_and(|s| s != sha) => {
+            Ok((_, sha)) if x.sha256.as_deref() != Some(sha.as_str()) => {
                 eprintln!(
                     "{}: its bytes do not match their SHA-256; not saved",
                     x.name

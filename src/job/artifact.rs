@@ -211,7 +211,7 @@ pub fn safe_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = last
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !is_invisible(*c))
         .map(|c| {
             if matches!(c, ':' | '*' | '?' | '"' | '<' | '>' | '|') {
                 '_'
@@ -233,12 +233,29 @@ pub fn safe_name(raw: &str) -> String {
         Some((s, e)) if !s.is_empty() && e.chars().count() <= 10 => (s, Some(e)),
         _ => (cleaned.as_str(), None),
     };
-    let keep = MAX_NAME_CHARS - ext.map_or(0, |e| e.chars().count() + 1);
+    cut(stem, ext, MAX_NAME_CHARS)
+}
+
+/// `stem.ext` in at most `max` characters: the stem cut (and trimmed, so it ends in no space
+/// or dot), the extension kept.
+fn cut(stem: &str, ext: Option<&str>, max: usize) -> String {
+    let keep = max.saturating_sub(ext.map_or(0, |e| e.chars().count() + 1));
     let stem: String = stem.chars().take(keep).collect();
+    let stem = stem.trim_end_matches([' ', '.']).trim_end();
+    let stem = if stem.is_empty() { "file" } else { stem };
     match ext {
         Some(e) => format!("{stem}.{e}"),
-        None => stem,
+        None => stem.to_string(),
     }
+}
+
+/// Characters that change how a name reads without being seen: bidirectional controls
+/// (`x\u{202e}gnp.exe` reads as `xexe.png`), zero-width characters, the soft hyphen, the byte
+/// order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 /// Whether `name` is one [`safe_name`] could have made (what the API accepts as a name).
@@ -264,11 +281,20 @@ impl Names {
             return base;
         }
         let (stem, ext) = match base.rsplit_once('.') {
-            Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
-            _ => (base.clone(), String::new()),
+            Some((s, e)) if !s.is_empty() && e.chars().count() <= 10 => (s.to_string(), Some(e)),
+            _ => (base.clone(), None),
         };
+        // The suffix fits within the limit: the stem gives way.
         (2..)
-            .map(|n| format!("{stem} ({n}){ext}"))
+            .map(|n| {
+                let suffix = format!(" ({n})");
+                let room = MAX_NAME_CHARS - suffix.chars().count();
+                let head = cut(&stem, None, room - ext.map_or(0, |e| e.chars().count() + 1));
+                match ext {
+                    Some(e) => format!("{head}{suffix}.{e}"),
+                    None => format!("{head}{suffix}"),
+                }
+            })
             .find(|candidate| self.0.insert(candidate.clone()))
             .expect("some number is free")
     }
@@ -402,6 +428,21 @@ mod tests {
         assert_eq!(names.claim("out.csv"), "out (3).csv");
         assert_eq!(names.claim("README"), "README");
         assert_eq!(names.claim("README"), "README (2)");
+        // Long names keep their suffix and extension within the limit, and stay stable.
+        let long = format!("{}.csv", "x".repeat(200));
+        let first = names.claim(&long);
+        let second = names.claim(&long);
+        assert_eq!(first.chars().count(), MAX_NAME_CHARS);
+        assert!(second.ends_with(" (2).csv") && second.chars().count() <= MAX_NAME_CHARS);
+        assert!(is_safe_name(&first) && is_safe_name(&second));
+        let spaced = format!("{}b", "word ".repeat(30));
+        assert!(
+            is_safe_name(&safe_name(&spaced)),
+            "{:?}",
+            safe_name(&spaced)
+        );
+        assert_eq!(safe_name("x\u{202e}gnp.exe"), "xgnp.exe");
+        assert_eq!(safe_name("a\u{200b}b.png"), "ab.png");
     }
 
     proptest! {
@@ -414,6 +455,17 @@ mod tests {
             prop_assert!(!name.chars().any(char::is_control));
             prop_assert!(name.chars().count() <= MAX_NAME_CHARS);
             prop_assert!(is_safe_name(&name), "{name:?} is not stable");
+        }
+
+        #[test]
+        fn claimed_names_are_safe_and_distinct(raws in prop::collection::vec(".{0,200}", 1..8)) {
+            let mut names = Names::new();
+            let mut seen = BTreeSet::new();
+            for raw in raws.iter().chain(raws.iter()) {
+                let name = names.claim(raw);
+                prop_assert!(is_safe_name(&name), "{name:?} from {raw:?}");
+                prop_assert!(seen.insert(name.clone()), "{name} twice");
+            }
         }
 
         #[test]

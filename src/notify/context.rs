@@ -56,8 +56,8 @@ pub struct ArtifactInfo {
     pub url: Option<String>,
     /// Why it was not kept.
     pub error: Option<String>,
-    /// Whether an email attaches it (kept, and within `artifacts.email_max_bytes` with the
-    /// ones before it).
+    /// Whether the message attaches it (email only: kept, and within
+    /// `artifacts.email_max_bytes` on the wire with the ones before it).
     pub attached: bool,
 }
 
@@ -136,13 +136,21 @@ pub fn human_bytes(n: i64) -> String {
     }
 }
 
-/// Which kept artifacts an email attaches: each in order while the total stays within
-/// `max` bytes (one that does not fit is skipped; a smaller one after it may still fit).
+/// The size of `n` bytes as an attachment on the wire: base64, 76 characters and a CRLF a
+/// line.
+pub fn encoded_size(n: u64) -> u64 {
+    let chars = n.div_ceil(3) * 4;
+    chars + chars.div_ceil(76) * 2
+}
+
+/// Which kept artifacts an email attaches: each in order while their size on the wire
+/// ([`encoded_size`]) stays within `max` bytes in all (one that does not fit is skipped; a
+/// smaller one after it may still fit).
 pub fn attached(rows: &[ArtifactRow], max: u64) -> Vec<bool> {
     let mut used: u64 = 0;
     rows.iter()
         .map(|r| {
-            let n = r.bytes.max(0) as u64;
+            let n = encoded_size(r.bytes.max(0) as u64);
             let fits = r.is_kept() && used.saturating_add(n) <= max && (n > 0 || max > 0);
             if fits {
                 used += n;
@@ -153,9 +161,20 @@ pub fn attached(rows: &[ArtifactRow], max: u64) -> Vec<bool> {
 }
 
 impl Context {
-    /// The same context with the job's artifacts (`rows`, in order).
-    pub fn with_artifacts(mut self, rows: &[ArtifactRow], config: &Config) -> Self {
-        let attach = attached(rows, config.artifacts.email_max_bytes);
+    /// The same context with the job's artifacts (`rows`, in order); `attaching`: for a sink
+    /// that attaches them (email), which it attaches.
+    pub fn with_artifacts(
+        mut self,
+        rows: &[ArtifactRow],
+        config: &Config,
+        attaching: bool,
+    ) -> Self {
+        let max = if attaching {
+            config.artifacts.email_max_bytes
+        } else {
+            0
+        };
+        let attach = attached(rows, max);
         self.artifacts = rows
             .iter()
             .zip(attach)
@@ -330,9 +349,17 @@ mod tests {
             row("d", 400, None),
             row("e", 0, None),
         ];
+        // 600 bytes are 800 in base64, on 11 lines; 400 are 536 on 8.
+        assert_eq!(super::encoded_size(600), 822);
+        assert_eq!(super::encoded_size(400), 552);
+        assert_eq!(super::encoded_size(0), 0);
         assert_eq!(
-            super::attached(&rows, 1_000),
+            super::attached(&rows, 1_374),
             [true, false, false, true, true]
+        );
+        assert_eq!(
+            super::attached(&rows, 1_373),
+            [true, false, false, false, true]
         );
         assert_eq!(super::attached(&rows, 0), [false; 5]);
         assert_eq!(

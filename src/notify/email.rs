@@ -545,12 +545,13 @@ fn unique_ascii_name(name: &str, taken: &mut std::collections::BTreeSet<String>)
             safe.push(c);
         }
     }
-    let safe = safe.trim_matches(['-', '.', '_']);
-    let safe = if safe.is_empty() { "file" } else { safe };
+    // The extension is kept apart, so a name of other scripts (`東京.txt`) keeps it too.
     let (stem, ext) = match safe.rsplit_once('.') {
-        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
-        _ => (safe.to_string(), String::new()),
+        Some((s, e)) if !e.is_empty() && !e.contains(['-', '_']) => (s, format!(".{e}")),
+        _ => (safe.as_str(), String::new()),
     };
+    let stem = stem.trim_matches(['-', '.', '_']);
+    let stem = if stem.is_empty() { "file" } else { stem };
     let mut candidate = format!("{stem}{ext}");
     let mut n = 2;
     while !taken.insert(candidate.clone()) {
@@ -892,6 +893,7 @@ mod tests {
             file("Grüße übersicht.csv", "text/csv"),
             file("one line.txt", "text/plain"),
             file("empty.txt", "not a / media type;;"),
+            file("東京.txt", "text/plain"),
         ];
         let parts: Vec<(&ArtifactFile, Vec<u8>)> = files
             .iter()
@@ -901,6 +903,7 @@ mod tests {
                 csv.clone(),
                 long_ascii.clone(),
                 Vec::new(),
+                csv.clone(),
             ])
             .collect();
         let rows: Vec<crate::store::ArtifactRow> = files
@@ -919,7 +922,7 @@ mod tests {
             .collect();
         let config = crate::config::Config::default();
         let ctx = Context::build("job.completed", &job, Some(&response), &events, &config)
-            .with_artifacts(&rows, &config);
+            .with_artifacts(&rows, &config, true);
         let n = Notification {
             id: 7,
             event: "job.completed",
@@ -940,6 +943,7 @@ mod tests {
             "Gr-e_-bersicht-2.csv",
             "one_line.txt",
             "empty.txt",
+            "file.txt",
         ] {
             assert!(
                 text.contains(&format!("filename=\"{name}\"")),
@@ -949,7 +953,7 @@ mod tests {
         let mut out = Vec::new();
         leaves(&raw, &mut out);
         let bodies: Vec<&Vec<u8>> = out.iter().skip(4).map(|(_, b)| b).collect();
-        assert_eq!(bodies, [&png, &csv, &csv, &long_ascii, &Vec::new()]);
+        assert_eq!(bodies, [&png, &csv, &csv, &long_ascii, &Vec::new(), &csv]);
         let types: Vec<&str> = out.iter().skip(4).map(|(t, _)| t.as_str()).collect();
         assert_eq!(
             types,
@@ -958,7 +962,8 @@ mod tests {
                 "text/csv",
                 "text/csv",
                 "text/plain",
-                "application/octet-stream"
+                "application/octet-stream",
+                "text/plain"
             ]
         );
         // The text part names each one.

@@ -113,6 +113,13 @@ impl Notification<'_> {
     }
 }
 
+impl Sink {
+    /// Whether it sends a job's artifacts as attachments (email); the others link them.
+    pub fn attaches_files(&self) -> bool {
+        matches!(self, Sink::Email(_))
+    }
+}
+
 /// A configured sink.
 #[derive(Debug)]
 pub enum Sink {
@@ -535,13 +542,14 @@ impl Notifier {
                     let ctx = if sink.uses_context() {
                         let events = self.store.list_events(&job.id).await?;
                         Context::build(&row.event, &job, response.as_ref(), &events, &self.config)
-                            .with_artifacts(&artifacts, &self.config)
+                            .with_artifacts(&artifacts, &self.config, sink.attaches_files())
                     } else {
                         Context::default()
                     };
                     // The files an email attaches, where they are on disk.
                     let files: Vec<ArtifactFile> = artifacts
                         .iter()
+                        .filter(|_| sink.attaches_files())
                         .zip(context::attached(
                             &artifacts,
                             self.config.artifacts.email_max_bytes,
@@ -549,7 +557,7 @@ impl Notifier {
                         .filter(|(_, attach)| *attach)
                         .filter_map(|(a, _)| {
                             Some(ArtifactFile {
-                                path: self.store.artifact_path(&job.id, &a.name)?,
+                                path: self.store.artifact_path(&job.id, a)?,
                                 name: a.name.clone(),
                                 media_type: a.media_type.clone(),
                             })

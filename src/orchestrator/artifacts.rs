@@ -23,16 +23,35 @@ use crate::upstream::containers::{DownloadError, DownloadSink};
 const HEARTBEAT: Duration = Duration::from_secs(10);
 /// How far it is pushed back each time.
 const HOLD_MS: i64 = 60_000;
+/// The longest a job's artifacts may take to fetch: its end is recorded after at most this,
+/// with what did not come down listed as not kept. Containers expire 20 minutes after their
+/// last use, so a fetch that takes longer is racing their expiry anyway.
+pub(super) const FETCH_BUDGET: Duration = Duration::from_secs(600);
 
 struct Sink<'a>(&'a mut ArtifactFile);
 
 impl DownloadSink for Sink<'_> {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.0.write(data)
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(data).await
     }
 
-    fn restart(&mut self) -> std::io::Result<()> {
-        self.0.restart()
+    async fn restart(&mut self) -> std::io::Result<()> {
+        self.0.restart().await
+    }
+}
+
+/// The jobs whose artifacts this daemon is fetching; dropping the guard takes the job out.
+pub(super) struct Fetching {
+    jobs: std::sync::Arc<std::sync::Mutex<BTreeSet<JobId>>>,
+    id: JobId,
+}
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
     }
 }
 
@@ -47,8 +66,27 @@ struct Wanted {
 }
 
 impl Orchestrator {
+    /// Whether a response's end has artifacts to keep.
+    pub(super) fn has_artifacts(obs: &Observation) -> bool {
+        !artifact::find(&obs.raw, &mut Names::new()).is_empty()
+    }
+
+    /// Marks job `id` as being fetched here; `None` when a fetch of it is already running.
+    pub(super) fn start_fetching(&self, id: &JobId) -> Option<Fetching> {
+        let jobs = self.inner.fetching.clone();
+        let fresh = jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone());
+        fresh.then(|| Fetching {
+            jobs,
+            id: id.clone(),
+        })
+    }
+
     /// Keeps the artifacts of a response that just ended: `None` when it made none, else the
     /// observation to record (the kept images' base64 taken out) and the artifacts to list.
+    /// Takes at most [`FETCH_BUDGET`].
     pub(super) async fn keep_artifacts(
         &self,
         id: &JobId,
@@ -59,7 +97,8 @@ impl Orchestrator {
         if found.is_empty() {
             return None;
         }
-        let work = self.fetch_artifacts(id, obs, found, names);
+        let deadline = tokio::time::Instant::now() + FETCH_BUDGET;
+        let work = self.fetch_artifacts(id, obs, found, names, deadline);
         Some(self.holding_poll(id, work).await)
     }
 
@@ -69,6 +108,7 @@ impl Orchestrator {
         obs: &Observation,
         found: artifact::Found,
         mut names: Names,
+        deadline: tokio::time::Instant,
     ) -> (Observation, Vec<NewArtifact>) {
         let config = self.config();
         let limits = &config.artifacts;
@@ -81,15 +121,12 @@ impl Orchestrator {
             let error = if used.saturating_add(size) > limits.max_job_bytes {
                 Some(over_job_limit(limits.max_job_bytes))
             } else {
-                let (store, id2, name, data) =
-                    (store.clone(), id.clone(), image.name.clone(), image.data);
-                let written = tokio::task::spawn_blocking(move || {
-                    let mut f = store.artifact_file(&id2, &name)?;
-                    f.write(&data)?;
-                    f.keep()
-                })
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                let written = async {
+                    let mut f = store.artifact_file(id).await?;
+                    f.write(&image.data).await?;
+                    f.keep().await
+                }
+                .await;
                 match written {
                     Ok((n, sha)) => {
                         used += n;
@@ -132,7 +169,14 @@ impl Orchestrator {
                 error: Some(bad.error),
             });
         }
-        for w in self.wanted_files(id, &found.containers, &found.cited).await {
+        let since = obs
+            .raw
+            .get("created_at")
+            .and_then(serde_json::Value::as_i64);
+        for w in self
+            .wanted_files(id, &found.containers, &found.cited, since)
+            .await
+        {
             let name = names.claim(&w.filename);
             let media_type = artifact::media_type_of(&name);
             let source = format!("{}/{}", w.container_id, w.file_id);
@@ -148,7 +192,13 @@ impl Orchestrator {
             };
             let result = match refused {
                 Some(e) => Err(e),
-                None => self.download(id, &name, &w, max).await,
+                None => match tokio::time::timeout_at(deadline, self.download(id, &w, max)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(format!(
+                        "the job's artifacts took longer than {} to fetch",
+                        humantime::format_duration(FETCH_BUDGET)
+                    )),
+                },
             };
             match result {
                 Ok((n, sha)) => {
@@ -180,14 +230,16 @@ impl Orchestrator {
     }
 
     /// The files to download: those the response's code wrote in each of its containers
-    /// (source `assistant`), and every file its answer cites, each once. A container that
-    /// cannot be listed (gone already) leaves only its cited files, and says so in the
-    /// timeline.
+    /// (source `assistant`, made since the response was, `since` in Unix seconds: a container
+    /// shared with earlier responses keeps their files too), and every file its answer cites,
+    /// each once. A container that cannot be listed (gone already) leaves only its cited
+    /// files, and says so in the timeline.
     async fn wanted_files(
         &self,
         id: &JobId,
         containers: &[String],
         cited: &[artifact::Cited],
+        since: Option<i64>,
     ) -> Vec<Wanted> {
         let client = self.client();
         let mut out: Vec<Wanted> = Vec::new();
@@ -206,7 +258,9 @@ impl Orchestrator {
                 Ok(files) => {
                     for f in files {
                         let cited_name = cited_names.get(&(container.as_str(), f.id.as_str()));
-                        if f.source != "assistant" && cited_name.is_none() {
+                        let ours = f.source == "assistant"
+                            && since.is_none_or(|t| f.created_at == 0 || f.created_at >= t);
+                        if !ours && cited_name.is_none() {
                             continue;
                         }
                         if !seen.insert((container.clone(), f.id.clone())) {
@@ -257,29 +311,22 @@ impl Orchestrator {
         out
     }
 
-    /// Downloads one container file into the job's folder as `name`: its size and SHA-256,
-    /// or why not.
-    async fn download(
-        &self,
-        id: &JobId,
-        name: &str,
-        w: &Wanted,
-        max: u64,
-    ) -> Result<(u64, String), String> {
-        let store = self.inner.store.clone();
-        let (id2, name2) = (id.clone(), name.to_string());
-        let mut file = tokio::task::spawn_blocking(move || store.artifact_file(&id2, &name2))
+    /// Downloads one container file into the job's folder: its size and SHA-256, or why not.
+    async fn download(&self, id: &JobId, w: &Wanted, max: u64) -> Result<(u64, String), String> {
+        let mut file = self
+            .inner
+            .store
+            .artifact_file(id)
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot write it: {e}"))?;
         let got = self
             .client()
             .download_container_file(&w.container_id, &w.file_id, &mut Sink(&mut file), max)
             .await;
         match got {
-            Ok(_) => tokio::task::spawn_blocking(move || file.keep())
+            Ok(_) => file
+                .keep()
                 .await
-                .map_err(|e| e.to_string())?
                 .map_err(|e| format!("cannot write it: {e}")),
             Err(DownloadError::Upstream(e)) if e.status() == Some(404) => Err(format!(
                 "the container or the file is gone upstream (containers expire 20 minutes after their last use): {}",
@@ -298,18 +345,20 @@ impl Orchestrator {
     /// Runs `work` while pushing the job's next poll back every [`HEARTBEAT`], so another
     /// worker does not take the job again while its files come down.
     async fn holding_poll<T>(&self, id: &JobId, work: impl std::future::Future<Output = T>) -> T {
+        let hold = async || {
+            let now = self.now();
+            if let Err(e) = self.inner.store.hold_poll(id, now + HOLD_MS, now).await {
+                tracing::warn!(error = %chain(&e), "cannot push back a job whose artifacts are being fetched");
+            }
+        };
+        hold().await;
         tokio::pin!(work);
         let mut beat = tokio::time::interval(HEARTBEAT);
         beat.tick().await;
         loop {
             tokio::select! {
                 out = &mut work => return out,
-                _ = beat.tick() => {
-                    let now = self.now();
-                    if let Err(e) = self.inner.store.hold_poll(id, now + HOLD_MS, now).await {
-                        tracing::warn!(error = %chain(&e), "cannot push back a job whose artifacts are being fetched");
-                    }
-                }
+                _ = beat.tick() => hold().await,
             }
         }
     }

@@ -194,6 +194,8 @@ struct Inner {
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
     /// When a ledger pass last did the housekeeping (see [`Orchestrator::housekeeping_due`]).
     housekept_at: Mutex<Option<std::time::Instant>>,
+    /// Jobs whose artifacts are being fetched here (`artifacts.rs`): one fetch per job.
+    fetching: Arc<Mutex<std::collections::BTreeSet<crate::job::JobId>>>,
     /// Whether the last ledger pass skipped the housekeeping (see
     /// [`Orchestrator::housekeeping_left`]).
     housekeeping_skipped: AtomicBool,
@@ -239,6 +241,7 @@ impl Orchestrator {
             unrecorded: Mutex::new(Vec::new()),
             orphans_looked_at: Mutex::new(None),
             housekept_at: Mutex::new(None),
+            fetching: Arc::default(),
             housekeeping_skipped: AtomicBool::new(false),
             intake: std::sync::OnceLock::new(),
             applier: std::sync::OnceLock::new(),

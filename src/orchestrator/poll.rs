@@ -277,11 +277,21 @@ impl Orchestrator {
         // Only an end is notified: the job's spec (its `notify`) is read for that alone. The
         // end of a job not yet finished keeps what its response made first (`artifacts.rs`).
         let mut kept = None;
+        let mut _fetching = None;
         let outbox = if obs.status.is_terminal() {
             let Some(job) = store.get_job(id).await? else {
                 return Ok(ApplyOutcome::Missing);
             };
-            if !job.status.is_terminal() {
+            if !job.status.is_terminal() && Self::has_artifacts(obs) {
+                // One fetch per job: an end seen again meanwhile is recorded by the first, or
+                // by the poll after it if that one fails.
+                let Some(guard) = self.start_fetching(id) else {
+                    return Ok(ApplyOutcome::Stale {
+                        current: job.status,
+                        observed: obs.status,
+                    });
+                };
+                _fetching = Some(guard);
                 kept = self.keep_artifacts(id, obs).await;
             }
             routes_for(&job.spec, &self.config())
@@ -384,6 +394,12 @@ impl Orchestrator {
             }
             // Submitting or uncertain: resolved when the create's outcome is known.
             (Some(rid), _) => match self.cancel_upstream(id, rid).await {
+                // Finished already, with artifacts to fetch: not in this request. The poll
+                // worker records the end (asking again: the job is marked to cancel).
+                Ok((obs, _)) if obs.status.is_terminal() && Self::has_artifacts(&obs) => {
+                    store.wake_poll(id, self.now()).await?;
+                    self.wake();
+                }
                 Ok((obs, request_id)) => {
                     self.apply_traced(
                         id,

@@ -7,7 +7,6 @@
 //! the next attempt writes again under the same names. Deleting a job's rows (retention)
 //! removes its folder after the commit.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -15,7 +14,6 @@ use sqlx::{FromRow, SqliteConnection};
 
 use super::{Store, StoreError};
 use crate::job::JobId;
-use crate::job::artifact::is_safe_name;
 
 /// An artifact to list with a job's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,19 +85,24 @@ pub(super) async fn insert_artifacts(
     Ok(())
 }
 
-/// A file being written into a job's artifact folder; [`ArtifactFile::keep`] puts it in place.
+/// A file being written into a job's artifact folder; [`ArtifactFile::keep`] puts it in place
+/// under its SHA-256. Async: the writes go through tokio's blocking pool, never an async
+/// thread.
 #[derive(Debug)]
 pub struct ArtifactFile {
-    temp: tempfile::NamedTempFile,
-    target: PathBuf,
+    /// Deleted on drop unless kept.
+    temp: tempfile::TempPath,
+    file: tokio::fs::File,
+    dir: PathBuf,
     hasher: Sha256,
     len: u64,
 }
 
 impl ArtifactFile {
     /// Appends `data`.
-    pub fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.temp.as_file_mut().write_all(data)?;
+    pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.file.write_all(data).await?;
         self.hasher.update(data);
         self.len += data.len() as u64;
         Ok(())
@@ -116,31 +119,43 @@ impl ArtifactFile {
     }
 
     /// Empties it, to write it again (a download that broke half way).
-    pub fn restart(&mut self) -> std::io::Result<()> {
-        use std::io::Seek;
-        let f = self.temp.as_file_mut();
-        f.set_len(0)?;
-        f.seek(std::io::SeekFrom::Start(0))?;
+    pub async fn restart(&mut self) -> std::io::Result<()> {
+        use tokio::io::AsyncSeekExt;
+        self.file.set_len(0).await?;
+        self.file.seek(std::io::SeekFrom::Start(0)).await?;
         self.hasher = Sha256::new();
         self.len = 0;
         Ok(())
     }
 
-    /// Syncs it and renames it into place (replacing a file of the same name, which an
-    /// earlier attempt at the same job's end wrote); returns its size and SHA-256 (hex).
-    pub fn keep(self) -> std::io::Result<(u64, String)> {
-        self.temp.as_file().sync_all()?;
-        let dir = self.target.parent().map(Path::to_path_buf);
-        self.temp.persist(&self.target).map_err(|e| e.error)?;
-        if let Some(dir) = dir {
+    /// Syncs it and renames it into place as its SHA-256 (content-addressed: two writes of
+    /// the same job's end that race write the same name only with the same bytes); returns
+    /// its size and SHA-256 (hex).
+    pub async fn keep(mut self) -> std::io::Result<(u64, String)> {
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await?;
+        self.file.sync_all().await?;
+        drop(self.file);
+        let sha = crate::job::attachment::hex(&self.hasher.finalize());
+        let target = self.dir.join(&sha);
+        let (temp, dir) = (self.temp, self.dir);
+        tokio::task::spawn_blocking(move || {
+            temp.persist(&target).map_err(|e| e.error)?;
             // The rename is durable once the folder is synced.
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok((
-            self.len,
-            crate::job::attachment::hex(&self.hasher.finalize()),
-        ))
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        Ok((self.len, sha))
     }
+}
+
+/// Whether `sha` is a SHA-256 in hex, as the files of a job's folder are named.
+fn is_sha256(sha: &str) -> bool {
+    sha.len() == 64
+        && sha
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 impl Store {
@@ -160,33 +175,44 @@ impl Store {
         self.artifact_dir().map(|d| d.join(id.as_str()))
     }
 
-    /// Where artifact `name` of job `id` is on disk; `None` without an artifact directory or
-    /// for a name that is not a plain file name.
-    pub fn artifact_path(&self, id: &JobId, name: &str) -> Option<PathBuf> {
-        if !is_safe_name(name) {
-            return None;
-        }
-        self.job_artifact_dir(id).map(|d| d.join(name))
+    /// Where a kept artifact of job `id` is on disk: its folder, and the file named by its
+    /// SHA-256 (so no name a model chose ever reaches the file system). `None` without an
+    /// artifact directory or for an artifact not kept.
+    pub fn artifact_path(&self, id: &JobId, row: &ArtifactRow) -> Option<PathBuf> {
+        let sha = row
+            .sha256
+            .as_deref()
+            .filter(|s| row.is_kept() && is_sha256(s))?;
+        self.job_artifact_dir(id).map(|d| d.join(sha))
     }
 
-    /// Starts writing artifact `name` of job `id` (blocking I/O: call it off the async
-    /// threads).
-    pub fn artifact_file(&self, id: &JobId, name: &str) -> std::io::Result<ArtifactFile> {
-        let target = self.artifact_path(id, name).ok_or_else(|| {
-            std::io::Error::other(if self.artifact_dir().is_none() {
-                "no artifact directory (the database is in memory and `artifacts.dir` is not set)"
-                    .to_string()
-            } else {
-                format!("`{name}` is not a plain file name")
-            })
+    /// Starts writing an artifact of job `id`, making the job's folder if needed.
+    pub async fn artifact_file(&self, id: &JobId) -> std::io::Result<ArtifactFile> {
+        let root = self.artifact_dir().map(Path::to_path_buf).ok_or_else(|| {
+            std::io::Error::other(
+                "no artifact directory (the database is in memory and `artifacts.dir` is not set)",
+            )
         })?;
-        let dir = target.parent().expect("a job's folder").to_path_buf();
-        std::fs::create_dir_all(&dir)?;
+        let dir = root.join(id.as_str());
+        let made = dir.clone();
+        let temp =
+            tokio::task::spawn_blocking(move || -> std::io::Result<tempfile::NamedTempFile> {
+                if !made.is_dir() {
+                    std::fs::create_dir_all(&made)?;
+                    // The new folder's entry is durable once its parents are synced.
+                    for d in [Some(made.as_path()), made.parent()].into_iter().flatten() {
+                        std::fs::File::open(d)?.sync_all()?;
+                    }
+                }
+                tempfile::Builder::new().prefix(".part-").tempfile_in(&made)
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+        let (file, temp) = temp.into_parts();
         Ok(ArtifactFile {
-            temp: tempfile::Builder::new()
-                .prefix(".part-")
-                .tempfile_in(&dir)?,
-            target,
+            temp,
+            file: tokio::fs::File::from_std(file),
+            dir,
             hasher: Sha256::new(),
             len: 0,
         })
@@ -263,18 +289,33 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("listing artifacts failed: {e}")))?;
         let mut gone = Vec::new();
         for (id, dir) in listed {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = ?")
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
                 .bind(&id)
                 .fetch_optional(&self.reads)
                 .await?;
-            if exists.is_none() {
+            let Some(status) = status else {
                 gone.push(id);
+                continue;
+            };
+            // A finished job keeps only the files its rows name: others are what a write of
+            // its end left when a crash or a race kept its rows from being the ones recorded.
+            let keep: Option<std::collections::BTreeSet<String>> = if status
+                .parse::<crate::job::JobStatus>()
+                .is_ok_and(|s| s.is_terminal())
+            {
+                let shas: Vec<Option<String>> =
+                    sqlx::query_scalar("SELECT sha256 FROM artifacts WHERE job_id = ?")
+                        .bind(&id)
+                        .fetch_all(&self.reads)
+                        .await?;
+                Some(shas.into_iter().flatten().collect())
             } else {
-                let cutoff = now_ms - grace_ms;
-                tokio::task::spawn_blocking(move || remove_stale_parts(&dir, cutoff))
-                    .await
-                    .ok();
-            }
+                None
+            };
+            let cutoff = now_ms - grace_ms;
+            tokio::task::spawn_blocking(move || remove_stale_files(&dir, cutoff, keep.as_ref()))
+                .await
+                .ok();
         }
         let n = gone.len() as u64;
         self.remove_artifact_dirs(&gone).await;
@@ -297,22 +338,28 @@ fn list_job_dirs(root: &Path) -> Vec<(JobId, PathBuf)> {
         .collect()
 }
 
-/// Removes `.part-` files in `dir` last written before `cutoff_ms` (unix ms).
-fn remove_stale_parts(dir: &Path, cutoff_ms: i64) {
+/// Removes from `dir` the files last written before `cutoff_ms` (unix ms) that are
+/// unfinished writes (`.part-`), or, when `keep` is given (the job has ended), not in it.
+fn remove_stale_files(
+    dir: &Path,
+    cutoff_ms: i64,
+    keep: Option<&std::collections::BTreeSet<String>>,
+) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.filter_map(Result::ok) {
-        let stale = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(".part-"))
-            && e.metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .is_some_and(|d| (d.as_millis() as i64) < cutoff_ms);
-        if stale {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let unneeded = name.starts_with(".part-") || keep.is_some_and(|k| !k.contains(&name));
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|d| (d.as_millis() as i64) < cutoff_ms);
+        if unneeded && old {
             let _ = std::fs::remove_file(e.path());
         }
     }

@@ -123,6 +123,21 @@ impl Store {
         Ok(())
     }
 
+    /// Makes an unfinished job's poll due now, first in line (as a webhook's hint does).
+    pub async fn wake_poll(&self, id: &JobId, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
+             WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
+             AND response_id IS NOT NULL",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Reschedules a claimed poll that failed (upstream error) without changing the status,
     /// counting the failures in a row. The timeline gets `message` as an `error` event on the
     /// 1st, 10th, 100th… failure in a row only, so an outage does not grow it without bound.

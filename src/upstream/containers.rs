@@ -26,6 +26,9 @@ pub struct ContainerFile {
     /// `assistant` for what the model's code wrote, `user` for what was put in.
     #[serde(default)]
     pub source: String,
+    /// When it was made, Unix seconds (0 when not said).
+    #[serde(default)]
+    pub created_at: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,9 +41,12 @@ struct Page {
 /// Where a download goes, a chunk at a time.
 pub trait DownloadSink {
     /// Appends a chunk.
-    fn write(&mut self, data: &[u8]) -> std::io::Result<()>;
+    fn write(
+        &mut self,
+        data: &[u8],
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
     /// Empties it before the download starts again.
-    fn restart(&mut self) -> std::io::Result<()>;
+    fn restart(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }
 
 /// Why a download failed.
@@ -55,7 +61,8 @@ pub enum DownloadError {
 }
 
 impl Client {
-    /// Every file in container `id` (up to 1,000), oldest first.
+    /// Every file in container `id` (up to 1,000), oldest first. Each also has its
+    /// `created_at` (Unix seconds).
     pub async fn container_files(&self, id: &str) -> Result<Vec<ContainerFile>, UpstreamError> {
         let mut out: Vec<ContainerFile> = Vec::new();
         let mut after: Option<String> = None;
@@ -114,7 +121,7 @@ impl Client {
             };
             tracing::debug!(error = %e.describe(), retries, "retrying a container file download");
             tokio::time::sleep(delay).await;
-            sink.restart()?;
+            sink.restart().await?;
             retries += 1;
         }
     }
@@ -148,7 +155,7 @@ impl Client {
             if n > max {
                 return Err(DownloadError::TooLarge(max));
             }
-            sink.write(&chunk)?;
+            sink.write(&chunk).await?;
         }
         Ok(n)
     }

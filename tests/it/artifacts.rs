@@ -83,13 +83,14 @@ async fn generated_images_are_kept_served_and_taken_out_of_the_response() {
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
         assert_eq!(a["bytes"].as_u64().unwrap(), bytes.len() as u64);
         assert_eq!(a["sha256"].as_str().unwrap(), sha256(&bytes));
-        // On disk under the database's folder, one folder per job.
+        // On disk under the database's folder, one folder per job, named by the SHA-256 (no
+        // name a model chose reaches the file system).
         let on_disk = std::fs::read(
             app.dir
                 .path()
                 .join("artifacts")
                 .join(&id)
-                .join(a["name"].as_str().unwrap()),
+                .join(a["sha256"].as_str().unwrap()),
         )
         .unwrap();
         assert_eq!(on_disk, bytes);
@@ -262,9 +263,9 @@ async fn retention_deletes_a_jobs_folder_with_the_job() {
         helpers::fast_sim(),
     )
     .await;
-    let (id, _) = run(&app, image_job("SIM_IMAGE_COUNT=1 Soon gone")).await;
+    let (id, list) = run(&app, image_job("SIM_IMAGE_COUNT=1 Soon gone")).await;
     let folder = app.dir.path().join("artifacts").join(&id);
-    assert!(folder.join("image-1.png").exists());
+    assert!(folder.join(list[0]["sha256"].as_str().unwrap()).exists());
     // A folder a crash left behind (its job already deleted) goes too.
     let orphan = app
         .dir
@@ -273,12 +274,33 @@ async fn retention_deletes_a_jobs_folder_with_the_job() {
         .join("job_01JZZZZZZZZZZZZZZZZZZZZZZZ");
     std::fs::create_dir_all(&orphan).unwrap();
     std::fs::write(orphan.join("x.csv"), "a,b\n").unwrap();
+    // In a finished job's folder, a file no row names (a crash, a lost race) goes once it is
+    // an hour old; a fresh one (a write that may still be recorded) stays.
     app.clock.advance(Duration::from_secs(7200));
-    let report = app.orchestrator.prune_now().await.unwrap();
-    assert_eq!(report.jobs, 1, "{report:?}");
-    assert_eq!(report.artifact_dirs, 1, "{report:?}");
+    let (other, other_list) = run(&app, image_job("SIM_IMAGE_COUNT=1 Kept a while")).await;
+    let other_folder = app.dir.path().join("artifacts").join(&other);
+    let stray = other_folder.join("0".repeat(64));
+    let fresh = other_folder.join(".part-fresh");
+    std::fs::write(&stray, b"left by a crash").unwrap();
+    std::fs::write(&fresh, b"being written").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&stray)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    // The clock's jump lets the daemon's own hourly pass run meanwhile: whichever pass does
+    // the work, after one more nothing of the first job is left.
+    app.orchestrator.prune_now().await.unwrap();
     assert!(!folder.exists());
     assert!(!orphan.exists());
+    assert!(!stray.exists());
+    assert!(fresh.exists());
+    assert!(
+        other_folder
+            .join(other_list[0]["sha256"].as_str().unwrap())
+            .exists()
+    );
     let (status, _) = app.get(&format!("/v1/jobs/{id}/artifacts")).await;
     assert_eq!(status, 404);
 }
@@ -320,6 +342,9 @@ async fn container_files_are_downloaded_with_the_bytes_the_code_wrote() {
         assert_eq!(bytes.as_ref(), f.content.as_slice(), "{a}");
         assert_eq!(a["sha256"].as_str().unwrap(), sha256(&f.content));
     }
+    // Each file came down once, though the poll that saw the end and the webhook's hint both
+    // found the job unfinished.
+    assert_eq!(app.sim.stats().container_file_downloads, 5);
     let names: Vec<&str> = list.iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"results.csv"), "{names:?}");
     assert!(names.iter().any(|n| !n.is_ascii()), "{names:?}");
@@ -388,6 +413,13 @@ async fn a_file_over_the_limit_is_listed_not_downloaded() {
         helpers::spawn_app_with(|c| c.artifacts.max_file_bytes = 64, helpers::fast_sim()).await;
     let (_, list) = run(&app, code_job("SIM_CONTAINER_FILES=2 A CSV and a chart")).await;
     let files = &app.sim.containers()[0].files;
+    assert_eq!(list.len(), 2, "{list:?}");
+    // The one over the limit was never asked for.
+    let downloads = app.sim.stats().container_file_downloads;
+    assert_eq!(
+        downloads as usize,
+        files.iter().filter(|f| f.content.len() <= 64).count()
+    );
     for (a, f) in list.iter().zip(files) {
         if f.content.len() > 64 {
             let error = a["error"].as_str().unwrap_or_else(|| panic!("{a}"));

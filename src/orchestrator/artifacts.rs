@@ -345,22 +345,14 @@ impl Orchestrator {
     /// Runs `work` while pushing the job's next poll back every [`HEARTBEAT`], so another
     /// worker does not take the job again while its files come down.
     async fn holding_poll<T>(&self, id: &JobId, work: impl std::future::Future<Output = T>) -> T {
-        let hold = async || {
+        let hold = move || async move {
             let now = self.now();
             if let Err(e) = self.inner.store.hold_poll(id, now + HOLD_MS, now).await {
                 tracing::warn!(error = %chain(&e), "cannot push back a job whose artifacts are being fetched");
             }
         };
         hold().await;
-        tokio::pin!(work);
-        let mut beat = tokio::time::interval(HEARTBEAT);
-        beat.tick().await;
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                _ = beat.tick() => hold().await,
-            }
-        }
+        Self::beating(HEARTBEAT, work, hold).await
     }
 
     async fn note(&self, id: &JobId, msg: &str) {

@@ -251,25 +251,18 @@ impl Orchestrator {
         claim: &SubmitClaim,
         work: impl std::future::Future<Output = T>,
     ) -> T {
-        tokio::pin!(work);
-        let mut beat = tokio::time::interval(HEARTBEAT);
-        beat.tick().await;
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                _ = beat.tick() => {
-                    let now = self.now();
-                    if let Err(e) = self
-                        .inner
-                        .store
-                        .wake_submission(&claim.id, claim.attempt, now + UPLOAD_LEASE_MS, now)
-                        .await
-                    {
-                        tracing::warn!(error = %crate::telemetry::chain(&e), "cannot push back a job waiting for its files");
-                    }
-                }
+        Self::beating(HEARTBEAT, work, move || async move {
+            let now = self.now();
+            if let Err(e) = self
+                .inner
+                .store
+                .wake_submission(&claim.id, claim.attempt, now + UPLOAD_LEASE_MS, now)
+                .await
+            {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "cannot push back a job waiting for its files");
             }
-        }
+        })
+        .await
     }
 
     /// Runs `work` (an upload, or the search for a lost one) while renewing the upload claim
@@ -284,26 +277,19 @@ impl Orchestrator {
         work: impl std::future::Future<Output = T>,
     ) -> T {
         let store = &self.inner.store;
-        tokio::pin!(work);
-        let mut beat = tokio::time::interval(HEARTBEAT);
-        beat.tick().await;
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                _ = beat.tick() => {
-                    let now = self.now();
-                    let until = now + UPLOAD_LEASE_MS;
-                    if let Err(e) = store.renew_upload(&meta.sha256, purpose, owner, until).await {
-                        tracing::warn!(error = %crate::telemetry::chain(&e), "cannot renew an upload claim");
-                    }
-                    // The job is not due while its files go up (no claim and release every
-                    // lease), but is soon after this daemon stops renewing.
-                    if let Err(e) = store.wake_submission(&claim.id, claim.attempt, until, now).await {
-                        tracing::warn!(error = %crate::telemetry::chain(&e), "cannot push back a job waiting for its uploads");
-                    }
-                }
+        Self::beating(HEARTBEAT, work, move || async move {
+            let now = self.now();
+            let until = now + UPLOAD_LEASE_MS;
+            if let Err(e) = store.renew_upload(&meta.sha256, purpose, owner, until).await {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "cannot renew an upload claim");
             }
-        }
+            // The job is not due while its files go up (no claim and release every lease), but
+            // is soon after this daemon stops renewing.
+            if let Err(e) = store.wake_submission(&claim.id, claim.attempt, until, now).await {
+                tracing::warn!(error = %crate::telemetry::chain(&e), "cannot push back a job waiting for its uploads");
+            }
+        })
+        .await
     }
 
     async fn prepare_all(

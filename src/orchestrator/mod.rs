@@ -332,6 +332,24 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Runs `work`, calling `beat` every `every` until it ends (not before the first
+    /// interval): the heartbeat that keeps a lease while an upload or a download runs.
+    pub(crate) async fn beating<T, F: std::future::Future<Output = ()>>(
+        every: Duration,
+        work: impl std::future::Future<Output = T>,
+        mut beat: impl FnMut() -> F,
+    ) -> T {
+        tokio::pin!(work);
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = ticks.tick() => beat().await,
+            }
+        }
+    }
+
     fn journal(&self) -> Option<journal::Journal> {
         self.inner.journal.get().cloned()
     }

@@ -138,6 +138,7 @@ mod images;
 mod ledger;
 mod list;
 mod markers;
+mod mcp;
 mod output;
 mod response;
 mod server;

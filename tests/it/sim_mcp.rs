@@ -2,7 +2,8 @@
 //! an `mcp_list_tools` item first and `mcp_call`s (`search`, then `fetch`) before the message,
 //! `allowed_tools` narrows both, `max_tool_calls` counts the calls, the `mcp_error` and
 //! `mcp_list_error` directives break a call or the listing, a tool that needs approval is left
-//! out, no credential of the tool reaches an item, and a stream carries the MCP events.
+//! out, no credential of the tool reaches an item, a stream carries the MCP events, and a poll
+//! sees each call `in_progress`, `calling`, then `completed`.
 
 use std::time::Duration;
 
@@ -312,6 +313,13 @@ async fn deep_research_lists_first_then_searches_the_web_and_calls_the_server() 
         ],
         "{r}"
     );
+    // The report's "Tool activity" names the calls and not the listing.
+    let activity = respool::notify::markdown::activity(&r);
+    assert_eq!(activity.len(), 2, "{activity:?}");
+    assert_eq!(
+        activity[1],
+        "Called MCP tools twice: airnz_onsites/fetch, airnz_onsites/search"
+    );
     // max_tool_calls counts the MCP calls with the searches.
     let (_, r) = create(&sim, body(Some(4))).await;
     assert_eq!(items_of(&r, "web_search_call").len(), 3);
@@ -437,5 +445,47 @@ async fn a_stream_carries_the_listing_and_call_events() {
             assert_eq!(mine[kinds.len() - 1]["item"], *call);
         }
     }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_background_poll_sees_each_call_in_progress_calling_then_done() {
+    let sim = sim::spawn(SimConfig {
+        queue_time: Duration::from_millis(10),
+        run_time: Duration::from_secs(4),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let mut body = request("Baggage rules", json!([mcp_tool(json!({}))]));
+    body["background"] = json!(true);
+    let (_, created) = create(&sim, body).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = sim.response(&id).expect("stored");
+        for call in items_of(&r, "mcp_call") {
+            let status = call["status"].as_str().expect("status");
+            assert_eq!(call["output"].is_null(), status != "completed", "{call}");
+            let name = call["name"].as_str().expect("name").to_owned();
+            if !seen.contains(&(name.clone(), status.to_owned())) {
+                seen.push((name, status.to_owned()));
+            }
+        }
+        if r["status"] == "completed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let of = |name: &str| -> Vec<&str> {
+        seen.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| s.as_str())
+            .collect()
+    };
+    assert_eq!(of("search"), ["in_progress", "calling", "completed"]);
+    assert_eq!(of("fetch"), ["in_progress", "calling", "completed"]);
     sim.shutdown().await;
 }

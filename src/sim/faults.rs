@@ -365,6 +365,10 @@ pub(crate) struct Overrides {
     pub container_expired: bool,
     /// `Faults::container_file_drop` for this response's files only.
     pub container_file_drop: bool,
+    /// The first call to each MCP server fails with an HTTP 502 (`mcp_error`).
+    pub mcp_error: bool,
+    /// Listing each MCP server's tools fails (`mcp_list_error`), so none is called.
+    pub mcp_list_error: bool,
 }
 
 impl Overrides {
@@ -410,6 +414,8 @@ impl Overrides {
                 }
                 "container_expired" => out.container_expired = true,
                 "container_file_drop" => out.container_file_drop = true,
+                "mcp_error" => out.mcp_error = true,
+                "mcp_list_error" => out.mcp_list_error = true,
                 other => return Err(format!("unknown sim directive '{other}'")),
             }
         }
@@ -518,6 +524,8 @@ mod tests {
         );
         assert_eq!(o.webhook, WebhookMode::Drop);
         assert!(o.stuck);
+        let mcp = Overrides::parse("mcp_error; mcp_list_error").expect("valid spec");
+        assert!(mcp.mcp_error && mcp.mcp_list_error);
     }
 
     #[test]

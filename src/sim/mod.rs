@@ -36,6 +36,13 @@
 //!   (`container_file_citation`). `/v1/containers` serves containers and their files; a
 //!   container expires 20 minutes after its last use on the storage clock and its files are
 //!   then gone ([`SimHandle::containers`], [`SimHandle::expire_container`]).
+//! - Remote MCP: an `mcp` tool whose `require_approval` is `never` (or a filter whose `never`
+//!   covers every tool it lists) adds an `mcp_list_tools` item first (`search` and `fetch`,
+//!   narrowed by `allowed_tools`) and `mcp_call`s before the message (`search`, then `fetch`
+//!   of what it found, within `max_tool_calls`), answered from the input; `mcp_error` fails
+//!   the first call (`error: {type: http_error, code: 502}`), `mcp_list_error` the listing.
+//!   A tool that needs approval is left out (no `mcp_approval_request` yet). `tools` is
+//!   echoed as sent, credentials included, so respool's own redaction is what gets tested.
 //! - Control: `GET /_sim/stats`, `GET /_sim/responses[?job_id=…]` (every response created,
 //!   per `metadata.respool_job_id`: status, output text, whether its answer was lost; see
 //!   [`SimResponse`]), `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
@@ -79,6 +86,8 @@
 //!            | "container_files=" 0-5       ; files a code interpreter run saves (default 2)
 //!            | "container_expired"          ; its container is expired when it completes
 //!            | "container_file_drop"        ; each saved file's first download answers 500
+//!            | "mcp_error"                  ; each MCP server's first call fails (HTTP 502)
+//!            | "mcp_list_error"             ; listing each MCP server's tools fails (424)
 //! outcome    = "completed" | "failed" [ ":" error-code ] | "incomplete" [ ":" reason ]
 //! reason     = "max_output_tokens" | "content_filter"
 //! output     = "report"                     ; a report quoting the input, with citations
@@ -113,7 +122,8 @@
 //!   citations and `file_search_call`. `tools.rs`: what the hosted tools made; `images.rs`:
 //!   image generation and the PNGs; `code_interpreter.rs`: the code a run writes, its files
 //!   and citations; `containers.rs`: containers and their expiry; `container_routes.rs`:
-//!   `/v1/containers`; `markers.rs`: `SIM_…` markers in the input. `server.rs`: routes.
+//!   `/v1/containers`; `mcp.rs`: remote MCP servers' listings and calls; `markers.rs`:
+//!   `SIM_…` markers in the input. `server.rs`: routes.
 //!   `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope.
 //!   `broken.rs`: answers that are not the API's (dropped connections, proxy pages).
 //!   `ledger.rs`: what was created, per job.
@@ -138,6 +148,7 @@ mod images;
 mod ledger;
 mod list;
 mod markers;
+mod mcp;
 mod output;
 mod response;
 mod server;

@@ -152,6 +152,18 @@ fn shaped_text(shape: &OutputShape) -> Option<String> {
     }
 }
 
+/// The web searches a deep-research response makes.
+const DEEP_RESEARCH_SEARCHES: usize = 3;
+
+/// How many web searches the response makes: deep research only, within `max_tool_calls`.
+pub(crate) fn web_searches(req: &CreateRequest) -> usize {
+    if req.is_deep_research() {
+        DEEP_RESEARCH_SEARCHES.min(req.max_tool_calls())
+    } else {
+        0
+    }
+}
+
 fn tokens(chars: usize) -> u64 {
     chars.div_ceil(4) as u64
 }
@@ -314,6 +326,10 @@ pub(crate) fn generate(
     let mut done: Vec<Value> = Vec::new();
     let mut reasoning_tokens = 0;
 
+    // MCP servers' tools are listed before the model starts (the tour's deep research output
+    // opens with `mcp_list_tools`, before any reasoning).
+    artifacts.list_steps(&mut steps, &mut done);
+
     if req.has_reasoning {
         let summary = format!(
             "**Planning the answer**\n\nThe request asks about \"{topic}\". I will gather a few sources, compare them and write a short report with citations."
@@ -373,20 +389,12 @@ pub(crate) fn generate(
     }
 
     if req.is_deep_research() {
-        let max_calls = req
-            .body
-            .get("max_tool_calls")
-            .and_then(Value::as_u64)
-            .unwrap_or(u64::MAX);
         let queries = [
             topic.clone(),
             format!("{topic} latest research"),
             format!("{topic} statistics"),
         ];
-        for query in queries
-            .iter()
-            .take(usize::try_from(max_calls).unwrap_or(usize::MAX))
-        {
+        for query in queries.iter().take(web_searches(req)) {
             let id = ids::new("ws");
             let srcs: Vec<Value> = sources
                 .iter()

@@ -1,8 +1,9 @@
 //! What a response's hosted tools make besides search ([`Artifacts`]): the images of an
-//! `image_generation` tool (`images.rs`) and the run of a `code_interpreter` tool, with its
-//! container and files (`code_interpreter.rs`, `containers.rs`); and how they show in the
-//! response: their output items, before the message, and the answer's image captions and
-//! `container_file_citation`s.
+//! `image_generation` tool (`images.rs`), the run of a `code_interpreter` tool, with its
+//! container and files (`code_interpreter.rs`, `containers.rs`), and the listings and calls
+//! of remote MCP servers (`mcp.rs`); and how they show in the response: their output items,
+//! before the message, and the answer's image captions, `container_file_citation`s and what
+//! the MCP servers said.
 
 use rand::Rng;
 use serde_json::Value;
@@ -13,7 +14,8 @@ use super::error::ApiError;
 use super::faults::{Faults, roll};
 use super::files::Storage;
 use super::images::{self, ImageTool, PlannedImage};
-use super::output::{Step, topic_of};
+use super::mcp::{self, McpFaults, McpServer};
+use super::output::{Step, topic_of, web_searches};
 use super::validate::CreateRequest;
 
 /// Images made when no `images=N` / `SIM_IMAGE_COUNT=N` says otherwise.
@@ -27,11 +29,14 @@ pub(crate) struct Artifacts {
     pub image_tool: Option<ImageTool>,
     pub images: Vec<PlannedImage>,
     pub code: Option<CodeRun>,
+    /// The MCP servers used unattended, with their calls.
+    pub mcp: Vec<McpServer>,
 }
 
 impl Artifacts {
-    /// Runs the create's hosted tools: draws its images and runs its code, saving the files
-    /// in a container of `storage` and deciding the container faults. A container the tool
+    /// Runs the create's hosted tools: draws its images, runs its code, saving the files in a
+    /// container of `storage` and deciding the container faults, and calls its MCP servers
+    /// (within what `max_tool_calls` leaves after the web searches). A container the tool
     /// names that is unknown or expired is a 400, answered before anything is made.
     pub(crate) fn make(
         req: &CreateRequest,
@@ -66,23 +71,38 @@ impl Artifacts {
                 images::plan(tool, count, &req.input_text, &topic)
             })
             .unwrap_or_default();
+        let mcp_faults = McpFaults {
+            list_error: req.overrides.mcp_list_error,
+            call_error: req.overrides.mcp_error,
+        };
+        let budget = req.max_tool_calls().saturating_sub(web_searches(req));
+        let mcp = mcp::plan(&req.tools, &topic, mcp_faults, budget);
         Ok(Self {
             image_tool: req.image_tool.clone(),
             images,
             code,
+            mcp,
         })
     }
 
-    /// Appends to the answer the files the code saved (cited) and a caption per image.
+    /// Appends to the answer what the MCP servers said, the files the code saved (cited) and
+    /// a caption per image.
     pub(crate) fn append_text(&self, text: &mut String, annotations: &mut Vec<Value>) {
+        mcp::append_text(text, &self.mcp);
         if let Some(run) = &self.code {
             run.append_citations(text, annotations);
         }
         images::append_captions(text, &self.images);
     }
 
-    /// Adds the tool items to the planned output: the `code_interpreter_call`, then one
-    /// `image_generation_call` per image.
+    /// Adds the MCP servers' `mcp_list_tools` items to the planned output (first: the tools
+    /// are listed before the model runs).
+    pub(crate) fn list_steps(&self, steps: &mut Vec<Step>, done: &mut Vec<Value>) {
+        mcp::list_steps(steps, done, &self.mcp);
+    }
+
+    /// Adds the tool items to the planned output: the `mcp_call`s, the
+    /// `code_interpreter_call`, then one `image_generation_call` per image.
     pub(crate) fn steps(
         &self,
         steps: &mut Vec<Step>,
@@ -91,6 +111,7 @@ impl Artifacts {
         obfuscate: bool,
         rng: &mut impl Rng,
     ) {
+        mcp::call_steps(steps, done, &self.mcp, obfuscate, rng);
         if let Some(run) = &self.code {
             let outputs = include.iter().any(|i| i == "code_interpreter_call.outputs");
             run.steps(steps, done, outputs, obfuscate, rng);
@@ -100,8 +121,9 @@ impl Artifacts {
         }
     }
 
-    /// The characters the model wrote for the tools (the code), for usage.
+    /// The characters the model wrote for the tools (the code, the MCP calls' arguments),
+    /// for usage.
     pub(crate) fn written_chars(&self) -> usize {
-        self.code.as_ref().map_or(0, |run| run.code.chars().count())
+        self.code.as_ref().map_or(0, |run| run.code.chars().count()) + mcp::written_chars(&self.mcp)
     }
 }

@@ -71,6 +71,15 @@ impl CreateRequest {
     pub fn is_deep_research(&self) -> bool {
         self.model.contains("deep-research")
     }
+
+    /// `max_tool_calls`: how many built-in tool calls the response may make (unbounded when
+    /// absent).
+    pub fn max_tool_calls(&self) -> usize {
+        self.body
+            .get("max_tool_calls")
+            .and_then(Value::as_u64)
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {

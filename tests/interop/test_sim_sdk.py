@@ -6,7 +6,8 @@ loopback port, then drives it with ``OpenAI(base_url=..., api_key="sk-test")``: 
 create + retrieve, cancel, delete, streaming with resume, 429 retries, ``webhooks.unwrap``, the
 webhook endpoints (``client.webhooks.create`` … ``rotate_secret``, ``test``), files
 (``client.files.*``), vector stores with the SDK's polling helpers, ``file_search``, image
-generation, and the code interpreter with its container files (``client.containers.*``).
+generation, the code interpreter with its container files (``client.containers.*``), and
+remote MCP servers (``McpListTools``, ``McpCall``, their stream events).
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ from openai.types.responses import (
     ResponseCodeInterpreterToolCall,
     ResponseFileSearchToolCall,
     ResponseImageGenCallPartialImageEvent,
+    ResponseMcpCallArgumentsDeltaEvent,
+    ResponseMcpCallArgumentsDoneEvent,
+    ResponseMcpCallCompletedEvent,
+    ResponseMcpListToolsCompletedEvent,
     ResponseOutputMessage,
     ResponseReasoningItem,
 )
-from openai.types.responses.response_output_item import ImageGenerationCall
+from openai.types.responses.mcp_tool_call_error import HTTPError
+from openai.types.responses.response_output_item import ImageGenerationCall, McpCall, McpListTools
 from openai.types.responses.response_output_text import (
     AnnotationContainerFileCitation,
     AnnotationFileCitation,
@@ -560,3 +566,72 @@ def test_image_generation_with_the_sdk(client: OpenAI):
         _png_size(base64.b64decode(p.partial_image_b64))
     assert final is not None and isinstance(final.output[0], ImageGenerationCall)
     assert partials[0].item_id == final.output[0].id
+
+
+MCP_TOOL = {
+    "type": "mcp",
+    "server_label": "airnz_onsites",
+    "server_url": "https://airnz-onsites.example.net/sse/",
+    "require_approval": "never",
+}
+
+
+def test_remote_mcp_with_the_sdk(client: OpenAI):
+    """The seed tour's remote MCP call: the SDK parses the listing and the calls into its
+    `McpListTools` and `McpCall` types (a failed call's error into `HTTPError`), and a stream's
+    MCP events into its typed events."""
+    r = client.responses.create(
+        model="gpt-4.1",
+        tools=[MCP_TOOL],
+        input="Can I bring more bags than my standard allowance? «économie» 東京",
+    )
+    assert r.status == "completed"
+    listing, search, fetch, message = r.output
+    assert isinstance(listing, McpListTools) and listing.error is None
+    assert [t.name for t in listing.tools] == ["search", "fetch"]
+    assert listing.tools[0].input_schema["required"] == ["query"]
+    for call, name in ((search, "search"), (fetch, "fetch")):
+        assert isinstance(call, McpCall) and call.name == name and call.status == "completed"
+        assert call.server_label == "airnz_onsites" and call.error is None
+        assert isinstance(json.loads(call.arguments), dict) and isinstance(call.output, str)
+    assert json.loads(search.arguments)["query"].endswith("東京")
+    first = json.loads(search.output)["results"][0]
+    assert json.loads(fetch.arguments) == {"id": first["id"]}
+    assert isinstance(message, ResponseOutputMessage)
+    assert "## From airnz_onsites" in r.output_text
+
+    failed = client.responses.create(
+        model="gpt-4.1", tools=[MCP_TOOL], input="Baggage rules", metadata={"sim": "mcp_error"}
+    )
+    call = next(i for i in failed.output if isinstance(i, McpCall))
+    assert call.status == "failed" and call.output is None
+    assert isinstance(call.error, HTTPError) and call.error.code == 502
+
+    unlisted = client.responses.create(
+        model="gpt-4.1", tools=[MCP_TOOL], input="Baggage rules", metadata={"sim": "mcp_list_error"}
+    )
+    assert isinstance(unlisted.output[0], McpListTools)
+    assert unlisted.output[0].error.startswith("Error retrieving tool list from MCP server: 'airnz_onsites'")
+    assert not any(isinstance(i, McpCall) for i in unlisted.output)
+
+    deltas, done, completed, listed, final = [], [], [], [], None
+    with client.responses.create(
+        model="gpt-4.1", tools=[MCP_TOOL], input="Baggage rules", stream=True
+    ) as events:
+        for event in events:
+            if isinstance(event, ResponseMcpCallArgumentsDeltaEvent):
+                deltas.append(event)
+            elif isinstance(event, ResponseMcpCallArgumentsDoneEvent):
+                done.append(event)
+            elif isinstance(event, ResponseMcpCallCompletedEvent):
+                completed.append(event)
+            elif isinstance(event, ResponseMcpListToolsCompletedEvent):
+                listed.append(event)
+            elif event.type == "response.completed":
+                final = event.response
+    assert final is not None and len(listed) == 1 and len(completed) == 2
+    calls = [i for i in final.output if isinstance(i, McpCall)]
+    assert [d.arguments for d in done] == [c.arguments for c in calls]
+    for call in calls:
+        streamed = "".join(d.delta for d in deltas if d.item_id == call.id)
+        assert streamed == call.arguments

@@ -56,6 +56,7 @@ mod sim_endpoints;
 mod sim_faults;
 mod sim_files;
 mod sim_images;
+mod sim_mcp;
 mod sim_stream;
 mod sim_webhooks;
 mod sink_discord_ntfy;

@@ -1,0 +1,595 @@
+//! Remote MCP tools (`docs/upstream-api.md` §1.5, §2.5 "MCP"; the seed tour's "Remote MCP
+//! servers"): what the API does with an `mcp` tool that needs no approval. It lists the
+//! server's tools (an `mcp_list_tools` item, first in the output), then the model calls them
+//! (`mcp_call` items: `search`, then `fetch` of what it found), and the answer draws on what
+//! the server said.
+//!
+//! No network: every simulated server offers the two tools deep research asks of one
+//! (`search` and `fetch`, as in the tour), and answers from the input text, so the same input
+//! gives the same arguments and outputs. Nothing of a tool's `server_url`, `authorization` or
+//! `headers` reaches an item or the answer: only its `server_label`.
+//!
+//! A tool whose `require_approval` does not cover every tool it lists (absent is OpenAI's
+//! default `always`) is left out, as the simulator did before it knew MCP: OpenAI would end
+//! such a response with an `mcp_approval_request`, which is not simulated.
+
+use rand::Rng;
+use serde_json::{Value, json};
+
+use super::ids;
+use super::output::{Step, chunks, ev, obfuscation, with_obfuscation};
+
+/// The `mcp_list_tools.error` when listing fails (`mcp_list_error`).
+fn list_error(label: &str) -> String {
+    format!(
+        "Error retrieving tool list from MCP server: '{label}'. Http status code: 424 (Failed Dependency)"
+    )
+}
+
+/// A tool a simulated MCP server offers.
+struct ServerTool {
+    name: &'static str,
+    description: &'static str,
+    /// The one string argument of its input schema.
+    argument: &'static str,
+}
+
+/// What every simulated server offers: the two tools deep research needs.
+const SERVER_TOOLS: [ServerTool; 2] = [
+    ServerTool {
+        name: "search",
+        description: "Search for documents using OpenAI Vector Store search.\nReturns a list of semantically relevant matches. Use the `fetch` tool for full content.",
+        argument: "query",
+    },
+    ServerTool {
+        name: "fetch",
+        description: "Retrieve complete document content by ID after finding relevant files with `search`.",
+        argument: "id",
+    },
+];
+
+impl ServerTool {
+    /// Its entry in `mcp_list_tools.tools`.
+    fn listed(&self) -> Value {
+        let title = format!(
+            "{}{}",
+            self.argument[..1].to_uppercase(),
+            &self.argument[1..]
+        );
+        json!({
+            "name": self.name,
+            "description": self.description,
+            "input_schema": {
+                "type": "object",
+                "required": [self.argument],
+                "properties": {self.argument: {"type": "string", "title": title}},
+            },
+            "annotations": null,
+        })
+    }
+}
+
+/// Whether `filter` (an `allowed_tools` or `require_approval` filter object,
+/// `{tool_names?, read_only?}`) matches the tool `name`. Simulated tools carry no annotations,
+/// so `read_only: true` matches none of them.
+fn filter_matches(filter: &Value, name: &str) -> bool {
+    let named = match filter.get("tool_names").and_then(Value::as_array) {
+        Some(names) => names.iter().any(|n| n.as_str() == Some(name)),
+        None => true,
+    };
+    let read_only = filter.get("read_only").and_then(Value::as_bool) == Some(true);
+    named && !read_only && filter.is_object()
+}
+
+/// Whether `allowed_tools` (absent, a list of names or a filter object) lets `name` through.
+fn allowed(tool: &Value, name: &str) -> bool {
+    match tool.get("allowed_tools") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(names)) => names.iter().any(|n| n.as_str() == Some(name)),
+        Some(filter) => filter_matches(filter, name),
+    }
+}
+
+/// Whether calling `name` needs no approval: `require_approval` is `never`, or a filter
+/// object whose `never` matches it and whose `always` does not.
+fn unattended(tool: &Value, name: &str) -> bool {
+    match tool.get("require_approval") {
+        Some(Value::String(s)) => s == "never",
+        Some(Value::Object(filters)) => {
+            let matches = |key: &str| filters.get(key).is_some_and(|f| filter_matches(f, name));
+            matches("never") && !matches("always")
+        }
+        _ => false,
+    }
+}
+
+/// One `mcp_call` the model makes.
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedCall {
+    pub id: String,
+    pub name: &'static str,
+    /// The arguments, a JSON object as a string.
+    pub arguments: String,
+    /// What the server answered (a JSON text), or `None` when the call failed.
+    pub output: Option<String>,
+    /// What the answer says of it.
+    summary: String,
+}
+
+/// One MCP server a response uses: its listing and the calls made to it.
+#[derive(Debug, Clone)]
+pub(crate) struct McpServer {
+    pub label: String,
+    /// The `mcpl_…` id of its `mcp_list_tools` item.
+    list_id: String,
+    /// `mcp_list_tools.tools`.
+    tools: Vec<Value>,
+    /// `mcp_list_tools.error`.
+    list_error: Option<String>,
+    pub calls: Vec<PlannedCall>,
+}
+
+/// How a response's MCP servers misbehave (`metadata.sim` directives).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct McpFaults {
+    /// Listing fails (`mcp_list_error`): no tools, no calls.
+    pub list_error: bool,
+    /// The first call to each server fails with an HTTP 502 (`mcp_error`), and no more follow.
+    pub call_error: bool,
+}
+
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A label as a host-name part: lowercase ASCII letters, digits and `-`.
+fn host_part(label: &str) -> String {
+    let part: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let part = part.trim_matches('-');
+    if part.is_empty() {
+        "mcp".to_owned()
+    } else {
+        part.to_owned()
+    }
+}
+
+/// The MCP servers of a create's `tools` that the model uses unattended, with their calls:
+/// `search` for `topic`, then `fetch` of the first document found (each only when
+/// `allowed_tools` lists it), at most `budget` calls in all (`max_tool_calls`).
+pub(crate) fn plan(
+    tools: &[Value],
+    topic: &str,
+    faults: McpFaults,
+    budget: usize,
+) -> Vec<McpServer> {
+    let mut budget = budget;
+    let mut servers = Vec::new();
+    for tool in tools
+        .iter()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("mcp"))
+    {
+        let label = tool
+            .get("server_label")
+            .and_then(Value::as_str)
+            .unwrap_or("mcp")
+            .to_owned();
+        let offered: Vec<&ServerTool> = SERVER_TOOLS
+            .iter()
+            .filter(|t| allowed(tool, t.name))
+            .collect();
+        if !offered.iter().all(|t| unattended(tool, t.name)) {
+            continue;
+        }
+        let list_id = ids::new("mcpl");
+        if faults.list_error {
+            servers.push(McpServer {
+                list_error: Some(list_error(&label)),
+                label,
+                list_id,
+                tools: Vec::new(),
+                calls: Vec::new(),
+            });
+            continue;
+        }
+        let listed = offered.iter().map(|t| t.listed()).collect();
+        let names: Vec<&'static str> = offered.iter().map(|t| t.name).collect();
+        let calls = calls(&label, topic, &names, faults.call_error, &mut budget);
+        servers.push(McpServer {
+            label,
+            list_id,
+            tools: listed,
+            list_error: None,
+            calls,
+        });
+    }
+    servers
+}
+
+/// The calls made to one server offering `names`.
+fn calls(
+    label: &str,
+    topic: &str,
+    names: &[&'static str],
+    fail: bool,
+    budget: &mut usize,
+) -> Vec<PlannedCall> {
+    let h = fnv(&format!("{label}\n{topic}"));
+    let host = host_part(label);
+    let docs: Vec<(String, String, String)> = (0..2u64)
+        .map(|n| {
+            let id = format!("doc-{:08x}", (h >> (n * 16)) as u32);
+            let short: String = topic.chars().take(40).collect();
+            let title = format!("{} (part {})", short.trim_end(), n + 1);
+            let url = format!("https://{host}.example.com/documents/{id}");
+            (id, title, url)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for &name in names {
+        if *budget == 0 || (fail && !out.is_empty()) {
+            break;
+        }
+        *budget -= 1;
+        let (arguments, output, summary) = if name == "search" {
+            let results: Vec<Value> = docs
+                .iter()
+                .map(|(id, title, url)| json!({"id": id, "title": title, "url": url}))
+                .collect();
+            (
+                json!({"query": topic}),
+                json!({"results": results}),
+                format!(
+                    "Searched {label} for \"{topic}\" and found {} documents.",
+                    docs.len()
+                ),
+            )
+        } else {
+            let (id, title, url) = &docs[0];
+            let gist = "the rules, the exceptions and whom to ask";
+            let text = format!("What {label} holds on \"{topic}\": {gist}.");
+            (
+                json!({"id": id}),
+                json!({"id": id, "title": title, "text": text, "url": url, "metadata": null}),
+                format!("Read \"{title}\" ({id}): {gist}."),
+            )
+        };
+        let (output, summary) = if fail {
+            (
+                None,
+                format!(
+                    "The call to {label}'s `{name}` tool failed (HTTP 502 Bad Gateway), so this answer does not draw on {label}."
+                ),
+            )
+        } else {
+            (Some(output.to_string()), summary)
+        };
+        out.push(PlannedCall {
+            id: ids::new("mcp"),
+            name,
+            arguments: arguments.to_string(),
+            output,
+            summary,
+        });
+    }
+    out
+}
+
+impl McpServer {
+    /// The `mcp_list_tools` item; `tools` is empty until the listing is done.
+    fn list_item(&self, done: bool) -> Value {
+        json!({
+            "id": self.list_id,
+            "type": "mcp_list_tools",
+            "server_label": self.label,
+            "tools": if done { self.tools.clone() } else { Vec::new() },
+            "error": if done { json!(self.list_error) } else { Value::Null },
+        })
+    }
+
+    /// The `mcp_call` item of `call` at `status`, with `arguments` written so far.
+    fn call_item(&self, call: &PlannedCall, status: &str, arguments: &str) -> Value {
+        let ended = status == "completed" || status == "failed";
+        let error = match (&call.output, ended) {
+            (None, true) => json!({"type": "http_error", "code": 502, "message": "Bad Gateway"}),
+            _ => Value::Null,
+        };
+        json!({
+            "id": call.id,
+            "type": "mcp_call",
+            "server_label": self.label,
+            "name": call.name,
+            "arguments": arguments,
+            "output": if ended { json!(call.output) } else { Value::Null },
+            "error": error,
+            "approval_request_id": null,
+            "status": status,
+        })
+    }
+}
+
+/// Adds each server's listing to the planned output (two steps each: added and in progress;
+/// completed or failed, and done).
+pub(crate) fn list_steps(steps: &mut Vec<Step>, done: &mut Vec<Value>, servers: &[McpServer]) {
+    for server in servers {
+        let idx = done.len();
+        let at = json!({"output_index": idx, "item_id": server.list_id});
+        let partial = server.list_item(false);
+        let mut out = done.clone();
+        out.push(partial.clone());
+        steps.push(Step {
+            events: vec![
+                ev(
+                    "response.output_item.added",
+                    json!({"output_index": idx, "item": partial}),
+                ),
+                ev("response.mcp_list_tools.in_progress", at.clone()),
+            ],
+            output: out,
+        });
+        let end = if server.list_error.is_some() {
+            "response.mcp_list_tools.failed"
+        } else {
+            "response.mcp_list_tools.completed"
+        };
+        let full = server.list_item(true);
+        done.push(full.clone());
+        steps.push(Step {
+            events: vec![
+                ev(end, at),
+                ev(
+                    "response.output_item.done",
+                    json!({"output_index": idx, "item": full}),
+                ),
+            ],
+            output: done.clone(),
+        });
+    }
+}
+
+/// Adds each call to the planned output, in three steps: added, in progress and its
+/// arguments streamed; the arguments done (the call is `calling` the server); completed or
+/// failed, and done.
+pub(crate) fn call_steps(
+    steps: &mut Vec<Step>,
+    done: &mut Vec<Value>,
+    servers: &[McpServer],
+    obfuscate: bool,
+    rng: &mut impl Rng,
+) {
+    for server in servers {
+        for call in &server.calls {
+            let idx = done.len();
+            let at = |extra: Value| {
+                let mut fields = json!({"output_index": idx, "item_id": call.id});
+                if let (Some(f), Value::Object(extra)) = (fields.as_object_mut(), extra) {
+                    f.extend(extra);
+                }
+                fields
+            };
+            let with = |item: Value| {
+                let mut out = done.clone();
+                out.push(item);
+                out
+            };
+            let mut events = vec![
+                ev(
+                    "response.output_item.added",
+                    json!({"output_index": idx, "item": server.call_item(call, "in_progress", "")}),
+                ),
+                ev("response.mcp_call.in_progress", at(json!({}))),
+            ];
+            for delta in chunks(&call.arguments) {
+                events.push(ev(
+                    "response.mcp_call_arguments.delta",
+                    with_obfuscation(at(json!({"delta": delta})), obfuscation(rng, obfuscate)),
+                ));
+            }
+            steps.push(Step {
+                events,
+                output: with(server.call_item(call, "in_progress", &call.arguments)),
+            });
+            steps.push(Step {
+                events: vec![ev(
+                    "response.mcp_call_arguments.done",
+                    at(json!({"arguments": call.arguments})),
+                )],
+                output: with(server.call_item(call, "calling", &call.arguments)),
+            });
+            let (status, event) = match call.output {
+                Some(_) => ("completed", "response.mcp_call.completed"),
+                None => ("failed", "response.mcp_call.failed"),
+            };
+            let full = server.call_item(call, status, &call.arguments);
+            steps.push(Step {
+                events: vec![
+                    ev(event, at(json!({}))),
+                    ev(
+                        "response.output_item.done",
+                        json!({"output_index": idx, "item": full}),
+                    ),
+                ],
+                output: with(full.clone()),
+            });
+            done.push(full);
+        }
+    }
+}
+
+/// Appends what each server answered to the report (nothing without servers).
+pub(crate) fn append_text(text: &mut String, servers: &[McpServer]) {
+    for server in servers {
+        let label = &server.label;
+        text.push_str(&format!("## From {label}\n\n"));
+        if server.list_error.is_some() {
+            text.push_str(&format!(
+                "The tools of {label} could not be listed (HTTP 424), so this answer does not draw on it.\n\n"
+            ));
+            continue;
+        }
+        if server.calls.is_empty() {
+            text.push_str(&format!(
+                "{label} was available, but this answer did not need it.\n\n"
+            ));
+            continue;
+        }
+        let said: Vec<&str> = server.calls.iter().map(|c| c.summary.as_str()).collect();
+        text.push_str(&said.join(" "));
+        text.push_str("\n\n");
+    }
+}
+
+/// The characters the model wrote for the calls (their arguments), for usage.
+pub(crate) fn written_chars(servers: &[McpServer]) -> usize {
+    servers
+        .iter()
+        .flat_map(|s| &s.calls)
+        .map(|c| c.arguments.chars().count())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mcp(extra: Value) -> Value {
+        let mut tool = json!({"type": "mcp", "server_label": "docs", "server_url": "https://mcp.example.com/sse", "require_approval": "never"});
+        if let (Some(t), Value::Object(extra)) = (tool.as_object_mut(), extra) {
+            t.extend(extra);
+        }
+        tool
+    }
+
+    fn names(server: &McpServer) -> Vec<&str> {
+        server.calls.iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn search_then_fetch_with_json_arguments() {
+        let servers = plan(
+            &[mcp(json!({}))],
+            "Grüße aus Zürich",
+            McpFaults::default(),
+            9,
+        );
+        assert_eq!(servers.len(), 1);
+        let s = &servers[0];
+        assert_eq!(names(s), ["search", "fetch"]);
+        let args: Value = serde_json::from_str(&s.calls[0].arguments).expect("json");
+        assert_eq!(args, json!({"query": "Grüße aus Zürich"}));
+        let found: Value =
+            serde_json::from_str(s.calls[0].output.as_deref().expect("output")).expect("json");
+        let fetch: Value = serde_json::from_str(&s.calls[1].arguments).expect("json");
+        assert_eq!(fetch["id"], found["results"][0]["id"]);
+        let again = plan(
+            &[mcp(json!({}))],
+            "Grüße aus Zürich",
+            McpFaults::default(),
+            9,
+        );
+        assert_eq!(again[0].calls[1].output, s.calls[1].output);
+    }
+
+    #[test]
+    fn allowed_tools_and_the_budget_limit_the_calls() {
+        let f = McpFaults::default();
+        let only = |allowed: Value| {
+            let s = plan(&[mcp(json!({"allowed_tools": allowed}))], "t", f, 9);
+            (s[0].tools.len(), names(&s[0]).join(","))
+        };
+        assert_eq!(only(json!(["fetch"])), (1, "fetch".into()));
+        assert_eq!(
+            only(json!({"tool_names": ["search"]})),
+            (1, "search".into())
+        );
+        assert_eq!(only(json!({"read_only": true})), (0, String::new()));
+        let two = plan(
+            &[mcp(json!({})), mcp(json!({"server_label": "b"}))],
+            "t",
+            f,
+            3,
+        );
+        assert_eq!((names(&two[0]).len(), names(&two[1]).len()), (2, 1));
+    }
+
+    #[test]
+    fn approval_must_cover_every_listed_tool() {
+        let f = McpFaults::default();
+        let used = |approval: Value| {
+            !plan(&[mcp(json!({"require_approval": approval}))], "t", f, 9).is_empty()
+        };
+        assert!(used(json!("never")));
+        assert!(!used(json!("always")));
+        assert!(!used(Value::Null));
+        assert!(used(json!({"never": {"tool_names": ["search", "fetch"]}})));
+        assert!(!used(json!({"never": {"tool_names": ["search"]}})));
+        assert!(!used(
+            json!({"never": {"tool_names": ["search", "fetch"]}, "always": {"tool_names": ["fetch"]}})
+        ));
+        let only_search = json!({"allowed_tools": ["search"], "require_approval": {"never": {"tool_names": ["search"]}}});
+        assert_eq!(names(&plan(&[mcp(only_search)], "t", f, 9)[0]), ["search"]);
+    }
+
+    #[test]
+    fn faults_end_the_listing_or_the_first_call() {
+        let listing = plan(
+            &[mcp(json!({}))],
+            "t",
+            McpFaults {
+                list_error: true,
+                call_error: false,
+            },
+            9,
+        );
+        assert!(listing[0].calls.is_empty() && listing[0].tools.is_empty());
+        assert_eq!(
+            listing[0].list_item(true)["error"],
+            "Error retrieving tool list from MCP server: 'docs'. Http status code: 424 (Failed Dependency)"
+        );
+        let failing = plan(
+            &[mcp(json!({}))],
+            "t",
+            McpFaults {
+                list_error: false,
+                call_error: true,
+            },
+            9,
+        );
+        assert_eq!(names(&failing[0]), ["search"]);
+        let item = failing[0].call_item(&failing[0].calls[0], "failed", "{}");
+        assert_eq!(item["output"], Value::Null);
+        assert_eq!(
+            item["error"],
+            json!({"type": "http_error", "code": 502, "message": "Bad Gateway"})
+        );
+    }
+
+    #[test]
+    fn no_credential_reaches_an_item_or_the_text() {
+        let tool = mcp(json!({
+            "server_url": "https://u:pw-SECRET1@mcp.example.com/sse?token=SECRET2",
+            "authorization": "SECRET3", "headers": {"X-Key": "SECRET4"},
+        }));
+        let servers = plan(&[tool], "t", McpFaults::default(), 9);
+        let mut text = String::new();
+        append_text(&mut text, &servers);
+        let (mut steps, mut done) = (Vec::new(), Vec::new());
+        list_steps(&mut steps, &mut done, &servers);
+        call_steps(&mut steps, &mut done, &servers, true, &mut rand::rng());
+        let all = format!("{text}{}", serde_json::to_string(&done).expect("json"));
+        assert!(
+            !all.contains("SECRET") && !all.contains("mcp.example.com"),
+            "{all}"
+        );
+    }
+}

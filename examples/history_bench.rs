@@ -307,6 +307,7 @@ async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std
                 outbox: &[],
                 source: "poll",
                 request_id: None,
+                image_prices: Default::default(),
             },
         )
         .await?;
@@ -569,16 +570,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prices: BTreeMap<String, ModelPrice> = MODELS
         .iter()
         .take(3)
-        .map(|m| {
-            (
-                m.to_string(),
-                ModelPrice {
-                    input: 2.0,
-                    output: 8.0,
-                    cached_input: Some(0.5),
-                },
-            )
-        })
+        .map(|m| (m.to_string(), ModelPrice::standard(2.0, 8.0, Some(0.5))))
         .collect();
     for by in [GroupBy::Model, GroupBy::Day, GroupBy::Name] {
         let (med, p95, groups) = time(reps, || async {

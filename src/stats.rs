@@ -250,18 +250,18 @@ mod tests {
             output_tokens: tok,
             reasoning_tokens: tok / 2,
             total_tokens: 2 * tok,
+            service_tier: None,
+            web_search_calls: 0,
+            web_search_preview_calls: 0,
+            file_search_calls: 0,
+            code_containers: 0,
+            images: 0,
+            image_fee_microusd: 0,
         }
     }
 
     fn prices() -> BTreeMap<String, ModelPrice> {
-        BTreeMap::from([(
-            "gpt-5".to_string(),
-            ModelPrice {
-                input: 1.0,
-                output: 2.0,
-                cached_input: None,
-            },
-        )])
+        BTreeMap::from([("gpt-5".to_string(), ModelPrice::standard(1.0, 2.0, None))])
     }
 
     // 2026-11-25 23:00 UTC: still the 25th in UTC, already the 26th in Paris.

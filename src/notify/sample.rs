@@ -72,6 +72,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         error_message: None,
         usage: response.get("usage").cloned(),
         retry_of: None,
+        tools: Default::default(),
     };
     let events = vec![
         EventRow {

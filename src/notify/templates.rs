@@ -122,11 +122,7 @@ mod tests {
         };
         config.notify.pricing.insert(
             "o4-mini".into(),
-            crate::pricing::ModelPrice {
-                input: 2.0,
-                output: 8.0,
-                cached_input: None,
-            },
+            crate::pricing::ModelPrice::standard(2.0, 8.0, None),
         );
         let ctx = Context::build("job.completed", &job, Some(&response), &events, &config);
         let t = Templates::defaults();

@@ -296,6 +296,7 @@ impl Orchestrator {
                 outbox,
                 source: source.to_owned(),
                 request_id: request_id.map(str::to_owned),
+                image_prices: self.config().pricing().tools.image_generation,
             })
             .await?;
         if let ApplyOutcome::Applied { from, to } = outcome

@@ -8,6 +8,7 @@ use super::events::{EventKind, add_event};
 use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::{OutboxEntry, insert_outbox};
 use super::tokens::BindTokens;
+use super::tool_usage::record_tool_usage;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation};
 
@@ -283,6 +284,7 @@ pub struct ObservationWrite {
     pub outbox: Vec<OutboxEntry>,
     pub source: String,
     pub request_id: Option<String>,
+    pub image_prices: crate::pricing::ImagePrices,
 }
 
 impl ObservationWrite {
@@ -296,6 +298,7 @@ impl ObservationWrite {
             outbox: &self.outbox,
             source: &self.source,
             request_id: self.request_id.as_deref(),
+            image_prices: self.image_prices,
         }
     }
 }
@@ -315,6 +318,7 @@ async fn apply_in(
         outbox,
         source,
         request_id,
+        image_prices,
     } = *ctx;
     let Some(row) = fetch_job(&mut *tx, id).await? else {
         return Ok(ApplyOutcome::Missing);
@@ -369,6 +373,9 @@ async fn apply_in(
     .bind(row.status.as_str())
     .execute(&mut *tx)
     .await?;
+    if terminal && !obs.raw.is_null() {
+        record_tool_usage(&mut *tx, id, &obs.raw, &image_prices).await?;
+    }
     if row.status != obs.status {
         let mut data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});
         if let (Some(r), Some(o)) = (request_id, data.as_object_mut()) {

@@ -246,6 +246,13 @@ mod tests {
             output_tokens: 0,
             reasoning_tokens: 0,
             total_tokens: 0,
+            service_tier: None,
+            web_search_calls: 0,
+            web_search_preview_calls: 0,
+            file_search_calls: 0,
+            code_containers: 0,
+            images: 0,
+            image_fee_microusd: 0,
         }
     }
 

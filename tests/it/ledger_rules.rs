@@ -719,6 +719,7 @@ async fn a_batch_of_poll_results_answers_each_as_if_alone() {
         }],
         source: "poll".into(),
         request_id: Some("req_1".into()),
+        image_prices: Default::default(),
     };
     write_row(&db, CORRUPT_SPEC, broken.as_str()).await;
     let mut batch: Vec<ObservationWrite> = ids
@@ -914,6 +915,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 found_by: "webhook",
                                 now,
                                 next_check_at: None,
+                                image_prices: Default::default(),
                             })
                             .await
                             .unwrap();
@@ -947,6 +949,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     outbox: &[],
                     source: "poll",
                     request_id: None,
+                    image_prices: Default::default(),
                 };
                 store.apply_observation(&id, &obs, &ctx).await.unwrap();
             }

@@ -99,13 +99,6 @@ impl ModelPrice {
     }
 }
 
-impl ModelPrice {
-    /// Dollars for these tokens at the standard prices.
-    pub fn cost_usd(&self, t: Tokens) -> f64 {
-        self.at(ServiceTier::Standard).cost_usd(t)
-    }
-}
-
 impl TierPrice {
     /// Dollars for these tokens (cached input at `cached_input`, else the input price).
     pub fn cost_usd(&self, t: Tokens) -> f64 {
@@ -291,16 +284,6 @@ pub fn unpriced_reason(prices: &BTreeMap<String, ModelPrice>, model: &str) -> Op
             "unknown: respool has no price for model `{model}` (add it under `pricing:` in the config)"
         )
     })
-}
-
-/// Dollars a job's `usage` cost at these prices (standard tier, no tool fees); `None` when the
-/// model has no price.
-pub fn usage_cost_usd(
-    prices: &BTreeMap<String, ModelPrice>,
-    model: &str,
-    usage: &Value,
-) -> Option<f64> {
-    price_for(prices, model).map(|p| p.cost_usd(Tokens::from_usage(usage)))
 }
 
 /// The entry of `map` whose key is `model` or its longest prefix.

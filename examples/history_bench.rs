@@ -308,6 +308,7 @@ async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std
                 source: "poll",
                 request_id: None,
                 artifacts: &[],
+                image_prices: Default::default(),
             },
         )
         .await?;
@@ -567,20 +568,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await;
     table.push(("stats_since(30d)".into(), med, p95, format!("{rows} rows")));
     let rows = store.stats_since(since).await?;
-    let prices: BTreeMap<String, ModelPrice> = MODELS
+    let models: BTreeMap<String, ModelPrice> = MODELS
         .iter()
         .take(3)
-        .map(|m| {
-            (
-                m.to_string(),
-                ModelPrice {
-                    input: 2.0,
-                    output: 8.0,
-                    cached_input: Some(0.5),
-                },
-            )
-        })
+        .map(|m| (m.to_string(), ModelPrice::standard(2.0, 8.0, Some(0.5))))
         .collect();
+    let prices = respool::pricing::Prices::new(&models, respool::pricing::ToolPrices::BUILTIN);
     for by in [GroupBy::Model, GroupBy::Day, GroupBy::Name] {
         let (med, p95, groups) = time(reps, || async {
             fold(&rows, by, chrono_tz::Europe::Paris, &prices).1

@@ -22,7 +22,8 @@
 //! - Foundations, importing nothing of respool but the foundations before them: [`clock`] (the one source of time, durations),
 //!   [`telemetry`] (metric names, `/metrics`, the error-chain formatter), [`systemd`]
 //!   (`sd_notify`; the unit is `systemd/respool.service`), [`yaml`] (`${VAR}` interpolation,
-//!   key paths, `file:line:col` errors), [`pricing`] (model prices and what a usage cost),
+//!   key paths, `file:line:col` errors), [`pricing`] (model prices by service tier, tool
+//!   fees, and the one function that says what a job cost),
 //!   [`auth`] (API tokens, the loopback rule), [`batch`] (group commit: many callers, one
 //!   writer, one transaction per batch), [`contract`] (OpenAI's create-request schema,
 //!   vendored, the check of job bodies against it, and the webhook event types OpenAI sends),

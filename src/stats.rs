@@ -1,6 +1,8 @@
-//! The stats fold: jobs, statuses, tokens and cost since a time, grouped by model, local day
-//! or job name. The rows come from one store query ([`Store::stats_since`]); [`fold`] turns
-//! them into groups. `GET /v1/stats`, the web's `/stats` page and `respool stats` all use it.
+//! The stats fold: jobs, statuses, tokens, tool calls and cost since a time, grouped by model,
+//! local day or job name. The rows come from one store query ([`Store::stats_since`]);
+//! [`fold`] turns them into groups, pricing each model and service tier's sums with the one
+//! cost function ([`crate::pricing::cost`]). `GET /v1/stats`, the web's `/stats` page and
+//! `respool stats` all use it.
 //!
 //! [`Store::stats_since`]: crate::store::Store::stats_since
 
@@ -11,8 +13,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::pricing::ModelPrice;
-use crate::pricing::{Tokens, price_for};
+use crate::pricing::{Prices, ServiceTier, ToolUsage, cost};
 use crate::store::StatsRow;
 
 const DAY_MS: i64 = 86_400_000;
@@ -74,6 +75,16 @@ impl TokenSums {
     }
 }
 
+/// Hosted-tool calls of a set of jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ToolSums {
+    pub web_search_calls: i64,
+    pub file_search_calls: i64,
+    /// Distinct code-interpreter containers (each job's own).
+    pub code_containers: i64,
+    pub images: i64,
+}
+
 /// Counts, tokens and cost of a set of jobs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Tally {
@@ -84,9 +95,14 @@ pub struct Tally {
     /// Jobs by status (only the statuses present).
     pub by_status: BTreeMap<String, i64>,
     pub tokens: TokenSums,
-    /// Dollars at the configured prices, from each model's summed usage. Models without a price
-    /// are left out (and named in `unpriced_models`); null when none of the models has one.
+    pub tools: ToolSums,
+    /// Dollars at the prices in force: each model's summed tokens in each service tier, plus
+    /// every job's tool fees. The tokens of models without a price are left out (those models
+    /// are named in `unpriced_models`; their tool fees count); null when no model has a price
+    /// and no tool fee was paid.
     pub cost_usd: Option<f64>,
+    /// The part of `cost_usd` that is tool fees (web search, file search, containers, images).
+    pub tool_fees_usd: f64,
     /// Models of these jobs that have no price in `pricing`.
     pub unpriced_models: Vec<String>,
 }
@@ -114,13 +130,13 @@ pub struct StatsReport {
     pub groups: Vec<StatsGroup>,
 }
 
-/// Jobs, statuses and per-model token sums, before pricing.
+/// Jobs, statuses and token and tool sums per model and tier, before pricing.
 #[derive(Default)]
 struct Acc {
     jobs: i64,
     duplicates: i64,
     by_status: BTreeMap<String, i64>,
-    by_model: BTreeMap<String, TokenSums>,
+    by_model: BTreeMap<(String, ServiceTier), (TokenSums, ToolUsage)>,
 }
 
 impl Acc {
@@ -130,37 +146,55 @@ impl Acc {
         if r.jobs > 0 {
             *self.by_status.entry(r.status.clone()).or_default() += r.jobs;
         }
-        self.by_model.entry(r.model.clone()).or_default().add(r);
+        let tier = ServiceTier::of(r.service_tier.as_deref());
+        let (tokens, tools) = self.by_model.entry((r.model.clone(), tier)).or_default();
+        tokens.add(r);
+        tools.add(&r.tools());
     }
 
-    fn finish(self, prices: &BTreeMap<String, ModelPrice>) -> Tally {
+    fn finish(self, prices: &Prices<'_>) -> Tally {
         let mut tokens = TokenSums::default();
-        let mut cost = None::<f64>;
+        let mut tools = ToolSums::default();
+        let mut usd = None::<f64>;
+        let mut tool_fees_usd = 0.0;
         let mut unpriced_models = Vec::new();
-        for (model, t) in &self.by_model {
+        for ((model, tier), (t, u)) in &self.by_model {
             tokens.input += t.input;
             tokens.cached += t.cached;
             tokens.output += t.output;
             tokens.reasoning += t.reasoning;
             tokens.total += t.total;
-            match price_for(prices, model) {
-                Some(p) => {
-                    let usd = p.cost_usd(Tokens {
-                        input: t.input,
-                        cached: t.cached,
-                        output: t.output,
-                    });
-                    *cost.get_or_insert(0.0) += usd;
-                }
-                None => unpriced_models.push(model.clone()),
+            tools.web_search_calls += u.web_search_calls;
+            tools.file_search_calls += u.file_search_calls;
+            tools.code_containers += u.code_containers;
+            tools.images += u.images;
+            let c = cost(
+                prices,
+                model,
+                *tier,
+                crate::pricing::Tokens {
+                    input: t.input,
+                    cached: t.cached,
+                    output: t.output,
+                },
+                u,
+            );
+            if c.tokens_usd.is_none() && !unpriced_models.contains(model) {
+                unpriced_models.push(model.clone());
             }
+            if c.tokens_usd.is_some() || c.tools_usd() > 0.0 {
+                *usd.get_or_insert(0.0) += c.known_usd();
+            }
+            tool_fees_usd += c.tools_usd();
         }
         Tally {
             jobs: self.jobs,
             paid_duplicates: self.duplicates,
             by_status: self.by_status,
             tokens,
-            cost_usd: cost,
+            tools,
+            cost_usd: usd,
+            tool_fees_usd,
             unpriced_models,
         }
     }
@@ -206,12 +240,13 @@ fn key_of(r: &StatsRow, by: GroupBy, tz: Tz) -> String {
 }
 
 /// Folds store rows into the totals and the groups `by`, sorted (days ascending; models and
-/// names by jobs, most first, then by key). Costs are per model from summed usage.
+/// names by jobs, most first, then by key). Costs are per model and service tier from summed
+/// usage and tool calls.
 pub fn fold(
     rows: &[StatsRow],
     by: GroupBy,
     tz: Tz,
-    prices: &BTreeMap<String, ModelPrice>,
+    prices: &Prices<'_>,
 ) -> (Tally, Vec<StatsGroup>) {
     let mut totals = Acc::default();
     let mut groups: BTreeMap<String, Acc> = BTreeMap::new();
@@ -235,6 +270,7 @@ pub fn fold(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pricing::ModelPrice;
     use crate::store::STATS_BUCKET_MS;
 
     fn row(status: &str, model: &str, name: &str, bucket: i64, jobs: i64, tok: i64) -> StatsRow {
@@ -250,18 +286,23 @@ mod tests {
             output_tokens: tok,
             reasoning_tokens: tok / 2,
             total_tokens: 2 * tok,
+            service_tier: Some("default".into()),
+            web_search_calls: 0,
+            web_search_preview_calls: 0,
+            file_search_calls: 0,
+            code_containers: 0,
+            images: 0,
+            image_fee_microusd: 0,
         }
     }
 
-    fn prices() -> BTreeMap<String, ModelPrice> {
-        BTreeMap::from([(
-            "gpt-5".to_string(),
-            ModelPrice {
-                input: 1.0,
-                output: 2.0,
-                cached_input: None,
-            },
-        )])
+    fn models() -> BTreeMap<String, ModelPrice> {
+        BTreeMap::from([("gpt-5".to_string(), ModelPrice::standard(1.0, 2.0, None))])
+    }
+
+    /// `gpt-5` at $1 in and $2 out a million tokens; the built-in tool fees.
+    fn prices(models: &BTreeMap<String, ModelPrice>) -> Prices<'_> {
+        Prices::new(models, crate::pricing::ToolPrices::BUILTIN)
     }
 
     // 2026-11-25 23:00 UTC: still the 25th in UTC, already the 26th in Paris.
@@ -274,7 +315,7 @@ mod tests {
             row("failed", "gpt-5", "b", LATE, 1, 0),
             row("completed", "o3-x", "a", LATE + STATS_BUCKET_MS, 3, 10),
         ];
-        let (totals, groups) = fold(&rows, GroupBy::Model, chrono_tz::UTC, &prices());
+        let (totals, groups) = fold(&rows, GroupBy::Model, chrono_tz::UTC, &prices(&models()));
         assert_eq!(totals.jobs, 6);
         assert_eq!(totals.by_status["completed"], 5);
         assert_eq!(totals.by_status["failed"], 1);
@@ -296,7 +337,7 @@ mod tests {
         let mut dup = row("completed", "gpt-5", "a", LATE, 0, 1_000_000);
         dup.duplicates = 1;
         let rows = [row("completed", "gpt-5", "a", LATE, 1, 1_000_000), dup];
-        let (totals, groups) = fold(&rows, GroupBy::Model, chrono_tz::UTC, &prices());
+        let (totals, groups) = fold(&rows, GroupBy::Model, chrono_tz::UTC, &prices(&models()));
         assert_eq!((totals.jobs, totals.paid_duplicates), (1, 1));
         assert_eq!(totals.by_status["completed"], 1);
         // Both runs were paid: 2 × ($1 + $2).
@@ -305,8 +346,38 @@ mod tests {
         // A window with only a duplicate in it lists no status with 0 jobs.
         let mut only = row("failed", "gpt-5", "a", LATE, 0, 10);
         only.duplicates = 1;
-        let (totals, _) = fold(&[only], GroupBy::Model, chrono_tz::UTC, &prices());
+        let (totals, _) = fold(&[only], GroupBy::Model, chrono_tz::UTC, &prices(&models()));
         assert!(totals.by_status.is_empty());
+    }
+
+    #[test]
+    fn tiers_and_tool_fees_are_priced_per_group() {
+        let mut flex = row("completed", "gpt-5", "a", LATE, 1, 1_000_000);
+        flex.service_tier = Some("flex".into());
+        let mut tooled = row("completed", "o3-x", "a", LATE, 2, 0);
+        tooled.web_search_calls = 1000;
+        tooled.code_containers = 2;
+        tooled.images = 1;
+        tooled.image_fee_microusd = 42_000;
+        let rows = [
+            row("completed", "gpt-5", "a", LATE, 1, 1_000_000),
+            flex,
+            tooled,
+        ];
+        let (totals, groups) = fold(&rows, GroupBy::Model, chrono_tz::UTC, &prices(&models()));
+        // Standard $3, flex half of it; o3-x has no price but its tools cost $10 + $0.06 +
+        // $0.042.
+        let tools = 10.0 + 0.06 + 0.042;
+        assert!(
+            (totals.cost_usd.unwrap() - (4.5 + tools)).abs() < 1e-9,
+            "{totals:?}"
+        );
+        assert!((totals.tool_fees_usd - tools).abs() < 1e-9, "{totals:?}");
+        assert_eq!(totals.tools.web_search_calls, 1000);
+        assert_eq!(totals.tools.code_containers, 2);
+        assert_eq!(totals.unpriced_models, ["o3-x"]);
+        let o3 = groups.iter().find(|g| g.key == "o3-x").unwrap();
+        assert!((o3.tally.cost_usd.unwrap() - tools).abs() < 1e-9);
     }
 
     #[test]
@@ -316,17 +387,22 @@ mod tests {
             row("completed", "gpt-5", "b", LATE - DAY_MS, 2, 5),
             row("failed", "gpt-5", "a", LATE - DAY_MS, 1, 5),
         ];
-        let (_, by_name) = fold(&rows, GroupBy::Name, chrono_tz::UTC, &prices());
+        let (_, by_name) = fold(&rows, GroupBy::Name, chrono_tz::UTC, &prices(&models()));
         let names: Vec<_> = by_name
             .iter()
             .map(|g| (g.key.as_str(), g.tally.jobs))
             .collect();
         // Equal job counts: by key.
         assert_eq!(names, [("a", 2), ("b", 2)]);
-        let (_, utc) = fold(&rows, GroupBy::Day, chrono_tz::UTC, &prices());
+        let (_, utc) = fold(&rows, GroupBy::Day, chrono_tz::UTC, &prices(&models()));
         let days: Vec<_> = utc.iter().map(|g| (g.key.as_str(), g.tally.jobs)).collect();
         assert_eq!(days, [("2026-11-24", 3), ("2026-11-25", 1)]);
-        let (_, paris) = fold(&rows, GroupBy::Day, chrono_tz::Europe::Paris, &prices());
+        let (_, paris) = fold(
+            &rows,
+            GroupBy::Day,
+            chrono_tz::Europe::Paris,
+            &prices(&models()),
+        );
         let days: Vec<_> = paris.iter().map(|g| g.key.as_str()).collect();
         assert_eq!(days, ["2026-11-25", "2026-11-26"]);
     }

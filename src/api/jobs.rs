@@ -19,7 +19,7 @@ use crate::store::{EventRow, InsertOutcome, JobFilter, JobRow};
 use crate::view::{DuplicateView, JobView};
 
 fn view(state: &ApiState, row: &JobRow) -> JobView {
-    JobView::priced(row, state.config.get().prices())
+    JobView::priced(row, &state.config.get().pricing())
 }
 
 /// A spec as the API shows it. Specs are user input, but a Responses body can carry
@@ -328,7 +328,7 @@ pub async fn get_job(
         .duplicates_of(&row.id)
         .await?
         .iter()
-        .map(|d| DuplicateView::priced(d, &row.model, config.prices()))
+        .map(|d| DuplicateView::priced(d, &row.model, &config.pricing()))
         .collect();
     Ok(Json(v))
 }

@@ -36,7 +36,7 @@ pub async fn get_stats(
     let since = parse_since(p.since.as_ref().map_or("30d", |s| s.as_str()), now)?;
     let config = state.config.get();
     let rows = state.store.stats_since(since).await?;
-    let (totals, groups) = fold(&rows, by, config.budget.tz(), config.prices());
+    let (totals, groups) = fold(&rows, by, config.budget.tz(), &config.pricing());
     Ok(Json(StatsReport {
         object: "stats".into(),
         since: since.div_euclid(1000),

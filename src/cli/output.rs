@@ -260,6 +260,12 @@ fn details(j: &JobView, with_error: bool) -> String {
     } else if let Some(why) = &j.cost_unknown {
         line("cost", why.clone());
     }
+    // How it splits, when there is more to it than tokens at standard prices.
+    if let Some(b) = j.cost.as_ref().filter(|b| {
+        b.tool_fees_usd > 0.0 || matches!(b.service_tier.as_deref(), Some("flex" | "priority"))
+    }) {
+        line("cost split", b.describe(|usd| cost(Some(usd))));
+    }
     if let Some(orig) = &j.retry_of {
         line("retry of", orig.clone());
     }

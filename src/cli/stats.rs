@@ -71,9 +71,20 @@ pub fn render(r: &StatsReport, colour: bool) -> String {
     }
     out.push_str(&t.to_string());
     out.push('\n');
+    if r.totals.tool_fees_usd > 0.0 {
+        let t = &r.totals.tools;
+        out.push_str(&format!(
+            "tool fees: {} of COST ({} web searches, {} file searches, {} containers, {} images)\n",
+            cost(Some(r.totals.tool_fees_usd)),
+            t.web_search_calls,
+            t.file_search_calls,
+            t.code_containers,
+            t.images
+        ));
+    }
     if !r.totals.unpriced_models.is_empty() {
         out.push_str(&format!(
-            "no price, built in or under `pricing` (not in COST): {}\n",
+            "no price, built in or under `pricing` (their tokens are not in COST, their tool fees are): {}\n",
             r.totals.unpriced_models.join(", ")
         ));
     }
@@ -125,7 +136,9 @@ mod tests {
                 total,
                 ..TokenSums::default()
             },
+            tools: Default::default(),
             cost_usd: cost,
+            tool_fees_usd: 0.0,
             unpriced_models: Vec::new(),
         }
     }
@@ -175,12 +188,23 @@ mod tests {
             line(&plain, "TOTAL"),
             ["TOTAL", "5", "3", "1", "1", "1500", "$1.5000"]
         );
-        assert!(plain.contains("no price, built in or under `pricing` (not in COST): o3-x"));
+        assert!(plain.contains(
+            "no price, built in or under `pricing` (their tokens are not in COST, their tool fees are): o3-x"
+        ));
+        assert!(!plain.contains("tool fees:"));
         assert!(!plain.contains('\x1b'));
         assert!(render(&r, true).contains("\x1b[31m1\x1b[0m"));
         assert!(!plain.contains("paid duplicates"));
         let mut r = r;
         r.totals.paid_duplicates = 2;
         assert!(render(&r, false).contains("paid duplicates: 2 "));
+        r.totals.tool_fees_usd = 0.03;
+        r.totals.tools.web_search_calls = 3;
+        assert!(
+            render(&r, false)
+                .contains("tool fees: $0.0300 of COST (3 web searches, 0 file searches, 0 containers, 0 images)"),
+            "{}",
+            render(&r, false)
+        );
     }
 }

@@ -50,16 +50,34 @@ pub(super) fn validate(
 ) -> Vec<(Vec<String>, String)> {
     let mut out = Vec::new();
     for (model, p) in prices {
-        for (key, v) in [
+        let tier = |t: Option<crate::pricing::TierPrice>| {
+            [
+                ("input", t.map(|t| t.input)),
+                ("output", t.map(|t| t.output)),
+                ("cached_input", t.and_then(|t| t.cached_input)),
+            ]
+        };
+        let standard = [
             ("input", Some(p.input)),
             ("output", Some(p.output)),
             ("cached_input", p.cached_input),
-        ] {
-            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
-                out.push((
-                    vec![model.clone(), key.to_string()],
-                    "must be a non-negative number of dollars per million tokens".to_string(),
-                ));
+        ];
+        let all = [
+            (None, standard),
+            (Some("flex"), tier(p.flex)),
+            (Some("priority"), tier(p.priority)),
+        ];
+        for (tier, values) in all {
+            for (key, v) in values {
+                if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                    let mut path = vec![model.clone()];
+                    path.extend(tier.map(String::from));
+                    path.push(key.to_string());
+                    out.push((
+                        path,
+                        "must be a non-negative number of dollars per million tokens".to_string(),
+                    ));
+                }
             }
         }
     }
@@ -93,17 +111,20 @@ mod tests {
     use super::*;
 
     fn price(input: f64, output: f64, cached: Option<f64>) -> ModelPrice {
-        ModelPrice {
-            input,
-            output,
-            cached_input: cached,
-        }
+        ModelPrice::standard(input, output, cached)
     }
 
     #[test]
     fn validation() {
         let mut prices = BTreeMap::new();
         prices.insert("m".to_string(), price(-1.0, 1.0, None));
+        let mut tiered = price(1.0, 1.0, None);
+        tiered.flex = Some(crate::pricing::TierPrice {
+            input: 0.5,
+            output: f64::INFINITY,
+            cached_input: Some(-0.1),
+        });
+        prices.insert("t".to_string(), tiered);
         let budget = BudgetConfig {
             daily_usd: Some(f64::NAN),
             monthly_usd: None,
@@ -111,7 +132,16 @@ mod tests {
         };
         let problems = validate(&prices, &budget);
         let keys: Vec<String> = problems.iter().map(|(k, _)| k.join(".")).collect();
-        assert_eq!(keys, ["m.input", "budget.daily_usd", "budget.timezone",]);
+        assert_eq!(
+            keys,
+            [
+                "m.input",
+                "t.flex.output",
+                "t.flex.cached_input",
+                "budget.daily_usd",
+                "budget.timezone",
+            ]
+        );
         // A budget without configured prices is fine: the built-in ones count.
         assert!(
             validate(

@@ -81,6 +81,10 @@ pub struct Config {
     /// `notify.pricing` is the older place for the same table.
     #[serde(deserialize_with = "null_as_default")]
     pub pricing: BTreeMap<String, ModelPrice>,
+    /// Fees of the hosted tools (web search, file search, code interpreter, image
+    /// generation), over the built-in ones.
+    #[serde(deserialize_with = "null_as_default")]
+    pub tool_pricing: crate::pricing::ToolPricing,
     /// Spending limits: past them, jobs wait `held`.
     #[serde(deserialize_with = "null_as_default")]
     pub budget: BudgetConfig,
@@ -318,6 +322,7 @@ impl Default for Config {
             sinks: BTreeMap::new(),
             notify: NotifyConfig::default(),
             pricing: BTreeMap::new(),
+            tool_pricing: crate::pricing::ToolPricing::default(),
             budget: BudgetConfig::default(),
             retention: RetentionConfig::default(),
             artifacts: ArtifactsConfig::default(),
@@ -643,6 +648,11 @@ impl Config {
                 );
             }
         }
+        for (path, message) in self.tool_pricing.problems() {
+            let mut full = vec!["tool_pricing"];
+            full.extend(path.iter().map(String::as_str));
+            err(&full, message);
+        }
         for (path, message) in budget::validate(self.prices(), &self.budget)
             .into_iter()
             .chain(retention::validate(&self.retention))
@@ -682,6 +692,11 @@ impl Config {
                 format!("sqlite://{}", Path::new(&dir).join("respool.db").display())
             }
         }
+    }
+
+    /// Every price in force, model and tool ones: what [`crate::pricing::cost`] takes.
+    pub fn pricing(&self) -> crate::pricing::Prices<'_> {
+        crate::pricing::Prices::new(self.prices(), self.tool_pricing.prices())
     }
 
     /// The price table: `pricing`, or the older `notify.pricing` when only that is set.

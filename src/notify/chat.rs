@@ -105,7 +105,13 @@ pub fn facts(ctx: &Context) -> Vec<(&'static str, String)> {
         out.push(("Tokens", tokens));
     }
     if let Some(c) = &ctx.cost {
-        out.push(("Cost", c.display.clone()));
+        out.push((
+            "Cost",
+            match &c.detail {
+                Some(d) => format!("{} ({d})", c.display),
+                None => c.display.clone(),
+            },
+        ));
     }
     if let Some(e) = &ctx.job.error {
         out.push(("Error", format!("{}: {}", e.code, e.message)));

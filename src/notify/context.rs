@@ -34,8 +34,12 @@ pub struct Context {
     pub reasoning: Vec<String>,
     pub usage: Option<Usage>,
     pub cost: Option<Cost>,
-    /// Why there is no `cost` although the job has usage: its model has no price.
+    /// Why there is no `cost` although the job has usage or tool fees: its model has no price,
+    /// or its response reported no usage.
     pub cost_unknown: Option<String>,
+    /// The cost split into tokens and tool fees (also when the total is unknown: the tool
+    /// fees are known); null until the job has usage or a final response.
+    pub cost_breakdown: Option<crate::view::CostBreakdown>,
     pub timeline: Vec<TimelineEntry>,
     /// What the response made besides its text (generated images, files its code wrote), in
     /// order. See [`Context::with_artifacts`].
@@ -94,9 +98,13 @@ pub struct Usage {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Cost {
+    /// Tokens and tool fees together.
     pub usd: f64,
     /// `$0.42`
     pub display: String,
+    /// How it splits when there is more to it than tokens at standard prices (tool fees, a
+    /// `flex` or `priority` tier): `tokens $0.39 + tools $0.03 for 3 web searches`; else null.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -223,18 +231,21 @@ impl Context {
                 total_tokens: g("/total_tokens"),
             }
         });
-        let cost = usage.as_ref().and_then(|u| {
-            // `gpt-5-2025-08-07` is priced like `gpt-5`: the longest configured prefix wins.
-            let price = crate::pricing::price_for(config.prices(), &job.model)?;
-            let usd = price.cost_usd(crate::pricing::Tokens {
-                input: u.input_tokens,
-                cached: u.cached_tokens,
-                output: u.output_tokens,
-            });
-            Some(Cost {
-                usd,
-                display: format!("${usd:.2}"),
-            })
+        // The one cost function, as the API, the pages and the budgets use it.
+        let prices = config.pricing();
+        let priced = crate::view::job_cost(&prices, &job.model, job.usage.as_ref(), &job.tools);
+        let cost_breakdown = priced.map(|c| crate::view::CostBreakdown::of(&c, &job.tools));
+        let dollars = |usd: f64| format!("${usd:.2}");
+        let cost = priced.and_then(|c| c.total_usd()).map(|usd| Cost {
+            usd,
+            display: dollars(usd),
+            detail: cost_breakdown
+                .as_ref()
+                .filter(|b| {
+                    b.tool_fees_usd > 0.0
+                        || matches!(b.service_tier.as_deref(), Some("flex" | "priority"))
+                })
+                .map(|b| b.describe(dollars)),
         });
         let output_json =
             crate::structured::output_json(&job.spec.request, job.output_text.as_deref());
@@ -244,10 +255,12 @@ impl Context {
             }
             None => full.markdown(),
         };
-        let cost_unknown = match (&usage, &cost) {
-            (Some(_), None) => crate::pricing::unpriced_reason(config.prices(), &job.model),
-            _ => None,
-        };
+        let cost_unknown = crate::view::cost_unknown_reason(
+            &prices,
+            &job.model,
+            job.usage.as_ref(),
+            priced.as_ref(),
+        );
         let duration_secs = match (job.submitted_at, job.finished_at) {
             (Some(s), Some(f)) => Some((f - s) / 1000),
             _ => None,
@@ -290,6 +303,7 @@ impl Context {
             usage,
             cost_unknown,
             cost,
+            cost_breakdown,
             timeline: events
                 .iter()
                 .map(|e| TimelineEntry {
@@ -303,16 +317,21 @@ impl Context {
     }
 }
 
-/// The JSON event machine sinks carry: `{type, id, created_at, data: {job, output_text, response}}`.
-/// `id` is stable per (job, event), so receivers can dedupe retries.
-pub fn event_json(event: &str, job: &JobRow, response: Option<&Value>) -> Value {
+/// The JSON event machine sinks carry: `{type, id, created_at, data: {job, output_text, response}}`,
+/// the job's cost (`cost_usd`, `cost`, `cost_unknown`) as `ctx` priced it. `id` is stable per
+/// (job, event), so receivers can dedupe retries.
+pub fn event_json(event: &str, job: &JobRow, response: Option<&Value>, ctx: &Context) -> Value {
+    let mut view = JobView::from(job);
+    view.cost_usd = ctx.cost.as_ref().map(|c| c.usd);
+    view.cost_unknown = ctx.cost_unknown.clone();
+    view.cost = ctx.cost_breakdown.clone();
     json!({
         "object": "event",
         "id": stable_event_id(&job.id, event),
         "type": event,
         "created_at": job.finished_at.unwrap_or(job.updated_at) / 1000,
         "data": {
-            "job": JobView::from(job),
+            "job": view,
             "output_text": job.output_text,
             "response": response,
         }

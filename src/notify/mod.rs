@@ -107,9 +107,10 @@ pub struct ArtifactFile {
 }
 
 impl Notification<'_> {
-    /// The JSON event machine sinks carry (stable `id` per job and event).
+    /// The JSON event machine sinks carry (stable `id` per job and event), the job's cost as
+    /// the context priced it.
     pub fn event_json(&self) -> Value {
-        context::event_json(self.event, self.job, self.response)
+        context::event_json(self.event, self.job, self.response, self.ctx)
     }
 }
 

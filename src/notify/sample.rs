@@ -39,7 +39,9 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
             {"type": "message", "id": "msg_sample", "role": "assistant", "status": "completed", "content": [
                 {"type": "output_text", "text": REPORT, "annotations": [
                     {"type": "url_citation", "url": "https://example.com/source", "title": "Example source",
-                     "start_index": start, "end_index": start + 36}]}]}],
+                     "start_index": start, "end_index": start + 36}]}]},
+            {"type": "web_search_call", "id": "ws_sample", "status": "completed", "action": {"type": "search", "query": "respool sample"}}],
+        "tools": [{"type": "web_search_preview"}], "service_tier": "default",
         "usage": {"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 0},
                   "output_tokens": 800, "output_tokens_details": {"reasoning_tokens": 300}, "total_tokens": 2000}
     });
@@ -72,6 +74,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         error_message: None,
         usage: response.get("usage").cloned(),
         retry_of: None,
+        tools: sample_tools(&response),
     };
     let events = vec![
         EventRow {
@@ -108,4 +111,18 @@ pub async fn send(sink: &Sink, config: &Config) -> Result<(), SinkError> {
         artifacts: &[],
     })
     .await
+}
+
+/// The tool columns the store would keep for the sample response.
+fn sample_tools(response: &serde_json::Value) -> crate::store::ToolColumns {
+    let u = crate::pricing::ToolUsage::from_response(response, &Default::default());
+    crate::store::ToolColumns {
+        web_search_calls: Some(u.web_search_calls),
+        web_search_preview_calls: Some(u.web_search_preview_calls),
+        file_search_calls: Some(u.file_search_calls),
+        code_containers: Some(u.code_containers),
+        images: Some(u.images),
+        image_fee_microusd: Some(u.image_fee_microusd),
+        service_tier: crate::pricing::tools::service_tier(response).map(str::to_owned),
+    }
 }

@@ -122,11 +122,7 @@ mod tests {
         };
         config.notify.pricing.insert(
             "o4-mini".into(),
-            crate::pricing::ModelPrice {
-                input: 2.0,
-                output: 8.0,
-                cached_input: None,
-            },
+            crate::pricing::ModelPrice::standard(2.0, 8.0, None),
         );
         let ctx = Context::build("job.completed", &job, Some(&response), &events, &config);
         let t = Templates::defaults();
@@ -138,7 +134,11 @@ mod tests {
             text.contains("Tokens: 1200 in, 800 out (300 reasoning)"),
             "{text}"
         );
-        assert!(text.contains("Cost: $0.01"), "{text}");
+        // 1200 in at $2 and 800 out at $8 a million, one web search at $10 a thousand.
+        assert!(
+            text.contains("Cost: $0.02 (tokens $0.01 + tools $0.01 for 1 web search)"),
+            "{text}"
+        );
         assert!(
             text.contains("Job: https://respool.example.com/jobs/job_"),
             "{text}"

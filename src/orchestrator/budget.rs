@@ -1,13 +1,15 @@
-//! Budgets: spend per calendar day and month (in `budget.timezone`) from recorded usage and
-//! `pricing`, and the `pending ↔ held` moves that follow from it.
+//! Budgets: spend per calendar day and month (in `budget.timezone`) from recorded usage, tool
+//! calls and service tiers at the prices in force ([`crate::pricing::cost`], the figure every
+//! view shows), and the `pending ↔ held` moves that follow from it.
 //!
 //! Each pass, before claiming submissions: when a limit is reached, jobs waiting to be
 //! submitted are `held`, with an event naming the budget and the spend; when no limit is
 //! reached any more (a new day or month, or a reload raised the limit), held jobs go back to
 //! `pending` and are submitted as usual. A budget stops new creates only: jobs already
-//! running finish, and their cost can take the spend past the limit. Jobs of a model with no
-//! price cannot be costed: they are neither counted nor held (logged once per model), and
-//! `budget_exempt: true` jobs are never held (their cost counts).
+//! running finish, and their cost can take the spend past the limit. The tokens of a model with
+//! no price cannot be costed: they are not counted (their tool fees are) and its jobs are not
+//! held (logged once per model); `budget_exempt: true` jobs are never held (their cost
+//! counts).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -18,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Orchestrator;
 use crate::config::Config;
-use crate::pricing::{Tokens, price_for};
+use crate::pricing::{ServiceTier, cost, price_for};
 use crate::store::StoreError;
 
 /// How long a computed spend is reused when no job finished meanwhile.
@@ -113,34 +115,30 @@ impl Orchestrator {
         {
             return Ok((c.day.clone(), c.month.clone(), c.unpriced.clone()));
         }
-        let prices = config.prices();
+        let prices = config.pricing();
         let mut unpriced = Vec::new();
-        let mut cost = |rows: Vec<crate::store::ModelUsage>| {
+        // What is known: tokens of priced models, and every job's tool fees.
+        let mut spent = |rows: Vec<crate::store::ModelUsage>| {
             rows.into_iter()
-                .map(|u| match price_for(prices, &u.model) {
-                    Some(p) => p.cost_usd(Tokens {
-                        input: u.input_tokens,
-                        cached: u.cached_tokens,
-                        output: u.output_tokens,
-                    }),
-                    None => {
-                        if !unpriced.contains(&u.model) {
-                            unpriced.push(u.model);
-                        }
-                        0.0
+                .map(|u| {
+                    let tier = ServiceTier::of(u.service_tier.as_deref());
+                    let c = cost(&prices, &u.model, tier, u.tokens(), &u.tools());
+                    if c.tokens_usd.is_none() && !unpriced.contains(&u.model) {
+                        unpriced.push(u.model);
                     }
+                    c.known_usd()
                 })
                 .sum::<f64>()
         };
         let store = &self.inner.store;
         let day = PeriodSpend {
             start: day_start.div_euclid(1000),
-            spent_usd: cost(store.usage_since(day_start).await?),
+            spent_usd: spent(store.usage_since(day_start).await?),
             limit_usd: config.budget.daily_usd,
         };
         let month = PeriodSpend {
             start: month_start.div_euclid(1000),
-            spent_usd: cost(store.usage_since(month_start).await?),
+            spent_usd: spent(store.usage_since(month_start).await?),
             limit_usd: config.budget.monthly_usd,
         };
         unpriced.sort();

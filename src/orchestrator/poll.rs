@@ -316,6 +316,7 @@ impl Orchestrator {
                 source: source.to_owned(),
                 request_id: request_id.map(str::to_owned),
                 artifacts,
+                image_prices: self.config().pricing().tools.image_generation,
             })
             .await?;
         if let ApplyOutcome::Applied { from, to } = outcome

@@ -30,7 +30,8 @@ use tokio::task::JoinHandle;
 
 use super::Orchestrator;
 use crate::clock::ms;
-use crate::pricing::{Tokens, price_for};
+use crate::pricing::tools::microusd;
+use crate::pricing::{Tokens, cost};
 use crate::store::StoreError;
 use crate::telemetry::chain;
 
@@ -200,6 +201,7 @@ impl Orchestrator {
     /// Prunes the finished jobs that ended before `cutoff`, in batches; returns how many.
     async fn prune_jobs(&self, cutoff: i64, now: i64) -> Result<u64, StoreError> {
         let config = self.config();
+        let prices = config.pricing();
         let store = &self.inner.store;
         let mut pruned = 0;
         loop {
@@ -208,15 +210,25 @@ impl Orchestrator {
             let with_cost: Vec<_> = batch
                 .into_iter()
                 .map(|j| {
+                    // What the job cost by the one cost function, in millionths of a dollar;
+                    // NULL when it is not known (no usage, or a model without a price).
                     let usage = j
                         .usage
                         .as_deref()
                         .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok());
-                    let cost = usage.and_then(|u| {
-                        price_for(config.prices(), &j.model)
-                            .map(|p| (p.cost_usd(Tokens::from_usage(&u)) * 1e6).round() as i64)
+                    let microusd = usage.and_then(|u| {
+                        let tools = j.tools.usage().unwrap_or_default();
+                        cost(
+                            &prices,
+                            &j.model,
+                            j.tools.tier(),
+                            Tokens::from_usage(&u),
+                            &tools,
+                        )
+                        .total_usd()
+                        .map(microusd)
                     });
-                    (j, cost)
+                    (j, microusd)
                 })
                 .collect();
             pruned += store

@@ -473,6 +473,7 @@ impl Orchestrator {
                 found_by,
                 now,
                 next_check_at: (!done).then_some(now + DUPLICATE_RECHECK_MS),
+                image_prices: self.config().pricing().tools.image_generation,
             })
             .await?;
         crate::telemetry::duplicate(found_by);
@@ -496,6 +497,7 @@ impl Orchestrator {
                         found_by: &d.found_by,
                         now,
                         next_check_at: None,
+                        image_prices: self.config().pricing().tools.image_generation,
                     })
                     .await?;
                 continue;

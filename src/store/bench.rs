@@ -10,6 +10,7 @@
 use super::events::{EventKind, add_event};
 use super::jobs::NewJob;
 use super::tokens::BindTokens;
+use super::tool_usage::BindToolUsage;
 use super::{Store, StoreError};
 use crate::job::Observation;
 
@@ -39,9 +40,11 @@ impl Store {
                  response_id, attempt, submit_state, submissions, created_at, updated_at, \
                  submitted_at, finished_at, deadline_at, poll_interval_ms, polls, output_text, \
                  error_code, error_message, usage, input_tokens, cached_tokens, output_tokens, \
-                 reasoning_tokens, total_tokens, response, priority, budget_exempt) \
+                 reasoning_tokens, total_tokens, web_search_calls, web_search_preview_calls, \
+                 file_search_calls, code_containers, images, image_fee_microusd, service_tier, \
+                 response, priority, budget_exempt) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 'done', 1, ?, ?, ?, ?, ?, 5000, 3, ?, ?, ?, ?, \
-                 ?, ?, ?, ?, ?, ?, ?, ?)",
+                 ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(id)
             .bind(&job.spec.name)
@@ -61,6 +64,10 @@ impl Store {
             .bind(obs.error.as_ref().map(|e| e.message.clone()))
             .bind(obs.usage.as_ref().map(ToString::to_string))
             .bind_tokens(obs.usage.as_ref())
+            .bind_tool_usage(
+                Some(&obs.raw).filter(|r| !r.is_null()),
+                &crate::pricing::ImagePrices::default(),
+            )
             .bind(obs.raw.to_string())
             .bind(job.spec.priority)
             .bind(job.spec.budget_exempt)

@@ -6,39 +6,88 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
 
-/// Tokens used by one model's jobs in a period.
+/// Tokens and tool usage of one model's jobs in one service tier, in a period.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ModelUsage {
     pub model: String,
+    /// The `service_tier` the responses reported (NULL: none recorded).
+    pub service_tier: Option<String>,
     pub input_tokens: i64,
     pub cached_tokens: i64,
     pub output_tokens: i64,
+    pub web_search_calls: i64,
+    pub web_search_preview_calls: i64,
+    pub file_search_calls: i64,
+    pub code_containers: i64,
+    pub images: i64,
+    pub image_fee_microusd: i64,
+}
+
+impl ModelUsage {
+    /// The tokens, as [`crate::pricing::cost`] takes them.
+    pub fn tokens(&self) -> crate::pricing::Tokens {
+        crate::pricing::Tokens {
+            input: self.input_tokens,
+            cached: self.cached_tokens,
+            output: self.output_tokens,
+        }
+    }
+
+    /// The tool usage, as [`crate::pricing::cost`] takes it.
+    pub fn tools(&self) -> crate::pricing::ToolUsage {
+        crate::pricing::ToolUsage {
+            web_search_calls: self.web_search_calls,
+            web_search_preview_calls: self.web_search_preview_calls,
+            file_search_calls: self.file_search_calls,
+            code_containers: self.code_containers,
+            images: self.images,
+            image_fee_microusd: self.image_fee_microusd,
+        }
+    }
 }
 
 impl Store {
-    /// Usage by model of the jobs that finished at or after `since` (unix ms), of those still
-    /// running that already report usage, of pruned jobs' summaries in the period, and of the
-    /// paid duplicates found in it (an extra run costs money like any other).
+    /// Usage by model and service tier of the jobs that finished at or after `since` (unix
+    /// ms), of those still running that already report usage, of pruned jobs' summaries in
+    /// the period, and of the paid duplicates found in it (an extra run costs money like any
+    /// other). A job counts when it has usage or recorded tool usage (a cancelled response
+    /// may have searched without reporting usage).
     ///
-    /// Reads the token columns, never the usage JSON (see `tokens.rs`); sums are `TOTAL`s
-    /// cast back, so a sum past `i64::MAX` saturates rather than fails.
+    /// Reads the token and tool columns, never the JSON (see `tokens.rs`, `tool_usage.rs`);
+    /// sums are `TOTAL`s cast back, so a sum past `i64::MAX` saturates rather than fails.
     pub async fn usage_since(&self, since: i64) -> Result<Vec<ModelUsage>, StoreError> {
         Ok(sqlx::query_as::<_, ModelUsage>(
-            "SELECT model, \
+            "SELECT model, service_tier, \
                CAST(TOTAL(i) AS INTEGER) AS input_tokens, \
                CAST(TOTAL(c) AS INTEGER) AS cached_tokens, \
-               CAST(TOTAL(o) AS INTEGER) AS output_tokens \
-             FROM (SELECT model, input_tokens AS i, cached_tokens AS c, output_tokens AS o \
-                     FROM jobs WHERE input_tokens IS NOT NULL \
+               CAST(TOTAL(o) AS INTEGER) AS output_tokens, \
+               CAST(TOTAL(ws) AS INTEGER) AS web_search_calls, \
+               CAST(TOTAL(wsp) AS INTEGER) AS web_search_preview_calls, \
+               CAST(TOTAL(fs) AS INTEGER) AS file_search_calls, \
+               CAST(TOTAL(cc) AS INTEGER) AS code_containers, \
+               CAST(TOTAL(im) AS INTEGER) AS images, \
+               CAST(TOTAL(fee) AS INTEGER) AS image_fee_microusd \
+             FROM (SELECT model, service_tier, input_tokens AS i, cached_tokens AS c, \
+                     output_tokens AS o, web_search_calls AS ws, web_search_preview_calls AS wsp, \
+                     file_search_calls AS fs, code_containers AS cc, images AS im, \
+                     image_fee_microusd AS fee \
+                     FROM jobs WHERE (input_tokens IS NOT NULL OR web_search_calls IS NOT NULL) \
                      AND (finished_at >= ? OR finished_at IS NULL) \
                    UNION ALL \
-                   SELECT model, input_tokens, cached_tokens, output_tokens \
-                     FROM job_summaries WHERE input_tokens IS NOT NULL AND finished_at >= ? \
+                   SELECT model, service_tier, input_tokens, cached_tokens, output_tokens, \
+                     web_search_calls, web_search_preview_calls, file_search_calls, \
+                     code_containers, images, image_fee_microusd \
+                     FROM job_summaries \
+                     WHERE (input_tokens IS NOT NULL OR web_search_calls IS NOT NULL) \
+                     AND finished_at >= ? \
                    UNION ALL \
-                   SELECT j.model, d.input_tokens, d.cached_tokens, d.output_tokens \
+                   SELECT j.model, d.service_tier, d.input_tokens, d.cached_tokens, \
+                     d.output_tokens, d.web_search_calls, d.web_search_preview_calls, \
+                     d.file_search_calls, d.code_containers, d.images, d.image_fee_microusd \
                      FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id \
-                     WHERE d.input_tokens IS NOT NULL AND d.found_at >= ?) \
-             GROUP BY model ORDER BY model",
+                     WHERE (d.input_tokens IS NOT NULL OR d.web_search_calls IS NOT NULL) \
+                     AND d.found_at >= ?) \
+             GROUP BY model, service_tier ORDER BY model, service_tier",
         )
         .bind(since)
         .bind(since)

@@ -9,6 +9,7 @@ use sqlx::FromRow;
 
 use super::events::{EventKind, add_event};
 use super::tokens::BindTokens;
+use super::tool_usage::{BindToolUsage, TOOL_COLUMNS, ToolColumns};
 use super::{Store, StoreError};
 use crate::job::{JobId, ResponseId};
 
@@ -31,6 +32,10 @@ pub struct DuplicateRow {
     /// When respool looks at it again (to cancel it or learn its usage); `None` once final.
     pub next_check_at: Option<i64>,
     pub checks: i64,
+    /// What its final response's hosted tools did, and its service tier.
+    #[sqlx(flatten)]
+    #[serde(flatten)]
+    pub tools: ToolColumns,
 }
 
 /// A duplicate to record, or what a later look found.
@@ -44,14 +49,22 @@ pub struct NewDuplicate<'a> {
     pub found_by: &'a str,
     pub now: i64,
     pub next_check_at: Option<i64>,
+    /// The image prices in force, for the images of a final response.
+    pub image_prices: crate::pricing::ImagePrices,
 }
 
 const COLUMNS: &str =
     "response_id, job_id, status, usage, found_by, found_at, updated_at, next_check_at, checks";
 
+/// Whether an upstream status is a final one: a response seen in it has its tool usage
+/// recorded.
+fn is_final(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "incomplete" | "cancelled")
+}
+
 impl Store {
-    /// Records a duplicate response, or updates what is known of it (status, usage, the next
-    /// look). The first time, a `duplicate` event joins the job's timeline in the same
+    /// Records a duplicate response, or updates what is known of it (status, usage, tool
+    /// usage once final, the next look). The first time, a `duplicate` event joins the job's timeline in the same
     /// transaction. Returns whether it was new.
     pub async fn record_duplicate(&self, d: &NewDuplicate<'_>) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -62,8 +75,10 @@ impl Store {
                 .await?;
         sqlx::query(
             "INSERT INTO duplicate_responses (response_id, job_id, status, usage, input_tokens, \
-             cached_tokens, output_tokens, reasoning_tokens, total_tokens, response, found_by, \
-             found_at, updated_at, next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             cached_tokens, output_tokens, reasoning_tokens, total_tokens, web_search_calls, \
+             web_search_preview_calls, file_search_calls, code_containers, images, \
+             image_fee_microusd, service_tier, response, found_by, found_at, updated_at, \
+             next_check_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (response_id) DO UPDATE SET status = excluded.status, \
              usage = COALESCE(excluded.usage, duplicate_responses.usage), \
              input_tokens = COALESCE(excluded.input_tokens, duplicate_responses.input_tokens), \
@@ -71,6 +86,14 @@ impl Store {
              output_tokens = COALESCE(excluded.output_tokens, duplicate_responses.output_tokens), \
              reasoning_tokens = COALESCE(excluded.reasoning_tokens, duplicate_responses.reasoning_tokens), \
              total_tokens = COALESCE(excluded.total_tokens, duplicate_responses.total_tokens), \
+             web_search_calls = COALESCE(excluded.web_search_calls, duplicate_responses.web_search_calls), \
+             web_search_preview_calls = COALESCE(excluded.web_search_preview_calls, duplicate_responses.web_search_preview_calls), \
+             file_search_calls = COALESCE(excluded.file_search_calls, duplicate_responses.file_search_calls), \
+             code_containers = COALESCE(excluded.code_containers, duplicate_responses.code_containers), \
+             images = COALESCE(excluded.images, duplicate_responses.images), \
+             image_fee_microusd = COALESCE(excluded.image_fee_microusd, duplicate_responses.image_fee_microusd), \
+             service_tier = CASE WHEN excluded.web_search_calls IS NULL \
+               THEN duplicate_responses.service_tier ELSE excluded.service_tier END, \
              response = COALESCE(excluded.response, duplicate_responses.response), \
              updated_at = excluded.updated_at, next_check_at = excluded.next_check_at, \
              checks = duplicate_responses.checks + 1",
@@ -80,6 +103,7 @@ impl Store {
         .bind(d.status)
         .bind(d.usage.map(ToString::to_string))
         .bind_tokens(d.usage)
+        .bind_tool_usage(d.raw.filter(|_| is_final(d.status)), &d.image_prices)
         .bind(d.raw.map(ToString::to_string))
         .bind(d.found_by)
         .bind(d.now)
@@ -110,7 +134,7 @@ impl Store {
     /// The duplicate responses of a job, oldest first.
     pub async fn duplicates_of(&self, job_id: &JobId) -> Result<Vec<DuplicateRow>, StoreError> {
         Ok(sqlx::query_as::<_, DuplicateRow>(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM duplicate_responses WHERE job_id = ? ORDER BY found_at, response_id"
+            "SELECT {COLUMNS}, {TOOL_COLUMNS} FROM duplicate_responses WHERE job_id = ? ORDER BY found_at, response_id"
         )))
         .bind(job_id)
         .fetch_all(&self.reads)
@@ -125,7 +149,7 @@ impl Store {
     ) -> Result<Vec<DuplicateRow>, StoreError> {
         Ok(
             sqlx::query_as::<_, DuplicateRow>(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM duplicate_responses WHERE next_check_at <= ? \
+                "SELECT {COLUMNS}, {TOOL_COLUMNS} FROM duplicate_responses WHERE next_check_at <= ? \
              ORDER BY next_check_at LIMIT ?"
             )))
             .bind(now)

@@ -14,7 +14,9 @@ use crate::job::{JobError, JobId, JobSpec, JobStatus, ResponseId};
 const JOB_COLUMNS: &str = "id, name, model, status, spec, idempotency_key, spec_hash, response_id, \
     attempt, submit_state, submissions, created_at, updated_at, submitted_at, finished_at, \
     deadline_at, next_check_at, lease_until, poll_interval_ms, polls, wake_pending, \
-    cancel_requested, cancel_reason, output_text, error_code, error_message, usage, retry_of";
+    cancel_requested, cancel_reason, output_text, error_code, error_message, usage, retry_of, \
+    web_search_calls, web_search_preview_calls, file_search_calls, code_containers, images, \
+    image_fee_microusd, service_tier";
 
 /// Where a job's create call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,9 @@ pub struct JobRow {
     pub usage: Option<Value>,
     /// The job this one retries, if it is a retry.
     pub retry_of: Option<JobId>,
+    /// What its final response's hosted tools did, and its service tier (`tool_usage.rs`).
+    #[sqlx(flatten)]
+    pub tools: super::ToolColumns,
 }
 
 impl JobRow {
@@ -201,6 +206,9 @@ pub struct ApplyContext<'a> {
     /// The artifacts to list if this observation finishes the job (their bytes already on
     /// disk).
     pub artifacts: &'a [super::NewArtifact],
+    /// The image prices in force: a final response's images are priced at them when it is
+    /// recorded (`tool_usage.rs`).
+    pub image_prices: crate::pricing::ImagePrices,
 }
 
 /// Filters for listing jobs.

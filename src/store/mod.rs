@@ -31,6 +31,7 @@ mod schedules;
 mod stats;
 mod submissions;
 mod tokens;
+mod tool_usage;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -60,6 +61,7 @@ pub use schedules::{
 pub use stats::{STATS_BUCKET_MS, StatsRow};
 pub use submissions::{Attach, AttachContext, AttachRequest, Claimed, Lease, UncertainWait};
 pub use tokens::TokenCounts;
+pub use tool_usage::ToolColumns;
 
 /// A store failure. The database error is kept as the source for the log.
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use super::events::{EventKind, add_event};
 use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::{OutboxEntry, insert_outbox};
 use super::tokens::BindTokens;
+use super::tool_usage::record_tool_usage;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation};
 
@@ -318,6 +319,7 @@ pub struct ObservationWrite {
     pub request_id: Option<String>,
     /// The artifacts to list if this finishes the job.
     pub artifacts: Vec<NewArtifact>,
+    pub image_prices: crate::pricing::ImagePrices,
 }
 
 impl ObservationWrite {
@@ -332,6 +334,7 @@ impl ObservationWrite {
             source: &self.source,
             request_id: self.request_id.as_deref(),
             artifacts: &self.artifacts,
+            image_prices: self.image_prices,
         }
     }
 }
@@ -352,6 +355,7 @@ async fn apply_in(
         source,
         request_id,
         artifacts,
+        image_prices,
     } = *ctx;
     let Some(row) = fetch_job(&mut *tx, id).await? else {
         return Ok(ApplyOutcome::Missing);
@@ -406,6 +410,9 @@ async fn apply_in(
     .bind(row.status.as_str())
     .execute(&mut *tx)
     .await?;
+    if terminal && !obs.raw.is_null() {
+        record_tool_usage(&mut *tx, id, &obs.raw, &image_prices).await?;
+    }
     if row.status != obs.status {
         let mut data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});
         if let (Some(r), Some(o)) = (request_id, data.as_object_mut()) {

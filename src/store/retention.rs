@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sqlx::{AssertSqlSafe, FromRow};
 
+use super::tool_usage::TOOL_COLUMNS;
 use super::{Store, StoreError};
 
 /// A finished job old enough to prune, with what pricing it needs (its summary is copied from
@@ -23,6 +24,9 @@ pub struct PrunableJob {
     pub finished_at: i64,
     pub usage: Option<String>,
     pub error_code: Option<String>,
+    /// Its tool usage and service tier.
+    #[sqlx(flatten)]
+    pub tools: super::ToolColumns,
 }
 
 /// Queue depths for `/metrics`.
@@ -53,8 +57,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<PrunableJob>, StoreError> {
         Ok(sqlx::query_as::<_, PrunableJob>(AssertSqlSafe(format!(
-            "SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, error_code \
-             FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? AND {NOTHING_TO_DELIVER} \
+            "SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, error_code, \
+             {TOOL_COLUMNS} FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? AND {NOTHING_TO_DELIVER} \
              ORDER BY finished_at LIMIT ?"
         )))
         .bind(cutoff)
@@ -91,13 +95,18 @@ impl Store {
                 continue;
             }
             if summaries {
-                // Copied from the row as it is under the lock, its token columns with its usage.
+                // Copied from the row as it is under the lock, its token and tool columns with
+                // its usage.
                 sqlx::query(
                     "INSERT INTO job_summaries (id, name, model, status, created_at, submitted_at, \
                      finished_at, usage, input_tokens, cached_tokens, output_tokens, \
-                     reasoning_tokens, total_tokens, cost_microusd, error_code, pruned_at) \
+                     reasoning_tokens, total_tokens, web_search_calls, web_search_preview_calls, \
+                     file_search_calls, code_containers, images, image_fee_microusd, service_tier, \
+                     cost_microusd, error_code, pruned_at) \
                      SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, \
                      input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, \
+                     web_search_calls, web_search_preview_calls, file_search_calls, code_containers, \
+                     images, image_fee_microusd, service_tier, \
                      ?, error_code, ? FROM jobs WHERE id = ? ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(cost_microusd)

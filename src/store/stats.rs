@@ -1,12 +1,14 @@
-//! The stats query: job counts and token sums since a time, over live jobs and the summaries
-//! of pruned ones, grouped finely enough (status, model, name, quarter hour) that callers can
+//! The stats query: job counts, token and tool-usage sums since a time, over live jobs and the
+//! summaries of pruned ones, grouped finely enough (status, model, name, quarter hour, service
+//! tier: a tier has its own prices) that callers can
 //! fold the rows into any of those groups, or into local days in any time zone, without
 //! another round trip.
 //!
 //! How it stays fast at a month of heavy use, where almost every group holds one job (100,000
 //! jobs made 95,000 rows):
 //!
-//! - The token counts are columns (`tokens.rs`), never the usage JSON.
+//! - The token counts and tool usage are columns (`tokens.rs`, `tool_usage.rs`), never the
+//!   JSON.
 //! - SQLite does not make the groups: its `GROUP BY` steps six aggregates a row and finishes
 //!   them a group, about 3 µs a group here, longer than all the steps below together.
 //! - Nor does it send a row per job: sqlx copies each value of each row on its way out of
@@ -31,11 +33,12 @@ use super::{Store, StoreError};
 /// The width of a row's time bucket: a quarter of an hour, because every time zone's offset
 /// from UTC is a whole number of quarter hours, so buckets never straddle a local midnight.
 /// (The literal `900000` in [`STATS_RECORDS`] and in the indexes `jobs_stats` and
-/// `job_summaries_stats` of migration `20261205000012_token_columns` is this number.)
+/// `job_summaries_stats` of migrations `20261205000012_token_columns` and
+/// `20261206000020_tool_usage` is this number.)
 pub const STATS_BUCKET_MS: i64 = 15 * 60 * 1000;
 
-/// Jobs of one status, model and name created in one [`STATS_BUCKET_MS`] bucket, with the
-/// sums of their recorded usage (0 where a job has none).
+/// Jobs of one status, model, name and service tier created in one [`STATS_BUCKET_MS`]
+/// bucket, with the sums of their recorded usage and tool usage (0 where a job has none).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct StatsRow {
     pub status: String,
@@ -54,6 +57,38 @@ pub struct StatsRow {
     /// Part of `output_tokens` spent on reasoning.
     pub reasoning_tokens: i64,
     pub total_tokens: i64,
+    /// The `service_tier` the jobs' responses reported (`None`: none recorded).
+    pub service_tier: Option<String>,
+    pub web_search_calls: i64,
+    /// Part of `web_search_calls` made through `web_search_preview`.
+    pub web_search_preview_calls: i64,
+    pub file_search_calls: i64,
+    pub code_containers: i64,
+    pub images: i64,
+    pub image_fee_microusd: i64,
+}
+
+impl StatsRow {
+    /// The tokens, as [`crate::pricing::cost`] takes them.
+    pub fn tokens(&self) -> crate::pricing::Tokens {
+        crate::pricing::Tokens {
+            input: self.input_tokens,
+            cached: self.cached_tokens,
+            output: self.output_tokens,
+        }
+    }
+
+    /// The tool usage, as [`crate::pricing::cost`] takes it.
+    pub fn tools(&self) -> crate::pricing::ToolUsage {
+        crate::pricing::ToolUsage {
+            web_search_calls: self.web_search_calls,
+            web_search_preview_calls: self.web_search_preview_calls,
+            file_search_calls: self.file_search_calls,
+            code_containers: self.code_containers,
+            images: self.images,
+            image_fee_microusd: self.image_fee_microusd,
+        }
+    }
 }
 
 /// The jobs created at or after `?2` (whose bucket number, `created_at / 900000`, is at least
@@ -70,25 +105,30 @@ pub struct StatsRow {
 /// The order of the rows, and of the records in a list, is SQLite's to choose.
 const STATS_RECORDS: &str = "\
     SELECT created_at / 900000, 0, group_concat(json_array(created_at / 900000, status, model, \
-      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ',') \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, \
+      service_tier, web_search_calls, web_search_preview_calls, file_search_calls, \
+      code_containers, images, image_fee_microusd), ',') \
     FROM jobs WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
     GROUP BY created_at / 900000 \
     UNION ALL \
     SELECT created_at / 900000, 0, group_concat(json_array(created_at / 900000, status, model, \
-      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens), ',') \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, \
+      service_tier, web_search_calls, web_search_preview_calls, file_search_calls, \
+      code_containers, images, image_fee_microusd), ',') \
     FROM job_summaries WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
     GROUP BY created_at / 900000 \
     UNION ALL \
     SELECT j.created_at / 900000, 1, group_concat(json_array(j.created_at / 900000, j.status, \
       j.model, j.name, d.input_tokens, d.cached_tokens, d.output_tokens, d.reasoning_tokens, \
-      d.total_tokens), ',') \
+      d.total_tokens, d.service_tier, d.web_search_calls, d.web_search_preview_calls, \
+      d.file_search_calls, d.code_containers, d.images, d.image_fee_microusd), ',') \
     FROM duplicate_responses d CROSS JOIN jobs j WHERE j.id = d.job_id AND j.created_at >= ?2 \
     GROUP BY j.created_at / 900000";
 
 impl Store {
     /// Counts and usage sums of the jobs created at or after `since` (unix ms), pruned ones
-    /// (`job_summaries`) included, by status, model, name and quarter hour, ordered by bucket,
-    /// model, name and status. The paid duplicates of those jobs are counted apart and their
+    /// (`job_summaries`) included, by status, model, name, quarter hour and service tier,
+    /// ordered by bucket, model, name, status and tier. The paid duplicates of those jobs are counted apart and their
     /// usage is added in (money spent is money spent). One query over the token columns,
     /// never the usage JSON; the grouping happens here (see the module's doc). Sums saturate
     /// at `i64::MAX` rather than fail.
@@ -134,6 +174,13 @@ fn group_row(group: &[Record<'_>]) -> StatsRow {
         output_tokens: 0,
         reasoning_tokens: 0,
         total_tokens: 0,
+        service_tier: first.tier.as_deref().map(str::to_owned),
+        web_search_calls: 0,
+        web_search_preview_calls: 0,
+        file_search_calls: 0,
+        code_containers: 0,
+        images: 0,
+        image_fee_microusd: 0,
     };
     for r in group {
         if r.duplicate {
@@ -146,6 +193,14 @@ fn group_row(group: &[Record<'_>]) -> StatsRow {
         row.output_tokens = row.output_tokens.saturating_add(r.output);
         row.reasoning_tokens = row.reasoning_tokens.saturating_add(r.reasoning);
         row.total_tokens = row.total_tokens.saturating_add(r.total);
+        row.web_search_calls = row.web_search_calls.saturating_add(r.web_search);
+        row.web_search_preview_calls = row
+            .web_search_preview_calls
+            .saturating_add(r.web_search_preview);
+        row.file_search_calls = row.file_search_calls.saturating_add(r.file_search);
+        row.code_containers = row.code_containers.saturating_add(r.containers);
+        row.images = row.images.saturating_add(r.images);
+        row.image_fee_microusd = row.image_fee_microusd.saturating_add(r.image_fee);
     }
     row
 }
@@ -161,8 +216,9 @@ mod tests {
     use crate::job::{JobId, JobSpec, JobStatus, Observation, ResponseId};
     use crate::store::{ApplyContext, NewDuplicate, NewJob, Store};
 
-    /// `stats_since` as it was before the token columns, reading every row's usage JSON: the
-    /// oracle the column sums must match.
+    /// `stats_since` as it was before the token columns, reading every row's usage JSON, with
+    /// the tool columns summed and the service tier grouped by SQL: the oracle the records
+    /// must match.
     const STATS_FROM_JSON: &str = "SELECT status, model, name, (created_at / ?) * ? AS bucket, \
            CAST(SUM(1 - dup) AS INTEGER) AS jobs, CAST(SUM(dup) AS INTEGER) AS duplicates, \
            CAST(COALESCE(SUM(json_extract(usage, '$.input_tokens')), 0) AS INTEGER) AS input_tokens, \
@@ -171,15 +227,28 @@ mod tests {
            CAST(COALESCE(SUM(json_extract(usage, '$.output_tokens_details.reasoning_tokens')), 0) AS INTEGER) AS reasoning_tokens, \
            CAST(COALESCE(SUM(COALESCE(json_extract(usage, '$.total_tokens'), \
              COALESCE(json_extract(usage, '$.input_tokens'), 0) \
-             + COALESCE(json_extract(usage, '$.output_tokens'), 0))), 0) AS INTEGER) AS total_tokens \
-         FROM (SELECT status, model, name, created_at, usage, 0 AS dup FROM jobs WHERE created_at >= ? \
+             + COALESCE(json_extract(usage, '$.output_tokens'), 0))), 0) AS INTEGER) AS total_tokens, \
+           service_tier, \
+           CAST(TOTAL(web_search_calls) AS INTEGER) AS web_search_calls, \
+           CAST(TOTAL(web_search_preview_calls) AS INTEGER) AS web_search_preview_calls, \
+           CAST(TOTAL(file_search_calls) AS INTEGER) AS file_search_calls, \
+           CAST(TOTAL(code_containers) AS INTEGER) AS code_containers, \
+           CAST(TOTAL(images) AS INTEGER) AS images, \
+           CAST(TOTAL(image_fee_microusd) AS INTEGER) AS image_fee_microusd \
+         FROM (SELECT status, model, name, created_at, usage, 0 AS dup, service_tier, \
+                 web_search_calls, web_search_preview_calls, file_search_calls, code_containers, \
+                 images, image_fee_microusd FROM jobs WHERE created_at >= ? \
                UNION ALL \
-               SELECT status, model, name, created_at, usage, 0 AS dup FROM job_summaries WHERE created_at >= ? \
+               SELECT status, model, name, created_at, usage, 0 AS dup, service_tier, \
+                 web_search_calls, web_search_preview_calls, file_search_calls, code_containers, \
+                 images, image_fee_microusd FROM job_summaries WHERE created_at >= ? \
                UNION ALL \
-               SELECT j.status, j.model, j.name, j.created_at, d.usage, 1 AS dup \
+               SELECT j.status, j.model, j.name, j.created_at, d.usage, 1 AS dup, d.service_tier, \
+                 d.web_search_calls, d.web_search_preview_calls, d.file_search_calls, \
+                 d.code_containers, d.images, d.image_fee_microusd \
                  FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id WHERE j.created_at >= ?) \
-         GROUP BY status, model, name, bucket \
-         ORDER BY bucket, model, name, status";
+         GROUP BY status, model, name, bucket, service_tier \
+         ORDER BY bucket, model, name, status, service_tier";
 
     async fn stats_from_json(store: &Store, since: i64) -> Vec<StatsRow> {
         sqlx::query_as::<_, StatsRow>(STATS_FROM_JSON)
@@ -268,6 +337,42 @@ mod tests {
         })
     }
 
+    /// A final response with tool calls and a service tier of the shapes upstream sends, or
+    /// none (`Value::Null`: a 404 confirmed).
+    fn response(rng: &mut StdRng) -> Value {
+        if rng.random_bool(0.1) {
+            return Value::Null;
+        }
+        let mut output = Vec::new();
+        for _ in 0..rng.random_range(0..6) {
+            output.push(match rng.random_range(0..5) {
+                0 => json!({"type": "web_search_call", "status": "completed"}),
+                1 => json!({"type": "file_search_call", "queries": ["q"]}),
+                2 => json!({"type": "code_interpreter_call",
+                            "container_id": format!("cntr_{}", rng.random_range(0..3))}),
+                3 => {
+                    let quality = ["low", "high", "auto"][rng.random_range(0..3)];
+                    let size = ["1024x1024", "1536x1024"][rng.random_range(0..2)];
+                    json!({"type": "image_generation_call", "quality": quality, "size": size})
+                }
+                _ => json!({"type": "message", "content": []}),
+            });
+        }
+        let tools = if rng.random_bool(0.5) {
+            json!([{"type": "web_search_preview"}])
+        } else {
+            json!([{"type": "web_search"}])
+        };
+        let tier = [
+            json!("default"),
+            json!("flex"),
+            json!("priority"),
+            Value::Null,
+        ][rng.random_range(0..4)]
+        .clone();
+        json!({"output": output, "tools": tools, "service_tier": tier})
+    }
+
     /// The column sums equal the old JSON query's rows exactly, over live jobs (finished,
     /// running with usage, never submitted), pruned ones (summaries) and paid duplicates, for
     /// windows that cut through the data.
@@ -311,14 +416,14 @@ mod tests {
                 .await
                 .unwrap();
             let status = statuses[rng.random_range(0..statuses.len())];
-            let observe = async |status: JobStatus, usage: Option<Value>, now: i64| {
+            let observe = async |status: JobStatus, usage: Option<Value>, raw: Value, now: i64| {
                 let obs = Observation {
                     response_id: ResponseId::parse(&format!("resp_{n}")).unwrap(),
                     status,
                     output_text: None,
                     usage,
                     error: None,
-                    raw: Value::Null,
+                    raw,
                 };
                 let ctx = ApplyContext {
                     now,
@@ -329,35 +434,47 @@ mod tests {
                     source: "poll",
                     request_id: None,
                     artifacts: &[],
+                    image_prices: Default::default(),
                 };
                 store.apply_observation(&id, &obs, &ctx).await.unwrap();
             };
             if status != JobStatus::Pending {
                 // Running usage first; a final look without usage keeps it.
                 let running = usage(&mut rng);
-                observe(JobStatus::InProgress, running.clone(), created + 10).await;
+                let partial = response(&mut rng);
+                observe(
+                    JobStatus::InProgress,
+                    running.clone(),
+                    partial,
+                    created + 10,
+                )
+                .await;
                 if status.is_terminal() {
                     let last = if rng.random_bool(0.3) {
                         None
                     } else {
                         usage(&mut rng)
                     };
-                    observe(status, last, created + 20).await;
+                    let raw = response(&mut rng);
+                    observe(status, last, raw, created + 20).await;
                 }
             }
             if rng.random_bool(0.1) {
                 // A paid duplicate, looked at twice: its usage learned (or not) on either look.
                 for look in 0..2 {
+                    let raw = response(&mut rng);
+                    let status = ["in_progress", "cancelled"][look as usize];
                     store
                         .record_duplicate(&NewDuplicate {
                             job_id: id.as_str(),
                             response_id: &format!("resp_dup_{n}"),
-                            status: "cancelled",
+                            status,
                             usage: usage(&mut rng).as_ref(),
-                            raw: None,
+                            raw: Some(&raw).filter(|r| !r.is_null()),
                             found_by: "create",
                             now: created + 30 + look,
                             next_check_at: None,
+                            image_prices: Default::default(),
                         })
                         .await
                         .unwrap();
@@ -377,6 +494,16 @@ mod tests {
 
         let all = store.stats_since(0).await.unwrap();
         assert!(all.iter().any(|r| r.jobs > 1) && all.iter().any(|r| r.duplicates > 0));
+        // Tool usage and tiers reached the rows, in every table.
+        assert!(
+            all.iter()
+                .any(|r| r.web_search_preview_calls > 0 && r.image_fee_microusd > 0)
+        );
+        assert!(
+            all.iter()
+                .any(|r| r.service_tier.as_deref() == Some("flex"))
+        );
+        assert!(all.iter().any(|r| r.service_tier.is_none() && r.jobs > 0));
         for since in [
             0,
             t0 + 2 * STATS_BUCKET_MS + 17,

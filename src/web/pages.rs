@@ -170,12 +170,13 @@ pub async fn job(
     let response = store.get_response(&id).await?;
     let events = store.list_events(&id).await?;
     let retried_by = store.retried_by(&id).await?;
+    let prices = config.pricing();
     let duplicates: Vec<_> = store
         .duplicates_of(&id)
         .await?
         .iter()
         .map(|d| {
-            let v = crate::view::DuplicateView::priced(d, &row.model, config.prices());
+            let v = crate::view::DuplicateView::priced(d, &row.model, &prices);
             context! {
                 response_id => v.response_id,
                 status => v.status,

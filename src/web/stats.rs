@@ -20,7 +20,7 @@ use super::session::Session;
 use super::view;
 use super::{PageError, render};
 use crate::job::JobStatus;
-use crate::pricing::ModelPrice;
+use crate::pricing::Prices;
 use crate::stats::{GroupBy, Tally, days_back_start, fold, local_day};
 use crate::store::StatsRow;
 
@@ -41,6 +41,8 @@ struct WindowView {
     duplicates: i64,
     tokens: String,
     cost: String,
+    /// The part of `cost` that is tool fees (`None`: no tool was paid for; no tile).
+    tool_fees: Option<String>,
     statuses: Vec<(String, i64)>,
     models: Vec<ModelView>,
     unpriced: Vec<String>,
@@ -90,7 +92,7 @@ fn window(
     from: i64,
     rows: &[StatsRow],
     tz: Tz,
-    prices: &BTreeMap<String, ModelPrice>,
+    prices: &Prices<'_>,
 ) -> WindowView {
     let rows: Vec<StatsRow> = rows.iter().filter(|r| r.bucket >= from).cloned().collect();
     let (totals, groups) = fold(&rows, GroupBy::Model, tz, prices);
@@ -105,6 +107,7 @@ fn window(
         duplicates: totals.paid_duplicates,
         tokens: view::thousands(totals.tokens.total),
         cost: money(totals.cost_usd),
+        tool_fees: (totals.tool_fees_usd > 0.0).then(|| view::money(totals.tool_fees_usd)),
         statuses: statuses(&totals),
         unpriced: totals.unpriced_models.clone(),
         models: groups
@@ -128,13 +131,7 @@ fn window(
 }
 
 /// Each of the 30 days, oldest first, days without jobs included.
-fn days(
-    from: i64,
-    now: i64,
-    rows: &[StatsRow],
-    tz: Tz,
-    prices: &BTreeMap<String, ModelPrice>,
-) -> Vec<DayView> {
+fn days(from: i64, now: i64, rows: &[StatsRow], tz: Tz, prices: &Prices<'_>) -> Vec<DayView> {
     let (_, groups) = fold(rows, GroupBy::Day, tz, prices);
     let by_day: BTreeMap<String, Tally> = groups.into_iter().map(|g| (g.key, g.tally)).collect();
     let max = by_day.values().map(|t| t.jobs).max().unwrap_or(0).max(1);
@@ -194,7 +191,7 @@ pub async fn stats(
     let config = state.config.get();
     let now = state.clock.now_ms();
     let tz = config.budget.tz();
-    let prices = config.prices();
+    let prices = &config.pricing();
     let month_start = days_back_start(now, 29, tz);
     let week_start = days_back_start(now, 6, tz);
     let rows = store.stats_since(month_start).await?;
@@ -246,6 +243,13 @@ mod tests {
             output_tokens: 0,
             reasoning_tokens: 0,
             total_tokens: 0,
+            service_tier: None,
+            web_search_calls: 0,
+            web_search_preview_calls: 0,
+            file_search_calls: 0,
+            code_containers: 0,
+            images: 0,
+            image_fee_microusd: 0,
         }
     }
 
@@ -261,7 +265,9 @@ mod tests {
             row("queued", from, 1),
             row("completed", from + 2 * DAY, 1),
         ];
-        let days = days(from, now, &rows, chrono_tz::UTC, &BTreeMap::new());
+        let none = BTreeMap::new();
+        let prices = Prices::new(&none, crate::pricing::ToolPrices::BUILTIN);
+        let days = days(from, now, &rows, chrono_tz::UTC, &prices);
         let dates: Vec<_> = days.iter().map(|d| d.date.as_str()).collect();
         assert_eq!(
             dates,

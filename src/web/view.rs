@@ -22,7 +22,11 @@ pub struct JobSummary {
     pub created: String,
     pub duration: Option<String>,
     pub tokens: Option<String>,
+    /// `$0.42`, `unknown price`.
     pub cost: Option<String>,
+    /// How the cost splits when there is more to it than tokens at standard prices: `tokens
+    /// $0.39 (flex) + tools $0.03 for 3 web searches`.
+    pub cost_detail: Option<String>,
     pub attempts: i64,
     pub cancel_requested: bool,
 }
@@ -46,16 +50,6 @@ pub fn tokens(usage: Option<&Value>) -> Option<Tokens> {
         reasoning: g("/output_tokens_details/reasoning_tokens"),
         total: g("/total_tokens"),
     })
-}
-
-/// The job's cost in USD by the configured prices, if its model has one.
-pub fn cost_usd(config: &Config, model: &str, t: &Tokens) -> Option<f64> {
-    let price = crate::pricing::price_for(config.prices(), model)?;
-    Some(price.cost_usd(crate::pricing::Tokens {
-        input: t.input,
-        cached: t.cached,
-        output: t.output,
-    }))
 }
 
 pub fn money(usd: f64) -> String {
@@ -102,6 +96,13 @@ pub fn duration_ms(row: &JobRow, now_ms: i64) -> Option<i64> {
 impl JobSummary {
     pub fn new(row: &JobRow, config: &Config, now_ms: i64) -> Self {
         let t = tokens(row.usage.as_ref());
+        let cost = crate::view::job_cost(
+            &config.pricing(),
+            &row.model,
+            row.usage.as_ref(),
+            &row.tools,
+        );
+        let breakdown = cost.map(|c| crate::view::CostBreakdown::of(&c, &row.tools));
         JobSummary {
             id: row.id.to_string(),
             name: row.name.clone(),
@@ -112,9 +113,18 @@ impl JobSummary {
             created: timestamp(row.created_at),
             duration: duration_ms(row, now_ms).map(|d| human_duration(d / 1000)),
             tokens: t.as_ref().map(|t| thousands(t.total)),
-            cost: t.as_ref().map(|t| {
-                cost_usd(config, &row.model, t).map_or_else(|| "unknown price".to_string(), money)
+            // Without usage (a cancelled response reports none) the tokens are unknown.
+            cost: cost.and_then(|c| match c.total_usd() {
+                Some(usd) => Some(money(usd)),
+                None if row.usage.is_some() => Some("unknown price".to_string()),
+                None => (c.tools_usd() > 0.0).then(|| "unknown".to_string()),
             }),
+            cost_detail: breakdown
+                .filter(|b| {
+                    b.tool_fees_usd > 0.0
+                        || matches!(b.service_tier.as_deref(), Some("flex" | "priority"))
+                })
+                .map(|b| b.describe(money)),
             attempts: row.submissions,
             cancel_requested: row.cancel_requested == 1,
         }

@@ -167,3 +167,52 @@ async fn raising_the_budget_by_a_reload_releases_held_jobs() {
     assert_eq!(budget["day"]["limit_usd"].as_f64(), Some(1_000_000.0));
     app.stop().await;
 }
+
+/// A tool fee counts against a budget like tokens do: a deep-research job whose model has no
+/// price costs only its three web searches (here $400 each), and that alone reaches the daily
+/// limit, so the next job is held.
+#[tokio::test]
+async fn a_tool_fee_counts_against_the_budget() {
+    let app = helpers::spawn_app_with(
+        |cfg| {
+            cfg.tool_pricing.web_search = Some(400_000.0);
+            cfg.budget.daily_usd = Some(1000.0);
+        },
+        fast_sim(),
+    )
+    .await;
+    let searching = app
+        .submit(
+            &json!({"name": "searching", "model": "acme-deep-research", "input": "x",
+                        "tools": [{"type": "web_search_preview"}]}),
+        )
+        .await;
+    let job = app.wait_terminal(&searching, DEADLINE).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    let (_, budget) = app.get("/v1/budget").await;
+    // Its tokens have no price; its searches do.
+    assert_eq!(
+        budget["unpriced_models"],
+        json!(["acme-deep-research"]),
+        "{budget}"
+    );
+    assert_eq!(
+        budget["day"]["spent_usd"].as_f64(),
+        Some(1200.0),
+        "{budget}"
+    );
+    assert_eq!(budget["reached"], "daily", "{budget}");
+    let held = app.submit(&helpers::job_body("held")).await;
+    app.wait_for(&held, DEADLINE, |j| j.status == JobStatus::Held)
+        .await;
+    let events = app.events(&held).await;
+    let hold = events.iter().find(|e| e["kind"] == "held").unwrap();
+    assert!(
+        hold["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("held: daily budget reached ($1200.00 spent today of $1000.00, UTC)"),
+        "{hold}"
+    );
+    app.stop().await;
+}

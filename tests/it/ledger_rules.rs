@@ -720,6 +720,7 @@ async fn a_batch_of_poll_results_answers_each_as_if_alone() {
         source: "poll".into(),
         request_id: Some("req_1".into()),
         artifacts: Vec::new(),
+        image_prices: Default::default(),
     };
     write_row(&db, CORRUPT_SPEC, broken.as_str()).await;
     let mut batch: Vec<ObservationWrite> = ids
@@ -915,6 +916,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 found_by: "webhook",
                                 now,
                                 next_check_at: None,
+                                image_prices: Default::default(),
                             })
                             .await
                             .unwrap();
@@ -949,6 +951,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     source: "poll",
                     request_id: None,
                     artifacts: &[],
+                    image_prices: Default::default(),
                 };
                 store.apply_observation(&id, &obs, &ctx).await.unwrap();
             }

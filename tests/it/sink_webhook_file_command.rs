@@ -250,6 +250,14 @@ async fn the_file_sink_writes_a_report_and_the_event_json() {
     assert_eq!(event["type"], "job.completed");
     assert_eq!(event["data"]["job"]["id"], id.as_str());
     assert_eq!(event["data"]["output_text"], output.as_str());
+    // The job as the API shows it, its cost included.
+    let (_, shown) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert!(shown["cost_usd"].as_f64().is_some(), "{shown}");
+    assert_eq!(
+        event["data"]["job"]["cost_usd"], shown["cost_usd"],
+        "{event}"
+    );
+    assert_eq!(event["data"]["job"]["cost"], shown["cost"], "{event}");
     app.stop().await;
 }
 

@@ -1,6 +1,8 @@
 //! Reading the records the stats query packs: one
-//! `[bucket, status, model, name, input, cached, output, reasoning, total]` per job, as SQLite's
-//! `json_array` writes them (no spaces, counts null where no usage is known), joined by commas
+//! `[bucket, status, model, name, input, cached, output, reasoning, total, service_tier,
+//! web_search, web_search_preview, file_search, containers, images, image_fee]` per job, as
+//! SQLite's `json_array` writes them (no spaces, counts null where none is known, the tier
+//! null where none was recorded), joined by commas
 //! (a JSON array without its brackets; nothing for no jobs). A direct reader takes the common
 //! case (text without escapes, integers that fit) in a fifth of `serde_json`'s time; anything
 //! else goes to `serde_json`, so every valid list reads the same either way.
@@ -32,16 +34,39 @@ pub(super) struct Record<'a> {
     pub reasoning: i64,
     #[serde(deserialize_with = "counts")]
     pub total: i64,
+    /// The `service_tier` recorded, if any.
+    #[serde(borrow)]
+    pub tier: Option<Cow<'a, str>>,
+    /// The tool counts (`web_search_calls`, `web_search_preview_calls`, `file_search_calls`,
+    /// `code_containers`, `images`) and `image_fee_microusd`; 0 where none is known.
+    #[serde(deserialize_with = "counts")]
+    pub web_search: i64,
+    #[serde(deserialize_with = "counts")]
+    pub web_search_preview: i64,
+    #[serde(deserialize_with = "counts")]
+    pub file_search: i64,
+    #[serde(deserialize_with = "counts")]
+    pub containers: i64,
+    #[serde(deserialize_with = "counts")]
+    pub images: i64,
+    #[serde(deserialize_with = "counts")]
+    pub image_fee: i64,
     /// Not in the JSON: whether the array holds paid duplicates.
     #[serde(skip)]
     pub duplicate: bool,
 }
 
 impl Record<'_> {
-    /// The grouping key, in the order of the result: bucket, model, name, status (text in
-    /// byte order, as SQLite compares it).
-    pub fn key(&self) -> (i64, &str, &str, &str) {
-        (self.bucket, &self.model, &self.name, &self.status)
+    /// The grouping key, in the order of the result: bucket, model, name, status, tier (text
+    /// in byte order, as SQLite compares it; no tier first).
+    pub fn key(&self) -> (i64, &str, &str, &str, Option<&str>) {
+        (
+            self.bucket,
+            &self.model,
+            &self.name,
+            &self.status,
+            self.tier.as_deref(),
+        )
     }
 }
 
@@ -56,6 +81,7 @@ impl Record<'_> {
             status: Cow::Owned(self.status.into_owned()),
             model: Cow::Owned(self.model.into_owned()),
             name: Cow::Owned(self.name.into_owned()),
+            tier: self.tier.map(|t| Cow::Owned(t.into_owned())),
             ..self
         }
     }
@@ -115,9 +141,24 @@ impl<'a> Reader<'a> {
             self.eat(b',')?;
             *c = self.count()?;
         }
+        self.eat(b',')?;
+        let tier = self.nullable_string()?.map(Cow::Borrowed);
+        let mut tools = [0; 6];
+        for c in &mut tools {
+            self.eat(b',')?;
+            *c = self.count()?;
+        }
         self.eat(b']')?;
         let [status, model, name] = text.map(Cow::Borrowed);
         let [input, cached, output, reasoning, total] = counts;
+        let [
+            web_search,
+            web_search_preview,
+            file_search,
+            containers,
+            images,
+            image_fee,
+        ] = tools;
         Some(Record {
             bucket,
             status,
@@ -128,6 +169,13 @@ impl<'a> Reader<'a> {
             output,
             reasoning,
             total,
+            tier,
+            web_search,
+            web_search_preview,
+            file_search,
+            containers,
+            images,
+            image_fee,
             duplicate,
         })
     }
@@ -161,6 +209,15 @@ impl<'a> Reader<'a> {
             return Some(0);
         }
         self.integer()
+    }
+
+    /// A string without escapes, borrowed, or null (`None`); `None` outside when neither.
+    fn nullable_string(&mut self) -> Option<Option<&'a str>> {
+        if self.text.as_bytes()[self.at..].starts_with(b"null") {
+            self.at += 4;
+            return Some(None);
+        }
+        self.string().map(Some)
     }
 
     /// A string without escapes, borrowed.
@@ -215,13 +272,17 @@ mod tests {
         ];
         for (i, text) in texts.iter().enumerate() {
             for (j, count) in counts.iter().enumerate() {
+                // The tier: the text itself, or NULL every other time.
+                let tier = (j % 2 == 0).then_some(*text);
                 let list: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT group_concat(json_array(b, ?, ?, ?, {count}, 1, {count}, NULL, 2), ',') \
+                    "SELECT group_concat(json_array(b, ?, ?, ?, {count}, 1, {count}, NULL, 2, ?, \
+                     {count}, 0, NULL, 3, {count}, 7), ',') \
                      FROM (SELECT {i} AS b UNION ALL SELECT -{j})"
                 )))
                 .bind(text)
                 .bind("m")
                 .bind(text)
+                .bind(tier)
                 .fetch_one(&pool)
                 .await
                 .unwrap();
@@ -259,13 +320,21 @@ mod tests {
         let mut out = Vec::new();
         read_records("", false, &mut out).unwrap();
         assert!(out.is_empty());
+        let good = "[1,\"a\",\"b\",\"c\",1,2,3,4,5,\"flex\",1,0,2,1,1,42000]";
+        read_records(good, false, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].tier.as_deref(), Some("flex"));
+        assert_eq!((out[0].web_search, out[0].image_fee), (1, 42000));
+        out.clear();
         for bad in [
             "[",
-            "[1,\"a\",\"b\",\"c\",1,2,3,4]",
-            "[1,\"a\",\"b\",\"c\",1,2,3,4,5]x",
-            "[1,\"a\",\"b\",\"c\",1,2,3,4,5],",
-            "[1,\"a\",\"b\",\"c\",1,2,3,4,5.5]",
-            "[[1,\"a\",\"b\",\"c\",1,2,3,4,5]]",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5]",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5,null,1,0,2,1,1]",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5,null,1,0,2,1,1,1]x",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5,null,1,0,2,1,1,1],",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5,null,1,0,2,1,1,1.5]",
+            "[1,\"a\",\"b\",\"c\",1,2,3,4,5,7,1,0,2,1,1,1]",
+            "[[1,\"a\",\"b\",\"c\",1,2,3,4,5,null,1,0,2,1,1,1]]",
         ] {
             assert!(read_records(bad, false, &mut out).is_err(), "{bad}");
             assert!(out.is_empty(), "{bad}");

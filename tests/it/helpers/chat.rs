@@ -59,6 +59,7 @@ impl Sample {
             error_message: failed.then(|| "The model <crashed> & burned".into()),
             usage: Some(usage.clone()),
             retry_of: None,
+            tools: Default::default(),
         };
         let response = json!({"id": "resp_test", "object": "response", "status": status.as_str(), "output": [],
                               "usage": usage});
@@ -101,13 +102,9 @@ impl Sample {
 pub fn sample_config() -> Config {
     let mut config = Config::default();
     config.public_url = Some("https://respool.example".into());
-    config.notify.pricing.insert(
-        "gpt-5".into(),
-        ModelPrice {
-            input: 1.25,
-            output: 10.0,
-            cached_input: None,
-        },
-    );
+    config
+        .notify
+        .pricing
+        .insert("gpt-5".into(), ModelPrice::standard(1.25, 10.0, None));
     config
 }

@@ -83,11 +83,7 @@ pub fn gpt5_priced(
 ) -> std::collections::BTreeMap<String, respool::pricing::ModelPrice> {
     std::collections::BTreeMap::from([(
         "gpt-5".to_string(),
-        respool::pricing::ModelPrice {
-            input,
-            output,
-            cached_input: None,
-        },
+        respool::pricing::ModelPrice::standard(input, output, None),
     )])
 }
 

@@ -300,3 +300,33 @@ async fn a_configured_price_overrides_the_built_in_one() {
     );
     app.stop().await;
 }
+
+/// A code interpreter container and generated images cost their fees, beside the tokens:
+/// $0.03 a container, and an image by its quality and size (gpt-image-1's prices).
+#[tokio::test]
+async fn containers_and_images_are_priced() {
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
+    let id = app
+        .submit(&json!({"model": "gpt-4.1", "input": "SIM_IMAGE_COUNT=2 Chart the tides and draw a harbour",
+            "tools": [{"type": "code_interpreter", "container": {"type": "auto"}},
+                      {"type": "image_generation", "size": "1024x1536", "quality": "high"}]}))
+        .await;
+    let job = app.wait_terminal(&id, Duration::from_secs(40)).await;
+    assert_eq!(job.status, respool::job::JobStatus::Completed, "{job:?}");
+    let (_, job) = app.get(&format!("/v1/jobs/{id}")).await;
+    let tokens = tokens_usd(&job["usage"], 2.00, 8.00);
+    let fees = 0.03 + 2.0 * 0.25;
+    assert!(
+        close(job["cost"]["tokens_usd"].as_f64().unwrap(), tokens),
+        "{job}"
+    );
+    assert!(
+        close(job["cost"]["tool_fees_usd"].as_f64().unwrap(), fees),
+        "{job}"
+    );
+    assert!(
+        close(job["cost_usd"].as_f64().unwrap(), tokens + fees),
+        "{job}"
+    );
+    assert!(row_has(&app, &id, "code_containers = 1 AND images = 2").await);
+}

@@ -336,20 +336,6 @@ async fn outputs_are_shown_only_when_included() {
     sim.shutdown().await;
 }
 
-/// Parses an SSE body into its events' data.
-fn sse(text: &str) -> Vec<Value> {
-    text.split("\n\n")
-        .filter(|f| !f.trim().is_empty())
-        .map(|frame| {
-            let data = frame
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .expect("a data line");
-            serde_json::from_str(data).expect("json")
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_stream_shows_the_code_being_written_and_run() {
     let sim = start(Faults::default()).await;
@@ -366,7 +352,7 @@ async fn the_stream_shows_the_code_being_written_and_run() {
         )
         .await;
         assert_eq!(s, StatusCode::OK);
-        let all = sse(&String::from_utf8(raw).expect("utf-8"));
+        let all = crate::helpers::sim_http::events(&String::from_utf8(raw).expect("utf-8"));
         let mine: Vec<&Value> = all
             .iter()
             .filter(|e| {

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use respool::sim::{self, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
-use crate::helpers::client;
+use crate::helpers::sim_http::{create, stream};
 
 async fn start() -> SimHandle {
     sim::spawn(SimConfig {
@@ -21,17 +21,6 @@ async fn start() -> SimHandle {
     })
     .await
     .expect("sim starts")
-}
-
-async fn create(sim: &SimHandle, body: Value) -> (StatusCode, Value) {
-    let resp = client()
-        .post(format!("{}/responses", sim.base_url()))
-        .bearer_auth("sk-test")
-        .json(&body)
-        .send()
-        .await
-        .expect("create");
-    (resp.status(), resp.json().await.unwrap_or(Value::Null))
 }
 
 /// Decodes a base64 PNG fully; returns its width, height and colour type.
@@ -198,32 +187,6 @@ async fn bad_counts_and_options_are_refused() {
     }
     assert_eq!(sim.stats().creates, 0);
     sim.shutdown().await;
-}
-
-/// Parses an SSE body into its events' data.
-fn events(text: &str) -> Vec<Value> {
-    text.split("\n\n")
-        .filter(|f| !f.trim().is_empty())
-        .map(|frame| {
-            let data = frame
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .expect("a data line");
-            serde_json::from_str(data).expect("json")
-        })
-        .collect()
-}
-
-async fn stream(sim: &SimHandle, body: Value) -> Vec<Value> {
-    let resp = client()
-        .post(format!("{}/responses", sim.base_url()))
-        .bearer_auth("sk-test")
-        .json(&body)
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(resp.status(), StatusCode::OK);
-    events(&resp.text().await.expect("body"))
 }
 
 fn image_events(all: &[Value]) -> Vec<&Value> {

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use respool::sim::{self, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
-use crate::helpers::client;
+use crate::helpers::sim_http::{create, stream};
 
 const LIST_ERROR: &str = "Error retrieving tool list from MCP server: 'airnz_onsites'. Http status code: 424 (Failed Dependency)";
 
@@ -24,17 +24,6 @@ async fn start() -> SimHandle {
     })
     .await
     .expect("sim starts")
-}
-
-async fn create(sim: &SimHandle, body: Value) -> (StatusCode, Value) {
-    let resp = client()
-        .post(format!("{}/responses", sim.base_url()))
-        .bearer_auth("sk-test")
-        .json(&body)
-        .send()
-        .await
-        .expect("create");
-    (resp.status(), resp.json().await.unwrap_or(Value::Null))
 }
 
 fn mcp_tool(extra: Value) -> Value {
@@ -334,32 +323,6 @@ async fn deep_research_lists_first_then_searches_the_web_and_calls_the_server() 
     let (status, err) = create(&sim, refused).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     sim.shutdown().await;
-}
-
-/// Parses an SSE body into its events' data.
-fn events(text: &str) -> Vec<Value> {
-    text.split("\n\n")
-        .filter(|f| !f.trim().is_empty())
-        .map(|frame| {
-            let data = frame
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .expect("a data line");
-            serde_json::from_str(data).expect("json")
-        })
-        .collect()
-}
-
-async fn stream(sim: &SimHandle, body: Value) -> Vec<Value> {
-    let resp = client()
-        .post(format!("{}/responses", sim.base_url()))
-        .bearer_auth("sk-test")
-        .json(&body)
-        .send()
-        .await
-        .expect("stream");
-    assert_eq!(resp.status(), StatusCode::OK);
-    events(&resp.text().await.expect("body"))
 }
 
 /// The events about the item `id` (by `item_id` or `item.id`), as their types.

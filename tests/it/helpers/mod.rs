@@ -12,6 +12,7 @@ pub mod chat;
 pub mod db;
 pub mod process;
 pub mod receiver;
+pub mod sim_http;
 
 use std::time::Duration;
 

@@ -69,6 +69,11 @@ pub struct JobView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub spec: Option<Value>,
+    /// What the job's responses asked for, turn by turn: function calls and MCP approval
+    /// requests, with who answered them and how. Those in state `waiting` wait for a person
+    /// (`POST /v1/jobs/{id}/respond`). Only on `GET /v1/jobs/{id}` and `respond`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<crate::store::ActionRow>,
     /// Ids of the jobs that retry this one, oldest first. Only on `GET /v1/jobs/{id}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retried_by: Vec<String>,
@@ -305,6 +310,7 @@ impl From<&JobRow> for JobView {
             retry_of: r.retry_of.as_ref().map(ToString::to_string),
             spec: None,
             retried_by: Vec::new(),
+            actions: Vec::new(),
             duplicates: Vec::new(),
             warnings: Vec::new(),
         }

@@ -97,6 +97,17 @@ impl ApiError {
         }
     }
 
+    /// The request is well formed, but this daemon's config does not allow what it asks.
+    pub fn forbidden(message: impl Into<String>, param: Option<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            message: message.into(),
+            param,
+            code: Some("not_allowed"),
+        }
+    }
+
     /// The same error with another `code`.
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = Some(code);

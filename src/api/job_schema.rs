@@ -21,6 +21,10 @@ pub const JOB_REQUEST: &str = "JobRequest";
 /// `timeout` as a string: one number and a unit, at most a year (`366d`), whole seconds.
 pub const TIMEOUT_PATTERN: &str = "^([1-9][0-9]{0,4}s|[1-9][0-9]{0,4}m|[1-9][0-9]{0,2}h|[1-7][0-9]{3}h|([1-9][0-9]?|[12][0-9]{2}|3[0-5][0-9]|36[0-6])d)$";
 
+/// A handler's `http` URL as the API takes it: http(s), a plain host name or IPv4 address, an
+/// optional port and path (a jobs file takes any URL).
+pub const HANDLER_URL_PATTERN: &str = "^https?://[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/-]*)?$";
+
 /// What the REST API refuses in a job body beyond `JobSpec::from_value`, which also reads jobs
 /// files: a `timeout` string must be one number and a unit ([`TIMEOUT_PATTERN`]), so that the
 /// document can say exactly which strings are taken (a jobs file takes any duration up to a
@@ -30,6 +34,31 @@ pub fn refused_over_rest(body: &Map<String, Value>) -> Option<(&'static str, Str
         #[allow(clippy::expect_used)]
         regex::Regex::new(TIMEOUT_PATTERN).expect("a pattern of the API's own")
     });
+    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        #[allow(clippy::expect_used)]
+        regex::Regex::new(HANDLER_URL_PATTERN).expect("a pattern of the API's own")
+    });
+    for handler in body
+        .get("handlers")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        if handler.get("timeout").is_some_and(Value::is_string) {
+            return Some((
+                "handlers",
+                "a handler's `timeout` over the API is a number of seconds (a jobs file also takes `30s`)".into(),
+            ));
+        }
+        if let Some(url) = handler.get("http").and_then(Value::as_str)
+            && !URL.is_match(url)
+        {
+            return Some((
+                "handlers",
+                "a handler's `http` over the API is an http(s) URL with a plain host name, an optional port and a path without a query".into(),
+            ));
+        }
+    }
     match body.get("timeout") {
         Some(Value::String(t)) if !TIMEOUT.is_match(t) => Some((
             "timeout",
@@ -410,6 +439,36 @@ fn respool_rules(sinks: &[String]) -> Value {
                 },
                 "description": "Document sets the model searches: one vector store per set name, its files uploaded, attached and processed before the job is submitted, and `file_search` added to its tools. A set's name (from the config), or `{name, files}` with attachment ids."
             },
+            "handlers": {
+                "type": ["object", "null"],
+                "propertyNames": {"type": "string", "minLength": 1},
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "command": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[^\\u0000]*$"},
+                            "prefixItems": [{"type": "string", "pattern": "^[^\\u0000]*[!-~][^\\u0000]*$"}],
+                            "description": "The program and its arguments (no shell): the call's arguments on stdin, stdout is the output."},
+                        "http": {"type": "string", "pattern": HANDLER_URL_PATTERN, "description": "A URL the arguments are POSTed to; the answer's body is the output."},
+                        "timeout": {"type": "integer", "minimum": 1, "maximum": 3600, "description": "Seconds, at most an hour (default 60); a jobs file also takes a duration (`30s`)."},
+                        "cwd": {"type": "string"},
+                        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "max_output_bytes": {"type": "integer", "minimum": 1, "maximum": crate::job::handler::MAX_HANDLER_OUTPUT},
+                        "idempotent": {"type": "boolean"},
+                        "on_error": {"enum": ["output", "fail"]},
+                        "output": {"enum": ["text", "json"]}
+                    },
+                    "oneOf": [
+                        {"required": ["command"], "not": {"required": ["http"]}},
+                        {"required": ["http"], "not": {"anyOf": [{"required": ["command"]}, {"required": ["cwd"]}, {"required": ["env"]}]}}
+                    ]
+                },
+                "description": "The job's own function handlers, by function name (see docs/jobs.md#jobs-that-act); over the config's `functions:`. Taken only when the config allows jobs' handlers (`actions.job_handlers`): otherwise 403."
+            },
+            "max_turns": {
+                "type": ["integer", "null"], "minimum": 1, "maximum": crate::job::handler::MAX_TURNS,
+                "description": "Responses the job may make in all: the first, and one per round of function outputs or approvals (default: the config's `actions.max_turns`)."
+            },
             "after": {"not": {}, "description": "Reserved for a later version."}
         },
         "not": {
@@ -703,6 +762,34 @@ mod tests {
                         Value::Null,
                     ],
                     vec![json!(["a.pdf"]), json!("att_x"), json!([5])],
+                ),
+            ),
+            (
+                "handlers",
+                field(
+                    vec![
+                        json!({}),
+                        json!({"get_weather": {"command": ["python3", "w.py"], "timeout": 30, "on_error": "fail"}}),
+                        json!({"lookup": {"http": "https://tools.example.com:8443/lookup", "output": "json", "idempotent": true}}),
+                        Value::Null,
+                    ],
+                    vec![
+                        json!({"f": {}}),
+                        json!({"f": {"command": []}}),
+                        json!({"f": {"command": ["a"], "http": "https://x.example"}}),
+                        json!({"f": {"http": "https://x.example", "headers": {"a": "b"}}}),
+                        json!({"f": {"command": ["a"], "timeout": 7200}}),
+                        json!({"f": {"command": ["a"], "on_error": "explode"}}),
+                        json!({"f": {"command": ["a"], "tiemout": 3}}),
+                        json!("f"),
+                    ],
+                ),
+            ),
+            (
+                "max_turns",
+                field(
+                    vec![json!(1), json!(100), json!(4.0), Value::Null],
+                    vec![json!(0), json!(101), json!(2.5), json!("3")],
                 ),
             ),
             (

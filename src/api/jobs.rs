@@ -107,15 +107,15 @@ fn split_metadata(raw: &str) -> Result<(String, Vec<MetadataPair>), ApiError> {
 /// A job's path: `/v1/jobs/{id}`.
 #[derive(Deserialize)]
 pub struct JobPath {
-    id: String,
+    pub(super) id: String,
 }
 
-fn not_found(id: &str) -> ApiError {
+pub(super) fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no job with id `{id}`"))
 }
 
 /// A job id from the path; one that cannot be an id names no job.
-fn parse_id(raw: &str) -> Result<JobId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse(raw).map_err(|_| not_found(raw))
 }
 
@@ -157,7 +157,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body(content = Object, description = "A job spec"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays return the same job")),
-    responses((status = 201, description = "Created, or an idempotent replay (header `Idempotent-Replayed: true`)", body = JobView), (status = 400, body = ErrorBody), (status = 404, description = "An attachment it names is not stored: upload it with `POST /v1/attachments` first; `param` names it", body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, description = "Created, or an idempotent replay (header `Idempotent-Replayed: true`)", body = JobView), (status = 400, body = ErrorBody), (status = 403, description = "It brings its own `handlers:` and the config does not allow jobs' handlers (`actions.job_handlers`); code `job_handlers_not_allowed`, `param` names it", body = ErrorBody), (status = 404, description = "An attachment it names is not stored: upload it with `POST /v1/attachments` first; `param` names it", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_job(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -249,6 +249,14 @@ pub async fn create_job(
             tracing::error!(error = %e, "a configured knowledge set cannot be read");
             Err(ApiError::internal(&e))
         }
+        Err(e @ AcceptError::JobHandlers { .. }) => {
+            let param = match &e {
+                AcceptError::JobHandlers { function, .. } => format!("handlers.{function}"),
+                _ => "handlers".into(),
+            };
+            Err(ApiError::forbidden(e.to_string(), Some(param))
+                .with_code("job_handlers_not_allowed"))
+        }
         Err(AcceptError::Store(e)) => Err(e.into()),
     }
 }
@@ -322,6 +330,7 @@ pub async fn get_job(
     let mut v = view(&state, &row);
     v.spec = shown_spec(&row.spec);
     v.retried_by = state.store.retried_by(&row.id).await?;
+    v.actions = state.store.job_actions(&row.id).await?;
     let config = state.config.get();
     v.duplicates = state
         .store

@@ -20,6 +20,7 @@ pub(crate) mod jobs;
 mod notifications;
 mod openapi;
 mod params;
+mod respond;
 mod schedules;
 pub mod stats;
 
@@ -83,6 +84,7 @@ fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(jobs::get_response))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::retry_job))
+        .routes(routes!(respond::respond))
         .routes(routes!(artifacts::list_artifacts))
         .routes(routes!(artifacts::get_artifact))
         .routes(routes!(notifications::list_notifications))

@@ -31,9 +31,42 @@ pub enum JobsCommand {
     Cancel(IdArgs),
     /// Run a finished job again, as a new job with the same spec (linked by `retry_of`).
     Retry(IdArgs),
+    /// Answer what a job waiting for a person (`requires_action`) asks: a function's output,
+    /// or an MCP tool call approved or denied. Without an answer, list what it waits for.
+    Respond(RespondArgs),
     /// Save a finished job's artifacts (generated images, files its code wrote) into a
     /// folder, or list them.
     Artifacts(ArtifactsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RespondArgs {
+    /// The job id (`job_…`).
+    pub id: String,
+    /// The function call answered (`call_…`), with `--output` or `--output-file`.
+    #[arg(long, requires = "function_output", conflicts_with_all = ["approve", "deny", "json"])]
+    pub call_id: Option<String>,
+    /// The function's output (text; JSON goes as its text).
+    #[arg(long, group = "function_output")]
+    pub output: Option<String>,
+    /// Read the function's output from this file (`-`: standard input).
+    #[arg(long, group = "function_output", conflicts_with = "output")]
+    pub output_file: Option<std::path::PathBuf>,
+    /// Approve this MCP approval request (`mcpr_…`).
+    #[arg(long, conflicts_with_all = ["deny", "json"])]
+    pub approve: Option<String>,
+    /// Deny this MCP approval request (`mcpr_…`).
+    #[arg(long, conflicts_with = "json")]
+    pub deny: Option<String>,
+    /// Why (sent to the model with an approval or a denial).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The answers as the API takes them (one object or a list), from this file (`-`:
+    /// standard input).
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -175,6 +208,7 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
+        JobsCommand::Respond(a) => respond(config, a).await,
         JobsCommand::Retry(a) => {
             let client = ApiClient::from_args(config, &a.server)?;
             // One key for both tries: if the first request made the job but its answer was
@@ -488,4 +522,91 @@ async fn artifacts(config: Option<&Path>, a: ArtifactsArgs) -> anyhow::Result<Ex
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reads a file, or standard input for `-`.
+fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+    }
+}
+
+/// `respool jobs respond`: sends the answers given, or lists what the job waits for.
+async fn respond(config: Option<&Path>, a: RespondArgs) -> anyhow::Result<ExitCode> {
+    let client = ApiClient::from_args(config, &a.server)?;
+    let body: Option<serde_json::Value> = if let Some(path) = &a.json {
+        let text = read_input(path)?;
+        Some(
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?,
+        )
+    } else if let Some(call_id) = &a.call_id {
+        let output = match (&a.output, &a.output_file) {
+            (Some(o), _) => o.clone(),
+            (None, Some(path)) => read_input(path)?,
+            (None, None) => anyhow::bail!("--call-id needs --output or --output-file"),
+        };
+        Some(serde_json::json!({"call_id": call_id, "output": output}))
+    } else if let Some(id) = a.approve.as_ref().or(a.deny.as_ref()) {
+        let mut v = serde_json::json!({"approval_request_id": id, "approve": a.approve.is_some()});
+        if let (Some(r), Some(o)) = (&a.reason, v.as_object_mut()) {
+            o.insert("reason".into(), r.clone().into());
+        }
+        if a.approve.is_some() && a.deny.is_some() {
+            anyhow::bail!("--approve and --deny answer one request each: send them one at a time");
+        }
+        Some(v)
+    } else {
+        None
+    };
+    let job: JobView = match &body {
+        Some(b) => {
+            client
+                .post(&format!("/v1/jobs/{}/respond", enc(&a.id)), Some(b), None)
+                .await?
+        }
+        None => client.get(&format!("/v1/jobs/{}", enc(&a.id))).await?,
+    };
+    if a.server.json {
+        json_out(&job)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let waiting: Vec<_> = job
+        .actions
+        .iter()
+        .filter(|x| x.state == "waiting")
+        .collect();
+    let mut out = String::new();
+    if body.is_some() {
+        out.push_str(&format!("answered; job {} is {}\n", job.id, job.status));
+    } else {
+        out.push_str(&format!("job {} is {}\n", job.id, job.status));
+    }
+    if waiting.is_empty() {
+        if body.is_none() {
+            out.push_str("nothing waits for an answer\n");
+        }
+    } else {
+        out.push_str("waiting for an answer:\n");
+        for w in &waiting {
+            match (w.kind.as_str(), &w.server_label) {
+                ("approval", server) => out.push_str(&format!(
+                    "  {}  approve a call of {} on MCP server {} with {}\n      respool jobs respond {} --approve {} (or --deny {})\n",
+                    w.item_id, w.name, server.as_deref().unwrap_or("?"), w.arguments, job.id, w.item_id, w.item_id
+                )),
+                _ => out.push_str(&format!(
+                    "  {}  the output of {}({})\n      respool jobs respond {} --call-id {} --output '…'\n",
+                    w.item_id, w.name, w.arguments, job.id, w.item_id
+                )),
+            }
+        }
+    }
+    pager::print_direct(&out)?;
+    Ok(ExitCode::SUCCESS)
 }

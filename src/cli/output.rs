@@ -26,6 +26,8 @@ pub fn status(s: JobStatus) -> String {
         JobStatus::Queued | JobStatus::InProgress => "36",
         JobStatus::Pending => "2",
         JobStatus::Held => "35",
+        // Bold magenta: someone must act.
+        JobStatus::RequiresAction => "1;35",
     };
     format!("\x1b[{code}m{s}\x1b[0m")
 }
@@ -290,6 +292,21 @@ fn details(j: &JobView, with_error: bool) -> String {
     }
     if j.cancel_requested && !j.status.is_terminal() {
         line("cancel", "requested".into());
+    }
+    for a in &j.actions {
+        let what = match (a.kind.as_str(), &a.server_label) {
+            ("approval", Some(s)) => format!("approve {s}.{}", a.name),
+            _ => format!("{}({})", a.name, a.arguments),
+        };
+        let by = a
+            .answered_by
+            .as_deref()
+            .map(|b| format!(", by {b}"))
+            .unwrap_or_default();
+        line(
+            &format!("turn {}", a.turn + 1),
+            format!("{} {what}: {}{by}", a.item_id, a.state),
+        );
     }
     out
 }

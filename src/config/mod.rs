@@ -97,6 +97,12 @@ pub struct Config {
     /// Named document sets jobs search (`knowledge:` of a job), and their vector stores.
     #[serde(deserialize_with = "null_as_default")]
     pub knowledge: KnowledgeConfig,
+    /// Function handlers for every job, by the function's name (a job's own `handlers:` win).
+    #[serde(deserialize_with = "null_as_default")]
+    pub functions: BTreeMap<String, crate::job::handler::HandlerSpec>,
+    /// How jobs that act (function calls, MCP approvals) are run.
+    #[serde(deserialize_with = "null_as_default")]
+    pub actions: ActionsConfig,
     /// A YAML jobs file loaded at start.
     pub jobs_file: Option<PathBuf>,
     /// How long a graceful shutdown may take before in-flight work is abandoned (it resumes on
@@ -307,6 +313,39 @@ pub struct JobDefaults {
     pub attachment_dirs: Vec<PathBuf>,
 }
 
+/// How jobs that act are run: function handlers, approvals, turns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// Whether a job may bring its own `handlers:` (commands run on this host, URLs called from
+    /// it). Off by default: whoever may submit jobs could then run any command as the daemon.
+    /// The config's `functions:` are always allowed.
+    pub job_handlers: bool,
+    /// How many responses a job may make in all, unless it sets `max_turns`.
+    pub max_turns: u32,
+    /// How long a job waits for a person (`requires_action`) when it has no `timeout`; then it
+    /// ends `cancelled`.
+    #[serde(deserialize_with = "de_duration")]
+    pub wait_timeout: Duration,
+    /// Handlers running at once, all jobs together.
+    pub max_concurrent: std::num::NonZeroUsize,
+    /// MCP approval requests answered without a person: the first policy covering the server
+    /// (and tool) approves or denies.
+    pub approvals: Vec<crate::job::handler::ApprovalPolicy>,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        Self {
+            job_handlers: false,
+            max_turns: 10,
+            wait_timeout: Duration::from_secs(7 * 24 * 3600),
+            max_concurrent: std::num::NonZeroUsize::new(8).unwrap_or(std::num::NonZeroUsize::MIN),
+            approvals: Vec::new(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -327,6 +366,8 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             artifacts: ArtifactsConfig::default(),
             knowledge: KnowledgeConfig::default(),
+            functions: BTreeMap::new(),
+            actions: ActionsConfig::default(),
             jobs_file: None,
             shutdown_timeout: Duration::from_secs(8),
             file: None,
@@ -647,6 +688,32 @@ impl Config {
                     "must name at least one path or glob".into(),
                 );
             }
+        }
+        for (name, handler) in &self.functions {
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+            {
+                err(
+                    &["functions", name],
+                    "a function's name is 1 to 64 of A-Z, a-z, 0-9, `_`, `-` (OpenAI's rule)"
+                        .into(),
+                );
+            }
+            if let Err(m) = handler.check(true) {
+                err(&["functions", name], m);
+            }
+        }
+        if !(1..=crate::job::handler::MAX_TURNS).contains(&self.actions.max_turns) {
+            err(
+                &["actions", "max_turns"],
+                format!("must be 1 to {}", crate::job::handler::MAX_TURNS),
+            );
+        }
+        if self.actions.wait_timeout.is_zero() {
+            err(&["actions", "wait_timeout"], "must be more than 0".into());
         }
         for (path, message) in self.tool_pricing.problems() {
             let mut full = vec!["tool_pricing"];

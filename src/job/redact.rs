@@ -49,6 +49,25 @@ pub fn redact_spec(spec: &mut Value) {
     if let Some(request) = spec.get_mut("request") {
         redact_tools(request);
     }
+    // A job's own handlers: their environment and URLs may carry credentials.
+    for handler in spec
+        .get_mut("handlers")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|m| m.values_mut())
+        .filter_map(Value::as_object_mut)
+    {
+        if let Some(env) = handler.get_mut("env").and_then(Value::as_object_mut) {
+            for v in env.values_mut() {
+                *v = Value::String(REDACTED.into());
+            }
+        }
+        if let Some(url) = handler.get_mut("http")
+            && let Some(s) = url.as_str()
+        {
+            *url = Value::String(shown_url(s));
+        }
+    }
 }
 
 /// Redacts a stored upstream Response (`{..., "tools": [...]}`).

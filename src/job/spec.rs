@@ -7,7 +7,7 @@
 //! `budget_exempt` (and
 //! `metadata`, which is merged with respool's own tag).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -18,9 +18,10 @@ use crate::contract;
 use crate::yaml::{self, Located};
 
 use super::METADATA_JOB_KEY;
+use super::handler::{HandlerSpec, MAX_TURNS};
 
 /// Keys respool owns; they never reach OpenAI.
-const OWN_KEYS: [&str; 7] = [
+const OWN_KEYS: [&str; 9] = [
     "name",
     "notify",
     "idempotency_key",
@@ -28,6 +29,8 @@ const OWN_KEYS: [&str; 7] = [
     "schedule",
     "attachments",
     "knowledge",
+    "handlers",
+    "max_turns",
 ];
 /// respool's keys for scheduling a job among others: they never reach OpenAI either.
 const QUEUE_KEYS: [&str; 2] = ["priority", "budget_exempt"];
@@ -72,6 +75,8 @@ pub enum NotifyOn {
     Failed,
     Incomplete,
     Cancelled,
+    /// The job waits for a person (`requires_action`): told each time it starts waiting.
+    RequiresAction,
 }
 
 impl NotifyOn {
@@ -81,14 +86,16 @@ impl NotifyOn {
             Self::Failed => "failed",
             Self::Incomplete => "incomplete",
             Self::Cancelled => "cancelled",
+            Self::RequiresAction => "requires_action",
         }
     }
 
-    pub const ALL: [NotifyOn; 4] = [
+    pub const ALL: [NotifyOn; 5] = [
         Self::Completed,
         Self::Failed,
         Self::Incomplete,
         Self::Cancelled,
+        Self::RequiresAction,
     ];
 }
 
@@ -135,6 +142,14 @@ pub struct JobSpec {
     /// when empty, so specs and their hashes stay as they were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge: Vec<KnowledgeSet>,
+    /// The job's own function handlers, by function name (over the config's `functions:`).
+    /// Skipped when empty, so specs and their hashes stay as they were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub handlers: BTreeMap<String, HandlerSpec>,
+    /// How many responses the job may make in all (the first and one per round of function
+    /// outputs or approvals); `None`: the config's `actions.max_turns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
 }
 
 /// A named set of documents a job searches: a vector store respool keeps by the set's name.
@@ -160,6 +175,17 @@ pub fn is_knowledge_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The names of the `function` tools of a create body.
+fn function_tool_names(body: &Map<String, Value>) -> BTreeSet<&str> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("function"))
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect()
 }
 
 /// A JSON number that is a whole number (`16` or `16.0`: JSON Schema calls both integers),
@@ -231,6 +257,19 @@ impl JobSpec {
                 field,
             })
             .collect();
+        let functions = function_tool_names(&self.request);
+        for name in self
+            .handlers
+            .keys()
+            .filter(|n| !functions.contains(n.as_str()))
+        {
+            out.push(SpecWarning {
+                field: format!("handlers.{name}"),
+                message: format!(
+                    "no function tool named `{name}` in `tools`: the model cannot call it (add `{{type: function, name: {name}, parameters: …}}` to `tools`)"
+                ),
+            });
+        }
         if let Some(crate::structured::Format::JsonSchema {
             schema,
             strict: true,
@@ -649,6 +688,43 @@ impl JobSpec {
             );
         }
 
+        let handlers = match body.remove("handlers") {
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(m)) => {
+                let mut out = BTreeMap::new();
+                for (name, v) in m {
+                    match HandlerSpec::parse(v, false) {
+                        Ok(h) => {
+                            out.insert(name, h);
+                        }
+                        Err(m) => err(&format!("handlers.{name}"), m),
+                    }
+                }
+                out
+            }
+            Some(_) => {
+                err(
+                    "handlers",
+                    "must be a map of function names to handlers (`{get_weather: {command: [python3, weather.py]}}`)".into(),
+                );
+                BTreeMap::new()
+            }
+        };
+
+        let max_turns = match body.remove("max_turns") {
+            None | Some(Value::Null) => None,
+            Some(v) => match whole(&v).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) if (1..=MAX_TURNS).contains(&n) => Some(n),
+                _ => {
+                    err(
+                        "max_turns",
+                        format!("must be a whole number from 1 to {MAX_TURNS}"),
+                    );
+                    None
+                }
+            },
+        };
+
         // A schema file is read by whoever reads the jobs file (the CLI, or the daemon for its
         // own `jobs_file`); a body that still names one came from elsewhere (REST).
         if let Some(f) = body
@@ -713,6 +789,8 @@ impl JobSpec {
                 budget_exempt,
                 attachments,
                 knowledge,
+                handlers,
+                max_turns,
             })
         } else {
             Err(errors)
@@ -736,6 +814,8 @@ impl JobSpec {
             budget_exempt,
             attachments,
             knowledge,
+            handlers,
+            max_turns,
         } = self;
         let mut body = request.clone();
         body.insert("name".into(), Value::String(name.clone()));
@@ -775,6 +855,15 @@ impl JobSpec {
                 })
                 .collect();
             body.insert("knowledge".into(), Value::Array(sets));
+        }
+        if !handlers.is_empty() {
+            body.insert(
+                "handlers".into(),
+                serde_json::to_value(handlers).unwrap_or(Value::Null),
+            );
+        }
+        if let Some(n) = max_turns {
+            body.insert("max_turns".into(), Value::from(*n));
         }
         body
     }
@@ -1822,7 +1911,11 @@ mod tests {
         )
         .unwrap();
         let routes = spec.notify.unwrap();
-        assert_eq!(routes[0].on.len(), 4);
+        assert_eq!(
+            routes[0].on.len(),
+            5,
+            "every end, and each wait for a person"
+        );
         assert_eq!(
             routes[1],
             NotifyRoute {

@@ -18,6 +18,9 @@ pub enum JobStatus {
     Held,
     Queued,
     InProgress,
+    /// Ours: the response asked for a function output or an MCP approval that a person must
+    /// give (`POST /v1/jobs/{id}/respond`); the job goes on when they answer.
+    RequiresAction,
     Completed,
     Failed,
     Incomplete,
@@ -25,11 +28,12 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 8] = [
+    pub const ALL: [JobStatus; 9] = [
         Self::Pending,
         Self::Held,
         Self::Queued,
         Self::InProgress,
+        Self::RequiresAction,
         Self::Completed,
         Self::Failed,
         Self::Incomplete,
@@ -42,6 +46,7 @@ impl JobStatus {
             Self::Held => "held",
             Self::Queued => "queued",
             Self::InProgress => "in_progress",
+            Self::RequiresAction => "requires_action",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Incomplete => "incomplete",
@@ -62,7 +67,8 @@ impl JobStatus {
             // Equal ranks: `pending ↔ held` are both legal, neither is progress.
             Self::Pending | Self::Held => 0,
             Self::Queued => 1,
-            Self::InProgress => 2,
+            // Equal ranks: a job waits for a person and goes on, as often as its turns ask.
+            Self::InProgress | Self::RequiresAction => 2,
             _ => 3,
         }
     }
@@ -71,7 +77,8 @@ impl JobStatus {
     /// observation); moving backward or out of a terminal status is not. `pending` may jump
     /// straight to any later status (a response can be observed first as `in_progress` or even
     /// finished, and a job cancelled before submission never leaves us). `pending` and `held`
-    /// may move into each other (a budget reached, then available again).
+    /// may move into each other (a budget reached, then available again), and so may
+    /// `in_progress` and `requires_action` (a turn waits for a person, who answers).
     pub fn can_move_to(self, next: JobStatus) -> bool {
         if self == next {
             return true;
@@ -79,7 +86,9 @@ impl JobStatus {
         if self.is_terminal() {
             return false;
         }
-        next.rank() > self.rank() || (self.rank() == 0 && next.rank() == 0)
+        next.rank() > self.rank()
+            || (self.rank() == 0 && next.rank() == 0)
+            || (self.rank() == 2 && next.rank() == 2)
     }
 
     /// Whether the job was not submitted yet (`pending` or `held`).
@@ -147,6 +156,18 @@ mod tests {
         assert!(!InProgress.can_move_to(Held));
         assert!(!Cancelled.can_move_to(Held));
         assert_eq!("held".parse::<JobStatus>().unwrap(), Held);
+    }
+
+    #[test]
+    fn requires_action_goes_back_and_forth_with_in_progress() {
+        assert!(InProgress.can_move_to(RequiresAction));
+        assert!(RequiresAction.can_move_to(InProgress));
+        assert!(Queued.can_move_to(RequiresAction));
+        assert!(RequiresAction.can_move_to(Cancelled));
+        assert!(!RequiresAction.can_move_to(Queued));
+        assert!(!RequiresAction.can_move_to(Pending));
+        assert!(!RequiresAction.is_terminal() && !RequiresAction.is_unsubmitted());
+        assert!(!Completed.can_move_to(RequiresAction));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{Notification, SinkError};
 use crate::config::sinks::CommandSink as CommandConfig;
 
 /// Variables of the daemon's environment the program sees.
-const PASSED_ENV: &[&str] = &[
+pub(crate) const PASSED_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "USER",
@@ -152,7 +152,7 @@ impl CommandSink {
 }
 
 /// Reads a stream to its end, keeping the last [`KEPT_OUTPUT`] bytes.
-async fn tail(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
+pub(crate) async fn tail(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -169,7 +169,7 @@ async fn tail(mut r: impl AsyncRead + Unpin) -> Vec<u8> {
 }
 
 /// `exited with status 3`, `was killed by signal 9`.
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
@@ -179,7 +179,7 @@ fn describe(status: ExitStatus) -> String {
 }
 
 /// `: ` and the last few lines of output, bounded; empty when there was none.
-fn quote(output: &[u8]) -> String {
+pub(crate) fn quote(output: &[u8]) -> String {
     let start = output.len().saturating_sub(KEPT_OUTPUT);
     let text = String::from_utf8_lossy(&output[start..]);
     let lines: Vec<&str> = text

@@ -44,6 +44,24 @@ pub struct Context {
     /// What the response made besides its text (generated images, files its code wrote), in
     /// order. See [`Context::with_artifacts`].
     pub artifacts: Vec<ArtifactInfo>,
+    /// What the job waits for a person to answer (a `job.requires_action` event): function
+    /// calls without a handler, MCP approval requests. See [`Context::with_actions`].
+    pub actions: Vec<ActionInfo>,
+}
+
+/// One action waiting for a person, as templates see it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ActionInfo {
+    /// `call_…` or `mcpr_…`: what `respond` names.
+    pub item_id: String,
+    /// `function` or `approval`.
+    pub kind: String,
+    pub name: String,
+    pub server_label: Option<String>,
+    /// The arguments as the model wrote them, cut to a few hundred characters.
+    pub arguments: String,
+    /// For a person: `the output of get_weather`, `an approval of docs.search`.
+    pub what: String,
 }
 
 /// One artifact as templates see it.
@@ -207,6 +225,29 @@ impl Context {
         self
     }
 
+    /// The same context with the actions of the job's current turn that wait for a person.
+    pub fn with_actions(mut self, rows: &[crate::store::ActionRow]) -> Self {
+        self.actions = rows
+            .iter()
+            .filter(|a| a.state == "waiting")
+            .map(|a| ActionInfo {
+                item_id: a.item_id.clone(),
+                kind: a.kind.clone(),
+                name: a.name.clone(),
+                server_label: a.server_label.clone(),
+                arguments: cut(&a.arguments, 400),
+                what: match (a.kind.as_str(), &a.server_label) {
+                    ("approval", Some(s)) => {
+                        format!("an approval to call {} on MCP server {s}", a.name)
+                    }
+                    ("approval", None) => format!("an approval to call {}", a.name),
+                    _ => format!("the output of function {}", a.name),
+                },
+            })
+            .collect();
+        self
+    }
+
     /// Builds the context of `event` for a job, its stored response and its timeline.
     pub fn build(
         event: &str,
@@ -271,7 +312,12 @@ impl Context {
             .map(|u| format!("{}/jobs/{}", u.trim_end_matches('/'), job.id));
         Context {
             event: event.to_string(),
-            status: job.status.to_string(),
+            // A wait is told as a wait, even when the answer came before the message went.
+            status: if event == "job.requires_action" {
+                "requires_action".into()
+            } else {
+                job.status.to_string()
+            },
             job: JobInfo {
                 id: job.id.to_string(),
                 name: job.name.clone(),
@@ -313,7 +359,16 @@ impl Context {
                 })
                 .collect(),
             artifacts: Vec::new(),
+            actions: Vec::new(),
         }
+    }
+}
+
+/// `s` cut to `max` characters, with an ellipsis when cut.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 

@@ -8,7 +8,7 @@
 //! retried. Sinks are an enum: a new kind of sink is a new variant and a file.
 
 pub(crate) mod chat;
-mod command;
+pub(crate) mod command;
 mod console;
 pub mod context;
 mod discord;
@@ -188,6 +188,7 @@ pub fn routes_for(spec: &JobSpec, config: &Config) -> Vec<OutboxEntry> {
         NotifyOn::Failed => JobStatus::Failed,
         NotifyOn::Incomplete => JobStatus::Incomplete,
         NotifyOn::Cancelled => JobStatus::Cancelled,
+        NotifyOn::RequiresAction => JobStatus::RequiresAction,
     };
     match &spec.notify {
         Some(routes) => routes
@@ -542,8 +543,15 @@ impl Notifier {
                     let artifacts = self.store.artifacts(&job.id).await?;
                     let ctx = if sink.uses_context() {
                         let events = self.store.list_events(&job.id).await?;
+                        let actions = match row.event.as_str() {
+                            "job.requires_action" => {
+                                self.store.turn_actions(&job.id, job.turn).await?
+                            }
+                            _ => Vec::new(),
+                        };
                         Context::build(&row.event, &job, response.as_ref(), &events, &self.config)
                             .with_artifacts(&artifacts, &self.config, sink.attaches_files())
+                            .with_actions(&actions)
                     } else {
                         Context::default()
                     };

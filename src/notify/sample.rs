@@ -30,6 +30,8 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         budget_exempt: false,
         attachments: Vec::new(),
         knowledge: Vec::new(),
+        handlers: Default::default(),
+        max_turns: None,
     });
     let start = REPORT.find("[cited source]").unwrap_or(0);
     let response = json!({
@@ -75,6 +77,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         usage: response.get("usage").cloned(),
         retry_of: None,
         tools: sample_tools(&response),
+        turn: 0,
     };
     let events = vec![
         EventRow {

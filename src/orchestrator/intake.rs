@@ -38,6 +38,10 @@ pub enum AcceptError {
         name: String,
         message: String,
     },
+    #[error(
+        "job `{job}`: field `handlers.{function}`: this daemon does not take a job's own handlers (they run commands on its host); define the handler in the config's `functions:`, or allow jobs' handlers with `actions.job_handlers: true`"
+    )]
+    JobHandlers { job: String, function: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -237,6 +241,14 @@ impl Orchestrator {
             return Err(AcceptError::UnknownSink {
                 job: spec.name.clone(),
                 sink: sink.to_string(),
+            });
+        }
+        if let Some(name) = spec.handlers.keys().next()
+            && !config.actions.job_handlers
+        {
+            return Err(AcceptError::JobHandlers {
+                job: spec.name.clone(),
+                function: name.clone(),
             });
         }
         let now = self.now();

@@ -26,6 +26,7 @@ mod artifacts;
 pub(crate) mod attachments;
 mod budget;
 mod cron;
+mod handlers;
 mod intake;
 mod job_retry;
 pub mod journal;
@@ -36,6 +37,7 @@ pub mod poll_interval;
 mod reconfigure;
 mod retention;
 mod submit;
+mod turns;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -194,6 +196,8 @@ struct Inner {
     unrecorded: Mutex<Vec<(journal::Entry, String)>>,
     /// When a ledger pass last did the housekeeping (see [`Orchestrator::housekeeping_due`]).
     housekept_at: Mutex<Option<std::time::Instant>>,
+    /// Jobs whose actions are being answered here, and the handlers' permits (`turns.rs`).
+    acting: turns::Acting,
     /// Jobs whose artifacts are being fetched here (`artifacts.rs`): one fetch per job.
     fetching: Arc<Mutex<std::collections::BTreeSet<crate::job::JobId>>>,
     /// Whether the last ledger pass skipped the housekeeping (see
@@ -241,6 +245,7 @@ impl Orchestrator {
             unrecorded: Mutex::new(Vec::new()),
             orphans_looked_at: Mutex::new(None),
             housekept_at: Mutex::new(None),
+            acting: turns::Acting::new(now.actions.max_concurrent.get()),
             fetching: Arc::default(),
             housekeeping_skipped: AtomicBool::new(false),
             intake: std::sync::OnceLock::new(),
@@ -578,6 +583,7 @@ impl Orchestrator {
                     note("hand-offs", self.hand_off_deliveries(handles).await);
                 }
                 note("polls", self.start_polls(handles).await);
+                note("actions", self.start_actions(handles).await);
                 // What the pass wrote may have made notifications due (a timeout, a cancel,
                 // a failed create). The outbox's look is one cheap read; the submit worker is
                 // woken where a place in flight frees up (a job's end), not after every pass:

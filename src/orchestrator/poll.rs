@@ -282,7 +282,12 @@ impl Orchestrator {
             let Some(job) = store.get_job(id).await? else {
                 return Ok(ApplyOutcome::Missing);
             };
-            if !job.status.is_terminal() && Self::has_artifacts(obs) {
+            // A turn that asks for actions is not the end: its artifacts are not kept (the
+            // turn's response keeps them as they came).
+            if !job.status.is_terminal()
+                && Self::has_artifacts(obs)
+                && crate::job::handler::asked_of(&obs.raw).is_empty()
+            {
                 // One fetch per job: an end seen again meanwhile is recorded by the first, or
                 // by the poll after it if that one fails.
                 let Some(guard) = self.start_fetching(id) else {
@@ -319,6 +324,11 @@ impl Orchestrator {
                 image_prices: self.config().pricing().tools.image_generation,
             })
             .await?;
+        if let ApplyOutcome::Acting { from } = outcome {
+            tracing::info!(job_id = %id, %from, source, "the response asks for function outputs or approvals");
+            // The ledger worker's acting stage takes it.
+            self.wake();
+        }
         if let ApplyOutcome::Applied { from, to } = outcome
             && from != to
         {
@@ -392,6 +402,19 @@ impl Orchestrator {
             {
                 self.finish_cancelled_unsubmitted(id, job.cancel_reason.as_deref())
                     .await?;
+            }
+            // Between turns: nothing runs upstream, it ends now.
+            (None, JobStatus::InProgress | JobStatus::RequiresAction)
+                if job.submit_state == crate::store::SubmitState::Acting =>
+            {
+                let error = super::turns::cancel_error(job.cancel_reason.as_deref());
+                let outbox = routes_for(&job.spec, &self.config());
+                if store
+                    .finish_acting(id, job.turn, JobStatus::Cancelled, &error, now, &outbox)
+                    .await?
+                {
+                    self.wake();
+                }
             }
             // Submitting or uncertain: resolved when the create's outcome is known.
             (Some(rid), _) => match self.cancel_upstream(id, rid).await {

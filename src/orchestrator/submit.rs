@@ -123,9 +123,18 @@ impl Orchestrator {
                 }
             }
         };
-        let body = claim
+        // A later turn's input is the answers to the last one: the files went with the first.
+        let parts = if claim.turn == 0 {
+            prepared.parts
+        } else {
+            Vec::new()
+        };
+        let mut body = claim
             .spec
-            .create_body_with(id, prepared.parts, &prepared.vector_store_ids);
+            .create_body_with(id, parts, &prepared.vector_store_ids);
+        if claim.turn > 0 && !self.continue_turn(&claim, &mut body).await? {
+            return Ok(());
+        }
         let result = self.client().create(&body).await;
         self.record_rate_limits(
             claim.spec.model(),

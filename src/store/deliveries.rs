@@ -119,7 +119,9 @@ impl Store {
         } else {
             sqlx::query_as::<_, (ResponseId, JobId)>(
                 "SELECT response_id, id FROM jobs \
-                 WHERE response_id IN (SELECT value FROM json_each(?))",
+                 WHERE response_id IN (SELECT value FROM json_each(?1)) \
+                 UNION ALL SELECT response_id, job_id FROM job_turns \
+                 WHERE response_id IN (SELECT value FROM json_each(?1))",
             )
             .bind(json_text(&named)?)
             .fetch_all(&mut *tx)

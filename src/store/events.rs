@@ -31,6 +31,12 @@ pub enum EventKind {
     Status,
     /// What the finished response made (images, container files) was kept, or could not be.
     Artifacts,
+    /// A turn's response asked for function outputs or MCP approvals (`data.actions`).
+    Actions,
+    /// One of those was answered (a handler, a policy, a person) or could not be.
+    Action,
+    /// Every action of a turn is answered: the next turn is sent.
+    Turn,
     /// A webhook about its response arrived.
     Webhook,
     /// A scheduled run waits for the previous run (`overlap: queue`).
@@ -79,6 +85,9 @@ impl EventKind {
         Self::Resubmit,
         Self::Status,
         Self::Artifacts,
+        Self::Actions,
+        Self::Action,
+        Self::Turn,
         Self::Webhook,
         Self::Waiting,
         Self::Held,
@@ -111,6 +120,9 @@ impl EventKind {
             Self::Resubmit => "resubmit",
             Self::Status => "status",
             Self::Artifacts => "artifacts",
+            Self::Actions => "actions",
+            Self::Action => "action",
+            Self::Turn => "turn",
             Self::Webhook => "webhook",
             Self::Waiting => "waiting",
             Self::Held => "held",

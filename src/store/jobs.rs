@@ -16,7 +16,7 @@ const JOB_COLUMNS: &str = "id, name, model, status, spec, idempotency_key, spec_
     deadline_at, next_check_at, lease_until, poll_interval_ms, polls, wake_pending, \
     cancel_requested, cancel_reason, output_text, error_code, error_message, usage, retry_of, \
     web_search_calls, web_search_preview_calls, file_search_calls, code_containers, images, \
-    image_fee_microusd, service_tier";
+    image_fee_microusd, service_tier, turn";
 
 /// Where a job's create call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,9 @@ pub enum SubmitState {
     Uncertain,
     /// Accepted upstream: the job has a response id.
     Done,
+    /// The response asked for function outputs or approvals: they are being answered
+    /// (`turns.rs`), then the next turn's create is `ready`.
+    Acting,
 }
 
 impl SubmitState {
@@ -38,6 +41,7 @@ impl SubmitState {
             Self::Submitting => "submitting",
             Self::Uncertain => "uncertain",
             Self::Done => "done",
+            Self::Acting => "acting",
         }
     }
 }
@@ -50,6 +54,7 @@ impl TryFrom<String> for SubmitState {
             "submitting" => Self::Submitting,
             "uncertain" => Self::Uncertain,
             "done" => Self::Done,
+            "acting" => Self::Acting,
             other => return Err(format!("unknown submit state `{other}`")),
         })
     }
@@ -94,6 +99,9 @@ pub struct JobRow {
     /// What its final response's hosted tools did, and its service tier (`tool_usage.rs`).
     #[sqlx(flatten)]
     pub tools: super::ToolColumns,
+    /// The job's current turn, from 0 (each round of function outputs or approvals is one
+    /// more, `turns.rs`).
+    pub turn: i64,
 }
 
 impl JobRow {
@@ -148,6 +156,8 @@ pub struct SubmitClaim {
     pub submissions: i64,
     #[sqlx(json)]
     pub spec: JobSpec,
+    /// 0 for the job's first create; more for a later turn's (`turns.rs`).
+    pub turn: i64,
 }
 
 /// A claimed poll.
@@ -184,6 +194,9 @@ pub enum ApplyOutcome {
     },
     /// The job had already ended: nothing is ever rewritten once terminal.
     Final(JobStatus),
+    /// The response ended asking for function outputs or approvals: the turn is kept and the
+    /// job acts on it (`turns.rs`).
+    Acting { from: JobStatus },
     /// No such job.
     Missing,
 }

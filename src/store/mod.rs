@@ -32,6 +32,7 @@ mod stats;
 mod submissions;
 mod tokens;
 mod tool_usage;
+mod turns;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -62,6 +63,7 @@ pub use stats::{STATS_BUCKET_MS, StatsRow};
 pub use submissions::{Attach, AttachContext, AttachRequest, Claimed, Lease, UncertainWait};
 pub use tokens::TokenCounts;
 pub use tool_usage::ToolColumns;
+pub use turns::{ActingClaim, ActionRow, PersonAnswer, Responded, Settle};
 
 /// A store failure. The database error is kept as the source for the log.
 #[derive(Debug, thiserror::Error)]

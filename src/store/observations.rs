@@ -210,9 +210,9 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let changed = sqlx::query(
             "UPDATE jobs SET cancel_requested = 1, cancel_reason = COALESCE(cancel_reason, ?), \
-             next_check_at = CASE WHEN status IN ('queued', 'in_progress') THEN ? ELSE next_check_at END, \
+             next_check_at = CASE WHEN status IN ('queued', 'in_progress', 'requires_action') THEN ? ELSE next_check_at END, \
              wake_pending = 1, updated_at = ? \
-             WHERE id = ? AND cancel_requested = 0 AND status IN ('pending', 'held', 'queued', 'in_progress')",
+             WHERE id = ? AND cancel_requested = 0 AND status IN ('pending', 'held', 'queued', 'in_progress', 'requires_action')",
         )
         .bind(reason)
         .bind(now)
@@ -277,7 +277,7 @@ impl Store {
     pub async fn next_submit_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(next_check_at) FROM jobs WHERE next_check_at > ? \
-             AND status = 'pending' AND submit_state = 'ready'",
+             AND status IN ('pending', 'in_progress') AND submit_state = 'ready'",
         )
         .bind(now)
         .fetch_one(&self.reads)
@@ -371,6 +371,18 @@ async fn apply_in(
             observed: obs.status,
         });
     }
+    // A turn that ends asking for function outputs or approvals is not the job's end: it is
+    // kept, and the job acts (`turns.rs`). A cancel asked meanwhile is seen by the acting
+    // worker, which ends the job without another turn.
+    if obs.status == JobStatus::Completed {
+        let asked = crate::job::handler::asked_of(&obs.raw);
+        if !asked.is_empty() {
+            let usage = with_earlier_turns(&mut *tx, &row, obs.usage.as_ref()).await?;
+            super::turns::record_turn_in(&mut *tx, &row, obs, &asked, usage.as_ref(), now).await?;
+            return Ok(ApplyOutcome::Acting { from: row.status });
+        }
+    }
+    let usage = with_earlier_turns(&mut *tx, &row, obs.usage.as_ref()).await?;
     let terminal = obs.status.is_terminal();
     // A cancel we asked for because of a timeout ends with code `timeout`.
     let error = match (obs.status, cancel_reason, &obs.error) {
@@ -396,8 +408,8 @@ async fn apply_in(
     .bind(obs.status.as_str())
     .bind(raw)
     .bind(&obs.output_text)
-    .bind(obs.usage.as_ref().map(ToString::to_string))
-    .bind_tokens(obs.usage.as_ref())
+    .bind(usage.as_ref().map(ToString::to_string))
+    .bind_tokens(usage.as_ref())
     .bind(error.as_ref().map(|e| e.code.clone()))
     .bind(error.as_ref().map(|e| e.message.clone()))
     .bind(if terminal { Some(now) } else { None })
@@ -448,6 +460,24 @@ async fn apply_in(
     Ok(ApplyOutcome::Applied {
         from: row.status,
         to: obs.status,
+    })
+}
+
+/// A response's usage with that of the job's earlier turns added (a job's usage is every
+/// turn's: what it cost).
+async fn with_earlier_turns(
+    tx: &mut SqliteConnection,
+    row: &super::JobRow,
+    usage: Option<&serde_json::Value>,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    if row.turn == 0 {
+        return Ok(usage.cloned());
+    }
+    let earlier = super::turns::earlier_usage(tx, &row.id).await?;
+    Ok(match (earlier, usage) {
+        (Some(e), Some(u)) => Some(crate::job::handler::sum_usage(&e, u)),
+        (Some(e), None) => Some(e),
+        (None, u) => u.cloned(),
     })
 }
 

@@ -58,6 +58,14 @@ async fn the_submit_claim_walks_its_index_in_order() {
             skip,
         ));
         assert_walks(&plan(&pool, &text).await, "jobs_submit_order");
+        let text = sql(&mut super::submissions::submit_claim_query_for(
+            super::submissions::ClaimPhase::NextTurn,
+            "EXPLAIN QUERY PLAN ",
+            0,
+            Lease::unowned(0),
+            skip,
+        ));
+        assert_walks(&plan(&pool, &text).await, "jobs_turn_order");
     }
     store.close().await;
 }

@@ -115,6 +115,16 @@ async fn attach_in(
     let Some((status, held)) = row else {
         return Ok(Attach::Missing);
     };
+    // An earlier turn's response (a late webhook, a journal): the job had it, and moved on.
+    let earlier: Option<i64> =
+        sqlx::query_scalar("SELECT turn FROM job_turns WHERE job_id = ? AND response_id = ?")
+            .bind(id)
+            .bind(response_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if earlier.is_some() {
+        return Ok(Attach::Already);
+    }
     match held {
         Some(h) if &h == response_id => {
             return Ok(Attach::Already);
@@ -304,9 +314,18 @@ impl Store {
             tx.commit().await?;
             return Ok(RawClaim::None);
         };
-        let mut q = submit_claim_query("", now, lease, &skip);
-        let q = q.build_query_as::<(String, i64, i64, String)>();
-        let Some((id, attempt, submissions, spec)) = q.fetch_optional(&mut *tx).await? else {
+        // A later turn of a job already running goes first (its earlier turns are paid for,
+        // and its owner is waiting); then new jobs.
+        let mut claimed = None;
+        for phase in [ClaimPhase::NextTurn, ClaimPhase::First] {
+            let mut q = submit_claim_query_for(phase, "", now, lease, &skip);
+            let q = q.build_query_as::<(String, i64, i64, String, i64)>();
+            claimed = q.fetch_optional(&mut *tx).await?;
+            if claimed.is_some() {
+                break;
+            }
+        }
+        let Some((id, attempt, submissions, spec, turn)) = claimed else {
             tx.commit().await?;
             return Ok(RawClaim::None);
         };
@@ -322,10 +341,10 @@ impl Store {
                 return Ok(RawClaim::Quarantined(id, reason));
             }
         };
-        let msg = if submissions > 1 {
-            format!("submitting upstream (create call #{submissions})")
-        } else {
-            "submitting upstream".to_string()
+        let msg = match (turn, submissions) {
+            (0, 0..=1) => "submitting upstream".to_string(),
+            (0, n) => format!("submitting upstream (create call #{n})"),
+            (t, n) => format!("submitting turn {} upstream (create call #{n})", t + 1),
         };
         add_event(&mut tx, &id, now, EventKind::Submitting, &msg, None).await?;
         tx.commit().await?;
@@ -334,6 +353,7 @@ impl Store {
             attempt,
             submissions,
             spec,
+            turn,
         })))
     }
 
@@ -417,7 +437,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
             "UPDATE jobs SET next_check_at = ?, updated_at = ? WHERE id = ? AND attempt = ? \
-             AND status = 'pending' AND submit_state = 'ready'",
+             AND status IN ('pending', 'in_progress') AND submit_state = 'ready'",
         )
         .bind(at)
         .bind(now)
@@ -509,13 +529,27 @@ impl Store {
             .push_bind(wait.fallback)
             .push(" END, attempt = attempt + 1, updated_at = ")
             .push_bind(now)
-            .push(" WHERE status = 'pending' AND submit_state = 'submitting' AND ");
+            .push(
+                " WHERE status IN ('pending', 'in_progress') AND submit_state = 'submitting' AND ",
+            );
         match end {
             LeaseEnd::RanOut => q.push("lease_until < ").push_bind(now),
             LeaseEnd::OwnerGone(owner) => q.push("lease_owner = ").push_bind(owner.to_owned()),
         };
         q.push(" RETURNING id");
         let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        // The acting jobs it held (handlers it ran) are due again at once: their handlers died
+        // with it, which the next claim sees (`turns.rs`).
+        if let LeaseEnd::OwnerGone(owner) = end {
+            sqlx::query(
+                "UPDATE jobs SET next_check_at = ?, lease_owner = NULL WHERE submit_state = 'acting' \
+                 AND lease_owner = ? AND next_check_at IS NOT NULL",
+            )
+            .bind(now)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
         let reason = match end {
             LeaseEnd::RanOut => {
                 "the create call was interrupted (respool stopped mid-call): it may or may not have reached OpenAI"
@@ -534,7 +568,7 @@ impl Store {
     /// Uncertain jobs whose wait is over.
     pub async fn due_uncertain(&self, now: i64) -> Result<Vec<UncertainJob>, StoreError> {
         Ok(sqlx::query_as::<_, UncertainJob>(
-            "SELECT id, attempt, cancel_requested FROM jobs WHERE status = 'pending' \
+            "SELECT id, attempt, cancel_requested FROM jobs WHERE status IN ('pending', 'in_progress') \
              AND submit_state = 'uncertain' AND quarantine IS NULL AND next_check_at <= ? \
              ORDER BY next_check_at LIMIT 100",
         )
@@ -552,7 +586,7 @@ impl Store {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let sql = "UPDATE jobs SET submit_state = 'ready', next_check_at = ?, updated_at = ? \
-             WHERE id = ? AND attempt = ? AND submit_state = 'uncertain' AND status = 'pending'";
+             WHERE id = ? AND attempt = ? AND submit_state = 'uncertain' AND status IN ('pending', 'in_progress')";
         self.fenced_move(sql, now, now, id, attempt, (EventKind::Resubmit, reason))
             .await
     }
@@ -581,8 +615,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, submit_state = CASE WHEN submit_state = 'submitting' THEN 'done' ELSE submit_state END, \
              finished_at = ?, next_check_at = NULL, lease_until = NULL, lease_owner = NULL, error_code = ?, error_message = ?, \
-             updated_at = ? WHERE id = ? AND attempt = ? AND status IN ('pending', 'held') \
-             AND response_id IS NULL",
+             updated_at = ? WHERE id = ? AND attempt = ? AND status IN ('pending', 'held', 'in_progress') \
+             AND submit_state <> 'done' AND response_id IS NULL",
         )
         .bind(status.as_str())
         .bind(now)
@@ -641,12 +675,39 @@ enum LeaseEnd<'a> {
 /// it index-ordered). It walks `jobs_submit_order` (priority descending, then oldest first) and
 /// stops at the first job it may take: no sort of the backlog. (`INDEXED BY`: with no table
 /// statistics SQLite prefers an index that matches more equalities and then sorts.)
+/// Which jobs a submit claim takes: new ones, or running ones whose next turn is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ClaimPhase {
+    /// `pending` jobs, by `jobs_submit_order`.
+    First,
+    /// `in_progress` jobs whose function outputs or approvals are answered, by
+    /// `jobs_turn_order`. Budgets do not hold them: the job was let in, and stopping it between
+    /// turns would throw away what its earlier turns cost.
+    NextTurn,
+}
+
+/// The first-create claim (see [`submit_claim_query_for`]).
+#[cfg(test)]
 pub(super) fn submit_claim_query(
     prefix: &str,
     now: i64,
     lease: Lease<'_>,
     skip: &Skip,
 ) -> QueryBuilder<Sqlite> {
+    submit_claim_query_for(ClaimPhase::First, prefix, now, lease, skip)
+}
+
+pub(super) fn submit_claim_query_for(
+    phase: ClaimPhase,
+    prefix: &str,
+    now: i64,
+    lease: Lease<'_>,
+    skip: &Skip,
+) -> QueryBuilder<Sqlite> {
+    let (index, status) = match phase {
+        ClaimPhase::First => ("jobs_submit_order", "pending"),
+        ClaimPhase::NextTurn => ("jobs_turn_order", "in_progress"),
+    };
     // Each model is bound where its placeholder is pushed (`push_bind`).
     let mut q = QueryBuilder::<Sqlite>::new(format!(
         "{prefix}UPDATE jobs SET submit_state = 'submitting', attempt = attempt + 1, \
@@ -658,9 +719,9 @@ pub(super) fn submit_claim_query(
         .push(", updated_at = ")
         .push_bind(now)
         .push(
-            " WHERE id = (SELECT id FROM jobs INDEXED BY jobs_submit_order \
-             WHERE status = 'pending' AND submit_state = 'ready' \
-             AND cancel_requested = 0 AND quarantine IS NULL AND (next_check_at IS NULL OR next_check_at <= ",
+            format!(" WHERE id = (SELECT id FROM jobs INDEXED BY {index} \
+             WHERE status = '{status}' AND submit_state = 'ready' \
+             AND cancel_requested = 0 AND quarantine IS NULL AND (next_check_at IS NULL OR next_check_at <= "),
         )
         .push_bind(now)
         .push(
@@ -674,7 +735,7 @@ pub(super) fn submit_claim_query(
         }
         q.push(") ");
     }
-    if !skip.unless_exempt.is_empty() {
+    if !skip.unless_exempt.is_empty() && phase == ClaimPhase::First {
         q.push("AND (budget_exempt = 1 OR model NOT IN (");
         let mut list = q.separated(", ");
         for model in &skip.unless_exempt {
@@ -685,7 +746,7 @@ pub(super) fn submit_claim_query(
     q.push(
         "ORDER BY priority DESC, created_at, id LIMIT 1) \
          AND submit_state = 'ready' \
-         RETURNING id, attempt, submissions, spec",
+         RETURNING id, attempt, submissions, spec, turn",
     );
     q
 }

@@ -84,6 +84,7 @@ pub fn router(state: WebState) -> Router {
         .route("/jobs/{id}/response.json", get(pages::response_json))
         .route("/jobs/{id}/artifacts/{name}", get(pages::artifact))
         .route("/jobs/{id}/cancel", post(pages::cancel))
+        .route("/jobs/{id}/respond", post(pages::respond))
         .route("/jobs/{id}/retry", post(pages::retry))
         .route("/stats", get(stats::stats))
         .route("/logout", post(session::logout))

@@ -320,6 +320,7 @@ pub async fn job(
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    let actions = store.job_actions(&id).await?;
     render(
         "job.html",
         context! {
@@ -352,8 +353,82 @@ pub async fn job(
             retry_of => row.retry_of.as_ref().map(ToString::to_string),
             retried_by,
             duplicates,
+            waiting => actions.iter().any(|a| a.state == "waiting"),
+            actions => super::ser(&actions),
         },
     )
+}
+
+/// The job page's answer form: one waiting action's output, or an approval or a denial.
+#[derive(Debug, serde::Deserialize)]
+pub struct RespondForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    item_id: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    approve: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /jobs/{id}/respond`: the answer form, then the job page (303).
+pub async fn respond(
+    State(state): State<WebState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+    Form(f): Form<RespondForm>,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    session.check_csrf(&f.csrf)?;
+    let answer = match f.kind.as_str() {
+        "function" => crate::store::PersonAnswer {
+            item_id: f.item_id.clone(),
+            kind: crate::job::handler::ActionKind::Function,
+            output: f.output.clone().unwrap_or_default(),
+        },
+        "approval" => {
+            let approve = match f.approve.as_deref() {
+                Some("true") => true,
+                Some("false") => false,
+                _ => {
+                    return Err(PageError::BadRequest(
+                        "The form says neither Approve nor Deny; reload the job page and try again.".into(),
+                    ));
+                }
+            };
+            let reason = f.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+            crate::store::PersonAnswer {
+                item_id: f.item_id.clone(),
+                kind: crate::job::handler::ActionKind::Approval,
+                output: crate::job::handler::approval_output(approve, reason),
+            }
+        }
+        _ => {
+            return Err(PageError::BadRequest(
+                "The answer form is malformed; reload the job page and try again.".into(),
+            ));
+        }
+    };
+    match state.orchestrator.respond(&id, &[answer]).await? {
+        crate::store::Responded::Taken { .. } => {
+            tracing::info!(job_id = %id, item_id = %f.item_id, "answered from the web page");
+            Ok(Redirect::to(&format!("/jobs/{id}#actions")).into_response())
+        }
+        crate::store::Responded::Missing => Err(PageError::NotFound(format!(
+            "There is no job with id {id}."
+        ))),
+        crate::store::Responded::NotWaiting(status) => Err(PageError::BadRequest(format!(
+            "Job {id} does not wait for an answer any more (it is {status})."
+        ))),
+        crate::store::Responded::Unknown(_, reason) => Err(PageError::BadRequest(format!(
+            "That answer was not taken: {reason}."
+        ))),
+    }
 }
 
 /// `GET /jobs/{id}/artifacts/{name}`: one artifact's bytes, as the API serves them

@@ -66,6 +66,7 @@ mod status_props;
 mod structured;
 mod systemd_notify;
 mod systemd_unit;
+mod turns;
 mod web;
 mod web_stats;
 mod webhook_endpoints;

@@ -11,7 +11,8 @@ fn rank(s: JobStatus) -> u8 {
     match s {
         JobStatus::Pending | JobStatus::Held => 0,
         JobStatus::Queued => 1,
-        JobStatus::InProgress => 2,
+        // Waiting for a person is still running: it goes back and forth with `in_progress`.
+        JobStatus::InProgress | JobStatus::RequiresAction => 2,
         JobStatus::Completed | JobStatus::Failed | JobStatus::Incomplete | JobStatus::Cancelled => {
             3
         }

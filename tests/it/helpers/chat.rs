@@ -60,6 +60,7 @@ impl Sample {
             usage: Some(usage.clone()),
             retry_of: None,
             tools: Default::default(),
+            turn: 0,
         };
         let response = json!({"id": "resp_test", "object": "response", "status": status.as_str(), "output": [],
                               "usage": usage});

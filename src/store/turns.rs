@@ -1,0 +1,853 @@
+//! Turns of jobs that act (migration `20261206000021_turns.sql`): a response that ends asking
+//! for function outputs or MCP approvals is recorded as one turn of its job with the actions
+//! it asked for; handlers, policies and people answer them; then the job's next turn is sent
+//! like a create (the same claim, fencing and uncertain-create rules).
+//!
+//! An action moves `new → ready → running → done` (a handler), `new → waiting → done` (a
+//! person) or `new → done` (a policy). `running` is written *before* a handler starts, so a
+//! crash mid-run is seen afterwards and the handler is not run again unless it is idempotent.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{FromRow, SqliteConnection};
+
+use super::events::{EventKind, add_event};
+use super::notifications::{OutboxEntry, insert_outbox};
+use super::{Store, StoreError};
+use crate::job::handler::{ActionKind, Answer, Asked};
+use crate::job::{JobError, JobId, JobSpec, JobStatus, Observation};
+
+/// One action of a turn, as stored.
+#[derive(Debug, Clone, FromRow, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ActionRow {
+    /// The turn whose response asked (0 is the first response).
+    pub turn: i64,
+    /// `call_…` of a function call, `mcpr_…` of an MCP approval request.
+    pub item_id: String,
+    /// `function` or `approval`.
+    pub kind: String,
+    /// The function's name, or the MCP tool's.
+    pub name: String,
+    /// The MCP server's label (approvals).
+    pub server_label: Option<String>,
+    /// The arguments, a JSON string as the model wrote it.
+    pub arguments: String,
+    /// `new`, `ready`, `running`, `waiting` (for a person) or `done`.
+    pub state: String,
+    /// The handler that answers it (a function name of the job's `handlers:` or the config's
+    /// `functions:`), if any.
+    pub handler: Option<String>,
+    /// How many times a handler was started for it.
+    pub runs: i64,
+    /// A function's output, or an approval's answer as JSON (`{"approve", "reason"}`).
+    pub output: Option<String>,
+    /// Who answered: `handler`, `person`, `policy` or `respool` (an error output it wrote).
+    pub answered_by: Option<String>,
+    /// What went wrong with its handler, if anything.
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl ActionRow {
+    pub fn kind(&self) -> Option<ActionKind> {
+        ActionKind::try_from(self.kind.clone()).ok()
+    }
+
+    /// Its answer for the next turn's input, once it has one.
+    pub fn answer(&self) -> Option<Answer> {
+        Some(Answer {
+            item_id: self.item_id.clone(),
+            kind: self.kind()?,
+            output: self.output.clone()?,
+        })
+    }
+}
+
+/// A job whose turn's actions are due to be looked at (see [`Store::claim_acting`]).
+#[derive(Debug, Clone, FromRow)]
+pub struct ActingClaim {
+    pub id: JobId,
+    pub attempt: i64,
+    pub turn: i64,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    #[sqlx(json)]
+    pub spec: JobSpec,
+    pub cancel_requested: i64,
+    pub cancel_reason: Option<String>,
+    pub deadline_at: Option<i64>,
+}
+
+/// How the acting worker settles an action it looked at.
+#[derive(Debug, Clone)]
+pub enum Settle {
+    /// A handler will answer it.
+    Handler(String),
+    /// A person must answer.
+    Person,
+    /// Answered now (a policy's approval, or respool's own error output).
+    Answered {
+        output: String,
+        by: &'static str,
+        error: Option<String>,
+    },
+}
+
+/// One answer a person gives (`POST /v1/jobs/{id}/respond`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonAnswer {
+    pub item_id: String,
+    /// What it must answer: a function's output, or an approval.
+    pub kind: ActionKind,
+    pub output: String,
+}
+
+/// What a person's answers did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Responded {
+    /// Taken; `remaining` actions of the turn still wait for a person.
+    Taken { remaining: usize },
+    /// The job does not wait for a person (its status is given).
+    NotWaiting(JobStatus),
+    /// An answer names nothing that waits (`(index, reason)`).
+    Unknown(usize, String),
+    /// No such job.
+    Missing,
+}
+
+/// Records, inside [`super::observations`]' transaction, that the job's current turn ended
+/// asking for `asked`: the turn's response and usage are kept, the actions stored `new`, and
+/// the job moves to `acting` without a response (the next turn's create will bring one).
+/// `usage` is the job's usage so far, every turn together.
+pub(super) async fn record_turn_in(
+    tx: &mut SqliteConnection,
+    row: &super::JobRow,
+    obs: &Observation,
+    asked: &[Asked],
+    usage: Option<&Value>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (id, turn, from) = (&row.id, row.turn, row.status);
+    let turn_usage = obs.usage.as_ref().map(ToString::to_string);
+    let tokens = obs
+        .usage
+        .as_ref()
+        .map(super::tokens::TokenCounts::from_usage);
+    sqlx::query(
+        "INSERT INTO job_turns (job_id, turn, response_id, response, usage, input_tokens, cached_tokens, \
+         output_tokens, reasoning_tokens, total_tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(turn)
+    .bind(&obs.response_id)
+    .bind(obs.raw.to_string())
+    .bind(turn_usage)
+    .bind(tokens.map(|t| t.input))
+    .bind(tokens.map(|t| t.cached))
+    .bind(tokens.map(|t| t.output))
+    .bind(tokens.map(|t| t.reasoning))
+    .bind(tokens.map(|t| t.total))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    for a in asked {
+        sqlx::query(
+            "INSERT INTO job_actions (job_id, turn, item_id, kind, name, server_label, arguments, state) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'new') ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(turn)
+        .bind(&a.item_id)
+        .bind(a.kind.as_str())
+        .bind(&a.name)
+        .bind(&a.server_label)
+        .bind(&a.arguments)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let usage_text = usage.map(ToString::to_string);
+    sqlx::query(
+        "UPDATE jobs SET status = 'in_progress', response_id = NULL, submit_state = 'acting', \
+         response = ?, output_text = NULL, usage = COALESCE(?, usage), \
+         input_tokens = COALESCE(?, input_tokens), cached_tokens = COALESCE(?, cached_tokens), \
+         output_tokens = COALESCE(?, output_tokens), reasoning_tokens = COALESCE(?, reasoning_tokens), \
+         total_tokens = COALESCE(?, total_tokens), \
+         next_check_at = ?, lease_until = NULL, lease_owner = NULL, wake_pending = 0, \
+         polls_not_found = 0, poll_errors = 0, updated_at = ? WHERE id = ? AND turn = ?",
+    )
+    .bind(obs.raw.to_string())
+    .bind(usage_text)
+    .bind_total(usage)
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .bind(turn)
+    .execute(&mut *tx)
+    .await?;
+    let functions: Vec<String> = asked
+        .iter()
+        .filter(|a| a.kind == ActionKind::Function)
+        .map(|a| format!("{} ({})", a.name, a.item_id))
+        .collect();
+    let approvals: Vec<String> = asked
+        .iter()
+        .filter(|a| a.kind == ActionKind::Approval)
+        .map(|a| {
+            format!(
+                "{}.{} ({})",
+                a.server_label.as_deref().unwrap_or("?"),
+                a.name,
+                a.item_id
+            )
+        })
+        .collect();
+    let mut parts = Vec::new();
+    if !functions.is_empty() {
+        parts.push(format!(
+            "{} function call{}: {}",
+            functions.len(),
+            if functions.len() == 1 { "" } else { "s" },
+            functions.join(", ")
+        ));
+    }
+    if !approvals.is_empty() {
+        parts.push(format!(
+            "{} MCP approval{}: {}",
+            approvals.len(),
+            if approvals.len() == 1 { "" } else { "s" },
+            approvals.join(", ")
+        ));
+    }
+    let msg = format!(
+        "turn {} ({}) asks for {}",
+        turn + 1,
+        obs.response_id,
+        parts.join("; ")
+    );
+    let data = serde_json::json!({
+        "turn": turn, "response_id": obs.response_id, "from": from.as_str(),
+        "actions": asked,
+    });
+    add_event(&mut *tx, id, now, EventKind::Actions, &msg, Some(&data)).await?;
+    Ok(())
+}
+
+/// Binds the five token columns of a usage (NULLs without one).
+trait BindTotal {
+    fn bind_total(self, usage: Option<&Value>) -> Self;
+}
+
+impl<'q> BindTotal for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    fn bind_total(self, usage: Option<&Value>) -> Self {
+        let t = usage.map(super::tokens::TokenCounts::from_usage);
+        self.bind(t.map(|t| t.input))
+            .bind(t.map(|t| t.cached))
+            .bind(t.map(|t| t.output))
+            .bind(t.map(|t| t.reasoning))
+            .bind(t.map(|t| t.total))
+    }
+}
+
+/// The usage of every earlier turn of a job, summed (`None` when it has none).
+pub(super) async fn earlier_usage(
+    conn: &mut SqliteConnection,
+    id: &JobId,
+) -> Result<Option<Value>, StoreError> {
+    let rows: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT usage FROM job_turns WHERE job_id = ? ORDER BY turn")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut total: Option<Value> = None;
+    for u in rows.into_iter().flatten() {
+        if let Ok(v) = serde_json::from_str::<Value>(&u) {
+            total = Some(match total {
+                None => v,
+                Some(t) => crate::job::handler::sum_usage(&t, &v),
+            });
+        }
+    }
+    Ok(total)
+}
+
+const ACTION_COLUMNS: &str = "turn, item_id, kind, name, server_label, arguments, state, handler, runs, \
+     output, answered_by, error, started_at, finished_at";
+
+impl Store {
+    /// Claims up to `limit` jobs whose turn's actions are due to be looked at (just asked, a
+    /// person answered, a handler's lease ran out): their `next_check_at` moves `lease_ms` on,
+    /// so no other pass takes them meanwhile.
+    pub async fn claim_acting(
+        &self,
+        now: i64,
+        lease: super::Lease<'_>,
+        limit: i64,
+    ) -> Result<Vec<ActingClaim>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query_as::<_, ActingClaim>(
+            "UPDATE jobs SET next_check_at = ?, lease_owner = ?, updated_at = ? WHERE id IN \
+             (SELECT id FROM jobs INDEXED BY jobs_acting WHERE submit_state = 'acting' \
+              AND quarantine IS NULL AND next_check_at <= ? ORDER BY next_check_at LIMIT ?) \
+             RETURNING id, attempt, turn, status, spec, cancel_requested, cancel_reason, deadline_at",
+        )
+        .bind(now.saturating_add(lease.ms))
+        .bind(lease.owner)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Pushes an acting job's lease on while its handlers run.
+    pub async fn hold_acting(&self, id: &JobId, until: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET next_check_at = MAX(COALESCE(next_check_at, 0), ?) \
+             WHERE id = ? AND submit_state = 'acting' AND status = 'in_progress'",
+        )
+        .bind(until)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The actions of one turn of a job, in the order they were asked.
+    pub async fn turn_actions(&self, id: &JobId, turn: i64) -> Result<Vec<ActionRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ActionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACTION_COLUMNS} FROM job_actions WHERE job_id = ? AND turn = ? ORDER BY rowid"
+        )))
+        .bind(id)
+        .bind(turn)
+        .fetch_all(&self.reads)
+        .await?)
+    }
+
+    /// Every action of a job, turn by turn.
+    pub async fn job_actions(&self, id: &JobId) -> Result<Vec<ActionRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ActionRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACTION_COLUMNS} FROM job_actions WHERE job_id = ? ORDER BY turn, rowid"
+        )))
+        .bind(id)
+        .fetch_all(&self.reads)
+        .await?)
+    }
+
+    /// The response of an earlier turn of a job, if that turn was recorded.
+    pub async fn turn_response_id(
+        &self,
+        id: &JobId,
+        turn: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT response_id FROM job_turns WHERE job_id = ? AND turn = ?")
+                .bind(id)
+                .bind(turn)
+                .fetch_optional(&self.reads)
+                .await?,
+        )
+    }
+
+    /// The responses of a job's earlier turns, oldest first: `(turn, response id, response)`.
+    pub async fn turn_responses(
+        &self,
+        id: &JobId,
+    ) -> Result<Vec<(i64, String, Value)>, StoreError> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT turn, response_id, response FROM job_turns WHERE job_id = ? ORDER BY turn",
+        )
+        .bind(id)
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, r, body)| {
+                let mut v = serde_json::from_str(&body).unwrap_or(Value::Null);
+                crate::job::redact::redact_response(&mut v);
+                (t, r, v)
+            })
+            .collect())
+    }
+
+    /// Settles the `new` actions of an acting job's turn (handler, person or answered now).
+    /// When one waits for a person, the job moves to `requires_action` (an event, and the
+    /// outbox rows for sinks that hear of it) and is not looked at again until someone
+    /// answers or its deadline passes. Conditional on the claim: `attempt` and `turn`.
+    pub async fn settle_actions(
+        &self,
+        claim: &ActingClaim,
+        settled: &[(String, Settle)],
+        now: i64,
+        outbox: &[OutboxEntry],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let still: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND turn = ? AND submit_state = 'acting' \
+             AND status IN ('in_progress', 'requires_action')",
+        )
+        .bind(&claim.id)
+        .bind(claim.attempt)
+        .bind(claim.turn)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for (item_id, s) in settled {
+            let (state, handler, output, by, error, finished) = match s {
+                Settle::Handler(h) => ("ready", Some(h.as_str()), None, None, None, None),
+                Settle::Person => ("waiting", None, None, None, None, None),
+                Settle::Answered { output, by, error } => (
+                    "done",
+                    None,
+                    Some(output.as_str()),
+                    Some(*by),
+                    error.as_deref(),
+                    Some(now),
+                ),
+            };
+            sqlx::query(
+                "UPDATE job_actions SET state = ?, handler = ?, output = ?, answered_by = ?, error = ?, \
+                 finished_at = ? WHERE job_id = ? AND item_id = ? AND turn = ? AND state = 'new'",
+            )
+            .bind(state)
+            .bind(handler)
+            .bind(output)
+            .bind(by)
+            .bind(error)
+            .bind(finished)
+            .bind(&claim.id)
+            .bind(item_id)
+            .bind(claim.turn)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let waiting: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT kind, name, server_label FROM job_actions WHERE job_id = ? AND turn = ? AND state = 'waiting' ORDER BY rowid",
+        )
+        .bind(&claim.id)
+        .bind(claim.turn)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !waiting.is_empty() && claim.status == JobStatus::InProgress {
+            sqlx::query(
+                "UPDATE jobs SET status = 'requires_action', next_check_at = NULL, updated_at = ? \
+                 WHERE id = ? AND status = 'in_progress'",
+            )
+            .bind(now)
+            .bind(&claim.id)
+            .execute(&mut *tx)
+            .await?;
+            let what: Vec<String> = waiting
+                .iter()
+                .map(|(kind, name, server)| match (kind.as_str(), server) {
+                    ("approval", Some(s)) => format!("an approval of {s}.{name}"),
+                    _ => format!("the output of {name}"),
+                })
+                .collect();
+            let msg = format!(
+                "in_progress → requires_action: waiting for a person to give {}",
+                what.join(", ")
+            );
+            let data = serde_json::json!({"from": "in_progress", "to": "requires_action", "turn": claim.turn});
+            add_event(
+                &mut tx,
+                &claim.id,
+                now,
+                EventKind::Status,
+                &msg,
+                Some(&data),
+            )
+            .await?;
+            rearm_requires_action(&mut tx, &claim.id, outbox, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Marks a `ready` action `running` (before its handler starts, so a crash is seen).
+    /// Returns whether it was `ready`.
+    pub async fn start_action(
+        &self,
+        id: &JobId,
+        item_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE job_actions SET state = 'running', runs = runs + 1, started_at = ? \
+             WHERE job_id = ? AND item_id = ? AND state = 'ready'",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(item_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Sends an interrupted `running` action back to `ready` (its handler is idempotent).
+    pub async fn rerun_action(&self, id: &JobId, item_id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE job_actions SET state = 'ready' WHERE job_id = ? AND item_id = ? AND state = 'running'",
+        )
+        .bind(id)
+        .bind(item_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Records an action's answer (a handler's output, or respool's error output) with a
+    /// timeline event. Returns whether it was still unanswered.
+    pub async fn finish_action(
+        &self,
+        id: &JobId,
+        item_id: &str,
+        output: &str,
+        by: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "UPDATE job_actions SET state = 'done', output = ?, answered_by = ?, error = ?, finished_at = ? \
+             WHERE job_id = ? AND item_id = ? AND state IN ('ready', 'running') RETURNING name, runs",
+        )
+        .bind(output)
+        .bind(by)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(item_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((name, _)) = &row {
+            let msg = match error {
+                None => format!(
+                    "{name} ({item_id}) answered by its handler: {} of output",
+                    bytes(output.len())
+                ),
+                Some(e) => format!("{name} ({item_id}) failed: {e}"),
+            };
+            let data = serde_json::json!({"item_id": item_id, "name": name, "by": by, "error": error, "output_bytes": output.len()});
+            add_event(&mut tx, id, now, EventKind::Action, &msg, Some(&data)).await?;
+        }
+        tx.commit().await?;
+        Ok(row.is_some())
+    }
+
+    /// A person's answers to a job waiting in `requires_action`. Every answer must name an
+    /// action of the current turn that waits for a person, of the right kind; then all are
+    /// taken in one transaction (or none). When nothing waits any more the job goes back to
+    /// `in_progress` and is due for its next turn.
+    pub async fn respond(
+        &self,
+        id: &JobId,
+        answers: &[PersonAnswer],
+        now: i64,
+    ) -> Result<Responded, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let job: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, turn FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((status, turn)) = job else {
+            return Ok(Responded::Missing);
+        };
+        let status = JobStatus::try_from(status).map_err(StoreError::Corrupt)?;
+        if status != JobStatus::RequiresAction {
+            return Ok(Responded::NotWaiting(status));
+        }
+        let waiting: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT item_id, kind, name FROM job_actions WHERE job_id = ? AND turn = ? AND state = 'waiting'",
+        )
+        .bind(id)
+        .bind(turn)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (i, a) in answers.iter().enumerate() {
+            if answers[..i].iter().any(|b| b.item_id == a.item_id) {
+                return Ok(Responded::Unknown(
+                    i,
+                    format!("{} is answered twice", a.item_id),
+                ));
+            }
+            match waiting.iter().find(|(item, _, _)| *item == a.item_id) {
+                None => {
+                    let names: Vec<&str> = waiting.iter().map(|(i, _, _)| i.as_str()).collect();
+                    return Ok(Responded::Unknown(
+                        i,
+                        format!(
+                            "nothing of this job waits for an answer to {}; waiting: {}",
+                            a.item_id,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                Some((_, kind, name)) if kind != a.kind.as_str() => {
+                    let wanted = match kind.as_str() {
+                        "approval" => "`approve` (true or false)",
+                        _ => "`output`",
+                    };
+                    return Ok(Responded::Unknown(
+                        i,
+                        format!("{} ({name}) is answered with {wanted}", a.item_id),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for a in answers {
+            sqlx::query(
+                "UPDATE job_actions SET state = 'done', output = ?, answered_by = 'person', finished_at = ? \
+                 WHERE job_id = ? AND item_id = ? AND state = 'waiting'",
+            )
+            .bind(&a.output)
+            .bind(now)
+            .bind(id)
+            .bind(&a.item_id)
+            .execute(&mut *tx)
+            .await?;
+            let name = waiting
+                .iter()
+                .find(|(item, _, _)| *item == a.item_id)
+                .map_or("", |(_, _, n)| n.as_str());
+            let msg = match a.kind {
+                ActionKind::Approval => {
+                    let v: Value = serde_json::from_str(&a.output).unwrap_or(Value::Null);
+                    let yes = v.get("approve").and_then(Value::as_bool) == Some(true);
+                    format!(
+                        "{name} ({}) {} by a person",
+                        a.item_id,
+                        if yes { "approved" } else { "denied" }
+                    )
+                }
+                ActionKind::Function => format!(
+                    "{name} ({}) answered by a person: {} of output",
+                    a.item_id,
+                    bytes(a.output.len())
+                ),
+            };
+            let data = serde_json::json!({"item_id": a.item_id, "name": name, "by": "person"});
+            add_event(&mut tx, id, now, EventKind::Action, &msg, Some(&data)).await?;
+        }
+        let remaining = waiting.len() - answers.len();
+        if remaining == 0 {
+            sqlx::query(
+                "UPDATE jobs SET status = 'in_progress', next_check_at = ?, updated_at = ? \
+                 WHERE id = ? AND status = 'requires_action'",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let data = serde_json::json!({"from": "requires_action", "to": "in_progress", "source": "respond"});
+            add_event(
+                &mut tx,
+                id,
+                now,
+                EventKind::Status,
+                "requires_action → in_progress (answered)",
+                Some(&data),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Responded::Taken { remaining })
+    }
+
+    /// Moves an acting job whose turn is fully answered on to its next turn: `ready` to be
+    /// submitted like a create (the claim bumps its attempt). Conditional on the claim.
+    pub async fn start_next_turn(&self, claim: &ActingClaim, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_actions WHERE job_id = ? AND turn = ? AND state <> 'done'",
+        )
+        .bind(&claim.id)
+        .bind(claim.turn)
+        .fetch_one(&mut *tx)
+        .await?;
+        if open > 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let moved = sqlx::query(
+            "UPDATE jobs SET turn = turn + 1, submit_state = 'ready', next_check_at = ?, \
+             updated_at = ? WHERE id = ? AND attempt = ? AND turn = ? AND submit_state = 'acting' \
+             AND status = 'in_progress' AND cancel_requested = 0",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(&claim.id)
+        .bind(claim.attempt)
+        .bind(claim.turn)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if moved {
+            add_event(
+                &mut tx,
+                &claim.id,
+                now,
+                EventKind::Turn,
+                &format!(
+                    "every action of turn {} is answered: turn {} is ready to be sent",
+                    claim.turn + 1,
+                    claim.turn + 2
+                ),
+                Some(&serde_json::json!({"turn": claim.turn + 1})),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Ends an acting (or waiting) job without a new response: a handler failed under
+    /// `on_error: fail`, the turns ran out, it was cancelled or its wait passed its deadline.
+    /// Conditional on the job still acting on `turn`.
+    pub async fn finish_acting(
+        &self,
+        id: &JobId,
+        turn: i64,
+        status: JobStatus,
+        error: &JobError,
+        now: i64,
+        outbox: &[OutboxEntry],
+    ) -> Result<bool, StoreError> {
+        debug_assert!(status.is_terminal());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let from: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM jobs WHERE id = ? AND turn = ? AND submit_state = 'acting' \
+             AND status IN ('in_progress', 'requires_action')",
+        )
+        .bind(id)
+        .bind(turn)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(from) = from else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, submit_state = 'done', finished_at = ?, next_check_at = NULL, \
+             lease_until = NULL, lease_owner = NULL, error_code = ?, error_message = ?, updated_at = ? \
+             WHERE id = ? AND turn = ? AND submit_state = 'acting' AND status = ?",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(&error.code)
+        .bind(&error.message)
+        .bind(now)
+        .bind(id)
+        .bind(turn)
+        .bind(&from)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            let data = serde_json::json!({"from": from, "to": status.as_str(), "error": error, "turn": turn});
+            add_event(
+                &mut tx,
+                id,
+                now,
+                EventKind::Status,
+                &format!("{from} → {status}: {}", error.message),
+                Some(&data),
+            )
+            .await?;
+            insert_outbox(&mut tx, id, status, outbox, now).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Jobs between turns (their next create not sent yet) whose cancel was asked for:
+    /// `(id, attempt)`.
+    pub async fn cancelled_turns(&self) -> Result<Vec<(JobId, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, attempt FROM jobs INDEXED BY jobs_turn_order WHERE status = 'in_progress' \
+             AND submit_state = 'ready' AND cancel_requested = 1 AND quarantine IS NULL LIMIT 100",
+        )
+        .fetch_all(&self.reads)
+        .await?)
+    }
+
+    /// Jobs waiting for a person past their deadline.
+    pub async fn overdue_waits(&self, now: i64) -> Result<Vec<(JobId, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, turn FROM jobs WHERE status = 'requires_action' AND deadline_at IS NOT NULL \
+             AND deadline_at <= ? AND quarantine IS NULL LIMIT 100",
+        )
+        .bind(now)
+        .fetch_all(&self.reads)
+        .await?)
+    }
+
+    /// Gives a job waiting for a person the deadline `at` unless it has an earlier one (a job
+    /// without a `timeout` waits `actions.wait_timeout`).
+    pub async fn bound_wait(&self, id: &JobId, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET deadline_at = ? WHERE id = ? AND status = 'requires_action' \
+             AND (deadline_at IS NULL OR deadline_at > ?)",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Queues the `requires_action` notification of each sink that hears of it; a job that waits
+/// again (a later turn) re-arms its row, with a new claim so a delivery still in flight for the
+/// earlier wait cannot close it.
+async fn rearm_requires_action(
+    conn: &mut SqliteConnection,
+    id: &JobId,
+    outbox: &[OutboxEntry],
+    now: i64,
+) -> Result<(), StoreError> {
+    let event = format!("job.{}", JobStatus::RequiresAction);
+    for e in outbox
+        .iter()
+        .filter(|e| e.on.contains(&JobStatus::RequiresAction))
+    {
+        sqlx::query(
+            "INSERT INTO notifications (job_id, sink, event, state, next_attempt_at, created_at) \
+             VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (job_id, sink, event) DO UPDATE SET \
+             state = 'pending', attempts = 0, claim = claim + 1, next_attempt_at = excluded.next_attempt_at, \
+             created_at = excluded.created_at, delivered_at = NULL, last_error = NULL",
+        )
+        .bind(id)
+        .bind(&e.sink)
+        .bind(&event)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `n` bytes as the timeline says it.
+fn bytes(n: usize) -> String {
+    match n {
+        1 => "1 byte".into(),
+        n if n < 10_000 => format!("{n} bytes"),
+        n if n < 10_000_000 => format!("{} KB", n / 1000),
+        n => format!("{} MB", n / 1_000_000),
+    }
+}

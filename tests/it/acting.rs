@@ -1,0 +1,279 @@
+//! Issue 14, "Jobs that act": function handlers and approvals through the real daemon and the
+//! simulator. A function handled by a local command reaches a final answer unattended; handlers
+//! that hang, fail or print garbage give the model an error output (or fail the job); a function
+//! without a handler and an MCP approval request wait for a person (`requires_action`), who
+//! answers over the API, the CLI or the job page; policies approve; turns are bounded; a wait
+//! past its deadline ends cancelled.
+
+use std::time::Duration;
+
+use respool::job::JobStatus;
+use serde_json::{Value, json};
+
+use crate::helpers::{self, TestApp};
+
+const WITHIN: Duration = Duration::from_secs(60);
+
+async fn app(tweak: impl FnOnce(&mut respool::config::Config)) -> TestApp {
+    helpers::spawn_app_with(
+        |c| {
+            c.actions.job_handlers = true;
+            tweak(c);
+        },
+        helpers::fast_sim(),
+    )
+    .await
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "name": "get_weather", "description": "Current weather of a city",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false},
+           "strict": true})
+}
+
+fn tool(name: &str) -> Value {
+    json!({"type": "function", "name": name,
+           "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"], "additionalProperties": false}})
+}
+
+/// A handler that echoes a fixed JSON answer after reading its arguments.
+fn python(code: &str) -> Value {
+    json!(["python3", "-c", code])
+}
+
+async fn respond(app: &TestApp, id: &str, body: &Value) -> (u16, Value) {
+    let r = app
+        .request(reqwest::Method::POST, &format!("/v1/jobs/{id}/respond"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn actions(app: &TestApp, id: &str) -> Vec<Value> {
+    let (_, job) = app.get(&format!("/v1/jobs/{id}")).await;
+    job["actions"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_function_handled_by_a_local_command_reaches_a_final_answer() {
+    let app = app(|_| {}).await;
+    let handler = python(
+        "import json,sys; a=json.load(sys.stdin); print(json.dumps({'city': a['city'], 'temp_c': 3, 'sky': 'bewölkt'}))",
+    );
+    let id = app
+        .submit(&json!({
+            "name": "weather", "model": "gpt-4.1",
+            "input": "What should I wear in Zürich today?",
+            "tools": [weather_tool()],
+            "handlers": {"get_weather": {"command": handler, "timeout": 20}},
+        }))
+        .await;
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    // Two responses upstream: the call, then the answer built on its output.
+    let responses = app.sim.responses(Some(&id));
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    let text = job.output_text.clone().unwrap_or_default();
+    assert!(text.contains("bewölkt"), "the handler's output reached the model: {text}");
+    let acts = actions(&app, &id).await;
+    assert_eq!(acts.len(), 1);
+    assert_eq!(acts[0]["state"], "done");
+    assert_eq!(acts[0]["answered_by"], "handler");
+    assert_eq!(acts[0]["runs"], 1);
+    // The job's usage is both turns'.
+    let summed: i64 = responses
+        .iter()
+        .map(|r| {
+            app.sim.response(&r.id).unwrap()["usage"]["total_tokens"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(job.usage.as_ref().unwrap()["total_tokens"], summed);
+    let kinds = app.event_kinds(&id).await;
+    for k in ["actions", "action", "turn"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k}: {kinds:?}");
+    }
+    // Notified once, for the end only.
+    let notes = app.notification_rows(&id).await;
+    assert!(notes.iter().all(|n| n["event"] == "job.completed"), "{notes:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn handlers_that_hang_fail_or_print_garbage_tell_the_model_or_fail_the_job() {
+    let app = app(|_| {}).await;
+    let id = app
+        .submit(&json!({
+            "name": "broken handlers", "model": "gpt-4.1",
+            "input": "Look these up.",
+            "tools": [tool("hangs"), tool("fails"), tool("garbage"), tool("not_json")],
+            "handlers": {
+                "hangs": {"command": ["sleep", "30"], "timeout": 1},
+                "fails": {"command": ["sh", "-c", "echo 'quota exceeded for key' >&2; exit 3"]},
+                "garbage": {"command": ["printf", "\\377\\376\\375"]},
+                "not_json": {"command": ["echo", "plain words"], "output": "json"},
+            },
+        }))
+        .await;
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let acts = actions(&app, &id).await;
+    assert_eq!(acts.len(), 4, "{acts:?}");
+    let by_name = |n: &str| acts.iter().find(|a| a["name"] == n).unwrap().clone();
+    let hangs = by_name("hangs");
+    assert!(hangs["error"].as_str().unwrap().contains("did not finish within 1s"), "{hangs}");
+    let fails = by_name("fails");
+    assert!(fails["error"].as_str().unwrap().contains("exited with status 3"), "{fails}");
+    assert!(fails["error"].as_str().unwrap().contains("quota exceeded"), "{fails}");
+    assert!(by_name("garbage")["error"].as_str().unwrap().contains("not UTF-8"));
+    assert!(by_name("not_json")["error"].as_str().unwrap().contains("not JSON"));
+    for a in &acts {
+        assert_eq!(a["answered_by"], "respool");
+        // The model got a clear error output.
+        let out: Value = serde_json::from_str(a["output"].as_str().unwrap()).unwrap();
+        assert!(out["error"].as_str().unwrap().contains("failed"), "{out}");
+    }
+
+    // `on_error: fail` ends the job instead.
+    let id = app
+        .submit(&json!({
+            "name": "strict", "model": "gpt-4.1", "input": "Look it up.",
+            "tools": [tool("fails")],
+            "handlers": {"fails": {"command": ["false"], "on_error": "fail"}},
+        }))
+        .await;
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let e = job.error.unwrap();
+    assert_eq!(e.code, "handler_failed");
+    assert!(e.message.contains("exited with status 1"), "{}", e.message);
+    assert_eq!(app.sim.responses(Some(&id)).len(), 1, "no second turn");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_function_without_a_handler_waits_for_a_person_who_answers_over_the_api() {
+    let app = app(|c| {
+        let dir = std::path::Path::new(c.database.as_deref().unwrap())
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let path = dir.join("notes.jsonl").display().to_string();
+        c.sinks.insert(
+            "file".into(),
+            serde_json::from_value(json!({"type": "file", "path": path})).unwrap(),
+        );
+        c.notify.default = vec!["file".into()];
+    })
+    .await;
+    let id = app
+        .submit(&json!({
+            "name": "needs a person", "model": "gpt-4.1", "input": "Ask me for the code.",
+            "tools": [tool("ask_user")],
+        }))
+        .await;
+    let job = app
+        .wait_for(&id, WITHIN, |j| j.status == JobStatus::RequiresAction)
+        .await;
+    let waiting: Vec<_> = job.actions.iter().filter(|a| a.state == "waiting").collect();
+    assert_eq!(waiting.len(), 1);
+    let call_id = waiting[0].item_id.clone();
+    assert!(call_id.starts_with("call_"), "{call_id}");
+    // Its sinks were told what is asked.
+    app.wait_until("the requires_action notification", WITHIN, async || {
+        app.notification_rows(&id)
+            .await
+            .iter()
+            .any(|n| n["event"] == "job.requires_action" && n["state"] == "delivered")
+    })
+    .await;
+    // A wrong answer names its field, and changes nothing.
+    let (s, e) = respond(&app, &id, &json!({"call_id": "call_nope", "output": "x"})).await;
+    assert_eq!(s, 400, "{e}");
+    assert_eq!(e["error"]["param"], "call_id");
+    assert_eq!(e["error"]["code"], "unknown_action");
+    let (s, e) = respond(&app, &id, &json!({"call_id": call_id})).await;
+    assert_eq!(s, 400, "{e}");
+    assert_eq!(e["error"]["param"], "output");
+    assert_eq!(app.job(&id).await.status, JobStatus::RequiresAction);
+    // The right one: the job goes on to the end, the answer reaching the model.
+    let answer = "The code is 4711 — «geheim»";
+    let (s, v) = respond(&app, &id, &json!([{"call_id": call_id, "output": answer}])).await;
+    assert_eq!(s, 200, "{v}");
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert!(job.output_text.unwrap_or_default().contains("4711"));
+    // Too late now.
+    let (s, e) = respond(&app, &id, &json!({"call_id": call_id, "output": "again"})).await;
+    assert_eq!(s, 409, "{e}");
+    assert_eq!(e["error"]["code"], "not_waiting");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn turns_are_bounded_and_waits_end_at_their_deadline() {
+    let app = app(|c| c.actions.max_turns = 2).await;
+    // The model keeps calling: the third turn is never sent.
+    let id = app
+        .submit(&json!({
+            "name": "loops", "model": "gpt-4.1", "input": "Keep looking. SIM_FUNCTION_TURNS=5",
+            "tools": [tool("look")],
+            "handlers": {"look": {"command": ["echo", "nothing yet"]}},
+        }))
+        .await;
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Incomplete, "{job:?}");
+    assert_eq!(job.error.as_ref().unwrap().code, "max_turns");
+    assert_eq!(app.sim.responses(Some(&id)).len(), 2);
+
+    // Nobody answers: cancelled at the job's deadline.
+    let id = app
+        .submit(&json!({
+            "name": "unanswered", "model": "gpt-4.1", "input": "Ask me.", "timeout": 4,
+            "tools": [tool("ask_user")],
+        }))
+        .await;
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
+    let e = job.error.unwrap();
+    assert_eq!(e.code, "timeout");
+    assert!(e.message.contains("requires_action") || e.message.contains("timeout"), "{}", e.message);
+
+    // Cancelled while it waits: at once, no further turn.
+    let id = app
+        .submit(&json!({"name": "cancel me", "model": "gpt-4.1", "input": "Ask me.", "tools": [tool("ask_user")]}))
+        .await;
+    app.wait_for(&id, WITHIN, |j| j.status == JobStatus::RequiresAction)
+        .await;
+    let (s, v) = app.post(&format!("/v1/jobs/{id}/cancel")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "cancelled", "{v}");
+    assert_eq!(app.sim.responses(Some(&id)).len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_jobs_own_handlers_need_the_configs_leave() {
+    let app = helpers::spawn_app_with(|_| {}, helpers::fast_sim()).await;
+    let (s, e) = app
+        .post_job(&json!({
+            "name": "sneaky", "model": "gpt-4.1", "input": "x", "tools": [tool("f")],
+            "handlers": {"f": {"command": ["rm", "-rf", "/tmp/nothing"]}},
+        }))
+        .await;
+    assert_eq!(s, 403, "{e}");
+    assert_eq!(e["error"]["param"], "handlers.f");
+    assert_eq!(e["error"]["code"], "job_handlers_not_allowed");
+    // A config handler is always allowed, and a job's spec never shows its environment.
+    let (s, e) = app
+        .post_job(&json!({"name": "bad", "model": "gpt-4.1", "input": "x", "tools": [tool("f")],
+                          "handlers": {"f": {"command": ["a"], "timeout": 7200}}}))
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["error"]["param"].as_str().unwrap().starts_with("handlers"), "{e}");
+    app.stop().await;
+}

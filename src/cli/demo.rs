@@ -107,6 +107,8 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
             default: vec!["console".into()],
             ..NotifyConfig::default()
         },
+        // The jobs file is the user's own, run on their machine: its handlers may run.
+        actions: respool_actions(),
         ..Config::default()
     };
     let app = Application::build(config, Clock::system()).await?;
@@ -127,13 +129,11 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
     client.upload_attachments(&parsed.blobs).await?;
     let mut ids = Vec::new();
     for s in &specs {
-        let mut body = s.request.clone();
-        body.insert("name".into(), json!(s.name));
+        // Every key of the job but its sinks (the demo tells its console).
+        let mut body = s.to_rest_body();
+        body.remove("notify");
         if let Some(t) = s.timeout {
             body.insert("timeout".into(), json!(t.as_secs().max(1)));
-        }
-        if !s.attachments.is_empty() {
-            body.insert("attachments".into(), json!(s.attachments));
         }
         let job: JobView = client
             .post("/v1/jobs", Some(&Value::Object(body)), None)
@@ -161,7 +161,11 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
             }
             jobs.push(j);
         }
-        if jobs.iter().all(|j| j.status.is_terminal()) {
+        // A job waiting for a person stops the demo too: it says how to answer.
+        if jobs
+            .iter()
+            .all(|j| j.status.is_terminal() || j.status == JobStatus::RequiresAction)
+        {
             break true;
         }
         if started.elapsed() > args.timeout {
@@ -261,4 +265,12 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
 
 fn init_quiet_logging(format: LogFormat) {
     super::logging::init_logging_with(format, "warn");
+}
+
+/// The demo's `actions`: a jobs file's own handlers run (it is the user's, on their machine).
+fn respool_actions() -> crate::config::ActionsConfig {
+    crate::config::ActionsConfig {
+        job_handlers: true,
+        ..Default::default()
+    }
 }

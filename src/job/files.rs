@@ -109,6 +109,10 @@ impl crate::job::spec::JobFiles for Beside {
         self.read_file(name, max, false)
     }
 
+    fn base_dir(&self) -> Option<std::path::PathBuf> {
+        std::path::absolute(&self.dir).ok()
+    }
+
     fn read_attachment(&self, name: &str, max: usize) -> Result<Vec<u8>, String> {
         self.read_file(name, max, true)
     }

@@ -1093,6 +1093,11 @@ pub trait JobFiles {
     }
     /// The files a glob pattern (`docs/*.pdf`) matches, sorted, as paths `read` takes.
     fn glob(&self, pattern: &str) -> Result<Vec<String>, String>;
+    /// The folder relative paths are read from (the jobs file's), when there is one: a
+    /// handler's command runs there unless it names its own `cwd` (relative to it).
+    fn base_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// A function of a path is a reader that lists no globs (tests, and the fuzzer).
@@ -1370,7 +1375,17 @@ pub fn parse_jobs_file_with_blobs(
             }
         };
         match JobSpec::from_value(value, &format!("#{}", i + 1)) {
-            Ok(spec) => {
+            Ok(mut spec) => {
+                // `command: [python3, weather.py]` beside the jobs file runs there.
+                if let Some(base) = files.base_dir() {
+                    for h in spec.handlers.values_mut().filter(|h| h.command.is_some()) {
+                        h.cwd = Some(match h.cwd.take() {
+                            Some(c) if c.is_absolute() => c,
+                            Some(c) => base.join(c),
+                            None => base.clone(),
+                        });
+                    }
+                }
                 if !has_name {
                     errors.push(Located {
                         file: file.to_string(),

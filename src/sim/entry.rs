@@ -84,6 +84,8 @@ pub(crate) struct Entry {
     pub(crate) answer_lost: Option<&'static str>,
     /// The webhook fault dropped this response's terminal event (every target, every attempt).
     pub(crate) webhook_dropped: bool,
+    /// Every live or resumed stream of it is cut after this many events (`stream_drop=N`).
+    pub(crate) stream_drop: Option<usize>,
 }
 
 impl Entry {

@@ -369,6 +369,15 @@ pub(crate) struct Overrides {
     pub mcp_error: bool,
     /// Listing each MCP server's tools fails (`mcp_list_error`), so none is called.
     pub mcp_list_error: bool,
+    /// How many function-call turns the model makes before it answers (`function_turns=N`,
+    /// or the input marker `SIM_FUNCTION_TURNS=N`; default 1).
+    pub function_turns: Option<usize>,
+    /// Every live or resumed stream of this response is cut after this many events
+    /// (`stream_drop=N`); the work goes on.
+    pub stream_drop: Option<usize>,
+    /// A client that leaves this response's background stream while it is still `queued`
+    /// leaves it `queued` forever (`stream_abort_sticks`; `Faults::stream_abort_sticks`).
+    pub stream_abort_sticks: bool,
 }
 
 impl Overrides {
@@ -416,6 +425,23 @@ impl Overrides {
                 "container_file_drop" => out.container_file_drop = true,
                 "mcp_error" => out.mcp_error = true,
                 "mcp_list_error" => out.mcp_list_error = true,
+                "function_turns" => {
+                    out.function_turns = Some(count_in(key, need()?, MAX_FUNCTION_TURNS)?);
+                }
+                "stream_drop" => {
+                    let n = need()?;
+                    out.stream_drop = Some(
+                        n.parse::<usize>()
+                            .ok()
+                            .filter(|n| (1..=MAX_STREAM_DROP).contains(n))
+                            .ok_or_else(|| {
+                                format!(
+                                    "stream_drop must be an integer from 1 to {MAX_STREAM_DROP}, got '{n}'"
+                                )
+                            })?,
+                    );
+                }
+                "stream_abort_sticks" => out.stream_abort_sticks = true,
                 other => return Err(format!("unknown sim directive '{other}'")),
             }
         }
@@ -427,6 +453,10 @@ impl Overrides {
 pub(crate) const MAX_IMAGES: usize = 4;
 /// The most files one code interpreter run may leave (`container_files=N`).
 pub(crate) const MAX_CONTAINER_FILES: usize = 5;
+/// The most function-call turns before an answer (`function_turns=N`).
+pub(crate) const MAX_FUNCTION_TURNS: usize = 10;
+/// The largest `stream_drop=N`.
+pub(crate) const MAX_STREAM_DROP: usize = 1_000_000;
 
 /// A count in `0..=max` for the directive (or input marker) `name`.
 pub(crate) fn count_in(name: &str, value: &str, max: usize) -> Result<usize, String> {
@@ -526,6 +556,14 @@ mod tests {
         assert!(o.stuck);
         let mcp = Overrides::parse("mcp_error; mcp_list_error").expect("valid spec");
         assert!(mcp.mcp_error && mcp.mcp_list_error);
+        let acts = Overrides::parse("function_turns=3;stream_drop=5;stream_abort_sticks")
+            .expect("valid spec");
+        assert_eq!(acts.function_turns, Some(3));
+        assert_eq!(acts.stream_drop, Some(5));
+        assert!(acts.stream_abort_sticks);
+        assert!(Overrides::parse("function_turns=11").is_err());
+        assert!(Overrides::parse("stream_drop=0").is_err());
+        assert!(Overrides::parse("stream_drop").is_err());
     }
 
     #[test]

@@ -9,13 +9,22 @@
 //! gives the same arguments and outputs. Nothing of a tool's `server_url`, `authorization` or
 //! `headers` reaches an item or the answer: only its `server_label`.
 //!
-//! A tool whose `require_approval` does not cover every tool it lists (absent is OpenAI's
-//! default `always`) is left out, as the simulator did before it knew MCP: OpenAI would end
-//! such a response with an `mcp_approval_request`, which is not simulated.
+//! A call that needs approval (`require_approval` absent, OpenAI's default `always`, or a
+//! filter that does not make it `never`) is not made: the response lists the server's tools,
+//! makes the unattended calls before it, then ends with an `mcp_approval_request` (`mcpr_…`)
+//! for it and no message. A follow-up create chained with `previous_response_id` carries an
+//! `mcp_approval_response`: approved, the model makes that call (an `mcp_call` carrying its
+//! `approval_request_id`, without listing the tools again) and answers; denied, it answers
+//! that the call was not approved. A follow-up makes no other call (the unattended ones were
+//! made in the turn that asked) and asks for no further approval. An
+//! `approval_request_id` the chain does not hold is a 400 naming `input` (wording
+//! UNCONFIRMED).
 
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::chain::Context;
+use super::error::ApiError;
 use super::ids;
 use super::output::{Step, chunks, ev, obfuscation, with_obfuscation};
 
@@ -112,8 +121,76 @@ pub(crate) struct PlannedCall {
     pub arguments: String,
     /// What the server answered (a JSON text), or `None` when the call failed.
     pub output: Option<String>,
+    /// The `mcp_approval_request` that let it be made, if one had to.
+    pub approval_request_id: Option<String>,
     /// What the answer says of it.
     summary: String,
+}
+
+/// An `mcp_approval_request` the model makes instead of a call.
+#[derive(Debug, Clone)]
+pub(crate) struct ApprovalRequest {
+    pub id: String,
+    pub name: &'static str,
+    pub arguments: String,
+}
+
+/// A client's `mcp_approval_response` to a request of the chain.
+#[derive(Debug, Clone)]
+pub(crate) struct Approval {
+    pub request_id: String,
+    pub server_label: String,
+    pub name: String,
+    pub arguments: String,
+    pub approve: bool,
+    pub reason: Option<String>,
+}
+
+/// Reads the create's `mcp_approval_response` items; each must answer an
+/// `mcp_approval_request` of the chain, else a 400 naming `input` (wording UNCONFIRMED).
+pub(crate) fn approvals(input_items: &[Value], ctx: &Context) -> Result<Vec<Approval>, ApiError> {
+    let mut out = Vec::new();
+    for item in input_items
+        .iter()
+        .filter(|i| i.get("type").and_then(Value::as_str) == Some("mcp_approval_response"))
+    {
+        let id = item
+            .get("approval_request_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let Some(request) = ctx.approval_requests.get(id) else {
+            return Err(ApiError::invalid(
+                format!(
+                    "No approval request found for approval response with approval_request_id {id}."
+                ),
+                Some("input"),
+                None,
+            ));
+        };
+        let field = |k: &str| {
+            request
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        out.push(Approval {
+            request_id: id.to_owned(),
+            server_label: field("server_label"),
+            name: field("name"),
+            arguments: field("arguments"),
+            approve: item
+                .get("approve")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            reason: item
+                .get("reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.trim().is_empty())
+                .map(str::to_owned),
+        });
+    }
+    Ok(out)
 }
 
 /// One MCP server a response uses: its listing and the calls made to it.
@@ -126,7 +203,13 @@ pub(crate) struct McpServer {
     tools: Vec<Value>,
     /// `mcp_list_tools.error`.
     list_error: Option<String>,
+    /// Whether this response lists its tools (a follow-up to an approval does not).
+    listed: bool,
     pub calls: Vec<PlannedCall>,
+    /// The approval the model asks for instead of its next call, if any.
+    pub approval_request: Option<ApprovalRequest>,
+    /// What the answer says of each call the client did not approve.
+    denied: Vec<String>,
 }
 
 /// How a response's MCP servers misbehave (`metadata.sim` directives).
@@ -164,16 +247,20 @@ fn host_part(label: &str) -> String {
     }
 }
 
-/// The MCP servers of a create's `tools` that the model uses unattended, with their calls:
-/// `search` for `topic`, then `fetch` of the first document found (each only when
-/// `allowed_tools` lists it), at most `budget` calls in all (`max_tool_calls`).
+/// The MCP servers of a create's `tools` and what the model does with each: `search` for
+/// `topic`, then `fetch` of the first document found (each only when `allowed_tools` lists
+/// it), at most `budget` calls in all (`max_tool_calls`). A call that needs approval becomes
+/// an `mcp_approval_request` and ends the calls, unless `approvals` (a follow-up) answer it.
 pub(crate) fn plan(
     tools: &[Value],
     topic: &str,
     faults: McpFaults,
     budget: usize,
+    approvals: &[Approval],
 ) -> Vec<McpServer> {
+    let follow_up = !approvals.is_empty();
     let mut budget = budget;
+    let mut asked = false;
     let mut servers = Vec::new();
     for tool in tools
         .iter()
@@ -188,45 +275,85 @@ pub(crate) fn plan(
             .iter()
             .filter(|t| allowed(tool, t.name))
             .collect();
-        if !offered.iter().all(|t| unattended(tool, t.name)) {
-            continue;
-        }
-        let list_id = ids::new("mcpl");
-        if faults.list_error {
-            servers.push(McpServer {
-                list_error: Some(list_error(&label)),
-                label,
-                list_id,
-                tools: Vec::new(),
-                calls: Vec::new(),
-            });
-            continue;
-        }
-        let listed = offered.iter().map(|t| t.listed()).collect();
-        let names: Vec<&'static str> = offered.iter().map(|t| t.name).collect();
-        let calls = calls(&label, topic, &names, faults.call_error, &mut budget);
-        servers.push(McpServer {
+        let mut server = McpServer {
             label,
-            list_id,
-            tools: listed,
+            list_id: ids::new("mcpl"),
+            tools: Vec::new(),
             list_error: None,
-            calls,
-        });
+            listed: !follow_up,
+            calls: Vec::new(),
+            approval_request: None,
+            denied: Vec::new(),
+        };
+        if faults.list_error && !follow_up {
+            server.list_error = Some(list_error(&server.label));
+            servers.push(server);
+            continue;
+        }
+        server.tools = offered.iter().map(|t| t.listed()).collect();
+        let docs = documents(&server.label, topic);
+        for t in &offered {
+            if asked || budget == 0 || (faults.call_error && !server.calls.is_empty()) {
+                break;
+            }
+            let name = t.name;
+            if unattended(tool, name) {
+                if follow_up {
+                    // Made in the turn that asked for approval already.
+                    continue;
+                }
+                budget -= 1;
+                let call = make_call(&server.label, topic, name, faults.call_error, &docs);
+                server.calls.push(call);
+                continue;
+            }
+            if !follow_up {
+                let (arguments, _, _) = call_content(&server.label, topic, name, &docs);
+                server.approval_request = Some(ApprovalRequest {
+                    id: ids::new("mcpr"),
+                    name,
+                    arguments: arguments.to_string(),
+                });
+                asked = true;
+                break;
+            }
+            let answer = approvals
+                .iter()
+                .find(|a| a.server_label == server.label && a.name == name);
+            match answer {
+                Some(a) if a.approve => {
+                    budget -= 1;
+                    let mut call = make_call(&server.label, topic, name, faults.call_error, &docs);
+                    call.approval_request_id = Some(a.request_id.clone());
+                    if !a.arguments.is_empty() {
+                        call.arguments = a.arguments.clone();
+                    }
+                    server.calls.push(call);
+                }
+                Some(a) => {
+                    let why = a
+                        .reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default();
+                    server.denied.push(format!(
+                        "The call to {}'s `{name}` tool was not approved{why}, so this answer does not draw on it.",
+                        server.label
+                    ));
+                }
+                None => {}
+            }
+        }
+        servers.push(server);
     }
     servers
 }
 
-/// The calls made to one server offering `names`.
-fn calls(
-    label: &str,
-    topic: &str,
-    names: &[&'static str],
-    fail: bool,
-    budget: &mut usize,
-) -> Vec<PlannedCall> {
+/// The two documents a server's `search` finds for `topic`: `(id, title, url)`.
+fn documents(label: &str, topic: &str) -> Vec<(String, String, String)> {
     let h = fnv(&format!("{label}\n{topic}"));
     let host = host_part(label);
-    let docs: Vec<(String, String, String)> = (0..2u64)
+    (0..2u64)
         .map(|n| {
             let id = format!("doc-{:08x}", (h >> (n * 16)) as u32);
             let short: String = topic.chars().take(40).collect();
@@ -234,55 +361,68 @@ fn calls(
             let url = format!("https://{host}.example.com/documents/{id}");
             (id, title, url)
         })
-        .collect();
-    let mut out = Vec::new();
-    for &name in names {
-        if *budget == 0 || (fail && !out.is_empty()) {
-            break;
-        }
-        *budget -= 1;
-        let (arguments, output, summary) = if name == "search" {
-            let results: Vec<Value> = docs
-                .iter()
-                .map(|(id, title, url)| json!({"id": id, "title": title, "url": url}))
-                .collect();
-            (
-                json!({"query": topic}),
-                json!({"results": results}),
-                format!(
-                    "Searched {label} for \"{topic}\" and found {} documents.",
-                    docs.len()
-                ),
-            )
-        } else {
-            let (id, title, url) = &docs[0];
-            let gist = "the rules, the exceptions and whom to ask";
-            let text = format!("What {label} holds on \"{topic}\": {gist}.");
-            (
-                json!({"id": id}),
-                json!({"id": id, "title": title, "text": text, "url": url, "metadata": null}),
-                format!("Read \"{title}\" ({id}): {gist}."),
-            )
-        };
-        let (output, summary) = if fail {
-            (
-                None,
-                format!(
-                    "The call to {label}'s `{name}` tool failed (HTTP 502 Bad Gateway), so this answer does not draw on {label}."
-                ),
-            )
-        } else {
-            (Some(output.to_string()), summary)
-        };
-        out.push(PlannedCall {
-            id: ids::new("mcp"),
-            name,
-            arguments: arguments.to_string(),
-            output,
-            summary,
-        });
+        .collect()
+}
+
+/// A call's arguments, the server's answer and what the answer says of it.
+fn call_content(
+    label: &str,
+    topic: &str,
+    name: &str,
+    docs: &[(String, String, String)],
+) -> (Value, Value, String) {
+    if name == "search" {
+        let results: Vec<Value> = docs
+            .iter()
+            .map(|(id, title, url)| json!({"id": id, "title": title, "url": url}))
+            .collect();
+        (
+            json!({"query": topic}),
+            json!({"results": results}),
+            format!(
+                "Searched {label} for \"{topic}\" and found {} documents.",
+                docs.len()
+            ),
+        )
+    } else {
+        let (id, title, url) = &docs[0];
+        let gist = "the rules, the exceptions and whom to ask";
+        let text = format!("What {label} holds on \"{topic}\": {gist}.");
+        (
+            json!({"id": id}),
+            json!({"id": id, "title": title, "text": text, "url": url, "metadata": null}),
+            format!("Read \"{title}\" ({id}): {gist}."),
+        )
     }
-    out
+}
+
+/// One call to `name` of the server `label`; it fails when `fail`.
+fn make_call(
+    label: &str,
+    topic: &str,
+    name: &'static str,
+    fail: bool,
+    docs: &[(String, String, String)],
+) -> PlannedCall {
+    let (arguments, output, summary) = call_content(label, topic, name, docs);
+    let (output, summary) = if fail {
+        (
+            None,
+            format!(
+                "The call to {label}'s `{name}` tool failed (HTTP 502 Bad Gateway), so this answer does not draw on {label}."
+            ),
+        )
+    } else {
+        (Some(output.to_string()), summary)
+    };
+    PlannedCall {
+        id: ids::new("mcp"),
+        name,
+        arguments: arguments.to_string(),
+        output,
+        approval_request_id: None,
+        summary,
+    }
 }
 
 impl McpServer {
@@ -312,7 +452,7 @@ impl McpServer {
             "arguments": arguments,
             "output": if ended { json!(call.output) } else { Value::Null },
             "error": error,
-            "approval_request_id": null,
+            "approval_request_id": call.approval_request_id,
             "status": status,
         })
     }
@@ -321,7 +461,7 @@ impl McpServer {
 /// Adds each server's listing to the planned output (two steps each: added and in progress;
 /// completed or failed, and done).
 pub(crate) fn list_steps(steps: &mut Vec<Step>, done: &mut Vec<Value>, servers: &[McpServer]) {
-    for server in servers {
+    for server in servers.iter().filter(|s| s.listed) {
         let idx = done.len();
         let at = json!({"output_index": idx, "item_id": server.list_id});
         let partial = server.list_item(false);
@@ -423,7 +563,36 @@ pub(crate) fn call_steps(
             });
             done.push(full);
         }
+        if let Some(request) = &server.approval_request {
+            let idx = done.len();
+            let item = json!({
+                "id": request.id,
+                "type": "mcp_approval_request",
+                "server_label": server.label,
+                "name": request.name,
+                "arguments": request.arguments,
+            });
+            done.push(item.clone());
+            steps.push(Step {
+                events: vec![
+                    ev(
+                        "response.output_item.added",
+                        json!({"output_index": idx, "item": item}),
+                    ),
+                    ev(
+                        "response.output_item.done",
+                        json!({"output_index": idx, "item": item}),
+                    ),
+                ],
+                output: done.clone(),
+            });
+        }
     }
+}
+
+/// Whether a server waits for the client to approve a call.
+pub(crate) fn awaits_approval(servers: &[McpServer]) -> bool {
+    servers.iter().any(|s| s.approval_request.is_some())
 }
 
 /// Appends what each server answered to the report (nothing without servers).
@@ -437,13 +606,18 @@ pub(crate) fn append_text(text: &mut String, servers: &[McpServer]) {
             ));
             continue;
         }
-        if server.calls.is_empty() {
+        if server.calls.is_empty() && server.denied.is_empty() {
             text.push_str(&format!(
                 "{label} was available, but this answer did not need it.\n\n"
             ));
             continue;
         }
-        let said: Vec<&str> = server.calls.iter().map(|c| c.summary.as_str()).collect();
+        let said: Vec<&str> = server
+            .calls
+            .iter()
+            .map(|c| c.summary.as_str())
+            .chain(server.denied.iter().map(String::as_str))
+            .collect();
         text.push_str(&said.join(" "));
         text.push_str("\n\n");
     }
@@ -481,6 +655,7 @@ mod tests {
             "Grüße aus Zürich",
             McpFaults::default(),
             9,
+            &[],
         );
         assert_eq!(servers.len(), 1);
         let s = &servers[0];
@@ -496,6 +671,7 @@ mod tests {
             "Grüße aus Zürich",
             McpFaults::default(),
             9,
+            &[],
         );
         assert_eq!(again[0].calls[1].output, s.calls[1].output);
     }
@@ -504,7 +680,7 @@ mod tests {
     fn allowed_tools_and_the_budget_limit_the_calls() {
         let f = McpFaults::default();
         let only = |allowed: Value| {
-            let s = plan(&[mcp(json!({"allowed_tools": allowed}))], "t", f, 9);
+            let s = plan(&[mcp(json!({"allowed_tools": allowed}))], "t", f, 9, &[]);
             (s[0].tools.len(), names(&s[0]).join(","))
         };
         assert_eq!(only(json!(["fetch"])), (1, "fetch".into()));
@@ -518,26 +694,78 @@ mod tests {
             "t",
             f,
             3,
+            &[],
         );
         assert_eq!((names(&two[0]).len(), names(&two[1]).len()), (2, 1));
     }
 
     #[test]
-    fn approval_must_cover_every_listed_tool() {
+    fn a_call_that_needs_approval_becomes_a_request() {
         let f = McpFaults::default();
-        let used = |approval: Value| {
-            !plan(&[mcp(json!({"require_approval": approval}))], "t", f, 9).is_empty()
+        let asked = |approval: Value| {
+            let s = plan(
+                &[mcp(json!({"require_approval": approval}))],
+                "t",
+                f,
+                9,
+                &[],
+            );
+            (
+                names(&s[0]).join(","),
+                s[0].approval_request.as_ref().map(|r| r.name),
+            )
         };
-        assert!(used(json!("never")));
-        assert!(!used(json!("always")));
-        assert!(!used(Value::Null));
-        assert!(used(json!({"never": {"tool_names": ["search", "fetch"]}})));
-        assert!(!used(json!({"never": {"tool_names": ["search"]}})));
-        assert!(!used(
-            json!({"never": {"tool_names": ["search", "fetch"]}, "always": {"tool_names": ["fetch"]}})
-        ));
+        assert_eq!(asked(json!("never")), ("search,fetch".into(), None));
+        assert_eq!(asked(json!("always")), (String::new(), Some("search")));
+        assert_eq!(asked(Value::Null), (String::new(), Some("search")));
+        assert_eq!(
+            asked(json!({"never": {"tool_names": ["search"]}})),
+            ("search".into(), Some("fetch"))
+        );
+        assert_eq!(
+            asked(
+                json!({"never": {"tool_names": ["search", "fetch"]}, "always": {"tool_names": ["fetch"]}})
+            ),
+            ("search".into(), Some("fetch"))
+        );
         let only_search = json!({"allowed_tools": ["search"], "require_approval": {"never": {"tool_names": ["search"]}}});
-        assert_eq!(names(&plan(&[mcp(only_search)], "t", f, 9)[0]), ["search"]);
+        assert_eq!(
+            names(&plan(&[mcp(only_search)], "t", f, 9, &[])[0]),
+            ["search"]
+        );
+
+        let tool = mcp(json!({"require_approval": "always"}));
+        let first = plan(std::slice::from_ref(&tool), "t", f, 9, &[]);
+        let request = first[0].approval_request.clone().expect("a request");
+        assert!(request.id.starts_with("mcpr_"));
+        assert!(awaits_approval(&first));
+        let answer = |approve: bool| Approval {
+            request_id: request.id.clone(),
+            server_label: "docs".into(),
+            name: "search".into(),
+            arguments: request.arguments.clone(),
+            approve,
+            reason: Some("not today".into()),
+        };
+        let approved = plan(std::slice::from_ref(&tool), "t", f, 9, &[answer(true)]);
+        assert_eq!(
+            names(&approved[0]),
+            ["search"],
+            "no new request in a follow-up"
+        );
+        assert_eq!(
+            approved[0].calls[0].approval_request_id.as_deref(),
+            Some(request.id.as_str())
+        );
+        assert!(!approved[0].listed && !awaits_approval(&approved));
+        let denied = plan(std::slice::from_ref(&tool), "t", f, 9, &[answer(false)]);
+        assert!(denied[0].calls.is_empty());
+        let mut text = String::new();
+        append_text(&mut text, &denied);
+        assert!(
+            text.contains("The call to docs's `search` tool was not approved (not today)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -550,6 +778,7 @@ mod tests {
                 call_error: false,
             },
             9,
+            &[],
         );
         assert!(listing[0].calls.is_empty() && listing[0].tools.is_empty());
         assert_eq!(
@@ -564,6 +793,7 @@ mod tests {
                 call_error: true,
             },
             9,
+            &[],
         );
         assert_eq!(names(&failing[0]), ["search"]);
         let item = failing[0].call_item(&failing[0].calls[0], "failed", "{}");
@@ -580,7 +810,7 @@ mod tests {
             "server_url": "https://u:pw-SECRET1@mcp.example.com/sse?token=SECRET2",
             "authorization": "SECRET3", "headers": {"X-Key": "SECRET4"},
         }));
-        let servers = plan(&[tool], "t", McpFaults::default(), 9);
+        let servers = plan(&[tool], "t", McpFaults::default(), 9, &[]);
         let mut text = String::new();
         append_text(&mut text, &servers);
         let (mut steps, mut done) = (Vec::new(), Vec::new());

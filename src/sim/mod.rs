@@ -1,5 +1,5 @@
 //! The upstream simulator: a fault-injectable stand-in for OpenAI's Responses API in
-//! background mode, faithful to `docs/upstream-api.md` (§1–§5, §7). `respool sim` runs it as
+//! background mode, faithful to `docs/upstream-api.md` (§1–§7). `respool sim` runs it as
 //! a server ([`run`]); tests and `respool demo` start it in process on a loopback port 0
 //! ([`spawn`]) and steer it through the [`SimHandle`] or the `/_sim/*` control API.
 //!
@@ -41,8 +41,34 @@
 //!   narrowed by `allowed_tools`) and `mcp_call`s before the message (`search`, then `fetch`
 //!   of what it found, within `max_tool_calls`), answered from the input; `mcp_error` fails
 //!   the first call (`error: {type: http_error, code: 502}`), `mcp_list_error` the listing.
-//!   A tool that needs approval is left out (no `mcp_approval_request` yet). `tools` is
-//!   echoed as sent, credentials included, so respool's own redaction is what gets tested.
+//!   A call that needs approval ends the response (completed, no message) with an
+//!   `mcp_approval_request` (`mcpr_…`); a follow-up chained to it with an
+//!   `mcp_approval_response` makes the call (`mcp_call.approval_request_id`) when approved
+//!   and says it was not approved when denied; an unknown `approval_request_id` is a 400
+//!   naming `input` (wording UNCONFIRMED). `tools` is echoed as sent, credentials included,
+//!   so respool's own redaction is what gets tested.
+//! - Function calling: `function` tools make the response end `completed` with one
+//!   `function_call` (`fc_…`, `call_…`, `arguments` a JSON string following `parameters`) per
+//!   tool and no message (only the first with `parallel_tool_calls: false`; `tool_choice`
+//!   `none` / `required` / `{type: function, name}` / `auto` honoured), for `function_turns=N`
+//!   turns (default 1) of the `previous_response_id` chain; then a create carrying
+//!   `function_call_output`s gets an answer quoting each. An output for an unknown `call_id`
+//!   is a 400 `No tool call found for function call output with call_id call_….`, a call of
+//!   the previous response left unanswered a 400 `No tool output found for function call
+//!   call_….` (both `param: input`; the second's param UNCONFIRMED). Streams carry
+//!   `response.function_call_arguments.delta`/`.done`; usage counts the arguments.
+//! - `/v1/conversations`: create (`items` ≤ 20), retrieve, update, delete, and the items
+//!   (cursor list, append, retrieve, delete); unknown ids 404 (wording UNCONFIRMED). A create
+//!   with `conversation` sees its items (the answer quotes the earlier turns, as it does for a
+//!   `previous_response_id` chain), echoes `conversation: {id}`, and appends its input and
+//!   output items when it completes; while it is queued or in progress another create on the
+//!   conversation is a 400 `conversation_locked` ("Another process is currently operating on
+//!   this conversation. Please retry in a few seconds.", `param: conversation`; as reported
+//!   for concurrent requests, UNCONFIRMED for a background response's whole run).
+//!   [`SimHandle::conversations`] shows them.
+//! - Streams spread their events over the whole run (a response's steps are evenly spaced),
+//!   so a long deep-research run shows reasoning summary parts, web searches and text deltas
+//!   every few seconds.
 //! - Control: `GET /_sim/stats`, `GET /_sim/responses[?job_id=…]` (every response created,
 //!   per `metadata.respool_job_id`: status, output text, whether its answer was lost; see
 //!   [`SimResponse`]), `GET|POST /_sim/faults` (a [`Faults`] JSON, replaces),
@@ -88,6 +114,9 @@
 //!            | "container_file_drop"        ; each saved file's first download answers 500
 //!            | "mcp_error"                  ; each MCP server's first call fails (HTTP 502)
 //!            | "mcp_list_error"             ; listing each MCP server's tools fails (424)
+//!            | "function_turns=" 0-10       ; function-call turns before the answer (default 1)
+//!            | "stream_drop=" 1-1000000     ; every live or resumed stream cut after N events
+//!            | "stream_abort_sticks"        ; a client leaving its stream while queued: stuck
 //! outcome    = "completed" | "failed" [ ":" error-code ] | "incomplete" [ ":" reason ]
 //! reason     = "max_output_tokens" | "content_filter"
 //! output     = "report"                     ; a report quoting the input, with citations
@@ -100,9 +129,14 @@
 //! ```
 //! Example: `queue=1s;run=5s;outcome=failed:vector_store_timeout;webhook=drop`.
 //!
-//! The input text may carry `SIM_IMAGE_COUNT=N` and `SIM_CONTAINER_FILES=N` instead of the
-//! `images=` and `container_files=` directives (which win over them), for clients that
-//! control only the prompt.
+//! The input text may carry `SIM_IMAGE_COUNT=N`, `SIM_CONTAINER_FILES=N` and
+//! `SIM_FUNCTION_TURNS=N` instead of the `images=`, `container_files=` and `function_turns=`
+//! directives (which win over them), for clients that control only the prompt (a follow-up
+//! that carries only tool outputs reads them from the chain's last question).
+//!
+//! The resume window of `GET ?stream=true` is [`SimConfig::stream_resume_window`]
+//! (`respool sim --resume-window`, default 5 minutes); past it the answer is OpenAI's 400
+//! "… more than 5 minutes old." whatever the window, so a test can reach it in a second.
 //!
 //! A single request can also carry `x-sim-fault: 429 | quota | 500 | 502 | 503 |
 //! 500-noretry | 502-noretry | 503-noretry | hang | drop_before_create |
@@ -122,7 +156,10 @@
 //!   citations and `file_search_call`. `tools.rs`: what the hosted tools made; `images.rs`:
 //!   image generation and the PNGs; `code_interpreter.rs`: the code a run writes, its files
 //!   and citations; `containers.rs`: containers and their expiry; `container_routes.rs`:
-//!   `/v1/containers`; `mcp.rs`: remote MCP servers' listings and calls; `markers.rs`:
+//!   `/v1/containers`; `mcp.rs`: remote MCP servers' listings, calls and approvals;
+//!   `functions.rs`: function calls and their outputs; `chain.rs`: what the earlier turns
+//!   (chain or conversation) leave a create; `conversations.rs`: the conversation store;
+//!   `conversation_routes.rs`: `/v1/conversations`; `markers.rs`:
 //!   `SIM_…` markers in the input. `server.rs`: routes.
 //!   `headers.rs`: request id and rate-limit headers. `error.rs`: the error envelope.
 //!   `broken.rs`: answers that are not the API's (dropped connections, proxy pages).
@@ -130,9 +167,12 @@
 
 mod args;
 mod broken;
+mod chain;
 mod code_interpreter;
 mod container_routes;
 mod containers;
+mod conversation_routes;
+mod conversations;
 mod endpoint_params;
 mod endpoints;
 mod entry;
@@ -141,6 +181,7 @@ mod faults;
 mod file_inputs;
 mod file_routes;
 mod files;
+mod functions;
 mod grounding;
 mod headers;
 mod ids;
@@ -200,7 +241,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Seed for the RNG behind every random decision; `None` seeds from the OS.
     pub seed: Option<u64>,
-    /// Age (from creation) after which `GET ?stream=true` answers 400 (OpenAI: 5 minutes).
+    /// Age (from creation) after which `GET ?stream=true` answers OpenAI's 400 "… more than 5
+    /// minutes old." (OpenAI: 5 minutes; shorter in tests).
     pub stream_resume_window: Duration,
     /// Cancel clears `output` (the Azure contract) instead of keeping the partial output.
     pub cancel_clears_output: bool,
@@ -277,6 +319,19 @@ impl std::fmt::Debug for SimConfig {
             .field("file_processing_time", &self.file_processing_time)
             .finish()
     }
+}
+
+/// A conversation as the simulator holds it ([`SimHandle::conversations`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConversation {
+    /// `conv_…`.
+    pub id: String,
+    /// Its metadata object.
+    pub metadata: serde_json::Value,
+    /// Its items, oldest first.
+    pub items: Vec<serde_json::Value>,
+    /// Deleted with `DELETE /v1/conversations/{id}`.
+    pub deleted: bool,
 }
 
 /// Counters of what the simulator served (also `GET /_sim/stats`).
@@ -584,6 +639,24 @@ impl SimHandle {
     /// response is deleted. Tests check with it what a client sent.
     pub fn request(&self, response_id: &str) -> Option<serde_json::Value> {
         self.shared.lock().requests.get(response_id).cloned()
+    }
+
+    /// Every conversation, oldest first, deleted ones included, with its items as
+    /// `GET /v1/conversations/{id}/items?order=asc` lists them (finished responses settled).
+    pub fn conversations(&self) -> Vec<SimConversation> {
+        self.shared.settle_conversations();
+        let inner = self.shared.lock();
+        inner
+            .conversations
+            .list
+            .iter()
+            .map(|c| SimConversation {
+                id: c.id.clone(),
+                metadata: serde_json::Value::Object(c.metadata.clone()),
+                items: c.items.clone(),
+                deleted: c.deleted,
+            })
+            .collect()
     }
 
     /// Stops the server, the clock and every webhook task, and waits for them.

@@ -126,7 +126,9 @@ fn report(
             "type": "url_citation", "start_index": start, "end_index": end, "url": url, "title": title,
         }));
     };
-    text.push_str(&format!("# Report: {topic}\n\n> {quote}\n\n## Summary\n\n"));
+    text.push_str(&format!("# Report: {topic}\n\n> {quote}\n\n"));
+    artifacts.context_text(&mut text);
+    text.push_str("## Summary\n\n");
     text.push_str(&format!("This report looks at \"{topic}\". {}", filler(0)));
     cite(&mut text, &sources[0]);
     text.push_str(&format!("\n\n## Findings\n\n1. {}", filler(1)));
@@ -273,6 +275,7 @@ pub(crate) fn generate(
     let (report_text, report_annotations, sources) = report(&req.input_text, grounding, artifacts);
     let topic = topic_of(&req.input_text);
     let body = Value::Object(req.body.clone());
+    let awaits_client = artifacts.awaits_client();
     let (full_text, all_annotations) = match (
         shaped_text(&req.overrides.output),
         crate::structured::Format::of(&body),
@@ -290,13 +293,14 @@ pub(crate) fn generate(
         ),
         (None, None) => (report_text, report_annotations),
     };
+    // Calling functions, the model stops to wait for their outputs: no message.
+    let (full_text, all_annotations) = if awaits_client {
+        (String::new(), Vec::new())
+    } else {
+        (full_text, all_annotations)
+    };
     // A refusal is a `refusal` content part, streamed with `response.refusal.*` events.
     let refusing = matches!(req.overrides.output, OutputShape::Refusal(_));
-    let (part_type, text_key, event) = if refusing {
-        ("refusal", "refusal", "response.refusal")
-    } else {
-        ("output_text", "text", "response.output_text")
-    };
 
     // Decide how much text is produced.
     let mut outcome = outcome;
@@ -331,56 +335,24 @@ pub(crate) fn generate(
     artifacts.list_steps(&mut steps, &mut done);
 
     if req.has_reasoning {
-        let summary = format!(
+        let mut summaries = vec![format!(
             "**Planning the answer**\n\nThe request asks about \"{topic}\". I will gather a few sources, compare them and write a short report with citations."
-        );
-        reasoning_tokens = tokens(summary.chars().count()) * 3;
-        let id = ids::new("rs");
-        let idx = done.len();
-        let encrypted = format!("gAAAAA{}", ulid::Ulid::new());
-        let partial =
-            json!({"id": id, "type": "reasoning", "summary": [], "encrypted_content": encrypted});
-        let full = json!({"id": id, "type": "reasoning", "summary": [{"type": "summary_text", "text": summary}], "encrypted_content": encrypted});
-        let mut out = done.clone();
-        out.push(partial.clone());
-        steps.push(Step {
-            events: vec![ev(
-                "response.output_item.added",
-                json!({"output_index": idx, "item": partial}),
-            )],
-            output: out,
-        });
-        let part = json!({"type": "summary_text", "text": summary});
-        let events = vec![
-            ev(
-                "response.reasoning_summary_part.added",
-                json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
-            ),
-            ev(
-                "response.reasoning_summary_text.delta",
-                with_obfuscation(
-                    json!({"item_id": id, "output_index": idx, "summary_index": 0, "delta": summary}),
-                    obfuscation(rng, obf),
-                ),
-            ),
-            ev(
-                "response.reasoning_summary_text.done",
-                json!({"item_id": id, "output_index": idx, "summary_index": 0, "text": summary}),
-            ),
-            ev(
-                "response.reasoning_summary_part.done",
-                json!({"item_id": id, "output_index": idx, "summary_index": 0, "part": part}),
-            ),
-            ev(
-                "response.output_item.done",
-                json!({"output_index": idx, "item": full}),
-            ),
-        ];
-        done.push(full);
-        steps.push(Step {
-            events,
-            output: done.clone(),
-        });
+        )];
+        if req.is_deep_research() {
+            // Deep research thinks at length: several summary parts, each its own step, so a
+            // watcher of a long run sees it think.
+            summaries.push(format!(
+                "**Choosing what to search**\n\nI will look for recent studies and statistics on \"{topic}\", and for the main points where sources disagree."
+            ));
+            summaries.push(
+                "**Outlining the report**\n\nA summary first, then the findings with a citation each, then a short conclusion.".to_owned(),
+            );
+        }
+        reasoning_tokens = summaries
+            .iter()
+            .map(|s| tokens(s.chars().count()) * 3)
+            .sum();
+        reasoning_steps(&mut steps, &mut done, &summaries, obf, rng);
     }
 
     if let Some(searched) = &grounding.search {
@@ -416,7 +388,144 @@ pub(crate) fn generate(
 
     artifacts.steps(&mut steps, &mut done, &req.include, obf, rng);
 
-    // The message: added, text deltas in a few steps, done.
+    if !awaits_client {
+        message_steps(
+            &mut steps,
+            &mut done,
+            &text,
+            annotations,
+            refusing,
+            incomplete,
+            obf,
+            rng,
+        );
+    }
+
+    let (steps, final_output, usage) = match &outcome {
+        Outcome::Failed { .. } => {
+            let keep = steps.len() / 2;
+            let mut steps = steps;
+            steps.truncate(keep);
+            let last = steps.last().map(|s| s.output.clone()).unwrap_or_default();
+            (steps, last, None)
+        }
+        _ => {
+            let input_tokens = tokens(req.input_text.chars().count()).max(1);
+            let output_tokens = match (&outcome, req.max_output_tokens) {
+                (Outcome::Incomplete { reason }, Some(max)) if reason == "max_output_tokens" => max,
+                // The model wrote the tools' code and arguments too; images cost no output
+                // tokens here.
+                _ => tokens(text_len) + tokens(artifacts.written_chars()) + reasoning_tokens,
+            };
+            let usage = json!({
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": reasoning_tokens.min(output_tokens)},
+                "total_tokens": input_tokens + output_tokens,
+            });
+            (steps, done, Some(usage))
+        }
+    };
+    Generated {
+        steps,
+        final_output,
+        usage,
+        outcome,
+    }
+}
+
+/// Adds a reasoning item to the planned output: added, then one step per summary part
+/// (part added, its text, part done), the last one also ending the item.
+fn reasoning_steps(
+    steps: &mut Vec<Step>,
+    done: &mut Vec<Value>,
+    summaries: &[String],
+    obf: bool,
+    rng: &mut impl Rng,
+) {
+    let id = ids::new("rs");
+    let idx = done.len();
+    let encrypted = format!("gAAAAA{}", ulid::Ulid::new());
+    let item = |parts: &[String]| {
+        let summary: Vec<Value> = parts
+            .iter()
+            .map(|t| json!({"type": "summary_text", "text": t}))
+            .collect();
+        json!({"id": id, "type": "reasoning", "summary": summary, "encrypted_content": encrypted})
+    };
+    let mut out = done.clone();
+    out.push(item(&[]));
+    steps.push(Step {
+        events: vec![ev(
+            "response.output_item.added",
+            json!({"output_index": idx, "item": item(&[])}),
+        )],
+        output: out,
+    });
+    for (n, summary) in summaries.iter().enumerate() {
+        let at = |extra: Value| {
+            let mut fields = json!({"item_id": id, "output_index": idx, "summary_index": n});
+            if let (Some(f), Value::Object(extra)) = (fields.as_object_mut(), extra) {
+                f.extend(extra);
+            }
+            fields
+        };
+        let mut events = vec![
+            ev(
+                "response.reasoning_summary_part.added",
+                at(json!({"part": {"type": "summary_text", "text": ""}})),
+            ),
+            ev(
+                "response.reasoning_summary_text.delta",
+                with_obfuscation(at(json!({"delta": summary})), obfuscation(rng, obf)),
+            ),
+            ev(
+                "response.reasoning_summary_text.done",
+                at(json!({"text": summary})),
+            ),
+            ev(
+                "response.reasoning_summary_part.done",
+                at(json!({"part": {"type": "summary_text", "text": summary}})),
+            ),
+        ];
+        let so_far = item(&summaries[..=n]);
+        let last = n + 1 == summaries.len();
+        if last {
+            events.push(ev(
+                "response.output_item.done",
+                json!({"output_index": idx, "item": so_far}),
+            ));
+        }
+        let mut out = done.clone();
+        out.push(so_far.clone());
+        if last {
+            done.push(so_far);
+        }
+        steps.push(Step {
+            events,
+            output: if last { done.clone() } else { out },
+        });
+    }
+}
+
+/// Adds the message to the planned output: added, text deltas in a few steps, done.
+#[allow(clippy::too_many_arguments)]
+fn message_steps(
+    steps: &mut Vec<Step>,
+    done: &mut Vec<Value>,
+    text: &str,
+    annotations: Vec<Value>,
+    refusing: bool,
+    incomplete: bool,
+    obf: bool,
+    rng: &mut impl Rng,
+) {
+    let (part_type, text_key, event) = if refusing {
+        ("refusal", "refusal", "response.refusal")
+    } else {
+        ("output_text", "text", "response.output_text")
+    };
     let id = ids::new("msg");
     let idx = done.len();
     let part_of = |text: &str, annotations: Vec<Value>| {
@@ -449,7 +558,7 @@ pub(crate) fn generate(
         ],
         output: out,
     });
-    let deltas = chunks(&text);
+    let deltas = chunks(text);
     let per_step = deltas.len().div_ceil(8).max(1);
     let mut so_far = String::new();
     let mut announced = 0;
@@ -494,8 +603,8 @@ pub(crate) fn generate(
     } else {
         "completed"
     };
-    let final_message = message(status, &text, annotations.clone());
-    let part = part_of(&text, annotations);
+    let final_message = message(status, text, annotations.clone());
+    let part = part_of(text, annotations);
     let mut text_done =
         json!({"item_id": id, "output_index": idx, "content_index": 0, text_key: text});
     if !refusing {
@@ -516,38 +625,6 @@ pub(crate) fn generate(
         ],
         output: done.clone(),
     });
-
-    let (steps, final_output, usage) = match &outcome {
-        Outcome::Failed { .. } => {
-            let keep = steps.len() / 2;
-            let mut steps = steps;
-            steps.truncate(keep);
-            let last = steps.last().map(|s| s.output.clone()).unwrap_or_default();
-            (steps, last, None)
-        }
-        _ => {
-            let input_tokens = tokens(req.input_text.chars().count()).max(1);
-            let output_tokens = match (&outcome, req.max_output_tokens) {
-                (Outcome::Incomplete { reason }, Some(max)) if reason == "max_output_tokens" => max,
-                // The model wrote the tools' code too; images cost no output tokens here.
-                _ => tokens(text_len) + tokens(artifacts.written_chars()) + reasoning_tokens,
-            };
-            let usage = json!({
-                "input_tokens": input_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": reasoning_tokens.min(output_tokens)},
-                "total_tokens": input_tokens + output_tokens,
-            });
-            (steps, done, Some(usage))
-        }
-    };
-    Generated {
-        steps,
-        final_output,
-        usage,
-        outcome,
-    }
 }
 
 /// Applies `include` to output items: `web_search_call.action.sources`,
@@ -627,6 +704,50 @@ mod tests {
         assert_eq!(line.len(), 1500);
         assert!(line.is_ascii() && !line.contains('\n'));
         assert_eq!(shaped_text(&OutputShape::Line(0)).as_deref(), Some(""));
+    }
+
+    /// A long deep-research run shows progress all along: its steps (each applied at
+    /// `run * (i + 1) / (n + 1)`, `entry.rs`) are many enough that a 40 s run changes at least
+    /// every 3 s, and reasoning, web searches and text deltas each come in several steps.
+    #[test]
+    fn a_deep_research_run_spreads_its_events_over_the_whole_run() {
+        let req = super::super::validate::parse_create(
+            json!({"model": "o3-deep-research", "input": "Effects of remote work on productivity",
+                   "tools": [{"type": "web_search_preview"}], "reasoning": {"summary": "auto"},
+                   "background": true, "stream": true})
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("valid create");
+        let g = generate(
+            &req,
+            &Grounding::default(),
+            &Artifacts::default(),
+            Outcome::Completed,
+            &mut rand::rng(),
+        );
+        let run = std::time::Duration::from_secs(40);
+        let gap = run / (g.steps.len() as u32 + 1);
+        assert!(
+            gap <= std::time::Duration::from_secs(3),
+            "{} steps: {gap:?}",
+            g.steps.len()
+        );
+        let steps_with = |kind: &str| {
+            g.steps
+                .iter()
+                .filter(|s| s.events.iter().any(|(k, _)| k.starts_with(kind)))
+                .count()
+        };
+        assert!(
+            steps_with("response.reasoning_summary") >= 3,
+            "reasoning spread out"
+        );
+        assert!(steps_with("response.web_search_call") >= 6);
+        assert!(steps_with("response.output_text.delta") >= 6);
+        // No long stretch of the run without an event: the longest run of steps without
+        // one is a single step.
+        assert!(g.steps.iter().all(|s| !s.events.is_empty()));
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub(crate) fn router(
         .merge(super::file_routes::routes())
         .merge(super::vector_store_routes::routes())
         .merge(super::container_routes::routes())
+        .merge(super::conversation_routes::routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(app.clone(), gate));
     Router::new()
@@ -263,6 +264,8 @@ async fn create(
         req.include.clone(),
         req.overrides.hang,
     );
+    let (forced_cut, forced_sticks) =
+        (req.overrides.stream_drop, req.overrides.stream_abort_sticks);
     let forced = headers
         .get("x-sim-fault")
         .and_then(|v| v.to_str().ok())
@@ -277,9 +280,14 @@ async fn create(
             _ => CreateFault::roll(&mut inner.rng, &faults),
         };
         let hang = roll(&mut inner.rng, faults.create_accept_then_hang);
-        let cut = (stream && roll(&mut inner.rng, faults.stream_drop))
-            .then(|| inner.rng.random_range(2..8));
-        let sticks = stream && background && roll(&mut inner.rng, faults.stream_abort_sticks);
+        let cut = match forced_cut {
+            Some(n) => Some(n),
+            None => (stream && roll(&mut inner.rng, faults.stream_drop))
+                .then(|| inner.rng.random_range(2..8)),
+        };
+        let sticks = stream
+            && background
+            && (forced_sticks || roll(&mut inner.rng, faults.stream_abort_sticks));
         let gateway = if inner.rng.random_bool(0.5) {
             StatusCode::BAD_GATEWAY
         } else {
@@ -394,11 +402,12 @@ async fn retrieve(
         return Ok(axum::Json(render(&snapshot, &q.include)).into_response());
     }
     let window = app.shared.config.stream_resume_window;
-    let (background, streamed, age) = app.shared.with_entry(&id, |e| {
+    let (background, streamed, age, cut) = app.shared.with_entry(&id, |e| {
         (
             e.background,
             e.streamed,
             Instant::now().duration_since(e.created),
+            e.stream_drop,
         )
     })?;
     if !background {
@@ -416,11 +425,9 @@ async fn retrieve(
         ));
     }
     if age > window {
-        let minutes = window.as_secs().div_ceil(60).max(1);
+        // OpenAI's text, whatever window a test configured (`SimConfig::stream_resume_window`).
         return Err(ApiError::invalid(
-            format!(
-                "This response can no longer be streamed because it is more than {minutes} minutes old."
-            ),
+            "This response can no longer be streamed because it is more than 5 minutes old.",
             Some("stream"),
             None,
         ));
@@ -429,7 +436,7 @@ async fn retrieve(
         app.shared.clone(),
         id,
         q.starting_after,
-        None,
+        cut,
         false,
         app.cancel.clone(),
     ))

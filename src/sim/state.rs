@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
+use super::chain::{Context, Turn};
+use super::conversations::{self, Conversations};
 use super::endpoints::Endpoints;
 pub(crate) use super::entry::{Entry, Status, WebhookJob};
 use super::error::ApiError;
@@ -48,6 +50,48 @@ pub(crate) struct Inner {
     pub requests: HashMap<String, Value>,
     /// Uploaded files and vector stores (`/v1/files`, `/v1/vector_stores`).
     pub storage: Storage,
+    /// Conversations (`/v1/conversations`).
+    pub conversations: Conversations,
+}
+
+/// How many responses back a chain is followed, at most.
+const MAX_CHAIN: usize = 1000;
+
+impl Inner {
+    /// What the chain ending at `prev` (a stored response) leaves a create.
+    fn chain_context(&self, prev: &str) -> Context {
+        let mut ids = Vec::new();
+        let mut at = Some(prev.to_owned());
+        while let Some(id) = at.take() {
+            if ids.len() >= MAX_CHAIN || ids.contains(&id) {
+                break;
+            }
+            let Some(entry) = self.entries.get(&id) else {
+                break;
+            };
+            at = entry
+                .snapshot
+                .get("previous_response_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            ids.push(id);
+        }
+        let empty = Vec::new();
+        let turns: Vec<Turn<'_>> = ids
+            .iter()
+            .rev()
+            .filter_map(|id| self.entries.get(id))
+            .map(|e| Turn {
+                input: &e.input_items,
+                output: e
+                    .snapshot
+                    .get("output")
+                    .and_then(Value::as_array)
+                    .unwrap_or(&empty),
+            })
+            .collect();
+        Context::of_chain(&turns)
+    }
 }
 
 /// State shared by the server, the clock task, streams and webhook senders.
@@ -84,6 +128,7 @@ impl Shared {
             created: Vec::new(),
             requests: HashMap::new(),
             storage: Storage::default(),
+            conversations: Conversations::default(),
         };
         let (webhook_tx, rx) = mpsc::channel(config.webhook_max_pending.max(1));
         let shared = Self {
@@ -124,20 +169,48 @@ impl Shared {
     /// one will.
     pub fn create(
         &self,
-        req: CreateRequest,
+        mut req: CreateRequest,
         answer_lost: Option<&'static str>,
     ) -> Result<(String, Value), ApiError> {
+        self.settle_conversations();
         let now = Instant::now();
         let id = ids::new("resp");
         let mut inner = self.lock();
-        if let Some(prev) = &req.previous_response_id
-            && !inner.entries.get(prev).is_some_and(|e| e.stored)
+        let context = match &req.previous_response_id {
+            _ if req.conversation.is_some() => {
+                let conv = req.conversation.as_deref().unwrap_or("");
+                let c = inner
+                    .conversations
+                    .get(conv)
+                    .ok_or_else(|| conversations::not_found(conv, Some("conversation")))?;
+                if c.busy.is_some() {
+                    return Err(conversations::locked());
+                }
+                Context::of_conversation(&c.items)
+            }
+            Some(prev) if !inner.entries.get(prev).is_some_and(|e| e.stored) => {
+                return Err(ApiError::invalid(
+                    format!("Previous response with id '{prev}' not found."),
+                    Some("previous_response_id"),
+                    Some("previous_response_not_found"),
+                ));
+            }
+            Some(prev) => inner.chain_context(prev),
+            None => Context::default(),
+        };
+        // A follow-up that carries only tool outputs is about the chain's last question.
+        if req.input_text.trim().is_empty()
+            && let Some(text) = &context.last_user_text
         {
-            return Err(ApiError::invalid(
-                format!("Previous response with id '{prev}' not found."),
-                Some("previous_response_id"),
-                Some("previous_response_not_found"),
-            ));
+            req.input_text = text.clone();
+            // Its markers still count: the model sees the question they came with.
+            req.overrides.apply_markers(text).map_err(|e| {
+                ApiError::invalid(
+                    format!("Invalid 'input': {e}."),
+                    Some("input"),
+                    Some("invalid_value"),
+                )
+            })?;
         }
         let grounding =
             inner
@@ -172,7 +245,14 @@ impl Shared {
         };
         let artifacts = {
             let inner = &mut *inner;
-            Artifacts::make(&req, &id, &mut inner.storage, &faults, &mut inner.rng)?
+            Artifacts::make(
+                &req,
+                &id,
+                &mut inner.storage,
+                &faults,
+                &context,
+                &mut inner.rng,
+            )?
         };
         let generated = output::generate(&req, &grounding, &artifacts, outcome, &mut inner.rng);
         let status = if req.background {
@@ -208,6 +288,7 @@ impl Shared {
                 .map(str::to_owned),
             answer_lost,
             webhook_dropped: false,
+            stream_drop: o.stream_drop,
         };
         entry.push_lifecycle("response.created");
         if status == Status::Queued {
@@ -233,11 +314,48 @@ impl Shared {
             .requests
             .insert(id.clone(), Value::Object(req.body.clone()));
         inner.entries.insert(id.clone(), entry);
+        if let Some(c) = req
+            .conversation
+            .as_deref()
+            .and_then(|c| inner.conversations.get(c))
+        {
+            c.busy = Some(id.clone());
+        }
         drop(inner);
         self.wake.notify_one();
         self.changed();
         self.emit(job);
         Ok((id, snapshot))
+    }
+
+    /// Appends the items of every finished response to its conversation (advancing the
+    /// responses conversations wait on to now first).
+    pub fn settle_conversations(&self) {
+        let now = Instant::now();
+        let mut jobs = Vec::new();
+        let mut inner = self.lock();
+        let busy: Vec<String> = inner
+            .conversations
+            .list
+            .iter()
+            .filter_map(|c| c.busy.clone())
+            .collect();
+        for id in busy {
+            if let Some(entry) = inner.entries.get_mut(&id) {
+                jobs.extend(entry.advance(&id, now));
+            }
+        }
+        {
+            let inner = &mut *inner;
+            inner.conversations.settle(&inner.entries);
+        }
+        drop(inner);
+        if !jobs.is_empty() {
+            self.changed();
+        }
+        for job in jobs {
+            self.emit(Some(job));
+        }
     }
 
     /// Advances every response whose deadline passed; returns the next deadline.

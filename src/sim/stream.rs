@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{Shared, Status};
 
+/// How long a stream that is cut waits, after its last event, before it breaks.
+const CUT_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
 struct Cursor {
     shared: Arc<Shared>,
     id: String,
@@ -87,6 +90,12 @@ pub(crate) fn sse(
         loop {
             if c.cut_after.is_some_and(|cut| c.sent >= cut) {
                 c.done = true;
+                // Let the server flush the events sent so far before the connection is cut:
+                // an error right behind a chunk can drop it with the connection.
+                tokio::select! {
+                    () = c.cancel.cancelled() => {}
+                    () = tokio::time::sleep(CUT_FLUSH) => {}
+                }
                 let err = std::io::Error::new(
                     std::io::ErrorKind::ConnectionAborted,
                     "sim: stream dropped",

@@ -3,16 +3,19 @@
 //! container and files (`code_interpreter.rs`, `containers.rs`), and the listings and calls
 //! of remote MCP servers (`mcp.rs`); and how they show in the response: their output items,
 //! before the message, and the answer's image captions, `container_file_citation`s and what
-//! the MCP servers said.
+//! the MCP servers said. Function calls (`functions.rs`) and what the earlier turns left
+//! (`chain.rs`) travel here too: they shape the output the same way.
 
 use rand::Rng;
 use serde_json::Value;
 
+use super::chain::Context;
 use super::code_interpreter::{Analysis, CodeRun};
 use super::containers::RunFaults;
 use super::error::ApiError;
 use super::faults::{Faults, roll};
 use super::files::Storage;
+use super::functions::{self, Functions};
 use super::images::{self, ImageTool, PlannedImage};
 use super::mcp::{self, McpFaults, McpServer};
 use super::output::{Step, topic_of, web_searches};
@@ -31,6 +34,10 @@ pub(crate) struct Artifacts {
     pub code: Option<CodeRun>,
     /// The MCP servers used unattended, with their calls.
     pub mcp: Vec<McpServer>,
+    /// The function calls made and the outputs answered.
+    pub functions: Functions,
+    /// What the earlier turns (chain or conversation) left.
+    pub context: Context,
 }
 
 impl Artifacts {
@@ -43,8 +50,11 @@ impl Artifacts {
         response_id: &str,
         storage: &mut Storage,
         faults: &Faults,
+        context: &Context,
         rng: &mut impl Rng,
     ) -> Result<Self, ApiError> {
+        functions::check_choice(req)?;
+        let answered = functions::check_outputs(req, context)?;
         let topic = topic_of(&req.input_text);
         let code = match &req.code_tool {
             Some(tool) => {
@@ -76,13 +86,28 @@ impl Artifacts {
             call_error: req.overrides.mcp_error,
         };
         let budget = req.max_tool_calls().saturating_sub(web_searches(req));
-        let mcp = mcp::plan(&req.tools, &topic, mcp_faults, budget);
+        let approvals = mcp::approvals(&req.input_items, context)?;
+        let mcp = mcp::plan(&req.tools, &topic, mcp_faults, budget, &approvals);
         Ok(Self {
             image_tool: req.image_tool.clone(),
             images,
             code,
             mcp,
+            functions: functions::plan(req, context, answered),
+            context: context.clone(),
         })
+    }
+
+    /// Whether the response ends waiting for the client (function calls to run, an MCP call
+    /// to approve) instead of answering: it then has no message.
+    pub(crate) fn awaits_client(&self) -> bool {
+        !self.functions.calls.is_empty() || mcp::awaits_approval(&self.mcp)
+    }
+
+    /// What the answer says before its summary: the earlier turns and the function outputs.
+    pub(crate) fn context_text(&self, text: &mut String) {
+        text.push_str(&self.context.earlier_text());
+        self.functions.append_text(text);
     }
 
     /// Appends to the answer what the MCP servers said, the files the code saved (cited) and
@@ -119,11 +144,14 @@ impl Artifacts {
         if let Some(tool) = &self.image_tool {
             images::steps(steps, done, tool, &self.images);
         }
+        self.functions.steps(steps, done, obfuscate, rng);
     }
 
     /// The characters the model wrote for the tools (the code, the MCP calls' arguments),
     /// for usage.
     pub(crate) fn written_chars(&self) -> usize {
-        self.code.as_ref().map_or(0, |run| run.code.chars().count()) + mcp::written_chars(&self.mcp)
+        self.code.as_ref().map_or(0, |run| run.code.chars().count())
+            + mcp::written_chars(&self.mcp)
+            + self.functions.written_chars()
     }
 }

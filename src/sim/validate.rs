@@ -51,6 +51,8 @@ pub(crate) struct CreateRequest {
     pub metadata: Map<String, Value>,
     pub max_output_tokens: Option<u64>,
     pub previous_response_id: Option<String>,
+    /// The conversation (`conversation: "conv_…"` or `{id}`) the response belongs to.
+    pub conversation: Option<String>,
     pub has_reasoning: bool,
     pub tools: Vec<Value>,
     pub include: Vec<String>,
@@ -298,8 +300,23 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => return Err(invalid_type("previous_response_id", "a string", other)),
     };
-    let has_conversation = !matches!(body.get("conversation"), None | Some(Value::Null));
-    if has_conversation && previous_response_id.is_some() {
+    let conversation = match body.get("conversation") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Object(o)) => match o.get("id") {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => return Err(invalid_type("conversation.id", "a string", other)),
+            None => {
+                return Err(ApiError::invalid(
+                    "Missing required parameter: 'conversation.id'.",
+                    Some("conversation.id"),
+                    Some("missing_required_parameter"),
+                ));
+            }
+        },
+        Some(other) => return Err(invalid_type("conversation", "a string or an object", other)),
+    };
+    if conversation.is_some() && previous_response_id.is_some() {
         return Err(ApiError::invalid(
             "Cannot provide both 'previous_response_id' and 'conversation'.",
             Some("previous_response_id"),
@@ -341,6 +358,7 @@ pub(crate) fn parse_create(raw: &[u8]) -> Result<CreateRequest, ApiError> {
         metadata,
         max_output_tokens,
         previous_response_id,
+        conversation,
         has_reasoning,
         tools,
         include,
@@ -388,7 +406,10 @@ fn check_schema(body: &Map<String, Value>) -> Result<(), ApiError> {
 /// field in OpenAI's `param` form (`input[0].content[0].text`). Fields the schema does not name
 /// are let through, as respool lets them through.
 fn check_contract(body: &Map<String, Value>) -> Result<(), ApiError> {
-    let Some(v) = contract::check_create(body).into_iter().next() else {
+    let Some(v) = contract::check_create(body)
+        .into_iter()
+        .find(|v| !spec_quirk(body, &v.param()))
+    else {
         return Ok(());
     };
     let param = v.param();
@@ -402,6 +423,24 @@ fn check_contract(body: &Map<String, Value>) -> Result<(), ApiError> {
         Some(&param),
         Some(v.kind().code()),
     ))
+}
+
+/// Whether a break of the vendored schema is one of its known mistakes, which OpenAI and its
+/// SDKs do not follow: the schema's `MCPApprovalResponse` requires a `request_id` it does not
+/// define, and the SDKs never send one (they send `approval_request_id`).
+fn spec_quirk(body: &Map<String, Value>, param: &str) -> bool {
+    let Some(index) = param
+        .strip_prefix("input[")
+        .and_then(|rest| rest.strip_suffix("].request_id"))
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    body.get("input")
+        .and_then(|i| i.get(index))
+        .and_then(|item| item.get("type"))
+        .and_then(Value::as_str)
+        == Some("mcp_approval_response")
 }
 
 /// `metadata`: at most 16 string values, keys of at most 64 and values of at most 512
@@ -499,7 +538,7 @@ fn user_message(content: Value) -> Value {
 }
 
 /// Normalizes an input array into items with ids and gathers its text.
-fn normalize_items(items: &[Value]) -> Result<(String, Vec<Value>), ApiError> {
+pub(crate) fn normalize_items(items: &[Value]) -> Result<(String, Vec<Value>), ApiError> {
     let mut texts = Vec::new();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -531,7 +570,13 @@ fn normalize_items(items: &[Value]) -> Result<(String, Vec<Value>), ApiError> {
             obj.insert("type".into(), json!("message"));
         }
         if !obj.contains_key("id") {
-            obj.insert("id".into(), json!(ids::new("msg")));
+            let prefix = match obj.get("type").and_then(Value::as_str) {
+                Some("function_call_output") => "fco",
+                Some("mcp_approval_response") => "mcpa",
+                Some("function_call") => "fc",
+                _ => "msg",
+            };
+            obj.insert("id".into(), json!(ids::new(prefix)));
         }
         out.push(Value::Object(obj));
     }

@@ -6,8 +6,11 @@ loopback port, then drives it with ``OpenAI(base_url=..., api_key="sk-test")``: 
 create + retrieve, cancel, delete, streaming with resume, 429 retries, ``webhooks.unwrap``, the
 webhook endpoints (``client.webhooks.create`` … ``rotate_secret``, ``test``), files
 (``client.files.*``), vector stores with the SDK's polling helpers, ``file_search``, image
-generation, the code interpreter with its container files (``client.containers.*``), and
-remote MCP servers (``McpListTools``, ``McpCall``, their stream events).
+generation, the code interpreter with its container files (``client.containers.*``), remote
+MCP servers (``McpListTools``, ``McpCall``, their stream events, an approval round with
+``McpApprovalRequest``), the function-calling loop of the SDK guide (ASCII, non-ASCII, empty
+and large outputs; the 400s for unknown and missing outputs; argument deltas in a stream), and
+conversations (``client.conversations.*``, two responses on one, ``conversation_locked``).
 """
 
 from __future__ import annotations
@@ -635,3 +638,165 @@ def test_remote_mcp_with_the_sdk(client: OpenAI):
     for call in calls:
         streamed = "".join(d.delta for d in deltas if d.item_id == call.id)
         assert streamed == call.arguments
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather at a place.",
+    "strict": True,
+    "parameters": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["location", "unit"],
+        "properties": {
+            "location": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        },
+    },
+}
+
+
+def _get_weather(location: str, unit: str) -> str:
+    return json.dumps({"location": location, "unit": unit, "temperature": 18, "sky": "clear"})
+
+
+@pytest.mark.parametrize(
+    "question,output",
+    [
+        ("What's the weather like in Paris today?", None),
+        ("Quel temps fait-il à Zürich ? 東京も", "Ciel dégagé, 3 °C — 晴れ ☀"),
+        ("Weather in Oslo", ""),
+        ("Weather in Lima", "x" * 50_000),
+    ],
+)
+def test_function_calling_loop_with_the_sdk(client: OpenAI, question: str, output: str | None):
+    """The SDK guide's loop: create, run each `function_call`, then create again with the
+    `function_call_output`s and `previous_response_id`; the answer quotes each output."""
+    from openai.types.responses import ResponseFunctionToolCall
+
+    r = client.responses.create(model="gpt-5", tools=[WEATHER_TOOL], input=question)
+    assert r.status == "completed" and r.output_text == ""
+    calls = [i for i in r.output if i.type == "function_call"]
+    assert len(calls) == 1 and isinstance(calls[0], ResponseFunctionToolCall)
+    call = calls[0]
+    assert call.name == "get_weather" and call.call_id.startswith("call_") and call.id.startswith("fc_")
+    args = json.loads(call.arguments)
+    assert question.rstrip("?").rstrip() in args["location"] and args["unit"] in ("celsius", "fahrenheit")
+    result = _get_weather(**args) if output is None else output
+    follow = client.responses.create(
+        model="gpt-5",
+        tools=[WEATHER_TOOL],
+        previous_response_id=r.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": result}],
+    )
+    assert follow.status == "completed"
+    assert not any(i.type == "function_call" for i in follow.output)
+    if result == "":
+        assert "returned nothing (an empty output)" in follow.output_text
+    elif len(result) > 4000:
+        assert f"({len(result)} characters in all)" in follow.output_text
+        assert result[:4000] in follow.output_text
+    else:
+        assert f'returned "{result}"' in follow.output_text
+    assert follow.usage.output_tokens > 0
+
+
+def test_function_call_errors_and_stream_with_the_sdk(client: OpenAI):
+    r = client.responses.create(model="gpt-5", tools=[WEATHER_TOOL], input="Weather in Rome")
+    with pytest.raises(BadRequestError) as unknown:
+        client.responses.create(
+            model="gpt-5", tools=[WEATHER_TOOL], previous_response_id=r.id,
+            input=[{"type": "function_call_output", "call_id": "call_nope", "output": "x"}],
+        )
+    assert unknown.value.param == "input"
+    assert "No tool call found for function call output with call_id call_nope." in str(unknown.value)
+    with pytest.raises(BadRequestError) as missing:
+        client.responses.create(model="gpt-5", tools=[WEATHER_TOOL], previous_response_id=r.id, input="Hi")
+    assert "No tool output found for function call" in str(missing.value)
+
+    deltas, final = [], None
+    with client.responses.create(
+        model="gpt-5", tools=[WEATHER_TOOL], input="Wetter in Genf", stream=True
+    ) as events:
+        for event in events:
+            if event.type == "response.function_call_arguments.delta":
+                deltas.append(event.delta)
+            elif event.type == "response.function_call_arguments.done":
+                assert event.name == "get_weather"
+            elif event.type == "response.completed":
+                final = event.response
+    assert final is not None and len(deltas) > 1
+    assert "".join(deltas) == final.output[0].arguments
+
+
+def test_mcp_approval_round_with_the_sdk(client: OpenAI):
+    """A tool that needs approval: the SDK parses the `McpApprovalRequest`; approving it in a
+    follow-up makes the call (carrying the request's id); denying it makes none."""
+    from openai.types.responses.response_output_item import McpApprovalRequest
+
+    tool = {**MCP_TOOL, "require_approval": "always"}
+    r = client.responses.create(model="gpt-4.1", tools=[tool], input="Baggage rules for Zürich")
+    assert r.status == "completed" and r.output_text == ""
+    request = r.output[-1]
+    assert isinstance(request, McpApprovalRequest) and request.id.startswith("mcpr_")
+    yes = client.responses.create(
+        model="gpt-4.1", tools=[tool], previous_response_id=r.id,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+    )
+    call = yes.output[0]
+    assert isinstance(call, McpCall) and call.approval_request_id == request.id
+    assert "## From airnz_onsites" in yes.output_text
+    no = client.responses.create(
+        model="gpt-4.1", tools=[tool], previous_response_id=r.id,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": False}],
+    )
+    assert not any(isinstance(i, McpCall) for i in no.output)
+    assert "was not approved" in no.output_text
+    with pytest.raises(BadRequestError) as bad:
+        client.responses.create(
+            model="gpt-4.1", tools=[tool], previous_response_id=r.id,
+            input=[{"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": True}],
+        )
+    assert bad.value.param == "input"
+
+
+def test_conversations_with_the_sdk(client: OpenAI):
+    """`client.conversations.*` and two responses on one conversation: the second sees the
+    first (and the items it appended)."""
+    conv = client.conversations.create(
+        metadata={"topic": "fromage"},
+        items=[{"type": "message", "role": "user", "content": "Je m'appelle Ana. J'aime le Gruyère."}],
+    )
+    assert conv.id.startswith("conv_") and conv.metadata == {"topic": "fromage"}
+    assert client.conversations.retrieve(conv.id).id == conv.id
+    assert client.conversations.update(conv.id, metadata={"k": "v"}).metadata == {"k": "v"}
+
+    first = client.responses.create(
+        model="gpt-5", input="Suggest a cheese dish.", conversation=conv.id, background=True
+    )
+    assert first.conversation.id == conv.id
+    with pytest.raises(BadRequestError) as locked:
+        client.responses.create(model="gpt-5", input="And a wine?", conversation=conv.id)
+    assert locked.value.code == "conversation_locked"
+    first = _wait_terminal(client, first.id)
+    assert "Earlier in this conversation" in first.output_text and "Gruyère" in first.output_text
+    second = client.responses.create(model="gpt-5", input="And a wine?", conversation={"id": conv.id})
+    assert 'user: "Suggest a cheese dish."' in second.output_text
+
+    items = client.conversations.items.list(conv.id, order="asc")
+    texts = [i.content[0].text for i in items.data if i.type == "message"]
+    assert texts[0].startswith("Je m'appelle Ana") and texts[1] == "Suggest a cheese dish."
+    assert texts[3] == "And a wine?" and len(texts) == 5
+    added = client.conversations.items.create(
+        conv.id, items=[{"type": "message", "role": "user", "content": "Merci !"}]
+    )
+    item_id = added.data[0].id
+    assert client.conversations.items.retrieve(item_id, conversation_id=conv.id).id == item_id
+    client.conversations.items.delete(item_id, conversation_id=conv.id)
+    with pytest.raises(NotFoundError):
+        client.conversations.items.retrieve(item_id, conversation_id=conv.id)
+    deleted = client.conversations.delete(conv.id)
+    assert deleted.deleted and deleted.id == conv.id
+    with pytest.raises(NotFoundError):
+        client.conversations.retrieve(conv.id)

@@ -1,8 +1,8 @@
 //! The simulator's remote MCP tools over real HTTP: an `mcp` tool that needs no approval gets
 //! an `mcp_list_tools` item first and `mcp_call`s (`search`, then `fetch`) before the message,
 //! `allowed_tools` narrows both, `max_tool_calls` counts the calls, the `mcp_error` and
-//! `mcp_list_error` directives break a call or the listing, a tool that needs approval is left
-//! out, no credential of the tool reaches an item, a stream carries the MCP events, and a poll
+//! `mcp_list_error` directives break a call or the listing, a call that needs approval becomes
+//! an `mcp_approval_request` answered by a follow-up (approved or denied), no credential of the tool reaches an item, a stream carries the MCP events, and a poll
 //! sees each call `in_progress`, `calling`, then `completed`.
 
 use std::time::Duration;
@@ -225,12 +225,18 @@ async fn the_error_directives_break_a_call_or_the_listing() {
 }
 
 #[tokio::test]
-async fn a_tool_that_needs_approval_is_left_out() {
+async fn a_call_that_needs_approval_waits_for_the_client() {
     let sim = start().await;
-    for approval in [
-        None,
-        Some(json!("always")),
-        Some(json!({"never": {"tool_names": ["search"]}})),
+    for (approval, before) in [
+        (None, vec!["mcp_list_tools", "mcp_approval_request"]),
+        (
+            Some(json!("always")),
+            vec!["mcp_list_tools", "mcp_approval_request"],
+        ),
+        (
+            Some(json!({"never": {"tool_names": ["search"]}})),
+            vec!["mcp_list_tools", "mcp_call", "mcp_approval_request"],
+        ),
     ] {
         let mut tool = mcp_tool(json!({}));
         match &approval {
@@ -241,10 +247,50 @@ async fn a_tool_that_needs_approval_is_left_out() {
                     .remove("require_approval");
             }
         }
-        let (status, r) = create(&sim, request("Baggage rules", json!([tool]))).await;
+        let (status, r) = create(&sim, request("Baggage rules für Zürich", json!([tool]))).await;
         assert_eq!(status, StatusCode::OK, "{r}");
-        assert_eq!(types(&r), ["message"], "{approval:?}: {r}");
+        assert_eq!(r["status"], "completed");
+        assert_eq!(types(&r), before, "{approval:?}: {r}");
+        let asked = items_of(&r, "mcp_approval_request")[0].clone();
+        assert!(asked["id"].as_str().expect("id").starts_with("mcpr_"));
+        assert_eq!(asked["server_label"], "airnz_onsites");
+        let name = asked["name"].as_str().expect("name").to_owned();
+        assert!(parsed(&asked["arguments"]).is_object());
+
+        // Approved: the call is made, carrying the request's id, then the answer.
+        let (status, yes) = create(&sim, json!({"model": "gpt-4.1", "tools": [tool.clone()],
+            "previous_response_id": r["id"],
+            "input": [{"type": "mcp_approval_response", "approval_request_id": asked["id"], "approve": true}]})).await;
+        assert_eq!(status, StatusCode::OK, "{yes}");
+        assert_eq!(types(&yes), ["mcp_call", "message"], "{yes}");
+        let call = &yes["output"][0];
+        assert_eq!(call["approval_request_id"], asked["id"]);
+        assert_eq!(call["name"], name.as_str());
+        assert_eq!(call["arguments"], asked["arguments"]);
+        assert!(call["output"].is_string());
+        assert!(text_of(&yes).contains("## From airnz_onsites"));
+
+        // Denied: no call, and the answer says so.
+        let (_, no) = create(&sim, json!({"model": "gpt-4.1", "tools": [tool.clone()],
+            "previous_response_id": r["id"],
+            "input": [{"type": "mcp_approval_response", "approval_request_id": asked["id"], "approve": false, "reason": "too costly"}]})).await;
+        assert_eq!(types(&no), ["message"], "{no}");
+        assert!(
+            text_of(&no).contains(&format!(
+                "The call to airnz_onsites's `{name}` tool was not approved (too costly)"
+            )),
+            "{}",
+            text_of(&no)
+        );
     }
+    // An approval the chain never asked for.
+    let tool = mcp_tool(json!({"require_approval": "always"}));
+    let (_, r) = create(&sim, request("Baggage rules", json!([tool.clone()]))).await;
+    let (status, err) = create(&sim, json!({"model": "gpt-4.1", "tools": [tool],
+        "previous_response_id": r["id"],
+        "input": [{"type": "mcp_approval_response", "approval_request_id": "mcpr_nope", "approve": true}]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["error"]["param"], "input");
     // Covering every listed tool is as good as "never".
     let tool = mcp_tool(json!({
         "allowed_tools": ["search"],
@@ -252,6 +298,44 @@ async fn a_tool_that_needs_approval_is_left_out() {
     }));
     let (_, r) = create(&sim, request("Baggage rules", json!([tool]))).await;
     assert_eq!(types(&r), ["mcp_list_tools", "mcp_call", "message"], "{r}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_carries_the_approval_request() {
+    let sim = start().await;
+    let tool = mcp_tool(json!({"require_approval": "always"}));
+    let mut body = request("Baggage rules", json!([tool]));
+    body["stream"] = json!(true);
+    let events = stream(&sim, body).await;
+    let added: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["type"] == "response.output_item.added" && e["item"]["type"] == "mcp_approval_request"
+        })
+        .collect();
+    let done: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["type"] == "response.output_item.done" && e["item"]["type"] == "mcp_approval_request"
+        })
+        .collect();
+    assert_eq!((added.len(), done.len()), (1, 1));
+    assert_eq!(added[0]["item"], done[0]["item"]);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "response.mcp_list_tools.completed")
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["type"] == "response.output_text.delta")
+    );
+    assert_eq!(
+        events.last().map(|e| e["type"].clone()),
+        Some(json!("response.completed"))
+    );
     sim.shutdown().await;
 }
 

@@ -409,3 +409,147 @@ async fn aborting_a_queued_stream_can_leave_it_stuck() {
     assert_eq!(sim.response(&id).expect("exists")["status"], "queued");
     sim.shutdown().await;
 }
+
+/// Reads a stream until it ends or is cut; its events and whether it was cut.
+async fn read_until_cut(resp: reqwest::Response) -> (Vec<(String, Value)>, bool) {
+    let mut resp = resp;
+    let mut text = String::new();
+    let cut = loop {
+        match resp.chunk().await {
+            Ok(Some(bytes)) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    (parse_sse(&text), cut)
+}
+
+async fn poll_status(sim: &SimHandle, id: &str) -> String {
+    let r: Value = client()
+        .get(format!("{}/responses/{id}", sim.base_url()))
+        .bearer_auth("k")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    r["status"].as_str().unwrap_or("").to_owned()
+}
+
+/// Polls a response until it has `status`.
+async fn wait_status(sim: &SimHandle, id: &str, status: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while poll_status(sim, id).await != status {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn stream_drop_cuts_every_live_and_resumed_stream_after_n_events() {
+    let sim = start(SimConfig::default()).await;
+    let resp = client()
+        .post(format!("{}/responses", sim.base_url()))
+        .bearer_auth("k")
+        .json(
+            &json!({"model": "o3", "input": "Cut me", "background": true, "stream": true,
+                      "metadata": {"sim": "stream_drop=4"}}),
+        )
+        .send()
+        .await
+        .expect("send");
+    let (events, cut) = read_until_cut(resp).await;
+    assert!(cut, "the live stream is cut");
+    assert_eq!(seqs(&events), [0, 1, 2, 3]);
+    let id = events[0].1["response"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let resp = client()
+        .get(format!(
+            "{}/responses/{id}?stream=true&starting_after=3",
+            sim.base_url()
+        ))
+        .bearer_auth("k")
+        .send()
+        .await
+        .expect("send");
+    let (resumed, cut) = read_until_cut(resp).await;
+    assert!(cut, "a resumed stream is cut too");
+    assert_eq!(seqs(&resumed), [4, 5, 6, 7]);
+    // The work goes on.
+    wait_status(&sim, &id, "completed").await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stream_abort_sticks_leaves_a_response_queued_when_its_client_leaves() {
+    let sim = start(SimConfig::default()).await;
+    let mut ids = Vec::new();
+    for spec in ["queue=300ms;stream_abort_sticks", "queue=300ms"] {
+        let mut resp = client()
+            .post(format!("{}/responses", sim.base_url()))
+            .bearer_auth("k")
+            .json(
+                &json!({"model": "o3", "input": "Leave early", "background": true, "stream": true,
+                          "metadata": {"sim": spec}}),
+            )
+            .send()
+            .await
+            .expect("send");
+        let first = resp.chunk().await.expect("a chunk").expect("bytes");
+        let events = parse_sse(&String::from_utf8_lossy(&first));
+        assert_eq!(events[0].1["response"]["status"], "queued");
+        ids.push(
+            events[0].1["response"]["id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+        drop(resp);
+    }
+    wait_status(&sim, &ids[1], "completed").await;
+    // The other left at the same moment and had the same queue time: still queued.
+    assert_eq!(poll_status(&sim, &ids[0]).await, "queued");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_resume_window_is_configurable_and_answers_openais_text() {
+    let sim = start(SimConfig {
+        stream_resume_window: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    let (_, _, text) = stream_create(
+        &sim,
+        json!({"model": "gpt-5", "input": "x", "background": true, "stream": true}),
+    )
+    .await;
+    let id = parse_sse(&text)[0].1["response"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "resume never expired"
+        );
+        let (status, text) = resume(&sim, &id, "&starting_after=0").await;
+        if status == StatusCode::BAD_REQUEST {
+            break serde_json::from_str::<Value>(&text).expect("json");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        err["error"]["message"],
+        "This response can no longer be streamed because it is more than 5 minutes old."
+    );
+    assert_eq!(err["error"]["param"], "stream");
+    sim.shutdown().await;
+}

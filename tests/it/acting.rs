@@ -61,7 +61,7 @@ async fn actions(app: &TestApp, id: &str) -> Vec<Value> {
 async fn a_function_handled_by_a_local_command_reaches_a_final_answer() {
     let app = app(|_| {}).await;
     let handler = python(
-        "import json,sys; a=json.load(sys.stdin); print(json.dumps({'city': a['city'], 'temp_c': 3, 'sky': 'bewölkt'}))",
+        "import json,sys; a=json.load(sys.stdin); print(json.dumps({'city': a['city'], 'temp_c': 3, 'sky': 'bewölkt'}, ensure_ascii=False))",
     );
     let id = app
         .submit(&json!({
@@ -77,7 +77,10 @@ async fn a_function_handled_by_a_local_command_reaches_a_final_answer() {
     let responses = app.sim.responses(Some(&id));
     assert_eq!(responses.len(), 2, "{responses:?}");
     let text = job.output_text.clone().unwrap_or_default();
-    assert!(text.contains("bewölkt"), "the handler's output reached the model: {text}");
+    assert!(
+        text.contains("bewölkt"),
+        "the handler's output reached the model: {text}"
+    );
     let acts = actions(&app, &id).await;
     assert_eq!(acts.len(), 1);
     assert_eq!(acts[0]["state"], "done");
@@ -99,7 +102,10 @@ async fn a_function_handled_by_a_local_command_reaches_a_final_answer() {
     }
     // Notified once, for the end only.
     let notes = app.notification_rows(&id).await;
-    assert!(notes.iter().all(|n| n["event"] == "job.completed"), "{notes:?}");
+    assert!(
+        notes.iter().all(|n| n["event"] == "job.completed"),
+        "{notes:?}"
+    );
     app.stop().await;
 }
 
@@ -125,12 +131,37 @@ async fn handlers_that_hang_fail_or_print_garbage_tell_the_model_or_fail_the_job
     assert_eq!(acts.len(), 4, "{acts:?}");
     let by_name = |n: &str| acts.iter().find(|a| a["name"] == n).unwrap().clone();
     let hangs = by_name("hangs");
-    assert!(hangs["error"].as_str().unwrap().contains("did not finish within 1s"), "{hangs}");
+    assert!(
+        hangs["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 1s"),
+        "{hangs}"
+    );
     let fails = by_name("fails");
-    assert!(fails["error"].as_str().unwrap().contains("exited with status 3"), "{fails}");
-    assert!(fails["error"].as_str().unwrap().contains("quota exceeded"), "{fails}");
-    assert!(by_name("garbage")["error"].as_str().unwrap().contains("not UTF-8"));
-    assert!(by_name("not_json")["error"].as_str().unwrap().contains("not JSON"));
+    assert!(
+        fails["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 3"),
+        "{fails}"
+    );
+    assert!(
+        fails["error"].as_str().unwrap().contains("quota exceeded"),
+        "{fails}"
+    );
+    assert!(
+        by_name("garbage")["error"]
+            .as_str()
+            .unwrap()
+            .contains("not UTF-8")
+    );
+    assert!(
+        by_name("not_json")["error"]
+            .as_str()
+            .unwrap()
+            .contains("not JSON")
+    );
     for a in &acts {
         assert_eq!(a["answered_by"], "respool");
         // The model got a clear error output.
@@ -162,10 +193,10 @@ async fn a_function_without_a_handler_waits_for_a_person_who_answers_over_the_ap
             .parent()
             .unwrap()
             .to_path_buf();
-        let path = dir.join("notes.jsonl").display().to_string();
+        let path = dir.join("notes").display().to_string();
         c.sinks.insert(
             "file".into(),
-            serde_json::from_value(json!({"type": "file", "path": path})).unwrap(),
+            serde_json::from_value(json!({"type": "file", "dir": path})).unwrap(),
         );
         c.notify.default = vec!["file".into()];
     })
@@ -179,7 +210,11 @@ async fn a_function_without_a_handler_waits_for_a_person_who_answers_over_the_ap
     let job = app
         .wait_for(&id, WITHIN, |j| j.status == JobStatus::RequiresAction)
         .await;
-    let waiting: Vec<_> = job.actions.iter().filter(|a| a.state == "waiting").collect();
+    let waiting: Vec<_> = job
+        .actions
+        .iter()
+        .filter(|a| a.state == "waiting")
+        .collect();
     assert_eq!(waiting.len(), 1);
     let call_id = waiting[0].item_id.clone();
     assert!(call_id.starts_with("call_"), "{call_id}");
@@ -241,7 +276,11 @@ async fn turns_are_bounded_and_waits_end_at_their_deadline() {
     assert_eq!(job.status, JobStatus::Cancelled, "{job:?}");
     let e = job.error.unwrap();
     assert_eq!(e.code, "timeout");
-    assert!(e.message.contains("requires_action") || e.message.contains("timeout"), "{}", e.message);
+    assert!(
+        e.message.contains("requires_action") || e.message.contains("timeout"),
+        "{}",
+        e.message
+    );
 
     // Cancelled while it waits: at once, no further turn.
     let id = app
@@ -270,10 +309,18 @@ async fn a_jobs_own_handlers_need_the_configs_leave() {
     assert_eq!(e["error"]["code"], "job_handlers_not_allowed");
     // A config handler is always allowed, and a job's spec never shows its environment.
     let (s, e) = app
-        .post_job(&json!({"name": "bad", "model": "gpt-4.1", "input": "x", "tools": [tool("f")],
-                          "handlers": {"f": {"command": ["a"], "timeout": 7200}}}))
+        .post_job(
+            &json!({"name": "bad", "model": "gpt-4.1", "input": "x", "tools": [tool("f")],
+                          "handlers": {"f": {"command": ["a"], "timeout": 7200}}}),
+        )
         .await;
     assert_eq!(s, 400, "{e}");
-    assert!(e["error"]["param"].as_str().unwrap().starts_with("handlers"), "{e}");
+    assert!(
+        e["error"]["param"]
+            .as_str()
+            .unwrap()
+            .starts_with("handlers"),
+        "{e}"
+    );
     app.stop().await;
 }

@@ -16,6 +16,7 @@
 
 mod helpers;
 
+mod acting;
 mod api_contract;
 mod api_faults;
 mod api_happy;
@@ -42,6 +43,7 @@ mod limits;
 mod observability;
 mod outbox;
 mod process;
+mod process_acting;
 mod process_attachments;
 mod process_multi;
 mod process_notify;

@@ -25,7 +25,10 @@ async fn killed_mid_handler(idempotent: bool) {
     })
     .await;
     let log = h.dir.path().join("runs.log");
-    let script = format!("echo run >> '{}'; sleep 4; echo '{{\"rows\": 3}}'", log.display());
+    let script = format!(
+        "echo run >> '{}'; sleep 4; echo '{{\"rows\": 3}}'",
+        log.display()
+    );
     let id = h
         .submit_body(&json!({
             "name": "count rows", "model": "gpt-4.1", "input": "How many rows? Zählen!",
@@ -37,7 +40,10 @@ async fn killed_mid_handler(idempotent: bool) {
     // The handler has started: the daemon dies under it.
     let deadline = tokio::time::Instant::now() + WITHIN;
     while runs(&log) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the handler never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler never started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut daemon = h.take_daemon();
@@ -52,7 +58,10 @@ async fn killed_mid_handler(idempotent: bool) {
         // Run again after the restart, and answered by it.
         assert_eq!(runs(&log), 2, "an idempotent handler runs again");
         assert_eq!(action["answered_by"], "handler", "{action}");
-        assert!(job["output_text"].as_str().unwrap().contains("rows"), "{job}");
+        assert!(
+            job["output_text"].as_str().unwrap().contains("rows"),
+            "{job}"
+        );
     } else {
         // Never run again: the model was told it was interrupted.
         tokio::time::sleep(Duration::from_millis(500)).await;

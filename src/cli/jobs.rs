@@ -44,7 +44,7 @@ pub struct RespondArgs {
     /// The job id (`job_…`).
     pub id: String,
     /// The function call answered (`call_…`), with `--output` or `--output-file`.
-    #[arg(long, requires = "function_output", conflicts_with_all = ["approve", "deny", "json"])]
+    #[arg(long, requires = "function_output", conflicts_with_all = ["approve", "deny", "answers"])]
     pub call_id: Option<String>,
     /// The function's output (text; JSON goes as its text).
     #[arg(long, group = "function_output")]
@@ -53,18 +53,18 @@ pub struct RespondArgs {
     #[arg(long, group = "function_output", conflicts_with = "output")]
     pub output_file: Option<std::path::PathBuf>,
     /// Approve this MCP approval request (`mcpr_…`).
-    #[arg(long, conflicts_with_all = ["deny", "json"])]
+    #[arg(long, conflicts_with_all = ["deny", "answers"])]
     pub approve: Option<String>,
     /// Deny this MCP approval request (`mcpr_…`).
-    #[arg(long, conflicts_with = "json")]
+    #[arg(long, conflicts_with = "answers")]
     pub deny: Option<String>,
     /// Why (sent to the model with an approval or a denial).
     #[arg(long)]
     pub reason: Option<String>,
     /// The answers as the API takes them (one object or a list), from this file (`-`:
     /// standard input).
-    #[arg(long)]
-    pub json: Option<std::path::PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -540,7 +540,7 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
 /// `respool jobs respond`: sends the answers given, or lists what the job waits for.
 async fn respond(config: Option<&Path>, a: RespondArgs) -> anyhow::Result<ExitCode> {
     let client = ApiClient::from_args(config, &a.server)?;
-    let body: Option<serde_json::Value> = if let Some(path) = &a.json {
+    let body: Option<serde_json::Value> = if let Some(path) = &a.answers {
         let text = read_input(path)?;
         Some(
             serde_json::from_str(&text)

@@ -187,3 +187,14 @@ fn extra_sections() -> Roff {
     ]);
     roff
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole command tree (unique argument names, valid groups and
+    /// conflicts): a mistake there panics only when that subcommand is parsed.
+    #[test]
+    fn the_command_tree_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -324,3 +324,159 @@ async fn a_jobs_own_handlers_need_the_configs_leave() {
     );
     app.stop().await;
 }
+
+fn mcp(label: &str) -> Value {
+    json!({"type": "mcp", "server_label": label, "server_url": format!("https://{label}.example.net/sse/"),
+           "require_approval": "always"})
+}
+
+/// Runs the CLI against the daemon.
+async fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(["--server".to_string(), app.base.clone()]);
+    tokio::task::spawn_blocking(move || {
+        assert_cmd::Command::cargo_bin("respool")
+            .unwrap()
+            .args(&all)
+            .env_remove("RESPOOL_CONFIG")
+            .env_remove("RESPOOL_TOKEN")
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn waiting_approval(app: &TestApp, id: &str) -> String {
+    let job = app
+        .wait_for(id, WITHIN, |j| j.status == JobStatus::RequiresAction)
+        .await;
+    let w: Vec<_> = job
+        .actions
+        .iter()
+        .filter(|a| a.state == "waiting")
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", job.actions);
+    assert_eq!(w[0].kind, "approval");
+    assert!(w[0].item_id.starts_with("mcpr_"), "{}", w[0].item_id);
+    w[0].item_id.clone()
+}
+
+#[tokio::test]
+async fn an_mcp_approval_waits_and_goes_on_after_the_cli_the_web_form_or_a_policy() {
+    use crate::web::FormBody;
+    let app = app(|c| {
+        c.actions.approvals = vec![respool::job::handler::ApprovalPolicy {
+            server: "trusted".into(),
+            tools: None,
+            approve: true,
+        }];
+    })
+    .await;
+    let body = |name: &str, label: &str| {
+        json!({"name": name, "model": "gpt-4.1", "input": "Search the docs for the release notes.",
+               "tools": [mcp(label)]})
+    };
+
+    // The CLI lists what waits, then denies with a reason.
+    let id = app.submit(&body("denied", "docs")).await;
+    let mcpr = waiting_approval(&app, &id).await;
+    let listed = cli(&app, &["jobs", "respond", &id]).await;
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(text.contains(&mcpr) && text.contains("--approve"), "{text}");
+    let out = cli(
+        &app,
+        &[
+            "jobs",
+            "respond",
+            &id,
+            "--deny",
+            &mcpr,
+            "--reason",
+            "nicht heute",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert!(
+        job.output_text.clone().unwrap().contains("not approved"),
+        "{job:?}"
+    );
+    let answered = &job.actions[0];
+    assert_eq!(answered.answered_by.as_deref(), Some("person"));
+    let calls = app.sim.responses(Some(&id));
+    assert_eq!(calls.len(), 2);
+
+    // The job page's form approves.
+    let id = app.submit(&body("approved", "docs")).await;
+    let mcpr = waiting_approval(&app, &id).await;
+    let page = app.page(&format!("/jobs/{id}")).await;
+    assert!(
+        page.contains("Waiting for your answer") && page.contains(&mcpr),
+        "{page}"
+    );
+    let csrf = crate::web::csrf_of(&page);
+    let http = crate::web::no_redirects();
+    let url = format!("{}/jobs/{id}/respond", app.base);
+    // A forged token changes nothing.
+    let r = http
+        .post(&url)
+        .form_body(&[
+            ("csrf", "forged"),
+            ("item_id", &mcpr),
+            ("kind", "approval"),
+            ("approve", "true"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(app.job(&id).await.status, JobStatus::RequiresAction);
+    let r = http
+        .post(&url)
+        .header("origin", &app.base)
+        .form_body(&[
+            ("csrf", csrf.as_str()),
+            ("item_id", &mcpr),
+            ("kind", "approval"),
+            ("approve", "true"),
+            ("reason", "ok"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let last = app
+        .sim
+        .response(&app.sim.responses(Some(&id))[1].id)
+        .unwrap();
+    let kinds: Vec<&str> = last["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["type"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"mcp_call"),
+        "approved: the call was made: {kinds:?}"
+    );
+
+    // A policy answers without a person: no wait, no requires_action.
+    let id = app.submit(&body("trusted", "trusted")).await;
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(job.actions[0].answered_by.as_deref(), Some("policy"));
+    assert!(!app.event_kinds(&id).await.is_empty());
+    let (_, events) = app.get(&format!("/v1/jobs/{id}/events")).await;
+    assert!(
+        !events.to_string().contains("requires_action"),
+        "a policy's approval never waits: {events}"
+    );
+    app.stop().await;
+}

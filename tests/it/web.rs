@@ -15,7 +15,7 @@ use crate::helpers;
 const TOKEN: &str = "web-test-token-0123456789";
 
 /// A client that shows redirects instead of following them.
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -23,7 +23,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// `application/x-www-form-urlencoded` bodies (reqwest's `form` feature is not enabled).
-trait FormBody {
+pub(crate) trait FormBody {
     fn form_body(self, pairs: &[(&str, &str)]) -> Self;
 }
 
@@ -47,7 +47,7 @@ fn retry_key_of(html: &str) -> String {
 }
 
 /// The value of the first `name="csrf"` field on a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html
         .find(r#"name="csrf" value=""#)
         .expect("page has a CSRF field");

@@ -480,3 +480,39 @@ async fn an_mcp_approval_waits_and_goes_on_after_the_cli_the_web_form_or_a_polic
     );
     app.stop().await;
 }
+
+/// The interactive example, as its comments say to run it: `respool submit` against a daemon,
+/// the job waits for a person, who approves it over the API; it goes on to the answer.
+#[tokio::test]
+async fn the_interactive_mcp_example_waits_and_goes_on_after_an_api_answer() {
+    let app = app(|_| {}).await;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/interactive/mcp-approval.yaml")
+        .display()
+        .to_string();
+    let out = cli(&app, &["submit", &file, "--json"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = submitted
+        .as_array()
+        .and_then(|a| a.first())
+        .unwrap_or(&submitted)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mcpr = waiting_approval(&app, &id).await;
+    // The timeline and the waiting notification say what is asked.
+    let (_, events) = app.get(&format!("/v1/jobs/{id}/events")).await;
+    assert!(events.to_string().contains("release_notes"), "{events}");
+    let (s, v) = respond(
+        &app,
+        &id,
+        &json!({"approval_request_id": mcpr, "approve": true, "reason": "go ahead"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(job.actions[0].answered_by.as_deref(), Some("person"));
+    app.stop().await;
+}

@@ -6,6 +6,10 @@
 
 -- The job's current turn, from 0 (the first create).
 ALTER TABLE jobs ADD COLUMN turn INTEGER NOT NULL DEFAULT 0;
+-- When a job waiting for a person (`requires_action`) gives up (`actions.wait_timeout`, or
+-- its own deadline if earlier): a wait's own limit, cleared when it is answered, so it never
+-- shortens the job's later turns.
+ALTER TABLE jobs ADD COLUMN wait_until BIGINT;
 
 CREATE TABLE job_turns (
     job_id        TEXT NOT NULL REFERENCES jobs (id),
@@ -48,13 +52,15 @@ CREATE TABLE job_actions (
     error        TEXT,
     started_at   BIGINT,
     finished_at  BIGINT,
-    PRIMARY KEY (job_id, item_id)
+    -- Per turn: an upstream that numbers calls per response (`call_0`) reuses ids.
+    PRIMARY KEY (job_id, turn, item_id)
 );
 
-CREATE INDEX job_actions_turn ON job_actions (job_id, turn);
 
 -- The acting worker's claim: jobs whose current turn's actions are being answered.
 CREATE INDEX jobs_acting ON jobs (next_check_at) WHERE submit_state = 'acting';
+-- Waits for a person that run out.
+CREATE INDEX jobs_waiting ON jobs (wait_until) WHERE status = 'requires_action';
 
 -- The submit claim of a later turn: jobs already running whose next response is to be created.
 -- Tried before new jobs (their earlier turns are paid for).

@@ -336,8 +336,15 @@ pub fn next_turn_body(
     body: &mut serde_json::Map<String, Value>,
     previous: &str,
     answers: &[Answer],
+    tag: &str,
 ) {
     body.insert("input".into(), Value::Array(answer_items(answers)));
+    if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert(
+            super::METADATA_JOB_KEY.into(),
+            Value::String(tag.to_string()),
+        );
+    }
     let on_conversation = !matches!(body.get("conversation"), None | Some(Value::Null));
     if on_conversation {
         body.remove("previous_response_id");

@@ -167,8 +167,56 @@ impl fmt::Display for ResponseId {
 /// The metadata key respool puts on every create so a response can be traced to its job.
 pub const METADATA_JOB_KEY: &str = "respool_job_id";
 
+/// The value of [`METADATA_JOB_KEY`] on a create: the job id for its first response, and
+/// `job_…:N` for the response of its turn `N` (function outputs or approvals sent back), so
+/// that a response revealed later is taken for the turn it belongs to, never another's.
+pub fn turn_tag(job: &JobId, turn: i64) -> String {
+    if turn == 0 {
+        job.to_string()
+    } else {
+        format!("{job}:{turn}")
+    }
+}
+
+/// The job and turn a [`turn_tag`] names (`None` for anything else).
+pub fn parse_turn_tag(tag: &str) -> Option<(JobId, i64)> {
+    match tag.split_once(':') {
+        None => Some((JobId::parse(tag).ok()?, 0)),
+        Some((job, turn)) => {
+            let turn: i64 = turn.parse().ok().filter(|t| *t > 0)?;
+            if turn.to_string() != tag[job.len() + 1..] {
+                return None;
+            }
+            Some((JobId::parse(job).ok()?, turn))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn turn_tags_round_trip() {
+        let id = super::JobId::generate();
+        for turn in [0, 1, 2, 99] {
+            let tag = super::turn_tag(&id, turn);
+            assert_eq!(super::parse_turn_tag(&tag), Some((id.clone(), turn)));
+        }
+        assert_eq!(super::turn_tag(&id, 0), id.to_string());
+        for bad in [
+            "",
+            "x",
+            ":1",
+            &format!("{id}:"),
+            &format!("{id}:0"),
+            &format!("{id}:-1"),
+            &format!("{id}:01"),
+            &format!("{id}:1:2"),
+            &format!("{id}:+1"),
+        ] {
+            assert_eq!(super::parse_turn_tag(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

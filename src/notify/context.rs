@@ -382,7 +382,7 @@ pub fn event_json(event: &str, job: &JobRow, response: Option<&Value>, ctx: &Con
     view.cost = ctx.cost_breakdown.clone();
     json!({
         "object": "event",
-        "id": stable_event_id(&job.id, event),
+        "id": stable_event_id(&job.id, &event_key(event, job.turn)),
         "type": event,
         "created_at": job.finished_at.unwrap_or(job.updated_at) / 1000,
         "data": {
@@ -391,6 +391,17 @@ pub fn event_json(event: &str, job: &JobRow, response: Option<&Value>, ctx: &Con
             "response": response,
         }
     })
+}
+
+/// What makes one occurrence of `event` for a job: the event itself, and for a wait for a
+/// person the turn that waits (a job may wait at several turns, each a new notification with
+/// its own ids, which receivers that dedupe must not drop).
+pub fn event_key(event: &str, turn: i64) -> std::borrow::Cow<'_, str> {
+    if event == "job.requires_action" {
+        std::borrow::Cow::Owned(format!("{event}.turn{}", turn + 1))
+    } else {
+        std::borrow::Cow::Borrowed(event)
+    }
 }
 
 /// `evt_` and a hash of (job id, event): the same for every retry and every sink.

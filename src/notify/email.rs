@@ -506,7 +506,8 @@ fn raw_header(name: &'static str, value: &str) -> HeaderValue {
 /// reuses one sample job, so it gets a unique id: servers such as Gmail drop a message whose
 /// id they have already seen.
 fn message_id(n: &Notification<'_>, sink: &str, domain: &str) -> String {
-    let event = atext(n.event.strip_prefix("job.").unwrap_or(n.event));
+    let key = super::context::event_key(n.event, n.job.turn);
+    let event = atext(key.strip_prefix("job.").unwrap_or(&key));
     let job = atext(&n.job.id);
     let sink = atext(sink);
     if n.id == 0 {

@@ -85,7 +85,7 @@ impl WebhookSink {
     pub async fn deliver(&self, n: &Notification<'_>) -> Result<(), SinkError> {
         let body = serde_json::to_vec(&n.event_json())
             .map_err(|e| SinkError::Permanent(format!("cannot serialize the event: {e}")))?;
-        let msg_id = message_id(&n.job.id, n.event);
+        let msg_id = message_id(&n.job.id, &super::context::event_key(n.event, n.job.turn));
         // The receiver checks this against its own wall clock (±5 minutes), so it is the
         // system time, not the daemon's adjustable clock.
         let timestamp = chrono::Utc::now().timestamp();

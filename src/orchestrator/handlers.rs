@@ -202,7 +202,11 @@ async fn run_http(
         } else if e.is_connect() {
             format!("POST to {host}: cannot connect")
         } else {
-            format!("POST to {host} failed: {}", crate::telemetry::chain(&e))
+            // Without its URL: a query may hold a credential.
+            format!(
+                "POST to {host} failed: {}",
+                crate::telemetry::chain(&e.without_url())
+            )
         }
     })?;
     let status = resp.status();
@@ -211,7 +215,8 @@ async fn run_http(
     let max = handler.max_output_bytes;
     let read = async {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| format!("reading the answer of {host} failed: {e}"))?;
+            let chunk = chunk
+                .map_err(|e| format!("reading the answer of {host} failed: {}", e.without_url()))?;
             out.extend_from_slice(&chunk);
             if out.len() as u64 > max {
                 return Err(format!(

@@ -239,7 +239,7 @@ impl Orchestrator {
         };
         let obs = fetched.observation;
         // Ours only if its metadata names a job id (a malformed one names none of ours).
-        let Some(job_id) = tagged_job_id(&obs.raw).and_then(|id| JobId::parse(id).ok()) else {
+        let Some((job_id, turn)) = tagged_job_id(&obs.raw) else {
             store
                 .mark_delivery_handled(&d.webhook_id, None, self.now())
                 .await?;
@@ -272,8 +272,15 @@ impl Orchestrator {
         };
         let how = format!("revealed by webhook {}", d.event_type);
         let rid = obs.response_id.clone();
-        self.record_response(&job_id, &rid, Some(&obs), request_id.as_deref(), &how)
-            .await?;
+        self.record_response_of_turn(
+            &job_id,
+            &rid,
+            Some(turn),
+            Some(&obs),
+            request_id.as_deref(),
+            &how,
+        )
+        .await?;
         store
             .mark_delivery_handled(&d.webhook_id, Some(&job_id), self.now())
             .await?;

@@ -43,7 +43,10 @@ impl Orchestrator {
             self.inner
                 .in_flight
                 .store(in_flight, std::sync::atomic::Ordering::Relaxed);
-            if in_flight >= limits.max_in_flight {
+            // Full: only a running job's next turn can go (it holds its place already).
+            if in_flight >= limits.max_in_flight
+                && !self.inner.store.next_turn_due(self.now()).await?
+            {
                 return Ok(());
             }
             let Ok(permit) = self.inner.submit_permits.clone().try_acquire_owned() else {
@@ -149,9 +152,10 @@ impl Orchestrator {
             Ok(fetched) => {
                 crate::telemetry::submission("accepted");
                 let rid = fetched.observation.response_id.clone();
-                self.record_response(
+                self.record_response_of_turn(
                     id,
                     &rid,
+                    Some(claim.turn),
                     Some(&fetched.observation),
                     fetched.request_id.as_deref(),
                     "create",
@@ -167,9 +171,10 @@ impl Orchestrator {
             }) => {
                 crate::telemetry::submission("accepted");
                 tracing::warn!(response_id = %rid, %detail, "create accepted with an unreadable answer; keeping its id");
-                self.record_response(
+                self.record_response_of_turn(
                     id,
                     &rid,
+                    Some(claim.turn),
                     None,
                     request_id.as_deref(),
                     "create (answer unreadable)",
@@ -267,13 +272,31 @@ impl Orchestrator {
         request_id: Option<&str>,
         how: &str,
     ) -> Result<(), StoreError> {
+        self.record_response_of_turn(id, response_id, None, obs, request_id, how)
+            .await
+    }
+
+    /// [`Self::record_response`] of a response known to belong to the job's `turn` (our
+    /// create's answer, a revealed response's tag): one of another turn is a paid duplicate.
+    pub(super) async fn record_response_of_turn(
+        &self,
+        id: &JobId,
+        response_id: &ResponseId,
+        turn: Option<i64>,
+        obs: Option<&Observation>,
+        request_id: Option<&str>,
+        how: &str,
+    ) -> Result<(), StoreError> {
         let entry = Entry {
             job_id: id.clone(),
             response_id: response_id.clone(),
             at: self.now(),
         };
         self.journal_append(&entry).await;
-        let attach = match self.attach_with_retries(&entry, request_id, how).await {
+        let attach = match self
+            .attach_with_retries(&entry, turn, request_id, how)
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 tracing::error!(
@@ -342,6 +365,7 @@ impl Orchestrator {
     async fn attach_with_retries(
         &self,
         entry: &Entry,
+        turn: Option<i64>,
         request_id: Option<&str>,
         how: &str,
     ) -> Result<Attach, StoreError> {
@@ -362,6 +386,7 @@ impl Orchestrator {
                 },
                 how: how.to_owned(),
                 request_id: request_id.map(str::to_owned),
+                turn,
             };
             // After a failed batch, alone: an item at fault in it must not hold this one back.
             let attached = if tries == 0 {

@@ -23,7 +23,7 @@ use crate::job::handler::{
 };
 use crate::job::{JobError, JobId, JobStatus};
 use crate::notify::routes_for;
-use crate::store::{ActingClaim, ActionRow, Settle, StoreError};
+use crate::store::{ActingClaim, ActionRow, HandlerAnswer, Settle, StoreError};
 use crate::telemetry::chain;
 
 /// How long a claim of an acting job holds before another pass may take it (pushed on by a
@@ -86,8 +86,13 @@ impl Orchestrator {
         let store = &self.inner.store;
         let now = self.now();
         for (id, turn) in store.overdue_waits(now).await? {
-            let Some(job) = store.get_job(&id).await? else {
-                continue;
+            let job = match store.get_job(&id).await {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.per_job(&id, "actions", Err(e)).await?;
+                    continue;
+                }
             };
             let error = JobError {
                 code: "timeout".into(),
@@ -97,7 +102,17 @@ impl Orchestrator {
             };
             let outbox = routes_for(&job.spec, &self.config());
             if store
-                .finish_acting(&id, turn, JobStatus::Cancelled, &error, now, &outbox)
+                .finish_acting(
+                    &id,
+                    turn,
+                    crate::store::ActingEnd {
+                        status: JobStatus::Cancelled,
+                        error: &error,
+                        image_prices: self.config().pricing().tools.image_generation,
+                    },
+                    now,
+                    &outbox,
+                )
                 .await?
             {
                 tracing::info!(job_id = %id, "a wait for a person passed its deadline; cancelled");
@@ -105,8 +120,13 @@ impl Orchestrator {
             }
         }
         for (id, attempt) in store.cancelled_turns().await? {
-            let Some(job) = store.get_job(&id).await? else {
-                continue;
+            let job = match store.get_job(&id).await {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.per_job(&id, "actions", Err(e)).await?;
+                    continue;
+                }
             };
             let error = cancel_error(job.cancel_reason.as_deref());
             let outbox = routes_for(&job.spec, &self.config());
@@ -163,8 +183,11 @@ impl Orchestrator {
                 .finish_acting(
                     &claim.id,
                     claim.turn,
-                    JobStatus::Cancelled,
-                    &error,
+                    crate::store::ActingEnd {
+                        status: JobStatus::Cancelled,
+                        error: &error,
+                        image_prices: self.config().pricing().tools.image_generation,
+                    },
                     self.now(),
                     &outbox,
                 )
@@ -189,8 +212,11 @@ impl Orchestrator {
                 .finish_acting(
                     &claim.id,
                     claim.turn,
-                    JobStatus::Incomplete,
-                    &error,
+                    crate::store::ActingEnd {
+                        status: JobStatus::Incomplete,
+                        error: &error,
+                        image_prices: self.config().pricing().tools.image_generation,
+                    },
                     self.now(),
                     &outbox,
                 )
@@ -205,28 +231,29 @@ impl Orchestrator {
             .map(|a| (a.item_id.clone(), self.settle(&claim, a)))
             .collect();
         if !settled.is_empty() {
+            // A wait for a person is bounded by the config's wait (and the job's deadline).
+            let wait = i64::try_from(config.actions.wait_timeout.as_millis()).unwrap_or(i64::MAX);
+            let now = self.now();
             if !store
-                .settle_actions(&claim, &settled, self.now(), &outbox)
+                .settle_actions(&claim, &settled, now, now.saturating_add(wait), &outbox)
                 .await?
             {
                 return Ok(());
             }
             actions = store.turn_actions(&claim.id, claim.turn).await?;
-        }
-        if actions.iter().any(|a| a.state == "waiting") {
-            // Waits for a person: bounded by the job's deadline, or the config's wait.
-            let wait = i64::try_from(config.actions.wait_timeout.as_millis()).unwrap_or(i64::MAX);
-            store
-                .bound_wait(&claim.id, self.now().saturating_add(wait))
-                .await?;
-            self.wake();
+            if actions.iter().any(|a| a.state == "waiting") {
+                // Its sinks are told.
+                self.wake();
+            }
         }
         // Handlers interrupted by a crash: run again only when idempotent.
         for a in actions.iter().filter(|a| a.state == "running") {
             let handler = self.handler_of(&claim, a);
             match handler {
                 Some(h) if h.idempotent => {
-                    store.rerun_action(&claim.id, &a.item_id).await?;
+                    store
+                        .rerun_action(&claim.id, claim.turn, &a.item_id)
+                        .await?;
                 }
                 _ => {
                     let message = "respool stopped while its handler ran, and the handler is not marked `idempotent: true`, so it was not run again";
@@ -254,25 +281,48 @@ impl Orchestrator {
                 }
             })
             .await;
+            // Every result is written, each with retries, before anything else: a result lost
+            // here would be taken for a crash mid-run on the next claim.
+            let mut failed_job = false;
+            let mut first_error = None;
             for (a, result) in ready.iter().zip(results) {
-                let now = self.now();
-                match result {
-                    None => {}
+                let written = match result {
+                    None => Ok(true),
                     Some(Ok(output)) => {
-                        store
-                            .finish_action(&claim.id, &a.item_id, &output, "handler", None, now)
-                            .await?;
+                        self.with_retries(|| {
+                            store.finish_action(
+                                &claim.id,
+                                (claim.turn, &a.item_id),
+                                HandlerAnswer {
+                                    output: &output,
+                                    by: "handler",
+                                    error: None,
+                                },
+                                self.now(),
+                            )
+                        })
+                        .await
                     }
                     Some(Err(message)) => {
                         let handler = self.handler_of(&claim, a);
-                        if !self
-                            .handler_failed(&claim, a, handler.as_ref(), &message, &outbox)
-                            .await?
-                        {
-                            return Ok(());
-                        }
+                        self.handler_failed(&claim, a, handler.as_ref(), &message, &outbox)
+                            .await
+                    }
+                };
+                match written {
+                    Ok(true) => {}
+                    Ok(false) => failed_job = true,
+                    Err(e) => {
+                        tracing::error!(job_id = %claim.id, call_id = %a.item_id, error = %chain(&e), "cannot record a handler's result");
+                        first_error.get_or_insert(e);
                     }
                 }
+            }
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            if failed_job {
+                return Ok(());
             }
         }
         if store.start_next_turn(&claim, self.now()).await? {
@@ -290,8 +340,11 @@ impl Orchestrator {
                 .finish_acting(
                     &claim.id,
                     claim.turn,
-                    JobStatus::Cancelled,
-                    &error,
+                    crate::store::ActingEnd {
+                        status: JobStatus::Cancelled,
+                        error: &error,
+                        image_prices: self.config().pricing().tools.image_generation,
+                    },
                     self.now(),
                     &outbox,
                 )
@@ -374,7 +427,7 @@ impl Orchestrator {
         match self
             .inner
             .store
-            .start_action(&claim.id, &a.item_id, self.now())
+            .start_action(&claim.id, claim.turn, &a.item_id, self.now())
             .await
         {
             Ok(true) => {}
@@ -412,16 +465,19 @@ impl Orchestrator {
         let store = &self.inner.store;
         let now = self.now();
         let output = handlers::error_output(&a.name, message);
-        store
-            .finish_action(
+        self.with_retries(|| {
+            store.finish_action(
                 &claim.id,
-                &a.item_id,
-                &output,
-                "respool",
-                Some(message),
+                (claim.turn, &a.item_id),
+                HandlerAnswer {
+                    output: &output,
+                    by: "respool",
+                    error: Some(message),
+                },
                 now,
             )
-            .await?;
+        })
+        .await?;
         if handler.is_some_and(|h| h.on_error == OnError::Fail) {
             let error = JobError {
                 code: "handler_failed".into(),
@@ -434,8 +490,11 @@ impl Orchestrator {
                 .finish_acting(
                     &claim.id,
                     claim.turn,
-                    JobStatus::Failed,
-                    &error,
+                    crate::store::ActingEnd {
+                        status: JobStatus::Failed,
+                        error: &error,
+                        image_prices: self.config().pricing().tools.image_generation,
+                    },
                     now,
                     outbox,
                 )
@@ -479,7 +538,8 @@ impl Orchestrator {
         let answers: Option<Vec<_>> = actions.iter().map(ActionRow::answer).collect();
         match (previous, answers) {
             (Some(previous), Some(answers)) if !answers.is_empty() => {
-                crate::job::handler::next_turn_body(body, &previous, &answers);
+                let tag = crate::job::turn_tag(&claim.id, claim.turn);
+                crate::job::handler::next_turn_body(body, &previous, &answers, &tag);
                 Ok(true)
             }
             _ => {
@@ -504,6 +564,29 @@ impl Orchestrator {
                 Ok(false)
             }
         }
+    }
+}
+
+impl Orchestrator {
+    /// A store write, tried again a few times while the database refuses (busy, locked).
+    async fn with_retries<T, F, Fut>(&self, mut write: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..6 {
+            match write().await {
+                Ok(v) => return Ok(v),
+                Err(StoreError::Db(e)) => {
+                    tracing::warn!(error = %e, "a write failed; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        write().await
     }
 }
 

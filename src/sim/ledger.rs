@@ -43,7 +43,17 @@ impl Shared {
             inner
                 .created
                 .iter()
-                .filter(|(j, _)| job_id.is_none() || j.as_deref() == job_id)
+                // A job's later turns are tagged `job_…:N`: they are the job's too.
+                .filter(|(j, _)| match (job_id, j.as_deref()) {
+                    (None, _) => true,
+                    (Some(want), Some(tag)) => {
+                        tag == want
+                            || tag
+                                .strip_prefix(want)
+                                .is_some_and(|rest| rest.starts_with(':'))
+                    }
+                    (Some(_), None) => false,
+                })
                 .cloned()
                 .collect()
         };

@@ -114,19 +114,22 @@ impl Store {
             .iter()
             .filter_map(|(_, r)| r.as_ref().map(ResponseId::as_str))
             .collect();
-        let jobs: HashMap<ResponseId, JobId> = if named.is_empty() {
+        // The job each named response belongs to, and whether it is the job's current one (an
+        // earlier turn's is handed to its job without waking it: nothing is due for it).
+        let jobs: HashMap<ResponseId, (JobId, bool)> = if named.is_empty() {
             HashMap::new()
         } else {
-            sqlx::query_as::<_, (ResponseId, JobId)>(
-                "SELECT response_id, id FROM jobs \
+            sqlx::query_as::<_, (ResponseId, JobId, bool)>(
+                "SELECT response_id, id, 1 FROM jobs \
                  WHERE response_id IN (SELECT value FROM json_each(?1)) \
-                 UNION ALL SELECT response_id, job_id FROM job_turns \
+                 UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
                  WHERE response_id IN (SELECT value FROM json_each(?1))",
             )
             .bind(json_text(&named)?)
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
+            .map(|(r, j, current)| (r, (j, current)))
             .collect()
         };
         // [webhook id, job id or null], [job id, event message], [webhook id, next look].
@@ -139,13 +142,14 @@ impl Store {
                 continue;
             };
             match jobs.get(response_id) {
-                Some(job) => {
+                Some((job, true)) => {
                     handled.push((&d.webhook_id, Some(job.as_str())));
                     events.push((
                         job.as_str(),
                         format!("webhook {} ({})", d.event_type, d.webhook_id),
                     ));
                 }
+                Some((job, false)) => handled.push((&d.webhook_id, Some(job.as_str()))),
                 None if d.looks >= MAX_LOOKS => handled.push((&d.webhook_id, None)),
                 None => looks.push((&d.webhook_id, now.saturating_add(look_backoff_ms(d.looks)))),
             }

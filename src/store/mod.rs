@@ -63,7 +63,9 @@ pub use stats::{STATS_BUCKET_MS, StatsRow};
 pub use submissions::{Attach, AttachContext, AttachRequest, Claimed, Lease, UncertainWait};
 pub use tokens::TokenCounts;
 pub use tool_usage::ToolColumns;
-pub use turns::{ActingClaim, ActionRow, PersonAnswer, Responded, Settle};
+pub use turns::{
+    ActingClaim, ActingEnd, ActionRow, HandlerAnswer, PersonAnswer, Responded, Settle,
+};
 
 /// A store failure. The database error is kept as the source for the log.
 #[derive(Debug, thiserror::Error)]

@@ -365,6 +365,14 @@ async fn apply_in(
     if row.status.is_terminal() {
         return Ok(ApplyOutcome::Final(row.status));
     }
+    // Only the response the job holds moves it: a late sighting of another one (an earlier
+    // turn's, seen twice by a poll and its webhook's) changes nothing.
+    if row.response_id.as_ref() != Some(&obs.response_id) {
+        return Ok(ApplyOutcome::Stale {
+            current: row.status,
+            observed: obs.status,
+        });
+    }
     if !row.status.can_move_to(obs.status) {
         return Ok(ApplyOutcome::Stale {
             current: row.status,
@@ -423,7 +431,18 @@ async fn apply_in(
     .execute(&mut *tx)
     .await?;
     if terminal && !obs.raw.is_null() {
-        record_tool_usage(&mut *tx, id, &obs.raw, &image_prices).await?;
+        // Every turn's hosted tools, not only the last one's.
+        let all = match row.turn {
+            0 => None,
+            _ => super::turns::merged_turns(&mut *tx, id, Some(&obs.raw)).await?,
+        };
+        record_tool_usage(
+            &mut *tx,
+            id,
+            all.as_ref().unwrap_or(&obs.raw),
+            &image_prices,
+        )
+        .await?;
     }
     if row.status != obs.status {
         let mut data = serde_json::json!({"from": row.status.as_str(), "to": obs.status.as_str(), "source": source, "error": error});

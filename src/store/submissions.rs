@@ -71,6 +71,10 @@ pub struct AttachContext<'a> {
     /// How it was found, for the timeline (`create`, `webhook response.completed`, …).
     pub how: &'a str,
     pub request_id: Option<&'a str>,
+    /// The job's turn the response belongs to (our create's claim, or the tag of a revealed
+    /// response): one of another turn than the job's current one is never taken for it, it is
+    /// a paid duplicate of that turn. `None` (a create journal's entry): not checked.
+    pub turn: Option<i64>,
 }
 
 /// One response to attach, owned (for the batch writer): [`AttachContext`] and the ids.
@@ -84,6 +88,8 @@ pub struct AttachRequest {
     pub kind: EventKind,
     pub how: String,
     pub request_id: Option<String>,
+    /// The turn the response belongs to, when known (see [`AttachContext::turn`]).
+    pub turn: Option<i64>,
 }
 
 impl AttachRequest {
@@ -96,6 +102,7 @@ impl AttachRequest {
             kind: self.kind,
             how: &self.how,
             request_id: self.request_id.as_deref(),
+            turn: self.turn,
         }
     }
 }
@@ -107,12 +114,12 @@ async fn attach_in(
     response_id: &ResponseId,
     at: &AttachContext<'_>,
 ) -> Result<Attach, StoreError> {
-    let row: Option<(String, Option<ResponseId>)> =
-        sqlx::query_as("SELECT status, response_id FROM jobs WHERE id = ?")
+    let row: Option<(String, Option<ResponseId>, i64)> =
+        sqlx::query_as("SELECT status, response_id, turn FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some((status, held)) = row else {
+    let Some((status, held, current_turn)) = row else {
         return Ok(Attach::Missing);
     };
     // An earlier turn's response (a late webhook, a journal): the job had it, and moved on.
@@ -123,6 +130,26 @@ async fn attach_in(
             .fetch_optional(&mut *tx)
             .await?;
     if earlier.is_some() {
+        return Ok(Attach::Already);
+    }
+    // A response of a turn that already kept one (an earlier turn's create sent twice and
+    // revealed late, or the current turn's while its actions are answered): a paid duplicate
+    // of the one that turn kept, never taken in its place.
+    let turn = at.turn.unwrap_or(current_turn);
+    if turn > current_turn {
+        // A turn the job never reached: nothing to compare with; left alone.
+        return Ok(Attach::Already);
+    }
+    let kept: Option<ResponseId> =
+        sqlx::query_scalar("SELECT response_id FROM job_turns WHERE job_id = ? AND turn = ?")
+            .bind(id)
+            .bind(turn)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(kept) = kept {
+        return Ok(Attach::Duplicate { held: kept });
+    }
+    if turn < current_turn {
         return Ok(Attach::Already);
     }
     match held {
@@ -310,20 +337,24 @@ impl Store {
         limits: &ClaimLimits<'_>,
     ) -> Result<RawClaim, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(skip) = models_at_limit(&mut tx, now, limits).await? else {
-            tx.commit().await?;
-            return Ok(RawClaim::None);
-        };
         // A later turn of a job already running goes first (its earlier turns are paid for,
-        // and its owner is waiting); then new jobs.
-        let mut claimed = None;
-        for phase in [ClaimPhase::NextTurn, ClaimPhase::First] {
-            let mut q = submit_claim_query_for(phase, "", now, lease, &skip);
-            let q = q.build_query_as::<(String, i64, i64, String, i64)>();
-            claimed = q.fetch_optional(&mut *tx).await?;
-            if claimed.is_some() {
-                break;
-            }
+        // and its owner is waiting), whatever the limits: the job holds its place in flight
+        // all along (it is `in_progress`), so sending its next turn adds nothing to them.
+        let mut q = submit_claim_query_for(ClaimPhase::NextTurn, "", now, lease, &Skip::default());
+        let mut claimed = q
+            .build_query_as::<(String, i64, i64, String, i64)>()
+            .fetch_optional(&mut *tx)
+            .await?;
+        if claimed.is_none() {
+            let Some(skip) = models_at_limit(&mut tx, now, limits).await? else {
+                tx.commit().await?;
+                return Ok(RawClaim::None);
+            };
+            let mut q = submit_claim_query_for(ClaimPhase::First, "", now, lease, &skip);
+            claimed = q
+                .build_query_as::<(String, i64, i64, String, i64)>()
+                .fetch_optional(&mut *tx)
+                .await?;
         }
         let Some((id, attempt, submissions, spec, turn)) = claimed else {
             tx.commit().await?;
@@ -355,6 +386,19 @@ impl Store {
             spec,
             turn,
         })))
+    }
+
+    /// Whether a running job's next turn is due to be sent (it is claimed whatever the limits).
+    pub async fn next_turn_due(&self, now: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT 1 FROM jobs INDEXED BY jobs_turn_order WHERE status = 'in_progress' \
+             AND submit_state = 'ready' AND cancel_requested = 0 AND quarantine IS NULL \
+             AND (next_check_at IS NULL OR next_check_at <= ?) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.reads)
+        .await?
+        .is_some())
     }
 
     /// Sets a job aside whose row cannot be decoded: never claimed again (submit, poll,

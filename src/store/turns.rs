@@ -94,6 +94,25 @@ pub enum Settle {
     },
 }
 
+/// A handler's answer to one action (or respool's error output in its place).
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerAnswer<'a> {
+    pub output: &'a str,
+    /// `handler`, or `respool` for an error output.
+    pub by: &'a str,
+    /// What went wrong, when it did.
+    pub error: Option<&'a str>,
+}
+
+/// How an acting job ends (see [`Store::finish_acting`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ActingEnd<'a> {
+    pub status: JobStatus,
+    pub error: &'a JobError,
+    /// The image prices in force, for the tool fees of its turns.
+    pub image_prices: crate::pricing::ImagePrices,
+}
+
 /// One answer a person gives (`POST /v1/jobs/{id}/respond`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonAnswer {
@@ -175,7 +194,7 @@ pub(super) async fn record_turn_in(
          output_tokens = COALESCE(?, output_tokens), reasoning_tokens = COALESCE(?, reasoning_tokens), \
          total_tokens = COALESCE(?, total_tokens), \
          next_check_at = ?, lease_until = NULL, lease_owner = NULL, wake_pending = 0, \
-         polls_not_found = 0, poll_errors = 0, updated_at = ? WHERE id = ? AND turn = ?",
+         polls_not_found = 0, poll_errors = 0, updated_at = ? WHERE id = ? AND turn = ? AND response_id = ?",
     )
     .bind(obs.raw.to_string())
     .bind(usage_text)
@@ -184,6 +203,7 @@ pub(super) async fn record_turn_in(
     .bind(now)
     .bind(id)
     .bind(turn)
+    .bind(&obs.response_id)
     .execute(&mut *tx)
     .await?;
     let functions: Vec<String> = asked
@@ -250,6 +270,41 @@ impl<'q> BindTotal for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sqlite
     }
 }
 
+/// Every turn's response of a job as one for pricing its hosted tools: the outputs of the
+/// earlier turns, then `last`'s (the final response, if there is one), under `last`'s (or the
+/// last turn's) other fields. `None` when there is nothing.
+pub(super) async fn merged_turns(
+    conn: &mut SqliteConnection,
+    id: &JobId,
+    last: Option<&Value>,
+) -> Result<Option<Value>, StoreError> {
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT response FROM job_turns WHERE job_id = ? ORDER BY turn")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut responses: Vec<Value> = rows
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect();
+    if let Some(l) = last {
+        responses.push(l.clone());
+    }
+    let Some(mut merged) = responses.last().cloned() else {
+        return Ok(None);
+    };
+    let output: Vec<Value> = responses
+        .iter()
+        .filter_map(|r| r.get("output").and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect();
+    if let Some(o) = merged.as_object_mut() {
+        o.insert("output".into(), Value::Array(output));
+    }
+    Ok(Some(merged))
+}
+
 /// The usage of every earlier turn of a job, summed (`None` when it has none).
 pub(super) async fn earlier_usage(
     conn: &mut SqliteConnection,
@@ -286,7 +341,17 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ActingClaim>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query_as::<_, ActingClaim>(
+        type Raw = (
+            String,
+            i64,
+            i64,
+            String,
+            String,
+            i64,
+            Option<String>,
+            Option<i64>,
+        );
+        let rows: Vec<Raw> = sqlx::query_as(
             "UPDATE jobs SET next_check_at = ?, lease_owner = ?, updated_at = ? WHERE id IN \
              (SELECT id FROM jobs INDEXED BY jobs_acting WHERE submit_state = 'acting' \
               AND quarantine IS NULL AND next_check_at <= ? ORDER BY next_check_at LIMIT ?) \
@@ -300,14 +365,43 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(rows)
+        // A row that does not decode is set aside; the others go on.
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, attempt, turn, status, spec, cancel_requested, cancel_reason, deadline_at) in rows
+        {
+            let decoded = JobId::parse(&id)
+                .map_err(|e| e.to_string())
+                .and_then(|id| Ok((id, JobStatus::try_from(status)?)))
+                .and_then(|(id, status)| {
+                    let spec = serde_json::from_str::<JobSpec>(&spec)
+                        .map_err(|e| format!("its stored spec does not decode: {e}"))?;
+                    Ok((id, status, spec))
+                });
+            match decoded {
+                Ok((id, status, spec)) => out.push(ActingClaim {
+                    id,
+                    attempt,
+                    turn,
+                    status,
+                    spec,
+                    cancel_requested,
+                    cancel_reason,
+                    deadline_at,
+                }),
+                Err(reason) => {
+                    tracing::error!(job_id = %id, %reason, "an acting job does not decode; setting it aside");
+                    self.quarantine_job(&id, &reason, now).await?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Pushes an acting job's lease on while its handlers run.
     pub async fn hold_acting(&self, id: &JobId, until: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE jobs SET next_check_at = MAX(COALESCE(next_check_at, 0), ?) \
-             WHERE id = ? AND submit_state = 'acting' AND status = 'in_progress'",
+             WHERE id = ? AND submit_state = 'acting' AND status IN ('in_progress', 'requires_action')",
         )
         .bind(until)
         .bind(id)
@@ -382,6 +476,7 @@ impl Store {
         claim: &ActingClaim,
         settled: &[(String, Settle)],
         now: i64,
+        wait_until: i64,
         outbox: &[OutboxEntry],
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -435,10 +530,25 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         if !waiting.is_empty() && claim.status == JobStatus::InProgress {
+            // Handlers still to run keep the claim's lease (`next_check_at`); a wait alone is
+            // looked at again when someone answers, or when it runs out (`wait_until`, bounded
+            // by the job's own deadline).
+            let handlers_left: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM job_actions WHERE job_id = ? AND turn = ? AND state IN ('ready', 'running')",
+            )
+            .bind(&claim.id)
+            .bind(claim.turn)
+            .fetch_one(&mut *tx)
+            .await?;
             sqlx::query(
-                "UPDATE jobs SET status = 'requires_action', next_check_at = NULL, updated_at = ? \
+                "UPDATE jobs SET status = 'requires_action', \
+                 next_check_at = CASE WHEN ? > 0 THEN next_check_at ELSE NULL END, \
+                 wait_until = MIN(?, COALESCE(deadline_at, ?)), updated_at = ? \
                  WHERE id = ? AND status = 'in_progress'",
             )
+            .bind(handlers_left)
+            .bind(wait_until)
+            .bind(wait_until)
             .bind(now)
             .bind(&claim.id)
             .execute(&mut *tx)
@@ -475,15 +585,22 @@ impl Store {
     pub async fn start_action(
         &self,
         id: &JobId,
+        turn: i64,
         item_id: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
+        // Only while the job still acts on this turn: a cancel, a timeout or a failed sibling
+        // handler stops the handlers not started yet.
         Ok(sqlx::query(
             "UPDATE job_actions SET state = 'running', runs = runs + 1, started_at = ? \
-             WHERE job_id = ? AND item_id = ? AND state = 'ready'",
+             WHERE job_id = ? AND turn = ? AND item_id = ? AND state = 'ready' \
+             AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = job_actions.job_id AND jobs.turn = job_actions.turn \
+                         AND jobs.submit_state = 'acting' AND jobs.cancel_requested = 0 \
+                         AND jobs.status IN ('in_progress', 'requires_action'))",
         )
         .bind(now)
         .bind(id)
+        .bind(turn)
         .bind(item_id)
         .execute(&self.pool)
         .await?
@@ -492,11 +609,17 @@ impl Store {
     }
 
     /// Sends an interrupted `running` action back to `ready` (its handler is idempotent).
-    pub async fn rerun_action(&self, id: &JobId, item_id: &str) -> Result<bool, StoreError> {
+    pub async fn rerun_action(
+        &self,
+        id: &JobId,
+        turn: i64,
+        item_id: &str,
+    ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
-            "UPDATE job_actions SET state = 'ready' WHERE job_id = ? AND item_id = ? AND state = 'running'",
+            "UPDATE job_actions SET state = 'ready' WHERE job_id = ? AND turn = ? AND item_id = ? AND state = 'running'",
         )
         .bind(id)
+        .bind(turn)
         .bind(item_id)
         .execute(&self.pool)
         .await?
@@ -509,22 +632,22 @@ impl Store {
     pub async fn finish_action(
         &self,
         id: &JobId,
-        item_id: &str,
-        output: &str,
-        by: &str,
-        error: Option<&str>,
+        (turn, item_id): (i64, &str),
+        answer: HandlerAnswer<'_>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        let HandlerAnswer { output, by, error } = answer;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(String, i64)> = sqlx::query_as(
             "UPDATE job_actions SET state = 'done', output = ?, answered_by = ?, error = ?, finished_at = ? \
-             WHERE job_id = ? AND item_id = ? AND state IN ('ready', 'running') RETURNING name, runs",
+             WHERE job_id = ? AND turn = ? AND item_id = ? AND state IN ('ready', 'running') RETURNING name, runs",
         )
         .bind(output)
         .bind(by)
         .bind(error)
         .bind(now)
         .bind(id)
+        .bind(turn)
         .bind(item_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -608,11 +731,12 @@ impl Store {
         for a in answers {
             sqlx::query(
                 "UPDATE job_actions SET state = 'done', output = ?, answered_by = 'person', finished_at = ? \
-                 WHERE job_id = ? AND item_id = ? AND state = 'waiting'",
+                 WHERE job_id = ? AND turn = ? AND item_id = ? AND state = 'waiting'",
             )
             .bind(&a.output)
             .bind(now)
             .bind(id)
+            .bind(turn)
             .bind(&a.item_id)
             .execute(&mut *tx)
             .await?;
@@ -642,7 +766,8 @@ impl Store {
         let remaining = waiting.len() - answers.len();
         if remaining == 0 {
             sqlx::query(
-                "UPDATE jobs SET status = 'in_progress', next_check_at = ?, updated_at = ? \
+                "UPDATE jobs SET status = 'in_progress', wait_until = NULL, \
+                 next_check_at = MAX(COALESCE(next_check_at, 0), ?), updated_at = ? \
                  WHERE id = ? AND status = 'requires_action'",
             )
             .bind(now)
@@ -720,11 +845,15 @@ impl Store {
         &self,
         id: &JobId,
         turn: i64,
-        status: JobStatus,
-        error: &JobError,
+        end: ActingEnd<'_>,
         now: i64,
         outbox: &[OutboxEntry],
     ) -> Result<bool, StoreError> {
+        let ActingEnd {
+            status,
+            error,
+            image_prices,
+        } = end;
         debug_assert!(status.is_terminal());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let from: Option<String> = sqlx::query_scalar(
@@ -757,6 +886,10 @@ impl Store {
         .rows_affected()
             == 1;
         if done {
+            // What the turns' hosted tools did is priced like a finished response's.
+            if let Some(all) = merged_turns(&mut tx, id, None).await? {
+                super::tool_usage::record_tool_usage(&mut tx, id, &all, &image_prices).await?;
+            }
             let data = serde_json::json!({"from": from, "to": status.as_str(), "error": error, "turn": turn});
             add_event(
                 &mut tx,
@@ -787,27 +920,12 @@ impl Store {
     /// Jobs waiting for a person past their deadline.
     pub async fn overdue_waits(&self, now: i64) -> Result<Vec<(JobId, i64)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, turn FROM jobs WHERE status = 'requires_action' AND deadline_at IS NOT NULL \
-             AND deadline_at <= ? AND quarantine IS NULL LIMIT 100",
+            "SELECT id, turn FROM jobs INDEXED BY jobs_waiting WHERE status = 'requires_action' \
+             AND wait_until <= ? AND quarantine IS NULL LIMIT 100",
         )
         .bind(now)
         .fetch_all(&self.reads)
         .await?)
-    }
-
-    /// Gives a job waiting for a person the deadline `at` unless it has an earlier one (a job
-    /// without a `timeout` waits `actions.wait_timeout`).
-    pub async fn bound_wait(&self, id: &JobId, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE jobs SET deadline_at = ? WHERE id = ? AND status = 'requires_action' \
-             AND (deadline_at IS NULL OR deadline_at > ?)",
-        )
-        .bind(at)
-        .bind(id)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }
 

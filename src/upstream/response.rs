@@ -130,11 +130,13 @@ pub fn salvage_response_id(body: &[u8]) -> Option<ResponseId> {
     None
 }
 
-/// The job id respool tagged a response with, if any.
-pub fn tagged_job_id(raw: &Value) -> Option<&str> {
-    raw.get("metadata")?
-        .get(crate::job::METADATA_JOB_KEY)?
-        .as_str()
+/// The job (and its turn) respool tagged a response with, if any ([`crate::job::turn_tag`]).
+pub fn tagged_job_id(raw: &Value) -> Option<(crate::job::JobId, i64)> {
+    crate::job::parse_turn_tag(
+        raw.get("metadata")?
+            .get(crate::job::METADATA_JOB_KEY)?
+            .as_str()?,
+    )
 }
 
 #[cfg(test)]
@@ -152,12 +154,17 @@ mod tests {
                                             {"type": "refusal", "refusal": "no"},
                                             {"type": "output_text", "text": "world"}]}],
             "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5},
-            "metadata": {"respool_job_id": "job_x"}});
+            "metadata": {"respool_job_id": "job_01KBN8V3ZQ4W7G8Y2H5J6K9M0P:2"}});
         let obs = observe(raw.clone()).unwrap();
         assert_eq!(obs.status, JobStatus::Completed);
         assert_eq!(obs.output_text.as_deref(), Some("Hello world"));
         assert_eq!(obs.usage.unwrap()["total_tokens"], 5);
-        assert_eq!(tagged_job_id(&raw), Some("job_x"));
+        let (job, turn) = tagged_job_id(&raw).unwrap();
+        assert_eq!((job.as_str(), turn), ("job_01KBN8V3ZQ4W7G8Y2H5J6K9M0P", 2));
+        assert_eq!(
+            tagged_job_id(&json!({"metadata": {"respool_job_id": "job_x"}})),
+            None
+        );
     }
 
     #[test]

@@ -516,3 +516,28 @@ async fn the_interactive_mcp_example_waits_and_goes_on_after_an_api_answer() {
     assert_eq!(job.actions[0].answered_by.as_deref(), Some("person"));
     app.stop().await;
 }
+
+/// Jobs between turns hold their place in flight: with every place taken by jobs whose
+/// response asked for a function, their next turns are still sent (no deadlock), and the
+/// jobs waiting behind them go when places free up.
+#[tokio::test]
+async fn jobs_between_turns_never_block_each_other_at_the_in_flight_limit() {
+    let app = app(|c| c.limits.max_in_flight = 2).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.submit(&json!({
+                "name": format!("turns-{i}"), "model": "gpt-4.1", "input": format!("Look up item {i}."),
+                "tools": [tool("look")],
+                "handlers": {"look": {"command": ["echo", "found it"]}},
+            }))
+            .await,
+        );
+    }
+    for id in &ids {
+        let job = app.wait_terminal(id, WITHIN).await;
+        assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+        assert_eq!(app.sim.responses(Some(id)).len(), 2);
+    }
+    app.stop().await;
+}

@@ -894,6 +894,7 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     kind: respool::store::EventKind::Adopted,
                     how: "test",
                     request_id: None,
+                    turn: None,
                 };
                 let attach = store.attach_response(&id, &rid, &ctx).await.unwrap();
                 match (&attach, &before.response_id) {

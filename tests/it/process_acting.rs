@@ -73,9 +73,14 @@ async fn killed_mid_handler(idempotent: bool) {
         );
     }
     assert_eq!(action["runs"], if idempotent { 2 } else { 1 });
-    // One create per turn: nothing was paid twice.
+    // One create per turn (the second tagged `job_…:1`): nothing was paid twice.
     let creates = h.creates_by_job().await;
-    assert_eq!(creates.get(&id).copied(), Some(2), "{creates:?}");
+    assert_eq!(creates.get(&id).copied(), Some(1), "{creates:?}");
+    assert_eq!(
+        creates.get(&format!("{id}:1")).copied(),
+        Some(1),
+        "{creates:?}"
+    );
 }
 
 #[tokio::test]

@@ -62,6 +62,7 @@ fn attach_ctx(now: i64) -> AttachContext<'static> {
         kind: respool::store::EventKind::Submitted,
         how: "create",
         request_id: None,
+        turn: None,
     }
 }
 
@@ -200,7 +201,7 @@ async fn a_turn_waits_for_answers_then_the_next_one_is_claimed_like_a_create() {
     ];
     assert!(
         store
-            .settle_actions(claim, &settled, now + 4, &outbox)
+            .settle_actions(claim, &settled, now + 4, now + 86_400_000, &outbox)
             .await
             .unwrap()
     );
@@ -395,13 +396,14 @@ async fn a_crash_mid_handler_is_seen_and_an_acting_job_can_end() {
             &claim,
             &[("call_1".into(), Settle::Handler("get_weather".into()))],
             now,
+            now + 86_400_000,
             &[],
         )
         .await
         .unwrap();
     // Started once; a second start (another pass, another daemon) is refused.
-    assert!(store.start_action(&id, "call_1", now).await.unwrap());
-    assert!(!store.start_action(&id, "call_1", now).await.unwrap());
+    assert!(store.start_action(&id, 0, "call_1", now).await.unwrap());
+    assert!(!store.start_action(&id, 0, "call_1", now).await.unwrap());
     // The "daemon" dies here. The lease runs out, the job is claimed again, and the action
     // is found `running` with its one run counted.
     let again = store
@@ -412,22 +414,40 @@ async fn a_crash_mid_handler_is_seen_and_an_acting_job_can_end() {
     let a = &store.turn_actions(&id, 0).await.unwrap()[0];
     assert_eq!((a.state.as_str(), a.runs), ("running", 1));
     // An idempotent handler is sent back to run; then its answer is recorded once.
-    assert!(store.rerun_action(&id, "call_1").await.unwrap());
+    assert!(store.rerun_action(&id, 0, "call_1").await.unwrap());
     assert!(
         store
-            .start_action(&id, "call_1", now + 2_001)
+            .start_action(&id, 0, "call_1", now + 2_001)
             .await
             .unwrap()
     );
     assert!(
         store
-            .finish_action(&id, "call_1", "sunny", "handler", None, now + 2_002)
+            .finish_action(
+                &id,
+                (0, "call_1"),
+                respool::store::HandlerAnswer {
+                    output: "sunny",
+                    by: "handler",
+                    error: None
+                },
+                now + 2_002
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .finish_action(&id, "call_1", "again", "handler", None, now + 2_003)
+            .finish_action(
+                &id,
+                (0, "call_1"),
+                respool::store::HandlerAnswer {
+                    output: "again",
+                    by: "handler",
+                    error: None
+                },
+                now + 2_003
+            )
             .await
             .unwrap()
     );
@@ -448,13 +468,33 @@ async fn a_crash_mid_handler_is_seen_and_an_acting_job_can_end() {
     }];
     assert!(
         store
-            .finish_acting(&id, 0, JobStatus::Incomplete, &error, now + 3_000, &outbox)
+            .finish_acting(
+                &id,
+                0,
+                respool::store::ActingEnd {
+                    status: JobStatus::Incomplete,
+                    error: &error,
+                    image_prices: Default::default()
+                },
+                now + 3_000,
+                &outbox
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .finish_acting(&id, 0, JobStatus::Cancelled, &error, now + 3_001, &outbox)
+            .finish_acting(
+                &id,
+                0,
+                respool::store::ActingEnd {
+                    status: JobStatus::Cancelled,
+                    error: &error,
+                    image_prices: Default::default()
+                },
+                now + 3_001,
+                &outbox
+            )
             .await
             .unwrap()
     );
@@ -469,5 +509,130 @@ async fn a_crash_mid_handler_is_seen_and_an_acting_job_can_end() {
             .len(),
         1
     );
+    store.close().await;
+}
+
+/// Late sightings never take a turn's place: a second create of a turn revealed while its
+/// actions are answered, or an earlier turn's revealed when the job is past it, is a paid
+/// duplicate of the response that turn kept; an observation of any response but the job's
+/// current one changes nothing (the usage is never counted twice).
+#[tokio::test]
+async fn late_sightings_of_a_turn_are_duplicates_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir.path().join("t.db")).await;
+    let now = now_ms();
+    let id = insert(&store, now).await;
+    let per_model = BTreeMap::new();
+    store
+        .claim_submission(now, Lease::unowned(60_000), &limits(&per_model))
+        .await
+        .unwrap();
+    let with_turn = |t: i64| AttachContext {
+        turn: Some(t),
+        ..attach_ctx(now)
+    };
+    let kept = ResponseId::parse("resp_kept").unwrap();
+    assert!(matches!(
+        store
+            .attach_response(&id, &kept, &with_turn(0))
+            .await
+            .unwrap(),
+        Attach::Attached { .. }
+    ));
+    let asked = json!([{"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}]);
+    let obs = observation(
+        "resp_kept",
+        JobStatus::Completed,
+        asked.clone(),
+        usage(10, 1),
+    );
+    assert!(matches!(
+        apply(&store, &id, &obs, now, &[]).await,
+        ApplyOutcome::Acting { .. }
+    ));
+    // The same completion again: stale, the usage not added twice, no second `actions`.
+    assert!(matches!(
+        apply(&store, &id, &obs, now + 1, &[]).await,
+        ApplyOutcome::Stale { .. }
+    ));
+    assert_eq!(
+        store.get_job(&id).await.unwrap().unwrap().usage.unwrap()["total_tokens"],
+        11
+    );
+    // A second response of turn 0 (its create sent twice) while turn 0's actions wait.
+    let twin = ResponseId::parse("resp_twin").unwrap();
+    assert_eq!(
+        store
+            .attach_response(&id, &twin, &with_turn(0))
+            .await
+            .unwrap(),
+        Attach::Duplicate { held: kept.clone() }
+    );
+    let row = store.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.submit_state, row.response_id),
+        (SubmitState::Acting, None)
+    );
+    // An observation of the twin moves nothing.
+    let twin_obs = observation("resp_twin", JobStatus::Completed, asked, usage(10, 1));
+    assert!(matches!(
+        apply(&store, &id, &twin_obs, now + 2, &[]).await,
+        ApplyOutcome::Stale { .. }
+    ));
+    // On to turn 1; then turn 0's twin revealed again is still turn 0's duplicate, and turn
+    // 1's own response is taken.
+    let claim = store
+        .claim_acting(now + 3, Lease::unowned(60_000), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .settle_actions(
+            &claim,
+            &[(
+                "call_1".into(),
+                Settle::Answered {
+                    output: "sunny".into(),
+                    by: "policy",
+                    error: None,
+                },
+            )],
+            now + 3,
+            now + 86_400_000,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(store.start_next_turn(&claim, now + 4).await.unwrap());
+    assert_eq!(
+        store
+            .attach_response(&id, &twin, &with_turn(0))
+            .await
+            .unwrap(),
+        Attach::Duplicate { held: kept.clone() }
+    );
+    assert_eq!(
+        store
+            .attach_response(
+                &id,
+                &ResponseId::parse("resp_future").unwrap(),
+                &with_turn(5)
+            )
+            .await
+            .unwrap(),
+        Attach::Already,
+        "a turn the job never reached is left alone"
+    );
+    assert_eq!(store.get_job(&id).await.unwrap().unwrap().response_id, None);
+    let next = ResponseId::parse("resp_next").unwrap();
+    assert!(matches!(
+        store
+            .attach_response(&id, &next, &with_turn(1))
+            .await
+            .unwrap(),
+        Attach::Attached {
+            reopened_from: None
+        }
+    ));
     store.close().await;
 }

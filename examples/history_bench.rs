@@ -292,6 +292,7 @@ async fn write_through_api(store: &Store, b: BenchJob) -> Result<(), Box<dyn std
                 kind: respool::store::EventKind::Submitted,
                 how: "create",
                 request_id: None,
+                turn: None,
             },
         )
         .await?;

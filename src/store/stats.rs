@@ -415,6 +415,23 @@ mod tests {
                 })
                 .await
                 .unwrap();
+            // Observations move only a job that holds their response.
+            store
+                .attach_response(
+                    &id,
+                    &ResponseId::parse(&format!("resp_{n}")).unwrap(),
+                    &crate::store::AttachContext {
+                        now: created,
+                        first_poll_at: created,
+                        poll_interval_ms: 1_000,
+                        kind: crate::store::EventKind::Submitted,
+                        how: "create",
+                        request_id: None,
+                        turn: None,
+                    },
+                )
+                .await
+                .unwrap();
             let status = statuses[rng.random_range(0..statuses.len())];
             let observe = async |status: JobStatus, usage: Option<Value>, raw: Value, now: i64| {
                 let obs = Observation {

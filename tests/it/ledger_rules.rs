@@ -696,6 +696,20 @@ async fn a_batch_of_poll_results_answers_each_as_if_alone() {
         ids.push(insert_job(&store, &format!("batched-{i}"), now).await);
     }
     let broken = insert_job(&store, "broken", now).await;
+    // Each holds the response it is observed with (an observation moves only its own job's).
+    for id in ids.iter().chain([&broken]) {
+        let rid = ResponseId::parse(&format!("resp_{}", id.as_str().to_lowercase())).unwrap();
+        let ctx = AttachContext {
+            now,
+            first_poll_at: now,
+            poll_interval_ms: 1_000,
+            kind: respool::store::EventKind::Submitted,
+            how: "create",
+            request_id: None,
+            turn: None,
+        };
+        store.attach_response(id, &rid, &ctx).await.unwrap();
+    }
     let finished = ids[0].clone();
     let gone = JobId::generate();
     let write = |id: &JobId, output: &str| ObservationWrite {

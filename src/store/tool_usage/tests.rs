@@ -253,6 +253,22 @@ async fn the_final_observation_records_tool_usage() {
                    {"type": "code_interpreter_call", "container_id": "c"},
                    {"type": "image_generation_call", "quality": "high", "size": "1024x1536"}],
         "usage": {"input_tokens": 10, "output_tokens": 5}});
+    store
+        .attach_response(
+            &id,
+            &ResponseId::parse("resp_1").unwrap(),
+            &crate::store::AttachContext {
+                now: 1,
+                first_poll_at: 1,
+                poll_interval_ms: 1000,
+                kind: crate::store::EventKind::Submitted,
+                how: "create",
+                request_id: None,
+                turn: None,
+            },
+        )
+        .await
+        .unwrap();
     let mut images = ImagePrices::default();
     images.high.portrait = 0.5;
     let observe = async |status: JobStatus, now: i64| {

@@ -4,6 +4,7 @@
 pub mod artifact;
 pub mod attachment;
 pub mod files;
+pub mod progress;
 pub mod redact;
 pub mod schedule;
 pub mod spec;

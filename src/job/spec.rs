@@ -4,7 +4,7 @@
 //! Any key respool does not own passes through to OpenAI untouched, so new API parameters work
 //! without a respool release. respool's keys are taken out before the body is sent:
 //! `name`, `notify`, `idempotency_key`, `timeout`, `schedule`, `attachments`, `priority`,
-//! `budget_exempt` (and
+//! `budget_exempt`, `progress` (and
 //! `metadata`, which is merged with respool's own tag).
 
 use std::collections::BTreeSet;
@@ -20,8 +20,9 @@ use crate::yaml::{self, Located};
 use super::METADATA_JOB_KEY;
 
 /// Keys respool owns; they never reach OpenAI.
-const OWN_KEYS: [&str; 7] = [
+const OWN_KEYS: [&str; 8] = [
     "name",
+    "progress",
     "notify",
     "idempotency_key",
     "timeout",
@@ -135,6 +136,11 @@ pub struct JobSpec {
     /// when empty, so specs and their hashes stay as they were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub knowledge: Vec<KnowledgeSet>,
+    /// How the job is followed while it runs (`progress: poll | stream`); `None` takes the
+    /// config's `jobs.progress` when it is submitted. Skipped when absent, so specs and their
+    /// hashes stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::progress::Progress>,
 }
 
 /// A named set of documents a job searches: a vector store respool keeps by the set's name.
@@ -326,10 +332,21 @@ impl JobSpec {
             }
         };
 
+        let progress = match super::progress::take_progress(body.remove("progress")) {
+            Ok(p) => p,
+            Err(m) => {
+                err("progress", m);
+                None
+            }
+        };
         for (key, wanted) in [("background", true), ("store", true), ("stream", false)] {
             match body.get(key) {
                 None | Some(Value::Null) => {}
                 Some(Value::Bool(b)) if *b == wanted => {}
+                Some(_) if key == "stream" => err(
+                    key,
+                    "respool creates in background mode and follows the stream itself: for live progress write `progress: stream` instead".into(),
+                ),
                 Some(_) => err(
                     key,
                     format!(
@@ -713,6 +730,7 @@ impl JobSpec {
                 budget_exempt,
                 attachments,
                 knowledge,
+                progress,
             })
         } else {
             Err(errors)
@@ -736,6 +754,7 @@ impl JobSpec {
             budget_exempt,
             attachments,
             knowledge,
+            progress,
         } = self;
         let mut body = request.clone();
         body.insert("name".into(), Value::String(name.clone()));
@@ -775,6 +794,9 @@ impl JobSpec {
                 })
                 .collect();
             body.insert("knowledge".into(), Value::Array(sets));
+        }
+        if let Some(p) = progress {
+            body.insert("progress".into(), Value::String(p.as_str().into()));
         }
         body
     }

@@ -30,6 +30,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         budget_exempt: false,
         attachments: Vec::new(),
         knowledge: Vec::new(),
+        progress: None,
     });
     let start = REPORT.find("[cited source]").unwrap_or(0);
     let response = json!({

@@ -126,7 +126,9 @@ impl Orchestrator {
         let body = claim
             .spec
             .create_body_with(id, prepared.parts, &prepared.vector_store_ids);
-        let result = self.client().create(&body).await;
+        // A `progress: stream` job's create opens the response's stream (`progress.rs`); its
+        // answer is recorded exactly as a JSON create's is, and the open stream is handed on.
+        let (result, opened) = self.create_for(&claim, &body).await?;
         self.record_rate_limits(
             claim.spec.model(),
             match &result {
@@ -140,14 +142,21 @@ impl Orchestrator {
             Ok(fetched) => {
                 crate::telemetry::submission("accepted");
                 let rid = fetched.observation.response_id.clone();
-                self.record_response(
-                    id,
-                    &rid,
-                    Some(&fetched.observation),
-                    fetched.request_id.as_deref(),
-                    "create",
-                )
-                .await?;
+                let recorded = self
+                    .record_response(
+                        id,
+                        &rid,
+                        Some(&fetched.observation),
+                        fetched.request_id.as_deref(),
+                        "create",
+                    )
+                    .await;
+                // Handed on whatever the ledger said: dropping a stream while its response is
+                // queued can leave it stuck there (`progress.rs`).
+                if let Some(stream) = opened {
+                    self.follow_created(id, &rid, stream);
+                }
+                recorded?;
             }
             // The create surely reached OpenAI and its answer named the response, but the rest
             // of it could not be read: the id is what matters, a poll reads the rest.

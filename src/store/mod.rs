@@ -17,6 +17,7 @@ mod duplicates;
 mod endpoint_secrets;
 mod events;
 pub mod filter;
+mod follow;
 mod ids;
 mod jobs;
 mod knowledge;

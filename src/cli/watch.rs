@@ -37,7 +37,8 @@ pub async fn watch(client: &ApiClient, id: &str, json: bool) -> anyhow::Result<E
     let enc: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
     let job: JobView = client.get(&format!("/v1/jobs/{enc}")).await?;
     let mut line = Line {
-        started_at: job.created_at,
+        // The job's `created_at` is in seconds, its events' `at` in milliseconds.
+        started_at: job.created_at.saturating_mul(1000),
         status: job.status.to_string(),
         tokens: 0,
     };

@@ -114,8 +114,10 @@ impl ResponseStream {
     }
 }
 
-/// What a create by stream answered.
+/// What a create by stream answered. (Rare and next to an HTTP call: its size does not
+/// matter.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum StreamCreated {
     /// `response.created`: the response and the stream to read on.
     Stream {
@@ -244,7 +246,7 @@ impl Client {
                     observation,
                     request_id: stream.request_id.clone(),
                     retries,
-                    rate_limits: stream.rate_limits.clone(),
+                    rate_limits: stream.rate_limits,
                 }),
                 stream,
             }),
@@ -347,6 +349,7 @@ impl Client {
 /// How long a stream may stay silent before its connection counts as broken (then resumed).
 pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
+#[allow(clippy::large_enum_variant)]
 enum Opened {
     Json(Box<Fetched>),
     Stream(ResponseStream),

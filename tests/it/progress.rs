@@ -130,7 +130,8 @@ async fn past_the_resume_window_the_job_falls_back_to_polls() {
         ..SimConfig::default()
     };
     let app = helpers::spawn_app_with(|_| {}, sim).await;
-    let id = app.submit(&body("late", "stream", "2s")).await;
+    // Long enough that no poll ends the job before the follower tries to resume.
+    let id = app.submit(&body("late", "stream", "6s")).await;
     exactly_once(&app, &id).await;
     let events = app.events(&id).await;
     let fell_back = events.iter().find(|e| {

@@ -390,9 +390,13 @@ fn respool_rules(sinks: &[String]) -> Value {
                 "description": "Submission order: higher first (default 0)."
             },
             "budget_exempt": {"type": ["boolean", "null"], "description": "Submitted even when a budget is reached."},
+            "progress": {
+                "anyOf": [{"type": "string", "enum": crate::job::progress::Progress::NAMES}, {"type": "null"}],
+                "description": "How respool follows the job while it runs: `poll` (polls and webhooks) or `stream` (live milestones from the response's event stream; polls and webhooks still decide its end). Default: the config's `jobs.progress`."
+            },
             "background": {"anyOf": [{"type": "boolean", "const": true}, {"type": "null"}], "description": "respool always sends `true`; leave it out."},
             "store": {"anyOf": [{"type": "boolean", "const": true}, {"type": "null"}], "description": "respool always sends `true`; leave it out."},
-            "stream": {"anyOf": [{"type": "boolean", "const": false}, {"type": "null"}], "description": "respool always sends `false`; leave it out."},
+            "stream": {"anyOf": [{"type": "boolean", "const": false}, {"type": "null"}], "description": "Leave it out: for live progress write `progress: stream` (respool then sends `stream: true` itself)."},
             "metadata": {
                 "description": "Up to 15 string pairs (OpenAI allows 16; respool adds its own).",
                 "anyOf": [
@@ -689,6 +693,13 @@ mod tests {
                 field(
                     vec![json!(16), json!(16.0), json!(100_000), Value::Null],
                     vec![json!(15), json!(-16), json!("16"), json!(16.5)],
+                ),
+            ),
+            (
+                "progress",
+                field(
+                    vec![json!("poll"), json!("stream"), Value::Null],
+                    vec![json!("live"), json!(true)],
                 ),
             ),
             (

@@ -342,24 +342,46 @@ pub async fn get_job(
     Ok(Json(v))
 }
 
-/// A job's timeline, oldest first.
-#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path)),
-    responses((status = 200, body = EventList), (status = 404, body = ErrorBody)))]
+/// `GET /v1/jobs/{id}/events`'s query.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// `true`: answer with `text/event-stream`, the events written so far, then each new one
+    /// until the job ends (`id:` is the event's id: reconnect with `Last-Event-ID` to go on
+    /// after it; `event:` its kind; `data:` the event as JSON).
+    pub follow: Option<bool>,
+}
+
+/// A job's timeline, oldest first; or, with `follow=true`, followed live as server-sent
+/// events (`src/api/follow.rs`).
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+    params(("id" = String, Path), EventsParams,
+        ("Last-Event-ID" = Option<i64>, Header, description = "With `follow=true`: go on after this event id.")),
+    responses((status = 200, content((EventList = "application/json"), (String = "text/event-stream"))),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_events(
     State(state): State<ApiState>,
     ApiPath(JobPath { id }): ApiPath<JobPath>,
-) -> Result<Json<EventList>, ApiError> {
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let store = state.store;
+    let params: EventsParams = parse_query(raw.as_deref().unwrap_or(""))?;
+    let store = &state.store;
     // Not `get_job`: the timeline of a job whose row no longer decodes (quarantined) is where
     // the reason is, so it must be readable.
     if !store.job_exists(&id).await? {
         return Err(not_found(&id));
     }
+    if params.follow == Some(true) {
+        let after = super::follow::last_event_id(&headers)?;
+        return Ok(super::follow::follow(&state, id, after));
+    }
     Ok(Json(EventList {
         object: "list".into(),
         data: store.list_events(&id).await?,
-    }))
+    })
+    .into_response())
 }
 
 /// The stored upstream Response JSON, whole but for credentials in its echoed `tools`.

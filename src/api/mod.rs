@@ -15,6 +15,7 @@ pub mod endpoint_test;
 pub mod endpoints;
 pub(crate) mod error;
 mod extract;
+mod follow;
 mod job_schema;
 pub(crate) mod jobs;
 mod notifications;

@@ -1,4 +1,4 @@
-//! `respool jobs list|show|output|events|cancel|retry|artifacts`. Long human output (the list table,
+//! `respool jobs list|show|output|events|watch|cancel|retry|artifacts` (`watch`: `watch.rs`). Long human output (the list table,
 //! `show`, `events`, `output`) goes through the pager ([`super::pager`]); machine formats
 //! (`--json`, `jsonl`, `csv`) never do.
 
@@ -27,6 +27,10 @@ pub enum JobsCommand {
     Output(OutputArgs),
     /// Print a job's timeline.
     Events(PagedIdArgs),
+    /// Follow a job live until it ends: a status line per event (elapsed time, status,
+    /// tokens so far), its milestones and the text as it grows. Exits 0 when it completes, 1
+    /// otherwise (as `respool submit --wait`).
+    Watch(IdArgs),
     /// Cancel a job (upstream too, if it was submitted).
     Cancel(IdArgs),
     /// Run a finished job again, as a new job with the same spec (linked by `retry_of`).
@@ -183,6 +187,10 @@ pub async fn run(config: Option<&Path>, cmd: JobsCommand) -> anyhow::Result<Exit
         JobsCommand::Show(a) => show(config, a).await,
         JobsCommand::Output(a) => print_output(config, a).await,
         JobsCommand::Artifacts(a) => artifacts(config, a).await,
+        JobsCommand::Watch(a) => {
+            let client = ApiClient::from_args(config, &a.server)?;
+            super::watch::watch(&client, &a.id, a.server.json).await
+        }
         JobsCommand::Events(a) => {
             let client = ApiClient::from_args(config, &a.server)?;
             let events: Value = client

@@ -20,6 +20,7 @@ mod schedules;
 mod serve;
 mod stats;
 mod submit;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -32,7 +32,9 @@ pub struct SubmitArgs {
     /// Name of a single job given by flags.
     #[arg(long, conflicts_with = "file")]
     pub name: Option<String>,
-    /// Wait for the jobs to finish, showing their status, then print their output.
+    /// Wait for the jobs to finish, showing their status, then print their output. Jobs that
+    /// set no `progress` are sent with `progress: stream` (follow one live with `respool jobs
+    /// watch ID`).
     #[arg(long)]
     pub wait: bool,
     #[command(flatten)]
@@ -95,6 +97,15 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
         }
         _ => bail!("give a jobs file, or both --model and --input"),
     };
+    let mut bodies = bodies;
+    if a.wait {
+        // Someone waiting watches it: live progress unless the job says otherwise.
+        for body in &mut bodies {
+            if let Some(b) = body.as_object_mut() {
+                b.entry("progress").or_insert_with(|| json!("stream"));
+            }
+        }
+    }
     let mut submitted: Vec<JobView> = Vec::new();
     for body in &bodies {
         let job: JobView = client.post("/v1/jobs", Some(body), None).await?;

@@ -311,6 +311,9 @@ pub struct JobDefaults {
     /// means the jobs file's own folder. A path outside them (after following links) is
     /// refused. Relative to the config file.
     pub attachment_dirs: Vec<PathBuf>,
+    /// How jobs that set no `progress` are followed while they run: `poll` (default) or
+    /// `stream` (live milestones from the response's event stream).
+    pub progress: crate::job::progress::Progress,
 }
 
 /// How jobs that act are run: function handlers, approvals, turns.

@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod attachment;
 pub mod files;
 pub mod handler;
+pub mod progress;
 pub mod redact;
 pub mod schedule;
 pub mod spec;

@@ -4,7 +4,7 @@
 //! Any key respool does not own passes through to OpenAI untouched, so new API parameters work
 //! without a respool release. respool's keys are taken out before the body is sent:
 //! `name`, `notify`, `idempotency_key`, `timeout`, `schedule`, `attachments`, `priority`,
-//! `budget_exempt` (and
+//! `budget_exempt`, `progress` (and
 //! `metadata`, which is merged with respool's own tag).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,8 +21,9 @@ use super::METADATA_JOB_KEY;
 use super::handler::{HandlerSpec, MAX_TURNS};
 
 /// Keys respool owns; they never reach OpenAI.
-const OWN_KEYS: [&str; 9] = [
+const OWN_KEYS: [&str; 10] = [
     "name",
+    "progress",
     "notify",
     "idempotency_key",
     "timeout",
@@ -150,6 +151,11 @@ pub struct JobSpec {
     /// outputs or approvals); `None`: the config's `actions.max_turns`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_turns: Option<u32>,
+    /// How the job is followed while it runs (`progress: poll | stream`); `None` takes the
+    /// config's `jobs.progress` when it is submitted. Skipped when absent, so specs and their
+    /// hashes stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::progress::Progress>,
 }
 
 /// A named set of documents a job searches: a vector store respool keeps by the set's name.
@@ -365,10 +371,21 @@ impl JobSpec {
             }
         };
 
+        let progress = match super::progress::take_progress(body.remove("progress")) {
+            Ok(p) => p,
+            Err(m) => {
+                err("progress", m);
+                None
+            }
+        };
         for (key, wanted) in [("background", true), ("store", true), ("stream", false)] {
             match body.get(key) {
                 None | Some(Value::Null) => {}
                 Some(Value::Bool(b)) if *b == wanted => {}
+                Some(_) if key == "stream" => err(
+                    key,
+                    "respool creates in background mode and follows the stream itself: for live progress write `progress: stream` instead".into(),
+                ),
                 Some(_) => err(
                     key,
                     format!(
@@ -791,6 +808,7 @@ impl JobSpec {
                 knowledge,
                 handlers,
                 max_turns,
+                progress,
             })
         } else {
             Err(errors)
@@ -816,6 +834,7 @@ impl JobSpec {
             knowledge,
             handlers,
             max_turns,
+            progress,
         } = self;
         let mut body = request.clone();
         body.insert("name".into(), Value::String(name.clone()));
@@ -864,6 +883,9 @@ impl JobSpec {
         }
         if let Some(n) = max_turns {
             body.insert("max_turns".into(), Value::from(*n));
+        }
+        if let Some(p) = progress {
+            body.insert("progress".into(), Value::String(p.as_str().into()));
         }
         body
     }

@@ -32,6 +32,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         knowledge: Vec::new(),
         handlers: Default::default(),
         max_turns: None,
+        progress: None,
     });
     let start = REPORT.find("[cited source]").unwrap_or(0);
     let response = json!({

@@ -32,8 +32,10 @@ mod job_retry;
 pub mod journal;
 mod limits;
 mod maintenance;
+mod milestones;
 mod poll;
 pub mod poll_interval;
+mod progress;
 mod reconfigure;
 mod retention;
 mod submit;
@@ -206,6 +208,8 @@ struct Inner {
     /// When the journals were last searched for a daemon that died (see [`ORPHAN_LOOK_EVERY`]);
     /// a monotonic instant, so a wall clock set back does not stop the looks.
     orphans_looked_at: Mutex<Option<std::time::Instant>>,
+    /// The followers of response streams (`progress.rs`).
+    followers: progress::Followers,
 }
 
 /// How often a running daemon looks for the journal of another daemon on the same database
@@ -248,6 +252,7 @@ impl Orchestrator {
             acting: turns::Acting::new(now.actions.max_concurrent.get()),
             fetching: Arc::default(),
             housekeeping_skipped: AtomicBool::new(false),
+            followers: progress::Followers::default(),
             intake: std::sync::OnceLock::new(),
             applier: std::sync::OnceLock::new(),
             windows: std::sync::OnceLock::new(),
@@ -294,11 +299,15 @@ impl Orchestrator {
         if let Err(e) = self.replay_journals().await {
             tracing::error!(error = %chain(&e), "cannot replay the create journals of stopped daemons");
         }
+        if let Err(e) = self.resume_streams().await {
+            tracing::error!(error = %chain(&e), "cannot resume the response streams of running jobs");
+        }
         tokio::join!(
             self.work(Worker::Ledger, &shutdown),
             self.work(Worker::Submit, &shutdown),
             self.work(Worker::Outbox, &shutdown),
         );
+        self.inner.followers.stop();
         self.inner.tracker.close();
         let grace = self.config().shutdown_timeout;
         let drained = tokio::time::timeout(grace, self.inner.tracker.wait())

@@ -138,7 +138,9 @@ impl Orchestrator {
         if claim.turn > 0 && !self.continue_turn(&claim, &mut body).await? {
             return Ok(());
         }
-        let result = self.client().create(&body).await;
+        // A `progress: stream` job's create opens the response's stream (`progress.rs`); its
+        // answer is recorded exactly as a JSON create's is, and the open stream is handed on.
+        let (result, opened) = self.create_for(&claim, &body).await?;
         self.record_rate_limits(
             claim.spec.model(),
             match &result {
@@ -152,15 +154,22 @@ impl Orchestrator {
             Ok(fetched) => {
                 crate::telemetry::submission("accepted");
                 let rid = fetched.observation.response_id.clone();
-                self.record_response_of_turn(
-                    id,
-                    &rid,
-                    Some(claim.turn),
-                    Some(&fetched.observation),
-                    fetched.request_id.as_deref(),
-                    "create",
-                )
-                .await?;
+                let recorded = self
+                    .record_response_of_turn(
+                        id,
+                        &rid,
+                        Some(claim.turn),
+                        Some(&fetched.observation),
+                        fetched.request_id.as_deref(),
+                        "create",
+                    )
+                    .await;
+                // Handed on whatever the ledger said: dropping a stream while its response is
+                // queued can leave it stuck there (`progress.rs`).
+                if let Some(stream) = opened {
+                    self.follow_created(id, &rid, stream);
+                }
+                recorded?;
             }
             // The create surely reached OpenAI and its answer named the response, but the rest
             // of it could not be read: the id is what matters, a poll reads the rest.

@@ -69,6 +69,10 @@ pub enum EventKind {
     NotifyFailed,
     /// A notification was queued again by hand.
     NotifyRetry,
+    /// A milestone read from the response's event stream (`progress: stream`).
+    Progress,
+    /// The event stream was resumed, given up for polls, or found stuck.
+    Stream,
 }
 
 impl EventKind {
@@ -104,6 +108,8 @@ impl EventKind {
         Self::Notified,
         Self::NotifyFailed,
         Self::NotifyRetry,
+        Self::Progress,
+        Self::Stream,
     ];
 
     /// The name stored in `job_events.kind` and shown by the API, the CLI and the pages.
@@ -139,6 +145,8 @@ impl EventKind {
             Self::Notified => "notified",
             Self::NotifyFailed => "notify_failed",
             Self::NotifyRetry => "notify_retry",
+            Self::Progress => "progress",
+            Self::Stream => "stream",
         }
     }
 }
@@ -182,7 +190,22 @@ pub(super) async fn add_event(
         .bind(data.map(ToString::to_string))
         .execute(conn)
         .await?;
+    // A hint for followers of timelines (`?follow=true`): the row may not be committed yet,
+    // so they read again a moment later, and on their own every second.
+    EVENTS_WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
     Ok(())
+}
+
+/// Counts the timeline events this process wrote: a wake-up for the followers of timelines,
+/// never a source of truth (another daemon's writes do not show here; followers read the
+/// table again every second too). One per process: every `Store` of it shares the counter,
+/// which at worst wakes a follower for nothing.
+static EVENTS_WRITTEN: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
+
+/// A receiver that changes when this process writes a timeline event.
+pub fn events_written() -> tokio::sync::watch::Receiver<u64> {
+    EVENTS_WRITTEN.subscribe()
 }
 
 impl Store {

@@ -17,6 +17,7 @@ mod duplicates;
 mod endpoint_secrets;
 mod events;
 pub mod filter;
+mod follow;
 mod ids;
 mod jobs;
 mod knowledge;
@@ -25,6 +26,7 @@ mod notifications;
 mod observations;
 #[cfg(test)]
 mod plans;
+mod progress;
 mod rate_limits;
 mod retention;
 mod schedules;
@@ -46,7 +48,7 @@ pub use budget::ModelUsage;
 pub use deliveries::{DeliveryRow, HandOff, MAX_LOOKS};
 pub use duplicates::{DuplicateRow, NewDuplicate};
 pub use endpoint_secrets::StoredSecret;
-pub use events::{EventKind, EventRow};
+pub use events::{EventKind, EventRow, events_written};
 pub use jobs::{
     ApplyContext, ApplyOutcome, InsertOutcome, JobFilter, JobRow, NewJob, PollClaim, RetryOutcome,
     SubmitClaim, SubmitState, UncertainJob,
@@ -55,6 +57,7 @@ pub use knowledge::{KnowledgeFile, StoreClaim};
 pub use limits::ClaimLimits;
 pub use notifications::{Close, NotificationRow, OutboxEntry, SinkFilter};
 pub use observations::ObservationWrite;
+pub use progress::{LiveStream, Milestone, StreamState};
 pub use retention::{PrunableJob, QueueDepths};
 pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,

@@ -22,6 +22,8 @@ pub mod files;
 pub mod http_retry;
 pub mod ratelimit;
 pub mod response;
+pub mod sse;
+pub mod stream;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +35,7 @@ use serde_json::{Map, Value};
 pub use error::UpstreamError;
 pub use ratelimit::{RateLimits, RateWindow};
 pub use response::{observe, output_text, tagged_job_id};
+pub use stream::{ResponseStream, StreamCreated, StreamEvent};
 
 use crate::config::UpstreamConfig;
 use crate::job::Observation;
@@ -62,6 +65,10 @@ pub enum CancelOutcome {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For response streams: no overall timeout, a read timeout instead (`stream.rs`).
+    stream_http: reqwest::Client,
+    /// `upstream.request_timeout`: how long a stream may take to open.
+    request_timeout: Duration,
     base: String,
     api_key: Option<SecretString>,
     max_retries: u32,
@@ -98,6 +105,14 @@ impl Client {
                 headers.insert(name, v);
             }
         }
+        let stream_http = reqwest::Client::builder()
+            .user_agent(concat!("respool/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers.clone())
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(stream::STREAM_READ_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(UpstreamError::Connect)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("respool/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
@@ -110,6 +125,8 @@ impl Client {
             .map_err(UpstreamError::Connect)?;
         Ok(Self {
             http,
+            stream_http,
+            request_timeout: cfg.request_timeout,
             base: cfg.base_url.trim_end_matches('/').to_string(),
             api_key: cfg.api_key.clone(),
             max_retries: cfg.max_retries,

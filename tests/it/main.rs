@@ -49,6 +49,7 @@ mod process_multi;
 mod process_notify;
 mod process_schedule;
 mod process_webhook;
+mod progress;
 mod reload;
 mod retention;
 mod schedules;

@@ -39,7 +39,7 @@
 //!   [`signing::Verified`] delivery.
 //! - [`store`]: the SQLite schema and every query (records only `Verified` deliveries).
 //! - [`view`]: the public view of a job (API, CLI, webhook sink, pages); [`stats`]: the stats
-//!   fold.
+//!   fold; [`live`]: a job's timeline as server-sent events (API and pages).
 //! - [`notify`]: the notification outbox and sinks (email, Slack, Discord, ntfy, the signed
 //!   webhook sink, file, command).
 //! - [`orchestrator`]: the workers that submit, poll, time out and reconcile jobs, and the cron
@@ -67,6 +67,7 @@ mod doc_links;
 pub mod http;
 pub mod inbound;
 pub mod job;
+pub mod live;
 pub mod notify;
 pub mod orchestrator;
 pub mod pricing;

@@ -1,65 +1,19 @@
-//! `GET /v1/jobs/{id}/events?follow=true`: a job's timeline as server-sent events, the events
-//! already written first, then each new one, until the job's end. Each event's `id:` is the
-//! timeline event's id, so a client that reconnects with `Last-Event-ID` goes on after it; its
-//! `event:` is the kind (`status`, `progress`, …) and its `data:` the event as JSON, as in the
-//! plain list. Comments keep the connection alive while nothing happens.
-
-use std::convert::Infallible;
-use std::time::Duration;
+//! `GET /v1/jobs/{id}/events?follow=true`: a job's timeline as server-sent events (see
+//! [`crate::live`], which the job page's live view shares).
 
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use axum::response::Response;
 
 use super::{ApiError, ApiState};
 use crate::job::JobId;
 
-/// How often a comment is sent while no event comes.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
 /// The `Last-Event-ID` header: the id of the last event the client has.
 pub(super) fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
-    match headers.get("last-event-id") {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .filter(|n| *n >= 0)
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "header `Last-Event-ID` must be the id of a timeline event (a whole number)"
-                        .to_string(),
-                    Some("Last-Event-ID".into()),
-                )
-            }),
-    }
+    crate::live::last_event_id(headers)
+        .map_err(|m| ApiError::invalid(m, Some("Last-Event-ID".into())))
 }
 
 /// The SSE answer following job `id`'s timeline after event `after`.
 pub(super) fn follow(state: &ApiState, id: JobId, after: Option<i64>) -> Response {
-    let stream = state
-        .store
-        .follow_events(id, after)
-        .take_while(|r| {
-            if let Err(e) = r {
-                tracing::warn!(error = %crate::telemetry::chain(e), "following a timeline failed");
-            }
-            std::future::ready(r.is_ok())
-        })
-        .filter_map(|r| std::future::ready(r.ok()))
-        .map(|row| {
-            let data = serde_json::to_string(&row).unwrap_or_else(|_| "{}".into());
-            Ok::<Event, Infallible>(
-                Event::default()
-                    .id(row.id.to_string())
-                    .event(row.kind.clone())
-                    .data(data),
-            )
-        });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-        .into_response()
+    crate::live::timeline(&state.store, id, after)
 }

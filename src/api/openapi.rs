@@ -203,6 +203,11 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
             body["required"] = json!(false);
         }
     }
+    if let Some(op) = find_operation(&mut v, "respond") {
+        let body = op.entry("requestBody").or_insert_with(|| json!({}));
+        body["required"] = json!(true);
+        body["content"] = json!({"application/json": {"schema": super::respond::body_schema()}});
+    }
     if let Some(op) = find_operation(&mut v, "create_job") {
         let body = op.entry("requestBody").or_insert_with(|| json!({}));
         body["required"] = json!(true);

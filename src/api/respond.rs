@@ -21,6 +21,37 @@ const MAX_OUTPUT_BYTES: usize = 10 * 1024 * 1024;
 /// The longest reason of an approval or a denial.
 const MAX_REASON_CHARS: usize = 2000;
 
+/// The body's schema, as [`parse_answers`] takes it (the OpenAPI document states it).
+pub fn body_schema() -> Value {
+    let function = serde_json::json!({
+        "type": "object",
+        "description": "A function call's output.",
+        "required": ["call_id", "output"],
+        "additionalProperties": false,
+        "properties": {
+            "type": {"const": "function_call_output"},
+            "call_id": {"type": "string", "minLength": 1},
+            "output": {"type": "string", "maxLength": MAX_OUTPUT_BYTES / 4}
+        }
+    });
+    let approval = serde_json::json!({
+        "type": "object",
+        "description": "An MCP approval request approved or denied.",
+        "required": ["approval_request_id", "approve"],
+        "additionalProperties": false,
+        "properties": {
+            "type": {"const": "mcp_approval_response"},
+            "approval_request_id": {"type": "string", "minLength": 1},
+            "approve": {"type": "boolean"},
+            "reason": {"type": ["string", "null"], "maxLength": MAX_REASON_CHARS}
+        }
+    });
+    let answer = serde_json::json!({"oneOf": [function, approval]});
+    serde_json::json!({
+        "oneOf": [answer.clone(), {"type": "array", "minItems": 1, "items": answer}]
+    })
+}
+
 /// Parses a respond body: one answer or a list of them. Errors name the field (`[1].output`).
 pub fn parse_answers(body: &Value) -> Result<Vec<PersonAnswer>, (String, String)> {
     let (items, indexed): (Vec<&Value>, bool) = match body {
@@ -56,6 +87,15 @@ pub fn parse_answers(body: &Value) -> Result<Vec<PersonAnswer>, (String, String)
         ];
         if let Some(k) = m.keys().find(|k| !known.contains(&k.as_str())) {
             return Err((at(i, k), "is not a field of an answer".into()));
+        }
+        // The API's own item types may be given, and must then be the right one.
+        let wanted = if m.contains_key("call_id") {
+            "function_call_output"
+        } else {
+            "mcp_approval_response"
+        };
+        if m.get("type").is_some_and(|t| t.as_str() != Some(wanted)) {
+            return Err((at(i, "type"), format!("must be `{wanted}` (or left out)")));
         }
         match (m.get("call_id"), m.get("approval_request_id")) {
             (Some(_), Some(_)) => {
@@ -232,5 +272,49 @@ mod tests {
         assert_eq!(err(json!({"outptu": "x", "call_id": "c"})).0, "outptu");
         assert_eq!(err(json!({})).0, "call_id");
         assert_eq!(err(json!("text")).0, "(answer)");
+        assert_eq!(
+            err(json!({"type": "message", "call_id": "c", "output": ""})).0,
+            "type"
+        );
+    }
+
+    /// What the document states is what the parser takes: each sample is accepted by both or
+    /// refused by both.
+    #[test]
+    fn the_schema_and_the_parser_agree() {
+        let schema = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&body_schema())
+            .unwrap();
+        let samples = [
+            json!({"call_id": "call_1", "output": "x"}),
+            json!({"call_id": " ", "output": ""}),
+            json!({"type": "function_call_output", "call_id": "c", "output": "Zürich"}),
+            json!({"approval_request_id": "mcpr_1", "approve": true}),
+            json!({"approval_request_id": "mcpr_1", "approve": false, "reason": null}),
+            json!({"type": "mcp_approval_response", "approval_request_id": "m", "approve": true, "reason": "ok"}),
+            json!([{"call_id": "c", "output": "x"}, {"approval_request_id": "m", "approve": true}]),
+            json!([]),
+            json!({}),
+            json!({"call_id": "", "output": "x"}),
+            json!({"call_id": "c"}),
+            json!({"call_id": "c", "output": 1}),
+            json!({"call_id": "c", "output": "x", "approve": true}),
+            json!({"approval_request_id": "m"}),
+            json!({"approval_request_id": "m", "approve": "yes"}),
+            json!({"approval_request_id": "m", "approve": true, "reason": "r".repeat(2001)}),
+            json!({"approval_request_id": "m", "approve": true, "output": "x"}),
+            json!({"call_id": "c", "output": "x", "extra": 1}),
+            json!({"type": "message", "call_id": "c", "output": "x"}),
+            json!(["x"]),
+            json!(7),
+        ];
+        for s in samples {
+            assert_eq!(
+                schema.is_valid(&s),
+                parse_answers(&s).is_ok(),
+                "schema and parser disagree on {s}"
+            );
+        }
     }
 }

@@ -85,6 +85,7 @@ pub fn router(state: WebState) -> Router {
         .route("/jobs/{id}/artifacts/{name}", get(pages::artifact))
         .route("/jobs/{id}/cancel", post(pages::cancel))
         .route("/jobs/{id}/respond", post(pages::respond))
+        .route("/jobs/{id}/live", get(pages::live))
         .route("/jobs/{id}/retry", post(pages::retry))
         .route("/stats", get(stats::stats))
         .route("/logout", post(session::logout))

@@ -359,6 +359,23 @@ pub async fn job(
     )
 }
 
+/// `GET /jobs/{id}/live`: the job's timeline as server-sent events, for the page's live view
+/// (an `EventSource` cannot send the API's bearer token; this one rides the page's session).
+pub async fn live(
+    State(state): State<WebState>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, PageError> {
+    let id = parse_id(&id)?;
+    let after = crate::live::last_event_id(&headers).map_err(PageError::BadRequest)?;
+    if state.store.get_job(&id).await?.is_none() {
+        return Err(PageError::NotFound(format!(
+            "There is no job with id {id}."
+        )));
+    }
+    Ok(crate::live::timeline(&state.store, id, after))
+}
+
 /// The job page's answer form: one waiting action's output, or an approval or a denial.
 #[derive(Debug, serde::Deserialize)]
 pub struct RespondForm {

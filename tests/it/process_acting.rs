@@ -92,3 +92,54 @@ async fn a_handler_killed_with_the_daemon_is_not_run_again() {
 async fn an_idempotent_handler_killed_with_the_daemon_runs_again() {
     killed_mid_handler(true).await;
 }
+
+/// `kill -9` of the daemon while it follows a response's stream: the restarted daemon resumes
+/// the stream after the last milestone it recorded, and the job ends once, created once, with
+/// its whole text in its milestones exactly once.
+#[tokio::test]
+async fn a_stream_followed_when_the_daemon_is_killed_is_resumed_without_loss_or_repeat() {
+    const TEXT: &str = "Milestones survive a crash: each word once, in order, über alles.";
+    let mut h = Harness::start(Opts {
+        run_time: "8s",
+        ..Opts::default()
+    })
+    .await;
+    let id = h
+        .submit_body(&json!({
+            "name": "followed", "model": "o4-mini-deep-research", "input": "Research streams.",
+            "tools": [{"type": "web_search_preview"}], "progress": "stream",
+            "metadata": {"sim": format!("queue=200ms;run=8s;output=text:{TEXT}")},
+        }))
+        .await;
+    // Killed once the stream has given some milestones.
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let events = h.events(&id).await;
+        if events.iter().filter(|e| e["kind"] == "progress").count() >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut daemon = h.take_daemon();
+    daemon.kill9();
+    h.start_daemon().await;
+    let jobs = h.wait_terminal(std::slice::from_ref(&id), WITHIN).await;
+    assert_eq!(jobs[&id]["status"], "completed", "{}", jobs[&id]);
+    let events = h.events(&id).await;
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["data"]["text_delta"].as_str())
+        .collect();
+    assert_eq!(text, TEXT, "the streamed text, once: {events:#?}");
+    let ends = events
+        .iter()
+        .filter(|e| e["kind"] == "status" && e["data"]["to"] == "completed")
+        .count();
+    assert_eq!(ends, 1);
+    let creates = h.creates_by_job().await;
+    assert_eq!(creates.get(&id).copied(), Some(1), "{creates:?}");
+}

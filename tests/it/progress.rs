@@ -154,9 +154,12 @@ async fn past_the_resume_window_the_job_falls_back_to_polls() {
 
 /// Reads `GET /v1/jobs/{id}/events?follow=true` to its end: each event's SSE id and its JSON.
 async fn follow(app: &TestApp, id: &str, last: Option<i64>) -> Vec<(i64, Value)> {
-    let mut rb = app
-        .http
-        .get(format!("{}/v1/jobs/{id}/events?follow=true", app.base));
+    follow_at(app, &format!("/v1/jobs/{id}/events?follow=true"), last).await
+}
+
+/// Reads an SSE timeline at `path` to its end.
+async fn follow_at(app: &TestApp, path: &str, last: Option<i64>) -> Vec<(i64, Value)> {
+    let mut rb = app.http.get(format!("{}{path}", app.base));
     if let Some(n) = last {
         rb = rb.header("last-event-id", n.to_string());
     }
@@ -300,5 +303,43 @@ async fn progress_must_be_poll_or_stream_and_stream_true_points_to_it() {
             .contains("progress: stream"),
         "{err}"
     );
+    app.stop().await;
+}
+
+/// The job page follows the same timeline (`/jobs/{id}/live`, on the page's session): a running
+/// job's page has the live view, its stream gives the API's events, and it ends with the job.
+#[tokio::test]
+async fn the_job_page_follows_the_timeline_live() {
+    let app = helpers::spawn_app().await;
+    let id = app.submit(&body("on the page", "stream", "2s")).await;
+    let page = app.page(&format!("/jobs/{id}")).await;
+    assert!(page.contains(r#"id="live-progress""#), "{page}");
+    let live = follow_at(&app, &format!("/jobs/{id}/live"), None).await;
+    assert!(
+        live.iter()
+            .any(|(_, e)| e["kind"] == "status" && e["data"]["to"] == "completed"),
+        "{live:#?}"
+    );
+    let text: String = live
+        .iter()
+        .filter_map(|(_, e)| e["data"]["text_delta"].as_str())
+        .collect();
+    assert_eq!(text, TEXT, "the page's live text is the whole answer, once");
+    let api = follow(&app, &id, None).await;
+    let ids = |v: &[(i64, Value)]| v.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+    assert_eq!(ids(&live), ids(&api));
+    // A finished job's page has no live view; an unknown job's stream is a 404.
+    let page = app.page(&format!("/jobs/{id}")).await;
+    assert!(!page.contains(r#"id="live-progress""#));
+    let r = app
+        .http
+        .get(format!(
+            "{}/jobs/job_01KBN8V3ZQ4W7G8Y2H5J6K9M0P/live",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     app.stop().await;
 }

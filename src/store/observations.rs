@@ -373,6 +373,19 @@ async fn apply_in(
             observed: obs.status,
         });
     }
+    // A later turn's response starts `queued` while its job has been running all along: that
+    // is still running, not a move back (and its poll goes on at its pace).
+    let owned;
+    let obs =
+        if row.turn > 0 && obs.status == JobStatus::Queued && row.status == JobStatus::InProgress {
+            owned = Observation {
+                status: JobStatus::InProgress,
+                ..obs.clone()
+            };
+            &owned
+        } else {
+            obs
+        };
     if !row.status.can_move_to(obs.status) {
         return Ok(ApplyOutcome::Stale {
             current: row.status,

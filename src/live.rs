@@ -20,16 +20,20 @@ use crate::store::Store;
 /// How often a comment is sent while no event comes.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// What a `Last-Event-ID` header holds: a timeline event's id.
+pub const LAST_EVENT_ID_PATTERN: &str = "^[0-9]{1,18}$";
+
 /// The `Last-Event-ID` header: the id of the last event the client has (`Err` with the
 /// message for a value that is not one).
 pub fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, String> {
     match headers.get("last-event-id") {
         None => Ok(None),
+        // Digits only, as the document states (`LAST_EVENT_ID_PATTERN`).
         Some(v) => v
             .to_str()
             .ok()
-            .and_then(|s| s.trim().parse::<i64>().ok())
-            .filter(|n| *n >= 0)
+            .filter(|s| (1..=18).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<i64>().ok())
             .map(Some)
             .ok_or_else(|| {
                 "header `Last-Event-ID` must be the id of a timeline event (a whole number)"

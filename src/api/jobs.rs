@@ -373,8 +373,10 @@ pub async fn get_events(
     if !store.job_exists(&id).await? {
         return Err(not_found(&id));
     }
+    // Checked whether or not it follows: a header the document describes is never ignored
+    // when malformed.
+    let after = super::follow::last_event_id(&headers)?;
     if params.follow == Some(true) {
-        let after = super::follow::last_event_id(&headers)?;
         return Ok(super::follow::follow(&state, id, after));
     }
     Ok(Json(EventList {

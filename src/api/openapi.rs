@@ -203,6 +203,35 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> Value {
             body["required"] = json!(false);
         }
     }
+    if let Some(op) = find_operation(&mut v, "get_events") {
+        // The header is a timeline event's id, digits only; each server-sent event is an
+        // `id:` (that id), an `event:` (the kind) and a `data:` (the event as JSON).
+        for p in op
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if p["name"] == "Last-Event-ID" {
+                p["schema"] =
+                    json!({"type": "string", "pattern": crate::live::LAST_EVENT_ID_PATTERN});
+            }
+        }
+        if let Some(sse) = op
+            .get_mut("responses")
+            .and_then(|r| r.pointer_mut("/200/content/text~1event-stream"))
+        {
+            sse["schema"] = json!({
+                "type": "object",
+                "required": ["id", "event", "data"],
+                "properties": {
+                    "id": {"type": "string", "pattern": crate::live::LAST_EVENT_ID_PATTERN},
+                    "event": {"type": "string"},
+                    "data": {"type": "string", "contentMediaType": "application/json"}
+                }
+            });
+        }
+    }
     if let Some(op) = find_operation(&mut v, "respond") {
         let body = op.entry("requestBody").or_insert_with(|| json!({}));
         body["required"] = json!(true);

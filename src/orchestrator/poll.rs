@@ -409,22 +409,8 @@ impl Orchestrator {
             {
                 let error = super::turns::cancel_error(job.cancel_reason.as_deref());
                 let outbox = routes_for(&job.spec, &self.config());
-                if store
-                    .finish_acting(
-                        id,
-                        job.turn,
-                        crate::store::ActingEnd {
-                            status: JobStatus::Cancelled,
-                            error: &error,
-                            image_prices: self.config().pricing().tools.image_generation,
-                        },
-                        now,
-                        &outbox,
-                    )
-                    .await?
-                {
-                    self.wake();
-                }
+                self.end_acting(id, job.turn, (JobStatus::Cancelled, &error), now, &outbox)
+                    .await?;
             }
             // Submitting or uncertain: resolved when the create's outcome is known.
             (Some(rid), _) => match self.cancel_upstream(id, rid).await {

@@ -101,22 +101,11 @@ impl Orchestrator {
                         .into(),
             };
             let outbox = routes_for(&job.spec, &self.config());
-            if store
-                .finish_acting(
-                    &id,
-                    turn,
-                    crate::store::ActingEnd {
-                        status: JobStatus::Cancelled,
-                        error: &error,
-                        image_prices: self.config().pricing().tools.image_generation,
-                    },
-                    now,
-                    &outbox,
-                )
+            if self
+                .end_acting(&id, turn, (JobStatus::Cancelled, &error), now, &outbox)
                 .await?
             {
                 tracing::info!(job_id = %id, "a wait for a person passed its deadline; cancelled");
-                self.wake();
             }
         }
         for (id, attempt) in store.cancelled_turns().await? {
@@ -179,20 +168,14 @@ impl Orchestrator {
         let outbox = routes_for(&claim.spec, &config);
         if claim.cancel_requested == 1 {
             let error = cancel_error(claim.cancel_reason.as_deref());
-            store
-                .finish_acting(
-                    &claim.id,
-                    claim.turn,
-                    crate::store::ActingEnd {
-                        status: JobStatus::Cancelled,
-                        error: &error,
-                        image_prices: self.config().pricing().tools.image_generation,
-                    },
-                    self.now(),
-                    &outbox,
-                )
-                .await?;
-            self.wake();
+            self.end_acting(
+                &claim.id,
+                claim.turn,
+                (JobStatus::Cancelled, &error),
+                self.now(),
+                &outbox,
+            )
+            .await?;
             return Ok(());
         }
         let mut actions = store.turn_actions(&claim.id, claim.turn).await?;
@@ -208,20 +191,14 @@ impl Orchestrator {
                     asked.join(", ")
                 ),
             };
-            store
-                .finish_acting(
-                    &claim.id,
-                    claim.turn,
-                    crate::store::ActingEnd {
-                        status: JobStatus::Incomplete,
-                        error: &error,
-                        image_prices: self.config().pricing().tools.image_generation,
-                    },
-                    self.now(),
-                    &outbox,
-                )
-                .await?;
-            self.wake();
+            self.end_acting(
+                &claim.id,
+                claim.turn,
+                (JobStatus::Incomplete, &error),
+                self.now(),
+                &outbox,
+            )
+            .await?;
             return Ok(());
         }
         // What was just asked: who answers it.
@@ -336,20 +313,14 @@ impl Orchestrator {
             && job.turn == claim.turn
         {
             let error = cancel_error(job.cancel_reason.as_deref());
-            store
-                .finish_acting(
-                    &claim.id,
-                    claim.turn,
-                    crate::store::ActingEnd {
-                        status: JobStatus::Cancelled,
-                        error: &error,
-                        image_prices: self.config().pricing().tools.image_generation,
-                    },
-                    self.now(),
-                    &outbox,
-                )
-                .await?;
-            self.wake();
+            self.end_acting(
+                &claim.id,
+                claim.turn,
+                (JobStatus::Cancelled, &error),
+                self.now(),
+                &outbox,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -486,20 +457,14 @@ impl Orchestrator {
                     a.name, a.item_id
                 ),
             };
-            store
-                .finish_acting(
-                    &claim.id,
-                    claim.turn,
-                    crate::store::ActingEnd {
-                        status: JobStatus::Failed,
-                        error: &error,
-                        image_prices: self.config().pricing().tools.image_generation,
-                    },
-                    now,
-                    outbox,
-                )
-                .await?;
-            self.wake();
+            self.end_acting(
+                &claim.id,
+                claim.turn,
+                (JobStatus::Failed, &error),
+                now,
+                outbox,
+            )
+            .await?;
             return Ok(false);
         }
         Ok(true)
@@ -568,6 +533,34 @@ impl Orchestrator {
 }
 
 impl Orchestrator {
+    /// Ends an acting (or waiting) job without another turn (see [`Store::finish_acting`]),
+    /// its turns' tool fees priced at the prices in force, and wakes the workers when it did.
+    ///
+    /// [`Store::finish_acting`]: crate::store::Store::finish_acting
+    pub(super) async fn end_acting(
+        &self,
+        id: &JobId,
+        turn: i64,
+        (status, error): (JobStatus, &JobError),
+        now: i64,
+        outbox: &[crate::store::OutboxEntry],
+    ) -> Result<bool, StoreError> {
+        let end = crate::store::ActingEnd {
+            status,
+            error,
+            image_prices: self.config().pricing().tools.image_generation,
+        };
+        let done = self
+            .inner
+            .store
+            .finish_acting(id, turn, end, now, outbox)
+            .await?;
+        if done {
+            self.wake();
+        }
+        Ok(done)
+    }
+
     /// A store write, tried again a few times while the database refuses (busy, locked).
     async fn with_retries<T, F, Fut>(&self, mut write: F) -> Result<T, StoreError>
     where

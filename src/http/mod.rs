@@ -87,10 +87,26 @@ pub async fn serve(
     app: Router,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let stopping = shutdown.clone();
+    let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    .with_graceful_shutdown(async move { shutdown.cancelled().await });
+    // Requests in flight get a moment to finish; connections that never end by themselves
+    // (a followed timeline, `events?follow=true`, the job page's live view) are then dropped:
+    // their clients reconnect with `Last-Event-ID` to the next daemon.
+    tokio::select! {
+        r = serve => r,
+        () = async move {
+            stopping.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::info!("connections still open after the shutdown grace are dropped");
+            Ok(())
+        }
+    }
 }
+
+/// How long requests in flight may take to finish once the daemon stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

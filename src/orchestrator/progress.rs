@@ -50,7 +50,8 @@ const STUCK_QUEUED_AFTER_MS: i64 = 10 * 60_000;
 /// them at shutdown.
 #[derive(Default)]
 pub(super) struct Followers {
-    following: Mutex<HashSet<JobId>>,
+    /// By job and turn: each turn of a job is its own response and stream.
+    following: Mutex<HashSet<(JobId, i64)>>,
     stop: CancellationToken,
 }
 
@@ -60,24 +61,26 @@ impl Followers {
         self.stop.cancel();
     }
 
-    fn claim(&self, id: &JobId) -> bool {
+    fn claim(&self, id: &JobId, turn: i64) -> bool {
         self.following
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone())
+            .insert((id.clone(), turn))
     }
 
-    fn release(&self, id: &JobId) {
+    fn release(&self, id: &JobId, turn: i64) {
         self.following
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+            .remove(&(id.clone(), turn));
     }
 }
 
 /// Where a follower starts.
 struct Start {
     job_id: JobId,
+    /// The job's turn whose response this is.
+    turn: i64,
     response_id: ResponseId,
     /// The last sequence number recorded.
     seq: Option<i64>,
@@ -100,10 +103,16 @@ impl Orchestrator {
         if progress != Progress::Stream {
             return Ok((self.client().create(body).await, None));
         }
-        self.inner
+        // Only what a restart resumes hangs on this mark: a failed write must not keep the
+        // create from going (its claim would end as an uncertain create though none was sent).
+        if let Err(e) = self
+            .inner
             .store
-            .mark_stream_live(&claim.id, self.now())
-            .await?;
+            .mark_stream_live(&claim.id, claim.turn, self.now())
+            .await
+        {
+            tracing::warn!(job_id = %claim.id, error = %chain(&e), "cannot mark the stream followed; a restart will poll this job instead");
+        }
         Ok(match self.client().create_stream(body).await {
             Ok(StreamCreated::Stream { fetched, stream }) => (Ok(*fetched), Some(stream)),
             Ok(StreamCreated::Json(fetched)) => (Ok(*fetched), None),
@@ -114,12 +123,13 @@ impl Orchestrator {
     /// Hands the stream a create opened to a follower (the response id is recorded already).
     pub(super) fn follow_created(
         &self,
-        job_id: &JobId,
+        (job_id, turn): (&JobId, i64),
         response_id: &ResponseId,
         stream: ResponseStream,
     ) {
         let start = Start {
             job_id: job_id.clone(),
+            turn,
             response_id: response_id.clone(),
             seq: None,
             submitted_at: self.now(),
@@ -142,6 +152,7 @@ impl Orchestrator {
             self.spawn_follower(
                 Start {
                     job_id: live.id,
+                    turn: live.progress_turn,
                     response_id: live.response_id,
                     seq: live.progress_seq,
                     submitted_at: live.submitted_at.unwrap_or_else(|| self.now()),
@@ -154,7 +165,7 @@ impl Orchestrator {
     }
 
     fn spawn_follower(&self, start: Start, stream: Option<ResponseStream>) {
-        if !self.inner.followers.claim(&start.job_id) {
+        if !self.inner.followers.claim(&start.job_id, start.turn) {
             return;
         }
         let me = self.clone();
@@ -162,11 +173,11 @@ impl Orchestrator {
             tracing::info_span!("stream", job_id = %start.job_id, response_id = %start.response_id);
         self.inner.tracker.spawn(
             async move {
-                let id = start.job_id.clone();
+                let (id, turn) = (start.job_id.clone(), start.turn);
                 if let Err(e) = me.follow(start, stream).await {
                     tracing::warn!(error = %chain(&e), "following a response stream failed; polls go on");
                 }
-                me.inner.followers.release(&id);
+                me.inner.followers.release(&id, turn);
             }
             .instrument(span),
         );
@@ -307,7 +318,9 @@ impl Orchestrator {
                 ev = stream.next() => ev,
                 _ = ticks.tick() => {
                     let now = self.now();
-                    pending.extend(s.tracker.flush_due(now, false, read_to));
+                    // Forced: the sequence number recorded must never pass text not written
+                    // (a restart resumes after it). Ticks are the text's pace anyway.
+                    pending.extend(s.tracker.flush_due(now, true, read_to));
                     if !self.flush(s, read_to, &mut pending).await? {
                         return Ok(Read::Lost);
                     }
@@ -407,7 +420,7 @@ impl Orchestrator {
         let ok = self
             .inner
             .store
-            .record_progress(&s.job_id, s.seq, seq, self.now(), pending)
+            .record_progress((&s.job_id, s.turn), s.seq, seq, self.now(), pending)
             .await?;
         pending.clear();
         if ok {
@@ -445,7 +458,7 @@ impl Orchestrator {
     ) -> Result<(), StoreError> {
         self.inner
             .store
-            .end_stream(&s.job_id, state, self.now(), msg, data)
+            .end_stream((&s.job_id, s.turn), state, self.now(), msg, data)
             .await?;
         Ok(())
     }

@@ -167,7 +167,7 @@ impl Orchestrator {
                 // Handed on whatever the ledger said: dropping a stream while its response is
                 // queued can leave it stuck there (`progress.rs`).
                 if let Some(stream) = opened {
-                    self.follow_created(id, &rid, stream);
+                    self.follow_created((id, claim.turn), &rid, stream);
                 }
                 recorded?;
             }

@@ -13,6 +13,8 @@ use futures::Stream;
 use super::{EventRow, Store, StoreError};
 use crate::job::JobId;
 
+/// How long a follow stays open after the job's end for the events that close it.
+const END_GRACE: Duration = Duration::from_secs(2);
 /// The longest a follower goes without reading the table.
 const READ_EVERY: Duration = Duration::from_secs(1);
 /// The wait after a write's hint before reading (its transaction commits meanwhile).
@@ -27,6 +29,8 @@ struct Follow {
     rx: tokio::sync::watch::Receiver<u64>,
     buffered: VecDeque<EventRow>,
     done: bool,
+    /// When the job was first seen ended with nothing left to give.
+    ended_at: Option<tokio::time::Instant>,
 }
 
 impl Store {
@@ -45,6 +49,7 @@ impl Store {
             rx: super::events_written(),
             buffered: VecDeque::new(),
             done: false,
+            ended_at: None,
         };
         futures::stream::unfold(state, |mut f| async move {
             loop {
@@ -70,7 +75,15 @@ impl Store {
                         f.buffered.extend(rows);
                         continue;
                     }
-                    Ok(_) if ended => return None,
+                    // After the end, a moment for what follows it closely (the stream's last
+                    // text and its `stream ended`, written by its follower after the poll
+                    // that recorded the end); then the timeline is closed.
+                    Ok(_) if ended => {
+                        let since = *f.ended_at.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= END_GRACE {
+                            return None;
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => {
                         f.done = true;

@@ -39,6 +39,8 @@ pub struct LiveStream {
     pub response_id: ResponseId,
     /// The last `sequence_number` recorded, if any.
     pub progress_seq: Option<i64>,
+    /// The turn whose response the stream is.
+    pub progress_turn: i64,
     #[sqlx(try_from = "String")]
     pub status: JobStatus,
     /// When the create was answered (unix ms).
@@ -55,11 +57,18 @@ pub struct Milestone {
 impl Store {
     /// Marks a job's stream as followed, before its create is sent: a daemon that dies with
     /// the stream open finds the job to resume it.
-    pub async fn mark_stream_live(&self, id: &JobId, now: i64) -> Result<(), StoreError> {
+    /// Each turn's stream is its own: `turn` starts it afresh (no sequence number read yet).
+    pub async fn mark_stream_live(
+        &self,
+        id: &JobId,
+        turn: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE jobs SET progress_stream = 'live', updated_at = ? \
-             WHERE id = ? AND status IN ('pending', 'queued', 'in_progress')",
+            "UPDATE jobs SET progress_stream = 'live', progress_seq = NULL, progress_turn = ?, \
+             updated_at = ? WHERE id = ? AND status IN ('pending', 'queued', 'in_progress')",
         )
+        .bind(turn)
         .bind(now)
         .bind(id)
         .execute(&self.pool)
@@ -73,7 +82,7 @@ impl Store {
     /// stretch, so no milestone is written twice). Returns false (nothing written) otherwise.
     pub async fn record_progress(
         &self,
-        id: &JobId,
+        (id, turn): (&JobId, i64),
         from: Option<i64>,
         seq: i64,
         now: i64,
@@ -82,10 +91,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE jobs SET progress_seq = ? WHERE id = ? AND progress_stream = 'live' \
-             AND COALESCE(progress_seq, -1) = ?",
+             AND COALESCE(progress_turn, 0) = ? AND COALESCE(progress_seq, -1) = ?",
         )
         .bind(seq)
         .bind(id)
+        .bind(turn)
         .bind(from.unwrap_or(-1))
         .execute(&mut *tx)
         .await?;
@@ -111,7 +121,7 @@ impl Store {
     /// saying why. Returns false when it had already ended.
     pub async fn end_stream(
         &self,
-        id: &JobId,
+        (id, turn): (&JobId, i64),
         state: StreamState,
         now: i64,
         message: &str,
@@ -119,10 +129,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET progress_stream = ? WHERE id = ? AND progress_stream = 'live'",
+            "UPDATE jobs SET progress_stream = ? WHERE id = ? AND progress_stream = 'live' \
+             AND COALESCE(progress_turn, 0) = ?",
         )
         .bind(state.as_str())
         .bind(id)
+        .bind(turn)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -136,7 +148,7 @@ impl Store {
     /// The jobs whose streams are followed and whose responses still run.
     pub async fn live_streams(&self) -> Result<Vec<LiveStream>, StoreError> {
         Ok(sqlx::query_as::<_, LiveStream>(
-            "SELECT id, response_id, progress_seq, status, submitted_at FROM jobs \
+            "SELECT id, response_id, progress_seq, COALESCE(progress_turn, 0) AS progress_turn, status, submitted_at FROM jobs \
              WHERE progress_stream = 'live' AND response_id IS NOT NULL \
              AND status IN ('queued', 'in_progress')",
         )

@@ -541,3 +541,44 @@ async fn jobs_between_turns_never_block_each_other_at_the_in_flight_limit() {
     }
     app.stop().await;
 }
+
+/// A `progress: stream` job that acts streams each turn: every turn's response is its own
+/// stream (its sequence numbers from 0 again), and the later turn's milestones are recorded
+/// too; the text joined from them is the answer, once.
+#[tokio::test]
+async fn a_streamed_job_that_acts_shows_every_turns_progress() {
+    let app = app(|_| {}).await;
+    let id = app
+        .submit(&json!({
+            "name": "streamed turns", "model": "gpt-4.1", "input": "Look it up, then answer.",
+            "tools": [tool("look")], "progress": "stream",
+            "handlers": {"look": {"command": ["echo", "the answer is 42"]}},
+            "metadata": {"sim": "run=2s"},
+        }))
+        .await;
+    let job = app.wait_terminal(&id, WITHIN).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    let events = app.events(&id).await;
+    let turn_at = events
+        .iter()
+        .position(|e| e["kind"] == "turn")
+        .expect("a turn event");
+    let later: Vec<&Value> = events[turn_at..]
+        .iter()
+        .filter(|e| e["kind"] == "progress")
+        .collect();
+    assert!(
+        !later.is_empty(),
+        "the second turn's stream recorded nothing: {events:#?}"
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["data"]["text_delta"].as_str())
+        .collect();
+    assert_eq!(
+        Some(text),
+        job.output_text,
+        "the streamed text is the answer, once"
+    );
+    app.stop().await;
+}

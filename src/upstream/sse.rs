@@ -19,6 +19,8 @@ pub struct SseEvent {
 /// The longest line kept (a `response.completed` event carries the whole Response, so this is
 /// generous); a longer one is cut there, and its event then fails to parse as JSON.
 const MAX_LINE: usize = 64 * 1024 * 1024;
+/// The most data one event may gather (a few of the longest lines).
+const MAX_EVENT: usize = 4 * MAX_LINE;
 
 /// An incremental parser: [`SseParser::push`] bytes as they come.
 #[derive(Debug, Default)]
@@ -86,6 +88,12 @@ impl SseParser {
         match field {
             "event" => self.event = Some(value.to_string()),
             "data" => {
+                // An event bigger than any the API sends (a whole response is one `data:`
+                // line) is cut, not kept growing: a stream that never ends its event cannot
+                // take the daemon's memory.
+                if self.data.len() + value.len() > MAX_EVENT {
+                    return;
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }

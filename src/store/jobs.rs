@@ -16,7 +16,7 @@ const JOB_COLUMNS: &str = "id, name, model, status, spec, idempotency_key, spec_
     deadline_at, next_check_at, lease_until, poll_interval_ms, polls, wake_pending, \
     cancel_requested, cancel_reason, output_text, error_code, error_message, usage, retry_of, \
     web_search_calls, web_search_preview_calls, file_search_calls, code_containers, images, \
-    image_fee_microusd, service_tier, turn";
+    image_fee_microusd, service_tier, turn, chain_id";
 
 /// Where a job's create call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub enum SubmitState {
     /// The response asked for function outputs or approvals: they are being answered
     /// (`turns.rs`), then the next turn's create is `ready`.
     Acting,
+    /// Not to be sent yet: it waits for the job it runs after, for its conversation's turn, or
+    /// for its conversation to be created (`chains.rs`); then it is `ready`.
+    Waiting,
 }
 
 impl SubmitState {
@@ -42,6 +45,7 @@ impl SubmitState {
             Self::Uncertain => "uncertain",
             Self::Done => "done",
             Self::Acting => "acting",
+            Self::Waiting => "waiting",
         }
     }
 }
@@ -55,6 +59,7 @@ impl TryFrom<String> for SubmitState {
             "uncertain" => Self::Uncertain,
             "done" => Self::Done,
             "acting" => Self::Acting,
+            "waiting" => Self::Waiting,
             other => return Err(format!("unknown submit state `{other}`")),
         })
     }
@@ -102,6 +107,9 @@ pub struct JobRow {
     /// The job's current turn, from 0 (each round of function outputs or approvals is one
     /// more, `turns.rs`).
     pub turn: i64,
+    /// The chain the job belongs to (its first job's id), if it runs after another job or
+    /// another runs after it (`chains.rs`).
+    pub chain_id: Option<JobId>,
 }
 
 impl JobRow {
@@ -360,6 +368,7 @@ async fn insert_row(
     })
     .execute(&mut *conn)
     .await?;
+    super::chains::enter_in(&mut *conn, job).await?;
     let mut files: Vec<(Option<&str>, &str)> = job
         .spec
         .attachments

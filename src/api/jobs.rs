@@ -257,6 +257,17 @@ pub async fn create_job(
             Err(ApiError::forbidden(e.to_string(), Some(param))
                 .with_code("job_handlers_not_allowed"))
         }
+        Err(e @ AcceptError::UnknownPredecessor { .. }) => {
+            let is_id = matches!(&e, AcceptError::UnknownPredecessor { after, .. }
+                if crate::job::JobId::parse(after).is_ok());
+            let mut err = if is_id {
+                ApiError::not_found(e.to_string()).with_code("predecessor_not_found")
+            } else {
+                ApiError::invalid(e.to_string(), None)
+            };
+            err.param = Some("after".into());
+            Err(err)
+        }
         Err(AcceptError::Store(e)) => Err(e.into()),
     }
 }

@@ -184,6 +184,21 @@ pub fn resolve_after(spec: &mut JobSpec, ids: &BTreeMap<String, String>) {
     }
 }
 
+/// A jobs file's jobs in the order to send them (each after the job it runs after), for a
+/// client that sends them one by one (`respool submit`, `respool demo`): as each is taken in,
+/// [`resolve_after`] gives the next ones its id.
+pub fn in_intake_order(specs: Vec<JobSpec>) -> Vec<JobSpec> {
+    let order = match after_refs(&specs, &[]) {
+        Ok(refs) => intake_order(&refs),
+        Err(_) => (0..specs.len()).collect(),
+    };
+    let mut slots: Vec<Option<JobSpec>> = specs.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

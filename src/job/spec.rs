@@ -1533,6 +1533,23 @@ pub fn parse_jobs_file_with_blobs(
         }
     }
     if errors.is_empty() {
+        // `after:` names a job of this file (or an id): each must be one, and no loop.
+        let (jobs, schedules): (Vec<(usize, &JobSpec)>, Vec<(usize, &JobSpec)>) =
+            specs.iter().enumerate().partition(|(_, s)| s.schedule.is_none());
+        let plain: Vec<JobSpec> = jobs.iter().map(|(_, s)| (*s).clone()).collect();
+        let templates: Vec<&str> = schedules.iter().map(|(_, s)| s.name.as_str()).collect();
+        if let Err(errs) = super::chain::after_refs(&plain, &templates) {
+            for (k, message) in errs {
+                let i = jobs[k].0;
+                errors.push(Located {
+                    file: file.to_string(),
+                    pos: locate_field(&text, &i.to_string(), "after"),
+                    message: format!("job `{}`: field `after`: {message}", specs[i].name),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
         // Keep only the files a spec names (an entry in error may have read some).
         blobs.retain(|id, _| {
             specs.iter().any(|s| {

@@ -80,8 +80,8 @@ pub struct ChainMember {
     pub after: Option<String>,
 }
 
-/// The conversation key of a job's spec: `conv_…` when it names one, its own id when it asks
-/// for a new one, else the predecessor's (a follower runs on its predecessor's conversation).
+/// The conversation key of a job's own spec: `conv_…` when it names one, its own id when it
+/// asks for a new one.
 fn own_conversation_key(job: &NewJob) -> Option<String> {
     if job.spec.new_conversation {
         return Some(job.id.to_string());
@@ -111,7 +111,12 @@ pub(super) async fn enter_in(conn: &mut SqliteConnection, job: &NewJob) -> Resul
         None => None,
     };
     let mut key = own_conversation_key(job);
-    if key.is_none() && job.spec.request.get("previous_response_id").is_none() {
+    // A follower runs on its predecessor's conversation, unless it names its own or takes the
+    // predecessor's output in its input instead (`input_template`: a context of its own).
+    if key.is_none()
+        && job.spec.request.get("previous_response_id").is_none()
+        && job.spec.input_template.is_none()
+    {
         key = predecessor.as_ref().and_then(|p| p.2.clone());
     }
     if after.is_none() && key.is_none() {

@@ -246,6 +246,8 @@ pub struct JobFilter {
     pub metadata: Vec<(String, String)>,
     /// Only jobs created at or after this time (unix ms).
     pub since: Option<i64>,
+    /// Only the jobs of this chain (its first job's id).
+    pub chain: Option<String>,
     /// Cursor: only jobs that sort before this one (newest first).
     pub before: Option<(i64, String)>,
     pub limit: i64,
@@ -311,6 +313,7 @@ pub(super) async fn insert_job_in(
         None,
     )
     .await?;
+    super::chains::enter_in(&mut *conn, job).await?;
     add_spec_warnings(conn, job).await?;
     let row = fetch_job(conn, job.id.as_str())
         .await?
@@ -368,7 +371,6 @@ async fn insert_row(
     })
     .execute(&mut *conn)
     .await?;
-    super::chains::enter_in(&mut *conn, job).await?;
     let mut files: Vec<(Option<&str>, &str)> = job
         .spec
         .attachments
@@ -518,6 +520,7 @@ impl Store {
             Some(&serde_json::json!({ "retry_of": original })),
         )
         .await?;
+        super::chains::enter_in(&mut tx, &job).await?;
         add_spec_warnings(&mut tx, &job).await?;
         add_event(
             &mut tx,
@@ -614,6 +617,9 @@ impl Store {
                 .push(" AND value = ")
                 .push_bind(v)
                 .push(")");
+        }
+        if let Some(c) = &f.chain {
+            q.push(" AND chain_id = ").push_bind(c);
         }
         if let Some(s) = f.since {
             q.push(" AND created_at >= ").push_bind(s);

@@ -30,6 +30,7 @@ mod api_webhooks;
 mod artifacts;
 mod attachments;
 mod budget;
+mod chains;
 mod chaos;
 mod cli_check;
 mod cli_manual;

@@ -25,13 +25,13 @@ use crate::job::{JobError, JobId, JobStatus};
 
 /// The first unfinished job on a conversation, by the index of a conversation's jobs
 /// (`jobs_conversation_order`, whose status list this must repeat).
-const CONVERSATION_HEAD: &str = "SELECT id FROM jobs INDEXED BY jobs_conversation_order \
+pub(super) const CONVERSATION_HEAD: &str = "SELECT id FROM jobs INDEXED BY jobs_conversation_order \
      WHERE conversation_key = ? \
      AND status IN ('pending', 'held', 'queued', 'in_progress', 'requires_action') \
      ORDER BY conversation_seq LIMIT 1";
 
 /// The place of a job taken in on a conversation: after the last unfinished one.
-const NEXT_SEQ: &str = "SELECT COALESCE(MAX(conversation_seq), 0) + 1 FROM jobs INDEXED BY jobs_conversation_order \
+pub(super) const NEXT_SEQ: &str = "SELECT COALESCE(MAX(conversation_seq), 0) + 1 FROM jobs INDEXED BY jobs_conversation_order \
      WHERE conversation_key = ? \
      AND status IN ('pending', 'held', 'queued', 'in_progress', 'requires_action')";
 

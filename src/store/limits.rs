@@ -37,7 +37,7 @@ pub(super) struct Skip {
 #[cfg(test)]
 pub(super) const IN_FLIGHT: &str = "jobs INDEXED BY jobs_in_flight WHERE \
      (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready')) \
-     AND submit_state <> 'waiting'";
+     AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state NOT IN ('ready', 'waiting')))";
 
 /// The jobs in flight by model, from the counts the triggers of `in_flight_counts` keep
 /// (migration `20261205000014`): a row per model, not a walk of every job in flight.
@@ -97,7 +97,8 @@ pub(super) async fn repair_in_flight_counts(pool: &sqlx::SqlitePool) -> Result<(
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let counted: Vec<(String, i64)> = sqlx::query_as(
         "SELECT model, COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE (status IN ('queued', 'in_progress') \
-         OR (status = 'pending' AND submit_state <> 'ready')) AND submit_state <> 'waiting' \
+         OR (status = 'pending' AND submit_state <> 'ready')) \
+         AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state NOT IN ('ready', 'waiting'))) \
          GROUP BY model ORDER BY model",
     )
     .fetch_all(&mut *tx)

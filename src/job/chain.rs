@@ -89,7 +89,9 @@ pub fn after_refs(
         } else {
             errors.push((
                 i,
-                format!("no job named `{after}` in this file (give a job's `name`, or a job id `job_…`)"),
+                format!(
+                    "no job named `{after}` in this file (give a job's `name`, or a job id `job_…`)"
+                ),
             ));
             refs.push(None);
         }
@@ -243,7 +245,11 @@ mod tests {
         assert_eq!(errs.len(), 2);
         assert!(errs[0].1.contains("no job named `nope`"), "{errs:?}");
         assert!(errs[1].1.contains("itself"), "{errs:?}");
-        let specs = [spec("a", Some("c")), spec("b", Some("a")), spec("c", Some("b"))];
+        let specs = [
+            spec("a", Some("c")),
+            spec("b", Some("a")),
+            spec("c", Some("b")),
+        ];
         let errs = after_refs(&specs, &[]).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].1.contains("cannot loop"));

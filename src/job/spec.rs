@@ -1048,13 +1048,18 @@ fn parse_chain_keys(body: &mut Map<String, Value>) -> ChainKeys {
             ));
         }
     }
-    if after.is_some() && body.get("previous_response_id").is_some_and(|v| !v.is_null()) {
+    if after.is_some()
+        && body
+            .get("previous_response_id")
+            .is_some_and(|v| !v.is_null())
+    {
         errors.push((
             "after",
             "sets `previous_response_id` itself (to the earlier job's response): leave `previous_response_id` out".into(),
         ));
     }
-    let new_conversation = body.get("conversation").and_then(Value::as_str) == Some(NEW_CONVERSATION);
+    let new_conversation =
+        body.get("conversation").and_then(Value::as_str) == Some(NEW_CONVERSATION);
     if new_conversation {
         body.remove("conversation");
     }
@@ -1534,8 +1539,11 @@ pub fn parse_jobs_file_with_blobs(
     }
     if errors.is_empty() {
         // `after:` names a job of this file (or an id): each must be one, and no loop.
-        let (jobs, schedules): (Vec<(usize, &JobSpec)>, Vec<(usize, &JobSpec)>) =
-            specs.iter().enumerate().partition(|(_, s)| s.schedule.is_none());
+        type Entries<'a> = Vec<(usize, &'a JobSpec)>;
+        let (jobs, schedules): (Entries<'_>, Entries<'_>) = specs
+            .iter()
+            .enumerate()
+            .partition(|(_, s)| s.schedule.is_none());
         let plain: Vec<JobSpec> = jobs.iter().map(|(_, s)| (*s).clone()).collect();
         let templates: Vec<&str> = schedules.iter().map(|(_, s)| s.name.as_str()).collect();
         if let Err(errs) = super::chain::after_refs(&plain, &templates) {

@@ -95,14 +95,16 @@ impl Orchestrator {
             };
             let me = self.clone();
             let span = tracing::info_span!("conversation", job_id = %claim.job_id, attempt = claim.attempts);
-            handles.push(self.inner.tracker.spawn(
-                async move {
-                    if let Err(e) = me.create_conversation(claim).await {
-                        tracing::error!(error = %chain(&e), "recording a conversation failed");
+            handles.push(
+                self.inner.tracker.spawn(
+                    async move {
+                        if let Err(e) = me.create_conversation(claim).await {
+                            tracing::error!(error = %chain(&e), "recording a conversation failed");
+                        }
                     }
-                }
-                .instrument(span),
-            ));
+                    .instrument(span),
+                ),
+            );
         }
         Ok(())
     }
@@ -164,9 +166,14 @@ impl Orchestrator {
                     .await
             }
             None => {
-                let reason = format!("OpenAI refused to create its conversation: {}", e.describe());
+                let reason = format!(
+                    "OpenAI refused to create its conversation: {}",
+                    e.describe()
+                );
                 tracing::warn!(error = %e.describe(), "conversation create refused; the job fails");
-                store.conversation_failed(&claim, None, &reason, now).await?;
+                store
+                    .conversation_failed(&claim, None, &reason, now)
+                    .await?;
                 let Some(job) = store.get_job(&claim.job_id).await? else {
                     return Ok(());
                 };
@@ -295,7 +302,8 @@ mod tests {
 
     #[test]
     fn a_follower_chains_to_its_predecessors_response() {
-        let s = spec(json!({"model": "m", "input": "next", "after": "job_01K00000000000000000000000"}));
+        let s =
+            spec(json!({"model": "m", "input": "next", "after": "job_01K00000000000000000000000"}));
         let mut b = body(&s);
         let ctx = ChainContext {
             conversation: None,
@@ -336,7 +344,8 @@ mod tests {
         assert_eq!(b["conversation"], "conv_1");
         assert!(b.get("previous_response_id").is_none());
         // The job's own conversation wins over its chain's.
-        let s = spec(json!({"model": "m", "input": "x", "after": "a", "conversation": "conv_mine"}));
+        let s =
+            spec(json!({"model": "m", "input": "x", "after": "a", "conversation": "conv_mine"}));
         let mut b = body(&s);
         apply_chain(&mut b, &s, &ctx);
         assert_eq!(b["conversation"], "conv_mine");
@@ -371,8 +380,14 @@ mod tests {
 
     #[test]
     fn a_conversation_create_is_retried_unless_refused() {
-        assert_eq!(conversation_retry(&api_error(400, "invalid_value"), 1), None);
-        assert_eq!(conversation_retry(&api_error(401, "invalid_api_key"), 1), Some(60_000));
+        assert_eq!(
+            conversation_retry(&api_error(400, "invalid_value"), 1),
+            None
+        );
+        assert_eq!(
+            conversation_retry(&api_error(401, "invalid_api_key"), 1),
+            Some(60_000)
+        );
         assert!(conversation_retry(&api_error(502, "x"), 1).is_some());
     }
 }

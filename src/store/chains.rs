@@ -149,9 +149,9 @@ pub(super) async fn enter_in(conn: &mut SqliteConnection, job: &NewJob) -> Resul
     let seq: Option<i64> = match &key {
         Some(k) => Some(
             sqlx::query_scalar(NEXT_SEQ)
-            .bind(k)
-            .fetch_one(&mut *conn)
-            .await?,
+                .bind(k)
+                .fetch_one(&mut *conn)
+                .await?,
         ),
         None => None,
     };
@@ -205,12 +205,11 @@ pub(super) async fn job_ended_in(
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    let key: Option<String> =
-        sqlx::query_scalar("SELECT conversation_key FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .flatten();
+    let key: Option<String> = sqlx::query_scalar("SELECT conversation_key FROM jobs WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .flatten();
     if let Some(key) = key {
         wake_conversation_head(conn, &key, now).await?;
     }
@@ -224,13 +223,11 @@ async fn wake_conversation_head(
     now: i64,
 ) -> Result<(), StoreError> {
     if let Some(head) = conversation_head(conn, key).await? {
-        sqlx::query(
-            "UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'",
-        )
-        .bind(now)
-        .bind(head)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query("UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'")
+            .bind(now)
+            .bind(head)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -241,9 +238,9 @@ async fn conversation_head(
     key: &str,
 ) -> Result<Option<String>, StoreError> {
     Ok(sqlx::query_scalar(CONVERSATION_HEAD)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?)
 }
 
 /// The statement listing waiting jobs due to be looked at (`plans.rs` checks it walks
@@ -288,7 +285,8 @@ impl Store {
         recheck_at: i64,
     ) -> Result<Settled, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(String, String, Option<String>, Option<String>, i64, i64)> =
+        type Row = (String, String, Option<String>, Option<String>, i64, i64);
+        let row: Option<Row> =
             sqlx::query_as(
                 "SELECT status, submit_state, after_job_id, conversation_key, attempt, cancel_requested \
                  FROM jobs WHERE id = ?",
@@ -305,11 +303,13 @@ impl Store {
         }
         let mut released = Vec::new();
         let wait = async |tx: &mut SqliteConnection| -> Result<Settled, StoreError> {
-            sqlx::query("UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'")
-                .bind(recheck_at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'",
+            )
+            .bind(recheck_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             Ok(Settled::Waiting)
         };
         if let Some(a) = &after {
@@ -404,7 +404,14 @@ impl Store {
     /// What job `id`'s create takes from its chain (see [`ChainContext`]); `None` for a job
     /// outside any chain or conversation.
     pub async fn chain_context(&self, id: &JobId) -> Result<Option<ChainContext>, StoreError> {
-        let row: Option<(Option<String>, Option<String>, Option<String>, Option<String>, Option<String>)> =
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<Row> =
             sqlx::query_as(
                 "SELECT j.after_job_id, j.conversation_key, p.response_id, p.output_text, c.conversation_id \
                  FROM jobs j LEFT JOIN jobs p ON p.id = j.after_job_id \

@@ -140,7 +140,10 @@ async fn the_chain_statements_walk_their_own_indexes() {
     store.waiting_cancels().await.unwrap();
     store.claim_conversation(0, 1).await.unwrap();
     store.next_conversation_after(0).await.unwrap();
-    store.chain_members("job_01K00000000000000000000000").await.unwrap();
+    store
+        .chain_members("job_01K00000000000000000000000")
+        .await
+        .unwrap();
     store.close().await;
 }
 

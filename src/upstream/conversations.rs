@@ -23,7 +23,10 @@ impl Client {
         let body = json!({ "metadata": metadata });
         let raw = self
             .call_json(
-                || self.request(reqwest::Method::POST, "/conversations").json(&body),
+                || {
+                    self.request(reqwest::Method::POST, "/conversations")
+                        .json(&body)
+                },
                 |e| !e.create_may_have_happened(),
             )
             .await?;
@@ -38,11 +41,8 @@ impl Client {
     /// `DELETE /conversations/{id}`: an extra conversation respool made and will not use.
     pub async fn delete_conversation(&self, id: &str) -> Result<(), UpstreamError> {
         let path = format!("/conversations/{}", urlencode(id));
-        self.call_json(
-            || self.request(reqwest::Method::DELETE, &path),
-            |_| true,
-        )
-        .await
-        .map(|_| ())
+        self.call_json(|| self.request(reqwest::Method::DELETE, &path), |_| true)
+            .await
+            .map(|_| ())
     }
 }

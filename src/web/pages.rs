@@ -126,8 +126,8 @@ pub async fn list(
         &q.metadata,
         &q.chain,
     ]
-        .iter()
-        .any(|v| non_empty(v).is_some());
+    .iter()
+    .any(|v| non_empty(v).is_some());
     render(
         "list.html",
         context! {

@@ -44,8 +44,10 @@ fn assert_one_at_a_time(responses: &[SimResponse]) {
 async fn a_three_step_chain_on_one_conversation_runs_in_order() {
     let app = app().await;
     let a = app
-        .submit(&json!({"name": "plan", "model": "gpt-5", "conversation": "new",
-                        "input": "Step one: pick a city for a weekend trip."}))
+        .submit(
+            &json!({"name": "plan", "model": "gpt-5", "conversation": "new",
+                        "input": "Step one: pick a city for a weekend trip."}),
+        )
         .await;
     let b = app
         .submit(&json!({"name": "budget", "model": "gpt-5", "after": a,
@@ -80,7 +82,10 @@ async fn a_three_step_chain_on_one_conversation_runs_in_order() {
     assert_one_at_a_time(&[ra, rb.clone(), rc.clone()]);
     // Each step's answer shows the earlier ones.
     let text_b = rb.output_text.unwrap_or_default();
-    assert!(text_b.contains("Earlier in this conversation") && text_b.contains("Step one"), "{text_b}");
+    assert!(
+        text_b.contains("Earlier in this conversation") && text_b.contains("Step one"),
+        "{text_b}"
+    );
     let text_c = rc.output_text.unwrap_or_default();
     assert!(text_c.contains("Step two"), "{text_c}");
     // The chain is one group: the API shows its members and the first job's followers.
@@ -98,7 +103,10 @@ async fn a_three_step_chain_on_one_conversation_runs_in_order() {
     let (_, list) = app.get(&format!("/v1/jobs?chain={a}")).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 3, "{list}");
     let kinds = app.event_kinds(&c).await;
-    assert!(kinds.contains(&"waiting".to_string()) && kinds.contains(&"released".to_string()), "{kinds:?}");
+    assert!(
+        kinds.contains(&"waiting".to_string()) && kinds.contains(&"released".to_string()),
+        "{kinds:?}"
+    );
     app.stop().await;
 }
 
@@ -131,8 +139,10 @@ async fn a_follower_without_a_conversation_chains_to_the_final_response() {
 async fn an_input_template_carries_the_output_instead() {
     let app = app().await;
     let a = app
-        .submit(&json!({"name": "fact", "model": "gpt-5", "input": "Name a fruit.",
-                        "metadata": {"sim": "output=text:PINEAPPLE-42"}}))
+        .submit(
+            &json!({"name": "fact", "model": "gpt-5", "input": "Name a fruit.",
+                        "metadata": {"sim": "output=text:PINEAPPLE-42"}}),
+        )
         .await;
     let b = app
         .submit(&json!({"name": "use-it", "model": "gpt-5", "after": a,
@@ -145,7 +155,11 @@ async fn an_input_template_carries_the_output_instead() {
     assert!(snap["previous_response_id"].is_null(), "{snap}");
     // What was sent: the template with the output in it.
     let items: Value = client()
-        .get(format!("{}/responses/{}/input_items", app.sim.base_url(), rb.id))
+        .get(format!(
+            "{}/responses/{}/input_items",
+            app.sim.base_url(),
+            rb.id
+        ))
         .bearer_auth("sk-test")
         .send()
         .await
@@ -154,12 +168,17 @@ async fn an_input_template_carries_the_output_instead() {
         .await
         .unwrap();
     assert!(
-        items.to_string().contains("Write a limerick about PINEAPPLE-42."),
+        items
+            .to_string()
+            .contains("Write a limerick about PINEAPPLE-42."),
         "{items}"
     );
     // The spec keeps the template (a retry renders it again).
     let (_, bj) = app.get(&format!("/v1/jobs/{b}")).await;
-    assert_eq!(bj["spec"]["input_template"], "Write a limerick about {{after.output_text}}.");
+    assert_eq!(
+        bj["spec"]["input_template"],
+        "Write a limerick about {{after.output_text}}."
+    );
     app.stop().await;
 }
 
@@ -182,11 +201,19 @@ async fn a_failed_predecessor_skips_its_followers_with_the_reason() {
     assert_eq!(second.status, JobStatus::Cancelled);
     let e = second.error.unwrap();
     assert_eq!(e.code, "predecessor_failed");
-    assert!(e.message.contains(&a) && e.message.contains("fails") && e.message.contains("failed"), "{}", e.message);
+    assert!(
+        e.message.contains(&a) && e.message.contains("fails") && e.message.contains("failed"),
+        "{}",
+        e.message
+    );
     assert_eq!(last.status, JobStatus::Cancelled);
     let e = last.error.unwrap();
     assert_eq!(e.code, "predecessor_failed");
-    assert!(e.message.contains(&b) && e.message.contains("cancelled"), "{}", e.message);
+    assert!(
+        e.message.contains(&b) && e.message.contains("cancelled"),
+        "{}",
+        e.message
+    );
     // Nothing was sent for them.
     assert!(app.sim.responses(Some(&b)).is_empty());
     assert!(app.sim.responses(Some(&c)).is_empty());
@@ -197,7 +224,9 @@ async fn a_failed_predecessor_skips_its_followers_with_the_reason() {
 async fn an_unknown_predecessor_is_refused_naming_the_field() {
     let app = app().await;
     let (status, body) = app
-        .post_job(&json!({"model": "gpt-5", "input": "x", "after": "job_01K00000000000000000000000"}))
+        .post_job(
+            &json!({"model": "gpt-5", "input": "x", "after": "job_01K00000000000000000000000"}),
+        )
         .await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["param"], "after");
@@ -235,8 +264,10 @@ async fn jobs_on_one_conversation_never_overlap_and_a_locked_one_is_retried() {
     let foreign = http
         .post(format!("{sim}/responses"))
         .bearer_auth("sk-test")
-        .json(&json!({"model": "gpt-5", "input": "someone else", "background": true, "store": true,
-                      "conversation": conv, "metadata": {"sim": "run=2s"}}))
+        .json(
+            &json!({"model": "gpt-5", "input": "someone else", "background": true, "store": true,
+                      "conversation": conv, "metadata": {"sim": "run=2s"}}),
+        )
         .send()
         .await
         .unwrap();

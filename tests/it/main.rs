@@ -46,6 +46,7 @@ mod outbox;
 mod process;
 mod process_acting;
 mod process_attachments;
+mod process_chains;
 mod process_multi;
 mod process_notify;
 mod process_schedule;

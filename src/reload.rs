@@ -149,15 +149,30 @@ pub async fn apply_jobs_file(
     }
     let schedules = orch.sync_schedules(&templates).await?;
     let mut jobs_created = 0;
-    for spec in &file.jobs {
-        let mut spec = spec.clone();
+    // Each job after the one it runs after, whose id its `after` then names. The implicit key
+    // hashes the spec with that id: a job runs again when the job it runs after did.
+    let order = match crate::job::chain::after_refs(&file.jobs, &[]) {
+        Ok(refs) => crate::job::chain::intake_order(&refs),
+        // Checked when the file was read; taken in file order if not.
+        Err(_) => (0..file.jobs.len()).collect(),
+    };
+    let mut ids = std::collections::BTreeMap::new();
+    for i in order {
+        let mut spec = file.jobs[i].clone();
+        crate::job::chain::resolve_after(&mut spec, &ids);
         if spec.idempotency_key.is_none() {
             let hash = spec_hash(&spec);
             spec.idempotency_key = Some(format!("jobs-file:{}:{}", spec.name, &hash[..16]));
         }
-        if let InsertOutcome::Created(_) = orch.accept(spec, "jobs file").await? {
-            jobs_created += 1;
-        }
+        let name = spec.name.clone();
+        let row = match orch.accept(spec, "jobs file").await? {
+            InsertOutcome::Created(row) => {
+                jobs_created += 1;
+                row
+            }
+            InsertOutcome::Existing(row) | InsertOutcome::KeyConflict(row) => row,
+        };
+        ids.insert(name, row.id.to_string());
     }
     tracing::info!(
         path = %file.path.display(), jobs_created, schedules = file.templates.len(),

@@ -63,6 +63,17 @@ pub struct JobView {
     /// The job this one retries (`respool jobs retry`), if any.
     #[serde(default)]
     pub retry_of: Option<String>,
+    /// The job this one runs after (`after`), if any: it waits until that job completes.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// The chain the job belongs to, as its first job's id (`GET /v1/jobs?chain=…` lists it),
+    /// if it runs after another job or another runs after it.
+    #[serde(default)]
+    pub chain_id: Option<String>,
+    /// Its chain: every member in order with its status, the jobs that run after this one, and
+    /// the conversation it runs on. Only on `GET /v1/jobs/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<ChainView>,
     /// The job's spec as stored (respool's keys and the create body), with credentials in
     /// tools (`authorization`, `headers`, userinfo and query of `server_url`) redacted. Only on
     /// `GET /v1/jobs/{id}`.
@@ -87,6 +98,79 @@ pub struct JobView {
     /// the schema). Each is also in the job's timeline (`spec_warning`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// A job's chain (`after` links) and conversation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChainView {
+    /// The chain's first job.
+    pub id: Option<String>,
+    /// Every job of the chain, oldest first, each with its status and the job it runs after.
+    pub members: Vec<ChainLink>,
+    /// The jobs that run after this one.
+    pub followers: Vec<ChainLink>,
+    /// The conversation the job runs on (`conv_…`; `null` while respool creates it).
+    pub conversation: Option<String>,
+}
+
+/// One job of a chain.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChainLink {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    /// The job it runs after.
+    pub after: Option<String>,
+}
+
+impl ChainView {
+    /// The chain of a job: `None` for a job outside any chain or conversation.
+    pub async fn of(
+        store: &crate::store::Store,
+        row: &JobRow,
+    ) -> Result<Option<Self>, crate::store::StoreError> {
+        let conversation = store.job_conversation(&row.id).await?;
+        let members = match &row.chain_id {
+            Some(c) => store.chain_members(c.as_str()).await?,
+            None => Vec::new(),
+        };
+        if members.is_empty() && conversation.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self::new(
+            row.id.as_str(),
+            members,
+            conversation.and_then(|(_, id)| id),
+        )))
+    }
+
+    /// The chain of job `id` from its members (oldest first) and its conversation.
+    pub fn new(
+        id: &str,
+        members: Vec<crate::store::ChainMember>,
+        conversation: Option<String>,
+    ) -> Self {
+        let members: Vec<ChainLink> = members
+            .into_iter()
+            .map(|m| ChainLink {
+                id: m.id,
+                name: m.name,
+                status: m.status,
+                after: m.after,
+            })
+            .collect();
+        let followers = members
+            .iter()
+            .filter(|m| m.after.as_deref() == Some(id))
+            .cloned()
+            .collect();
+        ChainView {
+            id: members.first().map(|m| m.id.clone()),
+            members,
+            followers,
+            conversation,
+        }
+    }
 }
 
 /// A paid duplicate response of a job.
@@ -308,6 +392,9 @@ impl From<&JobRow> for JobView {
             cost_unknown: None,
             cost: None,
             retry_of: r.retry_of.as_ref().map(ToString::to_string),
+            after: r.spec.after.clone(),
+            chain_id: r.chain_id.as_ref().map(ToString::to_string),
+            chain: None,
             spec: None,
             retried_by: Vec::new(),
             actions: Vec::new(),

@@ -59,6 +59,18 @@ pub fn refused_over_rest(body: &Map<String, Value>) -> Option<(&'static str, Str
             ));
         }
     }
+    static JOB_ID: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        #[allow(clippy::expect_used)]
+        regex::Regex::new(JOB_ID_PATTERN).expect("a pattern of the API's own")
+    });
+    if let Some(Value::String(a)) = body.get("after")
+        && !JOB_ID.is_match(a)
+    {
+        return Some((
+            "after",
+            "over the API, `after` is the id of a job (`job_…`); a name is resolved only among the jobs of one jobs file".into(),
+        ));
+    }
     match body.get("timeout") {
         Some(Value::String(t)) if !TIMEOUT.is_match(t) => Some((
             "timeout",
@@ -71,6 +83,9 @@ pub fn refused_over_rest(body: &Map<String, Value>) -> Option<(&'static str, Str
         _ => None,
     }
 }
+
+/// A job id: `job_` and a ULID in upper-case Crockford base32 (what respool writes).
+pub const JOB_ID_PATTERN: &str = "^job_[0-7][0-9A-HJKMNP-TV-Z]{25}$";
 
 /// A client idempotency key: 1 to 255 visible ASCII characters
 /// ([`spec::check_idempotency_key`]).
@@ -345,7 +360,7 @@ fn respool_rules(sinks: &[String]) -> Value {
     json!({
         "type": "object",
         "description": "A job: a Responses API create body (any parameter of OpenAI's `POST /v1/responses` passes through) plus respool's own keys, which are taken out before the body is sent. respool always sends `background: true` and `store: true`.",
-        "required": ["model", "input"],
+        "required": ["model"],
         "properties": {
             "model": {"type": "string", "pattern": format!("[^{blank}]"), "description": "The model, e.g. `o3-deep-research`."},
             "input": respool_input(),
@@ -473,8 +488,39 @@ fn respool_rules(sinks: &[String]) -> Value {
                 "type": ["integer", "null"], "minimum": 1, "maximum": crate::job::handler::MAX_TURNS,
                 "description": "Responses the job may make in all: the first, and one per round of function outputs or approvals (default: the config's `actions.max_turns`)."
             },
-            "after": {"not": {}, "description": "Reserved for a later version."}
+            "after": {
+                "type": ["string", "null"], "pattern": JOB_ID_PATTERN,
+                "description": "The job this one runs after (see docs/jobs.md#chains-and-conversations): it waits (`pending`) until that job ends, then runs with `previous_response_id` set to that job's final response (or, on a conversation, on it); if that job did not complete it ends `cancelled` with error code `predecessor_failed`. Unknown: 404 `predecessor_not_found`."
+            },
+            "input_template": {
+                "type": ["string", "null"], "pattern": "\\{\\{\\s*after\\.output_text\\s*\\}\\}",
+                "description": "Instead of `input` (needs `after`): the input, with `{{after.output_text}}` standing for the output of the job it runs after; then no `previous_response_id` is sent."
+            }
         },
+        "allOf": [
+            {
+                "description": "`input` is required, unless `input_template` gives it.",
+                "anyOf": [
+                    {"required": ["input"]},
+                    {"required": ["input_template"], "properties": {"input_template": {"type": "string"}}}
+                ]
+            },
+            {
+                "description": "`input_template` needs `after` and replaces `input`.",
+                "if": {"required": ["input_template"], "properties": {"input_template": {"type": "string"}}},
+                "then": {"required": ["after"], "properties": {"after": {"type": "string"}}, "not": {"required": ["input"]}}
+            },
+            {
+                "description": "`after` sets `previous_response_id` itself.",
+                "not": {
+                    "required": ["after", "previous_response_id"],
+                    "properties": {
+                        "after": {"not": {"type": "null"}},
+                        "previous_response_id": {"not": {"type": "null"}}
+                    }
+                }
+            }
+        ],
         "not": {
             "description": "`conversation` and `previous_response_id` cannot both be set.",
             "required": ["previous_response_id", "conversation"],
@@ -536,6 +582,16 @@ mod tests {
 
     /// A field: mostly absent or valid, now and then invalid, so that both whole bodies that
     /// pass and bodies that fail on one rule come up often.
+    /// A field mostly absent, now and then valid or invalid.
+    fn rare(valid: Vec<Value>, invalid: Vec<Value>) -> BoxedStrategy<Option<Value>> {
+        prop_oneof![
+            16 => Just(None),
+            1 => prop::sample::select(valid).prop_map(Some),
+            1 => prop::sample::select(invalid).prop_map(Some),
+        ]
+        .boxed()
+    }
+
     fn field(valid: Vec<Value>, invalid: Vec<Value>) -> BoxedStrategy<Option<Value>> {
         let absent_or_valid = if valid.is_empty() {
             Just(None).boxed()
@@ -794,6 +850,25 @@ mod tests {
                         json!({"f": {"command": ["a"], "tiemout": 3}}),
                         json!("f"),
                     ],
+                ),
+            ),
+            (
+                "after",
+                rare(
+                    vec![json!("job_01K00000000000000000000000"), Value::Null],
+                    vec![json!("plan"), json!("job_x"), json!(5)],
+                ),
+            ),
+            (
+                // Rare: with `input` (nearly always there) it is refused.
+                "input_template",
+                rare(
+                    vec![
+                        json!("Check: {{after.output_text}}"),
+                        json!("{{ after.output_text }}"),
+                        Value::Null,
+                    ],
+                    vec![json!("no placeholder"), json!(5)],
                 ),
             ),
             (

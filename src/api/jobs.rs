@@ -79,6 +79,8 @@ pub struct ListParams {
     /// The `next_cursor` of the previous page.
     #[param(inline)]
     pub after: Option<After>,
+    /// Only the jobs of this chain: its first job's id (a job's `chain_id`).
+    pub chain: Option<String>,
 }
 
 /// The query without its `metadata` pairs, and those pairs checked.
@@ -257,6 +259,17 @@ pub async fn create_job(
             Err(ApiError::forbidden(e.to_string(), Some(param))
                 .with_code("job_handlers_not_allowed"))
         }
+        Err(e @ AcceptError::UnknownPredecessor { .. }) => {
+            let is_id = matches!(&e, AcceptError::UnknownPredecessor { after, .. }
+                if crate::job::JobId::parse(after).is_ok());
+            let mut err = if is_id {
+                ApiError::not_found(e.to_string()).with_code("predecessor_not_found")
+            } else {
+                ApiError::invalid(e.to_string(), None)
+            };
+            err.param = Some("after".into());
+            Err(err)
+        }
         Err(AcceptError::Store(e)) => Err(e.into()),
     }
 }
@@ -296,6 +309,7 @@ pub async fn list_jobs(
             .collect(),
         since,
         before,
+        chain: p.chain,
         limit: limit + 1,
     };
     let mut rows = state.store.list_jobs(&filter).await?;
@@ -331,6 +345,7 @@ pub async fn get_job(
     v.spec = shown_spec(&row.spec);
     v.retried_by = state.store.retried_by(&row.id).await?;
     v.actions = state.store.job_actions(&row.id).await?;
+    v.chain = crate::view::ChainView::of(&state.store, &row).await?;
     let config = state.config.get();
     v.duplicates = state
         .store

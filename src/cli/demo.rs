@@ -128,6 +128,9 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
     let client = ApiClient::new(&format!("http://{addr}"), None);
     client.upload_attachments(&parsed.blobs).await?;
     let mut ids = Vec::new();
+    let mut by_name = BTreeMap::new();
+    // A job that runs `after` another one goes after it, and names it by its id.
+    let specs = crate::job::chain::in_intake_order(specs);
     for s in &specs {
         // Every key of the job but its sinks (the demo tells its console).
         let mut body = s.to_rest_body();
@@ -135,9 +138,9 @@ pub async fn demo(args: DemoArgs, log: LogFormat) -> anyhow::Result<ExitCode> {
         if let Some(t) = s.timeout {
             body.insert("timeout".into(), json!(t.as_secs().max(1)));
         }
-        let job: JobView = client
-            .post("/v1/jobs", Some(&Value::Object(body)), None)
-            .await?;
+        let body = super::submit::with_after_id(&Value::Object(body), &by_name);
+        let job: JobView = client.post("/v1/jobs", Some(&body), None).await?;
+        by_name.insert(job.name.clone(), job.id.clone());
         println!("  submitted {:<28} {}", job.name, job.id);
         ids.push(job.id);
     }

@@ -112,6 +112,10 @@ pub struct ListArgs {
     /// Only jobs created since (`7d`, `2h`, or an RFC 3339 time).
     #[arg(long)]
     pub since: Option<String>,
+    /// Only the jobs of the chain this job belongs to (any of its jobs' ids), in chain order
+    /// (oldest first).
+    #[arg(long, value_name = "JOB_ID")]
+    pub chain: Option<String>,
     /// Output format: `table` (default), `json` (same as `--json`), `jsonl` (one job a line)
     /// or `csv` (a header row, times in RFC 3339 UTC).
     #[arg(long, value_enum, default_value_t = ListFormat::Table)]
@@ -253,6 +257,14 @@ async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let client = ApiClient::from_args(config, &a.server)?;
+    // A chain is named by its first job: any member's `chain_id`.
+    let chain = match &a.chain {
+        Some(id) => {
+            let j: JobView = client.get(&format!("/v1/jobs/{}", enc(id))).await?;
+            Some(j.chain_id.unwrap_or(j.id))
+        }
+        None => None,
+    };
     let mut jobs: Vec<JobView> = Vec::new();
     let mut cursor: Option<String> = None;
     while jobs.len() < a.limit {
@@ -266,6 +278,7 @@ async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
             ("model", &a.model),
             ("search", &a.search),
             ("since", &a.since),
+            ("chain", &chain),
             ("after", &cursor),
         ] {
             if let Some(v) = v {
@@ -280,6 +293,9 @@ async fn list(config: Option<&Path>, a: ListArgs) -> anyhow::Result<ExitCode> {
         cursor = page.next_cursor;
     }
     jobs.truncate(a.limit);
+    if chain.is_some() {
+        jobs.reverse();
+    }
     let format = if a.server.json {
         ListFormat::Json
     } else {

@@ -271,6 +271,33 @@ fn details(j: &JobView, with_error: bool) -> String {
     if let Some(orig) = &j.retry_of {
         line("retry of", orig.clone());
     }
+    if let Some(after) = &j.after {
+        line("runs after", after.clone());
+    }
+    if let Some(c) = &j.chain {
+        if !c.members.is_empty() {
+            let steps: Vec<String> = c
+                .members
+                .iter()
+                .map(|m| {
+                    let me = if m.id == j.id { " ◀" } else { "" };
+                    format!("{} {} ({}){me}", m.name, m.id, m.status)
+                })
+                .collect();
+            line("chain", steps.join(" → "));
+        }
+        if !c.followers.is_empty() {
+            let f: Vec<String> = c
+                .followers
+                .iter()
+                .map(|m| format!("{} {} ({})", m.name, m.id, m.status))
+                .collect();
+            line("followed by", f.join(", "));
+        }
+        if let Some(conv) = &c.conversation {
+            line("conversation", conv.clone());
+        }
+    }
     if !j.retried_by.is_empty() {
         line("retried by", j.retried_by.join(", "));
     }

@@ -75,7 +75,8 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
                     t.name
                 );
             }
-            specs
+            // A job that runs `after` another one goes after it, and names it by its id.
+            crate::job::chain::in_intake_order(specs)
                 .into_iter()
                 .map(|s| Value::Object(s.to_rest_body()))
                 .collect()
@@ -107,8 +108,11 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
         }
     }
     let mut submitted: Vec<JobView> = Vec::new();
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
     for body in &bodies {
-        let job: JobView = client.post("/v1/jobs", Some(body), None).await?;
+        let body = with_after_id(body, &ids);
+        let job: JobView = client.post("/v1/jobs", Some(&body), None).await?;
+        ids.insert(job.name.clone(), job.id.clone());
         if !a.server.json {
             println!("submitted {} ({})", job.id, job.name);
         }
@@ -140,6 +144,20 @@ pub async fn submit(config: Option<&Path>, a: SubmitArgs) -> anyhow::Result<Exit
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `body` with its `after` (a name of a job sent before it) made that job's id.
+pub(super) fn with_after_id(body: &Value, ids: &BTreeMap<String, String>) -> Value {
+    let mut body = body.clone();
+    if let Some(id) = body
+        .get("after")
+        .and_then(Value::as_str)
+        .and_then(|a| ids.get(a))
+        .cloned()
+    {
+        body["after"] = Value::String(id);
+    }
+    body
 }
 
 /// Polls the daemon until every job is terminal, with a spinner on a terminal.

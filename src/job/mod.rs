@@ -3,6 +3,7 @@
 
 pub mod artifact;
 pub mod attachment;
+pub mod chain;
 pub mod files;
 pub mod handler;
 pub mod progress;

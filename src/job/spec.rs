@@ -4,7 +4,8 @@
 //! Any key respool does not own passes through to OpenAI untouched, so new API parameters work
 //! without a respool release. respool's keys are taken out before the body is sent:
 //! `name`, `notify`, `idempotency_key`, `timeout`, `schedule`, `attachments`, `priority`,
-//! `budget_exempt`, `progress` (and
+//! `budget_exempt`, `progress`, `after`, `input_template`, `handlers`, `max_turns` (and
+//! `conversation: new`, and
 //! `metadata`, which is merged with respool's own tag).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,9 +22,11 @@ use super::METADATA_JOB_KEY;
 use super::handler::{HandlerSpec, MAX_TURNS};
 
 /// Keys respool owns; they never reach OpenAI.
-const OWN_KEYS: [&str; 10] = [
+const OWN_KEYS: [&str; 12] = [
     "name",
     "progress",
+    "after",
+    "input_template",
     "notify",
     "idempotency_key",
     "timeout",
@@ -65,8 +68,8 @@ pub const MAX_METADATA_KEY_CHARS: usize = 64;
 pub const MAX_METADATA_VALUE_CHARS: usize = 512;
 /// The smallest `max_output_tokens` OpenAI takes.
 pub const MIN_MAX_OUTPUT_TOKENS: u64 = 16;
-/// Keys later versions of respool will own; refused now so they are not sent to OpenAI.
-const RESERVED_KEYS: [&str; 1] = ["after"];
+/// What `conversation:` says to ask respool for a new Conversation (`chain.rs`).
+pub const NEW_CONVERSATION: &str = "new";
 
 /// A terminal outcome a notification route can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -156,6 +159,21 @@ pub struct JobSpec {
     /// hashes stay as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<super::progress::Progress>,
+    /// The job this one runs after ([`super::chain`]): a job id, or in a jobs file the name of
+    /// one of its jobs (made the id when the file's jobs are taken in). It waits until that
+    /// job ends, then runs with `previous_response_id` set to its response (or its output in
+    /// `input_template`), or ends `cancelled` if that job did not complete. Skipped when
+    /// absent, so specs and their hashes stay as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The input, with `{{after.output_text}}` standing for the output of the job it runs
+    /// after (instead of `previous_response_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_template: Option<String>,
+    /// `conversation: new`: respool creates a Conversation for the job, which the jobs that
+    /// run after it share.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_conversation: bool,
 }
 
 /// A named set of documents a job searches: a vector store respool keeps by the set's name.
@@ -317,14 +335,12 @@ impl JobSpec {
             });
         };
 
-        for key in RESERVED_KEYS {
-            if body.contains_key(key) {
-                err(
-                    key,
-                    "is reserved for a later version of respool and not supported yet".into(),
-                );
-            }
+        let chain = parse_chain_keys(&mut body);
+        for (field, message) in chain.errors {
+            err(field, message);
         }
+        let (after, input_template, new_conversation) =
+            (chain.after, chain.input_template, chain.new_conversation);
 
         let model = body
             .get("model")
@@ -339,6 +355,8 @@ impl JobSpec {
             Some(_) => err("model", "must be a non-empty string".into()),
         }
         match body.get("input") {
+            // The template is the input (checked with the chain's keys).
+            None if input_template.is_some() => {}
             None => err(
                 "input",
                 "is required: a string or a list of input items".into(),
@@ -445,7 +463,7 @@ impl JobSpec {
         if body
             .get("previous_response_id")
             .is_some_and(|v| !v.is_null())
-            && body.get("conversation").is_some_and(|v| !v.is_null())
+            && (new_conversation || body.get("conversation").is_some_and(|v| !v.is_null()))
         {
             err(
                 "conversation",
@@ -697,6 +715,13 @@ impl JobSpec {
                 }
             },
         };
+        if schedule.is_some() && after.is_some() {
+            err(
+                "after",
+                "cannot be used with `schedule` (each run is a job of its own; chain jobs outside a schedule)"
+                    .into(),
+            );
+        }
         if schedule.is_some() && idempotency_key.is_some() {
             err(
                 "idempotency_key",
@@ -809,6 +834,9 @@ impl JobSpec {
                 handlers,
                 max_turns,
                 progress,
+                after,
+                input_template,
+                new_conversation,
             })
         } else {
             Err(errors)
@@ -835,6 +863,9 @@ impl JobSpec {
             handlers,
             max_turns,
             progress,
+            after,
+            input_template,
+            new_conversation,
         } = self;
         let mut body = request.clone();
         body.insert("name".into(), Value::String(name.clone()));
@@ -886,6 +917,15 @@ impl JobSpec {
         }
         if let Some(p) = progress {
             body.insert("progress".into(), Value::String(p.as_str().into()));
+        }
+        if let Some(a) = after {
+            body.insert("after".into(), Value::String(a.clone()));
+        }
+        if let Some(t) = input_template {
+            body.insert("input_template".into(), Value::String(t.clone()));
+        }
+        if *new_conversation {
+            body.insert("conversation".into(), Value::from(NEW_CONVERSATION));
         }
         body
     }
@@ -978,6 +1018,79 @@ impl JobSpec {
     /// The sinks this job names (for validation against the config).
     pub fn sink_names(&self) -> impl Iterator<Item = &str> {
         self.notify.iter().flatten().map(|r| r.sink.as_str())
+    }
+}
+
+/// The chain's keys of a job (`after`, `input_template`, `conversation: new`), taken out of
+/// its body, and what is wrong with them.
+struct ChainKeys {
+    after: Option<String>,
+    input_template: Option<String>,
+    new_conversation: bool,
+    errors: Vec<(&'static str, String)>,
+}
+
+fn parse_chain_keys(body: &mut Map<String, Value>) -> ChainKeys {
+    let mut errors = Vec::new();
+    let after = match body.remove("after") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(a)) if !is_blank(&a) && a.chars().count() <= MAX_NAME_CHARS => Some(a),
+        Some(_) => {
+            errors.push((
+                "after",
+                "must be the name of a job in this jobs file, or a job id (`job_…`)".into(),
+            ));
+            None
+        }
+    };
+    let input_template = match body.remove("input_template") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) if super::chain::has_placeholder(&t) => Some(t),
+        Some(_) => {
+            errors.push((
+                "input_template",
+                format!(
+                    "must be a string naming the earlier job's output as `{}`",
+                    super::chain::OUTPUT_PLACEHOLDER
+                ),
+            ));
+            None
+        }
+    };
+    if input_template.is_some() {
+        if after.is_none() {
+            errors.push((
+                "input_template",
+                "needs `after`: the job whose output it takes".into(),
+            ));
+        }
+        if body.contains_key("input") {
+            errors.push((
+                "input_template",
+                "replaces `input`: give one of them".into(),
+            ));
+        }
+    }
+    if after.is_some()
+        && body
+            .get("previous_response_id")
+            .is_some_and(|v| !v.is_null())
+    {
+        errors.push((
+            "after",
+            "sets `previous_response_id` itself (to the earlier job's response): leave `previous_response_id` out".into(),
+        ));
+    }
+    let new_conversation =
+        body.get("conversation").and_then(Value::as_str) == Some(NEW_CONVERSATION);
+    if new_conversation {
+        body.remove("conversation");
+    }
+    ChainKeys {
+        after,
+        input_template,
+        new_conversation,
+        errors,
     }
 }
 
@@ -1444,6 +1557,26 @@ pub fn parse_jobs_file_with_blobs(
                         message: e.to_string(),
                     });
                 }
+            }
+        }
+    }
+    if errors.is_empty() {
+        // `after:` names a job of this file (or an id): each must be one, and no loop.
+        type Entries<'a> = Vec<(usize, &'a JobSpec)>;
+        let (jobs, schedules): (Entries<'_>, Entries<'_>) = specs
+            .iter()
+            .enumerate()
+            .partition(|(_, s)| s.schedule.is_none());
+        let plain: Vec<JobSpec> = jobs.iter().map(|(_, s)| (*s).clone()).collect();
+        let templates: Vec<&str> = schedules.iter().map(|(_, s)| s.name.as_str()).collect();
+        if let Err(errs) = super::chain::after_refs(&plain, &templates) {
+            for (k, message) in errs {
+                let i = jobs[k].0;
+                errors.push(Located {
+                    file: file.to_string(),
+                    pos: locate_field(&text, &i.to_string(), "after"),
+                    message: format!("job `{}`: field `after`: {message}", specs[i].name),
+                });
             }
         }
     }

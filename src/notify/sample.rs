@@ -33,6 +33,9 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         handlers: Default::default(),
         max_turns: None,
         progress: None,
+        after: None,
+        input_template: None,
+        new_conversation: false,
     });
     let start = REPORT.find("[cited source]").unwrap_or(0);
     let response = json!({
@@ -79,6 +82,7 @@ pub fn sample_job(now_ms: i64) -> (JobRow, Value, Vec<EventRow>) {
         retry_of: None,
         tools: sample_tools(&response),
         turn: 0,
+        chain_id: None,
     };
     let events = vec![
         EventRow {

@@ -42,6 +42,10 @@ pub enum AcceptError {
         "job `{job}`: field `handlers.{function}`: this daemon does not take a job's own handlers (they run commands on its host); define the handler in the config's `functions:`, or allow jobs' handlers with `actions.job_handlers: true`"
     )]
     JobHandlers { job: String, function: String },
+    #[error(
+        "job `{job}`: field `after`: no job `{after}` (give the id of a job taken in earlier, `job_…`; a name is resolved only among the jobs of one jobs file)"
+    )]
+    UnknownPredecessor { job: String, after: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -84,6 +88,7 @@ impl Orchestrator {
         let hash = spec_hash(&spec);
         self.resolve_knowledge(&mut spec).await?;
         self.check_attachments(&spec).await?;
+        self.check_predecessor(&spec).await?;
         let warnings = spec.warnings();
         let mut job = self.new_job(spec, origin)?;
         job.spec_hash = hash;
@@ -104,6 +109,26 @@ impl Orchestrator {
 }
 
 impl Orchestrator {
+    /// The job a job runs after (`after`) must be one the ledger has: its id, taken in before
+    /// it (so a chain cannot loop).
+    async fn check_predecessor(&self, spec: &JobSpec) -> Result<(), AcceptError> {
+        let Some(after) = &spec.after else {
+            return Ok(());
+        };
+        let known = match JobId::parse(after) {
+            Ok(id) => self.inner.store.job_exists(&id).await?,
+            Err(_) => false,
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(AcceptError::UnknownPredecessor {
+                job: spec.name.clone(),
+                after: after.clone(),
+            })
+        }
+    }
+
     /// Gives each knowledge set a job names by name alone the files of the config's set of
     /// that name, as they are now (read from the daemon's disk, relative to the config file,
     /// each checked and stored like an attachment).

@@ -25,6 +25,7 @@
 mod artifacts;
 pub(crate) mod attachments;
 mod budget;
+mod chains;
 mod cron;
 mod handlers;
 mod intake;
@@ -593,6 +594,8 @@ impl Orchestrator {
                 }
                 note("polls", self.start_polls(handles).await);
                 note("actions", self.start_actions(handles).await);
+                note("chains", self.settle_chains().await);
+                note("conversations", self.start_conversations(handles).await);
                 // What the pass wrote may have made notifications due (a timeout, a cancel,
                 // a failed create). The outbox's look is one cheap read; the submit worker is
                 // woken where a place in flight frees up (a job's end), not after every pass:
@@ -626,7 +629,12 @@ impl Orchestrator {
                 // A schedule's next tick and a delivery's next look-up are due work too.
                 let tick = store.next_schedule_at().await.ok().flatten();
                 let look = store.next_delivery_look_after(now).await.ok().flatten();
-                job.into_iter().chain(tick).chain(look).min()
+                let conversation = store.next_conversation_after(now).await.ok().flatten();
+                job.into_iter()
+                    .chain(tick)
+                    .chain(look)
+                    .chain(conversation)
+                    .min()
             }
             Worker::Submit => store.next_submit_after(now).await.ok().flatten(),
             Worker::Outbox => store.next_notification_after(now).await.ok().flatten(),

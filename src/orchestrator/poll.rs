@@ -397,8 +397,12 @@ impl Orchestrator {
             return Ok(Some(job));
         }
         match (&job.response_id, job.status) {
+            // Not sent yet, or waiting for the job it runs after (`chains.rs`).
             (None, JobStatus::Pending | JobStatus::Held)
-                if job.submit_state == crate::store::SubmitState::Ready =>
+                if matches!(
+                    job.submit_state,
+                    crate::store::SubmitState::Ready | crate::store::SubmitState::Waiting
+                ) =>
             {
                 self.finish_cancelled_unsubmitted(id, job.cancel_reason.as_deref())
                     .await?;

@@ -135,6 +135,10 @@ impl Orchestrator {
         let mut body = claim
             .spec
             .create_body_with(id, parts, &prepared.vector_store_ids);
+        // A job of a chain or on a conversation (`chains.rs`), before a later turn's input.
+        if !self.chain_body(&claim, &mut body).await? {
+            return Ok(());
+        }
         if claim.turn > 0 && !self.continue_turn(&claim, &mut body).await? {
             return Ok(());
         }
@@ -577,11 +581,17 @@ pub(crate) fn classify_create_failure(e: &UpstreamError) -> CreateFailure {
         CreateFailure::Uncertain
     } else if matches!(e.status(), Some(401 | 403)) || e.is_redirect() {
         CreateFailure::Hold
-    } else if e.is_retryable() {
+    } else if e.is_retryable() || conversation_locked(e) {
         CreateFailure::Retry
     } else {
         CreateFailure::Refused
     }
+}
+
+/// A 400 `conversation_locked`: another response (another client's) runs on the job's
+/// conversation; nothing was created, and the create may go once it is done.
+fn conversation_locked(e: &UpstreamError) -> bool {
+    matches!(e, UpstreamError::Api { code: Some(c), .. } if c == "conversation_locked")
 }
 
 /// Tries to write a response id to the ledger before giving up to the journal.

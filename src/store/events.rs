@@ -45,6 +45,8 @@ pub enum EventKind {
     Held,
     /// Released from a hold or a wait.
     Released,
+    /// Its conversation (`conversation: new`) was created, or a create of it was sent.
+    Conversation,
     /// Waiting for a model's rate-limit window.
     RateLimitWait,
     /// Something went wrong that the timeline should show (the message says what).
@@ -96,6 +98,7 @@ impl EventKind {
         Self::Waiting,
         Self::Held,
         Self::Released,
+        Self::Conversation,
         Self::RateLimitWait,
         Self::Error,
         Self::PollNotFound,
@@ -133,6 +136,7 @@ impl EventKind {
             Self::Waiting => "waiting",
             Self::Held => "held",
             Self::Released => "released",
+            Self::Conversation => "conversation",
             Self::RateLimitWait => "rate_limit_wait",
             Self::Error => "error",
             Self::PollNotFound => "poll_not_found",

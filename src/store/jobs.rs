@@ -16,7 +16,7 @@ const JOB_COLUMNS: &str = "id, name, model, status, spec, idempotency_key, spec_
     deadline_at, next_check_at, lease_until, poll_interval_ms, polls, wake_pending, \
     cancel_requested, cancel_reason, output_text, error_code, error_message, usage, retry_of, \
     web_search_calls, web_search_preview_calls, file_search_calls, code_containers, images, \
-    image_fee_microusd, service_tier, turn";
+    image_fee_microusd, service_tier, turn, chain_id";
 
 /// Where a job's create call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,9 @@ pub enum SubmitState {
     /// The response asked for function outputs or approvals: they are being answered
     /// (`turns.rs`), then the next turn's create is `ready`.
     Acting,
+    /// Not to be sent yet: it waits for the job it runs after, for its conversation's turn, or
+    /// for its conversation to be created (`chains.rs`); then it is `ready`.
+    Waiting,
 }
 
 impl SubmitState {
@@ -42,6 +45,7 @@ impl SubmitState {
             Self::Uncertain => "uncertain",
             Self::Done => "done",
             Self::Acting => "acting",
+            Self::Waiting => "waiting",
         }
     }
 }
@@ -55,6 +59,7 @@ impl TryFrom<String> for SubmitState {
             "uncertain" => Self::Uncertain,
             "done" => Self::Done,
             "acting" => Self::Acting,
+            "waiting" => Self::Waiting,
             other => return Err(format!("unknown submit state `{other}`")),
         })
     }
@@ -102,6 +107,9 @@ pub struct JobRow {
     /// The job's current turn, from 0 (each round of function outputs or approvals is one
     /// more, `turns.rs`).
     pub turn: i64,
+    /// The chain the job belongs to (its first job's id), if it runs after another job or
+    /// another runs after it (`chains.rs`).
+    pub chain_id: Option<JobId>,
 }
 
 impl JobRow {
@@ -238,6 +246,8 @@ pub struct JobFilter {
     pub metadata: Vec<(String, String)>,
     /// Only jobs created at or after this time (unix ms).
     pub since: Option<i64>,
+    /// Only the jobs of this chain (its first job's id).
+    pub chain: Option<String>,
     /// Cursor: only jobs that sort before this one (newest first).
     pub before: Option<(i64, String)>,
     pub limit: i64,
@@ -303,6 +313,7 @@ pub(super) async fn insert_job_in(
         None,
     )
     .await?;
+    super::chains::enter_in(&mut *conn, job).await?;
     add_spec_warnings(conn, job).await?;
     let row = fetch_job(conn, job.id.as_str())
         .await?
@@ -509,6 +520,7 @@ impl Store {
             Some(&serde_json::json!({ "retry_of": original })),
         )
         .await?;
+        super::chains::enter_in(&mut tx, &job).await?;
         add_spec_warnings(&mut tx, &job).await?;
         add_event(
             &mut tx,
@@ -605,6 +617,9 @@ impl Store {
                 .push(" AND value = ")
                 .push_bind(v)
                 .push(")");
+        }
+        if let Some(c) = &f.chain {
+            q.push(" AND chain_id = ").push_bind(c);
         }
         if let Some(s) = f.since {
             q.push(" AND created_at >= ").push_bind(s);

@@ -31,12 +31,13 @@ pub(super) struct Skip {
 }
 
 /// The jobs "in flight": running upstream, or past `ready` in their create (submitting,
-/// uncertain), read from their own small index (`INDEXED BY`: SQLite would rather take a
-/// status index and read the table). The claims read `in_flight_counts` instead; the test
+/// uncertain; a follower `waiting` for its turn is not), read from their own small index
+/// (`INDEXED BY`: SQLite would rather take a status index and read the table). The claims read `in_flight_counts` instead; the test
 /// below checks that its counts are always this query's.
 #[cfg(test)]
 pub(super) const IN_FLIGHT: &str = "jobs INDEXED BY jobs_in_flight WHERE \
-     status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready')";
+     (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready')) \
+     AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state NOT IN ('ready', 'waiting')))";
 
 /// The jobs in flight by model, from the counts the triggers of `in_flight_counts` keep
 /// (migration `20261205000014`): a row per model, not a walk of every job in flight.
@@ -95,8 +96,10 @@ pub(super) async fn models_at_limit(
 pub(super) async fn repair_in_flight_counts(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let counted: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT model, COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE status IN ('queued', 'in_progress') \
-         OR (status = 'pending' AND submit_state <> 'ready') GROUP BY model ORDER BY model",
+        "SELECT model, COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE (status IN ('queued', 'in_progress') \
+         OR (status = 'pending' AND submit_state <> 'ready')) \
+         AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state NOT IN ('ready', 'waiting'))) \
+         GROUP BY model ORDER BY model",
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -216,7 +219,8 @@ mod tests {
         "failed",
         "cancelled",
     ];
-    const STATES: [&str; 4] = ["ready", "submitting", "uncertain", "done"];
+    // `waiting` (a follower, migration 20261206000022) is not in flight.
+    const STATES: [&str; 5] = ["ready", "submitting", "uncertain", "done", "waiting"];
     const MODELS: [&str; 3] = ["gpt-5", "o3-deep-research", "gpt-5-mini"];
 
     #[derive(Debug, Clone)]
@@ -255,12 +259,12 @@ mod tests {
 
     fn write() -> impl Strategy<Value = Write> {
         prop_oneof![
-            3 => (0..7usize, 0..4usize, 0..3usize)
+            3 => (0..7usize, 0..5usize, 0..3usize)
                 .prop_map(|(status, state, model)| Write::Insert { status, state, model }),
             3 => (0..40usize, 0..7usize).prop_map(|(job, status)| Write::Status { job, status }),
-            2 => (0..40usize, 0..4usize).prop_map(|(job, state)| Write::State { job, state }),
+            2 => (0..40usize, 0..5usize).prop_map(|(job, state)| Write::State { job, state }),
             1 => (0..40usize, 0..3usize).prop_map(|(job, model)| Write::Model { job, model }),
-            2 => (0..40usize, 0..7usize, 0..4usize)
+            2 => (0..40usize, 0..7usize, 0..5usize)
                 .prop_map(|(job, status, state)| Write::StatusAndState { job, status, state }),
             1 => (0..7usize, 0..7usize).prop_map(|(from, to)| Write::AllOf { from, to }),
             1 => (0..40usize).prop_map(|job| Write::Delete { job }),

@@ -12,6 +12,7 @@ mod attachments;
 #[cfg(feature = "bench")]
 pub mod bench;
 mod budget;
+mod chains;
 mod deliveries;
 mod duplicates;
 mod endpoint_secrets;
@@ -45,6 +46,7 @@ use sqlx::{AssertSqlSafe, Connection, SqlitePool};
 pub use artifacts::{ArtifactFile, ArtifactRow, NewArtifact};
 pub use attachments::{StaleUpload, UploadClaim};
 pub use budget::ModelUsage;
+pub use chains::{ChainContext, ChainMember, ConversationClaim, Settled};
 pub use deliveries::{DeliveryRow, HandOff, MAX_LOOKS};
 pub use duplicates::{DuplicateRow, NewDuplicate};
 pub use endpoint_secrets::StoredSecret;

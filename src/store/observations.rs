@@ -469,6 +469,7 @@ async fn apply_in(
         add_event(&mut *tx, id, now, EventKind::Status, &msg, Some(&data)).await?;
         if terminal {
             insert_outbox(&mut *tx, id, obs.status, outbox, now).await?;
+            super::chains::job_ended_in(&mut *tx, id, now).await?;
             if !artifacts.is_empty() {
                 insert_artifacts(&mut *tx, id, artifacts, now).await?;
                 let kept = artifacts.iter().filter(|a| a.error.is_none()).count();

@@ -120,6 +120,33 @@ async fn the_housekeeping_checks_walk_their_own_indexes() {
     store.close().await;
 }
 
+/// The chains' statements walk their own indexes: a waiting backlog, or thousands of jobs on
+/// one conversation, cost a claim nothing.
+#[tokio::test]
+async fn the_chain_statements_walk_their_own_indexes() {
+    use super::chains::{CONVERSATION_HEAD, DUE_WAITING, NEXT_SEQ, WAITING_CANCELS};
+    let (_dir, store) = store().await;
+    let pool = store.pool_for_tests();
+    for (statement, index) in [
+        (DUE_WAITING, "jobs_waiting_due"),
+        (WAITING_CANCELS, "jobs_waiting_cancel"),
+        (CONVERSATION_HEAD, "jobs_conversation_order"),
+        (NEXT_SEQ, "jobs_conversation_order"),
+    ] {
+        let text = format!("EXPLAIN QUERY PLAN {statement}");
+        assert_walks(&plan(&pool, &text).await, index);
+    }
+    store.due_waiting(0, 10).await.unwrap();
+    store.waiting_cancels().await.unwrap();
+    store.claim_conversation(0, 1).await.unwrap();
+    store.next_conversation_after(0).await.unwrap();
+    store
+        .chain_members("job_01K00000000000000000000000")
+        .await
+        .unwrap();
+    store.close().await;
+}
+
 /// Every statement that names its index (`INDEXED BY`) runs: SQLite refuses one whose index
 /// cannot serve it ("no query solution"), which would fail the worker's every pass.
 #[tokio::test]

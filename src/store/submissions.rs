@@ -657,7 +657,7 @@ impl Store {
             .await?;
         let from = from.unwrap_or_else(|| "pending".into());
         let done = sqlx::query(
-            "UPDATE jobs SET status = ?, submit_state = CASE WHEN submit_state = 'submitting' THEN 'done' ELSE submit_state END, \
+            "UPDATE jobs SET status = ?, submit_state = CASE WHEN submit_state IN ('submitting', 'waiting') THEN 'done' ELSE submit_state END, \
              finished_at = ?, next_check_at = NULL, lease_until = NULL, lease_owner = NULL, error_code = ?, error_message = ?, \
              updated_at = ? WHERE id = ? AND attempt = ? AND status IN ('pending', 'held', 'in_progress') \
              AND submit_state <> 'done' AND response_id IS NULL",
@@ -685,6 +685,7 @@ impl Store {
             )
             .await?;
             insert_outbox(&mut tx, id, status, outbox, now).await?;
+            super::chains::job_ended_in(&mut tx, id, now).await?;
         }
         tx.commit().await?;
         Ok(done)

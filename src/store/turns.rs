@@ -901,6 +901,7 @@ impl Store {
             )
             .await?;
             insert_outbox(&mut tx, id, status, outbox, now).await?;
+            super::chains::job_ended_in(&mut tx, id, now).await?;
         }
         tx.commit().await?;
         Ok(done)

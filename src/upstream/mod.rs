@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod containers;
+pub mod conversations;
 pub mod endpoints;
 mod error;
 pub mod files;

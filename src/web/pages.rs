@@ -32,6 +32,8 @@ pub struct ListQuery {
     /// One `key=value` pair the job's metadata must have (the API's `metadata` filter).
     metadata: Option<String>,
     after: Option<String>,
+    /// Only the jobs of this chain (its first job's id).
+    chain: Option<String>,
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -83,6 +85,7 @@ pub async fn list(
         metadata: metadata.into_iter().collect(),
         since,
         before,
+        chain: non_empty(&q.chain),
         limit: PAGE_SIZE + 1,
     };
     let mut rows = state.store.list_jobs(&filter).await?;
@@ -101,6 +104,7 @@ pub async fn list(
                 ("since", &q.since),
                 ("q", &q.q),
                 ("metadata", &q.metadata),
+                ("chain", &q.chain),
             ] {
                 if let Some(v) = non_empty(v) {
                     s.append_pair(k, &v);
@@ -113,9 +117,17 @@ pub async fn list(
         .iter()
         .map(|r| JobSummary::new(r, &config, now))
         .collect();
-    let filtered = [&q.status, &q.name, &q.model, &q.since, &q.q, &q.metadata]
-        .iter()
-        .any(|v| non_empty(v).is_some());
+    let filtered = [
+        &q.status,
+        &q.name,
+        &q.model,
+        &q.since,
+        &q.q,
+        &q.metadata,
+        &q.chain,
+    ]
+    .iter()
+    .any(|v| non_empty(v).is_some());
     render(
         "list.html",
         context! {
@@ -130,6 +142,7 @@ pub async fn list(
                 since => non_empty(&q.since),
                 q => non_empty(&q.q),
                 metadata => non_empty(&q.metadata),
+                chain => non_empty(&q.chain),
             },
             filtered,
             paged => q.after.is_some(),
@@ -170,6 +183,7 @@ pub async fn job(
     let response = store.get_response(&id).await?;
     let events = store.list_events(&id).await?;
     let retried_by = store.retried_by(&id).await?;
+    let chain = crate::view::ChainView::of(store, &row).await?;
     let prices = config.pricing();
     let duplicates: Vec<_> = store
         .duplicates_of(&id)
@@ -352,6 +366,7 @@ pub async fn job(
             retry_key => row.status.is_terminal().then(retry_nonce),
             retry_of => row.retry_of.as_ref().map(ToString::to_string),
             retried_by,
+            chain => super::ser(chain),
             duplicates,
             waiting => actions.iter().any(|a| a.state == "waiting"),
             actions => super::ser(&actions),

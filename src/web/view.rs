@@ -29,6 +29,10 @@ pub struct JobSummary {
     pub cost_detail: Option<String>,
     pub attempts: i64,
     pub cancel_requested: bool,
+    /// The chain the job belongs to (its first job's id), for the list's chain link.
+    pub chain_id: Option<String>,
+    /// The job it runs after.
+    pub after: Option<String>,
 }
 
 /// Token counts of a job's usage.
@@ -127,6 +131,8 @@ impl JobSummary {
                 .map(|b| b.describe(money)),
             attempts: row.submissions,
             cancel_requested: row.cancel_requested == 1,
+            chain_id: row.chain_id.as_ref().map(ToString::to_string),
+            after: row.spec.after.clone(),
         }
     }
 }

@@ -61,6 +61,7 @@ impl Sample {
             retry_of: None,
             tools: Default::default(),
             turn: 0,
+            chain_id: None,
         };
         let response = json!({"id": "resp_test", "object": "response", "status": status.as_str(), "output": [],
                               "usage": usage});

@@ -753,7 +753,7 @@ mod tests {
             ),
             (
                 "progress",
-                field(
+                rare(
                     vec![json!("poll"), json!("stream"), Value::Null],
                     vec![json!("live"), json!(true)],
                 ),
@@ -833,7 +833,7 @@ mod tests {
             ),
             (
                 "handlers",
-                field(
+                rare(
                     vec![
                         json!({}),
                         json!({"get_weather": {"command": ["python3", "w.py"], "timeout": 30, "on_error": "fail"}}),
@@ -873,7 +873,7 @@ mod tests {
             ),
             (
                 "max_turns",
-                field(
+                rare(
                     vec![json!(1), json!(100), json!(4.0), Value::Null],
                     vec![json!(0), json!(101), json!(2.5), json!("3")],
                 ),

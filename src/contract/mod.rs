@@ -315,6 +315,39 @@ fn tighten(schemas: &mut Value) {
             json!({"type": {"const": "object", "description": "A structured output is an object at its root."}}),
         );
     }
+    drop_formats(schemas);
+    // An item reference is its `id` (and `type`) alone: with no `type` it would otherwise
+    // take any object that has an `id`, such as another item whose `type` is wrong, and a
+    // body OpenAI refuses would pass intake (Schemathesis found one).
+    if let Some(s) = schemas
+        .get_mut("ItemReferenceParam")
+        .and_then(Value::as_object_mut)
+    {
+        s.insert("additionalProperties".into(), json!(false));
+    }
+}
+
+/// Removes every `format` keyword: the check does not enforce them (JSON Schema 2020-12 makes
+/// them annotations), so the document must not claim them either (`uri` on input URLs,
+/// `float`). OpenAI's own answer decides such a value.
+fn drop_formats(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            if map.get("format").is_some_and(Value::is_string) {
+                map.remove("format");
+            }
+            for (key, value) in map.iter_mut() {
+                if !matches!(
+                    key.as_str(),
+                    "enum" | "const" | "default" | "example" | "examples"
+                ) {
+                    drop_formats(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_formats),
+        _ => {}
+    }
 }
 
 /// Drops from each `required` list the properties whose schema admits null. OpenAI's document

@@ -469,3 +469,25 @@ proptest! {
         prop_assert_eq!(v[0].kind(), ViolationKind::InvalidType);
     }
 }
+
+/// An item reference is its id and type alone: another item whose `type` is wrong (null) is
+/// refused, not taken for a reference; a real reference passes.
+#[test]
+fn an_item_reference_has_no_other_fields() {
+    let body = |item: serde_json::Value| serde_json::json!({"model": "o3-deep-research", "input": [item], "tools": [{"type": "web_search_preview"}]});
+    let refused = body(
+        serde_json::json!({"id": "", "queries": [], "results": [], "status": "in_progress", "type": null}),
+    );
+    assert!(!super::check_create(refused.as_object().unwrap()).is_empty());
+    for ok in [
+        serde_json::json!({"id": "msg_1"}),
+        serde_json::json!({"id": "msg_1", "type": "item_reference"}),
+        serde_json::json!({"id": "msg_1", "type": null}),
+    ] {
+        let b = body(ok.clone());
+        assert!(
+            super::check_create(b.as_object().unwrap()).is_empty(),
+            "{ok}"
+        );
+    }
+}

@@ -675,21 +675,36 @@ impl Store {
             == 1;
         if done {
             let data = serde_json::json!({"from": from, "to": status.as_str(), "error": error});
-            add_event(
-                &mut tx,
-                id,
-                now,
-                EventKind::Status,
-                &format!("{from} → {status}: {}", error.message),
-                Some(&data),
-            )
-            .await?;
-            insert_outbox(&mut tx, id, status, outbox, now).await?;
-            super::chains::job_ended_in(&mut tx, id, now).await?;
+            ended_without_response_in(&mut tx, id, (&from, status, error), &data, outbox, now)
+                .await?;
         }
         tx.commit().await?;
         Ok(done)
     }
+}
+
+/// What follows, in the same transaction, a job's end written without a new response (a
+/// refused or abandoned create, a cancel before submission, an end between turns): the status
+/// event (`data` its details), the outbox rows of its sinks, and its chain's followers woken.
+pub(super) async fn ended_without_response_in(
+    tx: &mut SqliteConnection,
+    id: &JobId,
+    (from, status, error): (&str, JobStatus, &JobError),
+    data: &serde_json::Value,
+    outbox: &[OutboxEntry],
+    now: i64,
+) -> Result<(), StoreError> {
+    add_event(
+        &mut *tx,
+        id,
+        now,
+        EventKind::Status,
+        &format!("{from} → {status}: {}", error.message),
+        Some(data),
+    )
+    .await?;
+    insert_outbox(&mut *tx, id, status, outbox, now).await?;
+    super::chains::job_ended_in(&mut *tx, id, now).await
 }
 
 /// How long a submission claim holds, and who holds it.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{FromRow, SqliteConnection};
 
 use super::events::{EventKind, add_event};
-use super::notifications::{OutboxEntry, insert_outbox};
+use super::notifications::OutboxEntry;
 use super::{Store, StoreError};
 use crate::job::handler::{ActionKind, Answer, Asked};
 use crate::job::{JobError, JobId, JobSpec, JobStatus, Observation};
@@ -891,17 +891,15 @@ impl Store {
                 super::tool_usage::record_tool_usage(&mut tx, id, &all, &image_prices).await?;
             }
             let data = serde_json::json!({"from": from, "to": status.as_str(), "error": error, "turn": turn});
-            add_event(
+            super::submissions::ended_without_response_in(
                 &mut tx,
                 id,
+                (&from, status, error),
+                &data,
+                outbox,
                 now,
-                EventKind::Status,
-                &format!("{from} → {status}: {}", error.message),
-                Some(&data),
             )
             .await?;
-            insert_outbox(&mut tx, id, status, outbox, now).await?;
-            super::chains::job_ended_in(&mut tx, id, now).await?;
         }
         tx.commit().await?;
         Ok(done)

@@ -588,8 +588,22 @@ EXECUTE FUNCTION in_flight_counts_enter();
 -- letter is and how letters fold, for the parser and for `[[:alnum:]]` below.
 
 CREATE TEXT SEARCH CONFIGURATION respool_search (COPY = pg_catalog.simple);
-ALTER TEXT SEARCH CONFIGURATION respool_search
-    ALTER MAPPING FOR word, numword, hword, numhword, hword_part WITH unaccent, simple;
+-- The extension's dictionary wherever the extension lives (another schema of the database may
+-- have created it first: CREATE EXTENSION IF NOT EXISTS then leaves it there).
+DO $$
+BEGIN
+    EXECUTE format(
+        'ALTER TEXT SEARCH CONFIGURATION respool_search '
+        'ALTER MAPPING FOR word, numword, hword, numhword, hword_part WITH %s, simple',
+        (SELECT format('%I.%I', n.nspname, d.dictname)
+         FROM pg_extension e
+         JOIN pg_depend dep ON dep.refclassid = 'pg_extension'::regclass AND dep.refobjid = e.oid
+              AND dep.classid = 'pg_ts_dict'::regclass
+         JOIN pg_ts_dict d ON d.oid = dep.objid
+         JOIN pg_namespace n ON n.oid = d.dictnamespace
+         WHERE e.extname = 'unaccent' AND d.dictname = 'unaccent'));
+END;
+$$;
 
 -- The input text a job is found by (as in 20261125000006): the spec's `request.input` when it
 -- is a string, else every string under it whose key is `text` or `content` (the text parts of

@@ -34,7 +34,7 @@
 
 -- Diacritics are folded as FTS5's `remove_diacritics 2` does (see `respool_search` below).
 -- `unaccent` ships with PostgreSQL's contrib modules (Debian's `postgresql` package) and is a
--- trusted extension: the database owner may create it.
+-- trusted extension: a role with CREATE on the database may create it.
 CREATE EXTENSION IF NOT EXISTS unaccent;
 
 -- ---------------------------------------------------------------------------------------------

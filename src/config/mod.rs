@@ -546,6 +546,19 @@ impl Config {
         {
             err(&["public_url"], "must be a URL".into());
         }
+        if let Some(d) = &self.database
+            && crate::store::Backend::of_url(d) == crate::store::Backend::Postgres
+        {
+            // The store connects to PostgreSQL and its ledger statements run there
+            // (tests/it/postgres.rs), but not yet every statement the daemon uses: until they
+            // do, a daemon on PostgreSQL is refused here rather than failing mid-job.
+            err(
+                &["database"],
+                "PostgreSQL is not supported by this release yet (its port is in progress); \
+                 use a SQLite path or `sqlite://` URL"
+                    .into(),
+            );
+        }
         if !self.webhook.path.starts_with('/') {
             err(&["webhook", "path"], "must start with `/`".into());
         }
@@ -853,6 +866,22 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.webhook.path, "/webhooks/openai");
         assert_eq!(cfg.polling.max_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_postgres_database_is_refused_by_name_until_the_port_is_done() {
+        let text = "listen: 127.0.0.1:9000\ndatabase: postgres://u:secret@db.example/respool\n";
+        let err = Config::from_yaml("c.yaml", text, &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.yaml:2:"), "{err}");
+        assert!(
+            err.contains("`database`") && err.contains("PostgreSQL"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "the password stays out: {err}");
+        let sqlite = "database: /var/lib/respool/respool.db\n";
+        assert!(Config::from_yaml("c.yaml", sqlite, &no_env).is_ok());
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! the next attempt writes again under the same names. Deleting a job's rows (retention)
 //! removes its folder after the commit.
 
+use crate::store::sql;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::{AnyConnection, FromRow};
 
 use super::{Store, StoreError};
 use crate::job::JobId;
@@ -57,13 +58,13 @@ impl ArtifactRow {
 /// Lists `artifacts` for job `id` inside the caller's transaction (the one recording its end).
 /// A name already listed keeps its row: the first end recorded wins, as for the job.
 pub(super) async fn insert_artifacts(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &JobId,
     artifacts: &[NewArtifact],
     now: i64,
 ) -> Result<(), StoreError> {
     for (position, a) in artifacts.iter().enumerate() {
-        sqlx::query(
+        sql::query(
             "INSERT INTO artifacts (job_id, name, position, kind, media_type, bytes, sha256, \
              source, path, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (job_id, name) DO NOTHING",
@@ -220,7 +221,7 @@ impl Store {
 
     /// The artifacts listed for job `id`, in order.
     pub async fn artifacts(&self, id: &JobId) -> Result<Vec<ArtifactRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sql::query_as(
             "SELECT name, kind, media_type, bytes, sha256, source, path, error, created_at \
              FROM artifacts WHERE job_id = ? ORDER BY position, name",
         )
@@ -235,7 +236,7 @@ impl Store {
         id: &JobId,
         name: &str,
     ) -> Result<Option<ArtifactRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sql::query_as(
             "SELECT name, kind, media_type, bytes, sha256, source, path, error, created_at \
              FROM artifacts WHERE job_id = ? AND name = ?",
         )
@@ -289,7 +290,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("listing artifacts failed: {e}")))?;
         let mut gone = Vec::new();
         for (id, dir) in listed {
-            let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+            let status: Option<String> = sql::query_scalar("SELECT status FROM jobs WHERE id = ?")
                 .bind(&id)
                 .fetch_optional(&self.reads)
                 .await?;
@@ -304,7 +305,7 @@ impl Store {
                 .is_ok_and(|s| s.is_terminal())
             {
                 let shas: Vec<Option<String>> =
-                    sqlx::query_scalar("SELECT sha256 FROM artifacts WHERE job_id = ?")
+                    sql::query_scalar("SELECT sha256 FROM artifacts WHERE job_id = ?")
                         .bind(&id)
                         .fetch_all(&self.reads)
                         .await?;

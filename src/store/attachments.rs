@@ -7,6 +7,7 @@
 //! uploaded at most once per purpose, two submissions never upload the same file at once, and
 //! an upload whose answer was lost is found upstream instead of sent again.
 
+use crate::store::sql;
 use sqlx::FromRow;
 
 use super::{Store, StoreError};
@@ -90,7 +91,7 @@ impl Store {
             Kind::Document => KIND_DOCUMENT,
             Kind::Image => KIND_IMAGE,
         };
-        sqlx::query(
+        sql::query(
             "INSERT INTO attachments (id, filename, media_type, kind, bytes, sha256, data, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET created_at = MAX(created_at, excluded.created_at)",
@@ -115,7 +116,7 @@ impl Store {
     ) -> Result<Vec<Option<AttachmentMeta>>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let row: Option<MetaRow> = sqlx::query_as(
+            let row: Option<MetaRow> = sql::query_as(
                 "SELECT id, filename, media_type, kind, bytes, sha256 FROM attachments WHERE id = ?",
             )
             .bind(id)
@@ -128,7 +129,7 @@ impl Store {
 
     /// The attachments a job sends, in order.
     pub async fn job_attachments(&self, job_id: &str) -> Result<Vec<AttachmentMeta>, StoreError> {
-        let rows: Vec<MetaRow> = sqlx::query_as(
+        let rows: Vec<MetaRow> = sql::query_as(
             "SELECT a.id, a.filename, a.media_type, a.kind, a.bytes, a.sha256 \
              FROM job_attachments ja JOIN attachments a ON a.id = ja.attachment_id \
              WHERE ja.job_id = ? AND ja.knowledge IS NULL ORDER BY ja.position",
@@ -142,7 +143,7 @@ impl Store {
     /// An attachment's bytes.
     pub async fn attachment_data(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT data FROM attachments WHERE id = ?")
+            sql::query_scalar("SELECT data FROM attachments WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&self.reads)
                 .await?,
@@ -156,7 +157,7 @@ impl Store {
         sha256: &str,
         purpose: &str,
     ) -> Result<Option<(String, i64)>, StoreError> {
-        let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+        let row: Option<(Option<String>, Option<i64>)> = sql::query_as(
             "SELECT file_id, verified_at FROM uploads WHERE sha256 = ? AND purpose = ? \
              AND state = 'uploaded'",
         )
@@ -177,8 +178,8 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<UploadClaim, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<CacheRow> = sqlx::query_as(
+        let mut tx = self.begin_write().await?;
+        let row: Option<CacheRow> = sql::query_as(
             "SELECT state, file_id, verified_at, lease_until, started_at FROM uploads \
              WHERE sha256 = ? AND purpose = ?",
         )
@@ -202,7 +203,7 @@ impl Store {
             }) if until > now => UploadClaim::Busy { until },
             Some(CacheRow { started_at, .. }) => {
                 // An earlier claim ran out: its upload may or may not have reached OpenAI.
-                sqlx::query(
+                sql::query(
                     "UPDATE uploads SET owner = ?, lease_until = ? WHERE sha256 = ? AND purpose = ?",
                 )
                 .bind(owner)
@@ -216,7 +217,7 @@ impl Store {
                 }
             }
             None => {
-                sqlx::query(
+                sql::query(
                     "INSERT INTO uploads (sha256, purpose, state, filename, bytes, owner, \
                      lease_until, started_at, last_used_at) VALUES (?, ?, 'uploading', ?, ?, ?, ?, ?, ?)",
                 )
@@ -247,7 +248,7 @@ impl Store {
         file_id: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "UPDATE uploads SET state = 'uploaded', file_id = ?, owner = NULL, lease_until = NULL, \
              uploaded_at = ?, verified_at = ?, last_used_at = ? \
              WHERE sha256 = ? AND purpose = ? AND state = 'uploading' AND owner = ?",
@@ -274,7 +275,7 @@ impl Store {
         owner: &str,
         until: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "UPDATE uploads SET lease_until = ? \
              WHERE sha256 = ? AND purpose = ? AND state = 'uploading' AND owner = ?",
         )
@@ -297,7 +298,7 @@ impl Store {
         purpose: &str,
         owner: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "DELETE FROM uploads WHERE sha256 = ? AND purpose = ? AND state = 'uploading' \
              AND owner = ?",
         )
@@ -318,7 +319,7 @@ impl Store {
         owner: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "UPDATE uploads SET lease_until = ?, owner = NULL \
              WHERE sha256 = ? AND purpose = ? AND state = 'uploading' AND owner = ?",
         )
@@ -339,7 +340,7 @@ impl Store {
         now: i64,
         verified: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "UPDATE uploads SET last_used_at = ?, \
              verified_at = CASE WHEN ? THEN ? ELSE verified_at END \
              WHERE sha256 = ? AND purpose = ? AND state = 'uploaded'",
@@ -362,7 +363,7 @@ impl Store {
         purpose: &str,
         file_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "DELETE FROM uploads WHERE sha256 = ? AND purpose = ? AND state = 'uploaded' AND file_id = ?",
         )
         .bind(sha256)
@@ -380,7 +381,7 @@ impl Store {
         before: i64,
         limit: i64,
     ) -> Result<Vec<StaleUpload>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sql::query_as(
             "SELECT u.sha256, u.purpose, u.file_id FROM uploads u \
              WHERE u.state = 'uploaded' AND u.last_used_at < ? AND NOT EXISTS ( \
                SELECT 1 FROM attachments a \
@@ -404,7 +405,7 @@ impl Store {
         u: &StaleUpload,
         before: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "DELETE FROM uploads WHERE sha256 = ? AND purpose = ? AND file_id = ? \
              AND state = 'uploaded' AND last_used_at < ? AND NOT EXISTS ( \
                SELECT 1 FROM attachments a \
@@ -425,7 +426,7 @@ impl Store {
     /// Attachments no job and no schedule names, last stored before `before` (uploaded over
     /// REST and never used, or left by pruned jobs): deleted. Returns how many.
     pub async fn prune_attachments(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "DELETE FROM attachments WHERE created_at < ? AND NOT EXISTS \
              (SELECT 1 FROM job_attachments ja WHERE ja.attachment_id = attachments.id) \
              AND NOT EXISTS (SELECT 1 FROM schedules s WHERE instr(s.spec, attachments.id) > 0)",

@@ -13,6 +13,7 @@ use super::tokens::BindTokens;
 use super::tool_usage::BindToolUsage;
 use super::{Store, StoreError};
 use crate::job::Observation;
+use crate::store::sql;
 
 /// A finished job for [`Store::bench_insert_finished`].
 #[doc(hidden)]
@@ -29,13 +30,13 @@ impl Store {
     /// Inserts finished jobs (with their timeline) in one transaction. For benchmarks only.
     #[doc(hidden)]
     pub async fn bench_insert_finished(&self, jobs: &[BenchJob]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         for b in jobs {
             let (job, obs) = (&b.job, &b.obs);
             let spec_json =
                 serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let id = job.id.as_str();
-            sqlx::query(
+            sql::query(
                 "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, \
                  response_id, attempt, submit_state, submissions, created_at, updated_at, \
                  submitted_at, finished_at, deadline_at, poll_interval_ms, polls, output_text, \
@@ -70,7 +71,7 @@ impl Store {
             )
             .bind(obs.raw.to_string())
             .bind(job.spec.priority)
-            .bind(job.spec.budget_exempt)
+            .bind(i64::from(job.spec.budget_exempt))
             .execute(&mut *tx)
             .await?;
             let accepted = format!("accepted from {}", job.origin);

@@ -1,7 +1,8 @@
 //! Budget queries: recorded usage per model in a period (jobs and the summaries of pruned
 //! ones), and the `pending ↔ held` moves of jobs waiting for budget.
 
-use sqlx::{QueryBuilder, Sqlite};
+use crate::store::sql;
+use sqlx::{Any, QueryBuilder};
 
 use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
@@ -56,7 +57,7 @@ impl Store {
     /// Reads the token and tool columns, never the JSON (see `tokens.rs`, `tool_usage.rs`);
     /// sums are `TOTAL`s cast back, so a sum past `i64::MAX` saturates rather than fails.
     pub async fn usage_since(&self, since: i64) -> Result<Vec<ModelUsage>, StoreError> {
-        Ok(sqlx::query_as::<_, ModelUsage>(
+        Ok(sql::query_as::<ModelUsage>(
             "SELECT model, service_tier, \
                CAST(TOTAL(i) AS INTEGER) AS input_tokens, \
                CAST(TOTAL(c) AS INTEGER) AS cached_tokens, \
@@ -98,7 +99,7 @@ impl Store {
 
     /// The distinct models of jobs waiting to be submitted (`pending`, not yet sent).
     pub async fn pending_models(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query_scalar(
             "SELECT DISTINCT model FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
              AND cancel_requested = 0 ORDER BY model",
         )
@@ -118,8 +119,8 @@ impl Store {
         if models.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut q = QueryBuilder::<Sqlite>::new("UPDATE jobs SET status = 'held', updated_at = ");
+        let mut tx = self.begin_write().await?;
+        let mut q = QueryBuilder::<Any>::new("UPDATE jobs SET status = 'held', updated_at = ");
         q.push_bind(now).push(
             " WHERE status = 'pending' AND submit_state = 'ready' AND cancel_requested = 0 \
              AND budget_exempt = 0 AND model IN (",
@@ -129,7 +130,7 @@ impl Store {
             list.push_bind(m);
         }
         q.push(") RETURNING id");
-        let q = q.build_query_scalar::<String>();
+        let q = sql::built_scalar::<String>(&mut q);
         let ids = q.fetch_all(&mut *tx).await?;
         let mut data = data.clone();
         if let Some(o) = data.as_object_mut() {
@@ -150,8 +151,8 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ids: Vec<String> = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<String> = sql::query_scalar(
             "UPDATE jobs SET status = 'pending', next_check_at = ?, updated_at = ? \
              WHERE status = 'held' RETURNING id",
         )
@@ -170,7 +171,7 @@ impl Store {
     /// How many jobs are `held`.
     pub async fn count_held(&self) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'held'")
+            sql::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'held'")
                 .fetch_one(&self.reads)
                 .await?,
         )

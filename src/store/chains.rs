@@ -15,8 +15,9 @@
 //! unfinished one may leave `waiting`. A job always comes after the job it runs after (that one
 //! existed first), so a chain on one conversation cannot wait for itself.
 
+use crate::store::sql;
 use serde::Serialize;
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::events::{EventKind, add_event};
 use super::jobs::NewJob;
@@ -99,11 +100,11 @@ fn own_conversation_key(job: &NewJob) -> Option<String> {
 /// Inside the intake transaction, after the job's row is written: links it to its chain and
 /// its conversation, and makes it wait when it has either (`settle_waiting` decides at once,
 /// in the ledger's next pass, whether it may go).
-pub(super) async fn enter_in(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), StoreError> {
+pub(super) async fn enter_in(conn: &mut AnyConnection, job: &NewJob) -> Result<(), StoreError> {
     let after = job.spec.after.as_deref();
     let predecessor: Option<(String, Option<String>, Option<String>)> = match after {
         Some(a) => {
-            sqlx::query_as("SELECT name, chain_id, conversation_key FROM jobs WHERE id = ?")
+            sql::query_as("SELECT name, chain_id, conversation_key FROM jobs WHERE id = ?")
                 .bind(a)
                 .fetch_optional(&mut *conn)
                 .await?
@@ -126,7 +127,7 @@ pub(super) async fn enter_in(conn: &mut SqliteConnection, job: &NewJob) -> Resul
         (Some((_, Some(chain), _)), _) => Some(chain.clone()),
         (Some((_, None, _)), Some(a)) => {
             // The predecessor starts a chain: it is its first member.
-            sqlx::query("UPDATE jobs SET chain_id = id WHERE id = ? AND chain_id IS NULL")
+            sql::query("UPDATE jobs SET chain_id = id WHERE id = ? AND chain_id IS NULL")
                 .bind(a)
                 .execute(&mut *conn)
                 .await?;
@@ -135,7 +136,7 @@ pub(super) async fn enter_in(conn: &mut SqliteConnection, job: &NewJob) -> Resul
         _ => None,
     };
     if job.spec.new_conversation {
-        sqlx::query(
+        sql::query(
             "INSERT INTO conversations (key, job_id, next_try_at, created_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (key) DO NOTHING",
         )
@@ -148,14 +149,14 @@ pub(super) async fn enter_in(conn: &mut SqliteConnection, job: &NewJob) -> Resul
     }
     let seq: Option<i64> = match &key {
         Some(k) => Some(
-            sqlx::query_scalar(NEXT_SEQ)
+            sql::query_scalar(NEXT_SEQ)
                 .bind(k)
                 .fetch_one(&mut *conn)
                 .await?,
         ),
         None => None,
     };
-    sqlx::query(
+    sql::query(
         "UPDATE jobs SET after_job_id = ?, chain_id = ?, conversation_key = ?, conversation_seq = ?, \
          submit_state = 'waiting', next_check_at = ? WHERE id = ?",
     )
@@ -194,18 +195,18 @@ pub(super) async fn enter_in(conn: &mut SqliteConnection, job: &NewJob) -> Resul
 /// Inside the transaction that ends job `id` (completed, failed, cancelled, incomplete): the
 /// jobs that run after it, and the next job on its conversation, are due to be looked at.
 pub(super) async fn job_ended_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sql::query(
         "UPDATE jobs SET next_check_at = ? WHERE after_job_id = ? AND submit_state = 'waiting'",
     )
     .bind(now)
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    let key: Option<String> = sqlx::query_scalar("SELECT conversation_key FROM jobs WHERE id = ?")
+    let key: Option<String> = sql::query_scalar("SELECT conversation_key FROM jobs WHERE id = ?")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
@@ -218,12 +219,12 @@ pub(super) async fn job_ended_in(
 
 /// Makes the first unfinished job on conversation `key` due to be looked at, if it waits.
 async fn wake_conversation_head(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     key: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     if let Some(head) = conversation_head(conn, key).await? {
-        sqlx::query("UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'")
+        sql::query("UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'")
             .bind(now)
             .bind(head)
             .execute(&mut *conn)
@@ -234,10 +235,10 @@ async fn wake_conversation_head(
 
 /// The first unfinished job on conversation `key`.
 async fn conversation_head(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     key: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar(CONVERSATION_HEAD)
+    Ok(sql::query_scalar(CONVERSATION_HEAD)
         .bind(key)
         .fetch_optional(&mut *conn)
         .await?)
@@ -255,7 +256,7 @@ pub(super) const WAITING_CANCELS: &str = "SELECT id, cancel_reason FROM jobs IND
 impl Store {
     /// Waiting jobs due to be looked at (`settle_waiting`), at most `limit`, oldest due first.
     pub async fn due_waiting(&self, now: i64, limit: i64) -> Result<Vec<JobId>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(DUE_WAITING)
+        let ids: Vec<String> = sql::query_scalar(DUE_WAITING)
             .bind(now)
             .bind(limit)
             .fetch_all(&self.reads)
@@ -265,7 +266,7 @@ impl Store {
 
     /// Waiting jobs asked to be cancelled (by a user, or their timeout), with the reason.
     pub async fn waiting_cancels(&self) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(WAITING_CANCELS)
+        let rows: Vec<(String, Option<String>)> = sql::query_as(WAITING_CANCELS)
             .fetch_all(&self.reads)
             .await?;
         Ok(rows
@@ -284,10 +285,10 @@ impl Store {
         now: i64,
         recheck_at: i64,
     ) -> Result<Settled, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         type Row = (String, String, Option<String>, Option<String>, i64, i64);
         let row: Option<Row> =
-            sqlx::query_as(
+            sql::query_as(
                 "SELECT status, submit_state, after_job_id, conversation_key, attempt, cancel_requested \
                  FROM jobs WHERE id = ?",
             )
@@ -302,8 +303,8 @@ impl Store {
             return Ok(Settled::NotWaiting);
         }
         let mut released = Vec::new();
-        let wait = async |tx: &mut SqliteConnection| -> Result<Settled, StoreError> {
-            sqlx::query(
+        let wait = async |tx: &mut AnyConnection| -> Result<Settled, StoreError> {
+            sql::query(
                 "UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'",
             )
             .bind(recheck_at)
@@ -314,7 +315,7 @@ impl Store {
         };
         if let Some(a) = &after {
             let pred: Option<(String, String, Option<String>)> =
-                sqlx::query_as("SELECT name, status, response_id FROM jobs WHERE id = ?")
+                sql::query_as("SELECT name, status, response_id FROM jobs WHERE id = ?")
                     .bind(a)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -350,7 +351,7 @@ impl Store {
         if let Some(k) = &key {
             if JobId::parse(k).is_ok() {
                 let conv: Option<Option<String>> =
-                    sqlx::query_scalar("SELECT conversation_id FROM conversations WHERE key = ?")
+                    sql::query_scalar("SELECT conversation_id FROM conversations WHERE key = ?")
                         .bind(k)
                         .fetch_optional(&mut *tx)
                         .await?;
@@ -371,7 +372,7 @@ impl Store {
                 return Ok(w);
             }
         }
-        let done = sqlx::query(
+        let done = sql::query(
             "UPDATE jobs SET submit_state = 'ready', next_check_at = ?, updated_at = ? \
              WHERE id = ? AND submit_state = 'waiting'",
         )
@@ -412,7 +413,7 @@ impl Store {
             Option<String>,
         );
         let row: Option<Row> =
-            sqlx::query_as(
+            sql::query_as(
                 "SELECT j.after_job_id, j.conversation_key, p.response_id, p.output_text, c.conversation_id \
                  FROM jobs j LEFT JOIN jobs p ON p.id = j.after_job_id \
                  LEFT JOIN conversations c ON c.key = j.conversation_key WHERE j.id = ?",
@@ -443,7 +444,7 @@ impl Store {
         &self,
         id: &JobId,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
-        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        let row: Option<(Option<String>, Option<String>)> = sql::query_as(
             "SELECT j.conversation_key, c.conversation_id FROM jobs j \
              LEFT JOIN conversations c ON c.key = j.conversation_key WHERE j.id = ?",
         )
@@ -465,7 +466,7 @@ impl Store {
 
     /// The jobs of chain `chain_id` (its first job's id), oldest first (at most 1,000).
     pub async fn chain_members(&self, chain_id: &str) -> Result<Vec<ChainMember>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sql::query_as(
             "SELECT id, name, status, after_job_id AS after FROM jobs INDEXED BY jobs_chain \
              WHERE chain_id = ? ORDER BY created_at, id LIMIT 1000",
         )
@@ -482,8 +483,8 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<Option<ConversationClaim>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(String, String, i64)> = sqlx::query_as(
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, String, i64)> = sql::query_as(
             "UPDATE conversations SET attempts = attempts + 1, next_try_at = ? WHERE key = \
              (SELECT key FROM conversations INDEXED BY conversations_due WHERE next_try_at <= ? \
               AND conversation_id IS NULL ORDER BY next_try_at LIMIT 1) \
@@ -531,8 +532,8 @@ impl Store {
         conversation_id: &str,
         now: i64,
     ) -> Result<Result<(), String>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let done = sql::query(
             "UPDATE conversations SET conversation_id = ?, next_try_at = NULL, last_error = NULL, \
              recorded_at = ? WHERE key = ? AND conversation_id IS NULL",
         )
@@ -545,7 +546,7 @@ impl Store {
             == 1;
         if !done {
             let held: Option<Option<String>> =
-                sqlx::query_scalar("SELECT conversation_id FROM conversations WHERE key = ?")
+                sql::query_scalar("SELECT conversation_id FROM conversations WHERE key = ?")
                     .bind(&claim.key)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -575,8 +576,8 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let done = sql::query(
             "UPDATE conversations SET next_try_at = ?, last_error = ? \
              WHERE key = ? AND conversation_id IS NULL",
         )
@@ -596,7 +597,7 @@ impl Store {
 
     /// When a conversation is next due to be created (for the ledger worker's sleep).
     pub async fn next_conversation_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query_scalar(
             "SELECT MIN(next_try_at) FROM conversations INDEXED BY conversations_due \
              WHERE next_try_at > ? AND conversation_id IS NULL",
         )

@@ -2,10 +2,11 @@
 //! Deliveries for response ids no job knows yet are kept, unhandled, and attached when the
 //! id appears.
 
+use crate::store::sql;
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Any, AnyConnection, FromRow, QueryBuilder};
 
 use super::events::EventKind;
 use super::{Store, StoreError};
@@ -62,11 +63,11 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let mut inserted = std::collections::HashSet::new();
         // SQLite takes at most 32,766 bound values in a statement: 7 per row.
         for chunk in batch.chunks(MAX_ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Sqlite>::new(
+            let mut q = QueryBuilder::<Any>::new(
                 "INSERT INTO webhook_deliveries \
                  (webhook_id, received_at, next_look_at, event_id, event_type, object_id, body) ",
             );
@@ -80,7 +81,7 @@ impl Store {
                     .push_bind(d.body());
             });
             q.push(" ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id");
-            let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+            let ids: Vec<String> = sql::built_scalar(&mut q).fetch_all(&mut *tx).await?;
             inserted.extend(ids);
         }
         tx.commit().await?;
@@ -109,7 +110,7 @@ impl Store {
         // A page is handed off in a few set-wise statements, not a few per delivery: the
         // write lock is held for as long as the statements take, and a receiver's batch of
         // deliveries waits behind it. The rows go in as JSON arrays (`json_each`).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let named: Vec<&str> = deliveries
             .iter()
             .filter_map(|(_, r)| r.as_ref().map(ResponseId::as_str))
@@ -119,7 +120,7 @@ impl Store {
         let jobs: HashMap<ResponseId, (JobId, bool)> = if named.is_empty() {
             HashMap::new()
         } else {
-            sqlx::query_as::<_, (ResponseId, JobId, bool)>(
+            sql::query_as::<(ResponseId, JobId, i64)>(
                 "SELECT response_id, id, 1 FROM jobs \
                  WHERE response_id IN (SELECT value FROM json_each(?1)) \
                  UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
@@ -129,7 +130,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
-            .map(|(r, j, current)| (r, (j, current)))
+            .map(|(r, j, current)| (r, (j, current != 0)))
             .collect()
         };
         // [webhook id, job id or null], [job id, event message], [webhook id, next look].
@@ -156,7 +157,7 @@ impl Store {
         }
         if !events.is_empty() {
             let woken: Vec<&str> = events.iter().map(|(job, _)| *job).collect();
-            sqlx::query(
+            sql::query(
                 "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
                  WHERE id IN (SELECT value FROM json_each(?)) \
                  AND status IN ('pending', 'queued', 'in_progress')",
@@ -167,7 +168,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             // `json_each` walks the array in order, so the events keep the deliveries' order.
-            sqlx::query(
+            sql::query(
                 "INSERT INTO job_events (job_id, at, kind, message, data) \
                  SELECT value ->> 0, ?, ?, value ->> 1, NULL FROM json_each(?) ORDER BY key",
             )
@@ -178,7 +179,7 @@ impl Store {
             .await?;
         }
         if !handled.is_empty() {
-            sqlx::query(
+            sql::query(
                 "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
                  FROM json_each(?) AS h WHERE webhook_deliveries.webhook_id = h.value ->> 0",
             )
@@ -188,7 +189,7 @@ impl Store {
             .await?;
         }
         if !looks.is_empty() {
-            sqlx::query(
+            sql::query(
                 "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1 \
                  FROM json_each(?) AS l WHERE webhook_deliveries.webhook_id = l.value ->> 0",
             )
@@ -233,7 +234,7 @@ impl Store {
         limit: i64,
         busy: &[String],
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        Ok(sqlx::query_as::<_, DeliveryRow>(
+        Ok(sql::query_as::<DeliveryRow>(
             "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
              FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
              WHERE handled_at IS NULL AND next_look_at <= ? \
@@ -250,7 +251,7 @@ impl Store {
     /// The earliest time after `now` at which an unhandled delivery is due for another
     /// look-up: when the ledger worker must look again.
     pub async fn next_delivery_look_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query_scalar(
             "SELECT MIN(next_look_at) FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
              WHERE handled_at IS NULL AND next_look_at > ?",
         )
@@ -261,17 +262,15 @@ impl Store {
 
     /// Counts deliveries (for tests and metrics).
     pub async fn count_deliveries(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
-                .fetch_one(&self.reads)
-                .await?,
-        )
+        Ok(sql::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
+            .fetch_one(&self.reads)
+            .await?)
     }
 
     /// Whether any verified delivery named this response id.
     pub async fn has_delivery_for(&self, object_id: &str) -> Result<bool, StoreError> {
         let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE object_id = ?")
+            sql::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE object_id = ?")
                 .bind(object_id)
                 .fetch_one(&self.reads)
                 .await?;
@@ -287,7 +286,7 @@ impl Store {
         event_type: &str,
         since: i64,
     ) -> Result<Option<DeliveryRow>, StoreError> {
-        Ok(sqlx::query_as::<_, DeliveryRow>(
+        Ok(sql::query_as::<DeliveryRow>(
             "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
              FROM webhook_deliveries d WHERE event_type = ? AND received_at >= ? \
              AND (object_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs j WHERE j.response_id = d.object_id)) \
@@ -306,12 +305,12 @@ fn json_text<T: Serialize>(rows: &T) -> Result<String, StoreError> {
 }
 
 async fn mark_handled(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     webhook_id: &str,
     job_id: Option<&JobId>,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE webhook_deliveries SET handled_at = ?, job_id = ? WHERE webhook_id = ?")
+    sql::query("UPDATE webhook_deliveries SET handled_at = ?, job_id = ? WHERE webhook_id = ?")
         .bind(now)
         .bind(job_id)
         .bind(webhook_id)

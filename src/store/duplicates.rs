@@ -3,6 +3,7 @@
 //! while it runs and kept here with its status and usage, so what was paid for twice is
 //! visible (`jobs show`, the job page, stats) instead of silently billed.
 
+use crate::store::sql;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::FromRow;
@@ -23,7 +24,7 @@ pub struct DuplicateRow {
     /// Its last known upstream status, or `unknown`.
     pub status: String,
     /// The upstream usage object, once known.
-    #[sqlx(json(nullable))]
+    #[sqlx(try_from = "crate::store::sql::JsonText<Option<serde_json::Value>>")]
     pub usage: Option<Value>,
     /// How it was found: `create`, `webhook`, `journal`.
     pub found_by: String,
@@ -67,13 +68,13 @@ impl Store {
     /// usage once final, the next look). The first time, a `duplicate` event joins the job's timeline in the same
     /// transaction. Returns whether it was new.
     pub async fn record_duplicate(&self, d: &NewDuplicate<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let known: Option<String> =
-            sqlx::query_scalar("SELECT response_id FROM duplicate_responses WHERE response_id = ?")
+            sql::query_scalar("SELECT response_id FROM duplicate_responses WHERE response_id = ?")
                 .bind(d.response_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        sqlx::query(
+        sql::query(
             "INSERT INTO duplicate_responses (response_id, job_id, status, usage, input_tokens, \
              cached_tokens, output_tokens, reasoning_tokens, total_tokens, web_search_calls, \
              web_search_preview_calls, file_search_calls, code_containers, images, \
@@ -133,7 +134,7 @@ impl Store {
 
     /// The duplicate responses of a job, oldest first.
     pub async fn duplicates_of(&self, job_id: &JobId) -> Result<Vec<DuplicateRow>, StoreError> {
-        Ok(sqlx::query_as::<_, DuplicateRow>(sqlx::AssertSqlSafe(format!(
+        Ok(sql::query_as::<DuplicateRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS}, {TOOL_COLUMNS} FROM duplicate_responses WHERE job_id = ? ORDER BY found_at, response_id"
         )))
         .bind(job_id)
@@ -147,15 +148,13 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<DuplicateRow>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, DuplicateRow>(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS}, {TOOL_COLUMNS} FROM duplicate_responses WHERE next_check_at <= ? \
+        Ok(sql::query_as::<DuplicateRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, {TOOL_COLUMNS} FROM duplicate_responses WHERE next_check_at <= ? \
              ORDER BY next_check_at LIMIT ?"
-            )))
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.reads)
-            .await?,
-        )
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await?)
     }
 }

@@ -4,6 +4,7 @@
 //! [`Store::active_webhook_secrets`], by every daemon on the database, and each orchestrator
 //! pass asks [`Store::has_active_webhook_secrets`].
 
+use crate::store::sql;
 use secrecy::SecretString;
 use sqlx::FromRow;
 
@@ -48,15 +49,15 @@ impl Store {
         secret: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let res = sqlx::query(
-            "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)",
+        Ok(sql::query_scalar(
+            "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?) \
+             RETURNING id",
         )
         .bind(endpoint_id)
         .bind(secret)
         .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(res.last_insert_rowid())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Records a rotation in one transaction: every active secret of the endpoint is accepted
@@ -68,8 +69,8 @@ impl Store {
         now: i64,
         old_until: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        sql::query(
             "UPDATE webhook_secrets SET expires_at = ? \
              WHERE endpoint_id = ? AND active = 1 AND (expires_at IS NULL OR expires_at > ?)",
         )
@@ -78,21 +79,22 @@ impl Store {
         .bind(old_until)
         .execute(&mut *tx)
         .await?;
-        let res = sqlx::query(
-            "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?)",
+        let id: i64 = sql::query_scalar(
+            "INSERT INTO webhook_secrets (endpoint_id, secret, created_at) VALUES (?, ?, ?) \
+             RETURNING id",
         )
         .bind(endpoint_id)
         .bind(secret)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(res.last_insert_rowid())
+        Ok(id)
     }
 
     /// Retires the secrets whose expiry has passed; returns how many.
     pub async fn retire_expired_webhook_secrets(&self, now: i64) -> Result<u64, StoreError> {
-        let res = sqlx::query(
+        let res = sql::query(
             "UPDATE webhook_secrets SET active = 0 \
              WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ?",
         )
@@ -104,7 +106,7 @@ impl Store {
 
     /// Whether any stored secret is accepted at `now` (so webhooks can arrive at all).
     pub async fn has_active_webhook_secrets(&self, now: i64) -> Result<bool, StoreError> {
-        let any: Option<i64> = sqlx::query_scalar(
+        let any: Option<i64> = sql::query_scalar(
             "SELECT 1 FROM webhook_secrets \
              WHERE active = 1 AND (expires_at IS NULL OR expires_at > ?) LIMIT 1",
         )
@@ -116,7 +118,7 @@ impl Store {
 
     /// The secrets accepted at `now`, newest first.
     pub async fn active_webhook_secrets(&self, now: i64) -> Result<Vec<StoredSecret>, StoreError> {
-        let rows = sqlx::query_as::<_, SecretRow>(
+        let rows = sql::query_as::<SecretRow>(
             "SELECT id, endpoint_id, secret, created_at, expires_at FROM webhook_secrets \
              WHERE active = 1 AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC",
         )

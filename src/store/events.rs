@@ -1,7 +1,8 @@
 //! The job timeline: every event in a job's life, append-only.
 
+use crate::store::sql;
 use serde::Serialize;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::{AnyConnection, FromRow};
 
 use super::{Store, StoreError};
 use crate::job::JobId;
@@ -173,20 +174,20 @@ pub struct EventRow {
     pub kind: String,
     pub message: String,
     #[schema(value_type = Option<Object>)]
-    #[sqlx(json(nullable))]
+    #[sqlx(try_from = "crate::store::sql::JsonText<Option<serde_json::Value>>")]
     pub data: Option<serde_json::Value>,
 }
 
 /// Appends an event to a job's timeline inside the caller's transaction.
 pub(super) async fn add_event(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     at: i64,
     kind: EventKind,
     message: &str,
     data: Option<&serde_json::Value>,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO job_events (job_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)")
+    sql::query("INSERT INTO job_events (job_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)")
         .bind(job_id)
         .bind(at)
         .bind(kind.as_str())
@@ -228,7 +229,7 @@ impl Store {
 
     /// A job's timeline, oldest first.
     pub async fn list_events(&self, job_id: &JobId) -> Result<Vec<EventRow>, StoreError> {
-        Ok(sqlx::query_as::<_, EventRow>(
+        Ok(sql::query_as::<EventRow>(
             "SELECT id, job_id, at, kind, message, data FROM job_events WHERE job_id = ? ORDER BY id",
         )
         .bind(job_id)

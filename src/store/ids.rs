@@ -2,37 +2,37 @@
 //! checked when read back, so a row with a malformed id is a decode error (set aside like any
 //! row that does not decode), never a `String` that flows on unchecked.
 
+use sqlx::any::{AnyTypeInfo, AnyValueRef};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::sqlite::{SqliteTypeInfo, SqliteValueRef};
-use sqlx::{Decode, Encode, Sqlite, Type};
+use sqlx::{Any, Decode, Encode, Type};
 
 use crate::job::{JobId, ResponseId};
 
 macro_rules! text_id {
     ($t:ty) => {
-        impl Type<Sqlite> for $t {
-            fn type_info() -> SqliteTypeInfo {
-                <String as Type<Sqlite>>::type_info()
+        impl Type<Any> for $t {
+            fn type_info() -> AnyTypeInfo {
+                <String as Type<Any>>::type_info()
             }
 
-            fn compatible(ty: &SqliteTypeInfo) -> bool {
-                <String as Type<Sqlite>>::compatible(ty)
+            fn compatible(ty: &AnyTypeInfo) -> bool {
+                <String as Type<Any>>::compatible(ty)
             }
         }
 
-        impl<'q> Encode<'q, Sqlite> for $t {
+        impl<'q> Encode<'q, Any> for $t {
             fn encode_by_ref(
                 &self,
-                buf: &mut <Sqlite as sqlx::Database>::ArgumentBuffer,
+                buf: &mut <Any as sqlx::Database>::ArgumentBuffer,
             ) -> Result<IsNull, BoxDynError> {
-                <String as Encode<'q, Sqlite>>::encode(self.as_str().to_owned(), buf)
+                <String as Encode<'q, Any>>::encode(self.as_str().to_owned(), buf)
             }
         }
 
-        impl<'r> Decode<'r, Sqlite> for $t {
-            fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-                let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+        impl<'r> Decode<'r, Any> for $t {
+            fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+                let text = <&str as Decode<'r, Any>>::decode(value)?;
                 Ok(<$t>::parse(text)?)
             }
         }
@@ -45,25 +45,26 @@ text_id!(ResponseId);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql;
 
     #[tokio::test]
     async fn ids_round_trip_and_bad_ones_do_not_decode() {
-        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let pool = sqlx::AnyPool::connect("sqlite::memory:").await.unwrap();
         let id = JobId::generate();
-        let back: JobId = sqlx::query_scalar("SELECT ?")
+        let back: JobId = sql::query_scalar("SELECT ?")
             .bind(&id)
             .fetch_one(&pool)
             .await
             .unwrap();
         assert_eq!(back, id);
         let rid = ResponseId::parse("resp_abc").unwrap();
-        let back: Option<ResponseId> = sqlx::query_scalar("SELECT ?")
+        let back: Option<ResponseId> = sql::query_scalar("SELECT ?")
             .bind(Some(&rid))
             .fetch_one(&pool)
             .await
             .unwrap();
         assert_eq!(back, Some(rid));
-        let bad = sqlx::query_scalar::<_, JobId>("SELECT 'job_nope'")
+        let bad = sql::query_scalar::<JobId>("SELECT 'job_nope'")
             .fetch_one(&pool)
             .await
             .unwrap_err();
@@ -102,7 +103,7 @@ mod tests {
             ("UPDATE jobs SET retry_of = ? WHERE id = ?", "nope"),
             ("UPDATE job_events SET job_id = ? WHERE job_id = ?", "job_x"),
         ] {
-            let err = sqlx::query(sql)
+            let err = sql::query(sql)
                 .bind(bad)
                 .bind(&id)
                 .execute(&store.pool)
@@ -113,7 +114,7 @@ mod tests {
                 "{sql} {bad}: {err}"
             );
         }
-        sqlx::query("UPDATE jobs SET response_id = ? WHERE id = ?")
+        sql::query("UPDATE jobs SET response_id = ? WHERE id = ?")
             .bind("resp_0123-abc_DEF")
             .bind(&id)
             .execute(&store.pool)

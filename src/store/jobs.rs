@@ -3,8 +3,9 @@
 //! Writers start with `BEGIN IMMEDIATE` so that a read-then-write transaction takes the write
 //! lock up front (under SQLite's single writer a deferred transaction could fail to upgrade).
 
+use crate::store::sql;
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, FromRow, QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow, QueryBuilder};
 
 use super::events::{EventKind, add_event};
 use super::notifications::OutboxEntry;
@@ -73,7 +74,7 @@ pub struct JobRow {
     pub model: String,
     #[sqlx(try_from = "String")]
     pub status: JobStatus,
-    #[sqlx(json)]
+    #[sqlx(try_from = "crate::store::sql::JsonText<JobSpec>")]
     pub spec: JobSpec,
     pub idempotency_key: Option<String>,
     pub spec_hash: String,
@@ -97,7 +98,7 @@ pub struct JobRow {
     pub output_text: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    #[sqlx(json(nullable))]
+    #[sqlx(try_from = "crate::store::sql::JsonText<Option<serde_json::Value>>")]
     pub usage: Option<Value>,
     /// The job this one retries, if it is a retry.
     pub retry_of: Option<JobId>,
@@ -162,7 +163,7 @@ pub struct SubmitClaim {
     pub id: JobId,
     pub attempt: i64,
     pub submissions: i64,
-    #[sqlx(json)]
+    #[sqlx(try_from = "crate::store::sql::JsonText<JobSpec>")]
     pub spec: JobSpec,
     /// 0 for the job's first create; more for a later turn's (`turns.rs`).
     pub turn: i64,
@@ -268,10 +269,10 @@ pub fn fts_query(text: &str) -> Option<String> {
 }
 
 pub(super) async fn fetch_job(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
 ) -> Result<Option<JobRow>, StoreError> {
-    Ok(sqlx::query_as::<_, JobRow>(AssertSqlSafe(format!(
+    Ok(sql::query_as::<JobRow>(AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
     )))
     .bind(id)
@@ -283,12 +284,12 @@ pub(super) async fn fetch_job(
 /// and records `accepted`: [`Store::insert_job`], and the scheduler's runs, which are written
 /// with their `schedule_runs` row.
 pub(super) async fn insert_job_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     job: &NewJob,
 ) -> Result<InsertOutcome, StoreError> {
     if let Some(key) = &job.spec.idempotency_key {
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
+            sql::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
                 .bind(key)
                 .fetch_optional(&mut *conn)
                 .await?;
@@ -323,7 +324,7 @@ pub(super) async fn insert_job_in(
 
 /// Records a `spec_warning` for each [`crate::job::SpecWarning`] of a job being taken in, so
 /// its timeline says which fields OpenAI's schema does not name (data: `{"field": …}`).
-async fn add_spec_warnings(conn: &mut SqliteConnection, job: &NewJob) -> Result<(), StoreError> {
+async fn add_spec_warnings(conn: &mut AnyConnection, job: &NewJob) -> Result<(), StoreError> {
     for w in job.spec.warnings() {
         add_event(
             &mut *conn,
@@ -340,13 +341,13 @@ async fn add_spec_warnings(conn: &mut SqliteConnection, job: &NewJob) -> Result<
 
 /// Writes a new `pending` job row (no events), `retry_of` naming the job it retries, if any.
 async fn insert_row(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     job: &NewJob,
     retry_of: Option<&str>,
 ) -> Result<(), StoreError> {
     let spec_json =
         serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
+    sql::query(
         "INSERT INTO jobs (id, name, model, status, spec, idempotency_key, spec_hash, created_at, \
          updated_at, deadline_at, next_check_at, priority, budget_exempt, retry_of, \
          retrieve_include) \
@@ -363,7 +364,7 @@ async fn insert_row(
     .bind(job.deadline_at)
     .bind(job.now)
     .bind(job.spec.priority)
-    .bind(job.spec.budget_exempt)
+    .bind(i64::from(job.spec.budget_exempt))
     .bind(retry_of)
     .bind({
         let include = job.spec.retrieve_include();
@@ -383,7 +384,7 @@ async fn insert_row(
         }
     }
     for (position, (set, attachment)) in files.into_iter().enumerate() {
-        sqlx::query(
+        sql::query(
             "INSERT INTO job_attachments (job_id, position, attachment_id, knowledge) \
              VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
@@ -400,7 +401,7 @@ async fn insert_row(
 impl Store {
     /// Inserts a validated job (honouring its idempotency key) and records `accepted`.
     pub async fn insert_job(&self, job: NewJob) -> Result<InsertOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let outcome = insert_job_in(&mut tx, &job).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -427,10 +428,10 @@ impl Store {
     pub(super) async fn each_in_savepoint<T, R>(
         &self,
         items: &[T],
-        mut write: impl AsyncFnMut(&mut SqliteConnection, &T) -> Result<R, StoreError>,
+        mut write: impl AsyncFnMut(&mut AnyConnection, &T) -> Result<R, StoreError>,
     ) -> Vec<Result<R, StoreError>> {
         let all = async {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.begin_write().await?;
             if let [item] = items {
                 return match write(&mut tx, item).await {
                     Ok(answer) => {
@@ -485,10 +486,10 @@ impl Store {
         job: NewJob,
         original: &str,
     ) -> Result<RetryOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if let Some(key) = &job.spec.idempotency_key {
             let existing: Option<String> =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
+                sql::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
                     .bind(key)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -541,7 +542,7 @@ impl Store {
     /// Ids of the jobs that retry this one, oldest first.
     pub async fn retried_by(&self, id: &JobId) -> Result<Vec<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM jobs WHERE retry_of = ? ORDER BY created_at, id")
+            sql::query_scalar("SELECT id FROM jobs WHERE retry_of = ? ORDER BY created_at, id")
                 .bind(id)
                 .fetch_all(&self.reads)
                 .await?,
@@ -559,7 +560,7 @@ impl Store {
         &self,
         response_id: &ResponseId,
     ) -> Result<Option<JobRow>, StoreError> {
-        Ok(sqlx::query_as::<_, JobRow>(AssertSqlSafe(format!(
+        Ok(sql::query_as::<JobRow>(AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE response_id = ?"
         )))
         .bind(response_id)
@@ -572,7 +573,7 @@ impl Store {
     /// onwards (the API, the web pages, notification payloads), and none needs them.
     pub async fn get_response(&self, id: &JobId) -> Result<Option<Value>, StoreError> {
         let raw: Option<Option<String>> =
-            sqlx::query_scalar("SELECT response FROM jobs WHERE id = ?")
+            sql::query_scalar("SELECT response FROM jobs WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&self.reads)
                 .await?;
@@ -591,7 +592,7 @@ impl Store {
         // The page's ids first, then their rows: the filters and the sort read only what they
         // need, so a search matching most jobs does not load and sort every matching row. Each
         // value is bound where its fragment is pushed, so fragments and binds cannot drift.
-        let mut q = QueryBuilder::<Sqlite>::new(format!(
+        let mut q = QueryBuilder::<Any>::new(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM jobs WHERE 1 = 1"
         ));
         if let Some(s) = f.status {
@@ -636,7 +637,7 @@ impl Store {
         q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(f.limit)
             .push(") ORDER BY created_at DESC, id DESC");
-        let rows = q.build().fetch_all(&self.reads).await?;
+        let rows = sql::built(&mut q).fetch_all(&self.reads).await?;
         // A row that does not decode (a quarantined job) is left out of the list rather than
         // failing it: one bad row must not hide every other job from the API, the pages and
         // the CLI. Its own timeline (`list_events`) still says why it was set aside. (A page
@@ -658,19 +659,17 @@ impl Store {
     /// Whether a job with this id exists, without decoding its row (a quarantined job's
     /// timeline must stay readable).
     pub async fn job_exists(&self, id: &JobId) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query_scalar::<_, i64>("SELECT 1 FROM jobs WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.reads)
-                .await?
-                .is_some(),
-        )
+        Ok(sql::query_scalar::<i64>("SELECT 1 FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reads)
+            .await?
+            .is_some())
     }
 
     /// Jobs submitted upstream and not finished, plus those being submitted.
     pub async fn count_in_flight(&self) -> Result<i64, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM in_flight_counts")
+            sql::query_scalar("SELECT COALESCE(SUM(n), 0) FROM in_flight_counts")
                 .fetch_one(&self.reads)
                 .await?,
         )
@@ -679,7 +678,7 @@ impl Store {
     /// Counts of jobs by status (for metrics and the demo).
     pub async fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+            sql::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
                 .fetch_all(&self.reads)
                 .await?,
         )
@@ -692,6 +691,7 @@ mod tests {
     use super::{InsertOutcome, NewJob};
     use crate::job::{JobId, JobSpec};
     use crate::store::Store;
+    use crate::store::sql;
 
     /// A store on a fresh file (kept as long as the directory).
     async fn store() -> (tempfile::TempDir, Store) {
@@ -721,7 +721,7 @@ mod tests {
             }
         }
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
         Migrator::new(old.as_path())
             .await
             .unwrap()
@@ -756,7 +756,7 @@ mod tests {
         let mut ids = Vec::new();
         for (status, spec) in &rows {
             let id = JobId::generate();
-            sqlx::query(
+            sql::query(
                 "INSERT INTO jobs (id, name, model, status, spec, spec_hash, created_at, updated_at) \
                  VALUES (?, 'n', 'm', ?, ?, 'h', 1, 1)",
             )
@@ -776,7 +776,7 @@ mod tests {
             "code_interpreter_call.outputs,file_search_call.results,message.output_text.logprobs,web_search_call.action.sources"
         );
         let got = async |id: &JobId| -> Option<String> {
-            sqlx::query_scalar("SELECT retrieve_include FROM jobs WHERE id = ?")
+            sql::query_scalar("SELECT retrieve_include FROM jobs WHERE id = ?")
                 .bind(id)
                 .fetch_one(&store.reads)
                 .await
@@ -849,13 +849,13 @@ mod tests {
         assert!(matches!(out[2], Ok(InsertOutcome::KeyConflict(_))));
         assert!(out[3].is_err(), "a taken id is refused");
         assert!(matches!(out[4], Ok(InsertOutcome::Created(_))));
-        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM jobs ORDER BY name")
+        let names: Vec<String> = sql::query_scalar("SELECT name FROM jobs ORDER BY name")
             .fetch_all(&store.pool_for_tests())
             .await
             .unwrap();
         assert_eq!(names, ["a", "c"]);
         let accepted: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM job_events WHERE kind = 'accepted'")
+            sql::query_scalar("SELECT COUNT(*) FROM job_events WHERE kind = 'accepted'")
                 .fetch_one(&store.pool_for_tests())
                 .await
                 .unwrap();
@@ -887,7 +887,7 @@ mod tests {
             store.insert_jobs(std::slice::from_ref(&then)).await[..],
             [Ok(InsertOutcome::Created(_))]
         ));
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64)> = sql::query_as(
             "SELECT name, (SELECT COUNT(*) FROM job_events e WHERE e.job_id = jobs.id) \
              FROM jobs ORDER BY name",
         )
@@ -926,7 +926,7 @@ mod tests {
             "{out:?}"
         );
         let (jobs, events): (i64, i64) =
-            sqlx::query_as("SELECT (SELECT COUNT(*) FROM jobs), (SELECT COUNT(*) FROM job_events)")
+            sql::query_as("SELECT (SELECT COUNT(*) FROM jobs), (SELECT COUNT(*) FROM job_events)")
                 .fetch_one(&store.pool_for_tests())
                 .await
                 .unwrap();

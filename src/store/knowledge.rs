@@ -3,6 +3,7 @@
 //! (like an upload, see `attachments.rs`), and the files attached to it with their processing
 //! status.
 
+use crate::store::sql;
 use sqlx::FromRow;
 
 use super::{Store, StoreError};
@@ -51,8 +52,8 @@ impl Store {
         now: i64,
         lease_ms: i64,
     ) -> Result<StoreClaim, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<StoreRow> = sqlx::query_as(
+        let mut tx = self.begin_write().await?;
+        let row: Option<StoreRow> = sql::query_as(
             "SELECT state, vector_store_id, lease_until, started_at, verified_at \
              FROM knowledge_stores WHERE name = ?",
         )
@@ -74,20 +75,18 @@ impl Store {
                 ..
             }) if until > now => StoreClaim::Busy { until },
             Some(StoreRow { started_at, .. }) => {
-                sqlx::query(
-                    "UPDATE knowledge_stores SET owner = ?, lease_until = ? WHERE name = ?",
-                )
-                .bind(owner)
-                .bind(now + lease_ms)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
+                sql::query("UPDATE knowledge_stores SET owner = ?, lease_until = ? WHERE name = ?")
+                    .bind(owner)
+                    .bind(now + lease_ms)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
                 StoreClaim::Claimed {
                     since: Some(started_at),
                 }
             }
             None => {
-                sqlx::query(
+                sql::query(
                     "INSERT INTO knowledge_stores (name, state, owner, lease_until, started_at, \
                      last_used_at) VALUES (?, 'creating', ?, ?, ?, ?)",
                 )
@@ -113,7 +112,7 @@ impl Store {
         vector_store_id: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "UPDATE knowledge_stores SET state = 'ready', vector_store_id = ?, owner = NULL, \
              lease_until = NULL, verified_at = ?, last_used_at = ? \
              WHERE name = ? AND state = 'creating' AND owner = ?",
@@ -145,7 +144,7 @@ impl Store {
             "DELETE FROM knowledge_stores WHERE ? IS NOT NULL AND name = ? \
              AND state = 'creating' AND owner = ?"
         };
-        sqlx::query(sql)
+        sql::query(sql)
             .bind(now)
             .bind(name)
             .bind(owner)
@@ -161,7 +160,7 @@ impl Store {
         now: i64,
         verified: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "UPDATE knowledge_stores SET last_used_at = ?, \
              verified_at = CASE WHEN ? THEN ? ELSE verified_at END \
              WHERE name = ? AND state = 'ready'",
@@ -178,7 +177,7 @@ impl Store {
     /// Marks a set's store as not seen lately: it is changing (a file is being added), so no
     /// create may name it until a job has seen it done again.
     pub async fn unverify_knowledge_store(&self, name: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE knowledge_stores SET verified_at = 0 WHERE name = ?")
+        sql::query("UPDATE knowledge_stores SET verified_at = 0 WHERE name = ?")
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -193,7 +192,7 @@ impl Store {
         sha256: &str,
         file_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM knowledge_files WHERE name = ? AND sha256 = ? AND file_id = ?")
+        sql::query("DELETE FROM knowledge_files WHERE name = ? AND sha256 = ? AND file_id = ?")
             .bind(name)
             .bind(sha256)
             .bind(file_id)
@@ -208,7 +207,7 @@ impl Store {
         name: &str,
         vector_store_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM knowledge_stores WHERE name = ? AND vector_store_id = ?")
+        sql::query("DELETE FROM knowledge_stores WHERE name = ? AND vector_store_id = ?")
             .bind(name)
             .bind(vector_store_id)
             .execute(&self.pool)
@@ -221,7 +220,7 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<(String, i64, Vec<KnowledgeFile>)>, StoreError> {
-        let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+        let row: Option<(Option<String>, Option<i64>)> = sql::query_as(
             "SELECT vector_store_id, verified_at FROM knowledge_stores \
              WHERE name = ? AND state = 'ready'",
         )
@@ -231,7 +230,7 @@ impl Store {
         let Some((Some(id), verified_at)) = row else {
             return Ok(None);
         };
-        let files = sqlx::query_as(
+        let files = sql::query_as(
             "SELECT sha256, file_id, filename, status, last_error, attached_at \
              FROM knowledge_files WHERE name = ?",
         )
@@ -247,7 +246,7 @@ impl Store {
         name: &str,
         file: &KnowledgeFile,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "INSERT INTO knowledge_files (name, sha256, file_id, filename, status, last_error, \
              attached_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, sha256) DO UPDATE SET \
              file_id = excluded.file_id, filename = excluded.filename, status = excluded.status, \

@@ -1,9 +1,10 @@
 //! What holds submissions back, in SQL: the in-flight limits checked inside the submit claim,
 //! and the deferral of a model's creates until its rate-limit window resets.
 
+use crate::store::sql;
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
@@ -48,11 +49,11 @@ pub(super) const IN_FLIGHT_BY_MODEL: &str =
 /// else the models of due jobs to skip: those at their per-model limit, and (while a budget is
 /// reached) the priced ones unless exempt.
 pub(super) async fn models_at_limit(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     now: i64,
     limits: &ClaimLimits<'_>,
 ) -> Result<Option<Skip>, StoreError> {
-    let in_flight: Vec<(String, i64)> = sqlx::query_as(IN_FLIGHT_BY_MODEL)
+    let in_flight: Vec<(String, i64)> = sql::query_as(IN_FLIGHT_BY_MODEL)
         .fetch_all(&mut *conn)
         .await?;
     if in_flight.iter().map(|(_, n)| n).sum::<i64>() >= limits.max_in_flight {
@@ -67,7 +68,7 @@ pub(super) async fn models_at_limit(
             *by_key.entry(key).or_default() += n;
         }
     }
-    let due: Vec<String> = sqlx::query_scalar(
+    let due: Vec<String> = sql::query_scalar(
         "SELECT DISTINCT model FROM jobs WHERE status = 'pending' AND submit_state = 'ready' \
          AND cancel_requested = 0 AND (next_check_at IS NULL OR next_check_at <= ?)",
     )
@@ -93,9 +94,9 @@ pub(super) async fn models_at_limit(
 /// Sets the counts of jobs in flight to the table's, at start: the triggers keep them, but a
 /// count that drifted (a hand edit, a restored copy of the table without its triggers)
 /// would hold back submissions for good, or let too many go.
-pub(super) async fn repair_in_flight_counts(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let counted: Vec<(String, i64)> = sqlx::query_as(
+pub(super) async fn repair_in_flight_counts(store: &super::Store) -> Result<(), StoreError> {
+    let mut tx = store.begin_write().await?;
+    let counted: Vec<(String, i64)> = sql::query_as(
         "SELECT model, COUNT(*) FROM jobs INDEXED BY jobs_in_flight WHERE (status IN ('queued', 'in_progress') \
          OR (status = 'pending' AND submit_state <> 'ready')) \
          AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state NOT IN ('ready', 'waiting'))) \
@@ -103,7 +104,7 @@ pub(super) async fn repair_in_flight_counts(pool: &sqlx::SqlitePool) -> Result<(
     )
     .fetch_all(&mut *tx)
     .await?;
-    let kept: Vec<(String, i64)> = sqlx::query_as(IN_FLIGHT_BY_MODEL)
+    let kept: Vec<(String, i64)> = sql::query_as(IN_FLIGHT_BY_MODEL)
         .fetch_all(&mut *tx)
         .await?;
     if kept != counted {
@@ -112,11 +113,11 @@ pub(super) async fn repair_in_flight_counts(pool: &sqlx::SqlitePool) -> Result<(
             ?counted,
             "the counts of jobs in flight had drifted; set to the table's"
         );
-        sqlx::query("DELETE FROM in_flight_counts")
+        sql::query("DELETE FROM in_flight_counts")
             .execute(&mut *tx)
             .await?;
         for (model, n) in &counted {
-            sqlx::query("INSERT INTO in_flight_counts (model, n) VALUES (?, ?)")
+            sql::query("INSERT INTO in_flight_counts (model, n) VALUES (?, ?)")
                 .bind(model)
                 .bind(n)
                 .execute(&mut *tx)
@@ -133,7 +134,7 @@ impl Store {
     /// how many moved.
     pub async fn pull_in_polls(&self, now: i64, window: i64) -> Result<u64, StoreError> {
         let window = window.max(1);
-        Ok(sqlx::query(
+        Ok(sql::query(
             "UPDATE jobs SET next_check_at = ? + abs(random() % ?) \
              WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
              AND next_check_at > ?",
@@ -148,7 +149,7 @@ impl Store {
 
     /// Jobs in flight by model (for `respool budget`-style views and tests).
     pub async fn count_in_flight_by_model(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(IN_FLIGHT_BY_MODEL)
+        Ok(sql::query_as(IN_FLIGHT_BY_MODEL)
             .fetch_all(&self.reads)
             .await?)
     }
@@ -163,8 +164,8 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ids: Vec<String> = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<String> = sql::query_scalar(
             "UPDATE jobs SET next_check_at = ?, updated_at = ? \
              WHERE status = 'pending' AND submit_state = 'ready' AND cancel_requested = 0 \
              AND model = ? AND (next_check_at IS NULL OR next_check_at <= ?) RETURNING id",
@@ -177,7 +178,7 @@ impl Store {
         .await?;
         let data = serde_json::json!({"model": model, "until": until});
         for id in &ids {
-            let last: Option<String> = sqlx::query_scalar(
+            let last: Option<String> = sql::query_scalar(
                 "SELECT kind FROM job_events WHERE job_id = ? ORDER BY id DESC LIMIT 1",
             )
             .bind(id)
@@ -275,7 +276,7 @@ mod tests {
         format!("job_01K0000000000000000000{n:04}")
     }
 
-    async fn apply(pool: &sqlx::SqlitePool, w: &Write, next: &mut usize) {
+    async fn apply(pool: &sqlx::AnyPool, w: &Write, next: &mut usize) {
         let q = match w {
             Write::Insert {
                 status,
@@ -283,7 +284,7 @@ mod tests {
                 model,
             } => {
                 *next += 1;
-                sqlx::query(
+                sql::query(
                     "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
                      created_at, updated_at) VALUES (?, 'n', ?, ?, '{}', 'h', ?, 0, 0)",
                 )
@@ -292,29 +293,27 @@ mod tests {
                 .bind(STATUSES[*status])
                 .bind(STATES[*state])
             }
-            Write::Status { job, status } => sqlx::query("UPDATE jobs SET status = ? WHERE id = ?")
+            Write::Status { job, status } => sql::query("UPDATE jobs SET status = ? WHERE id = ?")
                 .bind(STATUSES[*status])
                 .bind(job_id(*job)),
             Write::State { job, state } => {
-                sqlx::query("UPDATE jobs SET submit_state = ? WHERE id = ?")
+                sql::query("UPDATE jobs SET submit_state = ? WHERE id = ?")
                     .bind(STATES[*state])
                     .bind(job_id(*job))
             }
-            Write::Model { job, model } => sqlx::query("UPDATE jobs SET model = ? WHERE id = ?")
+            Write::Model { job, model } => sql::query("UPDATE jobs SET model = ? WHERE id = ?")
                 .bind(MODELS[*model])
                 .bind(job_id(*job)),
             Write::StatusAndState { job, status, state } => {
-                sqlx::query("UPDATE jobs SET status = ?, submit_state = ? WHERE id = ?")
+                sql::query("UPDATE jobs SET status = ?, submit_state = ? WHERE id = ?")
                     .bind(STATUSES[*status])
                     .bind(STATES[*state])
                     .bind(job_id(*job))
             }
-            Write::AllOf { from, to } => sqlx::query("UPDATE jobs SET status = ? WHERE status = ?")
+            Write::AllOf { from, to } => sql::query("UPDATE jobs SET status = ? WHERE status = ?")
                 .bind(STATUSES[*to])
                 .bind(STATUSES[*from]),
-            Write::Delete { job } => {
-                sqlx::query("DELETE FROM jobs WHERE id = ?").bind(job_id(*job))
-            }
+            Write::Delete { job } => sql::query("DELETE FROM jobs WHERE id = ?").bind(job_id(*job)),
         };
         q.execute(pool).await.unwrap();
     }
@@ -335,7 +334,7 @@ mod tests {
             (5, "pending", Some("resp_5"), 9_000_000),
         ];
         for (n, status, rid, next) in rows {
-            sqlx::query(
+            sql::query(
                 "INSERT INTO jobs (id, name, model, status, spec, spec_hash, response_id, \
                  submit_state, next_check_at, created_at, updated_at) \
                  VALUES (?, 'n', 'gpt-5', ?, '{}', 'h', ?, 'done', ?, 0, 0)",
@@ -350,7 +349,7 @@ mod tests {
         }
         assert_eq!(store.pull_in_polls(1_000_000, 1_000).await.unwrap(), 2);
         for (n, within) in [(1, true), (2, true), (3, false), (4, false), (5, true)] {
-            let next: i64 = sqlx::query_scalar("SELECT next_check_at FROM jobs WHERE id = ?")
+            let next: i64 = sql::query_scalar("SELECT next_check_at FROM jobs WHERE id = ?")
                 .bind(job_id(n))
                 .fetch_one(&pool)
                 .await
@@ -371,7 +370,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("c.db").display());
         let store = crate::store::Store::connect(&url).await.unwrap();
         let pool = store.pool_for_tests();
-        sqlx::query(
+        sql::query(
             "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, created_at, updated_at) \
              VALUES (?, 'n', 'gpt-5', 'queued', '{}', 'h', 'done', 0, 0)",
         )
@@ -379,7 +378,7 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        sqlx::query("UPDATE in_flight_counts SET n = 40")
+        sql::query("UPDATE in_flight_counts SET n = 40")
             .execute(&pool)
             .await
             .unwrap();
@@ -403,7 +402,7 @@ mod tests {
                 let mut next = 0;
                 for w in &writes {
                     apply(&pool, w, &mut next).await;
-                    let counted: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    let counted: Vec<(String, i64)> = sql::query_as(sqlx::AssertSqlSafe(format!(
                         "SELECT model, COUNT(*) FROM {IN_FLIGHT} GROUP BY model ORDER BY model"
                     )))
                     .fetch_all(&pool)

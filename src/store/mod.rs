@@ -31,6 +31,7 @@ mod progress;
 mod rate_limits;
 mod retention;
 mod schedules;
+pub(crate) mod sql;
 mod stats;
 mod submissions;
 mod tokens;
@@ -40,8 +41,9 @@ mod turns;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Connection, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{AnyPool, AssertSqlSafe, Connection};
 
 pub use artifacts::{ArtifactFile, ArtifactRow, NewArtifact};
 pub use attachments::{StaleUpload, UploadClaim};
@@ -127,6 +129,17 @@ impl NotWritable {
         const SQLITE_LOCKED: i64 = 6;
         const SQLITE_READONLY: i64 = 8;
         const SQLITE_FULL: i64 = 13;
+        // PostgreSQL's SQLSTATEs: lock_not_available, read_only_sql_transaction, disk_full.
+        let state = match &e {
+            sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+            _ => None,
+        };
+        match state.as_deref() {
+            Some("55P03" | "57014") => return Self::Locked(e),
+            Some("25006") => return Self::ReadOnly(e),
+            Some("53100") => return Self::Full(e),
+            _ => {}
+        }
         let primary = match &e {
             sqlx::Error::Database(d) => d
                 .code()
@@ -146,7 +159,7 @@ impl NotWritable {
 /// The pool connection the readiness write borrows, closed rather than returned to the pool
 /// unless its busy timeout was set back.
 struct ProbeConnection {
-    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
     restored: bool,
 }
 
@@ -168,8 +181,9 @@ impl Drop for ProbeConnection {
 /// their own reads never wait behind writes.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    reads: SqlitePool,
+    backend: Backend,
+    pool: AnyPool,
+    reads: AnyPool,
     /// The task that checkpoints the WAL (none for an in-memory database).
     checkpoints: Option<std::sync::Arc<Checkpointer>>,
     /// Where the bytes of jobs' artifacts are kept, one folder per job (none for an
@@ -253,47 +267,175 @@ impl Checkpointer {
     }
 }
 
-/// Connections for writes, and for stand-alone reads.
+/// Connections for writes, and for stand-alone reads (SQLite).
 const WRITE_CONNECTIONS: u32 = 4;
 const READ_CONNECTIONS: u32 = 4;
+/// Connections to a PostgreSQL server, unless `database_pool` says otherwise.
+pub const POSTGRES_CONNECTIONS: u32 = 10;
+/// The advisory lock every PostgreSQL write transaction holds (see [`Store::begin_write`]).
+const WRITE_LOCK: i64 = 0x0072_6573_706f_6f6c; // "respool"
+
+/// The database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Which backend a `database` URL names: `postgres://` and `postgresql://` are
+    /// PostgreSQL, anything else SQLite.
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
+
+    /// Its name in metrics and `/readyz`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// How a store connects.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// PostgreSQL: the most connections the daemon opens (default
+    /// [`POSTGRES_CONNECTIONS`]). SQLite: ignored.
+    pub pool_size: Option<u32>,
+}
+
+/// Installs sqlx's `Any` drivers (SQLite and PostgreSQL), once per process.
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// The settings every SQLite connection gets when it opens.
+const SQLITE_PRAGMAS: &[&str] = &[
+    // FULL: a committed job survives power loss too, not just a killed process.
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+    // The statement journals of savepoints (a batch writes each item in one) and of
+    // multi-row statements stay in memory instead of a temp file.
+    "PRAGMA temp_store = memory",
+];
 
 impl Store {
-    /// Opens (creating if needed) the database at `url`, in WAL mode with a busy timeout, and
-    /// runs the embedded migrations.
+    /// Opens (creating if needed) the database at `url` and runs the embedded migrations:
+    /// a SQLite file (WAL mode, a busy timeout) or a PostgreSQL database.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// [`Store::connect`], with options.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        install_drivers();
+        let store = match Backend::of_url(url) {
+            Backend::Sqlite => Self::connect_sqlite(url).await?,
+            Backend::Postgres => Self::connect_postgres(url, options).await?,
+        };
+        limits::repair_in_flight_counts(&store).await?;
+        Ok(store)
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
+        // A database opened read-only (`?mode=ro`) stays so: the daemon starts, and
+        // `/readyz` says it does not take writes.
+        let read_only = url.contains("mode=ro");
         let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+            .create_if_missing(!read_only)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed job survives power loss too, not just a killed process.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            // The statement journals of savepoints (a batch writes each item in one) and of
-            // multi-row statements stay in memory instead of a temp file.
-            .pragma("temp_store", "memory")
-            // No `mmap_size`: mapping the file saved a few copies of pages but counted every
-            // page read into the daemon's resident memory (120 MB peak for 10,000 jobs).
-            .pragma("wal_autocheckpoint", BACKSTOP_PAGES.to_string())
-            // After a burst, the WAL file is cut back to this size once checkpointed.
-            .pragma("journal_size_limit", (64u64 << 20).to_string());
-        let pool = SqlitePoolOptions::new()
+            .foreign_keys(true);
+        // An in-memory database is one per connection: there, reads share the write pool.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let any = |o: &SqliteConnectOptions| {
+            <AnyConnectOptions as sqlx::ConnectOptions>::from_url(
+                &sqlx::ConnectOptions::to_url_lossy(o),
+            )
+        };
+        let write_url = if in_memory {
+            // One shared in-memory database per store, named for this process.
+            static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            AnyConnectOptions::from_str(&format!(
+                "sqlite:file:respool-memory-{}-{n}?mode=memory&cache=shared",
+                std::process::id()
+            ))?
+        } else {
+            any(&opts)?
+        };
+        if !in_memory {
+            // WAL is a property of the file: set once, by a connection of its own, before the
+            // pools open (a read-only connection cannot set it).
+            let first = sqlx::SqliteConnection::connect_with(&opts).await?;
+            first.close().await?;
+        }
+        let pool = AnyPoolOptions::new()
             .max_connections(WRITE_CONNECTIONS)
             // A SQLite connection is a file handle in this process: nothing can break it
             // between uses, and the test is a round trip to its thread on every acquire.
             .test_before_acquire(false)
-            .connect_with(opts.clone())
+            // The shared in-memory database lives as long as one connection to it does.
+            .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+            .min_connections(u32::from(in_memory))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in SQLITE_PRAGMAS {
+                        sqlx::query(*pragma).execute(&mut *conn).await?;
+                    }
+                    sqlx::query(AssertSqlSafe(format!(
+                        "PRAGMA busy_timeout = {}",
+                        BUSY_TIMEOUT.as_millis()
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
+                    // No `mmap_size`: mapping the file saved a few copies of pages but counted
+                    // every page read into the daemon's resident memory (120 MB peak for
+                    // 10,000 jobs).
+                    sqlx::query(AssertSqlSafe(format!(
+                        "PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}"
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
+                    // After a burst, the WAL file is cut back to this size once checkpointed.
+                    sqlx::query(AssertSqlSafe(format!(
+                        "PRAGMA journal_size_limit = {}",
+                        64u64 << 20
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(write_url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        limits::repair_in_flight_counts(&pool).await?;
-        // An in-memory database is one per connection: there, reads share the write pool.
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let (reads, checkpoints) = if in_memory {
             (pool.clone(), None)
         } else {
-            let reads = SqlitePoolOptions::new()
+            let reads = AnyPoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
                 .test_before_acquire(false)
-                .connect_with(opts.clone().read_only(true).create_if_missing(false))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query(AssertSqlSafe(format!(
+                            "PRAGMA busy_timeout = {}",
+                            BUSY_TIMEOUT.as_millis()
+                        )))
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(any(&opts.clone().read_only(true).create_if_missing(false))?)
                 .await?;
             let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
             (reads, Some(std::sync::Arc::new(Checkpointer::start(conn))))
@@ -303,6 +445,7 @@ impl Store {
             .flatten()
             .map(std::sync::Arc::new);
         Ok(Self {
+            backend: Backend::Sqlite,
             artifact_dir,
             pool,
             reads,
@@ -310,10 +453,57 @@ impl Store {
         })
     }
 
+    async fn connect_postgres(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        let opts: AnyConnectOptions = url.parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.pool_size.unwrap_or(POSTGRES_CONNECTIONS).max(2))
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            backend: Backend::Postgres,
+            // A server's database has no folder beside it: artifacts are kept where
+            // `artifacts.dir` says (set by the caller).
+            artifact_dir: None,
+            reads: pool.clone(),
+            pool,
+            checkpoints: None,
+        })
+    }
+
+    /// The database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Begins a write transaction: one writer at a time, as SQLite has it.
+    ///
+    /// On SQLite, `BEGIN IMMEDIATE` takes the write lock at once (a deferred transaction that
+    /// reads first and writes later can fail with `SQLITE_BUSY` when it upgrades). On
+    /// PostgreSQL, every write transaction takes one advisory lock first, so the store's
+    /// read-then-write transactions (in-flight counts, budgets, claims) keep SQLite's
+    /// serial semantics when several daemons share the database.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend() {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
     /// Proves that the main database takes a write (for `/readyz`): updates the one row of
-    /// `health` in a `BEGIN IMMEDIATE` transaction, waiting at most [`PROBE_BUSY_TIMEOUT`] for
-    /// the write lock. A read-only file, a write lock held by someone else (a `VACUUM`, a
-    /// stuck writer) or a full disk answers an error saying which.
+    /// `health` in a write transaction, waiting at most [`PROBE_BUSY_TIMEOUT`] for the write
+    /// lock. A read-only file, a write lock held by someone else (a `VACUUM`, a stuck
+    /// writer) or a full disk answers an error saying which.
     pub async fn check_writable(&self, now: i64) -> Result<(), NotWritable> {
         // Every write connection busy for as long as the lock may be held counts as locked.
         let conn = tokio::time::timeout(PROBE_BUSY_TIMEOUT, self.pool.acquire())
@@ -324,6 +514,29 @@ impl Store {
             conn,
             restored: false,
         };
+        if self.backend() == Backend::Postgres {
+            let written = async {
+                let mut tx = probe.conn.begin().await?;
+                sql::query(AssertSqlSafe(format!(
+                    "SET LOCAL lock_timeout = {}",
+                    PROBE_BUSY_TIMEOUT.as_millis()
+                )))
+                .execute(&mut *tx)
+                .await?;
+                sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                sql::query("UPDATE health SET checked_at = ? WHERE id = 1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+            .await;
+            probe.restored = true;
+            return written.map_err(NotWritable::from_db);
+        }
         let set_timeout =
             |t: Duration| AssertSqlSafe(format!("PRAGMA busy_timeout = {}", t.as_millis()));
         sqlx::query(set_timeout(PROBE_BUSY_TIMEOUT))
@@ -332,7 +545,7 @@ impl Store {
             .map_err(NotWritable::from_db)?;
         let written = async {
             let mut tx = probe.conn.begin_with("BEGIN IMMEDIATE").await?;
-            sqlx::query("UPDATE health SET checked_at = ? WHERE id = 1")
+            sql::query("UPDATE health SET checked_at = ? WHERE id = 1")
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -353,7 +566,7 @@ impl Store {
 
     /// The pool, for tests that reach past the store's statements.
     #[cfg(test)]
-    pub(crate) fn pool_for_tests(&self) -> SqlitePool {
+    pub(crate) fn pool_for_tests(&self) -> AnyPool {
         self.pool.clone()
     }
 

@@ -7,10 +7,11 @@
 //! same claim. A worker whose lease ran out and whose row another worker claimed again, or a
 //! late failure after a delivery, changes nothing.
 
+use crate::store::sql;
 use serde::Serialize;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::{AnyConnection, FromRow};
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{Any, QueryBuilder};
 
 use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
@@ -46,7 +47,7 @@ pub struct NotificationRow {
 
 /// Inserts the outbox rows a terminal status causes, inside the caller's transaction.
 pub(super) async fn insert_outbox(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     job_id: &str,
     status: JobStatus,
     entries: &[OutboxEntry],
@@ -54,7 +55,7 @@ pub(super) async fn insert_outbox(
 ) -> Result<(), StoreError> {
     let event = format!("job.{status}");
     for e in entries.iter().filter(|e| e.on.contains(&status)) {
-        sqlx::query(
+        sql::query(
             "INSERT INTO notifications (job_id, sink, event, state, next_attempt_at, created_at) \
              VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (job_id, sink, event) DO NOTHING",
         )
@@ -102,9 +103,8 @@ impl Store {
         sinks: SinkFilter<'_>,
     ) -> Result<Vec<NotificationRow>, StoreError> {
         let mut q = notification_claim_query("", now, lease_ms, limit, sinks);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = q
-            .build_query_as::<NotificationRow>()
+        let mut tx = self.begin_write().await?;
+        let rows = sql::built_as::<NotificationRow>(&mut q)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -113,7 +113,7 @@ impl Store {
 
     /// The sinks with notifications due at `now` (a read: the outbox claims only for these).
     pub async fn due_notification_sinks(&self, now: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query_scalar(
             "SELECT DISTINCT sink FROM notifications WHERE state = 'pending' AND next_attempt_at <= ?",
         )
         .bind(now)
@@ -124,7 +124,7 @@ impl Store {
     /// The earliest time after `now` at which a pending notification is due (a retry's
     /// backoff, a lease running out): when the outbox worker must look again.
     pub async fn next_notification_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query_scalar(
             "SELECT MIN(next_attempt_at) FROM notifications WHERE state = 'pending' AND next_attempt_at > ?",
         )
         .bind(now)
@@ -194,7 +194,7 @@ impl Store {
     }
 
     async fn close_in_one(&self, closes: &[Close]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let mut applied = Vec::with_capacity(closes.len());
         for close in closes {
             applied.push(close_in(&mut tx, close).await?);
@@ -210,7 +210,7 @@ impl Store {
         job_id: Option<&JobId>,
         limit: i64,
     ) -> Result<Vec<NotificationRow>, StoreError> {
-        Ok(sqlx::query_as::<_, NotificationRow>(
+        Ok(sql::query_as::<NotificationRow>(
             "SELECT id, job_id, sink, event, state, attempts, claim, next_attempt_at, last_error, created_at, delivered_at \
              FROM notifications WHERE (? IS NULL OR state = ?) AND (? IS NULL OR job_id = ?) \
              ORDER BY id DESC LIMIT ?",
@@ -231,8 +231,8 @@ impl Store {
         id: i64,
         now: i64,
     ) -> Result<Option<NotificationRow>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query_as::<_, NotificationRow>(
+        let mut tx = self.begin_write().await?;
+        let row = sql::query_as::<NotificationRow>(
             "UPDATE notifications SET state = 'pending', attempts = 0, next_attempt_at = ?, delivered_at = NULL \
              WHERE id = ? RETURNING id, job_id, sink, event, state, attempts, claim, next_attempt_at, last_error, \
              created_at, delivered_at",
@@ -265,8 +265,8 @@ pub(super) fn notification_claim_query(
     lease_ms: i64,
     limit: i64,
     sinks: SinkFilter<'_>,
-) -> QueryBuilder<Sqlite> {
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
+) -> QueryBuilder<Any> {
+    let mut q = QueryBuilder::<Any>::new(format!(
         "{prefix}UPDATE notifications SET attempts = attempts + 1, claim = claim + 1, next_attempt_at = "
     ));
     q.push_bind(now + lease_ms)
@@ -314,10 +314,10 @@ pub enum Close {
 
 /// Writes one close inside the caller's transaction, if the row is still `pending` under the
 /// claim it was tried on; returns whether it applied.
-async fn close_in(tx: &mut SqliteConnection, close: &Close) -> Result<bool, StoreError> {
+async fn close_in(tx: &mut AnyConnection, close: &Close) -> Result<bool, StoreError> {
     match close {
         Close::Delivered { row: n, now } => {
-            let applied = sqlx::query(
+            let applied = sql::query(
                 "UPDATE notifications SET state = 'delivered', delivered_at = ?, last_error = NULL \
                  WHERE id = ? AND state = 'pending' AND claim = ?",
             )
@@ -347,7 +347,7 @@ async fn close_in(tx: &mut SqliteConnection, close: &Close) -> Result<bool, Stor
             retry_at,
             now,
         } => {
-            let applied = sqlx::query(
+            let applied = sql::query(
                 "UPDATE notifications SET state = ?, next_attempt_at = ?, last_error = ? \
                  WHERE id = ? AND state = 'pending' AND claim = ?",
             )

@@ -2,7 +2,8 @@
 //! with the timeline and outbox rows in the same transaction), webhook hints, cancels and
 //! timeouts.
 
-use sqlx::SqliteConnection;
+use crate::store::sql;
+use sqlx::AnyConnection;
 
 use super::NewArtifact;
 use super::artifacts::insert_artifacts;
@@ -58,7 +59,7 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<PollClaim>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let mut claims = Vec::new();
         for sql in [CLAIM_HINTED_POLLS, CLAIM_POLLS] {
             let left = limit - claims.len() as i64;
@@ -66,7 +67,7 @@ impl Store {
                 break;
             }
             claims.extend(
-                sqlx::query_as::<_, PollClaim>(sql)
+                sql::query_as::<PollClaim>(sql)
                     .bind(now + lease_ms)
                     .bind(now)
                     .bind(now)
@@ -89,7 +90,7 @@ impl Store {
         obs: &Observation,
         ctx: &ApplyContext<'_>,
     ) -> Result<ApplyOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let outcome = apply_in(&mut tx, id, obs, ctx).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -111,7 +112,7 @@ impl Store {
     /// Pushes a claimed poll's lease to `until` while its worker is still at it (fetching a
     /// finished job's artifacts), unless a webhook asked for a poll meanwhile.
     pub async fn hold_poll(&self, id: &JobId, until: i64, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "UPDATE jobs SET next_check_at = MAX(COALESCE(next_check_at, 0), ?), updated_at = ? \
              WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
              AND response_id IS NOT NULL AND wake_pending = 0",
@@ -126,7 +127,7 @@ impl Store {
 
     /// Makes an unfinished job's poll due now, first in line (as a webhook's hint does).
     pub async fn wake_poll(&self, id: &JobId, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
              WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
              AND response_id IS NOT NULL",
@@ -150,8 +151,8 @@ impl Store {
         now: i64,
         message: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let n: Option<i64> = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let n: Option<i64> = sql::query_scalar(
             "UPDATE jobs SET next_check_at = CASE WHEN wake_pending = 1 THEN ? ELSE ? END, updated_at = ?, \
              poll_errors = poll_errors + CASE WHEN ? THEN 1 ELSE 0 END \
              WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') \
@@ -188,7 +189,7 @@ impl Store {
         at: i64,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let n: Option<i64> = sqlx::query_scalar(
+        let n: Option<i64> = sql::query_scalar(
             "UPDATE jobs SET polls_not_found = polls_not_found + 1, next_check_at = ?, updated_at = ? \
              WHERE id = ? AND status IN ('pending', 'queued', 'in_progress') RETURNING polls_not_found",
         )
@@ -207,8 +208,8 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<Option<JobRow>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let changed = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let changed = sql::query(
             "UPDATE jobs SET cancel_requested = 1, cancel_reason = COALESCE(cancel_reason, ?), \
              next_check_at = CASE WHEN status IN ('queued', 'in_progress', 'requires_action') THEN ? ELSE next_check_at END, \
              wake_pending = 1, updated_at = ? \
@@ -237,7 +238,7 @@ impl Store {
 
     /// Jobs past their deadline that are not finished and not yet being cancelled.
     pub async fn due_timeouts(&self, now: i64) -> Result<Vec<JobId>, StoreError> {
-        let ids: Vec<String> = sqlx::query_scalar(DUE_TIMEOUTS)
+        let ids: Vec<String> = sql::query_scalar(DUE_TIMEOUTS)
             .bind(now)
             .fetch_all(&self.reads)
             .await?;
@@ -248,7 +249,7 @@ impl Store {
     pub async fn cancellable_unsubmitted(
         &self,
     ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
-        let rows: Vec<(String, Option<String>)> = sqlx::query_as(CANCELLABLE_UNSUBMITTED)
+        let rows: Vec<(String, Option<String>)> = sql::query_as(CANCELLABLE_UNSUBMITTED)
             .fetch_all(&self.reads)
             .await?;
         Ok(rows
@@ -262,7 +263,7 @@ impl Store {
     /// not counted: the pass just made took what it could, and what it could not take waits for
     /// a free slot, which wakes the worker.
     pub async fn next_ledger_check_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query_scalar(
             "SELECT MIN(next_check_at) FROM jobs INDEXED BY jobs_ledger_due WHERE next_check_at > ? \
              AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready'))",
         )
@@ -275,7 +276,7 @@ impl Store {
     /// rate-limit wait, a retry's backoff): when the submit worker must look again. Jobs due
     /// already and not claimed wait for a free slot, which wakes the worker.
     pub async fn next_submit_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query_scalar(
             "SELECT MIN(next_check_at) FROM jobs WHERE next_check_at > ? \
              AND status IN ('pending', 'in_progress') AND submit_state = 'ready'",
         )
@@ -341,7 +342,7 @@ impl ObservationWrite {
 
 /// [`Store::apply_observation`] inside the caller's transaction.
 async fn apply_in(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     id: &JobId,
     obs: &Observation,
     ctx: &ApplyContext<'_>,
@@ -415,7 +416,7 @@ async fn apply_in(
     };
     // An observation without a body (a 404 confirmed) keeps what was last seen.
     let raw = (!obs.raw.is_null()).then(|| obs.raw.to_string());
-    sqlx::query(
+    sql::query(
         "UPDATE jobs SET status = ?, response = COALESCE(?, response), \
          output_text = COALESCE(?, output_text), usage = COALESCE(?, usage), \
          input_tokens = COALESCE(?, input_tokens), cached_tokens = COALESCE(?, cached_tokens), \
@@ -499,7 +500,7 @@ async fn apply_in(
 /// A response's usage with that of the job's earlier turns added (a job's usage is every
 /// turn's: what it cost).
 async fn with_earlier_turns(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     row: &super::JobRow,
     usage: Option<&serde_json::Value>,
 ) -> Result<Option<serde_json::Value>, StoreError> {

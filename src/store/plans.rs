@@ -3,7 +3,8 @@
 //! sorts (`USE TEMP B-TREE FOR ORDER BY`) or scans the table fails here, before a backlog
 //! makes it quadratic in production.
 
-use sqlx::{Execute, SqlitePool};
+use crate::store::sql;
+use sqlx::AnyPool;
 
 use super::limits::Skip;
 use super::notifications::{SinkFilter, notification_claim_query};
@@ -12,8 +13,8 @@ use super::submissions::submit_claim_query;
 use super::{Lease, Store};
 
 /// `EXPLAIN QUERY PLAN` of `sql` with `binds` NULLs, as one text: each step's detail.
-async fn plan(pool: &SqlitePool, sql: &str) -> String {
-    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+async fn plan(pool: &AnyPool, sql: &str) -> String {
+    let rows: Vec<(i64, i64, i64, String)> = sql::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_all(pool)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -37,8 +38,8 @@ fn assert_walks(plan: &str, index: &str) {
 
 /// The text of a built query, with its placeholders (bound values do not change a plan's
 /// shape; `EXPLAIN QUERY PLAN` takes them as NULL).
-fn sql(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>) -> String {
-    q.build().sql().as_str().to_owned()
+fn sql(q: &mut sqlx::QueryBuilder<sqlx::Any>) -> String {
+    q.sql().as_str().to_owned()
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! Nothing here writes a job's status or result: the stream is a view of the run, and the
 //! ledger's end always comes from a retrieve (`observations.rs`).
 
+use crate::store::sql;
 use sqlx::FromRow;
 
 use super::events::add_event;
@@ -64,7 +65,7 @@ impl Store {
         turn: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "UPDATE jobs SET progress_stream = 'live', progress_seq = NULL, progress_turn = ?, \
              updated_at = ? WHERE id = ? AND status IN ('pending', 'queued', 'in_progress')",
         )
@@ -88,8 +89,8 @@ impl Store {
         now: i64,
         milestones: &[Milestone],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let done = sql::query(
             "UPDATE jobs SET progress_seq = ? WHERE id = ? AND progress_stream = 'live' \
              AND COALESCE(progress_turn, 0) = ? AND COALESCE(progress_seq, -1) = ?",
         )
@@ -127,8 +128,8 @@ impl Store {
         message: &str,
         data: Option<&serde_json::Value>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let done = sql::query(
             "UPDATE jobs SET progress_stream = ? WHERE id = ? AND progress_stream = 'live' \
              AND COALESCE(progress_turn, 0) = ?",
         )
@@ -147,7 +148,7 @@ impl Store {
 
     /// The jobs whose streams are followed and whose responses still run.
     pub async fn live_streams(&self) -> Result<Vec<LiveStream>, StoreError> {
-        Ok(sqlx::query_as::<_, LiveStream>(
+        Ok(sql::query_as::<LiveStream>(
             "SELECT id, response_id, progress_seq, COALESCE(progress_turn, 0) AS progress_turn, status, submitted_at FROM jobs \
              WHERE progress_stream = 'live' AND response_id IS NOT NULL \
              AND status IN ('queued', 'in_progress')",
@@ -161,7 +162,7 @@ impl Store {
         &self,
         id: &JobId,
     ) -> Result<Option<(Option<String>, Option<i64>)>, StoreError> {
-        Ok(sqlx::query_as::<_, (Option<String>, Option<i64>)>(
+        Ok(sql::query_as::<(Option<String>, Option<i64>)>(
             "SELECT progress_stream, progress_seq FROM jobs WHERE id = ?",
         )
         .bind(id)
@@ -171,7 +172,7 @@ impl Store {
 
     /// The data of a job's last `progress` milestone, if any: where a resumed stream goes on.
     pub async fn last_progress(&self, id: &JobId) -> Result<Option<serde_json::Value>, StoreError> {
-        let data: Option<Option<String>> = sqlx::query_scalar(
+        let data: Option<Option<String>> = sql::query_scalar(
             "SELECT data FROM job_events WHERE job_id = ? AND kind = 'progress' \
              ORDER BY id DESC LIMIT 1",
         )
@@ -189,7 +190,7 @@ impl Store {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<EventRow>, StoreError> {
-        Ok(sqlx::query_as::<_, EventRow>(
+        Ok(sql::query_as::<EventRow>(
             "SELECT id, job_id, at, kind, message, data FROM job_events \
              WHERE job_id = ? AND id > ? ORDER BY id LIMIT ?",
         )
@@ -203,7 +204,7 @@ impl Store {
     /// A job's status, or `None` when it is gone (a row that no longer decodes reads as its
     /// stored text, here not needed: `None` too).
     pub async fn status_of(&self, id: &JobId) -> Result<Option<JobStatus>, StoreError> {
-        let s: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+        let s: Option<String> = sql::query_scalar("SELECT status FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.reads)
             .await?;

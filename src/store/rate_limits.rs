@@ -4,6 +4,7 @@
 //! creates on the same, newest observation (the decision itself is
 //! [`ratelimit::waits`](crate::upstream::ratelimit::waits), a pure function).
 
+use crate::store::sql;
 use sqlx::FromRow;
 
 use super::{Store, StoreError};
@@ -46,7 +47,7 @@ impl Store {
         if windows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         for w in windows {
             upsert_window(&mut tx, w).await?;
         }
@@ -56,7 +57,7 @@ impl Store {
 
     /// The windows not yet over at `now` (one of their limits still resetting), by model.
     pub async fn live_rate_windows(&self, now: i64) -> Result<Vec<RateWindow>, StoreError> {
-        let rows = sqlx::query_as::<_, WindowRow>(
+        let rows = sql::query_as::<WindowRow>(
             "SELECT model, remaining_requests, remaining_tokens, requests_reset_at, \
              tokens_reset_at, observed_at FROM rate_limit_windows \
              WHERE requests_reset_at > ? OR tokens_reset_at > ? ORDER BY model",
@@ -69,12 +70,9 @@ impl Store {
     }
 }
 
-async fn upsert_window(
-    conn: &mut sqlx::SqliteConnection,
-    w: &RateWindow,
-) -> Result<(), StoreError> {
+async fn upsert_window(conn: &mut sqlx::AnyConnection, w: &RateWindow) -> Result<(), StoreError> {
     let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    sqlx::query(
+    sql::query(
             "INSERT INTO rate_limit_windows \
              (model, remaining_requests, remaining_tokens, requests_reset_at, tokens_reset_at, observed_at) \
              VALUES (?, ?, ?, ?, ?, ?) \

@@ -3,6 +3,7 @@
 //! retired webhook secrets; online backups (`VACUUM INTO`) and `VACUUM`, and the counts
 //! `/metrics` shows.
 
+use crate::store::sql;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -56,7 +57,7 @@ impl Store {
         cutoff: i64,
         limit: i64,
     ) -> Result<Vec<PrunableJob>, StoreError> {
-        Ok(sqlx::query_as::<_, PrunableJob>(AssertSqlSafe(format!(
+        Ok(sql::query_as::<PrunableJob>(AssertSqlSafe(format!(
             "SELECT id, name, model, status, created_at, submitted_at, finished_at, usage, error_code, \
              {TOOL_COLUMNS} FROM jobs WHERE status IN {TERMINAL} AND finished_at < ? AND {NOTHING_TO_DELIVER} \
              ORDER BY finished_at LIMIT ?"
@@ -78,12 +79,12 @@ impl Store {
         cutoff: i64,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let mut deleted = 0;
         let mut gone = Vec::new();
         for (job, cost_microusd) in jobs {
             // Checked again under the lock: a retried notification may be pending again.
-            let still: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            let still: Option<String> = sql::query_scalar(AssertSqlSafe(format!(
                 "SELECT id FROM jobs WHERE id = ? AND status IN {TERMINAL} AND finished_at < ? \
                  AND {NOTHING_TO_DELIVER}"
             )))
@@ -97,7 +98,7 @@ impl Store {
             if summaries {
                 // Copied from the row as it is under the lock, its token and tool columns with
                 // its usage.
-                sqlx::query(
+                sql::query(
                     "INSERT INTO job_summaries (id, name, model, status, created_at, submitted_at, \
                      finished_at, usage, input_tokens, cached_tokens, output_tokens, \
                      reasoning_tokens, total_tokens, web_search_calls, web_search_preview_calls, \
@@ -122,14 +123,14 @@ impl Store {
                 "webhook_deliveries",
                 "duplicate_responses",
             ] {
-                sqlx::query(AssertSqlSafe(format!(
+                sql::query(AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE job_id = ?"
                 )))
                 .bind(&job.id)
                 .execute(&mut *tx)
                 .await?;
             }
-            let n = sqlx::query("DELETE FROM jobs WHERE id = ?")
+            let n = sql::query("DELETE FROM jobs WHERE id = ?")
                 .bind(&job.id)
                 .execute(&mut *tx)
                 .await?
@@ -150,7 +151,7 @@ impl Store {
     /// Deletes webhook delivery records received before `before` (unix ms). Returns how many.
     pub async fn prune_deliveries(&self, before: i64) -> Result<u64, StoreError> {
         Ok(
-            sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < ?")
+            sql::query("DELETE FROM webhook_deliveries WHERE received_at < ?")
                 .bind(before)
                 .execute(&self.pool)
                 .await?
@@ -161,7 +162,7 @@ impl Store {
     /// Deletes up to `limit` summaries of pruned jobs that ended before `before` (unix ms).
     /// Returns how many.
     pub async fn prune_summaries(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "DELETE FROM job_summaries WHERE id IN \
              (SELECT id FROM job_summaries WHERE finished_at < ? ORDER BY finished_at LIMIT ?)",
         )
@@ -175,7 +176,7 @@ impl Store {
     /// Deletes the webhook secrets that stopped being accepted before `before` (unix ms):
     /// retired by a rotation, they verify nothing any more. Returns how many.
     pub async fn prune_retired_webhook_secrets(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "DELETE FROM webhook_secrets WHERE expires_at IS NOT NULL AND expires_at < ?",
         )
         .bind(before)
@@ -204,9 +205,10 @@ impl Store {
         keep_per_schedule: i64,
         limit: i64,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let victims: Vec<(i64, String, bool)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT r.id, r.schedule_name, r.job_id IS NOT NULL FROM schedule_runs r \
+        let mut tx = self.begin_write().await?;
+        let victims: Vec<(i64, String, i64)> = sql::query_as(AssertSqlSafe(format!(
+            "SELECT r.id, r.schedule_name, CASE WHEN r.job_id IS NULL THEN 0 ELSE 1 END \
+             FROM schedule_runs r \
              LEFT JOIN schedules s ON s.name = r.schedule_name \
              WHERE r.scheduled_for < ? AND r.waiting = 0 \
                AND (s.next_run_at IS NULL OR r.scheduled_for < s.next_run_at) \
@@ -225,16 +227,16 @@ impl Store {
         .await?;
         let mut created: BTreeMap<&str, i64> = BTreeMap::new();
         for (id, schedule, had_job) in &victims {
-            sqlx::query("DELETE FROM schedule_runs WHERE id = ?")
+            sql::query("DELETE FROM schedule_runs WHERE id = ?")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-            if *had_job {
+            if *had_job != 0 {
                 *created.entry(schedule).or_default() += 1;
             }
         }
         for (schedule, n) in created {
-            sqlx::query("UPDATE schedules SET runs_pruned = runs_pruned + ? WHERE name = ?")
+            sql::query("UPDATE schedules SET runs_pruned = runs_pruned + ? WHERE name = ?")
                 .bind(n)
                 .bind(schedule)
                 .execute(&mut *tx)
@@ -246,7 +248,7 @@ impl Store {
 
     /// Summaries of pruned jobs by status.
     pub async fn count_summaries_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sql::query_as(
             "SELECT status, COUNT(*) FROM job_summaries GROUP BY status ORDER BY status",
         )
         .fetch_all(&self.reads)
@@ -255,7 +257,7 @@ impl Store {
 
     /// How much work waits, by kind.
     pub async fn queue_depths(&self, now: i64) -> Result<QueueDepths, StoreError> {
-        let (pending, held, due_polls, outbox_pending): (i64, i64, i64, i64) = sqlx::query_as(
+        let (pending, held, due_polls, outbox_pending): (i64, i64, i64, i64) = sql::query_as(
             "SELECT \
                (SELECT COUNT(*) FROM jobs WHERE status = 'pending' AND submit_state = 'ready'), \
                (SELECT COUNT(*) FROM jobs WHERE status = 'held'), \
@@ -276,7 +278,7 @@ impl Store {
 
     /// The database file, if it is one (not in memory).
     pub async fn database_file(&self) -> Result<Option<PathBuf>, StoreError> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
+        let rows: Vec<(i64, String, String)> = sql::query_as("PRAGMA database_list")
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
@@ -294,7 +296,7 @@ impl Store {
         let target = target
             .to_str()
             .ok_or_else(|| StoreError::Corrupt("the backup path is not UTF-8".into()))?;
-        sqlx::query("VACUUM INTO ?")
+        sql::query("VACUUM INTO ?")
             .bind(target)
             .execute(&self.pool)
             .await?;
@@ -306,9 +308,9 @@ impl Store {
     /// busy timeout).
     pub async fn vacuum(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        sql::query("VACUUM").execute(&mut *conn).await?;
         // Busy readers may keep part of the log: a partial checkpoint is fine.
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        sql::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&mut *conn)
             .await?;
         Ok(())

@@ -6,6 +6,7 @@
 //! creates nothing. The transaction also decides overlap (is an earlier run unfinished?), so
 //! two ticks cannot both see "nothing running".
 
+use crate::store::sql;
 use sqlx::FromRow;
 
 use super::events::{EventKind, add_event};
@@ -48,7 +49,7 @@ pub struct SyncReport {
 pub struct ScheduleRow {
     pub name: String,
     pub spec_hash: String,
-    #[sqlx(json)]
+    #[sqlx(try_from = "crate::store::sql::JsonText<JobSpec>")]
     pub spec: JobSpec,
     pub cron: String,
     pub timezone: String,
@@ -140,11 +141,11 @@ impl Store {
         now: i64,
     ) -> Result<SyncReport, StoreError> {
         let mut report = SyncReport::default();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         for d in defs {
             let spec_json = serde_json::to_string(&d.template)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let existing: Option<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            let existing: Option<(String, String, String, i64, Option<i64>)> = sql::query_as(
                 "SELECT spec_hash, cron, timezone, active, next_run_at FROM schedules WHERE name = ?",
             )
             .bind(&d.name)
@@ -153,7 +154,7 @@ impl Store {
             let tz = d.schedule.timezone().name().to_string();
             match existing {
                 None => {
-                    sqlx::query(
+                    sql::query(
                         "INSERT INTO schedules (name, spec_hash, spec, cron, timezone, catch_up, overlap, \
                          active, created_at, updated_at, next_run_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                     )
@@ -177,7 +178,7 @@ impl Store {
                     }
                     let restart =
                         active == 0 || next.is_none() || cron != d.schedule.cron() || old_tz != tz;
-                    sqlx::query(
+                    sql::query(
                         "UPDATE schedules SET spec_hash = ?, spec = ?, cron = ?, timezone = ?, catch_up = ?, \
                          overlap = ?, active = 1, updated_at = ?, \
                          next_run_at = CASE WHEN ? THEN ? ELSE next_run_at END WHERE name = ?",
@@ -203,14 +204,14 @@ impl Store {
             }
         }
         let active: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM schedules WHERE active = 1 ORDER BY name")
+            sql::query_scalar("SELECT name FROM schedules WHERE active = 1 ORDER BY name")
                 .fetch_all(&mut *tx)
                 .await?;
         for name in active {
             if defs.iter().any(|d| d.name == name) {
                 continue;
             }
-            sqlx::query(
+            sql::query(
                 "UPDATE schedules SET active = 0, next_run_at = NULL, updated_at = ? WHERE name = ?",
             )
             .bind(now)
@@ -225,21 +226,19 @@ impl Store {
 
     /// Active schedules whose next tick is due.
     pub async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleRow>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, ScheduleRow>(sqlx::AssertSqlSafe(format!(
-                "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE active = 1 AND next_run_at <= ? \
+        Ok(sql::query_as::<ScheduleRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE active = 1 AND next_run_at <= ? \
              ORDER BY next_run_at, name"
-            )))
-            .bind(now)
-            .fetch_all(&self.reads)
-            .await?,
-        )
+        )))
+        .bind(now)
+        .fetch_all(&self.reads)
+        .await?)
     }
 
     /// When the next tick of any active schedule is due (for the orchestrator's sleep).
     pub async fn next_schedule_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT MIN(next_run_at) FROM schedules WHERE active = 1")
+            sql::query_scalar("SELECT MIN(next_run_at) FROM schedules WHERE active = 1")
                 .fetch_one(&self.reads)
                 .await?,
         )
@@ -247,8 +246,8 @@ impl Store {
 
     /// Records one tick and, unless overlap says skip, creates its job, in one transaction.
     pub async fn record_schedule_run(&self, run: NewRun) -> Result<RunOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let seen: Option<i64> = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let seen: Option<i64> = sql::query_scalar(
             "SELECT id FROM schedule_runs WHERE schedule_name = ? AND scheduled_for = ?",
         )
         .bind(&run.schedule)
@@ -259,7 +258,7 @@ impl Store {
             tx.commit().await?;
             return Ok(RunOutcome::AlreadyHandled);
         }
-        let unfinished: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let unfinished: Option<String> = sql::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT r.job_id FROM schedule_runs r JOIN jobs j ON j.id = r.job_id \
              WHERE r.schedule_name = ? AND {UNFINISHED} ORDER BY r.scheduled_for DESC LIMIT 1"
         )))
@@ -269,7 +268,7 @@ impl Store {
         let now = run.job.now;
         if let (Some(blocked_by), Overlap::Skip) = (&unfinished, run.overlap) {
             let reason = format!("overlap: run {blocked_by} was unfinished");
-            sqlx::query(
+            sql::query(
                 "INSERT INTO schedule_runs (schedule_name, scheduled_for, outcome, reason, created_at) \
                  VALUES (?, ?, 'skipped', ?, ?)",
             )
@@ -279,7 +278,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+            sql::query(
                 "UPDATE schedules SET last_scheduled_for = MAX(COALESCE(last_scheduled_for, ?), ?), \
                  last_skipped_for = MAX(COALESCE(last_skipped_for, ?), ?), last_skip_reason = ?, \
                  skipped_count = skipped_count + 1 WHERE name = ?",
@@ -304,7 +303,7 @@ impl Store {
         };
         let waiting = created && unfinished.is_some() && run.overlap == Overlap::Queue;
         if waiting {
-            sqlx::query("UPDATE jobs SET next_check_at = ? WHERE id = ? AND status = 'pending'")
+            sql::query("UPDATE jobs SET next_check_at = ? WHERE id = ? AND status = 'pending'")
                 .bind(WAITING_UNTIL)
                 .bind(&job_id)
                 .execute(&mut *tx)
@@ -316,7 +315,7 @@ impl Store {
             );
             add_event(&mut tx, &job_id, now, EventKind::Waiting, &msg, None).await?;
         }
-        sqlx::query(
+        sql::query(
             "INSERT INTO schedule_runs (schedule_name, scheduled_for, job_id, outcome, waiting, created_at) \
              VALUES (?, ?, ?, 'created', ?, ?)",
         )
@@ -327,7 +326,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sql::query(
             "UPDATE schedules SET last_scheduled_for = MAX(COALESCE(last_scheduled_for, ?), ?) \
              WHERE name = ?",
         )
@@ -353,7 +352,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let skipped = i64::try_from(skipped).unwrap_or(i64::MAX);
-        let done = sqlx::query(
+        let done = sql::query(
             "UPDATE schedules SET next_run_at = ?, updated_at = ?, \
              skipped_count = skipped_count + ?, \
              last_skipped_for = CASE WHEN ? IS NOT NULL AND (last_skipped_for IS NULL OR last_skipped_for < ?) \
@@ -388,8 +387,8 @@ impl Store {
     /// unfinished: the oldest waiting run of each schedule, one at a time. Returns the job ids
     /// released.
     pub async fn release_waiting_runs(&self, now: i64) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ready: Vec<(i64, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let mut tx = self.begin_write().await?;
+        let ready: Vec<(i64, String, String)> = sql::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT r.id, r.job_id, r.schedule_name FROM schedule_runs r WHERE r.waiting = 1 \
              AND NOT EXISTS (SELECT 1 FROM schedule_runs p JOIN jobs j ON j.id = p.job_id \
                  WHERE p.schedule_name = r.schedule_name AND p.scheduled_for < r.scheduled_for \
@@ -399,11 +398,11 @@ impl Store {
         .await?;
         let mut released = Vec::new();
         for (run_id, job_id, schedule) in ready {
-            sqlx::query("UPDATE schedule_runs SET waiting = 0 WHERE id = ?")
+            sql::query("UPDATE schedule_runs SET waiting = 0 WHERE id = ?")
                 .bind(run_id)
                 .execute(&mut *tx)
                 .await?;
-            let moved = sqlx::query(
+            let moved = sql::query(
                 "UPDATE jobs SET next_check_at = ?, updated_at = ? WHERE id = ? AND next_check_at = ?",
             )
             .bind(now)
@@ -425,14 +424,14 @@ impl Store {
 
     /// Every schedule (active first, then by name), with its latest run.
     pub async fn list_schedules(&self) -> Result<Vec<ScheduleListing>, StoreError> {
-        let rows = sqlx::query_as::<_, ScheduleRow>(sqlx::AssertSqlSafe(format!(
+        let rows = sql::query_as::<ScheduleRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY active DESC, name"
         )))
         .fetch_all(&self.reads)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let last_run = sqlx::query_as::<_, ScheduleRunRow>(sqlx::AssertSqlSafe(format!(
+            let last_run = sql::query_as::<ScheduleRunRow>(sqlx::AssertSqlSafe(format!(
                 "SELECT {RUN_COLUMNS} FROM schedule_runs r LEFT JOIN jobs j ON j.id = r.job_id \
                  WHERE r.schedule_name = ? AND r.job_id IS NOT NULL \
                  ORDER BY r.scheduled_for DESC LIMIT 1"
@@ -441,7 +440,7 @@ impl Store {
             .fetch_optional(&self.reads)
             .await?;
             // Runs retention deleted are counted in `runs_pruned`.
-            let runs: i64 = sqlx::query_scalar(
+            let runs: i64 = sql::query_scalar(
                 "SELECT COUNT(*) + (SELECT runs_pruned FROM schedules WHERE name = ?) \
                  FROM schedule_runs WHERE schedule_name = ? AND job_id IS NOT NULL",
             )
@@ -460,7 +459,7 @@ impl Store {
 
     /// Whether the table has a schedule of that name (active or not).
     pub async fn schedule_exists(&self, name: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM schedules WHERE name = ?")
+        let found: Option<i64> = sql::query_scalar("SELECT 1 FROM schedules WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.reads)
             .await?;
@@ -473,15 +472,13 @@ impl Store {
         name: &str,
         limit: i64,
     ) -> Result<Vec<ScheduleRunRow>, StoreError> {
-        Ok(
-            sqlx::query_as::<_, ScheduleRunRow>(sqlx::AssertSqlSafe(format!(
-                "SELECT {RUN_COLUMNS} FROM schedule_runs r LEFT JOIN jobs j ON j.id = r.job_id \
+        Ok(sql::query_as::<ScheduleRunRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM schedule_runs r LEFT JOIN jobs j ON j.id = r.job_id \
              WHERE r.schedule_name = ? ORDER BY r.scheduled_for DESC LIMIT ?"
-            )))
-            .bind(name)
-            .bind(limit)
-            .fetch_all(&self.reads)
-            .await?,
-        )
+        )))
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.reads)
+        .await?)
     }
 }

@@ -25,6 +25,7 @@
 
 mod records;
 
+use crate::store::sql;
 use sqlx::Row;
 
 use self::records::{Record, read_records};
@@ -133,7 +134,7 @@ impl Store {
     /// never the usage JSON; the grouping happens here (see the module's doc). Sums saturate
     /// at `i64::MAX` rather than fail.
     pub async fn stats_since(&self, since: i64) -> Result<Vec<StatsRow>, StoreError> {
-        let rows = sqlx::query(STATS_RECORDS)
+        let rows = sql::query(STATS_RECORDS)
             .bind(since / STATS_BUCKET_MS)
             .bind(since)
             .fetch_all(&self.reads)
@@ -141,7 +142,10 @@ impl Store {
         // (bucket number, duplicates?, records), the text borrowed from the rows.
         let mut lists = rows
             .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .map(|row| {
+                let duplicates: i64 = row.try_get(1)?;
+                Ok((row.try_get(0)?, duplicates != 0, row.try_get(2)?))
+            })
             .collect::<Result<Vec<(i64, bool, &str)>, sqlx::Error>>()?;
         lists.sort_by_key(|(bucket, _, _)| *bucket);
         let mut out = Vec::new();
@@ -207,6 +211,7 @@ fn group_row(group: &[Record<'_>]) -> StatsRow {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::sql;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use serde_json::{Value, json};
@@ -251,7 +256,7 @@ mod tests {
          ORDER BY bucket, model, name, status, service_tier";
 
     async fn stats_from_json(store: &Store, since: i64) -> Vec<StatsRow> {
-        sqlx::query_as::<_, StatsRow>(STATS_FROM_JSON)
+        sql::query_as::<StatsRow>(STATS_FROM_JSON)
             .bind(STATS_BUCKET_MS)
             .bind(STATS_BUCKET_MS)
             .bind(since)
@@ -273,7 +278,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("plan.db").display());
         let store = Store::connect(&url).await.unwrap();
-        let query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
+        let query = sql::query_as::<(i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {}",
             super::STATS_RECORDS
         )));
@@ -299,7 +304,7 @@ mod tests {
             "{plan:#?}"
         );
         // The job records are read from the indexes: only the duplicates' is computed.
-        let program = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let program = sql::query(sqlx::AssertSqlSafe(format!(
             "EXPLAIN {}",
             super::STATS_RECORDS
         )))

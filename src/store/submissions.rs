@@ -1,9 +1,10 @@
 //! Submission writes: claiming a job for its create call, and recording what the call did
 //! (accepted, refused, to retry, uncertain), plus adoption of a response revealed later.
 
-use sqlx::{QueryBuilder, Sqlite};
+use crate::store::sql;
+use sqlx::{Any, QueryBuilder};
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::events::{EventKind, add_event};
 use super::jobs::{SubmitClaim, UncertainJob};
@@ -109,13 +110,13 @@ impl AttachRequest {
 
 /// Attaches a response inside the caller's transaction (see [`Store::attach_response`]).
 async fn attach_in(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     id: &JobId,
     response_id: &ResponseId,
     at: &AttachContext<'_>,
 ) -> Result<Attach, StoreError> {
     let row: Option<(String, Option<ResponseId>, i64)> =
-        sqlx::query_as("SELECT status, response_id, turn FROM jobs WHERE id = ?")
+        sql::query_as("SELECT status, response_id, turn FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -124,7 +125,7 @@ async fn attach_in(
     };
     // An earlier turn's response (a late webhook, a journal): the job had it, and moved on.
     let earlier: Option<i64> =
-        sqlx::query_scalar("SELECT turn FROM job_turns WHERE job_id = ? AND response_id = ?")
+        sql::query_scalar("SELECT turn FROM job_turns WHERE job_id = ? AND response_id = ?")
             .bind(id)
             .bind(response_id)
             .fetch_optional(&mut *tx)
@@ -141,7 +142,7 @@ async fn attach_in(
         return Ok(Attach::Already);
     }
     let kept: Option<ResponseId> =
-        sqlx::query_scalar("SELECT response_id FROM job_turns WHERE job_id = ? AND turn = ?")
+        sql::query_scalar("SELECT response_id FROM job_turns WHERE job_id = ? AND turn = ?")
             .bind(id)
             .bind(turn)
             .fetch_optional(&mut *tx)
@@ -165,7 +166,7 @@ async fn attach_in(
     let reopened = status.is_terminal();
     // A reopened job waits for the response's outcome as `pending` (with its response id,
     // so it is polled at once); its old end (finished_at, error) is cleared.
-    sqlx::query(
+    sql::query(
             "UPDATE jobs SET response_id = ?, submit_state = 'done', \
              submitted_at = COALESCE(submitted_at, ?), attempt = attempt + 1, lease_until = NULL, lease_owner = NULL, \
              next_check_at = ?, poll_interval_ms = ?, polls_not_found = 0, updated_at = ?, \
@@ -227,12 +228,12 @@ async fn attach_in(
 
 /// Sets a job aside inside the caller's transaction (see [`Store::quarantine_job`]).
 async fn quarantine_in(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &str,
     reason: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let done = sqlx::query(
+    let done = sql::query(
         "UPDATE jobs SET quarantine = ?, next_check_at = NULL, lease_until = NULL, lease_owner = NULL, \
          submit_state = CASE WHEN submit_state = 'submitting' AND response_id IS NULL THEN 'uncertain' \
                              ELSE submit_state END, updated_at = ? \
@@ -274,8 +275,8 @@ impl Store {
         attempt: i64,
         (kind, reason): (EventKind, &str),
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(sql)
+        let mut tx = self.begin_write().await?;
+        let done = sql::query(sql)
             .bind(next_check_at)
             .bind(now)
             .bind(id)
@@ -336,13 +337,12 @@ impl Store {
         lease: Lease<'_>,
         limits: &ClaimLimits<'_>,
     ) -> Result<RawClaim, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // A later turn of a job already running goes first (its earlier turns are paid for,
         // and its owner is waiting), whatever the limits: the job holds its place in flight
         // all along (it is `in_progress`), so sending its next turn adds nothing to them.
         let mut q = submit_claim_query_for(ClaimPhase::NextTurn, "", now, lease, &Skip::default());
-        let mut claimed = q
-            .build_query_as::<(String, i64, i64, String, i64)>()
+        let mut claimed = sql::built_as::<(String, i64, i64, String, i64)>(&mut q)
             .fetch_optional(&mut *tx)
             .await?;
         if claimed.is_none() {
@@ -351,8 +351,7 @@ impl Store {
                 return Ok(RawClaim::None);
             };
             let mut q = submit_claim_query_for(ClaimPhase::First, "", now, lease, &skip);
-            claimed = q
-                .build_query_as::<(String, i64, i64, String, i64)>()
+            claimed = sql::built_as::<(String, i64, i64, String, i64)>(&mut q)
                 .fetch_optional(&mut *tx)
                 .await?;
         }
@@ -390,7 +389,7 @@ impl Store {
 
     /// Whether a running job's next turn is due to be sent (it is claimed whatever the limits).
     pub async fn next_turn_due(&self, now: i64) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar::<_, i64>(
+        Ok(sql::query_scalar::<i64>(
             "SELECT 1 FROM jobs INDEXED BY jobs_turn_order WHERE status = 'in_progress' \
              AND submit_state = 'ready' AND cancel_requested = 0 AND quarantine IS NULL \
              AND (next_check_at IS NULL OR next_check_at <= ?) LIMIT 1",
@@ -410,7 +409,7 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let done = quarantine_in(&mut tx, id, reason, now).await?;
         tx.commit().await?;
         Ok(done)
@@ -434,7 +433,7 @@ impl Store {
         response_id: &ResponseId,
         at: &AttachContext<'_>,
     ) -> Result<Attach, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let attach = attach_in(&mut tx, id, response_id, at).await?;
         tx.commit().await?;
         Ok(attach)
@@ -479,7 +478,7 @@ impl Store {
         at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "UPDATE jobs SET next_check_at = ?, updated_at = ? WHERE id = ? AND attempt = ? \
              AND status IN ('pending', 'in_progress') AND submit_state = 'ready'",
         )
@@ -504,8 +503,8 @@ impl Store {
         now: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let done = sql::query(
             "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, lease_owner = NULL, \
              next_check_at = CASE WHEN ? IS NOT NULL THEN ? \
                                   WHEN deadline_at IS NOT NULL THEN MAX(deadline_at, ?) ELSE ? END, \
@@ -559,8 +558,8 @@ impl Store {
         wait: UncertainWait,
         end: LeaseEnd<'_>,
     ) -> Result<Vec<JobId>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut tx = self.begin_write().await?;
+        let mut q = QueryBuilder::<Any>::new(
             "UPDATE jobs SET submit_state = 'uncertain', lease_until = NULL, lease_owner = NULL, \
              next_check_at = CASE WHEN ",
         );
@@ -581,11 +580,11 @@ impl Store {
             LeaseEnd::OwnerGone(owner) => q.push("lease_owner = ").push_bind(owner.to_owned()),
         };
         q.push(" RETURNING id");
-        let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+        let ids: Vec<String> = sql::built_scalar(&mut q).fetch_all(&mut *tx).await?;
         // The acting jobs it held (handlers it ran) are due again at once: their handlers died
         // with it, which the next claim sees (`turns.rs`).
         if let LeaseEnd::OwnerGone(owner) = end {
-            sqlx::query(
+            sql::query(
                 "UPDATE jobs SET next_check_at = ?, lease_owner = NULL WHERE submit_state = 'acting' \
                  AND lease_owner = ? AND next_check_at IS NOT NULL",
             )
@@ -611,7 +610,7 @@ impl Store {
 
     /// Uncertain jobs whose wait is over.
     pub async fn due_uncertain(&self, now: i64) -> Result<Vec<UncertainJob>, StoreError> {
-        Ok(sqlx::query_as::<_, UncertainJob>(
+        Ok(sql::query_as::<UncertainJob>(
             "SELECT id, attempt, cancel_requested FROM jobs WHERE status IN ('pending', 'in_progress') \
              AND submit_state = 'uncertain' AND quarantine IS NULL AND next_check_at <= ? \
              ORDER BY next_check_at LIMIT 100",
@@ -649,14 +648,14 @@ impl Store {
         outbox: &[OutboxEntry],
     ) -> Result<bool, StoreError> {
         debug_assert!(status.is_terminal());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // `pending` or `held`: both were never submitted.
-        let from: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+        let from: Option<String> = sql::query_scalar("SELECT status FROM jobs WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         let from = from.unwrap_or_else(|| "pending".into());
-        let done = sqlx::query(
+        let done = sql::query(
             "UPDATE jobs SET status = ?, submit_state = CASE WHEN submit_state IN ('submitting', 'waiting') THEN 'done' ELSE submit_state END, \
              finished_at = ?, next_check_at = NULL, lease_until = NULL, lease_owner = NULL, error_code = ?, error_message = ?, \
              updated_at = ? WHERE id = ? AND attempt = ? AND status IN ('pending', 'held', 'in_progress') \
@@ -687,7 +686,7 @@ impl Store {
 /// refused or abandoned create, a cancel before submission, an end between turns): the status
 /// event (`data` its details), the outbox rows of its sinks, and its chain's followers woken.
 pub(super) async fn ended_without_response_in(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     id: &JobId,
     (from, status, error): (&str, JobStatus, &JobError),
     data: &serde_json::Value,
@@ -753,7 +752,7 @@ pub(super) fn submit_claim_query(
     now: i64,
     lease: Lease<'_>,
     skip: &Skip,
-) -> QueryBuilder<Sqlite> {
+) -> QueryBuilder<Any> {
     submit_claim_query_for(ClaimPhase::First, prefix, now, lease, skip)
 }
 
@@ -763,13 +762,13 @@ pub(super) fn submit_claim_query_for(
     now: i64,
     lease: Lease<'_>,
     skip: &Skip,
-) -> QueryBuilder<Sqlite> {
+) -> QueryBuilder<Any> {
     let (index, status) = match phase {
         ClaimPhase::First => ("jobs_submit_order", "pending"),
         ClaimPhase::NextTurn => ("jobs_turn_order", "in_progress"),
     };
     // Each model is bound where its placeholder is pushed (`push_bind`).
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
+    let mut q = QueryBuilder::<Any>::new(format!(
         "{prefix}UPDATE jobs SET submit_state = 'submitting', attempt = attempt + 1, \
          submissions = submissions + 1, lease_until = "
     ));

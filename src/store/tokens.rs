@@ -6,9 +6,6 @@
 //! same rules, and a test below holds the two to the same answers.
 
 use serde_json::Value;
-use sqlx::Sqlite;
-use sqlx::query::Query;
-use sqlx::sqlite::SqliteArguments;
 
 /// The token counts of one usage object.
 ///
@@ -58,7 +55,7 @@ pub(super) trait BindTokens {
     fn bind_tokens(self, usage: Option<&Value>) -> Self;
 }
 
-impl<'q> BindTokens for Query<'q, Sqlite, SqliteArguments> {
+impl BindTokens for crate::store::sql::Query {
     fn bind_tokens(self, usage: Option<&Value>) -> Self {
         let c = usage.map(TokenCounts::from_usage);
         self.bind(c.map(|c| c.input))
@@ -71,6 +68,7 @@ impl<'q> BindTokens for Query<'q, Sqlite, SqliteArguments> {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::sql;
     use std::path::Path;
 
     use serde_json::{Value, json};
@@ -223,7 +221,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
         before_token_columns(dir.path())
             .await
             .run(&pool)
@@ -232,7 +230,7 @@ mod tests {
         let mut ids = Vec::new();
         for (i, usage) in usages.iter().enumerate() {
             let id = JobId::generate();
-            sqlx::query(
+            sql::query(
                 "INSERT INTO jobs (id, name, model, status, spec, spec_hash, created_at, \
                  updated_at, usage) VALUES (?, 'n', 'gpt-5', 'completed', '{}', 'h', 1, 1, ?)",
             )
@@ -241,7 +239,7 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-            sqlx::query(
+            sql::query(
                 "INSERT INTO job_summaries (id, name, model, status, created_at, finished_at, \
                  usage, pruned_at) VALUES (?, 'n', 'gpt-5', 'completed', 1, 2, ?, 3)",
             )
@@ -250,7 +248,7 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-            sqlx::query(
+            sql::query(
                 "INSERT INTO duplicate_responses (response_id, job_id, status, usage, found_by, \
                  found_at, updated_at) VALUES (?, ?, 'completed', ?, 'create', 1, 1)",
             )
@@ -271,7 +269,7 @@ mod tests {
             ("duplicate_responses", "job_id"),
         ] {
             for (id, usage) in ids.iter().zip(&usages) {
-                let got: TokenColumns = sqlx::query_as(AssertSqlSafe(format!(
+                let got: TokenColumns = sql::query_as(AssertSqlSafe(format!(
                     "SELECT input_tokens, cached_tokens, output_tokens, reasoning_tokens, \
                          total_tokens FROM {table} WHERE {key} = ?"
                 )))

@@ -11,11 +11,10 @@
 //! reached OpenAI keeps them NULL), then all set at once; `service_tier` is NULL when the
 //! response names none (or something that is not a short word).
 
+use crate::store::sql;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::query::Query;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{FromRow, Sqlite, SqliteConnection};
+use sqlx::{AnyConnection, FromRow};
 
 use super::StoreError;
 use crate::job::JobId;
@@ -73,7 +72,7 @@ pub(super) trait BindToolUsage {
     fn bind_tool_usage(self, response: Option<&Value>, images: &ImagePrices) -> Self;
 }
 
-impl<'q> BindToolUsage for Query<'q, Sqlite, SqliteArguments> {
+impl BindToolUsage for crate::store::sql::Query {
     fn bind_tool_usage(self, response: Option<&Value>, images: &ImagePrices) -> Self {
         let u = response.map(|r| ToolUsage::from_response(r, images));
         self.bind(u.map(|u| u.web_search_calls))
@@ -90,12 +89,12 @@ impl<'q> BindToolUsage for Query<'q, Sqlite, SqliteArguments> {
 /// `images`), in the caller's transaction: called where the job's final observation writes
 /// its token columns.
 pub(super) async fn record_tool_usage(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &JobId,
     response: &Value,
     images: &ImagePrices,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sql::query(
         "UPDATE jobs SET web_search_calls = ?, web_search_preview_calls = ?, \
          file_search_calls = ?, code_containers = ?, images = ?, image_fee_microusd = ?, \
          service_tier = ? WHERE id = ?",

@@ -7,9 +7,10 @@
 //! person) or `new → done` (a policy). `running` is written *before* a handler starts, so a
 //! crash mid-run is seen afterwards and the handler is not run again unless it is idempotent.
 
+use crate::store::sql;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{FromRow, SqliteConnection};
+use sqlx::{AnyConnection, FromRow};
 
 use super::events::{EventKind, add_event};
 use super::notifications::OutboxEntry;
@@ -140,7 +141,7 @@ pub enum Responded {
 /// the job moves to `acting` without a response (the next turn's create will bring one).
 /// `usage` is the job's usage so far, every turn together.
 pub(super) async fn record_turn_in(
-    tx: &mut SqliteConnection,
+    tx: &mut AnyConnection,
     row: &super::JobRow,
     obs: &Observation,
     asked: &[Asked],
@@ -153,7 +154,7 @@ pub(super) async fn record_turn_in(
         .usage
         .as_ref()
         .map(super::tokens::TokenCounts::from_usage);
-    sqlx::query(
+    sql::query(
         "INSERT INTO job_turns (job_id, turn, response_id, response, usage, input_tokens, cached_tokens, \
          output_tokens, reasoning_tokens, total_tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT DO NOTHING",
@@ -172,7 +173,7 @@ pub(super) async fn record_turn_in(
     .execute(&mut *tx)
     .await?;
     for a in asked {
-        sqlx::query(
+        sql::query(
             "INSERT INTO job_actions (job_id, turn, item_id, kind, name, server_label, arguments, state) \
              VALUES (?, ?, ?, ?, ?, ?, ?, 'new') ON CONFLICT DO NOTHING",
         )
@@ -187,7 +188,7 @@ pub(super) async fn record_turn_in(
         .await?;
     }
     let usage_text = usage.map(ToString::to_string);
-    sqlx::query(
+    sql::query(
         "UPDATE jobs SET status = 'in_progress', response_id = NULL, submit_state = 'acting', \
          response = ?, output_text = NULL, usage = COALESCE(?, usage), \
          input_tokens = COALESCE(?, input_tokens), cached_tokens = COALESCE(?, cached_tokens), \
@@ -259,7 +260,7 @@ trait BindTotal {
     fn bind_total(self, usage: Option<&Value>) -> Self;
 }
 
-impl<'q> BindTotal for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+impl BindTotal for crate::store::sql::Query {
     fn bind_total(self, usage: Option<&Value>) -> Self {
         let t = usage.map(super::tokens::TokenCounts::from_usage);
         self.bind(t.map(|t| t.input))
@@ -274,12 +275,12 @@ impl<'q> BindTotal for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sqlite
 /// earlier turns, then `last`'s (the final response, if there is one), under `last`'s (or the
 /// last turn's) other fields. `None` when there is nothing.
 pub(super) async fn merged_turns(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &JobId,
     last: Option<&Value>,
 ) -> Result<Option<Value>, StoreError> {
     let rows: Vec<String> =
-        sqlx::query_scalar("SELECT response FROM job_turns WHERE job_id = ? ORDER BY turn")
+        sql::query_scalar("SELECT response FROM job_turns WHERE job_id = ? ORDER BY turn")
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
@@ -307,11 +308,11 @@ pub(super) async fn merged_turns(
 
 /// The usage of every earlier turn of a job, summed (`None` when it has none).
 pub(super) async fn earlier_usage(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &JobId,
 ) -> Result<Option<Value>, StoreError> {
     let rows: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT usage FROM job_turns WHERE job_id = ? ORDER BY turn")
+        sql::query_scalar("SELECT usage FROM job_turns WHERE job_id = ? ORDER BY turn")
             .bind(id)
             .fetch_all(&mut *conn)
             .await?;
@@ -340,7 +341,7 @@ impl Store {
         lease: super::Lease<'_>,
         limit: i64,
     ) -> Result<Vec<ActingClaim>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         type Raw = (
             String,
             i64,
@@ -351,7 +352,7 @@ impl Store {
             Option<String>,
             Option<i64>,
         );
-        let rows: Vec<Raw> = sqlx::query_as(
+        let rows: Vec<Raw> = sql::query_as(
             "UPDATE jobs SET next_check_at = ?, lease_owner = ?, updated_at = ? WHERE id IN \
              (SELECT id FROM jobs INDEXED BY jobs_acting WHERE submit_state = 'acting' \
               AND quarantine IS NULL AND next_check_at <= ? ORDER BY next_check_at LIMIT ?) \
@@ -399,7 +400,7 @@ impl Store {
 
     /// Pushes an acting job's lease on while its handlers run.
     pub async fn hold_acting(&self, id: &JobId, until: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        sql::query(
             "UPDATE jobs SET next_check_at = MAX(COALESCE(next_check_at, 0), ?) \
              WHERE id = ? AND submit_state = 'acting' AND status IN ('in_progress', 'requires_action')",
         )
@@ -412,7 +413,7 @@ impl Store {
 
     /// The actions of one turn of a job, in the order they were asked.
     pub async fn turn_actions(&self, id: &JobId, turn: i64) -> Result<Vec<ActionRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ActionRow>(sqlx::AssertSqlSafe(format!(
+        Ok(sql::query_as::<ActionRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {ACTION_COLUMNS} FROM job_actions WHERE job_id = ? AND turn = ? ORDER BY rowid"
         )))
         .bind(id)
@@ -423,7 +424,7 @@ impl Store {
 
     /// Every action of a job, turn by turn.
     pub async fn job_actions(&self, id: &JobId) -> Result<Vec<ActionRow>, StoreError> {
-        Ok(sqlx::query_as::<_, ActionRow>(sqlx::AssertSqlSafe(format!(
+        Ok(sql::query_as::<ActionRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {ACTION_COLUMNS} FROM job_actions WHERE job_id = ? ORDER BY turn, rowid"
         )))
         .bind(id)
@@ -438,7 +439,7 @@ impl Store {
         turn: i64,
     ) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT response_id FROM job_turns WHERE job_id = ? AND turn = ?")
+            sql::query_scalar("SELECT response_id FROM job_turns WHERE job_id = ? AND turn = ?")
                 .bind(id)
                 .bind(turn)
                 .fetch_optional(&self.reads)
@@ -451,7 +452,7 @@ impl Store {
         &self,
         id: &JobId,
     ) -> Result<Vec<(i64, String, Value)>, StoreError> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        let rows: Vec<(i64, String, String)> = sql::query_as(
             "SELECT turn, response_id, response FROM job_turns WHERE job_id = ? ORDER BY turn",
         )
         .bind(id)
@@ -479,8 +480,8 @@ impl Store {
         wait_until: i64,
         outbox: &[OutboxEntry],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let still: Option<i64> = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let still: Option<i64> = sql::query_scalar(
             "SELECT 1 FROM jobs WHERE id = ? AND attempt = ? AND turn = ? AND submit_state = 'acting' \
              AND status IN ('in_progress', 'requires_action')",
         )
@@ -506,7 +507,7 @@ impl Store {
                     Some(now),
                 ),
             };
-            sqlx::query(
+            sql::query(
                 "UPDATE job_actions SET state = ?, handler = ?, output = ?, answered_by = ?, error = ?, \
                  finished_at = ? WHERE job_id = ? AND item_id = ? AND turn = ? AND state = 'new'",
             )
@@ -522,7 +523,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let waiting: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        let waiting: Vec<(String, String, Option<String>)> = sql::query_as(
             "SELECT kind, name, server_label FROM job_actions WHERE job_id = ? AND turn = ? AND state = 'waiting' ORDER BY rowid",
         )
         .bind(&claim.id)
@@ -533,14 +534,14 @@ impl Store {
             // Handlers still to run keep the claim's lease (`next_check_at`); a wait alone is
             // looked at again when someone answers, or when it runs out (`wait_until`, bounded
             // by the job's own deadline).
-            let handlers_left: i64 = sqlx::query_scalar(
+            let handlers_left: i64 = sql::query_scalar(
                 "SELECT COUNT(*) FROM job_actions WHERE job_id = ? AND turn = ? AND state IN ('ready', 'running')",
             )
             .bind(&claim.id)
             .bind(claim.turn)
             .fetch_one(&mut *tx)
             .await?;
-            sqlx::query(
+            sql::query(
                 "UPDATE jobs SET status = 'requires_action', \
                  next_check_at = CASE WHEN ? > 0 THEN next_check_at ELSE NULL END, \
                  wait_until = MIN(?, COALESCE(deadline_at, ?)), updated_at = ? \
@@ -591,7 +592,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         // Only while the job still acts on this turn: a cancel, a timeout or a failed sibling
         // handler stops the handlers not started yet.
-        Ok(sqlx::query(
+        Ok(sql::query(
             "UPDATE job_actions SET state = 'running', runs = runs + 1, started_at = ? \
              WHERE job_id = ? AND turn = ? AND item_id = ? AND state = 'ready' \
              AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = job_actions.job_id AND jobs.turn = job_actions.turn \
@@ -615,7 +616,7 @@ impl Store {
         turn: i64,
         item_id: &str,
     ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
+        Ok(sql::query(
             "UPDATE job_actions SET state = 'ready' WHERE job_id = ? AND turn = ? AND item_id = ? AND state = 'running'",
         )
         .bind(id)
@@ -637,8 +638,8 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let HandlerAnswer { output, by, error } = answer;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(String, i64)> = sqlx::query_as(
+        let mut tx = self.begin_write().await?;
+        let row: Option<(String, i64)> = sql::query_as(
             "UPDATE job_actions SET state = 'done', output = ?, answered_by = ?, error = ?, finished_at = ? \
              WHERE job_id = ? AND turn = ? AND item_id = ? AND state IN ('ready', 'running') RETURNING name, runs",
         )
@@ -676,9 +677,9 @@ impl Store {
         answers: &[PersonAnswer],
         now: i64,
     ) -> Result<Responded, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let job: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, turn FROM jobs WHERE id = ?")
+            sql::query_as("SELECT status, turn FROM jobs WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -689,7 +690,7 @@ impl Store {
         if status != JobStatus::RequiresAction {
             return Ok(Responded::NotWaiting(status));
         }
-        let waiting: Vec<(String, String, String)> = sqlx::query_as(
+        let waiting: Vec<(String, String, String)> = sql::query_as(
             "SELECT item_id, kind, name FROM job_actions WHERE job_id = ? AND turn = ? AND state = 'waiting'",
         )
         .bind(id)
@@ -729,7 +730,7 @@ impl Store {
             }
         }
         for a in answers {
-            sqlx::query(
+            sql::query(
                 "UPDATE job_actions SET state = 'done', output = ?, answered_by = 'person', finished_at = ? \
                  WHERE job_id = ? AND turn = ? AND item_id = ? AND state = 'waiting'",
             )
@@ -765,7 +766,7 @@ impl Store {
         }
         let remaining = waiting.len() - answers.len();
         if remaining == 0 {
-            sqlx::query(
+            sql::query(
                 "UPDATE jobs SET status = 'in_progress', wait_until = NULL, \
                  next_check_at = MAX(COALESCE(next_check_at, 0), ?), updated_at = ? \
                  WHERE id = ? AND status = 'requires_action'",
@@ -793,8 +794,8 @@ impl Store {
     /// Moves an acting job whose turn is fully answered on to its next turn: `ready` to be
     /// submitted like a create (the claim bumps its attempt). Conditional on the claim.
     pub async fn start_next_turn(&self, claim: &ActingClaim, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let open: i64 = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let open: i64 = sql::query_scalar(
             "SELECT COUNT(*) FROM job_actions WHERE job_id = ? AND turn = ? AND state <> 'done'",
         )
         .bind(&claim.id)
@@ -805,7 +806,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        let moved = sqlx::query(
+        let moved = sql::query(
             "UPDATE jobs SET turn = turn + 1, submit_state = 'ready', next_check_at = ?, \
              updated_at = ? WHERE id = ? AND attempt = ? AND turn = ? AND submit_state = 'acting' \
              AND status = 'in_progress' AND cancel_requested = 0",
@@ -855,8 +856,8 @@ impl Store {
             image_prices,
         } = end;
         debug_assert!(status.is_terminal());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let from: Option<String> = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let from: Option<String> = sql::query_scalar(
             "SELECT status FROM jobs WHERE id = ? AND turn = ? AND submit_state = 'acting' \
              AND status IN ('in_progress', 'requires_action')",
         )
@@ -868,7 +869,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         };
-        let done = sqlx::query(
+        let done = sql::query(
             "UPDATE jobs SET status = ?, submit_state = 'done', finished_at = ?, next_check_at = NULL, \
              lease_until = NULL, lease_owner = NULL, error_code = ?, error_message = ?, updated_at = ? \
              WHERE id = ? AND turn = ? AND submit_state = 'acting' AND status = ?",
@@ -908,7 +909,7 @@ impl Store {
     /// Jobs between turns (their next create not sent yet) whose cancel was asked for:
     /// `(id, attempt)`.
     pub async fn cancelled_turns(&self) -> Result<Vec<(JobId, i64)>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sql::query_as(
             "SELECT id, attempt FROM jobs INDEXED BY jobs_turn_order WHERE status = 'in_progress' \
              AND submit_state = 'ready' AND cancel_requested = 1 AND quarantine IS NULL LIMIT 100",
         )
@@ -918,7 +919,7 @@ impl Store {
 
     /// Jobs waiting for a person past their deadline.
     pub async fn overdue_waits(&self, now: i64) -> Result<Vec<(JobId, i64)>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(sql::query_as(
             "SELECT id, turn FROM jobs INDEXED BY jobs_waiting WHERE status = 'requires_action' \
              AND wait_until <= ? AND quarantine IS NULL LIMIT 100",
         )
@@ -932,7 +933,7 @@ impl Store {
 /// again (a later turn) re-arms its row, with a new claim so a delivery still in flight for the
 /// earlier wait cannot close it.
 async fn rearm_requires_action(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: &JobId,
     outbox: &[OutboxEntry],
     now: i64,
@@ -942,7 +943,7 @@ async fn rearm_requires_action(
         .iter()
         .filter(|e| e.on.contains(&JobStatus::RequiresAction))
     {
-        sqlx::query(
+        sql::query(
             "INSERT INTO notifications (job_id, sink, event, state, next_attempt_at, created_at) \
              VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (job_id, sink, event) DO UPDATE SET \
              state = 'pending', attempts = 0, claim = claim + 1, next_attempt_at = excluded.next_attempt_at, \

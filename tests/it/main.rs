@@ -43,6 +43,7 @@ mod ledger_rules;
 mod limits;
 mod observability;
 mod outbox;
+mod postgres;
 mod process;
 mod process_acting;
 mod process_attachments;

@@ -236,6 +236,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::{Reader, Record, read_records};
+    use crate::store::sql;
 
     fn serde_read(list: &str) -> Vec<Record<'static>> {
         let array = format!("[{list}]");
@@ -247,7 +248,7 @@ mod tests {
     /// `serde_json` where it reads, and hands the rest over.
     #[tokio::test]
     async fn the_direct_reader_agrees_with_serde_json() {
-        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let pool = sqlx::AnyPool::connect("sqlite::memory:").await.unwrap();
         let texts = [
             "completed",
             "",
@@ -274,7 +275,7 @@ mod tests {
             for (j, count) in counts.iter().enumerate() {
                 // The tier: the text itself, or NULL every other time.
                 let tier = (j % 2 == 0).then_some(*text);
-                let list: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                let list: String = sql::query_scalar(sqlx::AssertSqlSafe(format!(
                     "SELECT group_concat(json_array(b, ?, ?, ?, {count}, 1, {count}, NULL, 2, ?, \
                      {count}, 0, NULL, 3, {count}, 7), ',') \
                      FROM (SELECT {i} AS b UNION ALL SELECT -{j})"

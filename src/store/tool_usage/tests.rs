@@ -1,3 +1,4 @@
+use crate::store::sql;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -117,14 +118,14 @@ async fn the_backfill_reads_responses_as_from_response_does() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     before_tool_columns(dir.path())
         .await
         .run(&pool)
         .await
         .unwrap();
     let insert_job = async |id: &JobId, status: &str, response: Option<&str>| {
-        sqlx::query(
+        sql::query(
             "INSERT INTO jobs (id, name, model, status, spec, spec_hash, created_at, \
              updated_at, response) VALUES (?, 'n', 'gpt-5', ?, '{}', 'h', 1, 1, ?)",
         )
@@ -136,7 +137,7 @@ async fn the_backfill_reads_responses_as_from_response_does() {
         .unwrap();
     };
     let insert_duplicate = async |job: &JobId, resp: &str, status: &str, response: Option<&str>| {
-        sqlx::query(
+        sql::query(
             "INSERT INTO duplicate_responses (response_id, job_id, status, response, found_by, \
              found_at, updated_at) VALUES (?, ?, ?, ?, 'create', 1, 1)",
         )
@@ -165,7 +166,7 @@ async fn the_backfill_reads_responses_as_from_response_does() {
     let bare = JobId::generate();
     insert_job(&bare, "cancelled", None).await;
     insert_duplicate(&bare, "resp_bare", "cancelled", None).await;
-    sqlx::query(
+    sql::query(
         "INSERT INTO job_summaries (id, name, model, status, created_at, finished_at, \
          pruned_at) VALUES ('job_pruned', 'n', 'gpt-5', 'completed', 1, 2, 3)",
     )
@@ -176,7 +177,7 @@ async fn the_backfill_reads_responses_as_from_response_does() {
 
     let store = Store::connect(&url).await.unwrap();
     let columns = async |table: &str, key: &str, value: &str| -> ToolColumns {
-        sqlx::query_as(AssertSqlSafe(format!(
+        sql::query_as(AssertSqlSafe(format!(
             "SELECT {} FROM {table} WHERE {key} = ?",
             super::TOOL_COLUMNS
         )))

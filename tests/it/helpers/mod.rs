@@ -10,6 +10,7 @@
 
 pub mod chat;
 pub mod db;
+pub mod postgres;
 pub mod process;
 pub mod receiver;
 pub mod sim_http;

@@ -1,0 +1,506 @@
+//! One SQL text for both backends.
+//!
+//! The store's statements are written once, with `?` placeholders, and run through sqlx's
+//! `Any` driver on SQLite or PostgreSQL. PostgreSQL knows only numbered placeholders (`$1`),
+//! and SQLite knows them too, so every statement is rewritten to them before it runs, on
+//! both backends: what a test proves on SQLite is the very text PostgreSQL is sent. A static
+//! statement is rewritten once per process; a built one (a filter, a batch) each time.
+//!
+//! The rewrite follows SQLite's own numbering: `?NNN` is parameter NNN, and a bare `?` is one
+//! past the largest number used so far. Placeholders inside quoted strings, quoted names and
+//! comments are left alone.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, RwLock};
+
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AssertSqlSafe, Execute, FromRow, QueryBuilder};
+
+use super::Backend;
+
+/// A statement's text: a static string (rewritten once per backend and kept), or one built
+/// at run time.
+pub(crate) trait Sql {
+    fn into_text(self) -> Text;
+}
+
+/// A statement's text as written (with `?` placeholders).
+pub(crate) enum Text {
+    Static(&'static str),
+    Owned(String),
+}
+
+impl Sql for &'static str {
+    fn into_text(self) -> Text {
+        Text::Static(self)
+    }
+}
+
+impl Sql for AssertSqlSafe<String> {
+    fn into_text(self) -> Text {
+        Text::Owned(self.0)
+    }
+}
+
+impl Sql for AssertSqlSafe<&str> {
+    fn into_text(self) -> Text {
+        Text::Owned(self.0.to_owned())
+    }
+}
+
+/// The rewritten static statements, by address and length of the original and backend.
+type Rewritten = HashMap<(usize, usize, Backend), &'static str>;
+static REWRITTEN: LazyLock<RwLock<Rewritten>> = LazyLock::new(Default::default);
+
+impl Text {
+    /// The text `backend` is sent.
+    fn for_backend(self, backend: Backend) -> sqlx::SqlStr {
+        match self {
+            Self::Static(s) => {
+                let key = (s.as_ptr() as usize, s.len(), backend);
+                let cached = REWRITTEN
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key)
+                    .copied();
+                let text = cached.unwrap_or_else(|| {
+                    // The store holds a few hundred statements: each is leaked once per
+                    // backend, on first use.
+                    let text: &'static str = match rewrite(s, backend) {
+                        std::borrow::Cow::Borrowed(t) => t,
+                        std::borrow::Cow::Owned(t) => Box::leak(t.into_boxed_str()),
+                    };
+                    REWRITTEN
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key, text);
+                    text
+                });
+                sqlx::SqlSafeStr::into_sql_str(text)
+            }
+            Self::Owned(s) => {
+                sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(rewrite(&s, backend).into_owned()))
+            }
+        }
+    }
+}
+
+/// What a statement runs on: a pool, or a connection (a transaction's).
+pub(crate) enum Exec<'a> {
+    Pool(&'a sqlx::AnyPool),
+    Conn(&'a mut sqlx::AnyConnection),
+}
+
+impl Exec<'_> {
+    fn backend(&self) -> Backend {
+        match self {
+            Self::Pool(p) => Backend::of_url(p.connect_options().database_url.as_str()),
+            Self::Conn(c) => {
+                if c.backend_name().eq_ignore_ascii_case("postgresql") {
+                    Backend::Postgres
+                } else {
+                    Backend::Sqlite
+                }
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a sqlx::AnyPool> for Exec<'a> {
+    fn from(p: &'a sqlx::AnyPool) -> Self {
+        Self::Pool(p)
+    }
+}
+
+impl<'a> From<&'a mut sqlx::AnyConnection> for Exec<'a> {
+    fn from(c: &'a mut sqlx::AnyConnection) -> Self {
+        Self::Conn(c)
+    }
+}
+
+/// Runs `$q` (a sqlx query) with `$method` on the pool or connection `$ex`.
+macro_rules! run {
+    ($q:expr, $ex:expr, $method:ident) => {
+        match $ex {
+            Exec::Pool(p) => $q.$method(p).await,
+            Exec::Conn(c) => $q.$method(c).await,
+        }
+    };
+}
+
+/// A statement and its arguments, sent when it runs: the text is rewritten for the backend
+/// of the pool or connection it runs on.
+pub(crate) struct Stmt {
+    text: Text,
+    args: AnyArguments,
+    /// The first argument that did not encode, reported when the statement runs.
+    error: Option<sqlx::error::BoxDynError>,
+}
+
+impl Stmt {
+    fn new(text: Text) -> Self {
+        Self {
+            text,
+            args: AnyArguments::default(),
+            error: None,
+        }
+    }
+
+    fn bind<'t, T>(mut self, value: T) -> Self
+    where
+        T: sqlx::Encode<'t, Any> + sqlx::Type<Any>,
+    {
+        if self.error.is_none()
+            && let Err(e) = sqlx::Arguments::add(&mut self.args, value)
+        {
+            self.error = Some(e);
+        }
+        self
+    }
+
+    /// The sqlx query for `backend`, or the encoding error.
+    fn prepare(
+        self,
+        backend: Backend,
+    ) -> Result<sqlx::query::Query<'static, Any, AnyArguments>, sqlx::Error> {
+        if let Some(e) = self.error {
+            return Err(sqlx::Error::Encode(e));
+        }
+        Ok(sqlx::query_with(self.text.for_backend(backend), self.args))
+    }
+}
+
+/// `sqlx::query`, rewritten for the backend it runs on.
+pub(crate) struct Query(Stmt);
+
+impl Query {
+    pub(crate) fn bind<'t, T>(self, value: T) -> Self
+    where
+        T: sqlx::Encode<'t, Any> + sqlx::Type<Any>,
+    {
+        Self(self.0.bind(value))
+    }
+
+    pub(crate) async fn execute<'a>(
+        self,
+        ex: impl Into<Exec<'a>>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        let ex = ex.into();
+        let q = self.0.prepare(ex.backend())?;
+        run!(q, ex, execute)
+    }
+
+    pub(crate) async fn fetch_all<'a>(
+        self,
+        ex: impl Into<Exec<'a>>,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let ex = ex.into();
+        let q = self.0.prepare(ex.backend())?;
+        run!(q, ex, fetch_all)
+    }
+}
+
+/// `sqlx::query_as`, rewritten for the backend it runs on.
+pub(crate) struct QueryAs<O>(Stmt, std::marker::PhantomData<fn() -> O>);
+
+impl<O> QueryAs<O>
+where
+    O: for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    pub(crate) fn bind<'t, T>(self, value: T) -> Self
+    where
+        T: sqlx::Encode<'t, Any> + sqlx::Type<Any>,
+    {
+        Self(self.0.bind(value), self.1)
+    }
+
+    pub(crate) async fn fetch_all<'a>(
+        self,
+        ex: impl Into<Exec<'a>>,
+    ) -> Result<Vec<O>, sqlx::Error> {
+        let ex = ex.into();
+        let q = self.0.prepare(ex.backend())?;
+        let rows = run!(q, ex, fetch_all)?;
+        rows.iter().map(O::from_row).collect()
+    }
+
+    pub(crate) async fn fetch_one<'a>(self, ex: impl Into<Exec<'a>>) -> Result<O, sqlx::Error> {
+        let ex = ex.into();
+        let q = self.0.prepare(ex.backend())?;
+        O::from_row(&run!(q, ex, fetch_one)?)
+    }
+
+    pub(crate) async fn fetch_optional<'a>(
+        self,
+        ex: impl Into<Exec<'a>>,
+    ) -> Result<Option<O>, sqlx::Error> {
+        let ex = ex.into();
+        let q = self.0.prepare(ex.backend())?;
+        run!(q, ex, fetch_optional)?
+            .as_ref()
+            .map(O::from_row)
+            .transpose()
+    }
+}
+
+/// `sqlx::query_scalar`, rewritten for the backend it runs on.
+pub(crate) struct QueryScalar<O>(QueryAs<(O,)>);
+
+impl<O> QueryScalar<O>
+where
+    (O,): for<'r> FromRow<'r, AnyRow> + Send + Unpin,
+{
+    pub(crate) fn bind<'t, T>(self, value: T) -> Self
+    where
+        T: sqlx::Encode<'t, Any> + sqlx::Type<Any>,
+    {
+        Self(self.0.bind(value))
+    }
+
+    pub(crate) async fn fetch_all<'a>(
+        self,
+        ex: impl Into<Exec<'a>>,
+    ) -> Result<Vec<O>, sqlx::Error> {
+        Ok(self
+            .0
+            .fetch_all(ex)
+            .await?
+            .into_iter()
+            .map(|(o,)| o)
+            .collect())
+    }
+
+    pub(crate) async fn fetch_one<'a>(self, ex: impl Into<Exec<'a>>) -> Result<O, sqlx::Error> {
+        Ok(self.0.fetch_one(ex).await?.0)
+    }
+
+    pub(crate) async fn fetch_optional<'a>(
+        self,
+        ex: impl Into<Exec<'a>>,
+    ) -> Result<Option<O>, sqlx::Error> {
+        Ok(self.0.fetch_optional(ex).await?.map(|(o,)| o))
+    }
+}
+
+/// A statement whose rows are read as they are (`sqlx::query`).
+pub(crate) fn query(sql: impl Sql) -> Query {
+    Query(Stmt::new(sql.into_text()))
+}
+
+/// A statement whose rows are `O`s (`sqlx::query_as`).
+pub(crate) fn query_as<O>(sql: impl Sql) -> QueryAs<O> {
+    QueryAs(Stmt::new(sql.into_text()), std::marker::PhantomData)
+}
+
+/// A statement whose rows are one `O` each (`sqlx::query_scalar`).
+pub(crate) fn query_scalar<O>(sql: impl Sql) -> QueryScalar<O> {
+    QueryScalar(query_as(sql))
+}
+
+/// The text and arguments a builder holds (it writes bare `?`s).
+fn take(qb: &mut QueryBuilder<Any>) -> Stmt {
+    let mut q = qb.build();
+    // A builder's query always holds its arguments (an empty set when nothing was bound).
+    let args = q.take_arguments().ok().flatten().unwrap_or_default();
+    let text = Text::Owned(q.sql().as_str().to_owned());
+    Stmt {
+        text,
+        args,
+        error: None,
+    }
+}
+
+/// A built statement.
+pub(crate) fn built(qb: &mut QueryBuilder<Any>) -> Query {
+    Query(take(qb))
+}
+
+/// A built statement whose rows are `O`s.
+pub(crate) fn built_as<O>(qb: &mut QueryBuilder<Any>) -> QueryAs<O> {
+    QueryAs(take(qb), std::marker::PhantomData)
+}
+
+/// A built statement whose rows are one `O` each.
+pub(crate) fn built_scalar<O>(qb: &mut QueryBuilder<Any>) -> QueryScalar<O> {
+    QueryScalar(built_as(qb))
+}
+
+/// The text `backend` is sent for a statement written for SQLite: numbered placeholders on
+/// both; on PostgreSQL, without SQLite's index hints (`INDEXED BY name`), which only SQLite's
+/// planner takes.
+pub(crate) fn rewrite(sql: &str, backend: Backend) -> std::borrow::Cow<'_, str> {
+    let numbered = number_placeholders(sql);
+    match backend {
+        Backend::Sqlite => numbered,
+        Backend::Postgres => {
+            if !numbered.contains("INDEXED BY") {
+                return numbered;
+            }
+            let mut out = String::with_capacity(numbered.len());
+            let mut rest: &str = &numbered;
+            while let Some(at) = rest.find("INDEXED BY ") {
+                out.push_str(&rest[..at]);
+                let after = &rest[at + "INDEXED BY ".len()..];
+                let name_end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                rest = &after[name_end..];
+            }
+            out.push_str(rest);
+            std::borrow::Cow::Owned(out)
+        }
+    }
+}
+
+/// A JSON document kept as text, decoded when read (the `Any` driver has no JSON type).
+/// A field reads it with `#[sqlx(try_from = "JsonText<T>")]`; a NULL reads as
+/// `serde_json::Value::Null`, which [`JsonText<Option<Value>>`] turns into `None`.
+pub(crate) struct JsonText<T>(pub T);
+
+impl<T> sqlx::Type<Any> for JsonText<T> {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <String as sqlx::Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r, T: serde::de::DeserializeOwned> sqlx::Decode<'r, Any> for JsonText<T> {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        if sqlx::ValueRef::is_null(&value) {
+            return Ok(Self(serde_json::from_value(serde_json::Value::Null)?));
+        }
+        let text = <&str as sqlx::Decode<'r, Any>>::decode(value)?;
+        Ok(Self(serde_json::from_str(text)?))
+    }
+}
+
+impl From<JsonText<crate::job::JobSpec>> for crate::job::JobSpec {
+    fn from(j: JsonText<crate::job::JobSpec>) -> Self {
+        j.0
+    }
+}
+
+impl From<JsonText<Option<serde_json::Value>>> for Option<serde_json::Value> {
+    fn from(j: JsonText<Option<serde_json::Value>>) -> Self {
+        j.0
+    }
+}
+
+/// Rewrites `?` and `?NNN` placeholders as `$N`, the way SQLite numbers them, outside
+/// quoted strings, quoted names and comments.
+pub(crate) fn number_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('?') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut largest = 0u32;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                // To the closing quote; a doubled quote inside is an escaped one.
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == q {
+                        if bytes.get(i + 1) == Some(&q) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'?' => {
+                out.push_str(&sql[copied..i]);
+                let digits_end = bytes[i + 1..]
+                    .iter()
+                    .position(|b| !b.is_ascii_digit())
+                    .map_or(bytes.len(), |p| i + 1 + p);
+                let n = if digits_end > i + 1 {
+                    sql[i + 1..digits_end].parse::<u32>().unwrap_or(u32::MAX)
+                } else {
+                    largest.saturating_add(1)
+                };
+                largest = largest.max(n);
+                out.push('$');
+                out.push_str(&n.to_string());
+                i = digits_end;
+                copied = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[copied.min(sql.len())..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_placeholders;
+    use proptest::prelude::*;
+
+    #[test]
+    fn placeholders_are_numbered_as_sqlite_numbers_them() {
+        let cases = [
+            ("SELECT 1", "SELECT 1"),
+            ("SELECT ?", "SELECT $1"),
+            ("a = ? AND b = ? OR c = ?", "a = $1 AND b = $2 OR c = $3"),
+            (
+                "x IN (?1) AND y = ?2 OR z = ?1",
+                "x IN ($1) AND y = $2 OR z = $1",
+            ),
+            ("a = ?3 AND b = ?", "a = $3 AND b = $4"),
+            ("a = '?' AND b = ?", "a = '?' AND b = $1"),
+            ("a = 'it''s ?' AND b = ?", "a = 'it''s ?' AND b = $1"),
+            ("\"we?rd\" = ?", "\"we?rd\" = $1"),
+            ("a = ? -- why?\n AND b = ?", "a = $1 -- why?\n AND b = $2"),
+            ("a = ? /* ? */ AND b = ?", "a = $1 /* ? */ AND b = $2"),
+            ("VALUES (?,?),(?,?)", "VALUES ($1,$2),($3,$4)"),
+        ];
+        for (from, to) in cases {
+            assert_eq!(number_placeholders(from), to, "{from}");
+        }
+    }
+
+    #[test]
+    fn postgres_is_sent_no_sqlite_index_hints() {
+        use super::{Backend, rewrite};
+        let sql = "SELECT id FROM jobs INDEXED BY jobs_submit_order WHERE a = ? \
+                   AND b IN (SELECT c FROM t INDEXED BY t_c)";
+        assert_eq!(rewrite(sql, Backend::Sqlite), sql.replace('?', "$1"));
+        assert_eq!(
+            rewrite(sql, Backend::Postgres),
+            "SELECT id FROM jobs  WHERE a = $1 AND b IN (SELECT c FROM t )"
+        );
+    }
+
+    proptest! {
+        /// Whatever the text (an unclosed quote or comment included), the rewrite ends, never
+        /// panics, and keeps every character that is not a placeholder.
+        #[test]
+        fn any_text_is_rewritten_without_loss(s in "[a-z ?'\"\\-/*0-9\n]{0,80}") {
+            let out = number_placeholders(&s);
+            let strip = |t: &str| t.chars().filter(|c| !c.is_ascii_digit() && *c != '?' && *c != '$').collect::<String>();
+            prop_assert_eq!(strip(&s), strip(&out));
+        }
+    }
+}

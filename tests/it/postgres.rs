@@ -1,0 +1,154 @@
+//! Issue 15, "Growing past one machine": the store on PostgreSQL. Each test makes a fresh
+//! database on the server `RESPOOL_TEST_POSTGRES` names (`.ci/run` starts a throwaway one
+//! with `.ci/postgres`); the same statements the SQLite suite proves run here.
+//!
+//! Without the variable there is no server to run against: each test says so and returns,
+//! unless `RESPOOL_REQUIRE_POSTGRES=1` (as in `.ci/run`), where that is a failure.
+
+use std::collections::BTreeMap;
+
+use respool::job::{JobId, JobSpec, JobStatus, Observation, ResponseId};
+use respool::store::{
+    ApplyContext, ApplyOutcome, Attach, AttachContext, Backend, ClaimLimits, InsertOutcome,
+    JobFilter, Lease, NewJob, Store,
+};
+use serde_json::json;
+
+use crate::helpers::postgres;
+
+/// A store on a fresh PostgreSQL database, or `None` when the run has no server.
+async fn store() -> Option<(String, Store)> {
+    let Some(server) = postgres::server() else {
+        assert!(
+            std::env::var("RESPOOL_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "RESPOOL_REQUIRE_POSTGRES=1 but RESPOOL_TEST_POSTGRES is not set"
+        );
+        eprintln!("no RESPOOL_TEST_POSTGRES: nothing to run this PostgreSQL test against");
+        return None;
+    };
+    let url = postgres::fresh_database(&server).await;
+    let store = Store::connect(&url).await.unwrap();
+    Some((url, store))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn insert(store: &Store, name: &str, input: &str, now: i64) -> JobId {
+    let spec = JobSpec::from_value(
+        json!({"name": name, "model": "gpt-5", "input": input}),
+        name,
+    )
+    .unwrap();
+    let job = NewJob {
+        id: JobId::generate(),
+        spec_hash: respool::orchestrator::spec_hash(&spec),
+        spec,
+        now,
+        deadline_at: None,
+        origin: "test".into(),
+    };
+    match store.insert_job(job).await.unwrap() {
+        InsertOutcome::Created(row) => row.id,
+        _ => panic!("not created"),
+    }
+}
+
+#[tokio::test]
+async fn an_empty_database_is_migrated_once_and_takes_writes() {
+    let Some((url, store)) = store().await else {
+        return;
+    };
+    assert_eq!(store.backend(), Backend::Postgres);
+    store.check_writable(now_ms()).await.unwrap();
+    store.close().await;
+    // A second start finds every migration applied and changes nothing.
+    let again = Store::connect(&url).await.unwrap();
+    again.check_writable(now_ms()).await.unwrap();
+    again.close().await;
+}
+
+/// A job is taken in, claimed, sent, and ends completed, with its text (non-ASCII and
+/// ASCII, one long line) and usage kept exactly: the ledger's statements on PostgreSQL.
+#[tokio::test]
+async fn a_job_goes_through_the_ledger() {
+    let Some((_url, store)) = store().await else {
+        return;
+    };
+    let now = now_ms();
+    let id = insert(&store, "zürich-report", "Écris sur Zürich.", now).await;
+    let other = insert(&store, "plain", "Write about walruses.", now + 1).await;
+    let per_model = BTreeMap::new();
+    let limits = ClaimLimits {
+        max_in_flight: 10,
+        per_model: &per_model,
+        over_budget: None,
+    };
+    let claim = store
+        .claim_submission(now + 2, Lease::unowned(60_000), &limits)
+        .await
+        .unwrap()
+        .claim
+        .expect("a job is claimed");
+    assert_eq!(claim.id, id, "the older job goes first");
+    let rid = ResponseId::parse("resp_pg1").unwrap();
+    let ctx = AttachContext {
+        now: now + 3,
+        first_poll_at: now + 3,
+        poll_interval_ms: 1_000,
+        kind: respool::store::EventKind::Submitted,
+        how: "create",
+        request_id: None,
+        turn: None,
+    };
+    let attached = store.attach_response(&id, &rid, &ctx).await.unwrap();
+    assert!(matches!(attached, Attach::Attached { .. }), "{attached:?}");
+    let text = format!("Zürich – {}", "long line ".repeat(20_000));
+    let usage = json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 2},
+                       "output_tokens": 30, "output_tokens_details": {"reasoning_tokens": 5},
+                       "total_tokens": 42});
+    let obs = Observation {
+        response_id: rid.clone(),
+        status: JobStatus::Completed,
+        output_text: Some(text.clone()),
+        usage: Some(usage.clone()),
+        error: None,
+        raw: json!({"id": "resp_pg1", "status": "completed", "output": [], "usage": usage}),
+    };
+    let apply = ApplyContext {
+        now: now + 4,
+        next_poll_at: now + 5,
+        poll_interval_ms: 1_000,
+        cancel_reason: None,
+        outbox: &[],
+        source: "poll",
+        request_id: None,
+        artifacts: &[],
+        image_prices: Default::default(),
+    };
+    let out = store.apply_observation(&id, &obs, &apply).await.unwrap();
+    assert!(matches!(out, ApplyOutcome::Applied { .. }), "{out:?}");
+    let row = store.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(row.status, JobStatus::Completed);
+    assert_eq!(row.output_text.as_deref(), Some(text.as_str()));
+    assert_eq!(row.usage, Some(usage));
+    assert_eq!(row.response_id.as_ref(), Some(&rid));
+    // The same observation again moves nothing.
+    let again = store.apply_observation(&id, &obs, &apply).await.unwrap();
+    assert!(
+        !matches!(again, ApplyOutcome::Applied { from, .. } if from != JobStatus::Completed),
+        "{again:?}"
+    );
+    let listed = store
+        .list_jobs(&JobFilter {
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = listed.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(ids, vec![other.clone(), id.clone()], "newest first");
+    let events = store.list_events(&id).await.unwrap();
+    assert!(events.len() >= 3, "{events:?}");
+}

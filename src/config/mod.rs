@@ -547,7 +547,7 @@ impl Config {
             err(&["public_url"], "must be a URL".into());
         }
         if let Some(d) = &self.database
-            && crate::store::Backend::of_url(d) == crate::store::Backend::Postgres
+            && (d.starts_with("postgres://") || d.starts_with("postgresql://"))
         {
             // The store connects to PostgreSQL and its ledger statements run there
             // (tests/it/postgres.rs), but not yet every statement the daemon uses: until they

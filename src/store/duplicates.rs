@@ -24,7 +24,7 @@ pub struct DuplicateRow {
     /// Its last known upstream status, or `unknown`.
     pub status: String,
     /// The upstream usage object, once known.
-    #[sqlx(try_from = "crate::store::sql::JsonText<Option<serde_json::Value>>")]
+    #[sqlx(try_from = "crate::store::sql::NullableJson")]
     pub usage: Option<Value>,
     /// How it was found: `create`, `webhook`, `journal`.
     pub found_by: String,

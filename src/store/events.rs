@@ -174,7 +174,7 @@ pub struct EventRow {
     pub kind: String,
     pub message: String,
     #[schema(value_type = Option<Object>)]
-    #[sqlx(try_from = "crate::store::sql::JsonText<Option<serde_json::Value>>")]
+    #[sqlx(try_from = "crate::store::sql::NullableJson")]
     pub data: Option<serde_json::Value>,
 }
 

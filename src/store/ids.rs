@@ -49,6 +49,7 @@ mod tests {
 
     #[tokio::test]
     async fn ids_round_trip_and_bad_ones_do_not_decode() {
+        crate::store::install_drivers();
         let pool = sqlx::AnyPool::connect("sqlite::memory:").await.unwrap();
         let id = JobId::generate();
         let back: JobId = sql::query_scalar("SELECT ?")

@@ -98,7 +98,7 @@ pub struct JobRow {
     pub output_text: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
-    #[sqlx(try_from = "crate::store::sql::JsonText<Option<serde_json::Value>>")]
+    #[sqlx(try_from = "crate::store::sql::NullableJson")]
     pub usage: Option<Value>,
     /// The job this one retries, if it is a retry.
     pub retry_of: Option<JobId>,
@@ -721,6 +721,7 @@ mod tests {
             }
         }
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        crate::store::install_drivers();
         let pool = sqlx::AnyPool::connect(&url).await.unwrap();
         Migrator::new(old.as_path())
             .await

@@ -141,10 +141,13 @@ impl NotWritable {
             _ => {}
         }
         let primary = match &e {
-            sqlx::Error::Database(d) => d
-                .code()
-                .and_then(|c| c.parse::<i64>().ok())
-                .map(|c| c & 0xff),
+            sqlx::Error::Database(d)
+                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+            {
+                d.code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map(|c| c & 0xff)
+            }
             _ => None,
         };
         match primary {
@@ -356,10 +359,51 @@ impl Store {
             .foreign_keys(true);
         // An in-memory database is one per connection: there, reads share the write pool.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let any = |o: &SqliteConnectOptions| {
-            <AnyConnectOptions as sqlx::ConnectOptions>::from_url(
-                &sqlx::ConnectOptions::to_url_lossy(o),
-            )
+        // The file, with its folder's real path: the `Any` driver takes a URL, and a URL's
+        // path loses `..` segments and a relative path's first one (it becomes a host), so
+        // the pools open the file by its canonical, fully escaped path, checked to read back
+        // as the same file.
+        let opts = if in_memory {
+            opts
+        } else {
+            let file = opts.get_filename().to_path_buf();
+            let dir = match file.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let dir = std::fs::canonicalize(&dir).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "the database's folder {} cannot be opened: {e}",
+                    dir.display()
+                ))
+            })?;
+            let name = file.file_name().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "the database path {} names no file",
+                    file.display()
+                ))
+            })?;
+            opts.filename(dir.join(name))
+        };
+        let any = |o: &SqliteConnectOptions, mode: &str| -> Result<AnyConnectOptions, StoreError> {
+            const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+                .remove(b'/')
+                .remove(b'-')
+                .remove(b'_')
+                .remove(b'~');
+            let path = o.get_filename();
+            let encoded =
+                percent_encoding::percent_encode(path.as_os_str().as_encoded_bytes(), KEEP);
+            let url = format!("sqlite://{encoded}?mode={mode}");
+            let parsed = AnyConnectOptions::from_str(&url)?;
+            let reparsed = SqliteConnectOptions::from_str(parsed.database_url.as_str())?;
+            if reparsed.get_filename() != path {
+                return Err(StoreError::Corrupt(format!(
+                    "the database path {} cannot be opened through a URL",
+                    path.display()
+                )));
+            }
+            Ok(parsed)
         };
         let write_url = if in_memory {
             // One shared in-memory database per store, named for this process.
@@ -370,7 +414,7 @@ impl Store {
                 std::process::id()
             ))?
         } else {
-            any(&opts)?
+            any(&opts, if read_only { "ro" } else { "rwc" })?
         };
         if !in_memory {
             // WAL is a property of the file: set once, by a connection of its own, before the
@@ -385,6 +429,7 @@ impl Store {
             .test_before_acquire(false)
             // The shared in-memory database lives as long as one connection to it does.
             .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+            .max_lifetime((!in_memory).then_some(Duration::from_secs(1800)))
             .min_connections(u32::from(in_memory))
             .after_connect(|conn, _| {
                 Box::pin(async move {
@@ -432,10 +477,14 @@ impl Store {
                         )))
                         .execute(&mut *conn)
                         .await?;
+                        // Sorts of large reads (stats, listings) stay in memory.
+                        sqlx::query("PRAGMA temp_store = memory")
+                            .execute(&mut *conn)
+                            .await?;
                         Ok(())
                     })
                 })
-                .connect_with(any(&opts.clone().read_only(true).create_if_missing(false))?)
+                .connect_with(any(&opts, "ro")?)
                 .await?;
             let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
             (reads, Some(std::sync::Arc::new(Checkpointer::start(conn))))
@@ -491,6 +540,14 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
+                // As SQLite's busy timeout: a writer stuck holding the lock fails the others'
+                // writes after this long instead of stopping them for good.
+                sql::query(AssertSqlSafe(format!(
+                    "SET LOCAL lock_timeout = {}",
+                    BUSY_TIMEOUT.as_millis()
+                )))
+                .execute(&mut *tx)
+                .await?;
                 sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
                     .bind(WRITE_LOCK)
                     .execute(&mut *tx)

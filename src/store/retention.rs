@@ -116,7 +116,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            // A job's turns and the actions they asked for go with it (they hold no cascade).
             for table in [
+                "job_actions",
+                "job_turns",
                 "artifacts",
                 "job_events",
                 "notifications",
@@ -314,5 +317,97 @@ impl Store {
             .execute(&mut *conn)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Store, sql};
+
+    /// A finished job that used tool calls is pruned with its turns and actions (their rows
+    /// hold no cascade: the job's delete failed on the foreign key before).
+    #[tokio::test]
+    async fn a_job_with_turns_and_actions_is_pruned_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let pool = store.pool_for_tests();
+        let id = crate::job::JobId::generate();
+        sql::query(
+            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
+             created_at, updated_at, finished_at) \
+             VALUES (?, 'n', 'gpt-5', 'completed', '{}', 'h', 'done', 1, 1, 10)",
+        )
+        .bind(id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sql::query(
+            "INSERT INTO job_turns (job_id, turn, response_id, response, finished_at) \
+             VALUES (?, 0, 'resp_t0', '{}', 5)",
+        )
+        .bind(id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+        sql::query(
+            "INSERT INTO job_actions (job_id, turn, item_id, kind, name, arguments, state) \
+             VALUES (?, 0, 'call_1', 'function', 'get_weather', '{}', 'done')",
+        )
+        .bind(id.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+        let prunable = store.prunable_jobs(100, 10).await.unwrap();
+        assert_eq!(prunable.len(), 1);
+        let jobs: Vec<_> = prunable.into_iter().map(|j| (j, None)).collect();
+        assert_eq!(store.prune_jobs(&jobs, true, 100, 200).await.unwrap(), 1);
+        for table in ["jobs", "job_turns", "job_actions"] {
+            let n: i64 =
+                sql::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_eq!(n, 0, "{table} kept rows of the pruned job");
+        }
+        store.close().await;
+    }
+
+    /// The pools open the very file the path names, whatever it holds: `..`, spaces, `#`,
+    /// non-ASCII (a URL's path would lose the `..`).
+    #[tokio::test]
+    async fn an_odd_database_path_opens_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let name = "we ird #ü.db";
+        let url = format!("sqlite://{}/sub/../{name}", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        let id = crate::job::JobId::generate();
+        sql::query(
+            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
+             created_at, updated_at) VALUES (?, 'n', 'gpt-5', 'pending', '{}', 'h', 'ready', 1, 1)",
+        )
+        .bind(id.as_str())
+        .execute(&store.pool_for_tests())
+        .await
+        .unwrap();
+        // The reads' pool sees the write: both opened the same file.
+        let seen: i64 = sql::query_scalar("SELECT COUNT(*) FROM jobs WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_one(&store.reads)
+            .await
+            .unwrap();
+        assert_eq!(seen, 1);
+        store.close().await;
+        let files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".db"))
+            .collect();
+        assert_eq!(files, vec![name.to_string()]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
+            0
+        );
     }
 }

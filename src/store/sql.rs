@@ -353,8 +353,8 @@ pub(crate) fn rewrite(sql: &str, backend: Backend) -> std::borrow::Cow<'_, str> 
 }
 
 /// A JSON document kept as text, decoded when read (the `Any` driver has no JSON type).
-/// A field reads it with `#[sqlx(try_from = "JsonText<T>")]`; a NULL reads as
-/// `serde_json::Value::Null`, which [`JsonText<Option<Value>>`] turns into `None`.
+/// A field reads it with `#[sqlx(try_from = "JsonText<T>")]`; a column that may be NULL
+/// reads with [`NullableJson`].
 pub(crate) struct JsonText<T>(pub T);
 
 impl<T> sqlx::Type<Any> for JsonText<T> {
@@ -383,8 +383,32 @@ impl From<JsonText<crate::job::JobSpec>> for crate::job::JobSpec {
     }
 }
 
-impl From<JsonText<Option<serde_json::Value>>> for Option<serde_json::Value> {
-    fn from(j: JsonText<Option<serde_json::Value>>) -> Self {
+/// A JSON document that may be SQL NULL: NULL reads as `None`, the text `null` as
+/// `Some(Value::Null)` (as sqlx's `json(nullable)` read them).
+pub(crate) struct NullableJson(pub Option<serde_json::Value>);
+
+impl sqlx::Type<Any> for NullableJson {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <String as sqlx::Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <String as sqlx::Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Any> for NullableJson {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        if sqlx::ValueRef::is_null(&value) {
+            return Ok(Self(None));
+        }
+        let text = <&str as sqlx::Decode<'r, Any>>::decode(value)?;
+        Ok(Self(Some(serde_json::from_str(text)?)))
+    }
+}
+
+impl From<NullableJson> for Option<serde_json::Value> {
+    fn from(j: NullableJson) -> Self {
         j.0
     }
 }

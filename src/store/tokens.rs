@@ -221,6 +221,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        crate::store::install_drivers();
         let pool = sqlx::AnyPool::connect(&url).await.unwrap();
         before_token_columns(dir.path())
             .await

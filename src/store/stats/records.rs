@@ -248,6 +248,7 @@ mod tests {
     /// `serde_json` where it reads, and hands the rest over.
     #[tokio::test]
     async fn the_direct_reader_agrees_with_serde_json() {
+        crate::store::install_drivers();
         let pool = sqlx::AnyPool::connect("sqlite::memory:").await.unwrap();
         let texts = [
             "completed",

@@ -118,6 +118,7 @@ async fn the_backfill_reads_responses_as_from_response_does() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    crate::store::install_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     before_tool_columns(dir.path())
         .await

@@ -76,16 +76,27 @@ impl Application {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, StartError> {
         let url = config.database_url(env);
-        let store = Store::connect(&url)
-            .await
-            .map_err(|source| StartError::Store {
-                url: url.clone(),
-                source,
-            })?;
-        // `artifacts.dir`, else `artifacts/` beside the database (the store's default).
-        let store = match &config.artifacts.dir {
-            Some(dir) => store.with_artifact_dir(dir.clone()),
-            None => store,
+        let store = Store::connect_with(
+            &url,
+            &crate::store::ConnectOptions {
+                pool_size: config.database_pool,
+            },
+        )
+        .await
+        .map_err(|source| StartError::Store {
+            url: crate::config::redacted_database_url(&url),
+            source,
+        })?;
+        // `artifacts.dir`, else `artifacts/` beside the database (the store's default), else
+        // (a PostgreSQL server's database has no folder here) in the state directory.
+        let store = match (&config.artifacts.dir, store.artifact_dir()) {
+            (Some(dir), _) => store.with_artifact_dir(dir.clone()),
+            (None, Some(_)) => store,
+            (None, None) if store.backend() == crate::store::Backend::Postgres => {
+                let dir = config.state_dir(env).join("artifacts");
+                store.with_artifact_dir(dir)
+            }
+            (None, None) => store,
         };
         let client = upstream::Client::new(&config.upstream).map_err(StartError::Upstream)?;
         // Once per process (tests build many apps): the recorder behind `/metrics`.
@@ -111,7 +122,7 @@ impl Application {
             .reload_stored()
             .await
             .map_err(|source| StartError::Store {
-                url: url.clone(),
+                url: crate::config::redacted_database_url(&url),
                 source,
             })?;
         let jobs_file = config.jobs_file.clone();

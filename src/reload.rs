@@ -409,7 +409,12 @@ fn restart_needed(old: &Config, new: &Config, env: &dyn Fn(&str) -> Option<Strin
         new.listen.to_string(),
     );
     let (db_old, db_new) = (old.database_url(env), new.database_url(env));
-    check(&["database"], db_old != db_new, db_old, db_new);
+    check(
+        &["database"],
+        db_old != db_new,
+        crate::config::redacted_database_url(&db_old),
+        crate::config::redacted_database_url(&db_new),
+    );
     check(
         &["webhook", "path"],
         old.webhook.path != new.webhook.path,

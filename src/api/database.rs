@@ -36,7 +36,8 @@ pub async fn backup(State(state): State<ApiState>) -> Result<Response, ApiError>
     let orch = &state.orchestrator;
     let Some(db) = state.store.database_file().await? else {
         return Err(ApiError::state_conflict(
-            "the database is not a file; there is nothing to back up",
+            "the database is not a file of this daemon (in memory, or a PostgreSQL server: \
+             back that up with pg_dump); there is nothing to back up here",
             None,
         ));
     };

@@ -6,6 +6,7 @@
 //! | ---------------- | -------------------------------------------- |
 //! | `openai-api-key` | `upstream.api_key`, when the config sets none |
 //! | `webhook-secret` | `webhook.secrets` (one per line), when empty |
+//! | `database-url`   | `database`, when the config sets none (a PostgreSQL URL holds a password) |
 //!
 //! A credential wins over `$OPENAI_API_KEY` / `$OPENAI_WEBHOOK_SECRET`: it was given to this
 //! service by name, while an environment variable may merely be inherited. Sinks read their
@@ -22,6 +23,8 @@ use super::{Config, ConfigError};
 pub const OPENAI_API_KEY: &str = "openai-api-key";
 /// The webhook secret credential's file name.
 pub const WEBHOOK_SECRET: &str = "webhook-secret";
+/// The database URL credential's file name.
+pub const DATABASE_URL: &str = "database-url";
 
 /// Fills unset secrets from `$CREDENTIALS_DIRECTORY`. A credential that is absent (or empty) is
 /// no error; one that exists but cannot be read is.
@@ -39,6 +42,14 @@ pub(super) fn apply(
         let key = text.trim();
         if !key.is_empty() {
             cfg.upstream.api_key = Some(SecretString::from(key));
+        }
+    }
+    if cfg.database.is_none()
+        && let Some(text) = read(&dir, DATABASE_URL)?
+    {
+        let url = text.trim();
+        if !url.is_empty() {
+            cfg.database = Some(url.to_string());
         }
     }
     if cfg.webhook.secrets.is_empty()

@@ -48,9 +48,12 @@ pub enum ConfigError {
 pub struct Config {
     /// Address the HTTP server (REST API, webhook receiver) listens on.
     pub listen: SocketAddr,
-    /// SQLite database: a path or a `sqlite://` URL. Default: `respool.db` in the state
-    /// directory (`$STATE_DIRECTORY` under systemd, else the working directory).
+    /// The database: a SQLite path or `sqlite://` URL, or a PostgreSQL `postgres://` URL.
+    /// Default: the `database-url` credential, else `respool.db` in the state directory
+    /// (`$STATE_DIRECTORY` under systemd, else the working directory).
     pub database: Option<String>,
+    /// PostgreSQL: the most connections this daemon opens (default 10). SQLite: unused.
+    pub database_pool: Option<u32>,
     /// The public base URL of this daemon (used in links in notifications).
     pub public_url: Option<String>,
     /// REST API settings.
@@ -354,6 +357,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: None,
+            database_pool: None,
             public_url: None,
             api: ApiConfig::default(),
             upstream: UpstreamConfig::default(),
@@ -545,19 +549,6 @@ impl Config {
             && url::Url::parse(u).is_err()
         {
             err(&["public_url"], "must be a URL".into());
-        }
-        if let Some(d) = &self.database
-            && (d.starts_with("postgres://") || d.starts_with("postgresql://"))
-        {
-            // The store connects to PostgreSQL and its ledger statements run there
-            // (tests/it/postgres.rs), but not yet every statement the daemon uses: until they
-            // do, a daemon on PostgreSQL is refused here rather than failing mid-job.
-            err(
-                &["database"],
-                "PostgreSQL is not supported by this release yet (its port is in progress); \
-                 use a SQLite path or `sqlite://` URL"
-                    .into(),
-            );
         }
         if !self.webhook.path.starts_with('/') {
             err(&["webhook", "path"], "must start with `/`".into());
@@ -762,18 +753,31 @@ impl Config {
         errors
     }
 
+    /// The state directory: `$STATE_DIRECTORY` under systemd (its first entry), else the
+    /// working directory.
+    pub fn state_dir(&self, env: &dyn Fn(&str) -> Option<String>) -> std::path::PathBuf {
+        env("STATE_DIRECTORY")
+            .and_then(|d| d.split(':').next().map(str::to_string))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| ".".into())
+            .into()
+    }
+
     /// The database URL to open, resolving the default location.
     pub fn database_url(&self, env: &dyn Fn(&str) -> Option<String>) -> String {
         match &self.database {
-            Some(d) if d.starts_with("sqlite:") => d.clone(),
-            Some(d) => format!("sqlite://{d}"),
-            None => {
-                let dir = env("STATE_DIRECTORY")
-                    .and_then(|d| d.split(':').next().map(str::to_string))
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or_else(|| ".".into());
-                format!("sqlite://{}", Path::new(&dir).join("respool.db").display())
+            Some(d)
+                if d.starts_with("sqlite:")
+                    || d.starts_with("postgres://")
+                    || d.starts_with("postgresql://") =>
+            {
+                d.clone()
             }
+            Some(d) => format!("sqlite://{d}"),
+            None => format!(
+                "sqlite://{}",
+                self.state_dir(env).join("respool.db").display()
+            ),
         }
     }
 
@@ -869,19 +873,33 @@ mod tests {
     }
 
     #[test]
-    fn a_postgres_database_is_refused_by_name_until_the_port_is_done() {
-        let text = "listen: 127.0.0.1:9000\ndatabase: postgres://u:secret@db.example/respool\n";
-        let err = Config::from_yaml("c.yaml", text, &no_env)
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("c.yaml:2:"), "{err}");
-        assert!(
-            err.contains("`database`") && err.contains("PostgreSQL"),
-            "{err}"
+    fn a_postgres_database_url_is_taken_as_it_is() {
+        let url = "postgres://app:secret@db.example/respool?sslmode=require";
+        let text = format!("database: {url}\n");
+        let cfg = Config::from_yaml("c.yaml", &text, &no_env).unwrap();
+        assert_eq!(cfg.database_url(&no_env), url);
+        let sqlite =
+            Config::from_yaml("c.yaml", "database: /var/lib/respool/r.db\n", &no_env).unwrap();
+        assert_eq!(
+            sqlite.database_url(&no_env),
+            "sqlite:///var/lib/respool/r.db"
         );
-        assert!(!err.contains("secret"), "the password stays out: {err}");
-        let sqlite = "database: /var/lib/respool/respool.db\n";
-        assert!(Config::from_yaml("c.yaml", sqlite, &no_env).is_ok());
+    }
+
+    #[test]
+    fn database_passwords_never_reach_messages() {
+        assert_eq!(
+            redacted_database_url("postgres://app:s3cret@db.example:5432/respool?sslmode=require"),
+            "postgres://app:***@db.example:5432/respool?sslmode=require"
+        );
+        assert_eq!(
+            redacted_database_url("postgresql://db.example/respool?password=s3cret&user=app"),
+            "postgresql://db.example/respool?password=***&user=app"
+        );
+        assert_eq!(
+            redacted_database_url("sqlite:///var/lib/respool/respool.db"),
+            "sqlite:///var/lib/respool/respool.db"
+        );
     }
 
     #[test]
@@ -1000,5 +1018,33 @@ mod tests {
             .to_string();
         assert!(err.contains("c.yaml:2:"), "{err}");
         assert!(err.contains("not a duration"), "{err}");
+    }
+}
+
+/// A database URL fit for logs and errors: a PostgreSQL URL's password is replaced by `***`.
+pub fn redacted_database_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.scheme().starts_with("postgres") => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            // A password may also be a query parameter.
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }

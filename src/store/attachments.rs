@@ -94,7 +94,7 @@ impl Store {
         sql::query(
             "INSERT INTO attachments (id, filename, media_type, kind, bytes, sha256, data, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET created_at = MAX(created_at, excluded.created_at)",
+             ON CONFLICT (id) DO UPDATE SET created_at = MAX(attachments.created_at, excluded.created_at)",
         )
         .bind(&meta.id)
         .bind(&meta.filename)

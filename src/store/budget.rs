@@ -87,8 +87,8 @@ impl Store {
                      d.file_search_calls, d.code_containers, d.images, d.image_fee_microusd \
                      FROM duplicate_responses d JOIN jobs j ON j.id = d.job_id \
                      WHERE (d.input_tokens IS NOT NULL OR d.web_search_calls IS NOT NULL) \
-                     AND d.found_at >= ?) \
-             GROUP BY model, service_tier ORDER BY model, service_tier",
+                     AND d.found_at >= ?) AS u \
+             GROUP BY model, service_tier ORDER BY model, service_tier NULLS FIRST",
         )
         .bind(since)
         .bind(since)

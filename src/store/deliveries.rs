@@ -2,6 +2,7 @@
 //! Deliveries for response ids no job knows yet are kept, unhandled, and attached when the
 //! id appears.
 
+use super::Backend;
 use crate::store::sql;
 use std::collections::HashMap;
 
@@ -120,12 +121,20 @@ impl Store {
         let jobs: HashMap<ResponseId, (JobId, bool)> = if named.is_empty() {
             HashMap::new()
         } else {
-            sql::query_as::<(ResponseId, JobId, i64)>(
-                "SELECT response_id, id, 1 FROM jobs \
-                 WHERE response_id IN (SELECT value FROM json_each(?1)) \
-                 UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
-                 WHERE response_id IN (SELECT value FROM json_each(?1))",
-            )
+            sql::query_as::<(ResponseId, JobId, i64)>(match self.backend() {
+                Backend::Sqlite => {
+                    "SELECT response_id, id, 1 FROM jobs \
+                     WHERE response_id IN (SELECT value FROM json_each(?1)) \
+                     UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
+                     WHERE response_id IN (SELECT value FROM json_each(?1))"
+                }
+                Backend::Postgres => {
+                    "SELECT response_id, id, 1 FROM jobs \
+                     WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb))) \
+                     UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
+                     WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb)))"
+                }
+            })
             .bind(json_text(&named)?)
             .fetch_all(&mut *tx)
             .await?
@@ -157,21 +166,36 @@ impl Store {
         }
         if !events.is_empty() {
             let woken: Vec<&str> = events.iter().map(|(job, _)| *job).collect();
-            sql::query(
-                "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
-                 WHERE id IN (SELECT value FROM json_each(?)) \
-                 AND status IN ('pending', 'queued', 'in_progress')",
-            )
+            sql::query(match self.backend() {
+                Backend::Sqlite => {
+                    "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
+                     WHERE id IN (SELECT value FROM json_each(?)) \
+                     AND status IN ('pending', 'queued', 'in_progress')"
+                }
+                Backend::Postgres => {
+                    "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
+                     WHERE id IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb))) \
+                     AND status IN ('pending', 'queued', 'in_progress')"
+                }
+            })
             .bind(now)
             .bind(now)
             .bind(json_text(&woken)?)
             .execute(&mut *tx)
             .await?;
             // `json_each` walks the array in order, so the events keep the deliveries' order.
-            sql::query(
-                "INSERT INTO job_events (job_id, at, kind, message, data) \
-                 SELECT value ->> 0, ?, ?, value ->> 1, NULL FROM json_each(?) ORDER BY key",
-            )
+            sql::query(match self.backend() {
+                Backend::Sqlite => {
+                    "INSERT INTO job_events (job_id, at, kind, message, data) \
+                     SELECT value ->> 0, ?, ?, value ->> 1, NULL FROM json_each(?) ORDER BY key"
+                }
+                Backend::Postgres => {
+                    "INSERT INTO job_events (job_id, at, kind, message, data) \
+                     SELECT e.value ->> 0, ?, ?, e.value ->> 1, NULL \
+                     FROM jsonb_array_elements(CAST(? AS jsonb)) WITH ORDINALITY AS e(value, key) \
+                     ORDER BY e.key"
+                }
+            })
             .bind(now)
             .bind(EventKind::Webhook.as_str())
             .bind(json_text(&events)?)
@@ -179,20 +203,35 @@ impl Store {
             .await?;
         }
         if !handled.is_empty() {
-            sql::query(
-                "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
-                 FROM json_each(?) AS h WHERE webhook_deliveries.webhook_id = h.value ->> 0",
-            )
+            sql::query(match self.backend() {
+                Backend::Sqlite => {
+                    "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
+                     FROM json_each(?) AS h WHERE webhook_deliveries.webhook_id = h.value ->> 0"
+                }
+                Backend::Postgres => {
+                    "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
+                     FROM jsonb_array_elements(CAST(? AS jsonb)) AS h(value) \
+                     WHERE webhook_deliveries.webhook_id = h.value ->> 0"
+                }
+            })
             .bind(now)
             .bind(json_text(&handled)?)
             .execute(&mut *tx)
             .await?;
         }
         if !looks.is_empty() {
-            sql::query(
-                "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1 \
-                 FROM json_each(?) AS l WHERE webhook_deliveries.webhook_id = l.value ->> 0",
-            )
+            sql::query(match self.backend() {
+                Backend::Sqlite => {
+                    "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1 \
+                     FROM json_each(?) AS l WHERE webhook_deliveries.webhook_id = l.value ->> 0"
+                }
+                Backend::Postgres => {
+                    "UPDATE webhook_deliveries SET looks = looks + 1, \
+                     next_look_at = CAST(l.value ->> 1 AS BIGINT) \
+                     FROM jsonb_array_elements(CAST(? AS jsonb)) AS l(value) \
+                     WHERE webhook_deliveries.webhook_id = l.value ->> 0"
+                }
+            })
             .bind(json_text(&looks)?)
             .execute(&mut *tx)
             .await?;
@@ -234,13 +273,18 @@ impl Store {
         limit: i64,
         busy: &[String],
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        Ok(sql::query_as::<DeliveryRow>(
-            "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
+        Ok(sql::query_as::<DeliveryRow>(match self.backend() {
+            Backend::Sqlite => "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
              FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
              WHERE handled_at IS NULL AND next_look_at <= ? \
              AND webhook_id NOT IN (SELECT value FROM json_each(?)) \
              ORDER BY next_look_at LIMIT ?",
-        )
+            Backend::Postgres => "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
+             FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
+             WHERE handled_at IS NULL AND next_look_at <= ? \
+             AND webhook_id NOT IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb))) \
+             ORDER BY next_look_at LIMIT ?",
+        })
         .bind(now)
         .bind(json_text(&busy)?)
         .bind(limit)

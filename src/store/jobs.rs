@@ -605,19 +605,37 @@ impl Store {
             q.push(" AND model = ").push_bind(m);
         }
         if let Some(s) = f.search.as_deref().and_then(fts_query) {
-            q.push(
-                " AND id IN (SELECT job_id FROM jobs_fts_keys WHERE fts_id IN \
-                 (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ",
-            )
+            match self.backend() {
+                super::Backend::Sqlite => q.push(
+                    " AND id IN (SELECT job_id FROM jobs_fts_keys WHERE fts_id IN \
+                     (SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH ",
+                ),
+                // The same words, matched the same way (migrations/postgres: `jobs_search`).
+                super::Backend::Postgres => q.push(
+                    " AND id IN (SELECT job_id FROM jobs_search WHERE doc @@ \
+                     jobs_search_query(",
+                ),
+            }
             .push_bind(s)
             .push("))");
         }
         for (k, v) in &f.metadata {
-            q.push(" AND EXISTS (SELECT 1 FROM json_each(spec, '$.request.metadata') WHERE key = ")
-                .push_bind(k)
-                .push(" AND value = ")
-                .push_bind(v)
-                .push(")");
+            match self.backend() {
+                super::Backend::Sqlite => q
+                    .push(
+                        " AND EXISTS (SELECT 1 FROM json_each(spec, '$.request.metadata') \
+                         WHERE key = ",
+                    )
+                    .push_bind(k)
+                    .push(" AND value = ")
+                    .push_bind(v)
+                    .push(")"),
+                super::Backend::Postgres => q
+                    .push(" AND (CAST(spec AS jsonb) -> 'request' -> 'metadata' ->> ")
+                    .push_bind(k)
+                    .push(") = ")
+                    .push_bind(v),
+            };
         }
         if let Some(c) = &f.chain {
             q.push(" AND chain_id = ").push_bind(c);
@@ -669,7 +687,7 @@ impl Store {
     /// Jobs submitted upstream and not finished, plus those being submitted.
     pub async fn count_in_flight(&self) -> Result<i64, StoreError> {
         Ok(
-            sql::query_scalar("SELECT COALESCE(SUM(n), 0) FROM in_flight_counts")
+            sql::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS INTEGER) FROM in_flight_counts")
                 .fetch_one(&self.reads)
                 .await?,
         )

@@ -134,11 +134,18 @@ impl Store {
     /// how many moved.
     pub async fn pull_in_polls(&self, now: i64, window: i64) -> Result<u64, StoreError> {
         let window = window.max(1);
-        Ok(sql::query(
-            "UPDATE jobs SET next_check_at = ? + abs(random() % ?) \
-             WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
-             AND next_check_at > ?",
-        )
+        Ok(sql::query(match self.backend() {
+            super::Backend::Sqlite => {
+                "UPDATE jobs SET next_check_at = ? + abs(random() % ?) \
+                 WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
+                 AND next_check_at > ?"
+            }
+            super::Backend::Postgres => {
+                "UPDATE jobs SET next_check_at = ? + CAST(floor(random() * ?) AS BIGINT) \
+                 WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
+                 AND next_check_at > ?"
+            }
+        })
         .bind(now)
         .bind(window)
         .bind(now.saturating_add(window))

@@ -281,6 +281,10 @@ impl Store {
 
     /// The database file, if it is one (not in memory).
     pub async fn database_file(&self) -> Result<Option<PathBuf>, StoreError> {
+        // A server's database is no file of ours: PostgreSQL is backed up with `pg_dump`.
+        if self.backend() == super::Backend::Postgres {
+            return Ok(None);
+        }
         let rows: Vec<(i64, String, String)> = sql::query_as("PRAGMA database_list")
             .fetch_all(&self.pool)
             .await?;
@@ -311,6 +315,11 @@ impl Store {
     /// busy timeout).
     pub async fn vacuum(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
+        if self.backend() == super::Backend::Postgres {
+            // Autovacuum keeps PostgreSQL's tables; an explicit one gives space back now.
+            sql::query("VACUUM (ANALYZE)").execute(&mut *conn).await?;
+            return Ok(());
+        }
         sql::query("VACUUM").execute(&mut *conn).await?;
         // Busy readers may keep part of the log: a partial checkpoint is fine.
         sql::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -166,7 +166,22 @@ impl Stmt {
         if let Some(e) = self.error {
             return Err(sqlx::Error::Encode(e));
         }
-        Ok(sqlx::query_with(self.text.for_backend(backend), self.args))
+        let mut args = self.args;
+        if backend == Backend::Postgres {
+            // PostgreSQL's text cannot hold U+0000 (SQLite's can): it is kept as U+FFFD, so an
+            // answer upstream sent with one is stored rather than refused, and a look-up by
+            // a name holding one finds nothing instead of failing.
+            for v in &mut args.values.0 {
+                if let sqlx_core::any::AnyValueKind::Text(t) = v
+                    && t.contains('\0')
+                {
+                    *v = sqlx_core::any::AnyValueKind::Text(std::sync::Arc::new(
+                        t.replace('\0', "\u{FFFD}"),
+                    ));
+                }
+            }
+        }
+        Ok(sqlx::query_with(self.text.for_backend(backend), args))
     }
 }
 
@@ -326,13 +341,21 @@ pub(crate) fn built_scalar<O>(qb: &mut QueryBuilder<Any>) -> QueryScalar<O> {
 }
 
 /// The text `backend` is sent for a statement written for SQLite: numbered placeholders on
-/// both; on PostgreSQL, without SQLite's index hints (`INDEXED BY name`), which only SQLite's
-/// planner takes.
+/// both; on PostgreSQL, `CAST(… AS INTEGER)` casts to 64 bits (`BIGINT`) as SQLite's does, and
+/// SQLite's index hints (`INDEXED BY name`), which only SQLite's planner takes, are dropped.
+/// The SQLite functions the statements use (`max(a, b)`, `min(a, b)`, `instr`, `total`) are
+/// defined on PostgreSQL by its schema (`migrations/postgres`).
 pub(crate) fn rewrite(sql: &str, backend: Backend) -> std::borrow::Cow<'_, str> {
     let numbered = number_placeholders(sql);
     match backend {
         Backend::Sqlite => numbered,
         Backend::Postgres => {
+            // SQLite's INTEGER is 64 bits, PostgreSQL's 32.
+            let numbered = if numbered.contains(" AS INTEGER)") {
+                std::borrow::Cow::Owned(numbered.replace(" AS INTEGER)", " AS BIGINT)"))
+            } else {
+                numbered
+            };
             if !numbered.contains("INDEXED BY") {
                 return numbered;
             }

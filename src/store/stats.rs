@@ -126,6 +126,29 @@ const STATS_RECORDS: &str = "\
     FROM duplicate_responses d CROSS JOIN jobs j WHERE j.id = d.job_id AND j.created_at >= ?2 \
     GROUP BY j.created_at / 900000";
 
+/// [`STATS_RECORDS`] for PostgreSQL: `string_agg` of `json_build_array` texts.
+const STATS_RECORDS_POSTGRES: &str = "\
+    SELECT created_at / 900000, 0, string_agg(CAST(json_build_array(created_at / 900000, status, model, \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, \
+      service_tier, web_search_calls, web_search_preview_calls, file_search_calls, \
+      code_containers, images, image_fee_microusd) AS text), ',') \
+    FROM jobs WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
+    GROUP BY created_at / 900000 \
+    UNION ALL \
+    SELECT created_at / 900000, 0, string_agg(CAST(json_build_array(created_at / 900000, status, model, \
+      name, input_tokens, cached_tokens, output_tokens, reasoning_tokens, total_tokens, \
+      service_tier, web_search_calls, web_search_preview_calls, file_search_calls, \
+      code_containers, images, image_fee_microusd) AS text), ',') \
+    FROM job_summaries WHERE created_at / 900000 >= ?1 AND created_at >= ?2 \
+    GROUP BY created_at / 900000 \
+    UNION ALL \
+    SELECT j.created_at / 900000, 1, string_agg(CAST(json_build_array(j.created_at / 900000, j.status, \
+      j.model, j.name, d.input_tokens, d.cached_tokens, d.output_tokens, d.reasoning_tokens, \
+      d.total_tokens, d.service_tier, d.web_search_calls, d.web_search_preview_calls, \
+      d.file_search_calls, d.code_containers, d.images, d.image_fee_microusd) AS text), ',') \
+    FROM duplicate_responses d CROSS JOIN jobs j WHERE j.id = d.job_id AND j.created_at >= ?2 \
+    GROUP BY j.created_at / 900000";
+
 impl Store {
     /// Counts and usage sums of the jobs created at or after `since` (unix ms), pruned ones
     /// (`job_summaries`) included, by status, model, name, quarter hour and service tier,
@@ -134,11 +157,14 @@ impl Store {
     /// never the usage JSON; the grouping happens here (see the module's doc). Sums saturate
     /// at `i64::MAX` rather than fail.
     pub async fn stats_since(&self, since: i64) -> Result<Vec<StatsRow>, StoreError> {
-        let rows = sql::query(STATS_RECORDS)
-            .bind(since / STATS_BUCKET_MS)
-            .bind(since)
-            .fetch_all(&self.reads)
-            .await?;
+        let rows = sql::query(match self.backend() {
+            super::Backend::Sqlite => STATS_RECORDS,
+            super::Backend::Postgres => STATS_RECORDS_POSTGRES,
+        })
+        .bind(since / STATS_BUCKET_MS)
+        .bind(since)
+        .fetch_all(&self.reads)
+        .await?;
         // (bucket number, duplicates?, records), the text borrowed from the rows.
         let mut lists = rows
             .iter()

@@ -946,7 +946,7 @@ async fn rearm_requires_action(
         sql::query(
             "INSERT INTO notifications (job_id, sink, event, state, next_attempt_at, created_at) \
              VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT (job_id, sink, event) DO UPDATE SET \
-             state = 'pending', attempts = 0, claim = claim + 1, next_attempt_at = excluded.next_attempt_at, \
+             state = 'pending', attempts = 0, claim = notifications.claim + 1, next_attempt_at = excluded.next_attempt_at, \
              created_at = excluded.created_at, delivered_at = NULL, last_error = NULL",
         )
         .bind(id)

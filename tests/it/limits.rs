@@ -222,14 +222,14 @@ async fn a_rate_limit_window_seen_by_one_daemon_holds_back_another() {
     let first = a.submit(&helpers::job_body("first")).await;
     a.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
         .await;
-    let db = a.db_path();
+    let db = a.db_url.clone();
     let upstream = a.sim.base_url();
     // Daemon A stops (its writes done); daemon B starts on the same file and upstream, with no
     // window of its own in memory.
     let (sim, dir) = a.stop_daemon().await;
     let b = helpers::spawn_app_with(
         move |c| {
-            c.database = Some(db.display().to_string());
+            c.database = Some(db);
             c.upstream.base_url = upstream;
         },
         fast_sim(),

@@ -250,9 +250,7 @@ async fn one_waiting_notification(
         })
     })
     .await;
-    let store = respool::store::Store::connect(&format!("sqlite://{}", app.db_path().display()))
-        .await
-        .unwrap();
+    let store = respool::store::Store::connect(&app.db_url).await.unwrap();
     let due = app.clock.now_ms() + 2 * 24 * 3_600_000;
     (id, store, due)
 }

@@ -54,15 +54,15 @@ async fn jobs_named(app: &TestApp, name: &str) -> Vec<Value> {
 
 /// (scheduled_for, created_at) in unix ms of every run, read from the database.
 async fn run_times(app: &TestApp, name: &str) -> Vec<(i64, i64)> {
-    let mut conn = db::read_only(&app.db_path()).await;
+    let mut conn = db::open(&app.db_url).await;
     let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT scheduled_for, created_at FROM schedule_runs WHERE schedule_name = ? ORDER BY scheduled_for",
+        "SELECT scheduled_for, created_at FROM schedule_runs WHERE schedule_name = $1 ORDER BY scheduled_for",
     )
     .bind(name)
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    db::close(conn).await;
+    db::close_any(conn).await;
     rows
 }
 

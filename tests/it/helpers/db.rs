@@ -36,3 +36,18 @@ pub async fn read<T>(db: &Path, f: impl AsyncFnOnce(&mut SqliteConnection) -> T)
 pub async fn close(conn: SqliteConnection) {
     let _ = sqlx::Connection::close(conn).await;
 }
+
+/// A connection of the test's own to `url`, the daemon's database on either backend
+/// (`TestApp::db_url`): statements on it number their placeholders (`$1`), which SQLite and
+/// PostgreSQL both take.
+pub async fn open(url: &str) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the test database: {e}"))
+}
+
+/// Closes a connection [`open`] gave.
+pub async fn close_any(conn: sqlx::AnyConnection) {
+    let _ = sqlx::Connection::close(conn).await;
+}

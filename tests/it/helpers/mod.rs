@@ -34,6 +34,9 @@ pub struct TestApp {
     pub sim: SimHandle,
     pub orchestrator: Orchestrator,
     pub dir: tempfile::TempDir,
+    /// The daemon's database: the SQLite file in `dir`, or a fresh PostgreSQL database when
+    /// the run is on PostgreSQL (`RESPOOL_TEST_BACKEND=postgres`, see `postgres.rs`).
+    pub db_url: String,
     pub http: reqwest::Client,
     /// The webhook signing secret the daemon and the simulator share.
     pub secret: String,
@@ -105,6 +108,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app; `tweak` adjusts the config after the test defaults are set.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConfig) -> TestApp {
+    // `RESPOOL_TEST_LOG=warn` (an env filter) shows the daemons' logs, for a failing test.
+    if let Ok(filter) = std::env::var("RESPOOL_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let sim = respool::sim::spawn(sim_config)
         .await
         .expect("simulator starts");
@@ -112,7 +122,15 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
     let secret = new_secret();
     let mut config = Config::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database = Some(dir.path().join("test.db").display().to_string());
+    let db_url = match postgres::suite_server() {
+        Some(server) => postgres::fresh_database(&server).await,
+        None => format!("sqlite://{}", dir.path().join("test.db").display()),
+    };
+    config.database = Some(db_url.clone());
+    // On PostgreSQL no folder is beside the database: artifacts go where a test looks for them.
+    if db_url.starts_with("postgres") {
+        config.artifacts.dir = Some(dir.path().join("artifacts"));
+    }
     config.upstream.base_url = sim.base_url();
     config.upstream.api_key = Some(SecretString::from("sk-test-key"));
     config.upstream.request_timeout = Duration::from_secs(5);
@@ -123,6 +141,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
     config.polling.max_interval = Duration::from_secs(2);
     config.shutdown_timeout = Duration::from_secs(5);
     tweak(&mut config);
+    // A test may point the daemon at another one's database.
+    let db_url = match &config.database {
+        Some(d) if d.starts_with("postgres") => d.clone(),
+        _ => db_url,
+    };
     let clock = Clock::system();
     let app = Application::build_with_env(config, clock.clone(), &|_| None)
         .await
@@ -138,6 +161,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
         sim,
         orchestrator,
         dir,
+        db_url,
         http: reqwest::Client::new(),
         secret,
         webhook_url,
@@ -358,18 +382,24 @@ impl TestApp {
             table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "table name {table}"
         );
-        let mut conn = db::read_only(&self.db_path()).await;
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        db::close(conn).await;
-        n
+        self.scalar(&format!("SELECT COUNT(*) FROM {table}")).await
     }
 
     /// One integer a query of the test database gives (a separate read-only connection).
     pub async fn scalar(&self, sql: &str) -> i64 {
+        if self.db_url.starts_with("postgres") {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.db_url)
+                .await
+                .unwrap();
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(({sql}) AS BIGINT)"
+            )))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            let _ = sqlx::Connection::close(conn).await;
+            return n;
+        }
         let mut conn = db::read_only(&self.db_path()).await;
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_one(&mut conn)

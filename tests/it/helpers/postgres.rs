@@ -11,6 +11,15 @@ pub fn server() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// The server to run the whole suite's daemons on, when the run is on PostgreSQL
+/// (`RESPOOL_TEST_BACKEND=postgres`): each test app gets a fresh database on it.
+pub fn suite_server() -> Option<String> {
+    if std::env::var("RESPOOL_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    Some(server().expect("RESPOOL_TEST_BACKEND=postgres needs RESPOOL_TEST_POSTGRES"))
+}
+
 /// A new, empty database on the test server, and its URL.
 pub async fn fresh_database(server: &str) -> String {
     let name = format!("respool_test_{:016x}", rand::random::<u64>());

@@ -856,6 +856,34 @@ pub(crate) fn de_opt_duration<'de, D: Deserializer<'de>>(
         .transpose()
 }
 
+/// A database URL fit for logs and errors: a PostgreSQL URL's password is replaced by `***`.
+pub fn redacted_database_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.scheme().starts_with("postgres") => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            // A password may also be a query parameter.
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1018,33 +1046,5 @@ mod tests {
             .to_string();
         assert!(err.contains("c.yaml:2:"), "{err}");
         assert!(err.contains("not a duration"), "{err}");
-    }
-}
-
-/// A database URL fit for logs and errors: a PostgreSQL URL's password is replaced by `***`.
-pub fn redacted_database_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.scheme().starts_with("postgres") => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            // A password may also be a query parameter.
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") {
-                        "***".to_string()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                u.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            u.to_string()
-        }
-        _ => url.to_string(),
     }
 }

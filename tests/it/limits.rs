@@ -162,6 +162,14 @@ async fn creates_wait_for_a_nearly_used_up_rate_limit_window() {
     let first = app.submit(&helpers::job_body("first")).await;
     app.wait_for(&first, DEADLINE, |j| j.response_id.is_some())
         .await;
+    // The window is written off the create's path, a moment after the answer: the second job
+    // is submitted once it is there (under load, it could otherwise be claimed before).
+    app.wait_until(
+        "the first create's window is recorded",
+        DEADLINE,
+        async || app.count_rows("rate_limit_windows").await > 0,
+    )
+    .await;
     let second = app.submit(&helpers::job_body("second")).await;
     // Another model has a window of its own (none seen yet): it goes at once.
     let other = app

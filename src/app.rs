@@ -98,6 +98,15 @@ impl Application {
             }
             (None, None) => store,
         };
+        // The create journal of a daemon on PostgreSQL: in the state directory (on SQLite it
+        // is beside the database file). A dead daemon's journal is read by the next daemon
+        // started on the same host.
+        let store = if store.backend() == crate::store::Backend::Postgres {
+            let dir = config.state_dir(env).join("respool.created");
+            store.with_journal_dir(dir)
+        } else {
+            store
+        };
         let client = upstream::Client::new(&config.upstream).map_err(StartError::Upstream)?;
         // Once per process (tests build many apps): the recorder behind `/metrics`.
         crate::telemetry::install();

@@ -880,6 +880,12 @@ pub fn redacted_database_url(url: &str) -> String {
             }
             u.to_string()
         }
+        // A PostgreSQL URL that does not parse (a raw `/` or `#` in its password): everything
+        // between the scheme and the last `@` is hidden.
+        _ if url.starts_with("postgres") => match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+            _ => "postgres://***".into(),
+        },
         _ => url.to_string(),
     }
 }
@@ -923,6 +929,10 @@ mod tests {
         assert_eq!(
             redacted_database_url("postgresql://db.example/respool?password=s3cret&user=app"),
             "postgresql://db.example/respool?password=***&user=app"
+        );
+        assert_eq!(
+            redacted_database_url("postgres://app:pa/ss#w@db.example/respool"),
+            "postgres://***@db.example/respool"
         );
         assert_eq!(
             redacted_database_url("sqlite:///var/lib/respool/respool.db"),

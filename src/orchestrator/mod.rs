@@ -330,15 +330,19 @@ impl Orchestrator {
         }
     }
 
-    /// Opens this daemon's create journal next to the database file (none in memory).
+    /// Opens this daemon's create journal next to the database file, or (PostgreSQL) in the
+    /// state directory (none for a database in memory).
     pub async fn open_journal(&self) -> Result<(), StoreError> {
         if self.inner.journal.get().is_some() {
             return Ok(());
         }
-        let Some(db) = self.inner.store.database_file().await? else {
-            return Ok(());
+        let dir = match self.inner.store.database_file().await? {
+            Some(db) => journal::dir_for(&db),
+            None => match self.inner.store.journal_dir() {
+                Some(dir) => dir.to_path_buf(),
+                None => return Ok(()),
+            },
         };
-        let dir = journal::dir_for(&db);
         let opened = tokio::task::spawn_blocking(move || journal::Journal::open(&dir))
             .await
             .map_err(|e| StoreError::Corrupt(format!("journal task failed: {e}")))?

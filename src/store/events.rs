@@ -223,8 +223,13 @@ impl Store {
         message: &str,
         data: Option<&serde_json::Value>,
     ) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        add_event(&mut conn, job_id, at, kind, message, data).await
+        // Under the write lock, as every other event: on PostgreSQL an event's id is taken
+        // when it is inserted, so an insert outside the lock could commit a later id before
+        // an earlier one, and a follower reading `id > last` would skip the earlier one.
+        let mut tx = self.begin_write().await?;
+        add_event(&mut tx, job_id, at, kind, message, data).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A job's timeline, oldest first.

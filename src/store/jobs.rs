@@ -631,7 +631,9 @@ impl Store {
                     .push_bind(v)
                     .push(")"),
                 super::Backend::Postgres => q
-                    .push(" AND (CAST(spec AS jsonb) -> 'request' -> 'metadata' ->> ")
+                    // `json`, not `jsonb`: a spec may hold a `\u0000` escape, which only jsonb
+                    // refuses (and only the metadata value is decoded here).
+                    .push(" AND (CAST(spec AS json) -> 'request' -> 'metadata' ->> ")
                     .push_bind(k)
                     .push(") = ")
                     .push_bind(v),

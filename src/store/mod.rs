@@ -192,6 +192,9 @@ pub struct Store {
     /// Where the bytes of jobs' artifacts are kept, one folder per job (none for an
     /// in-memory database unless configured): `artifacts/` beside the database file.
     artifact_dir: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// Where this host's create journal is kept when there is no database file to keep it
+    /// beside (PostgreSQL): set by the caller, in the state directory.
+    journal_dir: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 /// Checkpoints the WAL from a connection of its own, every [`CHECKPOINT_EVERY`].
@@ -495,6 +498,7 @@ impl Store {
             .map(std::sync::Arc::new);
         Ok(Self {
             backend: Backend::Sqlite,
+            journal_dir: None,
             artifact_dir,
             pool,
             reads,
@@ -515,6 +519,7 @@ impl Store {
             // A server's database has no folder beside it: artifacts are kept where
             // `artifacts.dir` says (set by the caller).
             artifact_dir: None,
+            journal_dir: None,
             reads: pool.clone(),
             pool,
             checkpoints: None,
@@ -524,6 +529,19 @@ impl Store {
     /// The database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Keeps this host's create journal in `dir` (for a database with no file beside which to
+    /// keep it: PostgreSQL).
+    pub fn with_journal_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.journal_dir = Some(std::sync::Arc::new(dir));
+        self
+    }
+
+    /// Where the create journal is kept when there is no database file: see
+    /// [`Store::with_journal_dir`].
+    pub fn journal_dir(&self) -> Option<&std::path::Path> {
+        self.journal_dir.as_deref().map(std::path::PathBuf::as_path)
     }
 
     /// Begins a write transaction: one writer at a time, as SQLite has it.

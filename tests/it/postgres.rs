@@ -152,3 +152,35 @@ async fn a_job_goes_through_the_ledger() {
     let events = store.list_events(&id).await.unwrap();
     assert!(events.len() >= 3, "{events:?}");
 }
+
+/// A daemon on PostgreSQL keeps its create journal in the state directory (there is no
+/// database file to keep it beside): a response id whose ledger write failed is not held in
+/// memory only.
+#[tokio::test]
+async fn the_create_journal_is_kept_in_the_state_directory() {
+    if postgres::server().is_none() {
+        assert!(
+            std::env::var("RESPOOL_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "RESPOOL_REQUIRE_POSTGRES=1 but RESPOOL_TEST_POSTGRES is not set"
+        );
+        eprintln!("no RESPOOL_TEST_POSTGRES: nothing to run this PostgreSQL test against");
+        return;
+    }
+    let server = postgres::server().unwrap();
+    let url = postgres::fresh_database(&server).await;
+    let app =
+        crate::helpers::spawn_app_with(move |c| c.database = Some(url), crate::helpers::fast_sim())
+            .await;
+    let id = app.submit(&crate::helpers::job_body("journaled")).await;
+    let job = app
+        .wait_terminal(&id, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(job.status, JobStatus::Completed);
+    let journal = app.dir.path().join("respool.created");
+    assert!(journal.is_dir(), "no journal in the state directory");
+    assert!(
+        std::fs::read_dir(&journal).unwrap().count() >= 1,
+        "the daemon's journal file is missing"
+    );
+    app.stop().await;
+}

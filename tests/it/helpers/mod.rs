@@ -147,7 +147,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
         _ => db_url,
     };
     let clock = Clock::system();
-    let app = Application::build_with_env(config, clock.clone(), &|_| None)
+    // The state directory is the test's own (on PostgreSQL the create journal lives there).
+    let state_dir = dir.path().display().to_string();
+    let env = move |k: &str| (k == "STATE_DIRECTORY").then(|| state_dir.clone());
+    let app = Application::build_with_env(config, clock.clone(), &env)
         .await
         .expect("app builds");
     let addr = app.addr();

@@ -126,7 +126,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config), sim_config: SimConf
         Some(server) => postgres::fresh_database(&server).await,
         None => format!("sqlite://{}", dir.path().join("test.db").display()),
     };
-    config.database = Some(db_url.clone());
+    // A SQLite database is given as its path, as a user writes it (tests derive files from it).
+    config.database = Some(match db_url.strip_prefix("sqlite://") {
+        Some(path) => path.to_string(),
+        None => db_url.clone(),
+    });
     // On PostgreSQL no folder is beside the database: artifacts go where a test looks for them.
     if db_url.starts_with("postgres") {
         config.artifacts.dir = Some(dir.path().join("artifacts"));

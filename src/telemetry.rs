@@ -28,6 +28,7 @@ const NOTIFICATIONS: &str = "respool_notifications_total";
 const DUPLICATES: &str = "respool_duplicate_responses_total";
 const QUARANTINED: &str = "respool_quarantined_jobs_total";
 const WORKER_PASSES: &str = "respool_worker_passes_total";
+const PEER_WAKES: &str = "respool_peer_wakes_total";
 
 /// Buckets of the webhook batch-size histogram (deliveries per transaction).
 const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 256.0, 1024.0];
@@ -108,6 +109,10 @@ fn describe_events() {
         WORKER_PASSES,
         "Passes of the orchestrator's workers (ledger, submit, outbox): each looks for due work."
     );
+    describe_counter!(
+        PEER_WAKES,
+        "Wake-ups heard from other daemons on the same PostgreSQL database (LISTEN/NOTIFY)."
+    );
 }
 
 /// Drains histogram samples into their buckets now and then (the recorder keeps raw samples
@@ -156,6 +161,11 @@ pub fn quarantined(worker: &'static str) {
 /// A pass of an orchestrator worker (`ledger`, `submit`, `outbox`).
 pub fn worker_pass(worker: &'static str) {
     counter!(WORKER_PASSES, "worker" => worker).increment(1);
+}
+
+/// Another daemon on the database said there is new work (PostgreSQL's `NOTIFY`).
+pub fn peer_wake() {
+    counter!(PEER_WAKES).increment(1);
 }
 
 /// A poll: `changed`, `unchanged`, `not_found` or `error`.

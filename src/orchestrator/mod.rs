@@ -34,6 +34,7 @@ pub mod journal;
 mod limits;
 mod maintenance;
 mod milestones;
+mod peers;
 mod poll;
 pub mod poll_interval;
 mod progress;
@@ -146,6 +147,8 @@ struct Inner {
     config: config::Live,
     clock: Clock,
     wakes: Wakes,
+    /// Wake-ups to and from the other daemons on the database (PostgreSQL).
+    peers: peers::Peers,
     submit_permits: Arc<Semaphore>,
     poll_permits: Arc<Semaphore>,
     /// Look-ups of responses that webhooks named and no job knows (see `maintenance.rs`).
@@ -243,6 +246,7 @@ impl Orchestrator {
             stored_webhook_secrets: AtomicBool::new(false),
             notifier: ArcSwap::from_pointee(notifier),
             wakes: Wakes::default(),
+            peers: peers::Peers::default(),
             tracker: TaskTracker::new(),
             governor: limits::Governor::new(),
             scheduler: cron::SchedulerState::default(),
@@ -273,6 +277,8 @@ impl Orchestrator {
         for w in Worker::ALL {
             self.inner.wakes.of(w).notify_one();
         }
+        // The other daemons on the database may take some of it (PostgreSQL).
+        self.inner.peers.tell();
     }
 
     /// A webhook delivery was recorded: the ledger worker hands it to its job.
@@ -307,6 +313,7 @@ impl Orchestrator {
             self.work(Worker::Ledger, &shutdown),
             self.work(Worker::Submit, &shutdown),
             self.work(Worker::Outbox, &shutdown),
+            self.peers(&shutdown),
         );
         self.inner.followers.stop();
         self.inner.tracker.close();

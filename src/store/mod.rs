@@ -25,6 +25,7 @@ mod knowledge;
 mod limits;
 mod notifications;
 mod observations;
+mod peers;
 #[cfg(test)]
 mod plans;
 mod progress;
@@ -61,6 +62,7 @@ pub use knowledge::{KnowledgeFile, StoreClaim};
 pub use limits::ClaimLimits;
 pub use notifications::{Close, NotificationRow, OutboxEntry, SinkFilter};
 pub use observations::ObservationWrite;
+pub use peers::{CHANNEL as PEER_CHANNEL, PeerListener};
 pub use progress::{LiveStream, Milestone, StreamState};
 pub use retention::{PrunableJob, QueueDepths};
 pub use schedules::{
@@ -195,6 +197,8 @@ pub struct Store {
     /// Where this host's create journal is kept when there is no database file to keep it
     /// beside (PostgreSQL): set by the caller, in the state directory.
     journal_dir: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// PostgreSQL: the URL a listener for other daemons' wake-ups connects to.
+    listen_url: Option<peers::ListenUrl>,
 }
 
 /// Checkpoints the WAL from a connection of its own, every [`CHECKPOINT_EVERY`].
@@ -499,6 +503,7 @@ impl Store {
         Ok(Self {
             backend: Backend::Sqlite,
             journal_dir: None,
+            listen_url: None,
             artifact_dir,
             pool,
             reads,
@@ -520,6 +525,7 @@ impl Store {
             // `artifacts.dir` says (set by the caller).
             artifact_dir: None,
             journal_dir: None,
+            listen_url: Some(peers::ListenUrl(url.into())),
             reads: pool.clone(),
             pool,
             checkpoints: None,

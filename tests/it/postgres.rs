@@ -184,3 +184,38 @@ async fn the_create_journal_is_kept_in_the_state_directory() {
     );
     app.stop().await;
 }
+
+/// Daemons on one database wake each other (`LISTEN`/`NOTIFY`): a daemon hears another's
+/// wake-up at once, and not its own.
+#[tokio::test]
+async fn daemons_hear_each_others_wake_ups_and_not_their_own() {
+    let Some((url, a)) = store().await else {
+        return;
+    };
+    let b = Store::connect(&url).await.unwrap();
+    let mut heard_by_a = a
+        .listen_to_peers("daemon-a")
+        .await
+        .unwrap()
+        .expect("PostgreSQL listens");
+    // Its own wake-up: nothing heard.
+    a.notify_peers("daemon-a").await.unwrap();
+    let own = tokio::time::timeout(std::time::Duration::from_millis(500), heard_by_a.next()).await;
+    assert!(own.is_err(), "a daemon heard its own wake-up");
+    // Another's: heard (and one that came meanwhile is not lost behind the skipped one).
+    b.notify_peers("daemon-b").await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), heard_by_a.next())
+        .await
+        .expect("daemon a hears daemon b within 10 s")
+        .unwrap();
+    // Several in a burst: each one heard.
+    for _ in 0..3 {
+        b.notify_peers("daemon-b").await.unwrap();
+    }
+    for _ in 0..3 {
+        tokio::time::timeout(std::time::Duration::from_secs(10), heard_by_a.next())
+            .await
+            .expect("every wake-up of a burst is heard")
+            .unwrap();
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::db;
-use crate::helpers::process::{Proc, start_healthy, wait_sim_up};
+use crate::helpers::process::{self, Proc, start_healthy, wait_sim_up};
 use crate::helpers::receiver::Receiver;
 use crate::helpers::{self, free_ports};
 
@@ -25,7 +25,7 @@ struct Daemon {
 /// Writes a config for a daemon listening on `port`, on the shared database, with no
 /// `webhook.secrets` (webhooks verify only with what `webhook register` stores) and one
 /// webhook sink.
-fn config(dir: &Path, name: &str, port: u16, sim_port: u16, sink_url: &str) -> String {
+fn config(dir: &Path, db: &str, name: &str, port: u16, sim_port: u16, sink_url: &str) -> String {
     let path = dir.join(format!("{name}.yaml"));
     let yaml = format!(
         "listen: 127.0.0.1:{port}\n\
@@ -36,7 +36,6 @@ fn config(dir: &Path, name: &str, port: u16, sim_port: u16, sink_url: &str) -> S
          shutdown_timeout: 5s\n\
          sinks:\n  hook:\n    type: webhook\n    url: \"{sink_url}\"\n    secret: \"{sink_secret}\"\n    timeout: 5s\n\
          notify:\n  default: [hook]\n  initial_backoff: 200ms\n  max_backoff: 1s\n",
-        db = dir.join("respool.db").display(),
         sink_secret = crate::helpers::new_secret(),
     );
     std::fs::write(&path, yaml).unwrap();
@@ -97,8 +96,9 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
     );
     let sim_base = format!("http://{sim_listen}");
     wait_sim_up(&http, &mut sim, &sim_base).await;
-    let config_a = config(dir.path(), "a", port_a, sim_port, &rx.url);
-    let config_b = config(dir.path(), "b", port_b, sim_port, &rx.url);
+    let (db, db_url) = process::test_database(dir.path()).await;
+    let config_a = config(dir.path(), &db, "a", port_a, sim_port, &rx.url);
+    let config_b = config(dir.path(), &db, "b", port_b, sim_port, &rx.url);
     let mut a = start_daemon(&http, dir.path(), "daemon-a", &config_a).await;
     let mut b = start_daemon(&http, dir.path(), "daemon-b", &config_b).await;
 
@@ -111,7 +111,7 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
-    let secrets: Vec<String> = db::read(&dir.path().join("respool.db"), async |db| {
+    let secrets: Vec<String> = db::read_any(&db_url, async |db| {
         sqlx::query_scalar("SELECT secret FROM webhook_secrets")
             .fetch_all(db)
             .await
@@ -220,10 +220,10 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let (undelivered, attempts): (i64, i64) =
-            db::read(&dir.path().join("respool.db"), async |db| {
+            db::read_any(&db_url, async |db| {
                 sqlx::query_as(
-                    "SELECT COALESCE(SUM(state != 'delivered'), 0), COALESCE(SUM(attempts), 0) \
-                     FROM notifications",
+                    "SELECT CAST(COALESCE(SUM(CASE WHEN state != 'delivered' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                     CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM notifications",
                 )
                 .fetch_one(db)
                 .await
@@ -258,7 +258,7 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
     assert_eq!(notified.len(), ids.len(), "{notified:?}");
     // The completion webhooks of the jobs went to B's receiver, signed with the stored secret,
     // and were accepted (only verified deliveries are recorded).
-    let response_ids: Vec<String> = db::read(&dir.path().join("respool.db"), async |db| {
+    let response_ids: Vec<String> = db::read_any(&db_url, async |db| {
         sqlx::query_scalar("SELECT response_id FROM jobs WHERE response_id IS NOT NULL")
             .fetch_all(db)
             .await
@@ -268,7 +268,7 @@ async fn two_daemons_on_one_database_share_secrets_and_submit_each_job_once() {
     assert_eq!(response_ids.len(), ids.len());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let recorded: i64 = db::read(&dir.path().join("respool.db"), async |db| {
+        let recorded: i64 = db::read_any(&db_url, async |db| {
             sqlx::query_scalar(
                 "SELECT COUNT(DISTINCT object_id) FROM webhook_deliveries \
                  WHERE event_type = 'response.completed'",

@@ -77,9 +77,9 @@ async fn kill9_during_a_delivery_then_restart_delivers_it() {
         started.elapsed().as_secs_f64()
     );
 
-    let mut db = db::writer(&h.dir.path().join("respool.db")).await;
+    let mut db = db::open(&h.db_url).await;
     let (state, attempts, next_at): (String, i64, i64) = sqlx::query_as(
-        "SELECT state, attempts, next_attempt_at FROM notifications WHERE job_id = ?",
+        "SELECT state, attempts, next_attempt_at FROM notifications WHERE job_id = $1",
     )
     .bind(&id)
     .fetch_one(&mut db)
@@ -95,7 +95,7 @@ async fn kill9_during_a_delivery_then_restart_delivers_it() {
         next_at > now_ms && next_at <= now_ms + 21_000,
         "the dead process still holds its lease, for at most 21 s"
     );
-    db::close(db).await;
+    db::close_any(db).await;
 
     h.start_daemon().await;
     wait_event(&mut h, &id, "notified", Duration::from_secs(60)).await;

@@ -41,12 +41,12 @@ async fn run(h: &Harness, args: &[&str], success: bool) -> String {
 
 /// The secrets the daemon stored, read from its database directly.
 async fn stored_secrets(h: &Harness) -> Vec<String> {
-    let mut conn = db::read_only(&h.dir.path().join("respool.db")).await;
+    let mut conn = db::open(&h.db_url).await;
     let secrets: Vec<String> = sqlx::query_scalar("SELECT secret FROM webhook_secrets")
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    db::close(conn).await;
+    db::close_any(conn).await;
     secrets
 }
 
@@ -247,7 +247,7 @@ async fn every_delivery_answered_200_survives_a_kill_9() {
     while senders.join_next().await.is_some() {}
     let acked = std::mem::take(&mut *acked.lock().unwrap());
 
-    let mut conn = db::writer(&h.dir.path().join("respool.db")).await;
+    let mut conn = db::open(&h.db_url).await;
     let stored: HashMap<String, String> =
         sqlx::query_as::<_, (String, String)>("SELECT webhook_id, body FROM webhook_deliveries")
             .fetch_all(&mut conn)
@@ -255,7 +255,7 @@ async fn every_delivery_answered_200_survives_a_kill_9() {
             .unwrap()
             .into_iter()
             .collect();
-    db::close(conn).await;
+    db::close_any(conn).await;
     let lost: Vec<&String> = acked
         .keys()
         .filter(|id| !stored.contains_key(*id))

@@ -1,10 +1,11 @@
-//! The chaos run: a `respool sim` process with faults, one then two `respool serve` processes
-//! on one SQLite file, a flapping notification receiver, jobs submitted over REST, SIGKILLs at
+//! The chaos run: a `respool sim` process with faults, one then more `respool serve` processes
+//! on one database (two on a SQLite file; three on PostgreSQL when the suite runs there), a
+//! flapping notification receiver, jobs submitted over REST, SIGKILLs at
 //! seeded random moments, then the verdict ([`verdict`]). Every wait polls a condition against
 //! a deadline.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -25,6 +26,11 @@ pub struct Params {
     pub seed: u64,
     /// How long, after the last kill, jobs may take to end.
     pub settle: Duration,
+    /// How many daemons share the database by the end (one at first, the others join).
+    pub daemons: usize,
+    /// The database every daemon runs on: a SQLite file in the run's folder when `None`, else
+    /// this PostgreSQL URL.
+    pub database: Option<String>,
 }
 
 /// The simulator's faults during the run: everything the real service does, except what no
@@ -52,7 +58,7 @@ pub fn faults() -> Faults {
 
 /// One daemon slot: its port, its config file, its process when running.
 struct Daemon {
-    name: &'static str,
+    name: String,
     port: u16,
     config: PathBuf,
     proc: Option<Proc>,
@@ -72,7 +78,7 @@ pub struct Chaos {
 
 fn daemon_yaml(
     port: u16,
-    db: &Path,
+    db: &str,
     sim_port: u16,
     secrets: &[String],
     sink: &str,
@@ -91,20 +97,21 @@ fn daemon_yaml(
          sinks:\n  hook:\n    type: webhook\n    url: \"{sink}\"\n    secret: \"{sink_secret}\"\n    timeout: 1s\n\
          notify:\n  default: [hook]\n  max_attempts: 40\n  initial_backoff: 200ms\n  max_backoff: 2s\n\
          shutdown_timeout: 2s\n",
-        db = db.display(),
         secrets = secrets.join(", "),
     )
 }
 
 impl Chaos {
-    /// Starts the simulator (faults on once the second daemon's webhook endpoint is
-    /// registered), writes both daemons' configs and starts the first daemon.
+    /// Starts the simulator (faults on once every other daemon's webhook endpoint is
+    /// registered), writes every daemon's config and starts the first daemon.
     pub async fn start(p: &Params) -> Self {
+        assert!((1..=8).contains(&p.daemons), "1 to 8 daemons");
         let dir = tempfile::tempdir().unwrap();
-        let [sim_port, a_port, b_port] = free_ports();
+        let [sim_port, p1, p2, p3, p4, p5, p6, p7, p8] = free_ports();
+        let ports = &[p1, p2, p3, p4, p5, p6, p7, p8][..p.daemons];
         let secret = new_secret();
         let sim_listen = format!("127.0.0.1:{sim_port}");
-        let hook_a = format!("http://127.0.0.1:{a_port}/webhooks/openai");
+        let hook_a = format!("http://127.0.0.1:{}/webhooks/openai", ports[0]);
         let seed = p.seed.to_string();
         let mut sim = Proc::spawn(
             "sim",
@@ -136,22 +143,27 @@ impl Chaos {
             .unwrap();
         let sim_base = format!("http://{sim_listen}");
         wait_sim_up(&http, &mut sim, &sim_base).await;
-        // The second daemon hears of every response through an endpoint of its own.
-        let endpoint: Value = http
-            .post(format!("{sim_base}/v1/webhook_endpoints"))
-            .bearer_auth("sk-chaos")
-            .json(&json!({"name": "daemon-b", "url": format!("http://127.0.0.1:{b_port}/webhooks/openai"),
-                "event_types": ["response.completed", "response.failed", "response.incomplete", "response.cancelled"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let secret_b = endpoint["signing_secret"]
-            .as_str()
-            .expect("a signing secret")
-            .to_string();
+        // Every other daemon hears of every response through an endpoint of its own.
+        let mut secrets = vec![secret];
+        for (i, port) in ports.iter().enumerate().skip(1) {
+            let endpoint: Value = http
+                .post(format!("{sim_base}/v1/webhook_endpoints"))
+                .bearer_auth("sk-chaos")
+                .json(&json!({"name": format!("daemon-{}", daemon_name(i)),
+                    "url": format!("http://127.0.0.1:{port}/webhooks/openai"),
+                    "event_types": ["response.completed", "response.failed", "response.incomplete", "response.cancelled"]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let signing = endpoint["signing_secret"]
+                .as_str()
+                .expect("a signing secret")
+                .to_string();
+            secrets.push(signing);
+        }
         let set = http
             .post(format!("{sim_base}/_sim/faults"))
             .json(&faults())
@@ -162,11 +174,15 @@ impl Chaos {
 
         let receiver = Receiver::flapping(p.seed ^ 0x5eed, 0.2, 0.1).await;
         let sink_secret = new_secret();
-        let db = dir.path().join("respool.db");
-        let secrets = [secret, secret_b];
-        let daemons = [("a", a_port), ("b", b_port)]
-            .into_iter()
-            .map(|(name, port)| {
+        let db = match &p.database {
+            Some(url) => url.clone(),
+            None => dir.path().join("respool.db").display().to_string(),
+        };
+        let daemons = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &port)| {
+                let name = daemon_name(i);
                 let config = dir.path().join(format!("respool-{name}.yaml"));
                 std::fs::write(
                     &config,
@@ -216,14 +232,14 @@ impl Chaos {
         .await;
         let d = &mut self.daemons[i];
         d.proc = Some(proc);
-        let name = d.name;
+        let name = d.name.clone();
         self.note(format!("daemon {name} up"));
     }
 
     fn kill(&mut self, i: usize) {
         let mut proc = self.daemons[i].proc.take().expect("running");
         kill9(&mut proc);
-        let name = self.daemons[i].name;
+        let name = self.daemons[i].name.clone();
         self.note(format!("SIGKILL daemon {name}"));
     }
 
@@ -272,11 +288,14 @@ impl Chaos {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let submitter = tokio::spawn(submit_all(self.http.clone(), self.bases(), specs, tx));
 
-        // Kills: the first half with one daemon, then the second daemon joins.
-        let phase_one = p.kills / 2;
+        // Kills: the first share with one daemon, then the others join one by one (with two,
+        // half the kills each side of the second's start).
+        let n = self.daemons.len();
         for k in 0..p.kills {
-            if k == phase_one {
-                self.start_daemon(1).await;
+            for j in 1..n {
+                if k == j * p.kills / n && self.daemons[j].runs == 0 {
+                    self.start_daemon(j).await;
+                }
             }
             tokio::time::sleep(Duration::from_millis(rng.random_range(1500..5000))).await;
             let running = self.running();
@@ -285,8 +304,10 @@ impl Chaos {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..1500))).await;
             self.start_daemon(victim).await;
         }
-        if self.daemons[1].proc.is_none() {
-            self.start_daemon(1).await;
+        for j in 1..n {
+            if self.daemons[j].proc.is_none() {
+                self.start_daemon(j).await;
+            }
         }
         let ids: Vec<String> = {
             let submitted = submitter.await.unwrap();
@@ -425,6 +446,11 @@ impl Chaos {
         }
         eprintln!("chaos: {}", v.extras());
     }
+}
+
+/// Daemon `i`'s name: a, b, c, …
+fn daemon_name(i: usize) -> String {
+    char::from(b'a' + u8::try_from(i).expect("few daemons")).to_string()
 }
 
 fn terminal(job: &Value) -> bool {

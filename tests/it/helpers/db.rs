@@ -24,14 +24,6 @@ pub async fn writer(db: &Path) -> SqliteConnection {
         .unwrap()
 }
 
-/// Runs `f` on a read-only connection to `db`, then closes it.
-pub async fn read<T>(db: &Path, f: impl AsyncFnOnce(&mut SqliteConnection) -> T) -> T {
-    let mut conn = read_only(db).await;
-    let out = f(&mut conn).await;
-    close(conn).await;
-    out
-}
-
 /// Closes `conn`, so the file's lock and WAL are released before the daemon's next step.
 pub async fn close(conn: SqliteConnection) {
     let _ = sqlx::Connection::close(conn).await;
@@ -50,4 +42,12 @@ pub async fn open(url: &str) -> sqlx::AnyConnection {
 /// Closes a connection [`open`] gave.
 pub async fn close_any(conn: sqlx::AnyConnection) {
     let _ = sqlx::Connection::close(conn).await;
+}
+
+/// Runs `f` on a connection [`open`] gives, then closes it.
+pub async fn read_any<T>(url: &str, f: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> T) -> T {
+    let mut conn = open(url).await;
+    let out = f(&mut conn).await;
+    close_any(conn).await;
+    out
 }

@@ -220,7 +220,8 @@ impl Default for Opts {
 }
 
 /// A simulator process and a daemon process sharing a webhook secret, over a temp dir that
-/// holds the config, the SQLite file and the logs. Fields drop in order: processes first.
+/// holds the config, the SQLite file (or, when the suite runs on PostgreSQL, the create
+/// journal) and the logs. Fields drop in order: processes first.
 pub struct Harness {
     pub daemon: Option<Proc>,
     pub sim: Proc,
@@ -233,8 +234,28 @@ pub struct Harness {
     pub base: String,
     pub sim_base: String,
     pub config: PathBuf,
+    /// The daemon's database: `sqlite://` and the file in `dir`, or a fresh PostgreSQL
+    /// database when the suite runs there (open it with `helpers::db::open`).
+    pub db_url: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+}
+
+/// The database a process test's daemons share: `respool.db` in `dir`, or a fresh database
+/// on the suite's PostgreSQL server (`RESPOOL_TEST_BACKEND=postgres`). Returns what the config
+/// file says (`database:`) and the URL a test opens it by.
+pub async fn test_database(dir: &Path) -> (String, String) {
+    match super::postgres::suite_server() {
+        Some(server) => {
+            let url = super::postgres::fresh_database(&server).await;
+            (url.clone(), url)
+        }
+        None => {
+            let path = dir.join("respool.db").display().to_string();
+            let url = format!("sqlite://{path}");
+            (path, url)
+        }
+    }
 }
 
 impl Harness {
@@ -267,6 +288,7 @@ impl Harness {
             None => String::new(),
         };
         let config = dir.path().join("respool.yaml");
+        let (db, db_url) = test_database(dir.path()).await;
         let yaml = format!(
             "listen: 127.0.0.1:{port}\n\
              database: {db}\n\
@@ -277,7 +299,6 @@ impl Harness {
              shutdown_timeout: 5s\n\
              {tokens}\
              {extra}",
-            db = dir.path().join("respool.db").display(),
             key = opts.api_key_yaml,
             extra = opts.extra_yaml,
         );
@@ -294,6 +315,7 @@ impl Harness {
             base: format!("http://127.0.0.1:{port}"),
             sim_base: format!("http://{sim_listen}"),
             config,
+            db_url,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()

@@ -278,8 +278,9 @@ const WRITE_CONNECTIONS: u32 = 4;
 const READ_CONNECTIONS: u32 = 4;
 /// Connections to a PostgreSQL server, unless `database_pool` says otherwise.
 pub const POSTGRES_CONNECTIONS: u32 = 10;
-/// The advisory lock every PostgreSQL write transaction holds (see [`Store::begin_write`]).
-const WRITE_LOCK: i64 = 0x0072_6573_706f_6f6c; // "respool"
+/// The advisory lock every PostgreSQL write transaction holds (see [`Store::begin_write`]):
+/// a session holding it (`pg_advisory_lock`) stops the writes of every daemon on the database.
+pub const WRITE_LOCK: i64 = 0x0072_6573_706f_6f6c; // "respool"
 
 /// The database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -573,6 +574,18 @@ impl Store {
                 Ok(tx)
             }
         }
+    }
+
+    /// Runs one statement in a write transaction of its own, under the write lock (see
+    /// [`Store::begin_write`]), and returns how many rows it changed. For a statement whose
+    /// condition reads rows it does not change (on PostgreSQL, under READ COMMITTED, another
+    /// daemon's commit to them would not be seen), or that changes many rows another daemon's
+    /// transaction may take in another order (a deadlock).
+    pub(crate) async fn execute_locked(&self, statement: sql::Query) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = statement.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Proves that the main database takes a write (for `/readyz`): updates the one row of

@@ -282,6 +282,26 @@ pub const POSTGRES_CONNECTIONS: u32 = 10;
 /// a session holding it (`pg_advisory_lock`) stops the writes of every daemon on the database.
 pub const WRITE_LOCK: i64 = 0x0072_6573_706f_6f6c; // "respool"
 
+/// Takes the write lock ([`WRITE_LOCK`]) in the PostgreSQL transaction open on `conn`, held
+/// until it ends. Waits at most `timeout` for it, as SQLite's busy timeout: a writer stuck
+/// holding the lock fails the others' writes after this long instead of stopping them for good.
+async fn lock_for_write(
+    conn: &mut sqlx::AnyConnection,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    sql::query(AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = {}",
+        timeout.as_millis()
+    )))
+    .execute(&mut *conn)
+    .await?;
+    sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
+        .bind(WRITE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 /// The database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -559,18 +579,7 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
-                // As SQLite's busy timeout: a writer stuck holding the lock fails the others'
-                // writes after this long instead of stopping them for good.
-                sql::query(AssertSqlSafe(format!(
-                    "SET LOCAL lock_timeout = {}",
-                    BUSY_TIMEOUT.as_millis()
-                )))
-                .execute(&mut *tx)
-                .await?;
-                sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
+                lock_for_write(&mut tx, BUSY_TIMEOUT).await?;
                 Ok(tx)
             }
         }
@@ -605,16 +614,7 @@ impl Store {
         if self.backend() == Backend::Postgres {
             let written = async {
                 let mut tx = probe.conn.begin().await?;
-                sql::query(AssertSqlSafe(format!(
-                    "SET LOCAL lock_timeout = {}",
-                    PROBE_BUSY_TIMEOUT.as_millis()
-                )))
-                .execute(&mut *tx)
-                .await?;
-                sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
+                lock_for_write(&mut tx, PROBE_BUSY_TIMEOUT).await?;
                 sql::query("UPDATE health SET checked_at = ? WHERE id = 1")
                     .bind(now)
                     .execute(&mut *tx)

@@ -269,3 +269,39 @@ async fn writes_that_read_other_rows_wait_for_the_write_lock() {
     );
     store.close().await;
 }
+
+/// `/readyz`'s probe takes the same write lock as every write transaction (one helper takes it
+/// for both), waiting only its short timeout: while another session holds the lock it answers
+/// "locked" within seconds, and once the lock is let go the database takes its write again.
+#[tokio::test]
+async fn readiness_says_locked_while_another_session_holds_the_write_lock() {
+    use sqlx::Connection;
+
+    let Some((url, store)) = store().await else {
+        return;
+    };
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(respool::store::WRITE_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let err = store.check_writable(now_ms()).await.unwrap_err();
+    assert!(
+        matches!(err, respool::store::NotWritable::Locked(_)),
+        "{err:?}"
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "the probe waited {:?}, not its short timeout",
+        asked.elapsed()
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(respool::store::WRITE_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    store.check_writable(now_ms()).await.unwrap();
+    store.close().await;
+}

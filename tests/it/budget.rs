@@ -134,11 +134,7 @@ async fn raising_the_budget_by_a_reload_releases_held_jobs() {
         |cfg| {
             cfg.pricing = dollar_per_token();
             cfg.budget.daily_usd = Some(1.0);
-            let dir = std::path::Path::new(cfg.database.as_deref().unwrap())
-                .parent()
-                .unwrap()
-                .to_path_buf();
-            let path = dir.join("respool.yaml");
+            let path = helpers::test_dir(cfg).join("respool.yaml");
             write_config(&path, cfg, 1.0);
             cfg.file = Some(path.clone());
             *cfg_path.lock().unwrap() = Some((path, cfg.clone()));

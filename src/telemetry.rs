@@ -191,6 +191,8 @@ pub fn notification(sink: &str, result: &'static str) {
 /// The state shown at scrape time, read from one daemon's database.
 #[derive(Debug, Clone, Default)]
 pub struct State {
+    /// The database backend the daemon runs on (`sqlite`, `postgres`).
+    pub backend: &'static str,
     /// Jobs by status (pruned jobs kept as summaries included).
     pub jobs_by_status: Vec<(String, i64)>,
     /// Verified webhook deliveries on record.
@@ -205,6 +207,11 @@ pub struct State {
 pub fn render(state: &State) -> String {
     let recorder = PrometheusBuilder::new().build_recorder();
     metrics::with_local_recorder(&recorder, || {
+        describe_gauge!(
+            "respool_database_info",
+            "Always 1; the label says which database the daemon runs on (sqlite, postgres)."
+        );
+        gauge!("respool_database_info", "backend" => state.backend).set(1.0);
         describe_gauge!(
             "respool_jobs",
             "Jobs by status (pruned jobs kept as summaries included)."
@@ -273,6 +280,7 @@ mod tests {
         upstream_request("create", Duration::from_millis(20), None);
         upstream_request("create", Duration::from_millis(20), Some("429"));
         let text = render(&State {
+            backend: "postgres",
             jobs_by_status: vec![("pending".into(), 2), ("completed".into(), 5)],
             webhook_deliveries: 3,
             queues: vec![("pending", 2), ("held", 0)],
@@ -283,6 +291,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("respool_webhook_deliveries 3"), "{text}");
+        assert!(
+            text.contains("respool_database_info{backend=\"postgres\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("respool_budget_spent_usd{period=\"day\"} 1.5"),
             "{text}"

@@ -93,6 +93,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         ]
     };
     let state = crate::telemetry::State {
+        backend: store.backend().name(),
         jobs_by_status: JobStatus::ALL
             .iter()
             .map(|s| {

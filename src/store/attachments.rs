@@ -405,7 +405,9 @@ impl Store {
         u: &StaleUpload,
         before: i64,
     ) -> Result<bool, StoreError> {
-        Ok(sql::query(
+        // Under the write lock: the jobs are only read here, so on PostgreSQL one that another
+        // daemon gives the file meanwhile would be missed, and the file deleted under it.
+        let statement = sql::query(
             "DELETE FROM uploads WHERE sha256 = ? AND purpose = ? AND file_id = ? \
              AND state = 'uploaded' AND last_used_at < ? AND NOT EXISTS ( \
                SELECT 1 FROM attachments a \
@@ -416,25 +418,24 @@ impl Store {
         .bind(&u.sha256)
         .bind(&u.purpose)
         .bind(&u.file_id)
-        .bind(before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        .bind(before);
+        Ok(self.execute_locked(statement).await? == 1)
     }
 
     /// Attachments no job and no schedule names, last stored before `before` (uploaded over
     /// REST and never used, or left by pruned jobs): deleted. Returns how many.
     pub async fn prune_attachments(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sql::query(
-            "DELETE FROM attachments WHERE created_at < ? AND NOT EXISTS \
+        // Under the write lock: on PostgreSQL a job or schedule another daemon gives one of
+        // these attachments meanwhile would not be seen.
+        self.execute_locked(
+            sql::query(
+                "DELETE FROM attachments WHERE created_at < ? AND NOT EXISTS \
              (SELECT 1 FROM job_attachments ja WHERE ja.attachment_id = attachments.id) \
              AND NOT EXISTS (SELECT 1 FROM schedules s WHERE instr(s.spec, attachments.id) > 0)",
+            )
+            .bind(before),
         )
-        .bind(before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        .await
     }
 }
 

@@ -55,19 +55,29 @@ impl Store {
     /// may have searched without reporting usage).
     ///
     /// Reads the token and tool columns, never the JSON (see `tokens.rs`, `tool_usage.rs`);
-    /// sums are `TOTAL`s cast back, so a sum past `i64::MAX` saturates rather than fails.
+    /// sums are `TOTAL`s cast back, so a sum past `i64::MAX` saturates rather than fails (on
+    /// PostgreSQL too: `sql::total_saturated!`).
     pub async fn usage_since(&self, since: i64) -> Result<Vec<ModelUsage>, StoreError> {
-        Ok(sql::query_as::<ModelUsage>(
-            "SELECT model, service_tier, \
-               CAST(TOTAL(i) AS INTEGER) AS input_tokens, \
-               CAST(TOTAL(c) AS INTEGER) AS cached_tokens, \
-               CAST(TOTAL(o) AS INTEGER) AS output_tokens, \
-               CAST(TOTAL(ws) AS INTEGER) AS web_search_calls, \
-               CAST(TOTAL(wsp) AS INTEGER) AS web_search_preview_calls, \
-               CAST(TOTAL(fs) AS INTEGER) AS file_search_calls, \
-               CAST(TOTAL(cc) AS INTEGER) AS code_containers, \
-               CAST(TOTAL(im) AS INTEGER) AS images, \
-               CAST(TOTAL(fee) AS INTEGER) AS image_fee_microusd \
+        Ok(sql::query_as::<ModelUsage>(concat!(
+            "SELECT model, service_tier, ",
+            sql::total_saturated!("i"),
+            " AS input_tokens, ",
+            sql::total_saturated!("c"),
+            " AS cached_tokens, ",
+            sql::total_saturated!("o"),
+            " AS output_tokens, ",
+            sql::total_saturated!("ws"),
+            " AS web_search_calls, ",
+            sql::total_saturated!("wsp"),
+            " AS web_search_preview_calls, ",
+            sql::total_saturated!("fs"),
+            " AS file_search_calls, ",
+            sql::total_saturated!("cc"),
+            " AS code_containers, ",
+            sql::total_saturated!("im"),
+            " AS images, ",
+            sql::total_saturated!("fee"),
+            " AS image_fee_microusd \
              FROM (SELECT model, service_tier, input_tokens AS i, cached_tokens AS c, \
                      output_tokens AS o, web_search_calls AS ws, web_search_preview_calls AS wsp, \
                      file_search_calls AS fs, code_containers AS cc, images AS im, \
@@ -89,7 +99,7 @@ impl Store {
                      WHERE (d.input_tokens IS NOT NULL OR d.web_search_calls IS NOT NULL) \
                      AND d.found_at >= ?) AS u \
              GROUP BY model, service_tier ORDER BY model, service_tier NULLS FIRST",
-        )
+        ))
         .bind(since)
         .bind(since)
         .bind(since)

@@ -94,14 +94,16 @@ impl Store {
 
     /// Retires the secrets whose expiry has passed; returns how many.
     pub async fn retire_expired_webhook_secrets(&self, now: i64) -> Result<u64, StoreError> {
-        let res = sql::query(
-            "UPDATE webhook_secrets SET active = 0 \
-             WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ?",
+        // Under the write lock: many rows at once, which a rotation in another daemon may be
+        // taking in another order (on PostgreSQL, a deadlock).
+        self.execute_locked(
+            sql::query(
+                "UPDATE webhook_secrets SET active = 0 \
+                 WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ?",
+            )
+            .bind(now),
         )
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected())
+        .await
     }
 
     /// Whether any stored secret is accepted at `now` (so webhooks can arrive at all).

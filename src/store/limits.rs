@@ -134,7 +134,9 @@ impl Store {
     /// how many moved.
     pub async fn pull_in_polls(&self, now: i64, window: i64) -> Result<u64, StoreError> {
         let window = window.max(1);
-        Ok(sql::query(match self.backend() {
+        // Under the write lock: it moves many jobs at once, which on PostgreSQL would deadlock
+        // with another daemon's transaction taking the same rows in another order.
+        let statement = sql::query(match self.backend() {
             super::Backend::Sqlite => {
                 "UPDATE jobs SET next_check_at = ? + abs(random() % ?) \
                  WHERE status IN ('pending', 'queued', 'in_progress') AND response_id IS NOT NULL \
@@ -148,10 +150,8 @@ impl Store {
         })
         .bind(now)
         .bind(window)
-        .bind(now.saturating_add(window))
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        .bind(now.saturating_add(window));
+        self.execute_locked(statement).await
     }
 
     /// Jobs in flight by model (for `respool budget`-style views and tests).

@@ -282,8 +282,29 @@ const WRITE_CONNECTIONS: u32 = 4;
 const READ_CONNECTIONS: u32 = 4;
 /// Connections to a PostgreSQL server, unless `database_pool` says otherwise.
 pub const POSTGRES_CONNECTIONS: u32 = 10;
-/// The advisory lock every PostgreSQL write transaction holds (see [`Store::begin_write`]).
-const WRITE_LOCK: i64 = 0x0072_6573_706f_6f6c; // "respool"
+/// The advisory lock every PostgreSQL write transaction holds (see [`Store::begin_write`]):
+/// a session holding it (`pg_advisory_lock`) stops the writes of every daemon on the database.
+pub const WRITE_LOCK: i64 = 0x0072_6573_706f_6f6c; // "respool"
+
+/// Takes the write lock ([`WRITE_LOCK`]) in the PostgreSQL transaction open on `conn`, held
+/// until it ends. Waits at most `timeout` for it, as SQLite's busy timeout: a writer stuck
+/// holding the lock fails the others' writes after this long instead of stopping them for good.
+async fn lock_for_write(
+    conn: &mut sqlx::AnyConnection,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
+    sql::query(AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = {}",
+        timeout.as_millis()
+    )))
+    .execute(&mut *conn)
+    .await?;
+    sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
+        .bind(WRITE_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
 
 /// The database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -564,21 +585,22 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
-                // As SQLite's busy timeout: a writer stuck holding the lock fails the others'
-                // writes after this long instead of stopping them for good.
-                sql::query(AssertSqlSafe(format!(
-                    "SET LOCAL lock_timeout = {}",
-                    BUSY_TIMEOUT.as_millis()
-                )))
-                .execute(&mut *tx)
-                .await?;
-                sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
+                lock_for_write(&mut tx, BUSY_TIMEOUT).await?;
                 Ok(tx)
             }
         }
+    }
+
+    /// Runs one statement in a write transaction of its own, under the write lock (see
+    /// [`Store::begin_write`]), and returns how many rows it changed. For a statement whose
+    /// condition reads rows it does not change (on PostgreSQL, under READ COMMITTED, another
+    /// daemon's commit to them would not be seen), or that changes many rows another daemon's
+    /// transaction may take in another order (a deadlock).
+    pub(crate) async fn execute_locked(&self, statement: sql::Query) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = statement.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Proves that the main database takes a write (for `/readyz`): updates the one row of
@@ -598,16 +620,7 @@ impl Store {
         if self.backend() == Backend::Postgres {
             let written = async {
                 let mut tx = probe.conn.begin().await?;
-                sql::query(AssertSqlSafe(format!(
-                    "SET LOCAL lock_timeout = {}",
-                    PROBE_BUSY_TIMEOUT.as_millis()
-                )))
-                .execute(&mut *tx)
-                .await?;
-                sql::query("SELECT 1 FROM pg_advisory_xact_lock(?)")
-                    .bind(WRITE_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
+                lock_for_write(&mut tx, PROBE_BUSY_TIMEOUT).await?;
                 sql::query("UPDATE health SET checked_at = ? WHERE id = 1")
                     .bind(now)
                     .execute(&mut *tx)

@@ -153,39 +153,38 @@ impl Store {
 
     /// Deletes webhook delivery records received before `before` (unix ms). Returns how many.
     pub async fn prune_deliveries(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(
-            sql::query("DELETE FROM webhook_deliveries WHERE received_at < ?")
-                .bind(before)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+        // Under the write lock, as every many-row delete here: on PostgreSQL, another daemon
+        // pruning or handing off the same rows in another order would deadlock with it.
+        self.execute_locked(
+            sql::query("DELETE FROM webhook_deliveries WHERE received_at < ?").bind(before),
         )
+        .await
     }
 
     /// Deletes up to `limit` summaries of pruned jobs that ended before `before` (unix ms).
     /// Returns how many.
     pub async fn prune_summaries(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
-        Ok(sql::query(
-            "DELETE FROM job_summaries WHERE id IN \
+        self.execute_locked(
+            sql::query(
+                "DELETE FROM job_summaries WHERE id IN \
              (SELECT id FROM job_summaries WHERE finished_at < ? ORDER BY finished_at LIMIT ?)",
+            )
+            .bind(before)
+            .bind(limit),
         )
-        .bind(before)
-        .bind(limit)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        .await
     }
 
     /// Deletes the webhook secrets that stopped being accepted before `before` (unix ms):
     /// retired by a rotation, they verify nothing any more. Returns how many.
     pub async fn prune_retired_webhook_secrets(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(sql::query(
-            "DELETE FROM webhook_secrets WHERE expires_at IS NOT NULL AND expires_at < ?",
+        self.execute_locked(
+            sql::query(
+                "DELETE FROM webhook_secrets WHERE expires_at IS NOT NULL AND expires_at < ?",
+            )
+            .bind(before),
         )
-        .bind(before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        .await
     }
 
     /// Deletes up to `limit` schedule runs that nothing needs any more, in one transaction,

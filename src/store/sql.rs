@@ -312,6 +312,26 @@ pub(crate) fn query_scalar<O>(sql: impl Sql) -> QueryScalar<O> {
     QueryScalar(query_as(sql))
 }
 
+/// `CAST(TOTAL(x) AS INTEGER)` that saturates alike on both backends: SQLite's cast of a float
+/// past `i64`'s range gives `i64::MAX` (or `i64::MIN`), PostgreSQL's fails with "bigint out of
+/// range". The bounds compare as floats (2^63) on both, and a sum below them fits.
+macro_rules! total_saturated {
+    ($x:literal) => {
+        concat!(
+            "CASE WHEN TOTAL(",
+            $x,
+            ") >= 9223372036854775807 THEN 9223372036854775807 ",
+            "WHEN TOTAL(",
+            $x,
+            ") <= -9223372036854775807 - 1 THEN -9223372036854775807 - 1 ",
+            "ELSE CAST(TOTAL(",
+            $x,
+            ") AS INTEGER) END"
+        )
+    };
+}
+pub(crate) use total_saturated;
+
 /// The text and arguments a builder holds (it writes bare `?`s).
 fn take(qb: &mut QueryBuilder<Any>) -> Stmt {
     let mut q = qb.build();

@@ -591,8 +591,10 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         // Only while the job still acts on this turn: a cancel, a timeout or a failed sibling
-        // handler stops the handlers not started yet.
-        Ok(sql::query(
+        // handler stops the handlers not started yet. Under the write lock: the job's row is
+        // only read here, so on PostgreSQL a cancel another daemon commits meanwhile would not
+        // be seen and the handler would start for a cancelled job.
+        let statement = sql::query(
             "UPDATE job_actions SET state = 'running', runs = runs + 1, started_at = ? \
              WHERE job_id = ? AND turn = ? AND item_id = ? AND state = 'ready' \
              AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = job_actions.job_id AND jobs.turn = job_actions.turn \
@@ -602,11 +604,8 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(turn)
-        .bind(item_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        .bind(item_id);
+        Ok(self.execute_locked(statement).await? == 1)
     }
 
     /// Sends an interrupted `running` action back to `ready` (its handler is idempotent).

@@ -121,6 +121,7 @@ def test_metrics_parse_with_the_reference_parser(daemon):
     families = _families(daemon)
     # The parser strips `_total` from counter family names.
     expected = {
+        "respool_database_info": "gauge",
         "respool_jobs": "gauge",
         "respool_queue_depth": "gauge",
         "respool_webhook_deliveries": "gauge",
@@ -135,6 +136,9 @@ def test_metrics_parse_with_the_reference_parser(daemon):
         assert families[name].type == kind, (name, families[name].type)
         assert families[name].documentation, f"{name} has no HELP"
 
+    assert _value(
+        families, "respool_database_info", "respool_database_info", backend="sqlite"
+    ) == 1
     assert _value(families, "respool_jobs", "respool_jobs", status="completed") == 1
     assert _value(families, "respool_jobs", "respool_jobs", status="held") == 0
     assert _value(families, "respool_queue_depth", "respool_queue_depth", queue="pending") == 0

@@ -189,11 +189,7 @@ async fn handlers_that_hang_fail_or_print_garbage_tell_the_model_or_fail_the_job
 #[tokio::test]
 async fn a_function_without_a_handler_waits_for_a_person_who_answers_over_the_api() {
     let app = app(|c| {
-        let dir = std::path::Path::new(c.database.as_deref().unwrap())
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let path = dir.join("notes").display().to_string();
+        let path = helpers::test_dir(c).join("notes").display().to_string();
         c.sinks.insert(
             "file".into(),
             serde_json::from_value(json!({"type": "file", "dir": path})).unwrap(),

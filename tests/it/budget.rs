@@ -134,11 +134,7 @@ async fn raising_the_budget_by_a_reload_releases_held_jobs() {
         |cfg| {
             cfg.pricing = dollar_per_token();
             cfg.budget.daily_usd = Some(1.0);
-            let dir = std::path::Path::new(cfg.database.as_deref().unwrap())
-                .parent()
-                .unwrap()
-                .to_path_buf();
-            let path = dir.join("respool.yaml");
+            let path = helpers::test_dir(cfg).join("respool.yaml");
             write_config(&path, cfg, 1.0);
             cfg.file = Some(path.clone());
             *cfg_path.lock().unwrap() = Some((path, cfg.clone()));
@@ -215,4 +211,106 @@ async fn a_tool_fee_counts_against_the_budget() {
         "{hold}"
     );
     app.stop().await;
+}
+
+/// A store on the run's backend: a SQLite file in `dir`, or a fresh PostgreSQL database when
+/// the run is on PostgreSQL (`RESPOOL_TEST_BACKEND=postgres`).
+async fn store_on_the_runs_backend(dir: &std::path::Path) -> respool::store::Store {
+    let url = match helpers::postgres::suite_server() {
+        Some(server) => helpers::postgres::fresh_database(&server).await,
+        None => format!("sqlite://{}", dir.join("usage.db").display()),
+    };
+    respool::store::Store::connect(&url).await.unwrap()
+}
+
+/// Takes in a job, sends it and records it completed with `usage`.
+async fn complete_with_usage(store: &respool::store::Store, name: &str, usage: Value, now: i64) {
+    use respool::job::{JobId, JobSpec, Observation, ResponseId};
+    use respool::store::{
+        ApplyContext, ApplyOutcome, Attach, AttachContext, ClaimLimits, InsertOutcome, Lease,
+        NewJob,
+    };
+    let spec =
+        JobSpec::from_value(json!({"name": name, "model": "gpt-5", "input": "hi"}), name).unwrap();
+    let job = NewJob {
+        id: JobId::generate(),
+        spec_hash: respool::orchestrator::spec_hash(&spec),
+        spec,
+        now,
+        deadline_at: None,
+        origin: "test".into(),
+    };
+    let InsertOutcome::Created(row) = store.insert_job(job).await.unwrap() else {
+        panic!("not created");
+    };
+    let per_model = BTreeMap::new();
+    let limits = ClaimLimits {
+        max_in_flight: 10,
+        per_model: &per_model,
+        over_budget: None,
+    };
+    let claim = store
+        .claim_submission(now, Lease::unowned(60_000), &limits)
+        .await
+        .unwrap()
+        .claim
+        .expect("a job is claimed");
+    assert_eq!(claim.id, row.id);
+    let rid = ResponseId::parse(&format!("resp_{name}")).unwrap();
+    let ctx = AttachContext {
+        now,
+        first_poll_at: now,
+        poll_interval_ms: 1_000,
+        kind: respool::store::EventKind::Submitted,
+        how: "create",
+        request_id: None,
+        turn: None,
+    };
+    let attached = store.attach_response(&row.id, &rid, &ctx).await.unwrap();
+    assert!(matches!(attached, Attach::Attached { .. }), "{attached:?}");
+    let obs = Observation {
+        response_id: rid.clone(),
+        status: JobStatus::Completed,
+        output_text: Some("ok".into()),
+        usage: Some(usage.clone()),
+        error: None,
+        raw: json!({"id": rid.as_str(), "status": "completed", "output": [], "usage": usage}),
+    };
+    let apply = ApplyContext {
+        now: now + 1,
+        next_poll_at: now + 2,
+        poll_interval_ms: 1_000,
+        cancel_reason: None,
+        outbox: &[],
+        source: "poll",
+        request_id: None,
+        artifacts: &[],
+        image_prices: Default::default(),
+    };
+    let out = store
+        .apply_observation(&row.id, &obs, &apply)
+        .await
+        .unwrap();
+    assert!(matches!(out, ApplyOutcome::Applied { .. }), "{out:?}");
+}
+
+/// The spend of a period sums token counts past `i64::MAX` by saturating, on both backends
+/// (PostgreSQL's cast of such a sum failed with "bigint out of range", so the budget of a
+/// day with such jobs could not be read); sums that fit stay exact.
+#[tokio::test]
+async fn usage_sums_past_i64_max_saturate_on_either_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_on_the_runs_backend(dir.path()).await;
+    let now = 1_700_000_000_000;
+    for (i, name) in ["huge_one", "huge_two"].iter().enumerate() {
+        let usage = json!({"input_tokens": 5_000_000_000_000_000_000i64, "output_tokens": 4_000_000_000_000_000_000i64,
+                           "total_tokens": i64::MAX});
+        complete_with_usage(&store, name, usage, now + 10 * i as i64).await;
+    }
+    let rows = store.usage_since(0).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].input_tokens, i64::MAX, "{rows:?}");
+    assert_eq!(rows[0].output_tokens, 8_000_000_000_000_000_000, "{rows:?}");
+    assert_eq!(rows[0].cached_tokens, 0, "{rows:?}");
+    store.close().await;
 }

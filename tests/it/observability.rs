@@ -79,6 +79,17 @@ async fn metrics_are_valid_prometheus_text_with_the_documented_names() {
     );
     assert_eq!(value(&s, "respool_jobs", &[("status", "held")]), Some(0.0));
     assert_eq!(value(&s, "respool_webhook_deliveries", &[]), Some(1.0));
+    // The database the daemon runs on, by name.
+    let backend = if app.db_url.starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(
+        value(&s, "respool_database_info", &[("backend", backend)]),
+        Some(1.0),
+        "{backend}"
+    );
     for queue in ["pending", "held", "due_polls", "outbox_pending"] {
         assert_eq!(
             value(&s, "respool_queue_depth", &[("queue", queue)]),

@@ -219,3 +219,124 @@ async fn daemons_hear_each_others_wake_ups_and_not_their_own() {
             .unwrap();
     }
 }
+
+/// The writes whose condition reads rows they do not change (a cancel, a job given a file),
+/// or that change many rows at once, are made under the write lock, as on SQLite: while
+/// another session holds it none of them gets through, and each does once it is let go.
+/// Before, they ran beside it: under READ COMMITTED a handler could start for a job another
+/// daemon was cancelling, a file be deleted while a job was given it, and a many-row update
+/// deadlock with another daemon's transaction.
+#[tokio::test]
+async fn writes_that_read_other_rows_wait_for_the_write_lock() {
+    use sqlx::Connection;
+
+    let Some((url, store)) = store().await else {
+        return;
+    };
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(respool::store::WRITE_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let now = now_ms();
+    let id = JobId::generate();
+    let upload = respool::store::StaleUpload {
+        sha256: "00".repeat(32),
+        purpose: "user_data".into(),
+        file_id: "file_stale".into(),
+    };
+    let mut writes = tokio::task::JoinSet::new();
+    let mut spawn = |name: &'static str, write: futures::future::BoxFuture<'static, u64>| {
+        writes.spawn(async move { (name, write.await) });
+    };
+    let s = store.clone();
+    let job = id.clone();
+    spawn(
+        "start_action",
+        Box::pin(async move { u64::from(s.start_action(&job, 1, "fc_1", now).await.unwrap()) }),
+    );
+    let s = store.clone();
+    spawn(
+        "take_stale_upload",
+        Box::pin(async move { u64::from(s.take_stale_upload(&upload, now).await.unwrap()) }),
+    );
+    let s = store.clone();
+    spawn(
+        "pull_in_polls",
+        Box::pin(async move { s.pull_in_polls(now, 1_000).await.unwrap() }),
+    );
+    let s = store.clone();
+    spawn(
+        "prune_deliveries",
+        Box::pin(async move { s.prune_deliveries(now).await.unwrap() }),
+    );
+    let s = store.clone();
+    spawn(
+        "prune_attachments",
+        Box::pin(async move { s.prune_attachments(now).await.unwrap() }),
+    );
+    // Proving that nothing happens takes a wait: long enough for a statement that does not
+    // wait for the lock to have run many times over.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    if let Some(done) = writes.try_join_next() {
+        panic!(
+            "{} ran while another session held the write lock",
+            done.unwrap().0
+        );
+    }
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(respool::store::WRITE_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let mut done = Vec::new();
+    while let Some(w) = tokio::time::timeout(std::time::Duration::from_secs(10), writes.join_next())
+        .await
+        .expect("the writes go on once the lock is let go")
+    {
+        done.push(w.unwrap());
+    }
+    assert_eq!(done.len(), 5);
+    assert!(
+        done.iter().all(|(_, n)| *n == 0),
+        "nothing to change: {done:?}"
+    );
+    store.close().await;
+}
+
+/// `/readyz`'s probe takes the same write lock as every write transaction (one helper takes it
+/// for both), waiting only its short timeout: while another session holds the lock it answers
+/// "locked" within seconds, and once the lock is let go the database takes its write again.
+#[tokio::test]
+async fn readiness_says_locked_while_another_session_holds_the_write_lock() {
+    use sqlx::Connection;
+
+    let Some((url, store)) = store().await else {
+        return;
+    };
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(respool::store::WRITE_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let asked = std::time::Instant::now();
+    let err = store.check_writable(now_ms()).await.unwrap_err();
+    assert!(
+        matches!(err, respool::store::NotWritable::Locked(_)),
+        "{err:?}"
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "the probe waited {:?}, not its short timeout",
+        asked.elapsed()
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(respool::store::WRITE_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    store.check_writable(now_ms()).await.unwrap();
+    store.close().await;
+}

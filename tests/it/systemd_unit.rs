@@ -111,3 +111,43 @@ fn the_unit_runs_what_respool_supports() {
         assert!(unit.contains(line), "the unit lacks {line}");
     }
 }
+
+/// The unit shows how a PostgreSQL URL comes in (a credential, not the config file): each of
+/// its commented `database-url` lines is valid once uncommented, and the manual makes the very
+/// file it names.
+#[test]
+fn the_unit_shows_the_database_url_credential() {
+    let unit = std::fs::read_to_string(unit_path()).unwrap();
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
+    let built = unit.replace(
+        "ExecStart=/usr/local/bin/respool",
+        &format!(
+            "ExecStart={}",
+            assert_cmd::cargo::cargo_bin("respool").display()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for directive in ["LoadCredential", "LoadCredentialEncrypted"] {
+        let prefix = format!("#{directive}=database-url:");
+        let line = unit
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("the unit has no {prefix}… example"));
+        let file = &line[prefix.len()..];
+        assert!(
+            docs.contains(&format!(" {file}")),
+            "docs/operations.md does not show how to make {file}"
+        );
+        let path = dir.path().join("respool.service");
+        std::fs::write(&path, built.replace(line, &line[1..])).unwrap();
+        let out = systemd_analyze(&["verify", "--man=no", &path.display().to_string()]);
+        assert!(
+            out.status.success() && text(&out).trim().is_empty(),
+            "systemd-analyze verify, {} uncommented:\n{}",
+            &line[1..],
+            text(&out)
+        );
+    }
+}

@@ -1,11 +1,12 @@
 //! Reading the records the stats query packs: one
 //! `[bucket, status, model, name, input, cached, output, reasoning, total, service_tier,
 //! web_search, web_search_preview, file_search, containers, images, image_fee]` per job, as
-//! SQLite's `json_array` writes them (no spaces, counts null where none is known, the tier
-//! null where none was recorded), joined by commas
-//! (a JSON array without its brackets; nothing for no jobs). A direct reader takes the common
-//! case (text without escapes, integers that fit) in a fifth of `serde_json`'s time; anything
-//! else goes to `serde_json`, so every valid list reads the same either way.
+//! SQLite's `json_array` writes them (no spaces) or PostgreSQL's `json_build_array` (a space
+//! after each comma), counts null where none is known, the tier null where none was recorded,
+//! joined by commas (a JSON array without its brackets; nothing for no jobs). A direct reader
+//! takes the common case (text without escapes, integers that fit, JSON's whitespace between
+//! tokens) in a fifth of `serde_json`'s time; anything else goes to `serde_json`, so every
+//! valid list reads the same either way.
 
 use std::borrow::Cow;
 
@@ -119,11 +120,15 @@ impl<'a> Reader<'a> {
     }
 
     fn records(mut self, duplicate: bool, out: &mut Vec<Record<'a>>) -> Option<()> {
+        let mut first = true;
+        self.space();
         while self.at < self.text.len() {
-            if self.at > 0 {
+            if !first {
                 self.eat(b',')?;
             }
+            first = false;
             out.push(self.record(duplicate)?);
+            self.space();
         }
         Some(())
     }
@@ -180,11 +185,22 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Skips JSON's whitespace (space, tab, line feed, carriage return) before a token.
+    fn space(&mut self) {
+        self.at += self.text.as_bytes()[self.at..]
+            .iter()
+            .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .count();
+    }
+
+    /// The punctuation `byte`, after any whitespace.
     fn eat(&mut self, byte: u8) -> Option<()> {
+        self.space();
         (self.text.as_bytes().get(self.at) == Some(&byte)).then(|| self.at += 1)
     }
 
-    /// An integer that fits an `i64` (`i64::MIN` itself goes to `serde_json`).
+    /// An integer that fits an `i64` (`i64::MIN` itself goes to `serde_json`), after any
+    /// whitespace (none between its sign and its digits).
     fn integer(&mut self) -> Option<i64> {
         let negative = self.eat(b'-').is_some();
         let digits = self.text.as_bytes()[self.at..]
@@ -204,6 +220,7 @@ impl<'a> Reader<'a> {
 
     /// A token count: an integer, or null (0).
     fn count(&mut self) -> Option<i64> {
+        self.space();
         if self.text.as_bytes()[self.at..].starts_with(b"null") {
             self.at += 4;
             return Some(0);
@@ -213,6 +230,7 @@ impl<'a> Reader<'a> {
 
     /// A string without escapes, borrowed, or null (`None`); `None` outside when neither.
     fn nullable_string(&mut self) -> Option<Option<&'a str>> {
+        self.space();
         if self.text.as_bytes()[self.at..].starts_with(b"null") {
             self.at += 4;
             return Some(None);
@@ -220,7 +238,8 @@ impl<'a> Reader<'a> {
         self.string().map(Some)
     }
 
-    /// A string without escapes, borrowed.
+    /// A string without escapes, borrowed, after any whitespace (inside it, every byte is
+    /// its own).
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.at;
@@ -315,6 +334,55 @@ mod tests {
             }
         }
         pool.close().await;
+    }
+
+    /// PostgreSQL's `json_build_array(...)::text` puts a space after each comma, and JSON
+    /// allows whitespace between any tokens: the direct reader takes both forms, and reads
+    /// them as `serde_json` does (text holding `, ` as it is); what it does not take (escapes,
+    /// a space inside a number) still reads the same through `serde_json`.
+    #[test]
+    fn the_direct_reader_takes_postgresql_spacing() {
+        let plain = "[1,\"completed\",\"gpt-5\",\"a, b\",-3,null,7,0,9223372036854775807,\
+                     null,0,null,2,1,1,42000],[-2,\"failed\",\"o3\",\" , \",1,2,3,4,5,\"flex\",\
+                     1,0,0,0,0,0]";
+        let spaced = "[1, \"completed\", \"gpt-5\", \"a, b\", -3, null, 7, 0, 9223372036854775807, \
+                      null, 0, null, 2, 1, 1, 42000], [-2, \"failed\", \"o3\", \" , \", 1, 2, 3, 4, 5, \
+                      \"flex\", 1, 0, 0, 0, 0, 0]";
+        let loose = " \t[ 1 ,\"completed\"\n,\"gpt-5\",\"a, b\",-3,null,7,0,9223372036854775807,\r\n\
+                     null,0,null,2,1,1,42000 ]\n,\n[-2,\"failed\",\"o3\",\" , \",1,2,3,4,5,\"flex\",\
+                     1,0,0,0,0,0] \n";
+        let want = serde_read(plain);
+        assert_eq!(want.len(), 2);
+        assert_eq!((&*want[0].name, want[0].input), ("a, b", -3));
+        assert_eq!(
+            (&*want[1].name, want[1].tier.as_deref()),
+            (" , ", Some("flex"))
+        );
+        for list in [plain, spaced, loose] {
+            let mut direct = Vec::new();
+            assert!(
+                Reader::new(list).records(false, &mut direct).is_some(),
+                "the direct reader refused {list:?}"
+            );
+            assert_eq!(direct, want, "{list:?}");
+            assert_eq!(serde_read(list), want, "{list:?}");
+        }
+        // Escaped quotes, and a space between a sign and its digits, are not the direct
+        // reader's: `serde_json` reads the first and refuses the second, as before.
+        let escaped = "[1, \"completed\", \"gpt-5\", \"say \\\"a, b\\\"\", 1, 2, 3, 4, 5, null, \
+                       0, 0, 0, 0, 0, 0]";
+        assert!(
+            Reader::new(escaped)
+                .records(false, &mut Vec::new())
+                .is_none()
+        );
+        let mut read = Vec::new();
+        read_records(escaped, false, &mut read).unwrap();
+        assert_eq!(read[0].name, "say \"a, b\"");
+        assert_eq!(read, serde_read(escaped));
+        let split = "[1, \"completed\", \"gpt-5\", \"n\", - 1, 2, 3, 4, 5, null, 0, 0, 0, 0, 0, 0]";
+        assert!(Reader::new(split).records(false, &mut Vec::new()).is_none());
+        assert!(read_records(split, false, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -47,6 +47,22 @@ pub struct TestApp {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// The test's own temporary folder, from the config `spawn_app_with` hands its tweak: the
+/// SQLite file's folder, or on PostgreSQL the one `artifacts.dir` is in (a PostgreSQL URL is
+/// no path: a folder taken from it would land in the working directory, named with the
+/// server's password).
+pub fn test_dir(config: &Config) -> std::path::PathBuf {
+    let beside = match config.database.as_deref() {
+        Some(d) if d.starts_with("postgres") => config.artifacts.dir.as_deref(),
+        Some(d) => Some(std::path::Path::new(d)),
+        None => None,
+    };
+    beside
+        .and_then(std::path::Path::parent)
+        .expect("spawn_app_with sets a database in the test's folder")
+        .to_path_buf()
+}
+
 /// A fresh `whsec_` secret.
 pub fn new_secret() -> String {
     format!(

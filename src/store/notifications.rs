@@ -14,7 +14,7 @@ use sqlx::{AnyConnection, FromRow};
 use sqlx::{Any, QueryBuilder};
 
 use super::events::{EventKind, add_event};
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::job::{JobId, JobStatus};
 
 /// A sink that should hear about a terminal status.
@@ -102,13 +102,25 @@ impl Store {
         limit: i64,
         sinks: SinkFilter<'_>,
     ) -> Result<Vec<NotificationRow>, StoreError> {
-        let mut q = notification_claim_query("", now, lease_ms, limit, sinks);
-        let mut tx = self.begin_write().await?;
-        let rows = sql::built_as::<NotificationRow>(&mut q)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(rows)
+        let skip_locked = self.backend() == Backend::Postgres;
+        let mut q = notification_claim_query("", now, lease_ms, limit, sinks, skip_locked);
+        match self.backend() {
+            Backend::Sqlite => {
+                let mut tx = self.begin_write().await?;
+                let rows = sql::built_as::<NotificationRow>(&mut q)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(rows)
+            }
+            // Without the write lock: the subquery takes only rows no other transaction holds
+            // (`FOR UPDATE SKIP LOCKED`), so several daemons' outboxes claim side by side and
+            // never the same row (one committed meanwhile is re-checked as it now is: its due
+            // time has moved past the lease).
+            Backend::Postgres => Ok(sql::built_as::<NotificationRow>(&mut q)
+                .fetch_all(&self.pool)
+                .await?),
+        }
     }
 
     /// The sinks with notifications due at `now` (a read: the outbox claims only for these).
@@ -265,6 +277,7 @@ pub(super) fn notification_claim_query(
     lease_ms: i64,
     limit: i64,
     sinks: SinkFilter<'_>,
+    skip_locked: bool,
 ) -> QueryBuilder<Any> {
     let mut q = QueryBuilder::<Any>::new(format!(
         "{prefix}UPDATE notifications SET attempts = attempts + 1, claim = claim + 1, next_attempt_at = "
@@ -287,12 +300,14 @@ pub(super) fn notification_claim_query(
             q.push(")");
         }
     }
-    q.push(" ORDER BY next_attempt_at LIMIT ")
-        .push_bind(limit)
-        .push(
-            ") RETURNING id, job_id, sink, event, state, attempts, claim, next_attempt_at, \
+    q.push(" ORDER BY next_attempt_at LIMIT ").push_bind(limit);
+    if skip_locked {
+        q.push(" FOR UPDATE SKIP LOCKED");
+    }
+    q.push(
+        ") RETURNING id, job_id, sink, event, state, attempts, claim, next_attempt_at, \
              last_error, created_at, delivered_at",
-        );
+    );
     q
 }
 

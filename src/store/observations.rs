@@ -12,7 +12,7 @@ use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::{OutboxEntry, insert_outbox};
 use super::tokens::BindTokens;
 use super::tool_usage::record_tool_usage;
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation};
 
 /// The claim of polls a webhook asked for (`wake_pending`): they go before every other due
@@ -33,6 +33,22 @@ pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pe
                   ORDER BY next_check_at LIMIT ?) \
      RETURNING id, response_id, retrieve_include, poll_interval_ms, polls, cancel_requested, \
                cancel_reason, deadline_at";
+
+/// A claim statement for PostgreSQL: its subquery takes only the rows no other transaction
+/// holds (`FOR UPDATE SKIP LOCKED`), so the claim runs without the write lock, beside other
+/// daemons' claims and writes, and never waits on a row. A row another daemon claimed and
+/// committed meanwhile is looked at again as it now is (READ COMMITTED re-checks a locked
+/// row's condition), and no longer matches: its due time has moved past the lease.
+pub(super) fn skip_locked(claim: &str) -> String {
+    let out = claim.replacen("LIMIT ?)", "LIMIT ? FOR UPDATE SKIP LOCKED)", 1);
+    assert_ne!(out, claim, "a claim's subquery ends with `LIMIT ?)`");
+    out
+}
+
+static CLAIM_HINTED_POLLS_POSTGRES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| skip_locked(CLAIM_HINTED_POLLS));
+static CLAIM_POLLS_POSTGRES: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| skip_locked(CLAIM_POLLS));
 
 /// The timeout check's statement: it walks `jobs_deadline_due` (see `plans.rs`), which holds
 /// only the unfinished jobs with a deadline, in deadline order.
@@ -59,9 +75,21 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<PollClaim>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        // SQLite: under the write lock, as every write. PostgreSQL: without it, each row
+        // taken with `FOR UPDATE SKIP LOCKED` (see [`skip_locked`]), so several daemons'
+        // ledger workers claim polls side by side.
+        let (mut tx, statements): (_, [&'static str; 2]) = match self.backend() {
+            Backend::Sqlite => (self.begin_write().await?, [CLAIM_HINTED_POLLS, CLAIM_POLLS]),
+            Backend::Postgres => (
+                self.pool.begin().await?,
+                [
+                    CLAIM_HINTED_POLLS_POSTGRES.as_str(),
+                    CLAIM_POLLS_POSTGRES.as_str(),
+                ],
+            ),
+        };
         let mut claims = Vec::new();
-        for sql in [CLAIM_HINTED_POLLS, CLAIM_POLLS] {
+        for sql in statements {
             let left = limit - claims.len() as i64;
             if left <= 0 {
                 break;

@@ -87,6 +87,7 @@ async fn the_outbox_claim_walks_its_index_in_order() {
             0,
             1,
             filter,
+            false,
         ));
         assert_walks(&plan(&pool, &text).await, index);
     }

@@ -340,3 +340,107 @@ async fn readiness_says_locked_while_another_session_holds_the_write_lock() {
     store.check_writable(now_ms()).await.unwrap();
     store.close().await;
 }
+
+/// Two daemons claim polls and notifications side by side without the write lock (`FOR
+/// UPDATE SKIP LOCKED`): while another session holds that lock both still claim, and no row
+/// is claimed by both (a notification claimed twice would be sent twice).
+#[tokio::test]
+async fn daemons_claim_polls_and_notifications_side_by_side_never_the_same_row() {
+    use sqlx::Connection;
+
+    let Some((url, a)) = store().await else {
+        return;
+    };
+    let b = Store::connect(&url).await.unwrap();
+    let now = now_ms();
+    let per_model = BTreeMap::new();
+    let limits = ClaimLimits {
+        max_in_flight: 1_000,
+        per_model: &per_model,
+        over_budget: None,
+    };
+    const JOBS: usize = 60;
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..JOBS {
+        let id = insert(&a, &format!("job-{i}"), "poll me", now).await;
+        let claim = a
+            .claim_submission(now, Lease::unowned(60_000), &limits)
+            .await
+            .unwrap()
+            .claim
+            .expect("claimed");
+        let rid = ResponseId::parse(&format!("resp_skip{i}")).unwrap();
+        let ctx = AttachContext {
+            now,
+            first_poll_at: now,
+            poll_interval_ms: 1_000,
+            kind: respool::store::EventKind::Submitted,
+            how: "create",
+            request_id: None,
+            turn: None,
+        };
+        a.attach_response(&claim.id, &rid, &ctx).await.unwrap();
+        ids.insert(id.to_string());
+    }
+    let mut plant = sqlx::PgConnection::connect(&url).await.unwrap();
+    for id in &ids {
+        sqlx::query(
+            "INSERT INTO notifications (job_id, sink, event, state, next_attempt_at, created_at) \
+             VALUES ($1, 'hook', 'job.completed', 'pending', $2, $2)",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut plant)
+        .await
+        .unwrap();
+    }
+    // Another session holds the write lock all along.
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(respool::store::WRITE_LOCK)
+        .execute(&mut plant)
+        .await
+        .unwrap();
+
+    let claim_all = |store: Store| async move {
+        let (mut polls, mut notes) = (Vec::new(), Vec::new());
+        loop {
+            let p = store.claim_polls(now + 10, 60_000, 3).await.unwrap();
+            let n = store
+                .claim_notifications(now + 10, 60_000, 3)
+                .await
+                .unwrap();
+            if p.is_empty() && n.is_empty() {
+                return (polls, notes);
+            }
+            polls.extend(p.into_iter().map(|c| c.id.to_string()));
+            notes.extend(n.into_iter().map(|r| r.job_id.to_string()));
+        }
+    };
+    let within = std::time::Duration::from_secs(60);
+    let (from_a, from_b) = tokio::time::timeout(
+        within,
+        futures::future::join(claim_all(a.clone()), claim_all(b.clone())),
+    )
+    .await
+    .expect("claims do not wait for the write lock");
+    for (what, of_a, of_b) in [
+        ("poll", &from_a.0, &from_b.0),
+        ("notification", &from_a.1, &from_b.1),
+    ] {
+        let mut all: Vec<&String> = of_a.iter().chain(of_b).collect();
+        all.sort();
+        let claimed = all.len();
+        all.dedup();
+        assert_eq!(claimed, all.len(), "a {what} was claimed twice");
+        assert_eq!(
+            all.into_iter()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            ids,
+            "every {what} is claimed once"
+        );
+    }
+    let _ = plant.close().await;
+    a.close().await;
+    b.close().await;
+}

@@ -5,6 +5,8 @@
 //! ```text
 //! cargo build --release      # the daemon measured is target/release/respool
 //! cargo run --release --example webhook_bench -- --deliveries 20000 --concurrency 32
+//! # three daemons on a fresh database of a PostgreSQL server, behind a balancer:
+//! cargo run --release --example webhook_bench -- --database postgres://… --daemons 3
 //! ```
 //!
 //! Two targets, one after the other, each a process of its own so that its CPU time and memory
@@ -15,8 +17,11 @@
 //!   timestamp window, constant-time signature, the event parsed) and answers `200`, storing
 //!   nothing;
 //! - **respool**: the release binary, `respool serve` with a generated config in a temp dir (a
-//!   fresh SQLite file, `webhook.secrets` set, upstream pointed at the simulator run in this
-//!   process), receiving exactly as it would from OpenAI.
+//!   fresh SQLite file, or with `--database` a fresh database on a PostgreSQL server;
+//!   `webhook.secrets` set, upstream pointed at the simulator run in this process), receiving
+//!   exactly as it would from OpenAI. With `--daemons N`, N of them on the one database behind
+//!   a round-robin TCP balancer in this process (the ceiling is then reached through a
+//!   balancer too, so the ratio compares like with like); CPU and memory are their sums.
 //!
 //! The load generator keeps `--concurrency` keep-alive connections busy, each sending the next
 //! delivery as soon as the previous one is answered: distinct `webhook-id`s, OpenAI's thin
@@ -24,8 +29,9 @@
 //! A warm-up (`--warmup`) goes to each target first and is not measured. For each target it
 //! prints deliveries per second, p50/p90/p99/max latency, the non-200 answers and transport
 //! errors, and the server's CPU time and peak RSS; then respool's figures as a share of the
-//! ceiling's. Afterwards it counts the rows of respool's `webhook_deliveries` table: every
-//! delivery answered `200` must be there, and a shortfall is printed as LOST.
+//! ceiling's. Afterwards it counts the rows of respool's `webhook_deliveries` table (in the
+//! SQLite file or the PostgreSQL database): every delivery answered `200` must be there, and a
+//! shortfall is printed as LOST; and it prints the WARN and ERROR lines of the daemons' logs.
 //!
 //! The deliveries name responses no job of this fresh database knows, so after recording each
 //! one respool also looks it up upstream (at most 256 at a time, as it does for the webhook of
@@ -54,6 +60,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use bench_support::cluster::{self, Balancer, ClusterArgs, GroupUsage, Ledger, Plan};
 use bench_support::{ChildProc, ProcUsage};
 
 /// The environment variable that hands the secret to the ceiling process (not its command
@@ -70,7 +77,8 @@ connections, first to a ceiling server (verifies, answers 200, stores nothing), 
 release respool daemon (target/release/respool: build it first with `cargo build --release`), \
 and prints deliveries/s, latency percentiles, errors, CPU and memory of each, and respool's \
 figures as a share of the ceiling's. Checks afterwards that respool stored every delivery it \
-answered 200. Asserts nothing."
+answered 200. With --database postgres://… the daemons run on a fresh database of that server; \
+with --daemons N, N daemons on it behind a round-robin balancer in this process. Asserts nothing."
 )]
 struct Args {
     /// Deliveries measured per target.
@@ -86,9 +94,12 @@ struct Args {
     /// i.e. target/release/respool).
     #[arg(long)]
     respool: Option<PathBuf>,
-    /// Keep the temp dir (respool's config, SQLite file and logs) and print its path.
+    /// Keep the temp dir (the daemons' configs and logs, the SQLite file) and print its path;
+    /// and the PostgreSQL database (not dropped).
     #[arg(long)]
     keep: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Internal: serve as the ceiling on this address (the benchmark starts itself so).
     #[arg(long, hide = true)]
     serve_ceiling: Option<SocketAddr>,
@@ -110,6 +121,8 @@ async fn main() -> Result<()> {
     let signer = Arc::new(standardwebhooks::Webhook::new(&secret)?);
     let http = bench_support::http_client(args.concurrency)?;
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+    let ledger = Ledger::create(args.cluster.database.as_deref(), dir.path()).await?;
+    let plan = Plan::new(&args.cluster, &respool, dir.path()).await?;
 
     println!("respool webhook ingest bench, {date}");
     println!(
@@ -118,6 +131,7 @@ async fn main() -> Result<()> {
         bench_support::load_average()
     );
     println!("respool: {}", respool.display());
+    println!("setup: {}", args.cluster.describe(&ledger));
     println!(
         "{} deliveries per target after {} warm-up, {} keep-alive connections, one delivery in flight on each",
         args.deliveries, args.warmup, args.concurrency
@@ -134,40 +148,53 @@ async fn main() -> Result<()> {
         dir.path(),
         &[(SECRET_ENV, &secret)],
     )?;
-    let base = format!("http://{listen}");
     ceiling
-        .wait_healthy(&http, &format!("{base}/healthz"), Duration::from_secs(20))
+        .wait_healthy(
+            &http,
+            &format!("http://{listen}/healthz"),
+            Duration::from_secs(20),
+        )
         .await?;
+    // Behind a balancer like the daemons, when they are.
+    let (base, ceiling_front) = if args.cluster.daemons > 1 || args.cluster.balancer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let front = Balancer::spawn(listener, vec![listen.parse()?]);
+        (base, Some(front))
+    } else {
+        (format!("http://{listen}"), None)
+    };
     let url = format!("{base}{PATH}");
-    let ceiling_run = measure(&http, &url, &signer, &args, &ceiling).await?;
+    let ceiling_run = measure(&http, &url, &signer, &args, std::slice::from_ref(&ceiling)).await?;
     ceiling.stop(Duration::from_secs(5)).await;
-    ceiling_run
-        .print("ceiling (verifies with respool::signing::Keys, answers 200, stores nothing)");
+    drop(ceiling_front);
+    ceiling_run.print(if args.cluster.daemons > 1 || args.cluster.balancer {
+        "ceiling (verifies with respool::signing::Keys, answers 200, stores nothing; behind a balancer as respool is)"
+    } else {
+        "ceiling (verifies with respool::signing::Keys, answers 200, stores nothing)"
+    });
 
     // respool: the release daemon, against the simulator in this process.
     let sim = respool::sim::spawn(respool::sim::SimConfig::default()).await?;
-    let port = bench_support::free_port()?;
-    let db = dir.path().join("respool.db");
     let config = format!(
-        "listen: 127.0.0.1:{port}\n\
-             database: {db}\n\
-             upstream:\n  base_url: {sim}\n  api_key: sk-bench\n\
-             webhook:\n  path: {PATH}\n  secrets: [\"{secret}\"]\n\
-             notify:\n  default: []\n",
-        db = db.display(),
-        sim = sim.base_url(),
+        "webhook:\n  path: {PATH}\n  secrets: [\"{secret}\"]\n\
+         notify:\n  default: []\n"
     );
-    let (mut daemon, base) =
-        bench_support::start_daemon(&respool, dir.path(), port, &config, &http).await?;
-    let url = format!("{base}{PATH}");
-    let respool_run = measure(&http, &url, &signer, &args, &daemon).await?;
-    // What the daemon answered 200 must be in its ledger now (a 200 promises it is stored).
-    let stored = count_deliveries(&db).await;
+    let mut cluster = plan.start(&http, &ledger, &sim.base_url(), &config).await?;
+    let url = format!("{}{PATH}", cluster.base);
+    let respool_run = measure(&http, &url, &signer, &args, &cluster.daemons).await?;
+    // What the daemons answered 200 must be in their ledger now (a 200 promises it is stored).
+    let stored = count_deliveries(&ledger).await;
     let accepted = respool_run.warmup_ok + respool_run.ok;
-    daemon.check_running()?;
-    daemon.stop(Duration::from_secs(10)).await;
+    let front = cluster.front();
+    cluster.check_running()?;
+    cluster.stop(Duration::from_secs(10)).await;
     sim.shutdown().await;
-    respool_run.print("respool (respool serve, release build, fresh SQLite ledger)");
+    respool_run.print(&format!(
+        "respool (respool serve, release build: {})",
+        args.cluster.describe(&ledger)
+    ));
+    println!("  {front}");
 
     match stored {
         Ok(stored) if stored as usize == accepted => println!(
@@ -184,8 +211,9 @@ async fn main() -> Result<()> {
         Ok(stored) => println!(
             "  stored: {stored} rows in webhook_deliveries for {accepted} deliveries answered 200 (more rows than 200s: some answers were errors after the row was written)"
         ),
-        Err(e) => println!("  stored: UNKNOWN, cannot read {}: {e:#}", db.display()),
+        Err(e) => println!("  stored: UNKNOWN, cannot read the ledger: {e:#}"),
     }
+    cluster.print_log_problems(5);
 
     println!();
     println!("respool / ceiling");
@@ -214,11 +242,7 @@ async fn main() -> Result<()> {
 
     println!();
     println!("load average at the end: {}", bench_support::load_average());
-    if args.keep {
-        let kept = dir.keep();
-        println!();
-        println!("kept {} (config, respool.db, logs)", kept.display());
-    }
+    cluster::finish(dir, &ledger, args.keep).await;
     Ok(())
 }
 
@@ -234,9 +258,9 @@ struct Run {
     first_error: Option<String>,
     elapsed: Duration,
     hist: Histogram<u64>,
-    pid: u32,
-    before: Option<ProcUsage>,
-    after: Option<ProcUsage>,
+    /// The server processes' usage before and after the measured deliveries.
+    before: Option<GroupUsage>,
+    after: Option<GroupUsage>,
     /// This process (the load generator, and for respool the simulator it looks
     /// deliveries up in) over the same time.
     generator_cpu: Option<f64>,
@@ -248,7 +272,7 @@ impl Run {
     }
 
     fn cpu_seconds(&self) -> Option<f64> {
-        Some(self.after?.cpu_seconds - self.before?.cpu_seconds)
+        self.after.as_ref()?.cpu_since(self.before.as_ref()?)
     }
 
     fn cpu_per_1k(&self) -> Option<f64> {
@@ -256,7 +280,7 @@ impl Run {
     }
 
     fn print(&self, title: &str) {
-        println!("{title}, pid {}", self.pid);
+        println!("{title}");
         println!(
             "  {} deliveries in {:.2} s: {:.0} deliveries/s",
             self.sent,
@@ -287,17 +311,29 @@ impl Run {
                 self.first_error.as_deref().unwrap_or("-")
             );
         }
-        match (self.cpu_seconds(), self.cpu_per_1k(), self.after) {
-            (Some(cpu), Some(per_1k), Some(after)) => println!(
-                "  server: {cpu:.2} s CPU ({per_1k:.3} s per 1,000 deliveries, {:.0} % of a core), peak RSS {:.1} MiB",
+        let after = self.after.as_ref();
+        let several = after.is_some_and(|a| a.each.len() > 1);
+        match (
+            self.cpu_seconds(),
+            self.cpu_per_1k(),
+            after.and_then(GroupUsage::total),
+        ) {
+            (Some(cpu), Some(per_1k), Some(total)) => println!(
+                "  server{}: {cpu:.2} s CPU ({per_1k:.3} s per 1,000 deliveries, {:.0} % of a core), peak RSS {:.1} MiB",
+                if several { "s, summed" } else { "" },
                 cpu / self.elapsed.as_secs_f64().max(1e-9) * 100.0,
-                after.peak_rss_mib()
+                total.peak_rss_mib()
             ),
             _ => println!("  server: CPU and memory unknown (no /proc)"),
         }
+        if let (true, Some(after), Some(before)) = (several, after, self.before.as_ref()) {
+            for line in after.per_process(before) {
+                println!("    {line}");
+            }
+        }
         if let Some(cpu) = self.generator_cpu {
             println!(
-                "  load generator (this process): {cpu:.2} s CPU ({:.0} % of a core)",
+                "  load generator (this process, with the balancer if any): {cpu:.2} s CPU ({:.0} % of a core)",
                 cpu / self.elapsed.as_secs_f64().max(1e-9) * 100.0
             );
         }
@@ -311,20 +347,19 @@ async fn measure(
     url: &str,
     signer: &Arc<standardwebhooks::Webhook>,
     args: &Args,
-    server: &ChildProc,
+    servers: &[ChildProc],
 ) -> Result<Run> {
     let warm = drive(http, url, signer, args.warmup, args.concurrency).await?;
     let me = std::process::id();
-    let (before, gen_before) = (server.usage(), ProcUsage::read(me));
+    let (before, gen_before) = (GroupUsage::read(servers), ProcUsage::read(me));
     let started = Instant::now();
     let mut run = drive(http, url, signer, args.deliveries, args.concurrency).await?;
     run.elapsed = started.elapsed();
-    run.after = server.usage();
+    run.after = Some(GroupUsage::read(servers));
     if let (Some(a), Some(b)) = (ProcUsage::read(me), gen_before) {
         run.generator_cpu = Some(a.cpu_seconds - b.cpu_seconds);
     }
-    run.before = before;
-    run.pid = server.pid();
+    run.before = Some(before);
     run.warmup_ok = warm.ok;
     Ok(run)
 }
@@ -359,7 +394,6 @@ async fn drive(
         first_error: None,
         elapsed: Duration::ZERO,
         hist: bench_support::histogram()?,
-        pid: 0,
         before: None,
         after: None,
         generator_cpu: None,
@@ -469,14 +503,9 @@ impl Part {
 }
 
 /// Rows of respool's `webhook_deliveries`, read from its SQLite file (read-only, beside the
-/// running daemon: WAL lets a reader in while it writes).
-async fn count_deliveries(db: &std::path::Path) -> Result<i64> {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await?;
+/// running daemons) or its PostgreSQL database.
+async fn count_deliveries(ledger: &Ledger) -> Result<i64> {
+    let mut conn = ledger.connect().await?;
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
         .fetch_one(&mut conn)
         .await?;

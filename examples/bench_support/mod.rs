@@ -1,10 +1,13 @@
-//! What `webhook_bench` and `scale_bench` share: the release `respool` binary run as a child
-//! process (so its CPU and memory are its own, read from `/proc`), latency summaries, the
+//! What `webhook_bench` and `scale_bench` share: the release `respool` binary run as child
+//! processes (so their CPU and memory are their own, read from `/proc`) on a SQLite file or a
+//! PostgreSQL database, one or several behind a balancer (`cluster`), latency summaries, the
 //! machine's description and small helpers. Not an example itself (Cargo only makes
 //! `examples/*.rs` and `examples/*/main.rs` into examples); each bench includes it as a module
 //! (`mod bench_support;`, or with `#[path]` from a directory example) and uses only part of it,
 //! hence the `dead_code` allowance.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -306,33 +309,6 @@ fn clock_ticks() -> u64 {
             .filter(|&t| t > 0)
             .unwrap_or(100)
     })
-}
-
-/// Starts `respool serve` (the binary `respool`) in `dir` with `config` written to
-/// `dir/respool.yaml`, and waits until `/healthz` on 127.0.0.1:`port` answers. Returns the
-/// process and its base URL.
-pub async fn start_daemon(
-    respool: &Path,
-    dir: &Path,
-    port: u16,
-    config: &str,
-    http: &reqwest::Client,
-) -> Result<(ChildProc, String)> {
-    let path = dir.join("respool.yaml");
-    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-    let config_arg = path.display().to_string();
-    let mut daemon = ChildProc::spawn(
-        "respool",
-        respool,
-        &["serve", "--config", &config_arg],
-        dir,
-        &[],
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    daemon
-        .wait_healthy(http, &format!("{base}/healthz"), Duration::from_secs(30))
-        .await?;
-    Ok((daemon, base))
 }
 
 /// A latency histogram in microseconds, 1 µs to 10 minutes, 3 significant digits.

@@ -1,5 +1,5 @@
 //! What the daemon recorded, read after the run: each job's timeline over the REST API, and
-//! its `webhook_deliveries` table from the SQLite file.
+//! its `webhook_deliveries` table from the SQLite file or the PostgreSQL database.
 
 use std::collections::HashMap;
 
@@ -9,16 +9,11 @@ use serde_json::Value;
 
 /// For each response a webhook named: when the daemon's receiver first recorded one (unix ms)
 /// and when the daemon handed it off to its job (made the job due for a poll), read from its
-/// SQLite file once it has stopped.
+/// ledger once it has stopped.
 pub async fn webhooks_received(
-    db: &std::path::Path,
+    ledger: &crate::bench_support::cluster::Ledger,
 ) -> Result<HashMap<String, (i64, Option<i64>)>> {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await?;
+    let mut conn = ledger.connect().await?;
     let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
         "SELECT object_id, MIN(received_at), MIN(handled_at) FROM webhook_deliveries \
          WHERE object_id IS NOT NULL GROUP BY object_id",

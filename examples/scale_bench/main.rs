@@ -8,6 +8,8 @@
 //! cargo build --release      # the daemon measured is target/release/respool
 //! cargo run --release --example scale_bench -- --jobs 10000
 //! cargo run --release --example scale_bench -- --jobs 200 --run-time 2s    # a quick check
+//! # three daemons on a fresh database of a PostgreSQL server, behind a balancer:
+//! cargo run --release --example scale_bench -- --jobs 2000 --database postgres://… --daemons 3
 //! ```
 //!
 //! In one run:
@@ -18,8 +20,12 @@
 //!   its rate-limit headers count down from `--sim-rpm` (default a million a minute, so a
 //!   window never holds creates back: the bench measures respool, not a quota);
 //! - `respool serve` runs as a child process with a generated config in a temp dir (a fresh
-//!   SQLite file, the webhook secret, `limits.max_in_flight` = N so every job can run at once,
-//!   everything else at its default unless a flag says) and one `webhook` sink;
+//!   SQLite file, or with `--database` a fresh database on a PostgreSQL server; the webhook
+//!   secret, `limits.max_in_flight` = N so every job can run at once, everything else at its
+//!   default unless a flag says) and one `webhook` sink; with `--daemons N`, N of them on the
+//!   one database, each with its own port and state directory, behind a round-robin TCP
+//!   balancer in this process that the intake, the simulator's webhooks and the timeline reads
+//!   all go through (CPU and memory are then the daemons' sums);
 //! - the sink's URL is a receiver in this process that checks each notification's signature
 //!   and notes when it arrived.
 //!
@@ -57,6 +63,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use bench_support::cluster::{self, ClusterArgs, Ledger, Plan};
 use bench_support::{fmt_ms, latency_line, now_ms, p99_ms, verdict};
 
 /// The targets of the issue "Fast under load".
@@ -122,9 +129,12 @@ struct Args {
     /// i.e. target/release/respool).
     #[arg(long)]
     respool: Option<PathBuf>,
-    /// Keep the temp dir (the daemon's config, SQLite file and log) and print its path.
+    /// Keep the temp dir (the daemons' configs and logs, the SQLite file) and print its path;
+    /// and the PostgreSQL database (not dropped).
     #[arg(long)]
     keep: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// `2s` or `20s..40s`.
@@ -160,11 +170,14 @@ async fn main() -> Result<()> {
         .with_state(notes.clone());
     let receiver = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // The simulator, sending webhooks to the daemon's receiver.
-    let port = bench_support::free_port()?;
+    // Where the daemons (or their balancer) will listen, and their ledger.
+    let plan = Plan::new(&args.cluster, &respool, dir.path()).await?;
+    let ledger = Ledger::create(args.cluster.database.as_deref(), dir.path()).await?;
+
+    // The simulator, sending webhooks to the daemons' receiver (through the balancer).
     let secret = bench_support::new_secret();
     let sim = respool::sim::spawn(respool::sim::SimConfig {
-        webhook_url: Some(format!("http://127.0.0.1:{port}/webhooks/openai")),
+        webhook_url: Some(format!("{}/webhooks/openai", plan.base_url())),
         webhook_secrets: vec![secret.clone()],
         seed: Some(args.seed),
         webhook_concurrency: args.sim_webhook_concurrency.max(1),
@@ -177,8 +190,7 @@ async fn main() -> Result<()> {
     })
     .await?;
 
-    // The daemon.
-    let db = dir.path().join("respool.db");
+    // The daemons.
     let max_in_flight = args.max_in_flight.unwrap_or(n);
     let mut limits = format!("limits:\n  max_in_flight: {max_in_flight}\n");
     if let Some(s) = args.max_concurrent_submissions {
@@ -188,18 +200,13 @@ async fn main() -> Result<()> {
         limits.push_str(&format!("  max_concurrent_polls: {p}\n"));
     }
     let config = format!(
-        "listen: 127.0.0.1:{port}\n\
-             database: {db}\n\
-             upstream:\n  base_url: {sim}\n  api_key: sk-bench\n\
-             webhook:\n  secrets: [\"{secret}\"]\n\
-             {limits}\
-             sinks:\n  bench:\n    type: webhook\n    url: \"{sink_url}\"\n    secret: \"{sink_secret}\"\n\
-             notify:\n  default: [bench]\n",
-        db = db.display(),
-        sim = sim.base_url(),
+        "webhook:\n  secrets: [\"{secret}\"]\n\
+         {limits}\
+         sinks:\n  bench:\n    type: webhook\n    url: \"{sink_url}\"\n    secret: \"{sink_secret}\"\n\
+         notify:\n  default: [bench]\n"
     );
-    let (mut daemon, base) =
-        bench_support::start_daemon(&respool, dir.path(), port, &config, &http).await?;
+    let mut daemons = plan.start(&http, &ledger, &sim.base_url(), &config).await?;
+    let base = daemons.base.clone();
 
     let (lo, hi) = args.run_time;
     println!("respool scale bench, {date}");
@@ -208,7 +215,13 @@ async fn main() -> Result<()> {
         bench_support::machine(),
         bench_support::load_average()
     );
-    println!("respool: {} (pid {})", respool.display(), daemon.pid());
+    let pids: Vec<String> = daemons
+        .daemons
+        .iter()
+        .map(|d| d.pid().to_string())
+        .collect();
+    println!("respool: {} (pid {})", respool.display(), pids.join(", "));
+    println!("setup: {}", args.cluster.describe(&ledger));
     println!(
         "{n} jobs, {} to {} upstream each, POSTed over {} connections",
         humantime::format_duration(lo),
@@ -236,7 +249,7 @@ async fn main() -> Result<()> {
             rng.random_range(lo..=hi)
         })
         .collect();
-    let usage_start = daemon.usage();
+    let usage_start = daemons.usage();
     let first_submit_ms = now_ms();
     let intake_started = Instant::now();
     let intake = intake::submit_all(&http, &base, &plans, args.concurrency).await?;
@@ -260,7 +273,7 @@ async fn main() -> Result<()> {
     // Wait for every notification, measuring idle CPU on the way if a window opens.
     let waited = wait::wait_all(
         &args,
-        &mut daemon,
+        &mut daemons,
         &sim,
         &notes,
         &submitted,
@@ -268,7 +281,7 @@ async fn main() -> Result<()> {
         first_submit_ms,
     )
     .await?;
-    let usage_end = daemon.usage();
+    let usage_end = daemons.usage();
     let last_note_ms = notes.last_ms();
     let stats = sim.stats();
 
@@ -282,16 +295,14 @@ async fn main() -> Result<()> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    daemon.check_running()?;
-    daemon.stop(Duration::from_secs(15)).await;
+    let front = daemons.front();
+    daemons.check_running()?;
+    daemons.stop(Duration::from_secs(15)).await;
     receiver.abort();
-    let received = match ledger::webhooks_received(&db).await {
+    let received = match ledger::webhooks_received(&ledger).await {
         Ok(r) => r,
         Err(e) => {
-            println!(
-                "cannot read webhook_deliveries from {}: {e:#}",
-                db.display()
-            );
+            println!("cannot read webhook_deliveries: {e:#}");
             HashMap::new()
         }
     };
@@ -432,18 +443,20 @@ async fn main() -> Result<()> {
         ),
         format!("<= 2.1: {}", verdict(per_job <= TARGET_REQUESTS_PER_JOB)),
     );
-    match (usage_start, usage_end) {
+    let several = daemons.daemons.len() > 1;
+    let summed = if several { ", summed" } else { "" };
+    match (usage_start.total(), usage_end.total()) {
         (Some(start), Some(end)) => {
             let cpu = end.cpu_seconds - start.cpu_seconds;
             let per_1k = cpu * 1000.0 / expected.max(1) as f64;
             let peak_mb = end.peak_rss_kib as f64 * 1024.0 / 1e6;
             row(
-                "daemon peak RSS (VmHWM)",
+                &format!("daemon peak RSS (VmHWM{summed})"),
                 format!("{peak_mb:.0} MB ({:.0} MiB)", end.peak_rss_mib()),
                 format!("<= 96 MB: {}", verdict(peak_mb <= TARGET_PEAK_RSS_MB)),
             );
             row(
-                "daemon CPU (first submit -> end)",
+                &format!("daemon CPU (submit -> end{summed})"),
                 format!("{cpu:.1} s, {per_1k:.2} s per 1,000 jobs"),
                 format!(
                     "<= 3 s per 1,000 jobs: {}",
@@ -458,6 +471,11 @@ async fn main() -> Result<()> {
         ),
     }
     row("daemon idle CPU", waited.idle.clone(), "~ 0".into());
+    if several {
+        for line in usage_end.per_process(&usage_start) {
+            println!("  {line}");
+        }
+    }
 
     println!();
     let statuses: Vec<String> = statuses.iter().map(|(s, c)| format!("{c} {s}")).collect();
@@ -496,22 +514,21 @@ async fn main() -> Result<()> {
         stats.served_429,
         stats.served_5xx
     );
-    if let Some(end) = usage_end {
+    println!("{front}");
+    if let Some(end) = usage_end.total() {
         println!(
-            "daemon now: RSS {:.0} MiB; database {:.1} MiB (file + WAL)",
+            "daemon{} at the end: RSS {:.0} MiB; database {}",
+            if several { "s" } else { "" },
             end.rss_kib as f64 / 1024.0,
-            (file_size(&db) + file_size(&db.with_extension("db-wal"))) as f64 / (1024.0 * 1024.0)
+            ledger.size_bytes().await.map_or_else(
+                |e| format!("size unknown ({e:#})"),
+                |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+            )
         );
     }
+    daemons.print_log_problems(5);
     println!("load average at the end: {}", bench_support::load_average());
     sim.shutdown().await;
-    if args.keep {
-        let kept = dir.keep();
-        println!("kept {} (config, respool.db, respool.log)", kept.display());
-    }
+    cluster::finish(dir, &ledger, args.keep).await;
     Ok(())
-}
-
-fn file_size(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).map_or(0, |m| m.len())
 }

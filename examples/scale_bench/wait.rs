@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::bench_support::{ChildProc, ProcUsage, now_ms};
+use crate::bench_support::cluster::Cluster;
+use crate::bench_support::{ProcUsage, now_ms};
 use crate::sink::Notes;
 use crate::{Args, PROGRESS_EVERY};
 
@@ -33,7 +34,7 @@ enum Idle {
 /// progress and measuring the daemon's CPU while every job waits upstream.
 pub async fn wait_all(
     args: &Args,
-    daemon: &mut ChildProc,
+    daemons: &mut Cluster,
     sim: &respool::sim::SimHandle,
     notes: &Notes,
     submitted: &HashMap<String, u64>,
@@ -45,7 +46,7 @@ pub async fn wait_all(
     let mut next_progress = started + PROGRESS_EVERY;
     let mut idle = Idle::WaitingForCreates;
     loop {
-        daemon.check_running()?;
+        daemons.check_running()?;
         let done = notes.distinct() >= expected;
         let now = Instant::now();
         let stats = sim.stats();
@@ -81,7 +82,7 @@ pub async fn wait_all(
             }
             Idle::Planned { from, until, start } => {
                 if start.is_none() && now >= *from {
-                    *start = daemon.usage().map(|u| (now, u));
+                    *start = daemons.usage().total().map(|u| (now, u));
                     if start.is_none() {
                         idle = Idle::Done("unknown (no /proc)".into());
                     }
@@ -89,7 +90,7 @@ pub async fn wait_all(
                     && now >= *until
                 {
                     let secs = t0.elapsed().as_secs_f64();
-                    idle = Idle::Done(match daemon.usage() {
+                    idle = Idle::Done(match daemons.usage().total() {
                         Some(u1) => {
                             let cpu = u1.cpu_seconds - u0.cpu_seconds;
                             format!(
@@ -116,7 +117,7 @@ pub async fn wait_all(
         }
         if now >= next_progress {
             next_progress += PROGRESS_EVERY;
-            let usage = daemon.usage();
+            let usage = daemons.usage().total();
             println!(
                 "  {:>5.0} s: {} created upstream, {} webhooks delivered, {} of {expected} notified; daemon RSS {} MiB, CPU {} s",
                 started.elapsed().as_secs_f64(),

@@ -17,8 +17,10 @@ use crate::telemetry::chain;
 /// The least time between two wake-ups this daemon sends.
 const TELL_GAP: Duration = Duration::from_millis(20);
 
-/// How long to wait before listening again after the listening connection failed to open.
-const LISTEN_RETRY: Duration = Duration::from_secs(5);
+/// How long to wait before listening again after the listening connection failed: at first,
+/// and at most (doubling in between).
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// This daemon's side of the wake-ups.
 pub(super) struct Peers {
@@ -60,8 +62,15 @@ impl Orchestrator {
                 _ = shutdown.cancelled() => return,
                 _ = peers.tell.notified() => {}
             }
-            if let Err(e) = self.inner.store.notify_peers(&peers.instance).await {
-                tracing::debug!(error = %chain(&e), "cannot wake the other daemons");
+            // Raced with shutdown: with the database unreachable, a send may wait for a
+            // connection for seconds.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                sent = self.inner.store.notify_peers(&peers.instance) => {
+                    if let Err(e) = sent {
+                        tracing::debug!(error = %chain(&e), "cannot wake the other daemons");
+                    }
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -70,43 +79,56 @@ impl Orchestrator {
         }
     }
 
+    /// Listens until `shutdown`. A connection that fails is dropped and opened again, waiting
+    /// longer each time (up to [`LISTEN_RETRY_MAX`]); the first failure of a run of them is a
+    /// warning, the rest are debug lines.
     async fn hear_peers(&self, shutdown: &CancellationToken) {
         let store = &self.inner.store;
         let me = &self.inner.peers.instance;
-        let mut listener = loop {
-            match store.listen_to_peers(me).await {
-                Ok(Some(l)) => break l,
+        let mut retry = LISTEN_RETRY;
+        let mut warned = false;
+        loop {
+            let opened = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                opened = store.listen_to_peers(me) => opened,
+            };
+            let failure = match opened {
                 Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %chain(&e), "cannot listen for the other daemons' wake-ups; the workers still look every second");
+                Ok(Some(mut listener)) => {
+                    if warned {
+                        tracing::info!("listening for the other daemons' wake-ups again");
+                    }
+                    warned = false;
+                    retry = LISTEN_RETRY;
+                    loop {
+                        let heard = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            heard = listener.next() => heard,
+                        };
+                        match heard {
+                            Ok(()) => {
+                                crate::telemetry::peer_wake();
+                                for w in Worker::ALL {
+                                    self.inner.wakes.of(w).notify_one();
+                                }
+                            }
+                            Err(e) => break e,
+                        }
+                    }
                 }
+                Err(e) => e,
+            };
+            if warned {
+                tracing::debug!(error = %chain(&failure), "still cannot hear the other daemons' wake-ups");
+            } else {
+                tracing::warn!(error = %chain(&failure), "cannot hear the other daemons' wake-ups; the workers still look every second");
+                warned = true;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(LISTEN_RETRY) => {}
+                _ = tokio::time::sleep(retry) => {}
             }
-        };
-        loop {
-            let heard = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                heard = listener.next() => heard,
-            };
-            match heard {
-                Ok(()) => {
-                    crate::telemetry::peer_wake();
-                    for w in Worker::ALL {
-                        self.inner.wakes.of(w).notify_one();
-                    }
-                }
-                Err(e) => {
-                    // The next call opens the connection again.
-                    tracing::warn!(error = %chain(&e), "lost the connection that hears the other daemons' wake-ups");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
+            retry = (retry * 2).min(LISTEN_RETRY_MAX);
         }
     }
 }

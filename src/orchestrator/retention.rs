@@ -175,22 +175,24 @@ impl Orchestrator {
     }
 
     /// Deletes upstream the files respool uploaded that nothing needs since `before`; returns
-    /// how many. A file that is already gone is forgotten too; one that cannot be deleted now
-    /// is tried again next pass.
+    /// how many. Each is forgotten first, checking in the same write that it is still stale
+    /// ([`Store::take_stale_upload`]): a job (of this daemon or another) that is given the file
+    /// meanwhile uploads it again rather than naming a deleted file. A file already gone counts
+    /// as deleted; one whose delete fails now stays upstream, named in a warning.
+    ///
+    /// [`Store::take_stale_upload`]: crate::store::Store::take_stale_upload
     async fn delete_stale_uploads(&self, before: i64) -> Result<u64, StoreError> {
         let store = &self.inner.store;
         let client = self.client();
         let mut deleted = 0;
         for u in store.stale_uploads(before, UPLOAD_BATCH).await? {
+            if !store.take_stale_upload(&u, before).await? {
+                continue;
+            }
             match client.delete_file(&u.file_id).await {
-                Ok(_) => {
-                    store
-                        .forget_upload(&u.sha256, &u.purpose, &u.file_id)
-                        .await?;
-                    deleted += 1;
-                }
+                Ok(_) => deleted += 1,
                 Err(e) => {
-                    tracing::warn!(file_id = %u.file_id, error = %e.describe(), "cannot delete an uploaded file; trying again next pass");
+                    tracing::warn!(file_id = %u.file_id, error = %e.describe(), "cannot delete an uploaded file nothing needs any more; it stays upstream (delete it by hand)");
                     break;
                 }
             }

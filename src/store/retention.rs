@@ -49,6 +49,8 @@ const TERMINAL: &str = "('completed', 'failed', 'incomplete', 'cancelled')";
 const NOTHING_TO_DELIVER: &str =
     "NOT EXISTS (SELECT 1 FROM notifications n WHERE n.job_id = jobs.id AND n.state = 'pending')";
 
+/// Webhook delivery records deleted per write transaction by [`Store::prune_deliveries`].
+const DELIVERY_BATCH: i64 = 5_000;
 impl Store {
     /// Up to `limit` finished jobs that ended before `cutoff` (unix ms) and have no
     /// notification left to deliver, oldest first.
@@ -151,14 +153,31 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Deletes webhook delivery records received before `before` (unix ms). Returns how many.
+    /// Deletes webhook delivery records received before `before` (unix ms), in batches of
+    /// [`DELIVERY_BATCH`]. Returns how many.
     pub async fn prune_deliveries(&self, before: i64) -> Result<u64, StoreError> {
         // Under the write lock, as every many-row delete here: on PostgreSQL, another daemon
-        // pruning or handing off the same rows in another order would deadlock with it.
-        self.execute_locked(
-            sql::query("DELETE FROM webhook_deliveries WHERE received_at < ?").bind(before),
-        )
-        .await
+        // pruning or handing off the same rows in another order would deadlock with it. In
+        // batches, so that a week of deliveries (millions of rows under load) never holds the
+        // lock every daemon's writes wait for past their timeout.
+        let mut deleted = 0;
+        loop {
+            let n = self
+                .execute_locked(
+                    sql::query(
+                        "DELETE FROM webhook_deliveries WHERE webhook_id IN \
+                         (SELECT webhook_id FROM webhook_deliveries WHERE received_at < ? \
+                          ORDER BY received_at LIMIT ?)",
+                    )
+                    .bind(before)
+                    .bind(DELIVERY_BATCH),
+                )
+                .await?;
+            deleted += n;
+            if n < DELIVERY_BATCH as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Deletes up to `limit` summaries of pruned jobs that ended before `before` (unix ms).
@@ -331,6 +350,37 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::store::{Store, sql};
+
+    /// Deliveries are pruned in batches: more than one batch's worth goes, those received
+    /// since stay.
+    #[tokio::test]
+    async fn deliveries_past_retention_go_in_batches() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let pool = store.pool_for_tests();
+        let old = super::DELIVERY_BATCH * 2 + 17;
+        let rows = (0..old)
+            .map(|i| (i, 100_i64))
+            .chain((0..25).map(|i| (i, 10_000)));
+        let rows: Vec<(i64, i64)> = rows.collect();
+        for chunk in rows.chunks(1_000) {
+            let mut b = sqlx::QueryBuilder::<sqlx::Any>::new(
+                "INSERT INTO webhook_deliveries (webhook_id, received_at, event_type, body) ",
+            );
+            b.push_values(chunk, |mut row, &(i, received_at)| {
+                row.push_bind(format!("wh_{received_at}_{i}"))
+                    .push_bind(received_at)
+                    .push_bind("response.completed")
+                    .push_bind("{}");
+            });
+            sql::built(&mut b).execute(&pool).await.unwrap();
+        }
+        assert_eq!(store.prune_deliveries(5_000).await.unwrap(), old as u64);
+        let left: i64 = sql::query_scalar("SELECT COUNT(*) FROM webhook_deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 25);
+    }
 
     /// A finished job that used tool calls is pruned with its turns and actions (their rows
     /// hold no cascade: the job's delete failed on the foreign key before).

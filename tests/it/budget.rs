@@ -11,6 +11,7 @@ use respool::sim::SimConfig;
 use serde_json::{Value, json};
 
 use crate::helpers;
+use crate::helpers::ledger;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -225,48 +226,26 @@ async fn store_on_the_runs_backend(dir: &std::path::Path) -> respool::store::Sto
 
 /// Takes in a job, sends it and records it completed with `usage`.
 async fn complete_with_usage(store: &respool::store::Store, name: &str, usage: Value, now: i64) {
-    use respool::job::{JobId, JobSpec, Observation, ResponseId};
-    use respool::store::{
-        ApplyContext, ApplyOutcome, Attach, AttachContext, ClaimLimits, InsertOutcome, Lease,
-        NewJob,
-    };
-    let spec =
-        JobSpec::from_value(json!({"name": name, "model": "gpt-5", "input": "hi"}), name).unwrap();
-    let job = NewJob {
-        id: JobId::generate(),
-        spec_hash: respool::orchestrator::spec_hash(&spec),
-        spec,
+    use respool::job::{Observation, ResponseId};
+    use respool::store::{ApplyContext, ApplyOutcome, Attach, Lease};
+    let id = ledger::insert(
+        store,
+        json!({"name": name, "model": "gpt-5", "input": "hi"}),
+        name,
         now,
-        deadline_at: None,
-        origin: "test".into(),
-    };
-    let InsertOutcome::Created(row) = store.insert_job(job).await.unwrap() else {
-        panic!("not created");
-    };
+    )
+    .await;
     let per_model = BTreeMap::new();
-    let limits = ClaimLimits {
-        max_in_flight: 10,
-        per_model: &per_model,
-        over_budget: None,
-    };
     let claim = store
-        .claim_submission(now, Lease::unowned(60_000), &limits)
+        .claim_submission(now, Lease::unowned(60_000), &ledger::limits(10, &per_model))
         .await
         .unwrap()
         .claim
         .expect("a job is claimed");
-    assert_eq!(claim.id, row.id);
+    assert_eq!(claim.id, id);
     let rid = ResponseId::parse(&format!("resp_{name}")).unwrap();
-    let ctx = AttachContext {
-        now,
-        first_poll_at: now,
-        poll_interval_ms: 1_000,
-        kind: respool::store::EventKind::Submitted,
-        how: "create",
-        request_id: None,
-        turn: None,
-    };
-    let attached = store.attach_response(&row.id, &rid, &ctx).await.unwrap();
+    let ctx = ledger::attach_ctx(now);
+    let attached = store.attach_response(&id, &rid, &ctx).await.unwrap();
     assert!(matches!(attached, Attach::Attached { .. }), "{attached:?}");
     let obs = Observation {
         response_id: rid.clone(),
@@ -287,10 +266,7 @@ async fn complete_with_usage(store: &respool::store::Store, name: &str, usage: V
         artifacts: &[],
         image_prices: Default::default(),
     };
-    let out = store
-        .apply_observation(&row.id, &obs, &apply)
-        .await
-        .unwrap();
+    let out = store.apply_observation(&id, &obs, &apply).await.unwrap();
     assert!(matches!(out, ApplyOutcome::Applied { .. }), "{out:?}");
 }
 

@@ -17,17 +17,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use respool::job::{JobError, JobId, JobSpec, JobStatus, Observation, ResponseId};
+use respool::job::{JobError, JobId, JobStatus, Observation, ResponseId};
 use respool::orchestrator::journal::{self, Journal};
 use respool::sim::{Faults, SimConfig};
 use respool::store::{
-    ApplyContext, ApplyOutcome, Attach, AttachContext, ClaimLimits, InsertOutcome, JobRow, Lease,
-    NewDuplicate, NewJob, ObservationWrite, OutboxEntry, Store, SubmitState, UncertainWait,
+    ApplyContext, ApplyOutcome, Attach, AttachContext, ClaimLimits, JobRow, Lease, NewDuplicate,
+    ObservationWrite, OutboxEntry, Store, SubmitState, UncertainWait,
 };
 use serde_json::json;
 
 use crate::helpers;
 use crate::helpers::db;
+use crate::helpers::ledger;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -43,27 +44,11 @@ async fn open_store(db: &Path) -> Store {
 
 /// Inserts a plain job created at `now`; returns its id.
 async fn insert_job(store: &Store, name: &str, now: i64) -> JobId {
-    let spec = JobSpec::from_value(helpers::job_body(name), name).unwrap();
-    let job = NewJob {
-        id: JobId::generate(),
-        spec_hash: respool::orchestrator::spec_hash(&spec),
-        spec,
-        now,
-        deadline_at: None,
-        origin: "test".into(),
-    };
-    match store.insert_job(job).await.unwrap() {
-        InsertOutcome::Created(row) => row.id,
-        _ => panic!("job {name} was not created"),
-    }
+    ledger::insert(store, helpers::job_body(name), name, now).await
 }
 
 fn no_limits(per_model: &BTreeMap<String, usize>) -> ClaimLimits<'_> {
-    ClaimLimits {
-        max_in_flight: 1_000,
-        per_model,
-        over_budget: None,
-    }
+    ledger::limits(1_000, per_model)
 }
 
 /// Writes `sql` (binding `id`) to the database file through a connection of its own, the way
@@ -709,15 +694,7 @@ async fn a_batch_of_poll_results_answers_each_as_if_alone() {
     // Each holds the response it is observed with (an observation moves only its own job's).
     for id in ids.iter().chain([&broken]) {
         let rid = ResponseId::parse(&format!("resp_{}", id.as_str().to_lowercase())).unwrap();
-        let ctx = AttachContext {
-            now,
-            first_poll_at: now,
-            poll_interval_ms: 1_000,
-            kind: respool::store::EventKind::Submitted,
-            how: "create",
-            request_id: None,
-            turn: None,
-        };
+        let ctx = ledger::attach_ctx(now);
         store.attach_response(id, &rid, &ctx).await.unwrap();
     }
     let finished = ids[0].clone();

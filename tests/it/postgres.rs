@@ -7,14 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use respool::job::{JobId, JobSpec, JobStatus, Observation, ResponseId};
+use respool::job::{JobId, JobStatus, Observation, ResponseId};
 use respool::store::{
-    ApplyContext, ApplyOutcome, Attach, AttachContext, Backend, ClaimLimits, InsertOutcome,
-    JobFilter, Lease, NewJob, Store,
+    ApplyContext, ApplyOutcome, Attach, Backend, ClaimLimits, JobFilter, Lease, Store,
 };
 use serde_json::json;
 
-use crate::helpers::postgres;
+use crate::helpers::{ledger, postgres};
 
 /// A store on a fresh PostgreSQL database, or `None` when the run has no server.
 async fn store() -> Option<(String, Store)> {
@@ -36,23 +35,13 @@ fn now_ms() -> i64 {
 }
 
 async fn insert(store: &Store, name: &str, input: &str, now: i64) -> JobId {
-    let spec = JobSpec::from_value(
+    ledger::insert(
+        store,
         json!({"name": name, "model": "gpt-5", "input": input}),
         name,
-    )
-    .unwrap();
-    let job = NewJob {
-        id: JobId::generate(),
-        spec_hash: respool::orchestrator::spec_hash(&spec),
-        spec,
         now,
-        deadline_at: None,
-        origin: "test".into(),
-    };
-    match store.insert_job(job).await.unwrap() {
-        InsertOutcome::Created(row) => row.id,
-        _ => panic!("not created"),
-    }
+    )
+    .await
 }
 
 #[tokio::test]
@@ -93,15 +82,7 @@ async fn a_job_goes_through_the_ledger() {
         .expect("a job is claimed");
     assert_eq!(claim.id, id, "the older job goes first");
     let rid = ResponseId::parse("resp_pg1").unwrap();
-    let ctx = AttachContext {
-        now: now + 3,
-        first_poll_at: now + 3,
-        poll_interval_ms: 1_000,
-        kind: respool::store::EventKind::Submitted,
-        how: "create",
-        request_id: None,
-        turn: None,
-    };
+    let ctx = ledger::attach_ctx(now + 3);
     let attached = store.attach_response(&id, &rid, &ctx).await.unwrap();
     assert!(matches!(attached, Attach::Attached { .. }), "{attached:?}");
     let text = format!("Zürich – {}", "long line ".repeat(20_000));
@@ -354,11 +335,7 @@ async fn daemons_claim_polls_and_notifications_side_by_side_never_the_same_row()
     let b = Store::connect(&url).await.unwrap();
     let now = now_ms();
     let per_model = BTreeMap::new();
-    let limits = ClaimLimits {
-        max_in_flight: 1_000,
-        per_model: &per_model,
-        over_budget: None,
-    };
+    let limits = ledger::limits(1_000, &per_model);
     const JOBS: usize = 60;
     let mut ids = std::collections::BTreeSet::new();
     for i in 0..JOBS {
@@ -370,16 +347,9 @@ async fn daemons_claim_polls_and_notifications_side_by_side_never_the_same_row()
             .claim
             .expect("claimed");
         let rid = ResponseId::parse(&format!("resp_skip{i}")).unwrap();
-        let ctx = AttachContext {
-            now,
-            first_poll_at: now,
-            poll_interval_ms: 1_000,
-            kind: respool::store::EventKind::Submitted,
-            how: "create",
-            request_id: None,
-            turn: None,
-        };
-        a.attach_response(&claim.id, &rid, &ctx).await.unwrap();
+        a.attach_response(&claim.id, &rid, &ledger::attach_ctx(now))
+            .await
+            .unwrap();
         ids.insert(id.to_string());
     }
     let mut plant = sqlx::PgConnection::connect(&url).await.unwrap();

@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use respool::job::handler::ActionKind;
-use respool::job::{JobId, JobSpec, JobStatus, Observation, ResponseId};
+use respool::job::{JobId, JobStatus, Observation, ResponseId};
 use respool::store::{
-    ApplyContext, ApplyOutcome, Attach, AttachContext, ClaimLimits, InsertOutcome, Lease, NewJob,
-    OutboxEntry, PersonAnswer, Responded, Settle, Store, SubmitState,
+    ApplyContext, ApplyOutcome, Attach, AttachContext, ClaimLimits, Lease, OutboxEntry,
+    PersonAnswer, Responded, Settle, Store, SubmitState,
 };
 use serde_json::{Value, json};
+
+use crate::helpers::ledger;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -26,44 +28,22 @@ async fn open_store(db: &Path) -> Store {
 }
 
 async fn insert(store: &Store, now: i64) -> JobId {
-    let spec = JobSpec::from_value(
+    ledger::insert(
+        store,
         json!({"name": "acts", "model": "gpt-4.1", "input": "Weather in Zürich?",
                "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}),
         "acts",
-    )
-    .unwrap();
-    let job = NewJob {
-        id: JobId::generate(),
-        spec_hash: respool::orchestrator::spec_hash(&spec),
-        spec,
         now,
-        deadline_at: None,
-        origin: "test".into(),
-    };
-    match store.insert_job(job).await.unwrap() {
-        InsertOutcome::Created(row) => row.id,
-        _ => panic!("not created"),
-    }
+    )
+    .await
 }
 
 fn limits(per_model: &BTreeMap<String, usize>) -> ClaimLimits<'_> {
-    ClaimLimits {
-        max_in_flight: 100,
-        per_model,
-        over_budget: None,
-    }
+    ledger::limits(100, per_model)
 }
 
 fn attach_ctx(now: i64) -> AttachContext<'static> {
-    AttachContext {
-        now,
-        first_poll_at: now,
-        poll_interval_ms: 1_000,
-        kind: respool::store::EventKind::Submitted,
-        how: "create",
-        request_id: None,
-        turn: None,
-    }
+    ledger::attach_ctx(now)
 }
 
 fn usage(input: u64, output: u64) -> Value {

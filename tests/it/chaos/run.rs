@@ -74,6 +74,8 @@ pub struct Chaos {
     http: reqwest::Client,
     started: Instant,
     log: Vec<String>,
+    /// Whether each daemon has a state directory of its own (PostgreSQL).
+    own_state_dirs: bool,
 }
 
 fn daemon_yaml(
@@ -207,6 +209,7 @@ impl Chaos {
             http,
             started: Instant::now(),
             log: Vec::new(),
+            own_state_dirs: p.database.is_some(),
         };
         chaos.start_daemon(0).await;
         chaos
@@ -226,8 +229,19 @@ impl Chaos {
         let label = format!("daemon-{}-{}", d.name, d.runs);
         let base = format!("http://127.0.0.1:{}", d.port);
         let dir = self.dir.path();
+        // On PostgreSQL each daemon has a state directory (and create journal) of its own, as
+        // on machines of their own: a dead daemon's creates are taken over by the others only
+        // once their leases run out, its journal read when it starts again.
+        let state = dir.join(format!("state-{}", d.name));
+        std::fs::create_dir_all(&state).unwrap();
+        let state = state.display().to_string();
+        let env: &[(&str, &str)] = if self.own_state_dirs {
+            &[("STATE_DIRECTORY", &state)]
+        } else {
+            &[]
+        };
         let proc = start_healthy(&self.http, &label, &base, |label| {
-            Proc::spawn(label, dir, &["serve", "--config", &config], &[])
+            Proc::spawn(label, dir, &["serve", "--config", &config], env)
         })
         .await;
         let d = &mut self.daemons[i];

@@ -10,6 +10,7 @@
 
 pub mod chat;
 pub mod db;
+pub mod ledger;
 pub mod postgres;
 pub mod process;
 pub mod receiver;

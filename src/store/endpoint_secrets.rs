@@ -94,6 +94,18 @@ impl Store {
 
     /// Retires the secrets whose expiry has passed; returns how many.
     pub async fn retire_expired_webhook_secrets(&self, now: i64) -> Result<u64, StoreError> {
+        // Looked for first with a read: most calls (every API look at the secrets, each
+        // daemon's periodic refresh) find nothing to retire and need not wait for the lock.
+        let due: Option<i64> = sql::query_scalar(
+            "SELECT 1 FROM webhook_secrets \
+             WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ? LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.reads)
+        .await?;
+        if due.is_none() {
+            return Ok(0);
+        }
         // Under the write lock: many rows at once, which a rotation in another daemon may be
         // taking in another order (on PostgreSQL, a deadlock).
         self.execute_locked(

@@ -97,6 +97,10 @@ impl Orchestrator {
                 Ok(Some(mut listener)) => {
                     if warned {
                         tracing::info!("listening for the other daemons' wake-ups again");
+                        // What was sent while no one listened is lost: look now.
+                        for w in Worker::ALL {
+                            self.inner.wakes.of(w).notify_one();
+                        }
                     }
                     warned = false;
                     retry = LISTEN_RETRY;

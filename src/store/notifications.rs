@@ -282,8 +282,14 @@ pub(super) fn notification_claim_query(
     let mut q = QueryBuilder::<Any>::new(format!(
         "{prefix}UPDATE notifications SET attempts = attempts + 1, claim = claim + 1, next_attempt_at = "
     ));
+    // On PostgreSQL as the poll claims (see `observations::skip_locked`): the subquery read
+    // once into an array, its rows taken with `FOR NO KEY UPDATE SKIP LOCKED`.
     q.push_bind(now + lease_ms)
-        .push(" WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= ")
+        .push(if skip_locked {
+            " WHERE id = ANY(ARRAY(SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= "
+        } else {
+            " WHERE id IN (SELECT id FROM notifications WHERE state = 'pending' AND next_attempt_at <= "
+        })
         .push_bind(now);
     match sinks {
         SinkFilter::Any => {}
@@ -302,7 +308,7 @@ pub(super) fn notification_claim_query(
     }
     q.push(" ORDER BY next_attempt_at LIMIT ").push_bind(limit);
     if skip_locked {
-        q.push(" FOR UPDATE SKIP LOCKED");
+        q.push(" FOR NO KEY UPDATE SKIP LOCKED)");
     }
     q.push(
         ") RETURNING id, job_id, sink, event, state, attempts, claim, next_attempt_at, \

@@ -35,13 +35,23 @@ pub(super) const CLAIM_POLLS: &str = "UPDATE jobs SET next_check_at = ?, wake_pe
                cancel_reason, deadline_at";
 
 /// A claim statement for PostgreSQL: its subquery takes only the rows no other transaction
-/// holds (`FOR UPDATE SKIP LOCKED`), so the claim runs without the write lock, beside other
-/// daemons' claims and writes, and never waits on a row. A row another daemon claimed and
-/// committed meanwhile is looked at again as it now is (READ COMMITTED re-checks a locked
+/// holds (`FOR NO KEY UPDATE SKIP LOCKED`), so the claim runs without the write lock, beside
+/// other daemons' claims and writes, and never waits on a row. A row another daemon claimed
+/// and committed meanwhile is looked at again as it now is (READ COMMITTED re-checks a locked
 /// row's condition), and no longer matches: its due time has moved past the lease.
+///
+/// The subquery is read into an array (`= ANY(ARRAY(…))`, evaluated once): as `IN (…)` the
+/// planner may run it again per row and claim more than its limit. `NO KEY` lets the rows that
+/// refer to a job (events, notifications) be written by others meanwhile. The placeholders
+/// stay where they were, so the same binds serve both texts.
 pub(super) fn skip_locked(claim: &str) -> String {
-    let out = claim.replacen("LIMIT ?)", "LIMIT ? FOR UPDATE SKIP LOCKED)", 1);
-    assert_ne!(out, claim, "a claim's subquery ends with `LIMIT ?)`");
+    let out = claim
+        .replacen("WHERE id IN (SELECT", "WHERE id = ANY(ARRAY(SELECT", 1)
+        .replacen("LIMIT ?)", "LIMIT ? FOR NO KEY UPDATE SKIP LOCKED))", 1);
+    assert!(
+        out.contains("= ANY(ARRAY(SELECT") && out.contains("SKIP LOCKED))"),
+        "a claim is `… WHERE id IN (SELECT … LIMIT ?) …`"
+    );
     out
 }
 

@@ -424,10 +424,21 @@ impl Notifier {
                 let me = self.clone_parts();
                 let freed = freed.clone();
                 handles.push(tracker.spawn(async move {
-                    if let Err(e) = me.deliver_row(&row).await {
+                    // The sink's slot is free once the sink answered: writing down how it went
+                    // (group-committed, behind other writers) is the daemon's work, not the
+                    // sink's, so the next row may go to the sink meanwhile. The overall slot
+                    // is held until the write is done.
+                    let sent = {
+                        let freed = freed.clone();
+                        move || {
+                            drop(sink_permit);
+                            freed();
+                        }
+                    };
+                    if let Err(e) = me.deliver_row(&row, sent).await {
                         tracing::error!(error = %crate::telemetry::chain(&e), notification = row.id, "recording a delivery failed");
                     }
-                    drop((permit, sink_permit));
+                    drop(permit);
                     freed();
                 }));
             }
@@ -465,7 +476,11 @@ impl Notifier {
             .map_err(|_| StoreError::BatchFailed("the daemon is stopping".into()))?
     }
 
-    async fn deliver_row(&self, row: &NotificationRow) -> Result<(), StoreError> {
+    async fn deliver_row(
+        &self,
+        row: &NotificationRow,
+        sent: impl FnOnce(),
+    ) -> Result<(), StoreError> {
         let result = match tokio::time::timeout(self.deliver_timeout, self.attempt(row)).await {
             Ok(r) => r?,
             Err(_) => Err(SinkError::temporary(format!(
@@ -473,6 +488,7 @@ impl Notifier {
                 humantime::format_duration(self.deliver_timeout)
             ))),
         };
+        sent();
         let now = self.clock.now_ms();
         let applied = match result {
             Ok(()) => {
@@ -544,7 +560,12 @@ impl Notifier {
             ) {
                 (Some(sink), Some(job)) => {
                     let response = self.store.get_response(&job.id).await?;
-                    let artifacts = self.store.artifacts(&job.id).await?;
+                    // Only a sink that shows the context or attaches files reads the files.
+                    let artifacts = if sink.uses_context() || sink.attaches_files() {
+                        self.store.artifacts(&job.id).await?
+                    } else {
+                        Vec::new()
+                    };
                     let ctx = if sink.uses_context() {
                         let events = self.store.list_events(&job.id).await?;
                         let actions = match row.event.as_str() {

@@ -551,8 +551,10 @@ impl Store {
 
     /// Returns the job with this id.
     pub async fn get_job(&self, id: &JobId) -> Result<Option<JobRow>, StoreError> {
-        let mut conn = self.reads.acquire().await?;
-        fetch_job(&mut conn, id).await
+        let mut lent = self.reads.lend().await?;
+        let job = fetch_job(lent.conn(), id).await?;
+        lent.done();
+        Ok(job)
     }
 
     /// Returns the job that owns an upstream response id.
@@ -706,7 +708,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::fts_query;
     use super::{InsertOutcome, NewJob};
     use crate::job::{JobId, JobSpec};
@@ -714,7 +716,7 @@ mod tests {
     use crate::store::sql;
 
     /// A store on a fresh file (kept as long as the directory).
-    async fn store() -> (tempfile::TempDir, Store) {
+    pub(crate) async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("j.db").display());
         (dir, Store::connect(&url).await.unwrap())

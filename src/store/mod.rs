@@ -30,6 +30,7 @@ mod peers;
 mod plans;
 mod progress;
 mod rate_limits;
+mod reads;
 mod retention;
 mod schedules;
 pub(crate) mod sql;
@@ -188,7 +189,7 @@ impl Drop for ProbeConnection {
 pub struct Store {
     backend: Backend,
     pool: AnyPool,
-    reads: AnyPool,
+    reads: reads::Reads,
     /// The task that checkpoints the WAL (none for an in-memory database).
     checkpoints: Option<std::sync::Arc<Checkpointer>>,
     /// Where the bytes of jobs' artifacts are kept, one folder per job (none for an
@@ -492,7 +493,7 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let (reads, checkpoints) = if in_memory {
-            (pool.clone(), None)
+            (reads::Reads::shared(pool.clone()), None)
         } else {
             let reads = AnyPoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
@@ -515,7 +516,10 @@ impl Store {
                 .connect_with(any(&opts, "ro")?)
                 .await?;
             let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
-            (reads, Some(std::sync::Arc::new(Checkpointer::start(conn))))
+            (
+                reads::Reads::own(reads, READ_CONNECTIONS),
+                Some(std::sync::Arc::new(Checkpointer::start(conn))),
+            )
         };
         let artifact_dir = (!in_memory)
             .then(|| opts.get_filename().parent().map(|d| d.join("artifacts")))
@@ -547,7 +551,7 @@ impl Store {
             artifact_dir: None,
             journal_dir: None,
             listen_url: Some(peers::ListenUrl(url.into())),
-            reads: pool.clone(),
+            reads: reads::Reads::shared(pool.clone()),
             pool,
             checkpoints: None,
         })

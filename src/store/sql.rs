@@ -89,12 +89,15 @@ impl Text {
 pub(crate) enum Exec<'a> {
     Pool(&'a sqlx::AnyPool),
     Conn(&'a mut sqlx::AnyConnection),
+    /// The read pool, whose connections are lent (`reads.rs`).
+    Reads(&'a super::reads::Reads),
 }
 
 impl Exec<'_> {
     fn backend(&self) -> Backend {
         match self {
             Self::Pool(p) => Backend::of_url(p.connect_options().database_url.as_str()),
+            Self::Reads(r) => Backend::of_url(r.pool().connect_options().database_url.as_str()),
             Self::Conn(c) => {
                 if c.backend_name().eq_ignore_ascii_case("postgresql") {
                     Backend::Postgres
@@ -112,6 +115,12 @@ impl<'a> From<&'a sqlx::AnyPool> for Exec<'a> {
     }
 }
 
+impl<'a> From<&'a super::reads::Reads> for Exec<'a> {
+    fn from(r: &'a super::reads::Reads) -> Self {
+        Self::Reads(r)
+    }
+}
+
 impl<'a> From<&'a mut sqlx::AnyConnection> for Exec<'a> {
     fn from(c: &'a mut sqlx::AnyConnection) -> Self {
         Self::Conn(c)
@@ -124,6 +133,14 @@ macro_rules! run {
         match $ex {
             Exec::Pool(p) => $q.$method(p).await,
             Exec::Conn(c) => $q.$method(c).await,
+            Exec::Reads(r) => {
+                let mut lent = r.lend().await?;
+                let out = $q.$method(lent.conn()).await;
+                if out.is_ok() {
+                    lent.done();
+                }
+                out
+            }
         }
     };
 }

@@ -424,10 +424,12 @@ impl Notifier {
                 let me = self.clone_parts();
                 let freed = freed.clone();
                 handles.push(tracker.spawn(async move {
-                    // The sink's slot is free once the sink answered: writing down how it went
-                    // (group-committed, behind other writers) is the daemon's work, not the
-                    // sink's, so the next row may go to the sink meanwhile. The overall slot
-                    // is held until the write is done.
+                    // The sink's slot is free once the sink answered (or the attempt was
+                    // abandoned at its timeout, when the sink may still be at work on it):
+                    // writing down how it went (group-committed, behind other writers) is the
+                    // daemon's work, not the sink's, so the next row may go to the sink
+                    // meanwhile. The overall slot is held until the write is done, and the
+                    // row stays leased until then, so it is not claimed again.
                     let sent = {
                         let freed = freed.clone();
                         move || {

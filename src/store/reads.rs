@@ -11,7 +11,10 @@
 //!
 //! A semaphore with as many permits as the pool has connections keeps the connections lent
 //! plus those kept here within the pool's size, so a reader that finds none kept always gets
-//! one from the pool without waiting for another reader's connection to come back to it.
+//! one from the pool: at most it waits for a failed reader's connection to finish going back
+//! to the pool (one ping), never for a connection kept here. Kept connections are never
+//! retired by the pool's idle timeout or lifetime; a SQLite connection is a file handle of
+//! this process, which nothing breaks between uses.
 //! Only SQLite's separate read pool lends this way; where reads share the write pool (an
 //! in-memory database, PostgreSQL) they take from the pool as before, so writers' transactions,
 //! which take from it directly, never wait for connections kept here.

@@ -4,10 +4,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = respool::cli::Cli::parse();
-    match respool::cli::run(cli).await {
+    let runtime = match respool::cli::runtime::build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("respool: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(respool::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("respool: {e:#}");

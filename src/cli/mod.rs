@@ -16,6 +16,7 @@ mod notifications;
 mod output;
 mod pager;
 mod reload;
+pub mod runtime;
 mod schedules;
 mod serve;
 mod stats;

@@ -830,7 +830,7 @@ pub(crate) mod tests {
         assert_eq!(got(&id).await.as_deref(), Some(want.as_str()));
     }
 
-    fn job(name: &str, key: Option<&str>, input: &str) -> NewJob {
+    pub(crate) fn job(name: &str, key: Option<&str>, input: &str) -> NewJob {
         let mut v = serde_json::json!({"name": name, "model": "gpt-5", "input": input});
         if let Some(k) = key {
             v["idempotency_key"] = k.into();

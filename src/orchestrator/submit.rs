@@ -27,6 +27,9 @@ use crate::upstream::{self, UpstreamError};
 /// At most this many response ids go into one transaction.
 const MAX_ATTACH_BATCH: usize = 256;
 
+/// At most this many submissions are claimed in one transaction.
+const MAX_CLAIM_BATCH: usize = 64;
+
 impl Orchestrator {
     /// Claims and starts as many submissions as the limits allow.
     pub(super) async fn start_submissions(
@@ -39,6 +42,17 @@ impl Orchestrator {
         let limits = Self::claim_limits(&config, over_budget);
         let journal = self.journal();
         loop {
+            // A place for each create that may start now, claimed together in one
+            // transaction; fewer claimed than places means nothing more is due.
+            let mut permits = Vec::new();
+            while permits.len() < MAX_CLAIM_BATCH
+                && let Ok(p) = self.inner.submit_permits.clone().try_acquire_owned()
+            {
+                permits.push(p);
+            }
+            if permits.is_empty() {
+                return Ok(());
+            }
             let in_flight = self.inner.store.count_in_flight().await?;
             self.inner
                 .in_flight
@@ -49,43 +63,46 @@ impl Orchestrator {
             {
                 return Ok(());
             }
-            let Ok(permit) = self.inner.submit_permits.clone().try_acquire_owned() else {
-                return Ok(());
-            };
             let now = self.now();
+            let asked = permits.len();
             let claimed = self
                 .inner
                 .store
-                .claim_submission(
+                .claim_submissions(
                     now,
                     Lease {
                         ms: self.submit_lease_ms(),
                         owner: journal.as_ref().map(Journal::instance),
                     },
                     &limits,
+                    asked,
                 )
                 .await?;
             for (job_id, reason) in &claimed.quarantined {
                 crate::telemetry::quarantined("submit");
                 tracing::error!(job_id = %job_id, %reason, "job quarantined: its row does not decode");
             }
-            let Some(claim) = claimed.claim else {
-                return Ok(());
-            };
-            let me = self.clone();
-            let span = tracing::info_span!("submit", job_id = %claim.id, attempt = claim.attempt);
-            handles.push(
-                self.inner.tracker.spawn(
-                    async move {
-                        if let Err(e) = me.submit(claim).await {
-                            tracing::error!(error = %chain(&e), "recording a submission failed");
+            let got = claimed.claims.len();
+            for (claim, permit) in claimed.claims.into_iter().zip(permits.drain(..)) {
+                let me = self.clone();
+                let span =
+                    tracing::info_span!("submit", job_id = %claim.id, attempt = claim.attempt);
+                handles.push(
+                    self.inner.tracker.spawn(
+                        async move {
+                            if let Err(e) = me.submit(claim).await {
+                                tracing::error!(error = %chain(&e), "recording a submission failed");
+                            }
+                            drop(permit);
+                            me.wake_after(Worker::Submit);
                         }
-                        drop(permit);
-                        me.wake_after(Worker::Submit);
-                    }
-                    .instrument(span),
-                ),
-            );
+                        .instrument(span),
+                    ),
+                );
+            }
+            if got < asked {
+                return Ok(());
+            }
         }
     }
 

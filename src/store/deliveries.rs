@@ -260,8 +260,10 @@ impl Store {
         job_id: Option<&JobId>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        mark_handled(&mut conn, webhook_id, job_id, now).await
+        let mut conn = self.pool.lend().await?;
+        mark_handled(&mut conn, webhook_id, job_id, now).await?;
+        conn.done();
+        Ok(())
     }
 
     /// Deliveries not yet handed to a job and due now, oldest due first (new ones, those left

@@ -201,6 +201,45 @@ pub(super) async fn add_event(
     Ok(())
 }
 
+/// At most this many events go into one statement (SQLite takes at most 32,766 bound values
+/// in a statement: 5 per row).
+const MAX_EVENTS_PER_INSERT: usize = 1_000;
+
+/// An event to append with [`add_events`].
+pub(super) struct NewEvent<'a> {
+    pub job_id: &'a str,
+    pub at: i64,
+    pub kind: EventKind,
+    pub message: &'a str,
+    pub data: Option<&'a serde_json::Value>,
+}
+
+/// Appends several events (to one job's timeline or several) inside the caller's transaction,
+/// in one statement: their ids follow their order.
+pub(super) async fn add_events(
+    conn: &mut AnyConnection,
+    events: &[NewEvent<'_>],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    for chunk in events.chunks(MAX_EVENTS_PER_INSERT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Any>::new(
+            "INSERT INTO job_events (job_id, at, kind, message, data) ",
+        );
+        q.push_values(chunk, |mut row, e| {
+            row.push_bind(e.job_id)
+                .push_bind(e.at)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.message)
+                .push_bind(e.data.map(ToString::to_string));
+        });
+        sql::built(&mut q).execute(&mut *conn).await?;
+    }
+    EVENTS_WRITTEN.send_modify(|n| *n = n.wrapping_add(1));
+    Ok(())
+}
+
 /// Counts the timeline events this process wrote: a wake-up for the followers of timelines,
 /// never a source of truth (another daemon's writes do not show here; followers read the
 /// table again every second too). One per process: every `Store` of it shares the counter,

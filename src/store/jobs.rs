@@ -424,7 +424,11 @@ impl Store {
     ///
     /// A lone item (most batches when the daemon is not busy) is written in the transaction
     /// itself, rolled back if it fails: the same outcome without a savepoint's two round trips
-    /// to the connection's thread and the full-text index flush each savepoint makes.
+    /// to the connection's thread and the full-text index flush each savepoint makes. So is a
+    /// batch, first: the items' writes are the store's own statements, which fail only on a
+    /// fault (their expected outcomes, a key seen before, a stale lease, are answers, not
+    /// errors), so all of them usually go through; if one fails, the transaction is rolled
+    /// back and the batch written again with a savepoint per item.
     pub(super) async fn each_in_savepoint<T, R>(
         &self,
         items: &[T],
@@ -445,6 +449,21 @@ impl Store {
                 };
             }
             let mut answers = Vec::with_capacity(items.len());
+            for item in items {
+                match write(&mut tx, item).await {
+                    Ok(answer) => answers.push(Ok(answer)),
+                    Err(_) => break,
+                }
+            }
+            if answers.len() == items.len() {
+                tx.commit().await?;
+                return Ok(answers);
+            }
+            // An item failed: nothing of this attempt stays (if the rollback itself fails, the
+            // connection goes back to the pool, which finishes it).
+            let _ = tx.rollback().await;
+            answers.clear();
+            let mut tx = self.begin_write().await?;
             for item in items {
                 let mut one = sqlx::Connection::begin(&mut *tx).await?;
                 match write(&mut one, item).await {

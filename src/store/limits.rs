@@ -46,21 +46,22 @@ pub(super) const IN_FLIGHT_BY_MODEL: &str =
     "SELECT model, n FROM in_flight_counts WHERE n > 0 ORDER BY model";
 
 /// Inside a claim's transaction: `None` when nothing may be claimed (`max_in_flight` reached),
-/// else the models of due jobs to skip: those at their per-model limit, and (while a budget is
-/// reached) the priced ones unless exempt.
+/// else the models of due jobs to skip (those at their per-model limit, and, while a budget is
+/// reached, the priced ones unless exempt) and how many more jobs may go in flight.
 pub(super) async fn models_at_limit(
     conn: &mut AnyConnection,
     now: i64,
     limits: &ClaimLimits<'_>,
-) -> Result<Option<Skip>, StoreError> {
+) -> Result<Option<(Skip, i64)>, StoreError> {
     let in_flight: Vec<(String, i64)> = sql::query_as(IN_FLIGHT_BY_MODEL)
         .fetch_all(&mut *conn)
         .await?;
-    if in_flight.iter().map(|(_, n)| n).sum::<i64>() >= limits.max_in_flight {
+    let room = limits.max_in_flight - in_flight.iter().map(|(_, n)| n).sum::<i64>();
+    if room <= 0 {
         return Ok(None);
     }
     if limits.per_model.is_empty() && limits.over_budget.is_none() {
-        return Ok(Some(Skip::default()));
+        return Ok(Some((Skip::default(), room)));
     }
     let mut by_key: HashMap<&str, i64> = HashMap::new();
     for (model, n) in &in_flight {
@@ -88,7 +89,7 @@ pub(super) async fn models_at_limit(
             skip.unless_exempt.push(m);
         }
     }
-    Ok(Some(skip))
+    Ok(Some((skip, room)))
 }
 
 /// Sets the counts of jobs in flight to the table's, at start: the triggers keep them, but a

@@ -22,6 +22,7 @@ mod follow;
 mod ids;
 mod jobs;
 mod knowledge;
+mod lending;
 mod limits;
 mod notifications;
 mod observations;
@@ -30,7 +31,6 @@ mod peers;
 mod plans;
 mod progress;
 mod rate_limits;
-mod reads;
 mod retention;
 mod schedules;
 pub(crate) mod sql;
@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{AnyPool, AssertSqlSafe, Connection};
+use sqlx::{AssertSqlSafe, Connection};
 
 pub use artifacts::{ArtifactFile, ArtifactRow, NewArtifact};
 pub use attachments::{StaleUpload, UploadClaim};
@@ -70,7 +70,9 @@ pub use schedules::{
     NewRun, RunOutcome, ScheduleDef, ScheduleListing, ScheduleRow, ScheduleRunRow, SyncReport,
 };
 pub use stats::{STATS_BUCKET_MS, StatsRow};
-pub use submissions::{Attach, AttachContext, AttachRequest, Claimed, Lease, UncertainWait};
+pub use submissions::{
+    Attach, AttachContext, AttachRequest, Claimed, ClaimedMany, Lease, UncertainWait,
+};
 pub use tokens::TokenCounts;
 pub use tool_usage::ToolColumns;
 pub use turns::{
@@ -165,13 +167,15 @@ impl NotWritable {
 /// The pool connection the readiness write borrows, closed rather than returned to the pool
 /// unless its busy timeout was set back.
 struct ProbeConnection {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+    conn: lending::Lent,
     restored: bool,
 }
 
 impl Drop for ProbeConnection {
     fn drop(&mut self) {
-        if !self.restored {
+        if self.restored {
+            self.conn.done();
+        } else {
             self.conn.close_on_drop();
         }
     }
@@ -188,10 +192,16 @@ impl Drop for ProbeConnection {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
-    pool: AnyPool,
-    reads: reads::Reads,
+    pool: lending::Lending,
+    reads: lending::Lending,
     /// The task that checkpoints the WAL (none for an in-memory database).
     checkpoints: Option<std::sync::Arc<Checkpointer>>,
+    /// SQLite: this process's write transactions take turns here, first come first served,
+    /// before `BEGIN IMMEDIATE`. SQLite has one writer at a time anyway; without the queue,
+    /// writers that find the lock taken sleep in SQLite's busy handler (1 ms, then longer, up
+    /// to 100 ms a time), and a writer unlucky enough to keep missing the moment waited
+    /// seconds under load while fresh ones went first.
+    write_turns: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Where the bytes of jobs' artifacts are kept, one folder per job (none for an
     /// in-memory database unless configured): `artifacts/` beside the database file.
     artifact_dir: Option<std::sync::Arc<std::path::PathBuf>>,
@@ -492,8 +502,10 @@ impl Store {
             .connect_with(write_url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let (reads, checkpoints) = if in_memory {
-            (reads::Reads::shared(pool.clone()), None)
+        let (pool, reads, checkpoints) = if in_memory {
+            // One pool for reads and writes: taken from as any pool.
+            let pool = lending::Lending::shared(pool);
+            (pool.clone(), pool, None)
         } else {
             let reads = AnyPoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
@@ -517,7 +529,8 @@ impl Store {
                 .await?;
             let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
             (
-                reads::Reads::own(reads, READ_CONNECTIONS),
+                lending::Lending::own(pool, WRITE_CONNECTIONS),
+                lending::Lending::own(reads, READ_CONNECTIONS),
                 Some(std::sync::Arc::new(Checkpointer::start(conn))),
             )
         };
@@ -533,6 +546,7 @@ impl Store {
             pool,
             reads,
             checkpoints,
+            write_turns: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(1))),
         })
     }
 
@@ -551,9 +565,10 @@ impl Store {
             artifact_dir: None,
             journal_dir: None,
             listen_url: Some(peers::ListenUrl(url.into())),
-            reads: reads::Reads::shared(pool.clone()),
-            pool,
+            reads: lending::Lending::shared(pool.clone()),
+            pool: lending::Lending::shared(pool),
             checkpoints: None,
+            write_turns: None,
         })
     }
 
@@ -582,17 +597,41 @@ impl Store {
     /// PostgreSQL, every write transaction takes one advisory lock first, so the store's
     /// read-then-write transactions (in-flight counts, budgets, claims) keep SQLite's
     /// serial semantics when several daemons share the database.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    pub(crate) async fn begin_write(&self) -> Result<lending::WriteTx, sqlx::Error> {
+        let turn = match &self.write_turns {
+            Some(turns) => Some(
+                tokio::time::timeout(BUSY_TIMEOUT, std::sync::Arc::clone(turns).acquire_owned())
+                    .await
+                    .map_err(|_| {
+                        sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "waited {}s for this process's other writers to finish",
+                                BUSY_TIMEOUT.as_secs()
+                            ),
+                        ))
+                    })?
+                    .map_err(|_| sqlx::Error::PoolClosed)?,
+            ),
+            None => None,
+        };
+        let lent = self.pool.lend().await?;
         match self.backend() {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Sqlite => Ok(lending::WriteTx::begin(lent, Some("BEGIN IMMEDIATE"))
+                .await?
+                .holding(turn)),
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = lending::WriteTx::begin(lent, None).await?;
                 lock_for_write(&mut tx, BUSY_TIMEOUT).await?;
                 Ok(tx)
             }
         }
+    }
+
+    /// Begins a transaction without the write lock (PostgreSQL's claims of rows taken with
+    /// `FOR UPDATE SKIP LOCKED`, which several daemons run side by side).
+    pub(crate) async fn begin_unlocked(&self) -> Result<lending::WriteTx, sqlx::Error> {
+        lending::WriteTx::begin(self.pool.lend().await?, None).await
     }
 
     /// Runs one statement in a write transaction of its own, under the write lock (see
@@ -613,7 +652,7 @@ impl Store {
     /// writer) or a full disk answers an error saying which.
     pub async fn check_writable(&self, now: i64) -> Result<(), NotWritable> {
         // Every write connection busy for as long as the lock may be held counts as locked.
-        let conn = tokio::time::timeout(PROBE_BUSY_TIMEOUT, self.pool.acquire())
+        let conn = tokio::time::timeout(PROBE_BUSY_TIMEOUT, self.pool.lend())
             .await
             .map_err(|_| NotWritable::Locked(sqlx::Error::PoolTimedOut))?
             .map_err(NotWritable::from_db)?;
@@ -664,8 +703,8 @@ impl Store {
 
     /// The pool, for tests that reach past the store's statements.
     #[cfg(test)]
-    pub(crate) fn pool_for_tests(&self) -> AnyPool {
-        self.pool.clone()
+    pub(crate) fn pool_for_tests(&self) -> sqlx::AnyPool {
+        self.pool.pool().clone()
     }
 
     /// Closes the pool, waiting for connections to finish.

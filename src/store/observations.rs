@@ -91,7 +91,7 @@ impl Store {
         let (mut tx, statements): (_, [&'static str; 2]) = match self.backend() {
             Backend::Sqlite => (self.begin_write().await?, [CLAIM_HINTED_POLLS, CLAIM_POLLS]),
             Backend::Postgres => (
-                self.pool.begin().await?,
+                self.begin_unlocked().await?,
                 [
                     CLAIM_HINTED_POLLS_POSTGRES.as_str(),
                     CLAIM_POLLS_POSTGRES.as_str(),

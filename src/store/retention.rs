@@ -332,10 +332,11 @@ impl Store {
     /// write-ahead log into it (and truncates the log). Writers wait while it runs (up to the
     /// busy timeout).
     pub async fn vacuum(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool.lend().await?;
         if self.backend() == super::Backend::Postgres {
             // Autovacuum keeps PostgreSQL's tables; an explicit one gives space back now.
             sql::query("VACUUM (ANALYZE)").execute(&mut *conn).await?;
+            conn.done();
             return Ok(());
         }
         sql::query("VACUUM").execute(&mut *conn).await?;
@@ -343,6 +344,7 @@ impl Store {
         sql::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&mut *conn)
             .await?;
+        conn.done();
         Ok(())
     }
 }

@@ -89,15 +89,15 @@ impl Text {
 pub(crate) enum Exec<'a> {
     Pool(&'a sqlx::AnyPool),
     Conn(&'a mut sqlx::AnyConnection),
-    /// The read pool, whose connections are lent (`reads.rs`).
-    Reads(&'a super::reads::Reads),
+    /// One of the store's pools, whose connections may be lent (`lending.rs`).
+    Lending(&'a super::lending::Lending),
 }
 
 impl Exec<'_> {
     fn backend(&self) -> Backend {
         match self {
             Self::Pool(p) => Backend::of_url(p.connect_options().database_url.as_str()),
-            Self::Reads(r) => Backend::of_url(r.pool().connect_options().database_url.as_str()),
+            Self::Lending(l) => l.backend(),
             Self::Conn(c) => {
                 if c.backend_name().eq_ignore_ascii_case("postgresql") {
                     Backend::Postgres
@@ -115,9 +115,9 @@ impl<'a> From<&'a sqlx::AnyPool> for Exec<'a> {
     }
 }
 
-impl<'a> From<&'a super::reads::Reads> for Exec<'a> {
-    fn from(r: &'a super::reads::Reads) -> Self {
-        Self::Reads(r)
+impl<'a> From<&'a super::lending::Lending> for Exec<'a> {
+    fn from(l: &'a super::lending::Lending) -> Self {
+        Self::Lending(l)
     }
 }
 
@@ -133,8 +133,8 @@ macro_rules! run {
         match $ex {
             Exec::Pool(p) => $q.$method(p).await,
             Exec::Conn(c) => $q.$method(c).await,
-            Exec::Reads(r) => {
-                let mut lent = r.lend().await?;
+            Exec::Lending(l) => {
+                let mut lent = l.lend().await?;
                 let out = $q.$method(lent.conn()).await;
                 if out.is_ok() {
                     lent.done();

@@ -6,7 +6,7 @@ use sqlx::{Any, QueryBuilder};
 
 use sqlx::AnyConnection;
 
-use super::events::{EventKind, add_event};
+use super::events::{EventKind, NewEvent, add_event, add_events};
 use super::jobs::{SubmitClaim, UncertainJob};
 use super::limits::{ClaimLimits, Skip, models_at_limit};
 use super::notifications::{OutboxEntry, insert_outbox};
@@ -22,9 +22,17 @@ pub struct Claimed {
     pub quarantined: Vec<(String, String)>,
 }
 
-enum RawClaim {
-    None,
-    Some(Box<SubmitClaim>),
+/// What a submit claim of several found: the claims (fewer than asked when nothing more may
+/// go now), and the rows quarantined on the way.
+#[derive(Debug)]
+pub struct ClaimedMany {
+    pub claims: Vec<SubmitClaim>,
+    /// `(job id, reason)` of each row set aside because it did not decode.
+    pub quarantined: Vec<(String, String)>,
+}
+
+enum RawClaims {
+    Some(Vec<SubmitClaim>),
     Quarantined(String, String),
 }
 
@@ -311,80 +319,129 @@ impl Store {
         lease: Lease<'_>,
         limits: &ClaimLimits<'_>,
     ) -> Result<Claimed, StoreError> {
-        let mut quarantined = Vec::new();
-        loop {
-            match self.claim_one_submission(now, lease, limits).await? {
-                RawClaim::None => {
-                    return Ok(Claimed {
-                        claim: None,
-                        quarantined,
-                    });
-                }
-                RawClaim::Some(claim) => {
-                    return Ok(Claimed {
-                        claim: Some(*claim),
-                        quarantined,
-                    });
-                }
-                RawClaim::Quarantined(id, reason) => quarantined.push((id, reason)),
-            }
-        }
+        let many = self.claim_submissions(now, lease, limits, 1).await?;
+        Ok(Claimed {
+            claim: many.claims.into_iter().next(),
+            quarantined: many.quarantined,
+        })
     }
 
-    async fn claim_one_submission(
+    /// Claims up to `max` submissions in one transaction, as many calls of
+    /// [`Store::claim_submission`] in a row would, in the same order and within the same
+    /// limits: fewer than `max` means nothing more may go now.
+    pub async fn claim_submissions(
         &self,
         now: i64,
         lease: Lease<'_>,
         limits: &ClaimLimits<'_>,
-    ) -> Result<RawClaim, StoreError> {
+        max: usize,
+    ) -> Result<ClaimedMany, StoreError> {
+        let mut quarantined = Vec::new();
+        loop {
+            match self.claim_some_submissions(now, lease, limits, max).await? {
+                RawClaims::Some(claims) => {
+                    return Ok(ClaimedMany {
+                        claims,
+                        quarantined,
+                    });
+                }
+                RawClaims::Quarantined(id, reason) => quarantined.push((id, reason)),
+            }
+        }
+    }
+
+    async fn claim_some_submissions(
+        &self,
+        now: i64,
+        lease: Lease<'_>,
+        limits: &ClaimLimits<'_>,
+        max: usize,
+    ) -> Result<RawClaims, StoreError> {
+        type Row = (String, i64, i64, String, i64);
         let mut tx = self.begin_write().await?;
+        let mut rows: Vec<Row> = Vec::new();
         // A later turn of a job already running goes first (its earlier turns are paid for,
         // and its owner is waiting), whatever the limits: the job holds its place in flight
         // all along (it is `in_progress`), so sending its next turn adds nothing to them.
-        let mut q = submit_claim_query_for(ClaimPhase::NextTurn, "", now, lease, &Skip::default());
-        let mut claimed = sql::built_as::<(String, i64, i64, String, i64)>(&mut q)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if claimed.is_none() {
-            let Some(skip) = models_at_limit(&mut tx, now, limits).await? else {
-                tx.commit().await?;
-                return Ok(RawClaim::None);
-            };
-            let mut q = submit_claim_query_for(ClaimPhase::First, "", now, lease, &skip);
-            claimed = sql::built_as::<(String, i64, i64, String, i64)>(&mut q)
+        while rows.len() < max {
+            let mut q =
+                submit_claim_query_for(ClaimPhase::NextTurn, "", now, lease, &Skip::default());
+            match sql::built_as::<Row>(&mut q)
                 .fetch_optional(&mut *tx)
-                .await?;
-        }
-        let Some((id, attempt, submissions, spec, turn)) = claimed else {
-            tx.commit().await?;
-            return Ok(RawClaim::None);
-        };
-        let decoded = serde_json::from_str::<JobSpec>(&spec)
-            .map_err(|e| format!("its stored spec does not decode: {e}"))
-            .and_then(|spec| Ok((JobId::parse(&id).map_err(|e| e.to_string())?, spec)));
-        let (id, spec) = match decoded {
-            Ok(both) => both,
-            Err(reason) => {
-                // Nothing was sent: undo the claim, then set the row aside.
-                tx.rollback().await?;
-                self.quarantine_job(&id, &reason, now).await?;
-                return Ok(RawClaim::Quarantined(id, reason));
+                .await?
+            {
+                Some(row) => rows.push(row),
+                None => break,
             }
-        };
-        let msg = match (turn, submissions) {
-            (0, 0..=1) => "submitting upstream".to_string(),
-            (0, n) => format!("submitting upstream (create call #{n})"),
-            (t, n) => format!("submitting turn {} upstream (create call #{n})", t + 1),
-        };
-        add_event(&mut tx, &id, now, EventKind::Submitting, &msg, None).await?;
+        }
+        if rows.len() < max
+            && let Some((mut skip, mut room)) = models_at_limit(&mut tx, now, limits).await?
+        {
+            // With only the overall limit, each claim takes one place of the room counted;
+            // with per-model limits or a budget, the skips are counted again after each.
+            let counted_once = limits.per_model.is_empty() && limits.over_budget.is_none();
+            while rows.len() < max && room > 0 {
+                let mut q = submit_claim_query_for(ClaimPhase::First, "", now, lease, &skip);
+                let Some(row) = sql::built_as::<Row>(&mut q)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    break;
+                };
+                rows.push(row);
+                room -= 1;
+                if !counted_once && rows.len() < max {
+                    let Some(next) = models_at_limit(&mut tx, now, limits).await? else {
+                        break;
+                    };
+                    (skip, room) = next;
+                }
+            }
+        }
+        let mut claims = Vec::with_capacity(rows.len());
+        for (id, attempt, submissions, spec, turn) in rows {
+            let decoded = serde_json::from_str::<JobSpec>(&spec)
+                .map_err(|e| format!("its stored spec does not decode: {e}"))
+                .and_then(|spec| Ok((JobId::parse(&id).map_err(|e| e.to_string())?, spec)));
+            match decoded {
+                Ok((id, spec)) => claims.push(SubmitClaim {
+                    id,
+                    attempt,
+                    submissions,
+                    spec,
+                    turn,
+                }),
+                Err(reason) => {
+                    // Nothing was sent: undo the claims, then set the row aside (the others
+                    // are claimed again by the next try).
+                    tx.rollback().await?;
+                    self.quarantine_job(&id, &reason, now).await?;
+                    return Ok(RawClaims::Quarantined(id, reason));
+                }
+            }
+        }
+        let messages: Vec<String> = claims
+            .iter()
+            .map(|c| match (c.turn, c.submissions) {
+                (0, 0..=1) => "submitting upstream".to_string(),
+                (0, n) => format!("submitting upstream (create call #{n})"),
+                (t, n) => format!("submitting turn {} upstream (create call #{n})", t + 1),
+            })
+            .collect();
+        let events: Vec<NewEvent<'_>> = claims
+            .iter()
+            .zip(&messages)
+            .map(|(c, message)| NewEvent {
+                job_id: c.id.as_str(),
+                at: now,
+                kind: EventKind::Submitting,
+                message,
+                data: None,
+            })
+            .collect();
+        add_events(&mut tx, &events).await?;
         tx.commit().await?;
-        Ok(RawClaim::Some(Box::new(SubmitClaim {
-            id,
-            attempt,
-            submissions,
-            spec,
-            turn,
-        })))
+        Ok(RawClaims::Some(claims))
     }
 
     /// Whether a running job's next turn is due to be sent (it is claimed whatever the limits).

@@ -1060,3 +1060,113 @@ async fn a_response_id_survives_a_lock_held_past_busy_timeout() {
     assert_eq!(app.count_events(&id, "submitted").await, 1);
     app.stop().await;
 }
+
+/// What the claims left on a database: each job's row (by name) and its `submitting` events.
+async fn claim_state(db: &Path) -> Vec<(String, String, String, i64, i64, i64)> {
+    let mut conn = db::open(&format!("sqlite://{}", db.display())).await;
+    let rows = sqlx::query_as(
+        "SELECT name, status, submit_state, attempt, submissions, \
+         (SELECT COUNT(*) FROM job_events e WHERE e.job_id = jobs.id AND e.kind = 'submitting') \
+         FROM jobs ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    db::close_any(conn).await;
+    rows
+}
+
+/// Claiming several submissions in one transaction claims what as many claims of one in a row
+/// would: the same jobs in the same order (later turns, then priority and age), within the
+/// same overall and per-model limits, with the same rows and timelines after. Random jobs
+/// (models, priorities), jobs already in flight, limits and batch sizes.
+#[test]
+fn a_batch_of_claims_is_as_many_claims_in_a_row() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    const MODELS: [&str; 3] = ["gpt-5", "gpt-5-mini", "o3"];
+    let case = (
+        proptest::collection::vec((0..3_usize, -1..=2_i64), 1..16),
+        0..4_usize,
+        // Half the cases with no per-model limit (the overall one alone).
+        prop_oneof![
+            Just(vec![None; 3]),
+            proptest::collection::vec(proptest::option::of(1..4_usize), 3),
+        ],
+        1..12_i64,
+        1..10_usize,
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    runner
+        .run(&case, |(jobs, before, per_model, max_in_flight, batch)| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let per_model: BTreeMap<String, usize> = MODELS
+                .iter()
+                .zip(&per_model)
+                .filter_map(|(m, l)| l.map(|l| (m.to_string(), l)))
+                .collect();
+            let limits = ledger::limits(max_in_flight, &per_model);
+            let now = now_ms();
+            rt.block_on(async {
+                let mut claimed: Vec<Vec<String>> = Vec::new();
+                let mut states = Vec::new();
+                for batched in [true, false] {
+                    let db: PathBuf = dir.path().join(format!("case-{i}-{batched}.db"));
+                    let store = open_store(&db).await;
+                    let mut names = std::collections::HashMap::new();
+                    // Created a millisecond apart, so the order never rests on the random ids.
+                    for (k, (model, priority)) in jobs.iter().enumerate() {
+                        let name = format!("j{k:02}");
+                        let body = json!({
+                            "name": name, "model": MODELS[*model], "input": "x",
+                            "priority": priority,
+                        });
+                        let id = ledger::insert(&store, body, &name, now + k as i64).await;
+                        names.insert(id.to_string(), name);
+                    }
+                    let lease = Lease::unowned(60_000);
+                    let at = now + 1_000;
+                    // Some in flight already, claimed one by one on both.
+                    for _ in 0..before {
+                        store.claim_submission(at, lease, &limits).await.unwrap();
+                    }
+                    let got: Vec<String> = if batched {
+                        let many = store
+                            .claim_submissions(at + 1, lease, &limits, batch)
+                            .await
+                            .unwrap();
+                        prop_assert!(many.claims.len() <= batch);
+                        many.claims
+                            .iter()
+                            .map(|c| names[c.id.as_str()].clone())
+                            .collect()
+                    } else {
+                        let mut got = Vec::new();
+                        while got.len() < batch {
+                            match store
+                                .claim_submission(at + 1, lease, &limits)
+                                .await
+                                .unwrap()
+                                .claim
+                            {
+                                Some(c) => got.push(names[c.id.as_str()].clone()),
+                                None => break,
+                            }
+                        }
+                        got
+                    };
+                    store.close().await;
+                    claimed.push(got);
+                    states.push(claim_state(&db).await);
+                }
+                prop_assert_eq!(&claimed[0], &claimed[1]);
+                prop_assert_eq!(&states[0], &states[1]);
+                Ok(())
+            })
+        })
+        .unwrap();
+}

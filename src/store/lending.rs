@@ -1,0 +1,562 @@
+//! The pools, lending their connections without sqlx's round trip on return.
+//!
+//! sqlx tests every connection given back to a pool with a ping; on SQLite that is a round
+//! trip to the connection's thread (two thread switches), as dear as the statement itself for
+//! a look-up by key (measured: 70 µs of CPU per look-up through the pool, 47 µs on a held
+//! connection), and a write transaction pays it once more after its `COMMIT`. So the
+//! connections of SQLite's two pools (reads, writes) are lent from here: a statement that ran
+//! to its end, or a transaction that committed or rolled back, gives its connection back to a
+//! list kept here, ready for the next one, without the ping. A statement that failed, a
+//! transaction left open, or anything abandoned half-way (its future dropped) gives it back to
+//! sqlx's pool, which tests it (and so finishes the rollback sqlx queued) as before.
+//!
+//! A semaphore with as many permits as the pool has connections keeps the connections lent
+//! plus those kept here within the pool's size, so a borrower that finds none kept always gets
+//! one from the pool: at most it waits for a failed borrower's connection to finish going back
+//! to the pool (one ping), never for a connection kept here. Every user of a lending pool
+//! borrows through it (the store has no other way to its pools), so nothing takes from the pool
+//! behind the lender's back. A borrower waits at most the pool's acquire timeout, as it would
+//! for the pool itself. Kept connections are never retired by the pool's idle timeout or
+//! lifetime; a SQLite connection is a file handle of this process, which nothing breaks between
+//! uses.
+//!
+//! Only SQLite's file pools lend this way; an in-memory database (one pool for reads and
+//! writes) and PostgreSQL (whose connections are sockets the server may close, and whose pool's
+//! test matters) take from the pool as before.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Database, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
+
+use super::Backend;
+
+/// A pool the store's statements take their connections from.
+#[derive(Clone, Debug)]
+pub(crate) struct Lending {
+    pool: AnyPool,
+    backend: Backend,
+    lender: Option<Arc<Lender>>,
+}
+
+#[derive(Debug)]
+struct Lender {
+    idle: Mutex<Vec<PoolConnection<Any>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Lending {
+    /// A pool whose connections are taken from it as any pool's (shared, or not SQLite's).
+    pub(crate) fn shared(pool: AnyPool) -> Self {
+        Self {
+            backend: Backend::of_url(pool.connect_options().database_url.as_str()),
+            pool,
+            lender: None,
+        }
+    }
+
+    /// A pool of at most `size` connections that only this lends from: its connections are
+    /// lent and kept here between uses.
+    pub(crate) fn own(pool: AnyPool, size: u32) -> Self {
+        Self {
+            backend: Backend::of_url(pool.connect_options().database_url.as_str()),
+            pool,
+            lender: Some(Arc::new(Lender {
+                idle: Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
+            })),
+        }
+    }
+
+    /// The pool itself (for tests that reach past the store's statements).
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The database the pool is on.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection for one statement, a few in a row, or a transaction
+    /// ([`WriteTx::begin`]). Waits at most the pool's acquire timeout.
+    pub(crate) async fn lend(&self) -> Result<Lent, sqlx::Error> {
+        let Some(lender) = &self.lender else {
+            return Ok(Lent {
+                conn: Some(self.pool.acquire().await?),
+                lender: None,
+                permit: None,
+                done: false,
+            });
+        };
+        let permit = tokio::time::timeout(
+            self.pool.options().get_acquire_timeout(),
+            Arc::clone(&lender.permits).acquire_owned(),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+        .map_err(|_| sqlx::Error::PoolClosed)?;
+        let kept = lender
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let conn = match kept {
+            Some(c) => c,
+            None => self.pool.acquire().await?,
+        };
+        Ok(Lent {
+            conn: Some(conn),
+            lender: Some(Arc::clone(lender)),
+            permit: Some(permit),
+            done: false,
+        })
+    }
+
+    /// Gives the kept connections back to the pool and closes it, waiting for those lent.
+    pub(crate) async fn close(&self) {
+        if let Some(lender) = &self.lender {
+            // Under the list's lock, so that a connection given back meanwhile either comes
+            // before (and is taken here) or sees the lender closed (and goes to the pool).
+            let kept = {
+                let mut idle = lender
+                    .idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                lender.permits.close();
+                std::mem::take(&mut *idle)
+            };
+            drop(kept);
+        }
+        self.pool.close().await;
+    }
+}
+
+/// A lent connection: kept for the next borrower when [`Lent::done`] was called (its
+/// statements ran to their end), else given back to sqlx's pool.
+pub(crate) struct Lent {
+    conn: Option<PoolConnection<Any>>,
+    lender: Option<Arc<Lender>>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    done: bool,
+}
+
+impl Lent {
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        self.conn
+            .as_deref_mut()
+            .expect("a lent connection is held until dropped")
+    }
+
+    /// Its statements ran to their end: the connection is in a state to run the next one.
+    pub(crate) fn done(&mut self) {
+        self.done = true;
+    }
+
+    /// Closes the connection when it is dropped, rather than giving it back (its settings
+    /// were changed and could not be set back).
+    pub(crate) fn close_on_drop(&mut self) {
+        self.done = false;
+        if let Some(c) = self.conn.as_mut() {
+            c.close_on_drop();
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let (true, Some(lender)) = (self.done, &self.lender) {
+            let mut idle = lender
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !lender.permits.is_closed()
+                && let Some(conn) = self.conn.take()
+            {
+                idle.push(conn);
+            }
+        }
+        // Otherwise the connection (if still here) goes back to sqlx's pool, tested there;
+        // the permit is given back after it.
+        drop(self.conn.take());
+        drop(self.permit.take());
+    }
+}
+
+impl Deref for Lent {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.conn
+            .as_deref()
+            .expect("a lent connection is held until dropped")
+    }
+}
+
+impl DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn()
+    }
+}
+
+impl std::fmt::Debug for Lent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lent").field("done", &self.done).finish()
+    }
+}
+
+type Manager = <Any as Database>::TransactionManager;
+
+/// A transaction on a lent connection. Committed or rolled back, its connection is kept for
+/// the next borrower; dropped while open, it queues sqlx's rollback and the connection goes
+/// back to the pool, whose test runs that rollback before anyone else has it. (sqlx's own
+/// `Transaction` on a pool's connection gives it back to the pool at its end, ping included.)
+pub(crate) struct WriteTx {
+    lent: Lent,
+    open: bool,
+    /// The writer's turn (see the store's `write_turns`), given up when the transaction ends.
+    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl WriteTx {
+    /// Begins a transaction on `lent`, with `statement` (such as SQLite's `BEGIN IMMEDIATE`)
+    /// or the backend's plain `BEGIN`.
+    pub(crate) async fn begin(
+        mut lent: Lent,
+        statement: Option<&'static str>,
+    ) -> Result<Self, sqlx::Error> {
+        Manager::begin(lent.conn(), statement.map(SqlSafeStr::into_sql_str)).await?;
+        Ok(Self {
+            lent,
+            open: true,
+            turn: None,
+        })
+    }
+
+    /// Holds `turn` until the transaction ends.
+    pub(crate) fn holding(mut self, turn: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        self.turn = turn;
+        self
+    }
+
+    /// Commits; the connection is kept for the next borrower.
+    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        Manager::commit(self.lent.conn()).await?;
+        self.open = false;
+        self.lent.done();
+        Ok(())
+    }
+
+    /// Rolls back; the connection is kept for the next borrower.
+    pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        Manager::rollback(self.lent.conn()).await?;
+        self.open = false;
+        self.lent.done();
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            // Run by the connection before its next command: the pool's test, as it goes back.
+            Manager::start_rollback(self.lent.conn());
+        }
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.lent
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.lent.conn()
+    }
+}
+
+impl std::fmt::Debug for WriteTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTx").field("open", &self.open).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::store::jobs::tests::store;
+    use crate::store::{Store, sql};
+
+    fn kept_in(pool: &super::Lending) -> usize {
+        pool.lender.as_ref().unwrap().idle.lock().unwrap().len()
+    }
+
+    fn kept(store: &Store) -> usize {
+        kept_in(&store.reads)
+    }
+
+    /// The connections the write pool keeps.
+    fn writes_kept(store: &Store) -> usize {
+        kept_in(&store.pool)
+    }
+
+    /// A table of its own for the write tests, and its rows counted through the read pool.
+    async fn scratch(store: &Store) {
+        sql::query("CREATE TABLE scratch (x INTEGER NOT NULL)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+
+    async fn scratch_rows(store: &Store) -> Vec<i64> {
+        sql::query_scalar("SELECT x FROM scratch ORDER BY x")
+            .fetch_all(&store.reads)
+            .await
+            .unwrap()
+    }
+
+    async fn insert(tx: &mut super::WriteTx, x: i64) {
+        sql::query("INSERT INTO scratch (x) VALUES (?)")
+            .bind(x)
+            .execute(&mut **tx)
+            .await
+            .unwrap();
+    }
+
+    /// A write transaction that committed or rolled back keeps its connection for the next
+    /// writer; one dropped while open, or abandoned in the middle of a statement, does not,
+    /// and nothing of it stays: its rollback runs before the connection is used again, so the
+    /// next writers get the write lock and see none of its rows.
+    #[tokio::test]
+    async fn a_finished_write_transaction_keeps_its_connection_and_an_abandoned_one_leaves_nothing()
+    {
+        let (_dir, store) = store().await;
+        scratch(&store).await;
+        let k = writes_kept(&store);
+        assert!(
+            k >= 1,
+            "the statement that made the table kept its connection"
+        );
+
+        let mut tx = store.begin_write().await.unwrap();
+        insert(&mut tx, 1).await;
+        tx.commit().await.unwrap();
+        assert_eq!(writes_kept(&store), k, "the committed one is kept again");
+
+        let mut tx = store.begin_write().await.unwrap();
+        insert(&mut tx, 2).await;
+        tx.rollback().await.unwrap();
+        assert_eq!(writes_kept(&store), k, "the rolled back one is kept again");
+        assert_eq!(scratch_rows(&store).await, [1]);
+
+        let mut tx = store.begin_write().await.unwrap();
+        insert(&mut tx, 3).await;
+        drop(tx);
+        assert_eq!(
+            writes_kept(&store),
+            k - 1,
+            "one left open goes back to the pool"
+        );
+
+        // Abandoned at its first wait, in the middle of its statement. (On a busy machine
+        // the statement may be done at its first poll: the transaction is then dropped open,
+        // as above, and another is tried.)
+        let mut abandoned = false;
+        for i in 0..1000 {
+            tokio::task::yield_now().await;
+            let mut tx = store.begin_write().await.unwrap();
+            let f = sql::query("INSERT INTO scratch (x) VALUES (?)")
+                .bind(100 + i)
+                .execute(&mut *tx);
+            if futures::FutureExt::now_or_never(f).is_none() {
+                abandoned = true;
+                break;
+            }
+        }
+        assert!(abandoned, "a statement waits for its connection's thread");
+
+        for x in [4, 5] {
+            let mut tx = store.begin_write().await.unwrap();
+            insert(&mut tx, x).await;
+            tx.commit().await.unwrap();
+        }
+        assert_eq!(
+            scratch_rows(&store).await,
+            [1, 4, 5],
+            "nothing of the transactions left open or abandoned"
+        );
+        assert!(writes_kept(&store) >= 1);
+        store
+            .check_writable(1)
+            .await
+            .expect("the probe borrows too");
+    }
+
+    /// Many writers at once, more than the write pool's connections, some committing, some
+    /// rolling back, some dropped open or abandoned half-way: every one gets a connection (none
+    /// waits for one kept aside), exactly the committed rows are there, and `close` returns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_writers_at_once_never_wait_for_a_kept_connection() {
+        let (_dir, store) = store().await;
+        scratch(&store).await;
+        let mut tasks = Vec::new();
+        for i in 0..120_i64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = store.begin_write().await.unwrap();
+                match i % 4 {
+                    0 => {
+                        insert(&mut tx, i).await;
+                        tx.commit().await.unwrap();
+                    }
+                    1 => {
+                        insert(&mut tx, i).await;
+                        tx.rollback().await.unwrap();
+                    }
+                    2 => {
+                        insert(&mut tx, i).await;
+                        drop(tx);
+                    }
+                    _ => {
+                        let f = sql::query("INSERT INTO scratch (x) VALUES (?)")
+                            .bind(i)
+                            .execute(&mut *tx);
+                        let _ = futures::FutureExt::now_or_never(f);
+                    }
+                }
+            }));
+        }
+        let all = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .expect("every writer got a connection");
+        let committed: Vec<i64> = (0..120).filter(|i| i % 4 == 0).collect();
+        assert_eq!(scratch_rows(&store).await, committed);
+        assert!(writes_kept(&store) <= super::super::WRITE_CONNECTIONS as usize);
+        tokio::time::timeout(Duration::from_secs(30), store.close())
+            .await
+            .expect("closing gives the kept connections back and returns");
+        assert_eq!(writes_kept(&store), 0);
+        assert!(store.begin_write().await.is_err(), "closed: refused");
+    }
+
+    /// The jobs, counted through the read pool.
+    async fn count_jobs(store: &Store) -> i64 {
+        sql::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&store.reads)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_finished_statement_keeps_its_connection_for_the_next_and_a_failed_one_does_not() {
+        let (_dir, store) = store().await;
+        assert_eq!(kept(&store), 0);
+        assert_eq!(count_jobs(&store).await, 0);
+        assert_eq!(kept(&store), 1, "kept for the next reader");
+        // The next statement takes the kept one: still one kept after it.
+        sql::query_scalar::<i64>("SELECT 1")
+            .fetch_one(&store.reads)
+            .await
+            .unwrap();
+        assert_eq!(kept(&store), 1);
+        // A statement that fails gives its connection to the pool (which tests it).
+        let e = sql::query_scalar::<i64>("SELECT nothing FROM no_such_table")
+            .fetch_one(&store.reads)
+            .await;
+        assert!(e.is_err());
+        assert_eq!(
+            kept(&store),
+            0,
+            "a failed statement's connection is not kept"
+        );
+        // A lend dropped before its statement ended (a cancelled future) is not kept either.
+        let lent = store.reads.lend().await.unwrap();
+        drop(lent);
+        assert_eq!(kept(&store), 0);
+        // A statement abandoned at its first wait (polled once, then dropped): not kept. (On a
+        // busy machine its answer may be there at the first poll: then it is tried again, on
+        // the connection it kept.)
+        // Each try starts on a fresh cooperative budget (a yield): one spent by the tries
+        // before would leave the next pending at the pool's semaphore, before it took the
+        // connection kept by a try that was answered at once.
+        let mut abandoned = false;
+        for _ in 0..1000 {
+            tokio::task::yield_now().await;
+            let f = sql::query_scalar::<i64>("SELECT COUNT(*) FROM jobs").fetch_one(&store.reads);
+            if futures::FutureExt::now_or_never(f).is_none() {
+                abandoned = true;
+                break;
+            }
+        }
+        assert!(abandoned, "a statement waits for its connection's thread");
+        assert_eq!(kept(&store), 0);
+        // Reads still work after both, and see what the write pool committed meanwhile.
+        store
+            .insert_job(crate::store::jobs::tests::job("seen", None, "x"))
+            .await
+            .unwrap();
+        assert_eq!(count_jobs(&store).await, 1);
+        assert_eq!(kept(&store), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_readers_at_once_never_wait_for_a_kept_connection_and_close_returns() {
+        let (_dir, store) = store().await;
+        // Far more readers than the pool's connections, some failing, some abandoned: none may
+        // wait for a connection kept aside (the pool would have none left to give).
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                match i % 10 {
+                    0 => {
+                        let _ = sql::query_scalar::<i64>("SELECT x FROM missing")
+                            .fetch_one(&store.reads)
+                            .await;
+                    }
+                    1 => {
+                        // Abandoned half-way: the future is dropped at its first wait.
+                        let f = sql::query_scalar::<i64>("SELECT COUNT(*) FROM jobs")
+                            .fetch_one(&store.reads);
+                        let _ = futures::FutureExt::now_or_never(f);
+                    }
+                    _ => assert_eq!(count_jobs(&store).await, 0),
+                }
+            }));
+        }
+        let all = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("every reader got a connection");
+        assert!(kept(&store) <= super::super::READ_CONNECTIONS as usize);
+        tokio::time::timeout(Duration::from_secs(30), store.close())
+            .await
+            .expect("closing gives the kept connections back and returns");
+        assert_eq!(kept(&store), 0);
+        // Closed: a read is refused rather than kept waiting.
+        assert!(
+            sql::query_scalar::<i64>("SELECT 1")
+                .fetch_one(&store.reads)
+                .await
+                .is_err()
+        );
+    }
+}

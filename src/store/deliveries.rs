@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::{Any, AnyConnection, FromRow, QueryBuilder};
 
 use super::events::EventKind;
+use super::write_turns::Writer;
 use super::{Store, StoreError};
 use crate::job::{JobId, ResponseId};
 use crate::signing::Verified;
@@ -64,7 +65,8 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
+        // The senders wait for their `200`.
+        let mut tx = self.begin_write_as(Writer::Foreground).await?;
         let mut inserted = std::collections::HashSet::new();
         // SQLite takes at most 32,766 bound values in a statement: 7 per row.
         for chunk in batch.chunks(MAX_ROWS_PER_INSERT) {
@@ -260,7 +262,7 @@ impl Store {
         job_id: Option<&JobId>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.pool.lend().await?;
+        let mut conn = self.pool.lend_for_statements().await?;
         mark_handled(&mut conn, webhook_id, job_id, now).await?;
         conn.done();
         Ok(())

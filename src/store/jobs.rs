@@ -9,6 +9,7 @@ use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow, QueryBuilder};
 
 use super::events::{EventKind, add_event};
 use super::notifications::OutboxEntry;
+use super::write_turns::Writer;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobSpec, JobStatus, ResponseId};
 
@@ -413,8 +414,11 @@ impl Store {
     /// job's replay or conflict, as if they had come one after the other. If the transaction
     /// itself fails, every job's answer is the error.
     pub async fn insert_jobs(&self, jobs: &[NewJob]) -> Vec<Result<InsertOutcome, StoreError>> {
-        self.each_in_savepoint(jobs, async |conn, job| insert_job_in(conn, job).await)
-            .await
+        // A client waits for each (its `POST` for its `201`).
+        self.each_in_savepoint(Writer::Foreground, jobs, async |conn, job| {
+            insert_job_in(conn, job).await
+        })
+        .await
     }
 
     /// Runs `write` for each item in a savepoint of its own, all in one `BEGIN IMMEDIATE`
@@ -431,11 +435,12 @@ impl Store {
     /// back and the batch written again with a savepoint per item.
     pub(super) async fn each_in_savepoint<T, R>(
         &self,
+        writer: Writer,
         items: &[T],
         mut write: impl AsyncFnMut(&mut AnyConnection, &T) -> Result<R, StoreError>,
     ) -> Vec<Result<R, StoreError>> {
         let all = async {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_write_as(writer).await?;
             if let [item] = items {
                 return match write(&mut tx, item).await {
                     Ok(answer) => {
@@ -463,7 +468,7 @@ impl Store {
             // connection goes back to the pool, which finishes it).
             let _ = tx.rollback().await;
             answers.clear();
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_write_as(writer).await?;
             for item in items {
                 let mut one = sqlx::Connection::begin(&mut *tx).await?;
                 match write(&mut one, item).await {
@@ -956,12 +961,16 @@ pub(crate) mod tests {
         let (_dir, store) = store().await;
         let lone = job("midway", None, "written, then refused");
         let out = store
-            .each_in_savepoint(std::slice::from_ref(&lone), async |conn, j| {
-                super::insert_job_in(conn, j).await?;
-                Err::<(), _>(crate::store::StoreError::Corrupt(
-                    "refused after a write".into(),
-                ))
-            })
+            .each_in_savepoint(
+                super::Writer::Background,
+                std::slice::from_ref(&lone),
+                async |conn, j| {
+                    super::insert_job_in(conn, j).await?;
+                    Err::<(), _>(crate::store::StoreError::Corrupt(
+                        "refused after a write".into(),
+                    ))
+                },
+            )
             .await;
         assert!(
             matches!(&out[..], [Err(crate::store::StoreError::Corrupt(_))]),

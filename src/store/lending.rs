@@ -14,8 +14,9 @@
 //! plus those kept here within the pool's size, so a borrower that finds none kept always gets
 //! one from the pool: at most it waits for a failed borrower's connection to finish going back
 //! to the pool (one ping), never for a connection kept here. Every user of a lending pool
-//! borrows through it (the store has no other way to its pools), so nothing takes from the pool
-//! behind the lender's back. A borrower waits at most the pool's acquire timeout, as it would
+//! borrows through it (the store's statements have no other way to its pools; only tests reach
+//! past it, `Store::pool_for_tests`, with fewer connections than the pool has), so nothing
+//! takes from the pool behind the lender's back. A borrower waits at most the pool's acquire timeout, as it would
 //! for the pool itself. Kept connections are never retired by the pool's idle timeout or
 //! lifetime; a SQLite connection is a file handle of this process, which nothing breaks between
 //! uses.
@@ -32,6 +33,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Database, SqlSafeStr};
 use sqlx_core::transaction::TransactionManager;
 
 use super::Backend;
+use super::write_turns::{Turn, WriteTurns, Writer};
 
 /// A pool the store's statements take their connections from.
 #[derive(Clone, Debug)]
@@ -39,6 +41,9 @@ pub(crate) struct Lending {
     pool: AnyPool,
     backend: Backend,
     lender: Option<Arc<Lender>>,
+    /// SQLite's write pool: the writers' queue a statement of its own takes its turn in (see
+    /// `write_turns.rs`), and the longest it waits there.
+    turns: Option<(Arc<WriteTurns>, std::time::Duration)>,
 }
 
 #[derive(Debug)]
@@ -54,6 +59,7 @@ impl Lending {
             backend: Backend::of_url(pool.connect_options().database_url.as_str()),
             pool,
             lender: None,
+            turns: None,
         }
     }
 
@@ -67,7 +73,19 @@ impl Lending {
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             })),
+            turns: None,
         }
+    }
+
+    /// A write pool whose statements of their own take a turn in `turns` (waiting at most
+    /// `timeout` for it) before they run; transactions take theirs before they borrow.
+    pub(crate) fn with_turns(
+        mut self,
+        turns: Arc<WriteTurns>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.turns = Some((turns, timeout));
+        self
     }
 
     /// The pool itself (for tests that reach past the store's statements).
@@ -81,8 +99,21 @@ impl Lending {
         self.backend
     }
 
-    /// A connection for one statement, a few in a row, or a transaction
-    /// ([`WriteTx::begin`]). Waits at most the pool's acquire timeout.
+    /// A connection for statements of their own (each its own transaction): on a write pool
+    /// with a writers' queue, after a worker's turn in it, held until the connection is given
+    /// back.
+    pub(crate) async fn lend_for_statements(&self) -> Result<Lent, sqlx::Error> {
+        let turn = match &self.turns {
+            Some((turns, timeout)) => Some(turns.take(Writer::Background, *timeout).await?),
+            None => None,
+        };
+        let mut lent = self.lend().await?;
+        lent.turn = turn;
+        Ok(lent)
+    }
+
+    /// A connection for a transaction ([`WriteTx::begin`]; the caller took its turn), or for
+    /// reads. Waits at most the pool's acquire timeout.
     pub(crate) async fn lend(&self) -> Result<Lent, sqlx::Error> {
         let Some(lender) = &self.lender else {
             return Ok(Lent {
@@ -90,6 +121,7 @@ impl Lending {
                 lender: None,
                 permit: None,
                 done: false,
+                turn: None,
             });
         };
         let permit = tokio::time::timeout(
@@ -113,6 +145,7 @@ impl Lending {
             lender: Some(Arc::clone(lender)),
             permit: Some(permit),
             done: false,
+            turn: None,
         })
     }
 
@@ -142,6 +175,9 @@ pub(crate) struct Lent {
     lender: Option<Arc<Lender>>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     done: bool,
+    /// The writer's turn its statements run in, if they took one: given up after the
+    /// connection.
+    turn: Option<Turn>,
 }
 
 impl Lent {
@@ -184,6 +220,7 @@ impl Drop for Lent {
         // the permit is given back after it.
         drop(self.conn.take());
         drop(self.permit.take());
+        drop(self.turn.take());
     }
 }
 
@@ -219,7 +256,7 @@ pub(crate) struct WriteTx {
     lent: Lent,
     open: bool,
     /// The writer's turn (see the store's `write_turns`), given up when the transaction ends.
-    turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    turn: Option<Turn>,
 }
 
 impl WriteTx {
@@ -238,7 +275,7 @@ impl WriteTx {
     }
 
     /// Holds `turn` until the transaction ends.
-    pub(crate) fn holding(mut self, turn: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+    pub(crate) fn holding(mut self, turn: Option<Turn>) -> Self {
         self.turn = turn;
         self
     }
@@ -399,6 +436,52 @@ mod tests {
             .check_writable(1)
             .await
             .expect("the probe borrows too");
+    }
+
+    /// The readiness probe's write takes its turn among the writers: with writers keeping the
+    /// lock busy back to back (transactions and statements of their own), it still proves the
+    /// database takes a write within its second. (Outside the queue it would rely on finding
+    /// the lock free between two of them; on this test's load SQLite's busy handler still
+    /// does, so this guards the probe under load rather than telling the two apart.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_probe_proves_a_write_while_writers_keep_the_lock_busy() {
+        let (_dir, store) = store().await;
+        scratch(&store).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..4_i64 {
+            let (store, stop) = (store.clone(), std::sync::Arc::clone(&stop));
+            writers.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut tx = store.begin_write().await.unwrap();
+                    insert(&mut tx, w * 1_000_000 + n).await;
+                    tx.commit().await.unwrap();
+                    // A statement of its own, in the same queue.
+                    sql::query("UPDATE scratch SET x = x WHERE x = ?")
+                        .bind(n)
+                        .execute(&store.pool)
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            }));
+        }
+        for i in 0..10 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            store
+                .check_writable(i)
+                .await
+                .unwrap_or_else(|e| panic!("probe {i}: {e}"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut written = 0;
+        for w in writers {
+            written += w.await.unwrap();
+        }
+        assert!(written > 10, "the writers kept writing: {written}");
+        assert_eq!(scratch_rows(&store).await.len() as i64, written);
     }
 
     /// Many writers at once, more than the write pool's connections, some committing, some

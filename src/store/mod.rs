@@ -39,6 +39,7 @@ mod submissions;
 mod tokens;
 mod tool_usage;
 mod turns;
+mod write_turns;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -196,12 +197,9 @@ pub struct Store {
     reads: lending::Lending,
     /// The task that checkpoints the WAL (none for an in-memory database).
     checkpoints: Option<std::sync::Arc<Checkpointer>>,
-    /// SQLite: this process's write transactions take turns here, first come first served,
-    /// before `BEGIN IMMEDIATE`. SQLite has one writer at a time anyway; without the queue,
-    /// writers that find the lock taken sleep in SQLite's busy handler (1 ms, then longer, up
-    /// to 100 ms a time), and a writer unlucky enough to keep missing the moment waited
-    /// seconds under load while fresh ones went first.
-    write_turns: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// SQLite: this process's write transactions take turns here before `BEGIN IMMEDIATE`
+    /// (see `write_turns.rs`).
+    write_turns: Option<std::sync::Arc<write_turns::WriteTurns>>,
     /// Where the bytes of jobs' artifacts are kept, one folder per job (none for an
     /// in-memory database unless configured): `artifacts/` beside the database file.
     artifact_dir: Option<std::sync::Arc<std::path::PathBuf>>,
@@ -502,10 +500,14 @@ impl Store {
             .connect_with(write_url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let turns = std::sync::Arc::new(write_turns::WriteTurns::new());
         let (pool, reads, checkpoints) = if in_memory {
-            // One pool for reads and writes: taken from as any pool.
-            let pool = lending::Lending::shared(pool);
-            (pool.clone(), pool, None)
+            // One pool for reads and writes: taken from as any pool (reads without a turn:
+            // they may run while their task's transaction holds one).
+            let reads = lending::Lending::shared(pool.clone());
+            let pool = lending::Lending::shared(pool)
+                .with_turns(std::sync::Arc::clone(&turns), BUSY_TIMEOUT);
+            (pool, reads, None)
         } else {
             let reads = AnyPoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
@@ -529,7 +531,8 @@ impl Store {
                 .await?;
             let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
             (
-                lending::Lending::own(pool, WRITE_CONNECTIONS),
+                lending::Lending::own(pool, WRITE_CONNECTIONS)
+                    .with_turns(std::sync::Arc::clone(&turns), BUSY_TIMEOUT),
                 lending::Lending::own(reads, READ_CONNECTIONS),
                 Some(std::sync::Arc::new(Checkpointer::start(conn))),
             )
@@ -546,7 +549,7 @@ impl Store {
             pool,
             reads,
             checkpoints,
-            write_turns: Some(std::sync::Arc::new(tokio::sync::Semaphore::new(1))),
+            write_turns: Some(turns),
         })
     }
 
@@ -598,21 +601,17 @@ impl Store {
     /// read-then-write transactions (in-flight counts, budgets, claims) keep SQLite's
     /// serial semantics when several daemons share the database.
     pub(crate) async fn begin_write(&self) -> Result<lending::WriteTx, sqlx::Error> {
+        self.begin_write_as(write_turns::Writer::Background).await
+    }
+
+    /// [`Store::begin_write`] for `writer` (on SQLite, its place in this process's queue of
+    /// writers: see `write_turns.rs`).
+    pub(crate) async fn begin_write_as(
+        &self,
+        writer: write_turns::Writer,
+    ) -> Result<lending::WriteTx, sqlx::Error> {
         let turn = match &self.write_turns {
-            Some(turns) => Some(
-                tokio::time::timeout(BUSY_TIMEOUT, std::sync::Arc::clone(turns).acquire_owned())
-                    .await
-                    .map_err(|_| {
-                        sqlx::Error::Io(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!(
-                                "waited {}s for this process's other writers to finish",
-                                BUSY_TIMEOUT.as_secs()
-                            ),
-                        ))
-                    })?
-                    .map_err(|_| sqlx::Error::PoolClosed)?,
-            ),
+            Some(turns) => Some(turns.take(writer, BUSY_TIMEOUT).await?),
             None => None,
         };
         let lent = self.pool.lend().await?;
@@ -651,6 +650,18 @@ impl Store {
     /// lock. A read-only file, a write lock held by someone else (a `VACUUM`, a stuck
     /// writer) or a full disk answers an error saying which.
     pub async fn check_writable(&self, now: i64) -> Result<(), NotWritable> {
+        // In the writers' queue, as a writer a client waits on: outside it, the probe would
+        // have to find the lock free between two writers handing it over, and would rarely
+        // find it so under load. Waiting longer than the lock may be held counts as locked.
+        let _turn = match &self.write_turns {
+            Some(turns) => Some(
+                turns
+                    .take(write_turns::Writer::Foreground, PROBE_BUSY_TIMEOUT)
+                    .await
+                    .map_err(NotWritable::Locked)?,
+            ),
+            None => None,
+        };
         // Every write connection busy for as long as the lock may be held counts as locked.
         let conn = tokio::time::timeout(PROBE_BUSY_TIMEOUT, self.pool.lend())
             .await

@@ -12,6 +12,7 @@ use super::jobs::{ApplyContext, ApplyOutcome, JobRow, PollClaim, fetch_job};
 use super::notifications::{OutboxEntry, insert_outbox};
 use super::tokens::BindTokens;
 use super::tool_usage::record_tool_usage;
+use super::write_turns::Writer;
 use super::{Backend, Store, StoreError};
 use crate::job::{JobError, JobId, JobStatus, Observation};
 
@@ -141,7 +142,7 @@ impl Store {
         &self,
         writes: &[ObservationWrite],
     ) -> Vec<Result<ApplyOutcome, StoreError>> {
-        self.each_in_savepoint(writes, async |conn, w| {
+        self.each_in_savepoint(Writer::Background, writes, async |conn, w| {
             apply_in(conn, &w.id, &w.obs, &w.ctx()).await
         })
         .await

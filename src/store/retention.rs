@@ -332,7 +332,7 @@ impl Store {
     /// write-ahead log into it (and truncates the log). Writers wait while it runs (up to the
     /// busy timeout).
     pub async fn vacuum(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.lend().await?;
+        let mut conn = self.pool.lend_for_statements().await?;
         if self.backend() == super::Backend::Postgres {
             // Autovacuum keeps PostgreSQL's tables; an explicit one gives space back now.
             sql::query("VACUUM (ANALYZE)").execute(&mut *conn).await?;

@@ -134,7 +134,7 @@ macro_rules! run {
             Exec::Pool(p) => $q.$method(p).await,
             Exec::Conn(c) => $q.$method(c).await,
             Exec::Lending(l) => {
-                let mut lent = l.lend().await?;
+                let mut lent = l.lend_for_statements().await?;
                 let out = $q.$method(lent.conn()).await;
                 if out.is_ok() {
                     lent.done();

@@ -11,6 +11,7 @@ use super::jobs::{SubmitClaim, UncertainJob};
 use super::limits::{ClaimLimits, Skip, models_at_limit};
 use super::notifications::{OutboxEntry, insert_outbox};
 use super::observations::well_formed;
+use super::write_turns::Writer;
 use super::{Store, StoreError};
 use crate::job::{JobError, JobId, JobSpec, JobStatus, ResponseId};
 
@@ -503,7 +504,7 @@ impl Store {
         &self,
         items: &[AttachRequest],
     ) -> Vec<Result<Attach, StoreError>> {
-        self.each_in_savepoint(items, async |conn, r| {
+        self.each_in_savepoint(Writer::Background, items, async |conn, r| {
             attach_in(conn, &r.job_id, &r.response_id, &r.context()).await
         })
         .await

@@ -996,17 +996,31 @@ async fn run_ops(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// What a property test over store files needs: a runtime to run each case on, a folder for
+/// the files, and a counter to name one file per case (a claim takes any due job, so cases
+/// must not share one).
+fn property_setup() -> (
+    tokio::runtime::Runtime,
+    tempfile::TempDir,
+    std::sync::atomic::AtomicUsize,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (
+        rt,
+        tempfile::tempdir().unwrap(),
+        std::sync::atomic::AtomicUsize::new(0),
+    )
+}
+
 /// Random sequences of the store's writes on one job (claims, reschedules, uncertain marks,
 /// lease expiry, responses revealed, polls observed, unsubmitted ends with current and stale
 /// attempts): the ledger's promises hold after every step.
 #[test]
 fn random_store_operations_keep_every_revealed_response() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let n = std::sync::atomic::AtomicUsize::new(0);
+    let (rt, dir, n) = property_setup();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
     runner
         .run(&proptest::collection::vec(op(), 1..40), |ops| {
@@ -1082,12 +1096,7 @@ async fn claim_state(db: &Path) -> Vec<(String, String, String, i64, i64, i64)> 
 /// (models, priorities), jobs already in flight, limits and batch sizes.
 #[test]
 fn a_batch_of_claims_is_as_many_claims_in_a_row() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let n = std::sync::atomic::AtomicUsize::new(0);
+    let (rt, dir, n) = property_setup();
     const MODELS: [&str; 3] = ["gpt-5", "gpt-5-mini", "o3"];
     let case = (
         proptest::collection::vec((0..3_usize, -1..=2_i64), 1..16),

@@ -7,11 +7,12 @@
 //! the next attempt writes again under the same names. Deleting a job's rows (retention)
 //! removes its folder after the commit.
 
+use super::lending::Conn;
 use crate::store::sql;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 
 use super::{Store, StoreError};
 use crate::job::JobId;
@@ -58,7 +59,7 @@ impl ArtifactRow {
 /// Lists `artifacts` for job `id` inside the caller's transaction (the one recording its end).
 /// A name already listed keeps its row: the first end recorded wins, as for the job.
 pub(super) async fn insert_artifacts(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &JobId,
     artifacts: &[NewArtifact],
     now: i64,

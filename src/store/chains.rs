@@ -15,9 +15,9 @@
 //! unfinished one may leave `waiting`. A job always comes after the job it runs after (that one
 //! existed first), so a chain on one conversation cannot wait for itself.
 
+use super::lending::Conn;
 use crate::store::sql;
 use serde::Serialize;
-use sqlx::AnyConnection;
 
 use super::events::{EventKind, add_event};
 use super::jobs::NewJob;
@@ -100,7 +100,7 @@ fn own_conversation_key(job: &NewJob) -> Option<String> {
 /// Inside the intake transaction, after the job's row is written: links it to its chain and
 /// its conversation, and makes it wait when it has either (`settle_waiting` decides at once,
 /// in the ledger's next pass, whether it may go).
-pub(super) async fn enter_in(conn: &mut AnyConnection, job: &NewJob) -> Result<(), StoreError> {
+pub(super) async fn enter_in(conn: &mut Conn, job: &NewJob) -> Result<(), StoreError> {
     let after = job.spec.after.as_deref();
     let predecessor: Option<(String, Option<String>, Option<String>)> = match after {
         Some(a) => {
@@ -194,11 +194,7 @@ pub(super) async fn enter_in(conn: &mut AnyConnection, job: &NewJob) -> Result<(
 
 /// Inside the transaction that ends job `id` (completed, failed, cancelled, incomplete): the
 /// jobs that run after it, and the next job on its conversation, are due to be looked at.
-pub(super) async fn job_ended_in(
-    conn: &mut AnyConnection,
-    id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub(super) async fn job_ended_in(conn: &mut Conn, id: &str, now: i64) -> Result<(), StoreError> {
     sql::query(
         "UPDATE jobs SET next_check_at = ? WHERE after_job_id = ? AND submit_state = 'waiting'",
     )
@@ -218,11 +214,7 @@ pub(super) async fn job_ended_in(
 }
 
 /// Makes the first unfinished job on conversation `key` due to be looked at, if it waits.
-async fn wake_conversation_head(
-    conn: &mut AnyConnection,
-    key: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+async fn wake_conversation_head(conn: &mut Conn, key: &str, now: i64) -> Result<(), StoreError> {
     if let Some(head) = conversation_head(conn, key).await? {
         sql::query("UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'")
             .bind(now)
@@ -234,10 +226,7 @@ async fn wake_conversation_head(
 }
 
 /// The first unfinished job on conversation `key`.
-async fn conversation_head(
-    conn: &mut AnyConnection,
-    key: &str,
-) -> Result<Option<String>, StoreError> {
+async fn conversation_head(conn: &mut Conn, key: &str) -> Result<Option<String>, StoreError> {
     Ok(sql::query_scalar(CONVERSATION_HEAD)
         .bind(key)
         .fetch_optional(&mut *conn)
@@ -303,7 +292,7 @@ impl Store {
             return Ok(Settled::NotWaiting);
         }
         let mut released = Vec::new();
-        let wait = async |tx: &mut AnyConnection| -> Result<Settled, StoreError> {
+        let wait = async |tx: &mut Conn| -> Result<Settled, StoreError> {
             sql::query(
                 "UPDATE jobs SET next_check_at = ? WHERE id = ? AND submit_state = 'waiting'",
             )

@@ -7,7 +7,7 @@ use crate::store::sql;
 use std::collections::HashMap;
 
 use serde::Serialize;
-use sqlx::{Any, AnyConnection, FromRow, QueryBuilder};
+use sqlx::{Any, FromRow, QueryBuilder};
 
 use super::events::EventKind;
 use super::write_turns::Writer;
@@ -262,9 +262,9 @@ impl Store {
         job_id: Option<&JobId>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.pool.lend_for_statements().await?;
-        mark_handled(&mut conn, webhook_id, job_id, now).await?;
-        conn.done();
+        mark_handled(webhook_id, job_id, now)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -352,17 +352,9 @@ fn json_text<T: Serialize>(rows: &T) -> Result<String, StoreError> {
     serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(format!("cannot encode rows: {e}")))
 }
 
-async fn mark_handled(
-    conn: &mut AnyConnection,
-    webhook_id: &str,
-    job_id: Option<&JobId>,
-    now: i64,
-) -> Result<(), StoreError> {
+fn mark_handled(webhook_id: &str, job_id: Option<&JobId>, now: i64) -> sql::Query {
     sql::query("UPDATE webhook_deliveries SET handled_at = ?, job_id = ? WHERE webhook_id = ?")
         .bind(now)
         .bind(job_id)
         .bind(webhook_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
 }

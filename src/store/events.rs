@@ -1,8 +1,9 @@
 //! The job timeline: every event in a job's life, append-only.
 
+use super::lending::Conn;
 use crate::store::sql;
 use serde::Serialize;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 
 use super::{Store, StoreError};
 use crate::job::JobId;
@@ -180,7 +181,7 @@ pub struct EventRow {
 
 /// Appends an event to a job's timeline inside the caller's transaction.
 pub(super) async fn add_event(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     job_id: &str,
     at: i64,
     kind: EventKind,
@@ -216,10 +217,7 @@ pub(super) struct NewEvent<'a> {
 
 /// Appends several events (to one job's timeline or several) inside the caller's transaction,
 /// in one statement: their ids follow their order.
-pub(super) async fn add_events(
-    conn: &mut AnyConnection,
-    events: &[NewEvent<'_>],
-) -> Result<(), StoreError> {
+pub(super) async fn add_events(conn: &mut Conn, events: &[NewEvent<'_>]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }

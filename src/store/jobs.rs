@@ -3,9 +3,10 @@
 //! Writers start with `BEGIN IMMEDIATE` so that a read-then-write transaction takes the write
 //! lock up front (under SQLite's single writer a deferred transaction could fail to upgrade).
 
+use super::lending::Conn;
 use crate::store::sql;
 use serde_json::Value;
-use sqlx::{Any, AnyConnection, AssertSqlSafe, FromRow, QueryBuilder};
+use sqlx::{Any, AssertSqlSafe, FromRow, QueryBuilder};
 
 use super::events::{EventKind, add_event};
 use super::notifications::OutboxEntry;
@@ -269,10 +270,7 @@ pub fn fts_query(text: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-pub(super) async fn fetch_job(
-    conn: &mut AnyConnection,
-    id: &str,
-) -> Result<Option<JobRow>, StoreError> {
+pub(super) async fn fetch_job(conn: &mut Conn, id: &str) -> Result<Option<JobRow>, StoreError> {
     Ok(sql::query_as::<JobRow>(AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
     )))
@@ -285,7 +283,7 @@ pub(super) async fn fetch_job(
 /// and records `accepted`: [`Store::insert_job`], and the scheduler's runs, which are written
 /// with their `schedule_runs` row.
 pub(super) async fn insert_job_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     job: &NewJob,
 ) -> Result<InsertOutcome, StoreError> {
     if let Some(key) = &job.spec.idempotency_key {
@@ -325,7 +323,7 @@ pub(super) async fn insert_job_in(
 
 /// Records a `spec_warning` for each [`crate::job::SpecWarning`] of a job being taken in, so
 /// its timeline says which fields OpenAI's schema does not name (data: `{"field": …}`).
-async fn add_spec_warnings(conn: &mut AnyConnection, job: &NewJob) -> Result<(), StoreError> {
+async fn add_spec_warnings(conn: &mut Conn, job: &NewJob) -> Result<(), StoreError> {
     for w in job.spec.warnings() {
         add_event(
             &mut *conn,
@@ -342,7 +340,7 @@ async fn add_spec_warnings(conn: &mut AnyConnection, job: &NewJob) -> Result<(),
 
 /// Writes a new `pending` job row (no events), `retry_of` naming the job it retries, if any.
 async fn insert_row(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     job: &NewJob,
     retry_of: Option<&str>,
 ) -> Result<(), StoreError> {
@@ -437,7 +435,7 @@ impl Store {
         &self,
         writer: Writer,
         items: &[T],
-        mut write: impl AsyncFnMut(&mut AnyConnection, &T) -> Result<R, StoreError>,
+        mut write: impl AsyncFnMut(&mut Conn, &T) -> Result<R, StoreError>,
     ) -> Vec<Result<R, StoreError>> {
         let all = async {
             let mut tx = self.begin_write_as(writer).await?;
@@ -470,14 +468,15 @@ impl Store {
             answers.clear();
             let mut tx = self.begin_write_as(writer).await?;
             for item in items {
-                let mut one = sqlx::Connection::begin(&mut *tx).await?;
-                match write(&mut one, item).await {
+                sql::query("SAVEPOINT item").execute(&mut *tx).await?;
+                match write(&mut tx, item).await {
                     Ok(answer) => {
-                        one.commit().await?;
+                        sql::query("RELEASE item").execute(&mut *tx).await?;
                         answers.push(Ok(answer));
                     }
                     Err(e) => {
-                        one.rollback().await?;
+                        sql::query("ROLLBACK TO item").execute(&mut *tx).await?;
+                        sql::query("RELEASE item").execute(&mut *tx).await?;
                         answers.push(Err(e));
                     }
                 }
@@ -575,9 +574,9 @@ impl Store {
 
     /// Returns the job with this id.
     pub async fn get_job(&self, id: &JobId) -> Result<Option<JobRow>, StoreError> {
-        let mut lent = self.reads.lend().await?;
-        let job = fetch_job(lent.conn(), id).await?;
-        lent.done();
+        let mut conn = Conn::Pooled(self.reads.lend().await?);
+        let job = fetch_job(&mut conn, id).await?;
+        conn.done();
         Ok(job)
     }
 

@@ -33,6 +33,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Database, SqlSafeStr};
 use sqlx_core::transaction::TransactionManager;
 
 use super::Backend;
+use super::direct::{Direct, DirectConn};
 use super::write_turns::{Turn, WriteTurns, Writer};
 
 /// A pool the store's statements take their connections from.
@@ -44,6 +45,10 @@ pub(crate) struct Lending {
     /// SQLite's write pool: the writers' queue a statement of its own takes its turn in (see
     /// `write_turns.rs`), and the longest it waits there.
     turns: Option<(Arc<WriteTurns>, std::time::Duration)>,
+    /// SQLite's write pool of a file: the process's own writer, which its transactions and
+    /// statements run on (see `direct.rs`); the pool is left for the readiness probe and
+    /// `VACUUM`.
+    direct: Option<Arc<Direct>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +65,7 @@ impl Lending {
             pool,
             lender: None,
             turns: None,
+            direct: None,
         }
     }
 
@@ -74,6 +80,7 @@ impl Lending {
                 permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             })),
             turns: None,
+            direct: None,
         }
     }
 
@@ -86,6 +93,25 @@ impl Lending {
     ) -> Self {
         self.turns = Some((turns, timeout));
         self
+    }
+
+    /// A write pool whose transactions and statements run on `direct`.
+    pub(crate) fn with_direct(mut self, direct: Arc<Direct>) -> Self {
+        self.direct = Some(direct);
+        self
+    }
+
+    /// The process's own writer, if transactions and statements run on it.
+    pub(crate) fn direct(&self) -> Option<&Arc<Direct>> {
+        self.direct.as_ref()
+    }
+
+    /// A turn in the writers' queue for a statement of its own, if the pool has one.
+    pub(crate) async fn statement_turn(&self) -> Result<Option<Turn>, sqlx::Error> {
+        Ok(match &self.turns {
+            Some((turns, timeout)) => Some(turns.take(Writer::Background, *timeout).await?),
+            None => None,
+        })
     }
 
     /// The pool itself (for tests that reach past the store's statements).
@@ -103,10 +129,7 @@ impl Lending {
     /// with a writers' queue, after a worker's turn in it, held until the connection is given
     /// back.
     pub(crate) async fn lend_for_statements(&self) -> Result<Lent, sqlx::Error> {
-        let turn = match &self.turns {
-            Some((turns, timeout)) => Some(turns.take(Writer::Background, *timeout).await?),
-            None => None,
-        };
+        let turn = self.statement_turn().await?;
         let mut lent = self.lend().await?;
         lent.turn = turn;
         Ok(lent)
@@ -151,6 +174,9 @@ impl Lending {
 
     /// Gives the kept connections back to the pool and closes it, waiting for those lent.
     pub(crate) async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         if let Some(lender) = &self.lender {
             // Under the list's lock, so that a connection given back meanwhile either comes
             // before (and is taken here) or sees the lender closed (and goes to the pool).
@@ -248,14 +274,34 @@ impl std::fmt::Debug for Lent {
 
 type Manager = <Any as Database>::TransactionManager;
 
-/// A transaction on a lent connection. Committed or rolled back, its connection is kept for
-/// the next borrower; dropped while open, it queues sqlx's rollback and the connection goes
-/// back to the pool, whose test runs that rollback before anyone else has it. (sqlx's own
-/// `Transaction` on a pool's connection gives it back to the pool at its end, ping included.)
+/// A write transaction's connection: a lent one (PostgreSQL, an in-memory database), or the
+/// process's own SQLite writer (`direct.rs`).
+#[derive(Debug)]
+pub(crate) enum Conn {
+    Pooled(Lent),
+    Direct(DirectConn),
+}
+
+impl Conn {
+    /// Its statements ran to their end (see [`Lent::done`]).
+    pub(crate) fn done(&mut self) {
+        if let Self::Pooled(lent) = self {
+            lent.done();
+        }
+    }
+}
+
+/// A transaction on a lent connection, or on the process's own SQLite writer. Committed or
+/// rolled back, its connection is kept for the next borrower; dropped while open, a lent one
+/// queues sqlx's rollback and goes back to the pool, whose test runs that rollback before
+/// anyone else has it (sqlx's own `Transaction` on a pool's connection gives it back to the
+/// pool at its end, ping included), and the direct one rolls back where it is dropped.
 pub(crate) struct WriteTx {
-    lent: Lent,
+    conn: Conn,
     open: bool,
-    /// The writer's turn (see the store's `write_turns`), given up when the transaction ends.
+    /// The writer's turn (see the store's `write_turns`), given up when the transaction ends
+    /// (declared after `conn`, so dropped after it: a direct transaction dropped open is rolled
+    /// back before the next writer's turn).
     turn: Option<Turn>,
 }
 
@@ -268,7 +314,16 @@ impl WriteTx {
     ) -> Result<Self, sqlx::Error> {
         Manager::begin(lent.conn(), statement.map(SqlSafeStr::into_sql_str)).await?;
         Ok(Self {
-            lent,
+            conn: Conn::Pooled(lent),
+            open: true,
+            turn: None,
+        })
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`) on the process's own SQLite writer.
+    pub(crate) async fn begin_direct(direct: &Arc<Direct>) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            conn: Conn::Direct(DirectConn::begin(direct).await?),
             open: true,
             turn: None,
         })
@@ -282,41 +337,54 @@ impl WriteTx {
 
     /// Commits; the connection is kept for the next borrower.
     pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        Manager::commit(self.lent.conn()).await?;
+        match &mut self.conn {
+            Conn::Pooled(lent) => {
+                Manager::commit(lent.conn()).await?;
+                lent.done();
+            }
+            Conn::Direct(d) => d.commit().await?,
+        }
         self.open = false;
-        self.lent.done();
         Ok(())
     }
 
     /// Rolls back; the connection is kept for the next borrower.
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
-        Manager::rollback(self.lent.conn()).await?;
+        match &mut self.conn {
+            Conn::Pooled(lent) => {
+                Manager::rollback(lent.conn()).await?;
+                lent.done();
+            }
+            Conn::Direct(d) => d.rollback()?,
+        }
         self.open = false;
-        self.lent.done();
         Ok(())
     }
 }
 
 impl Drop for WriteTx {
     fn drop(&mut self) {
-        if self.open {
+        if self.open
+            && let Conn::Pooled(lent) = &mut self.conn
+        {
             // Run by the connection before its next command: the pool's test, as it goes back.
-            Manager::start_rollback(self.lent.conn());
+            Manager::start_rollback(lent.conn());
         }
+        // A direct connection rolls back as it drops, before the turn is given up.
     }
 }
 
 impl Deref for WriteTx {
-    type Target = AnyConnection;
+    type Target = Conn;
 
-    fn deref(&self) -> &AnyConnection {
-        &self.lent
+    fn deref(&self) -> &Conn {
+        &self.conn
     }
 }
 
 impl DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
-        self.lent.conn()
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
     }
 }
 
@@ -369,57 +437,63 @@ mod tests {
             .unwrap();
     }
 
-    /// A write transaction that committed or rolled back keeps its connection for the next
-    /// writer; one dropped while open, or abandoned in the middle of a statement, does not,
-    /// and nothing of it stays: its rollback runs before the connection is used again, so the
-    /// next writers get the write lock and see none of its rows.
+    /// Whether the process's own SQLite writer keeps its connection between writers.
+    fn direct_kept(store: &Store) -> bool {
+        store
+            .pool
+            .direct()
+            .expect("a file's writes run direct")
+            .kept()
+    }
+
+    /// A write transaction that committed, rolled back or was dropped open keeps the writer's
+    /// connection for the next writer, and nothing of the rolled back or dropped one stays
+    /// (the drop rolls back where it happens). One abandoned during its `COMMIT` (which runs on
+    /// a blocking thread) leaves its connection to finish the `COMMIT` and close: the next
+    /// writer opens another, waits for that lock if it is still held, and writes.
     #[tokio::test]
     async fn a_finished_write_transaction_keeps_its_connection_and_an_abandoned_one_leaves_nothing()
     {
         let (_dir, store) = store().await;
         scratch(&store).await;
-        let k = writes_kept(&store);
         assert!(
-            k >= 1,
-            "the statement that made the table kept its connection"
+            direct_kept(&store),
+            "the statement that made the table kept it"
         );
 
         let mut tx = store.begin_write().await.unwrap();
+        assert!(!direct_kept(&store), "the writer holds it");
         insert(&mut tx, 1).await;
         tx.commit().await.unwrap();
-        assert_eq!(writes_kept(&store), k, "the committed one is kept again");
+        assert!(direct_kept(&store), "the committed one is kept again");
 
         let mut tx = store.begin_write().await.unwrap();
         insert(&mut tx, 2).await;
         tx.rollback().await.unwrap();
-        assert_eq!(writes_kept(&store), k, "the rolled back one is kept again");
+        assert!(direct_kept(&store), "the rolled back one is kept again");
         assert_eq!(scratch_rows(&store).await, [1]);
 
         let mut tx = store.begin_write().await.unwrap();
         insert(&mut tx, 3).await;
         drop(tx);
-        assert_eq!(
-            writes_kept(&store),
-            k - 1,
-            "one left open goes back to the pool"
+        assert!(
+            direct_kept(&store),
+            "one dropped open is rolled back and kept"
         );
+        assert_eq!(scratch_rows(&store).await, [1]);
 
-        // Abandoned at its first wait, in the middle of its statement. (On a busy machine
-        // the statement may be done at its first poll: the transaction is then dropped open,
-        // as above, and another is tried.)
-        let mut abandoned = false;
-        for i in 0..1000 {
-            tokio::task::yield_now().await;
-            let mut tx = store.begin_write().await.unwrap();
-            let f = sql::query("INSERT INTO scratch (x) VALUES (?)")
-                .bind(100 + i)
-                .execute(&mut *tx);
-            if futures::FutureExt::now_or_never(f).is_none() {
-                abandoned = true;
-                break;
-            }
-        }
-        assert!(abandoned, "a statement waits for its connection's thread");
+        // Abandoned at its first wait: the `COMMIT` on its blocking thread.
+        let mut tx = store.begin_write().await.unwrap();
+        insert(&mut tx, 6).await;
+        let f = tx.commit();
+        assert!(
+            futures::FutureExt::now_or_never(f).is_none(),
+            "a commit waits for its blocking thread"
+        );
+        assert!(
+            !direct_kept(&store),
+            "the abandoned commit's connection is not kept"
+        );
 
         for x in [4, 5] {
             let mut tx = store.begin_write().await.unwrap();
@@ -428,14 +502,54 @@ mod tests {
         }
         assert_eq!(
             scratch_rows(&store).await,
-            [1, 4, 5],
-            "nothing of the transactions left open or abandoned"
+            [1, 4, 5, 6],
+            "nothing of the transactions rolled back or dropped; the abandoned COMMIT ran"
         );
-        assert!(writes_kept(&store) >= 1);
+        assert!(direct_kept(&store));
         store
             .check_writable(1)
             .await
             .expect("the probe borrows too");
+    }
+
+    /// Another process's write lock: the writer's `BEGIN IMMEDIATE` finds it taken and waits
+    /// for it off the runtime's threads (the runtime's one thread keeps running other tasks
+    /// meanwhile), then writes once it is given up.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_writer_waits_for_another_connections_lock_without_stopping_the_runtime() {
+        let (dir, store) = store().await;
+        scratch(&store).await;
+        let path = dir.path().join("j.db");
+        // Another process's connection, as far as SQLite's locks go.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO scratch (x) VALUES (7)")
+            .unwrap();
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = {
+            let ticks = std::sync::Arc::clone(&ticks);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let mut tx = store.begin_write().await.unwrap();
+        let waited = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        insert(&mut tx, 8).await;
+        tx.commit().await.unwrap();
+        release.join().unwrap();
+        ticker.abort();
+        assert!(
+            waited >= 10,
+            "the runtime ran other tasks while the writer waited: {waited} ticks of 10 ms"
+        );
+        assert_eq!(scratch_rows(&store).await, [7, 8]);
     }
 
     /// The readiness probe's write takes its turn among the writers: with writers keeping the
@@ -484,9 +598,10 @@ mod tests {
         assert_eq!(scratch_rows(&store).await.len() as i64, written);
     }
 
-    /// Many writers at once, more than the write pool's connections, some committing, some
-    /// rolling back, some dropped open or abandoned half-way: every one gets a connection (none
-    /// waits for one kept aside), exactly the committed rows are there, and `close` returns.
+    /// Many writers at once, some committing, some rolling back, some dropped open or
+    /// abandoned during their `COMMIT`: every one gets the connection in its turn (a new one
+    /// after an abandoned `COMMIT`), exactly the committed rows are there (an abandoned
+    /// `COMMIT` runs to its end), and `close` returns.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_writers_at_once_never_wait_for_a_kept_connection() {
         let (_dir, store) = store().await;
@@ -510,10 +625,9 @@ mod tests {
                         drop(tx);
                     }
                     _ => {
-                        let f = sql::query("INSERT INTO scratch (x) VALUES (?)")
-                            .bind(i)
-                            .execute(&mut *tx);
-                        let _ = futures::FutureExt::now_or_never(f);
+                        // Abandoned during its `COMMIT`, which runs on to its end.
+                        insert(&mut tx, i).await;
+                        let _ = futures::FutureExt::now_or_never(tx.commit());
                     }
                 }
             }));
@@ -526,13 +640,20 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(60), all)
             .await
             .expect("every writer got a connection");
-        let committed: Vec<i64> = (0..120).filter(|i| i % 4 == 0).collect();
+        // The last abandoned `COMMIT` may still be running: the next writer waits for it.
+        let tx = store.begin_write().await.unwrap();
+        tx.rollback().await.unwrap();
+        let committed: Vec<i64> = (0..120).filter(|i| i % 4 == 0 || i % 4 == 3).collect();
         assert_eq!(scratch_rows(&store).await, committed);
-        assert!(writes_kept(&store) <= super::super::WRITE_CONNECTIONS as usize);
+        assert_eq!(
+            writes_kept(&store),
+            0,
+            "the write pool's connections are not used"
+        );
         tokio::time::timeout(Duration::from_secs(30), store.close())
             .await
             .expect("closing gives the kept connections back and returns");
-        assert_eq!(writes_kept(&store), 0);
+        assert!(!direct_kept(&store));
         assert!(store.begin_write().await.is_err(), "closed: refused");
     }
 

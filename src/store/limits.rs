@@ -1,10 +1,9 @@
 //! What holds submissions back, in SQL: the in-flight limits checked inside the submit claim,
 //! and the deferral of a model's creates until its rate-limit window resets.
 
+use super::lending::Conn;
 use crate::store::sql;
 use std::collections::{BTreeMap, HashMap};
-
-use sqlx::AnyConnection;
 
 use super::events::{EventKind, add_event};
 use super::{Store, StoreError};
@@ -49,7 +48,7 @@ pub(super) const IN_FLIGHT_BY_MODEL: &str =
 /// else the models of due jobs to skip (those at their per-model limit, and, while a budget is
 /// reached, the priced ones unless exempt) and how many more jobs may go in flight.
 pub(super) async fn models_at_limit(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     now: i64,
     limits: &ClaimLimits<'_>,
 ) -> Result<Option<(Skip, i64)>, StoreError> {

@@ -14,6 +14,7 @@ pub mod bench;
 mod budget;
 mod chains;
 mod deliveries;
+mod direct;
 mod duplicates;
 mod endpoint_secrets;
 mod events;
@@ -530,9 +531,27 @@ impl Store {
                 .connect_with(any(&opts, "ro")?)
                 .await?;
             let conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+            let mut writes = lending::Lending::own(pool, WRITE_CONNECTIONS)
+                .with_turns(std::sync::Arc::clone(&turns), BUSY_TIMEOUT);
+            if !read_only {
+                // The writers run on the process's own connection (`direct.rs`), set as the
+                // pool's (the busy timeout aside: see there).
+                let pragmas = SQLITE_PRAGMAS
+                    .iter()
+                    .map(|p| (*p).to_owned())
+                    .chain([
+                        format!("PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}"),
+                        format!("PRAGMA journal_size_limit = {}", 64u64 << 20),
+                    ])
+                    .collect();
+                writes = writes.with_direct(direct::Direct::new(
+                    opts.get_filename(),
+                    pragmas,
+                    BUSY_TIMEOUT,
+                ));
+            }
             (
-                lending::Lending::own(pool, WRITE_CONNECTIONS)
-                    .with_turns(std::sync::Arc::clone(&turns), BUSY_TIMEOUT),
+                writes,
                 lending::Lending::own(reads, READ_CONNECTIONS),
                 Some(std::sync::Arc::new(Checkpointer::start(conn))),
             )
@@ -614,6 +633,9 @@ impl Store {
             Some(turns) => Some(turns.take(writer, BUSY_TIMEOUT).await?),
             None => None,
         };
+        if let Some(direct) = self.pool.direct() {
+            return Ok(lending::WriteTx::begin_direct(direct).await?.holding(turn));
+        }
         let lent = self.pool.lend().await?;
         match self.backend() {
             Backend::Sqlite => Ok(lending::WriteTx::begin(lent, Some("BEGIN IMMEDIATE"))
@@ -621,7 +643,9 @@ impl Store {
                 .holding(turn)),
             Backend::Postgres => {
                 let mut tx = lending::WriteTx::begin(lent, None).await?;
-                lock_for_write(&mut tx, BUSY_TIMEOUT).await?;
+                if let lending::Conn::Pooled(lent) = &mut *tx {
+                    lock_for_write(lent.conn(), BUSY_TIMEOUT).await?;
+                }
                 Ok(tx)
             }
         }

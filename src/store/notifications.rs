@@ -7,9 +7,10 @@
 //! same claim. A worker whose lease ran out and whose row another worker claimed again, or a
 //! late failure after a delivery, changes nothing.
 
+use super::lending::Conn;
 use crate::store::sql;
 use serde::Serialize;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 
 use sqlx::{Any, QueryBuilder};
 
@@ -47,7 +48,7 @@ pub struct NotificationRow {
 
 /// Inserts the outbox rows a terminal status causes, inside the caller's transaction.
 pub(super) async fn insert_outbox(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     job_id: &str,
     status: JobStatus,
     entries: &[OutboxEntry],
@@ -335,7 +336,7 @@ pub enum Close {
 
 /// Writes one close inside the caller's transaction, if the row is still `pending` under the
 /// claim it was tried on; returns whether it applied.
-async fn close_in(tx: &mut AnyConnection, close: &Close) -> Result<bool, StoreError> {
+async fn close_in(tx: &mut Conn, close: &Close) -> Result<bool, StoreError> {
     match close {
         Close::Delivered { row: n, now } => {
             let applied = sql::query(

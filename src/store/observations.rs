@@ -2,8 +2,8 @@
 //! with the timeline and outbox rows in the same transaction), webhook hints, cancels and
 //! timeouts.
 
+use super::lending::Conn;
 use crate::store::sql;
-use sqlx::AnyConnection;
 
 use super::NewArtifact;
 use super::artifacts::insert_artifacts;
@@ -381,7 +381,7 @@ impl ObservationWrite {
 
 /// [`Store::apply_observation`] inside the caller's transaction.
 async fn apply_in(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     id: &JobId,
     obs: &Observation,
     ctx: &ApplyContext<'_>,
@@ -539,7 +539,7 @@ async fn apply_in(
 /// A response's usage with that of the job's earlier turns added (a job's usage is every
 /// turn's: what it cost).
 async fn with_earlier_turns(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     row: &super::JobRow,
     usage: Option<&serde_json::Value>,
 ) -> Result<Option<serde_json::Value>, StoreError> {

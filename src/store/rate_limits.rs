@@ -4,6 +4,7 @@
 //! creates on the same, newest observation (the decision itself is
 //! [`ratelimit::waits`](crate::upstream::ratelimit::waits), a pure function).
 
+use super::lending::Conn;
 use crate::store::sql;
 use sqlx::FromRow;
 
@@ -70,7 +71,7 @@ impl Store {
     }
 }
 
-async fn upsert_window(conn: &mut sqlx::AnyConnection, w: &RateWindow) -> Result<(), StoreError> {
+async fn upsert_window(conn: &mut Conn, w: &RateWindow) -> Result<(), StoreError> {
     let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     sql::query(
             "INSERT INTO rate_limit_windows \

@@ -321,10 +321,15 @@ impl Store {
         let target = target
             .to_str()
             .ok_or_else(|| StoreError::Corrupt("the backup path is not UTF-8".into()))?;
+        // On a connection of the write pool, not the writer of `direct.rs`: it runs outside a
+        // transaction, and long. It reads one snapshot, so it takes no writer's turn: the
+        // writers carry on.
+        let mut conn = self.pool.lend().await?;
         sql::query("VACUUM INTO ?")
             .bind(target)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
+        conn.done();
         Ok(())
     }
 

@@ -91,6 +91,8 @@ pub(crate) enum Exec<'a> {
     Conn(&'a mut sqlx::AnyConnection),
     /// One of the store's pools, whose connections may be lent (`lending.rs`).
     Lending(&'a super::lending::Lending),
+    /// The process's own SQLite writer, in a transaction (`direct.rs`).
+    Direct(&'a mut super::direct::DirectConn),
 }
 
 impl Exec<'_> {
@@ -98,6 +100,7 @@ impl Exec<'_> {
         match self {
             Self::Pool(p) => Backend::of_url(p.connect_options().database_url.as_str()),
             Self::Lending(l) => l.backend(),
+            Self::Direct(_) => Backend::Sqlite,
             Self::Conn(c) => {
                 if c.backend_name().eq_ignore_ascii_case("postgresql") {
                     Backend::Postgres
@@ -121,15 +124,75 @@ impl<'a> From<&'a super::lending::Lending> for Exec<'a> {
     }
 }
 
+impl<'a> From<&'a mut super::lending::Conn> for Exec<'a> {
+    fn from(c: &'a mut super::lending::Conn) -> Self {
+        match c {
+            super::lending::Conn::Pooled(lent) => Self::Conn(lent.conn()),
+            super::lending::Conn::Direct(d) => Self::Direct(d),
+        }
+    }
+}
+
 impl<'a> From<&'a mut sqlx::AnyConnection> for Exec<'a> {
     fn from(c: &'a mut sqlx::AnyConnection) -> Self {
         Self::Conn(c)
     }
 }
 
-/// Runs `$q` (a sqlx query) with `$method` on the pool or connection `$ex`.
+/// What a statement's caller wants of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// How many rows it changed.
+    Execute,
+    All,
+    /// The first row (an error if none).
+    One,
+    /// The first row, if any.
+    Optional,
+}
+
+/// What a statement gave.
+enum Out {
+    Done(sqlx::any::AnyQueryResult),
+    Rows(Vec<AnyRow>),
+}
+
+impl Out {
+    fn done(self) -> sqlx::any::AnyQueryResult {
+        match self {
+            Self::Done(d) => d,
+            Self::Rows(r) => sqlx::any::AnyQueryResult {
+                rows_affected: r.len() as u64,
+                last_insert_id: None,
+            },
+        }
+    }
+
+    fn rows(self) -> Vec<AnyRow> {
+        match self {
+            Self::Done(_) => Vec::new(),
+            Self::Rows(r) => r,
+        }
+    }
+
+    fn first(self) -> Option<AnyRow> {
+        self.rows().into_iter().next()
+    }
+}
+
+/// Runs `$q` (a sqlx query) on the pool or connection `$ex` (not `Exec::Direct`) for `$want`.
 macro_rules! run {
-    ($q:expr, $ex:expr, $method:ident) => {
+    ($q:expr, $ex:expr, $want:expr) => {
+        match $want {
+            Want::Execute => run!(@ $q, $ex, execute).map(Out::Done),
+            Want::All => run!(@ $q, $ex, fetch_all).map(Out::Rows),
+            Want::One => run!(@ $q, $ex, fetch_one).map(|r| Out::Rows(vec![r])),
+            Want::Optional => {
+                run!(@ $q, $ex, fetch_optional).map(|r| Out::Rows(r.into_iter().collect()))
+            }
+        }
+    };
+    (@ $q:expr, $ex:expr, $method:ident) => {
         match $ex {
             Exec::Pool(p) => $q.$method(p).await,
             Exec::Conn(c) => $q.$method(c).await,
@@ -141,6 +204,7 @@ macro_rules! run {
                 }
                 out
             }
+            Exec::Direct(_) => unreachable!("direct statements do not run through sqlx"),
         }
     };
 }
@@ -173,6 +237,50 @@ impl Stmt {
             self.error = Some(e);
         }
         self
+    }
+
+    /// Runs the statement on `ex` for `want`.
+    async fn run(self, mut ex: Exec<'_>, want: Want) -> Result<Out, sqlx::Error> {
+        match &mut ex {
+            Exec::Direct(d) => return self.run_direct(d, want),
+            Exec::Lending(l) => {
+                if let Some(direct) = l.direct() {
+                    // A statement of its own: its own transaction, in a writer's turn (given
+                    // up after the connection, declared first).
+                    let _turn = l.statement_turn().await?;
+                    let mut conn = super::direct::DirectConn::begin(direct).await?;
+                    let out = self.run_direct(&mut conn, want)?;
+                    conn.commit().await?;
+                    return Ok(out);
+                }
+            }
+            Exec::Pool(_) | Exec::Conn(_) => {}
+        }
+        let q = self.prepare(ex.backend())?;
+        run!(q, ex, want)
+    }
+
+    /// Runs the statement on the process's own SQLite writer, where it is called.
+    fn run_direct(
+        self,
+        conn: &mut super::direct::DirectConn,
+        want: Want,
+    ) -> Result<Out, sqlx::Error> {
+        if let Some(e) = self.error {
+            return Err(sqlx::Error::Encode(e));
+        }
+        let text = self.text.for_backend(Backend::Sqlite);
+        let (rows, done) = conn.run(
+            text.as_str(),
+            &self.args.values.0,
+            matches!(want, Want::One | Want::Optional),
+        )?;
+        match want {
+            Want::Execute => Ok(Out::Done(done)),
+            Want::All | Want::Optional => Ok(Out::Rows(rows)),
+            Want::One if rows.is_empty() => Err(sqlx::Error::RowNotFound),
+            Want::One => Ok(Out::Rows(rows)),
+        }
     }
 
     /// The sqlx query for `backend`, or the encoding error.
@@ -217,18 +325,14 @@ impl Query {
         self,
         ex: impl Into<Exec<'a>>,
     ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
-        let ex = ex.into();
-        let q = self.0.prepare(ex.backend())?;
-        run!(q, ex, execute)
+        Ok(self.0.run(ex.into(), Want::Execute).await?.done())
     }
 
     pub(crate) async fn fetch_all<'a>(
         self,
         ex: impl Into<Exec<'a>>,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let ex = ex.into();
-        let q = self.0.prepare(ex.backend())?;
-        run!(q, ex, fetch_all)
+        Ok(self.0.run(ex.into(), Want::All).await?.rows())
     }
 }
 
@@ -250,25 +354,23 @@ where
         self,
         ex: impl Into<Exec<'a>>,
     ) -> Result<Vec<O>, sqlx::Error> {
-        let ex = ex.into();
-        let q = self.0.prepare(ex.backend())?;
-        let rows = run!(q, ex, fetch_all)?;
+        let rows = self.0.run(ex.into(), Want::All).await?.rows();
         rows.iter().map(O::from_row).collect()
     }
 
     pub(crate) async fn fetch_one<'a>(self, ex: impl Into<Exec<'a>>) -> Result<O, sqlx::Error> {
-        let ex = ex.into();
-        let q = self.0.prepare(ex.backend())?;
-        O::from_row(&run!(q, ex, fetch_one)?)
+        let row = self.0.run(ex.into(), Want::One).await?.first();
+        O::from_row(&row.ok_or(sqlx::Error::RowNotFound)?)
     }
 
     pub(crate) async fn fetch_optional<'a>(
         self,
         ex: impl Into<Exec<'a>>,
     ) -> Result<Option<O>, sqlx::Error> {
-        let ex = ex.into();
-        let q = self.0.prepare(ex.backend())?;
-        run!(q, ex, fetch_optional)?
+        self.0
+            .run(ex.into(), Want::Optional)
+            .await?
+            .first()
             .as_ref()
             .map(O::from_row)
             .transpose()

@@ -1,10 +1,9 @@
 //! Submission writes: claiming a job for its create call, and recording what the call did
 //! (accepted, refused, to retry, uncertain), plus adoption of a response revealed later.
 
+use super::lending::Conn;
 use crate::store::sql;
 use sqlx::{Any, QueryBuilder};
-
-use sqlx::AnyConnection;
 
 use super::events::{EventKind, NewEvent, add_event, add_events};
 use super::jobs::{SubmitClaim, UncertainJob};
@@ -119,7 +118,7 @@ impl AttachRequest {
 
 /// Attaches a response inside the caller's transaction (see [`Store::attach_response`]).
 async fn attach_in(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     id: &JobId,
     response_id: &ResponseId,
     at: &AttachContext<'_>,
@@ -237,7 +236,7 @@ async fn attach_in(
 
 /// Sets a job aside inside the caller's transaction (see [`Store::quarantine_job`]).
 async fn quarantine_in(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &str,
     reason: &str,
     now: i64,
@@ -744,7 +743,7 @@ impl Store {
 /// refused or abandoned create, a cancel before submission, an end between turns): the status
 /// event (`data` its details), the outbox rows of its sinks, and its chain's followers woken.
 pub(super) async fn ended_without_response_in(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     id: &JobId,
     (from, status, error): (&str, JobStatus, &JobError),
     data: &serde_json::Value,

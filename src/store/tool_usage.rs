@@ -11,10 +11,11 @@
 //! reached OpenAI keeps them NULL), then all set at once; `service_tier` is NULL when the
 //! response names none (or something that is not a short word).
 
+use super::lending::Conn;
 use crate::store::sql;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 
 use super::StoreError;
 use crate::job::JobId;
@@ -89,7 +90,7 @@ impl BindToolUsage for crate::store::sql::Query {
 /// `images`), in the caller's transaction: called where the job's final observation writes
 /// its token columns.
 pub(super) async fn record_tool_usage(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &JobId,
     response: &Value,
     images: &ImagePrices,

@@ -7,10 +7,11 @@
 //! person) or `new → done` (a policy). `running` is written *before* a handler starts, so a
 //! crash mid-run is seen afterwards and the handler is not run again unless it is idempotent.
 
+use super::lending::Conn;
 use crate::store::sql;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::FromRow;
 
 use super::events::{EventKind, add_event};
 use super::notifications::OutboxEntry;
@@ -141,7 +142,7 @@ pub enum Responded {
 /// the job moves to `acting` without a response (the next turn's create will bring one).
 /// `usage` is the job's usage so far, every turn together.
 pub(super) async fn record_turn_in(
-    tx: &mut AnyConnection,
+    tx: &mut Conn,
     row: &super::JobRow,
     obs: &Observation,
     asked: &[Asked],
@@ -275,7 +276,7 @@ impl BindTotal for crate::store::sql::Query {
 /// earlier turns, then `last`'s (the final response, if there is one), under `last`'s (or the
 /// last turn's) other fields. `None` when there is nothing.
 pub(super) async fn merged_turns(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &JobId,
     last: Option<&Value>,
 ) -> Result<Option<Value>, StoreError> {
@@ -308,7 +309,7 @@ pub(super) async fn merged_turns(
 
 /// The usage of every earlier turn of a job, summed (`None` when it has none).
 pub(super) async fn earlier_usage(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &JobId,
 ) -> Result<Option<Value>, StoreError> {
     let rows: Vec<Option<String>> =
@@ -932,7 +933,7 @@ impl Store {
 /// again (a later turn) re-arms its row, with a new claim so a delivery still in flight for the
 /// earlier wait cannot close it.
 async fn rearm_requires_action(
-    conn: &mut AnyConnection,
+    conn: &mut Conn,
     id: &JobId,
     outbox: &[OutboxEntry],
     now: i64,

@@ -110,7 +110,7 @@ struct Args {
     /// The daemon's `limits.max_concurrent_submissions` (default: the daemon's own, 4).
     #[arg(long)]
     max_concurrent_submissions: Option<usize>,
-    /// The daemon's `limits.max_concurrent_polls` (default: the daemon's own, 16).
+    /// The daemon's `limits.max_concurrent_polls` (default: the daemon's own, 64).
     #[arg(long)]
     max_concurrent_polls: Option<usize>,
     /// The longest window the idle CPU is measured over (while every job waits upstream).

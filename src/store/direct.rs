@@ -81,22 +81,17 @@ impl Direct {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The connection: the one kept, or a new one. The caller holds the writers' turn, so
-    /// no one else holds it.
-    fn take(&self) -> Result<rusqlite::Connection, sqlx::Error> {
-        let kept = {
-            let mut idle = self.idle();
-            if idle.closed {
-                return Err(sqlx::Error::PoolClosed);
-            }
-            idle.conn.take()
-        };
-        match kept {
-            Some(c) => Ok(c),
-            None => self.open(),
+    /// The kept connection, if any. The caller holds the writers' turn, so no one else holds
+    /// it.
+    fn take_kept(&self) -> Result<Option<rusqlite::Connection>, sqlx::Error> {
+        let mut idle = self.idle();
+        if idle.closed {
+            return Err(sqlx::Error::PoolClosed);
         }
+        Ok(idle.conn.take())
     }
 
+    /// Opens a connection (blocking: run on a blocking thread).
     fn open(&self) -> Result<rusqlite::Connection, sqlx::Error> {
         use rusqlite::OpenFlags;
         let conn = rusqlite::Connection::open_with_flags(
@@ -104,11 +99,14 @@ impl Direct {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(to_sqlx)?;
+        // The settings read the schema, which may wait for another process's lock.
+        conn.busy_timeout(self.busy_timeout).map_err(to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         for pragma in &self.pragmas {
             conn.execute_batch(pragma).map_err(to_sqlx)?;
         }
-        // Waits for another process's lock run off the runtime's threads (see `begin`).
+        // From here waits for another process's lock run off the runtime's threads (see
+        // `DirectConn::begin_here`).
         conn.busy_timeout(Duration::ZERO).map_err(to_sqlx)?;
         Ok(conn)
     }
@@ -143,42 +141,95 @@ impl Direct {
 pub(crate) struct DirectConn {
     conn: Option<rusqlite::Connection>,
     home: Arc<Direct>,
-    /// A transaction is open on it.
-    open: bool,
 }
 
 impl DirectConn {
-    /// Takes the connection and begins a write transaction (`BEGIN IMMEDIATE`).
-    pub(crate) async fn begin(home: &Arc<Direct>) -> Result<Self, sqlx::Error> {
-        let conn = home.take()?;
-        let mut this = Self {
+    /// Takes the connection (the kept one, or a new one opened on a blocking thread: opening
+    /// reads the schema, which may wait for another process's lock).
+    pub(crate) async fn acquire(home: &Arc<Direct>) -> Result<Self, sqlx::Error> {
+        let conn = match home.take_kept()? {
+            Some(c) => c,
+            None => {
+                let opener = Arc::clone(home);
+                tokio::task::spawn_blocking(move || opener.open())
+                    .await
+                    .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))??
+            }
+        };
+        Ok(Self {
             conn: Some(conn),
             home: Arc::clone(home),
-            open: false,
-        };
-        match this.conn()?.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => {}
+        })
+    }
+
+    /// Takes the connection and begins a write transaction (`BEGIN IMMEDIATE`).
+    pub(crate) async fn begin(home: &Arc<Direct>) -> Result<Self, sqlx::Error> {
+        let mut this = Self::acquire(home).await?;
+        this.begin_here().await?;
+        Ok(this)
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`) on the held connection.
+    pub(crate) async fn begin_here(&mut self) -> Result<(), sqlx::Error> {
+        match self.conn()?.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => Ok(()),
             Err(e) if is_busy(&e) => {
                 // Another process writes: wait for its lock as SQLite's busy handler would,
                 // on a blocking thread.
-                let conn = this.conn.take().ok_or(sqlx::Error::PoolClosed)?;
-                let timeout = home.busy_timeout;
-                let (conn, began) = tokio::task::spawn_blocking(move || {
+                let timeout = self.home.busy_timeout;
+                self.blocking(move |conn| {
                     let began = conn
                         .busy_timeout(timeout)
                         .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
                     let reset = conn.busy_timeout(Duration::ZERO);
-                    (conn, began.and(reset))
+                    began.and(reset).map_err(to_sqlx)
                 })
                 .await
-                .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?;
-                this.conn = Some(conn);
-                began.map_err(to_sqlx)?;
             }
-            Err(e) => return Err(to_sqlx(e)),
+            Err(e) => Err(to_sqlx(e)),
         }
-        this.open = true;
-        Ok(this)
+    }
+
+    /// Runs `f` with the connection on a blocking thread. If this future is dropped
+    /// meanwhile, `f` runs to its end and the connection is closed after it (the next writer
+    /// opens another).
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, sqlx::Error> + Send + 'static,
+    ) -> Result<T, sqlx::Error> {
+        let mut conn = self.conn.take().ok_or(sqlx::Error::PoolClosed)?;
+        let (conn, out) = tokio::task::spawn_blocking(move || {
+            let out = f(&mut conn);
+            (conn, out)
+        })
+        .await
+        .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?;
+        self.conn = Some(conn);
+        out
+    }
+
+    /// Whether `sql` only reads (it may then run outside a transaction).
+    pub(crate) fn is_read_only(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
+        Ok(self
+            .conn()?
+            .prepare_cached(sql)
+            .map_err(to_sqlx)?
+            .readonly())
+    }
+
+    /// Runs `sql` with `args` and commits, both on a blocking thread (a statement that may
+    /// change many rows), and returns how many rows it changed.
+    pub(crate) async fn execute_and_commit(
+        &mut self,
+        sql: String,
+        args: Vec<AnyValueKind>,
+    ) -> Result<u64, sqlx::Error> {
+        self.blocking(move |conn| {
+            let (_, done) = run(conn, &sql, &args, false).map_err(to_sqlx)??;
+            conn.execute_batch("COMMIT").map_err(to_sqlx)?;
+            Ok(done.rows_affected)
+        })
+        .await
     }
 
     fn conn(&mut self) -> Result<&mut rusqlite::Connection, sqlx::Error> {
@@ -188,29 +239,13 @@ impl DirectConn {
 
     /// Commits, waiting for the disk on a blocking thread.
     pub(crate) async fn commit(&mut self) -> Result<(), sqlx::Error> {
-        let conn = self.conn.take().ok_or(sqlx::Error::PoolClosed)?;
-        // If this future is dropped while the `COMMIT` runs, the connection is closed when
-        // it ends, and the next writer opens another.
-        let (conn, committed) = tokio::task::spawn_blocking(move || {
-            let committed = conn.execute_batch("COMMIT");
-            (conn, committed)
-        })
-        .await
-        .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?;
-        self.conn = Some(conn);
-        if committed.is_ok() || self.conn()?.is_autocommit() {
-            self.open = false;
-        }
-        committed.map_err(to_sqlx)
+        self.blocking(|conn| conn.execute_batch("COMMIT").map_err(to_sqlx))
+            .await
     }
 
     /// Rolls back.
     pub(crate) fn rollback(&mut self) -> Result<(), sqlx::Error> {
-        let rolled_back = self.conn()?.execute_batch("ROLLBACK");
-        if rolled_back.is_ok() || self.conn()?.is_autocommit() {
-            self.open = false;
-        }
-        rolled_back.map_err(to_sqlx)
+        self.conn()?.execute_batch("ROLLBACK").map_err(to_sqlx)
     }
 
     /// Runs `sql` with `args` (bound to `?1`, `?2`, …) and returns its rows (at most one
@@ -243,7 +278,9 @@ impl Drop for DirectConn {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.open && !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
+        // By the connection's own state, not `open`: whatever left a transaction open, it is
+        // never handed to the next writer.
+        if !conn.is_autocommit() && conn.execute_batch("ROLLBACK").is_err() {
             // Closed rather than kept with its transaction open.
             return;
         }
@@ -272,25 +309,8 @@ fn run(
     one: bool,
 ) -> Result<Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error>, rusqlite::Error> {
     let mut stmt = conn.prepare_cached(sql)?;
-    for (i, arg) in args.iter().enumerate() {
-        let at = i + 1;
-        match arg {
-            AnyValueKind::Null(_) => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
-            AnyValueKind::Bool(b) => stmt.raw_bind_parameter(at, i64::from(*b))?,
-            AnyValueKind::SmallInt(n) => stmt.raw_bind_parameter(at, i64::from(*n))?,
-            AnyValueKind::Integer(n) => stmt.raw_bind_parameter(at, i64::from(*n))?,
-            AnyValueKind::BigInt(n) => stmt.raw_bind_parameter(at, *n)?,
-            AnyValueKind::Real(r) => stmt.raw_bind_parameter(at, f64::from(*r))?,
-            AnyValueKind::Double(d) => stmt.raw_bind_parameter(at, *d)?,
-            AnyValueKind::Text(t) => stmt.raw_bind_parameter(at, t.as_str())?,
-            AnyValueKind::TextSlice(t) => stmt.raw_bind_parameter(at, &**t)?,
-            AnyValueKind::Blob(b) => stmt.raw_bind_parameter(at, b.as_slice())?,
-            other => {
-                return Ok(Err(sqlx::Error::Encode(
-                    format!("SQLite takes no argument like {other:?}").into(),
-                )));
-            }
-        }
+    if let Err(e) = bind(&mut stmt, args)? {
+        return Ok(Err(e));
     }
     let names: Vec<UStr> = stmt.column_names().into_iter().map(UStr::new).collect();
     let column_names: Arc<sqlx_core::HashMap<UStr, usize>> = Arc::new(
@@ -350,10 +370,64 @@ fn run(
     Ok(Ok((out, result)))
 }
 
+/// Binds `args` to the statement's parameters as sqlx's SQLite driver does: `?NNN` and `$NNN`
+/// take argument NNN (SQLite numbers a `$NNN` by where it first appears, not by NNN), a bare
+/// `?` the next one; parameters past the arguments stay NULL.
+fn bind(
+    stmt: &mut rusqlite::Statement<'_>,
+    args: &[AnyValueKind],
+) -> Result<Result<(), sqlx::Error>, rusqlite::Error> {
+    let mut next = 0;
+    for at in 1..=stmt.parameter_count() {
+        let n = match stmt.parameter_name(at) {
+            None => {
+                next += 1;
+                next
+            }
+            Some(name) => {
+                let number = name
+                    .strip_prefix('?')
+                    .or_else(|| name.strip_prefix('$'))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| *n >= 1);
+                match number {
+                    Some(n) => n,
+                    None => {
+                        return Ok(Err(sqlx::Error::Protocol(format!(
+                            "unsupported SQL parameter: {name}"
+                        ))));
+                    }
+                }
+            }
+        };
+        let Some(arg) = args.get(n - 1) else {
+            break;
+        };
+        match arg {
+            AnyValueKind::Null(_) => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
+            AnyValueKind::Bool(b) => stmt.raw_bind_parameter(at, i64::from(*b))?,
+            AnyValueKind::SmallInt(n) => stmt.raw_bind_parameter(at, i64::from(*n))?,
+            AnyValueKind::Integer(n) => stmt.raw_bind_parameter(at, i64::from(*n))?,
+            AnyValueKind::BigInt(n) => stmt.raw_bind_parameter(at, *n)?,
+            AnyValueKind::Real(r) => stmt.raw_bind_parameter(at, f64::from(*r))?,
+            AnyValueKind::Double(d) => stmt.raw_bind_parameter(at, *d)?,
+            AnyValueKind::Text(t) => stmt.raw_bind_parameter(at, t.as_str())?,
+            AnyValueKind::TextSlice(t) => stmt.raw_bind_parameter(at, &**t)?,
+            AnyValueKind::Blob(b) => stmt.raw_bind_parameter(at, b.as_slice())?,
+            other => {
+                return Ok(Err(sqlx::Error::Encode(
+                    format!("SQLite takes no argument like {other:?}").into(),
+                )));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        Some(rusqlite::ErrorCode::DatabaseBusy)
     )
 }
 
@@ -417,5 +491,106 @@ impl sqlx::error::DatabaseError for DirectError {
             ffi::SQLITE_CONSTRAINT_CHECK => sqlx::error::ErrorKind::CheckViolation,
             _ => sqlx::error::ErrorKind::Other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::store::jobs::tests::store;
+    use crate::store::sql;
+
+    /// Numbered parameters take the argument of their number wherever they stand (SQLite
+    /// numbers `$N` by first appearance, which must not matter), a bare `?` the next one,
+    /// and values of every kind come back as they went in: ASCII, non-ASCII, empty, huge,
+    /// NULL, negative and large integers, floats and blobs.
+    #[tokio::test]
+    async fn arguments_bind_by_their_number_and_values_come_back_whole() {
+        let (_dir, store) = store().await;
+        let huge = "x\n".repeat(300_000);
+        for text in ["plain", "Größe – 完了 ✅ \u{1F600}", "", huge.as_str()] {
+            let mut tx = store.begin_write().await.unwrap();
+            let row: (String, i64, Option<i64>, f64, Vec<u8>, i64) =
+                sql::query_as("SELECT ?3, ?1, ?5, ?2, ?4, ?1 + 1")
+                    .bind(-9_007_199_254_740_993_i64)
+                    .bind(0.25_f64)
+                    .bind(text)
+                    .bind(vec![0_u8, 255, 7])
+                    .bind(None::<i64>)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+            tx.rollback().await.unwrap();
+            assert_eq!(
+                row,
+                (
+                    text.to_owned(),
+                    -9_007_199_254_740_993,
+                    None,
+                    0.25,
+                    vec![0, 255, 7],
+                    -9_007_199_254_740_992
+                )
+            );
+        }
+        let mut tx = store.begin_write().await.unwrap();
+        let (a, b): (i64, i64) = sql::query_as("SELECT ?2, ?")
+            .bind(1_i64)
+            .bind(2_i64)
+            .bind(3_i64)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(
+            (a, b),
+            (2, 3),
+            "a bare ? follows the largest number before it"
+        );
+        let missing: Option<i64> = sql::query_scalar("SELECT ?2")
+            .bind(1_i64)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(
+            missing, None,
+            "a parameter past the arguments is NULL, as in sqlx"
+        );
+        let err = sql::query("INSERT INTO no_such_table VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_table"), "{err}");
+        tx.commit().await.unwrap();
+    }
+
+    /// A statement of its own that only reads takes no write lock: it answers while another
+    /// connection holds it. One that writes waits for it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_read_of_its_own_takes_no_write_lock() {
+        let (dir, store) = store().await;
+        let other = rusqlite::Connection::open(dir.path().join("j.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = Instant::now();
+        let n: i64 = sql::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let started = Instant::now();
+        sql::query("UPDATE health SET checked_at = 5 WHERE id = 1")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "the write waited for the other connection's lock"
+        );
+        release.join().unwrap();
     }
 }

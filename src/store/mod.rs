@@ -663,6 +663,14 @@ impl Store {
     /// daemon's commit to them would not be seen), or that changes many rows another daemon's
     /// transaction may take in another order (a deadlock).
     pub(crate) async fn execute_locked(&self, statement: sql::Query) -> Result<u64, StoreError> {
+        if let Some(direct) = self.pool.direct() {
+            // Many rows: the statement and its `COMMIT` run on a blocking thread, not the
+            // runtime's (see `direct.rs`), in a writer's turn given up after the connection.
+            let _turn = self.pool.statement_turn().await?;
+            let mut conn = direct::DirectConn::begin(direct).await?;
+            let (text, args) = statement.into_direct()?;
+            return Ok(conn.execute_and_commit(text, args).await?);
+        }
         let mut tx = self.begin_write().await?;
         let changed = statement.execute(&mut *tx).await?.rows_affected();
         tx.commit().await?;

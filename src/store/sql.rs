@@ -15,6 +15,7 @@ use std::sync::{LazyLock, RwLock};
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AssertSqlSafe, Execute, FromRow, QueryBuilder};
+use sqlx_core::any::AnyValueKind;
 
 use super::Backend;
 
@@ -180,6 +181,26 @@ impl Out {
     }
 }
 
+impl Want {
+    /// Only the first row is wanted.
+    fn one(self) -> bool {
+        matches!(self, Self::One | Self::Optional)
+    }
+}
+
+/// What the process's own SQLite writer gave, as `want` wants it.
+fn direct_out(
+    (rows, done): (Vec<AnyRow>, sqlx::any::AnyQueryResult),
+    want: Want,
+) -> Result<Out, sqlx::Error> {
+    match want {
+        Want::Execute => Ok(Out::Done(done)),
+        Want::All | Want::Optional => Ok(Out::Rows(rows)),
+        Want::One if rows.is_empty() => Err(sqlx::Error::RowNotFound),
+        Want::One => Ok(Out::Rows(rows)),
+    }
+}
+
 /// Runs `$q` (a sqlx query) on the pool or connection `$ex` (not `Exec::Direct`) for `$want`.
 macro_rules! run {
     ($q:expr, $ex:expr, $want:expr) => {
@@ -242,16 +263,26 @@ impl Stmt {
     /// Runs the statement on `ex` for `want`.
     async fn run(self, mut ex: Exec<'_>, want: Want) -> Result<Out, sqlx::Error> {
         match &mut ex {
-            Exec::Direct(d) => return self.run_direct(d, want),
+            Exec::Direct(d) => {
+                let (text, args) = self.for_direct()?;
+                return direct_out(d.run(&text, &args, want.one())?, want);
+            }
             Exec::Lending(l) => {
                 if let Some(direct) = l.direct() {
-                    // A statement of its own: its own transaction, in a writer's turn (given
-                    // up after the connection, declared first).
+                    // A statement of its own, in a writer's turn (given up after the
+                    // connection, declared first): its own transaction if it writes.
                     let _turn = l.statement_turn().await?;
-                    let mut conn = super::direct::DirectConn::begin(direct).await?;
-                    let out = self.run_direct(&mut conn, want)?;
-                    conn.commit().await?;
-                    return Ok(out);
+                    let mut conn = super::direct::DirectConn::acquire(direct).await?;
+                    let (text, args) = self.for_direct()?;
+                    let writes = !conn.is_read_only(&text)?;
+                    if writes {
+                        conn.begin_here().await?;
+                    }
+                    let out = conn.run(&text, &args, want.one())?;
+                    if writes {
+                        conn.commit().await?;
+                    }
+                    return direct_out(out, want);
                 }
             }
             Exec::Pool(_) | Exec::Conn(_) => {}
@@ -260,27 +291,13 @@ impl Stmt {
         run!(q, ex, want)
     }
 
-    /// Runs the statement on the process's own SQLite writer, where it is called.
-    fn run_direct(
-        self,
-        conn: &mut super::direct::DirectConn,
-        want: Want,
-    ) -> Result<Out, sqlx::Error> {
+    /// The text and arguments the process's own SQLite writer runs (`direct.rs`).
+    fn for_direct(self) -> Result<(String, Vec<AnyValueKind>), sqlx::Error> {
         if let Some(e) = self.error {
             return Err(sqlx::Error::Encode(e));
         }
         let text = self.text.for_backend(Backend::Sqlite);
-        let (rows, done) = conn.run(
-            text.as_str(),
-            &self.args.values.0,
-            matches!(want, Want::One | Want::Optional),
-        )?;
-        match want {
-            Want::Execute => Ok(Out::Done(done)),
-            Want::All | Want::Optional => Ok(Out::Rows(rows)),
-            Want::One if rows.is_empty() => Err(sqlx::Error::RowNotFound),
-            Want::One => Ok(Out::Rows(rows)),
-        }
+        Ok((text.as_str().to_owned(), self.args.values.0))
     }
 
     /// The sqlx query for `backend`, or the encoding error.
@@ -314,6 +331,11 @@ impl Stmt {
 pub(crate) struct Query(Stmt);
 
 impl Query {
+    /// The text and arguments the process's own SQLite writer runs (`direct.rs`).
+    pub(crate) fn into_direct(self) -> Result<(String, Vec<AnyValueKind>), sqlx::Error> {
+        self.0.for_direct()
+    }
+
     pub(crate) fn bind<'t, T>(self, value: T) -> Self
     where
         T: sqlx::Encode<'t, Any> + sqlx::Type<Any>,

@@ -256,7 +256,7 @@ impl Store {
     /// Waiting jobs asked to be cancelled (by a user, or their timeout), with the reason.
     pub async fn waiting_cancels(&self) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
         let rows: Vec<(String, Option<String>)> = sql::query_as(WAITING_CANCELS)
-            .fetch_all(&self.reads)
+            .fetch_all(self.reads.quick())
             .await?;
         Ok(rows
             .into_iter()
@@ -591,7 +591,7 @@ impl Store {
              WHERE next_try_at > ? AND conversation_id IS NULL",
         )
         .bind(now)
-        .fetch_one(&self.reads)
+        .fetch_one(self.reads.quick())
         .await?)
     }
 }

@@ -304,7 +304,7 @@ impl Store {
              WHERE handled_at IS NULL AND next_look_at > ?",
         )
         .bind(now)
-        .fetch_one(&self.reads)
+        .fetch_one(self.reads.quick())
         .await?)
     }
 

@@ -136,6 +136,90 @@ impl Direct {
     }
 }
 
+/// Read-only connections for the hot look-ups (a job's row by id, the workers' next-due
+/// times, counts kept by triggers), each run where it is called, like the writer's statements.
+/// Only indexed, bounded reads take this way (`Lending::quick`); the API's listings,
+/// searches and stats run on sqlx's read pool, off the runtime's threads. A look-up that finds
+/// no connection free (one per concurrent look-up is enough: a look-up never waits with one)
+/// or that would have to wait for a lock goes to sqlx's read pool instead.
+#[derive(Debug)]
+pub(crate) struct Readers {
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    /// Opens `n` read-only connections to the file at `path` (on a blocking thread: opening
+    /// reads the schema).
+    pub(crate) async fn open(path: &Path, n: usize) -> Result<Arc<Self>, sqlx::Error> {
+        let path = path.to_path_buf();
+        let conns = tokio::task::spawn_blocking(move || {
+            (0..n)
+                .map(|_| {
+                    use rusqlite::OpenFlags;
+                    let conn = rusqlite::Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                    conn.execute_batch("PRAGMA temp_store = memory")?;
+                    conn.busy_timeout(Duration::ZERO)?;
+                    Ok(conn)
+                })
+                .collect::<Result<Vec<_>, rusqlite::Error>>()
+        })
+        .await
+        .map_err(|e| sqlx::Error::AnyDriverError(Box::new(e)))?
+        .map_err(to_sqlx)?;
+        Ok(Arc::new(Self {
+            idle: Mutex::new(conns),
+        }))
+    }
+
+    /// Runs the read `sql` with `args` on a free connection, or answers `None` (no free
+    /// connection, or SQLite would have it wait): the caller reads through sqlx's pool.
+    pub(crate) fn run(
+        &self,
+        sql: &str,
+        args: &[AnyValueKind],
+        one: bool,
+    ) -> Option<Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error>> {
+        let conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()?;
+        let out = match run(&conn, sql, args, one) {
+            Err(e) if is_busy(&e) => None,
+            Err(e) => Some(Err(to_sqlx(e))),
+            Ok(out) => Some(out),
+        };
+        if conn.is_autocommit() {
+            self.idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(conn);
+        }
+        out
+    }
+
+    /// Takes every free connection (for tests of the way through sqlx's pool).
+    #[cfg(test)]
+    fn take_all(&self) -> Vec<rusqlite::Connection> {
+        std::mem::take(&mut *self.idle.lock().unwrap())
+    }
+
+    /// Closes the connections.
+    pub(crate) fn close(&self) {
+        let conns = std::mem::take(
+            &mut *self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        drop(conns);
+    }
+}
+
 /// The write connection, held by one writer (in its turn).
 #[derive(Debug)]
 pub(crate) struct DirectConn {
@@ -592,5 +676,47 @@ mod tests {
             "the write waited for the other connection's lock"
         );
         release.join().unwrap();
+    }
+
+    /// A hot look-up sees what was committed before it and nothing of a transaction still
+    /// open; with no read connection free it answers the same through sqlx's pool.
+    #[tokio::test]
+    async fn a_look_up_sees_commits_only_and_answers_without_a_free_connection() {
+        let (_dir, store) = store().await;
+        sql::query("CREATE TABLE scratch (x INTEGER NOT NULL)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let count = async || -> i64 {
+            sql::query_scalar("SELECT COUNT(*) FROM scratch")
+                .fetch_one(store.reads.quick())
+                .await
+                .unwrap()
+        };
+        assert_eq!(count().await, 0);
+        let mut tx = store.begin_write().await.unwrap();
+        sql::query("INSERT INTO scratch (x) VALUES (1), (2)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(count().await, 0, "nothing of an open transaction");
+        tx.commit().await.unwrap();
+        assert_eq!(count().await, 2, "the commit at once");
+        let readers = store.reads.readers().expect("a file has readers");
+        let held = readers.take_all();
+        assert!(!held.is_empty());
+        assert_eq!(count().await, 2, "through sqlx's pool");
+        let err = sql::query_scalar::<i64>("SELECT COUNT(*) FROM no_such_table")
+            .fetch_one(store.reads.quick())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_table"), "{err}");
+        readers.idle.lock().unwrap().extend(held);
+        let err = sql::query_scalar::<i64>("SELECT COUNT(*) FROM no_such_table")
+            .fetch_one(store.reads.quick())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no_such_table"), "{err}");
+        assert_eq!(count().await, 2);
     }
 }

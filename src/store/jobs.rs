@@ -271,12 +271,15 @@ pub fn fts_query(text: &str) -> Option<String> {
 }
 
 pub(super) async fn fetch_job(conn: &mut Conn, id: &str) -> Result<Option<JobRow>, StoreError> {
-    Ok(sql::query_as::<JobRow>(AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
-    )))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(job_query(id).fetch_optional(conn).await?)
+}
+
+/// The statement that reads the job `id`'s row.
+fn job_query(id: &str) -> sql::QueryAs<JobRow> {
+    static TEXT: std::sync::LazyLock<&'static str> = std::sync::LazyLock::new(|| {
+        Box::leak(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?").into_boxed_str())
+    });
+    sql::query_as::<JobRow>(*TEXT).bind(id)
 }
 
 /// Inserts a validated job inside the caller's transaction (honouring its idempotency key)
@@ -574,10 +577,7 @@ impl Store {
 
     /// Returns the job with this id.
     pub async fn get_job(&self, id: &JobId) -> Result<Option<JobRow>, StoreError> {
-        let mut conn = Conn::Pooled(self.reads.lend().await?);
-        let job = fetch_job(&mut conn, id).await?;
-        conn.done();
-        Ok(job)
+        Ok(job_query(id).fetch_optional(self.reads.quick()).await?)
     }
 
     /// Returns the job that owns an upstream response id.
@@ -589,7 +589,7 @@ impl Store {
             "SELECT {JOB_COLUMNS} FROM jobs WHERE response_id = ?"
         )))
         .bind(response_id)
-        .fetch_optional(&self.reads)
+        .fetch_optional(self.reads.quick())
         .await?)
     }
 
@@ -600,7 +600,7 @@ impl Store {
         let raw: Option<Option<String>> =
             sql::query_scalar("SELECT response FROM jobs WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&self.reads)
+                .fetch_optional(self.reads.quick())
                 .await?;
         let mut response = raw
             .flatten()
@@ -706,7 +706,7 @@ impl Store {
     pub async fn job_exists(&self, id: &JobId) -> Result<bool, StoreError> {
         Ok(sql::query_scalar::<i64>("SELECT 1 FROM jobs WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.reads)
+            .fetch_optional(self.reads.quick())
             .await?
             .is_some())
     }
@@ -715,7 +715,7 @@ impl Store {
     pub async fn count_in_flight(&self) -> Result<i64, StoreError> {
         Ok(
             sql::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS INTEGER) FROM in_flight_counts")
-                .fetch_one(&self.reads)
+                .fetch_one(self.reads.quick())
                 .await?,
         )
     }

@@ -33,7 +33,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Database, SqlSafeStr};
 use sqlx_core::transaction::TransactionManager;
 
 use super::Backend;
-use super::direct::{Direct, DirectConn};
+use super::direct::{Direct, DirectConn, Readers};
 use super::write_turns::{Turn, WriteTurns, Writer};
 
 /// A pool the store's statements take their connections from.
@@ -49,7 +49,13 @@ pub(crate) struct Lending {
     /// statements run on (see `direct.rs`); the pool is left for the readiness probe and
     /// `VACUUM`.
     direct: Option<Arc<Direct>>,
+    /// SQLite's read pool of a file: connections for the hot look-ups (see `direct.rs`).
+    readers: Option<Arc<Readers>>,
 }
+
+/// A read pool, for a hot look-up (see [`Lending::quick`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quick<'a>(pub(crate) &'a Lending);
 
 #[derive(Debug)]
 struct Lender {
@@ -66,6 +72,7 @@ impl Lending {
             lender: None,
             turns: None,
             direct: None,
+            readers: None,
         }
     }
 
@@ -81,6 +88,7 @@ impl Lending {
             })),
             turns: None,
             direct: None,
+            readers: None,
         }
     }
 
@@ -99,6 +107,24 @@ impl Lending {
     pub(crate) fn with_direct(mut self, direct: Arc<Direct>) -> Self {
         self.direct = Some(direct);
         self
+    }
+
+    /// A read pool whose hot look-ups run on `readers`.
+    pub(crate) fn with_readers(mut self, readers: Arc<Readers>) -> Self {
+        self.readers = Some(readers);
+        self
+    }
+
+    /// This pool for a hot look-up: an indexed, bounded read that runs where it is called
+    /// (on SQLite's read connections of `direct.rs`, if the pool has them), not on sqlx's
+    /// connection threads. Not for listings, searches or stats.
+    pub(crate) fn quick(&self) -> Quick<'_> {
+        Quick(self)
+    }
+
+    /// The read connections for hot look-ups, if any.
+    pub(crate) fn readers(&self) -> Option<&Arc<Readers>> {
+        self.readers.as_ref()
     }
 
     /// The process's own writer, if transactions and statements run on it.
@@ -176,6 +202,9 @@ impl Lending {
     pub(crate) async fn close(&self) {
         if let Some(direct) = &self.direct {
             direct.close();
+        }
+        if let Some(readers) = &self.readers {
+            readers.close();
         }
         if let Some(lender) = &self.lender {
             // Under the list's lock, so that a connection given back meanwhile either comes
@@ -280,15 +309,6 @@ type Manager = <Any as Database>::TransactionManager;
 pub(crate) enum Conn {
     Pooled(Lent),
     Direct(DirectConn),
-}
-
-impl Conn {
-    /// Its statements ran to their end (see [`Lent::done`]).
-    pub(crate) fn done(&mut self) {
-        if let Self::Pooled(lent) = self {
-            lent.done();
-        }
-    }
 }
 
 /// A transaction on a lent connection, or on the process's own SQLite writer. Committed or

@@ -290,6 +290,9 @@ impl Checkpointer {
 /// Connections for writes, and for stand-alone reads (SQLite).
 const WRITE_CONNECTIONS: u32 = 4;
 const READ_CONNECTIONS: u32 = 4;
+/// Read connections for the hot look-ups, run where they are called (`direct.rs`): one per
+/// runtime thread that may look up at once is enough.
+const QUICK_READERS: usize = 2;
 /// Connections to a PostgreSQL server, unless `database_pool` says otherwise.
 pub const POSTGRES_CONNECTIONS: u32 = 10;
 /// The advisory lock every PostgreSQL write transaction holds (see [`Store::begin_write`]):
@@ -552,7 +555,8 @@ impl Store {
             }
             (
                 writes,
-                lending::Lending::own(reads, READ_CONNECTIONS),
+                lending::Lending::own(reads, READ_CONNECTIONS)
+                    .with_readers(direct::Readers::open(opts.get_filename(), QUICK_READERS).await?),
                 Some(std::sync::Arc::new(Checkpointer::start(conn))),
             )
         };

@@ -130,7 +130,7 @@ impl Store {
             "SELECT DISTINCT sink FROM notifications WHERE state = 'pending' AND next_attempt_at <= ?",
         )
         .bind(now)
-        .fetch_all(&self.reads)
+        .fetch_all(self.reads.quick())
         .await?)
     }
 
@@ -141,7 +141,7 @@ impl Store {
             "SELECT MIN(next_attempt_at) FROM notifications WHERE state = 'pending' AND next_attempt_at > ?",
         )
         .bind(now)
-        .fetch_one(&self.reads)
+        .fetch_one(self.reads.quick())
         .await?)
     }
 

@@ -279,7 +279,7 @@ impl Store {
     pub async fn due_timeouts(&self, now: i64) -> Result<Vec<JobId>, StoreError> {
         let ids: Vec<String> = sql::query_scalar(DUE_TIMEOUTS)
             .bind(now)
-            .fetch_all(&self.reads)
+            .fetch_all(self.reads.quick())
             .await?;
         Ok(ids.iter().filter_map(|id| well_formed(id)).collect())
     }
@@ -289,7 +289,7 @@ impl Store {
         &self,
     ) -> Result<Vec<(JobId, Option<String>)>, StoreError> {
         let rows: Vec<(String, Option<String>)> = sql::query_as(CANCELLABLE_UNSUBMITTED)
-            .fetch_all(&self.reads)
+            .fetch_all(self.reads.quick())
             .await?;
         Ok(rows
             .into_iter()
@@ -307,7 +307,7 @@ impl Store {
              AND (status IN ('queued', 'in_progress') OR (status = 'pending' AND submit_state <> 'ready'))",
         )
         .bind(now)
-        .fetch_one(&self.reads)
+        .fetch_one(self.reads.quick())
         .await?)
     }
 
@@ -320,7 +320,7 @@ impl Store {
              AND status IN ('pending', 'in_progress') AND submit_state = 'ready'",
         )
         .bind(now)
-        .fetch_one(&self.reads)
+        .fetch_one(self.reads.quick())
         .await?)
     }
 }

@@ -65,7 +65,7 @@ impl Store {
         )
         .bind(now)
         .bind(now)
-        .fetch_all(&self.reads)
+        .fetch_all(self.reads.quick())
         .await?;
         Ok(rows.into_iter().map(RateWindow::from).collect())
     }

@@ -239,7 +239,7 @@ impl Store {
     pub async fn next_schedule_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(
             sql::query_scalar("SELECT MIN(next_run_at) FROM schedules WHERE active = 1")
-                .fetch_one(&self.reads)
+                .fetch_one(self.reads.quick())
                 .await?,
         )
     }

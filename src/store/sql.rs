@@ -94,6 +94,8 @@ pub(crate) enum Exec<'a> {
     Lending(&'a super::lending::Lending),
     /// The process's own SQLite writer, in a transaction (`direct.rs`).
     Direct(&'a mut super::direct::DirectConn),
+    /// A read pool, for a hot look-up (`Lending::quick`).
+    Quick(&'a super::lending::Lending),
 }
 
 impl Exec<'_> {
@@ -102,6 +104,7 @@ impl Exec<'_> {
             Self::Pool(p) => Backend::of_url(p.connect_options().database_url.as_str()),
             Self::Lending(l) => l.backend(),
             Self::Direct(_) => Backend::Sqlite,
+            Self::Quick(l) => l.backend(),
             Self::Conn(c) => {
                 if c.backend_name().eq_ignore_ascii_case("postgresql") {
                     Backend::Postgres
@@ -131,6 +134,12 @@ impl<'a> From<&'a mut super::lending::Conn> for Exec<'a> {
             super::lending::Conn::Pooled(lent) => Self::Conn(lent.conn()),
             super::lending::Conn::Direct(d) => Self::Direct(d),
         }
+    }
+}
+
+impl<'a> From<super::lending::Quick<'a>> for Exec<'a> {
+    fn from(q: super::lending::Quick<'a>) -> Self {
+        Self::Quick(q.0)
     }
 }
 
@@ -225,7 +234,9 @@ macro_rules! run {
                 }
                 out
             }
-            Exec::Direct(_) => unreachable!("direct statements do not run through sqlx"),
+            Exec::Direct(_) | Exec::Quick(_) => {
+                unreachable!("direct statements and look-ups do not run through sqlx")
+            }
         }
     };
 }
@@ -284,6 +295,23 @@ impl Stmt {
                     }
                     return direct_out(out, want);
                 }
+            }
+            Exec::Quick(l) => {
+                let l: &super::lending::Lending = l;
+                if let Some(readers) = l.readers() {
+                    let (text, args) = self.for_direct()?;
+                    if let Some(out) = readers.run(&text, &args, want.one()) {
+                        return direct_out(out?, want);
+                    }
+                    // No connection free, or a lock to wait for: through sqlx's pool.
+                    let args = AnyArguments {
+                        values: sqlx_core::any::AnyArgumentBuffer(args),
+                    };
+                    let q =
+                        sqlx::query_with(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(text)), args);
+                    return run!(q, Exec::Lending(l), want);
+                }
+                ex = Exec::Lending(l);
             }
             Exec::Pool(_) | Exec::Conn(_) => {}
         }

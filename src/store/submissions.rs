@@ -452,7 +452,7 @@ impl Store {
              AND (next_check_at IS NULL OR next_check_at <= ?) LIMIT 1",
         )
         .bind(now)
-        .fetch_optional(&self.reads)
+        .fetch_optional(self.reads.quick())
         .await?
         .is_some())
     }

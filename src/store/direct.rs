@@ -145,6 +145,7 @@ impl Direct {
 #[derive(Debug)]
 pub(crate) struct Readers {
     idle: Mutex<Vec<rusqlite::Connection>>,
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Readers {
@@ -172,6 +173,7 @@ impl Readers {
         .map_err(to_sqlx)?;
         Ok(Arc::new(Self {
             idle: Mutex::new(conns),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -194,10 +196,15 @@ impl Readers {
             Ok(out) => Some(out),
         };
         if conn.is_autocommit() {
-            self.idle
+            let mut idle = self
+                .idle
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(conn);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Under the list's lock, so a close either comes first (and this one closes
+            // here) or after (and takes it).
+            if !self.closed.load(std::sync::atomic::Ordering::Relaxed) {
+                idle.push(conn);
+            }
         }
         out
     }
@@ -210,12 +217,15 @@ impl Readers {
 
     /// Closes the connections.
     pub(crate) fn close(&self) {
-        let conns = std::mem::take(
-            &mut *self
+        let conns = {
+            let mut idle = self
                 .idle
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.closed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            std::mem::take(&mut *idle)
+        };
         drop(conns);
     }
 }
@@ -292,8 +302,18 @@ impl DirectConn {
         out
     }
 
-    /// Whether `sql` only reads (it may then run outside a transaction).
+    /// Whether `sql` only reads (it may then run outside a transaction): a `SELECT` (or
+    /// `WITH`) SQLite finds read-only. (SQLite also calls `SAVEPOINT`, `REINDEX` and `PRAGMA
+    /// optimize` read-only, which write or hold locks.)
     pub(crate) fn is_read_only(&mut self, sql: &str) -> Result<bool, sqlx::Error> {
+        let head = sql
+            .trim_start()
+            .get(..6)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if !(head.starts_with("SELECT") || head.starts_with("WITH")) {
+            return Ok(false);
+        }
         Ok(self
             .conn()?
             .prepare_cached(sql)
@@ -497,16 +517,21 @@ fn bind(
 /// batch's statement costs the square of their number (a batch of 1,024 deliveries has 7,168):
 /// asked once per text, and kept.
 fn slots(stmt: &rusqlite::Statement<'_>, sql: &str) -> Result<Arc<[usize]>, sqlx::Error> {
-    /// Texts whose slots are kept (built statements differ by their rows' count).
-    const KEPT: usize = 1024;
-    static SLOTS: std::sync::LazyLock<Mutex<std::collections::HashMap<String, Arc<[usize]>>>> =
-        std::sync::LazyLock::new(Default::default);
+    /// The most bytes of texts and slots kept (built statements differ by their rows' count,
+    /// and a batch's text may be hundreds of kilobytes): past it, the cache starts again.
+    const KEPT_BYTES: usize = 8 << 20;
+    #[derive(Default)]
+    struct Kept {
+        slots: std::collections::HashMap<String, Arc<[usize]>>,
+        bytes: usize,
+    }
+    static SLOTS: std::sync::LazyLock<Mutex<Kept>> = std::sync::LazyLock::new(Default::default);
     let lock = || {
         SLOTS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
-    if let Some(s) = lock().get(sql) {
+    if let Some(s) = lock().slots.get(sql) {
         return Ok(Arc::clone(s));
     }
     let mut next = 0;
@@ -528,11 +553,19 @@ fn slots(stmt: &rusqlite::Statement<'_>, sql: &str) -> Result<Arc<[usize]>, sqlx
         });
     }
     let slots: Arc<[usize]> = slots.into();
+    let size = sql.len() + slots.len() * std::mem::size_of::<usize>();
     let mut kept = lock();
-    if kept.len() >= KEPT {
-        kept.clear();
+    if kept.bytes + size > KEPT_BYTES {
+        *kept = Kept::default();
     }
-    kept.insert(sql.to_owned(), Arc::clone(&slots));
+    if size <= KEPT_BYTES
+        && kept
+            .slots
+            .insert(sql.to_owned(), Arc::clone(&slots))
+            .is_none()
+    {
+        kept.bytes += size;
+    }
     Ok(slots)
 }
 
@@ -758,5 +791,25 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("no_such_table"), "{err}");
         assert_eq!(count().await, 2);
+    }
+
+    /// Only a `SELECT` (or `WITH`) SQLite finds read-only runs outside a transaction: not
+    /// the statements SQLite also calls read-only that write or hold locks.
+    #[tokio::test]
+    async fn only_selects_count_as_reads() {
+        let (_dir, store) = store().await;
+        let direct = store.pool.direct().unwrap();
+        let mut conn = super::DirectConn::acquire(direct).await.unwrap();
+        for (sql, read) in [
+            ("SELECT 1", true),
+            ("  with x AS (SELECT 1 AS a) SELECT a FROM x", true),
+            ("select id from jobs", true),
+            ("SAVEPOINT item", false),
+            ("REINDEX", false),
+            ("PRAGMA optimize", false),
+            ("UPDATE health SET checked_at = 1", false),
+        ] {
+            assert_eq!(conn.is_read_only(sql).unwrap(), read, "{sql}");
+        }
     }
 }

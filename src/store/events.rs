@@ -275,7 +275,7 @@ impl Store {
             "SELECT id, job_id, at, kind, message, data FROM job_events WHERE job_id = ? ORDER BY id",
         )
         .bind(job_id)
-        .fetch_all(self.reads.quick())
+        .fetch_all(&self.reads)
         .await?)
     }
 }

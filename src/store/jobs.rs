@@ -600,7 +600,7 @@ impl Store {
         let raw: Option<Option<String>> =
             sql::query_scalar("SELECT response FROM jobs WHERE id = ?")
                 .bind(id)
-                .fetch_optional(self.reads.quick())
+                .fetch_optional(&self.reads)
                 .await?;
         let mut response = raw
             .flatten()

@@ -130,7 +130,7 @@ impl Store {
             "SELECT DISTINCT sink FROM notifications WHERE state = 'pending' AND next_attempt_at <= ?",
         )
         .bind(now)
-        .fetch_all(self.reads.quick())
+        .fetch_all(&self.reads)
         .await?)
     }
 

@@ -311,6 +311,8 @@ impl Stmt {
                         sqlx::query_with(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(text)), args);
                     return run!(q, Exec::Lending(l), want);
                 }
+                // Only read pools have readers, and they have no writer of their own.
+                debug_assert!(l.direct().is_none(), "a look-up on a write pool");
                 ex = Exec::Lending(l);
             }
             Exec::Pool(_) | Exec::Conn(_) => {}

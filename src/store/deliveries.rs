@@ -65,29 +65,34 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // The senders wait for their `200`.
-        let mut tx = self.begin_write_as(Writer::Foreground).await?;
-        let mut inserted = std::collections::HashSet::new();
         // SQLite takes at most 32,766 bound values in a statement: 7 per row.
-        for chunk in batch.chunks(MAX_ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Any>::new(
-                "INSERT INTO webhook_deliveries \
-                 (webhook_id, received_at, next_look_at, event_id, event_type, object_id, body) ",
-            );
-            q.push_values(chunk, |mut row, (d, received_at)| {
-                row.push_bind(d.webhook_id())
-                    .push_bind(*received_at)
-                    .push_bind(*received_at)
-                    .push_bind(d.event_id())
-                    .push_bind(d.event_type())
-                    .push_bind(d.object_id())
-                    .push_bind(d.body());
-            });
-            q.push(" ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id");
-            let ids: Vec<String> = sql::built_scalar(&mut q).fetch_all(&mut *tx).await?;
-            inserted.extend(ids);
+        let statements = batch
+            .chunks(MAX_ROWS_PER_INSERT)
+            .map(|chunk| {
+                let mut q = QueryBuilder::<Any>::new(
+                    "INSERT INTO webhook_deliveries \
+                     (webhook_id, received_at, next_look_at, event_id, event_type, object_id, body) ",
+                );
+                q.push_values(chunk, |mut row, (d, received_at)| {
+                    row.push_bind(d.webhook_id())
+                        .push_bind(*received_at)
+                        .push_bind(*received_at)
+                        .push_bind(d.event_id())
+                        .push_bind(d.event_type())
+                        .push_bind(d.object_id())
+                        .push_bind(d.body());
+                });
+                q.push(" ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id");
+                sql::built(&mut q)
+            })
+            .collect();
+        // The senders wait for their `200`. The inserts and the commit run together, off the
+        // runtime's threads on SQLite (the requests of the next batch go on meanwhile).
+        let tx = self.begin_write_as(Writer::Foreground).await?;
+        let mut inserted = std::collections::HashSet::new();
+        for row in tx.fetch_all_then_commit(statements).await?.iter().flatten() {
+            inserted.insert(sqlx::Row::try_get::<String, _>(row, 0)?);
         }
-        tx.commit().await?;
         // A webhook id inserted by this batch is new at its first place in it only.
         Ok(batch
             .iter()

@@ -329,9 +329,23 @@ impl DirectConn {
         args: Vec<AnyValueKind>,
     ) -> Result<u64, sqlx::Error> {
         self.blocking(move |conn| {
-            let (_, done) = run(conn, &sql, &args, false).map_err(to_sqlx)??;
-            conn.execute_batch("COMMIT").map_err(to_sqlx)?;
-            Ok(done.rows_affected)
+            let mut done = run_then_commit(conn, &[(sql, args)])?;
+            Ok(done.pop().map_or(0, |(_, done)| done.rows_affected))
+        })
+        .await
+    }
+
+    /// Runs each statement in order and commits, all on a blocking thread in one hop (a
+    /// batch that writes many rows), and returns each statement's rows.
+    pub(crate) async fn fetch_all_then_commit(
+        &mut self,
+        statements: Vec<(String, Vec<AnyValueKind>)>,
+    ) -> Result<Vec<Vec<AnyRow>>, sqlx::Error> {
+        self.blocking(move |conn| {
+            Ok(run_then_commit(conn, &statements)?
+                .into_iter()
+                .map(|(rows, _)| rows)
+                .collect())
         })
         .await
     }
@@ -363,16 +377,7 @@ impl DirectConn {
         let started = Instant::now();
         let conn = self.conn()?;
         let out = run(conn, sql, args, one).map_err(to_sqlx);
-        let took = started.elapsed();
-        if took >= SLOW_STATEMENT {
-            tracing::warn!(
-                statement = %summary(sql),
-                took_ms = took.as_millis() as u64,
-                "slow statement"
-            );
-        } else {
-            tracing::trace!(statement = %summary(sql), took_us = took.as_micros() as u64, "statement");
-        }
+        warn_if_slow(sql, started.elapsed());
         out?
     }
 }
@@ -389,6 +394,37 @@ impl Drop for DirectConn {
             return;
         }
         self.home.give_back(conn);
+    }
+}
+
+/// Runs each statement on `conn` (in its open transaction), then `COMMIT`; on a blocking
+/// thread. A statement's error leaves the transaction open: the connection's drop rolls it
+/// back.
+fn run_then_commit(
+    conn: &rusqlite::Connection,
+    statements: &[(String, Vec<AnyValueKind>)],
+) -> Result<Vec<(Vec<AnyRow>, AnyQueryResult)>, sqlx::Error> {
+    let mut out = Vec::with_capacity(statements.len());
+    for (sql, args) in statements {
+        let started = Instant::now();
+        out.push(run(conn, sql, args, false).map_err(to_sqlx)??);
+        warn_if_slow(sql, started.elapsed());
+    }
+    conn.execute_batch("COMMIT").map_err(to_sqlx)?;
+    Ok(out)
+}
+
+/// A statement that took [`SLOW_STATEMENT`] or longer is logged as a warning; any other at
+/// trace level.
+fn warn_if_slow(sql: &str, took: std::time::Duration) {
+    if took >= SLOW_STATEMENT {
+        tracing::warn!(
+            statement = %summary(sql),
+            took_ms = took.as_millis() as u64,
+            "slow statement"
+        );
+    } else {
+        tracing::trace!(statement = %summary(sql), took_us = took.as_micros() as u64, "statement");
     }
 }
 

@@ -368,6 +368,30 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Runs `statements` in order, then commits, and returns each one's rows. On the
+    /// process's own SQLite writer they and the `COMMIT` run on a blocking thread in one hop:
+    /// for statements that write many rows (a batch), which would hold the runtime's thread.
+    pub(crate) async fn fetch_all_then_commit(
+        mut self,
+        statements: Vec<super::sql::Query>,
+    ) -> Result<Vec<Vec<sqlx::any::AnyRow>>, sqlx::Error> {
+        if let Conn::Direct(d) = &mut self.conn {
+            let statements = statements
+                .into_iter()
+                .map(super::sql::Query::into_direct)
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows = d.fetch_all_then_commit(statements).await?;
+            self.open = false;
+            return Ok(rows);
+        }
+        let mut rows = Vec::with_capacity(statements.len());
+        for statement in statements {
+            rows.push(statement.fetch_all(&mut self.conn).await?);
+        }
+        self.commit().await?;
+        Ok(rows)
+    }
+
     /// Rolls back; the connection is kept for the next borrower.
     pub(crate) async fn rollback(mut self) -> Result<(), sqlx::Error> {
         match &mut self.conn {
@@ -530,6 +554,57 @@ mod tests {
             .check_writable(1)
             .await
             .expect("the probe borrows too");
+    }
+
+    /// A batch run with its commit in one hop: each statement's rows come back in order and
+    /// all are committed; one that fails leaves nothing of the batch (the statements before
+    /// it included), and the writer's connection is kept for the next writer, which writes.
+    #[tokio::test]
+    async fn a_batch_and_its_commit_in_one_hop_commit_all_or_nothing() {
+        let (_dir, store) = store().await;
+        scratch(&store).await;
+        let returning = |x: i64| {
+            sql::query("INSERT INTO scratch (x) VALUES (?), (? + 1) RETURNING x")
+                .bind(x)
+                .bind(x)
+        };
+        let tx = store.begin_write().await.unwrap();
+        let rows = tx
+            .fetch_all_then_commit(vec![returning(10), returning(20)])
+            .await
+            .unwrap();
+        let xs: Vec<Vec<i64>> = rows
+            .iter()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| sqlx::Row::try_get::<i64, _>(r, 0).unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(xs, [[10, 11], [20, 21]]);
+        assert_eq!(scratch_rows(&store).await, [10, 11, 20, 21]);
+        assert!(direct_kept(&store), "the committed batch kept it");
+
+        let tx = store.begin_write().await.unwrap();
+        let failed = tx
+            .fetch_all_then_commit(vec![
+                returning(30),
+                sql::query("INSERT INTO no_such_table (x) VALUES (1)"),
+                returning(40),
+            ])
+            .await;
+        assert!(failed.is_err());
+        assert!(
+            direct_kept(&store),
+            "the failed batch rolled back and kept it"
+        );
+        assert_eq!(scratch_rows(&store).await, [10, 11, 20, 21]);
+
+        let mut tx = store.begin_write().await.unwrap();
+        insert(&mut tx, 50).await;
+        tx.commit().await.unwrap();
+        assert_eq!(scratch_rows(&store).await, [10, 11, 20, 21, 50]);
+        store.close().await;
     }
 
     /// Another process's write lock: the writer's `BEGIN IMMEDIATE` finds it taken and waits

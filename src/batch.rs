@@ -4,9 +4,9 @@
 //! the batches grow and the cost per item falls; a lone item is written at once (no timer
 //! waits for company).
 //!
-//! Used for webhook deliveries (`inbound::recorder`), for taking jobs in
-//! (`orchestrator::intake`), for poll results (`orchestrator::poll`) and for the outbox's
-//! delivery results (`notify`). The writer stops when every handle is dropped, after writing
+//! Used for taking jobs in (`orchestrator::intake`), for poll results (`orchestrator::poll`)
+//! and for the outbox's delivery results (`notify`); webhook deliveries have a writer of
+//! their own on the same plan (`inbound::recorder`). The writer stops when every handle is dropped, after writing
 //! what was queued. A batch whose write panics answers its callers [`Stopped`] and the writer
 //! goes on with the next one.
 

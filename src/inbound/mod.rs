@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -212,7 +212,14 @@ pub fn router(state: ReceiverState, path: &str, max_body_bytes: usize) -> Router
 /// The answer to a recorded delivery.
 const RECEIVED: &str = r#"{"received":true}"#;
 
-async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(State(state): State<ReceiverState>, mut request: Request) -> Response {
+    // The headers taken from the request, not copied (axum's `HeaderMap` extractor clones
+    // them); the body read as the `Bytes` extractor reads it, with its rejections.
+    let headers = std::mem::take(request.headers_mut());
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     let verified = match state.verifier.verify_current(&body, &headers).await {
         Ok(v) => v,
         Err(VerifyError::SecretsUnavailable) => {

@@ -9,10 +9,23 @@
 //! set the rate. With one writer, the deliveries that arrive while a batch commits make up the
 //! next batch: under load the batches grow and the cost per delivery falls, with no timer
 //! that would delay a lone delivery.
+//!
+//! Batch after batch in one turn: once it has its turn, the writer records the next batch as
+//! soon as the last one is durable, for as long as deliveries keep queuing and no other writer
+//! waits (`Store::record_delivery_batches`). On SQLite that loop runs on a blocking thread, so
+//! a batch's commit does not wait for the runtime's thread (busy with the requests) to start
+//! the next one; a writer that comes meanwhile waits for one batch at most. (The generic
+//! `batch::Batcher`, which the other group commits use, goes back to its task between
+//! batches.)
 
-use crate::batch::Batcher;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
 use crate::signing::Verified;
-use crate::store::Store;
+use crate::store::{DeliveryBatches, Store, StoreError};
 use crate::telemetry::chain;
 
 /// At most this many deliveries go into one transaction.
@@ -29,60 +42,162 @@ pub enum RecordError {
     Stopped,
 }
 
+type Answer = oneshot::Sender<Result<bool, RecordError>>;
+type Pending = ((Verified, i64), Answer);
+
 /// The handle requests use to record a delivery. Cheap to clone; the writer stops when every
 /// handle is dropped, after recording what was queued.
 #[derive(Clone)]
 pub struct Recorder {
-    batcher: Batcher<(Verified, i64), Result<bool, RecordError>>,
+    tx: mpsc::Sender<Pending>,
 }
 
 impl Recorder {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime. At most `4 × MAX_BATCH` deliveries
+    /// wait; requests beyond that wait to queue.
     pub fn start(store: Store) -> Self {
-        let batcher = Batcher::start(MAX_BATCH, move |batch: Vec<(Verified, i64)>| {
-            let store = store.clone();
-            async move { write_batch(&store, &batch).await }
-        });
-        Self { batcher }
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(write(store, rx));
+        Self { tx }
     }
 
     /// Records `delivery`, received now; returns whether it is new (false: its `webhook-id`
     /// was recorded before). Returns once the delivery is durable, or with the error that
     /// kept it from being so.
     pub async fn record(&self, delivery: Verified, received_at: i64) -> Result<bool, RecordError> {
-        self.batcher
-            .call((delivery, received_at))
+        let (answer, reply) = oneshot::channel();
+        if self
+            .tx
+            .send(((delivery, received_at), answer))
             .await
-            .unwrap_or(Err(RecordError::Stopped))
+            .is_err()
+        {
+            return Err(RecordError::Stopped);
+        }
+        // An answer dropped unsent: the writer lost its batch (logged there).
+        reply.await.unwrap_or(Err(RecordError::Failed))
     }
 }
 
-/// Records one batch in one transaction. If that fails, one row may be at fault: each is
-/// recorded alone, so only what cannot be recorded by itself is refused.
-async fn write_batch(store: &Store, batch: &[(Verified, i64)]) -> Vec<Result<bool, RecordError>> {
-    let rows: Vec<(&Verified, i64)> = batch.iter().map(|(d, at)| (d, *at)).collect();
-    crate::telemetry::webhook_batch(rows.len());
-    let refused = |e: &crate::store::StoreError, d: &Verified| {
+/// The writer: waits for a delivery, then records batch after batch of what queued meanwhile
+/// until none waits (`Store::record_delivery_batches`).
+async fn write(store: Store, rx: mpsc::Receiver<Pending>) {
+    // Shared with the batches, which take what queued from it on the store's blocking
+    // thread: a batch lost with an error leaves the queue here.
+    let rx = Arc::new(Mutex::new(rx));
+    loop {
+        let mut queue = Queue {
+            rx: Arc::clone(&rx),
+            batch: Vec::new(),
+            answers: Vec::new(),
+        };
+        let mut first = Vec::with_capacity(MAX_BATCH);
+        if rx.lock().await.recv_many(&mut first, MAX_BATCH).await == 0 {
+            return;
+        }
+        queue.push(first);
+        while !queue.batch.is_empty() {
+            // A panic in one batch must not leave every later request without a writer.
+            let recorded = AssertUnwindSafe(store.record_delivery_batches(queue))
+                .catch_unwind()
+                .await;
+            queue = match recorded {
+                Ok(Ok((queue, None))) => queue,
+                Ok(Ok((mut queue, Some(e)))) => {
+                    record_one_by_one(&store, &mut queue, &e).await;
+                    queue
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %chain(&e), "cannot record a batch of webhook deliveries; answered 500, the senders will send them again");
+                    break;
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "recording a batch of webhook deliveries panicked; answered 500, the senders will send them again"
+                    );
+                    break;
+                }
+            };
+        }
+    }
+}
+
+/// The deliveries of the batch under way, and the requests waiting for them.
+struct Queue {
+    rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    batch: Vec<(Verified, i64)>,
+    answers: Vec<Answer>,
+}
+
+impl Queue {
+    fn push(&mut self, pending: Vec<Pending>) {
+        crate::telemetry::webhook_batch(pending.len());
+        (self.batch, self.answers) = pending.into_iter().unzip();
+    }
+
+    /// Makes what queued meanwhile the next batch (never waits).
+    fn take_queued(&mut self) {
+        // Only the writer takes from the queue, one batch at a time: it is never locked here.
+        let Ok(mut rx) = self.rx.try_lock() else {
+            return;
+        };
+        let mut pending = Vec::new();
+        while pending.len() < MAX_BATCH
+            && let Ok(p) = rx.try_recv()
+        {
+            pending.push(p);
+        }
+        drop(rx);
+        if !pending.is_empty() {
+            self.push(pending);
+        }
+    }
+}
+
+impl DeliveryBatches for Queue {
+    fn batch(&self) -> &[(Verified, i64)] {
+        &self.batch
+    }
+
+    fn recorded(&mut self, new: Vec<bool>) {
+        // A request whose client hung up is recorded all the same.
+        for (answer, new) in self.answers.drain(..).zip(new) {
+            let _ = answer.send(Ok(new));
+        }
+        self.batch.clear();
+        self.take_queued();
+    }
+}
+
+/// A batch failed as one (it was rolled back). One delivery may be at fault: each is recorded
+/// alone, so only what cannot be recorded by itself is refused.
+async fn record_one_by_one(store: &Store, queue: &mut Queue, error: &StoreError) {
+    let refused = |e: &StoreError, d: &Verified| {
         tracing::error!(error = %chain(e), webhook_id = d.webhook_id(), "cannot record a webhook delivery; answered 500, the sender will send it again");
         Err(RecordError::Failed)
     };
-    match store.record_deliveries(&rows).await {
-        Ok(new) => return new.into_iter().map(Ok).collect(),
-        Err(e) if rows.len() == 1 => return vec![refused(&e, rows[0].0)],
-        Err(e) => tracing::warn!(
-            error = %chain(&e),
-            deliveries = rows.len(),
+    let batch = std::mem::take(&mut queue.batch);
+    let answers = std::mem::take(&mut queue.answers);
+    if let [(d, _)] = batch.as_slice() {
+        let result = refused(error, d);
+        for answer in answers {
+            let _ = answer.send(result);
+        }
+    } else {
+        tracing::warn!(
+            error = %chain(error),
+            deliveries = batch.len(),
             "cannot record a batch of webhook deliveries; recording them one by one"
-        ),
+        );
+        for ((d, at), answer) in batch.iter().zip(answers) {
+            let result = match store.record_deliveries(&[(d, *at)]).await {
+                Ok(new) => Ok(new.first().copied().unwrap_or(false)),
+                Err(e) => refused(&e, d),
+            };
+            let _ = answer.send(result);
+        }
     }
-    let mut answers = Vec::with_capacity(rows.len());
-    for row in &rows {
-        answers.push(match store.record_deliveries(&[*row]).await {
-            Ok(new) => Ok(new.first().copied().unwrap_or(false)),
-            Err(e) => refused(&e, row.0),
-        });
-    }
-    answers
+    queue.take_queued();
 }
 
 #[cfg(test)]
@@ -191,6 +306,136 @@ mod tests {
         assert!(new.values().all(|&n| n == 1), "{new:?}");
         assert_eq!(store.count_deliveries().await.unwrap(), 300);
         drop(recorder);
+        store.close().await;
+    }
+
+    /// Batch after batch in one turn gives the turn up to a writer that waits: while
+    /// deliveries keep coming from 64 requests at a time, a worker's write gets its turn
+    /// (it would time out if the recorder kept the turn as long as deliveries queue), and
+    /// the deliveries go on after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_waiting_for_its_turn_gets_it_while_deliveries_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let recorder = Recorder::start(store.clone());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut senders = tokio::task::JoinSet::new();
+        for t in 0..64 {
+            let (r, stop) = (recorder.clone(), stop.clone());
+            senders.spawn(async move {
+                let mut i = 0_usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Every shape of body but the 100 KB one.
+                    let d = verified(
+                        &format!("wh_{t}_{i}"),
+                        &body(if i % 5 == 2 { 1 } else { i }),
+                    );
+                    assert_eq!(r.record(d, 1).await, Ok(true));
+                    i += 1;
+                }
+                i
+            });
+        }
+        while store.count_deliveries().await.unwrap() < 500 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut tx = tokio::time::timeout(std::time::Duration::from_secs(30), store.begin_write())
+            .await
+            .expect("the worker's write got its turn")
+            .unwrap();
+        crate::store::sql::query("UPDATE health SET checked_at = 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let at_its_turn = store.count_deliveries().await.unwrap();
+        while store.count_deliveries().await.unwrap() < at_its_turn + 500 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut sent = 0_i64;
+        while let Some(n) = senders.join_next().await {
+            sent += i64::try_from(n.unwrap()).unwrap();
+        }
+        assert_eq!(store.count_deliveries().await.unwrap(), sent);
+        drop(recorder);
+        store.close().await;
+    }
+
+    /// Batches that never stop coming: the run of them gives the turn up to a writer that
+    /// waits for it after one more batch, and hands back the batch it has not recorded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endless_batches_give_the_turn_up_to_a_writer_that_waits() {
+        struct Endless {
+            batch: Vec<(Verified, i64)>,
+            next: usize,
+            since: std::time::Instant,
+            recorded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        }
+        impl Endless {
+            fn refill(&mut self) {
+                // Endless for long enough: a run that kept the turn fails the test, not hangs it.
+                if self.since.elapsed() > std::time::Duration::from_secs(20) {
+                    self.batch.clear();
+                    return;
+                }
+                self.batch = (0..10)
+                    .map(|_| {
+                        self.next += 1;
+                        (
+                            verified(&format!("wh_{}", self.next), &body(self.next % 2)),
+                            1,
+                        )
+                    })
+                    .collect();
+            }
+        }
+        impl DeliveryBatches for Endless {
+            fn batch(&self) -> &[(Verified, i64)] {
+                &self.batch
+            }
+            fn recorded(&mut self, new: Vec<bool>) {
+                assert_eq!(new, [true; 10]);
+                self.recorded
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                self.refill();
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let recorded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut endless = Endless {
+            batch: Vec::new(),
+            next: 0,
+            since: std::time::Instant::now(),
+            recorded: recorded.clone(),
+        };
+        endless.refill();
+        let run = {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_delivery_batches(endless).await })
+        };
+        while recorded.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        // The store's own limit (10 s) would fail this if the run never gave the turn up.
+        let tx = store
+            .begin_write()
+            .await
+            .expect("the waiting writer got its turn");
+        let (left, failed) = run.await.unwrap().unwrap();
+        assert!(failed.is_none());
+        assert_eq!(
+            left.batch().len(),
+            10,
+            "the batch not recorded is handed back"
+        );
+        tx.commit().await.unwrap();
+        let batches = recorded.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            store.count_deliveries().await.unwrap(),
+            i64::try_from(batches * 10).unwrap()
+        );
         store.close().await;
     }
 

@@ -53,6 +53,55 @@ pub struct HandOff {
 /// Rows per `INSERT` statement (7 bound values each, under SQLite's 32,766).
 const MAX_ROWS_PER_INSERT: usize = 4_000;
 
+/// Batches of verified deliveries (each with the time it was received) that the receiver
+/// records one after another ([`Store::record_delivery_batches`]).
+pub trait DeliveryBatches: Send + 'static {
+    /// The batch to record now; empty when none waits.
+    fn batch(&self) -> &[(Verified, i64)];
+    /// The batch is durable: `new[i]` says whether its i-th delivery is new. The next batch
+    /// is what queued meanwhile (never waited for).
+    fn recorded(&mut self, new: Vec<bool>);
+}
+
+/// The statements that insert `batch`, returning the webhook ids that were new. SQLite takes
+/// at most 32,766 bound values in a statement: 7 per row.
+fn insert_deliveries<'a>(batch: impl Iterator<Item = (&'a Verified, i64)>) -> Vec<sql::Query> {
+    let batch: Vec<(&Verified, i64)> = batch.collect();
+    batch
+        .chunks(MAX_ROWS_PER_INSERT)
+        .map(|chunk| {
+            let mut q = QueryBuilder::<Any>::new(
+                "INSERT INTO webhook_deliveries \
+                 (webhook_id, received_at, next_look_at, event_id, event_type, object_id, body) ",
+            );
+            q.push_values(chunk, |mut row, (d, received_at)| {
+                row.push_bind(d.webhook_id())
+                    .push_bind(*received_at)
+                    .push_bind(*received_at)
+                    .push_bind(d.event_id())
+                    .push_bind(d.event_type())
+                    .push_bind(d.object_id())
+                    .push_bind(d.body());
+            });
+            q.push(" ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id");
+            sql::built(&mut q)
+        })
+        .collect()
+}
+
+/// Whether each delivery of a batch is new, from the webhook ids its inserts returned: one
+/// inserted by the batch is new at its first place in it only.
+fn new_deliveries<'a>(
+    batch: impl Iterator<Item = &'a Verified>,
+    rows: &[Vec<sqlx::any::AnyRow>],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut inserted = std::collections::HashSet::new();
+    for row in rows.iter().flatten() {
+        inserted.insert(sqlx::Row::try_get::<String, _>(row, 0)?);
+    }
+    Ok(batch.map(|d| inserted.remove(d.webhook_id())).collect())
+}
+
 impl Store {
     /// Records verified deliveries (each with the time it was received) in one transaction:
     /// one commit, so one fsync, for the whole batch (group commit, see `inbound::recorder`).
@@ -65,39 +114,94 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // SQLite takes at most 32,766 bound values in a statement: 7 per row.
-        let statements = batch
-            .chunks(MAX_ROWS_PER_INSERT)
-            .map(|chunk| {
-                let mut q = QueryBuilder::<Any>::new(
-                    "INSERT INTO webhook_deliveries \
-                     (webhook_id, received_at, next_look_at, event_id, event_type, object_id, body) ",
-                );
-                q.push_values(chunk, |mut row, (d, received_at)| {
-                    row.push_bind(d.webhook_id())
-                        .push_bind(*received_at)
-                        .push_bind(*received_at)
-                        .push_bind(d.event_id())
-                        .push_bind(d.event_type())
-                        .push_bind(d.object_id())
-                        .push_bind(d.body());
-                });
-                q.push(" ON CONFLICT (webhook_id) DO NOTHING RETURNING webhook_id");
-                sql::built(&mut q)
-            })
-            .collect();
+        let statements = insert_deliveries(batch.iter().copied());
         // The senders wait for their `200`. The inserts and the commit run together, off the
         // runtime's threads on SQLite (the requests of the next batch go on meanwhile).
         let tx = self.begin_write_as(Writer::Foreground).await?;
-        let mut inserted = std::collections::HashSet::new();
-        for row in tx.fetch_all_then_commit(statements).await?.iter().flatten() {
-            inserted.insert(sqlx::Row::try_get::<String, _>(row, 0)?);
+        let rows = tx.fetch_all_then_commit(statements).await?;
+        Ok(new_deliveries(batch.iter().map(|(d, _)| *d), &rows)?)
+    }
+
+    /// Records `batches` one after another, each in a transaction of its own (one commit, one
+    /// fsync), as long as one waits and no other writer of this process waits for its turn
+    /// (group commit, see `inbound::recorder`). On SQLite they run on a blocking thread in one
+    /// writer's turn, so the next batch begins as soon as the last one is durable, with no
+    /// round trip through the runtime's threads. Returns `batches` (with the batch not yet
+    /// recorded, if any) and the error of a batch that failed (rolled back: nothing of it is
+    /// stored). An error of its own (no turn, no connection) loses the batch under way.
+    pub async fn record_delivery_batches<B: DeliveryBatches>(
+        &self,
+        mut batches: B,
+    ) -> Result<(B, Option<StoreError>), StoreError> {
+        let Some(direct) = self.pool.direct() else {
+            while !batches.batch().is_empty() {
+                let rows: Vec<(&Verified, i64)> =
+                    batches.batch().iter().map(|(d, at)| (d, *at)).collect();
+                match self.record_deliveries(&rows).await {
+                    Ok(new) => batches.recorded(new),
+                    Err(e) => return Ok((batches, Some(e))),
+                }
+            }
+            return Ok((batches, None));
+        };
+        let turns = self.write_turns.clone();
+        let turn = match &turns {
+            Some(t) => Some(t.take(Writer::Foreground, super::BUSY_TIMEOUT).await?),
+            None => None,
+        };
+        let mut conn = super::direct::DirectConn::acquire(direct).await?;
+        struct Run<B> {
+            batches: B,
+            first: bool,
+            failed: Option<sqlx::Error>,
         }
-        // A webhook id inserted by this batch is new at its first place in it only.
-        Ok(batch
-            .iter()
-            .map(|(d, _)| inserted.remove(d.webhook_id()))
-            .collect())
+        let run = Run {
+            batches,
+            first: true,
+            failed: None,
+        };
+        let (run, panicked) = conn
+            .each_then_commit(
+                run,
+                move |run: &mut Run<B>| {
+                    let others_wait = turns.as_ref().is_some_and(|t| t.others_wait());
+                    if run.batches.batch().is_empty() || (!run.first && others_wait) {
+                        return None;
+                    }
+                    run.first = false;
+                    let statements =
+                        insert_deliveries(run.batches.batch().iter().map(|(d, at)| (d, *at)))
+                            .into_iter()
+                            .map(sql::Query::into_direct)
+                            .collect::<Result<Vec<_>, _>>();
+                    match statements {
+                        Ok(statements) => Some(statements),
+                        Err(e) => {
+                            run.failed = Some(e);
+                            None
+                        }
+                    }
+                },
+                |run: &mut Run<B>, rows| {
+                    let new = rows.and_then(|rows| {
+                        new_deliveries(run.batches.batch().iter().map(|(d, _)| d), &rows)
+                    });
+                    match new {
+                        Ok(new) => run.batches.recorded(new),
+                        Err(e) => run.failed = Some(e),
+                    }
+                },
+            )
+            .await?;
+        // The connection goes back before the turn is given up (see `WriteTx`).
+        drop(conn);
+        drop(turn);
+        if panicked {
+            return Err(StoreError::BatchFailed(
+                "recording a batch of webhook deliveries panicked".into(),
+            ));
+        }
+        Ok((run.batches, run.failed.map(StoreError::from)))
     }
 
     /// Hands recorded deliveries to the jobs whose response they name, in one transaction:

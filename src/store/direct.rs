@@ -30,6 +30,7 @@
 //! code, as sqlx's driver reports them.
 
 use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -271,14 +272,8 @@ impl DirectConn {
                 // Another process writes: wait for its lock as SQLite's busy handler would,
                 // on a blocking thread.
                 let timeout = self.home.busy_timeout;
-                self.blocking(move |conn| {
-                    let began = conn
-                        .busy_timeout(timeout)
-                        .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
-                    let reset = conn.busy_timeout(Duration::ZERO);
-                    began.and(reset).map_err(to_sqlx)
-                })
-                .await
+                self.blocking(move |conn| begin_waiting(conn, timeout))
+                    .await
             }
             Err(e) => Err(to_sqlx(e)),
         }
@@ -350,6 +345,48 @@ impl DirectConn {
         .await
     }
 
+    /// Runs write transactions one after another on a blocking thread, in one hop: `next`
+    /// gives each one's statements (`None`: no more), and `done` gets its rows once it has
+    /// committed, or its error once it was rolled back (a failed one ends the run). Each
+    /// begins with `BEGIN IMMEDIATE`, waiting there for another process's lock. Returns
+    /// `state`, and whether `next` or `done` panicked (what was under way is rolled back and
+    /// the run ends).
+    pub(crate) async fn each_then_commit<S: Send + 'static>(
+        &mut self,
+        mut state: S,
+        mut next: impl FnMut(&mut S) -> Option<Vec<(String, Vec<AnyValueKind>)>> + Send + 'static,
+        mut done: impl FnMut(&mut S, Result<Vec<Vec<AnyRow>>, sqlx::Error>) + Send + 'static,
+    ) -> Result<(S, bool), sqlx::Error> {
+        let timeout = self.home.busy_timeout;
+        self.blocking(move |conn| {
+            let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                while let Some(statements) = next(&mut state) {
+                    let result = begin_waiting(conn, timeout).and_then(|()| {
+                        Ok(run_then_commit(conn, &statements)?
+                            .into_iter()
+                            .map(|(rows, _)| rows)
+                            .collect())
+                    });
+                    let failed = result.is_err();
+                    if failed && !conn.is_autocommit() {
+                        // A rollback that fails leaves the transaction to the connection's
+                        // drop, which closes the connection rather than hand it on so.
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    done(&mut state, result);
+                    if failed {
+                        break;
+                    }
+                }
+            }));
+            if ran.is_err() && !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Ok((state, ran.is_err()))
+        })
+        .await
+    }
+
     fn conn(&mut self) -> Result<&mut rusqlite::Connection, sqlx::Error> {
         // Only a `COMMIT` dropped half-way leaves no connection, and nothing runs after it.
         self.conn.as_mut().ok_or(sqlx::Error::PoolClosed)
@@ -394,6 +431,22 @@ impl Drop for DirectConn {
             return;
         }
         self.home.give_back(conn);
+    }
+}
+
+/// `BEGIN IMMEDIATE`, waiting at most `timeout` for another process's lock (on a blocking
+/// thread); the connection waits no more after it.
+fn begin_waiting(conn: &rusqlite::Connection, timeout: Duration) -> Result<(), sqlx::Error> {
+    match conn.execute_batch("BEGIN IMMEDIATE") {
+        Ok(()) => Ok(()),
+        Err(e) if is_busy(&e) => {
+            let began = conn
+                .busy_timeout(timeout)
+                .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
+            let reset = conn.busy_timeout(Duration::ZERO);
+            began.and(reset).map_err(to_sqlx)
+        }
+        Err(e) => Err(to_sqlx(e)),
     }
 }
 
@@ -681,6 +734,87 @@ mod tests {
 
     use crate::store::jobs::tests::store;
     use crate::store::sql;
+
+    /// Transactions one after another in one hop: each committed one is told its rows; one
+    /// that fails is rolled back (nothing of it stays), told its error, and ends the run; a
+    /// panic in the caller's code ends the run with its state returned and the connection
+    /// kept; and the next writer writes.
+    #[tokio::test]
+    async fn transactions_one_after_another_stop_at_the_first_that_fails_or_panics() {
+        let (_dir, store) = store().await;
+        sql::query("CREATE TABLE scratch (x INTEGER NOT NULL CHECK (x <> 13))")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let direct = store.pool.direct().unwrap();
+        let insert = |x: i64| {
+            sql::query("INSERT INTO scratch (x) VALUES (?), (? + 100) RETURNING x")
+                .bind(x)
+                .bind(x)
+                .into_direct()
+                .unwrap()
+        };
+        // 1 and 2 commit; 13 fails its check; 3 never runs.
+        let mut conn = super::DirectConn::acquire(direct).await.unwrap();
+        let planned = vec![insert(1), insert(2), insert(13), insert(3)];
+        let (told, panicked) = conn
+            .each_then_commit(
+                (planned.into_iter(), Vec::new()),
+                |(planned, _)| planned.next().map(|s| vec![s]),
+                |(_, told), result| {
+                    told.push(result.map(|rows| rows[0].len()).map_err(|e| e.to_string()));
+                },
+            )
+            .await
+            .unwrap();
+        drop(conn);
+        assert!(!panicked);
+        assert_eq!(told.1.len(), 3, "{:?}", told.1);
+        assert_eq!(told.1[..2], [Ok(2), Ok(2)]);
+        assert!(
+            told.1[2].as_ref().unwrap_err().contains("CHECK"),
+            "{:?}",
+            told.1
+        );
+        let rows = || async {
+            sql::query_scalar::<i64>("SELECT x FROM scratch ORDER BY x")
+                .fetch_all(&store.reads)
+                .await
+                .unwrap()
+        };
+        assert_eq!(rows().await, [1, 2, 101, 102]);
+        assert!(direct.kept(), "the failed run kept its connection");
+
+        // A panic in the caller's code between two transactions.
+        let mut conn = super::DirectConn::acquire(direct).await.unwrap();
+        let (calls, panicked) = conn
+            .each_then_commit(
+                0_u32,
+                move |calls| {
+                    *calls += 1;
+                    assert!(*calls < 2, "the second batch is poisoned");
+                    Some(vec![insert(4)])
+                },
+                |_, result| {
+                    result.unwrap();
+                },
+            )
+            .await
+            .unwrap();
+        drop(conn);
+        assert!(panicked);
+        assert_eq!(calls, 2);
+        assert_eq!(rows().await, [1, 2, 4, 101, 102, 104]);
+        assert!(direct.kept(), "the panicked run kept its connection");
+        let mut tx = store.begin_write().await.unwrap();
+        sql::query("INSERT INTO scratch (x) VALUES (5)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(rows().await, [1, 2, 4, 5, 101, 102, 104]);
+        store.close().await;
+    }
 
     /// Numbered parameters take the argument of their number wherever they stand (SQLite
     /// numbers `$N` by first appearance, which must not matter), a bare `?` the next one,

@@ -17,6 +17,7 @@
 //! long, since foreground writers queue behind it once it has its place.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,6 +38,8 @@ pub(crate) struct WriteTurns {
     turn: Arc<Semaphore>,
     /// The place of background writers in that queue: one at a time.
     background: Arc<Semaphore>,
+    /// Writers waiting for the turn itself (see [`WriteTurns::others_wait`]).
+    waiting: AtomicUsize,
 }
 
 /// A writer's turn, given up when dropped.
@@ -51,7 +54,14 @@ impl WriteTurns {
         Self {
             turn: Arc::new(Semaphore::new(1)),
             background: Arc::new(Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether a writer waits for the turn: one that holds it and could write on (batch after
+    /// batch) gives it up instead.
+    pub(crate) fn others_wait(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
     }
 
     /// Waits for `writer`'s turn, at most `timeout` in all.
@@ -65,7 +75,10 @@ impl WriteTurns {
                 Writer::Foreground => None,
                 Writer::Background => Some(Arc::clone(&self.background).acquire_owned().await?),
             };
-            let turn = Arc::clone(&self.turn).acquire_owned().await?;
+            let turn = {
+                let _counted = Waiting::count(&self.waiting);
+                Arc::clone(&self.turn).acquire_owned().await?
+            };
             Ok::<_, tokio::sync::AcquireError>(Turn {
                 _turn: turn,
                 _background: background,
@@ -83,6 +96,23 @@ impl WriteTurns {
                 ),
             ))),
         }
+    }
+}
+
+/// One writer counted as waiting for the turn, counted out however its wait ends (given the
+/// turn, timed out, dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::AcqRel);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -34,7 +34,7 @@
 //! shortfall is printed as LOST; and it prints the WARN and ERROR lines of the daemons' logs.
 //!
 //! The deliveries name responses no job of this fresh database knows, so after recording each
-//! one respool also looks it up upstream (at most 256 at a time, as it does for the webhook of
+//! one respool also looks it up upstream (at most 8 at a time, as it does for the webhook of
 //! a create whose answer was lost); the simulator answers `404`. That work shares the machine
 //! with the ingest, as it would in a burst of such deliveries.
 //!

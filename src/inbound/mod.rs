@@ -208,10 +208,10 @@ pub fn router(state: ReceiverState, path: &str, max_body_bytes: usize) -> Router
         .with_state(state)
 }
 
-/// `POST {webhook.path}`.
 /// The answer to a recorded delivery.
 const RECEIVED: &str = r#"{"received":true}"#;
 
+/// `POST {webhook.path}`.
 async fn receive(State(state): State<ReceiverState>, mut request: Request) -> Response {
     // The headers taken from the request, not copied (axum's `HeaderMap` extractor clones
     // them); the body read as the `Bytes` extractor reads it, with its rejections.

@@ -91,22 +91,28 @@ async fn write(store: Store, rx: mpsc::Receiver<Pending>) {
             batch: Vec::new(),
             answers: Vec::new(),
         };
-        let mut first = Vec::with_capacity(MAX_BATCH);
+        let mut first = Vec::new();
         if rx.lock().await.recv_many(&mut first, MAX_BATCH).await == 0 {
             return;
         }
         queue.push(first);
         while !queue.batch.is_empty() {
+            let store = &store;
             // A panic in one batch must not leave every later request without a writer.
-            let recorded = AssertUnwindSafe(store.record_delivery_batches(queue))
-                .catch_unwind()
-                .await;
-            queue = match recorded {
-                Ok(Ok((queue, None))) => queue,
-                Ok(Ok((mut queue, Some(e)))) => {
-                    record_one_by_one(&store, &mut queue, &e).await;
-                    queue
+            let recorded = AssertUnwindSafe(async move {
+                match store.record_delivery_batches(queue).await {
+                    Ok((queue, None)) => Ok(queue),
+                    Ok((mut queue, Some(e))) => {
+                        record_one_by_one(store, &mut queue, &e).await;
+                        Ok(queue)
+                    }
+                    Err(e) => Err(e),
                 }
+            })
+            .catch_unwind()
+            .await;
+            queue = match recorded {
+                Ok(Ok(queue)) => queue,
                 Ok(Err(e)) => {
                     tracing::error!(error = %chain(&e), "cannot record a batch of webhook deliveries; answered 500, the senders will send them again");
                     break;
@@ -182,6 +188,17 @@ async fn record_one_by_one(store: &Store, queue: &mut Queue, error: &StoreError)
         let result = refused(error, d);
         for answer in answers {
             let _ = answer.send(result);
+        }
+    } else if error.is_lock_wait() {
+        // Another writer held the lock too long: no delivery is at fault, and one by one
+        // each would wait as long.
+        tracing::error!(
+            error = %chain(error),
+            deliveries = batch.len(),
+            "cannot record a batch of webhook deliveries (the database stayed locked); answered 500, the senders will send them again"
+        );
+        for answer in answers {
+            let _ = answer.send(Err(RecordError::Failed));
         }
     } else {
         tracing::warn!(

@@ -127,8 +127,9 @@ impl Store {
     /// (group commit, see `inbound::recorder`). On SQLite they run on a blocking thread in one
     /// writer's turn, so the next batch begins as soon as the last one is durable, with no
     /// round trip through the runtime's threads. Returns `batches` (with the batch not yet
-    /// recorded, if any) and the error of a batch that failed (rolled back: nothing of it is
-    /// stored). An error of its own (no turn, no connection) loses the batch under way.
+    /// recorded, if any) and the error of the batch that failed, which ended the run (rolled
+    /// back: nothing of it is stored). On SQLite an error of its own (no turn, no connection)
+    /// loses the batch under way; elsewhere it is that batch's error.
     pub async fn record_delivery_batches<B: DeliveryBatches>(
         &self,
         mut batches: B,
@@ -165,7 +166,11 @@ impl Store {
                 run,
                 move |run: &mut Run<B>| {
                     let others_wait = turns.as_ref().is_some_and(|t| t.others_wait());
-                    if run.batches.batch().is_empty() || (!run.first && others_wait) {
+                    // A batch that failed, even after its commit, ends the run with its error.
+                    if run.failed.is_some()
+                        || run.batches.batch().is_empty()
+                        || (!run.first && others_wait)
+                    {
                         return None;
                     }
                     run.first = false;

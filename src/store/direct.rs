@@ -32,6 +32,7 @@
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -350,7 +351,8 @@ impl DirectConn {
     /// committed, or its error once it was rolled back (a failed one ends the run). Each
     /// begins with `BEGIN IMMEDIATE`, waiting there for another process's lock. Returns
     /// `state`, and whether `next` or `done` panicked (what was under way is rolled back and
-    /// the run ends).
+    /// the run ends). If this future is dropped, the run ends after the transaction under
+    /// way (it would otherwise go on without the writer's turn).
     pub(crate) async fn each_then_commit<S: Send + 'static>(
         &mut self,
         mut state: S,
@@ -358,9 +360,13 @@ impl DirectConn {
         mut done: impl FnMut(&mut S, Result<Vec<Vec<AnyRow>>, sqlx::Error>) + Send + 'static,
     ) -> Result<(S, bool), sqlx::Error> {
         let timeout = self.home.busy_timeout;
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let _abandon_on_drop = AbandonOnDrop(Arc::clone(&abandoned));
         self.blocking(move |conn| {
             let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                while let Some(statements) = next(&mut state) {
+                while !abandoned.load(Ordering::Acquire)
+                    && let Some(statements) = next(&mut state)
+                {
                     let result = begin_waiting(conn, timeout).and_then(|()| {
                         Ok(run_then_commit(conn, &statements)?
                             .into_iter()
@@ -431,6 +437,15 @@ impl Drop for DirectConn {
             return;
         }
         self.home.give_back(conn);
+    }
+}
+
+/// Tells a run of transactions on a blocking thread that its caller is gone, when dropped.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -734,6 +749,27 @@ mod tests {
 
     use crate::store::jobs::tests::store;
     use crate::store::sql;
+
+    /// A lock held too long (SQLite's BUSY or LOCKED, with or without an extended code, or a
+    /// wait for the turn that timed out) is a lock wait; a constraint is not.
+    #[test]
+    fn lock_waits_are_told_from_other_errors() {
+        use crate::store::StoreError;
+        let sqlite = |code: i32| {
+            StoreError::Db(super::to_sqlx(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            )))
+        };
+        assert!(sqlite(5).is_lock_wait(), "BUSY");
+        assert!(sqlite(517).is_lock_wait(), "BUSY_SNAPSHOT");
+        assert!(sqlite(6).is_lock_wait(), "LOCKED");
+        assert!(!sqlite(2067).is_lock_wait(), "CONSTRAINT_UNIQUE");
+        assert!(!sqlite(13).is_lock_wait(), "FULL");
+        let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, "turn");
+        assert!(StoreError::Db(sqlx::Error::Io(timed_out)).is_lock_wait());
+        assert!(!StoreError::Corrupt("x".into()).is_lock_wait());
+    }
 
     /// Transactions one after another in one hop: each committed one is told its rows; one
     /// that fails is rolled back (nothing of it stays), told its error, and ends the run; a

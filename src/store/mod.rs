@@ -96,6 +96,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the write waited too long for a lock or for its turn (another writer held
+    /// it): the same write may succeed later, and writing its rows one by one would wait as
+    /// long for each.
+    pub fn is_lock_wait(&self) -> bool {
+        const SQLITE_BUSY: i64 = 5;
+        const SQLITE_LOCKED: i64 = 6;
+        match self {
+            Self::Db(sqlx::Error::Database(d)) => {
+                let code = d.code();
+                let code = code.as_deref().unwrap_or_default();
+                // PostgreSQL: lock_not_available, query_canceled (the lock's statement timeout).
+                matches!(code, "55P03" | "57014")
+                    || code
+                        .parse::<i64>()
+                        .is_ok_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
+            }
+            Self::Db(sqlx::Error::PoolTimedOut) => true,
+            Self::Db(sqlx::Error::Io(e)) => e.kind() == std::io::ErrorKind::TimedOut,
+            _ => false,
+        }
+    }
+
     /// Whether a row could not be decoded (a status, spec or JSON column that no longer
     /// parses): a problem of that row, not of the database, so the rest of the work goes on.
     pub fn is_decode(&self) -> bool {

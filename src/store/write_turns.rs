@@ -155,6 +155,46 @@ mod tests {
         assert_eq!(*order.lock().unwrap(), ["b0", "f", "b1", "b2"]);
     }
 
+    /// The holder of the turn sees a writer waiting for it, foreground or background, and
+    /// sees none once every wait has ended: given the turn, timed out or dropped; a background
+    /// writer waiting for its place behind another is not yet waiting for the turn.
+    #[tokio::test]
+    async fn the_holder_sees_who_waits_for_the_turn_until_their_wait_ends() {
+        let turns = Arc::new(WriteTurns::new());
+        let held = turns.take(Writer::Foreground, LONG).await.unwrap();
+        assert!(!turns.others_wait());
+        // Timed out.
+        turns
+            .take(Writer::Foreground, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert!(!turns.others_wait(), "a wait that timed out is counted out");
+        // Dropped while waiting.
+        let mut dropped = Box::pin(turns.take(Writer::Background, LONG));
+        assert!(futures::FutureExt::now_or_never(&mut dropped).is_none());
+        assert!(
+            turns.others_wait(),
+            "a background writer in the queue waits"
+        );
+        // A second background writer waits for the first one's place, not for the turn.
+        let mut second = Box::pin(turns.take(Writer::Background, LONG));
+        assert!(futures::FutureExt::now_or_never(&mut second).is_none());
+        drop(dropped);
+        assert!(
+            futures::FutureExt::now_or_never(&mut second).is_none(),
+            "it now waits for the turn"
+        );
+        assert!(turns.others_wait());
+        drop(held);
+        let turn = second.await.unwrap();
+        assert!(!turns.others_wait(), "given the turn, it no longer waits");
+        drop(turn);
+        let t = Arc::clone(&turns);
+        let waiter = tokio::spawn(async move { t.take(Writer::Foreground, LONG).await.map(drop) });
+        waiter.await.unwrap().unwrap();
+        assert!(!turns.others_wait());
+    }
+
     /// A writer that gives up waiting (its future dropped, or timed out) takes nobody's turn.
     #[tokio::test]
     async fn a_writer_that_stops_waiting_takes_nobodys_turn() {

@@ -34,9 +34,10 @@
 //! shortfall is printed as LOST; and it prints the WARN and ERROR lines of the daemons' logs.
 //!
 //! The deliveries name responses no job of this fresh database knows, so after recording each
-//! one respool also looks it up upstream (at most 8 at a time, as it does for the webhook of
-//! a create whose answer was lost); the simulator answers `404`. That work shares the machine
-//! with the ingest, as it would in a burst of such deliveries.
+//! one respool also looks it up upstream, as it does for the webhook of a create whose answer
+//! was lost; the simulator answers `404`. Those look-ups go at `webhook.lookups_per_second`
+//! (20 a second by default, after a burst of 8): the rest are booked later times in the
+//! database, as they would be in a flood of deliveries for other applications' responses.
 //!
 //! Nothing is asserted: it prints figures (see `docs/benchmarks.md`).
 

@@ -183,6 +183,12 @@ pub struct WebhookConfig {
     pub secrets: Vec<SecretString>,
     /// Largest accepted body, in bytes.
     pub max_body_bytes: usize,
+    /// Look-ups (a `GET` each) of responses that deliveries name and no job knows, a second
+    /// at most, after a burst of 8. They are how an uncertain create's response is found,
+    /// but a flood of deliveries for other applications' responses (one project, one webhook
+    /// endpoint) must not spend the request limits that creates and polls need; those over
+    /// the pace wait in the database for the time booked for them.
+    pub lookups_per_second: u32,
 }
 
 /// The polling safety net: every non-terminal job is polled between these intervals.
@@ -407,6 +413,7 @@ impl Default for WebhookConfig {
             path: "/webhooks/openai".into(),
             secrets: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            lookups_per_second: 20,
         }
     }
 }
@@ -588,6 +595,13 @@ impl Config {
             err(
                 &["webhook", "max_body_bytes"],
                 "must be at least 1024".into(),
+            );
+        }
+        if !(1..=crate::store::LookPacer::MAX_PER_SECOND).contains(&self.webhook.lookups_per_second)
+        {
+            err(
+                &["webhook", "lookups_per_second"],
+                format!("must be 1 to {}", crate::store::LookPacer::MAX_PER_SECOND),
             );
         }
         if self.polling.min_interval.is_zero() {

@@ -8,7 +8,7 @@ use super::Orchestrator;
 use crate::config::UncertainCreatePolicy;
 use crate::job::{JobError, JobId, JobStatus, ResponseId};
 use crate::notify::routes_for;
-use crate::store::{DeliveryRow, StoreError};
+use crate::store::{DeliveryRow, LookPacer, StoreError};
 use crate::telemetry::chain;
 use crate::upstream::tagged_job_id;
 
@@ -187,14 +187,41 @@ impl Orchestrator {
                 (d, id)
             })
             .collect();
-        let handed = store.hand_off_deliveries(named, self.now()).await?;
+        // Look-ups go at the configured pace: the pacer books later times for those over it.
+        let per_second = self.config().webhook.lookups_per_second;
+        let mut pacer = self.inner.look_pacer.lock().await;
+        if pacer.as_ref().map(LookPacer::per_second) != Some(per_second) {
+            // On the first pass, the times booked before a restart that are due go back to be
+            // booked at the pace (not looked up at once), and the new pacer books after the
+            // others. A new pace (a reload) lets go of every time booked at the old one.
+            let unbooked = store.unbook_looks(self.now(), pacer.is_some()).await?;
+            if unbooked > 0 {
+                tracing::info!(
+                    unbooked,
+                    per_second,
+                    "webhook look-ups booked again at the pace"
+                );
+            }
+            let after = store.latest_booked_look().await?.unwrap_or(0);
+            *pacer = Some(LookPacer::new(per_second, after));
+        }
+        let pacer = pacer.get_or_insert_with(|| LookPacer::new(per_second, 0));
+        let before = pacer.clone();
+        let handed = match store.hand_off_deliveries(named, self.now(), pacer).await {
+            Ok(handed) => handed,
+            Err(e) => {
+                // Most likely nothing was booked (at worst, times are given twice).
+                *pacer = before;
+                return Err(e);
+            }
+        };
         for (d, response_id) in handed.given_up {
             tracing::info!(webhook_id = %d.webhook_id, response_id = %response_id, looks = d.looks, "webhook names a response of no job; ignoring it");
         }
         // Unknown responses: our create may still be in flight, or it was lost. Look each up
         // (the store made it due again after a growing pause, a bounded number of times).
-        // At most ADOPT_LOOKUPS at once: a burst of foreign deliveries is looked up at a
-        // bounded pace rather than all at once (their next looks are already scheduled).
+        // At most ADOPT_LOOKUPS at once, and at most `webhook.lookups_per_second` (the store
+        // returned only those the pacer let start now; it booked the others later times).
         for (d, _) in handed.look_up {
             let me = self.clone();
             let permits = self.inner.adopt_permits.clone();

@@ -27,6 +27,11 @@ pub struct DeliveryRow {
     pub handled_at: Option<i64>,
     /// How many times the response it names was looked up (it named no job's response).
     pub looks: i64,
+    /// 1 while the time it is due at was booked for its next look-up by a [`LookPacer`]:
+    /// it is looked up when due, without taking another time.
+    #[sqlx(default)]
+    #[serde(skip)]
+    pub look_booked: i64,
 }
 
 /// A delivery naming a response no job knows is looked up this many times, then dropped as
@@ -38,6 +43,81 @@ pub const MAX_LOOKS: i64 = 12;
 /// the id).
 fn look_backoff_ms(looks: i64) -> i64 {
     500 * 2i64.pow(u32::try_from(looks.clamp(0, 10)).unwrap_or(10))
+}
+
+/// Paces the look-ups of responses no job knows (a `GET` each, which upstream counts against
+/// the organisation's request limits, as it does polls): at most `per_second` a second, after
+/// a burst of [`LookPacer::BURST`]. A look-up that cannot start now is booked a later time
+/// (the generic cell rate algorithm: the time the next one may start moves on by
+/// `1 / per_second` for each one booked), so a flood of deliveries naming responses that are
+/// not ours is looked up at a steady pace, and those booked later are out of the way of the
+/// deliveries the hand-off gives to jobs.
+#[derive(Debug, Clone)]
+pub struct LookPacer {
+    /// The theoretical time of the next look-up, in microseconds (0: none booked yet).
+    next_us: i64,
+    /// Look-ups a second at most.
+    per_second: u32,
+}
+
+impl LookPacer {
+    /// Look-ups that may start at once before the pace applies.
+    pub const BURST: i64 = 8;
+    /// Booked times are rounded up to this many milliseconds, so that a steady pace wakes the
+    /// ledger worker a few times a second rather than at every look-up.
+    pub const GRAIN_MS: i64 = 250;
+    /// The largest pace: the pacer counts in microseconds.
+    pub const MAX_PER_SECOND: u32 = 10_000;
+    /// A look-up due again (its last one found nothing) waits while the look-ups booked ahead
+    /// would keep it longer than this: first looks, such as an uncertain create's, go first.
+    pub const REPEAT_YIELDS_AFTER_MS: i64 = 1_000;
+
+    /// A pacer of `per_second` look-ups a second (1 to [`Self::MAX_PER_SECOND`]) whose first
+    /// booking comes after `after_ms`, the latest time this database already has booked (0:
+    /// none), so that a restart does not add a second pace to the first.
+    pub fn new(per_second: u32, after_ms: i64) -> Self {
+        let per_second = per_second.clamp(1, Self::MAX_PER_SECOND);
+        // The burst's allowance is spent: the first one comes an interval after `after_ms`.
+        let next_us = match after_ms > 0 {
+            true => after_ms
+                .saturating_mul(1_000)
+                .saturating_add(Self::BURST * Self::interval_us(per_second)),
+            false => 0,
+        };
+        Self {
+            next_us,
+            per_second,
+        }
+    }
+
+    /// The pace it keeps.
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    fn interval_us(per_second: u32) -> i64 {
+        1_000_000 / i64::from(per_second.max(1))
+    }
+
+    /// Books one look-up at `now_ms` or later: the time it may start, in unix milliseconds;
+    /// `now_ms` when it may start now.
+    pub fn book(&mut self, now_ms: i64) -> i64 {
+        let interval = Self::interval_us(self.per_second);
+        let now_us = now_ms.saturating_mul(1_000);
+        let start = now_us.max(self.next_us.saturating_sub((Self::BURST - 1) * interval));
+        self.next_us = self.next_us.max(start).saturating_add(interval);
+        if start <= now_us {
+            return now_ms;
+        }
+        // Rounded up to the grain: never earlier than booked.
+        let ceil = |n: i64, d: i64| n / d + i64::from(n % d > 0);
+        ceil(ceil(start, 1_000), Self::GRAIN_MS).saturating_mul(Self::GRAIN_MS)
+    }
+
+    /// The time a look-up booked at `now_ms` would get, without booking it.
+    pub fn free_at(&self, now_ms: i64) -> i64 {
+        self.clone().book(now_ms)
+    }
 }
 
 /// What [`Store::hand_off_deliveries`] leaves to the caller.
@@ -213,12 +293,16 @@ impl Store {
     /// each known response's job is hinted to poll now (if unfinished), the delivery is
     /// marked handed to it and the job's timeline notes the webhook. A delivery that names no
     /// response is marked handled with no job. A delivery whose response no job knows is
-    /// counted as looked at and made due again after a pause, and comes back to be looked up
-    /// (see `orchestrator::maintenance`); after [`MAX_LOOKS`] it is given up.
+    /// looked up if `pacer` lets it start now (at most `lookups_per_second`) or the time it is
+    /// due at was booked for it: it is counted as looked at, made due again after a pause and
+    /// returned to be looked up (see `orchestrator::maintenance`). Otherwise it is booked the
+    /// time the pacer gives it and waits, out of the way, until then. After [`MAX_LOOKS`] it
+    /// is given up.
     pub async fn hand_off_deliveries(
         &self,
         deliveries: Vec<(DeliveryRow, Option<ResponseId>)>,
         now: i64,
+        pacer: &mut LookPacer,
     ) -> Result<HandOff, StoreError> {
         let mut out = HandOff::default();
         if deliveries.is_empty() {
@@ -262,7 +346,12 @@ impl Store {
         let mut handled: Vec<(&str, Option<&str>)> = Vec::new();
         let mut events: Vec<(&str, String)> = Vec::new();
         let mut looks: Vec<(&str, i64)> = Vec::new();
-        for (d, response_id) in &deliveries {
+        // [webhook id, the time booked for its look-up]; `later[i]`: the i-th is one of them.
+        let mut booked: Vec<(&str, i64)> = Vec::new();
+        // [webhook id, when it is due again], not booked: looks due again, behind first looks.
+        let mut waiting: Vec<(&str, i64)> = Vec::new();
+        let mut later = vec![false; deliveries.len()];
+        for (i, (d, response_id)) in deliveries.iter().enumerate() {
             let Some(response_id) = response_id else {
                 handled.push((&d.webhook_id, None));
                 continue;
@@ -277,7 +366,30 @@ impl Store {
                 }
                 Some((job, false)) => handled.push((&d.webhook_id, Some(job.as_str()))),
                 None if d.looks >= MAX_LOOKS => handled.push((&d.webhook_id, None)),
-                None => looks.push((&d.webhook_id, now.saturating_add(look_backoff_ms(d.looks)))),
+                None => {
+                    // A time booked earlier is this look-up's. A look due again waits, unbooked,
+                    // while first looks are booked more than a second ahead; otherwise it
+                    // takes the next time.
+                    let free_at = pacer.free_at(now);
+                    if d.look_booked == 0
+                        && d.looks > 0
+                        && free_at > now.saturating_add(LookPacer::REPEAT_YIELDS_AFTER_MS)
+                    {
+                        waiting.push((&d.webhook_id, free_at));
+                        later[i] = true;
+                        continue;
+                    }
+                    let at = match d.look_booked != 0 {
+                        true => now,
+                        false => pacer.book(now),
+                    };
+                    if at <= now {
+                        looks.push((&d.webhook_id, now.saturating_add(look_backoff_ms(d.looks))));
+                    } else {
+                        booked.push((&d.webhook_id, at));
+                        later[i] = true;
+                    }
+                }
             }
         }
         if !events.is_empty() {
@@ -338,12 +450,13 @@ impl Store {
         if !looks.is_empty() {
             sql::query(match self.backend() {
                 Backend::Sqlite => {
-                    "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1 \
+                    "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1, \
+                     look_booked = 0 \
                      FROM json_each(?) AS l WHERE webhook_deliveries.webhook_id = l.value ->> 0"
                 }
                 Backend::Postgres => {
                     "UPDATE webhook_deliveries SET looks = looks + 1, \
-                     next_look_at = CAST(l.value ->> 1 AS BIGINT) \
+                     next_look_at = CAST(l.value ->> 1 AS BIGINT), look_booked = 0 \
                      FROM jsonb_array_elements(CAST(? AS jsonb)) AS l(value) \
                      WHERE webhook_deliveries.webhook_id = l.value ->> 0"
                 }
@@ -352,12 +465,33 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        for (rows, flag) in [(&booked, 1_i64), (&waiting, 0)] {
+            if rows.is_empty() {
+                continue;
+            }
+            sql::query(match self.backend() {
+                Backend::Sqlite => {
+                    "UPDATE webhook_deliveries SET next_look_at = b.value ->> 1, look_booked = ? \
+                     FROM json_each(?) AS b WHERE webhook_deliveries.webhook_id = b.value ->> 0"
+                }
+                Backend::Postgres => {
+                    "UPDATE webhook_deliveries SET next_look_at = CAST(b.value ->> 1 AS BIGINT), \
+                     look_booked = ? \
+                     FROM jsonb_array_elements(CAST(? AS jsonb)) AS b(value) \
+                     WHERE webhook_deliveries.webhook_id = b.value ->> 0"
+                }
+            })
+            .bind(flag)
+            .bind(json_text(rows)?)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        for (d, response_id) in deliveries {
+        for ((d, response_id), later) in deliveries.into_iter().zip(later) {
             let Some(response_id) = response_id else {
                 continue;
             };
-            if jobs.contains_key(&response_id) {
+            if later || jobs.contains_key(&response_id) {
                 continue;
             }
             if d.looks >= MAX_LOOKS {
@@ -382,6 +516,38 @@ impl Store {
         Ok(())
     }
 
+    /// Lets go of the times booked for look-ups: those already due (`all` false: the pacer
+    /// that booked them is gone, after a restart, and they take times at the new one's pace
+    /// rather than all at once), or all of them, made due now (`all`: the pace changed).
+    /// Returns how many.
+    pub async fn unbook_looks(&self, now: i64, all: bool) -> Result<u64, StoreError> {
+        let q = match all {
+            true => sql::query(
+                "UPDATE webhook_deliveries SET look_booked = 0, \
+                 next_look_at = CASE WHEN next_look_at > ? THEN ? ELSE next_look_at END \
+                 WHERE handled_at IS NULL AND look_booked = 1",
+            )
+            .bind(now)
+            .bind(now),
+            false => sql::query(
+                "UPDATE webhook_deliveries SET look_booked = 0 \
+                 WHERE handled_at IS NULL AND look_booked = 1 AND next_look_at <= ?",
+            )
+            .bind(now),
+        };
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// The latest time booked for a look-up (see [`LookPacer::new`]), if any.
+    pub async fn latest_booked_look(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sql::query_scalar(
+            "SELECT MAX(next_look_at) FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
+             WHERE handled_at IS NULL AND look_booked = 1",
+        )
+        .fetch_one(&self.reads)
+        .await?)
+    }
+
     /// Deliveries not yet handed to a job and due now, oldest due first (new ones, those left
     /// by a crash, and those whose response is due for another look-up), but for those in
     /// `busy` (their look-up waits for its turn): a page full of those would hide every other.
@@ -392,13 +558,13 @@ impl Store {
         busy: &[String],
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         Ok(sql::query_as::<DeliveryRow>(match self.backend() {
-            Backend::Sqlite => "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
-             FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
+            Backend::Sqlite => "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks, \
+             look_booked FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
              WHERE handled_at IS NULL AND next_look_at <= ? \
              AND webhook_id NOT IN (SELECT value FROM json_each(?)) \
              ORDER BY next_look_at LIMIT ?",
-            Backend::Postgres => "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks \
-             FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
+            Backend::Postgres => "SELECT webhook_id, received_at, event_id, event_type, object_id, job_id, handled_at, looks, \
+             look_booked FROM webhook_deliveries INDEXED BY webhook_deliveries_due \
              WHERE handled_at IS NULL AND next_look_at <= ? \
              AND webhook_id NOT IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb))) \
              ORDER BY next_look_at LIMIT ?",
@@ -471,4 +637,274 @@ fn mark_handled(webhook_id: &str, job_id: Option<&JobId>, now: i64) -> sql::Quer
         .bind(now)
         .bind(job_id)
         .bind(webhook_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DeliveryRow, LookPacer};
+    use crate::job::ResponseId;
+    use crate::store::{Store, sql};
+    use proptest::prelude::*;
+
+    /// Inserts deliveries naming `object_ids`, received (and due) at `at`.
+    async fn receive(store: &Store, object_ids: &[String], at: i64) {
+        for id in object_ids {
+            sql::query(
+                "INSERT INTO webhook_deliveries \
+                 (webhook_id, received_at, next_look_at, event_type, object_id, body) \
+                 VALUES (?, ?, ?, 'response.completed', ?, '{}')",
+            )
+            .bind(format!("wh_{id}"))
+            .bind(at)
+            .bind(at)
+            .bind(id)
+            .execute(&store.pool_for_tests())
+            .await
+            .unwrap();
+        }
+    }
+
+    /// One hand-off pass at `now`: the webhook ids returned to be looked up now.
+    async fn pass(store: &Store, now: i64, pacer: &mut LookPacer) -> Vec<String> {
+        let due = store.unhandled_deliveries(now, 128, &[]).await.unwrap();
+        let named = due
+            .into_iter()
+            .map(|d: DeliveryRow| {
+                let id = d
+                    .object_id
+                    .as_deref()
+                    .and_then(|i| ResponseId::parse(i).ok());
+                (d, id)
+            })
+            .collect();
+        let handed = store.hand_off_deliveries(named, now, pacer).await.unwrap();
+        assert!(handed.given_up.is_empty());
+        handed
+            .look_up
+            .into_iter()
+            .map(|(d, _)| d.webhook_id)
+            .collect()
+    }
+
+    async fn row(store: &Store, webhook_id: &str) -> (i64, i64, i64) {
+        sql::query_as(
+            "SELECT looks, look_booked, next_look_at FROM webhook_deliveries WHERE webhook_id = ?",
+        )
+        .bind(webhook_id)
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap()
+    }
+
+    /// 40 deliveries naming unknown responses at 4 look-ups a second: a burst of 8 is looked
+    /// up at once, the others are booked times a quarter-second grain apart, at most 4 a
+    /// second, and each is looked up when its time comes (not booked again); a delivery for a
+    /// known job received meanwhile is handed to it in the next pass, not held behind them.
+    #[tokio::test]
+    async fn look_ups_over_the_pace_wait_for_the_times_booked_for_them() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 1_700_000_000_000;
+        let ids: Vec<String> = (0..40).map(|i| format!("resp_unknown{i:03}")).collect();
+        receive(&store, &ids, now).await;
+        let mut pacer = LookPacer::new(4, 0);
+        let first = pass(&store, now, &mut pacer).await;
+        assert_eq!(first.len(), LookPacer::BURST as usize, "{first:?}");
+        for id in &first {
+            let (looks, booked, next) = row(&store, id).await;
+            assert_eq!((looks, booked), (1, 0));
+            assert_eq!(next, now + 500, "due again after the first pause");
+        }
+        // The 32 others are booked, none now, at most 4 a second, each grain-aligned.
+        let booked: Vec<i64> =
+            sql::query_scalar("SELECT next_look_at FROM webhook_deliveries WHERE look_booked = 1 ORDER BY next_look_at")
+                .fetch_all(&store.pool_for_tests())
+                .await
+                .unwrap();
+        assert_eq!(booked.len(), 32);
+        assert!(
+            booked
+                .iter()
+                .all(|&t| t > now && t % LookPacer::GRAIN_MS == 0)
+        );
+        for (i, &t) in booked.iter().enumerate() {
+            let in_a_second = booked[i..].iter().take_while(|&&u| u < t + 1_000).count();
+            assert!(
+                in_a_second <= 4,
+                "{in_a_second} booked within 1 s of {t}: {booked:?}"
+            );
+        }
+        let last = *booked.last().unwrap();
+        assert!(
+            last <= now + 8_000 + LookPacer::GRAIN_MS,
+            "32 at 4/s end by 8 s: {last}"
+        );
+
+        // A job's response: its delivery, received after them, goes to the job at once.
+        let job = crate::job::JobId::generate();
+        sql::query(
+            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
+             created_at, updated_at, response_id) \
+             VALUES (?, 'n', 'gpt-5', 'in_progress', '{}', 'h', 'done', 1, 1, 'resp_ours')",
+        )
+        .bind(job.as_str())
+        .execute(&store.pool_for_tests())
+        .await
+        .unwrap();
+        receive(&store, &["resp_ours".to_string()], now + 100).await;
+        assert!(pass(&store, now + 100, &mut pacer).await.is_empty());
+        let handed: Option<String> = sql::query_scalar(
+            "SELECT job_id FROM webhook_deliveries WHERE webhook_id = 'wh_resp_ours'",
+        )
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert_eq!(handed.as_deref(), Some(job.as_str()));
+
+        // Each booked one is looked up at its time, once, and not booked again; the first 8,
+        // due again after their pause, take times after the last booked.
+        let mut looked = first.len();
+        let mut t = now + 100;
+        while t <= last {
+            t += LookPacer::GRAIN_MS;
+            let now_looked = pass(&store, t, &mut pacer).await;
+            for id in &now_looked {
+                let (looks, booked, _) = row(&store, id).await;
+                assert_eq!((looks, booked), (1, 0), "{id} at {t}");
+            }
+            looked += now_looked.len();
+        }
+        assert_eq!(looked, 40, "each looked up once by the last booked time");
+        // Due again while first looks were booked seconds ahead, it waited for them,
+        // unbooked, and takes its time when they are done.
+        let (looks, booked, next) = row(&store, &first[0]).await;
+        assert_eq!((looks, booked), (1, 0), "not booked while first looks wait");
+        assert!(next >= last, "{next} after {last}");
+        // Then they go at the pace too: one now, some booked within a second, the others
+        // waiting again behind those.
+        let again = pass(&store, next, &mut pacer).await;
+        assert_eq!(again.len(), 1, "{again:?}");
+        let (n, latest): (i64, i64) = sql::query_as(
+            "SELECT COUNT(*), MAX(next_look_at) FROM webhook_deliveries WHERE look_booked = 1",
+        )
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert!((1..=7).contains(&n), "{n}");
+        assert!(
+            latest <= next + 1_000 + LookPacer::GRAIN_MS,
+            "at 4/s: {latest}"
+        );
+        let left: i64 = sql::query_scalar(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE looks = 1 AND next_look_at > ?",
+        )
+        .bind(next)
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert_eq!(left, 39, "the 7 and the 32 looked up once, due again later");
+    }
+
+    /// A pacer built from the latest booked time books after it (a restart keeps the pace);
+    /// the times booked by the pacer before the restart that are already due are let go and
+    /// booked again at the pace, not looked up all at once; a new pace lets go of every time
+    /// booked, and the deliveries are due now to be booked at it.
+    #[tokio::test]
+    async fn the_pace_goes_on_after_a_restart_and_follows_a_new_setting() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = 1_700_000_000_000;
+        assert_eq!(store.latest_booked_look().await.unwrap(), None);
+        let ids: Vec<String> = (0..20).map(|i| format!("resp_unknown{i:03}")).collect();
+        receive(&store, &ids, now).await;
+        let mut pacer = LookPacer::new(2, 0);
+        assert_eq!(pass(&store, now, &mut pacer).await.len(), 8);
+        let latest = store.latest_booked_look().await.unwrap().unwrap();
+        assert!(latest >= now + 5_000, "12 at 2/s: {latest}");
+        let at = LookPacer::new(2, latest).book(now);
+        assert!(at > latest, "{at} after {latest}");
+
+        // Down for 3 s: the 6 booked up to then are let go, and booked again at the pace.
+        let later = now + 3_000;
+        let due: i64 = sql::query_scalar(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE look_booked = 1 AND next_look_at <= ?",
+        )
+        .bind(later)
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert!(due >= 5, "{due}");
+        assert_eq!(store.unbook_looks(later, false).await.unwrap(), due as u64);
+        let latest = store.latest_booked_look().await.unwrap().unwrap();
+        let mut restarted = LookPacer::new(2, latest);
+        let looked = pass(&store, later, &mut restarted).await;
+        // The first 8, due again at +500 ms, wait behind first looks; the overdue ones are
+        // booked after the latest, none looked up now.
+        assert!(looked.is_empty(), "{looked:?}");
+        let (n, earliest): (i64, i64) = sql::query_as(
+            "SELECT COUNT(*), MIN(next_look_at) FROM webhook_deliveries WHERE look_booked = 1",
+        )
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert_eq!(n, 12);
+        assert!(earliest > later, "{earliest}");
+
+        // A new pace: every booking goes, all due now.
+        assert_eq!(store.unbook_looks(later, true).await.unwrap(), 12);
+        let booked: i64 = sql::query_scalar(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE look_booked = 1 OR (looks = 0 AND next_look_at > ?)",
+        )
+        .bind(later)
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert_eq!(booked, 0);
+        let mut faster = LookPacer::new(100, 0);
+        let looked = pass(&store, later, &mut faster).await;
+        assert_eq!(
+            looked.len(),
+            8,
+            "a burst at once, the rest within the second"
+        );
+        // Nothing lost: every delivery is still unhandled.
+        let n: i64 =
+            sql::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE handled_at IS NULL")
+                .fetch_one(&store.pool_for_tests())
+                .await
+                .unwrap();
+        assert_eq!(n, 20);
+    }
+
+    proptest! {
+        /// Whatever the times asked at (never going back) and the pace: a booked time is never
+        /// before its request, a later request is not booked a grain or more earlier, and in
+        /// any second at most `rate` plus the burst (and a grain's worth, for the rounding) are
+        /// booked.
+        #[test]
+        fn bookings_keep_the_pace(
+            rate in 1u32..200,
+            steps in proptest::collection::vec((0i64..400, 1usize..30), 1..60),
+        ) {
+            let mut pacer = LookPacer::new(rate, 0);
+            let mut now = 1_700_000_000_000i64;
+            let mut times = Vec::new();
+            for (gap, n) in steps {
+                now += gap;
+                for _ in 0..n {
+                    let at = pacer.book(now);
+                    prop_assert!(at >= now);
+                    // Only the rounding up to the grain lets a later one start earlier.
+                    if let Some(&prev) = times.last() {
+                        prop_assert!(at > prev - LookPacer::GRAIN_MS, "{at} long before {prev}");
+                    }
+                    times.push(at);
+                }
+            }
+            let per_grain = f64::from(rate) * LookPacer::GRAIN_MS as f64 / 1_000.0;
+            let bound = LookPacer::BURST as f64 + f64::from(rate) + per_grain + 1.0;
+            for (i, &t) in times.iter().enumerate() {
+                let n = times[i..].iter().take_while(|&&u| u < t + 1_000).count();
+                prop_assert!(n as f64 <= bound, "{n} in the second from {t} at {rate}/s");
+            }
+        }
+    }
 }

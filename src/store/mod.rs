@@ -53,7 +53,7 @@ pub use artifacts::{ArtifactFile, ArtifactRow, NewArtifact};
 pub use attachments::{StaleUpload, UploadClaim};
 pub use budget::ModelUsage;
 pub use chains::{ChainContext, ChainMember, ConversationClaim, Settled};
-pub use deliveries::{DeliveryBatches, DeliveryRow, HandOff, MAX_LOOKS};
+pub use deliveries::{DeliveryBatches, DeliveryRow, HandOff, LookPacer, MAX_LOOKS};
 pub use duplicates::{DuplicateRow, NewDuplicate};
 pub use endpoint_secrets::StoredSecret;
 pub use events::{EventKind, EventRow, events_written};

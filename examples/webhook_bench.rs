@@ -5,6 +5,8 @@
 //! ```text
 //! cargo build --release      # the daemon measured is target/release/respool
 //! cargo run --release --example webhook_bench -- --deliveries 20000 --concurrency 32
+//! # five rounds, each the ceiling then respool, and the medians:
+//! cargo run --release --example webhook_bench -- --rounds 5
 //! # three daemons on a fresh database of a PostgreSQL server, behind a balancer:
 //! cargo run --release --example webhook_bench -- --database postgres://… --daemons 3
 //! ```
@@ -91,6 +93,11 @@ struct Args {
     /// Deliveries sent to each target before the measured ones (not measured).
     #[arg(long, default_value_t = 1_000)]
     warmup: usize,
+    /// Rounds, each the ceiling then respool, fresh processes and a fresh database: with more
+    /// than one, the medians over the rounds are printed at the end (the ceiling alone moves
+    /// by a quarter from run to run on a shared machine).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// The respool binary to measure (default: `respool` beside this benchmark's directory,
     /// i.e. target/release/respool).
     #[arg(long)]
@@ -112,19 +119,12 @@ async fn main() -> Result<()> {
     if let Some(addr) = args.serve_ceiling {
         return serve_ceiling(addr).await;
     }
-    if args.deliveries == 0 || args.concurrency == 0 {
-        bail!("--deliveries and --concurrency must be at least 1");
+    if args.deliveries == 0 || args.concurrency == 0 || args.rounds == 0 {
+        bail!("--deliveries, --concurrency and --rounds must be at least 1");
     }
     let respool = bench_support::respool_binary(args.respool.as_deref())?;
-    let me = std::env::current_exe()?;
-    let dir = tempfile::tempdir()?;
-    let secret = bench_support::new_secret();
-    let signer = Arc::new(standardwebhooks::Webhook::new(&secret)?);
     let http = bench_support::http_client(args.concurrency)?;
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
-    let ledger = Ledger::create(args.cluster.database.as_deref(), dir.path()).await?;
-    let plan = Plan::new(&args.cluster, &respool, dir.path()).await?;
-
     println!("respool webhook ingest bench, {date}");
     println!(
         "machine: {}; load average {}",
@@ -132,12 +132,105 @@ async fn main() -> Result<()> {
         bench_support::load_average()
     );
     println!("respool: {}", respool.display());
-    println!("setup: {}", args.cluster.describe(&ledger));
     println!(
-        "{} deliveries per target after {} warm-up, {} keep-alive connections, one delivery in flight on each",
-        args.deliveries, args.warmup, args.concurrency
+        "{} deliveries per target after {} warm-up, {} keep-alive connections, one delivery in flight on each; {} round{}",
+        args.deliveries,
+        args.warmup,
+        args.concurrency,
+        args.rounds,
+        if args.rounds == 1 { "" } else { "s" }
     );
     println!();
+    let mut rounds = Vec::new();
+    for r in 1..=args.rounds {
+        if args.rounds > 1 {
+            println!("=== round {r} of {} ===", args.rounds);
+        }
+        rounds.push(round(&args, &respool, &http).await?);
+    }
+    if rounds.len() > 1 {
+        print_medians(&rounds);
+    }
+    println!();
+    println!("load average at the end: {}", bench_support::load_average());
+    Ok(())
+}
+
+/// What one round measured: (ceiling, respool).
+struct Figures {
+    rate: (f64, f64),
+    p50_ms: (f64, f64),
+    p99_ms: (f64, f64),
+    cpu_per_1k: (Option<f64>, Option<f64>),
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The medians over the rounds, and each round's share of its own ceiling.
+fn print_medians(rounds: &[Figures]) {
+    let shares: Vec<f64> = rounds.iter().map(|f| f.rate.1 / f.rate.0).collect();
+    let list = |v: &[f64], digits: usize| {
+        v.iter()
+            .map(|x| format!("{x:.digits$}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let of = |pick: &dyn Fn(&Figures) -> f64| rounds.iter().map(pick).collect::<Vec<f64>>();
+    println!();
+    println!(
+        "over {} rounds (medians; each round's figures in order)",
+        rounds.len()
+    );
+    println!(
+        "  share of the ceiling's throughput: {:.2} ({})",
+        median(shares.clone()),
+        list(&shares, 2)
+    );
+    for (label, ceiling, respool) in [
+        ("deliveries/s", of(&|f| f.rate.0), of(&|f| f.rate.1)),
+        ("p50 latency, ms", of(&|f| f.p50_ms.0), of(&|f| f.p50_ms.1)),
+        ("p99 latency, ms", of(&|f| f.p99_ms.0), of(&|f| f.p99_ms.1)),
+    ] {
+        let digits = if label.starts_with('d') { 0 } else { 2 };
+        println!(
+            "  {label}: respool {:.digits$} ({}), ceiling {:.digits$} ({})",
+            median(respool.clone()),
+            list(&respool, digits),
+            median(ceiling.clone()),
+            list(&ceiling, digits)
+        );
+    }
+    let cpu: Vec<f64> = rounds.iter().filter_map(|f| f.cpu_per_1k.1).collect();
+    let ceiling_cpu: Vec<f64> = rounds.iter().filter_map(|f| f.cpu_per_1k.0).collect();
+    if !cpu.is_empty() && !ceiling_cpu.is_empty() {
+        println!(
+            "  CPU per 1,000 deliveries, s: respool {:.3} ({}), ceiling {:.3} ({})",
+            median(cpu.clone()),
+            list(&cpu, 3),
+            median(ceiling_cpu.clone()),
+            list(&ceiling_cpu, 3)
+        );
+    }
+}
+
+/// One round: the ceiling, then respool on a fresh database; prints both and their ratios.
+async fn round(args: &Args, respool: &std::path::Path, http: &reqwest::Client) -> Result<Figures> {
+    let me = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    let secret = bench_support::new_secret();
+    let signer = Arc::new(standardwebhooks::Webhook::new(&secret)?);
+    let ledger = Ledger::create(args.cluster.database.as_deref(), dir.path()).await?;
+    let plan = Plan::new(&args.cluster, respool, dir.path()).await?;
+    println!("setup: {}", args.cluster.describe(&ledger));
+    println!();
+    let http = http.clone();
 
     // The ceiling: this program again, as a verify-and-200 server.
     let port = bench_support::free_port()?;
@@ -166,7 +259,7 @@ async fn main() -> Result<()> {
         (format!("http://{listen}"), None)
     };
     let url = format!("{base}{PATH}");
-    let ceiling_run = measure(&http, &url, &signer, &args, std::slice::from_ref(&ceiling)).await?;
+    let ceiling_run = measure(&http, &url, &signer, args, std::slice::from_ref(&ceiling)).await?;
     ceiling.stop(Duration::from_secs(5)).await;
     drop(ceiling_front);
     ceiling_run.print(if args.cluster.daemons > 1 || args.cluster.balancer {
@@ -183,7 +276,7 @@ async fn main() -> Result<()> {
     );
     let mut cluster = plan.start(&http, &ledger, &sim.base_url(), &config).await?;
     let url = format!("{}{PATH}", cluster.base);
-    let respool_run = measure(&http, &url, &signer, &args, &cluster.daemons).await?;
+    let respool_run = measure(&http, &url, &signer, args, &cluster.daemons).await?;
     // What the daemons answered 200 must be in their ledger now (a 200 promises it is stored).
     let stored = count_deliveries(&ledger).await;
     let accepted = respool_run.warmup_ok + respool_run.ok;
@@ -241,10 +334,14 @@ async fn main() -> Result<()> {
         );
     }
 
-    println!();
-    println!("load average at the end: {}", bench_support::load_average());
     cluster::finish(dir, &ledger, args.keep).await;
-    Ok(())
+    let ms = |run: &Run, q: f64| run.hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Figures {
+        rate: (ceiling_run.rate(), respool_run.rate()),
+        p50_ms: (ms(&ceiling_run, 0.5), ms(&respool_run, 0.5)),
+        p99_ms: (ms(&ceiling_run, 0.99), ms(&respool_run, 0.99)),
+        cpu_per_1k: (ceiling_run.cpu_per_1k(), respool_run.cpu_per_1k()),
+    })
 }
 
 /// What one target did with the measured deliveries.

@@ -21,6 +21,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 const SUBMISSIONS: &str = "respool_submissions_total";
 const WEBHOOK_DELIVERIES: &str = "respool_webhook_deliveries_total";
 const WEBHOOK_BATCH: &str = "respool_webhook_batch_size";
+const WEBHOOK_LOOKUPS: &str = "respool_webhook_lookups_total";
 const POLLS: &str = "respool_polls_total";
 const UPSTREAM_DURATION: &str = "respool_upstream_request_duration_seconds";
 const UPSTREAM_ERRORS: &str = "respool_upstream_errors_total";
@@ -81,6 +82,11 @@ fn describe_events() {
         "Webhook deliveries recorded per transaction (group commit: one fsync per batch)."
     );
     describe_counter!(
+        WEBHOOK_LOOKUPS,
+        "Look-ups of responses that deliveries name and no job knows, by outcome: started (a GET \
+         now), booked (a later time, over webhook.lookups_per_second), given_up (after 12)."
+    );
+    describe_counter!(
         POLLS,
         "Polls of upstream responses by result: changed, unchanged, not_found, error."
     );
@@ -134,6 +140,19 @@ pub fn submission(outcome: &'static str) {
 /// A batch of webhook deliveries recorded in one transaction, by its size.
 pub fn webhook_batch(size: usize) {
     histogram!(WEBHOOK_BATCH).record(size as f64);
+}
+
+/// Look-ups of unknown responses a hand-off started, booked later, and gave up.
+pub fn webhook_lookups(started: usize, booked: usize, given_up: usize) {
+    for (outcome, n) in [
+        ("started", started),
+        ("booked", booked),
+        ("given_up", given_up),
+    ] {
+        if n > 0 {
+            counter!(WEBHOOK_LOOKUPS, "outcome" => outcome).increment(n as u64);
+        }
+    }
 }
 
 /// A webhook delivery: `accepted`, `duplicate` or `rejected` (with a reason such as

@@ -213,6 +213,9 @@ pub struct PollingConfig {
     pub safety_net_per_second: u32,
 }
 
+/// The largest `webhook.lookups_per_second` accepted (the pacer counts in microseconds).
+pub const MAX_LOOKUPS_PER_SECOND: u32 = 10_000;
+
 /// The largest concurrency limit accepted (`limits.max_concurrent_*`, `notify.max_concurrent`,
 /// a sink's `max_concurrent`).
 pub const MAX_CONCURRENCY: usize = 10_000;
@@ -597,11 +600,10 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
-        if !(1..=crate::store::LookPacer::MAX_PER_SECOND).contains(&self.webhook.lookups_per_second)
-        {
+        if !(1..=MAX_LOOKUPS_PER_SECOND).contains(&self.webhook.lookups_per_second) {
             err(
                 &["webhook", "lookups_per_second"],
-                format!("must be 1 to {}", crate::store::LookPacer::MAX_PER_SECOND),
+                format!("must be 1 to {}", MAX_LOOKUPS_PER_SECOND),
             );
         }
         if self.polling.min_interval.is_zero() {

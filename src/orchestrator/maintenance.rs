@@ -215,6 +215,11 @@ impl Orchestrator {
                 return Err(e);
             }
         };
+        crate::telemetry::webhook_lookups(
+            handed.look_up.len(),
+            handed.booked,
+            handed.given_up.len(),
+        );
         for (d, response_id) in handed.given_up {
             tracing::info!(webhook_id = %d.webhook_id, response_id = %response_id, looks = d.looks, "webhook names a response of no job; ignoring it");
         }

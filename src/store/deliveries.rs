@@ -67,7 +67,7 @@ impl LookPacer {
     /// ledger worker a few times a second rather than at every look-up.
     pub const GRAIN_MS: i64 = 250;
     /// The largest pace: the pacer counts in microseconds.
-    pub const MAX_PER_SECOND: u32 = 10_000;
+    pub const MAX_PER_SECOND: u32 = crate::config::MAX_LOOKUPS_PER_SECOND;
     /// A look-up due again (its last one found nothing) waits while the look-ups booked ahead
     /// would keep it longer than this: first looks, such as an uncertain create's, go first.
     pub const REPEAT_YIELDS_AFTER_MS: i64 = 1_000;
@@ -128,6 +128,8 @@ pub struct HandOff {
     pub look_up: Vec<(DeliveryRow, ResponseId)>,
     /// Deliveries given up after [`MAX_LOOKS`] look-ups: marked handled with no job.
     pub given_up: Vec<(DeliveryRow, ResponseId)>,
+    /// Deliveries booked a later time for their look-up (over the pace).
+    pub booked: usize,
 }
 
 /// Rows per `INSERT` statement (7 bound values each, under SQLite's 32,766).
@@ -487,6 +489,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        out.booked = booked.len();
         for ((d, response_id), later) in deliveries.into_iter().zip(later) {
             let Some(response_id) = response_id else {
                 continue;

@@ -655,5 +655,11 @@ async fn unknown_deliveries_do_not_hold_back_a_known_one() {
         1_200,
         "none given up"
     );
+    // The metrics show the pace at work (counters of this test process: at least ours).
+    let lookups =
+        |outcome| app.labelled_metric("respool_webhook_lookups_total", "outcome", outcome);
+    let (booked, started) = (lookups("booked").await, lookups("started").await);
+    assert!(booked.is_some_and(|n| n >= 600.0), "{booked:?}");
+    assert!(started.is_some_and(|n| n >= 1.0), "{started:?}");
     app.stop().await;
 }

@@ -146,6 +146,25 @@ impl Orchestrator {
         handles: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
+        // Look-ups go at the configured pace: the pacer books later times for those over it.
+        // Set before the page is read, so that the page does not hold bookings let go.
+        let per_second = self.config().webhook.lookups_per_second;
+        let mut pacer = self.inner.look_pacer.lock().await;
+        if pacer.as_ref().map(LookPacer::per_second) != Some(per_second) {
+            // On the first pass, the times booked before a restart that are due go back to be
+            // booked at the pace (not looked up at once), and the new pacer books after the
+            // others. A new pace (a reload) lets go of every time booked at the old one.
+            let unbooked = store.unbook_looks(self.now(), pacer.is_some()).await?;
+            if unbooked > 0 {
+                tracing::info!(
+                    unbooked,
+                    per_second,
+                    "webhook look-ups booked again at the pace"
+                );
+            }
+            let after = store.latest_booked_look().await?.unwrap_or(0);
+            *pacer = Some(LookPacer::new(per_second, after));
+        }
         // Those whose look-up still waits for its turn are left alone (not counted again).
         let busy: Vec<String> = self
             .inner
@@ -187,24 +206,6 @@ impl Orchestrator {
                 (d, id)
             })
             .collect();
-        // Look-ups go at the configured pace: the pacer books later times for those over it.
-        let per_second = self.config().webhook.lookups_per_second;
-        let mut pacer = self.inner.look_pacer.lock().await;
-        if pacer.as_ref().map(LookPacer::per_second) != Some(per_second) {
-            // On the first pass, the times booked before a restart that are due go back to be
-            // booked at the pace (not looked up at once), and the new pacer books after the
-            // others. A new pace (a reload) lets go of every time booked at the old one.
-            let unbooked = store.unbook_looks(self.now(), pacer.is_some()).await?;
-            if unbooked > 0 {
-                tracing::info!(
-                    unbooked,
-                    per_second,
-                    "webhook look-ups booked again at the pace"
-                );
-            }
-            let after = store.latest_booked_look().await?.unwrap_or(0);
-            *pacer = Some(LookPacer::new(per_second, after));
-        }
         let pacer = pacer.get_or_insert_with(|| LookPacer::new(per_second, 0));
         let before = pacer.clone();
         let handed = match store.hand_off_deliveries(named, self.now(), pacer).await {

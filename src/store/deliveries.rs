@@ -689,6 +689,16 @@ mod tests {
             .collect()
     }
 
+    /// `SELECT COUNT(*) FROM webhook_deliveries WHERE {filter}`, with `at` bound to its `?`.
+    async fn count(store: &Store, filter: &str, at: i64) -> i64 {
+        let text = format!("SELECT COUNT(*) FROM webhook_deliveries WHERE {filter}");
+        sql::query_scalar(sqlx::AssertSqlSafe(text))
+            .bind(at)
+            .fetch_one(&store.pool_for_tests())
+            .await
+            .unwrap()
+    }
+
     async fn row(store: &Store, webhook_id: &str) -> (i64, i64, i64) {
         sql::query_as(
             "SELECT looks, look_booked, next_look_at FROM webhook_deliveries WHERE webhook_id = ?",
@@ -797,13 +807,7 @@ mod tests {
             latest <= next + 1_000 + LookPacer::GRAIN_MS,
             "at 4/s: {latest}"
         );
-        let left: i64 = sql::query_scalar(
-            "SELECT COUNT(*) FROM webhook_deliveries WHERE looks = 1 AND next_look_at > ?",
-        )
-        .bind(next)
-        .fetch_one(&store.pool_for_tests())
-        .await
-        .unwrap();
+        let left = count(&store, "looks = 1 AND next_look_at > ?", next).await;
         assert_eq!(left, 39, "the 7 and the 32 looked up once, due again later");
     }
 
@@ -827,13 +831,7 @@ mod tests {
 
         // Down for 3 s: the 6 booked up to then are let go, and booked again at the pace.
         let later = now + 3_000;
-        let due: i64 = sql::query_scalar(
-            "SELECT COUNT(*) FROM webhook_deliveries WHERE look_booked = 1 AND next_look_at <= ?",
-        )
-        .bind(later)
-        .fetch_one(&store.pool_for_tests())
-        .await
-        .unwrap();
+        let due = count(&store, "look_booked = 1 AND next_look_at <= ?", later).await;
         assert!(due >= 5, "{due}");
         assert_eq!(store.unbook_looks(later, false).await.unwrap(), due as u64);
         let latest = store.latest_booked_look().await.unwrap().unwrap();
@@ -853,13 +851,12 @@ mod tests {
 
         // A new pace: every booking goes, all due now.
         assert_eq!(store.unbook_looks(later, true).await.unwrap(), 12);
-        let booked: i64 = sql::query_scalar(
-            "SELECT COUNT(*) FROM webhook_deliveries WHERE look_booked = 1 OR (looks = 0 AND next_look_at > ?)",
+        let booked = count(
+            &store,
+            "look_booked = 1 OR (looks = 0 AND next_look_at > ?)",
+            later,
         )
-        .bind(later)
-        .fetch_one(&store.pool_for_tests())
-        .await
-        .unwrap();
+        .await;
         assert_eq!(booked, 0);
         let mut faster = LookPacer::new(100, 0);
         let looked = pass(&store, later, &mut faster).await;

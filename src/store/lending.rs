@@ -786,22 +786,21 @@ mod tests {
         let lent = store.reads.lend().await.unwrap();
         drop(lent);
         assert_eq!(kept(&store), 0);
-        // A statement abandoned at its first wait (polled once, then dropped): not kept. (On a
-        // busy machine its answer may be there at the first poll: then it is tried again, on
-        // the connection it kept.)
-        // Each try starts on a fresh cooperative budget (a yield): one spent by the tries
-        // before would leave the next pending at the pool's semaphore, before it took the
-        // connection kept by a try that was answered at once.
-        let mut abandoned = false;
-        for _ in 0..1000 {
-            tokio::task::yield_now().await;
-            let f = sql::query_scalar::<i64>("SELECT COUNT(*) FROM jobs").fetch_one(&store.reads);
-            if futures::FutureExt::now_or_never(f).is_none() {
-                abandoned = true;
-                break;
-            }
-        }
-        assert!(abandoned, "a statement waits for its connection's thread");
+        // A statement abandoned at its first wait (polled once, then dropped): not kept. The
+        // statement counts to a million on the connection's thread, so no machine answers it
+        // between the send and the first poll, however busy (a quick one could be answered at
+        // once on a loaded machine, and then nothing was abandoned). A fresh cooperative
+        // budget (the yield) lets the first poll reach the connection's thread.
+        tokio::task::yield_now().await;
+        let slow = sql::query_scalar::<i64>(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) \
+             SELECT COUNT(*) FROM c",
+        )
+        .fetch_one(&store.reads);
+        assert!(
+            futures::FutureExt::now_or_never(slow).is_none(),
+            "a statement waits for its connection's thread"
+        );
         assert_eq!(kept(&store), 0);
         // Reads still work after both, and see what the write pool committed meanwhile.
         store

@@ -481,4 +481,158 @@ mod tests {
         );
         store.close().await;
     }
+
+    /// A delivery of `event_type` naming `object_id`, its body varied like [`body`]'s.
+    fn event(webhook_id: &str, event_type: &str, object_id: &str, i: usize) -> Verified {
+        let mut body: serde_json::Value = serde_json::from_str(&body(i)).unwrap();
+        body["type"] = event_type.into();
+        body["data"]["id"] = object_id.into();
+        verified(webhook_id, &body.to_string())
+    }
+
+    /// `(look_booked, next_look_at)` of each webhook id, in order.
+    async fn bookings(store: &Store, ids: &[String]) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(
+                sqlx::query_as(
+                    "SELECT look_booked, next_look_at FROM webhook_deliveries WHERE webhook_id = ?",
+                )
+                .bind(id)
+                .fetch_one(&store.pool_for_tests())
+                .await
+                .unwrap(),
+            );
+        }
+        out
+    }
+
+    /// With a pace set, the receiver books the look-up of each delivery naming a response no
+    /// job knows as it records it, by both ways of recording (one batch, and batches in one
+    /// turn): a burst due now, the others later at the pace, one after the other across
+    /// batches; a duplicate takes no time, and deliveries for a job's response or for no
+    /// response are not booked. The hand-off then looks up those due, hands the job its
+    /// delivery and writes nothing for those booked later. Without a pace nothing is booked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_receiver_books_look_ups_of_responses_no_job_knows_at_the_pace() {
+        use crate::store::{LookPacer, named_response};
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let job = crate::job::JobId::generate();
+        sqlx::query(
+            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
+             created_at, updated_at, response_id) \
+             VALUES (?, 'n', 'gpt-5', 'in_progress', '{}', 'h', 'done', 1, 1, 'resp_ours')",
+        )
+        .bind(job.as_str())
+        .execute(&store.pool_for_tests())
+        .await
+        .unwrap();
+        // Not set yet: recorded unbooked, due when received.
+        let now: i64 = 1_700_000_000_000;
+        let early = event("wh_early", "response.completed", "resp_early", 0);
+        store.record_deliveries(&[(&early, now)]).await.unwrap();
+        assert_eq!(
+            bookings(&store, &["wh_early".into()]).await,
+            [(0, now)],
+            "no pace, no booking"
+        );
+
+        store.look_pace().set(Some(LookPacer::new(4, 0)));
+        let mut ds: Vec<Verified> = (0..20)
+            .map(|i| {
+                event(
+                    &format!("wh_u{i}"),
+                    "response.completed",
+                    &format!("resp_u{i:03}"),
+                    i,
+                )
+            })
+            .collect();
+        ds.insert(5, event("wh_ours", "response.completed", "resp_ours", 1));
+        ds.insert(9, event("wh_u3", "response.completed", "resp_u003", 2));
+        ds.insert(12, event("wh_batch", "batch.completed", "batch_abc", 3));
+        ds.insert(
+            14,
+            event("wh_bad", "response.failed", "not a response id", 4),
+        );
+        let rows: Vec<(&Verified, i64)> = ds.iter().map(|d| (d, now)).collect();
+        let new = store.record_deliveries(&rows).await.unwrap();
+        assert_eq!(new.iter().filter(|n| !**n).count(), 1, "{new:?}");
+        let unknown: Vec<String> = (0..20).map(|i| format!("wh_u{i}")).collect();
+        let booked = bookings(&store, &unknown).await;
+        assert!(booked.iter().all(|(b, _)| *b == 1), "{booked:?}");
+        let times: Vec<i64> = booked.iter().map(|(_, t)| *t).collect();
+        let burst = LookPacer::BURST as usize;
+        assert!(times[..burst].iter().all(|&t| t == now), "{times:?}");
+        assert!(
+            times[burst..]
+                .iter()
+                .all(|&t| t > now && t % LookPacer::GRAIN_MS == 0),
+            "{times:?}"
+        );
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        // After the burst, at most 4 a second.
+        for (i, &t) in times.iter().enumerate().skip(burst) {
+            let in_a_second = times[i..].iter().take_while(|&&u| u < t + 1_000).count();
+            assert!(in_a_second <= 4, "{times:?}");
+        }
+        let others: Vec<String> = ["wh_ours", "wh_batch", "wh_bad"].map(String::from).into();
+        assert_eq!(bookings(&store, &others).await, [(0, now); 3]);
+
+        // The other way of recording books after them: the pace runs across batches.
+        let recorder = Recorder::start(store.clone());
+        for i in 20..24 {
+            let d = event(
+                &format!("wh_u{i}"),
+                "response.completed",
+                &format!("resp_u{i:03}"),
+                i,
+            );
+            assert!(recorder.record(d, now + 10).await.unwrap());
+        }
+        let later: Vec<String> = (20..24).map(|i| format!("wh_u{i}")).collect();
+        let last = *times.last().unwrap();
+        let booked_later = bookings(&store, &later).await;
+        assert!(
+            booked_later.iter().all(|&(b, t)| b == 1 && t > last),
+            "{booked_later:?} after {last}"
+        );
+
+        // The hand-off: the burst looked up, the job handed its delivery, the others named
+        // none; the 16 booked later are left as they are.
+        let due = store.unhandled_deliveries(now, 128, &[]).await.unwrap();
+        let named = due
+            .into_iter()
+            .map(|d| {
+                let id = named_response(&d.event_type, d.object_id.as_deref());
+                (d, id)
+            })
+            .collect();
+        let handed = store.hand_off_deliveries(named, now).await.unwrap();
+        // The one recorded before the pace was set is booked now, by the hand-off, after the
+        // burst the receiver took.
+        assert_eq!(handed.booked, 1);
+        assert_eq!(bookings(&store, &["wh_early".into()]).await[0].0, 1);
+        let mut looked: Vec<String> = handed
+            .look_up
+            .into_iter()
+            .map(|(d, _)| d.webhook_id)
+            .collect();
+        looked.sort();
+        let mut expected: Vec<String> = unknown[..burst].to_vec();
+        expected.sort();
+        assert_eq!(looked, expected);
+        let ours: Option<String> = sqlx::query_scalar(
+            "SELECT job_id FROM webhook_deliveries WHERE webhook_id = 'wh_ours'",
+        )
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert_eq!(ours.as_deref(), Some(job.as_str()));
+        assert_eq!(bookings(&store, &unknown[burst..]).await, booked[burst..]);
+        assert_eq!(bookings(&store, &later).await, booked_later);
+        drop(recorder);
+        store.close().await;
+    }
 }

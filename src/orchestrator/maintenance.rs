@@ -6,9 +6,9 @@ use tokio::task::JoinHandle;
 
 use super::Orchestrator;
 use crate::config::UncertainCreatePolicy;
-use crate::job::{JobError, JobId, JobStatus, ResponseId};
+use crate::job::{JobError, JobId, JobStatus};
 use crate::notify::routes_for;
-use crate::store::{DeliveryRow, LookPacer, StoreError};
+use crate::store::{DeliveryRow, StoreError, named_response};
 use crate::telemetry::chain;
 use crate::upstream::tagged_job_id;
 
@@ -146,24 +146,19 @@ impl Orchestrator {
         handles: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.store;
+        // One pass at a time (the receiver records meanwhile).
+        let _turn = self.inner.hand_offs.lock().await;
         // Look-ups go at the configured pace: the pacer books later times for those over it.
         // Set before the page is read, so that the page does not hold bookings let go.
         let per_second = self.config().webhook.lookups_per_second;
-        let mut pacer = self.inner.look_pacer.lock().await;
-        if pacer.as_ref().map(LookPacer::per_second) != Some(per_second) {
-            // On the first pass, the times booked before a restart that are due go back to be
-            // booked at the pace (not looked up at once), and the new pacer books after the
-            // others. A new pace (a reload) lets go of every time booked at the old one.
-            let unbooked = store.unbook_looks(self.now(), pacer.is_some()).await?;
-            if unbooked > 0 {
-                tracing::info!(
-                    unbooked,
-                    per_second,
-                    "webhook look-ups booked again at the pace"
-                );
-            }
-            let after = store.latest_booked_look().await?.unwrap_or(0);
-            *pacer = Some(LookPacer::new(per_second, after));
+        if let Some(unbooked) = store.pace_looks(per_second, self.now()).await?
+            && unbooked > 0
+        {
+            tracing::info!(
+                unbooked,
+                per_second,
+                "webhook look-ups booked again at the pace"
+            );
         }
         // Those whose look-up still waits for its turn are left alone (not counted again).
         let busy: Vec<String> = self
@@ -198,24 +193,11 @@ impl Orchestrator {
         let named = deliveries
             .into_iter()
             .map(|d| {
-                let id = d
-                    .object_id
-                    .as_deref()
-                    .filter(|_| d.event_type.starts_with("response."))
-                    .and_then(|id| ResponseId::parse(id).ok());
+                let id = named_response(&d.event_type, d.object_id.as_deref());
                 (d, id)
             })
             .collect();
-        let pacer = pacer.get_or_insert_with(|| LookPacer::new(per_second, 0));
-        let before = pacer.clone();
-        let handed = match store.hand_off_deliveries(named, self.now(), pacer).await {
-            Ok(handed) => handed,
-            Err(e) => {
-                // Most likely nothing was booked (at worst, times are given twice).
-                *pacer = before;
-                return Err(e);
-            }
-        };
+        let handed = store.hand_off_deliveries(named, self.now()).await?;
         crate::telemetry::webhook_lookups(
             handed.look_up.len(),
             handed.booked,

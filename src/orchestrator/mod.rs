@@ -155,9 +155,8 @@ struct Inner {
     adopt_permits: Arc<Semaphore>,
     /// Deliveries whose look-up is queued or running (webhook ids).
     looking_up: Mutex<std::collections::HashSet<String>>,
-    /// The pace of those look-ups (see [`crate::store::LookPacer`]); read from the database's
-    /// bookings on the first hand-off.
-    look_pacer: tokio::sync::Mutex<Option<crate::store::LookPacer>>,
+    /// Taken by a hand-off pass (see `maintenance::hand_off_deliveries`): one at a time.
+    hand_offs: tokio::sync::Mutex<()>,
     health: WebhookHealth,
     /// Jobs in flight as the submit worker last counted them: spreads polls (see
     /// [`poll_interval::spread`]).
@@ -244,7 +243,7 @@ impl Orchestrator {
             poll_permits: Arc::new(Semaphore::new(now.limits.max_concurrent_polls)),
             adopt_permits: Arc::new(Semaphore::new(ADOPT_LOOKUPS)),
             looking_up: Mutex::default(),
-            look_pacer: tokio::sync::Mutex::new(None),
+            hand_offs: tokio::sync::Mutex::new(()),
             health: WebhookHealth::new(!now.webhook.secrets.is_empty()),
             in_flight: std::sync::atomic::AtomicI64::new(0),
             stored_webhook_secrets: AtomicBool::new(false),

@@ -4,7 +4,8 @@
 
 use super::Backend;
 use crate::store::sql;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 use sqlx::{Any, FromRow, QueryBuilder};
@@ -120,6 +121,120 @@ impl LookPacer {
     }
 }
 
+/// The [`LookPacer`] a store's receiver and hand-off share. The receiver books the look-up of
+/// each delivery it records that names a response no job knows, in the batch that records it
+/// (a row booked a time: `look_booked`), so the hand-off writes nothing for a flood of them
+/// until their times come: its write transactions were what a receiver's batch waited behind.
+/// None until the ledger worker sets one ([`Store::pace_looks`]): deliveries are then recorded
+/// unbooked, and the hand-off looks them up at once.
+#[derive(Debug, Clone, Default)]
+pub struct LookPace(Arc<Mutex<Option<LookPacer>>>);
+
+impl LookPace {
+    fn lock(&self) -> MutexGuard<'_, Option<LookPacer>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the pacer (None: none).
+    pub fn set(&self, pacer: Option<LookPacer>) {
+        *self.lock() = pacer;
+    }
+
+    /// The pace kept, if a pacer is set.
+    pub fn per_second(&self) -> Option<u32> {
+        self.lock().as_ref().map(LookPacer::per_second)
+    }
+
+    /// Books one look-up at `now_ms` ([`LookPacer::book`]): `now_ms` with no pacer.
+    fn book(&self, now_ms: i64) -> i64 {
+        self.lock().as_mut().map_or(now_ms, |p| p.book(now_ms))
+    }
+
+    /// The time a look-up booked at `now_ms` would get ([`LookPacer::free_at`]).
+    fn free_at(&self, now_ms: i64) -> i64 {
+        self.lock().as_ref().map_or(now_ms, |p| p.free_at(now_ms))
+    }
+
+    /// The look-ups `batch` needs, if a pacer is set: the response id each delivery names
+    /// (None for one that names none). None when no pacer is set or no delivery names a
+    /// response: nothing to book.
+    fn wanted(&self, batch: &[(&Verified, i64)]) -> Option<Vec<Option<ResponseId>>> {
+        self.per_second()?;
+        let named: Vec<Option<ResponseId>> = batch
+            .iter()
+            .map(|(d, _)| named_response(d.event_type(), d.object_id()))
+            .collect();
+        named.iter().any(Option::is_some).then_some(named)
+    }
+
+    /// The time booked for the look-up of each delivery of `batch` whose response (in
+    /// `named`, from [`Self::wanted`]) is not one of `known`: None for the others, and for a
+    /// webhook id met earlier in the batch (recorded once). Booked under one lock, so the
+    /// batch's times are consecutive.
+    fn book_batch(
+        &self,
+        batch: &[(&Verified, i64)],
+        named: &[Option<ResponseId>],
+        known: &HashSet<String>,
+    ) -> Vec<Option<i64>> {
+        let mut pacer = self.lock();
+        let Some(pacer) = pacer.as_mut() else {
+            return vec![None; batch.len()];
+        };
+        let mut seen = HashSet::new();
+        batch
+            .iter()
+            .zip(named)
+            .map(|((d, received_at), named)| {
+                let unknown = named.as_ref()?;
+                let first = seen.insert(d.webhook_id());
+                (first && !known.contains(unknown.as_str())).then(|| pacer.book(*received_at))
+            })
+            .collect()
+    }
+}
+
+/// The response a delivery names: a `response.*` event's object id, if it can be one
+/// (anything else needs no hand-off).
+pub fn named_response(event_type: &str, object_id: Option<&str>) -> Option<ResponseId> {
+    object_id
+        .filter(|_| event_type.starts_with("response."))
+        .and_then(|id| ResponseId::parse(id).ok())
+}
+
+/// The jobs that know the responses in `?1` (a JSON array of ids): each one's response id,
+/// job id, and 1 if it is the job's current response (0: an earlier turn's).
+fn known_responses(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            "SELECT response_id, id, 1 FROM jobs \
+             WHERE response_id IN (SELECT value FROM json_each(?1)) \
+             UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
+             WHERE response_id IN (SELECT value FROM json_each(?1))"
+        }
+        Backend::Postgres => {
+            "SELECT response_id, id, 1 FROM jobs \
+             WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb))) \
+             UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
+             WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb)))"
+        }
+    }
+}
+
+/// The query that reads which of the responses `named` jobs know ([`known_responses`]).
+fn known_among(backend: Backend, named: &[Option<ResponseId>]) -> Result<sql::Query, sqlx::Error> {
+    let ids: Vec<&str> = named.iter().flatten().map(ResponseId::as_str).collect();
+    let ids = serde_json::to_string(&ids).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    Ok(sql::query(known_responses(backend)).bind(ids))
+}
+
+/// The response ids in the rows of [`known_among`].
+fn known_ids(rows: &[sqlx::any::AnyRow]) -> Result<HashSet<String>, sqlx::Error> {
+    rows.iter()
+        .map(|row| sqlx::Row::try_get::<String, _>(row, 0))
+        .collect()
+}
+
 /// What [`Store::hand_off_deliveries`] leaves to the caller.
 #[derive(Debug, Default)]
 pub struct HandOff {
@@ -132,7 +247,7 @@ pub struct HandOff {
     pub booked: usize,
 }
 
-/// Rows per `INSERT` statement (7 bound values each, under SQLite's 32,766).
+/// Rows per `INSERT` statement (8 bound values each, under SQLite's 32,766).
 const MAX_ROWS_PER_INSERT: usize = 4_000;
 
 /// Batches of verified deliveries (each with the time it was received) that the receiver
@@ -145,21 +260,27 @@ pub trait DeliveryBatches: Send + 'static {
     fn recorded(&mut self, new: Vec<bool>);
 }
 
-/// The statements that insert `batch`, returning the webhook ids that were new. SQLite takes
-/// at most 32,766 bound values in a statement: 7 per row.
-fn insert_deliveries<'a>(batch: impl Iterator<Item = (&'a Verified, i64)>) -> Vec<sql::Query> {
-    let batch: Vec<(&Verified, i64)> = batch.collect();
-    batch
-        .chunks(MAX_ROWS_PER_INSERT)
+/// The statements that insert `batch`, returning the webhook ids that were new: each due
+/// when received, or at the time `booked` for its look-up (none: all due when received).
+/// SQLite takes at most 32,766 bound values in a statement: 8 per row.
+fn insert_deliveries(batch: &[(&Verified, i64)], booked: &[Option<i64>]) -> Vec<sql::Query> {
+    let rows: Vec<(&Verified, i64, Option<i64>)> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, (d, at))| (*d, *at, booked.get(i).copied().flatten()))
+        .collect();
+    rows.chunks(MAX_ROWS_PER_INSERT)
         .map(|chunk| {
             let mut q = QueryBuilder::<Any>::new(
                 "INSERT INTO webhook_deliveries \
-                 (webhook_id, received_at, next_look_at, event_id, event_type, object_id, body) ",
+                 (webhook_id, received_at, next_look_at, look_booked, event_id, event_type, \
+                 object_id, body) ",
             );
-            q.push_values(chunk, |mut row, (d, received_at)| {
+            q.push_values(chunk, |mut row, (d, received_at, booked)| {
                 row.push_bind(d.webhook_id())
                     .push_bind(*received_at)
-                    .push_bind(*received_at)
+                    .push_bind(booked.unwrap_or(*received_at))
+                    .push_bind(i64::from(booked.is_some()))
                     .push_bind(d.event_id())
                     .push_bind(d.event_type())
                     .push_bind(d.object_id())
@@ -169,6 +290,18 @@ fn insert_deliveries<'a>(batch: impl Iterator<Item = (&'a Verified, i64)>) -> Ve
             sql::built(&mut q)
         })
         .collect()
+}
+
+/// Counts, on `/metrics`, the new deliveries of a batch whose look-up was booked a later time
+/// than now (those booked now are counted as started when the hand-off starts them).
+fn count_booked(batch: &[(&Verified, i64)], booked: &[Option<i64>], new: &[bool]) {
+    let later = batch
+        .iter()
+        .zip(booked)
+        .zip(new)
+        .filter(|(((_, at), booked), new)| **new && booked.is_some_and(|b| b > *at))
+        .count();
+    crate::telemetry::webhook_lookups(0, later, 0);
 }
 
 /// Whether each delivery of a batch is new, from the webhook ids its inserts returned: one
@@ -187,8 +320,9 @@ fn new_deliveries<'a>(
 impl Store {
     /// Records verified deliveries (each with the time it was received) in one transaction:
     /// one commit, so one fsync, for the whole batch (group commit, see `inbound::recorder`).
-    /// Returns, for each delivery in order, whether it is new: false if its `webhook-id` was
-    /// recorded before, or earlier in the same batch.
+    /// The look-up of each that names a response no job knows is booked at the pace (see
+    /// [`LookPace`]). Returns, for each delivery in order, whether it is new: false if its
+    /// `webhook-id` was recorded before, or earlier in the same batch.
     pub async fn record_deliveries(
         &self,
         batch: &[(&Verified, i64)],
@@ -196,12 +330,24 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let statements = insert_deliveries(batch.iter().copied());
         // The senders wait for their `200`. The inserts and the commit run together, off the
         // runtime's threads on SQLite (the requests of the next batch go on meanwhile).
-        let tx = self.begin_write_as(Writer::Foreground).await?;
-        let rows = tx.fetch_all_then_commit(statements).await?;
-        Ok(new_deliveries(batch.iter().map(|(d, _)| *d), &rows)?)
+        let mut tx = self.begin_write_as(Writer::Foreground).await?;
+        let booked = match self.look_pace.wanted(batch) {
+            Some(named) => {
+                let rows = known_among(self.backend(), &named)?
+                    .fetch_all(&mut *tx)
+                    .await?;
+                self.look_pace.book_batch(batch, &named, &known_ids(&rows)?)
+            }
+            None => Vec::new(),
+        };
+        let rows = tx
+            .fetch_all_then_commit(insert_deliveries(batch, &booked))
+            .await?;
+        let new = new_deliveries(batch.iter().map(|(d, _)| *d), &rows)?;
+        count_booked(batch, &booked, &new);
+        Ok(new)
     }
 
     /// Records `batches` one after another, each in a transaction of its own (one commit, one
@@ -237,16 +383,20 @@ impl Store {
             batches: B,
             first: bool,
             failed: Option<sqlx::Error>,
+            /// The times booked for the look-ups of the batch under way (see [`LookPace`]).
+            booked: Vec<Option<i64>>,
         }
         let run = Run {
             batches,
             first: true,
             failed: None,
+            booked: Vec::new(),
         };
+        let (pace, backend) = (self.look_pace.clone(), self.backend());
         let (run, panicked) = conn
             .each_then_commit(
                 run,
-                move |run: &mut Run<B>| {
+                move |run: &mut Run<B>, peek| {
                     let others_wait = turns.as_ref().is_some_and(|t| t.others_wait());
                     // A batch that failed, even after its commit, ends the run with its error.
                     if run.failed.is_some()
@@ -256,11 +406,27 @@ impl Store {
                         return None;
                     }
                     run.first = false;
-                    let statements =
-                        insert_deliveries(run.batches.batch().iter().map(|(d, at)| (d, *at)))
+                    let batch: Vec<(&Verified, i64)> =
+                        run.batches.batch().iter().map(|(d, at)| (d, *at)).collect();
+                    // Which of the responses named are jobs' is read just before the batch's
+                    // transaction: a job that records one in between finds its delivery
+                    // booked, and handed to it when the time booked comes (now, unless a
+                    // flood is paced).
+                    let booked = match pace.wanted(&batch) {
+                        Some(named) => known_among(backend, &named)
+                            .and_then(|q| peek.fetch_all(q))
+                            .and_then(|rows| known_ids(&rows))
+                            .map(|known| pace.book_batch(&batch, &named, &known)),
+                        None => Ok(Vec::new()),
+                    };
+                    let statements = booked.and_then(|booked| {
+                        let statements = insert_deliveries(&batch, &booked)
                             .into_iter()
                             .map(sql::Query::into_direct)
                             .collect::<Result<Vec<_>, _>>();
+                        run.booked = booked;
+                        statements
+                    });
                     match statements {
                         Ok(statements) => Some(statements),
                         Err(e) => {
@@ -270,11 +436,15 @@ impl Store {
                     }
                 },
                 |run: &mut Run<B>, rows| {
-                    let new = rows.and_then(|rows| {
-                        new_deliveries(run.batches.batch().iter().map(|(d, _)| d), &rows)
-                    });
+                    let batch: Vec<(&Verified, i64)> =
+                        run.batches.batch().iter().map(|(d, at)| (d, *at)).collect();
+                    let new =
+                        rows.and_then(|rows| new_deliveries(batch.iter().map(|(d, _)| *d), &rows));
                     match new {
-                        Ok(new) => run.batches.recorded(new),
+                        Ok(new) => {
+                            count_booked(&batch, &run.booked, &new);
+                            run.batches.recorded(new);
+                        }
                         Err(e) => run.failed = Some(e),
                     }
                 },
@@ -295,8 +465,8 @@ impl Store {
     /// each known response's job is hinted to poll now (if unfinished), the delivery is
     /// marked handed to it and the job's timeline notes the webhook. A delivery that names no
     /// response is marked handled with no job. A delivery whose response no job knows is
-    /// looked up if `pacer` lets it start now (at most `lookups_per_second`) or the time it is
-    /// due at was booked for it: it is counted as looked at, made due again after a pause and
+    /// looked up if the store's pacer ([`LookPace`]) lets it start now (at most
+    /// `lookups_per_second`) or the time it is due at was booked for it: it is counted as looked at, made due again after a pause and
     /// returned to be looked up (see `orchestrator::maintenance`). Otherwise it is booked the
     /// time the pacer gives it and waits, out of the way, until then. After [`MAX_LOOKS`] it
     /// is given up.
@@ -304,7 +474,6 @@ impl Store {
         &self,
         deliveries: Vec<(DeliveryRow, Option<ResponseId>)>,
         now: i64,
-        pacer: &mut LookPacer,
     ) -> Result<HandOff, StoreError> {
         let mut out = HandOff::default();
         if deliveries.is_empty() {
@@ -323,26 +492,13 @@ impl Store {
         let jobs: HashMap<ResponseId, (JobId, bool)> = if named.is_empty() {
             HashMap::new()
         } else {
-            sql::query_as::<(ResponseId, JobId, i64)>(match self.backend() {
-                Backend::Sqlite => {
-                    "SELECT response_id, id, 1 FROM jobs \
-                     WHERE response_id IN (SELECT value FROM json_each(?1)) \
-                     UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
-                     WHERE response_id IN (SELECT value FROM json_each(?1))"
-                }
-                Backend::Postgres => {
-                    "SELECT response_id, id, 1 FROM jobs \
-                     WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb))) \
-                     UNION ALL SELECT response_id, job_id, 0 FROM job_turns \
-                     WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb)))"
-                }
-            })
-            .bind(json_text(&named)?)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|(r, j, current)| (r, (j, current != 0)))
-            .collect()
+            sql::query_as::<(ResponseId, JobId, i64)>(known_responses(self.backend()))
+                .bind(json_text(&named)?)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(r, j, current)| (r, (j, current != 0)))
+                .collect()
         };
         // [webhook id, job id or null], [job id, event message], [webhook id, next look].
         let mut handled: Vec<(&str, Option<&str>)> = Vec::new();
@@ -372,7 +528,7 @@ impl Store {
                     // A time booked earlier is this look-up's. A look due again waits, unbooked,
                     // while first looks are booked more than a second ahead; otherwise it
                     // takes the next time.
-                    let free_at = pacer.free_at(now);
+                    let free_at = self.look_pace.free_at(now);
                     if d.look_booked == 0
                         && d.looks > 0
                         && free_at > now.saturating_add(LookPacer::REPEAT_YIELDS_AFTER_MS)
@@ -383,7 +539,7 @@ impl Store {
                     }
                     let at = match d.look_booked != 0 {
                         true => now,
-                        false => pacer.book(now),
+                        false => self.look_pace.book(now),
                     };
                     if at <= now {
                         looks.push((&d.webhook_id, now.saturating_add(look_backoff_ms(d.looks))));
@@ -519,6 +675,40 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the pace of look-ups of responses no job knows ([`LookPace`]), unless it is kept
+    /// already. On the first call (a start), the times booked before that are due are let go
+    /// (they are booked again at the pace, not looked up at once), and the pacer books after
+    /// the others. A new pace (a reload) lets go of every time booked at the old one. Returns
+    /// how many times were let go, None if the pace was kept already.
+    pub async fn pace_looks(&self, per_second: u32, now: i64) -> Result<Option<u64>, StoreError> {
+        if self.look_pace.per_second() == Some(per_second) {
+            return Ok(None);
+        }
+        // Meanwhile the receiver records deliveries unbooked: the hand-off books them.
+        let old = self.look_pace.lock().take();
+        let set = async {
+            let unbooked = self.unbook_looks(now, old.is_some()).await?;
+            let after = self.latest_booked_look().await?.unwrap_or(0);
+            Ok::<_, StoreError>((unbooked, after))
+        };
+        match set.await {
+            Ok((unbooked, after)) => {
+                self.look_pace.set(Some(LookPacer::new(per_second, after)));
+                Ok(Some(unbooked))
+            }
+            Err(e) => {
+                // Tried again at the next pass, from where it was.
+                self.look_pace.set(old);
+                Err(e)
+            }
+        }
+    }
+
+    /// The pace shared by the receiver and the hand-off.
+    pub fn look_pace(&self) -> &LookPace {
+        &self.look_pace
+    }
+
     /// Lets go of the times booked for look-ups: those already due (`all` false: the pacer
     /// that booked them is gone, after a restart, and they take times at the new one's pace
     /// rather than all at once), or all of them, made due now (`all`: the pace changed).
@@ -645,7 +835,6 @@ fn mark_handled(webhook_id: &str, job_id: Option<&JobId>, now: i64) -> sql::Quer
 #[cfg(test)]
 mod tests {
     use super::{DeliveryRow, LookPacer};
-    use crate::job::ResponseId;
     use crate::store::{Store, sql};
     use proptest::prelude::*;
 
@@ -668,19 +857,16 @@ mod tests {
     }
 
     /// One hand-off pass at `now`: the webhook ids returned to be looked up now.
-    async fn pass(store: &Store, now: i64, pacer: &mut LookPacer) -> Vec<String> {
+    async fn pass(store: &Store, now: i64) -> Vec<String> {
         let due = store.unhandled_deliveries(now, 128, &[]).await.unwrap();
         let named = due
             .into_iter()
             .map(|d: DeliveryRow| {
-                let id = d
-                    .object_id
-                    .as_deref()
-                    .and_then(|i| ResponseId::parse(i).ok());
+                let id = super::named_response(&d.event_type, d.object_id.as_deref());
                 (d, id)
             })
             .collect();
-        let handed = store.hand_off_deliveries(named, now, pacer).await.unwrap();
+        let handed = store.hand_off_deliveries(named, now).await.unwrap();
         assert!(handed.given_up.is_empty());
         handed
             .look_up
@@ -719,8 +905,8 @@ mod tests {
         let now = 1_700_000_000_000;
         let ids: Vec<String> = (0..40).map(|i| format!("resp_unknown{i:03}")).collect();
         receive(&store, &ids, now).await;
-        let mut pacer = LookPacer::new(4, 0);
-        let first = pass(&store, now, &mut pacer).await;
+        store.look_pace().set(Some(LookPacer::new(4, 0)));
+        let first = pass(&store, now).await;
         assert_eq!(first.len(), LookPacer::BURST as usize, "{first:?}");
         for id in &first {
             let (looks, booked, next) = row(&store, id).await;
@@ -764,7 +950,7 @@ mod tests {
         .await
         .unwrap();
         receive(&store, &["resp_ours".to_string()], now + 100).await;
-        assert!(pass(&store, now + 100, &mut pacer).await.is_empty());
+        assert!(pass(&store, now + 100).await.is_empty());
         let handed: Option<String> = sql::query_scalar(
             "SELECT job_id FROM webhook_deliveries WHERE webhook_id = 'wh_resp_ours'",
         )
@@ -779,7 +965,7 @@ mod tests {
         let mut t = now + 100;
         while t <= last {
             t += LookPacer::GRAIN_MS;
-            let now_looked = pass(&store, t, &mut pacer).await;
+            let now_looked = pass(&store, t).await;
             for id in &now_looked {
                 let (looks, booked, _) = row(&store, id).await;
                 assert_eq!((looks, booked), (1, 0), "{id} at {t}");
@@ -794,7 +980,7 @@ mod tests {
         assert!(next >= last, "{next} after {last}");
         // Then they go at the pace too: one now, some booked within a second, the others
         // waiting again behind those.
-        let again = pass(&store, next, &mut pacer).await;
+        let again = pass(&store, next).await;
         assert_eq!(again.len(), 1, "{again:?}");
         let (n, latest): (i64, i64) = sql::query_as(
             "SELECT COUNT(*), MAX(next_look_at) FROM webhook_deliveries WHERE look_booked = 1",
@@ -822,8 +1008,8 @@ mod tests {
         assert_eq!(store.latest_booked_look().await.unwrap(), None);
         let ids: Vec<String> = (0..20).map(|i| format!("resp_unknown{i:03}")).collect();
         receive(&store, &ids, now).await;
-        let mut pacer = LookPacer::new(2, 0);
-        assert_eq!(pass(&store, now, &mut pacer).await.len(), 8);
+        store.look_pace().set(Some(LookPacer::new(2, 0)));
+        assert_eq!(pass(&store, now).await.len(), 8);
         let latest = store.latest_booked_look().await.unwrap().unwrap();
         assert!(latest >= now + 5_000, "12 at 2/s: {latest}");
         let at = LookPacer::new(2, latest).book(now);
@@ -835,8 +1021,8 @@ mod tests {
         assert!(due >= 5, "{due}");
         assert_eq!(store.unbook_looks(later, false).await.unwrap(), due as u64);
         let latest = store.latest_booked_look().await.unwrap().unwrap();
-        let mut restarted = LookPacer::new(2, latest);
-        let looked = pass(&store, later, &mut restarted).await;
+        store.look_pace().set(Some(LookPacer::new(2, latest)));
+        let looked = pass(&store, later).await;
         // The first 8, due again at +500 ms, wait behind first looks; the overdue ones are
         // booked after the latest, none looked up now.
         assert!(looked.is_empty(), "{looked:?}");
@@ -858,8 +1044,8 @@ mod tests {
         )
         .await;
         assert_eq!(booked, 0);
-        let mut faster = LookPacer::new(100, 0);
-        let looked = pass(&store, later, &mut faster).await;
+        store.look_pace().set(Some(LookPacer::new(100, 0)));
+        let looked = pass(&store, later).await;
         assert_eq!(
             looked.len(),
             8,

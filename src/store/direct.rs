@@ -347,7 +347,8 @@ impl DirectConn {
     }
 
     /// Runs write transactions one after another on a blocking thread, in one hop: `next`
-    /// gives each one's statements (`None`: no more), and `done` gets its rows once it has
+    /// gives each one's statements (`None`: no more), reading what it needs for them through
+    /// its [`Peek`] (outside the transaction, which begins after it), and `done` gets its rows once it has
     /// committed, or its error once it was rolled back (a failed one ends the run). Each
     /// begins with `BEGIN IMMEDIATE`, waiting there for another process's lock. Returns
     /// `state`, and whether `next` or `done` panicked (what was under way is rolled back and
@@ -356,7 +357,9 @@ impl DirectConn {
     pub(crate) async fn each_then_commit<S: Send + 'static>(
         &mut self,
         mut state: S,
-        mut next: impl FnMut(&mut S) -> Option<Vec<(String, Vec<AnyValueKind>)>> + Send + 'static,
+        mut next: impl FnMut(&mut S, &mut Peek<'_>) -> Option<Vec<(String, Vec<AnyValueKind>)>>
+        + Send
+        + 'static,
         mut done: impl FnMut(&mut S, Result<Vec<Vec<AnyRow>>, sqlx::Error>) + Send + 'static,
     ) -> Result<(S, bool), sqlx::Error> {
         let timeout = self.home.busy_timeout;
@@ -365,7 +368,7 @@ impl DirectConn {
         self.blocking(move |conn| {
             let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 while !abandoned.load(Ordering::Acquire)
-                    && let Some(statements) = next(&mut state)
+                    && let Some(statements) = next(&mut state, &mut Peek(conn))
                 {
                     let result = begin_waiting(conn, timeout).and_then(|()| {
                         Ok(run_then_commit(conn, &statements)?
@@ -437,6 +440,24 @@ impl Drop for DirectConn {
             return;
         }
         self.home.give_back(conn);
+    }
+}
+
+/// Reads for a run of write transactions ([`DirectConn::each_then_commit`]) on its
+/// connection, between its transactions: what one reads may change before the next begins.
+pub(crate) struct Peek<'c>(&'c rusqlite::Connection);
+
+impl Peek<'_> {
+    /// The rows of `query`, a read.
+    pub(crate) fn fetch_all(
+        &mut self,
+        query: super::sql::Query,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let (sql, args) = query.into_direct()?;
+        let started = Instant::now();
+        let out = run(self.0, &sql, &args, false).map_err(to_sqlx);
+        warn_if_slow(&sql, started.elapsed());
+        Ok(out??.0)
     }
 }
 
@@ -796,7 +817,7 @@ mod tests {
         let (told, panicked) = conn
             .each_then_commit(
                 (planned.into_iter(), Vec::new()),
-                |(planned, _)| planned.next().map(|s| vec![s]),
+                |(planned, _), _| planned.next().map(|s| vec![s]),
                 |(_, told), result| {
                     told.push(result.map(|rows| rows[0].len()).map_err(|e| e.to_string()));
                 },
@@ -826,7 +847,7 @@ mod tests {
         let (calls, panicked) = conn
             .each_then_commit(
                 0_u32,
-                move |calls| {
+                move |calls, _| {
                     *calls += 1;
                     assert!(*calls < 2, "the second batch is poisoned");
                     Some(vec![insert(4)])

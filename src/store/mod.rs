@@ -53,7 +53,9 @@ pub use artifacts::{ArtifactFile, ArtifactRow, NewArtifact};
 pub use attachments::{StaleUpload, UploadClaim};
 pub use budget::ModelUsage;
 pub use chains::{ChainContext, ChainMember, ConversationClaim, Settled};
-pub use deliveries::{DeliveryBatches, DeliveryRow, HandOff, LookPacer, MAX_LOOKS};
+pub use deliveries::{
+    DeliveryBatches, DeliveryRow, HandOff, LookPace, LookPacer, MAX_LOOKS, named_response,
+};
 pub use duplicates::{DuplicateRow, NewDuplicate};
 pub use endpoint_secrets::StoredSecret;
 pub use events::{EventKind, EventRow, events_written};
@@ -231,6 +233,9 @@ pub struct Store {
     journal_dir: Option<std::sync::Arc<std::path::PathBuf>>,
     /// PostgreSQL: the URL a listener for other daemons' wake-ups connects to.
     listen_url: Option<peers::ListenUrl>,
+    /// The pace of look-ups of responses no job knows, shared by the receiver (which books
+    /// the deliveries it records) and the hand-off (see [`LookPace`]).
+    look_pace: LookPace,
 }
 
 /// Checkpoints the WAL from a connection of its own, every [`CHECKPOINT_EVERY`].
@@ -595,6 +600,7 @@ impl Store {
             reads,
             checkpoints,
             write_turns: Some(turns),
+            look_pace: LookPace::default(),
         })
     }
 
@@ -617,6 +623,7 @@ impl Store {
             pool: lending::Lending::shared(pool),
             checkpoints: None,
             write_turns: None,
+            look_pace: LookPace::default(),
         })
     }
 

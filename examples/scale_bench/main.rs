@@ -7,6 +7,7 @@
 //! ```text
 //! cargo build --release      # the daemon measured is target/release/respool
 //! cargo run --release --example scale_bench -- --jobs 10000
+//! cargo run --release --example scale_bench -- --jobs 10000 --rounds 3    # and the medians
 //! cargo run --release --example scale_bench -- --jobs 200 --run-time 2s    # a quick check
 //! # three daemons on a fresh database of a PostgreSQL server, behind a balancer:
 //! cargo run --release --example scale_bench -- --jobs 2000 --database postgres://… --daemons 3
@@ -133,8 +134,25 @@ struct Args {
     /// and the PostgreSQL database (not dropped).
     #[arg(long)]
     keep: bool,
+    /// Runs the whole benchmark this many times, each with fresh processes and a fresh
+    /// database, and prints the medians over them at the end (the CPU per job moves with the
+    /// machine's load from run to run).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// One round's figures that face a target.
+struct Figures {
+    intake_per_s: f64,
+    recorded_p99_ms: Option<f64>,
+    notified_p99_ms: Option<f64>,
+    requests_per_job: f64,
+    peak_rss_mb: Option<f64>,
+    cpu_per_1k_s: Option<f64>,
+    /// Jobs notified, of those accepted.
+    notified: (usize, usize),
 }
 
 /// `2s` or `20s..40s`.
@@ -151,10 +169,106 @@ fn parse_run_time(s: &str) -> Result<(Duration, Duration), String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    if args.jobs == 0 || args.concurrency == 0 {
-        bail!("--jobs and --concurrency must be at least 1");
+    if args.jobs == 0 || args.concurrency == 0 || args.rounds == 0 {
+        bail!("--jobs, --concurrency and --rounds must be at least 1");
     }
     let respool = bench_support::respool_binary(args.respool.as_deref())?;
+    let mut rounds = Vec::new();
+    for r in 1..=args.rounds {
+        if args.rounds > 1 {
+            println!("=== round {r} of {} ===", args.rounds);
+        }
+        rounds.push(round(&args, &respool).await?);
+        if args.rounds > 1 {
+            println!();
+        }
+    }
+    if rounds.len() > 1 {
+        print_medians(&rounds);
+    }
+    Ok(())
+}
+
+/// The median of `values` (None when empty).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
+/// The medians over the rounds beside the targets, and each round's figure in order.
+fn print_medians(rounds: &[Figures]) {
+    println!(
+        "over {} rounds (medians; each round's figures in order)",
+        rounds.len()
+    );
+    let line = |name: &str,
+                pick: &dyn Fn(&Figures) -> Option<f64>,
+                unit: &str,
+                target: &str,
+                meets: &dyn Fn(f64) -> bool| {
+        let each: Vec<f64> = rounds.iter().filter_map(pick).collect();
+        let listed: Vec<String> = each.iter().map(|v| format!("{v:.2}")).collect();
+        match median(each) {
+            Some(m) => println!(
+                "  {name:<34} {m:.2}{unit} ({}); target {target}: {}",
+                listed.join(", "),
+                verdict(meets(m))
+            ),
+            None => println!("  {name:<34} not measured"),
+        }
+    };
+    line(
+        "intake over REST",
+        &|f| Some(f.intake_per_s),
+        " jobs/s",
+        ">= 2,000",
+        &|m| m >= TARGET_INTAKE_PER_S,
+    );
+    line(
+        "upstream end -> recorded, p99",
+        &|f| f.recorded_p99_ms,
+        " ms",
+        "<= 2 s",
+        &|m| m <= TARGET_RECORDED_P99_MS,
+    );
+    line(
+        "job end -> notification, p99",
+        &|f| f.notified_p99_ms,
+        " ms",
+        "<= 1 s",
+        &|m| m <= TARGET_NOTIFIED_P99_MS,
+    );
+    line(
+        "upstream requests per job",
+        &|f| Some(f.requests_per_job),
+        "",
+        "<= 2.1",
+        &|m| m <= TARGET_REQUESTS_PER_JOB,
+    );
+    line(
+        "daemon peak RSS",
+        &|f| f.peak_rss_mb,
+        " MB",
+        "<= 96 MB",
+        &|m| m <= TARGET_PEAK_RSS_MB,
+    );
+    line(
+        "daemon CPU per 1,000 jobs",
+        &|f| f.cpu_per_1k_s,
+        " s",
+        "<= 3 s",
+        &|m| m <= TARGET_CPU_PER_1K_S,
+    );
+    let notified: Vec<String> = rounds
+        .iter()
+        .map(|f| format!("{} of {}", f.notified.0, f.notified.1))
+        .collect();
+    println!("  jobs notified: {}", notified.join(", "));
+}
+
+/// One run of the benchmark: fresh processes, database and simulator.
+async fn round(args: &Args, respool: &std::path::Path) -> Result<Figures> {
+    let respool = respool.to_path_buf();
     let dir = tempfile::tempdir()?;
     let http = bench_support::http_client(args.concurrency.max(16))?;
     let n = args.jobs;
@@ -272,7 +386,7 @@ async fn main() -> Result<()> {
 
     // Wait for every notification, measuring idle CPU on the way if a window opens.
     let waited = wait::wait_all(
-        &args,
+        args,
         &mut daemons,
         &sim,
         &notes,
@@ -445,11 +559,22 @@ async fn main() -> Result<()> {
     );
     let several = daemons.daemons.len() > 1;
     let summed = if several { ", summed" } else { "" };
+    let mut figures = Figures {
+        intake_per_s: intake_rate,
+        recorded_p99_ms: (!recorded.is_empty()).then(|| p99_ms(&recorded)),
+        notified_p99_ms: (!notified.is_empty()).then(|| p99_ms(&notified)),
+        requests_per_job: per_job,
+        peak_rss_mb: None,
+        cpu_per_1k_s: None,
+        notified: (seen.len(), expected),
+    };
     match (usage_start.total(), usage_end.total()) {
         (Some(start), Some(end)) => {
             let cpu = end.cpu_seconds - start.cpu_seconds;
             let per_1k = cpu * 1000.0 / expected.max(1) as f64;
             let peak_mb = end.peak_rss_kib as f64 * 1024.0 / 1e6;
+            figures.peak_rss_mb = Some(peak_mb);
+            figures.cpu_per_1k_s = Some(per_1k);
             row(
                 &format!("daemon peak RSS (VmHWM{summed})"),
                 format!("{peak_mb:.0} MB ({:.0} MiB)", end.peak_rss_mib()),
@@ -530,5 +655,5 @@ async fn main() -> Result<()> {
     println!("load average at the end: {}", bench_support::load_average());
     sim.shutdown().await;
     cluster::finish(dir, &ledger, args.keep).await;
-    Ok(())
+    Ok(figures)
 }

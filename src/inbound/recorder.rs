@@ -632,6 +632,91 @@ mod tests {
         assert_eq!(ours.as_deref(), Some(job.as_str()));
         assert_eq!(bookings(&store, &unknown[burst..]).await, booked[burst..]);
         assert_eq!(bookings(&store, &later).await, booked_later);
+
+        // Copies of deliveries already stored take no time (theirs are given back): the next
+        // new one is booked right after the last, a quarter second on at 4 a second.
+        let copies: Vec<Verified> = (0..3)
+            .map(|i| {
+                event(
+                    &format!("wh_u{i}"),
+                    "response.completed",
+                    &format!("resp_u{i:03}"),
+                    i,
+                )
+            })
+            .chain([event("wh_next", "response.completed", "resp_next", 5)])
+            .collect();
+        let rows: Vec<(&Verified, i64)> = copies.iter().map(|d| (d, now + 20)).collect();
+        let latest = store.latest_booked_look().await.unwrap().unwrap();
+        assert_eq!(
+            store.record_deliveries(&rows).await.unwrap(),
+            [false, false, false, true]
+        );
+        let next = bookings(&store, &["wh_next".into()]).await[0];
+        assert_eq!(next, (1, latest + LookPacer::GRAIN_MS), "after {latest}");
+
+        // A job's create answers with a response whose delivery came first and was booked
+        // later: the delivery is due now, and the next hand-off gives it to the job.
+        let late = crate::job::JobId::generate();
+        sqlx::query(
+            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
+             created_at, updated_at) \
+             VALUES (?, 'late', 'gpt-5', 'pending', '{}', 'h', 'submitting', 1, 1)",
+        )
+        .bind(late.as_str())
+        .execute(&store.pool_for_tests())
+        .await
+        .unwrap();
+        let attached = store
+            .attach_response(
+                &late,
+                &crate::job::ResponseId::parse("resp_next").unwrap(),
+                &crate::store::AttachContext {
+                    now: now + 30,
+                    first_poll_at: now + 30,
+                    poll_interval_ms: 1_000,
+                    kind: crate::store::EventKind::Submitted,
+                    how: "create",
+                    request_id: None,
+                    turn: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(attached, crate::store::Attach::Attached { .. }),
+            "{attached:?}"
+        );
+        assert_eq!(
+            bookings(&store, &["wh_next".into()]).await,
+            [(0, now + 30)],
+            "unbooked, due when the job learned its response"
+        );
+        let due = store
+            .unhandled_deliveries(now + 30, 128, &[])
+            .await
+            .unwrap();
+        let named = due
+            .into_iter()
+            .map(|d| {
+                let id = named_response(&d.event_type, d.object_id.as_deref());
+                (d, id)
+            })
+            .collect();
+        let handed = store.hand_off_deliveries(named, now + 30).await.unwrap();
+        assert!(
+            handed
+                .look_up
+                .iter()
+                .all(|(d, _)| d.webhook_id != "wh_next")
+        );
+        let to: Option<String> = sqlx::query_scalar(
+            "SELECT job_id FROM webhook_deliveries WHERE webhook_id = 'wh_next'",
+        )
+        .fetch_one(&store.pool_for_tests())
+        .await
+        .unwrap();
+        assert_eq!(to.as_deref(), Some(late.as_str()));
         drop(recorder);
         store.close().await;
     }

@@ -119,14 +119,24 @@ impl LookPacer {
     pub fn free_at(&self, now_ms: i64) -> i64 {
         self.clone().book(now_ms)
     }
+
+    /// Gives back `n` times booked but not used (their rows were not written): the pace
+    /// moves back by as many intervals. Were others booked after them, those times may be
+    /// given twice, briefly over the pace; never given back, failed writes would push every
+    /// later booking further out, by up to a page for each failure.
+    pub fn refund(&mut self, n: usize) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let back = n.saturating_mul(Self::interval_us(self.per_second));
+        self.next_us = self.next_us.saturating_sub(back).max(0);
+    }
 }
 
 /// The [`LookPacer`] a store's receiver and hand-off share. The receiver books the look-up of
 /// each delivery it records that names a response no job knows, in the batch that records it
 /// (a row booked a time: `look_booked`), so the hand-off writes nothing for a flood of them
 /// until their times come: its write transactions were what a receiver's batch waited behind.
-/// None until the ledger worker sets one ([`Store::pace_looks`]): deliveries are then recorded
-/// unbooked, and the hand-off looks them up at once.
+/// None until the ledger worker sets one ([`Store::pace_looks`]) before its first hand-off:
+/// deliveries are recorded unbooked until then, and the hand-off books them.
 #[derive(Debug, Clone, Default)]
 pub struct LookPace(Arc<Mutex<Option<LookPacer>>>);
 
@@ -155,6 +165,15 @@ impl LookPace {
         self.lock().as_ref().map_or(now_ms, |p| p.free_at(now_ms))
     }
 
+    /// Gives back `n` times booked but not used ([`LookPacer::refund`]).
+    fn refund(&self, n: usize) {
+        if n > 0
+            && let Some(p) = self.lock().as_mut()
+        {
+            p.refund(n);
+        }
+    }
+
     /// The look-ups `batch` needs, if a pacer is set: the response id each delivery names
     /// (None for one that names none). None when no pacer is set or no delivery names a
     /// response: nothing to book.
@@ -168,14 +187,14 @@ impl LookPace {
     }
 
     /// The time booked for the look-up of each delivery of `batch` whose response (in
-    /// `named`, from [`Self::wanted`]) is not one of `known`: None for the others, and for a
-    /// webhook id met earlier in the batch (recorded once). Booked under one lock, so the
-    /// batch's times are consecutive.
+    /// `named`, from [`Self::wanted`]) no job knows: None for the others, for a copy of one
+    /// stored already, and for a webhook id met earlier in the batch (recorded once). Booked
+    /// under one lock, so the batch's times are consecutive.
     fn book_batch(
         &self,
         batch: &[(&Verified, i64)],
         named: &[Option<ResponseId>],
-        known: &HashSet<String>,
+        known: &Known,
     ) -> Vec<Option<i64>> {
         let mut pacer = self.lock();
         let Some(pacer) = pacer.as_mut() else {
@@ -187,8 +206,9 @@ impl LookPace {
             .zip(named)
             .map(|((d, received_at), named)| {
                 let unknown = named.as_ref()?;
-                let first = seen.insert(d.webhook_id());
-                (first && !known.contains(unknown.as_str())).then(|| pacer.book(*received_at))
+                let first = seen.insert(d.webhook_id()) && !known.stored.contains(d.webhook_id());
+                (first && !known.responses.contains(unknown.as_str()))
+                    .then(|| pacer.book(*received_at))
             })
             .collect()
     }
@@ -221,18 +241,67 @@ fn known_responses(backend: Backend) -> &'static str {
     }
 }
 
-/// The query that reads which of the responses `named` jobs know ([`known_responses`]).
-fn known_among(backend: Backend, named: &[Option<ResponseId>]) -> Result<sql::Query, sqlx::Error> {
-    let ids: Vec<&str> = named.iter().flatten().map(ResponseId::as_str).collect();
-    let ids = serde_json::to_string(&ids).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    Ok(sql::query(known_responses(backend)).bind(ids))
+/// The query that reads which of the responses `named` (by the deliveries of `batch`) jobs
+/// know, and which of those deliveries are stored already (a copy, sent again): rows of a
+/// kind (0: a response id, 1: a webhook id) and an id.
+fn known_among(
+    backend: Backend,
+    batch: &[(&Verified, i64)],
+    named: &[Option<ResponseId>],
+) -> Result<sql::Query, sqlx::Error> {
+    let encode =
+        |ids: Vec<&str>| serde_json::to_string(&ids).map_err(|e| sqlx::Error::Encode(Box::new(e)));
+    let responses = encode(named.iter().flatten().map(ResponseId::as_str).collect())?;
+    let webhooks = encode(
+        batch
+            .iter()
+            .zip(named)
+            .filter(|(_, named)| named.is_some())
+            .map(|((d, _), _)| d.webhook_id())
+            .collect(),
+    )?;
+    let sql = match backend {
+        Backend::Sqlite => {
+            "SELECT CAST(0 AS BIGINT), response_id FROM jobs \
+             WHERE response_id IN (SELECT value FROM json_each(?1)) \
+             UNION ALL SELECT CAST(0 AS BIGINT), response_id FROM job_turns \
+             WHERE response_id IN (SELECT value FROM json_each(?1)) \
+             UNION ALL SELECT CAST(1 AS BIGINT), webhook_id FROM webhook_deliveries \
+             WHERE webhook_id IN (SELECT value FROM json_each(?2))"
+        }
+        Backend::Postgres => {
+            "SELECT CAST(0 AS BIGINT), response_id FROM jobs \
+             WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb))) \
+             UNION ALL SELECT CAST(0 AS BIGINT), response_id FROM job_turns \
+             WHERE response_id IN (SELECT jsonb_array_elements_text(CAST(?1 AS jsonb))) \
+             UNION ALL SELECT CAST(1 AS BIGINT), webhook_id FROM webhook_deliveries \
+             WHERE webhook_id IN (SELECT jsonb_array_elements_text(CAST(?2 AS jsonb)))"
+        }
+    };
+    Ok(sql::query(sql).bind(responses).bind(webhooks))
 }
 
-/// The response ids in the rows of [`known_among`].
-fn known_ids(rows: &[sqlx::any::AnyRow]) -> Result<HashSet<String>, sqlx::Error> {
-    rows.iter()
-        .map(|row| sqlx::Row::try_get::<String, _>(row, 0))
-        .collect()
+/// What [`known_among`] read.
+#[derive(Debug, Default)]
+struct Known {
+    /// Response ids jobs know.
+    responses: HashSet<String>,
+    /// Webhook ids stored already.
+    stored: HashSet<String>,
+}
+
+impl Known {
+    fn read(rows: &[sqlx::any::AnyRow]) -> Result<Self, sqlx::Error> {
+        let mut known = Self::default();
+        for row in rows {
+            let id = sqlx::Row::try_get::<String, _>(row, 1)?;
+            match sqlx::Row::try_get::<i64, _>(row, 0)? {
+                0 => known.responses.insert(id),
+                _ => known.stored.insert(id),
+            };
+        }
+        Ok(known)
+    }
 }
 
 /// What [`Store::hand_off_deliveries`] leaves to the caller.
@@ -243,7 +312,8 @@ pub struct HandOff {
     pub look_up: Vec<(DeliveryRow, ResponseId)>,
     /// Deliveries given up after [`MAX_LOOKS`] look-ups: marked handled with no job.
     pub given_up: Vec<(DeliveryRow, ResponseId)>,
-    /// Deliveries booked a later time for their look-up (over the pace).
+    /// Deliveries this hand-off booked a later time for their look-up (over the pace); the
+    /// receiver books most of them as it records them (see [`LookPace`]).
     pub booked: usize,
 }
 
@@ -292,16 +362,34 @@ fn insert_deliveries(batch: &[(&Verified, i64)], booked: &[Option<i64>]) -> Vec<
         .collect()
 }
 
-/// Counts, on `/metrics`, the new deliveries of a batch whose look-up was booked a later time
-/// than now (those booked now are counted as started when the hand-off starts them).
-fn count_booked(batch: &[(&Verified, i64)], booked: &[Option<i64>], new: &[bool]) {
-    let later = batch
-        .iter()
-        .zip(booked)
-        .zip(new)
-        .filter(|(((_, at), booked), new)| **new && booked.is_some_and(|b| b > *at))
-        .count();
-    crate::telemetry::webhook_lookups(0, later, 0);
+impl LookPace {
+    /// Settles the times booked for `batch` once it is recorded (`new`: which deliveries were
+    /// new) or not (None): those of deliveries not written (a duplicate, a failed batch) are
+    /// given back, and the new ones booked later than now are counted on `/metrics` (those
+    /// booked now count as started when the hand-off starts them).
+    fn settle(&self, batch: &[(&Verified, i64)], booked: &[Option<i64>], new: Option<&[bool]>) {
+        let (mut unused, mut later) = (0, 0);
+        for (i, ((_, at), booked)) in batch.iter().zip(booked).enumerate() {
+            let Some(booked) = booked else {
+                continue;
+            };
+            match new.and_then(|n| n.get(i)) {
+                Some(true) => later += usize::from(booked > at),
+                _ => unused += 1,
+            }
+        }
+        self.refund(unused);
+        crate::telemetry::webhook_lookups(0, later, 0);
+    }
+}
+
+/// Logs that the look-ups of a batch could not be booked as it was recorded: the hand-off
+/// books them (the batch is recorded unbooked).
+fn warn_unbooked(e: &dyn std::error::Error) {
+    tracing::warn!(
+        error = %crate::telemetry::chain(e),
+        "cannot read which responses jobs know; the look-ups of the batch's deliveries are booked by the hand-off"
+    );
 }
 
 /// Whether each delivery of a batch is new, from the webhook ids its inserts returned: one
@@ -330,24 +418,45 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // The senders wait for their `200`. The inserts and the commit run together, off the
-        // runtime's threads on SQLite (the requests of the next batch go on meanwhile).
-        let mut tx = self.begin_write_as(Writer::Foreground).await?;
+        // Which responses jobs know is read just before the batch's transaction (a failed
+        // read only leaves the bookings to the hand-off).
         let booked = match self.look_pace.wanted(batch) {
             Some(named) => {
-                let rows = known_among(self.backend(), &named)?
-                    .fetch_all(&mut *tx)
-                    .await?;
-                self.look_pace.book_batch(batch, &named, &known_ids(&rows)?)
+                let read = async {
+                    let rows = known_among(self.backend(), batch, &named)?
+                        .fetch_all(&self.reads)
+                        .await?;
+                    Known::read(&rows)
+                };
+                match read.await {
+                    Ok(known) => self.look_pace.book_batch(batch, &named, &known),
+                    Err(e) => {
+                        warn_unbooked(&e);
+                        Vec::new()
+                    }
+                }
             }
             None => Vec::new(),
         };
-        let rows = tx
-            .fetch_all_then_commit(insert_deliveries(batch, &booked))
-            .await?;
-        let new = new_deliveries(batch.iter().map(|(d, _)| *d), &rows)?;
-        count_booked(batch, &booked, &new);
-        Ok(new)
+        // The senders wait for their `200`. The inserts and the commit run together, off the
+        // runtime's threads on SQLite (the requests of the next batch go on meanwhile).
+        let recorded = async {
+            let tx = self.begin_write_as(Writer::Foreground).await?;
+            let rows = tx
+                .fetch_all_then_commit(insert_deliveries(batch, &booked))
+                .await?;
+            new_deliveries(batch.iter().map(|(d, _)| *d), &rows)
+        };
+        match recorded.await {
+            Ok(new) => {
+                self.look_pace.settle(batch, &booked, Some(&new));
+                Ok(new)
+            }
+            Err(e) => {
+                self.look_pace.settle(batch, &booked, None);
+                Err(e.into())
+            }
+        }
     }
 
     /// Records `batches` one after another, each in a transaction of its own (one commit, one
@@ -392,7 +501,11 @@ impl Store {
             failed: None,
             booked: Vec::new(),
         };
-        let (pace, backend) = (self.look_pace.clone(), self.backend());
+        let (pace, settle, backend) = (
+            self.look_pace.clone(),
+            self.look_pace.clone(),
+            self.backend(),
+        );
         let (run, panicked) = conn
             .each_then_commit(
                 run,
@@ -413,39 +526,49 @@ impl Store {
                     // booked, and handed to it when the time booked comes (now, unless a
                     // flood is paced).
                     let booked = match pace.wanted(&batch) {
-                        Some(named) => known_among(backend, &named)
+                        Some(named) => match known_among(backend, &batch, &named)
                             .and_then(|q| peek.fetch_all(q))
-                            .and_then(|rows| known_ids(&rows))
-                            .map(|known| pace.book_batch(&batch, &named, &known)),
-                        None => Ok(Vec::new()),
+                            .and_then(|rows| Known::read(&rows))
+                        {
+                            Ok(known) => pace.book_batch(&batch, &named, &known),
+                            Err(e) => {
+                                warn_unbooked(&e);
+                                Vec::new()
+                            }
+                        },
+                        None => Vec::new(),
                     };
-                    let statements = booked.and_then(|booked| {
-                        let statements = insert_deliveries(&batch, &booked)
-                            .into_iter()
-                            .map(sql::Query::into_direct)
-                            .collect::<Result<Vec<_>, _>>();
-                        run.booked = booked;
-                        statements
-                    });
+                    let statements = insert_deliveries(&batch, &booked)
+                        .into_iter()
+                        .map(sql::Query::into_direct)
+                        .collect::<Result<Vec<_>, _>>();
                     match statements {
-                        Ok(statements) => Some(statements),
+                        Ok(statements) => {
+                            run.booked = booked;
+                            Some(statements)
+                        }
                         Err(e) => {
+                            pace.settle(&batch, &booked, None);
                             run.failed = Some(e);
                             None
                         }
                     }
                 },
-                |run: &mut Run<B>, rows| {
+                move |run: &mut Run<B>, rows| {
                     let batch: Vec<(&Verified, i64)> =
                         run.batches.batch().iter().map(|(d, at)| (d, *at)).collect();
                     let new =
                         rows.and_then(|rows| new_deliveries(batch.iter().map(|(d, _)| *d), &rows));
+                    let booked = std::mem::take(&mut run.booked);
                     match new {
                         Ok(new) => {
-                            count_booked(&batch, &run.booked, &new);
+                            settle.settle(&batch, &booked, Some(&new));
                             run.batches.recorded(new);
                         }
-                        Err(e) => run.failed = Some(e),
+                        Err(e) => {
+                            settle.settle(&batch, &booked, None);
+                            run.failed = Some(e);
+                        }
                     }
                 },
             )
@@ -509,6 +632,8 @@ impl Store {
         // [webhook id, when it is due again], not booked: looks due again, behind first looks.
         let mut waiting: Vec<(&str, i64)> = Vec::new();
         let mut later = vec![false; deliveries.len()];
+        // How many times this pass took from the pacer.
+        let mut taken = 0;
         for (i, (d, response_id)) in deliveries.iter().enumerate() {
             let Some(response_id) = response_id else {
                 handled.push((&d.webhook_id, None));
@@ -539,7 +664,10 @@ impl Store {
                     }
                     let at = match d.look_booked != 0 {
                         true => now,
-                        false => self.look_pace.book(now),
+                        false => {
+                            taken += 1;
+                            self.look_pace.book(now)
+                        }
                     };
                     if at <= now {
                         looks.push((&d.webhook_id, now.saturating_add(look_backoff_ms(d.looks))));
@@ -550,101 +678,109 @@ impl Store {
                 }
             }
         }
-        if !events.is_empty() {
-            let woken: Vec<&str> = events.iter().map(|(job, _)| *job).collect();
-            sql::query(match self.backend() {
-                Backend::Sqlite => {
-                    "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
-                     WHERE id IN (SELECT value FROM json_each(?)) \
-                     AND status IN ('pending', 'queued', 'in_progress')"
-                }
-                Backend::Postgres => {
-                    "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
-                     WHERE id IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb))) \
-                     AND status IN ('pending', 'queued', 'in_progress')"
-                }
-            })
-            .bind(now)
-            .bind(now)
-            .bind(json_text(&woken)?)
-            .execute(&mut *tx)
-            .await?;
-            // `json_each` walks the array in order, so the events keep the deliveries' order.
-            sql::query(match self.backend() {
-                Backend::Sqlite => {
-                    "INSERT INTO job_events (job_id, at, kind, message, data) \
-                     SELECT value ->> 0, ?, ?, value ->> 1, NULL FROM json_each(?) ORDER BY key"
-                }
-                Backend::Postgres => {
-                    "INSERT INTO job_events (job_id, at, kind, message, data) \
-                     SELECT e.value ->> 0, ?, ?, e.value ->> 1, NULL \
-                     FROM jsonb_array_elements(CAST(? AS jsonb)) WITH ORDINALITY AS e(value, key) \
-                     ORDER BY e.key"
-                }
-            })
-            .bind(now)
-            .bind(EventKind::Webhook.as_str())
-            .bind(json_text(&events)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !handled.is_empty() {
-            sql::query(match self.backend() {
-                Backend::Sqlite => {
-                    "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
-                     FROM json_each(?) AS h WHERE webhook_deliveries.webhook_id = h.value ->> 0"
-                }
-                Backend::Postgres => {
-                    "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
-                     FROM jsonb_array_elements(CAST(? AS jsonb)) AS h(value) \
-                     WHERE webhook_deliveries.webhook_id = h.value ->> 0"
-                }
-            })
-            .bind(now)
-            .bind(json_text(&handled)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !looks.is_empty() {
-            sql::query(match self.backend() {
-                Backend::Sqlite => {
-                    "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1, \
-                     look_booked = 0 \
-                     FROM json_each(?) AS l WHERE webhook_deliveries.webhook_id = l.value ->> 0"
-                }
-                Backend::Postgres => {
-                    "UPDATE webhook_deliveries SET looks = looks + 1, \
-                     next_look_at = CAST(l.value ->> 1 AS BIGINT), look_booked = 0 \
-                     FROM jsonb_array_elements(CAST(? AS jsonb)) AS l(value) \
-                     WHERE webhook_deliveries.webhook_id = l.value ->> 0"
-                }
-            })
-            .bind(json_text(&looks)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (rows, flag) in [(&booked, 1_i64), (&waiting, 0)] {
-            if rows.is_empty() {
-                continue;
+        // Times taken but not used (nothing written) are given back.
+        let written = async {
+            if !events.is_empty() {
+                let woken: Vec<&str> = events.iter().map(|(job, _)| *job).collect();
+                sql::query(match self.backend() {
+                    Backend::Sqlite => {
+                        "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
+                         WHERE id IN (SELECT value FROM json_each(?)) \
+                         AND status IN ('pending', 'queued', 'in_progress')"
+                    }
+                    Backend::Postgres => {
+                        "UPDATE jobs SET next_check_at = ?, wake_pending = 1, updated_at = ? \
+                         WHERE id IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb))) \
+                         AND status IN ('pending', 'queued', 'in_progress')"
+                    }
+                })
+                .bind(now)
+                .bind(now)
+                .bind(json_text(&woken)?)
+                .execute(&mut *tx)
+                .await?;
+                // `json_each` walks the array in order, so the events keep the deliveries' order.
+                sql::query(match self.backend() {
+                    Backend::Sqlite => {
+                        "INSERT INTO job_events (job_id, at, kind, message, data) \
+                         SELECT value ->> 0, ?, ?, value ->> 1, NULL FROM json_each(?) ORDER BY key"
+                    }
+                    Backend::Postgres => {
+                        "INSERT INTO job_events (job_id, at, kind, message, data) \
+                         SELECT e.value ->> 0, ?, ?, e.value ->> 1, NULL \
+                         FROM jsonb_array_elements(CAST(? AS jsonb)) WITH ORDINALITY AS e(value, key) \
+                         ORDER BY e.key"
+                    }
+                })
+                .bind(now)
+                .bind(EventKind::Webhook.as_str())
+                .bind(json_text(&events)?)
+                .execute(&mut *tx)
+                .await?;
             }
-            sql::query(match self.backend() {
-                Backend::Sqlite => {
-                    "UPDATE webhook_deliveries SET next_look_at = b.value ->> 1, look_booked = ? \
-                     FROM json_each(?) AS b WHERE webhook_deliveries.webhook_id = b.value ->> 0"
+            if !handled.is_empty() {
+                sql::query(match self.backend() {
+                    Backend::Sqlite => {
+                        "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
+                         FROM json_each(?) AS h WHERE webhook_deliveries.webhook_id = h.value ->> 0"
+                    }
+                    Backend::Postgres => {
+                        "UPDATE webhook_deliveries SET handled_at = ?, job_id = h.value ->> 1 \
+                         FROM jsonb_array_elements(CAST(? AS jsonb)) AS h(value) \
+                         WHERE webhook_deliveries.webhook_id = h.value ->> 0"
+                    }
+                })
+                .bind(now)
+                .bind(json_text(&handled)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if !looks.is_empty() {
+                sql::query(match self.backend() {
+                    Backend::Sqlite => {
+                        "UPDATE webhook_deliveries SET looks = looks + 1, next_look_at = l.value ->> 1, \
+                         look_booked = 0 \
+                         FROM json_each(?) AS l WHERE webhook_deliveries.webhook_id = l.value ->> 0"
+                    }
+                    Backend::Postgres => {
+                        "UPDATE webhook_deliveries SET looks = looks + 1, \
+                         next_look_at = CAST(l.value ->> 1 AS BIGINT), look_booked = 0 \
+                         FROM jsonb_array_elements(CAST(? AS jsonb)) AS l(value) \
+                         WHERE webhook_deliveries.webhook_id = l.value ->> 0"
+                    }
+                })
+                .bind(json_text(&looks)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (rows, flag) in [(&booked, 1_i64), (&waiting, 0)] {
+                if rows.is_empty() {
+                    continue;
                 }
-                Backend::Postgres => {
-                    "UPDATE webhook_deliveries SET next_look_at = CAST(b.value ->> 1 AS BIGINT), \
-                     look_booked = ? \
-                     FROM jsonb_array_elements(CAST(? AS jsonb)) AS b(value) \
-                     WHERE webhook_deliveries.webhook_id = b.value ->> 0"
-                }
-            })
-            .bind(flag)
-            .bind(json_text(rows)?)
-            .execute(&mut *tx)
-            .await?;
+                sql::query(match self.backend() {
+                    Backend::Sqlite => {
+                        "UPDATE webhook_deliveries SET next_look_at = b.value ->> 1, look_booked = ? \
+                         FROM json_each(?) AS b WHERE webhook_deliveries.webhook_id = b.value ->> 0"
+                    }
+                    Backend::Postgres => {
+                        "UPDATE webhook_deliveries SET next_look_at = CAST(b.value ->> 1 AS BIGINT), \
+                         look_booked = ? \
+                         FROM jsonb_array_elements(CAST(? AS jsonb)) AS b(value) \
+                         WHERE webhook_deliveries.webhook_id = b.value ->> 0"
+                    }
+                })
+                .bind(flag)
+                .bind(json_text(rows)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        if let Err(e) = written.await {
+            self.look_pace.refund(taken);
+            return Err(e);
         }
-        tx.commit().await?;
         out.booked = booked.len();
         for ((d, response_id), later) in deliveries.into_iter().zip(later) {
             let Some(response_id) = response_id else {
@@ -688,7 +824,12 @@ impl Store {
         let old = self.look_pace.lock().take();
         let set = async {
             let unbooked = self.unbook_looks(now, old.is_some()).await?;
-            let after = self.latest_booked_look().await?.unwrap_or(0);
+            // A new pace starts now: every booking was let go (but those of a batch booked at
+            // the old pace and committed since, which must not hold the new one back).
+            let after = match old {
+                Some(_) => 0,
+                None => self.latest_booked_look().await?.unwrap_or(0),
+            };
             Ok::<_, StoreError>((unbooked, after))
         };
         match set.await {
@@ -1058,6 +1199,19 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(n, 20);
+    }
+
+    /// Times given back are booked again, in the same order; never before now.
+    #[test]
+    fn times_given_back_are_booked_again() {
+        let now = 1_700_000_000_000;
+        let mut pacer = LookPacer::new(4, 0);
+        let first: Vec<i64> = (0..20).map(|_| pacer.book(now)).collect();
+        pacer.refund(12);
+        let again: Vec<i64> = (0..12).map(|_| pacer.book(now)).collect();
+        assert_eq!(again, first[8..]);
+        pacer.refund(1_000);
+        assert_eq!(pacer.book(now + 1), now + 1);
     }
 
     proptest! {

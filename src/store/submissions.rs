@@ -196,6 +196,17 @@ async fn attach_in(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    // A delivery naming the response that came before this answer, while look-ups were paced,
+    // waits for a time booked later: it is due now, and the hand-off gives it to the job.
+    sql::query(
+        "UPDATE webhook_deliveries SET look_booked = 0, next_look_at = ? \
+         WHERE object_id = ? AND handled_at IS NULL AND look_booked = 1 AND next_look_at > ?",
+    )
+    .bind(at.now)
+    .bind(response_id)
+    .bind(at.now)
+    .execute(&mut *tx)
+    .await?;
     let mut data = serde_json::json!({"response_id": response_id, "request_id": at.request_id});
     if reopened {
         if let Some(o) = data.as_object_mut() {

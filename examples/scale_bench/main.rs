@@ -207,10 +207,16 @@ fn print_medians(rounds: &[Figures]) {
                 target: &str,
                 meets: &dyn Fn(f64) -> bool| {
         let each: Vec<f64> = rounds.iter().filter_map(pick).collect();
-        let listed: Vec<String> = each.iter().map(|v| format!("{v:.2}")).collect();
+        // Whole numbers from 100 up, two decimals below (CPU seconds, requests per job).
+        let fmt = |v: f64| match v >= 100.0 {
+            true => format!("{v:.0}"),
+            false => format!("{v:.2}"),
+        };
+        let listed: Vec<String> = each.iter().map(|v| fmt(*v)).collect();
         match median(each) {
             Some(m) => println!(
-                "  {name:<34} {m:.2}{unit} ({}); target {target}: {}",
+                "  {name:<34} {}{unit} ({}); target {target}: {}",
+                fmt(m),
                 listed.join(", "),
                 verdict(meets(m))
             ),

@@ -201,17 +201,59 @@ fn print_medians(rounds: &[Figures]) {
         "over {} rounds (medians; each round's figures in order)",
         rounds.len()
     );
-    let line = |name: &str,
-                pick: &dyn Fn(&Figures) -> Option<f64>,
-                unit: &str,
-                target: &str,
-                meets: &dyn Fn(f64) -> bool| {
+    type Pick = fn(&Figures) -> Option<f64>;
+    type Meets = fn(f64) -> bool;
+    let lines: [(&str, Pick, &str, &str, Meets); 6] = [
+        (
+            "intake over REST",
+            |f| Some(f.intake_per_s),
+            " jobs/s",
+            ">= 2,000",
+            |m| m >= TARGET_INTAKE_PER_S,
+        ),
+        (
+            "upstream end -> recorded, p99",
+            |f| f.recorded_p99_ms,
+            " ms",
+            "<= 2 s",
+            |m| m <= TARGET_RECORDED_P99_MS,
+        ),
+        (
+            "job end -> notification, p99",
+            |f| f.notified_p99_ms,
+            " ms",
+            "<= 1 s",
+            |m| m <= TARGET_NOTIFIED_P99_MS,
+        ),
+        (
+            "upstream requests per job",
+            |f| Some(f.requests_per_job),
+            "",
+            "<= 2.1",
+            |m| m <= TARGET_REQUESTS_PER_JOB,
+        ),
+        (
+            "daemon peak RSS",
+            |f| f.peak_rss_mb,
+            " MB",
+            "<= 96 MB",
+            |m| m <= TARGET_PEAK_RSS_MB,
+        ),
+        (
+            "daemon CPU per 1,000 jobs",
+            |f| f.cpu_per_1k_s,
+            " s",
+            "<= 3 s",
+            |m| m <= TARGET_CPU_PER_1K_S,
+        ),
+    ];
+    // Whole numbers from 100 up, two decimals below (CPU seconds, requests per job).
+    let fmt = |v: f64| match v >= 100.0 {
+        true => format!("{v:.0}"),
+        false => format!("{v:.2}"),
+    };
+    for (name, pick, unit, target, meets) in lines {
         let each: Vec<f64> = rounds.iter().filter_map(pick).collect();
-        // Whole numbers from 100 up, two decimals below (CPU seconds, requests per job).
-        let fmt = |v: f64| match v >= 100.0 {
-            true => format!("{v:.0}"),
-            false => format!("{v:.2}"),
-        };
         let listed: Vec<String> = each.iter().map(|v| fmt(*v)).collect();
         match median(each) {
             Some(m) => println!(
@@ -222,49 +264,7 @@ fn print_medians(rounds: &[Figures]) {
             ),
             None => println!("  {name:<34} not measured"),
         }
-    };
-    line(
-        "intake over REST",
-        &|f| Some(f.intake_per_s),
-        " jobs/s",
-        ">= 2,000",
-        &|m| m >= TARGET_INTAKE_PER_S,
-    );
-    line(
-        "upstream end -> recorded, p99",
-        &|f| f.recorded_p99_ms,
-        " ms",
-        "<= 2 s",
-        &|m| m <= TARGET_RECORDED_P99_MS,
-    );
-    line(
-        "job end -> notification, p99",
-        &|f| f.notified_p99_ms,
-        " ms",
-        "<= 1 s",
-        &|m| m <= TARGET_NOTIFIED_P99_MS,
-    );
-    line(
-        "upstream requests per job",
-        &|f| Some(f.requests_per_job),
-        "",
-        "<= 2.1",
-        &|m| m <= TARGET_REQUESTS_PER_JOB,
-    );
-    line(
-        "daemon peak RSS",
-        &|f| f.peak_rss_mb,
-        " MB",
-        "<= 96 MB",
-        &|m| m <= TARGET_PEAK_RSS_MB,
-    );
-    line(
-        "daemon CPU per 1,000 jobs",
-        &|f| f.cpu_per_1k_s,
-        " s",
-        "<= 3 s",
-        &|m| m <= TARGET_CPU_PER_1K_S,
-    );
+    }
     let notified: Vec<String> = rounds
         .iter()
         .map(|f| format!("{} of {}", f.notified.0, f.notified.1))

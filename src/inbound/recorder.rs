@@ -515,19 +515,11 @@ mod tests {
     /// delivery and writes nothing for those booked later. Without a pace nothing is booked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_receiver_books_look_ups_of_responses_no_job_knows_at_the_pace() {
-        use crate::store::{LookPacer, named_response};
+        use crate::store::LookPacer;
+        use crate::store::delivery_tests::{hand_off_due, job_with};
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
-        let job = crate::job::JobId::generate();
-        sqlx::query(
-            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
-             created_at, updated_at, response_id) \
-             VALUES (?, 'n', 'gpt-5', 'in_progress', '{}', 'h', 'done', 1, 1, 'resp_ours')",
-        )
-        .bind(job.as_str())
-        .execute(&store.pool_for_tests())
-        .await
-        .unwrap();
+        let job = job_with(&store, Some("resp_ours")).await;
         // Not set yet: recorded unbooked, due when received.
         let now: i64 = 1_700_000_000_000;
         let early = event("wh_early", "response.completed", "resp_early", 0);
@@ -601,15 +593,7 @@ mod tests {
 
         // The hand-off: the burst looked up, the job handed its delivery, the others named
         // none; the 16 booked later are left as they are.
-        let due = store.unhandled_deliveries(now, 128, &[]).await.unwrap();
-        let named = due
-            .into_iter()
-            .map(|d| {
-                let id = named_response(&d.event_type, d.object_id.as_deref());
-                (d, id)
-            })
-            .collect();
-        let handed = store.hand_off_deliveries(named, now).await.unwrap();
+        let handed = hand_off_due(&store, now).await;
         // The one recorded before the pace was set is booked now, by the hand-off, after the
         // burst the receiver took.
         assert_eq!(handed.booked, 1);
@@ -657,29 +641,12 @@ mod tests {
 
         // A job's create answers with a response whose delivery came first and was booked
         // later: the delivery is due now, and the next hand-off gives it to the job.
-        let late = crate::job::JobId::generate();
-        sqlx::query(
-            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
-             created_at, updated_at) \
-             VALUES (?, 'late', 'gpt-5', 'pending', '{}', 'h', 'submitting', 1, 1)",
-        )
-        .bind(late.as_str())
-        .execute(&store.pool_for_tests())
-        .await
-        .unwrap();
+        let late = job_with(&store, None).await;
         let attached = store
             .attach_response(
                 &late,
                 &crate::job::ResponseId::parse("resp_next").unwrap(),
-                &crate::store::AttachContext {
-                    now: now + 30,
-                    first_poll_at: now + 30,
-                    poll_interval_ms: 1_000,
-                    kind: crate::store::EventKind::Submitted,
-                    how: "create",
-                    request_id: None,
-                    turn: None,
-                },
+                &crate::store::AttachContext::create_answered_at(now + 30),
             )
             .await
             .unwrap();
@@ -692,18 +659,7 @@ mod tests {
             [(0, now + 30)],
             "unbooked, due when the job learned its response"
         );
-        let due = store
-            .unhandled_deliveries(now + 30, 128, &[])
-            .await
-            .unwrap();
-        let named = due
-            .into_iter()
-            .map(|d| {
-                let id = named_response(&d.event_type, d.object_id.as_deref());
-                (d, id)
-            })
-            .collect();
-        let handed = store.hand_off_deliveries(named, now + 30).await.unwrap();
+        let handed = hand_off_due(&store, now + 30).await;
         assert!(
             handed
                 .look_up

@@ -974,7 +974,7 @@ fn mark_handled(webhook_id: &str, job_id: Option<&JobId>, now: i64) -> sql::Quer
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::{DeliveryRow, LookPacer};
     use crate::store::{Store, sql};
     use proptest::prelude::*;
@@ -999,6 +999,17 @@ mod tests {
 
     /// One hand-off pass at `now`: the webhook ids returned to be looked up now.
     async fn pass(store: &Store, now: i64) -> Vec<String> {
+        let handed = hand_off_due(store, now).await;
+        assert!(handed.given_up.is_empty());
+        handed
+            .look_up
+            .into_iter()
+            .map(|(d, _)| d.webhook_id)
+            .collect()
+    }
+
+    /// One hand-off of the deliveries due at `now` (a page of 128), as the ledger worker's.
+    pub(crate) async fn hand_off_due(store: &Store, now: i64) -> super::HandOff {
         let due = store.unhandled_deliveries(now, 128, &[]).await.unwrap();
         let named = due
             .into_iter()
@@ -1007,13 +1018,30 @@ mod tests {
                 (d, id)
             })
             .collect();
-        let handed = store.hand_off_deliveries(named, now).await.unwrap();
-        assert!(handed.given_up.is_empty());
-        handed
-            .look_up
-            .into_iter()
-            .map(|(d, _)| d.webhook_id)
-            .collect()
+        store.hand_off_deliveries(named, now).await.unwrap()
+    }
+
+    /// A job whose response is `response_id` (`in_progress`), or, with none, one whose create
+    /// is under way (`pending`).
+    pub(crate) async fn job_with(store: &Store, response_id: Option<&str>) -> crate::job::JobId {
+        let job = crate::job::JobId::generate();
+        let (status, submit_state) = match response_id {
+            Some(_) => ("in_progress", "done"),
+            None => ("pending", "submitting"),
+        };
+        sql::query(
+            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
+             created_at, updated_at, response_id) \
+             VALUES (?, 'n', 'gpt-5', ?, '{}', 'h', ?, 1, 1, ?)",
+        )
+        .bind(job.as_str())
+        .bind(status)
+        .bind(submit_state)
+        .bind(response_id)
+        .execute(&store.pool_for_tests())
+        .await
+        .unwrap();
+        job
     }
 
     /// `SELECT COUNT(*) FROM webhook_deliveries WHERE {filter}`, with `at` bound to its `?`.
@@ -1080,16 +1108,7 @@ mod tests {
         );
 
         // A job's response: its delivery, received after them, goes to the job at once.
-        let job = crate::job::JobId::generate();
-        sql::query(
-            "INSERT INTO jobs (id, name, model, status, spec, spec_hash, submit_state, \
-             created_at, updated_at, response_id) \
-             VALUES (?, 'n', 'gpt-5', 'in_progress', '{}', 'h', 'done', 1, 1, 'resp_ours')",
-        )
-        .bind(job.as_str())
-        .execute(&store.pool_for_tests())
-        .await
-        .unwrap();
+        let job = job_with(&store, Some("resp_ours")).await;
         receive(&store, &["resp_ours".to_string()], now + 100).await;
         assert!(pass(&store, now + 100).await.is_empty());
         let handed: Option<String> = sql::query_scalar(

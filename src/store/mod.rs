@@ -53,6 +53,9 @@ pub use artifacts::{ArtifactFile, ArtifactRow, NewArtifact};
 pub use attachments::{StaleUpload, UploadClaim};
 pub use budget::ModelUsage;
 pub use chains::{ChainContext, ChainMember, ConversationClaim, Settled};
+/// Helpers for tests outside the store that write deliveries and hand them off.
+#[cfg(test)]
+pub(crate) use deliveries::tests as delivery_tests;
 pub use deliveries::{
     DeliveryBatches, DeliveryRow, HandOff, LookPace, LookPacer, MAX_LOOKS, named_response,
 };

@@ -451,15 +451,7 @@ mod tests {
                 .attach_response(
                     &id,
                     &ResponseId::parse(&format!("resp_{n}")).unwrap(),
-                    &crate::store::AttachContext {
-                        now: created,
-                        first_poll_at: created,
-                        poll_interval_ms: 1_000,
-                        kind: crate::store::EventKind::Submitted,
-                        how: "create",
-                        request_id: None,
-                        turn: None,
-                    },
+                    &crate::store::AttachContext::create_answered_at(created),
                 )
                 .await
                 .unwrap();

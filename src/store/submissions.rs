@@ -86,6 +86,22 @@ pub struct AttachContext<'a> {
     pub turn: Option<i64>,
 }
 
+#[cfg(test)]
+impl AttachContext<'static> {
+    /// Our create's answer at `now` (first poll then, every second), in tests.
+    pub(crate) fn create_answered_at(now: i64) -> Self {
+        Self {
+            now,
+            first_poll_at: now,
+            poll_interval_ms: 1_000,
+            kind: EventKind::Submitted,
+            how: "create",
+            request_id: None,
+            turn: None,
+        }
+    }
+}
+
 /// One response to attach, owned (for the batch writer): [`AttachContext`] and the ids.
 #[derive(Debug, Clone)]
 pub struct AttachRequest {

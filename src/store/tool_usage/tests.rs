@@ -259,15 +259,7 @@ async fn the_final_observation_records_tool_usage() {
         .attach_response(
             &id,
             &ResponseId::parse("resp_1").unwrap(),
-            &crate::store::AttachContext {
-                now: 1,
-                first_poll_at: 1,
-                poll_interval_ms: 1000,
-                kind: crate::store::EventKind::Submitted,
-                how: "create",
-                request_id: None,
-                turn: None,
-            },
+            &crate::store::AttachContext::create_answered_at(1),
         )
         .await
         .unwrap();

@@ -348,11 +348,11 @@ impl DirectConn {
 
     /// Runs write transactions one after another on a blocking thread, in one hop: `next`
     /// gives each one's statements (`None`: no more), reading what it needs for them through
-    /// its [`Peek`] (outside the transaction, which begins after it), and `done` gets its rows once it has
-    /// committed, or its error once it was rolled back (a failed one ends the run). Each
-    /// begins with `BEGIN IMMEDIATE`, waiting there for another process's lock. Returns
-    /// `state`, and whether `next` or `done` panicked (what was under way is rolled back and
-    /// the run ends). If this future is dropped, the run ends after the transaction under
+    /// its [`Peek`] (outside the transaction, which begins after it), and `done` gets its rows
+    /// once it has committed, or its error once it was rolled back (a failed one ends the
+    /// run). Each begins with `BEGIN IMMEDIATE`, waiting there for another process's lock.
+    /// Returns `state`, and whether `next` or `done` panicked (what was under way is rolled
+    /// back and the run ends). If this future is dropped, the run ends after the transaction under
     /// way (it would otherwise go on without the writer's turn).
     pub(crate) async fn each_then_commit<S: Send + 'static>(
         &mut self,
@@ -420,12 +420,21 @@ impl DirectConn {
         args: &[AnyValueKind],
         one: bool,
     ) -> Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error> {
-        let started = Instant::now();
-        let conn = self.conn()?;
-        let out = run(conn, sql, args, one).map_err(to_sqlx);
-        warn_if_slow(sql, started.elapsed());
-        out?
+        run_timed(self.conn()?, sql, args, one)
     }
+}
+
+/// [`run`], with a warning if it was slow.
+fn run_timed(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[AnyValueKind],
+    one: bool,
+) -> Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error> {
+    let started = Instant::now();
+    let out = run(conn, sql, args, one).map_err(to_sqlx);
+    warn_if_slow(sql, started.elapsed());
+    out?
 }
 
 impl Drop for DirectConn {
@@ -454,10 +463,7 @@ impl Peek<'_> {
         query: super::sql::Query,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
         let (sql, args) = query.into_direct()?;
-        let started = Instant::now();
-        let out = run(self.0, &sql, &args, false).map_err(to_sqlx);
-        warn_if_slow(&sql, started.elapsed());
-        Ok(out??.0)
+        Ok(run_timed(self.0, &sql, &args, false)?.0)
     }
 }
 
